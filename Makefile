@@ -1,0 +1,49 @@
+# One place for every command the README and CI use. Each target installs what it needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_FLAGS := --disable-pip-version-check -q
+
+.PHONY: test check lint types pytest demo bench sandbox clean deps
+
+test: check
+
+check: lint types pytest
+
+deps: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+pytest: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+demo: deps
+	$(PY) -m devhost.demo
+
+bench: deps
+	$(PY) -m bench throttle --processes 1
+	$(PY) -m bench throttle --processes 3
+
+sandbox: deps
+	$(PY) -m sandbox --env-file .local/sandbox.env
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .local

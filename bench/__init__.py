@@ -1,0 +1,1 @@
+"""Benchmarks that print figures as JSON; never pass/fail tests."""

@@ -1,0 +1,125 @@
+"""Start Azurite's queue and table services (from node_modules) on free loopback ports, and stop them.
+
+Flags per the reference: in-memory persistence (nothing left on disk), --skipApiVersionCheck because
+azure-storage-queue 12.18 sends an x-ms-version newer than Azurite 3.35 knows, telemetry off.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from devhost.ports import free_port, wait_for_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The well-known development account key (public; Azurite accepts only it).
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@dataclass(frozen=True, slots=True)
+class AzuriteEndpoints:
+    """Where a running Azurite answers."""
+
+    host: str
+    queue_port: int
+    table_port: int
+
+    @property
+    def connection_string(self) -> str:
+        """An explicit connection string both QueueServiceClient and TableServiceClient accept."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"QueueEndpoint=http://{self.host}:{self.queue_port}/{ACCOUNT};"
+            f"TableEndpoint=http://{self.host}:{self.table_port}/{ACCOUNT};"
+        )
+
+
+class AzuriteNotInstalledError(RuntimeError):
+    """node_modules has no Azurite: run `npm ci` (make does it)."""
+
+
+class Azurite:
+    """Context manager owning two Azurite processes (queue, table)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self.endpoints: AzuriteEndpoints | None = None
+
+    def start(self, timeout: float = 60.0) -> AzuriteEndpoints:
+        """Start both services and wait until they accept connections."""
+        self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
+        queue_port, table_port = free_port(self._host), free_port(self._host)
+        self._spawn("queue", queue_port)
+        self._spawn("table", table_port)
+        for process, port in zip(self._processes, (queue_port, table_port), strict=True):
+            self._wait_until_listening(process, port, timeout)
+        self.endpoints = AzuriteEndpoints(self._host, queue_port, table_port)
+        return self.endpoints
+
+    def _spawn(self, service: str, port: int) -> None:
+        binary = REPO_ROOT / "node_modules" / ".bin" / f"azurite-{service}"
+        if not binary.exists() or shutil.which("node") is None:
+            raise AzuriteNotInstalledError(f"{binary} not found: run `npm ci` (make test does)")
+        workdir = self._workdir.name if self._workdir else None
+        command = [
+            str(binary),
+            f"--{service}Host",
+            self._host,
+            f"--{service}Port",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+        ]
+        self._processes.append(
+            subprocess.Popen(  # noqa: S603
+                command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        )
+
+    def _wait_until_listening(self, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+        try:
+            wait_for_port(self._host, port, timeout)
+        except TimeoutError:
+            self.stop()
+            raise
+        if process.poll() is not None:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            self.stop()
+            raise RuntimeError(f"Azurite exited with {process.returncode}: {error.strip()}")
+
+    def stop(self) -> None:
+        """Terminate the processes (kill after 10 s) and remove the work folder."""
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
+        self._processes.clear()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> AzuriteEndpoints:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

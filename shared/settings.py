@@ -1,0 +1,120 @@
+"""One typed settings object, read once from the environment (app settings / local.settings.json Values).
+
+Nothing else in the package reads os.environ. Groups follow the seams: storage, auth, bc.
+Environment variable names are the aliases below; defaults are visible here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import SettingsError
+
+BC_RESOURCE = "https://api.businesscentral.dynamics.com"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+
+class StorageSettings(_Group):
+    """Azure Storage used for jobs, leases and throttle state (connection string or identity-based URIs)."""
+
+    connection_string: str | None = Field(default=None, alias="JobsStorage")
+    queue_service_uri: str | None = Field(default=None, alias="JobsStorage__queueServiceUri")
+    table_service_uri: str | None = Field(default=None, alias="JobsStorage__tableServiceUri")
+    managed_identity_client_id: str | None = Field(default=None, alias="JobsStorage__clientId")
+    table_prefix: str = Field(default="bc", alias="BC_TABLE_PREFIX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,20}$")
+
+
+class AuthMode(StrEnum):
+    """How the integration obtains BC tokens."""
+
+    CLIENT_CREDENTIALS = "client_credentials"  # S2S: Microsoft's recommended mode for unattended integrations
+    DELEGATED = "delegated"  # auth code + PKCE once by an admin, then refresh-token rotation
+
+
+class AuthSettings(_Group):
+    """Entra ID app registration, Key Vault and refresh policy for one BC connection."""
+
+    mode: AuthMode = Field(default=AuthMode.CLIENT_CREDENTIALS, alias="BC_AUTH_MODE")
+    connection_name: str = Field(default="default", alias="BC_CONNECTION_NAME", pattern=r"^[a-z0-9-]{1,40}$")
+    tenant_id: str | None = Field(default=None, alias="BC_TENANT_ID")
+    client_id: str | None = Field(default=None, alias="BC_CLIENT_ID")
+    # In Azure this is a Key Vault reference (@Microsoft.KeyVault(...)); never a literal in code or infra.
+    client_secret: str | None = Field(default=None, alias="BC_CLIENT_SECRET", repr=False)
+    authority_host: str = Field(default="https://login.microsoftonline.com", alias="BC_AUTHORITY_HOST")
+    scope: str = Field(default=f"{BC_RESOURCE}/.default", alias="BC_SCOPE")
+    redirect_uri: str | None = Field(default=None, alias="BC_REDIRECT_URI")
+    key_vault_url: str | None = Field(default=None, alias="KEY_VAULT_URL")
+    # The SDK checks that the vault host ends with the challenge's resource host; the local sandbox
+    # serves the vault on 127.0.0.1, so local mode turns the check off. Leave it on in Azure.
+    key_vault_verify_challenge_resource: bool = Field(
+        default=True, alias="KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"
+    )
+    refresh_schedule: str = Field(default="0 0 * * * *", alias="BC_TOKEN_REFRESH_SCHEDULE")
+    reauth_webhook_url: str | None = Field(default=None, alias="BC_REAUTH_WEBHOOK_URL")
+
+
+class BcSettings(_Group):
+    """Business Central endpoint and the limits the throttle keeps under."""
+
+    api_base_url: str = Field(default=BC_RESOURCE, alias="BC_API_BASE_URL")
+    environment: str = Field(default="production", alias="BC_ENVIRONMENT")
+    company_id: str | None = Field(default=None, alias="BC_COMPANY_ID")
+    company_name: str | None = Field(default=None, alias="BC_COMPANY_NAME")
+    rate_limit_requests: int = Field(default=6000, alias="BC_RATE_LIMIT_REQUESTS", gt=0)
+    rate_limit_window_seconds: float = Field(default=300.0, alias="BC_RATE_LIMIT_WINDOW_SECONDS", gt=0)
+    rate_safety_margin: float = Field(default=0.05, alias="BC_RATE_SAFETY_MARGIN", ge=0, lt=1)
+    max_in_flight: int = Field(default=5, alias="BC_MAX_IN_FLIGHT", ge=1, le=5)
+    request_timeout_seconds: float = Field(default=60.0, alias="BC_REQUEST_TIMEOUT_SECONDS", gt=0)
+
+
+class LocalSettings(_Group):
+    """Local world only: the sandbox's CA. Unset in Azure, where the system trust store is used."""
+
+    ca_bundle: Path | None = Field(default=None, alias="LOCAL_CA_BUNDLE")
+
+
+class Settings(_Group):
+    """Everything the app reads from its environment."""
+
+    storage: StorageSettings
+    auth: AuthSettings
+    bc: BcSettings
+    local: LocalSettings
+
+
+_GROUPS: dict[str, type[_Group]] = {
+    "storage": StorageSettings,
+    "auth": AuthSettings,
+    "bc": BcSettings,
+    "local": LocalSettings,
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings; a bad or missing value raises SettingsError naming the variable."""
+    source = dict(os.environ if environ is None else environ)
+    # Empty strings mean "not set" (app settings cannot hold None).
+    source = {key: value for key, value in source.items() if value != ""}
+    try:
+        groups = {name: model.model_validate(source) for name, model in _GROUPS.items()}
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+    return Settings.model_validate(groups)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once at cold start."""
+    return load_settings()

@@ -1,0 +1,41 @@
+"""The seam between token lifecycle (shared/auth) and its consumers (shared/bc, shared/jobs).
+
+shared/auth implements TokenProvider; shared/bc only ever sees this Protocol and AccessToken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+DEFAULT_MIN_VALIDITY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A bearer token and when it dies. The value never appears in repr, logs or errors."""
+
+    value: str = field(repr=False)
+    expires_on: datetime
+
+    def remaining(self, now: datetime | None = None) -> timedelta:
+        """How long the token stays valid from now (negative once expired)."""
+        return self.expires_on - (now or datetime.now(UTC))
+
+    def valid_for(self, duration: timedelta, now: datetime | None = None) -> bool:
+        """True when the token outlives `duration` from now."""
+        return self.remaining(now) > duration
+
+
+class TokenProvider(Protocol):
+    """Hands out BC bearer tokens; implemented by shared.auth.TokenManager."""
+
+    async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
+        """A token valid for at least `min_validity`, refreshing first if the current one is too short-lived."""
+        ...
+
+    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+        """A new token. With `rejected` (a token BC answered 401 to): if a newer token than that one is
+        already available, return it instead of refreshing again (several callers hit the same 401)."""
+        ...

@@ -1,0 +1,1 @@
+"""Thin Azure Functions Blueprints: parse input, call one service function, map the result or error."""
