@@ -1,0 +1,51 @@
+// Storage for the host (timer locks, deployment package) and the app (job queue, job/lease/throttle tables).
+// Shared-key access is off: the app reaches it with its managed identity only.
+param name string
+param location string
+param tags object
+
+var deploymentContainerName = 'app-package-${take(name, 32)}'
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+// The poison queue is created here too so alerts and the poison handler work before the first failure.
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queueName in ['bc-jobs', 'bc-jobs-poison']: {
+    parent: queueService
+    name: queueName
+  }
+]
+
+output name string = account.name
+output deploymentContainerName string = deploymentContainerName
+output blobEndpoint string = account.properties.primaryEndpoints.blob
+output queueEndpoint string = account.properties.primaryEndpoints.queue
+output tableEndpoint string = account.properties.primaryEndpoints.table
