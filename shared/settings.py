@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -59,7 +60,19 @@ class AuthSettings(_Group):
         default=True, alias="KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"
     )
     refresh_schedule: str = Field(default="0 0 * * * *", alias="BC_TOKEN_REFRESH_SCHEDULE")
-    reauth_webhook_url: str | None = Field(default=None, alias="BC_REAUTH_WEBHOOK_URL")
+    reauth_webhook_url: str | None = Field(default=None, alias="BC_REAUTH_WEBHOOK_URL", repr=False)
+    # Certificate instead of a secret (client credentials or delegated): a PFX path, e.g. one App Service
+    # loads from Key Vault (WEBSITE_LOAD_CERTIFICATES). Takes precedence over BC_CLIENT_SECRET when set.
+    client_certificate_path: Path | None = Field(default=None, alias="BC_CLIENT_CERTIFICATE_PATH")
+    client_certificate_password: str | None = Field(
+        default=None, alias="BC_CLIENT_CERTIFICATE_PASSWORD", repr=False
+    )
+    # How the app authenticates to Key Vault: managed_identity (Azure; the user-assigned identity named by
+    # JobsStorage__clientId, else the system identity) or client_secret (the BC app registration, used
+    # against the local sandbox). Unset: client_secret when LOCAL_CA_BUNDLE is set, else managed_identity.
+    key_vault_credential: Literal["managed_identity", "client_secret"] | None = Field(
+        default=None, alias="KEY_VAULT_CREDENTIAL"
+    )
 
 
 class BcSettings(_Group):
