@@ -1,0 +1,90 @@
+"""python -m devhost --port N [--app function_app:app] [--settings local.settings.json] [--host-json host.json]
+
+Runs the app like `func start` would: HTTP under /api, timers, queue triggers on Azurite. Stops cleanly on
+SIGINT/SIGTERM (in-flight invocations finish first). Exit code 0 after a clean stop, 1 on a startup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from devhost.catalog import load_app
+from devhost.environment import (
+    EnvironmentOverlay,
+    local_http_port,
+    merge_settings,
+    process_environment,
+    read_local_settings,
+)
+from devhost.errors import DevHostError
+from devhost.host import DevHost
+from devhost.hostconfig import load_host_config
+from devhost.logs import configure_logging
+
+_log = logging.getLogger("devhost")
+DEFAULT_PORT = 7071  # Core Tools' default
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--port", type=int, default=None, help="HTTP port (default: Host.LocalHttpPort or 7071; 0 = any)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
+    parser.add_argument(
+        "--settings", type=Path, default=Path("local.settings.json"), help="Core Tools settings file"
+    )
+    parser.add_argument("--host-json", type=Path, default=Path("host.json"), help="host.json to honour")
+    parser.add_argument("--log-format", choices=["json", "text"], default="json")
+    parser.add_argument(
+        "--shutdown-grace", type=float, default=30.0, help="seconds in-flight work may take at stop"
+    )
+    return parser.parse_args(argv)
+
+
+def _stop_on_signals(host: DevHost) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        del frame
+        _log.info("Received %s, shutting down", signal.Signals(signum).name)
+        host.request_stop()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run devhost until a signal arrives; returns the exit code."""
+    args = _arguments(argv)
+    configure_logging(args.log_format)
+    try:
+        settings = merge_settings(read_local_settings(args.settings), process_environment())
+        EnvironmentOverlay(settings).apply()  # before the import: the app may read settings at import time
+        app = load_app(args.app)
+        port = args.port if args.port is not None else (local_http_port(args.settings) or DEFAULT_PORT)
+        host = DevHost(
+            app,
+            settings,
+            host_config=load_host_config(args.host_json),
+            host=args.host,
+            port=port,
+            shutdown_grace=args.shutdown_grace,
+        )
+        _stop_on_signals(host)
+        host.start()
+    except DevHostError as exc:
+        _log.error("devhost could not start: %s", exc)
+        return 1
+    while not host.wait(timeout=0.5):
+        pass
+    return 1 if host.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

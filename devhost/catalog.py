@@ -1,0 +1,252 @@
+"""What the app declares, as devhost serves it: one frozen spec per function, built once from get_functions().
+
+Functions devhost cannot serve (unknown trigger or binding, unresolved %SETTING%, bad route or schedule) are
+reported as problems and skipped, the way the host keeps running with a function "in error".
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+import azure.functions as func
+from azure.functions.decorators.function_app import Function
+
+from devhost.auth import AuthLevel
+from devhost.errors import ConfigError, DevHostError
+from devhost.expressions import resolve_settings
+from devhost.hostconfig import parse_timespan
+from devhost.routing import RouteTemplate, compile_route
+from devhost.schedule import CronSchedule, IntervalSchedule, parse_schedule
+from devhost.storage import connection_string
+
+# get_functions() may be called only once per FunctionApp (reference §0.5, [ran]); keep the result per app.
+# Binding.direction holds the int value of decorators.core.BindingDirection (IN=0, OUT=1, INOUT=2).
+_DIRECTIONS = {0: "input", 1: "output", 2: "inout"}
+_OUT = 1
+_FUNCTIONS: weakref.WeakKeyDictionary[func.FunctionApp, tuple[Function, ...]] = weakref.WeakKeyDictionary()
+
+
+def functions_of(app: func.FunctionApp) -> tuple[Function, ...]:
+    """app.get_functions(), called at most once per app object."""
+    if app not in _FUNCTIONS:
+        _FUNCTIONS[app] = tuple(app.get_functions())
+    return _FUNCTIONS[app]
+
+
+def load_app(reference: str) -> func.FunctionApp:
+    """Import "module:attribute" (default attribute `app`) and check that it is a FunctionApp."""
+    module_name, _, attribute = reference.partition(":")
+    try:
+        app = getattr(importlib.import_module(module_name), attribute or "app")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load the app {reference!r}: {exc}") from exc
+    if not isinstance(app, func.FunctionApp):
+        raise ConfigError(f"{reference!r} is a {type(app).__name__}, not an azure.functions.FunctionApp")
+    return app
+
+
+@dataclass(frozen=True, slots=True)
+class OutputBinding:
+    """A queue or table output binding, with its target resolved."""
+
+    name: str
+    kind: Literal["queue", "table"]
+    target: str
+    connection: str = field(repr=False)  # a connection string: holds the account key
+    partition_key: str | None = None
+    row_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """@app.retry: fixed_delay or exponential_backoff (the host applies it to timer triggers here)."""
+
+    max_retry_count: int
+    delay: timedelta
+    maximum: timedelta | None = None  # exponential_backoff only: delay doubles up to this
+
+    def delay_before(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1-based)."""
+        base = self.delay.total_seconds()
+        if self.maximum is None:
+            return base
+        return float(min(base * 2 ** (retry - 1), self.maximum.total_seconds()))
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """How to call one function: its callable, trigger parameter, outputs and extras."""
+
+    name: str
+    user_function: Callable[..., Any] = field(repr=False)
+    is_async: bool
+    trigger_arg: str
+    outputs: tuple[OutputBinding, ...] = ()
+    wants_context: bool = False
+    retry: RetryPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFunction:
+    """An HTTP-triggered function."""
+
+    spec: FunctionSpec
+    route: RouteTemplate
+    methods: frozenset[str] | None
+    auth_level: AuthLevel
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFunction:
+    """A timer-triggered function."""
+
+    spec: FunctionSpec
+    expression: str
+    schedule: CronSchedule | IntervalSchedule
+    run_on_startup: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFunction:
+    """A queue-triggered function."""
+
+    spec: FunctionSpec
+    queue_name: str
+    connection: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionProblem:
+    """A function devhost skips, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Everything devhost serves, plus what it skipped."""
+
+    http: tuple[HttpFunction, ...] = ()
+    timers: tuple[TimerFunction, ...] = ()
+    queues: tuple[QueueFunction, ...] = ()
+    problems: tuple[FunctionProblem, ...] = ()
+    disabled: tuple[str, ...] = ()
+
+
+def _retry_policy(function: Function) -> RetryPolicy | None:
+    settings = function.get_settings_dict("retry_policy")
+    if not settings:
+        return None
+    count = int(settings["max_retry_count"])
+    if settings["strategy"] == "fixed_delay":
+        return RetryPolicy(count, parse_timespan(settings["delay_interval"]))
+    return RetryPolicy(
+        count, parse_timespan(settings["minimum_interval"]), parse_timespan(settings["maximum_interval"])
+    )
+
+
+def _output(binding: Any, settings: Mapping[str, str]) -> OutputBinding:
+    connection = connection_string(getattr(binding, "connection", None), settings)
+    if binding.type == "queue":
+        return OutputBinding(
+            binding.name, "queue", resolve_settings(binding.queue_name, settings), connection
+        )
+    return OutputBinding(
+        binding.name,
+        "table",
+        resolve_settings(binding.table_name, settings),
+        connection,
+        binding.partition_key and resolve_settings(binding.partition_key, settings),
+        binding.row_key and resolve_settings(binding.row_key, settings),
+    )
+
+
+def _spec(function: Function, settings: Mapping[str, str]) -> FunctionSpec:
+    trigger: Any = function.get_trigger()
+    name = function.get_function_name() or ""
+    user_function = function.get_user_function()
+    parameters = inspect.signature(user_function).parameters
+    outputs = []
+    for binding in function.get_bindings():
+        if binding is trigger or (binding.type == "http" and binding.direction == _OUT):
+            continue
+        if binding.direction == _OUT and binding.type in ("queue", "table"):
+            outputs.append(_output(binding, settings))
+        else:
+            direction = _DIRECTIONS.get(binding.direction, "?")
+            raise DevHostError(f"devhost does not support {direction} binding type {binding.type!r}")
+    missing = [n for n in [trigger.name, *(o.name for o in outputs)] if n not in parameters]
+    if missing:
+        raise DevHostError(f"bindings {missing} have no parameter of that name in {name}()")
+    return FunctionSpec(
+        name=name,
+        user_function=user_function,
+        is_async=inspect.iscoroutinefunction(user_function),
+        trigger_arg=trigger.name,
+        outputs=tuple(outputs),
+        wants_context="context" in parameters,
+        retry=_retry_policy(function),
+    )
+
+
+def _http(function: Function, spec: FunctionSpec) -> HttpFunction:
+    trigger: Any = function.get_trigger()
+    methods = frozenset(str(m.value if hasattr(m, "value") else m).upper() for m in trigger.methods or ())
+    level = trigger.auth_level
+    return HttpFunction(
+        spec,
+        compile_route(trigger.route or spec.name),
+        methods or None,
+        AuthLevel(str(level.value if hasattr(level, "value") else level or "function").lower()),
+    )
+
+
+def _timer(function: Function, spec: FunctionSpec, settings: Mapping[str, str]) -> TimerFunction:
+    trigger: Any = function.get_trigger()
+    expression = resolve_settings(trigger.schedule, settings)
+    return TimerFunction(spec, expression, parse_schedule(expression), bool(trigger.run_on_startup))
+
+
+def _queue(function: Function, spec: FunctionSpec, settings: Mapping[str, str]) -> QueueFunction:
+    trigger: Any = function.get_trigger()
+    queue_name = resolve_settings(trigger.queue_name, settings)
+    return QueueFunction(spec, queue_name, connection_string(trigger.connection, settings))
+
+
+def _is_disabled(name: str, settings: Mapping[str, str]) -> bool:
+    return settings.get(f"AzureWebJobs.{name}.Disabled", "").lower() in ("true", "1")
+
+
+def build_catalog(functions: Sequence[Function], settings: Mapping[str, str]) -> Catalog:
+    """Sort the app's functions by trigger; collect problems instead of failing the whole app."""
+    http: list[HttpFunction] = []
+    timers: list[TimerFunction] = []
+    queues: list[QueueFunction] = []
+    problems: list[FunctionProblem] = []
+    disabled: list[str] = []
+    for function in functions:
+        name = function.get_function_name() or "?"
+        if _is_disabled(name, settings):
+            disabled.append(name)
+            continue
+        trigger_type = getattr(function.get_trigger(), "type", None)
+        try:
+            spec = _spec(function, settings)
+            if trigger_type == "httpTrigger":
+                http.append(_http(function, spec))
+            elif trigger_type == "timerTrigger":
+                timers.append(_timer(function, spec, settings))
+            elif trigger_type == "queueTrigger":
+                queues.append(_queue(function, spec, settings))
+            else:
+                raise DevHostError(f"devhost does not support trigger type {trigger_type!r}")
+        except DevHostError as exc:
+            problems.append(FunctionProblem(name, str(exc)))
+    return Catalog(tuple(http), tuple(timers), tuple(queues), tuple(problems), tuple(disabled))

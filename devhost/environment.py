@@ -1,0 +1,85 @@
+"""App settings for the local run: local.settings.json Values plus the process environment (environment wins).
+
+devhost is the host, so it is the one place that reads and sets os.environ: it exposes the merged settings to
+the app as environment variables, as the Functions host does with app settings, and restores them on stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from devhost.errors import ConfigError
+
+
+def _read(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def local_http_port(path: Path) -> int | None:
+    """Host.LocalHttpPort of a local.settings.json (Core Tools' port setting), if there is one."""
+    if not path.exists():
+        return None
+    host = _read(path).get("Host")
+    port = host.get("LocalHttpPort") if isinstance(host, dict) else None
+    return int(port) if port is not None else None
+
+
+def read_local_settings(path: Path) -> dict[str, str]:
+    """The Values of a local.settings.json (Core Tools' format); a missing file gives no values."""
+    if not path.exists():
+        return {}
+    data = _read(path)
+    if data.get("IsEncrypted"):
+        raise ConfigError(f"{path} is encrypted (IsEncrypted=true); devhost reads plain Values only")
+    values = data.get("Values", {})
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: Values must be an object")
+    bad = sorted(key for key, value in values.items() if not isinstance(value, str))
+    if bad:
+        # Core Tools refuses non-string values too: app settings are strings.
+        raise ConfigError(f"{path}: Values must be strings; not: {', '.join(bad)}")
+    return dict(values)
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of the process environment."""
+    return dict(os.environ)
+
+
+def merge_settings(file_values: Mapping[str, str], environment: Mapping[str, str]) -> dict[str, str]:
+    """File values overridden by the environment, as Core Tools does."""
+    return {**file_values, **environment}
+
+
+class EnvironmentOverlay:
+    """Sets settings as environment variables for the process and puts the previous values back on restore."""
+
+    def __init__(self, settings: Mapping[str, str]) -> None:
+        self._settings = dict(settings)
+        self._previous: dict[str, str | None] = {}
+
+    def apply(self) -> None:
+        """Export every setting whose value differs from the current environment."""
+        for name, value in self._settings.items():
+            current = os.environ.get(name)
+            if current != value:
+                self._previous.setdefault(name, current)
+                os.environ[name] = value
+
+    def restore(self) -> None:
+        """Undo apply(): remove added variables and restore overwritten ones."""
+        for name, value in self._previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._previous.clear()

@@ -1,0 +1,26 @@
+"""Errors devhost raises on purpose.
+
+IntegrationError (shared.errors)
+ └── DevHostError            devhost could not load or run the app
+      ├── ConfigError        host.json, local.settings.json, a %SETTING% or a connection is missing or malformed
+      ├── FunctionLoadError  one function cannot be served (unsupported binding, bad route or schedule)
+      └── StartupError       the host did not come up (port taken, app failed to import, thread died)
+"""
+
+from shared.errors import IntegrationError
+
+
+class DevHostError(IntegrationError):
+    """Root of devhost's own errors."""
+
+
+class ConfigError(DevHostError):
+    """A configuration file, setting or connection is missing or malformed."""
+
+
+class FunctionLoadError(DevHostError):
+    """A function uses something devhost cannot serve; the host skips it, like a function in error."""
+
+
+class StartupError(DevHostError):
+    """The host failed to start."""

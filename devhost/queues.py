@@ -1,0 +1,205 @@
+"""Queue triggers on Azure Storage queues (Azurite locally), with host.json extensions.queues semantics.
+
+- Fetch up to batchSize messages; fetch again once in-flight invocations drop to newBatchThreshold, so at
+  most batchSize + newBatchThreshold run at once per function (learn …/functions-bindings-storage-queue).
+- Bodies are base64-decoded when messageEncoding is base64; a body that does not decode counts as a failed
+  try, so it ends in poison like on the host (reference §0.3).
+- Success deletes the message. A failure with dequeue_count < maxDequeueCount makes it visible again after
+  visibilityTimeout; at maxDequeueCount it is copied unchanged to `<queue>-poison` (created if missing) and
+  deleted (WebJobs QueueProcessor.CompleteProcessingMessageAsync). A message already received more than
+  maxDequeueCount times (e.g. the host died mid-run) goes to poison without a run.
+- Idle polling backs off exponentially with jitter from 100 ms up to maxPollingInterval; a message devhost
+  itself enqueued wakes the listener at once (the host's shared queue watcher does the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import random
+from collections import defaultdict
+
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.functions.queue import QueueMessage as FunctionQueueMessage
+from azure.storage.queue import QueueMessage
+from azure.storage.queue.aio import QueueClient
+
+from devhost.catalog import QueueFunction
+from devhost.hostconfig import QueueOptions
+from devhost.invoker import Invoker
+from devhost.storage import StorageClients
+from devhost.waiting import wait_any
+
+_log = logging.getLogger("devhost.queue")
+MIN_POLLING_INTERVAL = 0.1
+# While a message runs it stays invisible to other receivers; the host leases for 10 minutes and renews.
+# devhost leases once for this long and does not renew (longer runs may be delivered twice).
+MESSAGE_LEASE_SECONDS = 600
+
+
+class MessageDecodeError(ValueError):
+    """A queue message body is not valid for the configured messageEncoding."""
+
+
+def decode_body(content: str, encoding: str) -> bytes:
+    """The message body the function sees: base64-decoded when messageEncoding is base64."""
+    if encoding != "base64":
+        return content.encode("utf-8")
+    try:
+        return base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MessageDecodeError("message is not valid base64 (messageEncoding is base64)") from exc
+
+
+def polling_delay(idle_polls: int, maximum: float, jitter: float) -> float:
+    """Seconds to wait after `idle_polls` empty polls in a row: 0.1 s doubling, +-20 % jitter, capped."""
+    base: float = MIN_POLLING_INTERVAL * 2.0 ** min(idle_polls, 30)
+    return min(base * (0.8 + 0.4 * jitter), maximum)
+
+
+def function_message(message: QueueMessage, body: bytes) -> FunctionQueueMessage:
+    """The azure.functions QueueMessage (with dequeue_count and times) the worker passes."""
+    return FunctionQueueMessage(
+        id=message.id,
+        body=body,
+        dequeue_count=message.dequeue_count,
+        expiration_time=message.expires_on,
+        insertion_time=message.inserted_on,
+        time_next_visible=message.next_visible_on,
+        pop_receipt=message.pop_receipt,
+    )
+
+
+class QueueWatcher:
+    """Lets output bindings wake the listeners of a queue devhost just wrote to."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[asyncio.Event]] = defaultdict(list)
+
+    def watch(self, queue_name: str) -> asyncio.Event:
+        """An event set whenever devhost enqueues to queue_name."""
+        event = asyncio.Event()
+        self._events[queue_name.lower()].append(event)
+        return event
+
+    def notify(self, queue_name: str) -> None:
+        """Wake every listener of queue_name."""
+        for event in self._events.get(queue_name.lower(), []):
+            event.set()
+
+
+class QueueListener:
+    """Polls one queue for one function until stopping is set, then lets in-flight messages finish."""
+
+    def __init__(
+        self,
+        function: QueueFunction,
+        storage: StorageClients,
+        invoker: Invoker,
+        options: QueueOptions,
+        watcher: QueueWatcher,
+    ) -> None:
+        self._function = function
+        self._storage = storage
+        self._invoker = invoker
+        self._options = options
+        self._wake = watcher.watch(function.queue_name)
+        self._slot_freed = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Poll, dispatch and back off; returns when stopped and every started message is settled."""
+        client = await self._storage.queue(self._function.connection, self._function.queue_name)
+        idle_polls = 0
+        while not stopping.is_set():
+            if len(self._in_flight) > self._options.new_batch_threshold:
+                self._slot_freed.clear()
+                await wait_any(stopping, self._slot_freed)
+                continue
+            messages = await self._receive(client)
+            for message in messages:
+                self._start(client, message)
+            if messages:
+                idle_polls = 0
+                continue
+            self._wake.clear()
+            maximum = self._options.max_polling_interval.total_seconds()
+            jitter = random.random()  # noqa: S311 - spreads polls, not security
+            if await wait_any(stopping, self._wake, within=polling_delay(idle_polls, maximum, jitter)):
+                idle_polls = 0
+            else:
+                idle_polls += 1
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight)
+
+    async def _receive(self, client: QueueClient) -> list[QueueMessage]:
+        batch = self._options.batch_size
+        try:
+            pages = client.receive_messages(
+                messages_per_page=batch, max_messages=batch, visibility_timeout=MESSAGE_LEASE_SECONDS
+            )
+            return [message async for message in pages]
+        except AzureError as exc:
+            _log.warning("Polling %s failed: %s", self._function.queue_name, exc)
+            return []
+
+    def _start(self, client: QueueClient, message: QueueMessage) -> None:
+        task = asyncio.create_task(self._process(client, message))
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
+
+    async def _process(self, client: QueueClient, message: QueueMessage) -> None:
+        limit = self._options.max_dequeue_count
+        if message.dequeue_count is not None and message.dequeue_count > limit:
+            await self._to_poison(client, message)
+            return
+        succeeded = await self._run(message)
+        try:
+            if succeeded:
+                await client.delete_message(message)
+            elif (message.dequeue_count or 0) >= limit:
+                await self._to_poison(client, message)
+            else:
+                visibility = int(self._options.visibility_timeout.total_seconds())
+                await client.update_message(message, visibility_timeout=visibility)
+        except (ResourceNotFoundError, HttpResponseError) as exc:
+            # As the host: a message someone else took over (pop receipt mismatch) or deleted is left alone.
+            _log.warning("Could not settle message %s on %s: %s", message.id, self._function.queue_name, exc)
+
+    async def _run(self, message: QueueMessage) -> bool:
+        details = {
+            "queue": self._function.queue_name,
+            "message_id": message.id,
+            "dequeue_count": message.dequeue_count,
+        }
+        try:
+            body = decode_body(message.content, self._options.message_encoding)
+        except MessageDecodeError as exc:
+            _log.error(
+                "Message %s on %s: %s", message.id, self._function.queue_name, exc, extra={"fields": details}
+            )
+            return False
+        result = await self._invoker.invoke(
+            self._function.spec, function_message(message, body), reason="queue", details=details
+        )
+        return result.succeeded
+
+    async def _to_poison(self, client: QueueClient, message: QueueMessage) -> None:
+        poison_name = f"{self._function.queue_name}-poison"
+        _log.warning(
+            "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
+            self._options.max_dequeue_count,
+            poison_name,
+            extra={
+                "fields": {"event": "poison", "queue": self._function.queue_name, "message_id": message.id}
+            },
+        )
+        poison = await self._storage.queue(self._function.connection, poison_name)
+        await poison.send_message(message.content)  # the stored text as is: still base64 when it was
+        await client.delete_message(message)
