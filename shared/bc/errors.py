@@ -1,0 +1,151 @@
+"""Errors of the Business Central client. Messages are safe to log: never a token, never a request body.
+
+IntegrationError (shared.errors)
+ └── BusinessCentralError                 anything a BC call can fail with; keeps status, BC code, correlation ids
+      ├── ThrottledError                  429: the identity's rate or queue limit was hit          retriable
+      ├── ServiceUnavailableError         502/503 or the connection failed before an answer        retriable
+      ├── RequestTimeoutError             408/504 or no answer within the client timeout           retriable
+      ├── ServerError                     500 and other 5xx (e.g. Internal_ServerError)             retriable
+      ├── ConflictError                   409: e.g. Internal_EntityWithSameKeyExists
+      │    └── EntityChangedError         409 Request_EntityChanged / 412: the ETag is stale; re-read first
+      ├── RequestValidationError          400/405/413/415/422...: BC refused the request (code + message)
+      ├── NotFoundError                   404: no such entity, company or endpoint
+      │    └── CompanyNotFoundError       the configured company does not exist in the environment
+      ├── AuthenticationError             401 even after one token refresh
+      ├── AuthorizationError              403: the identity lacks permissions
+      ├── UnexpectedResponseError         an answer the client cannot use (bad JSON, unknown status)
+      │    └── UnsafeNextLinkError        @odata.nextLink points away from the configured BC host
+      ├── BatchError                      a $batch request cannot be built as asked
+      └── ThrottleStorageError            the throttle's coordination storage failed (handled inside the
+           │                              throttle: it falls back to a conservative local share)
+           └── StaleCoordinationStateError  a compare-and-swap lost a race (another process wrote first)
+
+`retriable` says whether the same call may succeed later without changing it; `retry_after` (seconds) is the
+server's Retry-After when it sent one; `request_sent` is False only when the request surely never reached
+BC (connect failure), which makes even a non-idempotent call safe to repeat. The job layer re-enqueues retriable failures honouring `retry_after`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from shared.errors import IntegrationError
+from shared.redaction import redact
+
+
+@dataclass(frozen=True, slots=True)
+class Correlation:
+    """The ids that let BC support find a request: ours (client-request-id) and the ones BC answered with."""
+
+    client_request_id: str
+    request_id: str | None = None
+    ms_correlation_x: str | None = None
+
+
+class BusinessCentralError(IntegrationError):
+    """Root of the BC client's errors."""
+
+    retriable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        correlation: Correlation | None = None,
+        retry_after: float | None = None,
+        request_sent: bool = True,
+    ) -> None:
+        self.message = redact(message)
+        self.request_sent = request_sent
+        self.status = status
+        self.code = code
+        self.correlation = correlation
+        self.retry_after = retry_after
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = [self.message]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.correlation is not None:
+            parts.append(f"client-request-id={self.correlation.client_request_id}")
+        if self.retry_after is not None:
+            parts.append(f"retry_after={self.retry_after:g}s")
+        return " ".join(parts)
+
+
+class ThrottledError(BusinessCentralError):
+    """BC answered 429: too many requests for this identity."""
+
+    retriable = True
+
+
+class ServiceUnavailableError(BusinessCentralError):
+    """BC answered 502/503, or the connection failed before an answer came."""
+
+    retriable = True
+
+
+class RequestTimeoutError(BusinessCentralError):
+    """BC answered 408/504, or no answer came in time (the request may or may not have been processed)."""
+
+    retriable = True
+
+
+class ServerError(BusinessCentralError):
+    """BC failed internally (500 or an unlisted 5xx)."""
+
+    retriable = True
+
+
+class ConflictError(BusinessCentralError):
+    """BC refused a write that conflicts with existing data (409)."""
+
+
+class EntityChangedError(ConflictError):
+    """The ETag sent in If-Match is stale: someone changed the record since it was read."""
+
+
+class RequestValidationError(BusinessCentralError):
+    """BC refused the request as invalid; `code` and `message` say why (e.g. Application_FieldValidationException)."""
+
+
+class NotFoundError(BusinessCentralError):
+    """The entity, company or endpoint does not exist."""
+
+
+class CompanyNotFoundError(NotFoundError):
+    """No company with the configured id or name exists in the environment."""
+
+
+class AuthenticationError(BusinessCentralError):
+    """BC rejected the bearer token even after one refresh."""
+
+
+class AuthorizationError(BusinessCentralError):
+    """The identity is authenticated but not allowed to do this (403)."""
+
+
+class UnexpectedResponseError(BusinessCentralError):
+    """BC answered something the client cannot interpret."""
+
+
+class UnsafeNextLinkError(UnexpectedResponseError):
+    """A next-page link points to another host; following it would send the bearer token there."""
+
+
+class BatchError(BusinessCentralError):
+    """A $batch cannot be sent as asked (e.g. an atomic batch longer than one request allows)."""
+
+
+class ThrottleStorageError(BusinessCentralError):
+    """The throttle's coordination storage could not be read or written."""
+
+
+class StaleCoordinationStateError(ThrottleStorageError):
+    """A compare-and-swap on the coordination row lost a race (another process wrote first)."""

@@ -1,0 +1,105 @@
+"""Every retry, pause and backoff number of the BC client, in one place.
+
+In-call retries are only for brief transient failures: a 429/503 whose Retry-After is at most
+`max_inline_wait_seconds`, a connection failure, a timeout of an idempotent request, all inside a total
+waiting budget well below a Functions invocation's time. Anything longer is raised unchanged (with
+`retry_after`) so the job layer re-enqueues with a visibility delay instead of paying for a sleeping function.
+
+A non-idempotent request (POST, PATCH) is repeated only when BC surely did not process it: 429 (refused by the
+throttling gate), 503 (BC's queue timeout or maintenance, bc-facts §1c) or a connection that never opened.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from shared.bc.errors import BusinessCentralError, ServiceUnavailableError, ThrottledError
+
+# MSAL caps a server-requested delay at one hour (throttled_http_client.py::RetryAfterParser); so do we.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+_JITTER = random.Random()  # noqa: S311 -- backoff jitter, not security
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a BC call is retried in-call, and how long a throttling answer pauses every instance."""
+
+    max_attempts: int = 3
+    # Total in-call waiting across attempts.
+    budget_seconds: float = 8.0
+    # A Retry-After above this is not waited for in-call: the error goes to the job layer.
+    max_inline_wait_seconds: float = 4.0
+    backoff_initial_seconds: float = 0.25
+    backoff_max_seconds: float = 2.0
+    # Share of each backoff delay that is randomised (0 = none, 1 = "full jitter").
+    jitter: float = 0.5
+    # A 429/503 without Retry-After (BC does not document one on 429, bc-facts §1c) still pauses everyone.
+    default_pause_seconds: float = 2.0
+
+    def next_delay(
+        self,
+        error: BusinessCentralError,
+        *,
+        attempt: int,
+        waited: float,
+        idempotent: bool,
+        rng: random.Random | None = None,
+    ) -> float | None:
+        """Seconds to wait before attempt `attempt + 1`, or None to raise `error` now."""
+        if not error.retriable or attempt >= self.max_attempts:
+            return None
+        if not idempotent and not _surely_unprocessed(error):
+            return None
+        if error.retry_after is not None:
+            if error.retry_after > self.max_inline_wait_seconds:
+                return None
+            delay = error.retry_after
+        else:
+            delay = self.backoff(attempt, rng)
+        if waited + delay > self.budget_seconds:
+            return None
+        return delay
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Exponential backoff after failure `attempt` (1-based): initial * 2**(attempt-1), capped, jittered down."""
+        nominal = min(self.backoff_max_seconds, self.backoff_initial_seconds * 2.0 ** max(0, attempt - 1))
+        generator = rng if rng is not None else _JITTER
+        return nominal * (1.0 - self.jitter * generator.random())
+
+    def pause_for(self, error: BusinessCentralError) -> float | None:
+        """How long every instance pauses after `error`, or None when it says nothing about BC's load."""
+        if isinstance(error, ThrottledError) or (
+            isinstance(error, ServiceUnavailableError) and error.status in (502, 503)
+        ):
+            return error.retry_after if error.retry_after is not None else self.default_pause_seconds
+        return None
+
+
+def _surely_unprocessed(error: BusinessCentralError) -> bool:
+    return isinstance(error, ThrottledError) or error.status == 503 or not error.request_sent
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date, RFC 9110 §10.2.3), capped; None if absent/bad."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()

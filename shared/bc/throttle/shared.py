@@ -1,0 +1,262 @@
+"""SharedThrottle: one process's gate to BC for one identity, coordinated with every other process.
+
+Per request: wait while paused (a Retry-After seen by any instance) or not yet admitted, take one of this
+process's in-flight slots, then a paced permit (GCRA at this process's share of the rate). In the background a
+heartbeat renews this process's membership in the coordination row every `heartbeat_seconds` and reads the
+others' (see plan.py for why the budget is divided this way and why it is safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from shared.bc.clock import Clock, SystemClock
+from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
+from shared.bc.throttle.coordination import CoordinationState, CoordinationStore, Member, VersionedState
+from shared.bc.throttle.plan import Allocation, ThrottleConfig, allocate, fallback_allocation
+
+logger = logging.getLogger(__name__)
+
+_CAS_ATTEMPTS = 5
+
+# A state transition applied inside a compare-and-swap: (state as read, now) -> state to write.
+_Change = Callable[[CoordinationState, float], CoordinationState]
+
+
+class SharedThrottle:
+    """Keeps one identity's requests under BC's rate and concurrency limits across processes."""
+
+    def __init__(
+        self,
+        store: CoordinationStore,
+        key: str,
+        config: ThrottleConfig,
+        *,
+        clock: Clock | None = None,
+        member_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._config = config
+        self._clock = clock or SystemClock()
+        self.member_id = member_id or uuid.uuid4().hex
+        self._rng = rng or random.Random()  # noqa: S311 -- heartbeat jitter, not security
+        self._view: VersionedState | None = None
+        self._last_success: float | None = None
+        self._last_known_members = 1
+        self._in_flight = 0
+        self._slot_changed = asyncio.Condition()
+        self._pace_lock = asyncio.Lock()
+        self._tat = 0.0  # GCRA theoretical arrival time of the next permit
+        self._local_pause = 0.0
+        self._published_pause = 0.0
+        self._in_fallback = False
+        self._last_failed = False
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    # ----- public surface ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def permit(self) -> AsyncIterator[None]:
+        """Hold one in-flight slot and one paced rate permit for the duration of a request."""
+        await self._start()
+        await self._take_slot()
+        try:
+            await self._take_pace()
+            yield
+        finally:
+            await self._give_slot()
+
+    async def pause(self, seconds: float) -> None:
+        """Stop every instance from sending for `seconds` (BC's Retry-After); written to the row at once."""
+        until = self._clock.now() + seconds
+        self._local_pause = max(self._local_pause, until)
+        if until <= max(self._published_pause, self._shared_pause()) + 0.5:
+            return
+        self._published_pause = until
+        try:
+            await self._publish_pause(until)
+        except ThrottleStorageError as exc:
+            logger.warning("could not share a BC pause of %.1fs: %s", seconds, exc)
+
+    def charge(self, requests: int) -> None:
+        """Account for requests sent without a permit (the one resend after a 401), so the pace stays true."""
+        allocation = self.allocation()
+        if allocation.rate > 0:
+            self._tat = max(self._tat, self._clock.now()) + requests / allocation.rate
+
+    def allocation(self) -> Allocation:
+        """This process's share right now (the fallback share when its view is too old)."""
+        now = self._clock.now()
+        if self._view is None or self._last_success is None:
+            return fallback_allocation(self._last_known_members, self._config)
+        if now - self._last_success > self._config.stale_after_seconds:
+            return fallback_allocation(self._last_known_members, self._config)
+        return allocate(self._view.state, self.member_id, now, self._config)
+
+    @property
+    def paused_until(self) -> float:
+        """Epoch seconds until which no request starts (0 when not paused)."""
+        return max(self._local_pause, self._shared_pause())
+
+    async def heartbeat(self) -> None:
+        """Renew membership and refresh the view once (the background loop calls this; tests may too)."""
+        try:
+            await self._cas(self._renewed)
+        except ThrottleStorageError as exc:
+            self._note_failure(exc)
+            return
+        self._note_success()
+        async with self._slot_changed:
+            self._slot_changed.notify_all()
+
+    async def close(self) -> None:
+        """Stop the heartbeat and leave the row, so the others take over this share at once."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._view is not None:
+            with contextlib.suppress(ThrottleStorageError):
+                await self._cas(self._without_me)
+
+    # ----- slots and pacing -----------------------------------------------------------------------------
+
+    async def _take_slot(self) -> None:
+        while True:
+            await self._wait_until_admitted()
+            async with self._slot_changed:
+                if self._in_flight < self.allocation().slots:
+                    self._in_flight += 1
+                    return
+                if self._blocked_until() <= self._clock.now():
+                    await self._slot_changed.wait()
+
+    async def _give_slot(self) -> None:
+        async with self._slot_changed:
+            self._in_flight -= 1
+            self._slot_changed.notify_all()
+
+    async def _take_pace(self) -> None:
+        async with self._pace_lock:
+            while True:
+                await self._wait_until_admitted()
+                now = self._clock.now()
+                allocation = self.allocation()
+                if allocation.rate <= 0:
+                    # Only while a view change is pending (e.g. demoted to a junior without slots).
+                    await self._clock.sleep(self._config.heartbeat_seconds / 4)
+                    continue
+                interval = 1.0 / allocation.rate
+                tat = max(self._tat, now)
+                earliest = tat - (self._config.burst - 1) * interval
+                if earliest <= now:
+                    self._tat = tat + interval
+                    return
+                await self._clock.sleep(earliest - now)
+
+    async def _wait_until_admitted(self) -> None:
+        while (blocked := self._blocked_until()) > (now := self._clock.now()):
+            await self._clock.sleep(blocked - now)
+
+    def _blocked_until(self) -> float:
+        """Until when nothing may start: a pause, or this member's own admission time when it joined late."""
+        until = self.paused_until
+        if self._view is not None and not self.allocation().fallback:
+            for member in self._view.state.members:
+                if member.id == self.member_id:
+                    until = max(until, member.active_from)
+        return until
+
+    def _shared_pause(self) -> float:
+        return self._view.state.paused_until if self._view is not None else 0.0
+
+    # ----- heartbeat ----------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        """Start the heartbeat on first use; every caller waits for the first heartbeat's outcome."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self._loop(), name=f"bc-throttle-{self.member_id[:8]}")
+        await self._ready.wait()
+
+    async def _loop(self) -> None:
+        await self.heartbeat()
+        self._ready.set()
+        while True:
+            interval = self._config.heartbeat_seconds
+            delay = (interval / 4 if self._last_failed else interval) * self._rng.uniform(0.9, 1.0)
+            await self._clock.sleep(delay)
+            await self.heartbeat()
+
+    def _renewed(self, state: CoordinationState, now: float) -> CoordinationState:
+        live = [member for member in state.live(now) if member.id != self.member_id]
+        mine = next((m for m in state.members if m.id == self.member_id and m.lease_until > now), None)
+        if mine is not None:
+            active_from = mine.active_from
+        else:
+            active_from = now + self._config.join_delay_seconds if live else now
+        me = Member(self.member_id, active_from, now + self._config.lease_seconds)
+        paused = max(state.paused_until, self._local_pause)
+        return CoordinationState((*live, me), paused if paused > now else 0.0)
+
+    def _without_me(self, state: CoordinationState, now: float) -> CoordinationState:
+        others = tuple(member for member in state.live(now) if member.id != self.member_id)
+        return CoordinationState(others, state.paused_until if state.paused_until > now else 0.0)
+
+    async def _publish_pause(self, until: float) -> None:
+        def paused(state: CoordinationState, now: float) -> CoordinationState:
+            return CoordinationState(state.live(now), max(state.paused_until, until))
+
+        await self._cas(paused)
+
+    async def _cas(self, change: _Change) -> None:
+        """Read (unless this member was alone last time: then try its cached ETag), change, compare-and-swap."""
+        current = self._view if self._alone() else None
+        for _ in range(_CAS_ATTEMPTS):
+            if current is None:
+                current = await self._store.read(self._key)
+            now = self._clock.now()
+            state = change(current.state if current else CoordinationState(), now)
+            try:
+                etag = await self._store.write(self._key, state, current.etag if current else None)
+            except StaleCoordinationStateError:
+                current = None
+                continue
+            self._view = VersionedState(state, etag)
+            return
+        raise ThrottleStorageError(f"the coordination row kept changing ({_CAS_ATTEMPTS} attempts)")
+
+    def _alone(self) -> bool:
+        if self._view is None:
+            return False
+        return all(member.id == self.member_id for member in self._view.state.members)
+
+    def _note_success(self) -> None:
+        self._last_failed = False
+        self._last_success = self._clock.now()
+        if self._view is not None:
+            self._last_known_members = max(1, len(self._view.state.live(self._last_success)))
+        if self._in_fallback:
+            self._in_fallback = False
+            logger.info("BC throttle coordination restored (%d members)", self._last_known_members)
+
+    def _note_failure(self, exc: ThrottleStorageError) -> None:
+        self._last_failed = True
+        if self._in_fallback or not self.allocation().fallback:
+            logger.info("BC throttle heartbeat failed, view still fresh: %s", exc)
+            return
+        self._in_fallback = True
+        logger.warning(
+            "BC throttle coordination unavailable, using a conservative local share (rate/%d, 1 slot): %s",
+            max(self._config.fallback_instances, self._last_known_members),
+            exc,
+        )
