@@ -1,0 +1,105 @@
+"""Errors of the token lifecycle. Every message is safe to log: no token, secret or code is ever put into one.
+
+IntegrationError (shared.errors)
+ └── AuthError                               anything the token lifecycle cannot do
+      ├── NotAuthorizedError                 no token set stored yet: an admin must sign in (delegated) or
+      │                                      the first client-credentials token could not be obtained
+      ├── ReauthorizationRequiredError       the refresh token is dead (invalid_grant: AADSTS70008, 700082,
+      │                                      50173, revoked) or the user must interact (MFA, consent)
+      ├── CredentialsRejectedError           Entra refused the app itself (invalid_client, unauthorized_client,
+      │                                      invalid_scope): fix the app registration or its secret
+      ├── TokenUnavailableError              no token valid long enough can be served right now (transient)
+      │    ├── TokenRefreshFailedError       Entra was unreachable or answered 5xx/429/temporarily_unavailable
+      │    ├── TokenStoreUnavailableError    Key Vault (or the lease/state tables) could not be reached
+      │    └── RefreshTimeoutError           another process held the refresh lease for too long
+      ├── MinValidityTooLongError           the caller wants a token to outlive any token Entra issues
+      ├── StaleTokenSetError                a write would replace a newer token set with an older one
+      └── LoginFlowError                     the admin sign-in callback cannot be accepted (nothing is stored)
+           ├── LoginStateMissingError        the callback carries no state
+           ├── LoginStateUnknownError        no sign-in was started with that state
+           ├── LoginStateExpiredError        the sign-in was started more than 10 minutes ago
+           ├── LoginStateReplayedError       that state was already used once
+           └── LoginRejectedError            Entra answered the sign-in with an error, or the code was refused
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.errors import IntegrationError
+
+
+class AuthError(IntegrationError):
+    """Root of the token lifecycle's errors."""
+
+
+class NotAuthorizedError(AuthError):
+    """No token set exists for the connection yet."""
+
+
+class ReauthorizationRequiredError(AuthError):
+    """The stored grant is dead; an admin must sign in again at /api/auth/login."""
+
+    def __init__(self, message: str, *, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class CredentialsRejectedError(AuthError):
+    """Entra rejected the application's own credentials or configuration."""
+
+    def __init__(self, message: str, *, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class TokenUnavailableError(AuthError):
+    """No sufficiently valid token right now; worth retrying later (`retry_after`, when known)."""
+
+    def __init__(self, message: str, *, retry_after: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TokenRefreshFailedError(TokenUnavailableError):
+    """Entra could not be reached or failed transiently."""
+
+
+class TokenStoreUnavailableError(TokenUnavailableError):
+    """Key Vault or Table Storage could not be reached."""
+
+
+class RefreshTimeoutError(TokenUnavailableError):
+    """Waited for another process's refresh longer than the wait budget."""
+
+
+class MinValidityTooLongError(AuthError):
+    """The requested minimum validity exceeds the lifetime Entra gives tokens."""
+
+
+class StaleTokenSetError(AuthError):
+    """A token set older than (or as old as) the stored one was about to overwrite it."""
+
+
+class LoginFlowError(AuthError):
+    """The sign-in callback was refused; nothing was stored."""
+
+
+class LoginStateMissingError(LoginFlowError):
+    """The callback has no state parameter."""
+
+
+class LoginStateUnknownError(LoginFlowError):
+    """No pending sign-in has that state."""
+
+
+class LoginStateExpiredError(LoginFlowError):
+    """The pending sign-in is older than its 10-minute window."""
+
+
+class LoginStateReplayedError(LoginFlowError):
+    """The state was already consumed by an earlier callback."""
+
+
+class LoginRejectedError(LoginFlowError):
+    """Entra returned an error for the sign-in or refused to redeem the code."""

@@ -1,0 +1,68 @@
+"""The identity-provider seam (Entra ID through MSAL in production) and how its errors are classified.
+
+Classification keys on the protocol `error` value, never on error_description text (Microsoft's advice,
+bc-facts §5b); AADSTS codes are kept only for diagnostics (status page, logs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from shared.auth.errors import (
+    AuthError,
+    CredentialsRejectedError,
+    ReauthorizationRequiredError,
+    TokenRefreshFailedError,
+)
+from shared.auth.models import Grant, LoginStart
+
+# The grant (refresh token / code) is dead or needs the user: AADSTS70008, 700082, 700084, 50173, 70043,
+# 50089, 54005 (invalid_grant); 50076/50079 (interaction_required); 65001 (consent_required).
+_NEEDS_SIGN_IN = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
+# The app itself is refused: wrong/expired secret (7000215, 7000222), app not in tenant (700016), bad scope.
+_APP_REJECTED = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_resource", "unsupported_grant_type"}
+)
+
+
+def error_code(error: str, codes: Sequence[int] = ()) -> str:
+    """A short, secret-free label such as `invalid_grant/AADSTS700082` for logs and the status page."""
+    return f"{error}/AADSTS{codes[0]}" if codes else error
+
+
+def classify(error: str, codes: Sequence[int] = ()) -> AuthError:
+    """Map a token-endpoint error to the lifecycle's error: sign-in needed, app rejected, or transient."""
+    label = error_code(error, codes)
+    if error in _NEEDS_SIGN_IN:
+        return ReauthorizationRequiredError(
+            f"Entra refused the stored grant ({label}): an admin must sign in again at /api/auth/login",
+            error_code=label,
+        )
+    if error in _APP_REJECTED:
+        return CredentialsRejectedError(
+            f"Entra refused the application ({label}): check the app registration, its secret or "
+            "certificate, and the scope",
+            error_code=label,
+        )
+    return TokenRefreshFailedError(f"Entra could not issue a token right now ({label})")
+
+
+class IdentityProvider(Protocol):
+    """Does the OAuth2 protocol work; raises the errors `classify` produces (never returns an error dict)."""
+
+    async def start_login(self, redirect_uri: str) -> LoginStart:
+        """Begin an auth-code + PKCE sign-in: where to send the admin and the flow to keep server-side."""
+        ...
+
+    async def finish_login(self, flow: str, response: Mapping[str, str]) -> Grant:
+        """Redeem the callback's code for the kept flow (raises LoginRejectedError when refused)."""
+        ...
+
+    async def redeem_refresh_token(self, refresh_token: str) -> Grant:
+        """Exchange a refresh token for a new access token and a rotated refresh token."""
+        ...
+
+    async def acquire_for_client(self) -> Grant:
+        """Get an app-only (client credentials) token."""
+        ...

@@ -1,0 +1,58 @@
+"""One refresher at a time across processes and instances: a lease record with ETag CAS and an expiry.
+
+A crashed holder blocks nobody for longer than the lease's TTL. A holder re-checks (renews) its lease right
+before writing the token store, so a holder whose lease expired and was taken over never writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from shared.auth.clock import Clock
+from shared.auth.models import Lease, Versioned
+from shared.auth.retry import LEASE_WAIT_POLL
+from shared.auth.stores import RecordStore
+
+
+class LeaseKeeper:
+    """Acquires, renews, releases and waits for the refresh lease of a connection."""
+
+    def __init__(self, store: RecordStore[Lease], clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def try_acquire(self, name: str, holder: str, ttl: timedelta) -> Versioned[Lease] | None:
+        """Take the lease if it is free (absent, released or expired); None if someone else holds it."""
+        now = self._clock.now()
+        wanted = Lease(name=name, holder=holder, expires_at=now + ttl)
+        current = await self._store.get(name)
+        if current is None:
+            return await self._store.create(name, wanted)
+        if not current.value.is_free(now) and current.value.holder != holder:
+            return None
+        return await self._store.replace(name, wanted, current.etag)
+
+    async def renew(self, lease: Versioned[Lease], ttl: timedelta) -> Versioned[Lease] | None:
+        """Extend a held lease; None when it was lost (expired and taken, or released)."""
+        extended = replace(lease.value, expires_at=self._clock.now() + ttl)
+        return await self._store.replace(lease.value.name, extended, lease.etag)
+
+    async def release(self, lease: Versioned[Lease]) -> None:
+        """Give the lease back at once (a no-op if it was already lost)."""
+        freed = replace(lease.value, holder="", expires_at=self._clock.now())
+        await self._store.replace(lease.value.name, freed, lease.etag)
+
+    async def wait_until_free(self, name: str, deadline: datetime) -> bool:
+        """Poll the lease record (cheap) until it is free or `deadline` passes; True when free."""
+        attempt = 0
+        while True:
+            current = await self._store.get(name)
+            now = self._clock.now()
+            if current is None or current.value.is_free(now):
+                return True
+            if now >= deadline:
+                return False
+            attempt += 1
+            pause = min(LEASE_WAIT_POLL.delay(attempt), current.value.expires_at - now, deadline - now)
+            await self._clock.sleep(max(pause, timedelta(milliseconds=10)))

@@ -1,0 +1,77 @@
+"""Pending admin sign-ins: kept server-side for 10 minutes, usable once, consumed atomically (ETag CAS).
+
+Entra's authorization code itself lives about 10 minutes (bc-facts §5a), so a longer window buys nothing.
+A consumed entry stays as a tombstone without the flow (so a replay is told apart from an unknown state)
+until it is purged with the other expired entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from shared.auth.clock import Clock
+from shared.auth.errors import (
+    LoginStateExpiredError,
+    LoginStateMissingError,
+    LoginStateReplayedError,
+    LoginStateUnknownError,
+)
+from shared.auth.models import LoginStart, PendingLogin
+from shared.auth.stores import RecordStore
+
+LOGIN_WINDOW = timedelta(minutes=10)
+# Tombstones and abandoned sign-ins are deleted this long after they expired.
+PURGE_AFTER = timedelta(hours=1)
+
+
+class LoginBook:
+    """Records started sign-ins and hands each one out exactly once."""
+
+    def __init__(self, store: RecordStore[PendingLogin], clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def remember(self, start: LoginStart) -> PendingLogin:
+        """Keep the flow of a sign-in just started, keyed by its state."""
+        now = self._clock.now()
+        pending = PendingLogin(
+            state=start.state, flow=start.flow, created_at=now, expires_at=now + LOGIN_WINDOW
+        )
+        if await self._store.create(start.state, pending) is None:
+            raise LoginStateReplayedError("a sign-in with this state already exists")
+        return pending
+
+    async def consume(self, state: str | None) -> PendingLogin:
+        """The pending sign-in for `state`, marked used; raises for a missing, unknown, expired or used state."""
+        if not state:
+            raise LoginStateMissingError("the callback carries no state: start again at /api/auth/login")
+        entry = await self._store.get(state)
+        if entry is None:
+            raise LoginStateUnknownError(
+                "no sign-in was started with this state: start again at /api/auth/login"
+            )
+        pending, now = entry.value, self._clock.now()
+        if pending.consumed_at is not None:
+            raise LoginStateReplayedError(
+                "this sign-in was already completed once: start again at /api/auth/login"
+            )
+        if pending.expires_at <= now:
+            raise LoginStateExpiredError(
+                "this sign-in is older than 10 minutes: start again at /api/auth/login"
+            )
+        tombstone = replace(pending, flow="", consumed_at=now)
+        if await self._store.replace(state, tombstone, entry.etag) is None:
+            raise LoginStateReplayedError(
+                "this sign-in was completed concurrently: start again at /api/auth/login"
+            )
+        return pending
+
+    async def purge(self) -> int:
+        """Delete entries (tombstones included) that expired more than PURGE_AFTER ago; returns how many."""
+        cutoff = self._clock.now() - PURGE_AFTER
+        removed = 0
+        for key, entry in await self._store.scan():
+            if entry.value.expires_at <= cutoff and await self._store.delete(key, entry.etag):
+                removed += 1
+        return removed

@@ -1,0 +1,85 @@
+"""In-memory implementations of the storage seams, for unit and functional tests and local experiments."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Generic, TypeVar
+
+from shared.auth.errors import TokenStoreUnavailableError
+from shared.auth.models import TokenSet, Versioned
+
+T = TypeVar("T")
+
+
+class MemoryTokenStore:
+    """A dict of token sets; `outage = True` makes it fail like an unreachable Key Vault."""
+
+    def __init__(self) -> None:
+        self._sets: dict[str, TokenSet] = {}
+        self.outage = False
+        self.reads = 0
+        self.writes = 0
+
+    async def read(self, connection: str) -> TokenSet | None:
+        """The stored set (counts the read)."""
+        self._check()
+        self.reads += 1
+        return self._sets.get(connection)
+
+    async def write(self, token_set: TokenSet) -> None:
+        """Store the set unconditionally (counts the write)."""
+        self._check()
+        self.writes += 1
+        self._sets[token_set.connection] = token_set
+
+    def peek(self, connection: str) -> TokenSet | None:
+        """The stored set without counting a read (test assertions)."""
+        return self._sets.get(connection)
+
+    def _check(self) -> None:
+        if self.outage:
+            raise TokenStoreUnavailableError("token store unavailable (simulated outage)")
+
+
+class MemoryRecordStore(Generic[T]):
+    """Records with integer ETags, behaving like Table Storage's compare-and-swap."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, Versioned[T]] = {}
+        self._etags = itertools.count(1)
+        self.writes: list[T] = []
+
+    async def get(self, key: str) -> Versioned[T] | None:
+        """The record and its ETag, or None."""
+        return self._rows.get(key)
+
+    async def create(self, key: str, value: T) -> Versioned[T] | None:
+        """Insert unless present."""
+        if key in self._rows:
+            return None
+        return self._put(key, value)
+
+    async def replace(self, key: str, value: T, etag: str) -> Versioned[T] | None:
+        """Overwrite when the ETag still matches."""
+        current = self._rows.get(key)
+        if current is None or current.etag != etag:
+            return None
+        return self._put(key, value)
+
+    async def delete(self, key: str, etag: str) -> bool:
+        """Delete when the ETag still matches."""
+        current = self._rows.get(key)
+        if current is None or current.etag != etag:
+            return False
+        del self._rows[key]
+        return True
+
+    async def scan(self) -> list[tuple[str, Versioned[T]]]:
+        """All records."""
+        return list(self._rows.items())
+
+    def _put(self, key: str, value: T) -> Versioned[T]:
+        self.writes.append(value)
+        stored = Versioned(value, str(next(self._etags)))
+        self._rows[key] = stored
+        return stored

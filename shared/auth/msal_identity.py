@@ -1,0 +1,183 @@
+"""Entra ID through MSAL: auth code + PKCE sign-in, refresh-token redemption, client credentials.
+
+MSAL is synchronous (requests); every call runs in a worker thread (asyncio.to_thread) so the event loop,
+shared by all invocations of a worker, never blocks. One ConfidentialClientApplication per process: its
+discovery GET is cached 24 h and its ThrottledHttpClient replays a 400 for the same request for 60 s and a
+5xx/429 for 5 s (bc-facts §5d), which also bounds calls with a dead refresh token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+
+from shared.auth.errors import AuthError, LoginRejectedError, TokenRefreshFailedError
+from shared.auth.identity import classify, error_code
+from shared.auth.models import Grant, LoginStart
+
+# Hosts MSAL itself knows (msal.authority.WELL_KNOWN_AUTHORITY_HOSTS, 1.39); any other host (a sovereign
+# cloud alias, the local sandbox) cannot be validated via instance discovery, so it is turned off for it.
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.chinacloudapi.cn",
+        "login-us.microsoftonline.com",
+        "login.microsoftonline.us",
+    }
+)
+# MSAL passes this to requests; without it a hung IdP would hold the refresh lease until it expires.
+HTTP_TIMEOUT_SECONDS = 30
+# Entra omits expires_in only in broken responses; MSAL's own default is 600 s (bc-facts §5d).
+_DEFAULT_EXPIRES_IN = 600
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """A PFX file (e.g. loaded by App Service from Key Vault) and its optional passphrase."""
+
+    pfx_path: Path
+    passphrase: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MsalConfig:
+    """What MSAL needs for one connection: app, tenant, authority, scope, credential and trust."""
+
+    client_id: str
+    tenant_id: str
+    authority_host: str
+    scope: str
+    client_secret: str | None = field(default=None, repr=False)
+    certificate: ClientCertificate | None = None
+    ca_bundle: Path | None = None
+
+    @property
+    def authority(self) -> str:
+        """The tenant-specific authority URL."""
+        return f"{self.authority_host.rstrip('/')}/{self.tenant_id}"
+
+    @property
+    def instance_discovery(self) -> bool | None:
+        """None (MSAL default) for Microsoft hosts; False for any other host, which discovery cannot know."""
+        host = urlsplit(self.authority_host).hostname or ""
+        return None if host in MICROSOFT_AUTHORITY_HOSTS else False
+
+    def credential(self) -> str | dict[str, str]:
+        """MSAL's client_credential: the certificate when configured, else the secret."""
+        if self.certificate is not None:
+            cert: dict[str, str] = {"private_key_pfx_path": str(self.certificate.pfx_path)}
+            if self.certificate.passphrase:
+                cert["passphrase"] = self.certificate.passphrase
+            return cert
+        if not self.client_secret:
+            raise AuthError(
+                "no client credential configured: set BC_CLIENT_SECRET or BC_CLIENT_CERTIFICATE_PATH"
+            )
+        return self.client_secret
+
+
+class MsalIdentity:
+    """IdentityProvider backed by one MSAL ConfidentialClientApplication, built on first use."""
+
+    def __init__(self, config: MsalConfig) -> None:
+        self._config = config
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._build_lock = threading.Lock()
+
+    async def start_login(self, redirect_uri: str) -> LoginStart:
+        """initiate_auth_code_flow: MSAL generates state, nonce and the PKCE verifier/challenge."""
+        flow = await self._call(
+            lambda app: app.initiate_auth_code_flow(scopes=[self._config.scope], redirect_uri=redirect_uri)
+        )
+        return LoginStart(auth_uri=flow["auth_uri"], state=flow["state"], flow=json.dumps(flow))
+
+    async def finish_login(self, flow: str, response: Mapping[str, str]) -> Grant:
+        """acquire_token_by_auth_code_flow: checks state and nonce, sends the verifier, redeems the code."""
+        kept = json.loads(flow)
+        try:
+            result = await self._call(lambda app: app.acquire_token_by_auth_code_flow(kept, dict(response)))
+        except (
+            ValueError,
+            RuntimeError,
+        ) as exc:  # MSAL: state/scope mismatch (ValueError), nonce (RuntimeError)
+            raise LoginRejectedError(
+                f"the sign-in response does not match its flow ({type(exc).__name__})"
+            ) from None
+        if "error" in result:
+            label = error_code(str(result["error"]), result.get("error_codes") or ())
+            raise LoginRejectedError(f"Entra refused the sign-in ({label})")
+        if not result.get("refresh_token"):
+            raise LoginRejectedError("Entra returned no refresh token (offline_access not granted)")
+        return self._grant(result)
+
+    async def redeem_refresh_token(self, refresh_token: str) -> Grant:
+        """acquire_token_by_refresh_token with the newest stored refresh token; Entra rotates it."""
+        result = await self._call(
+            lambda app: app.acquire_token_by_refresh_token(refresh_token, scopes=[self._config.scope])
+        )
+        return self._checked(result)
+
+    async def acquire_for_client(self) -> Grant:
+        """acquire_token_for_client, bypassing MSAL's cache: the token store is the cache."""
+
+        def acquire(app: msal.ConfidentialClientApplication) -> dict[str, Any]:
+            app.remove_tokens_for_client()
+            result: dict[str, Any] = app.acquire_token_for_client(scopes=[self._config.scope])
+            app.remove_tokens_for_client()
+            return result
+
+        return self._checked(await self._call(acquire))
+
+    def _checked(self, result: dict[str, Any]) -> Grant:
+        if "error" in result:
+            raise classify(str(result["error"]), result.get("error_codes") or ())
+        return self._grant(result)
+
+    def _grant(self, result: dict[str, Any]) -> Grant:
+        claims = result.get("id_token_claims") or {}
+        account = claims.get("preferred_username") or claims.get("upn") or claims.get("email")
+        return Grant(
+            access_token=str(result["access_token"]),
+            expires_in=timedelta(seconds=int(result.get("expires_in") or _DEFAULT_EXPIRES_IN)),
+            scopes=tuple(str(result.get("scope") or self._config.scope).split()),
+            refresh_token=result.get("refresh_token"),
+            account=account,
+            tenant_id=claims.get("tid") or self._config.tenant_id,
+        )
+
+    async def _call(self, work: Any) -> Any:
+        """Run `work(app)` in a thread; network failures and 5xx become TokenRefreshFailedError."""
+
+        def run() -> Any:
+            return work(self._application())
+
+        try:
+            return await asyncio.to_thread(run)
+        except (OSError, msal.exceptions.MsalServiceError) as exc:  # requests' errors are OSErrors
+            raise TokenRefreshFailedError(f"Entra unreachable or failing ({type(exc).__name__})") from exc
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        with self._build_lock:
+            if self._app is None:
+                config = self._config
+                try:
+                    self._app = msal.ConfidentialClientApplication(
+                        config.client_id,
+                        client_credential=config.credential(),
+                        authority=config.authority,
+                        instance_discovery=config.instance_discovery,
+                        verify=str(config.ca_bundle) if config.ca_bundle else True,
+                        timeout=HTTP_TIMEOUT_SECONDS,
+                    )
+                except ValueError as exc:  # MSAL: discovery document unreachable or malformed
+                    raise TokenRefreshFailedError(f"Entra discovery failed for {config.authority}") from exc
+            return self._app

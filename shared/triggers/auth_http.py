@@ -1,0 +1,84 @@
+"""Admin HTTP endpoints of the token lifecycle: sign-in start and callback, status, refresh now.
+
+The callback is anonymous on purpose: Entra appends `?code=`, which the Functions host would read as the
+function key. The one-time, 10-minute state kept server-side is what protects it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.auth import AuthError, LoginFlowError, auth_services
+from shared.auth.web import (
+    PAGE_HEADERS,
+    WebResult,
+    callback_url,
+    connected_page,
+    error_json,
+    page,
+    refused_page,
+    status_json,
+)
+
+bp = func.Blueprint()
+logger = logging.getLogger(__name__)
+
+
+def _response(result: WebResult) -> func.HttpResponse:
+    return func.HttpResponse(
+        result.body, status_code=result.status, mimetype=result.mimetype, headers=PAGE_HEADERS
+    )
+
+
+@bp.function_name("auth_login")
+@bp.route(route="auth/login", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def auth_login(req: func.HttpRequest) -> func.HttpResponse:
+    """Start the delegated sign-in: 302 to Entra with PKCE and state; the flow stays in Table Storage."""
+    services = await auth_services()
+    redirect_uri = services.settings.auth.redirect_uri or callback_url(req.url)
+    try:
+        auth_uri = await services.manager.begin_authorization(redirect_uri)
+    except AuthError as exc:
+        return _response(page(409, "Sign-in not available", [str(exc)]))
+    return func.HttpResponse(status_code=302, headers={**PAGE_HEADERS, "Location": auth_uri})
+
+
+@bp.function_name("auth_callback")
+@bp.route(route="auth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
+    """Accept only a known, unexpired, unused state; store the token set; show account, tenant, expiry."""
+    services = await auth_services()
+    try:
+        status = await services.manager.complete_authorization(dict(req.params))
+    except LoginFlowError as exc:
+        logger.warning(
+            "sign-in callback refused: %s", type(exc).__name__, extra={"event": "auth.callback_refused"}
+        )
+        return _response(refused_page(exc))
+    except AuthError as exc:
+        return _response(page(503, "Sign-in could not be completed", [str(exc), "Nothing was stored."]))
+    return _response(connected_page(status))
+
+
+@bp.function_name("auth_status")
+@bp.route(route="auth/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def auth_status(req: func.HttpRequest) -> func.HttpResponse:
+    """Token health as JSON (never the token)."""
+    del req
+    services = await auth_services()
+    return _response(status_json(await services.manager.status()))
+
+
+@bp.function_name("auth_refresh")
+@bp.route(route="auth/refresh", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+async def auth_refresh(req: func.HttpRequest) -> func.HttpResponse:
+    """Refresh now (also probes past a backoff), then answer with the status."""
+    del req
+    services = await auth_services()
+    try:
+        await services.manager.refresh()
+    except AuthError as exc:
+        return _response(error_json(exc))
+    return _response(status_json(await services.manager.status()))

@@ -1,0 +1,54 @@
+"""Timer: keep the BC token in Key Vault fresh (hourly by default), one refresher across instances.
+
+A transient failure raises so the host's retry policy (declared in shared.auth.retry) runs it again; an
+admin-needed failure is recorded and alerted once by the token manager and is not retried here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.auth import (
+    CredentialsRejectedError,
+    NotAuthorizedError,
+    ReauthorizationRequiredError,
+    auth_services,
+)
+from shared.auth.retry import (
+    TIMER_RETRY_COUNT,
+    TIMER_RETRY_MAX_INTERVAL,
+    TIMER_RETRY_MIN_INTERVAL,
+    TIMER_RETRY_STRATEGY,
+)
+
+bp = func.Blueprint()
+logger = logging.getLogger(__name__)
+
+
+@bp.function_name("token_refresh")
+@bp.retry(
+    strategy=TIMER_RETRY_STRATEGY,
+    max_retry_count=TIMER_RETRY_COUNT,
+    minimum_interval=TIMER_RETRY_MIN_INTERVAL,
+    maximum_interval=TIMER_RETRY_MAX_INTERVAL,
+)
+@bp.timer_trigger(
+    arg_name="timer", schedule="%BC_TOKEN_REFRESH_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
+async def token_refresh(timer: func.TimerRequest) -> None:
+    """Refresh when due; log what happened."""
+    services = await auth_services()
+    try:
+        outcome = await services.manager.scheduled_refresh()
+    except (ReauthorizationRequiredError, CredentialsRejectedError, NotAuthorizedError) as exc:
+        logger.warning(
+            "token refresh needs an admin: %s", type(exc).__name__, extra={"event": "auth.timer_blocked"}
+        )
+        return
+    logger.info(
+        "token refresh timer: %s",
+        outcome.value,
+        extra={"event": "auth.timer", "outcome": outcome.value, "past_due": timer.past_due},
+    )
