@@ -34,14 +34,20 @@ class LeaseKeeper:
         return await self._store.replace(name, wanted, current.etag)
 
     async def renew(self, lease: Versioned[Lease], ttl: timedelta) -> Versioned[Lease] | None:
-        """Extend a held lease; None when it was lost (expired and taken, or released)."""
-        extended = replace(lease.value, expires_at=self._clock.now() + ttl)
-        return await self._store.replace(lease.value.name, extended, lease.etag)
+        """Extend a lease this holder still has; None when it was lost (expired and taken over)."""
+        current = await self._store.get(lease.value.name)
+        if current is None or current.value.holder != lease.value.holder:
+            return None
+        extended = replace(current.value, expires_at=self._clock.now() + ttl)
+        return await self._store.replace(lease.value.name, extended, current.etag)
 
     async def release(self, lease: Versioned[Lease]) -> None:
-        """Give the lease back at once (a no-op if it was already lost)."""
-        freed = replace(lease.value, holder="", expires_at=self._clock.now())
-        await self._store.replace(lease.value.name, freed, lease.etag)
+        """Give the lease back at once if this holder still has it (whatever renewals happened meanwhile)."""
+        current = await self._store.get(lease.value.name)
+        if current is None or current.value.holder != lease.value.holder:
+            return
+        freed = replace(current.value, holder="", expires_at=self._clock.now())
+        await self._store.replace(lease.value.name, freed, current.etag)
 
     async def wait_until_free(self, name: str, deadline: datetime) -> bool:
         """Poll the lease record (cheap) until it is free or `deadline` passes; True when free."""

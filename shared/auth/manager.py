@@ -146,7 +146,10 @@ class TokenManager:
             if rejected is not None:
                 want = _Want(REJECTED_RETRY_VALIDITY, rejected=rejected.value)
                 return (await self._obtain(want, force=False)).access
-            baseline = await self._newest_or_cached()
+            try:
+                baseline = await self._newest_known()  # the store's generation, not a stale cache's
+            except TokenStoreUnavailableError:
+                baseline = self._cached
             want = _Want(timedelta(0), after_generation=baseline.generation if baseline else 0)
             return (await self._obtain(want, force=True)).access
 

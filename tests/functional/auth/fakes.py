@@ -1,0 +1,171 @@
+"""Fakes behind shared.auth's own Protocols: a manual clock, a small Entra, a recording notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from shared.auth.clock import Clock
+from shared.auth.errors import AuthError, LoginRejectedError, ReauthorizationRequiredError
+from shared.auth.leases import LeaseKeeper
+from shared.auth.logins import LoginBook
+from shared.auth.manager import Components, TokenManager
+from shared.auth.memory import MemoryRecordStore, MemoryTokenStore
+from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, PendingLogin
+from shared.auth.notify import AdminAlert
+from shared.auth.states import StateBook
+from shared.settings import AuthMode
+
+SCOPE = "https://api.businesscentral.dynamics.com/.default"
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+class ManualClock:
+    """A clock that only moves when told to (or when someone sleeps, which advances it at once)."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        """The manual time."""
+        return self.current
+
+    async def sleep(self, delay: timedelta) -> None:
+        """Advance time by `delay` and yield to other tasks."""
+        self.current += max(delay, timedelta(0))
+        await asyncio.sleep(0)
+
+    def advance(self, delta: timedelta) -> None:
+        """Move time forward."""
+        self.current += delta
+
+
+class FakeEntra:
+    """An IdentityProvider that issues opaque tokens, rotates refresh tokens and can revoke or fail."""
+
+    def __init__(self, lifetime: timedelta = timedelta(hours=1)) -> None:
+        self.lifetime = lifetime
+        self.calls: Counter[str] = Counter()
+        self.valid_refresh_tokens: set[str] = set()
+        self.issued: list[str] = []  # every secret value handed out (tokens, refresh tokens, codes)
+        self.fail_next: list[AuthError] = []
+        self._codes: dict[str, str] = {}
+        self._n = itertools.count(1)
+
+    async def start_login(self, redirect_uri: str) -> LoginStart:
+        """A sign-in with a fresh state; the flow records the redirect URI like MSAL's dict."""
+        state = f"state{next(self._n)}"
+        flow = json.dumps(
+            {"state": state, "redirect_uri": redirect_uri, "code_verifier": f"verifier-{state}"}
+        )
+        return LoginStart(auth_uri=f"https://entra.test/authorize?state={state}", state=state, flow=flow)
+
+    def sign_in(self, state: str) -> str:
+        """What Entra does when the admin signs in: a code for that state."""
+        code = self._secret("code")
+        self._codes[code] = state
+        return code
+
+    async def finish_login(self, flow: str, response: Mapping[str, str]) -> Grant:
+        """Redeem a code issued for the flow's state."""
+        await asyncio.sleep(0)
+        self.calls["authorization_code"] += 1
+        if self._codes.pop(response.get("code", ""), None) != json.loads(flow)["state"]:
+            raise LoginRejectedError("Entra refused the sign-in (invalid_grant)")
+        return self._grant(with_refresh=True)
+
+    async def redeem_refresh_token(self, refresh_token: str) -> Grant:
+        """Rotate: a new refresh token each time; old ones stay valid (as in Entra) unless revoked."""
+        await asyncio.sleep(0)
+        self.calls["refresh_token"] += 1
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        if refresh_token not in self.valid_refresh_tokens:
+            raise ReauthorizationRequiredError(
+                "refused (invalid_grant/AADSTS50173)", error_code="invalid_grant/AADSTS50173"
+            )
+        return self._grant(with_refresh=True)
+
+    async def acquire_for_client(self) -> Grant:
+        """An app-only token."""
+        await asyncio.sleep(0)
+        self.calls["client_credentials"] += 1
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        return self._grant(with_refresh=False)
+
+    def revoke_all(self) -> None:
+        """Revoke every refresh token (password reset, admin revocation)."""
+        self.valid_refresh_tokens.clear()
+
+    def _grant(self, with_refresh: bool) -> Grant:
+        refresh = self._secret("rt") if with_refresh else None
+        if refresh:
+            self.valid_refresh_tokens.add(refresh)
+        return Grant(
+            access_token=self._secret("at"),
+            expires_in=self.lifetime,
+            scopes=(SCOPE,),
+            refresh_token=refresh,
+            account="admin@contoso.test",
+            tenant_id="tenant-1",
+        )
+
+    def _secret(self, kind: str) -> str:
+        value = f"{kind}-secret-{next(self._n):04d}"
+        self.issued.append(value)
+        return value
+
+
+@dataclass
+class RecordingNotifier:
+    """Collects alerts."""
+
+    alerts: list[AdminAlert] = field(default_factory=list)
+
+    async def notify(self, alert: AdminAlert) -> None:
+        """Record the alert."""
+        self.alerts.append(alert)
+
+
+@dataclass
+class World:
+    """Shared stores + fake Entra: several TokenManagers on it behave like several processes."""
+
+    mode: AuthMode = AuthMode.DELEGATED
+    clock: ManualClock = field(default_factory=ManualClock)
+    entra: FakeEntra = field(default_factory=FakeEntra)
+    tokens: MemoryTokenStore = field(default_factory=MemoryTokenStore)
+    leases: MemoryRecordStore[Lease] = field(default_factory=MemoryRecordStore)
+    logins: MemoryRecordStore[PendingLogin] = field(default_factory=MemoryRecordStore)
+    states: MemoryRecordStore[ConnectionState] = field(default_factory=MemoryRecordStore)
+    notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
+    _holders: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def manager(self, connection: str = "default") -> TokenManager:
+        """A new 'process': its own cache, the shared stores."""
+        clock: Clock = self.clock
+        return TokenManager(
+            Components(
+                connection=connection,
+                mode=self.mode,
+                identity=self.entra,
+                tokens=self.tokens,
+                leases=LeaseKeeper(self.leases, clock),
+                logins=LoginBook(self.logins, clock),
+                states=StateBook(connection, self.states, clock, self.notifier),
+                clock=clock,
+                holder=f"process-{next(self._holders)}",
+            )
+        )
+
+    async def sign_in(self, manager: TokenManager) -> None:
+        """The admin flow through the manager: begin, Entra signs in, callback completes."""
+        auth_uri = await manager.begin_authorization("http://127.0.0.1:7071/api/auth/callback")
+        state = auth_uri.split("state=", 1)[1]
+        await manager.complete_authorization({"code": self.entra.sign_in(state), "state": state})

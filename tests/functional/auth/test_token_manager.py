@@ -1,0 +1,366 @@
+"""TokenManager wired to in-memory stores and a fake Entra: caching, single refresh, failures, sign-in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import pytest
+
+from shared.auth import (
+    CredentialsRejectedError,
+    Health,
+    LoginStateExpiredError,
+    LoginStateMissingError,
+    LoginStateReplayedError,
+    LoginStateUnknownError,
+    MinValidityTooLongError,
+    NotAuthorizedError,
+    ReauthorizationRequiredError,
+    ScheduledOutcome,
+    TokenRefreshFailedError,
+    TokenStoreUnavailableError,
+)
+from shared.auth.models import TokenSet
+from shared.settings import AuthMode
+from tests.functional.auth.fakes import World
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def signed_in(world: World) -> None:
+    await world.sign_in(world.manager())
+
+
+async def test_token_is_served_from_memory_without_reading_the_store_again(world: World) -> None:
+    """After one store read, repeated token() calls within the token's life touch neither store nor Entra."""
+    await signed_in(world)
+    manager = world.manager()
+    reads_before = world.tokens.reads
+
+    first = await manager.token()
+    for _ in range(50):
+        assert (await manager.token()).value == first.value
+
+    assert world.tokens.reads == reads_before + 1
+    assert world.entra.calls["refresh_token"] == 0
+
+
+async def test_token_refreshes_when_cached_token_would_not_outlive_min_validity(world: World) -> None:
+    """A token with 4 minutes left is refreshed for a caller needing 5; the new refresh token is stored."""
+    await signed_in(world)
+    manager = world.manager()
+    old = await manager.token()
+    world.clock.advance(timedelta(minutes=56))
+
+    new = await manager.token(min_validity=timedelta(minutes=5))
+
+    assert new.value != old.value
+    assert new.valid_for(timedelta(minutes=59), world.clock.now())
+    assert world.entra.calls["refresh_token"] == 1
+    stored = world.tokens.peek("default")
+    assert stored is not None
+    assert stored.generation == 2
+    assert stored.access_token == new.value
+
+
+async def test_many_callers_in_three_processes_cause_exactly_one_refresh(world: World) -> None:
+    """3 managers x 20 concurrent callers with a dying token: one call to Entra, everyone gets its token."""
+    await signed_in(world)
+    processes = [world.manager() for _ in range(3)]
+    for manager in processes:
+        await manager.token()
+    world.clock.advance(timedelta(minutes=58))
+
+    results = await asyncio.gather(*(m.token() for m in processes for _ in range(20)))
+
+    assert world.entra.calls["refresh_token"] == 1
+    assert len({token.value for token in results}) == 1
+
+
+async def test_refresh_with_rejected_token_returns_newer_token_without_calling_entra(world: World) -> None:
+    """If another process already replaced the token BC rejected, refresh(rejected) just returns the new one."""
+    await signed_in(world)
+    slow, fast = world.manager(), world.manager()
+    rejected = await slow.token()
+    await fast.refresh()
+    calls = world.entra.calls["refresh_token"]
+
+    replacement = await slow.refresh(rejected)
+
+    assert replacement.value != rejected.value
+    assert world.entra.calls["refresh_token"] == calls
+
+
+async def test_stale_process_refreshes_with_the_newest_stored_refresh_token(world: World) -> None:
+    """A process whose cache holds an old generation redeems the store's newest refresh token, not its own."""
+    await signed_in(world)
+    stale, busy = world.manager(), world.manager()
+    await stale.token()
+    for _ in range(3):
+        await busy.refresh()
+    newest = world.tokens.peek("default")
+    assert newest is not None
+    assert newest.refresh_token is not None
+    world.entra.valid_refresh_tokens = {newest.refresh_token}  # only the newest would work
+
+    await stale.refresh()
+
+    stored = world.tokens.peek("default")
+    assert stored is not None
+    assert stored.generation == 5
+
+
+async def test_revoked_refresh_token_sets_reauthorization_required_logged_and_alerted_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """invalid_grant: state visible in status, one error log, one alert, and no further calls to Entra."""
+    caplog.set_level(logging.DEBUG)
+    await signed_in(world)
+    processes = [world.manager() for _ in range(3)]
+    for manager in processes:
+        await manager.token()
+    world.entra.revoke_all()
+    world.clock.advance(timedelta(minutes=61))
+
+    for manager in processes:
+        for _ in range(5):
+            with pytest.raises(ReauthorizationRequiredError):
+                await manager.token()
+    for _ in range(3):
+        assert await processes[0].scheduled_refresh() is ScheduledOutcome.BACKING_OFF
+
+    assert world.entra.calls["refresh_token"] == 1
+    status = await processes[1].status()
+    assert status.state is Health.REAUTHORIZATION_REQUIRED
+    assert status.next_step is not None
+    assert "/api/auth/login" in status.next_step
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "/api/auth/login" in errors[0].getMessage()
+    assert len(world.notifier.alerts) == 1
+
+
+async def test_backoff_lets_one_probe_through_after_it_expires(world: World) -> None:
+    """While reauthorization is required the timer backs off; after the backoff one probe reaches Entra."""
+    await signed_in(world)
+    manager = world.manager()
+    world.entra.revoke_all()
+    world.clock.advance(timedelta(minutes=61))
+    with pytest.raises(ReauthorizationRequiredError):
+        await manager.token()
+
+    world.clock.advance(timedelta(minutes=30))
+    assert await manager.scheduled_refresh() is ScheduledOutcome.BACKING_OFF
+    world.clock.advance(timedelta(minutes=31))
+    with pytest.raises(ReauthorizationRequiredError):
+        await manager.scheduled_refresh()
+
+    assert world.entra.calls["refresh_token"] == 2
+    assert len(world.notifier.alerts) == 1
+
+
+async def test_signing_in_again_clears_reauthorization_required(world: World) -> None:
+    """After a new sign-in the state is ok again and tokens flow."""
+    await signed_in(world)
+    manager = world.manager()
+    world.entra.revoke_all()
+    world.clock.advance(timedelta(minutes=61))
+    with pytest.raises(ReauthorizationRequiredError):
+        await manager.token()
+
+    await world.sign_in(world.manager())
+
+    assert (await manager.status()).state is Health.OK
+    assert (await manager.token()).valid_for(timedelta(minutes=5), world.clock.now())
+
+
+async def test_valid_cached_token_is_served_while_a_dead_grant_is_detected(world: World) -> None:
+    """A refresh refused with invalid_grant still leaves the unexpired cached token in service."""
+    await signed_in(world)
+    manager = world.manager()
+    cached = await manager.token()
+    world.entra.revoke_all()
+    world.clock.advance(timedelta(minutes=57))
+
+    assert (await manager.token()).value == cached.value
+    assert (await manager.status()).state is Health.REAUTHORIZATION_REQUIRED
+
+
+async def test_transient_entra_failure_serves_cached_token_and_backs_off(world: World) -> None:
+    """A 5xx-like failure keeps the cached token in service and no caller retries Entra inside the gate."""
+    await signed_in(world)
+    manager = world.manager()
+    cached = await manager.token()
+    world.clock.advance(timedelta(minutes=57))
+    world.entra.fail_next = [TokenRefreshFailedError("Entra unreachable")]
+
+    for _ in range(10):
+        assert (await manager.token()).value == cached.value
+
+    assert world.entra.calls["refresh_token"] == 1
+    assert (await manager.status()).state is Health.DEGRADED
+    world.clock.advance(timedelta(seconds=6))
+    assert (await manager.token()).value != cached.value
+    assert (await manager.status()).state is Health.OK
+
+
+async def test_transient_failure_after_expiry_raises_with_retry_after(world: World) -> None:
+    """With nothing valid to serve, a transient failure surfaces as TokenRefreshFailedError with retry_after."""
+    await signed_in(world)
+    manager = world.manager()
+    world.clock.advance(timedelta(minutes=61))
+    world.entra.fail_next = [TokenRefreshFailedError("Entra unreachable")]
+
+    with pytest.raises(TokenRefreshFailedError) as raised:
+        await manager.token()
+
+    assert raised.value.retry_after is not None
+    assert raised.value.retry_after > world.clock.now()
+
+
+async def test_store_outage_during_token_life_keeps_callers_working(world: World) -> None:
+    """Key Vault down: cached token still served, even when a refresh would otherwise be attempted."""
+    await signed_in(world)
+    manager = world.manager()
+    cached = await manager.token()
+    world.tokens.outage = True
+
+    assert (await manager.token()).value == cached.value
+    world.clock.advance(timedelta(minutes=57))
+    assert (await manager.token()).value == cached.value
+    assert world.entra.calls["refresh_token"] == 0
+
+
+async def test_store_outage_past_expiry_raises_a_clear_error(world: World) -> None:
+    """Key Vault down and the cached token expired: TokenStoreUnavailableError naming the situation."""
+    await signed_in(world)
+    manager = world.manager()
+    await manager.token()
+    world.tokens.outage = True
+    world.clock.advance(timedelta(minutes=61))
+
+    with pytest.raises(TokenStoreUnavailableError, match="no unexpired cached token"):
+        await manager.token()
+
+
+async def test_delegated_without_sign_in_raises_not_authorized(world: World) -> None:
+    """No token set stored in delegated mode: NotAuthorizedError pointing at /api/auth/login."""
+    with pytest.raises(NotAuthorizedError, match="/api/auth/login"):
+        await world.manager().token()
+    assert (await world.manager().status()).state is Health.NOT_AUTHORIZED
+
+
+async def test_min_validity_beyond_token_lifetime_is_refused_without_refreshing(world: World) -> None:
+    """Asking for a token that outlives any token Entra issues fails fast instead of refreshing in a loop."""
+    await signed_in(world)
+    with pytest.raises(MinValidityTooLongError):
+        await world.manager().token(min_validity=timedelta(hours=2))
+    assert world.entra.calls["refresh_token"] == 0
+
+
+async def test_client_credentials_first_token_is_acquired_and_stored() -> None:
+    """client_credentials: the first token() acquires an app token and stores it as generation 1."""
+    world = World(mode=AuthMode.CLIENT_CREDENTIALS)
+
+    token = await world.manager().token()
+
+    stored = world.tokens.peek("default")
+    assert stored is not None
+    assert stored.access_token == token.value
+    assert stored.generation == 1
+    assert stored.refresh_token is None
+    assert world.entra.calls["client_credentials"] == 1
+
+
+async def test_client_credentials_rejected_credentials_are_recorded_and_block_retries() -> None:
+    """invalid_client: credentials_rejected state, one alert, later callers do not reach Entra."""
+    world = World(mode=AuthMode.CLIENT_CREDENTIALS)
+    world.entra.fail_next = [
+        CredentialsRejectedError("refused (invalid_client)", error_code="invalid_client")
+    ]
+    manager = world.manager()
+
+    for _ in range(3):
+        with pytest.raises(CredentialsRejectedError):
+            await manager.token()
+
+    assert world.entra.calls["client_credentials"] == 1
+    assert (await manager.status()).state is Health.CREDENTIALS_REJECTED
+    assert len(world.notifier.alerts) == 1
+
+
+async def test_scheduled_refresh_skips_a_young_token_and_refreshes_an_old_one(world: World) -> None:
+    """The timer refreshes only when the stored token would not outlive its horizon."""
+    await signed_in(world)
+    manager = world.manager()
+    world.clock.advance(timedelta(minutes=10))
+    assert await manager.scheduled_refresh() is ScheduledOutcome.NOT_DUE
+    world.clock.advance(timedelta(minutes=50))
+    assert await manager.scheduled_refresh() is ScheduledOutcome.REFRESHED
+    assert world.entra.calls["refresh_token"] == 1
+
+
+async def test_store_write_failure_keeps_the_new_token_in_memory_and_saves_it_later(world: World) -> None:
+    """Refreshed while Key Vault rejects writes: served from memory; the next refresh stores the newer chain."""
+    await signed_in(world)
+    manager = world.manager()
+    world.clock.advance(timedelta(minutes=58))
+    original_write = world.tokens.write
+
+    async def failing_write(token_set: TokenSet) -> None:
+        raise TokenStoreUnavailableError("Key Vault unavailable (simulated write failure)")
+
+    world.tokens.write = failing_write  # type: ignore[method-assign]
+    token = await manager.token()
+    assert world.tokens.peek("default").generation == 1  # type: ignore[union-attr]
+    world.tokens.write = original_write  # type: ignore[method-assign]
+
+    await manager.refresh()
+
+    stored = world.tokens.peek("default")
+    assert stored is not None
+    assert stored.generation == 3
+    assert stored.access_token != token.value
+
+
+async def test_sign_in_state_attacks_are_refused_and_store_nothing(world: World) -> None:
+    """Missing, unknown, expired and replayed states are refused; the token store is never written."""
+    manager = world.manager()
+    auth_uri = await manager.begin_authorization("http://127.0.0.1/api/auth/callback")
+    state = auth_uri.split("state=", 1)[1]
+    code = world.entra.sign_in(state)
+
+    with pytest.raises(LoginStateMissingError):
+        await manager.complete_authorization({"code": code})
+    with pytest.raises(LoginStateUnknownError):
+        await manager.complete_authorization({"code": code, "state": "forged"})
+    world.clock.advance(timedelta(minutes=11))
+    with pytest.raises(LoginStateExpiredError):
+        await manager.complete_authorization({"code": code, "state": state})
+    assert world.tokens.writes == 0
+
+    fresh_uri = await manager.begin_authorization("http://127.0.0.1/api/auth/callback")
+    fresh_state = fresh_uri.split("state=", 1)[1]
+    await manager.complete_authorization({"code": world.entra.sign_in(fresh_state), "state": fresh_state})
+    writes = world.tokens.writes
+    with pytest.raises(LoginStateReplayedError):
+        await manager.complete_authorization({"code": world.entra.sign_in(fresh_state), "state": fresh_state})
+    assert world.tokens.writes == writes
+
+
+async def test_sign_in_starts_a_newer_generation_than_the_stored_chain(world: World) -> None:
+    """A second sign-in stores generation n+1 so it wins over the previous refresh chain."""
+    await signed_in(world)
+    manager = world.manager()
+    await manager.refresh()
+
+    await world.sign_in(manager)
+
+    stored = world.tokens.peek("default")
+    assert stored is not None
+    assert stored.generation == 3

@@ -1,0 +1,68 @@
+"""The refresh lease: one holder, expiry frees it, a lost lease cannot be renewed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.auth.leases import LeaseKeeper
+from shared.auth.memory import MemoryRecordStore
+from shared.auth.models import Lease
+from tests.functional.auth.fakes import ManualClock
+
+TTL = timedelta(seconds=60)
+
+
+def keeper() -> tuple[LeaseKeeper, ManualClock]:
+    clock = ManualClock()
+    return LeaseKeeper(MemoryRecordStore[Lease](), clock), clock
+
+
+async def test_second_holder_is_refused_while_the_lease_is_held() -> None:
+    """Only one holder at a time."""
+    leases, _ = keeper()
+    assert await leases.try_acquire("c", "a", TTL) is not None
+    assert await leases.try_acquire("c", "b", TTL) is None
+
+
+async def test_expired_lease_of_a_crashed_holder_can_be_taken() -> None:
+    """After the TTL another holder takes the lease; the old holder can no longer renew it."""
+    leases, clock = keeper()
+    crashed = await leases.try_acquire("c", "a", TTL)
+    assert crashed is not None
+    clock.advance(TTL + timedelta(seconds=1))
+
+    assert await leases.try_acquire("c", "b", TTL) is not None
+    assert await leases.renew(crashed, TTL) is None
+
+
+async def test_release_frees_the_lease_even_after_a_renewal() -> None:
+    """Release works with the originally returned lease although renew changed the ETag."""
+    leases, _ = keeper()
+    held = await leases.try_acquire("c", "a", TTL)
+    assert held is not None
+    assert await leases.renew(held, TTL) is not None
+
+    await leases.release(held)
+
+    assert await leases.try_acquire("c", "b", TTL) is not None
+
+
+async def test_release_by_a_former_holder_does_not_free_the_new_holders_lease() -> None:
+    """A holder whose lease was taken over cannot release the new holder's lease."""
+    leases, clock = keeper()
+    old = await leases.try_acquire("c", "a", TTL)
+    assert old is not None
+    clock.advance(TTL * 2)
+    assert await leases.try_acquire("c", "b", TTL) is not None
+
+    await leases.release(old)
+
+    assert await leases.try_acquire("c", "third", TTL) is None
+
+
+async def test_waiting_gives_up_at_the_deadline_and_succeeds_once_expired() -> None:
+    """wait_until_free returns False at the deadline, True once the holder's lease expires."""
+    leases, clock = keeper()
+    await leases.try_acquire("c", "a", TTL)
+    assert not await leases.wait_until_free("c", clock.now() + timedelta(seconds=5))
+    assert await leases.wait_until_free("c", clock.now() + timedelta(minutes=5))

@@ -1,0 +1,54 @@
+"""The package's public surface and error tree."""
+
+from __future__ import annotations
+
+import inspect
+
+import shared.auth
+import shared.auth.errors as errors
+from shared.errors import IntegrationError
+
+
+def test_every_auth_error_descends_from_auth_error_and_the_integration_root() -> None:
+    """All exception classes of shared.auth.errors subclass AuthError (and so IntegrationError) and end in Error."""
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, Exception)]
+    assert classes
+    for cls in classes:
+        if cls is IntegrationError:
+            continue
+        assert issubclass(cls, errors.AuthError)
+        assert issubclass(cls, IntegrationError)
+        assert cls.__name__.endswith("Error")
+        assert cls.__name__ in (errors.__doc__ or "")
+
+
+def test_public_surface_is_pinned() -> None:
+    """__all__ lists exactly the seam, the composition entry points, value objects and errors."""
+    assert set(shared.auth.__all__) == {
+        "AuthError",
+        "AuthServices",
+        "ConnectionStatus",
+        "CredentialsRejectedError",
+        "Health",
+        "LoginFlowError",
+        "LoginRejectedError",
+        "LoginStateExpiredError",
+        "LoginStateMissingError",
+        "LoginStateReplayedError",
+        "LoginStateUnknownError",
+        "MinValidityTooLongError",
+        "NotAuthorizedError",
+        "ReauthorizationRequiredError",
+        "RefreshTimeoutError",
+        "ScheduledOutcome",
+        "StaleTokenSetError",
+        "TokenManager",
+        "TokenRefreshFailedError",
+        "TokenSet",
+        "TokenStoreUnavailableError",
+        "TokenUnavailableError",
+        "auth_services",
+        "build_auth_services",
+        "close_auth_services",
+    }
+    assert all(hasattr(shared.auth, name) for name in shared.auth.__all__)
