@@ -198,11 +198,17 @@ def _spec(function: Function, settings: Mapping[str, str]) -> FunctionSpec:
 
 def _http(function: Function, spec: FunctionSpec) -> HttpFunction:
     trigger: Any = function.get_trigger()
+    template = trigger.route or spec.name
+    if template.strip("/").lower().startswith("admin"):
+        # The host refuses these at indexing ("The specified route conflicts with one or more built in
+        # routes"): /admin is its own API (Azure/azure-functions-host#1781; its ScriptHost.ValidateFunction
+        # test uses "admin/foo/bar"; a public report says "administration/..." is refused too).
+        raise DevHostError(f"route {template!r} conflicts with the host's built-in /admin routes")
     methods = frozenset(str(m.value if hasattr(m, "value") else m).upper() for m in trigger.methods or ())
     level = trigger.auth_level
     return HttpFunction(
         spec,
-        compile_route(trigger.route or spec.name),
+        compile_route(template),
         methods or None,
         AuthLevel(str(level.value if hasattr(level, "value") else level or "function").lower()),
     )

@@ -108,10 +108,17 @@ class QueueListener:
         self._wake = watcher.watch(function.queue_name)
         self._slot_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._client: QueueClient | None = None
+
+    async def prepare(self) -> None:
+        """Create the queue if it is missing (the host does so when the listener starts)."""
+        self._client = await self._storage.queue(self._function.connection, self._function.queue_name)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll, dispatch and back off; returns when stopped and every started message is settled."""
-        client = await self._storage.queue(self._function.connection, self._function.queue_name)
+        client = self._client or await self._storage.queue(
+            self._function.connection, self._function.queue_name
+        )
         idle_polls = 0
         while not stopping.is_set():
             if len(self._in_flight) > self._options.new_batch_threshold:

@@ -80,7 +80,7 @@ class HostRuntime:
         )
         try:
             server, server_task = await self._start_http(invoker)
-            workers = self._start_triggers(invoker, storage, watcher, self._stopping)
+            workers = await self._start_triggers(invoker, storage, watcher, self._stopping)
             on_ready()
             await self._stopping.wait()
             _log.info("Stopping: no new requests, polls or timer runs; waiting for in-flight invocations")
@@ -112,16 +112,17 @@ class HostRuntime:
             await asyncio.sleep(0.01)
         return server, task
 
-    def _start_triggers(
+    async def _start_triggers(
         self, invoker: Invoker, storage: StorageClients, watcher: QueueWatcher, stopping: asyncio.Event
     ) -> list[asyncio.Task[None]]:
-        runs: list[Coroutine[Any, Any, None]] = [
-            TimerRunner(timer, invoker, stopping).run() for timer in self._catalog.timers
-        ]
-        runs += [
-            QueueListener(queue, storage, invoker, self._config.queues, watcher).run(stopping)
+        listeners = [
+            QueueListener(queue, storage, invoker, self._config.queues, watcher)
             for queue in self._catalog.queues
         ]
+        # Queues exist before start() returns, so a caller may enqueue right away.
+        await asyncio.gather(*(listener.prepare() for listener in listeners))
+        runs: list[Coroutine[Any, Any, None]] = [listener.run(stopping) for listener in listeners]
+        runs += [TimerRunner(timer, invoker, stopping).run() for timer in self._catalog.timers]
         tasks = [asyncio.create_task(run) for run in runs]
         for task in tasks:
             task.add_done_callback(_report_failure)

@@ -1,0 +1,46 @@
+"""devhost's timer triggers: NCRONTAB schedules with seconds, run_on_startup."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from devhost.host import DevHost
+from tests.integration.devhost.sample_app import Recorder
+
+pytestmark = pytest.mark.integration
+
+StartHost = Callable[[dict[str, str]], DevHost]
+
+
+def test_timer_fires_on_its_six_field_schedule(
+    start_devhost: StartHost, sample_settings: dict[str, str], recorder: Recorder
+) -> None:
+    """'*/1 * * * * *' (resolved from %SAMPLE_TIMER_SCHEDULE%) fires on consecutive seconds, not past due."""
+    settings = {**sample_settings, "AzureWebJobs.tick.Disabled": "false"}
+    start_devhost(settings)
+    ticks = recorder.wait_for("tick", count=3, timeout=10)
+    assert [tick.data["past_due"] for tick in ticks[:3]] == [False, False, False]
+    seconds = [int(float(str(tick.data["wall"]))) for tick in ticks[:3]]
+    assert seconds[1] - seconds[0] in (1, 2)
+    assert seconds[2] - seconds[1] in (1, 2)
+
+
+def test_run_on_startup_fires_once_at_start(
+    start_devhost: StartHost, sample_settings: dict[str, str], recorder: Recorder
+) -> None:
+    """A yearly timer with run_on_startup=True runs right after the host starts."""
+    start_devhost(sample_settings)
+    [startup] = recorder.wait_for("startup", timeout=5)
+    assert startup.data["past_due"] is False
+
+
+def test_disabled_timer_never_fires(
+    start_devhost: StartHost, sample_settings: dict[str, str], recorder: Recorder
+) -> None:
+    """AzureWebJobs.<name>.Disabled=true keeps the every-second timer from running."""
+    host = start_devhost(sample_settings)
+    recorder.wait_for("startup", timeout=5)
+    assert "tick" in host.catalog.disabled
+    assert recorder.events("tick") == []
