@@ -191,7 +191,10 @@ class TableRecordStore(Generic[T]):
 
 
 def _table_missing(exc: ResourceNotFoundError) -> bool:
-    return str(getattr(exc, "error_code", "") or "") == "TableNotFound"
+    # The aio create_entity leaves error_code unset; the service's x-ms-error-code header names it.
+    headers = getattr(exc.response, "headers", None) or {}
+    code = getattr(exc, "error_code", None) or headers.get("x-ms-error-code")
+    return str(code or "") == "TableNotFound"
 
 
 def _unavailable(exc: AzureError) -> TokenStoreUnavailableError:
