@@ -1,0 +1,113 @@
+"""Business Central API client: httpx + token seam, typed errors, OData, $batch, retry policy, shared throttle.
+
+Typical wiring (the job layer does this once per process):
+
+    store = TableCoordinationStore.from_settings(settings.storage)
+    throttle = build_throttle(settings, store)           # one per process and identity
+    client = build_client(settings, token_manager, throttle, recorder=audit)
+    customers = EntitySet("customers")
+    found = await client.list(customers, Query(filter=field("displayName").eq(user_text)))
+"""
+
+from shared.bc.client import BusinessCentralClient
+from shared.bc.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    BatchError,
+    BusinessCentralError,
+    CompanyNotFoundError,
+    ConflictError,
+    Correlation,
+    EntityChangedError,
+    NotFoundError,
+    RequestTimeoutError,
+    RequestValidationError,
+    ServerError,
+    ServiceUnavailableError,
+    ThrottledError,
+    ThrottleStorageError,
+    UnexpectedResponseError,
+    UnsafeNextLinkError,
+)
+from shared.bc.factory import (
+    build_client,
+    build_throttle,
+    endpoint_from_settings,
+    http_client_from_settings,
+    throttle_identity,
+)
+from shared.bc.models import (
+    STANDARD_API,
+    ApiRoute,
+    BatchOperation,
+    BatchResult,
+    BcEndpoint,
+    Company,
+    Entity,
+    EntityKey,
+    EntitySet,
+    JsonObject,
+    JsonValue,
+    Method,
+    Page,
+)
+from shared.bc.odata import Field, Filter, Query, all_of, any_of, field, literal
+from shared.bc.recorder import Interaction, MemoryRecorder, NullRecorder, Recorder
+from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from shared.bc.throttle import SharedThrottle, ThrottleConfig
+from shared.bc.throttle.table_store import TableCoordinationStore
+
+__all__ = [
+    "DEFAULT_RETRY_POLICY",
+    "STANDARD_API",
+    "ApiRoute",
+    "AuthenticationError",
+    "AuthorizationError",
+    "BatchError",
+    "BatchOperation",
+    "BatchResult",
+    "BcEndpoint",
+    "BusinessCentralClient",
+    "BusinessCentralError",
+    "Company",
+    "CompanyNotFoundError",
+    "ConflictError",
+    "Correlation",
+    "Entity",
+    "EntityChangedError",
+    "EntityKey",
+    "EntitySet",
+    "Field",
+    "Filter",
+    "Interaction",
+    "JsonObject",
+    "JsonValue",
+    "MemoryRecorder",
+    "Method",
+    "NotFoundError",
+    "NullRecorder",
+    "Page",
+    "Query",
+    "Recorder",
+    "RequestTimeoutError",
+    "RequestValidationError",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceUnavailableError",
+    "SharedThrottle",
+    "TableCoordinationStore",
+    "ThrottleConfig",
+    "ThrottleStorageError",
+    "ThrottledError",
+    "UnexpectedResponseError",
+    "UnsafeNextLinkError",
+    "all_of",
+    "any_of",
+    "build_client",
+    "build_throttle",
+    "endpoint_from_settings",
+    "field",
+    "http_client_from_settings",
+    "literal",
+    "throttle_identity",
+]

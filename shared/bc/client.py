@@ -1,0 +1,259 @@
+"""BusinessCentralClient: companies, get, list (paged), create, update, delete, bound actions and $batch.
+
+URL shapes [bc-facts §2]: `{base}/v2.0/{tenant}/{environment}/api/v2.0/companies({id})/{entitySet}({id})`, custom
+APIs under `api/{publisher}/{group}/{version}`, bound actions `.../Microsoft.NAV.{action}`. PATCH and DELETE
+carry If-Match [§3a]: the caller's ETag, or one fetched just before. Paging [§3b]: `Prefer: odata.maxpagesize`
+and `@odata.nextLink` followed verbatim — but only on the configured host, since the bearer token goes with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from urllib.parse import urljoin, urlsplit
+from uuid import UUID
+
+import httpx
+
+from shared.bc import batch as batching
+from shared.bc.errors import CompanyNotFoundError, Correlation, UnexpectedResponseError, UnsafeNextLinkError
+from shared.bc.models import (
+    STANDARD_API,
+    ApiRoute,
+    BatchOperation,
+    BatchResult,
+    BcEndpoint,
+    Company,
+    Entity,
+    EntityKey,
+    EntitySet,
+    JsonObject,
+    JsonValue,
+    Method,
+    Page,
+)
+from shared.bc.odata import Query, field
+from shared.bc.pipeline import Call, Pipeline
+from shared.bc.responses import CLIENT_REQUEST_ID, json_body
+
+DEFAULT_PAGE_SIZE = 1000  # BC's own cap is 20,000 per page [bc-facts §3b]
+
+
+class BusinessCentralClient:
+    """Async BC API client for one environment; every request goes through the pipeline (throttle, auth, retry)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        endpoint: BcEndpoint,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        max_batch_operations: int = batching.MAX_BATCH_OPERATIONS,
+    ) -> None:
+        self._pipeline = pipeline
+        self._endpoint = endpoint
+        self._page_size = page_size
+        self._max_batch = max_batch_operations
+        self._companies_by_name: dict[str, Company] = {}
+        self._companies_by_id: dict[UUID, Company] = {}
+
+    # ----- companies ----------------------------------------------------------------------------------
+
+    async def companies(self, api: ApiRoute = STANDARD_API) -> tuple[Company, ...]:
+        """Every company of the environment (and refresh the cache)."""
+        url = f"{self._endpoint.api_root(api)}/companies"
+        found = tuple(_company(entity) for entity in await self._collect(url, {}, limit=None, page_size=None))
+        for company in found:
+            self._remember(company)
+        return found
+
+    async def company(self, *, company_id: UUID | None = None, name: str | None = None) -> Company:
+        """A company by id or name (default: the configured one); looked up once, then cached."""
+        company_id = company_id or (None if name else self._endpoint.company_id)
+        name = name or (None if company_id else self._endpoint.company_name)
+        if company_id is not None and company_id in self._companies_by_id:
+            return self._companies_by_id[company_id]
+        if name is not None and name in self._companies_by_name:
+            return self._companies_by_name[name]
+        if company_id is None and name is None:
+            raise CompanyNotFoundError(
+                "no company id or name given or configured (BC_COMPANY_ID / BC_COMPANY_NAME)"
+            )
+        query = Query(filter=field("id").eq(company_id) if company_id else field("name").eq(name))
+        url = f"{self._endpoint.api_root(STANDARD_API)}/companies"
+        matches = await self._collect(url, query.params(), limit=1, page_size=None)
+        if not matches:
+            raise CompanyNotFoundError(
+                f"no company {company_id or name!s} in environment {self._endpoint.environment}"
+            )
+        company = _company(matches[0])
+        self._remember(company)
+        return company
+
+    async def company_id(self) -> UUID:
+        """The configured company's id (resolving a configured name once)."""
+        if self._endpoint.company_id is not None:
+            return self._endpoint.company_id
+        return (await self.company()).id
+
+    # ----- entities -----------------------------------------------------------------------------------
+
+    async def get(self, key: EntityKey, query: Query | None = None) -> Entity:
+        """One entity (with its ETag)."""
+        response = await self._pipeline.send(
+            Call(Method.GET, await self._url(key), params=(query or Query()).params())
+        )
+        return _entity(json_body(response), _request_id(response))
+
+    async def pages(
+        self, entity_set: EntitySet, query: Query | None = None, *, page_size: int | None = None
+    ) -> AsyncIterator[Page]:
+        """Page after page, following @odata.nextLink until BC stops sending one."""
+        url: str | None = await self._url(entity_set)
+        params = (query or Query()).params()
+        while url is not None:
+            page = await self._page(url, params, page_size or self._page_size)
+            yield page
+            url, params = page.next_link, {}
+
+    async def list(
+        self,
+        entity_set: EntitySet,
+        query: Query | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int | None = None,
+    ) -> tuple[Entity, ...]:
+        """All entities (or the first `limit`), across as many pages as it takes."""
+        return await self._collect(await self._url(entity_set), (query or Query()).params(), limit, page_size)
+
+    async def create(self, entity_set: EntitySet, values: JsonObject) -> Entity:
+        """POST a new entity (deep insert allowed); BC answers 201 with the entity."""
+        response = await self._pipeline.send(
+            Call(Method.POST, await self._url(entity_set), body=dict(values))
+        )
+        return _entity(json_body(response), _request_id(response))
+
+    async def update(self, key: EntityKey, changes: JsonObject, *, etag: str | None = None) -> Entity:
+        """PATCH with If-Match: the given ETag, or the current one fetched first. A stale one -> EntityChangedError."""
+        if_match = etag or await self._current_etag(key)
+        response = await self._pipeline.send(
+            Call(Method.PATCH, await self._url(key), body=dict(changes), headers={"If-Match": if_match})
+        )
+        return _entity(json_body(response), _request_id(response))
+
+    async def delete(self, key: EntityKey, *, etag: str | None = None) -> None:
+        """DELETE with If-Match (given, or fetched first); BC answers 204."""
+        if_match = etag or await self._current_etag(key)
+        await self._pipeline.send(Call(Method.DELETE, await self._url(key), headers={"If-Match": if_match}))
+
+    async def action(self, key: EntityKey, action: str, *, etag: str | None = None) -> None:
+        """Run a bound action (`Microsoft.NAV.{action}`, e.g. post on a salesInvoice); BC answers 204."""
+        operation = BatchOperation(Method.POST, key, action=action, etag=etag)
+        company_id = await self.company_id()
+        url = f"{self._endpoint.api_root(key.api)}/{operation.relative_url(company_id)}"
+        headers = {"If-Match": etag} if etag else {}
+        await self._pipeline.send(Call(Method.POST, url, headers=headers))
+
+    async def batch(
+        self, operations: Sequence[BatchOperation], *, atomic: bool = False
+    ) -> tuple[BatchResult, ...]:
+        """Run operations as JSON $batch requests of at most 100; results in the same order as `operations`.
+
+        `atomic` sends `Isolation: snapshot`: all or nothing — and refuses more than fit in one request.
+        """
+        groups = batching.split(operations, self._max_batch, atomic=atomic)
+        company_id = await self.company_id()
+        headers = {"Isolation": "snapshot"} if atomic else {}
+        mapped: list[BatchResult] = []
+        for group in groups:
+            url = f"{self._endpoint.api_root(group[0].api)}/$batch"
+            body = batching.request_body(group, company_id)
+            response = await self._pipeline.send(Call(Method.POST, url, body=body, headers=headers))
+            correlation = Correlation(_request_id(response))
+            mapped.extend(batching.results(group, json_body(response), correlation))
+        return tuple(mapped)
+
+    # ----- helpers ------------------------------------------------------------------------------------
+
+    async def _url(self, target: EntitySet | EntityKey) -> str:
+        company_id = await self.company_id()
+        return f"{self._endpoint.api_root(target.api)}/{target.relative_path(company_id)}"
+
+    async def _current_etag(self, key: EntityKey) -> str:
+        entity = await self.get(key)
+        if entity.etag is None:
+            raise UnexpectedResponseError("BC returned the entity without an @odata.etag")
+        return entity.etag
+
+    async def _collect(
+        self, url: str, params: Mapping[str, str], limit: int | None, page_size: int | None
+    ) -> tuple[Entity, ...]:
+        collected: list[Entity] = []
+        size = min(page_size or self._page_size, limit) if limit else (page_size or self._page_size)
+        next_url: str | None = url
+        while next_url is not None and (limit is None or len(collected) < limit):
+            page = await self._page(next_url, params, size)
+            collected.extend(page.entities)
+            next_url, params = page.next_link, {}
+        return tuple(collected[:limit] if limit is not None else collected)
+
+    async def _page(self, url: str, params: Mapping[str, str], page_size: int) -> Page:
+        response = await self._pipeline.send(
+            Call(Method.GET, url, params=params, headers={"Prefer": f"odata.maxpagesize={page_size}"})
+        )
+        body = json_body(response)
+        correlation = Correlation(_request_id(response))
+        values = body.get("value") if isinstance(body, Mapping) else None
+        if not isinstance(values, Sequence) or isinstance(values, str):
+            raise UnexpectedResponseError("a collection answer has no `value` list", correlation=correlation)
+        entities = tuple(Entity.from_json(item) for item in values if isinstance(item, Mapping))
+        next_link = body.get("@odata.nextLink") if isinstance(body, Mapping) else None
+        if next_link is not None and not isinstance(next_link, str):
+            raise UnexpectedResponseError("@odata.nextLink is not a string", correlation=correlation)
+        return Page(entities, self._checked_next_link(url, next_link, correlation))
+
+    def _checked_next_link(self, current: str, link: str | None, correlation: Correlation) -> str | None:
+        if link is None:
+            return None
+        absolute = urljoin(current, link)
+        expected, actual = urlsplit(self._endpoint.base_url), urlsplit(absolute)
+        if (actual.scheme, actual.hostname, actual.port) != (
+            expected.scheme,
+            expected.hostname,
+            expected.port,
+        ):
+            raise UnsafeNextLinkError(
+                f"refusing to follow @odata.nextLink to {actual.scheme}://{actual.netloc}",
+                correlation=correlation,
+            )
+        return absolute
+
+    def _remember(self, company: Company) -> None:
+        self._companies_by_id[company.id] = company
+        self._companies_by_name[company.name] = company
+
+
+def _request_id(response: httpx.Response) -> str:
+    value: str = response.request.headers.get(CLIENT_REQUEST_ID, "")
+    return value
+
+
+def _entity(body: JsonValue, request_id: str) -> Entity:
+    if not isinstance(body, Mapping):
+        raise UnexpectedResponseError(
+            "BC answered without an entity body", correlation=Correlation(request_id)
+        )
+    return Entity.from_json(body)
+
+
+def _company(entity: Entity) -> Company:
+    values = entity.values
+    name, display, version = values.get("name"), values.get("displayName"), values.get("systemVersion")
+    if entity.id is None or not isinstance(name, str):
+        raise UnexpectedResponseError("a company without id or name")
+    return Company(
+        id=entity.id,
+        name=name,
+        display_name=display if isinstance(display, str) else None,
+        system_version=version if isinstance(version, str) else None,
+    )

@@ -1,0 +1,103 @@
+"""Wiring from the typed settings: endpoint, httpx client (TLS, timeouts), throttle and the BC client."""
+
+from __future__ import annotations
+
+import ssl
+from datetime import timedelta
+from uuid import UUID
+
+import httpx
+
+from shared.bc.auth import BearerAuth
+from shared.bc.client import BusinessCentralClient
+from shared.bc.clock import Clock
+from shared.bc.models import BcEndpoint
+from shared.bc.pipeline import Pipeline, Throttle
+from shared.bc.recorder import Recorder
+from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from shared.bc.throttle import CoordinationStore, SharedThrottle, ThrottleConfig
+from shared.bc.throttle.table_store import partition_key_for
+from shared.settings import AuthMode, Settings
+from shared.tokens import DEFAULT_MIN_VALIDITY, TokenProvider
+
+_CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def endpoint_from_settings(settings: Settings) -> BcEndpoint:
+    """The BC environment (and default company) the settings point at."""
+    bc = settings.bc
+    return BcEndpoint(
+        base_url=bc.api_base_url,
+        environment=bc.environment,
+        tenant_id=settings.auth.tenant_id,
+        company_id=UUID(bc.company_id) if bc.company_id else None,
+        company_name=bc.company_name,
+    )
+
+
+def throttle_identity(settings: Settings) -> str:
+    """Whose budget this is: BC counts limits per user or app [bc-facts §1a] — the app for client credentials,
+    the connection's signed-in user for delegated mode."""
+    if settings.auth.mode is AuthMode.CLIENT_CREDENTIALS and settings.auth.client_id:
+        return f"app-{settings.auth.client_id}"
+    return f"connection-{settings.auth.connection_name}"
+
+
+def throttle_config_from_settings(settings: Settings, *, heartbeat_seconds: float = 10.0) -> ThrottleConfig:
+    """The limits of the `bc` settings group."""
+    bc = settings.bc
+    return ThrottleConfig(
+        requests=bc.rate_limit_requests,
+        window_seconds=bc.rate_limit_window_seconds,
+        safety_margin=bc.rate_safety_margin,
+        max_in_flight=bc.max_in_flight,
+        heartbeat_seconds=heartbeat_seconds,
+    )
+
+
+def build_throttle(
+    settings: Settings, store: CoordinationStore, *, clock: Clock | None = None
+) -> SharedThrottle:
+    """One process's throttle for the configured identity (share it between all clients of the process)."""
+    key = partition_key_for(throttle_identity(settings))
+    return SharedThrottle(store, key, throttle_config_from_settings(settings), clock=clock)
+
+
+def http_client_from_settings(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """An httpx client trusting LOCAL_CA_BUNDLE when set (local sandbox), the system store otherwise."""
+    verify: ssl.SSLContext | bool = True
+    if settings.local.ca_bundle is not None:
+        verify = ssl.create_default_context(cafile=str(settings.local.ca_bundle))
+    timeout = httpx.Timeout(
+        settings.bc.request_timeout_seconds,
+        connect=min(_CONNECT_TIMEOUT_SECONDS, settings.bc.request_timeout_seconds),
+    )
+    limits = httpx.Limits(
+        max_connections=2 * settings.bc.max_in_flight, max_keepalive_connections=settings.bc.max_in_flight
+    )
+    return httpx.AsyncClient(verify=verify, timeout=timeout, limits=limits, transport=transport)
+
+
+def build_client(
+    settings: Settings,
+    tokens: TokenProvider,
+    throttle: Throttle,
+    *,
+    http: httpx.AsyncClient | None = None,
+    recorder: Recorder | None = None,
+    policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+    clock: Clock | None = None,
+) -> BusinessCentralClient:
+    """A BC client for the configured environment; the token must outlive a whole request (timeout + 1 min)."""
+    min_validity = max(DEFAULT_MIN_VALIDITY, timedelta(seconds=settings.bc.request_timeout_seconds + 60))
+    pipeline = Pipeline(
+        http or http_client_from_settings(settings),
+        BearerAuth(tokens, min_validity),
+        throttle,
+        policy=policy,
+        recorder=recorder,
+        clock=clock,
+    )
+    return BusinessCentralClient(pipeline, endpoint_from_settings(settings))

@@ -1,0 +1,200 @@
+"""One BC call end to end: throttle -> send (auth) -> record -> map errors -> retry per policy.
+
+Each attempt gets its own client-request-id (a uuid); the correlation headers of the answer are kept on the
+error (and in the Interaction). The throttle is held from before the send until the body is read, so
+"in flight" means exactly what BC counts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from shared.bc.auth import BearerAuth
+from shared.bc.clock import Clock, SystemClock
+from shared.bc.errors import (
+    BusinessCentralError,
+    Correlation,
+    RequestTimeoutError,
+    ServiceUnavailableError,
+)
+from shared.bc.models import IDEMPOTENT_METHODS, JsonValue, Method
+from shared.bc.recorder import Interaction, NullRecorder, Recorder
+from shared.bc.responses import (
+    CLIENT_REQUEST_ID,
+    correlation_of,
+    error_code_of,
+    error_from_response,
+    json_body,
+)
+from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+
+# Connection failures where the request surely never left this process (safe to repeat any method).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Throttle(Protocol):
+    """What the pipeline needs from a throttle (SharedThrottle implements it)."""
+
+    def permit(self) -> AbstractAsyncContextManager[None]:
+        """Wait for, then hold, one in-flight slot and one rate permit."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Stop every instance sending for `seconds`."""
+        ...
+
+    def charge(self, requests: int) -> None:
+        """Count requests that went out without a permit of their own."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One logical BC request (retries repeat it)."""
+
+    method: Method
+    url: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: JsonValue = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def idempotent(self) -> bool:
+        """GET and DELETE may be repeated after an ambiguous failure."""
+        return self.method in IDEMPOTENT_METHODS
+
+
+class Pipeline:
+    """Sends Calls through the throttle, with auth, recording, error mapping and the retry policy."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        auth: BearerAuth,
+        throttle: Throttle,
+        *,
+        policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        recorder: Recorder | None = None,
+        clock: Clock | None = None,
+        new_request_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._http = http
+        self._auth = auth
+        self._throttle = throttle
+        self._policy = policy
+        self._recorder = recorder or NullRecorder()
+        self._clock = clock or SystemClock()
+        self._new_request_id = new_request_id
+
+    async def send(self, call: Call) -> httpx.Response:
+        """The 2xx response (body read), or the typed error once the policy stops retrying."""
+        waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(call, attempt)
+            except BusinessCentralError as error:
+                if (pause := self._policy.pause_for(error)) is not None:
+                    await self._throttle.pause(pause)
+                delay = self._policy.next_delay(
+                    error, attempt=attempt, waited=waited, idempotent=call.idempotent
+                )
+                if delay is None:
+                    raise
+                await self._clock.sleep(delay)
+                waited += delay
+
+    async def _attempt(self, call: Call, attempt: int) -> httpx.Response:
+        request_id = self._new_request_id()
+        headers = {"Accept": "application/json", CLIENT_REQUEST_ID: request_id, **call.headers}
+        request = self._http.build_request(
+            call.method.value,
+            call.url,
+            params=call.params or None,
+            json=call.body,
+            headers=headers,
+        )
+        async with self._throttle.permit():
+            started = time.perf_counter()
+            try:
+                response = await self._http.send(request, auth=self._auth)
+            except httpx.TransportError as exc:
+                raise self._transport_error(request, exc, attempt, request_id, started) from exc
+        duration_ms = (time.perf_counter() - started) * 1000
+        self._record_history(response, attempt, request_id)
+        self._record(request, response, attempt, request_id, duration_ms)
+        if response.is_success:
+            return response
+        raise error_from_response(response, correlation_of(request_id, response.headers))
+
+    def _transport_error(
+        self, request: httpx.Request, exc: httpx.TransportError, attempt: int, request_id: str, started: float
+    ) -> BusinessCentralError:
+        sent = not isinstance(exc, _NOT_SENT)
+        duration_ms = (time.perf_counter() - started) * 1000
+        self._recorder.record(
+            Interaction(
+                method=request.method,
+                path=request.url.path,
+                status=None,
+                duration_ms=duration_ms,
+                attempt=attempt,
+                client_request_id=request_id,
+                error=type(exc).__name__,
+            )
+        )
+        correlation = Correlation(request_id)
+        error_type = (
+            RequestTimeoutError if isinstance(exc, httpx.TimeoutException) else ServiceUnavailableError
+        )
+        return error_type(
+            f"no answer from BC ({type(exc).__name__})", correlation=correlation, request_sent=sent
+        )
+
+    def _record_history(self, response: httpx.Response, attempt: int, request_id: str) -> None:
+        """The 401s the auth flow answered with a refresh: recorded, and charged to the throttle."""
+        if not response.history:
+            return
+        self._throttle.charge(len(response.history))
+        for earlier in response.history:
+            self._record(earlier.request, earlier, attempt, request_id, _elapsed_ms(earlier))
+
+    def _record(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        attempt: int,
+        request_id: str,
+        duration_ms: float,
+    ) -> None:
+        code = error_code_of(json_body(response))[0] if not response.is_success else None
+        correlation = correlation_of(request_id, response.headers)
+        self._recorder.record(
+            Interaction(
+                method=request.method,
+                path=request.url.path,
+                status=response.status_code,
+                duration_ms=duration_ms,
+                attempt=attempt,
+                client_request_id=request_id,
+                request_id=correlation.request_id,
+                ms_correlation_x=correlation.ms_correlation_x,
+                bc_error_code=code,
+            )
+        )
+
+
+def _elapsed_ms(response: httpx.Response) -> float:
+    """httpx's own timing of a response (0 when the transport did not provide one)."""
+    try:
+        return response.elapsed.total_seconds() * 1000
+    except RuntimeError:
+        return 0.0

@@ -1,0 +1,201 @@
+"""Test doubles behind the BC client's own seams: token provider, throttle, virtual clock, a scripted BC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import httpx
+
+from shared.bc.auth import BearerAuth
+from shared.bc.client import BusinessCentralClient
+from shared.bc.models import BcEndpoint
+from shared.bc.pipeline import Pipeline
+from shared.bc.recorder import MemoryRecorder
+from shared.bc.retry import RetryPolicy
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
+
+BASE = "https://bc.test"
+TENANT = "11111111-1111-1111-1111-111111111111"
+COMPANY = UUID("22222222-2222-2222-2222-222222222222")
+API_ROOT = f"{BASE}/v2.0/{TENANT}/production/api/v2.0"
+
+
+class CountingTokens:
+    """A TokenProvider handing out "token-1", "token-2", ...; counts calls, remembers what was rejected."""
+
+    def __init__(self) -> None:
+        self._serial = 1
+        self.token_calls = 0
+        self.refresh_calls = 0
+        self.rejected: list[AccessToken | None] = []
+
+    def _current(self) -> AccessToken:
+        return AccessToken(f"token-{self._serial}", datetime.now(UTC) + timedelta(hours=1))
+
+    async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
+        """The current token."""
+        self.token_calls += 1
+        return self._current()
+
+    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+        """A newer token."""
+        self.refresh_calls += 1
+        self.rejected.append(rejected)
+        self._serial += 1
+        return self._current()
+
+
+@dataclass
+class RecordingThrottle:
+    """A throttle that lets everything through and remembers pauses and charges."""
+
+    pauses: list[float] = field(default_factory=list)
+    charges: list[int] = field(default_factory=list)
+    permits: int = 0
+
+    @contextlib.asynccontextmanager
+    async def permit(self) -> AsyncIterator[None]:
+        """Count the permit."""
+        self.permits += 1
+        yield
+
+    async def pause(self, seconds: float) -> None:
+        """Remember the pause."""
+        self.pauses.append(seconds)
+
+    def charge(self, requests: int) -> None:
+        """Remember the charge."""
+        self.charges.append(requests)
+
+
+class VirtualClock:
+    """Virtual time: sleep() parks the caller until `advance`/`run_until` moves time past its wake-up."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._serial = itertools.count()
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        """Virtual epoch seconds."""
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        """Park until virtual time reaches now + seconds."""
+        self.slept.append(seconds)
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._serial), future))
+        await future
+
+    async def run_until(self, deadline: float) -> None:
+        """Let every task run, waking sleepers in time order, until virtual time reaches `deadline`."""
+        while True:
+            await _settle()
+            if not self._sleepers or self._sleepers[0][0] > deadline:
+                break
+            when, _, future = heapq.heappop(self._sleepers)
+            self._now = max(self._now, when)
+            if not future.done():
+                future.set_result(None)
+        self._now = max(self._now, deadline)
+        await _settle()
+
+    async def advance(self, seconds: float) -> None:
+        """run_until(now + seconds)."""
+        await self.run_until(self._now + seconds)
+
+
+async def _settle() -> None:
+    for _ in range(30):
+        await asyncio.sleep(0)
+
+
+class InstantClock:
+    """A clock whose sleep returns at once but moves time on (for retry tests without waiting)."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        """Current fake time."""
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        """Record and jump."""
+        self.slept.append(seconds)
+        self._now += max(0.0, seconds)
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def json_response(status: int, body: object = None, headers: dict[str, str] | None = None) -> httpx.Response:
+    """An httpx response with a JSON body (or none)."""
+    content = b"" if body is None else json.dumps(body).encode()
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    return httpx.Response(status, content=content, headers=all_headers)
+
+
+def bc_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    """BC's error body shape [bc-facts §3d]."""
+    return json_response(status, {"error": {"code": code, "message": message}}, headers)
+
+
+@dataclass
+class Harness:
+    """A client wired to a MockTransport handler, with every seam observable."""
+
+    client: BusinessCentralClient
+    tokens: CountingTokens
+    throttle: RecordingThrottle
+    recorder: MemoryRecorder
+    clock: InstantClock
+    requests: list[httpx.Request]
+
+
+def make_client(
+    handler: Handler,
+    *,
+    policy: RetryPolicy | None = None,
+    company_id: UUID | None = COMPANY,
+    company_name: str | None = None,
+    page_size: int = 100,
+) -> Harness:
+    """A BusinessCentralClient whose HTTP goes to `handler`; every request is also kept."""
+    seen: list[httpx.Request] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    tokens, throttle, recorder, clock = (
+        CountingTokens(),
+        RecordingThrottle(),
+        MemoryRecorder(),
+        InstantClock(),
+    )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(recording))
+    pipeline = Pipeline(
+        http,
+        BearerAuth(tokens),
+        throttle,
+        policy=policy or RetryPolicy(jitter=0.0),
+        recorder=recorder,
+        clock=clock,
+    )
+    endpoint = BcEndpoint(BASE, "production", TENANT, company_id=company_id, company_name=company_name)
+    client = BusinessCentralClient(pipeline, endpoint, page_size=page_size)
+    return Harness(client, tokens, throttle, recorder, clock, seen)

@@ -1,0 +1,153 @@
+"""JSON $batch: request shape, splitting into requests of at most 100, results mapped back per operation."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+
+import httpx
+import pytest
+
+from shared.bc.batch import request_body
+from shared.bc.errors import BatchError, EntityChangedError, RequestValidationError, UnexpectedResponseError
+from shared.bc.models import ApiRoute, BatchOperation, EntitySet, Method
+from tests.unit.bc.fakes import API_ROOT, COMPANY, json_response, make_client
+
+ITEMS = EntitySet("items")
+
+
+def echo_batch(request: httpx.Request) -> httpx.Response:
+    """A $batch answer: 201 with an entity per create, in shuffled order; bodies named 'bad' fail."""
+    requests = json.loads(request.content)["requests"]
+    responses = []
+    for entry in requests:
+        if entry["body"]["displayName"] == "bad":
+            body = {"error": {"code": "Application_FieldValidationException", "message": "bad name"}}
+            responses.append({"id": entry["id"], "status": 400, "headers": {}, "body": body})
+        else:
+            entity = {
+                "@odata.etag": 'W/"1"',
+                "id": str(uuid.uuid4()),
+                "displayName": entry["body"]["displayName"],
+            }
+            responses.append({"id": entry["id"], "status": 201, "headers": {}, "body": entity})
+    random.Random(7).shuffle(responses)
+    return json_response(200, {"responses": responses})
+
+
+def creates(count: int) -> list[BatchOperation]:
+    """`count` item creates named item-0, item-1, ..."""
+    return [BatchOperation(Method.POST, ITEMS, body={"displayName": f"item-{n}"}) for n in range(count)]
+
+
+async def test_batch_request_shape() -> None:
+    """POST {api root}/$batch with relative URLs, ids, If-Match and JSON bodies per operation."""
+    h = make_client(echo_batch)
+    key = ITEMS.key(uuid.UUID(int=5))
+    operations = [
+        BatchOperation(Method.POST, ITEMS, body={"displayName": "a"}),
+        BatchOperation(Method.PATCH, key, body={"displayName": "b"}, etag='W/"9"'),
+    ]
+    await h.client.batch(operations[:1])
+    request = h.requests[0]
+    assert str(request.url) == f"{API_ROOT}/$batch"
+    assert "Isolation" not in request.headers
+    sent = json.loads(request.content)["requests"][0]
+    assert sent == {
+        "id": "0",
+        "method": "POST",
+        "url": f"companies({COMPANY})/items",
+        "headers": {"Accept": "application/json", "Content-Type": "application/json"},
+        "body": {"displayName": "a"},
+    }
+    patch = json.loads(json.dumps(request_body(operations, COMPANY)))["requests"][1]
+    assert patch["headers"]["If-Match"] == 'W/"9"'
+    assert patch["url"] == f"companies({COMPANY})/items({uuid.UUID(int=5)})"
+
+
+async def test_results_map_back_to_their_operations_in_order() -> None:
+    """However BC orders its responses, result i belongs to operation i."""
+    h = make_client(echo_batch)
+    operations = creates(5)
+    results = await h.client.batch(operations)
+    assert [result.operation for result in results] == operations
+    assert [result.entity["displayName"] for result in results if result.entity] == [
+        f"item-{n}" for n in range(5)
+    ]
+    assert all(result.ok and result.status == 201 for result in results)
+
+
+async def test_long_lists_are_split_into_requests_of_at_most_100() -> None:
+    """250 operations go out as 100 + 100 + 50, and all 250 results come back in order."""
+    h = make_client(echo_batch)
+    operations = creates(250)
+    results = await h.client.batch(operations)
+    sizes = [len(json.loads(request.content)["requests"]) for request in h.requests]
+    assert sizes == [100, 100, 50]
+    assert [result.operation for result in results] == operations
+
+
+async def test_failed_operation_carries_its_typed_error() -> None:
+    """An inner 400 becomes that operation's error (with BC's code); the others still succeed."""
+    h = make_client(echo_batch)
+    operations = [*creates(2), BatchOperation(Method.POST, ITEMS, body={"displayName": "bad"})]
+    results = await h.client.batch(operations)
+    assert [result.ok for result in results] == [True, True, False]
+    error = results[2].error
+    assert isinstance(error, RequestValidationError)
+    assert error.code == "Application_FieldValidationException"
+
+
+async def test_inner_conflict_is_an_entity_changed_error() -> None:
+    """An inner 409 Request_EntityChanged maps like a top-level one."""
+
+    def conflict(request: httpx.Request) -> httpx.Response:
+        body = {
+            "error": {
+                "code": "Request_EntityChanged",
+                "message": "Another user has already changed the record.",
+            }
+        }
+        return json_response(200, {"responses": [{"id": "0", "status": 409, "headers": {}, "body": body}]})
+
+    h = make_client(conflict)
+    key = ITEMS.key(uuid.UUID(int=1))
+    (result,) = await h.client.batch([BatchOperation(Method.PATCH, key, body={"x": 1}, etag='W/"old"')])
+    assert isinstance(result.error, EntityChangedError)
+
+
+async def test_atomic_batch_sends_snapshot_isolation() -> None:
+    """atomic=True asks BC for one transaction (Isolation: snapshot)."""
+    h = make_client(echo_batch)
+    await h.client.batch(creates(3), atomic=True)
+    assert h.requests[0].headers["Isolation"] == "snapshot"
+
+
+async def test_atomic_batch_longer_than_one_request_is_refused() -> None:
+    """All-or-nothing cannot span two requests, so 101 atomic operations are refused before sending."""
+    h = make_client(echo_batch)
+    with pytest.raises(BatchError):
+        await h.client.batch(creates(101), atomic=True)
+    assert h.requests == []
+
+
+async def test_mixed_api_routes_are_refused() -> None:
+    """One $batch endpoint serves one API route."""
+    h = make_client(echo_batch)
+    custom = EntitySet("shipments", api=ApiRoute("contoso", "logistics", "v1.0"))
+    with pytest.raises(BatchError):
+        await h.client.batch([*creates(1), BatchOperation(Method.POST, custom, body={"a": 1})])
+
+
+async def test_answer_missing_an_operation_is_unexpected() -> None:
+    """If BC's answer lacks an operation, the caller is told instead of getting a silent gap."""
+    h = make_client(lambda request: json_response(200, {"responses": []}))
+    with pytest.raises(UnexpectedResponseError):
+        await h.client.batch(creates(1))
+
+
+def test_bound_action_must_be_a_post_on_a_key() -> None:
+    """An action on a collection or with another verb is a programming error caught at construction."""
+    with pytest.raises(ValueError, match="bound action"):
+        BatchOperation(Method.POST, ITEMS, action="post")
