@@ -1,0 +1,141 @@
+"""`make demo`: bring up the local world, run the product on devhost, and show it answering.
+
+A sequence of named steps sharing one context; each prints a line of transcript. Cleanups run in reverse
+order whatever happens. Later issues add steps (sandbox, token, a BC job) to STEPS.
+Exit code 0 when every step passed; 1 with the failing step and its reason otherwise.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from devhost.azurite import Azurite, AzuriteEndpoints
+from devhost.environment import process_environment
+from devhost.ports import free_port, wait_for_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DemoError(Exception):
+    """A demo step failed; the message says what was expected and what happened."""
+
+
+@dataclass
+class DemoContext:
+    """What the steps hand on to each other."""
+
+    cleanup: ExitStack
+    azurite: AzuriteEndpoints | None = None
+    base_url: str = ""
+    function_key: str = field(default="", repr=False)
+    devhost: subprocess.Popen[str] | None = None
+    devhost_log: Path | None = None
+
+
+def start_azurite(context: DemoContext) -> str:
+    """Start Azurite's queue and table services on free ports."""
+    server = Azurite()
+    context.azurite = server.start()
+    context.cleanup.callback(server.stop)
+    return f"queue :{context.azurite.queue_port}, table :{context.azurite.table_port}"
+
+
+def _stop_devhost(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def start_devhost(context: DemoContext) -> str:
+    """Run `python -m devhost` on function_app.py with a random function key for this run."""
+    if context.azurite is None:
+        raise DemoError("Azurite is not running")
+    port = free_port()
+    context.function_key = secrets.token_urlsafe(24)
+    environment = {
+        **process_environment(),
+        "AzureWebJobsStorage": context.azurite.connection_string,
+        "JobsStorage": context.azurite.connection_string,
+        "DEVHOST_FUNCTION_KEY": context.function_key,
+        "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
+    }
+    log_dir = Path(context.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="devhost-demo-")))
+    context.devhost_log = log_dir / "devhost.log"
+    log = context.cleanup.enter_context(context.devhost_log.open("w", encoding="utf-8"))
+    command = [sys.executable, "-m", "devhost", "--port", str(port), "--app", "function_app:app"]
+    context.devhost = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter running devhost
+        command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=log, text=True
+    )
+    context.cleanup.callback(_stop_devhost, context.devhost)
+    context.base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port("127.0.0.1", port, timeout=60)
+    except TimeoutError as exc:
+        raise DemoError(f"devhost did not listen on :{port}; its log:\n{_tail(context.devhost_log)}") from exc
+    return f"{context.base_url} (function key: random for this run)"
+
+
+def call_health(context: DemoContext) -> str:
+    """GET /api/health and expect 200 {"status": "ok"}."""
+    response = httpx.get(f"{context.base_url}/api/health", timeout=10)
+    if response.status_code != 200 or response.json() != {"status": "ok"}:
+        raise DemoError(f"health answered {response.status_code} {response.text!r}")
+    return f"GET /api/health -> {response.status_code} {response.text}"
+
+
+def stop_devhost(context: DemoContext) -> str:
+    """SIGTERM devhost and expect a clean exit (code 0)."""
+    if context.devhost is None:
+        raise DemoError("devhost is not running")
+    _stop_devhost(context.devhost)
+    if context.devhost.returncode != 0:
+        log = _tail(context.devhost_log) if context.devhost_log else ""
+        raise DemoError(f"devhost exited with {context.devhost.returncode}; its log:\n{log}")
+    return "exited 0 after finishing in-flight work"
+
+
+STEPS: list[Callable[[DemoContext], str]] = [start_azurite, start_devhost, call_health, stop_devhost]
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def run(steps: list[Callable[[DemoContext], str]], out: Callable[[str], None] = print) -> int:
+    """Run the steps in order, print a transcript, clean up; 0 if all passed."""
+    out("demo: Azurite + devhost running function_app.py, then the health check")
+    with ExitStack() as cleanup:
+        context = DemoContext(cleanup)
+        for number, step in enumerate(steps, start=1):
+            title = (step.__doc__ or step.__name__).splitlines()[0]
+            started = time.monotonic()
+            try:
+                outcome = step(context)
+            except Exception as exc:
+                out(f"[{number}/{len(steps)}] {step.__name__}: FAILED - {exc}")
+                out(f"demo failed at step '{step.__name__}' ({title})")
+                return 1
+            out(f"[{number}/{len(steps)}] {step.__name__} ({time.monotonic() - started:.1f}s): {outcome}")
+    out("demo passed: the local stack answered and shut down cleanly")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(STEPS))
