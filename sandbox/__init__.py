@@ -1,1 +1,6 @@
 """Offline stand-ins for Entra ID, Key Vault and Business Central, served over TLS from a local CA."""
+
+from sandbox.config import SandboxConfig
+from sandbox.sandbox import Sandbox
+
+__all__ = ["Sandbox", "SandboxConfig"]

@@ -1,0 +1,91 @@
+"""`python -m sandbox --env-file PATH`: serve the sandbox, write PATH once ready, run until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from sandbox.config import SandboxConfig
+from sandbox.sandbox import Sandbox
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The CLI's options (contract C)."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    parser.add_argument(
+        "--env-file", type=Path, required=True, help="where to write KEY=VALUE lines once ready"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=None,
+        help="access token lifetime in seconds (default: random 60-90 min)",
+    )
+    parser.add_argument("--bc-rate-limit", type=int, default=6000, help="requests per window per identity")
+    parser.add_argument(
+        "--bc-window-seconds", type=float, default=300.0, help="BC's sliding window (compress it for tests)"
+    )
+    parser.add_argument("--bc-latency-ms", type=float, default=0.0)
+    parser.add_argument("--bc-latency-jitter-ms", type=float, default=0.0)
+    parser.add_argument("--bc-max-in-flight", type=int, default=5)
+    parser.add_argument(
+        "--extra-clients", type=int, default=0, help="extra app registrations (separate BC identities)"
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the CA and certificates go (default: a temp folder)",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=0,
+        help="serve Entra, Key Vault, BC, admin on base..base+3 (0 = free ports)",
+    )
+    return parser.parse_args(argv)
+
+
+def config_from(args: argparse.Namespace) -> SandboxConfig:
+    """A SandboxConfig from the CLI options."""
+    base = args.port_base
+    return SandboxConfig(
+        seed=args.seed,
+        token_lifetime_seconds=args.token_lifetime,
+        bc_rate_limit=args.bc_rate_limit,
+        bc_window_seconds=args.bc_window_seconds,
+        bc_latency_ms=args.bc_latency_ms,
+        bc_latency_jitter_ms=args.bc_latency_jitter_ms,
+        bc_max_in_flight=args.bc_max_in_flight,
+        extra_clients=args.extra_clients,
+        work_dir=args.work_dir,
+        entra_port=base and base,
+        vault_port=base and base + 1,
+        bc_port=base and base + 2,
+        admin_port=base and base + 3,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run until a signal arrives; the env file is removed on exit so a stale one is never trusted."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    env_file: Path = args.env_file
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    with Sandbox(config_from(args)) as sandbox:
+        sandbox.write_env_file(env_file)
+        print(f"sandbox ready: {sandbox!r}; env file {env_file}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    env_file.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

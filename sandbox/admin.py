@@ -1,0 +1,128 @@
+"""JSON control endpoints under SANDBOX_ADMIN_URL, for out-of-process users (benchmarks, the demo).
+
+GET  /_sandbox/stats                        counters of all services
+GET  /_sandbox/config                       knobs in force
+POST /_sandbox/reset                        Sandbox.reset()
+POST /_sandbox/clock/advance                {"seconds": S}
+POST /_sandbox/entra/token-lifetime         {"seconds": S | null}
+POST /_sandbox/entra/revoke-refresh-tokens  {"user_oid": optional}
+POST /_sandbox/entra/fail-next-token-calls  {"count": N, "status": 503, "retry_after": 0}
+POST /_sandbox/entra/deny-next-authorize    {"count": 1, "error": "access_denied"}
+POST /_sandbox/vault                        {"outage": bool, "throttle_rate": r, "throttle_next": N}
+POST /_sandbox/bc/faults                    {"rate_429": r, ..., "spike_ms": ms, "retry_after_seconds": s}
+POST /_sandbox/bc/fail-next                 {"count": N, "kind": "429|503|504|drop|spike|ambiguous_write"}
+POST /_sandbox/bc/limits                    {"rate_limit": N, "window_seconds": S, "max_in_flight": N, ...}
+POST /_sandbox/bc/latency                   {"base_ms": ms, "jitter_ms": ms}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from sandbox.sandbox import Sandbox
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def admin_app(sandbox: Sandbox) -> Starlette:
+    """The admin Starlette app bound to a running Sandbox."""
+
+    def post(action: Callable[[dict[str, Any]], object]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            raw = await request.body()
+            try:
+                payload = json.loads(raw) if raw else {}
+                result = action(payload)
+            except (ValueError, TypeError, KeyError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            if dataclasses.is_dataclass(result) and not isinstance(result, type):
+                return JSONResponse(dataclasses.asdict(result))
+            return JSONResponse(result if isinstance(result, dict) else {"ok": True})
+
+        return endpoint
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "entra": sandbox.entra.snapshot(),
+                "vault": sandbox.vault.snapshot(),
+                "bc": sandbox.bc.stats().to_json(),
+            }
+        )
+
+    async def config(request: Request) -> Response:
+        return JSONResponse(
+            {"bc": sandbox.bc.snapshot(), "env": {k: v for k, v in sandbox.env.items() if "SECRET" not in k}}
+        )
+
+    def vault(payload: dict[str, Any]) -> object:
+        if "outage" in payload:
+            sandbox.vault.outage = bool(payload["outage"])
+        if "throttle_rate" in payload:
+            sandbox.vault.throttle_rate = float(payload["throttle_rate"])
+        if "throttle_next" in payload:
+            sandbox.vault.throttle_next(int(payload["throttle_next"]), payload.get("retry_after_seconds"))
+        return sandbox.vault.snapshot()
+
+    def token_lifetime(payload: dict[str, Any]) -> object:
+        seconds = payload.get("seconds")
+        sandbox.entra.token_lifetime_seconds = None if seconds is None else float(seconds)
+        return {"token_lifetime_seconds": sandbox.entra.token_lifetime_seconds}
+
+    routes = [
+        Route("/_sandbox/stats", stats),
+        Route("/_sandbox/config", config),
+        Route("/_sandbox/reset", post(lambda p: sandbox.reset()), methods=["POST"]),
+        Route(
+            "/_sandbox/clock/advance",
+            post(lambda p: sandbox.clock.advance(float(p["seconds"]))),
+            methods=["POST"],
+        ),
+        Route("/_sandbox/entra/token-lifetime", post(token_lifetime), methods=["POST"]),
+        Route(
+            "/_sandbox/entra/revoke-refresh-tokens",
+            post(lambda p: sandbox.entra.revoke_refresh_tokens(p.get("user_oid"))),
+            methods=["POST"],
+        ),
+        Route(
+            "/_sandbox/entra/fail-next-token-calls",
+            post(
+                lambda p: sandbox.entra.fail_next_token_calls(
+                    int(p.get("count", 1)), int(p.get("status", 503)), p.get("retry_after", 0)
+                )
+            ),
+            methods=["POST"],
+        ),
+        Route(
+            "/_sandbox/entra/deny-next-authorize",
+            post(
+                lambda p: sandbox.entra.deny_next_authorize(
+                    str(p.get("error", "access_denied")), int(p.get("count", 1))
+                )
+            ),
+            methods=["POST"],
+        ),
+        Route("/_sandbox/vault", post(vault), methods=["POST"]),
+        Route("/_sandbox/bc/faults", post(lambda p: sandbox.bc.faults(**p)), methods=["POST"]),
+        Route(
+            "/_sandbox/bc/fail-next",
+            post(lambda p: sandbox.bc.fail_next(int(p.get("count", 1)), str(p["kind"]))),
+            methods=["POST"],
+        ),
+        Route("/_sandbox/bc/limits", post(lambda p: sandbox.bc.limits(**p)), methods=["POST"]),
+        Route(
+            "/_sandbox/bc/latency",
+            post(lambda p: sandbox.bc.latency(float(p.get("base_ms", 0)), float(p.get("jitter_ms", 0)))),
+            methods=["POST"],
+        ),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,248 @@
+"""BC's HTTP front: URL shapes, bearer-token check, per-identity limits, latency and faults, then the API.
+
+Order per request: authenticate (401 Authentication_InvalidCredentials) -> charge the sliding window (429) ->
+take an in-flight slot or queue (429 when full, 503 on queue timeout) -> latency and injected faults -> execute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from sandbox.bc.api import JSON_TYPE, ApiRequest, ApiResponse
+from sandbox.bc.batch import batch_size, run_batch
+from sandbox.bc.control import ANONYMOUS, DROPPED, BcControl
+from sandbox.bc.errors import BcError, not_found_segment
+from sandbox.bc.faults import Fault
+from sandbox.config import BC_RESOURCE, SandboxConfig
+from sandbox.errors import TokenRejectedError
+from sandbox.tokens import TokenAuthority
+
+_METHODS = ["GET", "POST", "PATCH", "DELETE", "PUT"]
+TRANSPORT_KEY = "sandbox.transport"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoot:
+    """Where the API root is in a request path, and what follows it."""
+
+    tenant: str | None
+    environment: str
+    root_path: str  # e.g. /v2.0/{tenant}/production/api/v2.0
+    rest: str
+
+
+def split_path(path: str) -> ApiRoot:
+    """Find the API root: /v2.0/[{tenant}/]{env}/api/v2.0/ or a custom /api/{publisher}/{group}/{version}/."""
+    parts = path.split("/")
+    # The path starts /v2.0/, so parts[0] is empty and parts[1] is "v2.0".
+    if len(parts) >= 4 and parts[3] == "api":
+        tenant, environment, api_index = None, parts[2], 3
+    elif len(parts) >= 5 and parts[4] == "api":
+        tenant, environment, api_index = parts[2], parts[3], 4
+    else:
+        raise not_found_segment(parts[2] if len(parts) > 2 else "")
+    if len(parts) > api_index + 1 and parts[api_index + 1] == "v2.0":
+        root_end = api_index + 2
+    elif len(parts) > api_index + 3:
+        root_end = api_index + 4  # custom API: same entity sets served under the publisher's route
+    else:
+        raise not_found_segment("api")
+    return ApiRoot(tenant, environment, "/".join(parts[:root_end]), "/".join(parts[root_end:]))
+
+
+class BcEndpoints:
+    """The Starlette app for BC."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        control: BcControl,
+        authority: TokenAuthority,
+        tenant_id: str,
+        authority_host: str,
+    ) -> None:
+        self._config = config
+        self._control = control
+        self._authority = authority
+        self._tenant_id = tenant_id
+        self._challenge = f'Bearer authorization_uri="{authority_host}/{tenant_id}/oauth2/authorize", resource_id="{BC_RESOURCE}"'
+
+    def app(self) -> TransportCapture:
+        """The ASGI app (wrapped so that a fault can drop the TCP connection)."""
+        return TransportCapture(Starlette(routes=[Route("/v2.0/{rest:path}", self.handle, methods=_METHODS)]))
+
+    async def handle(self, request: Request) -> Response:
+        """Every BC request."""
+        correlation = str(uuid.uuid4())
+        identity = ANONYMOUS
+        try:
+            root = split_path(request.url.path)
+            identity = self._authenticate(request, root)
+            if root.environment != self._config.bc_environment:
+                raise BcError(
+                    404,
+                    "BadRequest_ResourceNotFound",
+                    f"The environment '{root.environment}' does not exist.",
+                )
+            body = await request.body()
+            response = await self._admitted(request, root, identity, body)
+        except BcError as exc:
+            response = ApiResponse(exc.status, exc.body(correlation), dict(exc.headers))
+        except _DroppedError:
+            self._control.count(identity, DROPPED)
+            return await _drop(request.scope)
+        self._control.count(identity, response.status)
+        return _http(response, correlation)
+
+    def _authenticate(self, request: Request, root: ApiRoot) -> str:
+        header = request.headers.get("authorization", "")
+        rejected = BcError(
+            401,
+            "Authentication_InvalidCredentials",
+            "The server has rejected the client credentials.",
+            {"WWW-Authenticate": self._challenge},
+        )
+        if not header.lower().startswith("bearer "):
+            raise rejected
+        try:
+            claims = self._authority.validate(
+                header[7:].strip(), BC_RESOURCE, self._tenant_id, self._config.bc_token_clock_skew_seconds
+            )
+        except TokenRejectedError:
+            raise rejected from None
+        if root.tenant is not None and root.tenant.lower() != claims.tid.lower():
+            raise rejected
+        allowed = claims.scp if claims.delegated else claims.roles
+        if not {
+            "Financials.ReadWrite.All",
+            "user_impersonation",
+            "API.ReadWrite.All",
+            "Automation.ReadWrite.All",
+        } & set(allowed):
+            raise BcError(
+                401,
+                "Authentication_InvalidCredentials",
+                "Web service call failed because user could not be authenticated or authorized.",
+                {"WWW-Authenticate": self._challenge},
+            )
+        return claims.oid
+
+    async def _admitted(self, request: Request, root: ApiRoot, identity: str, body: bytes) -> ApiResponse:
+        limits = self._control.current_limits()
+        is_batch = root.rest.strip("/") == "$batch"
+        weight = max(1, batch_size(body)) if is_batch and self._config.bc_batch_counts_operations else 1
+        with self._control.lock:
+            self._control.limiter.charge(identity, weight, limits)
+        await self._control.limiter.acquire(identity, limits)
+        try:
+            is_write = request.method != "GET"
+            plan = self._control.plan(is_write)
+            if plan.delay_ms > 0:
+                await asyncio.sleep(plan.delay_ms / 1000)
+            if plan.error is not None:
+                raise self._fault(plan.error)
+            api_request = ApiRequest(
+                method=request.method,
+                path=root.rest,
+                query=dict(request.query_params),
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=body,
+                root_url=f"https://{request.headers.get('host', request.url.netloc)}{root.root_path}",
+            )
+            with self._control.lock:
+                if is_batch:
+                    if request.method != "POST":
+                        raise BcError(405, "BadRequest_MethodNotAllowed", "$batch accepts POST only.")
+                    response = run_batch(
+                        self._control.api,
+                        self._control.store,
+                        api_request,
+                        root.root_path + "/",
+                        self._config.bc_max_batch_operations,
+                    )
+                else:
+                    response = self._control.api.execute(api_request)
+            if plan.ambiguous_write and response.wrote:
+                raise _DroppedError
+            return response
+        finally:
+            self._control.limiter.release(identity)
+
+    def _fault(self, fault: Fault) -> BcError | _DroppedError:
+        retry_after = str(self._control.fault_rates().retry_after_seconds)
+        if fault is Fault.TOO_MANY_REQUESTS:
+            limits = self._control.current_limits()
+            headers = {"Retry-After": retry_after} if limits.retry_after_on_429 else {}
+            return BcError(
+                429,
+                "Application_TooManyRequests",
+                f"Too many requests reached. Actual ({limits.rate_limit + 1}). Maximum ({limits.rate_limit}).",
+                headers,
+                correlation=False,
+            )
+        if fault is Fault.UNAVAILABLE:
+            # 502/503 carry retry-after [bc-facts 1c, HS].
+            return BcError(
+                503,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable. Please try again later.",
+                {"Retry-After": retry_after},
+            )
+        if fault is Fault.GATEWAY_TIMEOUT:
+            return BcError(504, "GatewayTimeout", "The operation has timed out.")
+        return _DroppedError()
+
+
+class _DroppedError(Exception):
+    """The connection must be dropped without a response."""
+
+
+def _http(response: ApiResponse, correlation: str) -> Response:
+    headers = {
+        "OData-Version": "4.0",
+        "request-id": correlation,
+        "ms-correlation-x": correlation,
+        **response.headers,
+    }
+    if response.body is None:
+        headers.pop("Content-Type", None)
+        return Response(status_code=response.status, headers=headers)
+    if isinstance(response.body, str):
+        media = headers.pop("Content-Type", "text/plain")
+        return Response(response.body, status_code=response.status, headers=headers, media_type=media)
+    return Response(
+        json.dumps(response.body), status_code=response.status, headers=headers, media_type=JSON_TYPE
+    )
+
+
+async def _drop(scope: Scope) -> Response:
+    """Abort the TCP connection (no TLS close_notify, no bytes) so the client sees a dropped connection."""
+    transport = scope.get(TRANSPORT_KEY)
+    if transport is not None:
+        transport.abort()
+        for _ in range(3):  # let the server notice the connection is gone before the app returns
+            await asyncio.sleep(0)
+    return Response(status_code=499)
+
+
+class TransportCapture:
+    """ASGI wrapper that records the connection's transport in the scope (uvicorn's send is bound to its cycle)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cycle = getattr(send, "__self__", None)
+        transport = getattr(cycle, "transport", None)
+        if transport is not None:
+            scope = {**scope, TRANSPORT_KEY: transport}
+        await self._app(scope, receive, send)

@@ -1,0 +1,101 @@
+"""SandboxConfig: every setting of the local world, with defaults taken from the reference facts.
+
+Settings whose real-world value is unconfirmed (bc-facts "Open items") are marked UNCONFIRMED here so a test or a
+benchmark can flip them; their defaults are the stricter or the most commonly observed behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BC_RESOURCE = "https://api.businesscentral.dynamics.com"
+VAULT_RESOURCE = "https://vault.azure.net"
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """How the sandbox behaves; `Sandbox(config)` turns it into running services."""
+
+    seed: int = 1
+    host: str = "127.0.0.1"
+    # 0 = a free port chosen at start.
+    entra_port: int = 0
+    vault_port: int = 0
+    bc_port: int = 0
+    admin_port: int = 0
+    # None = a temporary folder removed on stop; it holds the CA, the server certificate and the client certificate.
+    work_dir: Path | None = None
+
+    # --- Entra ID -------------------------------------------------------------------------------------
+    # None = random 60-90 min per token, as Entra does by default [bc-facts 5a, AT/CTL].
+    token_lifetime_seconds: float | None = None
+    auth_code_lifetime_seconds: float = 600.0  # "about 10 minutes" [bc-facts 5a, ACF]
+    # Refresh tokens: 90 days max inactive time, sliding [bc-facts 5a, CTL].
+    refresh_token_max_inactive_seconds: float = 90 * 24 * 3600.0
+    # Empty = any loopback redirect URI (http://127.0.0.1:<any>/... or http://localhost:<any>/...), like Entra's
+    # port-agnostic localhost rule; otherwise only these exact URIs.
+    redirect_uris: tuple[str, ...] = ()
+    user_principal_name: str = "admin@sandbox.onmicrosoft.com"
+    user_display_name: str = "Sandbox Admin"
+    # UNCONFIRMED [bc-facts open item 8]: HTTP status of invalid_client (Entra is widely seen answering 401).
+    invalid_client_status: int = 401
+    # App roles granted to the app on the BC API (client credentials tokens carry them in `roles`).
+    bc_app_roles: tuple[str, ...] = ("API.ReadWrite.All",)
+    bc_delegated_scopes: tuple[str, ...] = ("Financials.ReadWrite.All", "user_impersonation")
+    # Entra answers a `.default` request with the granted scopes (resource/Financials.ReadWrite.All ...), so MSAL's
+    # cache does not match a later silent `.default` lookup and refreshes instead. True echoes the requested scopes.
+    echo_requested_scopes: bool = False
+
+    # --- Key Vault ------------------------------------------------------------------------------------
+    vault_max_value_bytes: int = 25 * 1024  # 25 KB [bc-facts 6, KVS]
+    # UNCONFIRMED [bc-facts open item 10]: whether Key Vault sends Retry-After on 429.
+    vault_retry_after_on_429: bool = True
+    vault_retry_after_seconds: int = 1
+
+    # --- Business Central -----------------------------------------------------------------------------
+    bc_environment: str = "production"
+    bc_company_name: str = "CRONUS USA, Inc."
+    bc_rate_limit: int = 6000  # requests per sliding window per identity [bc-facts 1a, OL]
+    bc_window_seconds: float = 300.0
+    # Divides every BC time constant (window, queue timeout) so a test can compress BC's 5-minute window.
+    bc_time_scale: float = 1.0
+    bc_max_in_flight: int = 5
+    bc_max_queue: int = 95
+    bc_queue_timeout_seconds: float = 480.0  # 8 min in the queue -> 503 [bc-facts 1a]
+    # UNCONFIRMED [bc-facts 1c, open item 1]: Retry-After on 429 (observed in clients, not documented).
+    bc_retry_after_on_429: bool = True
+    bc_retry_after_seconds_503: int = 5
+    bc_latency_ms: float = 0.0
+    bc_latency_jitter_ms: float = 0.0
+    bc_max_page_size: int = 20000  # [bc-facts 3b, PAGE]
+    bc_max_batch_operations: int = 100  # [bc-facts 1b, OL]
+    # UNCONFIRMED [bc-facts 1b/3c]: whether every $batch operation counts against the rate window (False = 1 per batch).
+    bc_batch_counts_operations: bool = False
+    # UNCONFIRMED [bc-facts open item 4]: DELETE without If-Match; the docs say Required, so be strict.
+    bc_delete_requires_if_match: bool = True
+    # UNCONFIRMED [bc-facts open item 3]: status and code of GET/PATCH/DELETE on a missing id.
+    bc_not_found_status: int = 404
+    bc_not_found_code: str = "Internal_RecordNotFound"
+    # UNCONFIRMED: BC's SQL collation compares text case-insensitively in filters and ordering.
+    bc_case_insensitive_text: bool = True
+    # Tolerance on token `exp` (0 = reject the instant it expires; .NET validators default to 300 s).
+    bc_token_clock_skew_seconds: float = 0.0
+    bc_seed_customers: int = 60
+    bc_seed_vendors: int = 20
+    bc_seed_items: int = 40
+    bc_seed_sales_orders: int = 10
+    bc_seed_sales_invoices: int = 10
+
+    # Extra app registrations (beyond the primary one) to spread BC load over identities, as OL suggests.
+    extra_clients: int = 0
+
+    @property
+    def bc_effective_window_seconds(self) -> float:
+        """The sliding window after time compression."""
+        return self.bc_window_seconds / self.bc_time_scale
+
+    @property
+    def bc_effective_queue_timeout_seconds(self) -> float:
+        """The queue timeout after time compression."""
+        return self.bc_queue_timeout_seconds / self.bc_time_scale

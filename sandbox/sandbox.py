@@ -1,0 +1,151 @@
+"""The Sandbox: builds the three services and the admin app from a SandboxConfig and runs them over TLS."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from sandbox.admin import admin_app
+from sandbox.bc.app import BcEndpoints
+from sandbox.bc.control import BcControl
+from sandbox.clock import SandboxClock
+from sandbox.config import SandboxConfig
+from sandbox.entra.app import EntraEndpoints
+from sandbox.entra.control import EntraControl
+from sandbox.entra.directory import build_directory
+from sandbox.errors import SandboxStartError
+from sandbox.server import Listener, ServerThread, bind
+from sandbox.tls import TlsFiles, write_tls_files
+from sandbox.tokens import TokenAuthority
+from sandbox.vault.app import VaultEndpoints
+from sandbox.vault.control import VaultControl
+
+
+class Sandbox:
+    """Entra ID, Key Vault and Business Central stand-ins on 127.0.0.1 over TLS; use as a context manager."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.clock = SandboxClock()
+        self._own_work_dir = self.config.work_dir is None
+        self.work_dir = (
+            Path(tempfile.mkdtemp(prefix="bc-sandbox-"))
+            if self.config.work_dir is None
+            else self.config.work_dir
+        )
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.tls: TlsFiles = write_tls_files(self.work_dir)
+        self.authority = TokenAuthority(self.clock)
+        self.directory = build_directory(
+            self.config, random.Random(self.config.seed), self.tls.client_public_key_pem
+        )
+        self.entra = EntraControl(self.config, self.directory, self.clock)
+        self.vault = VaultControl(self.config, self.clock)
+        self.bc = BcControl(self.config, self.clock)
+        host = self.config.host
+        self._sockets = {
+            "entra": bind(host, self.config.entra_port),
+            "vault": bind(host, self.config.vault_port),
+            "bc": bind(host, self.config.bc_port),
+            "admin": bind(host, self.config.admin_port),
+        }
+        self.entra_url = self._url("entra")
+        self.vault_url = self._url("vault")
+        self.bc_url = self._url("bc")
+        self.admin_url = f"{self._url('admin')}/_sandbox"
+        self.env: dict[str, str] = self._environment()
+        self._server: ServerThread | None = None
+
+    def _url(self, name: str) -> str:
+        return f"https://{self.config.host}:{self._sockets[name].getsockname()[1]}"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The CA certificate (PEM) that every client must trust."""
+        return self.tls.ca_bundle
+
+    @property
+    def tenant_id(self) -> str:
+        """The sandbox tenant."""
+        return self.directory.tenant_id
+
+    def _environment(self) -> dict[str, str]:
+        app = self.directory.primary
+        return {
+            "LOCAL_CA_BUNDLE": str(self.tls.ca_bundle),
+            "BC_AUTHORITY_HOST": self.entra_url,
+            "BC_TENANT_ID": self.directory.tenant_id,
+            "BC_CLIENT_ID": app.client_id,
+            "BC_CLIENT_SECRET": app.client_secret,
+            "KEY_VAULT_URL": self.vault_url,
+            "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "false",
+            "BC_API_BASE_URL": self.bc_url,
+            "BC_ENVIRONMENT": self.config.bc_environment,
+            "BC_COMPANY_NAME": self.config.bc_company_name,
+            "BC_COMPANY_ID": self.bc.company_id,
+            "SANDBOX_USER": self.directory.user.upn,
+            "SANDBOX_ADMIN_URL": self.admin_url,
+            "SANDBOX_CLIENT_CERT": str(self.tls.client_cert),
+            "SANDBOX_CLIENT_CERT_THUMBPRINT": self.tls.client_cert_thumbprint,
+        }
+
+    def extra_clients(self) -> list[tuple[str, str]]:
+        """(client_id, secret) of the extra app registrations (config.extra_clients), each a separate BC identity."""
+        return [(app.client_id, app.client_secret) for app in self.directory.apps[1:]]
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        """Serve all services; returns once every port accepts TLS connections."""
+        if self._server is not None:
+            raise SandboxStartError("the sandbox is already running")
+        entra = EntraEndpoints(self.config, self.entra, self.authority, self.clock).app()
+        vault = VaultEndpoints(self.config, self.vault, self.authority, self.tenant_id, self.entra_url).app()
+        bc = BcEndpoints(self.config, self.bc, self.authority, self.tenant_id, self.entra_url).app()
+        listeners = [
+            Listener("entra", entra, self._sockets["entra"]),
+            Listener("vault", vault, self._sockets["vault"]),
+            Listener("bc", bc, self._sockets["bc"]),
+            Listener("admin", admin_app(self), self._sockets["admin"]),
+        ]
+        self._server = ServerThread(listeners, self.tls)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and remove the temporary work folder (if the sandbox made it)."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        else:
+            for sock in self._sockets.values():
+                sock.close()
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def reset(self) -> None:
+        """Restore every knob and counter, reseed BC's data, clear Key Vault, return the clock to real time."""
+        self.clock.reset()
+        self.entra.reset()
+        self.vault.reset()
+        self.bc.reset()
+
+    def write_env_file(self, path: Path) -> None:
+        """Write the env keys as KEY=VALUE lines (atomically, so a reader never sees half a file)."""
+        text = "".join(f"{key}={value}\n" for key, value in self.env.items())
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Sandbox(entra={self.entra_url}, vault={self.vault_url}, bc={self.bc_url})"
