@@ -1,0 +1,276 @@
+"""Several SharedThrottles on one in-memory coordination store, in virtual time: limits, joins, pauses, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from shared.bc.throttle import (
+    CoordinationState,
+    MemoryCoordinationStore,
+    SharedThrottle,
+    ThrottleConfig,
+    VersionedState,
+)
+from tests.unit.bc.fakes import VirtualClock
+
+CONFIG = ThrottleConfig(
+    requests=600, window_seconds=20.0, safety_margin=0.05, max_in_flight=5, heartbeat_seconds=5
+)
+KEY = "app-1"
+LATENCY = 0.05
+
+
+@dataclass
+class Traffic:
+    """What a BC server would see: request start times per process, and concurrency."""
+
+    clock: VirtualClock
+    starts: dict[str, list[float]] = field(default_factory=dict)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+
+    async def request(self, throttle: SharedThrottle, name: str) -> None:
+        """One request holding its permit for LATENCY seconds."""
+        async with throttle.permit():
+            self.starts.setdefault(name, []).append(self.clock.now())
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                await self.clock.sleep(LATENCY)
+            finally:
+                self.in_flight -= 1
+
+    def all_starts(self) -> list[float]:
+        """Every start time, sorted."""
+        return sorted(time for starts in self.starts.values() for time in starts)
+
+    def max_in_window(self, window: float) -> int:
+        """The most requests any sliding window of `window` seconds saw."""
+        starts = self.all_starts()
+        return max((bisect.bisect_left(starts, t + window) - i for i, t in enumerate(starts)), default=0)
+
+    def count_between(self, start: float, end: float, name: str | None = None) -> int:
+        """Requests started in [start, end)."""
+        times = self.starts.get(name, []) if name else self.all_starts()
+        return sum(1 for t in times if start <= t < end)
+
+
+def spawn(
+    traffic: Traffic, throttle: SharedThrottle, name: str, workers: int = 6
+) -> list[asyncio.Task[None]]:
+    """Busy workers sending through `throttle` until cancelled."""
+
+    async def work() -> None:
+        while True:
+            await traffic.request(throttle, name)
+
+    return [asyncio.create_task(work()) for _ in range(workers)]
+
+
+async def stop(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel worker tasks and wait for them."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_one_process_uses_the_whole_budget_and_no_more() -> None:
+    """Alone, a process paces at rate*(1-margin): close to it, and never over BC's limit in any window."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    throttle = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    tasks = spawn(traffic, throttle, "a")
+    start = clock.now()
+    await clock.run_until(start + 60)
+    await stop(tasks)
+    await throttle.close()
+    sent = traffic.count_between(start, start + 60)
+    assert sent >= 0.98 * CONFIG.rate * 60
+    assert traffic.max_in_window(CONFIG.window_seconds) <= CONFIG.requests
+    assert traffic.peak_in_flight <= CONFIG.max_in_flight
+    assert store.transactions / sent < 0.01  # alone: one blind compare-and-swap per heartbeat
+
+
+async def test_three_processes_never_exceed_bcs_limits() -> None:
+    """Three busy processes together stay within the window and five in flight, and still use the budget."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    throttles = [SharedThrottle(store, KEY, CONFIG, clock=clock, member_id=name) for name in "abc"]
+    tasks = [task for throttle in throttles for task in spawn(traffic, throttle, throttle.member_id)]
+    start = clock.now()
+    await clock.run_until(start + 90)
+    await stop(tasks)
+    for throttle in throttles:
+        await throttle.close()
+    assert traffic.max_in_window(CONFIG.window_seconds) <= CONFIG.requests
+    assert traffic.peak_in_flight <= CONFIG.max_in_flight
+    steady = traffic.count_between(start + 30, start + 90)
+    assert steady >= 0.97 * CONFIG.rate * 60
+    assert {name: traffic.count_between(start + 30, start + 90, name) > 0.3 * steady for name in "abc"} == {
+        "a": True,
+        "b": True,
+        "c": True,
+    }
+    assert store.transactions / len(traffic.all_starts()) < 0.05
+
+
+async def test_newcomer_waits_for_the_join_delay_while_seniors_shrink() -> None:
+    """A process joining a busy identity sends nothing before its join delay; the senior gives up slots first."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    senior = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    tasks = spawn(traffic, senior, "a")
+    await clock.advance(10)
+    joined_at = clock.now()
+    newcomer = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
+    tasks += spawn(traffic, newcomer, "b")
+    await clock.advance(CONFIG.heartbeat_seconds + 0.5)
+    assert senior.allocation().slots == 3  # already drained to its future share
+    await clock.advance(30)
+    await stop(tasks)
+    first_b = min(traffic.starts["b"])
+    assert first_b >= joined_at + CONFIG.join_delay_seconds
+    assert traffic.peak_in_flight <= CONFIG.max_in_flight
+    assert traffic.max_in_window(CONFIG.window_seconds) <= CONFIG.requests
+    await senior.close()
+    await newcomer.close()
+
+
+async def test_leaving_process_hands_its_share_over() -> None:
+    """When one of two processes closes, the other is back to the whole budget after its next heartbeat."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    a = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    b = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
+    await a.heartbeat()
+    await b.heartbeat()
+    await clock.advance(CONFIG.join_delay_seconds + 1)
+    await a.heartbeat()
+    assert a.allocation().slots == 3
+    await b.close()
+    await a.heartbeat()
+    assert (a.allocation().slots, a.allocation().rate) == (5, pytest.approx(CONFIG.rate))
+
+
+async def test_crashed_process_share_is_reclaimed_after_its_lease() -> None:
+    """A process that vanishes without leaving still holds its share until its lease runs out, then not."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    a = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    crashed = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
+    await a.heartbeat()
+    await crashed.heartbeat()  # and never again
+    await clock.advance(CONFIG.lease_seconds - 1)
+    await a.heartbeat()
+    assert a.allocation().slots == 3
+    await clock.advance(2)
+    await a.heartbeat()
+    assert a.allocation().slots == 5
+
+
+async def test_retry_after_pauses_every_process() -> None:
+    """A Retry-After seen by one process stops it at once and the others within one heartbeat; all resume after."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    a = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    b = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
+    tasks = spawn(traffic, a, "a") + spawn(traffic, b, "b")
+    await clock.advance(CONFIG.join_delay_seconds + 5)
+    paused_at = clock.now()
+    await a.pause(15.0)
+    await clock.advance(30)
+    await stop(tasks)
+    resume = paused_at + 15.0
+    assert traffic.count_between(paused_at + 0.1, resume, "a") == 0
+    assert traffic.count_between(paused_at + CONFIG.heartbeat_seconds + 0.1, resume, "b") == 0
+    assert traffic.count_between(resume, resume + 5) > 0
+    await a.close()
+    await b.close()
+
+
+async def test_storage_outage_falls_back_to_a_conservative_share_and_recovers() -> None:
+    """With the row unreachable, a process keeps going on one slot and rate/4, and returns to normal after."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    throttle = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    tasks = spawn(traffic, throttle, "a")
+    await clock.advance(5)
+    store.outage = True
+    await clock.advance(CONFIG.stale_after_seconds + 1)
+    outage_allocation = throttle.allocation()
+    degraded_from = clock.now()
+    traffic.peak_in_flight = 0
+    await clock.advance(20)
+    during = traffic.count_between(degraded_from, degraded_from + 20)
+    peak_during = traffic.peak_in_flight
+    store.outage = False
+    await clock.advance(CONFIG.heartbeat_seconds)
+    await stop(tasks)
+    assert outage_allocation.fallback
+    assert (outage_allocation.slots, outage_allocation.rate) == (1, pytest.approx(CONFIG.rate / 4))
+    assert peak_during == 1
+    assert 0.9 * CONFIG.rate / 4 * 20 <= during <= CONFIG.rate / 4 * 20 + CONFIG.burst
+    assert not throttle.allocation().fallback
+    await throttle.close()
+
+
+async def test_first_requests_wait_for_the_first_heartbeat_outcome() -> None:
+    """Until the row has been read once, nothing is sent (not even on a guess)."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    throttle = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    async with throttle.permit():
+        read = await store.read(KEY)
+    assert read is not None
+    assert [member.id for member in read.state.members] == ["a"]
+    await throttle.close()
+
+
+class InterleavingStore(MemoryCoordinationStore):
+    """Yields to the event loop inside read, so two joins really race."""
+
+    async def read(self, key: str) -> VersionedState | None:
+        """Read, then let other tasks run before returning."""
+        result = await super().read(key)
+        await asyncio.sleep(0)
+        return result
+
+
+async def test_simultaneous_joins_admit_only_one_at_once() -> None:
+    """Two processes joining at the same instant: the compare-and-swap makes exactly one wait its join delay."""
+    clock, store = VirtualClock(), InterleavingStore()
+    a = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    b = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
+    await asyncio.gather(a.heartbeat(), b.heartbeat())
+    read = await store.read(KEY)
+    assert read is not None
+    delays = sorted(member.active_from - clock.now() for member in read.state.members)
+    assert delays == [0, pytest.approx(CONFIG.join_delay_seconds)]
+
+
+async def test_charged_requests_delay_the_next_permit() -> None:
+    """A resend charged to the throttle (after a 401) pushes the pace back by one interval."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    config = ThrottleConfig(requests=10, window_seconds=10.0, safety_margin=0.0, heartbeat_seconds=5, burst=1)
+    throttle = SharedThrottle(store, KEY, config, clock=clock, member_id="a")
+    async with throttle.permit():
+        pass
+    throttle.charge(1)
+    started = clock.now()
+    task = asyncio.create_task(_one_permit(throttle, clock))
+    await clock.advance(3)
+    await task
+    assert task.result() - started == pytest.approx(2.0)
+    await throttle.close()
+
+
+async def _one_permit(throttle: SharedThrottle, clock: VirtualClock) -> float:
+    async with throttle.permit():
+        return clock.now()
+
+
+def test_empty_state_has_no_live_members() -> None:
+    """A fresh row lists nobody."""
+    assert CoordinationState().live(0.0) == ()
