@@ -153,7 +153,8 @@ async def test_leaving_process_hands_its_share_over() -> None:
     assert a.allocation().slots == 3
     await b.close()
     await a.heartbeat()
-    assert (a.allocation().slots, a.allocation().rate) == (5, pytest.approx(CONFIG.rate))
+    assert a.allocation().slots == 5
+    assert a.allocation().rate == pytest.approx(CONFIG.rate)
 
 
 async def test_crashed_process_share_is_reclaimed_after_its_lease() -> None:
@@ -210,7 +211,8 @@ async def test_storage_outage_falls_back_to_a_conservative_share_and_recovers() 
     await clock.advance(CONFIG.heartbeat_seconds)
     await stop(tasks)
     assert outage_allocation.fallback
-    assert (outage_allocation.slots, outage_allocation.rate) == (1, pytest.approx(CONFIG.rate / 4))
+    assert outage_allocation.slots == 1
+    assert outage_allocation.rate == pytest.approx(CONFIG.rate / 4)
     assert peak_during == 1
     assert 0.9 * CONFIG.rate / 4 * 20 <= during <= CONFIG.rate / 4 * 20 + CONFIG.burst
     assert not throttle.allocation().fallback
