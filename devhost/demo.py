@@ -7,6 +7,7 @@ Exit code 0 when every step passed; 1 with the failing step and its reason other
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import httpx
 
 from devhost.azurite import Azurite, AzuriteEndpoints
 from devhost.environment import process_environment
-from devhost.ports import free_port, wait_for_port
+from devhost.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +74,8 @@ def start_devhost(context: DemoContext) -> str:
         "JobsStorage": context.azurite.connection_string,
         "DEVHOST_FUNCTION_KEY": context.function_key,
         "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
+        # As in local.settings.json.example: hourly, so it does not fire during the demo.
+        "BC_TOKEN_REFRESH_SCHEDULE": "0 0 * * * *",
     }
     log_dir = Path(context.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="devhost-demo-")))
     context.devhost_log = log_dir / "devhost.log"
@@ -83,11 +86,43 @@ def start_devhost(context: DemoContext) -> str:
     )
     context.cleanup.callback(_stop_devhost, context.devhost)
     context.base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_port("127.0.0.1", port, timeout=60)
-    except TimeoutError as exc:
-        raise DemoError(f"devhost did not listen on :{port}; its log:\n{_tail(context.devhost_log)}") from exc
-    return f"{context.base_url} (function key: random for this run)"
+    _wait_until_started(context.devhost, context.devhost_log, timeout=60)
+    errors = _function_errors(context.devhost_log)
+    note = "".join(f"\n      function in error: {error}" for error in errors)
+    return f"{context.base_url} (function key: random for this run){note}"
+
+
+def _log_records(log: Path) -> list[dict[str, object]]:
+    """devhost's JSON log lines so far (other lines skipped)."""
+    records = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _wait_until_started(process: subprocess.Popen[str], log: Path, timeout: float) -> None:
+    """Poll devhost's log for its "started" line; fail early if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not any(record.get("event") == "started" for record in _log_records(log)):
+        if process.poll() is not None:
+            raise DemoError(f"devhost exited with {process.returncode}; its log:\n{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"devhost did not start within {timeout:.0f}s; its log:\n{_tail(log)}")
+        time.sleep(0.05)  # polling a log file a subprocess writes; nothing to wait on instead
+
+
+def _function_errors(log: Path) -> list[str]:
+    """The "function is in error" lines devhost logged at start."""
+    return [
+        f"{record.get('function')}: {record.get('reason')}"
+        for record in _log_records(log)
+        if record.get("event") == "function_error"
+    ]
 
 
 def call_health(context: DemoContext) -> str:

@@ -105,7 +105,14 @@ class DevHost:
         for queue in self.catalog.queues:
             _log.info("%s: queueTrigger %s", queue.spec.name, queue.queue_name)
         for problem in self.catalog.problems:
-            _log.error("The '%s' function is in error: %s", problem.name, problem.reason)
+            _log.error(
+                "The '%s' function is in error: %s",
+                problem.name,
+                problem.reason,
+                extra={
+                    "fields": {"event": "function_error", "function": problem.name, "reason": problem.reason}
+                },
+            )
         for name in self.catalog.disabled:
             _log.info("Function '%s' is disabled", name)
         _log.info(
