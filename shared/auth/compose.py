@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.data.tables.aio import TableServiceClient
 from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
@@ -78,8 +79,16 @@ def msal_config(settings: Settings) -> MsalConfig:
     )
 
 
-def build_auth_services(settings: Settings, clock: Clock | None = None) -> AuthServices:
-    """Wire TokenManager to Key Vault, Table Storage, MSAL and the webhook, as the settings say."""
+def build_auth_services(
+    settings: Settings,
+    clock: Clock | None = None,
+    table_transport: AsyncHttpTransport[Any, Any] | None = None,
+) -> AuthServices:
+    """Wire TokenManager to Key Vault, Table Storage, MSAL and the webhook, as the settings say.
+
+    `table_transport` replaces the Table client's aiohttp transport (an azure-core extension point; the
+    test suite passes a recording one to check that no row ever holds a secret).
+    """
     install_redaction()
     clock = clock or SystemClock()
     auth = settings.auth
@@ -92,7 +101,7 @@ def build_auth_services(settings: Settings, clock: Clock | None = None) -> AuthS
         **_verify_kwargs(settings),
     )
     closers += [vault_credential.close, secrets.close]
-    tables, table_closers = _table_service(settings)
+    tables, table_closers = _table_service(settings, table_transport)
     closers += table_closers
     table = tables.get_table_client(auth_table_name(settings))
     closers.append(table.close)
@@ -155,14 +164,17 @@ def _key_vault_credential(settings: Settings) -> ClientSecretCredential | Manage
     )
 
 
-def _table_service(settings: Settings) -> tuple[TableServiceClient, list[Callable[[], Awaitable[None]]]]:
+def _table_service(
+    settings: Settings, transport: AsyncHttpTransport[Any, Any] | None
+) -> tuple[TableServiceClient, list[Callable[[], Awaitable[None]]]]:
     storage = settings.storage
+    extra: dict[str, Any] = {"transport": transport} if transport is not None else {}
     if storage.connection_string:
-        service = TableServiceClient.from_connection_string(storage.connection_string)
+        service = TableServiceClient.from_connection_string(storage.connection_string, **extra)
         return service, [service.close]
     endpoint = _required(storage.table_service_uri, "JobsStorage or JobsStorage__tableServiceUri")
     credential = ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
-    service = TableServiceClient(endpoint, credential=credential)
+    service = TableServiceClient(endpoint, credential=credential, **extra)
     return service, [credential.close, service.close]
 
 

@@ -9,6 +9,7 @@ discovery GET is cached 24 h and its ThrottledHttpClient replays a 400 for the s
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msal
+import requests  # MSAL's HTTP stack (a dependency of msal)
 
 from shared.auth.errors import AuthError, LoginRejectedError, TokenRefreshFailedError
 from shared.auth.identity import classify, error_code
@@ -95,8 +97,12 @@ class MsalIdentity:
 
     async def start_login(self, redirect_uri: str) -> LoginStart:
         """initiate_auth_code_flow: MSAL generates state, nonce and the PKCE verifier/challenge."""
+        # form_post keeps the code out of URLs, so it never reaches request logs or App Insights request
+        # telemetry (which record query strings); RFC 9700 §4.3.1, and MSAL 1.39 warns without it.
         flow = await self._call(
-            lambda app: app.initiate_auth_code_flow(scopes=[self._config.scope], redirect_uri=redirect_uri)
+            lambda app: app.initiate_auth_code_flow(
+                scopes=[self._config.scope], redirect_uri=redirect_uri, response_mode="form_post"
+            )
         )
         return LoginStart(auth_uri=flow["auth_uri"], state=flow["state"], flow=json.dumps(flow))
 
@@ -175,9 +181,25 @@ class MsalIdentity:
                         client_credential=config.credential(),
                         authority=config.authority,
                         instance_discovery=config.instance_discovery,
-                        verify=str(config.ca_bundle) if config.ca_bundle else True,
+                        http_client=_http_client(config.ca_bundle),
                         timeout=HTTP_TIMEOUT_SECONDS,
                     )
                 except ValueError as exc:  # MSAL: discovery document unreachable or malformed
                     raise TokenRefreshFailedError(f"Entra discovery failed for {config.authority}") from exc
             return self._app
+
+
+def _http_client(ca_bundle: Path | None) -> requests.Session:
+    """MSAL's requests session, with trust and timeout passed on every request.
+
+    MSAL's own `verify=` sets Session.verify, which requests ignores whenever REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE is set in the environment (requests merges the env value as a per-request setting, and
+    per-request beats session; psf/requests#3829) - so the local CA would silently not be trusted. Passing
+    `verify` per request avoids that. Mirrors MSAL's default otherwise: one retry on connection errors.
+    """
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=1)
+    session.mount("https://", adapter)
+    verify: str | bool = str(ca_bundle) if ca_bundle else True
+    session.request = functools.partial(session.request, timeout=HTTP_TIMEOUT_SECONDS, verify=verify)  # type: ignore[method-assign]
+    return session

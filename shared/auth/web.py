@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from shared.auth.errors import AuthError, LoginFlowError, TokenUnavailableError
 from shared.auth.models import ConnectionStatus
@@ -26,6 +27,13 @@ class WebResult:
     status: int
     body: str = field(repr=False)
     mimetype: str
+
+
+def callback_params(method: str, query: Mapping[str, str], body: bytes) -> dict[str, str]:
+    """The sign-in response: Entra form-posts it (response_mode=form_post); a GET carries it in the query."""
+    if method.upper() == "POST":
+        return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    return dict(query)
 
 
 def callback_url(login_url: str) -> str:

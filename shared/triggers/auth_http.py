@@ -1,7 +1,8 @@
 """Admin HTTP endpoints of the token lifecycle: sign-in start and callback, status, refresh now.
 
-The callback is anonymous on purpose: Entra appends `?code=`, which the Functions host would read as the
-function key. The one-time, 10-minute state kept server-side is what protects it.
+The callback is anonymous on purpose: a `code` parameter is what the Functions host reads as the function
+key. The one-time, 10-minute state kept server-side is what protects it. Entra form-posts the response
+(response_mode=form_post) so the code is never in a URL; a GET with the query is accepted too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from shared.auth import AuthError, LoginFlowError, auth_services
 from shared.auth.web import (
     PAGE_HEADERS,
     WebResult,
+    callback_params,
     callback_url,
     connected_page,
     error_json,
@@ -46,12 +48,13 @@ async def auth_login(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("auth_callback")
-@bp.route(route="auth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="auth/callback", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
     """Accept only a known, unexpired, unused state; store the token set; show account, tenant, expiry."""
     services = await auth_services()
+    response = callback_params(req.method, req.params, req.get_body())
     try:
-        status = await services.manager.complete_authorization(dict(req.params))
+        status = await services.manager.complete_authorization(response)
     except LoginFlowError as exc:
         logger.warning(
             "sign-in callback refused: %s", type(exc).__name__, extra={"event": "auth.callback_refused"}

@@ -1,0 +1,228 @@
+"""The admin endpoints end to end: login -> sandbox /authorize -> callback -> Key Vault -> status; state attacks."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import ssl
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import azure.functions as func
+import httpx
+import pytest
+from azure.data.tables.aio import TableClient
+
+from sandbox import Sandbox
+from shared.auth import close_auth_services
+from shared.auth.clock import SystemClock
+from shared.auth.compose import auth_table_name
+from shared.auth.logins import LoginBook
+from shared.auth.models import LoginStart
+from shared.auth.tables import LoginCodec, TableRecordStore
+from shared.settings import Settings
+from shared.triggers import auth_http
+from tests.integration.auth.conftest import Audit, stored_token_set
+
+pytestmark = pytest.mark.integration
+
+APP_BASE = "http://127.0.0.1:7071/api"
+
+
+@pytest.fixture
+async def functions(
+    app_env: dict[str, str], audit: Audit, auth_table: TableClient
+) -> AsyncIterator[dict[str, Callable[..., Any]]]:
+    """The admin functions as the worker calls them (a decorated name forwards to its user function)."""
+    del app_env  # the environment the app reads
+    table = {
+        "auth_login": auth_http.auth_login,
+        "auth_callback": auth_http.auth_callback,
+        "auth_status": auth_http.auth_status,
+        "auth_refresh": auth_http.auth_refresh,
+    }
+    try:
+        yield table
+    finally:
+        await audit.add_rows(auth_table)  # every row the functions left, checked by the audit
+        await close_auth_services()
+
+
+def request(method: str, path: str, params: dict[str, str] | None = None) -> func.HttpRequest:
+    query = "&".join(f"{k}={v}" for k, v in (params or {}).items())
+    return func.HttpRequest(
+        method, f"{APP_BASE}/{path}{'?' + query if query else ''}", params=params or {}, body=b""
+    )
+
+
+def callback_post(fields: dict[str, str]) -> func.HttpRequest:
+    """The browser's form post of Entra's sign-in response to the callback."""
+    return func.HttpRequest(
+        "POST",
+        f"{APP_BASE}/auth/callback",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        body=urlencode(fields).encode(),
+    )
+
+
+async def sign_in_at_sandbox(location: str, tls: ssl.SSLContext, audit: Audit) -> dict[str, str]:
+    """Open the login redirect at the sandbox's /authorize; return the fields its form posts back."""
+    async with httpx.AsyncClient(verify=tls, follow_redirects=False) as client:
+        answer = await client.get(location)
+    assert answer.status_code == 200
+    action = re.search(r'action="([^"]+)"', answer.text)
+    assert action is not None
+    assert html.unescape(action.group(1)) == f"{APP_BASE}/auth/callback"
+    fields = {
+        html.unescape(k): html.unescape(v)
+        for k, v in re.findall(r'name="([^"]+)" value="([^"]*)"', answer.text)
+    }
+    if "code" in fields:
+        audit.extra_secrets.add(fields["code"])
+    return fields
+
+
+async def test_admin_signs_in_and_status_shows_the_token(
+    functions: dict[str, Callable[..., Any]],
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    settings: Settings,
+    audit: Audit,
+) -> None:
+    """login 302 -> authorize (form post back) -> callback 200 page (account, tenant, expiry) -> stored -> status ok."""
+    login = await functions["auth_login"](request("GET", "auth/login", {"code": "function-key"}))
+    assert login.status_code == 302
+    location = login.headers["Location"]
+    assert "code_challenge=" in location
+    assert "function-key" not in location
+
+    callback = await functions["auth_callback"](
+        callback_post(await sign_in_at_sandbox(location, sandbox_tls, audit))
+    )
+
+    page = callback.get_body().decode()
+    assert callback.status_code == 200
+    assert sandbox.env["SANDBOX_USER"] in page
+    assert sandbox.env["BC_TENANT_ID"] in page
+    stored = stored_token_set(sandbox, settings)
+    assert stored is not None
+    assert stored["refresh_token"]
+    assert stored["access_token"] not in page
+    assert stored["expires_on"][:16] in page
+    status = json.loads((await functions["auth_status"](request("GET", "auth/status"))).get_body())
+    assert status["has_token"] is True
+    assert status["state"] == "ok"
+    assert status["account"] == sandbox.env["SANDBOX_USER"]
+    assert "access_token" not in status
+
+
+async def test_refresh_endpoint_rotates_the_stored_refresh_token(
+    functions: dict[str, Callable[..., Any]],
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    settings: Settings,
+    audit: Audit,
+) -> None:
+    """POST /api/auth/refresh redeems the refresh token once and stores the next generation."""
+    login = await functions["auth_login"](request("GET", "auth/login"))
+    await functions["auth_callback"](
+        callback_post(await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit))
+    )
+    first = stored_token_set(sandbox, settings)
+    calls = sandbox.entra.token_calls["refresh_token"]
+
+    answer = await functions["auth_refresh"](request("POST", "auth/refresh"))
+
+    assert answer.status_code == 200
+    second = stored_token_set(sandbox, settings)
+    assert first is not None
+    assert second is not None
+    assert second["generation"] == first["generation"] + 1
+    assert second["refresh_token"] != first["refresh_token"]
+    assert sandbox.entra.token_calls["refresh_token"] == calls + 1
+
+
+async def test_state_attacks_are_refused_with_400_and_store_nothing(
+    functions: dict[str, Callable[..., Any]],
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    settings: Settings,
+    azurite_connection_string: str,
+    audit: Audit,
+) -> None:
+    """Missing, unknown, expired and replayed states get a 400 page; Key Vault is not written by any of them."""
+    login = await functions["auth_login"](request("GET", "auth/login"))
+    query = await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit)
+    callback = functions["auth_callback"]
+
+    missing = await callback(callback_post({"code": query["code"]}))
+    unknown = await callback(callback_post({**query, "state": "forged-state"}))
+    expired_state = await _start_sign_in_eleven_minutes_ago(settings, azurite_connection_string)
+    expired = await callback(callback_post({**query, "state": expired_state}))
+
+    for answer in (missing, unknown, expired):
+        assert answer.status_code == 400
+        assert "Nothing was stored" in answer.get_body().decode()
+    assert sandbox.vault.writes == 0
+    assert stored_token_set(sandbox, settings) is None
+
+    accepted = await callback(callback_post(query))
+    assert accepted.status_code == 200
+    writes = sandbox.vault.writes
+    replayed = await callback(request("GET", "auth/callback", query))  # the same response, replayed as a GET
+    assert replayed.status_code == 400
+    assert "already completed" in replayed.get_body().decode()
+    assert sandbox.vault.writes == writes
+
+
+async def test_entra_error_on_the_callback_is_a_400_and_stores_nothing(
+    functions: dict[str, Callable[..., Any]],
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    settings: Settings,
+    audit: Audit,
+) -> None:
+    """An admin who declines consent comes back with ?error=access_denied: 400, nothing stored."""
+    sandbox.entra.deny_next_authorize("access_denied")
+    login = await functions["auth_login"](request("GET", "auth/login"))
+    fields = await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit)
+
+    refused = await functions["auth_callback"](callback_post(fields))
+
+    assert refused.status_code == 400
+    assert "access_denied" in refused.get_body().decode()
+    assert stored_token_set(sandbox, settings) is None
+
+
+async def _start_sign_in_eleven_minutes_ago(settings: Settings, connection_string: str) -> str:
+    """A pending sign-in as /api/auth/login would have left it 11 minutes ago."""
+
+    class Earlier(SystemClock):
+        def now(self) -> datetime:
+            return super().now() - timedelta(minutes=11)
+
+    async with TableClient.from_connection_string(connection_string, auth_table_name(settings)) as table:
+        book = LoginBook(
+            TableRecordStore(table, f"login-{settings.auth.connection_name}", LoginCodec()), Earlier()
+        )
+        await book.remember(LoginStart("https://entra.invalid/authorize", "stale-state", "{}"))
+    return "stale-state"
+
+
+async def test_audit_detects_a_leaked_code_or_token(audit: Audit, sandbox: Sandbox) -> None:
+    """The leak audit is able to fail: a logged client secret or JWT is reported (by description only)."""
+    logger = logging.getLogger("tests.leak")
+    logger.debug("oops %s", sandbox.env["BC_CLIENT_SECRET"])
+    audit.table_bodies.append('{"note": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4eHh4eHgifQ.c2lnbmF0dXJl"}')
+
+    problems = audit.leaks()
+
+    assert any("JWT" in problem for problem in problems)
+    assert any("secret of length" in problem for problem in problems)
+    assert all(sandbox.env["BC_CLIENT_SECRET"] not in problem for problem in problems)
+    audit.records.clear()
+    audit.table_bodies.clear()
