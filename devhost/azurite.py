@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from devhost.errors import StartupError
 from devhost.ports import free_port, wait_for_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +40,12 @@ class AzuriteEndpoints:
         )
 
 
-class AzuriteNotInstalledError(RuntimeError):
+class AzuriteNotInstalledError(StartupError, RuntimeError):
     """node_modules has no Azurite: run `npm ci` (make does it)."""
+
+
+class AzuriteExitedError(StartupError, RuntimeError):
+    """An Azurite process exited while starting (its stderr is in the message)."""
 
 
 class Azurite:
@@ -94,7 +99,7 @@ class Azurite:
         if process.poll() is not None:
             error = process.stderr.read().decode(errors="replace") if process.stderr else ""
             self.stop()
-            raise RuntimeError(f"Azurite exited with {process.returncode}: {error.strip()}")
+            raise AzuriteExitedError(f"Azurite exited with {process.returncode}: {error.strip()}")
 
     def stop(self) -> None:
         """Terminate the processes (kill after 10 s) and remove the work folder."""

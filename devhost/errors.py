@@ -5,6 +5,8 @@ IntegrationError (shared.errors)
       ├── ConfigError        host.json, local.settings.json, a %SETTING% or a connection is missing or malformed
       ├── FunctionLoadError  one function cannot be served (unsupported binding, bad route or schedule)
       └── StartupError       the host did not come up (port taken, app failed to import, thread died)
+           ├── azurite.AzuriteNotInstalledError   node_modules has no Azurite (also a RuntimeError)
+           └── azurite.AzuriteExitedError         an Azurite process died while starting (also a RuntimeError)
 """
 
 from shared.errors import IntegrationError

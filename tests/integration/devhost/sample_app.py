@@ -127,6 +127,16 @@ def _register_timers(app: func.FunctionApp, recorder: Recorder) -> None:
         recorder.record("startup", past_due=timer.past_due)
 
 
+def _register_retrying_timer(app: func.FunctionApp, recorder: Recorder) -> None:
+    @app.timer_trigger(arg_name="timer", schedule="0 0 0 1 1 *", run_on_startup=True)
+    @app.retry(strategy="fixed_delay", max_retry_count="2", delay_interval="00:00:00.2")
+    def flaky(timer: func.TimerRequest, context: func.Context) -> None:
+        retry = context.retry_context
+        recorder.record("flaky", retry_count=retry.retry_count, max_retry_count=retry.max_retry_count)
+        if retry.retry_count < 2:
+            raise RuntimeError("fails on the first two tries")
+
+
 def _register_queues(app: func.FunctionApp, recorder: Recorder) -> None:
     @app.queue_trigger(arg_name="msg", queue_name="%SAMPLE_QUEUE%", connection="JobsStorage")
     @app.queue_output(arg_name="out", queue_name="%SAMPLE_OUT_QUEUE%", connection="JobsStorage")
@@ -152,6 +162,7 @@ def build_app(
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
     _register_http(app)
     _register_timers(app, recorder)
+    _register_retrying_timer(app, recorder)
     _register_queues(app, recorder)
     if register is not None:
         register(app)

@@ -44,3 +44,14 @@ def test_disabled_timer_never_fires(
     recorder.wait_for("startup", timeout=5)
     assert "tick" in host.catalog.disabled
     assert recorder.events("tick") == []
+
+
+def test_timer_retry_policy_retries_a_failing_run(
+    start_devhost: StartHost, sample_settings: dict[str, str], recorder: Recorder
+) -> None:
+    """@app.retry(fixed_delay, max_retry_count=2) runs a failing timer again, with the retry count in context."""
+    start_devhost({**sample_settings, "AzureWebJobs.flaky.Disabled": "false"})
+    runs = recorder.wait_for("flaky", count=3, timeout=5)
+    assert [run.data["retry_count"] for run in runs] == [0, 1, 2]
+    assert {run.data["max_retry_count"] for run in runs} == {2}
+    assert runs[1].at - runs[0].at >= 0.15
