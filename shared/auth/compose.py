@@ -29,7 +29,9 @@ from shared.auth.logins import LoginBook
 from shared.auth.manager import Components, TokenManager
 from shared.auth.msal_identity import ClientCertificate, MsalConfig, MsalIdentity
 from shared.auth.notify import AdminNotifier, NoNotifier, WebhookNotifier
+from shared.auth.retry import SDK_RETRY
 from shared.auth.states import StateBook
+from shared.auth.stores import TokenStore
 from shared.auth.tables import LeaseCodec, LoginCodec, StateCodec, TableRecordStore
 from shared.errors import SettingsError
 from shared.redaction import install_redaction
@@ -44,6 +46,7 @@ class AuthServices:
 
     manager: TokenManager
     settings: Settings
+    tokens: TokenStore  # the Key Vault store, for tools and tests that inspect or repair a token set
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -98,7 +101,7 @@ def build_auth_services(
         _required(auth.key_vault_url, "KEY_VAULT_URL"),
         vault_credential,
         verify_challenge_resource=auth.key_vault_verify_challenge_resource,
-        **_verify_kwargs(settings),
+        **_sdk_kwargs(settings),
     )
     closers += [vault_credential.close, secrets.close]
     tables, table_closers = _table_service(settings, table_transport)
@@ -106,11 +109,12 @@ def build_auth_services(
     table = tables.get_table_client(auth_table_name(settings))
     closers.append(table.close)
     connection = auth.connection_name
+    tokens = KeyVaultTokenStore(secrets)
     parts = Components(
         connection=connection,
         mode=auth.mode,
         identity=MsalIdentity(msal_config(settings)),
-        tokens=KeyVaultTokenStore(secrets),
+        tokens=tokens,
         leases=LeaseKeeper(TableRecordStore(table, f"lease-{connection}", LeaseCodec()), clock),
         logins=LoginBook(TableRecordStore(table, f"login-{connection}", LoginCodec()), clock),
         states=StateBook(
@@ -122,7 +126,7 @@ def build_auth_services(
         clock=clock,
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
     )
-    return AuthServices(manager=TokenManager(parts), settings=settings, closers=closers)
+    return AuthServices(manager=TokenManager(parts), settings=settings, tokens=tokens, closers=closers)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AuthServices] = weakref.WeakKeyDictionary()
@@ -160,7 +164,7 @@ def _key_vault_credential(settings: Settings) -> ClientSecretCredential | Manage
         _required(auth.client_id, "BC_CLIENT_ID"),
         _required(auth.client_secret, "BC_CLIENT_SECRET"),
         authority=auth.authority_host,
-        **_verify_kwargs(settings),
+        **_sdk_kwargs(settings),
     )
 
 
@@ -168,7 +172,7 @@ def _table_service(
     settings: Settings, transport: AsyncHttpTransport[Any, Any] | None
 ) -> tuple[TableServiceClient, list[Callable[[], Awaitable[None]]]]:
     storage = settings.storage
-    extra: dict[str, Any] = {"transport": transport} if transport is not None else {}
+    extra: dict[str, Any] = {**SDK_RETRY, **({"transport": transport} if transport is not None else {})}
     if storage.connection_string:
         service = TableServiceClient.from_connection_string(storage.connection_string, **extra)
         return service, [service.close]
@@ -186,10 +190,10 @@ def _notifier(settings: Settings) -> AdminNotifier:
     return WebhookNotifier(url, verify=ssl.create_default_context(cafile=str(ca)) if ca else True)
 
 
-def _verify_kwargs(settings: Settings) -> dict[str, Any]:
-    """Azure SDK transport kwargs: trust the local CA only when LOCAL_CA_BUNDLE is set."""
+def _sdk_kwargs(settings: Settings) -> dict[str, Any]:
+    """Azure SDK kwargs: bounded retries; trust the local CA only when LOCAL_CA_BUNDLE is set."""
     ca = settings.local.ca_bundle
-    return {"connection_verify": str(ca)} if ca else {}
+    return {**SDK_RETRY, "connection_verify": str(ca)} if ca else dict(SDK_RETRY)
 
 
 def _required(value: str | None, name: str) -> str:

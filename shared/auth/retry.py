@@ -45,6 +45,11 @@ LEASE_TTL = timedelta(seconds=60)
 # How long a caller waits for another process's refresh before giving up with RefreshTimeoutError.
 LEASE_WAIT_BUDGET = timedelta(seconds=30)
 
+# Azure SDK retries for Key Vault and Table calls (azure-core RetryPolicy kwargs). The SDK defaults (up to
+# 10 retries, backoff up to 120 s) would stall a worker for minutes in an outage instead of letting it
+# serve its cached token; three quick tries cover a blip, longer outages are the cache's job.
+SDK_RETRY: dict[str, float | int] = {"retry_total": 2, "retry_backoff_factor": 0.4, "retry_backoff_max": 2.0}
+
 # The timer function's host retry (azure.functions retry decorator arguments; the timer raises on a
 # transient failure). Numbers follow the transient gate: short enough to beat the token's expiry.
 TIMER_RETRY_STRATEGY = "exponential_backoff"

@@ -7,6 +7,7 @@ send, plus the secret values seen in the test (client secret, every Key Vault ve
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
@@ -26,10 +28,12 @@ from sandbox import Sandbox
 from shared.auth.clock import SystemClock
 from shared.auth.compose import AuthServices, auth_table_name, build_auth_services
 from shared.auth.keyvault import secret_name
+from shared.auth.manager import TokenManager
 from shared.settings import Settings, get_settings, load_settings
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 _WRITES = {"POST", "PUT", "PATCH", "MERGE"}
+CALLBACK_URL = "http://127.0.0.1:7071/api/auth/callback"
 
 
 class OffsetClock(SystemClock):
@@ -203,3 +207,16 @@ def stored_token_set(sandbox: Sandbox, settings: Settings) -> dict[str, Any] | N
     """The connection's token set as Key Vault holds it now (read through the sandbox, not HTTP)."""
     value = sandbox.vault.peek(secret_name(settings.auth.connection_name))
     return None if value is None else dict(json.loads(value))
+
+
+async def sign_in_via_sandbox(manager: TokenManager, tls: ssl.SSLContext, audit: Audit) -> None:
+    """The delegated sign-in through the manager: begin, the sandbox signs the user in, complete."""
+    auth_uri = await manager.begin_authorization(CALLBACK_URL)
+    async with httpx.AsyncClient(verify=tls, follow_redirects=False) as client:
+        answer = await client.get(auth_uri)
+    fields = {
+        html.unescape(k): html.unescape(v)
+        for k, v in re.findall(r'name="([^"]+)" value="([^"]*)"', answer.text)
+    }
+    audit.extra_secrets.add(fields["code"])
+    await manager.complete_authorization(fields)

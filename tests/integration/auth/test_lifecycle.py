@@ -1,0 +1,200 @@
+"""Rotation, revocation and Key Vault outages with the real SDKs against the sandbox and Azurite."""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sandbox import Sandbox
+from shared.auth import (
+    Health,
+    ReauthorizationRequiredError,
+    ScheduledOutcome,
+    StaleTokenSetError,
+    TokenSet,
+    TokenStoreUnavailableError,
+)
+from shared.auth.compose import AuthServices, build_auth_services
+from shared.auth.keyvault import secret_name
+from shared.auth.saving import save_newest
+from shared.settings import Settings, load_settings
+from tests.integration.auth.conftest import (
+    Audit,
+    OffsetClock,
+    RecordingTransport,
+    sign_in_via_sandbox,
+    stored_token_set,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_after_several_refreshes_key_vault_holds_the_newest_refresh_token(
+    services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, settings: Settings, audit: Audit
+) -> None:
+    """Three refreshes store generations 2..4, each with a new refresh token; the last version is the newest."""
+    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    for _ in range(3):
+        await services.manager.refresh()
+
+    versions = [
+        json.loads(v.value)
+        for v in sandbox.vault.secrets[secret_name(settings.auth.connection_name)].versions
+    ]
+    assert [v["generation"] for v in versions] == [1, 2, 3, 4]
+    assert len({v["refresh_token"] for v in versions}) == 4
+    assert stored_token_set(sandbox, settings) == versions[-1]
+
+
+async def test_stale_writer_cannot_overwrite_the_newest_token_set(
+    services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, settings: Settings, audit: Audit
+) -> None:
+    """Writing an older generation through the Key Vault store is refused and the stored set is unchanged."""
+    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    older = await services.tokens.read(settings.auth.connection_name)
+    await services.manager.refresh()
+    await services.manager.refresh()
+    newest = stored_token_set(sandbox, settings)
+    assert older is not None
+
+    with pytest.raises(StaleTokenSetError):
+        await save_newest(services.tokens, older)
+
+    assert stored_token_set(sandbox, settings) == newest
+
+
+async def test_process_with_a_stale_cache_refreshes_from_the_newest_stored_set(
+    services: AuthServices,
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    settings: Settings,
+    clock: OffsetClock,
+    audit: Audit,
+) -> None:
+    """A second process that cached generation 1 writes generation 4 after another process stored 3."""
+    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    other = build_auth_services(settings, clock=clock, table_transport=RecordingTransport(audit.table_bodies))
+    try:
+        await other.manager.token()
+        await services.manager.refresh()
+        await services.manager.refresh()
+
+        await other.manager.refresh()
+    finally:
+        await other.aclose()
+
+    stored = stored_token_set(sandbox, settings)
+    assert stored is not None
+    assert stored["generation"] == 4
+
+
+class _Hook(BaseHTTPRequestHandler):
+    bodies: list[bytes]
+
+    def do_POST(self) -> None:
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # BaseHTTPRequestHandler's name
+        del format, args
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback HTTP endpoint recording POST bodies."""
+    bodies: list[bytes] = []
+    handler = type("Hook", (_Hook,), {"bodies": bodies})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_revoked_refresh_token_requires_reauthorization_with_bounded_entra_calls(
+    auth_env: dict[str, str],
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    clock: OffsetClock,
+    audit: Audit,
+    webhook: tuple[str, list[bytes]],
+) -> None:
+    """After revocation: one token-endpoint call, state visible, one error log, one webhook, timer backs off."""
+    url, bodies = webhook
+    settings = load_settings({**auth_env, "BC_REAUTH_WEBHOOK_URL": url})
+    processes = [
+        build_auth_services(settings, clock=clock, table_transport=RecordingTransport(audit.table_bodies))
+        for _ in range(2)
+    ]
+    try:
+        await sign_in_via_sandbox(processes[0].manager, sandbox_tls, audit)
+        sandbox.entra.revoke_refresh_tokens()
+        clock.offset = timedelta(hours=2)  # the access token has expired
+        calls = sandbox.entra.token_calls["refresh_token"]
+
+        for services in processes:
+            for _ in range(5):
+                with pytest.raises(ReauthorizationRequiredError):
+                    await services.manager.token()
+        outcomes = [await processes[1].manager.scheduled_refresh() for _ in range(3)]
+        status = await processes[1].manager.status()
+    finally:
+        for services in processes:
+            await services.aclose()
+
+    assert sandbox.entra.token_calls["refresh_token"] == calls + 1
+    assert outcomes == [ScheduledOutcome.BACKING_OFF] * 3
+    assert status.state is Health.REAUTHORIZATION_REQUIRED
+    assert status.last_error_code == "invalid_grant/AADSTS50173"
+    errors = [r for r in audit.records if r.levelno >= logging.ERROR and r.name.startswith("shared.auth")]
+    assert len(errors) == 1
+    assert "/api/auth/login" in errors[0].getMessage()
+    assert len(bodies) == 1
+    alert = json.loads(bodies[0])
+    assert alert["state"] == "reauthorization_required"
+    assert alert["account"] == sandbox.env["SANDBOX_USER"]
+    assert not any(secret in bodies[0].decode() for secret in audit.secrets())
+
+
+async def test_key_vault_outage_during_token_life_keeps_callers_working_then_fails_clearly(
+    services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, clock: OffsetClock, audit: Audit
+) -> None:
+    """Vault down: the cached token is served (even when a longer validity is asked); past expiry a clear error."""
+    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    manager = services.manager
+    cached = await manager.token()
+    sandbox.vault.outage = True
+    refreshes = sandbox.entra.token_calls["refresh_token"]
+
+    for _ in range(5):
+        assert (await manager.token()).value == cached.value
+    assert (
+        await manager.token(min_validity=cached.remaining() + timedelta(seconds=30))
+    ).value == cached.value
+    assert sandbox.entra.token_calls["refresh_token"] == refreshes
+
+    clock.offset = cached.remaining() + timedelta(minutes=1)
+    with pytest.raises(TokenStoreUnavailableError, match="no unexpired cached token"):
+        await manager.token()
+
+
+async def test_token_set_in_key_vault_round_trips(
+    services: AuthServices, sandbox_tls: ssl.SSLContext, settings: Settings, audit: Audit
+) -> None:
+    """What the manager stores reads back as an equal TokenSet through the real SDK."""
+    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    stored = await services.tokens.read(settings.auth.connection_name)
+    assert isinstance(stored, TokenSet)
+    assert stored.generation == 1
+    assert stored.account is not None
