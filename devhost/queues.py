@@ -21,7 +21,7 @@ import logging
 import random
 from collections import defaultdict
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError
 from azure.functions.queue import QueueMessage as FunctionQueueMessage
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
@@ -163,11 +163,11 @@ class QueueListener:
 
     async def _process(self, client: QueueClient, message: QueueMessage) -> None:
         limit = self._options.max_dequeue_count
-        if message.dequeue_count is not None and message.dequeue_count > limit:
-            await self._to_poison(client, message)
-            return
-        succeeded = await self._run(message)
         try:
+            if message.dequeue_count is not None and message.dequeue_count > limit:
+                await self._to_poison(client, message)
+                return
+            succeeded = await self._run(message)
             if succeeded:
                 await client.delete_message(message)
             elif (message.dequeue_count or 0) >= limit:
@@ -175,8 +175,9 @@ class QueueListener:
             else:
                 visibility = int(self._options.visibility_timeout.total_seconds())
                 await client.update_message(message, visibility_timeout=visibility)
-        except (ResourceNotFoundError, HttpResponseError) as exc:
-            # As the host: a message someone else took over (pop receipt mismatch) or deleted is left alone.
+        except AzureError as exc:
+            # As the host: a message someone else took over (pop receipt mismatch) or deleted is left alone;
+            # any other storage failure leaves the message to reappear when its lease runs out.
             _log.warning("Could not settle message %s on %s: %s", message.id, self._function.queue_name, exc)
 
     async def _run(self, message: QueueMessage) -> bool:
