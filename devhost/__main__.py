@@ -32,7 +32,10 @@ DEFAULT_PORT = 7071  # Core Tools' default
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m devhost",
+        description="Run a Python v2 Function app locally: HTTP routes, timers, queue triggers on Azurite.",
+    )
     parser.add_argument(
         "--port", type=int, default=None, help="HTTP port (default: Host.LocalHttpPort or 7071; 0 = any)"
     )
