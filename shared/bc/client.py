@@ -56,6 +56,10 @@ class BusinessCentralClient:
         self._companies_by_name: dict[str, Company] = {}
         self._companies_by_id: dict[UUID, Company] = {}
 
+    async def aclose(self) -> None:
+        """Close the HTTP connections (the throttle is the process's and stays open)."""
+        await self._pipeline.aclose()
+
     # ----- companies ----------------------------------------------------------------------------------
 
     async def companies(self, api: ApiRoute = STANDARD_API) -> tuple[Company, ...]:

@@ -56,11 +56,16 @@ def throttle_config_from_settings(settings: Settings, *, heartbeat_seconds: floa
 
 
 def build_throttle(
-    settings: Settings, store: CoordinationStore, *, clock: Clock | None = None
+    settings: Settings,
+    store: CoordinationStore,
+    *,
+    clock: Clock | None = None,
+    heartbeat_seconds: float = 10.0,
 ) -> SharedThrottle:
     """One process's throttle for the configured identity (share it between all clients of the process)."""
     key = partition_key_for(throttle_identity(settings))
-    return SharedThrottle(store, key, throttle_config_from_settings(settings), clock=clock)
+    config = throttle_config_from_settings(settings, heartbeat_seconds=heartbeat_seconds)
+    return SharedThrottle(store, key, config, clock=clock)
 
 
 def http_client_from_settings(

@@ -93,6 +93,10 @@ class Pipeline:
         self._clock = clock or SystemClock()
         self._new_request_id = new_request_id
 
+    async def aclose(self) -> None:
+        """Close the HTTP client's connections."""
+        await self._http.aclose()
+
     async def send(self, call: Call) -> httpx.Response:
         """The 2xx response (body read), or the typed error once the policy stops retrying."""
         waited = 0.0
