@@ -29,7 +29,8 @@ def write_tls_files(work_dir: Path) -> TlsFiles:
     """Create a CA, a server certificate for 127.0.0.1 and localhost, and a client certificate; write them as PEM."""
     ca = trustme.CA(organization_name="BC integration sandbox")
     server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("sandbox-app.sandbox.local")
+    # RSA: MSAL signs client assertions with RS256/PS256.
+    client = ca.issue_cert("sandbox-app.sandbox.local", key_type=trustme.KeyType.RSA)
     ca_bundle = work_dir / "sandbox-ca.pem"
     ca.cert_pem.write_to_path(str(ca_bundle))
     server_cert = work_dir / "server-cert.pem"

@@ -1,0 +1,91 @@
+"""`python -m sandbox --env-file` as a child process, and the JSON admin endpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandbox import Sandbox
+from shared.settings import load_settings
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[3]
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines."""
+    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
+
+
+def test_cli_writes_the_env_file_and_serves_until_sigterm(tmp_path: Path) -> None:
+    """The CLI writes a usable env file once ready, answers over TLS, and exits 0 on SIGTERM removing the file."""
+    env_file = tmp_path / "sandbox.env"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--env-file",
+            str(env_file),
+            "--seed",
+            "7",
+            "--bc-rate-limit",
+            "50",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not env_file.exists():
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the sandbox did not write its env file in time"
+            time.sleep(0.05)
+        env = read_env(env_file)
+        settings = load_settings(env)
+        context = ssl.create_default_context(cafile=env["LOCAL_CA_BUNDLE"])
+        discovery = (
+            f"{settings.auth.authority_host}/{settings.auth.tenant_id}/v2.0/.well-known/openid-configuration"
+        )
+        with httpx.Client(verify=context) as client:
+            document = client.get(discovery).json()
+            limits = client.get(f"{env['SANDBOX_ADMIN_URL']}/config").json()["bc"]["limits"]
+        assert document["issuer"] == f"{settings.auth.authority_host}/{settings.auth.tenant_id}/v2.0"
+        assert limits["rate_limit"] == 50
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        if process.stdout:
+            process.stdout.close()
+        if process.stderr:
+            process.stderr.close()
+    assert not env_file.exists()
+
+
+def test_admin_endpoints_drive_knobs_and_report_counters(
+    sandbox: Sandbox, app_token: str, company_url: str
+) -> None:
+    """POST /bc/fail-next forces a BC 503; GET /stats shows it by identity and status; /reset clears it."""
+    admin = sandbox.env["SANDBOX_ADMIN_URL"]
+    context = ssl.create_default_context(cafile=str(sandbox.ca_bundle))
+    with httpx.Client(verify=context) as client:
+        assert client.post(f"{admin}/bc/fail-next", json={"count": 1, "kind": "503"}).status_code == 200
+        response = client.get(f"{company_url}/items", headers={"Authorization": f"Bearer {app_token}"})
+        assert response.status_code == 503
+        stats = client.get(f"{admin}/stats").json()
+        assert sum(by_status.get("503", 0) for by_status in stats["bc"]["requests"].values()) == 1
+        assert stats["entra"]["token_calls"] == {"client_credentials": 1}
+        assert client.post(f"{admin}/reset").status_code == 200
+        assert client.get(f"{admin}/stats").json()["bc"]["requests"] == {}
+        refused = client.post(f"{admin}/bc/fail-next", json={"count": 1, "kind": "meteor"})
+        assert refused.status_code == 400
