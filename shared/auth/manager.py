@@ -164,7 +164,7 @@ class TokenManager:
             if self._p.states.blocks(await self._p.states.read(), newest):
                 return ScheduledOutcome.BACKING_OFF
             baseline = newest.generation if newest else 0
-            await self._obtain(_Want(timedelta(0), after_generation=baseline), force=True)
+            await self._obtain(_Want(timedelta(0), after_generation=baseline), force=True, just_read=True)
             return ScheduledOutcome.REFRESHED
 
     async def begin_authorization(self, redirect_uri: str) -> str:
@@ -238,10 +238,11 @@ class TokenManager:
 
     # -- the refresh path ----------------------------------------------------------------------------
 
-    async def _obtain(self, want: _Want, force: bool) -> TokenSet:
-        """Store first, then (if needed) a coordinated refresh; falls back to the cached token on failure."""
+    async def _obtain(self, want: _Want, force: bool, just_read: bool = False) -> TokenSet:
+        """Store first (unless the caller `just_read` it), then if needed a coordinated refresh; falls back
+        to the cached token on failure."""
         try:
-            newest = await self._newest_known()
+            newest = self._cached if just_read else await self._newest_known()
             if want.satisfied_by(newest, self._p.clock.now()):
                 return newest
             self._check_lifetime(want, newest)
