@@ -1,0 +1,55 @@
+"""`python -m bench throttle --processes N [...]`: run a benchmark and print its figures as one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bench.throttle import ThrottleBench, run
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Benchmark name and knobs (defaults keep one run under ~2 minutes)."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    benches = parser.add_subparsers(dest="bench", required=True)
+    throttle = benches.add_parser("throttle", help="N processes sharing one BC throttle against the sandbox")
+    defaults = ThrottleBench(processes=1)
+    throttle.add_argument("--processes", type=int, default=1)
+    throttle.add_argument(
+        "--rate-limit", type=int, default=defaults.rate_limit, help="BC requests per window"
+    )
+    throttle.add_argument(
+        "--window", type=float, default=defaults.window_seconds, help="compressed window (s)"
+    )
+    throttle.add_argument(
+        "--margin", type=float, default=defaults.safety_margin, help="throttle safety margin"
+    )
+    throttle.add_argument("--heartbeat", type=float, default=defaults.heartbeat_seconds)
+    throttle.add_argument("--measure-windows", type=float, default=defaults.measure_windows)
+    throttle.add_argument(
+        "--latency-ms", type=float, default=defaults.latency_ms, help="sandbox service time"
+    )
+    throttle.add_argument("--tasks", type=int, default=defaults.tasks_per_process, help="tasks per process")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmark; print one JSON object on stdout."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    bench = ThrottleBench(
+        processes=args.processes,
+        rate_limit=args.rate_limit,
+        window_seconds=args.window,
+        safety_margin=args.margin,
+        heartbeat_seconds=args.heartbeat,
+        measure_windows=args.measure_windows,
+        latency_ms=args.latency_ms,
+        tasks_per_process=args.tasks,
+    )
+    print(json.dumps(run(bench)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""One benchmark worker process: drives BC requests through the real client and shared throttle until a deadline.
+
+`python -m bench.worker --env-file F --storage CONN --out OUT.json [...]`: loads the sandbox env as settings,
+coordinates through Table Storage (Azurite), sends single-page GETs from several tasks, and writes what it saw
+(completion times and statuses, storage transactions) to OUT.json. Also used by the two-process integration test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from azure.data.tables.aio import TableClient
+
+from bench.sandbox_tokens import SandboxTokenProvider
+from shared.bc import BusinessCentralClient, BusinessCentralError, EntitySet, Interaction, build_client
+from shared.bc.factory import throttle_identity
+from shared.bc.retry import RetryPolicy
+from shared.bc.throttle import SharedThrottle, ThrottleConfig
+from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
+from shared.redaction import install_redaction
+from shared.settings import load_settings
+
+ITEMS = EntitySet("items")
+
+
+@dataclass
+class WorkerReport:
+    """What one worker saw (written as JSON)."""
+
+    member_id: str
+    completions: list[float] = field(default_factory=list)  # epoch seconds of each BC answer
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    storage_transactions: int = 0
+    fallback_seen: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """Plain JSON types (Counters as dicts)."""
+        return {
+            "member_id": self.member_id,
+            "completions": self.completions,
+            "statuses": dict(self.statuses),
+            "errors": dict(self.errors),
+            "storage_transactions": self.storage_transactions,
+            "fallback_seen": self.fallback_seen,
+        }
+
+
+class TimingRecorder:
+    """A Recorder keeping the time and status of every answer."""
+
+    def __init__(self, report: WorkerReport) -> None:
+        self._report = report
+
+    def record(self, interaction: Interaction) -> None:
+        """Note when the answer came and its status ('none' for a dropped connection)."""
+        self._report.completions.append(time.time())
+        self._report.statuses[str(interaction.status) if interaction.status is not None else "none"] += 1
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (the sandbox's env file)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Worker options."""
+    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser.add_argument("--env-file", type=Path, required=True)
+    parser.add_argument("--storage", required=True, help="Table Storage connection string (Azurite)")
+    parser.add_argument("--table", default="benchthrottle")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--stop-at", type=float, required=True, help="epoch seconds: stop sending then")
+    parser.add_argument("--requests", type=int, required=True, help="BC limit: requests per window")
+    parser.add_argument("--window", type=float, required=True, help="BC limit: window seconds")
+    parser.add_argument("--margin", type=float, default=0.03)
+    parser.add_argument("--heartbeat", type=float, default=5.0)
+    parser.add_argument("--tasks", type=int, default=8)
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> WorkerReport:
+    """Send requests from `args.tasks` tasks until the deadline; return the report."""
+    settings = load_settings(read_env_file(args.env_file))
+    store = TableCoordinationStore(TableClient.from_connection_string(args.storage, table_name=args.table))
+    config = ThrottleConfig(
+        requests=args.requests,
+        window_seconds=args.window,
+        safety_margin=args.margin,
+        max_in_flight=settings.bc.max_in_flight,
+        heartbeat_seconds=args.heartbeat,
+    )
+    throttle = SharedThrottle(store, partition_key_for(throttle_identity(settings)), config)
+    report = WorkerReport(member_id=throttle.member_id)
+    tokens = SandboxTokenProvider(settings)
+    # One attempt: every 429 the sandbox sends is counted once (pauses still apply).
+    client = build_client(
+        settings, tokens, throttle, recorder=TimingRecorder(report), policy=RetryPolicy(max_attempts=1)
+    )
+    try:
+        await asyncio.gather(*(_drive(client, args.stop_at, report, throttle) for _ in range(args.tasks)))
+    finally:
+        await client.aclose()
+        await throttle.close()
+        report.storage_transactions = store.transactions
+        await store.close()
+    return report
+
+
+async def _drive(
+    client: BusinessCentralClient, stop_at: float, report: WorkerReport, throttle: SharedThrottle
+) -> None:
+    """Repeat a single-page GET until the deadline, counting errors by type."""
+    while time.time() < stop_at:
+        try:
+            await client.list(ITEMS, limit=1)
+        except BusinessCentralError as exc:
+            report.errors[type(exc).__name__] += 1
+        report.fallback_seen = report.fallback_seen or throttle.allocation().fallback
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the worker and write its report."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    install_redaction()
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    report = asyncio.run(run(args))
+    args.out.write_text(json.dumps(report.to_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
