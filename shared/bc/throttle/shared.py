@@ -123,8 +123,7 @@ class SharedThrottle:
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)  # its failure was logged already
         if self._view is not None:
             with contextlib.suppress(ThrottleStorageError):
                 await self._cas(self._without_me)
@@ -186,16 +185,25 @@ class SharedThrottle:
         """Start the heartbeat on first use; every caller waits for the first heartbeat's outcome."""
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._loop(), name=f"bc-throttle-{self.member_id[:8]}")
+            self._task.add_done_callback(self._loop_ended)
         await self._ready.wait()
 
     async def _loop(self) -> None:
-        await self.heartbeat()
-        self._ready.set()
+        try:
+            await self.heartbeat()
+        finally:
+            self._ready.set()  # even if the first heartbeat blew up: callers then run on the fallback share
         while True:
             interval = self._config.heartbeat_seconds
             delay = (interval / 4 if self._last_failed else interval) * self._rng.uniform(0.9, 1.0)
             await self._clock.sleep(delay)
             await self.heartbeat()
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A heartbeat loop that died of an unexpected error leaves the view to go stale (fallback share)."""
+        self._ready.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("BC throttle heartbeat stopped; using the fallback share", exc_info=task.exception())
 
     def _renewed(self, state: CoordinationState, now: float) -> CoordinationState:
         live = [member for member in state.live(now) if member.id != self.member_id]

@@ -81,7 +81,11 @@ class TableCoordinationStore:
             return None
         except AzureError as exc:
             raise ThrottleStorageError(f"reading the throttle row failed: {type(exc).__name__}") from exc
-        return VersionedState(_decode(entity), str(entity.metadata["etag"]))
+        try:
+            state = _decode(entity)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ThrottleStorageError("the throttle row cannot be decoded") from exc
+        return VersionedState(state, str(entity.metadata["etag"]))
 
     async def write(self, key: str, state: CoordinationState, etag: str | None) -> str:
         """Create (etag None) or replace-if-unchanged; a lost race raises StaleCoordinationStateError."""

@@ -276,3 +276,24 @@ async def _one_permit(throttle: SharedThrottle, clock: VirtualClock) -> float:
 def test_empty_state_has_no_live_members() -> None:
     """A fresh row lists nobody."""
     assert CoordinationState().live(0.0) == ()
+
+
+class BrokenStore(MemoryCoordinationStore):
+    """A store whose reads fail with an error no one planned for."""
+
+    async def read(self, key: str) -> VersionedState | None:
+        """Fail unexpectedly."""
+        raise RuntimeError("bug in a storage layer")
+
+
+async def test_unexpected_heartbeat_failure_never_blocks_requests(caplog: pytest.LogCaptureFixture) -> None:
+    """If the first heartbeat dies of a surprise error, requests still flow on the fallback share (and it is logged)."""
+    clock = VirtualClock()
+    throttle = SharedThrottle(BrokenStore(), KEY, CONFIG, clock=clock, member_id="a")
+    async with throttle.permit():
+        allocation = throttle.allocation()
+    await clock.advance(0)  # let the loop's done-callback run
+    assert allocation.fallback
+    assert allocation.slots == 1
+    assert "heartbeat stopped" in caplog.text
+    await throttle.close()

@@ -103,3 +103,20 @@ async def test_two_throttles_share_one_row(store: TableCoordinationStore) -> Non
     read = await store.read(key)
     assert read is not None
     assert read.state.members == ()
+
+
+async def test_undecodable_row_is_a_throttle_storage_error(
+    azurite: AzuriteEndpoints, unique_name: str
+) -> None:
+    """A row someone corrupted reads as a storage failure (fallback), not as a crash of the heartbeat."""
+    client = TableClient.from_connection_string(azurite.connection_string, table_name=unique_name)
+    store = TableCoordinationStore(client)
+    key = partition_key_for("app-1")
+    await store.write(key, CoordinationState(), None)
+    async with TableClient.from_connection_string(azurite.connection_string, table_name=unique_name) as raw:
+        await raw.upsert_entity({"PartitionKey": key, "RowKey": "coordination", "Members": "{not json"})
+    try:
+        with pytest.raises(ThrottleStorageError):
+            await store.read(key)
+    finally:
+        await store.close()
