@@ -1,0 +1,43 @@
+"""Package boundaries of shared/bc, checked on its source: who may touch tokens, storage and the environment."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import shared.bc
+
+PACKAGE = Path(shared.bc.__file__).parent
+SOURCES = {path.relative_to(PACKAGE).as_posix(): path.read_text() for path in PACKAGE.rglob("*.py")}
+
+
+def test_only_the_auth_module_touches_the_authorization_header() -> None:
+    """The bearer token is set in exactly one place (an `Authorization` header, not AuthorizationError)."""
+    touching = {name for name, text in SOURCES.items() if re.search(r"[\"']Authorization[\"']", text)}
+    assert touching == {"auth.py"}
+
+
+def test_bc_never_imports_the_token_manager_or_jobs() -> None:
+    """shared/bc sees tokens only through shared.tokens (contract A)."""
+    for name, text in SOURCES.items():
+        assert not re.search(r"^\s*(from|import) shared\.(auth|jobs)\b", text, re.MULTILINE), name
+
+
+def test_only_the_table_store_imports_azure_tables() -> None:
+    """Table Storage stays behind the CoordinationStore seam."""
+    importing = {name for name, text in SOURCES.items() if "azure.data.tables" in text and "import" in text}
+    assert importing == {"throttle/table_store.py"}
+
+
+def test_nothing_reads_the_environment() -> None:
+    """Settings come from shared.settings only."""
+    assert not [name for name, text in SOURCES.items() if "os.environ" in text or "getenv" in text]
+
+
+def test_public_surface_is_declared() -> None:
+    """Everything in __all__ exists, and the client, its errors and the throttle are exported."""
+    for name in shared.bc.__all__:
+        assert hasattr(shared.bc, name), name
+    assert {"BusinessCentralClient", "BusinessCentralError", "SharedThrottle", "Query", "field"} <= set(
+        shared.bc.__all__
+    )
