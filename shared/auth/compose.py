@@ -110,10 +110,12 @@ def build_auth_services(
     closers.append(table.close)
     connection = auth.connection_name
     tokens = KeyVaultTokenStore(secrets)
+    identity = MsalIdentity(msal_config(settings))
+    closers.append(identity.close)
     parts = Components(
         connection=connection,
         mode=auth.mode,
-        identity=MsalIdentity(msal_config(settings)),
+        identity=identity,
         tokens=tokens,
         leases=LeaseKeeper(TableRecordStore(table, f"lease-{connection}", LeaseCodec()), clock),
         logins=LoginBook(TableRecordStore(table, f"login-{connection}", LoginCodec()), clock),

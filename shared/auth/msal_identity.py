@@ -93,7 +93,15 @@ class MsalIdentity:
     def __init__(self, config: MsalConfig) -> None:
         self._config = config
         self._app: msal.ConfidentialClientApplication | None = None
+        self._session: requests.Session | None = None
         self._build_lock = threading.Lock()
+
+    async def close(self) -> None:
+        """Close MSAL's HTTP session (its keep-alive connections)."""
+        with self._build_lock:
+            session, self._session, self._app = self._session, None, None
+        if session is not None:
+            await asyncio.to_thread(session.close)
 
     async def start_login(self, redirect_uri: str) -> LoginStart:
         """initiate_auth_code_flow: MSAL generates state, nonce and the PKCE verifier/challenge."""
@@ -171,6 +179,10 @@ class MsalIdentity:
         except (OSError, msal.exceptions.MsalServiceError) as exc:  # requests' errors are OSErrors
             raise TokenRefreshFailedError(f"Entra unreachable or failing ({type(exc).__name__})") from exc
 
+    def _new_session(self) -> requests.Session:
+        self._session = _http_client(self._config.ca_bundle)
+        return self._session
+
     def _application(self) -> msal.ConfidentialClientApplication:
         with self._build_lock:
             if self._app is None:
@@ -181,7 +193,7 @@ class MsalIdentity:
                         client_credential=config.credential(),
                         authority=config.authority,
                         instance_discovery=config.instance_discovery,
-                        http_client=_http_client(config.ca_bundle),
+                        http_client=self._new_session(),
                         timeout=HTTP_TIMEOUT_SECONDS,
                     )
                 except ValueError as exc:  # MSAL: discovery document unreachable or malformed
