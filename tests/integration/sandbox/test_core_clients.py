@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +72,16 @@ def test_secret_client_sets_and_gets_through_the_challenge(sandbox: Sandbox) -> 
     assert fetched.value == '{"access_token": "x"}'
     assert fetched.properties.content_type == "application/json"
     assert (sandbox.vault.writes, sandbox.vault.reads) == (1, 1)
-    assert sandbox.vault.responses[401] >= 1  # the SDK's first, token-less request got the challenge
+
+
+def test_vault_challenges_a_request_without_token(sandbox: Sandbox) -> None:
+    """A token-less request gets 401 with the bearer challenge naming the sandbox authority and the vault resource."""
+    context = ssl.create_default_context(cafile=str(sandbox.ca_bundle))
+    with httpx.Client(verify=context) as client:
+        response = client.get(f"{sandbox.env['KEY_VAULT_URL']}/secrets/x", params={"api-version": "7.6"})
+    assert response.status_code == 401
+    expected = f'Bearer authorization="{sandbox.env["BC_AUTHORITY_HOST"]}/{sandbox.env["BC_TENANT_ID"]}", resource="https://vault.azure.net"'
+    assert response.headers["www-authenticate"] == expected
 
 
 async def test_httpx_lists_customers_of_the_demo_company(bc: httpx.AsyncClient, company_url: str) -> None:
