@@ -29,6 +29,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--bc-window-seconds", type=float, default=300.0, help="BC's sliding window (compress it for tests)"
     )
+    parser.add_argument(
+        "--bc-time-scale", type=float, default=1.0, help="divides BC's window and queue timeout"
+    )
     parser.add_argument("--bc-latency-ms", type=float, default=0.0)
     parser.add_argument("--bc-latency-jitter-ms", type=float, default=0.0)
     parser.add_argument("--bc-max-in-flight", type=int, default=5)
@@ -58,6 +61,7 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         token_lifetime_seconds=args.token_lifetime,
         bc_rate_limit=args.bc_rate_limit,
         bc_window_seconds=args.bc_window_seconds,
+        bc_time_scale=args.bc_time_scale,
         bc_latency_ms=args.bc_latency_ms,
         bc_latency_jitter_ms=args.bc_latency_jitter_ms,
         bc_max_in_flight=args.bc_max_in_flight,

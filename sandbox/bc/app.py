@@ -142,7 +142,12 @@ class BcEndpoints:
         weight = max(1, batch_size(body)) if is_batch and self._config.bc_batch_counts_operations else 1
         with self._control.lock:
             self._control.limiter.charge(identity, weight, limits)
-        await self._control.limiter.acquire(identity, limits)
+        try:
+            await self._control.limiter.acquire(identity, limits)
+        except BcError as exc:
+            if exc.status == 429 and weight > 1:
+                self._control.limiter.refund(identity, weight - 1)  # acquire already gave one back
+            raise
         try:
             is_write = request.method != "GET"
             plan = self._control.plan(is_write)

@@ -86,6 +86,7 @@ class Limiter:
             self._occupy(state)
             return
         if len(state.waiters) >= limits.max_queue:
+            self.refund(identity, 1)  # refused at the door: it does not use up the window
             connections = state.in_flight + len(state.waiters) + 1
             raise too_many(
                 connections, limits.max_in_flight + limits.max_queue, 1 if limits.retry_after_on_429 else None
@@ -105,6 +106,12 @@ class Limiter:
         finally:
             if waiter in state.waiters:
                 state.waiters.remove(waiter)
+
+    def refund(self, identity: str, weight: int) -> None:
+        """Take back the newest `weight` window entries (the request was refused, not served)."""
+        window = self.state(identity).window
+        for _ in range(min(weight, len(window))):
+            window.pop()
 
     def release(self, identity: str) -> None:
         """Free a slot: give it to the oldest waiting request, if any."""

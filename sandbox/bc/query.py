@@ -8,7 +8,6 @@ key-based `$skiptoken` (rows inserted while a client pages do not shift the page
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -132,6 +131,10 @@ def _sort_key(value: JsonValue, case_insensitive: bool) -> tuple[int, JsonValue]
     return (1, text.lower() if case_insensitive else text)
 
 
+def _field_key(name: str, case_insensitive: bool) -> Callable[[Record], tuple[int, JsonValue]]:
+    return lambda record: _sort_key(record.get(name), case_insensitive)
+
+
 def _compare_rows(
     order: tuple[tuple[str, bool], ...], case_insensitive: bool
 ) -> Callable[[list[JsonValue], list[JsonValue]], int]:
@@ -169,7 +172,10 @@ def page_of(records: list[Record], options: QueryOptions, page_size: int, case_i
     def keys(record: Record) -> list[JsonValue]:
         return [record.get(name) for name, _ in options.order]
 
-    rows.sort(key=functools.cmp_to_key(lambda a, b: compare(keys(a), keys(b))))
+    # Stable multi-pass sort (least significant key first) keeps comparisons in C for large tables.
+    for index in reversed(range(len(options.order))):
+        name, descending = options.order[index]
+        rows.sort(key=_field_key(name, case_insensitive), reverse=descending)
     remaining = options.top
     if options.skiptoken is not None:
         token = _decode_token(options.skiptoken)
