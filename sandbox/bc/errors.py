@@ -9,8 +9,10 @@ import uuid
 
 from starlette.responses import JSONResponse
 
+from sandbox.errors import SandboxError
 
-class BcError(Exception):
+
+class BcError(SandboxError):
     """An HTTP error in BC's shape."""
 
     def __init__(

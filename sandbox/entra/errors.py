@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 from starlette.responses import JSONResponse
 
+from sandbox.errors import SandboxError
+
 # AADSTS code -> (default `error`, description), descriptions paraphrased from the Entra error reference.
 AADSTS: dict[int, tuple[str, str]] = {
     50011: (
@@ -82,7 +84,7 @@ AADSTS: dict[int, tuple[str, str]] = {
 }
 
 
-class EntraProtocolError(Exception):
+class EntraProtocolError(SandboxError):
     """An error the token endpoint answers with (status + AADSTS code)."""
 
     def __init__(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import ssl
 import subprocess
@@ -40,8 +39,7 @@ def test_cli_writes_the_env_file_and_serves_until_sigterm(tmp_path: Path) -> Non
             "--bc-rate-limit",
             "50",
         ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,  # `-m sandbox` imports from the working directory
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -108,6 +108,18 @@ def test_authorization_code_is_single_use(
     assert again["error_codes"] == [54005]
 
 
+def test_expired_authorization_code_is_refused(
+    sandbox: Sandbox, msal_app: MsalFactory, ca_context: ssl.SSLContext
+) -> None:
+    """A code redeemed after its ~10 minute lifetime gives AADSTS70008."""
+    app = msal_app()
+    flow = start_flow(app)
+    response = sign_in(ca_context, flow["auth_uri"])
+    sandbox.clock.advance(sandbox.config.auth_code_lifetime_seconds + 1)
+    result = app.acquire_token_by_auth_code_flow(flow, response)
+    assert result["error_codes"] == [70008]
+
+
 def test_wrong_pkce_verifier_is_refused(msal_app: MsalFactory, ca_context: ssl.SSLContext) -> None:
     """A code_verifier that does not match the challenge gives AADSTS501481."""
     app = msal_app()

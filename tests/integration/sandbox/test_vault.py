@@ -121,3 +121,30 @@ def test_a_bc_token_is_refused_by_the_vault(
     assert response.status_code == 401
     assert 'resource="https://vault.azure.net"' in response.headers["www-authenticate"]
     assert sandbox.vault.reads == 0
+
+
+async def test_async_secret_client_with_aiohttp_transport(sandbox: Sandbox) -> None:
+    """The aio SecretClient and aio ClientSecretCredential (aiohttp) accept the same kwargs and round-trip a secret."""
+    from azure.identity.aio import ClientSecretCredential as AsyncCredential
+    from azure.keyvault.secrets.aio import SecretClient as AsyncSecretClient
+
+    env = sandbox.env
+    async with (
+        AsyncCredential(
+            env["BC_TENANT_ID"],
+            env["BC_CLIENT_ID"],
+            env["BC_CLIENT_SECRET"],
+            authority=env["BC_AUTHORITY_HOST"],
+            disable_instance_discovery=True,
+            connection_verify=env["LOCAL_CA_BUNDLE"],
+        ) as credential,
+        AsyncSecretClient(
+            env["KEY_VAULT_URL"],
+            credential,
+            verify_challenge_resource=False,
+            connection_verify=env["LOCAL_CA_BUNDLE"],
+        ) as client,
+    ):
+        await client.set_secret("aio", "value")
+        assert (await client.get_secret("aio")).value == "value"
+    assert sandbox.vault.peek("aio") == "value"
