@@ -156,8 +156,13 @@ class TokenAuthority:
                 self._public,
                 algorithms=["RS256"],
                 audience=audience,
-                # Expiry is checked against the sandbox clock, not the wall clock.
-                options={"verify_exp": False, "verify_nbf": False, "require": ["exp", "aud", "tid", "oid"]},
+                # Expiry and issue time follow the sandbox clock (which tests move forward), not the wall clock.
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "require": ["exp", "aud", "tid", "oid"],
+                },
             )
         except jwt.InvalidAudienceError as exc:
             raise TokenRejectedError("the token is meant for another audience") from exc
@@ -189,7 +194,12 @@ class TokenAuthority:
                 public_key_pem,
                 algorithms=["RS256", "PS256"],
                 audience=audience,
-                options={"verify_exp": False, "verify_nbf": False, "require": ["exp", "aud", "iss", "sub"]},
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "require": ["exp", "aud", "iss", "sub"],
+                },
             )
         except jwt.PyJWTError as exc:
             raise TokenRejectedError(f"the client assertion is invalid ({type(exc).__name__})") from exc

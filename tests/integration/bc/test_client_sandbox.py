@@ -185,6 +185,20 @@ async def test_401_refreshes_the_token_exactly_once(
     assert [i.status for i in recorder.interactions] == [401, 200]
 
 
+async def test_token_that_expired_at_bc_is_refreshed_once(
+    bc: BusinessCentralClient, tokens: SandboxTokenProvider, sandbox: Sandbox, recorder: MemoryRecorder
+) -> None:
+    """A real token BC sees as expired (its clock ran ahead) gets one 401, one refresh and then a 200."""
+    await bc.list(CUSTOMERS, limit=1)
+    sandbox.clock.advance(2 * 3600)
+
+    found = await bc.list(CUSTOMERS, limit=1)
+
+    assert len(found) == 1
+    assert tokens.refresh_calls == 1
+    assert [i.status for i in recorder.interactions][-2:] == [401, 200]
+
+
 async def test_token_refused_twice_is_an_authentication_error(
     bc: BusinessCentralClient, tokens: SandboxTokenProvider, sandbox: Sandbox
 ) -> None:
