@@ -1,7 +1,9 @@
-"""`make demo`: bring up the local world, run the product on devhost, and show it answering.
+"""`make demo`: bring up the local world, run the product on devhost, and walk through what it does.
 
-A sequence of named steps sharing one context; each prints a line of transcript. Cleanups run in reverse
-order whatever happens. Later issues add steps (sandbox, token, a BC job) to STEPS.
+Azurite + the TLS sandbox + devhost running function_app.py; then the admin signs in once (delegated flow),
+the token lands in Key Vault and is refreshed, and a worker calls Business Central with it under the shared
+throttle, every call audited. A sequence of named steps sharing one context; each prints a line of
+transcript. Cleanups run in reverse order whatever happens.
 Exit code 0 when every step passed; 1 with the failing step and its reason otherwise.
 """
 
@@ -16,32 +18,24 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from devhost.azurite import Azurite, AzuriteEndpoints
+from devhost.azurite import Azurite
+from devhost.demo_admin import (
+    admin_refreshes_now,
+    admin_signs_in,
+    show_status_after_sign_in,
+    show_status_before_sign_in,
+)
+from devhost.demo_context import DemoContext, DemoError
+from devhost.demo_worker import key_vault_and_entra_counters, worker_calls_business_central
+from devhost.demo_world import start_sandbox
 from devhost.environment import process_environment
 from devhost.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class DemoError(Exception):
-    """A demo step failed; the message says what was expected and what happened."""
-
-
-@dataclass
-class DemoContext:
-    """What the steps hand on to each other."""
-
-    cleanup: ExitStack
-    azurite: AzuriteEndpoints | None = None
-    base_url: str = ""
-    function_key: str = field(default="", repr=False)
-    devhost: subprocess.Popen[str] | None = None
-    devhost_log: Path | None = None
 
 
 def start_azurite(context: DemoContext) -> str:
@@ -68,14 +62,20 @@ def start_devhost(context: DemoContext) -> str:
         raise DemoError("Azurite is not running")
     port = free_port()
     context.function_key = secrets.token_urlsafe(24)
-    environment = {
-        **process_environment(),
+    context.app_environment = {
+        **context.sandbox_env,
         "AzureWebJobsStorage": context.azurite.connection_string,
         "JobsStorage": context.azurite.connection_string,
-        "DEVHOST_FUNCTION_KEY": context.function_key,
-        "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
+        "BC_AUTH_MODE": "delegated",
+        "BC_REDIRECT_URI": f"http://127.0.0.1:{port}/api/auth/callback",
         # As in local.settings.json.example: hourly, so it does not fire during the demo.
         "BC_TOKEN_REFRESH_SCHEDULE": "0 0 * * * *",
+    }
+    environment = {
+        **process_environment(),
+        **context.app_environment,
+        "DEVHOST_FUNCTION_KEY": context.function_key,
+        "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
     }
     log_dir = Path(context.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="devhost-demo-")))
     context.devhost_log = log_dir / "devhost.log"
@@ -144,7 +144,36 @@ def stop_devhost(context: DemoContext) -> str:
     return "exited 0 after finishing in-flight work"
 
 
-STEPS: list[Callable[[DemoContext], str]] = [start_azurite, start_devhost, call_health, stop_devhost]
+def logs_hold_no_secrets(context: DemoContext) -> str:
+    """devhost's log (every function invocation above) holds no client secret, JWT or auth code."""
+    if context.devhost_log is None:
+        raise DemoError("devhost has no log")
+    text = context.devhost_log.read_text(encoding="utf-8", errors="replace")
+    secret = context.sandbox_env.get("BC_CLIENT_SECRET", "")
+    leaks = [
+        name
+        for name, found in (("client secret", secret and secret in text), ("JWT", "eyJ" in text))
+        if found
+    ]
+    if leaks:
+        raise DemoError(f"devhost's log contains: {', '.join(leaks)}")
+    return f"{len(text.splitlines())} log lines checked: no client secret, no JWT"
+
+
+STEPS: list[Callable[[DemoContext], str]] = [
+    start_azurite,
+    start_sandbox,
+    start_devhost,
+    call_health,
+    show_status_before_sign_in,
+    admin_signs_in,
+    show_status_after_sign_in,
+    admin_refreshes_now,
+    worker_calls_business_central,
+    key_vault_and_entra_counters,
+    logs_hold_no_secrets,
+    stop_devhost,
+]
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -155,7 +184,7 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 def run(steps: list[Callable[[DemoContext], str]], out: Callable[[str], None] = print) -> int:
     """Run the steps in order, print a transcript, clean up; 0 if all passed."""
-    out("demo: Azurite + devhost running function_app.py, then the health check")
+    out("demo: Azurite + TLS sandbox (Entra ID, Key Vault, BC) + devhost running function_app.py")
     with ExitStack() as cleanup:
         context = DemoContext(cleanup)
         for number, step in enumerate(steps, start=1):
@@ -168,7 +197,9 @@ def run(steps: list[Callable[[DemoContext], str]], out: Callable[[str], None] = 
                 out(f"demo failed at step '{step.__name__}' ({title})")
                 return 1
             out(f"[{number}/{len(steps)}] {step.__name__} ({time.monotonic() - started:.1f}s): {outcome}")
-    out("demo passed: the local stack answered and shut down cleanly")
+    out(
+        "demo passed: signed in, token in Key Vault and refreshed, BC called under the throttle, shut down cleanly"
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`make demo` end to end: Azurite + devhost (as a process) + the product's health endpoint."""
+"""`make demo` end to end: Azurite + sandbox + devhost (as processes), admin sign-in, token refresh, BC calls."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ from devhost.demo import STEPS, run
 pytestmark = pytest.mark.integration
 
 
-def test_demo_runs_every_step_and_shows_the_health_answer() -> None:
-    """The demo exits 0, and its transcript shows each step and the health answer."""
+def test_demo_signs_in_refreshes_and_calls_business_central() -> None:
+    """The demo exits 0 and its transcript shows every step, the sign-in, the rotation and the audited BC calls."""
     transcript: list[str] = []
+
     assert run(STEPS, out=transcript.append) == 0
-    assert any('GET /api/health -> 200 {"status": "ok"}' in line for line in transcript)
+
+    text = "\n".join(transcript)
     assert [line.split(" ")[1] for line in transcript if line.startswith("[")] == [
-        "start_azurite",
-        "start_devhost",
-        "call_health",
-        "stop_devhost",
+        step.__name__ for step in STEPS
     ]
+    assert 'GET /api/health -> 200 {"status": "ok"}' in text
+    assert "has_token=False" in text
+    assert "callback 200: Business Central connected" in text
+    assert "generation=2" in text  # the refresh rotated the token set once
+    assert "PATCH " in text
+    assert "-> 200" in text
+    assert "eyJ" not in text
     assert transcript[-1].startswith("demo passed")

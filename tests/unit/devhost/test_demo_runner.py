@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from devhost.demo import DemoContext, DemoError, run
+from devhost.demo import run
+from devhost.demo_context import DemoContext, DemoError
 
 
 def test_failing_step_stops_the_demo_with_a_clear_message_and_cleans_up() -> None:
