@@ -1,0 +1,73 @@
+"""How every part of the package reaches Azure services and the local sandbox: trust, timeouts, storage clients.
+
+One place decides (a) which CA to trust — the system store in Azure, LOCAL_CA_BUNDLE only in the local world —
+and (b) the Azure SDK's timeouts and retries. The SDK defaults (300 s connect/read timeouts, 3+ retries with
+backoff) would hold a worker, a lease or a heartbeat far longer than the callers can wait; callers fail fast
+and fall back (cached token, local throttle share) instead.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.data.tables.aio import TableClient
+from azure.identity.aio import ManagedIdentityCredential
+
+from shared.errors import SettingsError
+from shared.settings import LocalSettings, StorageSettings
+
+# Bounded SDK behaviour for every azure.* client of this package (timeouts in seconds).
+SDK_OPTIONS: dict[str, Any] = {
+    "connection_timeout": 5,
+    "read_timeout": 10,
+    "retry_total": 2,
+    "retry_backoff_factor": 0.4,
+    "retry_backoff_max": 2,
+}
+
+
+def httpx_verify(local: LocalSettings) -> ssl.SSLContext | bool:
+    """`verify=` for httpx: the local CA when LOCAL_CA_BUNDLE is set, else the system trust store."""
+    if local.ca_bundle is None:
+        return True
+    return ssl.create_default_context(cafile=str(local.ca_bundle))
+
+
+def sdk_options(local: LocalSettings, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for an azure.* client: bounded timeouts/retries, plus the local CA when set."""
+    options = {**SDK_OPTIONS, **overrides}
+    if local.ca_bundle is not None:
+        options["connection_verify"] = str(local.ca_bundle)
+    return options
+
+
+@dataclass
+class OwnedTableClient:
+    """A TableClient plus the credential it was built with; `close()` releases both aiohttp sessions."""
+
+    client: TableClient
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Close the client, then its credential."""
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
+
+def table_client(storage: StorageSettings, table_name: str, **options: Any) -> OwnedTableClient:
+    """A TableClient from the JobsStorage connection string (local) or its service URI + managed identity (Azure)."""
+    kwargs = {**SDK_OPTIONS, **options}
+    if storage.connection_string:
+        client = TableClient.from_connection_string(storage.connection_string, table_name, **kwargs)
+        return OwnedTableClient(client, [client.close])
+    if not storage.table_service_uri:
+        raise SettingsError(
+            "table storage is not configured: set JobsStorage or JobsStorage__tableServiceUri"
+        )
+    credential = ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
+    client = TableClient(storage.table_service_uri, table_name, credential=credential, **kwargs)
+    return OwnedTableClient(client, [credential.close, client.close])
