@@ -1,8 +1,11 @@
-"""The Function app: creates the app and registers the Blueprints. Nothing else lives here."""
+"""The Function app: applies the logging policy, creates the app and registers the Blueprints. Nothing else."""
 
 import azure.functions as func
 
+from shared.logging_setup import configure_logging
 from shared.triggers import auth_http, health, token_refresh
+
+configure_logging()  # before any function runs: every log record is redacted at creation
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health.bp)

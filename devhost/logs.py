@@ -55,4 +55,4 @@ def configure_logging(style: str = "json", level: int = logging.INFO) -> None:
     root.setLevel(level)
     # Storage SDK request logging is noisy at INFO; keep its warnings.
     logging.getLogger("azure").setLevel(logging.WARNING)
-    install_redaction(root)
+    install_redaction()

@@ -1,61 +1,93 @@
-"""Redaction at the boundary: scrub bearer tokens, JWTs, refresh tokens, secrets and auth codes from text.
+"""Redaction at the boundary: scrub bearer tokens, JWTs, refresh tokens, secrets, keys and auth codes from text.
 
-Used on every log record (RedactingFilter) and on any text that may end up in a Table row or an error
-message. It is a safety net: code should never put a secret into text in the first place.
+Applied to every log record (see shared/logging_setup.py) and to any text that may end up in a Table row or
+an error message. It is a safety net: code should never put a secret into text in the first place.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from typing import Any
 
 REDACTED = "[REDACTED]"
 
-_SECRET_KEYS = (
-    "access_token|refresh_token|id_token|client_secret|client_assertion|code_verifier|code|"
-    "password|assertion|authorization|secret|token|sig|signature"
+# Names whose values are secrets, in snake_case, camelCase and header spellings (matched case-insensitively).
+_SECRET_NAMES = (
+    r"access_?token|refresh_?token|id_?token|client_?secret|client_?assertion|code_?verifier|"
+    r"password|passwd|assertion|secret|token|sig|signature|account_?key|shared_?access_?signature|"
+    r"authorization|x-functions-key|api_?key"
 )
+_QUOTED = r"(?P<q>[\"'])(?:\\.|(?!(?P=q)).)*(?P=q)"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A JWT anywhere (three base64url segments, the first starting like a JSON header).
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
-    # "Bearer <anything>" in headers or messages.
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
-    # key=value in query strings and form bodies.
-    (re.compile(rf"(?i)\b({_SECRET_KEYS})=([^&\s\"']+)"), rf"\1={REDACTED}"),
-    # "key": "value" in JSON.
-    (re.compile(rf"(?i)\"({_SECRET_KEYS})\"\s*:\s*\"[^\"]*\""), rf'"\1": "{REDACTED}"'),
+    # "Bearer <credential>" / "Basic <credential>" in headers or messages.
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
+    # "name": "value" / 'name': 'value' (JSON, Python reprs), escaped quotes inside the value included.
+    (re.compile(rf"(?i)([\"'])({_SECRET_NAMES})\1(\s*:\s*){_QUOTED}"), rf"\1\2\1\3'{REDACTED}'"),
+    # name=value in query strings, form bodies and connection strings; `code` only here, because BC's
+    # error bodies carry a harmless "code" field that logs need.
+    (re.compile(rf"(?i)\b({_SECRET_NAMES}|code)=([^&\s\"',;]+)"), rf"\1={REDACTED}"),
+    # name: value in header-like text.
+    (
+        re.compile(rf"(?i)\b({_SECRET_NAMES})(\s*:\s*)(?![\s\"'\[]|(?:bearer|basic)\b)([^\s,;\"'}}]+)"),
+        rf"\1\2{REDACTED}",
+    ),
 )
 
 
 def redact(text: str) -> str:
-    """Return text with every token-, secret- or code-looking value replaced by [REDACTED]."""
+    """Return text with every token-, secret-, key- or code-looking value replaced by [REDACTED]."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
 
 
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Render the record's message and exception text once, scrubbed; later formatting reuses them."""
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # bad %-arguments: logging would report it later; never leak them
+        message = f"{record.msg} (unformattable log arguments dropped)"
+        record.msg, record.args = message, None
+    cleaned = redact(message)
+    if cleaned != message or record.args:
+        record.msg = cleaned
+        record.args = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    return record
+
+
+class _RedactingRecordFactory:
+    """Wraps the current LogRecord factory so every record is redacted as it is created."""
+
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+        self._inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        return redact_record(self._inner(*args, **kwargs))
+
+
+def install_redaction() -> None:
+    """Redact every log record of the process at creation, whichever logger or handler; idempotent.
+
+    A record factory covers handlers added later (the Functions worker's, Azure Monitor's); a handler
+    filter would miss those, and a filter on the root logger never sees records from child loggers.
+    """
+    current = logging.getLogRecordFactory()
+    if not isinstance(current, _RedactingRecordFactory):
+        logging.setLogRecordFactory(_RedactingRecordFactory(current))
+
+
 class RedactingFilter(logging.Filter):
-    """A logging filter that renders each record's message and scrubs it before any handler sees it."""
+    """A logging filter for handlers that must never see an unredacted record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Redact the rendered message and any exception text; never drops a record."""
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message or record.args:
-            record.msg = cleaned
-            record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+        """Redact in place; never drops a record."""
+        redact_record(record)
         return True
-
-
-def install_redaction(logger: logging.Logger | None = None) -> None:
-    """Attach the filter to the logger's handlers (root by default) once; idempotent."""
-    target = logger or logging.getLogger()
-    for handler in target.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
-    if not any(isinstance(f, RedactingFilter) for f in target.filters):
-        target.addFilter(RedactingFilter())

@@ -27,7 +27,8 @@ class _Group(BaseModel):
 class StorageSettings(_Group):
     """Azure Storage used for jobs, leases and throttle state (connection string or identity-based URIs)."""
 
-    connection_string: str | None = Field(default=None, alias="JobsStorage")
+    # A connection string carries the account key: never in repr or logs.
+    connection_string: str | None = Field(default=None, alias="JobsStorage", repr=False)
     queue_service_uri: str | None = Field(default=None, alias="JobsStorage__queueServiceUri")
     table_service_uri: str | None = Field(default=None, alias="JobsStorage__tableServiceUri")
     managed_identity_client_id: str | None = Field(default=None, alias="JobsStorage__clientId")

@@ -63,7 +63,16 @@ def test_settings_error_never_echoes_the_secret_value() -> None:
     assert "not-a-number" not in str(caught.value)
 
 
-def test_client_secret_is_hidden_from_repr() -> None:
-    """Printing the settings object never shows the client secret."""
-    settings = load_settings({"BC_CLIENT_SECRET": "s3cr3t-value"})
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BC_CLIENT_SECRET", "s3cr3t-value"),
+        ("BC_CLIENT_CERTIFICATE_PASSWORD", "s3cr3t-value"),
+        ("JobsStorage", "AccountName=a;AccountKey=s3cr3t-value"),
+        ("BC_REAUTH_WEBHOOK_URL", "https://hook.example/x?sig=s3cr3t-value"),
+    ],
+)
+def test_secrets_are_hidden_from_repr(name: str, value: str) -> None:
+    """Printing the settings object never shows a secret, a key or a signed URL."""
+    settings = load_settings({name: value})
     assert "s3cr3t-value" not in repr(settings)
