@@ -6,7 +6,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from sandbox import Sandbox
 from shared.settings import load_settings
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -44,11 +44,12 @@ def test_cli_writes_the_env_file_and_serves_until_sigterm(tmp_path: Path) -> Non
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not env_file.exists():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the sandbox did not write its env file in time"
-            time.sleep(0.05)
+        wait_until(
+            lambda: env_file.exists() or process.poll() is not None,
+            timeout=30,
+            what="the sandbox's env file",
+        )
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
         env = read_env(env_file)
         settings = load_settings(env)
         context = ssl.create_default_context(cafile=env["LOCAL_CA_BUNDLE"])
