@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devhost.azurite import AzuriteEndpoints
+from devhost.errors import DevHostError
 
 
-class DemoError(Exception):
+class DemoError(DevHostError):
     """A demo step failed; the message says what was expected and what happened."""
 
 

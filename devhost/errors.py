@@ -2,6 +2,8 @@
 
 IntegrationError (shared.errors)
  └── DevHostError            devhost could not load or run the app
+      ├── DemoError          a `make demo` step failed (devhost/demo_context.py)
+      ├── MessageDecodeError a queue message is not in the host's encoding (counts as a failed try)
       ├── ConfigError        host.json, local.settings.json, a %SETTING% or a connection is missing or malformed
       ├── FunctionLoadError  one function cannot be served (unsupported binding, bad route or schedule)
       └── StartupError       the host did not come up (port taken, app failed to import, thread died)
@@ -26,3 +28,7 @@ class FunctionLoadError(DevHostError):
 
 class StartupError(DevHostError):
     """The host failed to start."""
+
+
+class MessageDecodeError(DevHostError, ValueError):
+    """A queue message is not in the encoding host.json says (base64 by default)."""

@@ -27,6 +27,7 @@ from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
 from devhost.catalog import QueueFunction
+from devhost.errors import MessageDecodeError
 from devhost.hostconfig import QueueOptions
 from devhost.invoker import Invoker
 from devhost.storage import StorageClients
@@ -37,10 +38,6 @@ MIN_POLLING_INTERVAL = 0.1
 # While a message runs it stays invisible to other receivers; the host leases for 10 minutes and renews.
 # devhost leases once for this long and does not renew (longer runs may be delivered twice).
 MESSAGE_LEASE_SECONDS = 600
-
-
-class MessageDecodeError(ValueError):
-    """A queue message body is not valid for the configured messageEncoding."""
 
 
 def decode_body(content: str, encoding: str) -> bytes:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from azure.storage.queue import QueueMessage
 
-from devhost.queues import MessageDecodeError, decode_body, function_message, polling_delay
+from devhost.errors import MessageDecodeError
+from devhost.queues import decode_body, function_message, polling_delay
 
 
 def test_base64_bodies_are_decoded() -> None:
