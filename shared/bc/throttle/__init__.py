@@ -1,21 +1,23 @@
-"""The throttle shared by every process and instance that calls BC as one identity."""
+"""The throttle shared by every process and instance that calls BC as one identity.
+
+The only CoordinationStore shipped is TableCoordinationStore: an in-memory store would silently give every
+instance the whole budget, so the one used by tests lives with the test doubles (tests/unit/bc/fakes.py).
+"""
 
 from shared.bc.throttle.coordination import (
     CoordinationState,
     CoordinationStore,
     Member,
-    MemoryCoordinationStore,
     VersionedState,
 )
+from shared.bc.throttle.gate import SharedThrottle
 from shared.bc.throttle.plan import Allocation, ThrottleConfig, allocate, fallback_allocation
-from shared.bc.throttle.shared import SharedThrottle
 
 __all__ = [
     "Allocation",
     "CoordinationState",
     "CoordinationStore",
     "Member",
-    "MemoryCoordinationStore",
     "SharedThrottle",
     "ThrottleConfig",
     "VersionedState",

@@ -7,10 +7,8 @@ serialised: two processes starting together cannot both believe they are alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
-
-from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,42 +63,3 @@ class CoordinationStore(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
-
-
-class MemoryCoordinationStore:
-    """An in-process store (one process, or several throttles in tests); `outage` makes every call fail."""
-
-    def __init__(self) -> None:
-        self._rows: dict[str, VersionedState] = {}
-        self._versions = 0
-        self._transactions = 0
-        self.outage = False
-
-    @property
-    def transactions(self) -> int:
-        """Calls made so far."""
-        return self._transactions
-
-    def _count(self) -> None:
-        self._transactions += 1
-        if self.outage:
-            raise ThrottleStorageError("coordination storage is unavailable (simulated outage)")
-
-    async def read(self, key: str) -> VersionedState | None:
-        """The stored row, if any."""
-        self._count()
-        return self._rows.get(key)
-
-    async def write(self, key: str, state: CoordinationState, etag: str | None) -> str:
-        """Compare-and-swap on the version counter."""
-        self._count()
-        current = self._rows.get(key)
-        if (current.etag if current else None) != etag:
-            raise StaleCoordinationStateError("the coordination row changed since it was read")
-        self._versions += 1
-        new_etag = f"v{self._versions}"
-        self._rows[key] = VersionedState(replace(state), new_etag)
-        return new_etag
-
-    async def close(self) -> None:
-        """Nothing to release."""

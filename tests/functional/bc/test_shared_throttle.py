@@ -9,14 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shared.bc.throttle import (
-    CoordinationState,
-    MemoryCoordinationStore,
-    SharedThrottle,
-    ThrottleConfig,
-    VersionedState,
-)
-from tests.unit.bc.fakes import VirtualClock
+from shared.bc.throttle import CoordinationState, SharedThrottle, ThrottleConfig, VersionedState
+from tests.unit.bc.fakes import MemoryCoordinationStore, VirtualClock
 
 CONFIG = ThrottleConfig(
     requests=600, window_seconds=20.0, safety_margin=0.05, max_in_flight=5, heartbeat_seconds=5
@@ -297,3 +291,81 @@ async def test_unexpected_heartbeat_failure_never_blocks_requests(caplog: pytest
     assert allocation.slots == 1
     assert "heartbeat stopped" in caplog.text
     await throttle.close()
+
+
+async def _sixth_member_waiting_without_a_slot(
+    clock: VirtualClock, traffic: Traffic, throttles: Sequence[SharedThrottle]
+) -> tuple[list[asyncio.Task[None]], asyncio.Task[None]]:
+    """Five busy members holding every slot, and a sixth whose request waits for one (it has none)."""
+    tasks = [task for throttle in throttles[:5] for task in spawn(traffic, throttle, throttle.member_id, 1)]
+    await clock.advance(1)
+    sixth = throttles[5]
+    waiting = asyncio.create_task(traffic.request(sixth, sixth.member_id))
+    await clock.advance(CONFIG.join_delay_seconds + CONFIG.heartbeat_seconds)
+    assert sixth.allocation().slots == 0
+    assert not waiting.done()
+    return tasks, waiting
+
+
+async def test_member_without_a_slot_sends_on_the_fallback_share_during_an_outage() -> None:
+    """A sixth process (no slot among five) is not stuck when storage fails: once its view is stale it sends."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    throttles = [SharedThrottle(store, KEY, CONFIG, clock=clock, member_id=f"m{n}") for n in range(6)]
+    tasks, waiting = await _sixth_member_waiting_without_a_slot(clock, traffic, throttles)
+    store.outage = True
+    outage_at = clock.now()
+    await clock.advance(CONFIG.stale_after_seconds + 1)
+    await stop([*tasks, waiting])
+    assert throttles[5].allocation().fallback
+    assert traffic.starts.get("m5"), "the sixth member never got a slot"
+    assert min(traffic.starts["m5"]) <= outage_at + CONFIG.stale_after_seconds + LATENCY
+    for throttle in throttles:
+        await throttle.close()
+
+
+class DyingStore:
+    """Delegates to a shared store until `die` is set; then every call fails with an unplanned error."""
+
+    def __init__(self, inner: MemoryCoordinationStore) -> None:
+        self._inner = inner
+        self.die = False
+
+    @property
+    def transactions(self) -> int:
+        """The shared store's count."""
+        return self._inner.transactions
+
+    async def read(self, key: str) -> VersionedState | None:
+        """Read through, unless dead."""
+        if self.die:
+            raise RuntimeError("bug in a storage layer")
+        return await self._inner.read(key)
+
+    async def write(self, key: str, state: CoordinationState, etag: str | None) -> str:
+        """Write through, unless dead."""
+        if self.die:
+            raise RuntimeError("bug in a storage layer")
+        return await self._inner.write(key, state, etag)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+async def test_member_without_a_slot_sends_after_its_heartbeat_loop_died() -> None:
+    """A sixth process whose heartbeat loop dies of a surprise error falls back to one slot instead of hanging."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    dying = DyingStore(store)
+    traffic = Traffic(clock)
+    throttles = [SharedThrottle(store, KEY, CONFIG, clock=clock, member_id=f"m{n}") for n in range(5)]
+    throttles.append(SharedThrottle(dying, KEY, CONFIG, clock=clock, member_id="m5"))
+    tasks, waiting = await _sixth_member_waiting_without_a_slot(clock, traffic, throttles)
+    dying.die = True
+    died_at = clock.now()
+    await clock.advance(CONFIG.stale_after_seconds + CONFIG.heartbeat_seconds)
+    await stop([*tasks, waiting])
+    assert traffic.starts.get("m5"), "the sixth member never got a slot"
+    assert min(traffic.starts["m5"]) <= died_at + CONFIG.stale_after_seconds + CONFIG.heartbeat_seconds
+    dying.die = False  # so close() can leave the row
+    for throttle in throttles:
+        await throttle.close()

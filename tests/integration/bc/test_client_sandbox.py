@@ -29,10 +29,10 @@ from shared.bc import (
 )
 from shared.bc.factory import endpoint_from_settings, throttle_config_from_settings, throttle_identity
 from shared.bc.models import BcEndpoint
-from shared.bc.throttle import MemoryCoordinationStore
 from shared.bc.throttle.table_store import partition_key_for
 from shared.settings import Settings
 from tests.integration.bc.conftest import HEARTBEAT_SECONDS
+from tests.unit.bc.fakes import MemoryCoordinationStore
 
 pytestmark = pytest.mark.integration
 

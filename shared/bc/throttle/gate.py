@@ -4,6 +4,10 @@ Per request: wait while paused (a Retry-After seen by any instance) or not yet a
 process's in-flight slots, then a paced permit (GCRA at this process's share of the rate). In the background a
 heartbeat renews this process's membership in the coordination row every `heartbeat_seconds` and reads the
 others' (see plan.py for why the budget is divided this way and why it is safe).
+
+A request waiting for a slot wakes on every event that can change the share (a heartbeat, failed or not, the
+heartbeat loop ending, a slot given back, close) and also at the next moment the share changes by time alone
+(the view going stale, a member's admission or lease end), so no outage or dead loop can leave it waiting.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class SharedThrottle:
         self._last_success: float | None = None
         self._last_known_members = 1
         self._in_flight = 0
-        self._slot_changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # replaced (after being set) on every change a waiter may care about
         self._pace_lock = asyncio.Lock()
         self._tat = 0.0  # GCRA theoretical arrival time of the next permit
         self._local_pause = 0.0
@@ -113,14 +117,15 @@ class SharedThrottle:
             await self._cas(self._renewed)
         except ThrottleStorageError as exc:
             self._note_failure(exc)
-            return
-        self._note_success()
-        async with self._slot_changed:
-            self._slot_changed.notify_all()
+        else:
+            self._note_success()
+        finally:
+            self._signal_change()
 
     async def close(self) -> None:
         """Stop the heartbeat and leave the row, so the others take over this share at once."""
         self._closed = True
+        self._signal_change()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)  # its failure was logged already
@@ -133,17 +138,45 @@ class SharedThrottle:
     async def _take_slot(self) -> None:
         while True:
             await self._wait_until_admitted()
-            async with self._slot_changed:
-                if self._in_flight < self.allocation().slots:
-                    self._in_flight += 1
-                    return
-                if self._blocked_until() <= self._clock.now():
-                    await self._slot_changed.wait()
+            # No await between the check and the increment: atomic on the event loop.
+            if self._in_flight < self.allocation().slots:
+                self._in_flight += 1
+                return
+            if self._blocked_until() <= self._clock.now():
+                await self._wait_for_change()
 
     async def _give_slot(self) -> None:
-        async with self._slot_changed:
-            self._in_flight -= 1
-            self._slot_changed.notify_all()
+        self._in_flight -= 1
+        self._signal_change()
+
+    def _signal_change(self) -> None:
+        """Wake every waiter (callable from sync code such as the loop's done-callback)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_for_change(self) -> None:
+        """Until something signals a change, or the share may change by time alone, whichever comes first."""
+        changed = asyncio.create_task(self._changed.wait())
+        waits: set[asyncio.Task[object]] = {changed}
+        if (at := self._next_timed_change()) is not None:
+            waits.add(asyncio.create_task(self._clock.sleep(at - self._clock.now())))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def _next_timed_change(self) -> float | None:
+        """The next time this member's share changes without any heartbeat (None: only events change it)."""
+        if self._view is None or self._last_success is None:
+            return None  # already on the fallback share
+        now = self._clock.now()
+        moments = [self._last_success + self._config.stale_after_seconds]
+        for member in self._view.state.members:
+            moments += [member.active_from, member.lease_until]
+        later = [moment for moment in moments if moment > now]
+        return min(later) if later else None
 
     async def _take_pace(self) -> None:
         async with self._pace_lock:
@@ -202,6 +235,7 @@ class SharedThrottle:
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """A heartbeat loop that died of an unexpected error leaves the view to go stale (fallback share)."""
         self._ready.set()
+        self._signal_change()
         if not task.cancelled() and task.exception() is not None:
             logger.error("BC throttle heartbeat stopped; using the fallback share", exc_info=task.exception())
 
