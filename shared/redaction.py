@@ -27,8 +27,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     # "name": "value" / 'name': 'value' (JSON, Python reprs), escaped quotes inside the value included.
     (re.compile(rf"(?i)([\"'])({_SECRET_NAMES})\1(\s*:\s*){_QUOTED}"), rf"\1\2\1\3'{REDACTED}'"),
-    # name=value in query strings, form bodies and connection strings; `code` only here, because BC's
-    # error bodies carry a harmless "code" field that logs need.
+    # "code": "value" is an authorization code unless it has the shape of BC's error codes (words joined
+    # by underscores, e.g. Request_EntityChanged), which logs need to keep.
+    (
+        re.compile(
+            r"(?i)([\"'])code\1(\s*:\s*)(?P<q>[\"'])(?![A-Za-z]+(?:_[A-Za-z]+)*(?P=q))(?:\\.|(?!(?P=q)).)*(?P=q)"
+        ),
+        rf"\1code\1\2'{REDACTED}'",
+    ),
+    # name=value in query strings, form bodies and connection strings.
     (re.compile(rf"(?i)\b({_SECRET_NAMES}|code)=([^&\s\"',;]+)"), rf"\1={REDACTED}"),
     # name: value in header-like text.
     (

@@ -32,6 +32,10 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLXZhbHVl"
         ("https://hook.example/notify?sig=abcdef0123&sv=2024", "abcdef0123"),
         ('{"refresh_token": "a\\"b-tail-of-secret"}', "b-tail-of-secret"),
         ("x-functions-key: k3y-value", "k3y-value"),
+        (
+            'event={"data": {"code": "0.AXYZ-auth-code_1.2", "grant_type": "authorization_code"}}',
+            "0.AXYZ-auth-code_1.2",
+        ),
     ],
 )
 def test_secrets_are_replaced(text: str, secret: str) -> None:
