@@ -1,8 +1,9 @@
 """Build the token lifecycle's object graph from Settings, once per process (per event loop).
 
-The only module that constructs Azure SDK clients and credentials for shared.auth. Key Vault credential:
-managed identity in Azure (the user-assigned identity JobsStorage__clientId names, else the system one);
-the BC app registration's client secret against the local sandbox (KEY_VAULT_CREDENTIAL, see settings).
+The only module that constructs Azure SDK clients and credentials for shared.auth, all with the options of
+shared.azure_clients (bounded timeouts and retries; the local CA only when LOCAL_CA_BUNDLE is set). Key Vault
+credential: managed identity in Azure (the user-assigned identity JobsStorage__clientId names, else the
+system one); the BC app registration's client secret against the local sandbox (KEY_VAULT_CREDENTIAL).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
@@ -18,23 +18,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.pipeline.transport import AsyncHttpTransport
-from azure.data.tables.aio import TableServiceClient
+from azure.data.tables.aio import TableClient
 from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
 
 from shared.auth.clock import Clock, SystemClock
+from shared.auth.components import Components
 from shared.auth.keyvault import KeyVaultTokenStore
 from shared.auth.leases import LeaseKeeper
 from shared.auth.logins import LoginBook
-from shared.auth.manager import Components, TokenManager
+from shared.auth.manager import TokenManager
 from shared.auth.msal_identity import ClientCertificate, MsalConfig, MsalIdentity
 from shared.auth.notify import AdminNotifier, NoNotifier, WebhookNotifier
-from shared.auth.retry import SDK_RETRY
 from shared.auth.states import StateBook
 from shared.auth.stores import TokenStore
 from shared.auth.tables import LeaseCodec, LoginCodec, StateCodec, TableRecordStore
+from shared.azure_clients import httpx_verify, sdk_options, table_client
 from shared.errors import SettingsError
-from shared.redaction import install_redaction
 from shared.settings import Settings, get_settings
 
 AUTH_TABLE_SUFFIX = "auth"
@@ -92,29 +92,42 @@ def build_auth_services(
     `table_transport` replaces the Table client's aiohttp transport (an azure-core extension point; the
     test suite passes a recording one to check that no row ever holds a secret).
     """
-    install_redaction()
     clock = clock or SystemClock()
-    auth = settings.auth
     closers: list[Callable[[], Awaitable[None]]] = []
-    vault_credential = _key_vault_credential(settings)
-    secrets = SecretClient(
-        _required(auth.key_vault_url, "KEY_VAULT_URL"),
-        vault_credential,
-        verify_challenge_resource=auth.key_vault_verify_challenge_resource,
-        **_sdk_kwargs(settings),
+    tokens = KeyVaultTokenStore(_secret_client(settings, closers))
+    table = table_client(
+        settings.storage,
+        auth_table_name(settings),
+        **({"transport": table_transport} if table_transport is not None else {}),
     )
-    closers += [vault_credential.close, secrets.close]
-    tables, table_closers = _table_service(settings, table_transport)
-    closers += table_closers
-    table = tables.get_table_client(auth_table_name(settings))
     closers.append(table.close)
-    connection = auth.connection_name
-    tokens = KeyVaultTokenStore(secrets)
     identity = MsalIdentity(msal_config(settings))
     closers.append(identity.close)
-    parts = Components(
+    parts = _components(settings, clock, identity, tokens, table.client)
+    return AuthServices(manager=TokenManager(parts), settings=settings, tokens=tokens, closers=closers)
+
+
+def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> SecretClient:
+    """The Key Vault client and its credential, with bounded timeouts; both closers are appended."""
+    credential = _key_vault_credential(settings)
+    secrets = SecretClient(
+        _required(settings.auth.key_vault_url, "KEY_VAULT_URL"),
+        credential,
+        verify_challenge_resource=settings.auth.key_vault_verify_challenge_resource,
+        **sdk_options(settings.local),
+    )
+    closers += [credential.close, secrets.close]
+    return secrets
+
+
+def _components(
+    settings: Settings, clock: Clock, identity: MsalIdentity, tokens: TokenStore, table: TableClient
+) -> Components:
+    """One connection's collaborators; leases, pending sign-ins and state share the auth table."""
+    connection = settings.auth.connection_name
+    return Components(
         connection=connection,
-        mode=auth.mode,
+        mode=settings.auth.mode,
         identity=identity,
         tokens=tokens,
         leases=LeaseKeeper(TableRecordStore(table, f"lease-{connection}", LeaseCodec()), clock),
@@ -128,7 +141,6 @@ def build_auth_services(
         clock=clock,
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
     )
-    return AuthServices(manager=TokenManager(parts), settings=settings, tokens=tokens, closers=closers)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AuthServices] = weakref.WeakKeyDictionary()
@@ -160,42 +172,23 @@ def _key_vault_credential(settings: Settings) -> ClientSecretCredential | Manage
         "client_secret" if settings.local.ca_bundle else "managed_identity"
     )
     if choice == "managed_identity":
-        return ManagedIdentityCredential(client_id=settings.storage.managed_identity_client_id)
+        return ManagedIdentityCredential(
+            client_id=settings.storage.managed_identity_client_id, **sdk_options(settings.local)
+        )
     return ClientSecretCredential(
         _required(auth.tenant_id, "BC_TENANT_ID"),
         _required(auth.client_id, "BC_CLIENT_ID"),
         _required(auth.client_secret, "BC_CLIENT_SECRET"),
         authority=auth.authority_host,
-        **_sdk_kwargs(settings),
+        **sdk_options(settings.local),
     )
-
-
-def _table_service(
-    settings: Settings, transport: AsyncHttpTransport[Any, Any] | None
-) -> tuple[TableServiceClient, list[Callable[[], Awaitable[None]]]]:
-    storage = settings.storage
-    extra: dict[str, Any] = {**SDK_RETRY, **({"transport": transport} if transport is not None else {})}
-    if storage.connection_string:
-        service = TableServiceClient.from_connection_string(storage.connection_string, **extra)
-        return service, [service.close]
-    endpoint = _required(storage.table_service_uri, "JobsStorage or JobsStorage__tableServiceUri")
-    credential = ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
-    service = TableServiceClient(endpoint, credential=credential, **extra)
-    return service, [credential.close, service.close]
 
 
 def _notifier(settings: Settings) -> AdminNotifier:
     url = settings.auth.reauth_webhook_url
     if not url:
         return NoNotifier()
-    ca = settings.local.ca_bundle
-    return WebhookNotifier(url, verify=ssl.create_default_context(cafile=str(ca)) if ca else True)
-
-
-def _sdk_kwargs(settings: Settings) -> dict[str, Any]:
-    """Azure SDK kwargs: bounded retries; trust the local CA only when LOCAL_CA_BUNDLE is set."""
-    ca = settings.local.ca_bundle
-    return {**SDK_RETRY, "connection_verify": str(ca)} if ca else dict(SDK_RETRY)
+    return WebhookNotifier(url, verify=httpx_verify(settings.local))
 
 
 def _required(value: str | None, name: str) -> str:

@@ -14,6 +14,8 @@ IntegrationError (shared.errors)
       │    └── RefreshTimeoutError           another process held the refresh lease for too long
       ├── MinValidityTooLongError           the caller wants a token to outlive any token Entra issues
       ├── StaleTokenSetError                a write would replace a newer token set with an older one
+      ├── SignInNotSavedError               Entra accepted the sign-in but its token set was not written
+      │                                      (Key Vault refused or failed, or the lease was lost): sign in again
       └── LoginFlowError                     the admin sign-in callback cannot be accepted (nothing is stored)
            ├── LoginStateMissingError        the callback carries no state
            ├── LoginStateUnknownError        no sign-in was started with that state
@@ -79,6 +81,10 @@ class MinValidityTooLongError(AuthError):
 
 class StaleTokenSetError(AuthError):
     """A token set older than (or as old as) the stored one was about to overwrite it."""
+
+
+class SignInNotSavedError(AuthError):
+    """The sign-in's token set could not be stored, so the connection is not authorised by it."""
 
 
 class LoginFlowError(AuthError):

@@ -2,7 +2,8 @@
 
 Entra's authorization code itself lives about 10 minutes (bc-facts §5a), so a longer window buys nothing.
 A consumed entry stays as a tombstone without the flow (so a replay is told apart from an unknown state)
-until it is purged with the other expired entries.
+for PURGE_AFTER past its expiry. An unconsumed entry still holds the PKCE verifier and nonce, so it is
+purged as soon as it expired (begin_authorization and every timer run purge).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from shared.auth.models import LoginStart, PendingLogin
 from shared.auth.stores import RecordStore
 
 LOGIN_WINDOW = timedelta(minutes=10)
-# Tombstones and abandoned sign-ins are deleted this long after they expired.
+# Tombstones (no flow left in them) are deleted this long after they expired.
 PURGE_AFTER = timedelta(hours=1)
 
 
@@ -68,10 +69,12 @@ class LoginBook:
         return pending
 
     async def purge(self) -> int:
-        """Delete entries (tombstones included) that expired more than PURGE_AFTER ago; returns how many."""
-        cutoff = self._clock.now() - PURGE_AFTER
+        """Delete expired sign-ins still holding a flow, and tombstones expired PURGE_AFTER ago; returns how many."""
+        now = self._clock.now()
         removed = 0
         for key, entry in await self._store.scan():
-            if entry.value.expires_at <= cutoff and await self._store.delete(key, entry.etag):
+            pending = entry.value
+            cutoff = now - PURGE_AFTER if pending.consumed_at is not None else now
+            if pending.expires_at <= cutoff and await self._store.delete(key, entry.etag):
                 removed += 1
         return removed

@@ -12,11 +12,13 @@ T = TypeVar("T")
 
 
 class MemoryTokenStore:
-    """A dict of token sets; `outage = True` makes it fail like an unreachable Key Vault."""
+    """A dict of token sets; `outage` fails every call like an unreachable Key Vault, `writes_fail` only writes
+    (like a vault role that may read but not write secrets)."""
 
     def __init__(self) -> None:
         self._sets: dict[str, TokenSet] = {}
         self.outage = False
+        self.writes_fail = False
         self.reads = 0
         self.writes = 0
 
@@ -29,6 +31,8 @@ class MemoryTokenStore:
     async def write(self, token_set: TokenSet) -> None:
         """Store the set unconditionally (counts the write)."""
         self._check()
+        if self.writes_fail:
+            raise TokenStoreUnavailableError("token store refused the write (simulated 403)")
         self.writes += 1
         self._sets[token_set.connection] = token_set
 

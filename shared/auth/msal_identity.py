@@ -25,6 +25,7 @@ import requests  # MSAL's HTTP stack (a dependency of msal)
 from shared.auth.errors import AuthError, LoginRejectedError, TokenRefreshFailedError
 from shared.auth.identity import classify, error_code
 from shared.auth.models import Grant, LoginStart
+from shared.azure_clients import SDK_OPTIONS
 
 # Hosts MSAL itself knows (msal.authority.WELL_KNOWN_AUTHORITY_HOSTS, 1.39); any other host (a sovereign
 # cloud alias, the local sandbox) cannot be validated via instance discovery, so it is turned off for it.
@@ -36,8 +37,9 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
         "login.microsoftonline.us",
     }
 )
-# MSAL passes this to requests; without it a hung IdP would hold the refresh lease until it expires.
-HTTP_TIMEOUT_SECONDS = 30
+# requests' (connect, read) timeouts, the same as every Azure SDK call of the package: without them a hung
+# IdP would hold the refresh lease until it expires.
+HTTP_TIMEOUT = (SDK_OPTIONS["connection_timeout"], SDK_OPTIONS["read_timeout"])
 # Entra omits expires_in only in broken responses; MSAL's own default is 600 s (bc-facts §5d).
 _DEFAULT_EXPIRES_IN = 600
 
@@ -193,8 +195,9 @@ class MsalIdentity:
                         client_credential=config.credential(),
                         authority=config.authority,
                         instance_discovery=config.instance_discovery,
+                        # MSAL ignores its own timeout= once http_client is given (msal 1.39
+                        # application.py: only its default Session gets it), so the session applies it.
                         http_client=self._new_session(),
-                        timeout=HTTP_TIMEOUT_SECONDS,
                     )
                 except ValueError as exc:  # MSAL: discovery document unreachable or malformed
                     raise TokenRefreshFailedError(f"Entra discovery failed for {config.authority}") from exc
@@ -213,5 +216,5 @@ def _http_client(ca_bundle: Path | None) -> requests.Session:
     adapter = requests.adapters.HTTPAdapter(max_retries=1)
     session.mount("https://", adapter)
     verify: str | bool = str(ca_bundle) if ca_bundle else True
-    session.request = functools.partial(session.request, timeout=HTTP_TIMEOUT_SECONDS, verify=verify)  # type: ignore[method-assign]
+    session.request = functools.partial(session.request, timeout=HTTP_TIMEOUT, verify=verify)  # type: ignore[method-assign]
     return session

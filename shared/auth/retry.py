@@ -6,6 +6,8 @@
 - Admin-needed states (dead refresh token, rejected credentials): one probe after 1 h, doubling to 24 h, so
   the hourly timer does not hammer Entra with a grant that cannot come back.
 - Waiting for another process's refresh: poll the lease row (cheap Table read), never Key Vault.
+- Key Vault and Table calls: timeouts and SDK retries come from shared.azure_clients.SDK_OPTIONS, so one
+  call (with its retries) ends well inside LEASE_TTL.
 - The timer trigger's host-level retry (azure-functions @retry) for transient failures.
 """
 
@@ -44,11 +46,6 @@ LEASE_WAIT_POLL = Backoff(first=timedelta(milliseconds=100), cap=timedelta(secon
 LEASE_TTL = timedelta(seconds=60)
 # How long a caller waits for another process's refresh before giving up with RefreshTimeoutError.
 LEASE_WAIT_BUDGET = timedelta(seconds=30)
-
-# Azure SDK retries for Key Vault and Table calls (azure-core RetryPolicy kwargs). The SDK defaults (up to
-# 10 retries, backoff up to 120 s) would stall a worker for minutes in an outage instead of letting it
-# serve its cached token; three quick tries cover a blip, longer outages are the cache's job.
-SDK_RETRY: dict[str, float | int] = {"retry_total": 2, "retry_backoff_factor": 0.4, "retry_backoff_max": 2.0}
 
 # The timer function's host retry (azure.functions retry decorator arguments; the timer raises on a
 # transient failure). Numbers follow the transient gate: short enough to beat the token's expiry.

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from shared.auth.errors import AuthError, LoginFlowError, TokenUnavailableError
+from shared.auth.errors import AuthError, LoginFlowError, SignInNotSavedError, TokenUnavailableError
 from shared.auth.models import ConnectionStatus
 
 # Pages: never cached, never leak the callback URL (it carries the code) through a Referer.
@@ -72,6 +72,21 @@ def connected_page(status: ConnectionStatus) -> WebResult:
 def refused_page(error: LoginFlowError) -> WebResult:
     """The callback's 400 page: why, and to start again."""
     return page(400, "Sign-in not accepted", [str(error), "Nothing was stored."])
+
+
+def callback_failed_page(error: AuthError) -> WebResult:
+    """The callback's 503 page when the sign-in was accepted by Entra but not completed or not saved."""
+    if isinstance(error, SignInNotSavedError):
+        return page(
+            503,
+            "Sign-in could not be saved",
+            [
+                "The sign-in could not be saved; the connection is not authorised.",
+                "Sign in again.",
+                str(error),
+            ],
+        )
+    return page(503, "Sign-in could not be completed", [str(error), "Nothing was stored."])
 
 
 def status_json(status: ConnectionStatus) -> WebResult:

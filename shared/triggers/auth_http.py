@@ -15,6 +15,7 @@ from shared.auth import AuthError, LoginFlowError, auth_services
 from shared.auth.web import (
     PAGE_HEADERS,
     WebResult,
+    callback_failed_page,
     callback_params,
     callback_url,
     connected_page,
@@ -60,8 +61,8 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
             "sign-in callback refused: %s", type(exc).__name__, extra={"event": "auth.callback_refused"}
         )
         return _response(refused_page(exc))
-    except AuthError as exc:
-        return _response(page(503, "Sign-in could not be completed", [str(exc), "Nothing was stored."]))
+    except AuthError as exc:  # SignInNotSavedError included: never the connected page without a write
+        return _response(callback_failed_page(exc))
     return _response(connected_page(status))
 
 

@@ -1,7 +1,8 @@
 """Fixtures for the token lifecycle against Azurite + the TLS sandbox, with a secret-leak audit.
 
-`audit` collects every log record (root handler at DEBUG) and every Table row body the auth services
-send, plus the secret values seen in the test (client secret, every Key Vault version's tokens, auth codes).
+`audit` applies the app's logging policy, then collects every log record (root handler at DEBUG) and every
+Table row body the auth services send, plus the secret values seen in the test (client secret, every Key
+Vault version's tokens, auth codes).
 `auth_env` is the env of one connection (its own table prefix and connection name) for the app or a child.
 """
 
@@ -29,6 +30,7 @@ from shared.auth.clock import SystemClock
 from shared.auth.compose import AuthServices, auth_table_name, build_auth_services
 from shared.auth.keyvault import secret_name
 from shared.auth.manager import TokenManager
+from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings, load_settings
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
@@ -126,6 +128,7 @@ class Audit:
 @pytest.fixture
 def audit(sandbox: Sandbox) -> Iterator[Audit]:
     """Collect log records and Table writes of one test; fail the test at teardown on any leak."""
+    configure_logging()  # the app's logging policy, as function_app.py applies it at import
     collected = Audit(sandbox)
     handler = _Collector(collected.records)
     root = logging.getLogger()

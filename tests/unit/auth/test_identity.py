@@ -13,7 +13,8 @@ from shared.auth.errors import (
     TokenRefreshFailedError,
 )
 from shared.auth.identity import classify
-from shared.auth.msal_identity import ClientCertificate, MsalConfig
+from shared.auth.msal_identity import ClientCertificate, MsalConfig, _http_client
+from shared.azure_clients import SDK_OPTIONS
 
 
 @pytest.mark.parametrize(
@@ -70,3 +71,15 @@ def test_certificate_takes_precedence_over_secret() -> None:
     with pytest.raises(AuthError, match="BC_CLIENT_SECRET"):
         config("https://login.microsoftonline.com").credential()
     assert "pw" not in repr(both)
+
+
+def test_msal_session_applies_the_sdk_timeouts_and_the_local_ca_on_every_request() -> None:
+    """MSAL's requests session gets the same (connect, read) timeouts as the Azure SDK clients, and the CA."""
+    session = _http_client(Path("ca.pem"))
+    try:
+        keywords = session.request.keywords  # type: ignore[attr-defined]
+    finally:
+        session.close()
+
+    assert keywords["timeout"] == (SDK_OPTIONS["connection_timeout"], SDK_OPTIONS["read_timeout"])
+    assert keywords["verify"] == "ca.pem"

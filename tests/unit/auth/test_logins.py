@@ -62,6 +62,25 @@ async def test_concurrent_consumers_cannot_both_win() -> None:
         await logins.consume("s1")
 
 
+async def test_purge_deletes_expired_pending_entries_at_once_and_tombstones_after_an_hour() -> None:
+    """An expired sign-in holding its flow goes at once; a tombstone stays an hour past expiry; unexpired stays."""
+    logins, store, clock = book()
+    await logins.remember(LoginStart("u", "abandoned", '{"code_verifier": "v"}'))
+    await logins.remember(LoginStart("u", "used", "{}"))
+    await logins.consume("used")
+    clock.advance(timedelta(minutes=11))
+    await logins.remember(LoginStart("u", "fresh", "{}"))
+
+    assert await logins.purge() == 1
+    assert await store.get("abandoned") is None
+    assert await store.get("fresh") is not None
+    with pytest.raises(LoginStateReplayedError):
+        await logins.consume("used")
+    clock.advance(timedelta(hours=1))
+    assert await logins.purge() == 2
+    assert await store.scan() == []
+
+
 async def test_purge_deletes_only_long_expired_entries() -> None:
     """Entries expired over an hour ago go; recent ones stay."""
     logins, store, clock = book()

@@ -41,6 +41,7 @@ def test_public_surface_is_pinned() -> None:
         "ReauthorizationRequiredError",
         "RefreshTimeoutError",
         "ScheduledOutcome",
+        "SignInNotSavedError",
         "StaleTokenSetError",
         "TokenManager",
         "TokenRefreshFailedError",

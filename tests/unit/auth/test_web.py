@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.auth.errors import LoginStateUnknownError, ReauthorizationRequiredError, TokenRefreshFailedError
+from shared.auth.errors import (
+    LoginStateUnknownError,
+    ReauthorizationRequiredError,
+    SignInNotSavedError,
+    TokenRefreshFailedError,
+    TokenStoreUnavailableError,
+)
 from shared.auth.models import ConnectionStatus, Health
-from shared.auth.web import callback_url, connected_page, error_json, page, refused_page
+from shared.auth.web import (
+    callback_failed_page,
+    callback_url,
+    connected_page,
+    error_json,
+    page,
+    refused_page,
+)
 from shared.settings import AuthMode
 
 
@@ -58,3 +71,23 @@ def test_error_json_is_503_for_transient_and_409_for_admin_needed() -> None:
     """Retry-later errors are 503; errors an admin must fix are 409."""
     assert error_json(TokenRefreshFailedError("x")).status == 503
     assert error_json(ReauthorizationRequiredError("y")).status == 409
+
+
+def test_unsaved_sign_in_gets_a_503_page_asking_to_sign_in_again() -> None:
+    """A sign-in whose token set was not written is reported as not saved, never as connected."""
+    result = callback_failed_page(
+        SignInNotSavedError("the sign-in could not be saved (TokenStoreUnavailableError)")
+    )
+
+    assert result.status == 503
+    assert "Sign-in could not be saved" in result.body
+    assert "Sign in again" in result.body
+    assert "connected" not in result.body.lower()
+
+
+def test_other_callback_failures_get_a_503_page_saying_nothing_was_stored() -> None:
+    """A store read failure during the callback is a retryable 503 that stored nothing."""
+    result = callback_failed_page(TokenStoreUnavailableError("Key Vault unavailable (ServiceRequestError)"))
+
+    assert result.status == 503
+    assert "Nothing was stored." in result.body
