@@ -8,6 +8,7 @@ Vault version's tokens, auth codes).
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -204,6 +205,12 @@ async def auth_table(settings: Settings, azurite_connection_string: str) -> Asyn
         yield client
     finally:
         await client.close()
+
+
+def fingerprint(value: object) -> str:
+    """A short SHA-256 of a token or a token set (dicts as sorted JSON): safe in assertion output."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def stored_token_set(sandbox: Sandbox, settings: Settings) -> dict[str, Any] | None:

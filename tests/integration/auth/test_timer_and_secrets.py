@@ -22,7 +22,13 @@ from shared.auth import (
 from shared.auth.compose import AuthServices, auth_services
 from shared.settings import Settings
 from shared.triggers import token_refresh
-from tests.integration.auth.conftest import Audit, OffsetClock, sign_in_via_sandbox, stored_token_set
+from tests.integration.auth.conftest import (
+    Audit,
+    OffsetClock,
+    fingerprint,
+    sign_in_via_sandbox,
+    stored_token_set,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -105,8 +111,9 @@ async def test_client_credentials_token_is_acquired_stored_and_served(
 
     stored = stored_token_set(sandbox, load_settings(env))
     assert stored is not None
-    assert stored["access_token"] == token.value
-    assert stored["refresh_token"] is None
+    assert fingerprint(stored["access_token"]) == fingerprint(token.value)
+    has_refresh_token = stored["refresh_token"] is not None  # a bool: a failure never prints the token
+    assert not has_refresh_token
     assert sandbox.entra.token_calls["client_credentials"] >= 1
     assert status.state is Health.OK
 
@@ -126,7 +133,8 @@ async def test_no_token_code_or_secret_reaches_logs_or_table_rows_across_the_lif
     sandbox.entra.fail_next_token_calls(1, status=503, retry_after=0)
     cached = await manager.token()
     clock.offset = cached.remaining() - timedelta(minutes=3)  # due for refresh; the refresh fails (503)
-    assert (await manager.token()).value == cached.value  # the still-valid token keeps being served
+    served = await manager.token()  # the still-valid token keeps being served
+    assert fingerprint(served.value) == fingerprint(cached.value)
     clock.offset = timedelta(0)
     with pytest.raises(LoginStateUnknownError):
         await manager.complete_authorization({"code": "not-a-real-code", "state": "forged"})
