@@ -1,42 +1,51 @@
 """The only code that touches the Authorization header: bearer tokens from the TokenProvider, one refresh on 401.
 
-httpx drives the flow (Auth.async_auth_flow, see httpx docs "advanced/authentication"): set the header, send;
-on a 401 ask the provider for a newer token than the rejected one and resend once. A second 401 is returned
-to the caller, which maps it to AuthenticationError. The rejected 401 is kept in `response.history`, so the
-client can record it and charge the throttle for the extra request.
+The pipeline asks for the token *before* it takes a throttle permit (design: token -> throttle -> BC call), so a
+slow token refresh never holds one of the identity's in-flight slots or burns a rate permit. After a 401 it
+asks for a newer token than the rejected one (again outside the throttle) and resends once; a second 401 is an
+AuthenticationError. Whatever the provider raises becomes TokenAcquisitionError, chaining the original: shared/bc
+cannot know shared/auth's error types (contract A), only that no token came.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
 from datetime import timedelta
 
 import httpx
 
-from shared.tokens import DEFAULT_MIN_VALIDITY, TokenProvider
+from shared.bc.errors import TokenAcquisitionError
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProvider
 
 
-class BearerAuth(httpx.Auth):
-    """httpx auth that asks a TokenProvider for BC tokens."""
-
-    requires_request_body = True  # the body is resent after a 401
+class BearerAuth:
+    """Gets BC tokens from a TokenProvider and puts them on requests."""
 
     def __init__(self, tokens: TokenProvider, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> None:
         self._tokens = tokens
         self._min_validity = min_validity
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """The BC client is async only."""
-        raise RuntimeError("BearerAuth needs httpx.AsyncClient")
+    async def token(self) -> AccessToken:
+        """A token valid for at least `min_validity`; TokenAcquisitionError when the provider fails."""
+        try:
+            return await self._tokens.token(self._min_validity)
+        except Exception as exc:  # any provider failure: the seam cannot know its types (contract A)
+            raise _unavailable(exc) from exc
 
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """Send with the current token; after a 401, once more with a refreshed one."""
-        await request.aread()
-        token = await self._tokens.token(self._min_validity)
+    async def refreshed(self, rejected: AccessToken) -> AccessToken:
+        """A newer token than the one BC just rejected; TokenAcquisitionError when the provider fails."""
+        try:
+            return await self._tokens.refresh(rejected=rejected)
+        except Exception as exc:  # as in token()
+            raise _unavailable(exc) from exc
+
+    @staticmethod
+    def authorize(request: httpx.Request, token: AccessToken) -> None:
+        """Set the bearer header on `request` (replacing a previous one before a resend)."""
         request.headers["Authorization"] = f"Bearer {token.value}"
-        response = yield request
-        if response.status_code != httpx.codes.UNAUTHORIZED:
-            return
-        fresh = await self._tokens.refresh(rejected=token)
-        request.headers["Authorization"] = f"Bearer {fresh.value}"
-        yield request
+
+
+def _unavailable(exc: Exception) -> TokenAcquisitionError:
+    return TokenAcquisitionError(
+        f"no BC token: the token provider failed ({type(exc).__name__})",
+        provider_error=type(exc).__name__,
+    )

@@ -12,10 +12,13 @@ IntegrationError (shared.errors)
       ├── NotFoundError                   404: no such entity, company or endpoint
       │    └── CompanyNotFoundError       the configured company does not exist in the environment
       ├── AuthenticationError             401 even after one token refresh
+      ├── TokenAcquisitionError           the TokenProvider failed: nothing was sent to BC             retriable
       ├── AuthorizationError              403: the identity lacks permissions
       ├── UnexpectedResponseError         an answer the client cannot use (bad JSON, unknown status)
       │    └── UnsafeNextLinkError        @odata.nextLink points away from the configured BC host
+      ├── QueryError                      a filter, field name or query option OData cannot express
       ├── BatchError                      a $batch request cannot be built as asked
+      │    └── BatchIncompleteError       a split $batch stopped part-way: results so far + what is left
       └── ThrottleStorageError            the throttle's coordination storage failed (handled inside the
            │                              throttle: it falls back to a conservative local share)
            └── StaleCoordinationStateError  a compare-and-swap lost a race (another process wrote first)
@@ -28,10 +31,13 @@ BC (connect failure), which makes even a non-idempotent call safe to repeat. The
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from shared.errors import IntegrationError
 from shared.redaction import redact
+
+if TYPE_CHECKING:
+    from shared.bc.models import BatchOperation, BatchResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +133,20 @@ class AuthenticationError(BusinessCentralError):
     """BC rejected the bearer token even after one refresh."""
 
 
+class TokenAcquisitionError(BusinessCentralError):
+    """The TokenProvider raised instead of handing out a token; the original is chained as `__cause__`.
+
+    Retriable as far as BC is concerned (nothing reached it); the job layer inspects `__cause__` to tell a
+    passing outage from a connection that needs an admin to sign in again (shared/bc cannot see those types).
+    """
+
+    retriable = True
+
+    def __init__(self, message: str, *, provider_error: str) -> None:
+        self.provider_error = provider_error
+        super().__init__(message, request_sent=False)
+
+
 class AuthorizationError(BusinessCentralError):
     """The identity is authenticated but not allowed to do this (403)."""
 
@@ -139,8 +159,48 @@ class UnsafeNextLinkError(UnexpectedResponseError):
     """A next-page link points to another host; following it would send the bearer token there."""
 
 
+class QueryError(BusinessCentralError):
+    """A query cannot be built from the values given (bad field name, NaN, empty `in`, ...); fix the input."""
+
+
 class BatchError(BusinessCentralError):
     """A $batch cannot be sent as asked (e.g. an atomic batch longer than one request allows)."""
+
+
+class BatchIncompleteError(BatchError):
+    """A non-atomic batch split into several requests failed after some of them were committed.
+
+    Not retriable as the same call: repeating it would apply `completed` twice. Resubmit only `remaining`
+    (`failed` then `not_attempted`); the failing request's error is `__cause__`. `failed_may_have_applied` is
+    False only when BC surely did not process the failing request (429, 503, connection never opened).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        completed: tuple[BatchResult, ...],
+        failed: tuple[BatchOperation, ...],
+        not_attempted: tuple[BatchOperation, ...],
+        failed_may_have_applied: bool,
+        cause: BusinessCentralError,
+    ) -> None:
+        self.completed = completed
+        self.failed = failed
+        self.not_attempted = not_attempted
+        self.failed_may_have_applied = failed_may_have_applied
+        super().__init__(
+            message,
+            status=cause.status,
+            code=cause.code,
+            correlation=cause.correlation,
+            retry_after=cause.retry_after,
+        )
+
+    @property
+    def remaining(self) -> tuple[BatchOperation, ...]:
+        """Every operation without a result: the failed request's, then the ones never sent."""
+        return (*self.failed, *self.not_attempted)
 
 
 class ThrottleStorageError(BusinessCentralError):

@@ -1,8 +1,10 @@
-"""One BC call end to end: throttle -> send (auth) -> record -> map errors -> retry per policy.
+"""One BC call end to end: token -> throttle -> send -> record -> map errors -> retry per policy.
 
 Each attempt gets its own client-request-id (a uuid); the correlation headers of the answer are kept on the
-error (and in the Interaction). The throttle is held from before the send until the body is read, so
-"in flight" means exactly what BC counts.
+error (and in the Interaction). The token is obtained before a throttle permit is taken, so a slow token
+refresh never holds an in-flight slot; the throttle is then held from before the send until the body is read,
+so "in flight" means exactly what BC counts. A 401 gets one refreshed token (outside the throttle) and one
+resend under a permit of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from shared.bc.errors import (
     Correlation,
     RequestTimeoutError,
     ServiceUnavailableError,
+    TokenAcquisitionError,
 )
 from shared.bc.models import IDEMPOTENT_METHODS, JsonValue, Method
 from shared.bc.recorder import Interaction, NullRecorder, Recorder
@@ -34,6 +37,7 @@ from shared.bc.responses import (
     json_body,
 )
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from shared.tokens import AccessToken
 
 # Connection failures where the request surely never left this process (safe to repeat any method).
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -48,10 +52,6 @@ class Throttle(Protocol):
 
     async def pause(self, seconds: float) -> None:
         """Stop every instance sending for `seconds`."""
-        ...
-
-    def charge(self, requests: int) -> None:
-        """Count requests that went out without a permit of their own."""
         ...
 
 
@@ -126,18 +126,49 @@ class Pipeline:
             json=call.body,
             headers=headers,
         )
-        async with self._throttle.permit():
-            started = time.perf_counter()
-            try:
-                response = await self._http.send(request, auth=self._auth)
-            except httpx.TransportError as exc:
-                raise self._transport_error(request, exc, attempt, request_id, started) from exc
-        duration_ms = (time.perf_counter() - started) * 1000
-        self._record_history(response, attempt, request_id)
-        self._record(request, response, attempt, request_id, duration_ms)
+        token = await self._token(request, attempt, request_id, None)
+        response = await self._exchange(request, token, attempt, request_id)
+        if response.status_code == httpx.codes.UNAUTHORIZED:
+            token = await self._token(request, attempt, request_id, token)
+            response = await self._exchange(request, token, attempt, request_id)
         if response.is_success:
             return response
         raise error_from_response(response, correlation_of(request_id, response.headers))
+
+    async def _token(
+        self, request: httpx.Request, attempt: int, request_id: str, rejected: AccessToken | None
+    ) -> AccessToken:
+        """The current token (or, after a 401, a newer one); a provider failure is recorded, then raised."""
+        started = time.perf_counter()
+        try:
+            return await (self._auth.token() if rejected is None else self._auth.refreshed(rejected))
+        except TokenAcquisitionError as error:
+            self._recorder.record(
+                Interaction(
+                    method=request.method,
+                    path=request.url.path,
+                    status=None,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    attempt=attempt,
+                    client_request_id=request_id,
+                    error=f"{type(error).__name__}({error.provider_error})",
+                )
+            )
+            raise
+
+    async def _exchange(
+        self, request: httpx.Request, token: AccessToken, attempt: int, request_id: str
+    ) -> httpx.Response:
+        """Send once under a throttle permit (held until the body is read) and record the answer."""
+        self._auth.authorize(request, token)
+        async with self._throttle.permit():
+            started = time.perf_counter()
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                raise self._transport_error(request, exc, attempt, request_id, started) from exc
+        self._record(request, response, attempt, request_id, (time.perf_counter() - started) * 1000)
+        return response
 
     def _transport_error(
         self, request: httpx.Request, exc: httpx.TransportError, attempt: int, request_id: str, started: float
@@ -163,14 +194,6 @@ class Pipeline:
             f"no answer from BC ({type(exc).__name__})", correlation=correlation, request_sent=sent
         )
 
-    def _record_history(self, response: httpx.Response, attempt: int, request_id: str) -> None:
-        """The 401s the auth flow answered with a refresh: recorded, and charged to the throttle."""
-        if not response.history:
-            return
-        self._throttle.charge(len(response.history))
-        for earlier in response.history:
-            self._record(earlier.request, earlier, attempt, request_id, _elapsed_ms(earlier))
-
     def _record(
         self,
         request: httpx.Request,
@@ -194,11 +217,3 @@ class Pipeline:
                 bc_error_code=code,
             )
         )
-
-
-def _elapsed_ms(response: httpx.Response) -> float:
-    """httpx's own timing of a response (0 when the transport did not provide one)."""
-    try:
-        return response.elapsed.total_seconds() * 1000
-    except RuntimeError:
-        return 0.0

@@ -7,6 +7,9 @@ waiting budget well below a Functions invocation's time. Anything longer is rais
 
 A non-idempotent request (POST, PATCH) is repeated only when BC surely did not process it: 429 (refused by the
 throttling gate), 503 (BC's queue timeout or maintenance, bc-facts §1c) or a connection that never opened.
+
+A failing TokenProvider is not retried in-call: the provider has its own retries (and its own outage
+handling), so repeating it here would only multiply them; the job layer re-enqueues.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from shared.bc.errors import BusinessCentralError, ServiceUnavailableError, ThrottledError
+from shared.bc.errors import (
+    BusinessCentralError,
+    ServiceUnavailableError,
+    ThrottledError,
+    TokenAcquisitionError,
+)
 
 # MSAL caps a server-requested delay at one hour (throttled_http_client.py::RetryAfterParser); so do we.
 MAX_RETRY_AFTER_SECONDS = 3600.0
@@ -49,7 +57,7 @@ class RetryPolicy:
         rng: random.Random | None = None,
     ) -> float | None:
         """Seconds to wait before attempt `attempt + 1`, or None to raise `error` now."""
-        if not error.retriable or attempt >= self.max_attempts:
+        if not error.retriable or attempt >= self.max_attempts or isinstance(error, TokenAcquisitionError):
             return None
         if not idempotent and not _surely_unprocessed(error):
             return None

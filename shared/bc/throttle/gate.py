@@ -91,12 +91,6 @@ class SharedThrottle:
         except ThrottleStorageError as exc:
             logger.warning("could not share a BC pause of %.1fs: %s", seconds, exc)
 
-    def charge(self, requests: int) -> None:
-        """Account for requests sent without a permit (the one resend after a 401), so the pace stays true."""
-        allocation = self.allocation()
-        if allocation.rate > 0:
-            self._tat = max(self._tat, self._clock.now()) + requests / allocation.rate
-
     def allocation(self) -> Allocation:
         """This process's share right now (the fallback share when its view is too old)."""
         now = self._clock.now()

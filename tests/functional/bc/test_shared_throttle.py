@@ -246,27 +246,6 @@ async def test_simultaneous_joins_admit_only_one_at_once() -> None:
     assert delays == [0, pytest.approx(CONFIG.join_delay_seconds)]
 
 
-async def test_charged_requests_delay_the_next_permit() -> None:
-    """A resend charged to the throttle (after a 401) pushes the pace back by one interval."""
-    clock, store = VirtualClock(), MemoryCoordinationStore()
-    config = ThrottleConfig(requests=10, window_seconds=10.0, safety_margin=0.0, heartbeat_seconds=5, burst=1)
-    throttle = SharedThrottle(store, KEY, config, clock=clock, member_id="a")
-    async with throttle.permit():
-        pass
-    throttle.charge(1)
-    started = clock.now()
-    task = asyncio.create_task(_one_permit(throttle, clock))
-    await clock.advance(3)
-    await task
-    assert task.result() - started == pytest.approx(2.0)
-    await throttle.close()
-
-
-async def _one_permit(throttle: SharedThrottle, clock: VirtualClock) -> float:
-    async with throttle.permit():
-        return clock.now()
-
-
 def test_empty_state_has_no_live_members() -> None:
     """A fresh row lists nobody."""
     assert CoordinationState().live(0.0) == ()

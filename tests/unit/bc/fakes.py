@@ -57,25 +57,25 @@ class CountingTokens:
 
 @dataclass
 class RecordingThrottle:
-    """A throttle that lets everything through and remembers pauses and charges."""
+    """A throttle that lets everything through and remembers permits (and how many are held) and pauses."""
 
     pauses: list[float] = field(default_factory=list)
-    charges: list[int] = field(default_factory=list)
     permits: int = 0
+    held: int = 0
 
     @contextlib.asynccontextmanager
     async def permit(self) -> AsyncIterator[None]:
-        """Count the permit."""
+        """Count the permit while it is held."""
         self.permits += 1
-        yield
+        self.held += 1
+        try:
+            yield
+        finally:
+            self.held -= 1
 
     async def pause(self, seconds: float) -> None:
         """Remember the pause."""
         self.pauses.append(seconds)
-
-    def charge(self, requests: int) -> None:
-        """Remember the charge."""
-        self.charges.append(requests)
 
 
 class MemoryCoordinationStore:
@@ -214,6 +214,7 @@ def make_client(
     company_id: UUID | None = COMPANY,
     company_name: str | None = None,
     page_size: int = 100,
+    tokens: CountingTokens | None = None,
 ) -> Harness:
     """A BusinessCentralClient whose HTTP goes to `handler`; every request is also kept."""
     seen: list[httpx.Request] = []
@@ -223,7 +224,7 @@ def make_client(
         return handler(request)
 
     tokens, throttle, recorder, clock = (
-        CountingTokens(),
+        tokens or CountingTokens(),
         RecordingThrottle(),
         MemoryRecorder(),
         InstantClock(),

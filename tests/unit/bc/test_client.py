@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from uuid import UUID
 
 import httpx
@@ -16,11 +17,22 @@ from shared.bc.errors import (
     RequestTimeoutError,
     ServiceUnavailableError,
     ThrottledError,
+    TokenAcquisitionError,
     UnsafeNextLinkError,
 )
 from shared.bc.models import ApiRoute, EntitySet
 from shared.bc.odata import Query, field
-from tests.unit.bc.fakes import API_ROOT, BASE, COMPANY, bc_error, json_response, make_client
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
+from tests.unit.bc.fakes import (
+    API_ROOT,
+    BASE,
+    COMPANY,
+    CountingTokens,
+    RecordingThrottle,
+    bc_error,
+    json_response,
+    make_client,
+)
 
 CUSTOMERS = EntitySet("customers")
 CUSTOMER_ID = UUID("33333333-3333-3333-3333-333333333333")
@@ -208,7 +220,7 @@ async def test_401_refreshes_once_and_resends() -> None:
     sent: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request.headers["Authorization"])  # the auth flow resends the same (mutated) request
+        sent.append(request.headers["Authorization"])  # the pipeline resends the same (mutated) request
         if request.headers["Authorization"] == "Bearer token-1":
             return bc_error(
                 401, "Authentication_InvalidCredentials", "The credentials provided are incorrect"
@@ -221,7 +233,7 @@ async def test_401_refreshes_once_and_resends() -> None:
     assert h.tokens.rejected[0] is not None
     assert h.tokens.rejected[0].value == "token-1"
     assert sent == ["Bearer token-1", "Bearer token-2"]
-    assert h.throttle.charges == [1]  # the resend is charged to the throttle
+    assert h.throttle.permits == 2  # the resend takes a permit of its own
     assert [interaction.status for interaction in h.recorder.interactions] == [401, 200]
 
 
@@ -232,6 +244,92 @@ async def test_second_401_is_an_authentication_error() -> None:
         await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
     assert h.tokens.refresh_calls == 1
     assert len(h.requests) == 2
+
+
+class ProviderDownError(Exception):
+    """What a token provider might raise when its store is unreachable."""
+
+
+class FailingTokens(CountingTokens):
+    """A provider whose token() (or, with `refresh_only`, only refresh()) raises ProviderDownError."""
+
+    def __init__(self, *, refresh_only: bool = False) -> None:
+        super().__init__()
+        self._refresh_only = refresh_only
+
+    async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
+        """Fail, unless only refreshes fail."""
+        if not self._refresh_only:
+            self.token_calls += 1
+            raise ProviderDownError("token store unreachable")
+        return await super().token(min_validity)
+
+    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+        """Fail."""
+        self.refresh_calls += 1
+        raise ProviderDownError("token store unreachable")
+
+
+class ThrottleWatchingTokens(CountingTokens):
+    """Notes how many throttle permits were held whenever a token was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttle: RecordingThrottle | None = None
+        self.held_when_asked: list[int] = []
+
+    async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
+        """Note, then hand out the token."""
+        self.held_when_asked.append(self.throttle.held if self.throttle else -1)
+        return await super().token(min_validity)
+
+    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+        """Note, then refresh."""
+        self.held_when_asked.append(self.throttle.held if self.throttle else -1)
+        return await super().refresh(rejected)
+
+
+async def test_tokens_are_fetched_outside_the_throttle() -> None:
+    """Neither the token nor the refresh after a 401 is asked for while a throttle permit is held."""
+    answers = iter([bc_error(401, "Authentication_InvalidCredentials", "expired")])
+    tokens = ThrottleWatchingTokens()
+    h = make_client(lambda request: next(answers, json_response(200, customer(1))), tokens=tokens)
+    tokens.throttle = h.throttle
+    await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
+    assert tokens.held_when_asked == [0, 0]
+    assert h.throttle.permits == 2
+
+
+async def test_failing_token_provider_takes_no_permit_and_is_recorded() -> None:
+    """A provider that raises: nothing is sent, no permit is taken, the failure is recorded and typed."""
+    h = make_client(lambda request: json_response(200, customer(1)), tokens=FailingTokens())
+    with pytest.raises(TokenAcquisitionError) as caught:
+        await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
+    assert isinstance(caught.value.__cause__, ProviderDownError)
+    assert caught.value.retriable
+    assert not caught.value.request_sent
+    assert h.throttle.permits == 0
+    assert h.requests == []
+    assert h.tokens.token_calls == 1  # not retried in-call: the provider retries on its own
+    (interaction,) = h.recorder.interactions
+    assert interaction.status is None
+    assert interaction.error == "TokenAcquisitionError(ProviderDownError)"
+    assert interaction.path.endswith(f"/customers({CUSTOMER_ID})")
+
+
+async def test_failing_refresh_after_a_401_is_recorded_and_typed() -> None:
+    """If the refresh after a 401 fails, the 401 and the failure are recorded and no resend goes out."""
+    h = make_client(
+        lambda request: bc_error(401, "Authentication_InvalidCredentials", "expired"),
+        tokens=FailingTokens(refresh_only=True),
+    )
+    with pytest.raises(TokenAcquisitionError):
+        await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
+    assert h.throttle.permits == 1
+    assert [(i.status, i.error) for i in h.recorder.interactions] == [
+        (401, None),
+        (None, "TokenAcquisitionError(ProviderDownError)"),
+    ]
 
 
 async def test_short_retry_after_is_honoured_and_shared() -> None:
