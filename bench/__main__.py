@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from bench import token_rates
 from bench.throttle import ThrottleBench, run
 
 
@@ -31,12 +32,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--latency-ms", type=float, default=defaults.latency_ms, help="sandbox service time"
     )
     throttle.add_argument("--tasks", type=int, default=defaults.tasks_per_process, help="tasks per process")
+    benches.add_parser("tokens", help="Key Vault and token-endpoint calls per hour per instance (simulated)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmark; print one JSON object on stdout."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.bench == "tokens":
+        print(json.dumps(token_rates.run()))
+        return 0
     bench = ThrottleBench(
         processes=args.processes,
         rate_limit=args.rate_limit,

@@ -1,0 +1,189 @@
+"""Key Vault reads/writes and token-endpoint calls per hour per instance of the token lifecycle (simulated).
+
+Simulates 24 hours on a manual clock with the real TokenManager over in-memory stores that count every
+call (one store read = one Key Vault GET, one write = one secret version) and an Entra stand-in issuing
+access tokens of 60-90 minutes, as Entra does (bc-facts §4). Each instance runs `workers` processes calling
+token() every `interval` seconds; one timer (the Functions host runs a timer once across instances) runs
+scheduled_refresh() at every full hour. Run as `python -m bench tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from shared.auth.components import Components
+from shared.auth.leases import LeaseKeeper
+from shared.auth.logins import LoginBook
+from shared.auth.manager import TokenManager
+from shared.auth.memory import MemoryRecordStore, MemoryTokenStore
+from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, PendingLogin
+from shared.auth.notify import NoNotifier
+from shared.auth.states import StateBook
+from shared.settings import AuthMode
+
+HOURS = 24
+SCOPE = "https://api.businesscentral.dynamics.com/.default"
+_START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One simulated deployment."""
+
+    mode: AuthMode
+    instances: int
+    workers: int  # worker processes per instance
+    interval: int  # seconds between token() calls of each process
+    timer: bool
+
+
+SCENARIOS = (
+    Scenario(AuthMode.DELEGATED, 1, 1, 10, True),
+    Scenario(AuthMode.DELEGATED, 1, 4, 10, True),
+    Scenario(AuthMode.DELEGATED, 3, 2, 10, True),
+    Scenario(AuthMode.DELEGATED, 3, 2, 10, False),
+    Scenario(AuthMode.CLIENT_CREDENTIALS, 3, 2, 10, True),
+)
+
+
+class _Clock:
+    """Simulated time: moves only when the simulation sets it (a sleep advances it at once)."""
+
+    def __init__(self) -> None:
+        self.current = _START
+
+    def now(self) -> datetime:
+        """The simulated time."""
+        return self.current
+
+    async def sleep(self, delay: timedelta) -> None:
+        """Advance by `delay`."""
+        self.current += max(delay, timedelta(0))
+        await asyncio.sleep(0)
+
+
+class _Entra:
+    """IdentityProvider stand-in: opaque tokens with Entra's random 60-90 minute lifetimes; counts calls."""
+
+    def __init__(self, seed: int) -> None:
+        self.calls: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._n = itertools.count(1)
+
+    async def start_login(self, redirect_uri: str) -> LoginStart:
+        """A sign-in whose state is its own code (the simulation signs in without a browser)."""
+        state = f"state{next(self._n)}"
+        return LoginStart(auth_uri=f"{redirect_uri}?state={state}", state=state, flow="{}")
+
+    async def finish_login(self, flow: str, response: Mapping[str, str]) -> Grant:
+        """Redeem the code."""
+        await asyncio.sleep(0)  # a network call: other processes run meanwhile
+        self.calls["authorization_code"] += 1
+        return self._grant(with_refresh=True)
+
+    async def redeem_refresh_token(self, refresh_token: str) -> Grant:
+        """Rotate the refresh token."""
+        await asyncio.sleep(0)  # a network call: other processes run meanwhile
+        self.calls["refresh_token"] += 1
+        return self._grant(with_refresh=True)
+
+    async def acquire_for_client(self) -> Grant:
+        """An app-only token."""
+        await asyncio.sleep(0)  # a network call: other processes run meanwhile
+        self.calls["client_credentials"] += 1
+        return self._grant(with_refresh=False)
+
+    def _grant(self, with_refresh: bool) -> Grant:
+        n = next(self._n)
+        return Grant(
+            access_token=f"at-{n}",
+            expires_in=timedelta(seconds=self._rng.randint(3600, 5400)),
+            scopes=(SCOPE,),
+            refresh_token=f"rt-{n}" if with_refresh else None,
+        )
+
+
+class _World:
+    """Shared stores and Entra; each manager() is one worker process with its own cache."""
+
+    def __init__(self, mode: AuthMode, seed: int) -> None:
+        self.mode = mode
+        self.clock = _Clock()
+        self.entra = _Entra(seed)
+        self.tokens = MemoryTokenStore()
+        self._leases = MemoryRecordStore[Lease]()
+        self._logins = MemoryRecordStore[PendingLogin]()
+        self._states = MemoryRecordStore[ConnectionState]()
+        self._holders = itertools.count(1)
+
+    def manager(self) -> TokenManager:
+        """A new process on the shared stores."""
+        return TokenManager(
+            Components(
+                connection="default",
+                mode=self.mode,
+                identity=self.entra,
+                tokens=self.tokens,
+                leases=LeaseKeeper(self._leases, self.clock),
+                logins=LoginBook(self._logins, self.clock),
+                states=StateBook("default", self._states, self.clock, NoNotifier()),
+                clock=self.clock,
+                holder=f"process-{next(self._holders)}",
+            )
+        )
+
+    async def sign_in(self) -> None:
+        """The admin's sign-in (delegated mode)."""
+        manager = self.manager()
+        auth_uri = await manager.begin_authorization("http://127.0.0.1:7071/api/auth/callback")
+        state = auth_uri.split("state=", 1)[1]
+        await manager.complete_authorization({"code": state, "state": state})
+
+
+async def simulate(scenario: Scenario) -> dict[str, object]:
+    """Run one scenario for HOURS simulated hours; its figures per hour (per instance and in total)."""
+    world = _World(scenario.mode, seed=scenario.instances * 10 + scenario.workers)
+    if scenario.mode is AuthMode.DELEGATED:
+        await world.sign_in()
+    processes = [world.manager() for _ in range(scenario.instances * scenario.workers)]
+    world.tokens.reads = world.tokens.writes = 0
+    world.entra.calls.clear()
+    start = world.clock.now()
+    for second in range(0, HOURS * 3600, scenario.interval):
+        world.clock.current = start + timedelta(seconds=second)
+        if scenario.timer and second % 3600 == 0:
+            await processes[0].scheduled_refresh()
+        await asyncio.gather(*(p.token() for p in processes))
+    per_instance_hour = HOURS * scenario.instances
+    entra_calls = sum(world.entra.calls.values())
+    return {
+        "mode": scenario.mode.value,
+        "instances": scenario.instances,
+        "worker_processes_per_instance": scenario.workers,
+        "token_calls_every_s": scenario.interval,
+        "timer": scenario.timer,
+        "key_vault_reads_per_hour_per_instance": round(world.tokens.reads / per_instance_hour, 2),
+        "key_vault_writes_per_hour_per_instance": round(world.tokens.writes / per_instance_hour, 2),
+        "token_endpoint_calls_per_hour_per_instance": round(entra_calls / per_instance_hour, 2),
+        "token_endpoint_calls_per_hour_total": round(entra_calls / HOURS, 2),
+    }
+
+
+def run() -> dict[str, object]:
+    """Every scenario, as one JSON-ready object."""
+
+    async def all_scenarios() -> list[dict[str, object]]:
+        return [await simulate(scenario) for scenario in SCENARIOS]
+
+    return {
+        "bench": "tokens",
+        "simulated_hours": HOURS,
+        "access_token_lifetime_minutes": [60, 90],
+        "scenarios": asyncio.run(all_scenarios()),
+    }
