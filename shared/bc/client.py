@@ -2,8 +2,9 @@
 
 URL shapes [bc-facts §2]: `{base}/v2.0/{tenant}/{environment}/api/v2.0/companies({id})/{entitySet}({id})`, custom
 APIs under `api/{publisher}/{group}/{version}`, bound actions `.../Microsoft.NAV.{action}`. PATCH and DELETE
-carry If-Match [§3a]: the caller's ETag, or one fetched just before. Paging [§3b]: `Prefer: odata.maxpagesize`
-and `@odata.nextLink` followed verbatim — but only on the configured host, since the bearer token goes with it.
+carry If-Match [§3a]: the caller's ETag (optimistic concurrency), or one fetched just before (last-writer-wins).
+Paging [§3b]: `Prefer: odata.maxpagesize` and `@odata.nextLink` followed verbatim — but only on the configured
+host, since the bearer token goes with it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from uuid import UUID
 import httpx
 
 from shared.bc import batch as batching
-from shared.bc.errors import CompanyNotFoundError, Correlation, UnexpectedResponseError, UnsafeNextLinkError
+from shared.bc.errors import (
+    BatchIncompleteError,
+    BusinessCentralError,
+    CompanyNotFoundError,
+    Correlation,
+    UnexpectedResponseError,
+    UnsafeNextLinkError,
+)
 from shared.bc.models import (
     STANDARD_API,
     ApiRoute,
@@ -34,6 +42,7 @@ from shared.bc.models import (
 from shared.bc.odata import Query, field
 from shared.bc.pipeline import Call, Pipeline
 from shared.bc.responses import CLIENT_REQUEST_ID, json_body
+from shared.bc.retry import surely_unprocessed
 
 DEFAULT_PAGE_SIZE = 1000  # BC's own cap is 20,000 per page [bc-facts §3b]
 
@@ -138,7 +147,12 @@ class BusinessCentralClient:
         return _entity(json_body(response), _request_id(response))
 
     async def update(self, key: EntityKey, changes: JsonObject, *, etag: str | None = None) -> Entity:
-        """PATCH with If-Match: the given ETag, or the current one fetched first. A stale one -> EntityChangedError."""
+        """PATCH with If-Match. Pass the ETag you read for optimistic concurrency (stale -> EntityChangedError).
+
+        Without `etag` the current one is fetched first, which makes this last-writer-wins: it overwrites
+        whatever changed since the caller read the entity (only a change between the fetch and the PATCH
+        is refused).
+        """
         if_match = etag or await self._current_etag(key)
         response = await self._pipeline.send(
             Call(Method.PATCH, await self._url(key), body=dict(changes), headers={"If-Match": if_match})
@@ -146,7 +160,11 @@ class BusinessCentralClient:
         return _entity(json_body(response), _request_id(response))
 
     async def delete(self, key: EntityKey, *, etag: str | None = None) -> None:
-        """DELETE with If-Match (given, or fetched first); BC answers 204."""
+        """DELETE with If-Match; BC answers 204. Pass the ETag you read for optimistic concurrency.
+
+        Without `etag` the current one is fetched first: last-writer-wins, the entity is deleted even if it
+        changed since the caller read it.
+        """
         if_match = etag or await self._current_etag(key)
         await self._pipeline.send(Call(Method.DELETE, await self._url(key), headers={"If-Match": if_match}))
 
@@ -164,18 +182,30 @@ class BusinessCentralClient:
         """Run operations as JSON $batch requests of at most 100; results in the same order as `operations`.
 
         `atomic` sends `Isolation: snapshot`: all or nothing — and refuses more than fit in one request.
+        When a later request of a split batch fails, the earlier ones are committed already: that raises
+        BatchIncompleteError with their results and the operations left, so a retry does not repeat them.
+        If the first request fails, nothing was committed and its own error is raised unchanged.
         """
         groups = batching.split(operations, self._max_batch, atomic=atomic)
         company_id = await self.company_id()
         headers = {"Isolation": "snapshot"} if atomic else {}
         mapped: list[BatchResult] = []
-        for group in groups:
-            url = f"{self._endpoint.api_root(group[0].api)}/$batch"
-            body = batching.request_body(group, company_id)
-            response = await self._pipeline.send(Call(Method.POST, url, body=body, headers=headers))
-            correlation = Correlation(_request_id(response))
-            mapped.extend(batching.results(group, json_body(response), correlation))
+        for index, group in enumerate(groups):
+            try:
+                mapped.extend(await self._batch_request(group, company_id, headers))
+            except BusinessCentralError as error:
+                if not mapped:
+                    raise
+                raise _incomplete(mapped, group, groups[index + 1 :], error) from error
         return tuple(mapped)
+
+    async def _batch_request(
+        self, group: Sequence[BatchOperation], company_id: UUID, headers: Mapping[str, str]
+    ) -> tuple[BatchResult, ...]:
+        url = f"{self._endpoint.api_root(group[0].api)}/$batch"
+        body = batching.request_body(group, company_id)
+        response = await self._pipeline.send(Call(Method.POST, url, body=body, headers=headers))
+        return batching.results(group, json_body(response), Correlation(_request_id(response)))
 
     # ----- helpers ------------------------------------------------------------------------------------
 
@@ -235,6 +265,24 @@ class BusinessCentralClient:
     def _remember(self, company: Company) -> None:
         self._companies_by_id[company.id] = company
         self._companies_by_name[company.name] = company
+
+
+def _incomplete(
+    completed: Sequence[BatchResult],
+    failed: Sequence[BatchOperation],
+    later: Sequence[Sequence[BatchOperation]],
+    error: BusinessCentralError,
+) -> BatchIncompleteError:
+    not_attempted = tuple(operation for group in later for operation in group)
+    return BatchIncompleteError(
+        f"$batch stopped after {len(completed)} operations: {len(failed)} failed "
+        f"({type(error).__name__}), {len(not_attempted)} not attempted",
+        completed=tuple(completed),
+        failed=tuple(failed),
+        not_attempted=not_attempted,
+        failed_may_have_applied=not surely_unprocessed(error),
+        cause=error,
+    )
 
 
 def _request_id(response: httpx.Response) -> str:

@@ -59,7 +59,7 @@ class RetryPolicy:
         """Seconds to wait before attempt `attempt + 1`, or None to raise `error` now."""
         if not error.retriable or attempt >= self.max_attempts or isinstance(error, TokenAcquisitionError):
             return None
-        if not idempotent and not _surely_unprocessed(error):
+        if not idempotent and not surely_unprocessed(error):
             return None
         if error.retry_after is not None:
             if error.retry_after > self.max_inline_wait_seconds:
@@ -86,7 +86,8 @@ class RetryPolicy:
         return None
 
 
-def _surely_unprocessed(error: BusinessCentralError) -> bool:
+def surely_unprocessed(error: BusinessCentralError) -> bool:
+    """True when BC certainly did not act on the request: refused at its gate (429), 503, or never reached."""
     return isinstance(error, ThrottledError) or error.status == 503 or not error.request_sent
 
 

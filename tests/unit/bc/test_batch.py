@@ -10,9 +10,17 @@ import httpx
 import pytest
 
 from shared.bc.batch import request_body
-from shared.bc.errors import BatchError, EntityChangedError, RequestValidationError, UnexpectedResponseError
+from shared.bc.errors import (
+    BatchError,
+    BatchIncompleteError,
+    EntityChangedError,
+    RequestTimeoutError,
+    RequestValidationError,
+    ThrottledError,
+    UnexpectedResponseError,
+)
 from shared.bc.models import ApiRoute, BatchOperation, EntitySet, Method
-from tests.unit.bc.fakes import API_ROOT, COMPANY, json_response, make_client
+from tests.unit.bc.fakes import API_ROOT, COMPANY, Handler, bc_error, json_response, make_client
 
 ITEMS = EntitySet("items")
 
@@ -145,6 +153,55 @@ async def test_answer_missing_an_operation_is_unexpected() -> None:
     h = make_client(lambda request: json_response(200, {"responses": []}))
     with pytest.raises(UnexpectedResponseError):
         await h.client.batch(creates(1))
+
+
+def failing_from(request_number: int, failure: httpx.Response) -> Handler:
+    """echo_batch for the first requests, then `failure` for request `request_number` (1-based) and later."""
+    seen = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal seen
+        seen += 1
+        return failure if seen >= request_number else echo_batch(request)
+
+    return handler
+
+
+async def test_failure_after_a_committed_request_keeps_its_results() -> None:
+    """250 operations, the second request times out: the first 100 results come back with what is left."""
+    h = make_client(failing_from(2, bc_error(504, "GatewayTimeout", "no answer in time")))
+    operations = creates(250)
+    with pytest.raises(BatchIncompleteError) as caught:
+        await h.client.batch(operations)
+    error = caught.value
+    assert [result.operation for result in error.completed] == operations[:100]
+    assert all(result.ok for result in error.completed)
+    assert error.failed == tuple(operations[100:200])
+    assert error.not_attempted == tuple(operations[200:])
+    assert error.remaining == tuple(operations[100:])
+    assert error.failed_may_have_applied  # a timeout leaves the second request's outcome unknown
+    assert isinstance(error.__cause__, RequestTimeoutError)
+    assert isinstance(error, BatchError)
+    assert not error.retriable  # the same call again would repeat the first 100
+    assert len(h.requests) == 2
+
+
+async def test_throttled_later_request_is_known_not_applied_and_keeps_retry_after() -> None:
+    """A 429 on the second request: its operations surely did not run, and Retry-After is carried."""
+    throttled = bc_error(429, "Application_TooManyRequests", "Too many", {"Retry-After": "60"})
+    h = make_client(failing_from(2, throttled))
+    with pytest.raises(BatchIncompleteError) as caught:
+        await h.client.batch(creates(150))
+    assert not caught.value.failed_may_have_applied
+    assert caught.value.retry_after == 60
+    assert isinstance(caught.value.__cause__, ThrottledError)
+
+
+async def test_failure_of_the_first_request_raises_its_own_error() -> None:
+    """Nothing was committed when the first request fails, so its own (retriable) error is raised."""
+    h = make_client(failing_from(1, bc_error(504, "GatewayTimeout", "no answer in time")))
+    with pytest.raises(RequestTimeoutError):
+        await h.client.batch(creates(150))
 
 
 def test_bound_action_must_be_a_post_on_a_key() -> None:
