@@ -4,6 +4,9 @@ Field names are checked against an identifier pattern (navigation paths like `ad
 rendered as OData literals (OData v4 ABNF, part 2 URL conventions): strings in single quotes with every quote
 doubled, GUIDs bare, dates as YYYY-MM-DD, date-times as ISO 8601 with an explicit offset, numbers in decimal
 form. Every combination is parenthesised, so a value can never change the filter's structure.
+
+Names and values often come from job input, so anything OData cannot express raises QueryError (not
+retriable: the input must change) naming the field or option — never echoing a value, and a name only shortened.
 """
 
 from __future__ import annotations
@@ -17,20 +20,40 @@ from decimal import Decimal
 from typing import TypeAlias
 from uuid import UUID
 
+from shared.bc.errors import QueryError
+
 LiteralValue: TypeAlias = str | bool | int | float | Decimal | UUID | date | datetime | None
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 _ORDER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*( (asc|desc))?$")
+_SHOWN_CHARS = 40
 
 
-def _checked_name(name: str) -> str:
-    if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"not an OData property path: {name!r}")
+def _shown(text: object) -> str:
+    """A short, quoted preview of a name for an error message (input may be huge or hostile)."""
+    if not isinstance(text, str):
+        return f"(a value of type {type(text).__name__})"
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:_SHOWN_CHARS]!r}... ({len(text)} characters)"
+
+
+def _checked_name(name: str, where: str = "field") -> str:
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise QueryError(f"{where} {_shown(name)} is not an OData property path")
     return name
 
 
-def literal(value: LiteralValue) -> str:
-    """Render one value as an OData literal; raise ValueError for values OData cannot express."""
+def literal(value: LiteralValue, *, field: str | None = None) -> str:
+    """Render one value as an OData literal; QueryError (naming `field`) for values OData cannot express."""
+    try:
+        return _literal(value)
+    except QueryError as error:
+        where = f"field {_shown(field)}" if field is not None else "value"
+        raise QueryError(f"{where}: {error.message}") from None
+
+
+def _literal(value: LiteralValue) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -47,18 +70,18 @@ def literal(value: LiteralValue) -> str:
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError("OData filters cannot compare with NaN or infinity")
+            raise QueryError("OData filters cannot compare with NaN or infinity")
         return repr(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise ValueError("OData filters cannot compare with NaN or infinity")
+            raise QueryError("OData filters cannot compare with NaN or infinity")
         return format(value, "f")
-    raise TypeError(f"no OData literal for {type(value).__name__}")
+    raise QueryError(f"no OData literal for {_shown(value)}")
 
 
 def _datetime_literal(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("a date-time literal needs a time zone (BC stores UTC)")
+        raise QueryError("a date-time literal needs a time zone (BC stores UTC)")
     utc = value.astimezone(UTC)
     text = utc.strftime("%Y-%m-%dT%H:%M:%S")
     if utc.microsecond:
@@ -92,7 +115,7 @@ class Field:
         _checked_name(self.name)
 
     def _compare(self, operator: str, value: LiteralValue) -> Filter:
-        return Filter(f"{self.name} {operator} {literal(value)}")
+        return Filter(f"{self.name} {operator} {literal(value, field=self.name)}")
 
     def eq(self, value: LiteralValue) -> Filter:
         """`name eq value`."""
@@ -120,21 +143,21 @@ class Field:
 
     def contains(self, text: str) -> Filter:
         """`contains(name,'text')`."""
-        return Filter(f"contains({self.name},{literal(text)})")
+        return Filter(f"contains({self.name},{literal(text, field=self.name)})")
 
     def startswith(self, text: str) -> Filter:
         """`startswith(name,'text')`."""
-        return Filter(f"startswith({self.name},{literal(text)})")
+        return Filter(f"startswith({self.name},{literal(text, field=self.name)})")
 
     def endswith(self, text: str) -> Filter:
         """`endswith(name,'text')`."""
-        return Filter(f"endswith({self.name},{literal(text)})")
+        return Filter(f"endswith({self.name},{literal(text, field=self.name)})")
 
     def in_(self, values: Iterable[LiteralValue]) -> Filter:
         """`name in (v1,v2,...)`; an empty list is refused (it would match nothing and BC rejects it)."""
-        rendered = [literal(value) for value in values]
+        rendered = [literal(value, field=self.name) for value in values]
         if not rendered:
-            raise ValueError("`in` needs at least one value")
+            raise QueryError(f"field {_shown(self.name)}: `in` needs at least one value")
         return Filter(f"{self.name} in ({','.join(rendered)})")
 
 
@@ -171,14 +194,18 @@ class Query:
     skip: int | None = None
 
     def __post_init__(self) -> None:
-        for name in (*self.select, *self.expand):
-            _checked_name(name)
+        for name in self.select:
+            _checked_name(name, "$select")
+        for name in self.expand:
+            _checked_name(name, "$expand")
         for clause in self.orderby:
-            if not _ORDER.fullmatch(clause):
-                raise ValueError(f"not an OData order clause: {clause!r}")
-        for number in (self.top, self.skip):
-            if number is not None and number < 0:
-                raise ValueError("$top and $skip cannot be negative")
+            if not isinstance(clause, str) or not _ORDER.fullmatch(clause):
+                raise QueryError(f"$orderby {_shown(clause)} is not an OData order clause")
+        for option, number in (("$top", self.top), ("$skip", self.skip)):
+            if number is None:
+                continue
+            if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+                raise QueryError(f"{option} must be a whole number of at least 0")
 
     def params(self) -> dict[str, str]:
         """The query string parameters (httpx percent-encodes them)."""

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.bc.errors import BusinessCentralError, QueryError
 from shared.bc.odata import Query, all_of, any_of, field, literal
 
 _WORD = re.compile(r"[A-Za-z0-9_./:+-]+")
@@ -129,20 +130,20 @@ def test_scalars_render_as_odata_literals() -> None:
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), Decimal("NaN")])
 def test_non_finite_numbers_are_refused(bad: float | Decimal) -> None:
     """NaN and infinity have no OData literal."""
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(QueryError, match="NaN or infinity"):
         literal(bad)
 
 
 def test_naive_datetimes_are_refused() -> None:
     """A date-time without a zone would be read in an unknown zone, so it is refused."""
-    with pytest.raises(ValueError, match="time zone"):
+    with pytest.raises(QueryError, match="time zone"):
         literal(datetime(2020, 1, 1))  # noqa: DTZ001 -- the point of the test
 
 
 @pytest.mark.parametrize("name", ["", "1abc", "name eq 'x'", "a)or(b", "a b", "a//b", "a/"])
 def test_property_names_are_validated(name: str) -> None:
     """Only identifiers (and navigation paths) are accepted as property names."""
-    with pytest.raises(ValueError, match="property path"):
+    with pytest.raises(QueryError, match="property path"):
         field(name)
 
 
@@ -156,7 +157,7 @@ def test_combinations_are_parenthesised() -> None:
 
 def test_empty_in_list_is_refused() -> None:
     """`in ()` is not valid OData."""
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(QueryError, match="field 'number': `in` needs at least one value"):
         field("number").in_([])
 
 
@@ -186,5 +187,52 @@ def test_query_renders_every_option() -> None:
 )
 def test_query_options_are_validated(kwargs: dict[str, object]) -> None:
     """Select/expand/orderby accept only property paths; counts cannot be negative."""
-    with pytest.raises(ValueError):  # noqa: PT011 -- several messages, one rule
+    with pytest.raises(QueryError):
         Query(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"select": ("a,b",)}, "$select"),
+        ({"expand": ("x(y)",)}, "$expand"),
+        ({"orderby": ("a;",)}, "$orderby"),
+    ],
+)
+def test_query_errors_name_the_option(kwargs: dict[str, object], named: str) -> None:
+    """The message says which option was refused."""
+    with pytest.raises(QueryError, match=re.escape(named)):
+        Query(**kwargs)  # type: ignore[arg-type]
+
+
+def test_query_errors_are_final_integration_errors() -> None:
+    """A bad query is a BusinessCentralError the job layer must not retry: the input has to change."""
+    with pytest.raises(QueryError) as caught:
+        field("amount").eq(float("nan"))
+    assert isinstance(caught.value, BusinessCentralError)
+    assert not caught.value.retriable
+    assert "field 'amount'" in str(caught.value)
+
+
+def test_refused_value_is_never_echoed() -> None:
+    """A value OData cannot express is described by its type only (it may be customer data or a secret)."""
+    with pytest.raises(QueryError) as caught:
+        field("notes").eq({"password": "hunter2"})  # type: ignore[arg-type]
+    assert "hunter2" not in str(caught.value)
+    assert "field 'notes'" in str(caught.value)
+    assert "dict" in str(caught.value)
+
+
+def test_huge_names_are_shortened_in_the_message() -> None:
+    """A megabyte of job input used as a field name yields a short message, not the megabyte."""
+    with pytest.raises(QueryError) as caught:
+        field("x" * 1_000_000 + "!")
+    assert len(str(caught.value)) < 200
+    assert "1000001 characters" in str(caught.value)
+
+
+@pytest.mark.parametrize("top", [-1, "5", 2.5, True])
+def test_top_must_be_a_whole_number(top: object) -> None:
+    """$top from job input must be a non-negative int (not a string, float or bool)."""
+    with pytest.raises(QueryError, match=r"\$top"):
+        Query(top=top)  # type: ignore[arg-type]
