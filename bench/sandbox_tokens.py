@@ -8,11 +8,11 @@ the next token() hand out a garbage token (the 401 path) or make every token gar
 from __future__ import annotations
 
 import asyncio
-import ssl
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from shared.azure_clients import httpx_verify
 from shared.settings import Settings
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 
@@ -33,8 +33,7 @@ class SandboxTokenProvider:
             "client_secret": auth.client_secret,
             "scope": auth.scope,
         }
-        ca = settings.local.ca_bundle
-        self._verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+        self._verify = httpx_verify(settings.local)
         self._current: AccessToken | None = None
         self._lock = asyncio.Lock()
         self._poison_next = 0

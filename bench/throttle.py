@@ -27,8 +27,9 @@ from typing import Any
 
 import httpx
 
-from bench.worker import read_env_file
+from bench.worker import WorkerOptions, command
 from devhost.azurite import Azurite
+from devhost.demo_world import read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,8 @@ def run(bench: ThrottleBench) -> dict[str, Any]:
     return _figures(bench, reports, stats, stop_at, time.time() - started)
 
 
+# The sandbox launch-and-wait and _stop below look like devhost/demo_world.py's, but that start_sandbox is a
+# demo step bound to its DemoContext (no rate/window/latency flags) and its _stop is private: nothing reusable.
 def _start_sandbox(bench: ThrottleBench, work_dir: Path) -> subprocess.Popen[bytes]:
     env_file = work_dir / "sandbox.env"
     command = [
@@ -104,30 +107,20 @@ def _run_workers(
 ) -> list[dict[str, Any]]:
     outputs = [work_dir / f"worker-{n}.json" for n in range(bench.processes)]
     workers = [
-        subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "bench.worker",
-                "--env-file",
-                str(env_file),
-                "--storage",
-                storage,
-                "--out",
-                str(out),
-                "--stop-at",
-                str(stop_at),
-                "--requests",
-                str(bench.rate_limit),
-                "--window",
-                str(bench.window_seconds),
-                "--margin",
-                str(bench.safety_margin),
-                "--heartbeat",
-                str(bench.heartbeat_seconds),
-                "--tasks",
-                str(bench.tasks_per_process),
-            ],
+        subprocess.Popen(  # noqa: S603 -- argv built by bench.worker.command
+            command(
+                WorkerOptions(
+                    env_file=env_file,
+                    storage=storage,
+                    out=out,
+                    stop_at=stop_at,
+                    requests=bench.rate_limit,
+                    window=bench.window_seconds,
+                    margin=bench.safety_margin,
+                    heartbeat=bench.heartbeat_seconds,
+                    tasks=bench.tasks_per_process,
+                )
+            ),
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )

@@ -2,7 +2,8 @@
 
 `python -m bench.worker --env-file F --storage CONN --out OUT.json [...]`: loads the sandbox env as settings,
 coordinates through Table Storage (Azurite), sends single-page GETs from several tasks, and writes what it saw
-(completion times and statuses, storage transactions) to OUT.json. Also used by the two-process integration test.
+(completion times and statuses, storage transactions) to OUT.json. `command(...)` builds that command line for
+the benchmark (bench/throttle.py) and the two-process integration test alike.
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from azure.data.tables.aio import TableClient
-
 from bench.sandbox_tokens import SandboxTokenProvider
+from devhost.demo_world import read_env_file
 from shared.bc import BusinessCentralClient, BusinessCentralError, EntitySet, Interaction, build_client
 from shared.bc.factory import throttle_identity
 from shared.bc.retry import RetryPolicy
 from shared.bc.throttle import SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
 from shared.redaction import install_redaction
-from shared.settings import load_settings
+from shared.settings import StorageSettings, load_settings
 
 ITEMS = EntitySet("items")
+DEFAULT_TABLE = "benchthrottle"
 
 
 @dataclass
@@ -66,10 +67,49 @@ class TimingRecorder:
         self._report.statuses[str(interaction.status) if interaction.status is not None else "none"] += 1
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines (the sandbox's env file)."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """What one worker is told: where the sandbox and storage are, its deadline, and the throttle's limits."""
+
+    env_file: Path
+    storage: str = field(repr=False)  # a connection string (holds Azurite's well-known key)
+    out: Path
+    stop_at: float
+    requests: int
+    window: float
+    margin: float = 0.03
+    heartbeat: float = 5.0
+    tasks: int = 8
+    table: str = DEFAULT_TABLE
+
+
+def command(options: WorkerOptions) -> list[str]:
+    """The argv that starts one worker process (run it with the repository root as working directory)."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.worker",
+        "--env-file",
+        str(options.env_file),
+        "--storage",
+        options.storage,
+        "--table",
+        options.table,
+        "--out",
+        str(options.out),
+        "--stop-at",
+        repr(options.stop_at),
+        "--requests",
+        str(options.requests),
+        "--window",
+        str(options.window),
+        "--margin",
+        str(options.margin),
+        "--heartbeat",
+        str(options.heartbeat),
+        "--tasks",
+        str(options.tasks),
+    ]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -77,7 +117,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
     parser.add_argument("--env-file", type=Path, required=True)
     parser.add_argument("--storage", required=True, help="Table Storage connection string (Azurite)")
-    parser.add_argument("--table", default="benchthrottle")
+    parser.add_argument("--table", default=DEFAULT_TABLE)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--stop-at", type=float, required=True, help="epoch seconds: stop sending then")
     parser.add_argument("--requests", type=int, required=True, help="BC limit: requests per window")
@@ -91,7 +131,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> WorkerReport:
     """Send requests from `args.tasks` tasks until the deadline; return the report."""
     settings = load_settings(read_env_file(args.env_file))
-    store = TableCoordinationStore(TableClient.from_connection_string(args.storage, table_name=args.table))
+    storage = StorageSettings.model_validate({"JobsStorage": args.storage})
+    store = TableCoordinationStore.from_settings(storage, table_name=args.table)
     config = ThrottleConfig(
         requests=args.requests,
         window_seconds=args.window,

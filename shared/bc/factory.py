@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ssl
 from datetime import timedelta
 from uuid import UUID
 
 import httpx
 
+from shared.azure_clients import httpx_verify
 from shared.bc.auth import BearerAuth
 from shared.bc.client import BusinessCentralClient
 from shared.bc.clock import Clock
@@ -72,9 +72,6 @@ def http_client_from_settings(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
     """An httpx client trusting LOCAL_CA_BUNDLE when set (local sandbox), the system store otherwise."""
-    verify: ssl.SSLContext | bool = True
-    if settings.local.ca_bundle is not None:
-        verify = ssl.create_default_context(cafile=str(settings.local.ca_bundle))
     timeout = httpx.Timeout(
         settings.bc.request_timeout_seconds,
         connect=min(_CONNECT_TIMEOUT_SECONDS, settings.bc.request_timeout_seconds),
@@ -82,7 +79,9 @@ def http_client_from_settings(
     limits = httpx.Limits(
         max_connections=2 * settings.bc.max_in_flight, max_keepalive_connections=settings.bc.max_in_flight
     )
-    return httpx.AsyncClient(verify=verify, timeout=timeout, limits=limits, transport=transport)
+    return httpx.AsyncClient(
+        verify=httpx_verify(settings.local), timeout=timeout, limits=limits, transport=transport
+    )
 
 
 def build_client(

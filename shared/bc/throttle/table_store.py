@@ -20,17 +20,16 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.data.tables import UpdateMode
-from azure.data.tables.aio import TableClient
-from azure.identity.aio import ManagedIdentityCredential
 
+from shared.azure_clients import OwnedTableClient, table_client
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 from shared.bc.throttle.coordination import CoordinationState, Member, VersionedState
 from shared.settings import StorageSettings
 
 ROW_KEY = "coordination"
-# Short SDK timeouts and few SDK retries: a storage hiccup must not hold a heartbeat for minutes
-# (the throttle falls back to a local share instead).
-_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 5, "retry_total": 2}
+# Tighter than the shared SDK defaults (read 10 s): a heartbeat is due every 10 s, and one stuck read must not
+# outlast it (the throttle falls back to a local share instead of waiting).
+_READ_TIMEOUT_SECONDS = 5
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -41,30 +40,20 @@ def partition_key_for(identity: str) -> str:
     return f"{readable}-{digest}"
 
 
-def table_client_from_settings(storage: StorageSettings, table_name: str) -> TableClient:
-    """A TableClient from the JobsStorage connection string, or from its service URI with managed identity."""
-    if storage.connection_string:
-        return TableClient.from_connection_string(
-            storage.connection_string, table_name=table_name, **_CLIENT_OPTIONS
-        )
-    if storage.table_service_uri:
-        credential = ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
-        return TableClient(storage.table_service_uri, table_name, credential=credential, **_CLIENT_OPTIONS)
-    raise ThrottleStorageError("no table storage configured (JobsStorage or JobsStorage__tableServiceUri)")
-
-
 class TableCoordinationStore:
     """CoordinationStore on Azure Table Storage (azure.data.tables.aio)."""
 
-    def __init__(self, client: TableClient) -> None:
-        self._client = client
+    def __init__(self, owned: OwnedTableClient) -> None:
+        self._owned = owned
+        self._client = owned.client
         self._transactions = 0
         self._table_ready = False
 
     @classmethod
-    def from_settings(cls, storage: StorageSettings) -> TableCoordinationStore:
-        """The store in table `{BC_TABLE_PREFIX}throttle`."""
-        return cls(table_client_from_settings(storage, f"{storage.table_prefix}throttle"))
+    def from_settings(cls, storage: StorageSettings, table_name: str | None = None) -> TableCoordinationStore:
+        """The store in table `table_name` (default `{BC_TABLE_PREFIX}throttle`); SettingsError if unconfigured."""
+        name = table_name or f"{storage.table_prefix}throttle"
+        return cls(table_client(storage, name, read_timeout=_READ_TIMEOUT_SECONDS))
 
     @property
     def transactions(self) -> int:
@@ -109,8 +98,8 @@ class TableCoordinationStore:
         return str(metadata["etag"])
 
     async def close(self) -> None:
-        """Close the HTTP session."""
-        await self._client.close()
+        """Close the HTTP session (and the managed-identity credential, when there is one)."""
+        await self._owned.close()
 
     async def _ensure_table(self) -> None:
         if self._table_ready:

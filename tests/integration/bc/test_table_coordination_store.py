@@ -9,20 +9,43 @@ from azure.data.tables.aio import TableClient
 
 from devhost.azurite import AzuriteEndpoints
 from devhost.ports import free_port
+from shared.azure_clients import table_client
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 from shared.bc.throttle import CoordinationState, Member, SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
+from shared.settings import StorageSettings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def store(azurite: AzuriteEndpoints, unique_name: str) -> AsyncIterator[TableCoordinationStore]:
-    """A store on a fresh table of the session's Azurite."""
-    client = TableClient.from_connection_string(azurite.connection_string, table_name=unique_name)
-    table_store = TableCoordinationStore(client)
+    """A store on a fresh table of the session's Azurite, built from settings as the app builds it."""
+    table_store = TableCoordinationStore.from_settings(storage_settings(azurite), table_name=unique_name)
     yield table_store
     await table_store.close()
+
+
+def storage_settings(azurite: AzuriteEndpoints, connection_string: str | None = None) -> StorageSettings:
+    """The storage group of the settings, pointing at Azurite (or at `connection_string`)."""
+    return StorageSettings.model_validate({"JobsStorage": connection_string or azurite.connection_string})
+
+
+async def test_default_table_name_follows_the_prefix(azurite: AzuriteEndpoints) -> None:
+    """Without a table name the store uses `{BC_TABLE_PREFIX}throttle`, created on first use."""
+    prefix = f"t{free_port()}"
+    settings = StorageSettings.model_validate(
+        {"JobsStorage": azurite.connection_string, "BC_TABLE_PREFIX": prefix}
+    )
+    store = TableCoordinationStore.from_settings(settings)
+    try:
+        await store.write(partition_key_for("app-1"), CoordinationState(), None)
+    finally:
+        await store.close()
+    async with TableClient.from_connection_string(
+        azurite.connection_string, table_name=f"{prefix}throttle"
+    ) as raw:
+        assert [entity["RowKey"] async for entity in raw.list_entities()] == ["coordination"]
 
 
 async def test_missing_row_reads_as_none(store: TableCoordinationStore) -> None:
@@ -70,8 +93,9 @@ async def test_each_call_counts_one_transaction(store: TableCoordinationStore) -
 async def test_unreachable_storage_is_a_throttle_storage_error(azurite: AzuriteEndpoints) -> None:
     """A dead endpoint surfaces as ThrottleStorageError, which the throttle turns into its fallback share."""
     dead = azurite.connection_string.replace(str(azurite.table_port), str(free_port()))
-    client = TableClient.from_connection_string(dead, table_name="tdead", retry_total=0, connection_timeout=2)
-    store = TableCoordinationStore(client)
+    store = TableCoordinationStore(
+        table_client(storage_settings(azurite, dead), "tdead", retry_total=0, connection_timeout=2)
+    )
     try:
         with pytest.raises(ThrottleStorageError):
             await store.read(partition_key_for("app-1"))
@@ -109,8 +133,7 @@ async def test_undecodable_row_is_a_throttle_storage_error(
     azurite: AzuriteEndpoints, unique_name: str
 ) -> None:
     """A row someone corrupted reads as a storage failure (fallback), not as a crash of the heartbeat."""
-    client = TableClient.from_connection_string(azurite.connection_string, table_name=unique_name)
-    store = TableCoordinationStore(client)
+    store = TableCoordinationStore.from_settings(storage_settings(azurite), table_name=unique_name)
     key = partition_key_for("app-1")
     await store.write(key, CoordinationState(), None)
     async with TableClient.from_connection_string(azurite.connection_string, table_name=unique_name) as raw:

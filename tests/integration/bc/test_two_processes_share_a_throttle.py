@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from bench.worker import WorkerOptions, command
 from devhost.azurite import AzuriteEndpoints
 from sandbox import Sandbox
 
@@ -24,32 +24,19 @@ def start_worker(
     env_file: Path, storage: str, table: str, out: Path, stop_at: float
 ) -> subprocess.Popen[bytes]:
     """A bench worker process: the real client, SharedThrottle and TableCoordinationStore, busy until stop_at."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.worker",
-        "--env-file",
-        str(env_file),
-        "--storage",
-        storage,
-        "--table",
-        table,
-        "--out",
-        str(out),
-        "--stop-at",
-        str(stop_at),
-        "--requests",
-        str(RATE_LIMIT),
-        "--window",
-        str(WINDOW_SECONDS),
-        "--margin",
-        "0.1",
-        "--heartbeat",
-        "0.5",
-        "--tasks",
-        "8",
-    ]
-    return subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE)
+    options = WorkerOptions(
+        env_file=env_file,
+        storage=storage,
+        table=table,
+        out=out,
+        stop_at=stop_at,
+        requests=RATE_LIMIT,
+        window=WINDOW_SECONDS,
+        margin=0.1,
+        heartbeat=0.5,
+        tasks=8,
+    )
+    return subprocess.Popen(command(options), cwd=REPO_ROOT, stderr=subprocess.PIPE)
 
 
 def test_two_processes_stay_within_window_and_concurrency(

@@ -41,3 +41,13 @@ def test_public_surface_is_declared() -> None:
     assert {"BusinessCentralClient", "BusinessCentralError", "SharedThrottle", "Query", "field"} <= set(
         shared.bc.__all__
     )
+
+
+def test_trust_and_credentials_come_from_azure_clients() -> None:
+    """No CA context or managed-identity credential is built here: shared.azure_clients owns both."""
+    building = {
+        name
+        for name, text in SOURCES.items()
+        if "ssl.create_default_context" in text or "ManagedIdentityCredential" in text
+    }
+    assert building == set()
