@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import ClassVar, Protocol
+
+from shared.errors import IntegrationError
 
 DEFAULT_MIN_VALIDITY = timedelta(minutes=5)
 
@@ -28,11 +30,25 @@ class AccessToken:
         return self.remaining(now) > duration
 
 
+class TokenProviderError(IntegrationError):
+    """What a TokenProvider raises when it cannot hand out a token.
+
+    `transient` tells consumers (who cannot know the provider's own error types) whether the same call may
+    succeed later on its own (Entra or Key Vault briefly unreachable) or needs someone to act first (an admin
+    must sign in again, the app registration's secret was rejected).
+    """
+
+    transient: ClassVar[bool] = False
+
+
 class TokenProvider(Protocol):
     """Hands out BC bearer tokens; implemented by shared.auth.TokenManager."""
 
     async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
-        """A token valid for at least `min_validity`, refreshing first if the current one is too short-lived."""
+        """A token valid for at least `min_validity`, refreshing first if the current one is too short-lived.
+
+        Raises TokenProviderError (or a subclass) when no such token can be had.
+        """
         ...
 
     async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:

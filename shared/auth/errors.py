@@ -1,18 +1,22 @@
 """Errors of the token lifecycle. Every message is safe to log: no token, secret or code is ever put into one.
 
+The errors TokenManager.token()/refresh() raise are also shared.tokens.TokenProviderError (marked *), whose
+`transient` flag tells consumers such as shared/bc whether waiting helps (only TokenUnavailableError) or an
+admin must act first.
+
 IntegrationError (shared.errors)
  └── AuthError                               anything the token lifecycle cannot do
-      ├── NotAuthorizedError                 no token set stored yet: an admin must sign in (delegated) or
+      ├── NotAuthorizedError *               no token set stored yet: an admin must sign in (delegated) or
       │                                      the first client-credentials token could not be obtained
-      ├── ReauthorizationRequiredError       the refresh token is dead (invalid_grant: AADSTS70008, 700082,
+      ├── ReauthorizationRequiredError *     the refresh token is dead (invalid_grant: AADSTS70008, 700082,
       │                                      50173, revoked) or the user must interact (MFA, consent)
-      ├── CredentialsRejectedError           Entra refused the app itself (invalid_client, unauthorized_client,
+      ├── CredentialsRejectedError *         Entra refused the app itself (invalid_client, unauthorized_client,
       │                                      invalid_scope): fix the app registration or its secret
-      ├── TokenUnavailableError              no token valid long enough can be served right now (transient)
+      ├── TokenUnavailableError * transient  no token valid long enough can be served right now (transient)
       │    ├── TokenRefreshFailedError       Entra was unreachable or answered 5xx/429/temporarily_unavailable
       │    ├── TokenStoreUnavailableError    Key Vault (or the lease/state tables) could not be reached
       │    └── RefreshTimeoutError           another process held the refresh lease for too long
-      ├── MinValidityTooLongError           the caller wants a token to outlive any token Entra issues
+      ├── MinValidityTooLongError *          the caller wants a token to outlive any token Entra issues
       ├── StaleTokenSetError                a write would replace a newer token set with an older one
       ├── SignInNotSavedError               Entra accepted the sign-in but its token set was not written
       │                                      (Key Vault refused or failed, or the lease was lost): sign in again
@@ -29,17 +33,18 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.errors import IntegrationError
+from shared.tokens import TokenProviderError
 
 
 class AuthError(IntegrationError):
     """Root of the token lifecycle's errors."""
 
 
-class NotAuthorizedError(AuthError):
+class NotAuthorizedError(AuthError, TokenProviderError):
     """No token set exists for the connection yet."""
 
 
-class ReauthorizationRequiredError(AuthError):
+class ReauthorizationRequiredError(AuthError, TokenProviderError):
     """The stored grant is dead; an admin must sign in again at /api/auth/login."""
 
     def __init__(self, message: str, *, error_code: str | None = None) -> None:
@@ -47,7 +52,7 @@ class ReauthorizationRequiredError(AuthError):
         self.error_code = error_code
 
 
-class CredentialsRejectedError(AuthError):
+class CredentialsRejectedError(AuthError, TokenProviderError):
     """Entra rejected the application's own credentials or configuration."""
 
     def __init__(self, message: str, *, error_code: str | None = None) -> None:
@@ -55,8 +60,10 @@ class CredentialsRejectedError(AuthError):
         self.error_code = error_code
 
 
-class TokenUnavailableError(AuthError):
+class TokenUnavailableError(AuthError, TokenProviderError):
     """No sufficiently valid token right now; worth retrying later (`retry_after`, when known)."""
+
+    transient = True
 
     def __init__(self, message: str, *, retry_after: datetime | None = None) -> None:
         super().__init__(message)
@@ -75,7 +82,7 @@ class RefreshTimeoutError(TokenUnavailableError):
     """Waited for another process's refresh longer than the wait budget."""
 
 
-class MinValidityTooLongError(AuthError):
+class MinValidityTooLongError(AuthError, TokenProviderError):
     """The requested minimum validity exceeds the lifetime Entra gives tokens."""
 
 

@@ -29,6 +29,7 @@ from shared.bc.errors import (
     ThrottledError,
     ThrottleStorageError,
     TokenAcquisitionError,
+    TokenRefusedError,
     UnexpectedResponseError,
     UnsafeNextLinkError,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "ThrottleStorageError",
     "ThrottledError",
     "TokenAcquisitionError",
+    "TokenRefusedError",
     "UnexpectedResponseError",
     "UnsafeNextLinkError",
     "all_of",

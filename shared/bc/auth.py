@@ -4,7 +4,8 @@ The pipeline asks for the token *before* it takes a throttle permit (design: tok
 slow token refresh never holds one of the identity's in-flight slots or burns a rate permit. After a 401 it
 asks for a newer token than the rejected one (again outside the throttle) and resends once; a second 401 is an
 AuthenticationError. Whatever the provider raises becomes TokenAcquisitionError, chaining the original: shared/bc
-cannot know shared/auth's error types (contract A), only that no token came.
+cannot know shared/auth's error types (contract A), only that no token came and, through
+TokenProviderError.transient, whether waiting helps (TokenRefusedError, not retriable, when it does not).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from datetime import timedelta
 
 import httpx
 
-from shared.bc.errors import TokenAcquisitionError
-from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProvider
+from shared.bc.errors import TokenAcquisitionError, TokenRefusedError
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProvider, TokenProviderError
 
 
 class BearerAuth:
@@ -45,7 +46,10 @@ class BearerAuth:
 
 
 def _unavailable(exc: Exception) -> TokenAcquisitionError:
-    return TokenAcquisitionError(
+    # Unknown failures count as transient: the job layer retries them with backoff and a bounded budget.
+    refused = isinstance(exc, TokenProviderError) and not exc.transient
+    error_type = TokenRefusedError if refused else TokenAcquisitionError
+    return error_type(
         f"no BC token: the token provider failed ({type(exc).__name__})",
         provider_error=type(exc).__name__,
     )

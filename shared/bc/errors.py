@@ -12,7 +12,8 @@ IntegrationError (shared.errors)
       ├── NotFoundError                   404: no such entity, company or endpoint
       │    └── CompanyNotFoundError       the configured company does not exist in the environment
       ├── AuthenticationError             401 even after one token refresh
-      ├── TokenAcquisitionError           the TokenProvider failed: nothing was sent to BC             retriable
+      ├── TokenAcquisitionError           the TokenProvider failed transiently: nothing was sent to BC  retriable
+      │    └── TokenRefusedError          the provider says waiting will not help (an admin must act first)
       ├── AuthorizationError              403: the identity lacks permissions
       ├── UnexpectedResponseError         an answer the client cannot use (bad JSON, unknown status)
       │    └── UnsafeNextLinkError        @odata.nextLink points away from the configured BC host
@@ -145,6 +146,12 @@ class TokenAcquisitionError(BusinessCentralError):
     def __init__(self, message: str, *, provider_error: str) -> None:
         self.provider_error = provider_error
         super().__init__(message, request_sent=False)
+
+
+class TokenRefusedError(TokenAcquisitionError):
+    """The provider raised a TokenProviderError that is not transient (e.g. re-authorization required)."""
+
+    retriable = False
 
 
 class AuthorizationError(BusinessCentralError):

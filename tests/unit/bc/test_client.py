@@ -18,11 +18,12 @@ from shared.bc.errors import (
     ServiceUnavailableError,
     ThrottledError,
     TokenAcquisitionError,
+    TokenRefusedError,
     UnsafeNextLinkError,
 )
 from shared.bc.models import ApiRoute, EntitySet
 from shared.bc.odata import Query, field
-from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProviderError
 from tests.unit.bc.fakes import (
     API_ROOT,
     BASE,
@@ -315,6 +316,48 @@ async def test_failing_token_provider_takes_no_permit_and_is_recorded() -> None:
     assert interaction.status is None
     assert interaction.error == "TokenAcquisitionError(ProviderDownError)"
     assert interaction.path.endswith(f"/customers({CUSTOMER_ID})")
+
+
+class SignInNeededError(TokenProviderError):
+    """What a provider raises when only an admin can fix it (not transient)."""
+
+
+class StoreBusyError(TokenProviderError):
+    """A provider failure that passes on its own."""
+
+    transient = True
+
+
+class RaisingTokens(CountingTokens):
+    """A provider whose token() raises the given error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self._error = error
+
+    async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
+        """Raise."""
+        raise self._error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "retriable"),
+    [
+        (SignInNeededError("an admin must sign in"), TokenRefusedError, False),
+        (StoreBusyError("key vault busy"), TokenAcquisitionError, True),
+        (ProviderDownError("unknown failure"), TokenAcquisitionError, True),
+    ],
+)
+async def test_provider_says_whether_waiting_helps(
+    error: Exception, expected: type[TokenAcquisitionError], retriable: bool
+) -> None:
+    """A non-transient provider error is not retriable (no job loops on a dead sign-in); others are."""
+    h = make_client(lambda request: json_response(200, customer(1)), tokens=RaisingTokens(error))
+    with pytest.raises(TokenAcquisitionError) as caught:
+        await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
+    assert type(caught.value) is expected
+    assert caught.value.retriable is retriable
+    assert caught.value.__cause__ is error
 
 
 async def test_failing_refresh_after_a_401_is_recorded_and_typed() -> None:
