@@ -15,6 +15,7 @@ from types import TracebackType
 
 from devhost.errors import StartupError
 from devhost.ports import free_port, wait_for_port
+from devhost.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The well-known development account key (public; Azurite accepts only it).
@@ -104,13 +105,9 @@ class Azurite:
     def stop(self) -> None:
         """Terminate the processes (kill after 10 s) and remove the work folder."""
         for process in self._processes:
-            process.terminate()
+            process.terminate()  # both at once; stop_process then waits for each
         for process in self._processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, grace_seconds=10)
             if process.stderr is not None:
                 process.stderr.close()
         self._processes.clear()

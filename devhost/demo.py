@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from devhost.demo_worker import key_vault_and_entra_counters, worker_calls_busin
 from devhost.demo_world import start_sandbox
 from devhost.environment import process_environment
 from devhost.ports import free_port
+from devhost.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,16 +44,6 @@ def start_azurite(context: DemoContext) -> str:
     context.azurite = server.start()
     context.cleanup.callback(server.stop)
     return f"queue :{context.azurite.queue_port}, table :{context.azurite.table_port}"
-
-
-def _stop_devhost(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def start_devhost(context: DemoContext) -> str:
@@ -84,7 +74,7 @@ def start_devhost(context: DemoContext) -> str:
     context.devhost = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter running devhost
         command, cwd=REPO_ROOT, env=environment, stdout=log, stderr=log, text=True
     )
-    context.cleanup.callback(_stop_devhost, context.devhost)
+    context.cleanup.callback(stop_process, context.devhost, 30)
     context.base_url = f"http://127.0.0.1:{port}"
     _wait_until_started(context.devhost, context.devhost_log, timeout=60)
     errors = _function_errors(context.devhost_log)
@@ -137,7 +127,7 @@ def stop_devhost(context: DemoContext) -> str:
     """SIGTERM devhost and expect a clean exit (code 0)."""
     if context.devhost is None:
         raise DemoError("devhost is not running")
-    _stop_devhost(context.devhost)
+    stop_process(context.devhost, 30)
     if context.devhost.returncode != 0:
         log = _tail(context.devhost_log) if context.devhost_log else ""
         raise DemoError(f"devhost exited with {context.devhost.returncode}; its log:\n{log}")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from devhost.demo_context import DemoContext, DemoError
+from devhost.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,16 +20,6 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def start_sandbox(context: DemoContext) -> str:
     """Run `python -m sandbox` and wait for its env file (CA, Entra, Key Vault and BC URLs, app registration)."""
     folder = Path(context.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-demo-")))
@@ -36,7 +27,7 @@ def start_sandbox(context: DemoContext) -> str:
     log = context.cleanup.enter_context((folder / "sandbox.log").open("wb"))
     command = [sys.executable, "-m", "sandbox", "--env-file", str(env_file)]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log)  # noqa: S603 - fixed argv
-    context.cleanup.callback(_stop, process)
+    context.cleanup.callback(stop_process, process)
     deadline = time.monotonic() + 60
     while not env_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
