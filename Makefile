@@ -39,6 +39,7 @@ demo: deps
 	$(PY) -m devhost.demo
 
 bench: deps
+	$(PY) -m bench tokens
 	$(PY) -m bench throttle --processes 1
 	$(PY) -m bench throttle --processes 3
 
