@@ -17,7 +17,7 @@ IntegrationError (shared.errors)
       ├── AuthorizationError              403: the identity lacks permissions
       ├── UnexpectedResponseError         an answer the client cannot use (bad JSON, unknown status)
       │    └── UnsafeNextLinkError        @odata.nextLink points away from the configured BC host
-      ├── QueryError                      a filter, field name or query option OData cannot express
+      ├── QueryError                      a filter, name, path segment or query option BC cannot express
       ├── BatchError                      a $batch request cannot be built as asked
       │    └── BatchIncompleteError       a split $batch stopped part-way: results so far + what is left
       └── ThrottleStorageError            the throttle's coordination storage failed (handled inside the
@@ -167,7 +167,8 @@ class UnsafeNextLinkError(UnexpectedResponseError):
 
 
 class QueryError(BusinessCentralError):
-    """A query cannot be built from the values given (bad field name, NaN, empty `in`, ...); fix the input."""
+    """A request cannot be built from the values given (bad entity set, field or action name, NaN, empty
+    `in`, ...); fix the input. Never retriable."""
 
 
 class BatchError(BusinessCentralError):

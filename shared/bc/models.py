@@ -10,18 +10,20 @@ from types import MappingProxyType
 from typing import TypeAlias
 from uuid import UUID
 
-from shared.bc.errors import BusinessCentralError
+from shared.bc.errors import BusinessCentralError, QueryError
 
 JsonValue: TypeAlias = str | int | float | bool | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
 JsonObject: TypeAlias = Mapping[str, JsonValue]
 
-_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# OData (CSDL) simple identifiers: a letter or _, then letters, digits or _, at most 128 characters.
+_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _VERSION = re.compile(r"^v\d+\.\d+$|^beta$")
 
 
 def _segment(value: str, what: str) -> str:
     if not _SEGMENT.fullmatch(value):
-        raise ValueError(f"not a valid {what}: {value!r}")
+        # The value may come from job input: show its length, never the text (it could be anything).
+        raise QueryError(f"not a valid {what} (letters, digits and _ only; got {len(value)} characters)")
     return value
 
 
@@ -51,12 +53,12 @@ class ApiRoute:
 
     def __post_init__(self) -> None:
         if (self.publisher is None) != (self.group is None):
-            raise ValueError("a custom API needs both publisher and group")
+            raise QueryError("a custom API needs both publisher and group")
         if self.publisher is not None and self.group is not None:
             _segment(self.publisher, "API publisher")
             _segment(self.group, "API group")
         if not _VERSION.fullmatch(self.version):
-            raise ValueError(f"not an API version: {self.version!r}")
+            raise QueryError("not an API version (v<major>.<minor> or beta)")
 
     @property
     def path(self) -> str:
@@ -182,7 +184,7 @@ class BatchOperation:
         if self.action is not None:
             _segment(self.action, "action name")
             if self.method is not Method.POST or not isinstance(self.target, EntityKey):
-                raise ValueError("a bound action is a POST on an entity key")
+                raise QueryError("a bound action is a POST on an entity key")
         if self.body is not None:
             object.__setattr__(self, "body", _frozen(self.body))
 

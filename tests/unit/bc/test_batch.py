@@ -14,6 +14,7 @@ from shared.bc.errors import (
     BatchError,
     BatchIncompleteError,
     EntityChangedError,
+    QueryError,
     RequestTimeoutError,
     RequestValidationError,
     ThrottledError,
@@ -206,5 +207,14 @@ async def test_failure_of_the_first_request_raises_its_own_error() -> None:
 
 def test_bound_action_must_be_a_post_on_a_key() -> None:
     """An action on a collection or with another verb is a programming error caught at construction."""
-    with pytest.raises(ValueError, match="bound action"):
+    with pytest.raises(QueryError, match="bound action"):
         BatchOperation(Method.POST, ITEMS, action="post")
+
+
+@pytest.mark.parametrize("name", ["customers?$filter=x", "items/../../secrets", "", "a" * 500])
+def test_entity_set_names_from_job_input_are_refused_without_echoing_them(name: str) -> None:
+    """A path segment that is not a plain name is a QueryError (not retriable) whose message omits the text."""
+    with pytest.raises(QueryError) as caught:
+        EntitySet(name)
+    assert not caught.value.retriable
+    assert name not in str(caught.value) or name == ""
