@@ -26,6 +26,7 @@ from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, Pendin
 from shared.auth.notify import NoNotifier
 from shared.auth.states import StateBook
 from shared.settings import AuthMode
+from tests.fakes.clock import ManualClock
 
 HOURS = 24
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -50,22 +51,6 @@ SCENARIOS = (
     Scenario(AuthMode.DELEGATED, 3, 2, 10, False),
     Scenario(AuthMode.CLIENT_CREDENTIALS, 3, 2, 10, True),
 )
-
-
-class _Clock:
-    """Simulated time: moves only when the simulation sets it (a sleep advances it at once)."""
-
-    def __init__(self) -> None:
-        self.current = _START
-
-    def now(self) -> datetime:
-        """The simulated time."""
-        return self.current
-
-    async def sleep(self, delay: timedelta) -> None:
-        """Advance by `delay`."""
-        self.current += max(delay, timedelta(0))
-        await asyncio.sleep(0)
 
 
 class _Entra:
@@ -114,7 +99,7 @@ class _World:
 
     def __init__(self, mode: AuthMode, seed: int) -> None:
         self.mode = mode
-        self.clock = _Clock()
+        self.clock = ManualClock(_START)
         self.entra = _Entra(seed)
         self.tokens = MemoryTokenStore()
         self._leases = MemoryRecordStore[Lease]()
@@ -156,7 +141,7 @@ async def simulate(scenario: Scenario) -> dict[str, object]:
     world.entra.calls.clear()
     start = world.clock.now()
     for second in range(0, HOURS * 3600, scenario.interval):
-        world.clock.current = start + timedelta(seconds=second)
+        world.clock.move_to(start + timedelta(seconds=second))
         if scenario.timer and second % 3600 == 0:
             await processes[0].scheduled_refresh()
         await asyncio.gather(*(p.token() for p in processes))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.auth.clock import Clock
 from shared.auth.identity import IdentityProvider
 from shared.auth.leases import LeaseKeeper
 from shared.auth.logins import LoginBook
 from shared.auth.states import StateBook
 from shared.auth.stores import TokenStore
+from shared.clock import Clock
 from shared.settings import AuthMode
 
 

@@ -22,7 +22,6 @@ from azure.data.tables.aio import TableClient
 from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
 
-from shared.auth.clock import Clock, SystemClock
 from shared.auth.components import Components
 from shared.auth.keyvault import KeyVaultTokenStore
 from shared.auth.leases import LeaseKeeper
@@ -34,6 +33,7 @@ from shared.auth.states import StateBook
 from shared.auth.stores import TokenStore
 from shared.auth.tables import LeaseCodec, LoginCodec, StateCodec, TableRecordStore
 from shared.azure_clients import httpx_verify, sdk_options, table_client
+from shared.clock import Clock, SystemClock
 from shared.errors import SettingsError
 from shared.settings import Settings, get_settings
 

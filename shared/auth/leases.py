@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from shared.auth.clock import Clock
 from shared.auth.models import Lease, Versioned
 from shared.auth.retry import LEASE_WAIT_POLL
 from shared.auth.stores import RecordStore
+from shared.clock import Clock
 
 
 class LeaseKeeper:
@@ -61,4 +61,4 @@ class LeaseKeeper:
                 return False
             attempt += 1
             pause = min(LEASE_WAIT_POLL.delay(attempt), current.value.expires_at - now, deadline - now)
-            await self._clock.sleep(max(pause, timedelta(milliseconds=10)))
+            await self._clock.sleep(max(pause, timedelta(milliseconds=10)).total_seconds())

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from shared.auth.clock import Clock
 from shared.auth.errors import (
     LoginStateExpiredError,
     LoginStateMissingError,
@@ -20,6 +19,7 @@ from shared.auth.errors import (
 )
 from shared.auth.models import LoginStart, PendingLogin
 from shared.auth.stores import RecordStore
+from shared.clock import Clock
 
 LOGIN_WINDOW = timedelta(minutes=10)
 # Tombstones (no flow left in them) are deleted this long after they expired.

@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from shared.backoff import exponential_backoff
+
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
@@ -29,12 +31,16 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:
         """The wait after failure number `attempt` (1-based): first * factor**(attempt-1), capped, jittered."""
-        nominal = min(
-            self.cap.total_seconds(), self.first.total_seconds() * self.factor ** max(0, attempt - 1)
+        seconds = exponential_backoff(
+            attempt,
+            self.first.total_seconds(),
+            self.cap.total_seconds(),
+            factor=self.factor,
+            jitter=self.jitter,
+            spread="around",
+            rng=rng,
         )
-        spread = nominal * self.jitter
-        jittered = nominal + (rng or random).uniform(-spread, spread)
-        return timedelta(seconds=max(0.0, min(self.cap.total_seconds(), jittered)))
+        return timedelta(seconds=seconds)
 
 
 TRANSIENT_BACKOFF = Backoff(first=timedelta(seconds=5), cap=timedelta(minutes=5))

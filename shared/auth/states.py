@@ -10,12 +10,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from shared.auth.clock import Clock
 from shared.auth.errors import AuthError, CredentialsRejectedError, TokenStoreUnavailableError
 from shared.auth.models import NEEDS_ADMIN, ConnectionState, Health, TokenSet
 from shared.auth.notify import AdminAlert, AdminNotifier
 from shared.auth.retry import ADMIN_NEEDED_BACKOFF
 from shared.auth.stores import RecordStore
+from shared.clock import Clock
 from shared.redaction import redact
 
 logger = logging.getLogger(__name__)

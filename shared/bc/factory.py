@@ -10,13 +10,13 @@ import httpx
 from shared.azure_clients import httpx_verify
 from shared.bc.auth import BearerAuth
 from shared.bc.client import BusinessCentralClient
-from shared.bc.clock import Clock
 from shared.bc.models import BcEndpoint
 from shared.bc.pipeline import Pipeline, Throttle
 from shared.bc.recorder import Recorder
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from shared.bc.throttle import CoordinationStore, SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import partition_key_for
+from shared.clock import Clock
 from shared.settings import AuthMode, Settings
 from shared.tokens import DEFAULT_MIN_VALIDITY, TokenProvider
 

@@ -19,7 +19,6 @@ from typing import Protocol
 import httpx
 
 from shared.bc.auth import BearerAuth
-from shared.bc.clock import Clock, SystemClock
 from shared.bc.errors import (
     BusinessCentralError,
     Correlation,
@@ -37,6 +36,7 @@ from shared.bc.responses import (
     json_body,
 )
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from shared.clock import Clock, SystemClock
 from shared.tokens import AccessToken
 
 # Connection failures where the request surely never left this process (safe to repeat any method).

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from shared.backoff import exponential_backoff
 from shared.bc.errors import (
     BusinessCentralError,
     ServiceUnavailableError,
@@ -28,7 +29,6 @@ from shared.bc.errors import (
 
 # MSAL caps a server-requested delay at one hour (throttled_http_client.py::RetryAfterParser); so do we.
 MAX_RETRY_AFTER_SECONDS = 3600.0
-_JITTER = random.Random()  # noqa: S311 -- backoff jitter, not security
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +73,14 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Exponential backoff after failure `attempt` (1-based): initial * 2**(attempt-1), capped, jittered down."""
-        nominal = min(self.backoff_max_seconds, self.backoff_initial_seconds * 2.0 ** max(0, attempt - 1))
-        generator = rng if rng is not None else _JITTER
-        return nominal * (1.0 - self.jitter * generator.random())
+        return exponential_backoff(
+            attempt,
+            self.backoff_initial_seconds,
+            self.backoff_max_seconds,
+            jitter=self.jitter,
+            spread="below",
+            rng=rng,
+        )
 
     def pause_for(self, error: BusinessCentralError) -> float | None:
         """How long every instance pauses after `error`, or None when it says nothing about BC's load."""

@@ -19,10 +19,10 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-from shared.bc.clock import Clock, SystemClock
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 from shared.bc.throttle.coordination import CoordinationState, CoordinationStore, Member, VersionedState
 from shared.bc.throttle.plan import Allocation, ThrottleConfig, allocate, fallback_allocation
+from shared.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class SharedThrottle:
 
     async def pause(self, seconds: float) -> None:
         """Stop every instance from sending for `seconds` (BC's Retry-After); written to the row at once."""
-        until = self._clock.now() + seconds
+        until = self._clock.time() + seconds
         self._local_pause = max(self._local_pause, until)
         if until <= max(self._published_pause, self._shared_pause()) + 0.5:
             return
@@ -93,7 +93,7 @@ class SharedThrottle:
 
     def allocation(self) -> Allocation:
         """This process's share right now (the fallback share when its view is too old)."""
-        now = self._clock.now()
+        now = self._clock.time()
         if self._view is None or self._last_success is None:
             return fallback_allocation(self._last_known_members, self._config)
         if now - self._last_success > self._config.stale_after_seconds:
@@ -136,7 +136,7 @@ class SharedThrottle:
             if self._in_flight < self.allocation().slots:
                 self._in_flight += 1
                 return
-            if self._blocked_until() <= self._clock.now():
+            if self._blocked_until() <= self._clock.time():
                 await self._wait_for_change()
 
     async def _give_slot(self) -> None:
@@ -153,7 +153,7 @@ class SharedThrottle:
         changed = asyncio.create_task(self._changed.wait())
         waits: set[asyncio.Task[object]] = {changed}
         if (at := self._next_timed_change()) is not None:
-            waits.add(asyncio.create_task(self._clock.sleep(at - self._clock.now())))
+            waits.add(asyncio.create_task(self._clock.sleep(at - self._clock.time())))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -165,7 +165,7 @@ class SharedThrottle:
         """The next time this member's share changes without any heartbeat (None: only events change it)."""
         if self._view is None or self._last_success is None:
             return None  # already on the fallback share
-        now = self._clock.now()
+        now = self._clock.time()
         moments = [self._last_success + self._config.stale_after_seconds]
         for member in self._view.state.members:
             moments += [member.active_from, member.lease_until]
@@ -176,7 +176,7 @@ class SharedThrottle:
         async with self._pace_lock:
             while True:
                 await self._wait_until_admitted()
-                now = self._clock.now()
+                now = self._clock.time()
                 allocation = self.allocation()
                 if allocation.rate <= 0:
                     # Only while a view change is pending (e.g. demoted to a junior without slots).
@@ -191,7 +191,7 @@ class SharedThrottle:
                 await self._clock.sleep(earliest - now)
 
     async def _wait_until_admitted(self) -> None:
-        while (blocked := self._blocked_until()) > (now := self._clock.now()):
+        while (blocked := self._blocked_until()) > (now := self._clock.time()):
             await self._clock.sleep(blocked - now)
 
     def _blocked_until(self) -> float:
@@ -260,7 +260,7 @@ class SharedThrottle:
         for _ in range(_CAS_ATTEMPTS):
             if current is None:
                 current = await self._store.read(self._key)
-            now = self._clock.now()
+            now = self._clock.time()
             state = change(current.state if current else CoordinationState(), now)
             try:
                 etag = await self._store.write(self._key, state, current.etag if current else None)
@@ -278,7 +278,7 @@ class SharedThrottle:
 
     def _note_success(self) -> None:
         self._last_failed = False
-        self._last_success = self._clock.now()
+        self._last_success = self._clock.time()
         if self._view is not None:
             self._last_known_members = max(1, len(self._view.state.live(self._last_success)))
         if self._in_fallback:

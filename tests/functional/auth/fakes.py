@@ -1,4 +1,4 @@
-"""Fakes behind shared.auth's own Protocols: a manual clock, a small Entra, a recording notifier."""
+"""Fakes behind shared.auth's own Protocols: a small Entra, a recording notifier."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from shared.auth.clock import Clock
 from shared.auth.errors import AuthError, LoginRejectedError, ReauthorizationRequiredError
 from shared.auth.leases import LeaseKeeper
 from shared.auth.logins import LoginBook
@@ -19,30 +18,11 @@ from shared.auth.memory import MemoryRecordStore, MemoryTokenStore
 from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, PendingLogin
 from shared.auth.notify import AdminAlert
 from shared.auth.states import StateBook
+from shared.clock import Clock
 from shared.settings import AuthMode
+from tests.fakes.clock import ManualClock
 
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
-START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-
-
-class ManualClock:
-    """A clock that only moves when told to (or when someone sleeps, which advances it at once)."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        """The manual time."""
-        return self.current
-
-    async def sleep(self, delay: timedelta) -> None:
-        """Advance time by `delay` and yield to other tasks."""
-        self.current += max(delay, timedelta(0))
-        await asyncio.sleep(0)
-
-    def advance(self, delta: timedelta) -> None:
-        """Move time forward."""
-        self.current += delta
 
 
 class FakeEntra:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from shared.bc.throttle import CoordinationState, SharedThrottle, ThrottleConfig, VersionedState
-from tests.unit.bc.fakes import MemoryCoordinationStore, VirtualClock
+from tests.fakes.clock import VirtualClock
+from tests.unit.bc.fakes import MemoryCoordinationStore
 
 CONFIG = ThrottleConfig(
     requests=600, window_seconds=20.0, safety_margin=0.05, max_in_flight=5, heartbeat_seconds=5
@@ -31,7 +32,7 @@ class Traffic:
     async def request(self, throttle: SharedThrottle, name: str) -> None:
         """One request holding its permit for LATENCY seconds."""
         async with throttle.permit():
-            self.starts.setdefault(name, []).append(self.clock.now())
+            self.starts.setdefault(name, []).append(self.clock.time())
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
@@ -79,7 +80,7 @@ async def test_one_process_uses_the_whole_budget_and_no_more() -> None:
     traffic = Traffic(clock)
     throttle = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
     tasks = spawn(traffic, throttle, "a")
-    start = clock.now()
+    start = clock.time()
     await clock.run_until(start + 60)
     await stop(tasks)
     await throttle.close()
@@ -96,7 +97,7 @@ async def test_three_processes_never_exceed_bcs_limits() -> None:
     traffic = Traffic(clock)
     throttles = [SharedThrottle(store, KEY, CONFIG, clock=clock, member_id=name) for name in "abc"]
     tasks = [task for throttle in throttles for task in spawn(traffic, throttle, throttle.member_id)]
-    start = clock.now()
+    start = clock.time()
     await clock.run_until(start + 90)
     await stop(tasks)
     for throttle in throttles:
@@ -120,7 +121,7 @@ async def test_newcomer_waits_for_the_join_delay_while_seniors_shrink() -> None:
     senior = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
     tasks = spawn(traffic, senior, "a")
     await clock.advance(10)
-    joined_at = clock.now()
+    joined_at = clock.time()
     newcomer = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
     tasks += spawn(traffic, newcomer, "b")
     await clock.advance(CONFIG.heartbeat_seconds + 0.5)
@@ -174,7 +175,7 @@ async def test_retry_after_pauses_every_process() -> None:
     b = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
     tasks = spawn(traffic, a, "a") + spawn(traffic, b, "b")
     await clock.advance(CONFIG.join_delay_seconds + 5)
-    paused_at = clock.now()
+    paused_at = clock.time()
     await a.pause(15.0)
     await clock.advance(30)
     await stop(tasks)
@@ -196,7 +197,7 @@ async def test_storage_outage_falls_back_to_a_conservative_share_and_recovers() 
     store.outage = True
     await clock.advance(CONFIG.stale_after_seconds + 1)
     outage_allocation = throttle.allocation()
-    degraded_from = clock.now()
+    degraded_from = clock.time()
     traffic.peak_in_flight = 0
     await clock.advance(20)
     during = traffic.count_between(degraded_from, degraded_from + 20)
@@ -242,7 +243,7 @@ async def test_simultaneous_joins_admit_only_one_at_once() -> None:
     await asyncio.gather(a.heartbeat(), b.heartbeat())
     read = await store.read(KEY)
     assert read is not None
-    delays = sorted(member.active_from - clock.now() for member in read.state.members)
+    delays = sorted(member.active_from - clock.time() for member in read.state.members)
     assert delays == [0, pytest.approx(CONFIG.join_delay_seconds)]
 
 
@@ -293,7 +294,7 @@ async def test_member_without_a_slot_sends_on_the_fallback_share_during_an_outag
     throttles = [SharedThrottle(store, KEY, CONFIG, clock=clock, member_id=f"m{n}") for n in range(6)]
     tasks, waiting = await _sixth_member_waiting_without_a_slot(clock, traffic, throttles)
     store.outage = True
-    outage_at = clock.now()
+    outage_at = clock.time()
     await clock.advance(CONFIG.stale_after_seconds + 1)
     await stop([*tasks, waiting])
     assert throttles[5].allocation().fallback
@@ -340,7 +341,7 @@ async def test_member_without_a_slot_sends_after_its_heartbeat_loop_died() -> No
     throttles.append(SharedThrottle(dying, KEY, CONFIG, clock=clock, member_id="m5"))
     tasks, waiting = await _sixth_member_waiting_without_a_slot(clock, traffic, throttles)
     dying.die = True
-    died_at = clock.now()
+    died_at = clock.time()
     await clock.advance(CONFIG.stale_after_seconds + CONFIG.heartbeat_seconds)
     await stop([*tasks, waiting])
     assert traffic.starts.get("m5"), "the sixth member never got a slot"

@@ -17,7 +17,6 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,27 +26,16 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.data.tables.aio import TableClient
 
 from sandbox import Sandbox
-from shared.auth.clock import SystemClock
 from shared.auth.compose import AuthServices, auth_table_name, build_auth_services
 from shared.auth.keyvault import secret_name
 from shared.auth.manager import TokenManager
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings, load_settings
+from tests.fakes.clock import ShiftedClock
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 _WRITES = {"POST", "PUT", "PATCH", "MERGE"}
 CALLBACK_URL = "http://127.0.0.1:7071/api/auth/callback"
-
-
-class OffsetClock(SystemClock):
-    """The wall clock shifted by a settable offset: lets a test jump past a real token's expiry."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        """Wall time plus the offset."""
-        return super().now() + self.offset
 
 
 class RecordingTransport(AioHttpTransport):  # type: ignore[misc]  # azure-core ships it untyped
@@ -164,13 +152,13 @@ def settings(auth_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def clock() -> OffsetClock:
+def clock() -> ShiftedClock:
     """A wall clock the test can move forward."""
-    return OffsetClock()
+    return ShiftedClock()
 
 
 @pytest.fixture
-async def services(settings: Settings, clock: OffsetClock, audit: Audit) -> AsyncIterator[AuthServices]:
+async def services(settings: Settings, clock: ShiftedClock, audit: Audit) -> AsyncIterator[AuthServices]:
     """The production object graph (real MSAL, Key Vault SDK, Table SDK) with a recording Table transport."""
     built = build_auth_services(settings, clock=clock, table_transport=RecordingTransport(audit.table_bodies))
     try:

@@ -8,7 +8,7 @@ import logging
 import re
 import ssl
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,13 +19,13 @@ from azure.data.tables.aio import TableClient
 
 from sandbox import Sandbox
 from shared.auth import close_auth_services
-from shared.auth.clock import SystemClock
 from shared.auth.compose import auth_table_name
 from shared.auth.logins import LoginBook
 from shared.auth.models import LoginStart
 from shared.auth.tables import LoginCodec, TableRecordStore
 from shared.settings import Settings
 from shared.triggers import auth_http
+from tests.fakes.clock import ShiftedClock
 from tests.integration.auth.conftest import Audit, fingerprint, stored_token_set
 
 pytestmark = pytest.mark.integration
@@ -201,14 +201,10 @@ async def test_entra_error_on_the_callback_is_a_400_and_stores_nothing(
 
 async def _start_sign_in_eleven_minutes_ago(settings: Settings, connection_string: str) -> str:
     """A pending sign-in as /api/auth/login would have left it 11 minutes ago."""
-
-    class Earlier(SystemClock):
-        def now(self) -> datetime:
-            return super().now() - timedelta(minutes=11)
-
     async with TableClient.from_connection_string(connection_string, auth_table_name(settings)) as table:
         book = LoginBook(
-            TableRecordStore(table, f"login-{settings.auth.connection_name}", LoginCodec()), Earlier()
+            TableRecordStore(table, f"login-{settings.auth.connection_name}", LoginCodec()),
+            ShiftedClock(-timedelta(minutes=11)),
         )
         await book.remember(LoginStart("https://entra.invalid/authorize", "stale-state", "{}"))
     return "stale-state"

@@ -25,9 +25,9 @@ from shared.auth.compose import AuthServices, build_auth_services
 from shared.auth.keyvault import secret_name
 from shared.auth.saving import save_newest
 from shared.settings import Settings, load_settings
+from tests.fakes.clock import ShiftedClock
 from tests.integration.auth.conftest import (
     Audit,
-    OffsetClock,
     RecordingTransport,
     fingerprint,
     sign_in_via_sandbox,
@@ -76,7 +76,7 @@ async def test_process_with_a_stale_cache_refreshes_from_the_newest_stored_set(
     sandbox: Sandbox,
     sandbox_tls: ssl.SSLContext,
     settings: Settings,
-    clock: OffsetClock,
+    clock: ShiftedClock,
     audit: Audit,
 ) -> None:
     """A second process that cached generation 1 writes generation 4 after another process stored 3."""
@@ -127,7 +127,7 @@ async def test_revoked_refresh_token_requires_reauthorization_with_bounded_entra
     auth_env: dict[str, str],
     sandbox: Sandbox,
     sandbox_tls: ssl.SSLContext,
-    clock: OffsetClock,
+    clock: ShiftedClock,
     audit: Audit,
     webhook: tuple[str, list[bytes]],
 ) -> None:
@@ -169,7 +169,7 @@ async def test_revoked_refresh_token_requires_reauthorization_with_bounded_entra
 
 
 async def test_key_vault_outage_during_token_life_keeps_callers_working_then_fails_clearly(
-    services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, clock: OffsetClock, audit: Audit
+    services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, clock: ShiftedClock, audit: Audit
 ) -> None:
     """Vault down: the cached token is served (even when a longer validity is asked); past expiry a clear error."""
     await sign_in_via_sandbox(services.manager, sandbox_tls, audit)

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.data.tables.aio import TableClient
 
-from shared.auth.clock import SystemClock
 from shared.auth.errors import LoginStateReplayedError
 from shared.auth.leases import LeaseKeeper
 from shared.auth.logins import LoginBook
 from shared.auth.models import ConnectionState, Health, Lease, LoginStart
 from shared.auth.tables import LeaseCodec, LoginCodec, StateCodec, TableRecordStore
+from shared.clock import SystemClock
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from shared.auth import (
 from shared.auth.compose import AuthServices, auth_services
 from shared.settings import Settings
 from shared.triggers import token_refresh
+from tests.fakes.clock import ShiftedClock
 from tests.integration.auth.conftest import (
     Audit,
-    OffsetClock,
     fingerprint,
     sign_in_via_sandbox,
     stored_token_set,
@@ -122,7 +122,7 @@ async def test_no_token_code_or_secret_reaches_logs_or_table_rows_across_the_lif
     services: AuthServices,
     sandbox: Sandbox,
     sandbox_tls: ssl.SSLContext,
-    clock: OffsetClock,
+    clock: ShiftedClock,
     auth_table: TableClient,
     audit: Audit,
 ) -> None:

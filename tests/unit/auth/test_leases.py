@@ -7,7 +7,7 @@ from datetime import timedelta
 from shared.auth.leases import LeaseKeeper
 from shared.auth.memory import MemoryRecordStore
 from shared.auth.models import Lease
-from tests.functional.auth.fakes import ManualClock
+from tests.fakes.clock import ManualClock
 
 TTL = timedelta(seconds=60)
 

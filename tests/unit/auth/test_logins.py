@@ -10,7 +10,7 @@ from shared.auth.errors import LoginStateExpiredError, LoginStateReplayedError, 
 from shared.auth.logins import LoginBook
 from shared.auth.memory import MemoryRecordStore
 from shared.auth.models import LoginStart, PendingLogin
-from tests.functional.auth.fakes import ManualClock
+from tests.fakes.clock import ManualClock
 
 
 def book() -> tuple[LoginBook, MemoryRecordStore[PendingLogin], ManualClock]:

@@ -1,11 +1,8 @@
-"""Test doubles behind the BC client's own seams: token provider, throttle, coordination store, virtual clock."""
+"""Test doubles behind the BC client's own seams: token provider, throttle, coordination store."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import heapq
-import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
@@ -23,6 +20,7 @@ from shared.bc.recorder import MemoryRecorder
 from shared.bc.retry import RetryPolicy
 from shared.bc.throttle import CoordinationState, VersionedState
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
+from tests.fakes.clock import ManualClock
 
 BASE = "https://bc.test"
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -117,69 +115,6 @@ class MemoryCoordinationStore:
         """Nothing to release."""
 
 
-class VirtualClock:
-    """Virtual time: sleep() parks the caller until `advance`/`run_until` moves time past its wake-up."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._serial = itertools.count()
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        """Virtual epoch seconds."""
-        return self._now
-
-    async def sleep(self, seconds: float) -> None:
-        """Park until virtual time reaches now + seconds."""
-        self.slept.append(seconds)
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._serial), future))
-        await future
-
-    async def run_until(self, deadline: float) -> None:
-        """Let every task run, waking sleepers in time order, until virtual time reaches `deadline`."""
-        while True:
-            await _settle()
-            if not self._sleepers or self._sleepers[0][0] > deadline:
-                break
-            when, _, future = heapq.heappop(self._sleepers)
-            self._now = max(self._now, when)
-            if not future.done():
-                future.set_result(None)
-        self._now = max(self._now, deadline)
-        await _settle()
-
-    async def advance(self, seconds: float) -> None:
-        """run_until(now + seconds)."""
-        await self.run_until(self._now + seconds)
-
-
-async def _settle() -> None:
-    for _ in range(30):
-        await asyncio.sleep(0)
-
-
-class InstantClock:
-    """A clock whose sleep returns at once but moves time on (for retry tests without waiting)."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        """Current fake time."""
-        return self._now
-
-    async def sleep(self, seconds: float) -> None:
-        """Record and jump."""
-        self.slept.append(seconds)
-        self._now += max(0.0, seconds)
-
-
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -203,7 +138,7 @@ class Harness:
     tokens: CountingTokens
     throttle: RecordingThrottle
     recorder: MemoryRecorder
-    clock: InstantClock
+    clock: ManualClock
     requests: list[httpx.Request]
 
 
@@ -227,7 +162,7 @@ def make_client(
         tokens or CountingTokens(),
         RecordingThrottle(),
         MemoryRecorder(),
-        InstantClock(),
+        ManualClock(),
     )
     http = httpx.AsyncClient(transport=httpx.MockTransport(recording))
     pipeline = Pipeline(
