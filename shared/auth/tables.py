@@ -8,21 +8,17 @@ sign-in holds MSAL's flow (state, nonce, PKCE verifier) for at most 10 minutes, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from shared import table_cas
 from shared.auth.errors import TokenStoreUnavailableError
 from shared.auth.models import ConnectionState, Lease, PendingLogin, Versioned
+from shared.table_cas import StoredRow, TableMissingError, TableStorageError
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -110,92 +106,49 @@ class TableRecordStore(Generic[T]):
 
     async def get(self, key: str) -> Versioned[T] | None:
         """Point read (a table not created yet reads as empty)."""
-        try:
-            entity = await self._table.get_entity(self._partition, key)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
-        return Versioned(self._codec.from_row(key, dict(entity)), str(entity.metadata["etag"]))
+        with _storage_errors():
+            row = await table_cas.read(self._table, self._partition, key)
+        return None if row is None else self._versioned(key, row)
 
     async def create(self, key: str, value: T) -> Versioned[T] | None:
         """Insert; None on conflict. Creates the table on first use (no separate provisioning step)."""
-        for attempt in range(2):
+        entity = self._entity(key, value)
+        with _storage_errors():
             try:
-                meta = await self._table.create_entity(self._entity(key, value))
-            except ResourceExistsError:
-                return None
-            except ResourceNotFoundError as exc:
-                if attempt or not _table_missing(exc):
-                    raise _unavailable(exc) from exc
-                await self._create_table()
-                continue
-            except AzureError as exc:
-                raise _unavailable(exc) from exc
-            return Versioned(value, str(meta["etag"]))
-        return None  # unreachable: the loop returns or raises
+                etag = await table_cas.insert(self._table, entity)
+            except TableMissingError:
+                await table_cas.ensure_table(self._table)
+                etag = await table_cas.insert(self._table, entity)
+        return None if etag is None else Versioned(value, etag)
 
     async def replace(self, key: str, value: T, etag: str) -> Versioned[T] | None:
         """Replace guarded by If-Match; None when the ETag no longer matches or the row is gone."""
-        try:
-            meta = await self._table.update_entity(
-                self._entity(key, value),
-                mode=UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return None
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
-        return Versioned(value, str(meta["etag"]))
+        with _storage_errors():
+            new_etag = await table_cas.replace_if_match(self._table, self._entity(key, value), etag)
+        return None if new_etag is None else Versioned(value, new_etag)
 
     async def delete(self, key: str, etag: str) -> bool:
         """Delete guarded by If-Match."""
-        try:
-            await self._table.delete_entity(
-                self._partition, key, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return False
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
-        return True
-
-    async def _create_table(self) -> None:
-        try:
-            await self._table.create_table()
-        except ResourceExistsError:
-            pass  # another process created it first
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
+        with _storage_errors():
+            return await table_cas.delete_if_match(self._table, self._partition, key, etag)
 
     async def scan(self) -> list[tuple[str, Versioned[T]]]:
         """Every row of the partition."""
-        try:
-            entities = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": self._partition})
-            return [
-                (
-                    str(e["RowKey"]),
-                    Versioned(self._codec.from_row(str(e["RowKey"]), dict(e)), str(e.metadata["etag"])),
-                )
-                async for e in entities
-            ]
-        except ResourceNotFoundError:
-            return []
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
+        with _storage_errors():
+            rows = await table_cas.read_partition(self._table, self._partition)
+        return [(str(row.entity["RowKey"]), self._versioned(str(row.entity["RowKey"]), row)) for row in rows]
+
+    def _versioned(self, key: str, row: StoredRow) -> Versioned[T]:
+        return Versioned(self._codec.from_row(key, row.entity), row.etag)
 
     def _entity(self, key: str, value: T) -> Row:
         return {"PartitionKey": self._partition, "RowKey": key, **self._codec.to_row(value)}
 
 
-def _table_missing(exc: ResourceNotFoundError) -> bool:
-    # The aio create_entity leaves error_code unset; the service's x-ms-error-code header names it.
-    headers = getattr(exc.response, "headers", None) or {}
-    code = getattr(exc, "error_code", None) or headers.get("x-ms-error-code")
-    return str(code or "") == "TableNotFound"
-
-
-def _unavailable(exc: AzureError) -> TokenStoreUnavailableError:
-    return TokenStoreUnavailableError(f"table storage unavailable ({type(exc).__name__})")
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Any table failure other than a lost race is TokenStoreUnavailableError (naming the SDK error only)."""
+    try:
+        yield
+    except TableStorageError as exc:
+        raise TokenStoreUnavailableError(f"table storage unavailable ({exc.cause})") from exc

@@ -1,8 +1,7 @@
 """The coordination row in Azure Table Storage: one entity per BC identity, compare-and-swap on its ETag.
 
-Facts relied on (reference azure-functions.md §5, checked on Azurite 3.35 with azure-data-tables 12.7):
-update_entity(mode=REPLACE, etag=..., match_condition=IfNotModified) raises ResourceModifiedError (412) on a
-stale ETag, and a duplicate create_entity raises ResourceExistsError (409).
+The SDK calls and their error translation (409/412/404, the facts behind them) live in shared.table_cas;
+this module maps its outcomes onto the CoordinationStore contract.
 """
 
 from __future__ import annotations
@@ -10,21 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import UpdateMode
-
+from shared import table_cas
 from shared.azure_clients import OwnedTableClient, table_client
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 from shared.bc.throttle.coordination import CoordinationState, Member, VersionedState
 from shared.settings import StorageSettings
+from shared.table_cas import TableStorageError
 
 ROW_KEY = "coordination"
 # Tighter than the shared SDK defaults (read 10 s): a heartbeat is due every 10 s, and one stuck read must not
@@ -64,38 +58,30 @@ class TableCoordinationStore:
         """Point-read the identity's row."""
         await self._ensure_table()
         self._transactions += 1
-        try:
-            entity = await self._client.get_entity(partition_key=key, row_key=ROW_KEY)
-        except ResourceNotFoundError:
+        with _storage_errors("reading the throttle row"):
+            row = await table_cas.read(self._client, key, ROW_KEY)
+        if row is None:
             return None
-        except AzureError as exc:
-            raise ThrottleStorageError(f"reading the throttle row failed: {type(exc).__name__}") from exc
         try:
-            state = _decode(entity)
+            state = _decode(row.entity)
         except (ValueError, TypeError, KeyError) as exc:
             raise ThrottleStorageError("the throttle row cannot be decoded") from exc
-        return VersionedState(state, str(entity.metadata["etag"]))
+        return VersionedState(state, row.etag)
 
     async def write(self, key: str, state: CoordinationState, etag: str | None) -> str:
         """Create (etag None) or replace-if-unchanged; a lost race raises StaleCoordinationStateError."""
         await self._ensure_table()
         self._transactions += 1
         entity = _encode(key, state)
-        try:
+        with _storage_errors("writing the throttle row"):
             if etag is None:
-                metadata = await self._client.create_entity(entity)
+                new_etag = await table_cas.insert(self._client, entity)
             else:
-                metadata = await self._client.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
-        except (ResourceExistsError, ResourceModifiedError) as exc:
-            raise StaleCoordinationStateError("the throttle row changed since it was read") from exc
-        except ResourceNotFoundError as exc:
-            # Replace of a row someone deleted: a lost race as well (re-read creates it).
-            raise StaleCoordinationStateError("the throttle row disappeared") from exc
-        except AzureError as exc:
-            raise ThrottleStorageError(f"writing the throttle row failed: {type(exc).__name__}") from exc
-        return str(metadata["etag"])
+                new_etag = await table_cas.replace_if_match(self._client, entity, etag)
+        if new_etag is None:
+            # Created meanwhile, changed, or deleted (a re-read recreates it): a lost race either way.
+            raise StaleCoordinationStateError("the throttle row changed since it was read")
+        return new_etag
 
     async def close(self) -> None:
         """Close the HTTP session (and the managed-identity credential, when there is one)."""
@@ -105,13 +91,18 @@ class TableCoordinationStore:
         if self._table_ready:
             return
         self._transactions += 1
-        try:
-            await self._client.create_table()
-        except ResourceExistsError:
-            pass
-        except AzureError as exc:
-            raise ThrottleStorageError(f"creating the throttle table failed: {type(exc).__name__}") from exc
+        with _storage_errors("creating the throttle table"):
+            await table_cas.ensure_table(self._client)
         self._table_ready = True
+
+
+@contextmanager
+def _storage_errors(doing: str) -> Iterator[None]:
+    """Any table failure other than a lost race is ThrottleStorageError (naming the SDK error only)."""
+    try:
+        yield
+    except TableStorageError as exc:
+        raise ThrottleStorageError(f"{doing} failed: {exc.cause}") from exc
 
 
 def _encode(key: str, state: CoordinationState) -> dict[str, Any]:

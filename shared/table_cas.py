@@ -1,0 +1,126 @@
+"""Compare-and-swap on Azure Table rows by ETag: the SDK's errors translated once, for every package's store.
+
+Facts relied on (azure-data-tables 12.7 on Azurite 3.35; reference azure-functions.md §5):
+- update_entity(mode=REPLACE, etag=..., match_condition=IfNotModified) raises ResourceModifiedError (412) on a
+  stale ETag and ResourceNotFoundError (404) when the row is gone; delete_entity with the same condition likewise.
+- A duplicate create_entity raises ResourceExistsError (409); create_entity into a table that does not exist
+  raises ResourceNotFoundError whose x-ms-error-code header is TableNotFound (the aio client leaves error_code unset).
+- Every other failure (HttpResponseError, ServiceRequestError, timeouts) is an AzureError.
+
+Lost races come back as values (None / False). Any other failure raises TableStorageError (TableMissingError when
+the table does not exist yet), naming the SDK error's type only; each package maps it to its own error at its seam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.errors import IntegrationError
+
+Entity = dict[str, Any]
+
+
+class TableStorageError(IntegrationError):
+    """A table call failed for a reason other than a lost race; `cause` is the SDK error's type name."""
+
+    def __init__(self, operation: str, cause: AzureError) -> None:
+        self.cause = type(cause).__name__
+        super().__init__(f"table {operation} failed ({self.cause})")
+
+
+class TableMissingError(TableStorageError):
+    """The table does not exist yet (ensure_table creates it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One entity's properties (PartitionKey and RowKey included) and its ETag."""
+
+    entity: Entity
+    etag: str
+
+
+async def ensure_table(table: TableClient) -> None:
+    """Create the table unless it exists (another process may create it first)."""
+    try:
+        await table.create_table()
+    except ResourceExistsError:
+        pass
+    except AzureError as exc:
+        raise TableStorageError("creation", exc) from exc
+
+
+async def read(table: TableClient, partition: str, row: str) -> StoredRow | None:
+    """Point read; None when the row (or the whole table) does not exist."""
+    try:
+        entity = await table.get_entity(partition, row)
+    except ResourceNotFoundError:
+        return None
+    except AzureError as exc:
+        raise TableStorageError("read", exc) from exc
+    return StoredRow(dict(entity), str(entity.metadata["etag"]))
+
+
+async def read_partition(table: TableClient, partition: str) -> list[StoredRow]:
+    """Every row of one partition; empty when the table does not exist."""
+    try:
+        entities = table.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+        return [StoredRow(dict(entity), str(entity.metadata["etag"])) async for entity in entities]
+    except ResourceNotFoundError:
+        return []
+    except AzureError as exc:
+        raise TableStorageError("query", exc) from exc
+
+
+async def insert(table: TableClient, entity: Entity) -> str | None:
+    """Create the row; its new ETag, or None when the row already exists."""
+    try:
+        metadata = await table.create_entity(entity)
+    except ResourceExistsError:
+        return None
+    except ResourceNotFoundError as exc:
+        raise (TableMissingError if _table_missing(exc) else TableStorageError)("insert", exc) from exc
+    except AzureError as exc:
+        raise TableStorageError("insert", exc) from exc
+    return str(metadata["etag"])
+
+
+async def replace_if_match(table: TableClient, entity: Entity, etag: str) -> str | None:
+    """Replace the row if its ETag is still `etag`; the new ETag, or None when it changed or is gone."""
+    try:
+        metadata = await table.update_entity(
+            entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return None
+    except AzureError as exc:
+        raise TableStorageError("replace", exc) from exc
+    return str(metadata["etag"])
+
+
+async def delete_if_match(table: TableClient, partition: str, row: str, etag: str) -> bool:
+    """Delete the row if its ETag is still `etag`; False when it changed or is gone."""
+    try:
+        await table.delete_entity(partition, row, etag=etag, match_condition=MatchConditions.IfNotModified)
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return False
+    except AzureError as exc:
+        raise TableStorageError("delete", exc) from exc
+    return True
+
+
+def _table_missing(exc: ResourceNotFoundError) -> bool:
+    headers = getattr(exc.response, "headers", None) or {}
+    code = getattr(exc, "error_code", None) or headers.get("x-ms-error-code")
+    return str(code or "") == "TableNotFound"
