@@ -2,9 +2,13 @@
 
 IntegrationError
  ├── SettingsError                  a setting is missing or malformed (raised at cold start)
- ├── auth.errors.AuthError          token lifecycle (see shared/auth/errors.py)
+ ├── tokens.TokenProviderError      a token provider cannot hand out a token (`transient`: waiting helps)
+ ├── table_cas.TableStorageError    a Table Storage call failed (neutral; each package maps it at its seam)
+ │    └── TableMissingError         the table does not exist yet
+ ├── auth.errors.AuthError          token lifecycle (see shared/auth/errors.py; provider errors are also
+ │                                  TokenProviderError)
  ├── bc.errors.BusinessCentralError BC API calls (see shared/bc/errors.py)
- └── jobs.errors.JobError           job validation, storage and processing (see shared/jobs/errors.py)
+ └── (devhost.errors.DevHostError   the local host and demo, outside the product package)
 
 Every error message is safe to log: no token, secret or authorization code is ever put into one.
 """
