@@ -13,9 +13,9 @@ processes (bench/worker.py) against it until a common deadline, then prints one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -30,6 +30,8 @@ import httpx
 from bench.worker import WorkerOptions, command
 from devhost.azurite import Azurite
 from devhost.demo_world import read_env_file
+from devhost.processes import stop_process
+from devhost.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,13 +94,13 @@ def _start_sandbox(bench: ThrottleBench, work_dir: Path) -> subprocess.Popen[byt
         str(work_dir / "sandbox"),
     ]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
-    deadline = time.monotonic() + 60
-    while not env_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            _stop(process)
-            raise RuntimeError(f"the sandbox did not start: {error[-2000:]}")
-        time.sleep(0.05)  # polling for the env file the sandbox writes once ready
+    with contextlib.suppress(TimeoutError):  # reported below with the sandbox's stderr
+        wait_until(lambda: env_file.exists() or process.poll() is not None, timeout=60, what="the sandbox")
+    if not env_file.exists():
+        stop_process(process)  # exited (or stopped now), so reading its stderr to the end cannot block
+        error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        _stop(process)
+        raise RuntimeError(f"the sandbox did not start: {error[-2000:]}")
     return process
 
 
@@ -141,13 +143,7 @@ def _sandbox_stats(env: dict[str, str]) -> dict[str, Any]:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process)
     if process.stderr is not None:
         process.stderr.close()
 

@@ -34,6 +34,7 @@ from devhost.demo_world import start_sandbox
 from devhost.environment import process_environment
 from devhost.ports import free_port
 from devhost.processes import stop_process
+from devhost.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,13 +98,16 @@ def _log_records(log: Path) -> list[dict[str, object]]:
 
 def _wait_until_started(process: subprocess.Popen[str], log: Path, timeout: float) -> None:
     """Poll devhost's log for its "started" line; fail early if it exits first."""
-    deadline = time.monotonic() + timeout
-    while not any(record.get("event") == "started" for record in _log_records(log)):
-        if process.poll() is not None:
-            raise DemoError(f"devhost exited with {process.returncode}; its log:\n{_tail(log)}")
-        if time.monotonic() > deadline:
-            raise DemoError(f"devhost did not start within {timeout:.0f}s; its log:\n{_tail(log)}")
-        time.sleep(0.05)  # polling a log file a subprocess writes; nothing to wait on instead
+
+    def started() -> bool:
+        return any(record.get("event") == "started" for record in _log_records(log))
+
+    try:
+        wait_until(lambda: started() or process.poll() is not None, timeout=timeout, what="devhost to start")
+    except TimeoutError as exc:
+        raise DemoError(f"{exc}; its log:\n{_tail(log)}") from None
+    if process.poll() is not None:
+        raise DemoError(f"devhost exited with {process.returncode}; its log:\n{_tail(log)}")
 
 
 def _function_errors(log: Path) -> list[str]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from devhost.demo_context import DemoContext, DemoError
 from devhost.processes import stop_process
+from devhost.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,11 +29,10 @@ def start_sandbox(context: DemoContext) -> str:
     command = [sys.executable, "-m", "sandbox", "--env-file", str(env_file)]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log)  # noqa: S603 - fixed argv
     context.cleanup.callback(stop_process, process)
-    deadline = time.monotonic() + 60
-    while not env_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise DemoError(f"the sandbox did not start: {(folder / 'sandbox.log').read_text()[-2000:]}")
-        time.sleep(0.05)  # polling a file another process writes; nothing to wait on instead
+    with contextlib.suppress(TimeoutError):  # reported below with the sandbox's log
+        wait_until(lambda: env_file.exists() or process.poll() is not None, timeout=60, what="the sandbox")
+    if not env_file.exists():
+        raise DemoError(f"the sandbox did not start: {(folder / 'sandbox.log').read_text()[-2000:]}")
     context.sandbox_env = read_env_file(env_file)
     env = context.sandbox_env
     return (

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devhost.waiting import wait_until
 from sandbox import Sandbox
 from shared.settings import load_settings
-from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
