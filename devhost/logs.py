@@ -44,7 +44,7 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(style: str = "json", level: int = logging.INFO) -> None:
-    """Send every log record to stderr in the given style ("json" or "text"), through the redaction filter."""
+    """Send every log record to stderr in the given style ("json" or "text"), redacted at creation."""
     handler = logging.StreamHandler(sys.stderr)
     if style == "json":
         handler.setFormatter(JsonFormatter())

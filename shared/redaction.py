@@ -89,12 +89,3 @@ def install_redaction() -> None:
     current = logging.getLogRecordFactory()
     if not isinstance(current, _RedactingRecordFactory):
         logging.setLogRecordFactory(_RedactingRecordFactory(current))
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter for handlers that must never see an unredacted record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Redact in place; never drops a record."""
-        redact_record(record)
-        return True

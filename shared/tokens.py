@@ -1,4 +1,4 @@
-"""The seam between token lifecycle (shared/auth) and its consumers (shared/bc, shared/jobs).
+"""The seam between token lifecycle (shared/auth) and its consumers (shared/bc today, the job layer next).
 
 shared/auth implements TokenProvider; shared/bc only ever sees this Protocol and AccessToken.
 """

@@ -82,7 +82,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     BC_CLIENT_ID: bcClientId
     // Static secret: an app-setting reference is fine (re-read every 24 h). The token set is read at runtime.
     BC_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=bc-client-secret)'
-    BC_REDIRECT_URI: 'https://${name}.azurewebsites.net/api/auth/callback'
+    BC_REDIRECT_URI: 'https://${site.properties.defaultHostName}/api/auth/callback'
     BC_ENVIRONMENT: bcEnvironment
     BC_TOKEN_REFRESH_SCHEDULE: '0 0 * * * *'
   }

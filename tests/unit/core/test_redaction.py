@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from shared.redaction import REDACTED, RedactingFilter, install_redaction, redact
+from shared.redaction import REDACTED, install_redaction, redact, redact_record
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLXZhbHVl"
 
@@ -58,24 +58,24 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
     assert redact(text) == text
 
 
-def test_logging_filter_scrubs_rendered_message_and_arguments() -> None:
+def test_record_redaction_scrubs_rendered_message_and_arguments() -> None:
     """A record whose arguments carry a token is rendered and scrubbed before handlers see it."""
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "sent %s", (f"Bearer {JWT}",), None)
 
-    assert RedactingFilter().filter(record)
+    redact_record(record)
 
     assert JWT not in record.getMessage()
     assert record.getMessage() == "sent Bearer [REDACTED]"
 
 
-def test_logging_filter_scrubs_exception_text() -> None:
+def test_record_redaction_scrubs_exception_text() -> None:
     """A traceback that mentions a refresh token is scrubbed too."""
     try:
         raise ValueError("refresh_token=1.ARrt-secret rejected")
     except ValueError:
         record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
 
-    RedactingFilter().filter(record)
+    redact_record(record)
 
     assert record.exc_text is not None
     assert "1.ARrt-secret" not in record.exc_text
