@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import msal
 import pytest
 
 from devhost.waiting import wait_until
 from sandbox import Sandbox
 from shared.settings import load_settings
+from tests.integration.sandbox.conftest import BC_SCOPE, CaSession
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -24,8 +26,31 @@ def read_env(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
+def companies_with_env_file_only(env: dict[str, str]) -> tuple[int, list[tuple[str, str]]]:
+    """MSAL client credentials + httpx GET companies, configured from the env file's values alone."""
+    session = CaSession(env["LOCAL_CA_BUNDLE"])  # REQUESTS_CA_BUNDLE would override MSAL's verify=
+    try:
+        app = msal.ConfidentialClientApplication(
+            env["BC_CLIENT_ID"],
+            client_credential=env["BC_CLIENT_SECRET"],
+            authority=f"{env['BC_AUTHORITY_HOST']}/{env['BC_TENANT_ID']}",
+            instance_discovery=False,
+            http_client=session,
+        )
+        result = app.acquire_token_for_client(scopes=[BC_SCOPE])
+    finally:
+        session.close()
+    assert "access_token" in result, result.get("error")
+    url = f"{env['BC_API_BASE_URL']}/v2.0/{env['BC_TENANT_ID']}/{env['BC_ENVIRONMENT']}/api/v2.0/companies"
+    context = ssl.create_default_context(cafile=env["LOCAL_CA_BUNDLE"])
+    with httpx.Client(verify=context) as client:
+        response = client.get(url, headers={"Authorization": f"Bearer {result['access_token']}"})
+    listed = response.json().get("value", []) if response.is_success else []
+    return response.status_code, [(str(company["id"]), str(company["name"])) for company in listed]
+
+
 def test_cli_writes_the_env_file_and_serves_until_sigterm(tmp_path: Path) -> None:
-    """The CLI writes a usable env file once ready, answers over TLS, and exits 0 on SIGTERM removing the file."""
+    """The CLI writes an env file with which MSAL and httpx reach BC, answers over TLS, and exits 0 on SIGTERM."""
     env_file = tmp_path / "sandbox.env"
     process = subprocess.Popen(
         [
@@ -61,6 +86,7 @@ def test_cli_writes_the_env_file_and_serves_until_sigterm(tmp_path: Path) -> Non
             limits = client.get(f"{env['SANDBOX_ADMIN_URL']}/config").json()["bc"]["limits"]
         assert document["issuer"] == f"{settings.auth.authority_host}/{settings.auth.tenant_id}/v2.0"
         assert limits["rate_limit"] == 50
+        assert companies_with_env_file_only(env) == (200, [(env["BC_COMPANY_ID"], env["BC_COMPANY_NAME"])])
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
