@@ -155,16 +155,18 @@ async def test_state_attacks_are_refused_with_400_and_store_nothing(
     sandbox_tls: ssl.SSLContext,
     settings: Settings,
     azurite_connection_string: str,
+    auth_table: TableClient,
     audit: Audit,
 ) -> None:
-    """Missing, unknown, expired and replayed states get a 400 page; Key Vault is not written by any of them."""
+    """Missing, unknown, expired and replayed states get a 400 page; neither Key Vault nor the Table is written."""
     login = await functions["auth_login"](request("GET", "auth/login"))
     query = await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit)
     callback = functions["auth_callback"]
+    expired_state = await _start_sign_in_eleven_minutes_ago(settings, azurite_connection_string)
+    before = await _row_fingerprints(auth_table)
 
     missing = await callback(callback_post({"code": query["code"]}))
     unknown = await callback(callback_post({**query, "state": "forged-state"}))
-    expired_state = await _start_sign_in_eleven_minutes_ago(settings, azurite_connection_string)
     expired = await callback(callback_post({**query, "state": expired_state}))
 
     for answer in (missing, unknown, expired):
@@ -172,14 +174,35 @@ async def test_state_attacks_are_refused_with_400_and_store_nothing(
         assert "Nothing was stored" in answer.get_body().decode()
     assert sandbox.vault.writes == 0
     assert stored_token_set(sandbox, settings) is None
+    after = await _row_fingerprints(auth_table)
+    assert _written(before, after) == []  # no new or changed row (a refused state may only be removed)
+    assert [key for key in after if not key[0].startswith("login-")] == []  # no connection-state or lease row
 
     accepted = await callback(callback_post(query))
     assert accepted.status_code == 200
     writes = sandbox.vault.writes
+    before = await _row_fingerprints(auth_table)
     replayed = await callback(request("GET", "auth/callback", query))  # the same response, replayed as a GET
     assert replayed.status_code == 400
     assert "already completed" in replayed.get_body().decode()
     assert sandbox.vault.writes == writes
+    assert _written(before, await _row_fingerprints(auth_table)) == []
+
+
+async def _row_fingerprints(table: TableClient) -> dict[tuple[str, str], str]:
+    """(PartitionKey, RowKey) -> fingerprint of the row's properties and ETag (rows hold PKCE verifiers)."""
+    rows: dict[tuple[str, str], str] = {}
+    async for row in table.list_entities():
+        key = (str(row["PartitionKey"]), str(row["RowKey"]))
+        rows[key] = fingerprint(
+            json.dumps([dict(row), row.metadata.get("etag")], sort_keys=True, default=str)
+        )
+    return rows
+
+
+def _written(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """Keys of rows added or changed between two snapshots."""
+    return sorted(key for key, print_ in after.items() if before.get(key) != print_)
 
 
 async def test_entra_error_on_the_callback_is_a_400_and_stores_nothing(
