@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,12 @@ WINDOW_SECONDS = 3.0
 
 
 def start_worker(
-    env_file: Path, storage: str, table: str, out: Path, stop_at: float
+    env_file: Path, storage: str, table: str, out: Path, stop_at: float, logs: ExitStack
 ) -> subprocess.Popen[bytes]:
-    """A bench worker process: the real client, SharedThrottle and TableCoordinationStore, busy until stop_at."""
+    """A bench worker process: the real client, SharedThrottle and TableCoordinationStore, busy until stop_at.
+
+    Its stdout and stderr go to files next to `out` (opened on `logs`): a pipe nobody reads can fill and block it.
+    """
     options = WorkerOptions(
         env_file=env_file,
         storage=storage,
@@ -36,7 +40,9 @@ def start_worker(
         heartbeat=0.5,
         tasks=8,
     )
-    return subprocess.Popen(command(options), cwd=REPO_ROOT, stderr=subprocess.PIPE)
+    stdout = logs.enter_context(out.with_suffix(".stdout").open("wb"))
+    stderr = logs.enter_context(out.with_suffix(".stderr").open("wb"))
+    return subprocess.Popen(command(options), cwd=REPO_ROOT, stdout=stdout, stderr=stderr)
 
 
 def test_two_processes_stay_within_window_and_concurrency(
@@ -49,12 +55,21 @@ def test_two_processes_stay_within_window_and_concurrency(
     sandbox.write_env_file(env_file)
     stop_at = time.time() + 8.0
     outputs = [tmp_path / "a.json", tmp_path / "b.json"]
-    workers = [
-        start_worker(env_file, azurite.connection_string, unique_name, out, stop_at) for out in outputs
-    ]
-    for worker in workers:
-        _, stderr = worker.communicate(timeout=60)
-        assert worker.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    with ExitStack() as logs:
+        workers = [
+            start_worker(env_file, azurite.connection_string, unique_name, out, stop_at, logs)
+            for out in outputs
+        ]
+        try:
+            for worker in workers:
+                worker.wait(timeout=60)
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+    for worker, out in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, out.with_suffix(".stderr").read_text(errors="replace")[-2000:]
     reports = [json.loads(out.read_text()) for out in outputs]
     stats = sandbox.bc.stats()
     (identity,) = [who for who in stats.requests if who != "anonymous"]
