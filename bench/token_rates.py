@@ -21,11 +21,11 @@ from shared.auth.components import Components
 from shared.auth.leases import LeaseKeeper
 from shared.auth.logins import LoginBook
 from shared.auth.manager import TokenManager
-from shared.auth.memory import MemoryRecordStore, MemoryTokenStore
 from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, PendingLogin
 from shared.auth.notify import NoNotifier
 from shared.auth.states import StateBook
 from shared.settings import AuthMode
+from tests.fakes.auth_stores import MemoryRecordStore, MemoryTokenStore
 from tests.fakes.clock import ManualClock
 
 HOURS = 24

@@ -14,12 +14,12 @@ from shared.auth.errors import AuthError, LoginRejectedError, ReauthorizationReq
 from shared.auth.leases import LeaseKeeper
 from shared.auth.logins import LoginBook
 from shared.auth.manager import Components, TokenManager
-from shared.auth.memory import MemoryRecordStore, MemoryTokenStore
 from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, PendingLogin
 from shared.auth.notify import AdminAlert
 from shared.auth.states import StateBook
 from shared.clock import Clock
 from shared.settings import AuthMode
+from tests.fakes.auth_stores import MemoryRecordStore, MemoryTokenStore
 from tests.fakes.clock import ManualClock
 
 SCOPE = "https://api.businesscentral.dynamics.com/.default"

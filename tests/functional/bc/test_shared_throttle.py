@@ -11,7 +11,7 @@ import pytest
 
 from shared.bc.throttle import CoordinationState, SharedThrottle, ThrottleConfig, VersionedState
 from tests.fakes.clock import VirtualClock
-from tests.unit.bc.fakes import MemoryCoordinationStore
+from tests.fakes.coordination import MemoryCoordinationStore
 
 CONFIG = ThrottleConfig(
     requests=600, window_seconds=20.0, safety_margin=0.05, max_in_flight=5, heartbeat_seconds=5

@@ -31,8 +31,8 @@ from shared.bc.factory import endpoint_from_settings, throttle_config_from_setti
 from shared.bc.models import BcEndpoint
 from shared.bc.throttle.table_store import partition_key_for
 from shared.settings import Settings
+from tests.fakes.coordination import MemoryCoordinationStore
 from tests.integration.bc.conftest import HEARTBEAT_SECONDS
-from tests.unit.bc.fakes import MemoryCoordinationStore
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from shared.auth.leases import LeaseKeeper
-from shared.auth.memory import MemoryRecordStore
 from shared.auth.models import Lease
+from tests.fakes.auth_stores import MemoryRecordStore
 from tests.fakes.clock import ManualClock
 
 TTL = timedelta(seconds=60)

@@ -8,8 +8,8 @@ import pytest
 
 from shared.auth.errors import LoginStateExpiredError, LoginStateReplayedError, LoginStateUnknownError
 from shared.auth.logins import LoginBook
-from shared.auth.memory import MemoryRecordStore
 from shared.auth.models import LoginStart, PendingLogin
+from tests.fakes.auth_stores import MemoryRecordStore
 from tests.fakes.clock import ManualClock
 
 

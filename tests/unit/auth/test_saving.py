@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.auth.errors import StaleTokenSetError
-from shared.auth.memory import MemoryTokenStore
 from shared.auth.models import Grant, TokenSet, first_token_set
 from shared.auth.saving import save_newest
 from shared.settings import AuthMode
+from tests.fakes.auth_stores import MemoryTokenStore
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 

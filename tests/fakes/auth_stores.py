@@ -1,4 +1,4 @@
-"""In-memory implementations of the storage seams, for unit and functional tests and local experiments."""
+"""In-memory token and record stores behind shared.auth's storage seams, for tests and bench/token_rates.py."""
 
 from __future__ import annotations
 
