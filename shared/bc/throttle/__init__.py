@@ -1,7 +1,7 @@
 """The throttle shared by every process and instance that calls BC as one identity.
 
 The only CoordinationStore shipped is TableCoordinationStore: an in-memory store would silently give every
-instance the whole budget, so the one used by tests lives with the test doubles (tests/unit/bc/fakes.py).
+instance the whole budget, so the one used by tests lives with the test doubles (tests/fakes/coordination.py).
 """
 
 from shared.bc.throttle.coordination import (
