@@ -42,10 +42,11 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 
 var alerts = [
   {
-    name: 'bc-reauthorization-required'
+    name: 'bc-admin-needed'
     severity: 1
-    description: 'The BC refresh token is dead (invalid_grant): an admin must sign in again at /api/auth/login.'
-    query: 'traces | where severityLevel >= 3 and message has "reauthorization_required"'
+    description: 'The BC connection needs an admin: re-authorization required (sign in again at /api/auth/login) or the app credentials were rejected.'
+    // shared/auth/states.py logs this once per incident, at error level, with these custom dimensions.
+    query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) == "auth.admin_needed"'
   }
   {
     name: 'bc-jobs-poisoned'

@@ -102,3 +102,11 @@ def test_app_identity_gets_exactly_the_data_plane_roles_it_needs() -> None:
         assert role_id in rbac
     assert "8e3af657-a8ff-443c-a75c-2fe8c4bcb635" not in rbac  # Owner
     assert "b24988ac-6180-42a0-ab88-20f7382dd24c" not in rbac  # Contributor
+
+
+def test_admin_alert_matches_the_event_the_token_lifecycle_logs() -> None:
+    """The alert query names the `event` custom dimension shared/auth logs when an admin must act."""
+    states = (INFRA.parent / "shared" / "auth" / "states.py").read_text()
+    monitoring = (INFRA / "app" / "monitoring.bicep").read_text()
+    assert '"auth.admin_needed"' in states
+    assert 'customDimensions.event) == "auth.admin_needed"' in monitoring
