@@ -1,6 +1,6 @@
 """One typed settings object, read once from the environment (app settings / local.settings.json Values).
 
-Nothing else in the package reads os.environ. Groups follow the seams: storage, auth, bc.
+Nothing else in the package reads os.environ. Groups follow the seams: storage, auth, bc, jobs.
 Environment variable names are the aliases below; defaults are visible here and nowhere else.
 """
 
@@ -90,6 +90,30 @@ class BcSettings(_Group):
     request_timeout_seconds: float = Field(default=60.0, alias="BC_REQUEST_TIMEOUT_SECONDS", gt=0)
 
 
+class JobSettings(_Group):
+    """The job pipeline: retries, deadlines, the claim lease and where results go.
+
+    The trigger's queue names (`bc-jobs`, `bc-jobs-poison`) are fixed in the contract (bcjobs.contract): a
+    binding resolves `%SETTING%` from app settings at indexing time, where a default here could not reach it.
+    """
+
+    results_queue: str = Field(
+        default="bc-results", alias="BC_RESULTS_QUEUE", pattern=r"^[a-z0-9](-?[a-z0-9]){2,62}$"
+    )
+    max_attempts: int = Field(default=8, alias="BC_JOB_MAX_ATTEMPTS", ge=1, le=100)
+    backoff_base_seconds: float = Field(default=5.0, alias="BC_JOB_BACKOFF_BASE_SECONDS", gt=0)
+    backoff_cap_seconds: float = Field(default=900.0, alias="BC_JOB_BACKOFF_CAP_SECONDS", gt=0, le=86400)
+    # Jobs parked while an admin must act are looked at again at most this far apart.
+    authorization_recheck_seconds: float = Field(
+        default=300.0, alias="BC_JOB_AUTHORIZATION_RECHECK_SECONDS", gt=0, le=86400
+    )
+    default_deadline_hours: float = Field(
+        default=24.0, alias="BC_JOB_DEFAULT_DEADLINE_HOURS", gt=0, le=24 * 30
+    )
+    # How long a delivery owns a job before another delivery may take it over (a crashed worker's successor).
+    claim_lease_seconds: float = Field(default=300.0, alias="BC_JOB_CLAIM_LEASE_SECONDS", gt=0, le=3600)
+
+
 class LocalSettings(_Group):
     """Local world only: the sandbox's CA. Unset in Azure, where the system trust store is used."""
 
@@ -102,6 +126,7 @@ class Settings(_Group):
     storage: StorageSettings
     auth: AuthSettings
     bc: BcSettings
+    jobs: JobSettings
     local: LocalSettings
 
 
@@ -109,6 +134,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "storage": StorageSettings,
     "auth": AuthSettings,
     "bc": BcSettings,
+    "jobs": JobSettings,
     "local": LocalSettings,
 }
 

@@ -1,0 +1,108 @@
+"""The jobs Table as apps may read it (role: Storage Table Data Reader), one definition for product and client.
+
+Jobs table `{prefix}jobs`: one row per job, PartitionKey = job id, RowKey = "job". Audit table `{prefix}jobaudit`:
+PartitionKey = job id, RowKey = `{attempt:03d}-{sequence:04d}`, one row per BC interaction. Column names are
+PascalCase, the Table Storage convention; JSON columns hold the report's camelCase shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from bcjobs.results import ErrorInfo, JobReport, JobState, ResultSummary
+
+JOB_ROW = "job"
+JOBS_TABLE_SUFFIX = "jobs"
+AUDIT_TABLE_SUFFIX = "jobaudit"
+
+
+class Interaction(BaseModel):
+    """One BC request of a job as the audit table keeps it (no body, no query string, no token)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    attempt: int
+    sequence: int
+    at: datetime | None = None
+    method: str
+    path: str
+    status: int | None = None
+    duration_ms: float = 0.0
+    bc_error_code: str | None = None
+    client_request_id: str | None = None
+    bc_request_id: str | None = None
+    error: str | None = None
+
+
+def audit_row_key(attempt: int, sequence: int) -> str:
+    """Sorts in the order the requests were made."""
+    return f"{attempt:03d}-{sequence:04d}"
+
+
+def report_from_row(row: dict[str, Any]) -> JobReport:
+    """A job row as the app's report."""
+    return JobReport(
+        job_id=str(row["PartitionKey"]),
+        state=JobState(row["State"]),
+        operation=row.get("Operation"),
+        correlation_id=row.get("CorrelationId"),
+        attempts=int(row.get("Attempts") or 0),
+        created_at=row.get("CreatedAt"),
+        updated_at=row.get("UpdatedAt"),
+        finished_at=row.get("FinishedAt"),
+        next_attempt_at=row.get("NextAttemptAt"),
+        result=ResultSummary.model_validate_json(row["Result"]) if row.get("Result") else None,
+        error=ErrorInfo.model_validate_json(row["Error"]) if row.get("Error") else None,
+    )
+
+
+def interaction_from_row(row: dict[str, Any]) -> Interaction:
+    """An audit row as an Interaction."""
+    return Interaction(
+        attempt=int(row["Attempt"]),
+        sequence=int(row["Sequence"]),
+        at=row.get("At"),
+        method=str(row["Method"]),
+        path=str(row["Path"]),
+        status=row.get("Status"),
+        duration_ms=float(row.get("DurationMs") or 0.0),
+        bc_error_code=row.get("BcErrorCode"),
+        client_request_id=row.get("ClientRequestId"),
+        bc_request_id=row.get("BcRequestId"),
+        error=row.get("Error"),
+    )
+
+
+def interaction_row(job_id: str, interaction: Interaction) -> dict[str, Any]:
+    """An Interaction as an audit row."""
+    row: dict[str, Any] = {
+        "PartitionKey": job_id,
+        "RowKey": audit_row_key(interaction.attempt, interaction.sequence),
+        "Attempt": interaction.attempt,
+        "Sequence": interaction.sequence,
+        "At": interaction.at,
+        "Method": interaction.method,
+        "Path": interaction.path,
+        "Status": interaction.status,
+        "DurationMs": round(interaction.duration_ms, 1),
+        "BcErrorCode": interaction.bc_error_code,
+        "ClientRequestId": interaction.client_request_id,
+        "BcRequestId": interaction.bc_request_id,
+        "Error": interaction.error,
+    }
+    return {key: value for key, value in row.items() if value is not None}
+
+
+def json_column(model: BaseModel | None) -> str | None:
+    """A report part as a JSON column (camelCase, unset fields left out)."""
+    return None if model is None else model.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def loads_column(text: str | None) -> Any:
+    """A JSON column's value (None when empty)."""
+    return json.loads(text) if text else None
