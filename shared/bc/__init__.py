@@ -11,6 +11,7 @@ Typical wiring (the job layer does this once per process):
 
 from shared.bc.client import BusinessCentralClient
 from shared.bc.errors import (
+    AtomicBatchFailedError,
     AuthenticationError,
     AuthorizationError,
     BatchError,
@@ -65,6 +66,7 @@ __all__ = [
     "DEFAULT_RETRY_POLICY",
     "STANDARD_API",
     "ApiRoute",
+    "AtomicBatchFailedError",
     "AuthenticationError",
     "AuthorizationError",
     "BatchError",

@@ -3,19 +3,24 @@
 Facts [bc-facts §3c]: `POST {api root}/$batch` with `{"requests": [{"method", "id", "url" (relative to the API
 root), "headers", "body"}]}`; the answer is `{"responses": [{"id", "status", "headers", "body"}]}` with outer
 status 200 even when inner requests fail; at most 100 operations per batch [§1b]; `Isolation: snapshot` runs
-the whole batch in one transaction and rolls everything back if one request fails.
+the whole batch in one transaction and rolls everything back if one request fails, while the operations run
+before the failure still report their own 2xx (see AtomicBatchFailedError).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from uuid import UUID
 
-from shared.bc.errors import BatchError, Correlation, UnexpectedResponseError
+from shared.bc.errors import AtomicBatchFailedError, BatchError, Correlation, UnexpectedResponseError
 from shared.bc.models import BatchOperation, BatchResult, Entity, JsonValue
 from shared.bc.responses import error_for
 
 MAX_BATCH_OPERATIONS = 100
+# The status given to an operation of a failed atomic batch that BC left unanswered: 424 Failed Dependency
+# (RFC 4918 §11.4), the status OData 4.01 gives a request that depends on a failed one.
+NOT_RUN_STATUS = 424
 
 
 def split(operations: Sequence[BatchOperation], size: int, *, atomic: bool) -> list[Sequence[BatchOperation]]:
@@ -57,10 +62,7 @@ def results(
     operations: Sequence[BatchOperation], answer: JsonValue, correlation: Correlation
 ) -> tuple[BatchResult, ...]:
     """Each operation's outcome, in the order given; an answer missing any operation is unusable."""
-    responses = answer.get("responses") if isinstance(answer, Mapping) else None
-    if not isinstance(responses, Sequence):
-        raise UnexpectedResponseError("the $batch answer has no `responses` list", correlation=correlation)
-    by_id = {str(item.get("id")): item for item in responses if isinstance(item, Mapping)}
+    by_id = _responses_by_id(answer, correlation)
     mapped: list[BatchResult] = []
     for index, operation in enumerate(operations):
         item = by_id.get(str(index))
@@ -70,6 +72,57 @@ def results(
             )
         mapped.append(_result(operation, item, correlation))
     return tuple(mapped)
+
+
+def atomic_results(
+    operations: Sequence[BatchOperation], answer: JsonValue, correlation: Correlation
+) -> tuple[BatchResult, ...]:
+    """An atomic batch's results, or AtomicBatchFailedError when BC answered any operation with a non-2xx status.
+
+    After a failure BC reverts the whole batch but leaves the 2xx answers of the operations it ran before it in
+    place (see AtomicBatchFailedError); operations it did not answer at all were not run.
+    """
+    by_id = _responses_by_id(answer, correlation)
+    answered = [
+        None if (item := by_id.get(str(index))) is None else _result(operation, item, correlation)
+        for index, operation in enumerate(operations)
+    ]
+    failure = next(
+        ((index, result.error) for index, result in enumerate(answered) if result and result.error), None
+    )
+    if failure is None:
+        return results(operations, answer, correlation)
+    failed_index, cause = failure
+    rolled_back = tuple(
+        replace(result, rolled_back=True)
+        if result is not None
+        else _not_run(operation, failed_index, correlation)
+        for operation, result in zip(operations, answered, strict=True)
+    )
+    raise AtomicBatchFailedError(
+        f"atomic $batch rolled back: operation {failed_index} of {len(operations)} failed "
+        f"({type(cause).__name__})",
+        results=rolled_back,
+        failed_index=failed_index,
+        cause=cause,
+    ) from cause
+
+
+def _responses_by_id(answer: JsonValue, correlation: Correlation) -> dict[str, Mapping[str, JsonValue]]:
+    responses = answer.get("responses") if isinstance(answer, Mapping) else None
+    if not isinstance(responses, Sequence):
+        raise UnexpectedResponseError("the $batch answer has no `responses` list", correlation=correlation)
+    return {str(item.get("id")): item for item in responses if isinstance(item, Mapping)}
+
+
+def _not_run(operation: BatchOperation, failed_index: int, correlation: Correlation) -> BatchResult:
+    """An operation of a failed atomic batch that BC sent no answer for: it stopped before running it."""
+    error = BatchError(
+        f"not run: BC sent no answer for this operation; operation {failed_index} of the atomic $batch failed",
+        status=NOT_RUN_STATUS,
+        correlation=correlation,
+    )
+    return BatchResult(operation, NOT_RUN_STATUS, error=error, rolled_back=True)
 
 
 def _result(

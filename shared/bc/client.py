@@ -181,18 +181,22 @@ class BusinessCentralClient:
     ) -> tuple[BatchResult, ...]:
         """Run operations as JSON $batch requests of at most 100; results in the same order as `operations`.
 
-        `atomic` sends `Isolation: snapshot`: all or nothing — and refuses more than fit in one request.
-        When a later request of a split batch fails, the earlier ones are committed already: that raises
-        BatchIncompleteError with their results and the operations left, so a retry does not repeat them.
-        If the first request fails, nothing was committed and its own error is raised unchanged.
+        `atomic` sends `Isolation: snapshot`: all or nothing — and refuses more than fit in one request. If BC
+        answers any operation of an atomic batch with a non-2xx status it kept none of them:
+        AtomicBatchFailedError carries every result (rolled back), the failing index and its error.
+        Without `atomic` each result stands alone. When a later request of a split batch fails, the earlier
+        ones are committed already: that raises BatchIncompleteError with their results and the operations
+        left, so a retry does not repeat them. If the first request fails, nothing was committed and its own
+        error is raised unchanged.
         """
         groups = batching.split(operations, self._max_batch, atomic=atomic)
         company_id = await self.company_id()
-        headers = {"Isolation": "snapshot"} if atomic else {}
+        if atomic:
+            return await self._batch_request(groups[0], company_id, atomic=True) if groups else ()
         mapped: list[BatchResult] = []
         for index, group in enumerate(groups):
             try:
-                mapped.extend(await self._batch_request(group, company_id, headers))
+                mapped.extend(await self._batch_request(group, company_id, atomic=False))
             except BusinessCentralError as error:
                 if not mapped:
                     raise
@@ -200,12 +204,14 @@ class BusinessCentralClient:
         return tuple(mapped)
 
     async def _batch_request(
-        self, group: Sequence[BatchOperation], company_id: UUID, headers: Mapping[str, str]
+        self, group: Sequence[BatchOperation], company_id: UUID, *, atomic: bool
     ) -> tuple[BatchResult, ...]:
         url = f"{self._endpoint.api_root(group[0].api)}/$batch"
         body = batching.request_body(group, company_id)
+        headers = {"Isolation": "snapshot"} if atomic else {}
         response = await self._pipeline.send(Call(Method.POST, url, body=body, headers=headers))
-        return batching.results(group, json_body(response), Correlation(_request_id(response)))
+        read = batching.atomic_results if atomic else batching.results
+        return read(group, json_body(response), Correlation(_request_id(response)))
 
     # ----- helpers ------------------------------------------------------------------------------------
 

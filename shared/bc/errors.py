@@ -19,7 +19,8 @@ IntegrationError (shared.errors)
       │    └── UnsafeNextLinkError        @odata.nextLink points away from the configured BC host
       ├── QueryError                      a filter, name, path segment or query option BC cannot express
       ├── BatchError                      a $batch request cannot be built as asked
-      │    └── BatchIncompleteError       a split $batch stopped part-way: results so far + what is left
+      │    ├── BatchIncompleteError       a split $batch stopped part-way: results so far + what is left
+      │    └── AtomicBatchFailedError     an atomic $batch had a failing operation: BC kept none of it
       └── ThrottleStorageError            the throttle's coordination storage failed (handled inside the
            │                              throttle: it falls back to a conservative local share)
            └── StaleCoordinationStateError  a compare-and-swap lost a race (another process wrote first)
@@ -209,6 +210,40 @@ class BatchIncompleteError(BatchError):
     def remaining(self) -> tuple[BatchOperation, ...]:
         """Every operation without a result: the failed request's, then the ones never sent."""
         return (*self.failed, *self.not_attempted)
+
+
+class AtomicBatchFailedError(BatchError):
+    """An atomic (`Isolation: snapshot`) $batch in which BC answered an operation with a non-2xx status.
+
+    BC then reverts every change of the batch, yet each operation it ran before the failure keeps its own
+    200/201/204 and body in the answer (the example in
+    https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-batch). So
+    `results` holds one result per operation, in order, all with `rolled_back=True`: none of them exists in
+    BC. `failed_index` is the first operation answered with a non-2xx status and `cause` is its error, whose
+    status, code, correlation and retry_after this error copies. Not retriable as a class: whether resending
+    the batch can succeed is `cause.retriable` (a 429 inside the batch may pass later, a validation error not).
+    """
+
+    retriable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        results: tuple[BatchResult, ...],
+        failed_index: int,
+        cause: BusinessCentralError,
+    ) -> None:
+        self.results = results
+        self.failed_index = failed_index
+        self.cause = cause
+        super().__init__(
+            message,
+            status=cause.status,
+            code=cause.code,
+            correlation=cause.correlation,
+            retry_after=cause.retry_after,
+        )
 
 
 class ThrottleStorageError(BusinessCentralError):

@@ -201,17 +201,22 @@ class BatchOperation:
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What BC answered for one operation; `error` is set when its status is not 2xx."""
+    """What BC answered for one operation; `error` is set when its status is not 2xx.
+
+    `rolled_back` is True for every operation of an atomic batch that failed (AtomicBatchFailedError): BC
+    reverted it even when its own status is 2xx, so an `entity` it carries does not exist in BC.
+    """
 
     operation: BatchOperation
     status: int
     entity: Entity | None = None
     error: BusinessCentralError | None = field(default=None, compare=False)
+    rolled_back: bool = False
 
     @property
     def ok(self) -> bool:
-        """True for a 2xx answer."""
-        return 200 <= self.status < 300
+        """True for a 2xx answer whose change BC kept (False once rolled back)."""
+        return 200 <= self.status < 300 and not self.rolled_back
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import pytest
 
 from shared.bc.batch import request_body
 from shared.bc.errors import (
+    AtomicBatchFailedError,
     BatchError,
     BatchIncompleteError,
     EntityChangedError,
@@ -131,6 +132,104 @@ async def test_atomic_batch_sends_snapshot_isolation() -> None:
     h = make_client(echo_batch)
     await h.client.batch(creates(3), atomic=True)
     assert h.requests[0].headers["Isolation"] == "snapshot"
+
+
+def snapshot_batch(failure: dict[str, object], *, answer_later: bool) -> Handler:
+    """Like BC with Isolation: snapshot: operations named 'bad' get `failure`; ones before keep their 201.
+
+    With `answer_later` False, BC stops at the failure and sends nothing for the operations after it.
+    """
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        responses = []
+        for entry in json.loads(request.content)["requests"]:
+            if entry["body"]["displayName"] == "bad":
+                responses.append({"id": entry["id"], **failure})
+                if not answer_later:
+                    break
+            else:
+                body = {"@odata.etag": 'W/"1"', "id": str(uuid.uuid4()), **entry["body"]}
+                responses.append({"id": entry["id"], "status": 201, "headers": {}, "body": body})
+        return json_response(200, {"responses": responses})
+
+    return handler
+
+
+INVALID = {
+    "status": 400,
+    "headers": {},
+    "body": {"error": {"code": "Application_FieldValidationException", "message": "bad name"}},
+}
+BAD = BatchOperation(Method.POST, ITEMS, body={"displayName": "bad"})
+
+
+async def test_failed_atomic_batch_raises_with_every_result_rolled_back() -> None:
+    """BC keeps 201 for operations before the failure but kept none: all results come back rolled back."""
+    h = make_client(snapshot_batch(INVALID, answer_later=True))
+    operations = [*creates(2), BAD, *creates(1)]
+    with pytest.raises(AtomicBatchFailedError) as caught:
+        await h.client.batch(operations, atomic=True)
+    error = caught.value
+    assert [result.operation for result in error.results] == operations
+    assert [result.status for result in error.results] == [201, 201, 400, 201]
+    assert all(result.rolled_back and not result.ok for result in error.results)
+    assert error.results[0].entity is not None  # BC's body is kept, though that record does not exist
+    assert error.failed_index == 2
+    assert isinstance(error.cause, RequestValidationError)
+    assert error.cause is error.results[2].error
+    assert error.__cause__ is error.cause
+    assert (error.status, error.code) == (400, "Application_FieldValidationException")
+    assert isinstance(error, BatchError)
+    assert not error.retriable
+
+
+async def test_operations_bc_did_not_answer_after_the_failure_are_not_run() -> None:
+    """When BC stops at the failing operation, the later ones get a 424 'not run' result, also rolled back."""
+    h = make_client(snapshot_batch(INVALID, answer_later=False))
+    operations = [*creates(1), BAD, *creates(2)]
+    with pytest.raises(AtomicBatchFailedError) as caught:
+        await h.client.batch(operations, atomic=True)
+    error = caught.value
+    assert [result.status for result in error.results] == [201, 400, 424, 424]
+    assert all(result.rolled_back for result in error.results)
+    assert all(isinstance(result.error, BatchError) for result in error.results[2:])
+    assert error.failed_index == 1
+    assert isinstance(error.cause, RequestValidationError)
+
+
+async def test_throttled_operation_inside_an_atomic_batch_keeps_retry_after() -> None:
+    """The raised error copies its cause's status and Retry-After; the cause says whether to try again."""
+    throttled = {
+        "status": 429,
+        "headers": {"retry-after": "7"},
+        "body": {"error": {"code": "Application_TooManyRequests", "message": "Too many"}},
+    }
+    h = make_client(snapshot_batch(throttled, answer_later=False))
+    with pytest.raises(AtomicBatchFailedError) as caught:
+        await h.client.batch([*creates(1), BAD], atomic=True)
+    error = caught.value
+    assert isinstance(error.cause, ThrottledError)
+    assert error.cause.retriable and not error.retriable
+    assert (error.status, error.retry_after) == (429, 7)
+
+
+async def test_successful_atomic_batch_returns_kept_results() -> None:
+    """All 2xx: plain results, none rolled back."""
+    h = make_client(snapshot_batch(INVALID, answer_later=True))
+    results = await h.client.batch(creates(3), atomic=True)
+    assert all(result.ok and not result.rolled_back for result in results)
+
+
+async def test_non_atomic_batch_failure_stays_per_operation() -> None:
+    """Without Isolation: snapshot a failing operation does not undo the others: no exception, none rolled back."""
+    h = make_client(snapshot_batch(INVALID, answer_later=True))
+    results = await h.client.batch([*creates(1), BAD, *creates(1)])
+    assert [(result.status, result.rolled_back) for result in results] == [
+        (201, False),
+        (400, False),
+        (201, False),
+    ]
+    assert [result.ok for result in results] == [True, False, True]
 
 
 async def test_atomic_batch_longer_than_one_request_is_refused() -> None:
