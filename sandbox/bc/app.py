@@ -172,7 +172,7 @@ class BcEndpoints:
                         self._control.store,
                         api_request,
                         root.root_path + "/",
-                        self._config.bc_max_batch_operations,
+                        self._config,
                     )
                 else:
                     response = self._control.api.execute(api_request)

@@ -1,9 +1,13 @@
 """JSON $batch: up to 100 operations; with `Isolation: snapshot` all succeed or none is applied [bc-facts 3c, BATCH].
 
-UNCONFIRMED [bc-facts open item 6]: the body for too many operations, and what BC returns for the other operations
-when a snapshot batch fails. Here: 400 BadRequest for >100; on failure every change is rolled back, the failing
-operation keeps its error and every other operation gets 424 (Failed Dependency, as OData 4.01 uses it).
-The outer status is 200 even when inner operations fail (doc example).
+A failed snapshot batch answers as Microsoft's example does
+(https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-batch): every change is
+reverted, yet each operation run before the failure keeps its own 200/201/204 and body, and the failing one
+carries its error. Operations after the failing one are not run. UNCONFIRMED [bc-facts open item 6]: what BC
+sends for those; `SandboxConfig.bc_snapshot_batch_skipped_status` decides (None, the default: no response at all,
+as OData stops a batch at the first error without `Prefer: odata.continue-on-error`; 424: a Failed Dependency
+response each). Also UNCONFIRMED: the body for too many operations (here 400 BadRequest). The outer status is 200
+even when inner operations fail (doc example).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from sandbox.bc.api import JSON_TYPE, ApiRequest, ApiResponse, BcApi
 from sandbox.bc.errors import BcError, invalid_body
 from sandbox.bc.schema import JsonValue
 from sandbox.bc.store import BcStore
+from sandbox.config import SandboxConfig
 
 
 def batch_size(body: bytes) -> int:
@@ -27,9 +32,10 @@ def batch_size(body: bytes) -> int:
 
 
 def run_batch(
-    api: BcApi, store: BcStore, outer: ApiRequest, root_path: str, max_operations: int
+    api: BcApi, store: BcStore, outer: ApiRequest, root_path: str, config: SandboxConfig
 ) -> ApiResponse:
     """Execute a JSON batch; returns one response holding every inner response."""
+    max_operations = config.bc_max_batch_operations
     try:
         payload = json.loads(outer.body)
     except ValueError:
@@ -44,24 +50,45 @@ def run_batch(
             f"The batch request contains {len(operations)} operations; the maximum number of operations in a batch is {max_operations}.",
         )
     snapshot = outer.headers.get("isolation", "").lower() == "snapshot"
-    saved = store.snapshot() if snapshot else None
-    responses: list[dict[str, JsonValue]] = []
-    failed_at: int | None = None
-    for index, operation in enumerate(operations):
-        inner_id = str(operation.get("id", index + 1)) if isinstance(operation, dict) else str(index + 1)
-        if snapshot and failed_at is not None:
-            responses.append(_failed_dependency(inner_id))
-            continue
-        response = _run_one(api, outer, root_path, operation)
-        responses.append(_inner(inner_id, response))
-        if response.status >= 400 and snapshot:
-            failed_at = index
-    if saved is not None and failed_at is not None:
-        store.restore(saved)
-        for index in range(failed_at):
-            responses[index] = _failed_dependency(str(responses[index]["id"]))
-    wrote = failed_at is None and any(r.get("status") in (200, 201, 204) for r in responses)
+    if snapshot:
+        return _run_snapshot(
+            api, store, outer, root_path, operations, config.bc_snapshot_batch_skipped_status
+        )
+    responses = [
+        _inner(_inner_id(operation, index), _run_one(api, outer, root_path, operation))
+        for index, operation in enumerate(operations)
+    ]
+    wrote = any(r.get("status") in (200, 201, 204) for r in responses)
     return ApiResponse(200, {"responses": responses}, {}, wrote=wrote)
+
+
+def _run_snapshot(
+    api: BcApi,
+    store: BcStore,
+    outer: ApiRequest,
+    root_path: str,
+    operations: list[JsonValue],
+    skipped_status: int | None,
+) -> ApiResponse:
+    """Run until the first failure; then restore the store and answer for the operations run (and skipped)."""
+    saved = store.snapshot()
+    responses: list[dict[str, JsonValue]] = []
+    for index, operation in enumerate(operations):
+        response = _run_one(api, outer, root_path, operation)
+        responses.append(_inner(_inner_id(operation, index), response))
+        if response.status >= 400:
+            store.restore(saved)
+            if skipped_status is not None:
+                later = enumerate(operations[index + 1 :], start=index + 1)
+                responses.extend(_skipped(_inner_id(op, i), skipped_status) for i, op in later)
+            return ApiResponse(200, {"responses": responses}, {}, wrote=False)
+    wrote = any(r.get("status") in (200, 201, 204) for r in responses)
+    return ApiResponse(200, {"responses": responses}, {}, wrote=wrote)
+
+
+def _inner_id(operation: JsonValue, index: int) -> str:
+    """The operation's own id, or its 1-based position when it has none."""
+    return str(operation.get("id", index + 1)) if isinstance(operation, dict) else str(index + 1)
 
 
 def _run_one(api: BcApi, outer: ApiRequest, root_path: str, operation: JsonValue) -> ApiResponse:
@@ -102,10 +129,11 @@ def _inner(inner_id: str, response: ApiResponse) -> dict[str, JsonValue]:
     return {"id": inner_id, "status": response.status, "headers": headers, "body": response.body}
 
 
-def _failed_dependency(inner_id: str) -> dict[str, JsonValue]:
+def _skipped(inner_id: str, status: int) -> dict[str, JsonValue]:
+    """An operation not run because an earlier one of the snapshot batch failed (code UNCONFIRMED, see above)."""
     error = BcError(
-        424,
+        status,
         "BadRequest_BatchRolledBack",
-        "The operation was rolled back because another operation in the snapshot batch failed.",
+        "The operation was not run because another operation in the snapshot batch failed.",
     )
-    return {"id": inner_id, "status": 424, "headers": {"content-type": JSON_TYPE}, "body": error.body()}
+    return {"id": inner_id, "status": status, "headers": {"content-type": JSON_TYPE}, "body": error.body()}

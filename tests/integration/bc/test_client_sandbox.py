@@ -12,6 +12,7 @@ import pytest
 from bench.sandbox_tokens import SandboxTokenProvider
 from sandbox import Sandbox
 from shared.bc import (
+    AtomicBatchFailedError,
     AuthenticationError,
     BatchOperation,
     BusinessCentralClient,
@@ -160,17 +161,23 @@ async def test_long_batch_is_split_into_requests_of_100(
 async def test_atomic_batch_applies_nothing_when_one_operation_fails(
     bc: BusinessCentralClient, sandbox: Sandbox
 ) -> None:
-    """With Isolation: snapshot, one failing operation rolls every other change back."""
+    """With Isolation: snapshot one failing operation rolls every change back: AtomicBatchFailedError says so."""
     before = len(sandbox.bc.records("items"))
     operations = [
         BatchOperation(Method.POST, ITEMS, body={"displayName": "Atomic A"}),
         BatchOperation(Method.POST, ITEMS, body={"displayName": "Atomic B"}),
         BatchOperation(Method.POST, ITEMS, body={"noSuchField": 1}),
     ]
-    results = await bc.batch(operations, atomic=True)
-    assert not any(result.ok for result in results)
-    assert isinstance(results[2].error, RequestValidationError)
+    with pytest.raises(AtomicBatchFailedError) as caught:
+        await bc.batch(operations, atomic=True)
+    error = caught.value
+    assert [result.operation for result in error.results] == list(operations)
+    assert all(result.rolled_back and not result.ok for result in error.results)
+    assert error.failed_index == 2
+    assert isinstance(error.cause, RequestValidationError)
+    assert error.code == error.cause.code
     assert len(sandbox.bc.records("items")) == before
+    assert not {"Atomic A", "Atomic B"} & {row["displayName"] for row in sandbox.bc.records("items")}
 
 
 async def test_401_refreshes_the_token_exactly_once(

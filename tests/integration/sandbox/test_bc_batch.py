@@ -44,7 +44,7 @@ async def test_batch_runs_operations_and_reports_each(
 async def test_snapshot_batch_is_all_or_nothing(
     sandbox: Sandbox, bc: httpx.AsyncClient, api_root: str
 ) -> None:
-    """With Isolation: snapshot one failing operation rolls back the others."""
+    """With Isolation: snapshot one failing operation rolls back the others, which still report their own 201."""
     company = sandbox.env["BC_COMPANY_ID"]
     before = len(sandbox.bc.records("customers"))
     operations = [
@@ -56,15 +56,34 @@ async def test_snapshot_batch_is_all_or_nothing(
         f"{api_root}/$batch", json={"requests": operations}, headers={"Isolation": "snapshot"}
     )
     assert response.status_code == 200
-    statuses = {r["id"]: r["status"] for r in response.json()["responses"]}
-    assert statuses["S3"] == 400
-    assert statuses["S1"] == statuses["S2"] == 424
+    answered = {r["id"]: r for r in response.json()["responses"]}
+    assert {key: r["status"] for key, r in answered.items()} == {"S1": 201, "S2": 201, "S3": 400}
+    assert answered["S1"]["body"]["number"] == "S1"  # the body of a record that no longer exists
+    assert answered["S3"]["body"]["error"]["code"].startswith("Application_")
     assert len(sandbox.bc.records("customers")) == before
     ok = await bc.post(
         f"{api_root}/$batch", json={"requests": operations[:2]}, headers={"Isolation": "snapshot"}
     )
     assert [r["status"] for r in ok.json()["responses"]] == [201, 201]
     assert len(sandbox.bc.records("customers")) == before + 2
+
+
+async def test_snapshot_batch_stops_at_the_failing_operation(
+    sandbox: Sandbox, bc: httpx.AsyncClient, api_root: str
+) -> None:
+    """Operations after the failing one are not run and, by default, get no response at all."""
+    company = sandbox.env["BC_COMPANY_ID"]
+    operations = [
+        create("T1", company),
+        create("T2", company, {"displayName": "x" * 200}),
+        create("T3", company),
+    ]
+    response = await bc.post(
+        f"{api_root}/$batch", json={"requests": operations}, headers={"Isolation": "snapshot"}
+    )
+    assert [(r["id"], r["status"]) for r in response.json()["responses"]] == [("T1", 201), ("T2", 400)]
+    numbers = {c["number"] for c in sandbox.bc.records("customers")}
+    assert not {"T1", "T3"} & numbers
 
 
 async def test_batch_inner_patch_needs_if_match_and_uses_company_header(

@@ -209,7 +209,8 @@ async def test_throttled_operation_inside_an_atomic_batch_keeps_retry_after() ->
         await h.client.batch([*creates(1), BAD], atomic=True)
     error = caught.value
     assert isinstance(error.cause, ThrottledError)
-    assert error.cause.retriable and not error.retriable
+    assert error.cause.retriable
+    assert not error.retriable
     assert (error.status, error.retry_after) == (429, 7)
 
 
