@@ -36,6 +36,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--bc-latency-jitter-ms", type=float, default=0.0)
     parser.add_argument("--bc-max-in-flight", type=int, default=5)
     parser.add_argument(
+        "--bc-custom-api",
+        action="append",
+        default=None,
+        metavar="PUBLISHER/GROUP/VERSION",
+        help="serve this custom API next to api/v2.0 (repeatable; replaces the default contoso/app/v1.0; '' for none)",
+    )
+    parser.add_argument(
         "--extra-clients", type=int, default=0, help="extra app registrations (separate BC identities)"
     )
     parser.add_argument(
@@ -65,6 +72,7 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         bc_latency_ms=args.bc_latency_ms,
         bc_latency_jitter_ms=args.bc_latency_jitter_ms,
         bc_max_in_flight=args.bc_max_in_flight,
+        bc_custom_apis=_custom_apis(args.bc_custom_api),
         extra_clients=args.extra_clients,
         work_dir=args.work_dir,
         entra_port=base and base,
@@ -72,6 +80,13 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         bc_port=base and base + 2,
         admin_port=base and base + 3,
     )
+
+
+def _custom_apis(given: list[str] | None) -> tuple[str, ...]:
+    """The --bc-custom-api values (empty ones dropped), or the config's default when none was given."""
+    if given is None:
+        return SandboxConfig().bc_custom_apis
+    return tuple(api for api in given if api)
 
 
 def main(argv: list[str] | None = None) -> int:

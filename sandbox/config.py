@@ -6,11 +6,14 @@ benchmark can flip them; their defaults are the stricter or the most commonly ob
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 BC_RESOURCE = "https://api.businesscentral.dynamics.com"
 VAULT_RESOURCE = "https://vault.azure.net"
+# publisher/group/version of a custom API page: OData identifiers, then v<major>.<minor> or beta.
+_CUSTOM_API = re.compile(r"[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*/(v\d+\.\d+|beta)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,9 @@ class SandboxConfig:
     # --- Business Central -----------------------------------------------------------------------------
     bc_environment: str = "production"
     bc_company_name: str = "CRONUS USA, Inc."
+    # Custom APIs ("publisher/group/version") served next to api/v2.0, each with the standard entity sets; like BC,
+    # any other route under api/ (api/v1.0 included) is 404 "No HTTP resource was found ..." (sandbox/bc/errors.py).
+    bc_custom_apis: tuple[str, ...] = ("contoso/app/v1.0",)
     bc_rate_limit: int = 6000  # requests per sliding window per identity [bc-facts 1a, OL]
     bc_window_seconds: float = 300.0
     # Divides every BC time constant (window, queue timeout) so a test can compress BC's 5-minute window.
@@ -95,6 +101,13 @@ class SandboxConfig:
 
     # Extra app registrations (beyond the primary one) to spread BC load over identities, as OL suggests.
     extra_clients: int = 0
+
+    def __post_init__(self) -> None:
+        for api in self.bc_custom_apis:
+            if not _CUSTOM_API.fullmatch(api):
+                raise ValueError(
+                    f"a custom API is 'publisher/group/version' (e.g. contoso/app/v1.0), not {api!r}"
+                )
 
     @property
     def bc_effective_window_seconds(self) -> float:

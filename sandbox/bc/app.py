@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -20,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from sandbox.bc.api import JSON_TYPE, ApiRequest, ApiResponse
 from sandbox.bc.batch import batch_size, run_batch
 from sandbox.bc.control import ANONYMOUS, DROPPED, BcControl
-from sandbox.bc.errors import BcError, not_found_segment
+from sandbox.bc.errors import BcError, no_route, not_found_segment
 from sandbox.bc.faults import Fault
 from sandbox.config import BC_RESOURCE, SandboxConfig
 from sandbox.errors import TokenRejectedError
@@ -38,10 +39,12 @@ class ApiRoot:
     environment: str
     root_path: str  # e.g. /v2.0/{tenant}/production/api/v2.0
     rest: str
+    # False: the route after api/ is neither v2.0 nor a configured custom API (BC answers 404 for it).
+    published: bool = True
 
 
-def split_path(path: str) -> ApiRoot:
-    """Find the API root: /v2.0/[{tenant}/]{env}/api/v2.0/ or a custom /api/{publisher}/{group}/{version}/."""
+def split_path(path: str, custom_apis: Collection[str] = ()) -> ApiRoot:
+    """Find the API root: /v2.0/[{tenant}/]{env}/api/v2.0/ or a configured /api/{publisher}/{group}/{version}/."""
     parts = path.split("/")
     # The path starts /v2.0/, so parts[0] is empty and parts[1] is "v2.0".
     if len(parts) >= 4 and parts[3] == "api":
@@ -50,13 +53,20 @@ def split_path(path: str) -> ApiRoot:
         tenant, environment, api_index = parts[2], parts[3], 4
     else:
         raise not_found_segment(parts[2] if len(parts) > 2 else "")
-    if len(parts) > api_index + 1 and parts[api_index + 1] == "v2.0":
-        root_end = api_index + 2
-    elif len(parts) > api_index + 3:
-        root_end = api_index + 4  # custom API: same entity sets served under the publisher's route
-    else:
-        raise not_found_segment("api")
-    return ApiRoot(tenant, environment, "/".join(parts[:root_end]), "/".join(parts[root_end:]))
+    width = _published_width(parts[api_index + 1 :], custom_apis)
+    root_end = api_index + 1 + width
+    return ApiRoot(
+        tenant, environment, "/".join(parts[:root_end]), "/".join(parts[root_end:]), published=width > 0
+    )
+
+
+def _published_width(after_api: list[str], custom_apis: Collection[str]) -> int:
+    """How many segments after api/ name a served API: 1 for v2.0, 3 for a configured custom API, else 0."""
+    if after_api[:1] == ["v2.0"]:
+        return 1
+    if len(after_api) >= 3 and "/".join(after_api[:3]) in custom_apis:
+        return 3
+    return 0
 
 
 class BcEndpoints:
@@ -85,7 +95,7 @@ class BcEndpoints:
         correlation = str(uuid.uuid4())
         identity = ANONYMOUS
         try:
-            root = split_path(request.url.path)
+            root = split_path(request.url.path, self._config.bc_custom_apis)
             identity = self._authenticate(request, root)
             if root.environment != self._config.bc_environment:
                 raise BcError(
@@ -93,6 +103,8 @@ class BcEndpoints:
                     "BadRequest_ResourceNotFound",
                     f"The environment '{root.environment}' does not exist.",
                 )
+            if not root.published:
+                raise no_route(str(request.url))
             body = await request.body()
             response = await self._admitted(request, root, identity, body)
         except BcError as exc:

@@ -47,6 +47,20 @@ def not_found_segment(segment: str) -> BcError:
     return BcError(404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{segment}'.")
 
 
+def no_route(url: str) -> BcError:
+    """A route under api/ that no installed app publishes: 404, "this endpoint isn't available in metadata"
+    (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/web-service-troubleshooting).
+    """
+    # Code and message as BC online answered a custom API route that had gone (github.com/microsoft/AL/issues/8283);
+    # that body carries no CorrelationId.
+    return BcError(
+        404,
+        "BadRequest_NotFound",
+        f"No HTTP resource was found that matches the request URI '{url}'.",
+        correlation=False,
+    )
+
+
 def syntax_error(detail: str) -> BcError:
     """A malformed URL or query option."""
     return BcError(400, "BadRequest_NotFound", f"Bad Request - Error in query syntax. {detail}".strip())

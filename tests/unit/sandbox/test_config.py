@@ -1,8 +1,11 @@
-"""SandboxConfig defaults follow BC's documented limits; the time scale compresses them."""
+"""SandboxConfig defaults follow BC's documented limits; the time scale compresses them; the CLI maps onto it."""
 
 from __future__ import annotations
 
+import pytest
+
 from sandbox import SandboxConfig
+from sandbox.__main__ import config_from, parse_args
 
 
 def test_defaults_are_bcs_documented_limits() -> None:
@@ -22,3 +25,29 @@ def test_time_scale_compresses_window_and_queue_timeout() -> None:
     config = SandboxConfig(bc_time_scale=60)
     assert config.bc_effective_window_seconds == 5
     assert config.bc_effective_queue_timeout_seconds == 8
+
+
+def test_custom_apis_default_to_one_and_must_be_publisher_group_version() -> None:
+    """contoso/app/v1.0 is served by default; an entry that is not publisher/group/version is refused."""
+    assert SandboxConfig().bc_custom_apis == ("contoso/app/v1.0",)
+    assert SandboxConfig(bc_custom_apis=("fabrikam/sales/beta",)).bc_custom_apis == ("fabrikam/sales/beta",)
+    for bad in ("v1.0", "contoso/app", "contoso/app/1.0", "contoso/app/v1.0/extra", "con toso/app/v1.0"):
+        with pytest.raises(ValueError, match="publisher/group/version"):
+            SandboxConfig(bc_custom_apis=(bad,))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ("contoso/app/v1.0",)),
+        (
+            ["--bc-custom-api", "fabrikam/sales/v2.0", "--bc-custom-api", "contoso/app/v1.0"],
+            ("fabrikam/sales/v2.0", "contoso/app/v1.0"),
+        ),
+        (["--bc-custom-api", ""], ()),
+    ],
+)
+def test_cli_custom_apis_replace_the_default(argv: list[str], expected: tuple[str, ...]) -> None:
+    """--bc-custom-api is repeatable and replaces the default; an empty value serves none."""
+    config = config_from(parse_args(["--env-file", "x.env", *argv]))
+    assert config.bc_custom_apis == expected
