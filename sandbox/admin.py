@@ -9,8 +9,10 @@ POST /_sandbox/entra/revoke-refresh-tokens  {"user_oid": optional}
 POST /_sandbox/entra/fail-next-token-calls  {"count": N, "status": 503, "retry_after": 0}
 POST /_sandbox/entra/deny-next-authorize    {"count": 1, "error": "access_denied"}
 POST /_sandbox/vault                        {"outage": bool, "throttle_rate": r, "throttle_next": N}
-POST /_sandbox/bc/faults                    {"rate_429": r, ..., "spike_ms": ms, "retry_after_seconds": s}
-POST /_sandbox/bc/fail-next                 {"count": N, "kind": "429|503|504|drop|spike|ambiguous_write"}
+POST /_sandbox/bc/faults                    {"rate_429": r, "rate_408": r, "rate_502": r, "rate_503": r, "rate_504": r,
+                                             "rate_drop": r, "rate_spike": r, "rate_ambiguous_write": r,
+                                             "spike_ms": ms, "retry_after_seconds": s | null (null: 429 without it)}
+POST /_sandbox/bc/fail-next                 {"count": N, "kind": "429|408|502|503|504|drop|spike|ambiguous_write"}
 POST /_sandbox/bc/limits                    {"rate_limit": N, "window_seconds": S, "max_in_flight": N, ...}
 POST /_sandbox/bc/latency                   {"base_ms": ms, "jitter_ms": ms}
 """

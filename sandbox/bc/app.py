@@ -7,6 +7,7 @@ take an in-flight slot or queue (429 when full, 503 on queue timeout) -> latency
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Collection
@@ -22,7 +23,7 @@ from sandbox.bc.api import JSON_TYPE, ApiRequest, ApiResponse
 from sandbox.bc.batch import batch_size, run_batch
 from sandbox.bc.control import ANONYMOUS, DROPPED, BcControl
 from sandbox.bc.errors import BcError, no_route, not_found_segment
-from sandbox.bc.faults import Fault
+from sandbox.bc.faults import AFTER_RUNNING, Fault
 from sandbox.config import BC_RESOURCE, SandboxConfig
 from sandbox.errors import TokenRejectedError
 from sandbox.tokens import TokenAuthority
@@ -161,59 +162,77 @@ class BcEndpoints:
                 self._control.limiter.refund(identity, weight - 1)  # acquire already gave one back
             raise
         try:
-            is_write = request.method != "GET"
-            plan = self._control.plan(is_write)
+            plan = self._control.plan(is_write=request.method != "GET")
             if plan.delay_ms > 0:
                 await asyncio.sleep(plan.delay_ms / 1000)
+            if plan.error in AFTER_RUNNING:
+                with contextlib.suppress(BcError):  # the operation's own answer is lost in the timeout
+                    self._execute(request, root, body, is_batch)
             if plan.error is not None:
                 raise self._fault(plan.error)
-            api_request = ApiRequest(
-                method=request.method,
-                path=root.rest,
-                query=dict(request.query_params),
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
-                root_url=f"https://{request.headers.get('host', request.url.netloc)}{root.root_path}",
-            )
-            with self._control.lock:
-                if is_batch:
-                    if request.method != "POST":
-                        raise BcError(405, "BadRequest_MethodNotAllowed", "$batch accepts POST only.")
-                    response = run_batch(
-                        self._control.api,
-                        self._control.store,
-                        api_request,
-                        root.root_path + "/",
-                        self._config,
-                    )
-                else:
-                    response = self._control.api.execute(api_request)
+            response = self._execute(request, root, body, is_batch)
             if plan.ambiguous_write and response.wrote:
+                self._control.count_fault(Fault.AMBIGUOUS_WRITE)
                 raise _DroppedError
             return response
         finally:
             self._control.limiter.release(identity)
 
+    def _execute(self, request: Request, root: ApiRoot, body: bytes, is_batch: bool) -> ApiResponse:
+        """Run the request against the store (a whole $batch, or one operation)."""
+        api_request = ApiRequest(
+            method=request.method,
+            path=root.rest,
+            query=dict(request.query_params),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            root_url=f"https://{request.headers.get('host', request.url.netloc)}{root.root_path}",
+        )
+        with self._control.lock:
+            if not is_batch:
+                return self._control.api.execute(api_request)
+            if request.method != "POST":
+                raise BcError(405, "BadRequest_MethodNotAllowed", "$batch accepts POST only.")
+            return run_batch(
+                self._control.api, self._control.store, api_request, root.root_path + "/", self._config
+            )
+
     def _fault(self, fault: Fault) -> BcError | _DroppedError:
-        retry_after = str(self._control.fault_rates().retry_after_seconds)
+        seconds = self._control.fault_rates().retry_after_seconds
         if fault is Fault.TOO_MANY_REQUESTS:
             limits = self._control.current_limits()
-            headers = {"Retry-After": retry_after} if limits.retry_after_on_429 else {}
+            with_header = limits.retry_after_on_429 and seconds is not None
             return BcError(
                 429,
                 "Application_TooManyRequests",
                 f"Too many requests reached. Actual ({limits.rate_limit + 1}). Maximum ({limits.rate_limit}).",
-                headers,
+                {"Retry-After": str(seconds)} if with_header else {},
                 correlation=False,
             )
+        # BC adds retry-after to 502 and 503
+        # (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/web-service-troubleshooting).
+        retry_after = {
+            "Retry-After": str(self._config.bc_retry_after_seconds_503 if seconds is None else seconds)
+        }
         if fault is Fault.UNAVAILABLE:
-            # 502/503 carry retry-after [bc-facts 1c, HS].
             return BcError(
                 503,
                 "ServiceUnavailable",
                 "The service is temporarily unavailable. Please try again later.",
-                {"Retry-After": retry_after},
+                retry_after,
             )
+        if fault is Fault.BAD_GATEWAY:
+            return BcError(
+                502,
+                "BadGateway",
+                "The service is temporarily unavailable. Please try again later.",
+                retry_after,
+            )
+        if fault is Fault.REQUEST_TIMEOUT:
+            # 408 after the 8-minute operation timeout
+            # (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online);
+            # BC's code and message for it are not documented.
+            return BcError(408, "RequestTimeout", "The operation exceeded the time limit and was canceled.")
         if fault is Fault.GATEWAY_TIMEOUT:
             return BcError(504, "GatewayTimeout", "The operation has timed out.")
         return _DroppedError()

@@ -97,13 +97,18 @@ class BcControl:
 
     # --- knobs ------------------------------------------------------------------------------------------------------
     def faults(self, **rates: Any) -> FaultRates:
-        """Set fault rates (rate_429, rate_503, rate_504, rate_drop, rate_spike, rate_ambiguous_write, spike_ms, retry_after_seconds)."""
+        """Set fault rates and parameters (the FaultRates fields): rate_429, rate_408, rate_502, rate_503, rate_504,
+        rate_drop, rate_spike, rate_ambiguous_write, spike_ms, retry_after_seconds (None: 429 without Retry-After)."""
         with self.lock:
             self._rates = dataclasses.replace(self._rates, **rates)
             return self._rates
 
     def fail_next(self, count: int, kind: str | Fault) -> None:
-        """Force the next `count` requests to suffer `kind` (429, 503, 504, drop, spike, ambiguous_write; writes only for the last)."""
+        """Force the next `count` requests to suffer `kind`: 429, 408, 502, 503, 504, drop, spike or ambiguous_write.
+
+        An ambiguous_write waits in the queue for the next write (reads pass it) and drops the connection only
+        if that write changed data; a 408 runs the request first, so a write is committed before the answer.
+        """
         with self.lock:
             self._forced.extend(Fault(kind) for _ in range(count))
 
@@ -178,11 +183,14 @@ class BcControl:
             plan = draw(self._rng, self._rates, self._latency, forced, is_write)
             if plan.error is not None:
                 self._faults_injected[plan.error.value] += 1
-            if plan.ambiguous_write:
-                self._faults_injected[Fault.AMBIGUOUS_WRITE.value] += 1
             if plan.delay_ms > self._latency.base_ms + self._latency.jitter_ms:
                 self._faults_injected[Fault.SPIKE.value] += 1
             return plan
+
+    def count_fault(self, fault: Fault) -> None:
+        """Count a fault decided after the request ran (an ambiguous write counts only once it really drops)."""
+        with self.lock:
+            self._faults_injected[fault.value] += 1
 
     def fault_rates(self) -> FaultRates:
         """The fault rates in force."""

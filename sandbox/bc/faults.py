@@ -10,12 +10,18 @@ from enum import StrEnum
 class Fault(StrEnum):
     """What can go wrong with one request."""
 
-    TOO_MANY_REQUESTS = "429"
-    UNAVAILABLE = "503"
+    TOO_MANY_REQUESTS = "429"  # refused before running; Retry-After unless switched off (see FaultRates)
+    REQUEST_TIMEOUT = "408"  # the operation runs (a write commits), then BC answers 408: the 8-minute timeout
+    BAD_GATEWAY = "502"  # refused before running, with Retry-After
+    UNAVAILABLE = "503"  # refused before running, with Retry-After
     GATEWAY_TIMEOUT = "504"
     DROP = "drop"  # the connection closes before any response; nothing was applied
     SPIKE = "spike"  # the response is late by spike_ms
     AMBIGUOUS_WRITE = "ambiguous_write"  # the change is committed, then the connection drops
+
+
+# Faults answered after the operation ran: the client cannot tell whether its write was applied (it was).
+AFTER_RUNNING = frozenset({Fault.REQUEST_TIMEOUT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +29,18 @@ class FaultRates:
     """Per-request probabilities (0..1) of each fault, and their parameters."""
 
     rate_429: float = 0.0
+    rate_408: float = 0.0
+    rate_502: float = 0.0
     rate_503: float = 0.0
     rate_504: float = 0.0
     rate_drop: float = 0.0
     rate_spike: float = 0.0
     rate_ambiguous_write: float = 0.0  # of write requests
     spike_ms: float = 2000.0
-    retry_after_seconds: int = 1  # on injected 429/503 (a 429 carries it only when Retry-After on 429 is on)
+    # Retry-After on injected 429/502/503. None: a 429 comes without one (BC documents none on 429), while 502/503,
+    # documented to carry one, fall back to SandboxConfig.bc_retry_after_seconds_503. A 429 also loses it when
+    # the limits say retry_after_on_429=False.
+    retry_after_seconds: int | None = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,8 @@ def draw(
         (Fault.UNAVAILABLE, rates.rate_503),
         (Fault.GATEWAY_TIMEOUT, rates.rate_504),
         (Fault.DROP, rates.rate_drop),
+        (Fault.REQUEST_TIMEOUT, rates.rate_408),
+        (Fault.BAD_GATEWAY, rates.rate_502),
     ):
         if roll < rate:
             return FaultPlan(fault, delay, False)

@@ -21,6 +21,7 @@ from shared.bc import (
     MemoryRecorder,
     Method,
     Query,
+    RequestTimeoutError,
     RequestValidationError,
     ServiceUnavailableError,
     SharedThrottle,
@@ -294,6 +295,29 @@ async def test_ambiguous_create_is_not_repeated(bc: BusinessCentralClient, sandb
         await bc.create(CUSTOMERS, {"displayName": "Maybe Once"})
     assert caught.value.request_sent is True
     assert [row["displayName"] for row in sandbox.bc.records("customers")].count("Maybe Once") == 1
+
+
+async def test_create_answered_408_is_raised_not_repeated(
+    bc: BusinessCentralClient, sandbox: Sandbox
+) -> None:
+    """BC committed the create, then answered 408: the client raises RequestTimeoutError and sends it only once."""
+    sandbox.bc.fail_next(1, "408")
+    with pytest.raises(RequestTimeoutError) as caught:
+        await bc.create(CUSTOMERS, {"displayName": "Timed Out Once"})
+    assert caught.value.status == 408
+    assert caught.value.request_sent is True
+    assert [row["displayName"] for row in sandbox.bc.records("customers")].count("Timed Out Once") == 1
+
+
+async def test_read_answered_502_is_retried_after_its_retry_after(
+    bc: BusinessCentralClient, sandbox: Sandbox, recorder: MemoryRecorder
+) -> None:
+    """A GET answered 502 with Retry-After: 0 is repeated and succeeds."""
+    sandbox.bc.faults(retry_after_seconds=0)
+    sandbox.bc.fail_next(1, "502")
+    found = await bc.list(CUSTOMERS, limit=1)
+    assert len(found) == 1
+    assert [i.status for i in recorder.interactions] == [502, 200]
 
 
 async def test_every_request_is_recorded_without_secrets(

@@ -114,3 +114,29 @@ def test_admin_endpoints_drive_knobs_and_report_counters(
         assert client.get(f"{admin}/stats").json()["bc"]["requests"] == {}
         refused = client.post(f"{admin}/bc/fail-next", json={"count": 1, "kind": "meteor"})
         assert refused.status_code == 400
+
+
+def test_admin_endpoints_force_the_new_fault_kinds(
+    sandbox: Sandbox, app_token: str, company_url: str
+) -> None:
+    """408, 502, a 429 without Retry-After and an ambiguous write, driven over HTTP and counted by kind."""
+    admin = sandbox.env["SANDBOX_ADMIN_URL"]
+    context = ssl.create_default_context(cafile=str(sandbox.ca_bundle))
+    auth = {"Authorization": f"Bearer {app_token}"}
+    with httpx.Client(verify=context) as client:
+        knobs = client.post(f"{admin}/bc/faults", json={"retry_after_seconds": None}).json()
+        assert knobs["retry_after_seconds"] is None
+        for kind in ("408", "502", "429", "ambiguous_write"):
+            assert client.post(f"{admin}/bc/fail-next", json={"count": 1, "kind": kind}).status_code == 200
+        timed_out = client.post(f"{company_url}/customers", json={"displayName": "Admin 408"}, headers=auth)
+        bad_gateway = client.get(f"{company_url}/items", headers=auth)
+        throttled = client.get(f"{company_url}/items", headers=auth)
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            client.post(f"{company_url}/customers", json={"displayName": "Admin lost"}, headers=auth)
+        stats = client.get(f"{admin}/stats").json()["bc"]
+    assert [timed_out.status_code, bad_gateway.status_code, throttled.status_code] == [408, 502, 429]
+    assert "retry-after" in bad_gateway.headers
+    assert "retry-after" not in throttled.headers
+    assert stats["faults_injected"] == {"408": 1, "502": 1, "429": 1, "ambiguous_write": 1}
+    names = {row["displayName"] for row in sandbox.bc.records("customers")}
+    assert {"Admin 408", "Admin lost"} <= names
