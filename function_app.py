@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared.logging_setup import configure_logging
-from shared.triggers import auth_http, health, token_refresh
+from shared.triggers import auth_http, health, jobs_queue, jobs_status, token_refresh
 
 configure_logging()  # before any function runs: every log record is redacted at creation
 
@@ -11,3 +11,5 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health.bp)
 app.register_functions(auth_http.bp)
 app.register_functions(token_refresh.bp)
+app.register_functions(jobs_queue.bp)
+app.register_functions(jobs_status.bp)

@@ -26,8 +26,9 @@ class Interaction(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
-    attempt: int
+    attempt: int  # the job's run (claims, auth waits included)
     sequence: int
+    call_attempt: int = 1  # the BC client's own in-call try of the same request
     at: datetime | None = None
     method: str
     path: str
@@ -66,6 +67,7 @@ def interaction_from_row(row: dict[str, Any]) -> Interaction:
     return Interaction(
         attempt=int(row["Attempt"]),
         sequence=int(row["Sequence"]),
+        call_attempt=int(row.get("CallAttempt") or 1),
         at=row.get("At"),
         method=str(row["Method"]),
         path=str(row["Path"]),
@@ -85,6 +87,7 @@ def interaction_row(job_id: str, interaction: Interaction) -> dict[str, Any]:
         "RowKey": audit_row_key(interaction.attempt, interaction.sequence),
         "Attempt": interaction.attempt,
         "Sequence": interaction.sequence,
+        "CallAttempt": interaction.call_attempt,
         "At": interaction.at,
         "Method": interaction.method,
         "Path": interaction.path,

@@ -15,6 +15,7 @@ from typing import Any
 
 from azure.data.tables.aio import TableClient
 from azure.identity.aio import ManagedIdentityCredential
+from azure.storage.queue.aio import QueueClient
 
 from shared.errors import SettingsError
 from shared.settings import LocalSettings, StorageSettings
@@ -71,3 +72,33 @@ def table_client(storage: StorageSettings, table_name: str, **options: Any) -> O
     credential = ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
     client = TableClient(storage.table_service_uri, table_name, credential=credential, **kwargs)
     return OwnedTableClient(client, [credential.close, client.close])
+
+
+@dataclass
+class OwnedQueueClient:
+    """A QueueClient plus the credential it was built with; `close()` releases both aiohttp sessions."""
+
+    client: QueueClient
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Close the client, then its credential."""
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
+
+def queue_client(storage: StorageSettings, queue_name: str, **options: Any) -> OwnedQueueClient:
+    """A QueueClient (plain text: callers send text that is already base64) from the connection string or the
+    queue service URI + managed identity."""
+    kwargs = {**SDK_OPTIONS, **options}
+    if storage.connection_string:
+        client = QueueClient.from_connection_string(storage.connection_string, queue_name, **kwargs)
+        return OwnedQueueClient(client, [client.close])
+    if not storage.queue_service_uri:
+        raise SettingsError(
+            "queue storage is not configured: set JobsStorage or JobsStorage__queueServiceUri"
+        )
+    credential = ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
+    client = QueueClient(storage.queue_service_uri, queue_name, credential=credential, **kwargs)
+    return OwnedQueueClient(client, [credential.close, client.close])

@@ -110,8 +110,9 @@ class JobSettings(_Group):
     default_deadline_hours: float = Field(
         default=24.0, alias="BC_JOB_DEFAULT_DEADLINE_HOURS", gt=0, le=24 * 30
     )
-    # How long a delivery owns a job before another delivery may take it over (a crashed worker's successor).
-    claim_lease_seconds: float = Field(default=300.0, alias="BC_JOB_CLAIM_LEASE_SECONDS", gt=0, le=3600)
+    # How long a delivery owns a job before another may take it over (a crashed worker's successor); longer
+    # than host.json's functionTimeout (10 min), so a live run is never taken over.
+    claim_lease_seconds: float = Field(default=660.0, alias="BC_JOB_CLAIM_LEASE_SECONDS", gt=0, le=3600)
 
 
 class LocalSettings(_Group):

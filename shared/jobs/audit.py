@@ -1,0 +1,72 @@
+"""Routes the BC client's interactions to the job that caused them.
+
+One BC client (and so one Recorder) serves every job of the process; each job run opens an `AuditBuffer` in its
+own asyncio task, and the `JobRecorder` appends to the buffer of the task it is called from (a ContextVar, copied
+into tasks the run starts). The buffer holds frozen Interaction values: no body, no query string, no token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+
+from bcjobs.rows import Interaction
+from shared.bc import Interaction as BcInteraction
+from shared.clock import Clock
+
+
+class AuditBuffer:
+    """One run's interactions, numbered in order."""
+
+    def __init__(self, attempt: int, clock: Clock) -> None:
+        self.attempt = attempt
+        self._clock = clock
+        self.interactions: list[Interaction] = []
+
+    def add(self, seen: BcInteraction) -> None:
+        """Keep one interaction (called from the request path: cheap, never raises)."""
+        self.interactions.append(
+            _interaction(seen, self.attempt, len(self.interactions) + 1, self._clock.now())
+        )
+
+
+_current: ContextVar[AuditBuffer | None] = ContextVar("bc_job_audit", default=None)
+
+
+class JobRecorder:
+    """The Recorder given to the shared BC client: forwards to the running job's buffer, if any."""
+
+    def record(self, interaction: BcInteraction) -> None:
+        """Append to the current job's buffer; interactions outside a job run are not kept."""
+        buffer = _current.get()
+        if buffer is not None:
+            buffer.add(interaction)
+
+
+@contextmanager
+def auditing(buffer: AuditBuffer) -> Iterator[AuditBuffer]:
+    """Make `buffer` the current task's audit buffer."""
+    token = _current.set(buffer)
+    try:
+        yield buffer
+    finally:
+        _current.reset(token)
+
+
+def _interaction(seen: BcInteraction, attempt: int, sequence: int, at: datetime) -> Interaction:
+    return Interaction(
+        attempt=attempt,
+        sequence=sequence,
+        at=at,
+        method=seen.method,
+        path=seen.path,
+        status=seen.status,
+        duration_ms=seen.duration_ms,
+        bc_error_code=seen.bc_error_code,
+        client_request_id=seen.client_request_id,
+        bc_request_id=seen.request_id or seen.ms_correlation_x,
+        call_attempt=seen.attempt,
+        error=seen.error,
+    )

@@ -1,0 +1,123 @@
+"""Build the job pipeline once per process (per event loop) and reuse it across invocations.
+
+One TokenManager (shared.auth), one shared throttle and one BC client (one httpx connection pool) per process:
+every job of the process runs on the same event loop and shares them, so BC's budget is the only bottleneck.
+The Table and queue clients are aio clients bound to their loop, hence one set per running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bcjobs import JOBS_QUEUE
+from bcjobs.rows import AUDIT_TABLE_SUFFIX, JOBS_TABLE_SUFFIX
+from shared.auth import auth_services
+from shared.azure_clients import queue_client, table_client
+from shared.bc import SharedThrottle, build_client, build_throttle
+from shared.bc.throttle.table_store import TableCoordinationStore
+from shared.clock import SystemClock
+from shared.jobs.audit import JobRecorder
+from shared.jobs.deadletter import DeadLetters
+from shared.jobs.policy import JobPolicy
+from shared.jobs.processor import JobProcessor
+from shared.jobs.queues import StorageJobQueues
+from shared.jobs.runner import JobRunner
+from shared.jobs.store import TableAuditLog, TableJobStore
+from shared.settings import Settings, get_settings
+
+
+@dataclass
+class JobServices:
+    """The processor plus what it owns (closed together); `store` and `audit` also serve the status route."""
+
+    settings: Settings
+    processor: JobProcessor
+    store: TableJobStore
+    audit: TableAuditLog
+    throttle: SharedThrottle
+    dead_letters: DeadLetters
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Close every client (the token manager belongs to shared.auth and stays)."""
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
+
+def jobs_table_name(settings: Settings) -> str:
+    """`{BC_TABLE_PREFIX}jobs`."""
+    return f"{settings.storage.table_prefix}{JOBS_TABLE_SUFFIX}"
+
+
+def audit_table_name(settings: Settings) -> str:
+    """`{BC_TABLE_PREFIX}jobaudit`."""
+    return f"{settings.storage.table_prefix}{AUDIT_TABLE_SUFFIX}"
+
+
+async def build_job_services(settings: Settings) -> JobServices:
+    """Wire the pipeline from the settings; creates its tables and the results queue if they are missing."""
+    closers: list[Callable[[], Awaitable[None]]] = []
+    jobs_table = table_client(settings.storage, jobs_table_name(settings))
+    audit_table = table_client(settings.storage, audit_table_name(settings))
+    jobs_queue = queue_client(settings.storage, JOBS_QUEUE)
+    results_queue = queue_client(settings.storage, settings.jobs.results_queue)
+    coordination = TableCoordinationStore.from_settings(settings.storage)
+    closers += [
+        jobs_table.close,
+        audit_table.close,
+        jobs_queue.close,
+        results_queue.close,
+        coordination.close,
+    ]
+    store, audit = TableJobStore(jobs_table.client), TableAuditLog(audit_table.client)
+    queues = StorageJobQueues(jobs_queue.client, results_queue.client)
+    for part in (store, audit, queues):
+        await part.ensure()
+    tokens = (await auth_services(settings)).manager
+    throttle = build_throttle(settings, coordination)
+    client = build_client(settings, tokens, throttle, recorder=JobRecorder())
+    closers += [throttle.close, client.aclose]
+    processor = JobProcessor(
+        store=store,
+        audit=audit,
+        queues=queues,
+        runner=JobRunner(client),
+        tokens=tokens,
+        policy=JobPolicy.from_settings(settings.jobs),
+        clock=SystemClock(),
+        request_timeout=timedelta(seconds=settings.bc.request_timeout_seconds),
+        has_slot=lambda: throttle.allocation().slots > 0,
+    )
+    dead_letters = DeadLetters(store, queues, processor.clock)
+    return JobServices(settings, processor, store, audit, throttle, dead_letters, closers)
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobServices] = weakref.WeakKeyDictionary()
+_building: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def job_services(settings: Settings | None = None) -> JobServices:
+    """The process's pipeline for the running loop, built on first use (concurrent first calls build once)."""
+    settings = settings or get_settings()
+    loop = asyncio.get_running_loop()
+    lock = _building.setdefault(loop, asyncio.Lock())
+    async with lock:
+        current = _per_loop.get(loop)
+        if current is None or current.settings != settings:
+            if current is not None:
+                await current.aclose()
+            current = await build_job_services(settings)
+            _per_loop[loop] = current
+    return current
+
+
+async def close_job_services() -> None:
+    """Close and forget the running loop's pipeline (tests, local host shutdown)."""
+    current = _per_loop.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.aclose()

@@ -1,0 +1,63 @@
+"""Errors of the job pipeline. Messages are safe to log: never a token, a secret or a job's `data`.
+
+IntegrationError (shared.errors)
+ └── JobError                        the job pipeline cannot do its part
+      ├── JobStoreError              the jobs or audit Table failed (the delivery is retried by the host)
+      ├── JobQueueError              a queue send failed (retry copy or result message; retried by the host)
+      └── AmbiguousWriteError        a write may or may not have reached BC: the answer was lost
+
+BusinessCentralError (shared.bc: outcomes the job layer adds to BC's own, decided like them)
+ ├── NaturalKeyNotUniqueError        more than one record matches a job's natural key
+ └── RetriableBatchItemsError        some batch items failed for reasons worth retrying     retriable
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.bc import BusinessCentralError
+from shared.errors import IntegrationError
+
+if TYPE_CHECKING:
+    from bcjobs import ItemOutcome
+
+
+class JobError(IntegrationError):
+    """Root of the job pipeline's errors."""
+
+
+class JobStoreError(JobError):
+    """A jobs-table or audit-table call failed; nothing about the job's outcome was lost, the host retries."""
+
+
+class JobQueueError(JobError):
+    """Sending a queue message failed; the host retries the delivery."""
+
+
+class AmbiguousWriteError(JobError):
+    """BC may have applied a write whose answer never came (timeout, dropped connection, 5xx after sending)."""
+
+    def __init__(self, cause: BusinessCentralError) -> None:
+        self.cause = cause
+        super().__init__(f"the answer to a write was lost ({type(cause).__name__}): BC may have applied it")
+
+
+class NaturalKeyNotUniqueError(BusinessCentralError):
+    """More than one record matches the job's natural key: BC holds duplicates the job cannot choose between."""
+
+
+class RetriableBatchItemsError(BusinessCentralError):
+    """Some batch items failed for reasons worth retrying; `items` holds every item known so far."""
+
+    retriable = True
+
+    def __init__(self, items: dict[int, ItemOutcome], cause: BusinessCentralError) -> None:
+        self.items = items
+        failed = sum(1 for item in items.values() if item.error is not None)
+        super().__init__(
+            f"{failed} batch operations to retry: {cause.message}",
+            status=cause.status,
+            code=cause.code,
+            correlation=cause.correlation,
+            retry_after=cause.retry_after,
+        )

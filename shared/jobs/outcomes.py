@@ -1,0 +1,139 @@
+"""What a run's failure means for the job: the decision table, in one place.
+
+| failure                                              | decision                    | attempt counted |
+|------------------------------------------------------|-----------------------------|-----------------|
+| BC 429 / 502 / 503 / 504 / 408 / 5xx, dropped, token | retry (≥ Retry-After)       | yes             |
+|   service briefly down, retriable batch items        |                             |                 |
+| ambiguous write with a natural key (create/upsert)   | retry, reconcile first      | yes             |
+| ambiguous write without one                          | failed `ambiguous_write`    | yes             |
+| connection needs an admin (re-authorization, refused | waiting_for_authorization   | no              |
+|   credentials, BC 401 after a fresh token)           |                             |                 |
+| BC 400 / 403 / 404 / 409 / 412, bad query, unusable  | failed with BC's code       | yes             |
+|   answer                                             |                             |                 |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bcjobs import ErrorInfo
+from shared.bc import (
+    AuthenticationError,
+    AuthorizationError,
+    BusinessCentralError,
+    ConflictError,
+    EntityChangedError,
+    NotFoundError,
+    QueryError,
+    RequestTimeoutError,
+    RequestValidationError,
+    ServerError,
+    ServiceUnavailableError,
+    ThrottledError,
+    TokenAcquisitionError,
+    TokenRefusedError,
+    UnexpectedResponseError,
+)
+from shared.jobs.errors import AmbiguousWriteError
+from shared.tokens import TokenProviderError
+
+
+class Verdict(StrEnum):
+    """What happens to the job after a failed run."""
+
+    RETRY = "retry"
+    FAIL = "fail"
+    WAIT_FOR_AUTHORIZATION = "wait_for_authorization"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict, the error to record, and BC's Retry-After (seconds) when it sent one."""
+
+    verdict: Verdict
+    error: ErrorInfo
+    retry_after: float | None = None
+    ambiguous: bool = False
+
+
+def decide(failure: Exception, *, reconcilable: bool) -> Decision:
+    """The decision for a run that raised `failure`; `reconcilable`: the job has a natural key to look up."""
+    if isinstance(failure, AmbiguousWriteError):
+        return _ambiguous(failure, reconcilable)
+    if isinstance(failure, TokenProviderError):
+        return _token_failure(failure)
+    if isinstance(failure, TokenRefusedError | AuthenticationError):
+        return Decision(Verdict.WAIT_FOR_AUTHORIZATION, error_info(failure))
+    if isinstance(failure, BusinessCentralError):
+        verdict = Verdict.RETRY if failure.retriable else Verdict.FAIL
+        return Decision(verdict, error_info(failure), retry_after=failure.retry_after)
+    raise failure  # not a job outcome: a bug or a storage failure, left to the host's retries and poison
+
+
+def _ambiguous(failure: AmbiguousWriteError, reconcilable: bool) -> Decision:
+    cause = failure.cause
+    if reconcilable:
+        return Decision(Verdict.RETRY, error_info(cause), retry_after=cause.retry_after, ambiguous=True)
+    message = (
+        f"BC may or may not have applied this write: the answer was lost ({_code_of(cause)}). Check in BC "
+        "whether the change is there before sending it again under a new jobId; give the job a naturalKey "
+        "so the product can reconcile such a write itself."
+    )
+    error = error_info(cause).model_copy(
+        update={"code": "ambiguous_write", "message": message, "retriable": False}
+    )
+    return Decision(Verdict.FAIL, error, ambiguous=True)
+
+
+def _token_failure(failure: TokenProviderError) -> Decision:
+    if failure.transient:
+        error = ErrorInfo(code="token_unavailable", message=str(failure), retriable=True)
+        return Decision(Verdict.RETRY, error)
+    error = ErrorInfo(
+        code="authorization_required",
+        message=f"{failure} — the job waits until an admin fixes the connection (GET /api/auth/status)",
+    )
+    return Decision(Verdict.WAIT_FOR_AUTHORIZATION, error)
+
+
+_OWN_CODE = re.compile(r"[a-z][a-z_]*")
+_CODES: tuple[tuple[type[BusinessCentralError], str], ...] = (
+    (TokenRefusedError, "authorization_required"),
+    (TokenAcquisitionError, "token_unavailable"),
+    (ThrottledError, "bc_throttled"),
+    (ServiceUnavailableError, "bc_unavailable"),
+    (RequestTimeoutError, "bc_timeout"),
+    (ServerError, "bc_server_error"),
+    (EntityChangedError, "bc_etag_changed"),
+    (ConflictError, "bc_conflict"),
+    (RequestValidationError, "bc_validation"),
+    (NotFoundError, "bc_not_found"),
+    (AuthenticationError, "bc_authentication"),
+    (AuthorizationError, "bc_forbidden"),
+    (QueryError, "invalid_query"),
+    (UnexpectedResponseError, "bc_unexpected_response"),
+)
+
+
+def _code_of(error: BusinessCentralError) -> str:
+    if error.code and _OWN_CODE.fullmatch(error.code):
+        return (
+            error.code
+        )  # set by the job layer, e.g. natural_key_not_unique (BC's codes are CamelCase_Names)
+    return next((code for kind, code in _CODES if isinstance(error, kind)), "bc_error")
+
+
+def error_info(error: BusinessCentralError) -> ErrorInfo:
+    """BC's error as the job records it: our code, BC's code, message and correlation ids."""
+    correlation = error.correlation
+    return ErrorInfo(
+        code=_code_of(error),
+        message=error.message,
+        bc_code=error.code,
+        status=error.status,
+        client_request_id=correlation.client_request_id if correlation else None,
+        bc_request_id=(correlation.request_id or correlation.ms_correlation_x) if correlation else None,
+        retriable=error.retriable,
+    )

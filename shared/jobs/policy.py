@@ -1,0 +1,80 @@
+"""Every retry, wait and validity number of the job pipeline, declared once as frozen data.
+
+Retries go back to the queue with a visibility delay instead of sleeping in the function: exponential with full
+jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), never shorter than BC's Retry-After, capped.
+Jobs parked while an admin must act are looked at again on a slower capped schedule and do not use attempts.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bcjobs import Job
+from shared.backoff import exponential_backoff
+from shared.settings import JobSettings
+from shared.tokens import DEFAULT_MIN_VALIDITY
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolicy:
+    """How often and how late a job is tried again, and how long its token must last."""
+
+    max_attempts: int = 8
+    backoff_base_seconds: float = 5.0
+    backoff_cap_seconds: float = 900.0
+    authorization_base_seconds: float = 30.0
+    authorization_cap_seconds: float = 300.0
+    default_deadline: timedelta = timedelta(hours=24)
+    claim_lease: timedelta = timedelta(minutes=11)
+    # A process without a BC slot sends its job back for this long (plus jitter) instead of waiting.
+    no_slot_delay_seconds: float = 5.0
+    # Token validity: enough for the slowest request, plus this much per request the job may make.
+    per_request_validity: timedelta = timedelta(seconds=2)
+
+    @classmethod
+    def from_settings(cls, settings: JobSettings) -> JobPolicy:
+        """The policy the app settings ask for."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            backoff_base_seconds=settings.backoff_base_seconds,
+            backoff_cap_seconds=max(settings.backoff_base_seconds, settings.backoff_cap_seconds),
+            authorization_base_seconds=min(30.0, settings.authorization_recheck_seconds),
+            authorization_cap_seconds=settings.authorization_recheck_seconds,
+            default_deadline=timedelta(hours=settings.default_deadline_hours),
+            claim_lease=timedelta(seconds=settings.claim_lease_seconds),
+        )
+
+    def retry_delay(self, attempt: int, retry_after: float | None, rng: random.Random | None = None) -> float:
+        """Seconds before attempt `attempt + 1`: full jitter, at least Retry-After, at most the cap."""
+        delay = exponential_backoff(
+            attempt, self.backoff_base_seconds, self.backoff_cap_seconds, jitter=1.0, rng=rng
+        )
+        return min(self.backoff_cap_seconds, max(delay, retry_after or 0.0))
+
+    def authorization_delay(self, waits: int, rng: random.Random | None = None) -> float:
+        """Seconds before a parked job looks again (the `waits`-th time): grows to the cap, jittered by up to half."""
+        return exponential_backoff(
+            waits, self.authorization_base_seconds, self.authorization_cap_seconds, jitter=0.5, rng=rng
+        )
+
+    def no_slot_delay(self, rng: random.Random | None = None) -> float:
+        """Seconds a job waits in the queue when this process holds no BC slot."""
+        return self.no_slot_delay_seconds * (1.0 + (rng or random.Random()).random())  # noqa: S311 - spread only
+
+    def gives_up_after(self, attempt: int) -> bool:
+        """True when attempt `attempt` was the last one allowed."""
+        return attempt >= self.max_attempts
+
+    def min_validity(self, job: Job, request_timeout: timedelta) -> timedelta:
+        """How long the job's token must stay valid: one slow request plus a little per request it may send."""
+        requests = _expected_requests(job)
+        return max(DEFAULT_MIN_VALIDITY, request_timeout + self.per_request_validity * requests)
+
+
+def _expected_requests(job: Job) -> int:
+    """A rough upper bound of the BC requests a job sends (lookups, ETag reads, one per 100 batch operations)."""
+    if job.operations is not None:
+        return 2 + (len(job.operations) + 99) // 100 * 3
+    return 4

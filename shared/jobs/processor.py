@@ -1,0 +1,352 @@
+"""One delivery of a `bc-jobs` message, start to finish: validate → claim → token → BC → record → report.
+
+The queue is at-least-once; this is what makes one BC effect per job out of it:
+- the job row is claimed by ETag with a lease naming this delivery; a finished job is never run again, a live
+  claim by another delivery is left alone (that delivery's own message is still in the queue if it dies);
+- a claim taken over from a run that never recorded its end (crash, storage failure) marks a write job
+  ambiguous, so the next run reconciles instead of writing again;
+- retries go back to the queue as a delayed copy *before* the row says `retry_scheduled`, so a row never points
+  at a copy that does not exist; an early duplicate of a scheduled job is dropped, the copy will run it;
+- terminal rows name the message that finished them: if the report could not be sent, that message's
+  redelivery sends it (and nothing else does).
+Storage failures raise: the host delivers the message again (and, after maxDequeueCount, poison records it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from bcjobs import ErrorInfo, InvalidJobError, ItemOutcome, Job, JobState, Operation, ResultSummary
+from bcjobs.wire import decode
+from shared.clock import Clock
+from shared.jobs.audit import AuditBuffer, auditing
+from shared.jobs.errors import JobError
+from shared.jobs.outcomes import Decision, Verdict, decide
+from shared.jobs.policy import JobPolicy
+from shared.jobs.queues import JobQueues
+from shared.jobs.records import JobRecord, request_hash
+from shared.jobs.runner import JobRunner, Progress, item_error
+from shared.jobs.store import AuditLog, JobStore
+from shared.tokens import TokenProvider
+
+logger = logging.getLogger(__name__)
+CLAIM_TRIES = 3
+EARLY_TOLERANCE = timedelta(seconds=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One queue message as the trigger got it (the stored text: base64 of the job's JSON)."""
+
+    message_id: str
+    text: str
+    dequeue_count: int = 1
+
+    @property
+    def derived_job_id(self) -> str:
+        """The job id of a message without one: the message id, the same on every redelivery."""
+        return f"msg-{self.message_id}"
+
+
+class Handled(StrEnum):
+    """What one delivery did."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    RETRY_SCHEDULED = "retry_scheduled"
+    WAITING_FOR_AUTHORIZATION = "waiting_for_authorization"
+    ALREADY_FINISHED = "already_finished"  # a redelivered or duplicate message of a finished job
+    CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another delivery is running it right now
+    EARLY_DUPLICATE = "early_duplicate"  # the job's scheduled copy will run it
+    NO_SLOT = "no_slot"  # this process holds no BC slot: the job went back to the queue
+
+
+class SlotCheck(Protocol):
+    """Whether this process may send BC requests now (the throttle gives it at least one slot)."""
+
+    def __call__(self) -> bool: ...
+
+
+@dataclass
+class JobProcessor:
+    """Runs deliveries; one per process, shared by every invocation."""
+
+    store: JobStore
+    audit: AuditLog
+    queues: JobQueues
+    runner: JobRunner
+    tokens: TokenProvider
+    policy: JobPolicy
+    clock: Clock
+    request_timeout: timedelta
+    has_slot: SlotCheck = lambda: True
+    process_id: str = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def handle(self, delivery: Delivery) -> Handled:
+        """Process one delivery; raises only when storage failed (the host then redelivers)."""
+        try:
+            job = decode(delivery.text)
+        except InvalidJobError as invalid:
+            return await self._reject(delivery, invalid)
+        job = job if job.job_id else job.with_job_id(delivery.derived_job_id)
+        if not self.has_slot():
+            await self.queues.requeue(job, self.policy.no_slot_delay())
+            return Handled.NO_SLOT
+        claimed = await self._claim(job, delivery)
+        if isinstance(claimed, Handled):
+            return claimed
+        return await self._run(job, claimed, delivery)
+
+    # ----- claim --------------------------------------------------------------------------------------
+
+    async def _claim(self, job: Job, delivery: Delivery) -> JobRecord | Handled:
+        holder = f"{self.process_id}:{delivery.message_id}"
+        for _ in range(CLAIM_TRIES):
+            now = self.clock.now()
+            current = await self.store.get(str(job.job_id))
+            if current is None:
+                fresh = JobRecord.new(job, str(job.job_id), now, self._deadline(job, now))
+                claimed = await self.store.insert(fresh.claimed(holder, now, self.policy.claim_lease))
+            else:
+                verdict = await self._admission(current, job, delivery, holder, now)
+                if verdict is not None:
+                    return verdict
+                claimed = await self.store.replace(current.claimed(holder, now, self.policy.claim_lease))
+            if claimed is not None:
+                return claimed
+        return Handled.CLAIMED_ELSEWHERE
+
+    async def _admission(
+        self, current: JobRecord, job: Job, delivery: Delivery, holder: str, now: datetime
+    ) -> Handled | None:
+        """Why this delivery must not run the job now (None: claim it)."""
+        if current.state.terminal and current.finished_by == delivery.message_id:
+            await self.queues.publish(current.report())  # its first delivery may not have sent it
+            return Handled.ALREADY_FINISHED
+        if current.request_hash != request_hash(job):
+            reason = (
+                f"jobId {current.job_id} already belongs to another job (state {current.state.value}); "
+                "a job id is used once: send this job under a new jobId"
+            )
+            return await self._reject(delivery, InvalidJobError((), job_id=None), reason=reason)
+        if current.state.terminal:
+            return Handled.ALREADY_FINISHED
+        if current.state is JobState.RUNNING and current.leased_at(now) and current.lease_holder != holder:
+            return Handled.CLAIMED_ELSEWHERE
+        scheduled = current.state in (JobState.RETRY_SCHEDULED, JobState.WAITING_FOR_AUTHORIZATION)
+        if scheduled and current.next_attempt_at and current.next_attempt_at > now + EARLY_TOLERANCE:
+            return Handled.EARLY_DUPLICATE
+        return None
+
+    def _deadline(self, job: Job, now: datetime) -> datetime:
+        return job.deadline or now + self.policy.default_deadline
+
+    # ----- run ----------------------------------------------------------------------------------------
+
+    async def _run(self, job: Job, record: JobRecord, delivery: Delivery) -> Handled:
+        now = self.clock.now()
+        if now >= record.deadline:
+            expired = ErrorInfo(code="deadline_passed", message=_deadline_message(record))
+            return await self._finish(record, JobState.EXPIRED, delivery, error=expired)
+        buffer = AuditBuffer(record.runs, self.clock)
+        try:
+            with auditing(buffer):
+                summary = await self._attempt(job, record)
+        except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
+            decision = decide(failure, reconcilable=_reconcilable(job))
+            await self._keep_audit(record.job_id, buffer)
+            return await self._after_failure(job, record, delivery, decision, failure)
+        await self._keep_audit(record.job_id, buffer)
+        error = item_error(summary)
+        state = JobState.FAILED if error else JobState.SUCCEEDED
+        return await self._finish(record, state, delivery, result=summary, error=error, attempted=True)
+
+    async def _attempt(self, job: Job, record: JobRecord) -> ResultSummary:
+        """The token first (valid long enough for the whole job), then the BC work."""
+        await self.tokens.token(self.policy.min_validity(job, self.request_timeout))
+        progress = Progress(ambiguous=record.ambiguous, items=_items(record.result))
+        return await self.runner.run(job, progress)
+
+    async def _keep_audit(self, job_id: str, buffer: AuditBuffer) -> None:
+        """One transaction; a failed audit write is logged, never allowed to lose the job's outcome."""
+        if not buffer.interactions:
+            return
+        try:
+            await self.audit.append(job_id, buffer.interactions)
+        except JobError as exc:
+            logger.error(
+                "audit rows of job %s were not written: %s",
+                job_id,
+                exc,
+                extra={"event": "jobs.audit_failed", "job_id": job_id},
+            )
+
+    async def _after_failure(
+        self, job: Job, record: JobRecord, delivery: Delivery, decision: Decision, failure: Exception
+    ) -> Handled:
+        partial = getattr(failure, "items", None)
+        record = replace(record, ambiguous=record.ambiguous or decision.ambiguous)
+        if partial is not None:
+            record = replace(record, result=ResultSummary(count=len(job.steps), items=_ordered(partial)))
+        if decision.verdict is Verdict.WAIT_FOR_AUTHORIZATION:
+            return await self._park(job, record, decision)
+        if decision.verdict is Verdict.FAIL:
+            return await self._finish(record, JobState.FAILED, delivery, error=decision.error, attempted=True)
+        return await self._retry(job, record, delivery, decision)
+
+    async def _retry(self, job: Job, record: JobRecord, delivery: Delivery, decision: Decision) -> Handled:
+        attempt = record.attempts + 1
+        if self.policy.gives_up_after(attempt):
+            error = decision.error.model_copy(
+                update={"message": f"gave up after {attempt} attempts: {decision.error.message}"}
+            )
+            return await self._finish(record, JobState.FAILED, delivery, error=error, attempted=True)
+        delay = self.policy.retry_delay(attempt, decision.retry_after)
+        next_at = self.clock.now() + timedelta(seconds=delay)
+        if next_at >= record.deadline:
+            error = decision.error.model_copy(
+                update={"message": f"{_deadline_message(record)}; last error: {decision.error.message}"}
+            )
+            return await self._finish(record, JobState.EXPIRED, delivery, error=error, attempted=True)
+        await self.queues.requeue(job, delay)
+        moved = record.moved(
+            JobState.RETRY_SCHEDULED,
+            self.clock.now(),
+            attempts=attempt,
+            next_attempt_at=next_at,
+            error=decision.error,
+        )
+        await self._write(moved)
+        return Handled.RETRY_SCHEDULED
+
+    async def _park(self, job: Job, record: JobRecord, decision: Decision) -> Handled:
+        waits = max(1, record.runs - record.attempts)
+        delay = self.policy.authorization_delay(waits)
+        next_at = self.clock.now() + timedelta(seconds=delay)
+        await self.queues.requeue(job, delay)
+        moved = record.moved(
+            JobState.WAITING_FOR_AUTHORIZATION,
+            self.clock.now(),
+            next_attempt_at=next_at,
+            error=decision.error,
+        )
+        await self._write(moved)
+        logger.warning(
+            "job %s waits for an admin: %s",
+            record.job_id,
+            decision.error.code,
+            extra={"event": "jobs.waiting_for_authorization", "job_id": record.job_id},
+        )
+        return Handled.WAITING_FOR_AUTHORIZATION
+
+    async def _finish(
+        self,
+        record: JobRecord,
+        state: JobState,
+        delivery: Delivery,
+        *,
+        result: ResultSummary | None = None,
+        error: ErrorInfo | None = None,
+        attempted: bool = False,
+    ) -> Handled:
+        finished = record.moved(
+            state,
+            self.clock.now(),
+            attempts=record.attempts + (1 if attempted else 0),
+            next_attempt_at=None,
+            finished_by=delivery.message_id,
+            result=result or record.result,
+            error=error,
+        )
+        written = await self._write(finished)
+        if written is not None:
+            await self.queues.publish(written.report())
+            _log_finished(written)
+        return Handled(state.value)
+
+    async def _write(self, record: JobRecord) -> JobRecord | None:
+        written = await self.store.replace(record)
+        if written is None:
+            logger.warning(
+                "job %s was taken over by another delivery; this run's outcome is dropped",
+                record.job_id,
+                extra={"event": "jobs.claim_lost", "job_id": record.job_id},
+            )
+        return written
+
+    # ----- rejection ----------------------------------------------------------------------------------
+
+    async def _reject(
+        self, delivery: Delivery, invalid: InvalidJobError, *, reason: str | None = None
+    ) -> Handled:
+        """A `rejected` row with the reason, under the message's job id (or one derived from the message)."""
+        now = self.clock.now()
+        error = ErrorInfo(code="invalid_job", message=reason or invalid.reason)
+        for job_id in dict.fromkeys(filter(None, (invalid.job_id, delivery.derived_job_id))):
+            record = _rejected(job_id, now, error, delivery.message_id)
+            inserted = await self.store.insert(record)
+            if inserted is not None:
+                await self.queues.publish(inserted.report())
+                _log_finished(inserted)
+                return Handled.REJECTED
+            existing = await self.store.get(job_id)
+            if existing is not None and existing.finished_by == delivery.message_id:
+                await self.queues.publish(existing.report())  # a redelivery of the rejected message
+                return Handled.REJECTED
+        return Handled.REJECTED  # only reachable when both ids are taken: the derived one is this message's
+
+
+def _rejected(job_id: str, now: datetime, error: ErrorInfo, message_id: str) -> JobRecord:
+    return JobRecord(
+        job_id=job_id,
+        state=JobState.REJECTED,
+        created_at=now,
+        updated_at=now,
+        deadline=now,
+        finished_at=now,
+        finished_by=message_id,
+        error=error,
+    )
+
+
+def _reconcilable(job: Job) -> bool:
+    """A lost write can be looked up again: create or upsert with a natural key."""
+    return job.operation in (Operation.CREATE, Operation.UPSERT) and job.natural_key is not None
+
+
+def _items(result: ResultSummary | None) -> dict[int, ItemOutcome]:
+    return {item.index: item for item in (result.items or [])} if result is not None else {}
+
+
+def _ordered(items: dict[int, ItemOutcome]) -> list[ItemOutcome]:
+    return [items[index] for index in sorted(items)]
+
+
+def _deadline_message(record: JobRecord) -> str:
+    return f"the job's deadline {record.deadline.isoformat()} passed before it could finish"
+
+
+def _log_finished(record: JobRecord) -> None:
+    logger.info(
+        "job %s %s after %d attempts",
+        record.job_id,
+        record.state.value,
+        record.attempts,
+        extra={
+            "event": "jobs.finished",
+            "job_id": record.job_id,
+            "state": record.state.value,
+            "operation": record.operation,
+            "attempts": record.attempts,
+            "correlation_id": record.correlation_id,
+            "error_code": record.error.code if record.error else None,
+        },
+    )

@@ -1,0 +1,68 @@
+"""The queues a job run writes to: a delayed copy of the job back on `bc-jobs`, and its report on `bc-results`.
+
+Facts: the queue output binding cannot delay a message, so retries use QueueClient.send_message(visibility_timeout=)
+(reference azure-functions.md §0.2); a visibility timeout is at most 7 days
+(learn.microsoft.com/rest/api/storageservices/put-message), and `time_to_live=-1` keeps a parked job's copy from
+expiring before its deadline. host.json's messageEncoding is `none`: both queues hold base64 text that the
+product encodes and decodes itself (bcjobs.wire), so no SDK encode policy is used.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Protocol
+
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue.aio import QueueClient
+
+from bcjobs import Job, JobReport
+from bcjobs.wire import encode
+from shared.jobs.errors import JobQueueError
+
+MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
+
+
+class JobQueues(Protocol):
+    """Sends what a run produces."""
+
+    async def requeue(self, job: Job, delay_seconds: float) -> None:
+        """Put the job back on the jobs queue, invisible for `delay_seconds`."""
+        ...
+
+    async def publish(self, report: JobReport) -> None:
+        """Put a terminal report on the results queue."""
+        ...
+
+
+class StorageJobQueues:
+    """JobQueues on Azure Storage queues."""
+
+    def __init__(self, jobs: QueueClient, results: QueueClient) -> None:
+        self._jobs = jobs
+        self._results = results
+
+    async def ensure(self) -> None:
+        """Create the results queue if needed (the trigger's host creates the jobs queue)."""
+        for client in (self._jobs, self._results):
+            try:
+                await client.create_queue()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise JobQueueError(f"queue creation failed ({type(exc).__name__})") from exc
+
+    async def requeue(self, job: Job, delay_seconds: float) -> None:
+        """A copy with a visibility delay, never expiring on its own."""
+        delay = int(min(MAX_VISIBILITY_SECONDS, max(0.0, delay_seconds)) + 0.999)
+        await self._send(self._jobs, encode(job), visibility_timeout=delay, time_to_live=-1)
+
+    async def publish(self, report: JobReport) -> None:
+        """The report as base64 JSON."""
+        text = base64.b64encode(report.to_json().encode("utf-8")).decode("ascii")
+        await self._send(self._results, text, time_to_live=-1)
+
+    async def _send(self, client: QueueClient, text: str, **options: int) -> None:
+        try:
+            await client.send_message(text, **options)
+        except AzureError as exc:
+            raise JobQueueError(f"sending to {client.queue_name} failed ({type(exc).__name__})") from exc

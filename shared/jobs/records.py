@@ -1,0 +1,164 @@
+"""A job's Table row as a frozen value: state, attempts, times, claim lease, progress, result and error.
+
+Transitions return new records; the store writes them with the ETag they were read with, so a lost race is seen
+(never two writers). Column names are bcjobs.rows' (the app client reads the same table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bcjobs import ErrorInfo, Job, JobReport, JobState, ResultSummary
+from bcjobs.rows import JOB_ROW, json_column, report_from_row
+from bcjobs.wire import job_json
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job's row. `runs` counts claims (audit keys); `attempts` counts runs that were real BC attempts."""
+
+    job_id: str
+    state: JobState
+    created_at: datetime
+    updated_at: datetime
+    deadline: datetime
+    operation: str = ""
+    correlation_id: str | None = None
+    request_hash: str = ""
+    attempts: int = 0
+    runs: int = 0
+    next_attempt_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_holder: str | None = None
+    lease_until: datetime | None = None
+    # A write of an earlier run may have reached BC without an answer: reconcile before writing again.
+    ambiguous: bool = False
+    # The queue message that finished the job; its redelivery re-publishes the result.
+    finished_by: str | None = None
+    result: ResultSummary | None = None
+    error: ErrorInfo | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def new(cls, job: Job, job_id: str, now: datetime, deadline: datetime) -> JobRecord:
+        """A job seen for the first time (state `received`)."""
+        return cls(
+            job_id=job_id,
+            state=JobState.RECEIVED,
+            created_at=now,
+            updated_at=now,
+            deadline=deadline,
+            operation=summary_of(job),
+            correlation_id=job.correlation_id,
+            request_hash=request_hash(job),
+        )
+
+    def claimed(self, holder: str, now: datetime, lease: timedelta) -> JobRecord:
+        """Running under `holder`'s lease; taking over a crashed run of a write makes the job ambiguous."""
+        crashed_write = self.state is JobState.RUNNING and self.operation_writes
+        return dataclasses.replace(
+            self,
+            state=JobState.RUNNING,
+            runs=self.runs + 1,
+            lease_holder=holder,
+            lease_until=now + lease,
+            updated_at=now,
+            ambiguous=self.ambiguous or crashed_write,
+        )
+
+    def moved(self, state: JobState, now: datetime, **changes: Any) -> JobRecord:
+        """In `state` (lease released); terminal states get their finish time."""
+        finished = now if state.terminal else None
+        return dataclasses.replace(
+            self,
+            state=state,
+            updated_at=now,
+            lease_holder=None,
+            lease_until=None,
+            finished_at=finished,
+            **changes,
+        )
+
+    @property
+    def operation_writes(self) -> bool:
+        """True when the job's operation changes data (read from the summary: the request is not stored)."""
+        return self.operation.split(" ", 1)[0] not in ("get", "list")
+
+    def leased_at(self, now: datetime) -> bool:
+        """True while another run's lease is live."""
+        return self.lease_until is not None and self.lease_until > now
+
+    def report(self) -> JobReport:
+        """As the app sees it."""
+        return report_from_row(to_row(self))
+
+
+def summary_of(job: Job) -> str:
+    """A short, data-free description: `create customers`, `batch 150 operations (atomic)`."""
+    if job.operations is not None:
+        return f"batch {len(job.operations)} operations{' (atomic)' if job.atomic else ''}"
+    target = f"{job.parent.entity_set}/{job.entity_set}" if job.parent else str(job.entity_set)
+    action = f" {job.step().action_name}" if job.action else ""
+    return f"{job.operation.value} {target}{action}"
+
+
+def request_hash(job: Job) -> str:
+    """Identifies the request (without its job id) to tell a redelivery from a job id used twice."""
+    body = job_json(job.model_copy(update={"job_id": None}))
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def to_row(record: JobRecord) -> dict[str, Any]:
+    """The Table entity."""
+    row: dict[str, Any] = {
+        "PartitionKey": record.job_id,
+        "RowKey": JOB_ROW,
+        "State": record.state.value,
+        "Operation": record.operation,
+        "CorrelationId": record.correlation_id,
+        "RequestHash": record.request_hash,
+        "Attempts": record.attempts,
+        "Runs": record.runs,
+        "CreatedAt": record.created_at,
+        "UpdatedAt": record.updated_at,
+        "Deadline": record.deadline,
+        "NextAttemptAt": record.next_attempt_at,
+        "FinishedAt": record.finished_at,
+        "LeaseHolder": record.lease_holder,
+        "LeaseUntil": record.lease_until,
+        "Ambiguous": record.ambiguous,
+        "FinishedBy": record.finished_by,
+        "Result": json_column(record.result),
+        "Error": json_column(record.error),
+    }
+    return {key: value for key, value in row.items() if value is not None}
+
+
+def from_row(row: dict[str, Any], etag: str) -> JobRecord:
+    """A record from its Table entity and ETag."""
+    report = report_from_row(row)
+    return JobRecord(
+        job_id=report.job_id,
+        state=report.state,
+        created_at=row["CreatedAt"],
+        updated_at=row["UpdatedAt"],
+        deadline=row["Deadline"],
+        operation=str(row.get("Operation") or ""),
+        correlation_id=report.correlation_id,
+        request_hash=str(row.get("RequestHash") or ""),
+        attempts=report.attempts,
+        runs=int(row.get("Runs") or 0),
+        next_attempt_at=row.get("NextAttemptAt"),
+        finished_at=row.get("FinishedAt"),
+        lease_holder=row.get("LeaseHolder"),
+        lease_until=row.get("LeaseUntil"),
+        ambiguous=bool(row.get("Ambiguous")),
+        finished_by=row.get("FinishedBy"),
+        result=report.result,
+        error=report.error,
+        etag=etag,
+    )

@@ -1,0 +1,351 @@
+"""Runs one job's steps against BC through the shared client; returns what it achieved or raises BC's error.
+
+Writes are wrapped so that an answer lost after sending (timeout, dropped connection, 5xx after the request left)
+comes out as AmbiguousWriteError: the caller decides between reconciling by natural key and reporting it, and
+never resends blindly. A run that follows an ambiguous one (`Progress.ambiguous`) reconciles first: `create` looks
+its natural key up, `delete` takes 404 as done, `update` compares the fields after a stale-ETag refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from bcjobs import ErrorInfo, ItemOutcome, Job, Operation, ResultSummary, Step
+from bcjobs.models import Condition, CustomApi, Operator
+from bcjobs.models import Query as JobQuery
+from shared.bc import (
+    STANDARD_API,
+    ApiRoute,
+    AtomicBatchFailedError,
+    BatchIncompleteError,
+    BatchOperation,
+    BatchResult,
+    BusinessCentralClient,
+    BusinessCentralError,
+    Entity,
+    EntityChangedError,
+    EntityKey,
+    EntitySet,
+    Filter,
+    Method,
+    NotFoundError,
+    Query,
+    QueryError,
+    all_of,
+)
+from shared.bc import field as odata_field
+from shared.bc.retry import surely_unprocessed
+from shared.jobs.errors import AmbiguousWriteError, NaturalKeyNotUniqueError, RetriableBatchItemsError
+from shared.jobs.outcomes import error_info
+
+LIST_LIMIT = 10_000  # records a `list` job reads at most without `top`
+ENTITIES_BUDGET = 20_000  # characters of records kept in a result (the result message must fit in 64 KiB)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What earlier runs of the job left behind."""
+
+    ambiguous: bool = False
+    items: Mapping[int, ItemOutcome] = field(default_factory=dict)  # batch items already done
+
+
+class JobRunner:
+    """Executes jobs with one BusinessCentralClient (shared by every job of the process)."""
+
+    def __init__(self, client: BusinessCentralClient) -> None:
+        self._client = client
+
+    async def run(self, job: Job, progress: Progress) -> ResultSummary:
+        """Do the job once; BC's errors (and AmbiguousWriteError) propagate."""
+        company = await self._company(job.company)
+        if job.operations is not None:
+            return await self._batch(job.operations, job.atomic, company, progress)
+        return await self._step(job.step(), company, progress)
+
+    async def _company(self, company: str | None) -> UUID:
+        if company is None:
+            return await self._client.company_id()
+        try:
+            return UUID(company)
+        except ValueError:
+            return (await self._client.company(name=company)).id
+
+    async def _step(self, step: Step, company: UUID, progress: Progress) -> ResultSummary:
+        target = _entity_set(step, company)
+        match step.operation:
+            case Operation.GET:
+                return _read(await self._client.get(_key(target, step), _query(step.query)))
+            case Operation.LIST:
+                return await self._list(target, step.query)
+            case Operation.CREATE:
+                return await self._create(target, step, progress)
+            case Operation.UPSERT:
+                return await self._upsert(target, step)
+            case Operation.UPDATE:
+                return await self._update(_key(target, step), step, progress)
+            case Operation.DELETE:
+                return await self._delete(_key(target, step), step, progress)
+            case _:
+                await _write(self._client.action(_key(target, step), str(step.action_name), etag=step.etag))
+                return ResultSummary(id=str(step.id))
+
+    async def _list(self, target: EntitySet, query: JobQuery | None) -> ResultSummary:
+        limit = query.top if query is not None and query.top is not None else LIST_LIMIT
+        found = await self._client.list(target, _query(query, with_top=False), limit=limit)
+        return _entities_summary(found)
+
+    async def _create(self, target: EntitySet, step: Step, progress: Progress) -> ResultSummary:
+        if progress.ambiguous and step.natural_key:
+            existing = await self._find(target, step.natural_key)
+            if existing is not None:
+                return _written(existing, reconciled=True)
+        return _written(await _write(self._client.create(target, _with_key(step))))
+
+    async def _upsert(self, target: EntitySet, step: Step) -> ResultSummary:
+        existing = await self._find(target, step.natural_key or {})
+        if existing is None:
+            # An ambiguous create here is safe to retry: the next run looks the key up first.
+            return _written(await self._client.create(target, _with_key(step)), created=True)
+        key = target.key(existing.id) if existing.id else None
+        if key is None:
+            raise NaturalKeyNotUniqueError("the record found by natural key has no id")
+        updated = await _write(self._client.update(key, step.data or {}, etag=existing.etag))
+        return _written(updated, created=False)
+
+    async def _update(self, key: EntityKey, step: Step, progress: Progress) -> ResultSummary:
+        etag = step.etag or await self._etag(key)
+        try:
+            return _written(await _write(self._client.update(key, step.data or {}, etag=etag)))
+        except EntityChangedError:
+            if not progress.ambiguous:
+                raise
+            current = await self._client.get(key)
+            if not _holds(current, step.data or {}):
+                raise
+            return _written(current, reconciled=True)
+
+    async def _delete(self, key: EntityKey, step: Step, progress: Progress) -> ResultSummary:
+        try:
+            await _write(self._client.delete(key, etag=step.etag or await self._etag(key)))
+        except NotFoundError:
+            if not progress.ambiguous:
+                raise
+            return ResultSummary(id=str(key.id), reconciled=True)
+        return ResultSummary(id=str(key.id))
+
+    async def _etag(self, key: EntityKey) -> str:
+        """The current ETag (last writer wins: the job overwrites whatever changed since the app read it)."""
+        return (await self._client.get(key)).etag or "*"
+
+    async def _find(self, target: EntitySet, natural_key: Mapping[str, Any]) -> Entity | None:
+        conditions = [odata_field(name).eq(value) for name, value in natural_key.items()]
+        found = await self._client.list(target, Query(filter=all_of(*conditions)), limit=2)
+        if len(found) > 1:
+            raise NaturalKeyNotUniqueError(
+                f"more than one {target.name} record matches the natural key ({', '.join(natural_key)})",
+                code="natural_key_not_unique",
+            )
+        return found[0] if found else None
+
+    async def _batch(
+        self, steps: Sequence[Step], atomic: bool, company: UUID, progress: Progress
+    ) -> ResultSummary:
+        todo = [
+            index for index in range(len(steps)) if index not in progress.items or progress.items[index].error
+        ]
+        operations = [_batch_operation(steps[index], company) for index in todo]
+        items = {index: item for index, item in progress.items.items() if item.error is None}
+        try:
+            results = await _write(self._client.batch(operations, atomic=atomic))
+        except AtomicBatchFailedError as failed:
+            if failed.cause.retriable:
+                raise
+            return _batch_summary(len(steps), {**items, **_items(todo, failed.results)})
+        except BatchIncompleteError as stopped:
+            done = _items(todo, stopped.completed)
+            if stopped.failed_may_have_applied:
+                raise AmbiguousWriteError(stopped) from stopped
+            raise RetriableBatchItemsError({**items, **done}, stopped) from stopped
+        items.update(_items(todo, results))
+        retriable = [item for item in items.values() if item.error is not None and item.error.retriable]
+        if retriable:
+            raise RetriableBatchItemsError(items, _first_error(results))
+        return _batch_summary(len(steps), items)
+
+
+async def _write(call: Any) -> Any:
+    """Await a write; a failure that may have reached BC becomes AmbiguousWriteError."""
+    try:
+        return await call
+    except BusinessCentralError as error:
+        if error.retriable and not surely_unprocessed(error):
+            raise AmbiguousWriteError(error) from error
+        raise
+
+
+def _entity_set(step: Step, company: UUID) -> EntitySet:
+    api = _api(step.api)
+    if step.parent is None:
+        return EntitySet(step.entity_set, api=api, company_id=company)
+    parent = EntitySet(step.parent.entity_set, api=api, company_id=company).key(step.parent.id)
+    return parent.child(step.entity_set)
+
+
+def _api(api: CustomApi | None) -> ApiRoute:
+    return STANDARD_API if api is None else ApiRoute(api.publisher, api.group, api.version)
+
+
+def _key(target: EntitySet, step: Step) -> EntityKey:
+    if step.id is None:
+        raise QueryError(f"`{step.operation.value}` needs an id")  # the contract already guarantees one
+    return target.key(step.id)
+
+
+def _query(query: JobQuery | None, *, with_top: bool = True) -> Query:
+    if query is None:
+        return Query()
+    conditions = [_condition(condition) for condition in query.filter]
+    return Query(
+        filter=all_of(*conditions) if conditions else None,
+        select=tuple(query.select),
+        expand=tuple(query.expand),
+        orderby=tuple(query.order_by),
+        top=query.top if with_top else None,
+    )
+
+
+def _condition(condition: Condition) -> Filter:
+    target, value = odata_field(condition.field), condition.value
+    if isinstance(value, list):
+        return target.in_(value)
+    match condition.operator:
+        case Operator.NE:
+            return target.ne(value)
+        case Operator.GT:
+            return target.gt(value)
+        case Operator.GE:
+            return target.ge(value)
+        case Operator.LT:
+            return target.lt(value)
+        case Operator.LE:
+            return target.le(value)
+        case Operator.STARTSWITH:
+            return target.startswith(str(value))
+        case Operator.ENDSWITH:
+            return target.endswith(str(value))
+        case Operator.CONTAINS:
+            return target.contains(str(value))
+        case _:
+            return target.eq(value)
+
+
+def _with_key(step: Step) -> dict[str, Any]:
+    """The values to create: the natural key's fields are part of the record."""
+    return {**(step.natural_key or {}), **(step.data or {})}
+
+
+def _holds(entity: Entity, data: Mapping[str, Any]) -> bool:
+    return all(
+        entity.values.get(name) == value for name, value in data.items() if not isinstance(value, list)
+    )
+
+
+def _read(entity: Entity) -> ResultSummary:
+    return _entities_summary((entity,)).model_copy(update={"id": _id(entity), "etag": entity.etag})
+
+
+def _written(entity: Entity, *, reconciled: bool = False, created: bool | None = None) -> ResultSummary:
+    number = entity.values.get("number")
+    return ResultSummary(
+        id=_id(entity),
+        number=number if isinstance(number, str) else None,
+        etag=entity.etag,
+        reconciled=reconciled,
+        created=created,
+    )
+
+
+def _id(entity: Entity) -> str | None:
+    return str(entity.id) if entity.id else None
+
+
+def _entities_summary(found: Sequence[Entity]) -> ResultSummary:
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for entity in found:
+        size = len(repr(dict(entity.values)))
+        if used + size > ENTITIES_BUDGET:
+            return ResultSummary(count=len(found), entities=kept, truncated=True)
+        kept.append({"@odata.etag": entity.etag, **entity.values} if entity.etag else dict(entity.values))
+        used += size
+    return ResultSummary(count=len(found), entities=kept)
+
+
+def _batch_operation(step: Step, company: UUID) -> BatchOperation:
+    target = _entity_set(step, company)
+    match step.operation:
+        case Operation.CREATE:
+            return BatchOperation(Method.POST, target, body=_with_key(step))
+        case Operation.GET:
+            return BatchOperation(Method.GET, _key(target, step))
+        case Operation.UPDATE:
+            return BatchOperation(Method.PATCH, _key(target, step), body=step.data, etag=step.etag or "*")
+        case Operation.DELETE:
+            return BatchOperation(Method.DELETE, _key(target, step), etag=step.etag or "*")
+        case _:
+            return BatchOperation(Method.POST, _key(target, step), action=step.action_name, etag=step.etag)
+
+
+def _items(indexes: Sequence[int], results: Sequence[BatchResult]) -> dict[int, ItemOutcome]:
+    return {index: _item(index, result) for index, result in zip(indexes, results, strict=False)}
+
+
+def _item(index: int, result: BatchResult) -> ItemOutcome:
+    entity = result.entity
+    return ItemOutcome(
+        index=index,
+        status=result.status,
+        id=_id(entity) if entity else None,
+        etag=entity.etag if entity else None,
+        rolled_back=result.rolled_back,
+        error=error_info(result.error) if result.error is not None else None,
+    )
+
+
+def _first_error(results: Sequence[BatchResult]) -> BusinessCentralError:
+    return next(result.error for result in results if result.error is not None)
+
+
+def _batch_summary(total: int, items: Mapping[int, ItemOutcome]) -> ResultSummary:
+    ordered = [items[index] for index in sorted(items)]
+    return ResultSummary(count=total, items=ordered)
+
+
+def failed_items(summary: ResultSummary) -> list[ItemOutcome]:
+    """The batch items that did not succeed (or were rolled back)."""
+    return [item for item in summary.items or [] if item.error is not None or item.rolled_back]
+
+
+def item_error(summary: ResultSummary) -> ErrorInfo | None:
+    """The job's error when some of its batch items failed."""
+    failed = failed_items(summary)
+    if not failed:
+        return None
+    first = next((item.error for item in failed if item.error), None)
+    rolled = all(item.rolled_back for item in failed) and bool(failed)
+    what = (
+        "the atomic batch was rolled back"
+        if rolled
+        else f"{len(failed)} of {summary.count} operations failed"
+    )
+    return ErrorInfo(
+        code="batch_rolled_back" if rolled else "batch_items_failed",
+        message=f"{what}; see result.items" + (f" (first: {first.message})" if first else ""),
+        bc_code=first.bc_code if first else None,
+        status=first.status if first else None,
+        client_request_id=first.client_request_id if first else None,
+    )

@@ -1,0 +1,116 @@
+"""Where job rows and audit rows live: small Protocols, and their Table Storage implementations.
+
+Facts (azure-data-tables 12.7, Azurite 3.35, reference azure-functions.md §5): an entity-group transaction holds
+at most 100 operations on one partition and is atomic, so one job attempt's audit rows (PartitionKey = job id)
+go in one `submit_transaction` call. Row writes use shared.table_cas: a lost race comes back as None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+from azure.core.exceptions import AzureError
+from azure.data.tables import TableTransactionError
+from azure.data.tables.aio import TableClient
+
+from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, interaction_row
+from shared import table_cas
+from shared.jobs.errors import JobStoreError
+from shared.jobs.records import JobRecord, from_row, to_row
+
+TRANSACTION_LIMIT = 100
+
+
+class JobStore(Protocol):
+    """Job rows, written by ETag compare-and-swap."""
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The row, or None."""
+        ...
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Create the row; None when it exists already (another delivery was first)."""
+        ...
+
+    async def replace(self, record: JobRecord) -> JobRecord | None:
+        """Write over the row read as `record.etag`; None when someone else wrote it since."""
+        ...
+
+
+class AuditLog(Protocol):
+    """A job's BC interactions."""
+
+    async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
+        """Keep these (one call per 100)."""
+        ...
+
+    async def read(self, job_id: str) -> list[Interaction]:
+        """Every interaction of the job, in order."""
+        ...
+
+
+class TableJobStore:
+    """JobStore on the `{prefix}jobs` table."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def ensure(self) -> None:
+        """Create the table if needed."""
+        await _guarded(table_cas.ensure_table(self._table))
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The row, or None."""
+        stored = await _guarded(table_cas.read(self._table, job_id, JOB_ROW))
+        return None if stored is None else from_row(stored.entity, stored.etag)
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Create the row; None when it exists."""
+        etag = await _guarded(table_cas.insert(self._table, to_row(record)))
+        return None if etag is None else _with_etag(record, etag)
+
+    async def replace(self, record: JobRecord) -> JobRecord | None:
+        """Compare-and-swap on the record's ETag."""
+        if record.etag is None:
+            raise JobStoreError("a job row can only be replaced as read (it has no ETag)")
+        etag = await _guarded(table_cas.replace_if_match(self._table, to_row(record), record.etag))
+        return None if etag is None else _with_etag(record, etag)
+
+
+class TableAuditLog:
+    """AuditLog on the `{prefix}jobaudit` table."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def ensure(self) -> None:
+        """Create the table if needed."""
+        await _guarded(table_cas.ensure_table(self._table))
+
+    async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
+        """One entity-group transaction per 100 interactions (upserts: a repeated flush is harmless)."""
+        rows = [interaction_row(job_id, interaction) for interaction in interactions]
+        for start in range(0, len(rows), TRANSACTION_LIMIT):
+            operations = [("upsert", row) for row in rows[start : start + TRANSACTION_LIMIT]]
+            try:
+                await self._table.submit_transaction(operations)
+            except (AzureError, TableTransactionError) as exc:
+                raise JobStoreError(f"audit write failed ({type(exc).__name__})") from exc
+
+    async def read(self, job_id: str) -> list[Interaction]:
+        """Every interaction, ordered by attempt and sequence."""
+        stored = await _guarded(table_cas.read_partition(self._table, job_id))
+        return [interaction_from_row(row.entity) for row in sorted(stored, key=lambda r: r.entity["RowKey"])]
+
+
+async def _guarded(call: Any) -> Any:
+    try:
+        return await call
+    except table_cas.TableStorageError as exc:
+        raise JobStoreError(str(exc)) from exc
+
+
+def _with_etag(record: JobRecord, etag: str) -> JobRecord:
+    return replace(record, etag=etag)

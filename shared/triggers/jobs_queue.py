@@ -1,0 +1,47 @@
+"""Queue triggers of the job pipeline: `bc-jobs` (the main job) and `bc-jobs-poison` (nothing vanishes).
+
+host.json sets messageEncoding `none`: the host hands over the stored text unchanged and the product decodes the
+base64 itself, so a message that is not base64 becomes a `rejected` job with its reason instead of failing in
+the host before any code runs (which would send it to poison without a word). Only storage failures raise here:
+the host then redelivers, and after maxDequeueCount the poison trigger records the job as dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from bcjobs import JOBS_QUEUE, POISON_QUEUE
+from shared.jobs import Delivery, job_services
+
+bp = func.Blueprint()
+logger = logging.getLogger(__name__)
+CONNECTION = "JobsStorage"
+
+
+def _delivery(message: func.QueueMessage) -> Delivery:
+    text = message.get_body().decode("utf-8", errors="replace")
+    return Delivery(message_id=str(message.id), text=text, dequeue_count=message.dequeue_count or 1)
+
+
+@bp.function_name("jobs_process")
+@bp.queue_trigger(arg_name="message", queue_name=JOBS_QUEUE, connection=CONNECTION)
+async def jobs_process(message: func.QueueMessage) -> None:
+    """Run one job delivery."""
+    services = await job_services()
+    handled = await services.processor.handle(_delivery(message))
+    logger.info(
+        "delivery %s: %s",
+        message.id,
+        handled.value,
+        extra={"event": "jobs.delivery", "message_id": message.id, "handled": handled.value},
+    )
+
+
+@bp.function_name("jobs_poison")
+@bp.queue_trigger(arg_name="message", queue_name=POISON_QUEUE, connection=CONNECTION)
+async def jobs_poison(message: func.QueueMessage) -> None:
+    """Record a message the host gave up on as a dead-lettered job."""
+    services = await job_services()
+    await services.dead_letters.record(_delivery(message))
