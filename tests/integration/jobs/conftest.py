@@ -4,6 +4,7 @@ from the sandbox. Each test gets fresh queues (their names are fixed by the cont
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import uuid
@@ -14,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.data.tables import TableClient
 from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
 import function_app
@@ -107,7 +108,7 @@ class JobsWorld:
 
     def queue_length(self, name: str) -> int:
         with self.queue(name) as queue:
-            return int(queue.get_queue_properties().approximate_message_count)
+            return int(queue.get_queue_properties().approximate_message_count or 0)
 
     def interactions(self, job_id: str) -> list[dict[str, Any]]:
         with self.table("jobaudit") as table:
@@ -149,12 +150,10 @@ def world(jobs_env: dict[str, str]) -> Iterator[JobsWorld]:
     built = JobsWorld(jobs_env["JobsStorage"], jobs_env["BC_TABLE_PREFIX"], jobs_env["DEVHOST_FUNCTION_KEY"])
     for name in (JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE):
         with built.queue(name) as queue:
-            try:
+            with contextlib.suppress(ResourceNotFoundError):
                 queue.delete_queue()
-            except ResourceNotFoundError:
-                pass
             queue.create_queue()
-    yield built
+    return built
 
 
 @pytest.fixture
