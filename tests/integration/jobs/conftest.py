@@ -145,7 +145,7 @@ def jobs_env(sandbox_env: dict[str, str], azurite_connection_string: str) -> dic
 
 
 @pytest.fixture
-def world(jobs_env: dict[str, str]) -> Iterator[JobsWorld]:
+def world(jobs_env: dict[str, str]) -> JobsWorld:
     """Fresh bc-jobs, bc-jobs-poison and bc-results queues (deleted with whatever an earlier test left)."""
     built = JobsWorld(jobs_env["JobsStorage"], jobs_env["BC_TABLE_PREFIX"], jobs_env["DEVHOST_FUNCTION_KEY"])
     for name in (JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE):
