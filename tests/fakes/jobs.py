@@ -1,0 +1,144 @@
+"""In-memory doubles behind shared.jobs' own Protocols: a JobStore with Table Storage's ETag compare-and-swap,
+an AuditLog and the JobQueues a run writes to. Each can be told to fail like storage does (JobStoreError /
+JobQueueError), so tests see what the processor does when a write is lost."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bcjobs import Job, JobReport
+from bcjobs.rows import Interaction, audit_row_key
+from bcjobs.wire import encode
+from shared.jobs.errors import JobQueueError, JobStoreError
+from shared.jobs.records import JobRecord, from_row, to_row
+
+
+class MemoryJobStore:
+    """Job rows kept as Table entities (to_row) with an ETag each; a lost race comes back as None.
+
+    `fail_next[method]` holds errors raised by the next calls of that method ("get", "insert", "replace"),
+    one per call; `outage` makes every call fail.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[dict[str, Any], str]] = {}
+        self._etags = itertools.count(1)
+        self.fail_next: dict[str, list[JobStoreError]] = {}
+        self.outage = False
+        self.writes: list[JobRecord] = []  # every successful insert or replace, in order
+
+    def _check(self, method: str) -> None:
+        if self.outage:
+            raise JobStoreError(f"jobs table unavailable (simulated outage during {method})")
+        pending = self.fail_next.get(method)
+        if pending:
+            raise pending.pop(0)
+
+    def fail(self, method: str, times: int = 1) -> None:
+        """Make the next `times` calls of `method` raise JobStoreError."""
+        self.fail_next.setdefault(method, []).extend(
+            JobStoreError(f"jobs table {method} failed (simulated)") for _ in range(times)
+        )
+
+    def _stored(self, job_id: str, row: dict[str, Any]) -> JobRecord:
+        etag = f'W/"{next(self._etags)}"'
+        self._rows[job_id] = (row, etag)
+        record = from_row(dict(row), etag)
+        self.writes.append(record)
+        return record
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The row, or None."""
+        self._check("get")
+        stored = self._rows.get(job_id)
+        return None if stored is None else from_row(dict(stored[0]), stored[1])
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Create the row; None when it exists already."""
+        self._check("insert")
+        if record.job_id in self._rows:
+            return None
+        return self._stored(record.job_id, to_row(record))
+
+    async def replace(self, record: JobRecord) -> JobRecord | None:
+        """Write over the row if its ETag is still `record.etag`; None when someone wrote it since."""
+        self._check("replace")
+        if record.etag is None:
+            raise JobStoreError("a job row can only be replaced as read (it has no ETag)")
+        stored = self._rows.get(record.job_id)
+        if stored is None or stored[1] != record.etag:
+            return None
+        return self._stored(record.job_id, to_row(record))
+
+    def seed(self, record: JobRecord) -> JobRecord:
+        """Put a row in place directly (a state another process left behind); the stored record."""
+        return self._stored(record.job_id, to_row(replace(record, etag=None)))
+
+    def peek(self, job_id: str) -> JobRecord | None:
+        """The row without going through the failure hooks."""
+        stored = self._rows.get(job_id)
+        return None if stored is None else from_row(dict(stored[0]), stored[1])
+
+    @property
+    def job_ids(self) -> list[str]:
+        """Every job id that has a row."""
+        return list(self._rows)
+
+
+class MemoryAuditLog:
+    """Audit rows keyed like the table (job id, `{attempt:03d}-{sequence:04d}`); upserts, like the real one."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, Interaction]] = {}
+        self.outage = False
+        self.appends = 0
+
+    async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
+        """Keep these (a repeated interaction overwrites itself)."""
+        if self.outage:
+            raise JobStoreError("audit table unavailable (simulated outage)")
+        self.appends += 1
+        rows = self._rows.setdefault(job_id, {})
+        for interaction in interactions:
+            rows[audit_row_key(interaction.attempt, interaction.sequence)] = interaction
+
+    async def read(self, job_id: str) -> list[Interaction]:
+        """Every interaction of the job, in row-key order."""
+        rows = self._rows.get(job_id, {})
+        return [rows[key] for key in sorted(rows)]
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """A delayed copy of a job on the jobs queue, as the message text the trigger would get."""
+
+    job: Job
+    delay_seconds: float
+    text: str
+
+
+@dataclass
+class MemoryJobQueues:
+    """Records requeued copies and published reports; `fail_requeue` / `fail_publish` make the next send fail."""
+
+    requeued: list[Requeued] = field(default_factory=list)
+    published: list[JobReport] = field(default_factory=list)
+    fail_requeue: int = 0
+    fail_publish: int = 0
+
+    async def requeue(self, job: Job, delay_seconds: float) -> None:
+        """Keep the copy (or fail like a queue send does)."""
+        if self.fail_requeue:
+            self.fail_requeue -= 1
+            raise JobQueueError("sending to bc-jobs failed (simulated)")
+        self.requeued.append(Requeued(job, delay_seconds, encode(job)))
+
+    async def publish(self, report: JobReport) -> None:
+        """Keep the report (or fail like a queue send does)."""
+        if self.fail_publish:
+            self.fail_publish -= 1
+            raise JobQueueError("sending to bc-results failed (simulated)")
+        self.published.append(report)
