@@ -1,0 +1,6 @@
+"""`python -m bcjobs`: the same CLI as the `bcjobs` console script (see bcjobs/cli.py)."""
+
+from bcjobs.cli import main
+
+if __name__ == "__main__":
+    main()
