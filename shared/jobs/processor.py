@@ -98,8 +98,10 @@ class JobProcessor:
             return await self._reject(delivery, invalid)
         job = job if job.job_id else job.with_job_id(delivery.derived_job_id)
         if not self.has_slot():
-            await self.queues.requeue(job, self.policy.no_slot_delay())
-            return Handled.NO_SLOT
+            current = await self.store.get(str(job.job_id))
+            if current is None or not current.state.terminal:  # a finished job needs no BC: admitted below
+                await self.queues.requeue(job, self.policy.no_slot_delay())
+                return Handled.NO_SLOT
         claimed = await self._claim(job, delivery)
         if isinstance(claimed, Handled):
             return claimed
