@@ -19,14 +19,14 @@ from shared.jobs.records import JobRecord, from_row, to_row
 class MemoryJobStore:
     """Job rows kept as Table entities (to_row) with an ETag each; a lost race comes back as None.
 
-    `fail_next[method]` holds errors raised by the next calls of that method ("get", "insert", "replace"),
-    one per call; `outage` makes every call fail.
+    `fail_next[method]` holds what the next calls of that method ("get", "insert", "replace") do, one entry
+    per call: raise that error, or pass when None; `outage` makes every call fail.
     """
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[dict[str, Any], str]] = {}
         self._etags = itertools.count(1)
-        self.fail_next: dict[str, list[JobStoreError]] = {}
+        self.fail_next: dict[str, list[JobStoreError | None]] = {}
         self.outage = False
         self.writes: list[JobRecord] = []  # every successful insert or replace, in order
 
@@ -34,14 +34,15 @@ class MemoryJobStore:
         if self.outage:
             raise JobStoreError(f"jobs table unavailable (simulated outage during {method})")
         pending = self.fail_next.get(method)
-        if pending:
-            raise pending.pop(0)
+        failure = pending.pop(0) if pending else None
+        if failure is not None:
+            raise failure
 
-    def fail(self, method: str, times: int = 1) -> None:
-        """Make the next `times` calls of `method` raise JobStoreError."""
-        self.fail_next.setdefault(method, []).extend(
-            JobStoreError(f"jobs table {method} failed (simulated)") for _ in range(times)
-        )
+    def fail(self, method: str, times: int = 1, *, after: int = 0) -> None:
+        """Let `after` calls of `method` pass, then make the next `times` raise JobStoreError."""
+        planned = self.fail_next.setdefault(method, [])
+        planned.extend([None] * after)
+        planned.extend(JobStoreError(f"jobs table {method} failed (simulated)") for _ in range(times))
 
     def _stored(self, job_id: str, row: dict[str, Any]) -> JobRecord:
         etag = f'W/"{next(self._etags)}"'

@@ -1,0 +1,82 @@
+"""A JobProcessor wired to in-memory fakes behind shared.jobs' Protocols, on a clock the test moves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+
+from bcjobs import JobState
+from shared.jobs import DeadLetters, Delivery, Handled, JobProcessor
+from shared.jobs.policy import JobPolicy
+from shared.jobs.records import JobRecord
+from tests.fakes.clock import ManualClock
+from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
+from tests.functional.jobs.fakes import FakeTokens, ScriptedRunner
+
+REQUEST_TIMEOUT = timedelta(seconds=100)
+
+
+@dataclass
+class Pipeline:
+    """Everything one test's processors share: the store, the queues, the runner, the tokens and the clock."""
+
+    clock: ManualClock = field(default_factory=ManualClock)
+    store: MemoryJobStore = field(default_factory=MemoryJobStore)
+    audit: MemoryAuditLog = field(default_factory=MemoryAuditLog)
+    queues: MemoryJobQueues = field(default_factory=MemoryJobQueues)
+    runner: ScriptedRunner = field(default_factory=ScriptedRunner)
+    policy: JobPolicy = field(default_factory=JobPolicy)
+    has_slot: bool = True
+    tokens: FakeTokens = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = FakeTokens(self.clock)
+
+    def processor(self, process_id: str = "worker-a") -> JobProcessor:
+        """A processor (one per process) over the shared fakes."""
+        return JobProcessor(
+            store=self.store,
+            audit=self.audit,
+            queues=self.queues,
+            runner=self.runner,
+            tokens=self.tokens,
+            policy=self.policy,
+            clock=self.clock,
+            request_timeout=REQUEST_TIMEOUT,
+            has_slot=lambda: self.has_slot,
+            process_id=process_id,
+        )
+
+    async def deliver(
+        self, text: str, message_id: str = "m1", *, process_id: str = "worker-a", dequeue_count: int = 1
+    ) -> Handled:
+        """What the trigger does with one message."""
+        return await self.processor(process_id).handle(Delivery(message_id, text, dequeue_count))
+
+    async def deliver_copy(self, message_id: str, *, index: int = -1) -> Handled:
+        """Deliver a requeued copy once its delay has passed."""
+        copy = self.queues.requeued[index]
+        self.clock.advance(timedelta(seconds=copy.delay_seconds))
+        return await self.deliver(copy.text, message_id)
+
+    def dead_letters(self) -> DeadLetters:
+        """The poison handler over the same store and queues."""
+        return DeadLetters(self.store, self.queues, self.clock)
+
+    def row(self, job_id: str) -> JobRecord:
+        """The job's row (it must exist)."""
+        record = self.store.peek(job_id)
+        assert record is not None, f"no row for {job_id}"
+        return record
+
+    def states(self) -> dict[str, JobState]:
+        """Every row's state."""
+        return {job_id: self.row(job_id).state for job_id in self.store.job_ids}
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    """A fresh pipeline with the default policy."""
+    return Pipeline()
