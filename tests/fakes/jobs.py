@@ -5,7 +5,7 @@ JobQueueError), so tests see what the processor does when a write is lost."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +29,8 @@ class MemoryJobStore:
         self.fail_next: dict[str, list[JobStoreError | None]] = {}
         self.outage = False
         self.writes: list[JobRecord] = []  # every successful insert or replace, in order
+        # Called with what get() read, before it returns: lets a test slip another writer in between.
+        self.after_get: Callable[[str, JobRecord | None], None] | None = None
 
     def _check(self, method: str) -> None:
         if self.outage:
@@ -55,7 +57,10 @@ class MemoryJobStore:
         """The row, or None."""
         self._check("get")
         stored = self._rows.get(job_id)
-        return None if stored is None else from_row(dict(stored[0]), stored[1])
+        found = None if stored is None else from_row(dict(stored[0]), stored[1])
+        if self.after_get is not None:
+            self.after_get(job_id, found)
+        return found
 
     async def insert(self, record: JobRecord) -> JobRecord | None:
         """Create the row; None when it exists already."""

@@ -21,6 +21,7 @@ from shared.bc import (
 from shared.jobs import Handled, JobQueueError, JobStoreError
 from shared.jobs.errors import AmbiguousWriteError, RetriableBatchItemsError
 from shared.jobs.policy import JobPolicy
+from shared.jobs.records import JobRecord
 from shared.jobs.runner import Progress
 from tests.fakes.clock import START
 from tests.functional.jobs.conftest import REQUEST_TIMEOUT, Pipeline
@@ -121,6 +122,41 @@ async def test_a_second_delivery_during_a_live_claim_runs_nothing(pipeline: Pipe
     assert await asyncio.wait_for(first, 1) is Handled.SUCCEEDED
     assert len(pipeline.runner.calls) == 1
     assert len(pipeline.queues.published) == 1
+
+
+async def test_a_lost_insert_race_leaves_the_job_to_the_delivery_that_won(pipeline: Pipeline) -> None:
+    """Both saw no row; the other delivery inserted first: this one sees its live claim and runs nothing."""
+
+    def rival_inserts_first(job_id: str, found: JobRecord | None) -> None:
+        if found is None and not pipeline.store.job_ids:
+            rival = JobRecord.new(Job.model_validate(CREATE), job_id, START, START + timedelta(hours=1))
+            pipeline.store.seed(rival.claimed("worker-b:m2", START, pipeline.policy.claim_lease))
+
+    pipeline.store.after_get = rival_inserts_first
+    assert await pipeline.deliver(wire(CREATE), "m1") is Handled.CLAIMED_ELSEWHERE
+    assert pipeline.runner.calls == []
+    assert pipeline.row("create-1").lease_holder == "worker-b:m2"
+
+
+async def test_a_run_that_lost_its_claim_drops_its_outcome_and_only_the_successor_reports(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run outliving its lease was taken over: its final write fails the ETag check and publishes nothing."""
+    pipeline.runner.hold = asyncio.Event()
+    slow = asyncio.create_task(pipeline.deliver(wire(KEYED_CREATE), "m1", process_id="worker-a"))
+    await asyncio.wait_for(pipeline.runner.started.wait(), 1)
+    pipeline.clock.advance(pipeline.policy.claim_lease)
+    pipeline.runner.started.clear()
+    successor = asyncio.create_task(pipeline.deliver(wire(KEYED_CREATE), "m2", process_id="worker-b"))
+    await asyncio.wait_for(pipeline.runner.started.wait(), 1)
+    with caplog.at_level(logging.WARNING, logger="shared.jobs.processor"):
+        pipeline.runner.hold.set()
+        await asyncio.wait_for(asyncio.gather(slow, successor), 1)
+    assert steps_of(pipeline.runner.calls) == [False, True]
+    row = pipeline.row("create-1")
+    assert (row.state, row.finished_by, row.runs) == (JobState.SUCCEEDED, "m2", 2)
+    assert [report.job_id for report in pipeline.queues.published] == ["create-1"]
+    assert "jobs.claim_lost" in [getattr(record, "event", None) for record in caplog.records]
 
 
 async def test_a_crashed_runs_claim_is_taken_over_once_its_lease_expired(pipeline: Pipeline) -> None:
