@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared.logging_setup import configure_logging
-from shared.triggers import auth_http, health, jobs_queue, jobs_status, token_refresh
+from shared.triggers import auth_http, health, jobs_queue, jobs_status, jobs_submit, token_refresh
 
 configure_logging()  # before any function runs: every log record is redacted at creation
 
@@ -13,3 +13,4 @@ app.register_functions(auth_http.bp)
 app.register_functions(token_refresh.bp)
 app.register_functions(jobs_queue.bp)
 app.register_functions(jobs_status.bp)
+app.register_functions(jobs_submit.bp)

@@ -1,0 +1,311 @@
+"""What `POST /api/jobs` and `GET /api/jobs` do, without azure.functions (the trigger only maps a Reply).
+
+POST follows the asynchronous request-reply pattern: 202 Accepted with each job's id and status URL
+(`Location` when one job was sent) and `Retry-After`. Every job is validated first with the trigger's own checks
+(`bcjobs.submit.prepare`: the model, the size limit, the wire round trip); with one bad job nothing is sent
+(400 naming the index and the field of each bad job) unless the caller asked for `?partial=true`, when the good
+ones are sent and the bad ones listed under `rejected`. GET lists jobs from the jobs Table a page at a time with a
+continuation token. Storage failures answer 503 with `Retry-After`; the body never carries storage details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+from bcjobs import JOBS_QUEUE, JobState
+from bcjobs.aio import AsyncJobsClient
+from bcjobs.common import JobHandle, JobPage, audit_table_name, jobs_table_name
+from bcjobs.errors import BcJobsError
+from bcjobs.submit import PreparedJob, prepare_all
+from bcjobs.wire import MAX_JOB_BYTES
+from shared.azure_clients import queue_client, table_client
+from shared.errors import SettingsError
+from shared.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+MAX_JOBS_PER_REQUEST = 100
+MAX_BODY_BYTES = MAX_JOBS_PER_REQUEST * (MAX_JOB_BYTES + 4096)
+ACCEPTED_RETRY_AFTER = "5"  # seconds until the status route is worth asking
+UNAVAILABLE_RETRY_AFTER = "10"
+SEND_CONCURRENCY = 16
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+# The storage queue SDK has its own retry policy (ExponentialRetry: 15 s initial backoff, base 3), which the
+# azure-core `retry_backoff_*` options of shared.azure_clients do not reach: without these a request would wait
+# ~40 s on an unreachable queue before its 503.
+QUEUE_RETRY = {"initial_backoff": 0.5, "increment_base": 1, "random_jitter_range": 0.25}  # ~1.5 s per retry
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer: status, JSON body, headers."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> str:
+        """The body as JSON text."""
+        return json.dumps(self.body, ensure_ascii=False, default=str)
+
+
+class JobsBackend(Protocol):
+    """What the routes need from storage (AsyncJobsClient in the app)."""
+
+    async def send(self, prepared: PreparedJob) -> JobHandle:
+        """Put one prepared job on bc-jobs."""
+        ...
+
+    async def list_page(
+        self,
+        state: JobState | str | None = None,
+        since: datetime | None = None,
+        *,
+        page_size: int = 100,
+        continuation_token: str | None = None,
+    ) -> JobPage:
+        """One page of job reports."""
+        ...
+
+
+Backend = Callable[[], Awaitable[JobsBackend]]
+
+
+# -- POST /api/jobs ------------------------------------------------------------------------------------------
+
+
+async def submit_jobs(body: bytes, *, partial: bool, base_url: str, backend: Backend | None = None) -> Reply:
+    """Validate one job or a list of them, send them to bc-jobs, answer 202/400/413/503 (see the module doc)."""
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "body_too_large", f"at most {MAX_JOBS_PER_REQUEST} jobs of {MAX_JOB_BYTES} bytes")
+    parsed = _jobs_of(body)
+    if isinstance(parsed, Reply):
+        return parsed
+    good, bad = prepare_all(parsed)
+    if bad and (not partial or not good):
+        sent_nothing = (
+            "" if partial else "; nothing was enqueued (add ?partial=true to enqueue the valid ones)"
+        )
+        return Reply(
+            400,
+            {
+                "error": "invalid_jobs",
+                "message": f"{len(bad)} of {len(parsed)} jobs are invalid{sent_nothing}",
+                "rejected": [rejection.to_dict() for rejection in bad],
+            },
+        )
+    try:
+        client = await (backend or front_door_backend)()
+    except (SettingsError, BcJobsError) as exc:
+        return _unavailable(
+            exc, {"jobs": [], "notEnqueued": [_accepted(i, p.job_id, base_url) for i, p in good]}
+        )
+    sent, failed = await _send_all(client, good)
+    accepted = [_accepted(index, handle.job_id, base_url) for index, handle in sent]
+    if failed:
+        not_sent = [_accepted(index, prepared.job_id, base_url) for index, prepared, _ in failed]
+        return _unavailable(failed[0][2], {"jobs": accepted, "notEnqueued": not_sent})
+    body_out: dict[str, Any] = {"jobs": accepted}
+    if bad:
+        body_out["rejected"] = [rejection.to_dict() for rejection in bad]
+    headers = {"Retry-After": ACCEPTED_RETRY_AFTER}
+    if len(accepted) == 1:
+        headers["Location"] = accepted[0]["location"]
+    return Reply(202, body_out, headers)
+
+
+def _jobs_of(body: bytes) -> list[object] | Reply:
+    if not body.strip():
+        return _error(400, "invalid_body", "send a job (a JSON object) or a JSON array of up to 100 jobs")
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return _error(400, "invalid_body", "the body is not JSON (UTF-8)")
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, list):
+        return _error(400, "invalid_body", "send a job (a JSON object) or a JSON array of jobs")
+    if not value:
+        return _error(400, "invalid_body", "the array holds no job")
+    if len(value) > MAX_JOBS_PER_REQUEST:
+        return _error(
+            400, "too_many_jobs", f"at most {MAX_JOBS_PER_REQUEST} jobs per request (got {len(value)})"
+        )
+    return list(value)
+
+
+async def _send_all(
+    client: JobsBackend, good: list[tuple[int, PreparedJob]]
+) -> tuple[list[tuple[int, JobHandle]], list[tuple[int, PreparedJob, BcJobsError]]]:
+    gate = asyncio.Semaphore(SEND_CONCURRENCY)
+    sent: list[tuple[int, JobHandle]] = []
+    failed: list[tuple[int, PreparedJob, BcJobsError]] = []
+
+    async def send(index: int, prepared: PreparedJob) -> None:
+        async with gate:
+            try:
+                sent.append((index, await client.send(prepared)))
+            except BcJobsError as exc:
+                failed.append((index, prepared, exc))
+
+    await asyncio.gather(*(send(index, prepared) for index, prepared in good))
+    return sorted(sent, key=lambda item: item[0]), sorted(failed, key=lambda item: item[0])
+
+
+def _accepted(index: int, job_id: str, base_url: str) -> dict[str, Any]:
+    return {"index": index, "jobId": job_id, "location": status_url(base_url, job_id)}
+
+
+def status_url(base_url: str, job_id: str) -> str:
+    """The job's status route (`GET /api/jobs/{jobId}`) under the app's base URL."""
+    return f"{base_url.rstrip('/')}/api/jobs/{quote(job_id, safe='')}"
+
+
+# -- GET /api/jobs -------------------------------------------------------------------------------------------
+
+
+async def list_jobs(params: Mapping[str, str], *, base_url: str, backend: Backend | None = None) -> Reply:
+    """One page of jobs: `state`, `since` (ISO-8601 with offset), `pageSize` (1-1000), `continuationToken`."""
+    query = _list_query(params)
+    if isinstance(query, Reply):
+        return query
+    state, since, page_size, token = query
+    try:
+        client = await (backend or front_door_backend)()
+        page = await client.list_page(state, since, page_size=page_size, continuation_token=token)
+    except ValueError:
+        return _error(400, "invalid_parameter", "continuationToken: not a token this API returned")
+    except (SettingsError, BcJobsError) as exc:
+        return _unavailable(exc, {})
+    body: dict[str, Any] = {
+        "jobs": [json.loads(report.model_dump_json(by_alias=True, exclude_none=True)) for report in page.jobs]
+    }
+    if page.continuation_token:
+        body["continuationToken"] = page.continuation_token
+        kept = {key: params[key] for key in ("state", "since", "pageSize") if params.get(key)}
+        body["nextLink"] = (
+            f"{base_url.rstrip('/')}/api/jobs?{urlencode({**kept, 'continuationToken': page.continuation_token})}"
+        )
+    return Reply(200, body)
+
+
+def _list_query(
+    params: Mapping[str, str],
+) -> tuple[JobState | None, datetime | None, int, str | None] | Reply:
+    state: JobState | None = None
+    if params.get("state"):
+        try:
+            state = JobState(params["state"])
+        except ValueError:
+            names = ", ".join(s.value for s in JobState)
+            return _error(400, "invalid_parameter", f"state: one of {names}")
+    since: datetime | None = None
+    if params.get("since"):
+        try:
+            since = datetime.fromisoformat(params["since"])
+        except ValueError:
+            since = None
+        if since is None or since.tzinfo is None:
+            return _error(
+                400,
+                "invalid_parameter",
+                "since: an ISO-8601 date-time with an offset, e.g. 2026-12-01T00:00:00Z",
+            )
+    size = DEFAULT_PAGE_SIZE
+    if params.get("pageSize"):
+        try:
+            size = int(params["pageSize"])
+        except ValueError:
+            size = 0
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            return _error(400, "invalid_parameter", f"pageSize: a whole number from 1 to {MAX_PAGE_SIZE}")
+    return state, since, size, params.get("continuationToken") or None
+
+
+# -- replies -------------------------------------------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str) -> Reply:
+    return Reply(status, {"error": code, "message": message})
+
+
+def _unavailable(exc: Exception, extra: dict[str, Any]) -> Reply:
+    reference = uuid.uuid4().hex[:12]
+    logger.error(
+        "jobs front door: storage failed (ref %s): %s",
+        reference,
+        exc,
+        extra={"event": "jobs.front_door_storage_failed", "reference": reference},
+    )
+    body = {"error": "storage_unavailable", "message": "try again shortly", "reference": reference, **extra}
+    return Reply(503, body, {"Retry-After": UNAVAILABLE_RETRY_AFTER})
+
+
+# -- the app's storage clients -------------------------------------------------------------------------------
+
+
+@dataclass
+class _FrontDoor:
+    settings: Settings
+    client: AsyncJobsClient
+    closers: list[Callable[[], Awaitable[None]]]
+
+    async def aclose(self) -> None:
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _FrontDoor] = weakref.WeakKeyDictionary()
+
+
+async def front_door_backend(settings: Settings | None = None) -> AsyncJobsClient:
+    """The process's client for the running loop (aio clients are bound to their loop), from the settings:
+    JobsStorage locally, the service URIs + managed identity in Azure (shared.azure_clients)."""
+    settings = settings or get_settings()
+    loop = asyncio.get_running_loop()
+    current = _per_loop.get(loop)
+    if current is None or current.settings != settings:
+        if current is not None:
+            await current.aclose()
+        current = _build(settings)
+        _per_loop[loop] = current
+    return current.client
+
+
+def _build(settings: Settings) -> _FrontDoor:
+    prefix = settings.storage.table_prefix
+    jobs_queue = queue_client(settings.storage, JOBS_QUEUE, **QUEUE_RETRY)
+    results_queue = queue_client(settings.storage, settings.jobs.results_queue, **QUEUE_RETRY)
+    jobs_table = table_client(settings.storage, jobs_table_name(prefix))
+    audit_table = table_client(settings.storage, audit_table_name(prefix))
+    client = AsyncJobsClient.from_clients(
+        jobs_queue=jobs_queue.client,
+        results_queue=results_queue.client,
+        jobs_table=jobs_table.client,
+        audit_table=audit_table.client,
+    )
+    closers: list[Callable[[], Awaitable[None]]] = [
+        jobs_queue.close,
+        results_queue.close,
+        jobs_table.close,
+        audit_table.close,
+    ]
+    return _FrontDoor(settings, client, closers)
+
+
+async def close_front_door() -> None:
+    """Close and forget the running loop's clients (tests, local host shutdown)."""
+    current = _per_loop.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.aclose()
