@@ -58,7 +58,7 @@ class DeadLetters:
 def named_job_id(text: str) -> str | None:
     """The job id a message names, if it can be read at all (base64 JSON with a valid jobId)."""
     try:
-        value = json.loads(base64.b64decode(text, validate=True))
+        value = json.loads(base64.b64decode(text.strip(), validate=True))  # as bcjobs.wire.payload reads it
     except (binascii.Error, ValueError, RecursionError):
         return None
     job_id = value.get("jobId") if isinstance(value, dict) else None
