@@ -47,11 +47,12 @@ class JobPolicy:
         )
 
     def retry_delay(self, attempt: int, retry_after: float | None, rng: random.Random | None = None) -> float:
-        """Seconds before attempt `attempt + 1`: full jitter, at least Retry-After, at most the cap."""
+        """Seconds before attempt `attempt + 1`: full jitter up to the cap, but never sooner than BC's Retry-After
+        (the client caps that at an hour): BC said when to come back, and the cap only bounds our own backoff."""
         delay = exponential_backoff(
             attempt, self.backoff_base_seconds, self.backoff_cap_seconds, jitter=1.0, rng=rng
         )
-        return min(self.backoff_cap_seconds, max(delay, retry_after or 0.0))
+        return max(delay, retry_after or 0.0)
 
     def authorization_delay(self, waits: int, rng: random.Random | None = None) -> float:
         """Seconds before a parked job looks again (the `waits`-th time): grows to the cap, jittered by up to half."""
