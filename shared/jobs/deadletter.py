@@ -1,6 +1,7 @@
 """The poison handler: a message the host gave up on (maxDequeueCount deliveries failed) is recorded, never lost.
 
-The job's row (or, for a message that names no valid job id, a row keyed by the message) moves to
+The job's row (or, for a message that names no valid job id, a row keyed by the poison message: the host's
+copy gets a new id, so the `msg-<id>` a job without jobId ran under cannot be found again) moves to
 `dead_lettered` with the last error the pipeline recorded and the dequeue count, and a report goes to the results
 queue. A job that already reached a terminal state keeps it. Storage failures raise: the host retries.
 """
@@ -23,6 +24,9 @@ from shared.jobs.records import JobRecord
 from shared.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
+# host.json extensions.queues.maxDequeueCount (a test keeps the two equal): the poison copy is a new message, so
+# its own dequeue count says nothing about how often the job's message was tried.
+HOST_MAX_DEQUEUE_COUNT = 5
 
 
 class DeadLetters:
@@ -39,6 +43,8 @@ class DeadLetters:
         now = self._clock.now()
         for _ in range(3):
             current = await self._store.get(job_id)
+            # A running job is dead-lettered too, lease or not: the host only gives up after every delivery of
+            # the message failed, and a run that still holds the lease is far more likely dead than alive.
             if current is not None and current.state.terminal:
                 return current.state
             error = _error(current, delivery)
@@ -71,8 +77,8 @@ def _error(current: JobRecord | None, delivery: Delivery) -> ErrorInfo:
     return ErrorInfo(
         code="dead_lettered",
         message=(
-            f"the Functions host gave up on this message after {delivery.dequeue_count} failed deliveries "
-            f"(it is kept in bc-jobs-poison as message {delivery.message_id}){cause}"
+            f"the Functions host gave up on this message after {HOST_MAX_DEQUEUE_COUNT} failed deliveries "
+            f"(host.json maxDequeueCount; kept in bc-jobs-poison as message {delivery.message_id}){cause}"
         ),
         bc_code=last.bc_code if last else None,
         client_request_id=last.client_request_id if last else None,

@@ -37,8 +37,9 @@ class JobQueueError(JobError):
 class AmbiguousWriteError(JobError):
     """BC may have applied a write whose answer never came (timeout, dropped connection, 5xx after sending)."""
 
-    def __init__(self, cause: BusinessCentralError) -> None:
+    def __init__(self, cause: BusinessCentralError, *, items: dict[int, ItemOutcome] | None = None) -> None:
         self.cause = cause
+        self.items = items  # a batch's items known to be done before the lost answer
         super().__init__(f"the answer to a write was lost ({type(cause).__name__}): BC may have applied it")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from bcjobs import ErrorInfo
@@ -90,12 +91,21 @@ def _ambiguous(failure: AmbiguousWriteError, reconcilable: bool) -> Decision:
 def _token_failure(failure: TokenProviderError) -> Decision:
     if failure.transient:
         error = ErrorInfo(code="token_unavailable", message=str(failure), retriable=True)
-        return Decision(Verdict.RETRY, error)
+        return Decision(
+            Verdict.RETRY, error, retry_after=_seconds_until(getattr(failure, "retry_after", None))
+        )
     error = ErrorInfo(
         code="authorization_required",
         message=f"{failure} — the job waits until an admin fixes the connection (GET /api/auth/status)",
     )
     return Decision(Verdict.WAIT_FOR_AUTHORIZATION, error)
+
+
+def _seconds_until(when: object) -> float | None:
+    """A provider's `retry_after` (a datetime, when it knows one) as seconds from now."""
+    if not isinstance(when, datetime):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 _OWN_CODE = re.compile(r"[a-z][a-z_]*")

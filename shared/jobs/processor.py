@@ -158,13 +158,17 @@ class JobProcessor:
         if now >= record.deadline:
             expired = ErrorInfo(code="deadline_passed", message=_deadline_message(record))
             return await self._finish(record, JobState.EXPIRED, delivery, error=expired)
+        if record.ambiguous and not _reconcilable_on_rerun(job):
+            return await self._finish(
+                record, JobState.FAILED, delivery, error=_unfinished_write(), attempted=True
+            )
         buffer = AuditBuffer(record.runs, self.clock)
         try:
             with auditing(buffer):
                 summary = await self._attempt(job, record)
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
+            await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
             decision = decide(failure, reconcilable=_reconcilable(job))
-            await self._keep_audit(record.job_id, buffer)
             return await self._after_failure(job, record, delivery, decision, failure)
         await self._keep_audit(record.job_id, buffer)
         error = item_error(summary)
@@ -322,6 +326,24 @@ def _rejected(job_id: str, now: datetime, error: ErrorInfo, message_id: str) -> 
 def _reconcilable(job: Job) -> bool:
     """A lost write can be looked up again: create or upsert with a natural key."""
     return job.operation in (Operation.CREATE, Operation.UPSERT) and job.natural_key is not None
+
+
+def _reconcilable_on_rerun(job: Job) -> bool:
+    """After a run that may have written, a rerun is safe: reads, natural-key lookups, and update/delete (whose
+    rerun compares fields after a stale ETag, or takes 404 as done). A create without a natural key, a bound
+    action and a batch could apply twice."""
+    return not job.is_write or _reconcilable(job) or job.operation in (Operation.UPDATE, Operation.DELETE)
+
+
+def _unfinished_write() -> ErrorInfo:
+    return ErrorInfo(
+        code="ambiguous_write",
+        message=(
+            "an earlier run of this job stopped without recording its outcome (the worker crashed or storage "
+            "failed) after it may have written to BC. Check in BC whether the change is there before sending "
+            "it again under a new jobId; give the job a naturalKey so the product can reconcile such a write."
+        ),
+    )
 
 
 def _items(result: ResultSummary | None) -> dict[int, ItemOutcome]:

@@ -168,7 +168,7 @@ class JobRunner:
         except BatchIncompleteError as stopped:
             done = _items(todo, stopped.completed)
             if stopped.failed_may_have_applied:
-                raise AmbiguousWriteError(stopped) from stopped
+                raise AmbiguousWriteError(stopped, items={**items, **done}) from stopped
             raise RetriableBatchItemsError({**items, **done}, stopped) from stopped
         items.update(_items(todo, results))
         retriable = [item for item in items.values() if item.error is not None and item.error.retriable]

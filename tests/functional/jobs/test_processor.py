@@ -176,6 +176,21 @@ async def test_a_crashed_runs_claim_is_taken_over_once_its_lease_expired(pipelin
     assert (row.state, row.ambiguous, row.runs) == (JobState.SUCCEEDED, True, 2)
 
 
+async def test_a_taken_over_create_without_natural_key_fails_as_ambiguous_and_is_not_run_again(
+    pipeline: Pipeline,
+) -> None:
+    """A crashed create may have reached BC and nothing can look it up: failed `ambiguous_write`, no second run."""
+    pipeline.store.fail("replace")
+    with pytest.raises(JobStoreError):
+        await pipeline.deliver(wire(CREATE), "m1", process_id="worker-a")
+    pipeline.clock.advance(pipeline.policy.claim_lease)
+    assert await pipeline.deliver(wire(CREATE), "m1", process_id="worker-b") is Handled.FAILED
+    assert steps_of(pipeline.runner.calls) == [False]
+    row = pipeline.row("create-1")
+    assert row.error is not None
+    assert (row.state, row.error.code, row.attempts) == (JobState.FAILED, "ambiguous_write", 1)
+
+
 async def test_a_taken_over_read_job_is_simply_run_again(pipeline: Pipeline) -> None:
     """A get that crashed may be read again: its next run is not told to reconcile."""
     pipeline.store.fail("replace")

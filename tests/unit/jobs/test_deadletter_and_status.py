@@ -81,3 +81,14 @@ def test_a_message_without_a_readable_valid_job_id_names_none(text: str) -> None
 def test_only_contract_job_ids_are_valid(job_id: str, valid: bool) -> None:
     """The status route answers only for ids the contract allows (letters, digits, . _ : -, up to 100)."""
     assert valid_job_id(job_id) is valid
+
+
+def test_the_dead_letter_text_names_host_json_max_dequeue_count() -> None:
+    """The poison copy's own dequeue count says nothing; the host's limit is what the message was tried."""
+    import json
+    from pathlib import Path
+
+    from shared.jobs.deadletter import HOST_MAX_DEQUEUE_COUNT
+
+    host = json.loads((Path(__file__).resolve().parents[3] / "host.json").read_text(encoding="utf-8"))
+    assert host["extensions"]["queues"]["maxDequeueCount"] == HOST_MAX_DEQUEUE_COUNT
