@@ -76,10 +76,10 @@ class SandboxConfig:
     bc_latency_jitter_ms: float = 0.0
     bc_max_page_size: int = 20000  # [bc-facts 3b, PAGE]
     bc_max_batch_operations: int = 100  # [bc-facts 1b, OL]
-    # UNCONFIRMED [bc-facts open item 6]: what a failed `Isolation: snapshot` $batch answers for the operations after
-    # the failing one (they are not run). None = no response for them: OData stops a batch at the first error unless
-    # the client prefers odata.continue-on-error (OData 4.0 part 1 §8.2.8.3, http://docs.oasis-open.org/odata/odata/
-    # v4.0/errata02/os/complete/part1-protocol/odata-v4.0-errata02-os-part1-protocol-complete.html#_Toc406398236).
+    # UNCONFIRMED (no Microsoft doc shows it): what a failed `Isolation: snapshot` $batch answers for the operations
+    # after the failing one (they are not run). None = no response for them: OData stops a batch at the first error
+    # unless the client prefers odata.continue-on-error (OData 4.0 part 1 §8.2.8.3, http://docs.oasis-open.org/odata/
+    # odata/v4.0/errata02/os/complete/part1-protocol/odata-v4.0-errata02-os-part1-protocol-complete.html#_Toc406398236).
     # 424 = a Failed Dependency response each. Operations run before the failure keep their own 2xx either way.
     bc_snapshot_batch_skipped_status: int | None = None
     # UNCONFIRMED [bc-facts 1b/3c]: whether every $batch operation counts against the rate window (False = 1 per batch).

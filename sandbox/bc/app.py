@@ -198,36 +198,16 @@ class BcEndpoints:
             )
 
     def _fault(self, fault: Fault) -> BcError | _DroppedError:
+        """The answer an injected fault gives (a dropped connection is not an answer)."""
         seconds = self._control.fault_rates().retry_after_seconds
         if fault is Fault.TOO_MANY_REQUESTS:
-            limits = self._control.current_limits()
-            with_header = limits.retry_after_on_429 and seconds is not None
-            return BcError(
-                429,
-                "Application_TooManyRequests",
-                f"Too many requests reached. Actual ({limits.rate_limit + 1}). Maximum ({limits.rate_limit}).",
-                {"Retry-After": str(seconds)} if with_header else {},
-                correlation=False,
-            )
-        # BC adds retry-after to 502 and 503
-        # (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/web-service-troubleshooting).
-        retry_after = {
-            "Retry-After": str(self._config.bc_retry_after_seconds_503 if seconds is None else seconds)
-        }
-        if fault is Fault.UNAVAILABLE:
-            return BcError(
-                503,
-                "ServiceUnavailable",
-                "The service is temporarily unavailable. Please try again later.",
-                retry_after,
-            )
-        if fault is Fault.BAD_GATEWAY:
-            return BcError(
-                502,
-                "BadGateway",
-                "The service is temporarily unavailable. Please try again later.",
-                retry_after,
-            )
+            return self._too_many_requests(seconds)
+        if fault in _REFUSED:
+            # BC adds retry-after to 502 and 503
+            # (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/web-service-troubleshooting).
+            retry_after = self._config.bc_retry_after_seconds_503 if seconds is None else seconds
+            status, code = _REFUSED[fault]
+            return BcError(status, code, _UNAVAILABLE, {"Retry-After": str(retry_after)})
         if fault is Fault.REQUEST_TIMEOUT:
             # 408 after the 8-minute operation timeout
             # (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online);
@@ -236,6 +216,23 @@ class BcEndpoints:
         if fault is Fault.GATEWAY_TIMEOUT:
             return BcError(504, "GatewayTimeout", "The operation has timed out.")
         return _DroppedError()
+
+    def _too_many_requests(self, seconds: int | None) -> BcError:
+        """An injected 429 in BC's observed shape; Retry-After only when both knobs allow it."""
+        limits = self._control.current_limits()
+        with_header = limits.retry_after_on_429 and seconds is not None
+        return BcError(
+            429,
+            "Application_TooManyRequests",
+            f"Too many requests reached. Actual ({limits.rate_limit + 1}). Maximum ({limits.rate_limit}).",
+            {"Retry-After": str(seconds)} if with_header else {},
+            correlation=False,
+        )
+
+
+_UNAVAILABLE = "The service is temporarily unavailable. Please try again later."
+# Faults refused before anything runs, with Retry-After: their status and error code.
+_REFUSED = {Fault.UNAVAILABLE: (503, "ServiceUnavailable"), Fault.BAD_GATEWAY: (502, "BadGateway")}
 
 
 class _DroppedError(Exception):

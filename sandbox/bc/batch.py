@@ -3,7 +3,7 @@
 A failed snapshot batch answers as Microsoft's example does
 (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-batch): every change is
 reverted, yet each operation run before the failure keeps its own 200/201/204 and body, and the failing one
-carries its error. Operations after the failing one are not run. UNCONFIRMED [bc-facts open item 6]: what BC
+carries its error. Operations after the failing one are not run. UNCONFIRMED (no Microsoft doc shows it): what BC
 sends for those; `SandboxConfig.bc_snapshot_batch_skipped_status` decides (None, the default: no response at all,
 as OData stops a batch at the first error without `Prefer: odata.continue-on-error`; 424: a Failed Dependency
 response each). Also UNCONFIRMED: the body for too many operations (here 400 BadRequest). The outer status is 200
