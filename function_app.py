@@ -1,7 +1,10 @@
-"""The Function app: applies the logging policy, creates the app and registers the Blueprints. Nothing else."""
+"""The Function app: applies the logging policy, creates the app and registers the Blueprints; `close_services`
+lets a local host close the SDK clients on shutdown."""
 
 import azure.functions as func
 
+from shared.auth import close_auth_services
+from shared.jobs import close_job_services
 from shared.logging_setup import configure_logging
 from shared.triggers import auth_http, health, jobs_queue, jobs_status, jobs_submit, token_refresh
 
@@ -14,3 +17,9 @@ app.register_functions(token_refresh.bp)
 app.register_functions(jobs_queue.bp)
 app.register_functions(jobs_status.bp)
 app.register_functions(jobs_submit.bp)
+
+
+async def close_services() -> None:
+    """Close the running loop's SDK clients (devhost awaits this before its loop ends; jobs first, they use auth)."""
+    await close_job_services()
+    await close_auth_services()

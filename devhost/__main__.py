@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from devhost.catalog import load_app
+from devhost.catalog import load_app, load_close_hook
 from devhost.environment import (
     EnvironmentOverlay,
     local_http_port,
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=port,
             shutdown_grace=args.shutdown_grace,
+            on_stop=load_close_hook(args.app),
         )
         _stop_on_signals(host)
         host.start()

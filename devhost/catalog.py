@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -49,6 +49,14 @@ def load_app(reference: str) -> func.FunctionApp:
     if not isinstance(app, func.FunctionApp):
         raise ConfigError(f"{reference!r} is a {type(app).__name__}, not an azure.functions.FunctionApp")
     return app
+
+
+def load_close_hook(reference: str) -> Callable[[], Awaitable[None]] | None:
+    """The app module's optional `async def close_services()`: awaited before devhost's loop ends, so the app can
+    close its SDK clients' sessions on the loop that made them (a worker process exiting would drop them)."""
+    module = importlib.import_module(reference.partition(":")[0])
+    hook = getattr(module, "close_services", None)
+    return hook if callable(hook) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 
 import azure.functions as func
@@ -51,7 +51,9 @@ class DevHost:
         host: str = "127.0.0.1",
         port: int = 0,
         shutdown_grace: float = 30.0,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._on_stop = on_stop
         self._settings = dict(settings)
         self._config = host_config or HostConfig()
         self._host, self._port = host, port
@@ -69,7 +71,9 @@ class DevHost:
         sock = _listening_socket(self._host, self._port)
         self.base_url = f"http://{self._host}:{sock.getsockname()[1]}"
         self._environment.apply()
-        self._runtime = HostRuntime(self.catalog, self._settings, self._config, sock, self._grace)
+        self._runtime = HostRuntime(
+            self.catalog, self._settings, self._config, sock, self._grace, on_stop=self._on_stop
+        )
         self._thread = threading.Thread(
             target=self._serve, args=(self._runtime,), name="devhost", daemon=True
         )

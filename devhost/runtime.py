@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,7 +53,9 @@ class HostRuntime:
         config: HostConfig,
         listening_socket: socket.socket,
         shutdown_grace: float,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._on_stop = on_stop
         self._catalog = catalog
         self._settings = dict(settings)
         self._config = config
@@ -88,9 +90,19 @@ class HostRuntime:
             await self._drain([server_task, *workers])
         finally:
             self._socket.close()
+            await self._close_app()
             await storage.close()
             executor.shutdown(wait=True, cancel_futures=True)
         _log.info("Stopped", extra={"fields": {"event": "stopped"}})
+
+    async def _close_app(self) -> None:
+        """The app's own clean-up (its SDK clients' sessions), on the loop they were made on."""
+        if self._on_stop is None:
+            return
+        try:
+            await self._on_stop()
+        except Exception:
+            _log.exception("The app's close_services() failed")
 
     async def _start_http(self, invoker: Invoker) -> tuple[uvicorn.Server, asyncio.Task[None]]:
         front = HttpFront(

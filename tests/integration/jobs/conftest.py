@@ -110,6 +110,10 @@ class JobsWorld:
         with self.queue(name) as queue:
             return int(queue.get_queue_properties().approximate_message_count or 0)
 
+    def in_flight(self) -> bool:
+        """True while a job row is running (a delivery holds its claim)."""
+        return any(row["State"] == JobState.RUNNING.value for row in self.rows())
+
     def interactions(self, job_id: str) -> list[dict[str, Any]]:
         with self.table("jobaudit") as table:
             try:
@@ -161,7 +165,11 @@ def pipeline(world: JobsWorld, jobs_env: dict[str, str], sandbox: Sandbox) -> It
     """function_app.py under devhost (in-process), with the repo's host.json."""
     get_settings.cache_clear()
     host = DevHost(
-        function_app.app, jobs_env, host_config=load_host_config(ROOT / "host.json"), shutdown_grace=10
+        function_app.app,
+        jobs_env,
+        host_config=load_host_config(ROOT / "host.json"),
+        shutdown_grace=10,
+        on_stop=function_app.close_services,
     )
     host.start()
     world.base_url = host.base_url
