@@ -5,6 +5,7 @@ import azure.functions as func
 
 from shared.auth import close_auth_services
 from shared.jobs import close_job_services
+from shared.jobs_http import close_front_door
 from shared.logging_setup import configure_logging
 from shared.triggers import auth_http, health, jobs_queue, jobs_status, jobs_submit, token_refresh
 
@@ -21,5 +22,6 @@ app.register_functions(jobs_submit.bp)
 
 async def close_services() -> None:
     """Close the running loop's SDK clients (devhost awaits this before its loop ends; jobs first, they use auth)."""
+    await close_front_door()
     await close_job_services()
     await close_auth_services()

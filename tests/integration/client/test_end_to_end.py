@@ -51,7 +51,11 @@ def running_app(app_env: dict[str, str]) -> Iterator[str]:
     """function_app.py under devhost with the repo's host.json; its base URL."""
     get_settings.cache_clear()
     host = DevHost(
-        function_app.app, app_env, host_config=load_host_config(ROOT / "host.json"), shutdown_grace=10
+        function_app.app,
+        app_env,
+        host_config=load_host_config(ROOT / "host.json"),
+        shutdown_grace=10,
+        on_stop=function_app.close_services,
     )
     host.start()
     try:

@@ -63,7 +63,11 @@ def start_app() -> Iterator[Any]:
     def start(settings: dict[str, str]) -> FrontDoor:
         get_settings.cache_clear()
         host = DevHost(
-            function_app.app, settings, host_config=load_host_config(ROOT / "host.json"), shutdown_grace=5
+            function_app.app,
+            settings,
+            host_config=load_host_config(ROOT / "host.json"),
+            shutdown_grace=5,
+            on_stop=function_app.close_services,
         )
         hosts.append(host.start())
         return FrontDoor(host.base_url, settings["DEVHOST_FUNCTION_KEY"])
