@@ -36,7 +36,8 @@ from devhost.waiting import wait_any
 _log = logging.getLogger("devhost.queue")
 MIN_POLLING_INTERVAL = 0.1
 # While a message runs it stays invisible to other receivers; the host leases for 10 minutes and renews.
-# devhost leases once for this long and does not renew (longer runs may be delivered twice).
+# devhost leases once for this long and does not renew (longer runs may be delivered twice). The devhost-only
+# setting DEVHOST_MESSAGE_LEASE_SECONDS shortens it, so a test can see a killed worker's message come back.
 MESSAGE_LEASE_SECONDS = 600
 
 
@@ -97,7 +98,9 @@ class QueueListener:
         invoker: Invoker,
         options: QueueOptions,
         watcher: QueueWatcher,
+        lease_seconds: int = MESSAGE_LEASE_SECONDS,
     ) -> None:
+        self._lease_seconds = lease_seconds
         self._function = function
         self._storage = storage
         self._invoker = invoker
@@ -142,7 +145,7 @@ class QueueListener:
         batch = self._options.batch_size
         try:
             pages = client.receive_messages(
-                messages_per_page=batch, max_messages=batch, visibility_timeout=MESSAGE_LEASE_SECONDS
+                messages_per_page=batch, max_messages=batch, visibility_timeout=self._lease_seconds
             )
             return [message async for message in pages]
         except AzureError as exc:

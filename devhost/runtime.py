@@ -22,7 +22,7 @@ from devhost.hostconfig import HostConfig
 from devhost.http_app import HttpFront
 from devhost.invoker import Invoker
 from devhost.outputs import OutputWriter
-from devhost.queues import QueueListener, QueueWatcher
+from devhost.queues import MESSAGE_LEASE_SECONDS, QueueListener, QueueWatcher
 from devhost.storage import StorageClients
 from devhost.timers import TimerRunner
 
@@ -41,6 +41,12 @@ def _report_failure(task: asyncio.Task[None]) -> None:
     """Log a timer or queue loop that died, when it dies (the rest of the host keeps running)."""
     if not task.cancelled() and task.exception() is not None:
         _log.error("A trigger loop stopped with an error", exc_info=task.exception())
+
+
+def message_lease_seconds(settings: Mapping[str, str]) -> int:
+    """How long a received message stays invisible while it runs (DEVHOST_MESSAGE_LEASE_SECONDS, else 600)."""
+    value = settings.get("DEVHOST_MESSAGE_LEASE_SECONDS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else MESSAGE_LEASE_SECONDS
 
 
 class HostRuntime:
@@ -128,7 +134,9 @@ class HostRuntime:
         self, invoker: Invoker, storage: StorageClients, watcher: QueueWatcher, stopping: asyncio.Event
     ) -> list[asyncio.Task[None]]:
         listeners = [
-            QueueListener(queue, storage, invoker, self._config.queues, watcher)
+            QueueListener(
+                queue, storage, invoker, self._config.queues, watcher, message_lease_seconds(self._settings)
+            )
             for queue in self._catalog.queues
         ]
         # Queues exist before start() returns, so a caller may enqueue right away.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ class JobsWorld:
     connection_string: str
     prefix: str
     function_key: str
+    connection: str = "default"
     base_url: str = ""
 
     def queue(self, name: str) -> QueueClient:
@@ -122,9 +124,30 @@ class JobsWorld:
             except ResourceNotFoundError:
                 return []
 
+    def everything_kept(self) -> list[str]:
+        """Every job row, audit row and results-queue message (peeked), and every job's status response."""
+        texts = [json.dumps(row, default=str) for row in self.rows()]
+        with self.table("jobaudit") as table, contextlib.suppress(ResourceNotFoundError):
+            texts += [json.dumps(dict(row), default=str) for row in table.list_entities()]
+        with self.queue(RESULTS_QUEUE) as queue:
+            texts += [base64.b64decode(m.content).decode() for m in queue.peek_messages(max_messages=32)]
+        texts += [self.get(f"/api/jobs/{row['PartitionKey']}").text for row in self.rows()]
+        return texts
+
     def get(self, path: str, *, key: bool = True) -> httpx.Response:
         params = {"code": self.function_key} if key else {}
         return httpx.get(f"{self.base_url}{path}", params=params, timeout=10)
+
+
+JWT = re.compile(r"eyJ[\w-]{10,}\.[\w-]{10,}\.[\w-]{10,}")
+
+
+def leaked(texts: list[str], secrets: set[str]) -> list[str]:
+    """Which kinds of secret appear anywhere (names only: a failing assertion must not print a secret)."""
+    found = ["a JWT"] if any(JWT.search(text) for text in texts) else []
+    return found + [
+        f"secret #{n}" for n, secret in enumerate(sorted(secrets)) if any(secret in t for t in texts)
+    ]
 
 
 def _terminal(report: JobReport | None) -> bool:
@@ -151,7 +174,12 @@ def jobs_env(sandbox_env: dict[str, str], azurite_connection_string: str) -> dic
 @pytest.fixture
 def world(jobs_env: dict[str, str]) -> JobsWorld:
     """Fresh bc-jobs, bc-jobs-poison and bc-results queues (deleted with whatever an earlier test left)."""
-    built = JobsWorld(jobs_env["JobsStorage"], jobs_env["BC_TABLE_PREFIX"], jobs_env["DEVHOST_FUNCTION_KEY"])
+    built = JobsWorld(
+        jobs_env["JobsStorage"],
+        jobs_env["BC_TABLE_PREFIX"],
+        jobs_env["DEVHOST_FUNCTION_KEY"],
+        jobs_env["BC_CONNECTION_NAME"],
+    )
     for name in (JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE):
         with built.queue(name) as queue:
             with contextlib.suppress(ResourceNotFoundError):
