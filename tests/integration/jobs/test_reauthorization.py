@@ -79,7 +79,7 @@ def test_jobs_wait_for_a_new_sign_in_and_then_complete(delegated: JobsWorld, san
     for job_id in ("waits-1", "waits-2"):
         delegated.send({"jobId": job_id, "operation": "get", "entitySet": "items", "id": item})
     wait_until(
-        lambda: all(parked(delegated, job_id) for job_id in ("waits-1", "waits-2")),
+        lambda: all(is_parked(delegated, job_id) for job_id in ("waits-1", "waits-2")),
         timeout=30,
         what="both jobs to wait for an admin",
     )
@@ -99,7 +99,7 @@ def test_jobs_wait_for_a_new_sign_in_and_then_complete(delegated: JobsWorld, san
     assert leaked(delegated.everything_kept(), secrets) == []
 
 
-def parked(world: JobsWorld, job_id: str) -> bool:
+def is_parked(world: JobsWorld, job_id: str) -> bool:
     report = world.report(job_id)
     return report is not None and report.state == "waiting_for_authorization"
 
