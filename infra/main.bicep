@@ -47,7 +47,7 @@ module identity 'app/identity.bicep' = {
 module storage 'app/storage.bicep' = {
   name: 'storage'
   scope: rg
-  params: { name: 'st${resourceToken}', location: location, tags: tags }
+  params: { name: 'st${resourceToken}', location: location, tags: tags, tablePrefix: 'bc', resultsQueueName: 'bc-results' }
 }
 
 module vault 'app/keyvault.bicep' = {

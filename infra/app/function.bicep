@@ -85,6 +85,11 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     BC_REDIRECT_URI: 'https://${site.properties.defaultHostName}/api/auth/callback'
     BC_ENVIRONMENT: bcEnvironment
     BC_TOKEN_REFRESH_SCHEDULE: '0 0 * * * *'
+    // The job pipeline (defaults in shared/settings.py, spelled out so ops see them in the portal).
+    BC_TABLE_PREFIX: 'bc'
+    BC_RESULTS_QUEUE: 'bc-results'
+    BC_JOB_MAX_ATTEMPTS: '8'
+    BC_JOB_DEFAULT_DEADLINE_HOURS: '24'
   }
 }
 

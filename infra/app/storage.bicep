@@ -3,6 +3,10 @@
 param name string
 param location string
 param tags object
+@description('BC_TABLE_PREFIX: the first letters of every table the app uses.')
+param tablePrefix string = 'bc'
+@description('BC_RESULTS_QUEUE: where job reports go.')
+param resultsQueueName string = 'bc-results'
 
 var deploymentContainerName = 'app-package-${take(name, 32)}'
 
@@ -36,11 +40,26 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-// The poison queue is created here too so alerts and the poison handler work before the first failure.
+// The job contract's queues (bcjobs/__init__.py): jobs in, poison, results out. The poison queue is created here
+// too so alerts and the poison handler work before the first failure.
 resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
-  for queueName in ['bc-jobs', 'bc-jobs-poison']: {
+  for queueName in ['bc-jobs', 'bc-jobs-poison', resultsQueueName]: {
     parent: queueService
     name: queueName
+  }
+]
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+// `{BC_TABLE_PREFIX}` + jobs (one row per job), jobaudit (BC interactions), auth (leases, sign-ins, connection
+// record), throttle (the shared BC budget). The app also creates them on first use.
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [
+  for suffix in ['jobs', 'jobaudit', 'auth', 'throttle']: {
+    parent: tableService
+    name: '${tablePrefix}${suffix}'
   }
 ]
 

@@ -110,3 +110,18 @@ def test_admin_alert_matches_the_event_the_token_lifecycle_logs() -> None:
     monitoring = (INFRA / "app" / "monitoring.bicep").read_text()
     assert '"auth.admin_needed"' in states
     assert 'customDimensions.event) == "auth.admin_needed"' in monitoring
+
+
+def test_storage_creates_the_job_contract_queues_and_the_app_tables() -> None:
+    """The queues an app writes to and reads from, and every table the app uses, exist before the first job."""
+    from bcjobs import JOBS_QUEUE, POISON_QUEUE
+    from bcjobs.rows import AUDIT_TABLE_SUFFIX, JOBS_TABLE_SUFFIX
+    from shared.settings import JobSettings, StorageSettings
+
+    text = (INFRA / "app" / "storage.bicep").read_text(encoding="utf-8")
+    main = (INFRA / "main.bicep").read_text(encoding="utf-8")
+    assert f"'{JOBS_QUEUE}', '{POISON_QUEUE}', resultsQueueName" in text
+    assert f"resultsQueueName: '{JobSettings().results_queue}'" in main
+    assert f"tablePrefix: '{StorageSettings().table_prefix}'" in main
+    for suffix in (JOBS_TABLE_SUFFIX, AUDIT_TABLE_SUFFIX, "auth", "throttle"):
+        assert f"'{suffix}'" in text
