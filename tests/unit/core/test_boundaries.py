@@ -54,6 +54,7 @@ def test_azure_functions_is_imported_only_by_triggers_the_app_and_devhost() -> N
         ("shared/bc", r"^shared\.(auth|jobs)\b"),
         ("shared", r"^(devhost|sandbox|bench|tests)\b"),
         ("sandbox", r"^(shared|devhost|bench)\b"),
+        ("bcjobs", r"^(shared|devhost|sandbox|bench|tests|azure\.functions)\b"),
     ],
 )
 def test_packages_respect_their_boundaries(package: str, forbidden: str) -> None:
