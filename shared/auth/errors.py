@@ -21,6 +21,8 @@ IntegrationError (shared.errors)
       ├── SignInNotSavedError               Entra accepted the sign-in but its token set was not written
       │                                      (Key Vault refused or failed, or the lease was lost): sign in again
       └── LoginFlowError                     the admin sign-in callback cannot be accepted (nothing is stored)
+           ├── LoginResponseMalformedError   the callback's state, code or body has a shape no sign-in
+           │                                  response has (checked before any storage call)
            ├── LoginStateMissingError        the callback carries no state
            ├── LoginStateUnknownError        no sign-in was started with that state
            ├── LoginStateExpiredError        the sign-in was started more than 10 minutes ago
@@ -96,6 +98,10 @@ class SignInNotSavedError(AuthError):
 
 class LoginFlowError(AuthError):
     """The sign-in callback was refused; nothing was stored."""
+
+
+class LoginResponseMalformedError(LoginFlowError):
+    """The callback's state, code or body cannot belong to a sign-in response (wrong characters, too long)."""
 
 
 class LoginStateMissingError(LoginFlowError):

@@ -8,10 +8,12 @@ purged as soon as it expired (begin_authorization and every timer run purge).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import timedelta
 
 from shared.auth.errors import (
+    LoginResponseMalformedError,
     LoginStateExpiredError,
     LoginStateMissingError,
     LoginStateReplayedError,
@@ -24,6 +26,22 @@ from shared.clock import Clock
 LOGIN_WINDOW = timedelta(minutes=10)
 # Tombstones (no flow left in them) are deleted this long after they expired.
 PURGE_AFTER = timedelta(hours=1)
+# A state is a Table RowKey: MSAL makes it of 16 ASCII letters. Only URL-unreserved characters are accepted (no
+# `/`, `\`, `#`, `?`, control characters or markup, which Table keys refuse or a page would have to escape), 256 at most.
+MAX_STATE_LENGTH = 256
+_STATE_SHAPE = re.compile(rf"[A-Za-z0-9._~-]{{1,{MAX_STATE_LENGTH}}}")
+
+
+def check_state(state: str | None) -> str:
+    """The state if it has a shape a sign-in's state can have; raises without touching any store otherwise."""
+    if not state:
+        raise LoginStateMissingError("the callback carries no state: start again at /api/auth/login")
+    if _STATE_SHAPE.fullmatch(state) is None:
+        raise LoginResponseMalformedError(
+            "the callback's state is not one this app hands out (letters, digits and - . _ ~, at most "
+            f"{MAX_STATE_LENGTH}): start again at /api/auth/login"
+        )
+    return state
 
 
 class LoginBook:
@@ -45,8 +63,7 @@ class LoginBook:
 
     async def consume(self, state: str | None) -> PendingLogin:
         """The pending sign-in for `state`, marked used; raises for a missing, unknown, expired or used state."""
-        if not state:
-            raise LoginStateMissingError("the callback carries no state: start again at /api/auth/login")
+        state = check_state(state)
         entry = await self._store.get(state)
         if entry is None:
             raise LoginStateUnknownError(

@@ -126,8 +126,9 @@ class MsalIdentity:
             RuntimeError,
         ) as exc:  # MSAL: state/scope mismatch (ValueError), nonce (RuntimeError)
             raise LoginRejectedError(
-                f"the sign-in response does not match its flow ({type(exc).__name__})"
-            ) from None
+                "the sign-in response does not match the sign-in that was started (state, scope or nonce "
+                "differ): start again at /api/auth/login"
+            ) from exc
         if "error" in result:
             label = error_code(str(result["error"]), result.get("error_codes") or ())
             raise LoginRejectedError(f"Entra refused the sign-in ({label})")

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import html
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from shared.auth.errors import AuthError, LoginFlowError, SignInNotSavedError, TokenUnavailableError
+from shared.auth.errors import (
+    AuthError,
+    LoginFlowError,
+    LoginResponseMalformedError,
+    SignInNotSavedError,
+    TokenUnavailableError,
+)
+from shared.auth.logins import check_state
 from shared.auth.models import ConnectionStatus
+
+# Caps on the anonymous callback, checked before any storage call. Entra's authorization codes are about 1-2 KB
+# and a form_post response carries a handful of fields (code, state, session_state, client_info, or error and
+# error_description); anything far larger is not a sign-in response.
+MAX_CALLBACK_BODY_BYTES = 32 * 1024
+MAX_CALLBACK_FIELD_LENGTH = 8 * 1024
+MAX_CALLBACK_FIELDS = 16
 
 # Pages: never cached, never leak the callback URL (it carries the code) through a Referer.
 PAGE_HEADERS = {
@@ -30,10 +45,45 @@ class WebResult:
 
 
 def callback_params(method: str, query: Mapping[str, str], body: bytes) -> dict[str, str]:
-    """The sign-in response: Entra form-posts it (response_mode=form_post); a GET carries it in the query."""
+    """The sign-in response: Entra form-posts it (response_mode=form_post); a GET carries it in the query.
+
+    Refused with LoginResponseMalformedError (a 400, at once) when the body, a field or the state cannot belong
+    to a sign-in response, so garbage never reaches Table Storage as a key.
+    """
+    again = "start again at /api/auth/login"
     if method.upper() == "POST":
-        return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
-    return dict(query)
+        if len(body) > MAX_CALLBACK_BODY_BYTES:
+            raise LoginResponseMalformedError(
+                f"the callback's body is larger than a sign-in response ({MAX_CALLBACK_BODY_BYTES} bytes): {again}"
+            )
+        try:
+            fields = parse_qsl(
+                body.decode("utf-8", errors="replace"),
+                keep_blank_values=True,
+                max_num_fields=MAX_CALLBACK_FIELDS,
+            )
+        except ValueError:  # more fields than max_num_fields
+            raise LoginResponseMalformedError(
+                f"the callback carries more fields than a sign-in response: {again}"
+            ) from None
+        params = dict(fields)
+    else:
+        params = dict(query)
+    if len(params) > MAX_CALLBACK_FIELDS:
+        raise LoginResponseMalformedError(
+            f"the callback carries more fields than a sign-in response: {again}"
+        )
+    if any(len(value) > MAX_CALLBACK_FIELD_LENGTH for value in params.values()):
+        raise LoginResponseMalformedError(
+            f"a field of the callback is longer than a sign-in response's ({MAX_CALLBACK_FIELD_LENGTH}): {again}"
+        )
+    check_state(params.get("state"))
+    return params
+
+
+def new_reference() -> str:
+    """A short id shown to the caller and logged with the cause, so an admin can find one in the other."""
+    return secrets.token_hex(6)
 
 
 def callback_url(login_url: str) -> str:
@@ -69,24 +119,54 @@ def connected_page(status: ConnectionStatus) -> WebResult:
     )
 
 
-def refused_page(error: LoginFlowError) -> WebResult:
-    """The callback's 400 page: why, and to start again."""
-    return page(400, "Sign-in not accepted", [str(error), "Nothing was stored."])
+def _reference_line(reference: str) -> str:
+    return f"Reference: {reference} (the app's log has the cause under this reference)."
 
 
-def callback_failed_page(error: AuthError) -> WebResult:
-    """The callback's 503 page when the sign-in was accepted by Entra but not completed or not saved."""
+def refused_page(error: LoginFlowError, reference: str) -> WebResult:
+    """The callback's 400 page: why (LoginFlowError messages are plain sentences), and to start again."""
+    return page(400, "Sign-in not accepted", [str(error), "Nothing was stored.", _reference_line(reference)])
+
+
+def callback_failed_page(error: Exception, reference: str) -> WebResult:
+    """The callback's page when the sign-in could not be completed or saved: plain words and a reference id.
+
+    The callback is anonymous, so nothing of the cause (exception types, storage or network details) is shown;
+    the route logs the cause under the same reference.
+    """
+    again = "Sign in again at /api/auth/login in a few minutes; if it fails again, give your administrator the reference below."
     if isinstance(error, SignInNotSavedError):
         return page(
             503,
             "Sign-in could not be saved",
             [
-                "The sign-in could not be saved; the connection is not authorised.",
-                "Sign in again.",
-                str(error),
+                "Entra accepted the sign-in, but the app could not store it, so the connection is not authorised.",
+                "Nothing was stored.",
+                again,
+                _reference_line(reference),
             ],
         )
-    return page(503, "Sign-in could not be completed", [str(error), "Nothing was stored."])
+    if isinstance(error, TokenUnavailableError):
+        return page(
+            503,
+            "Sign-in could not be completed",
+            [
+                "The sign-in service or the app's storage did not answer in time.",
+                "Nothing was stored.",
+                again,
+                _reference_line(reference),
+            ],
+        )
+    return page(
+        500,
+        "Sign-in could not be completed",
+        [
+            "The app could not complete the sign-in.",
+            "Nothing was stored.",
+            "Give your administrator the reference below; the app's log says what to fix.",
+            _reference_line(reference),
+        ],
+    )
 
 
 def status_json(status: ConnectionStatus) -> WebResult:

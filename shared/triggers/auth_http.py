@@ -12,6 +12,7 @@ import logging
 import azure.functions as func
 
 from shared.auth import AuthError, LoginFlowError, auth_services
+from shared.auth.causes import describe
 from shared.auth.web import (
     PAGE_HEADERS,
     WebResult,
@@ -20,6 +21,7 @@ from shared.auth.web import (
     callback_url,
     connected_page,
     error_json,
+    new_reference,
     page,
     refused_page,
     status_json,
@@ -51,18 +53,31 @@ async def auth_login(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("auth_callback")
 @bp.route(route="auth/callback", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
-    """Accept only a known, unexpired, unused state; store the token set; show account, tenant, expiry."""
-    services = await auth_services()
-    response = callback_params(req.method, req.params, req.get_body())
+    """Accept only a known, unexpired, unused state; store the token set; show account, tenant, expiry.
+
+    Anonymous callers see plain sentences and a reference id, never a cause; the cause is logged with the id.
+    """
+    reference = new_reference()
     try:
+        response = callback_params(req.method, req.params, req.get_body())  # shape checks: no storage call
+        services = await auth_services()
         status = await services.manager.complete_authorization(response)
     except LoginFlowError as exc:
         logger.warning(
-            "sign-in callback refused: %s", type(exc).__name__, extra={"event": "auth.callback_refused"}
+            "sign-in callback refused [reference %s]: %s",
+            reference,
+            describe(exc),
+            extra={"event": "auth.callback_refused", "reference": reference},
         )
-        return _response(refused_page(exc))
-    except AuthError as exc:  # SignInNotSavedError included: never the connected page without a write
-        return _response(callback_failed_page(exc))
+        return _response(refused_page(exc, reference))
+    except Exception as exc:  # SignInNotSavedError included: never the connected page without a write
+        logger.error(
+            "sign-in callback failed [reference %s]: %s",
+            reference,
+            describe(exc),
+            extra={"event": "auth.callback_failed", "reference": reference},
+        )
+        return _response(callback_failed_page(exc, reference))
     return _response(connected_page(status))
 
 

@@ -46,25 +46,34 @@ class MemoryTokenStore:
 
 
 class MemoryRecordStore(Generic[T]):
-    """Records with integer ETags, behaving like Table Storage's compare-and-swap."""
+    """Records with integer ETags, behaving like Table Storage's compare-and-swap; `fail_every_call` makes every
+    call raise like an unreachable table (a test asserting that no call is made)."""
 
     def __init__(self) -> None:
         self._rows: dict[str, Versioned[T]] = {}
         self._etags = itertools.count(1)
         self.writes: list[T] = []
+        self.fail_every_call = False
+
+    def _check(self) -> None:
+        if self.fail_every_call:
+            raise TokenStoreUnavailableError("table storage unavailable (simulated outage)")
 
     async def get(self, key: str) -> Versioned[T] | None:
         """The record and its ETag, or None."""
+        self._check()
         return self._rows.get(key)
 
     async def create(self, key: str, value: T) -> Versioned[T] | None:
         """Insert unless present."""
+        self._check()
         if key in self._rows:
             return None
         return self._put(key, value)
 
     async def replace(self, key: str, value: T, etag: str) -> Versioned[T] | None:
         """Overwrite when the ETag still matches."""
+        self._check()
         current = self._rows.get(key)
         if current is None or current.etag != etag:
             return None
@@ -72,6 +81,7 @@ class MemoryRecordStore(Generic[T]):
 
     async def delete(self, key: str, etag: str) -> bool:
         """Delete when the ETag still matches."""
+        self._check()
         current = self._rows.get(key)
         if current is None or current.etag != etag:
             return False
@@ -80,6 +90,7 @@ class MemoryRecordStore(Generic[T]):
 
     async def scan(self) -> list[tuple[str, Versioned[T]]]:
         """All records."""
+        self._check()
         return list(self._rows.items())
 
     def _put(self, key: str, value: T) -> Versioned[T]:

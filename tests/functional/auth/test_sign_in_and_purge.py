@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.auth import Health, SignInNotSavedError
+from shared.auth import Health, LoginResponseMalformedError, SignInNotSavedError
 from shared.auth.logins import LOGIN_WINDOW
 from shared.auth.models import Lease
 from tests.functional.auth.fakes import World
@@ -111,3 +111,19 @@ async def test_scheduled_refresh_keeps_unexpired_sign_ins(world: World) -> None:
 
     status = await manager.complete_authorization({"code": code, "state": state})
     assert status.state is Health.OK
+
+
+@pytest.mark.parametrize("state", ["a/b", "a#b", "</script>", "x" * 65536])
+async def test_callback_with_a_malformed_state_is_refused_before_the_pending_sign_ins_are_read(
+    world: World, state: str
+) -> None:
+    """A state no sign-in hands out is refused by the manager itself: the sign-in store is never asked."""
+    manager = world.manager()
+    await begin(world)
+    world.logins.fail_every_call = True  # the Table would answer 400 / time out for such a key
+
+    with pytest.raises(LoginResponseMalformedError):
+        await manager.complete_authorization({"code": "x", "state": state})
+
+    assert world.entra.calls["authorization_code"] == 0
+    assert world.tokens.writes == 0

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import azure.functions as func
 import httpx
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from sandbox import Sandbox
@@ -251,3 +252,53 @@ async def test_audit_detects_a_leaked_code_or_token(audit: Audit, sandbox: Sandb
     assert all(sandbox.env["BC_CLIENT_SECRET"] not in problem for problem in problems)
     audit.records.clear()
     audit.table_bodies.clear()
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["a/b", "a#b", "a?b", "a\\b", "a\x01b", "</script>", "x" * 65536],
+    ids=["slash", "hash", "question", "backslash", "control", "markup", "64k"],
+)
+async def test_callback_with_a_malformed_state_answers_400_and_stores_nothing(
+    functions: dict[str, Callable[..., Any]],
+    sandbox: Sandbox,
+    settings: Settings,
+    auth_table: TableClient,
+    state: str,
+) -> None:
+    """A state Table keys refuse (or 64 KB of one) is a 400 page, not a 503 after SDK retries; nothing stored."""
+    answer = await functions["auth_callback"](callback_post({"state": state, "code": "x"}))
+
+    body = answer.get_body().decode()
+    assert answer.status_code == 400
+    assert "Nothing was stored" in body
+    assert "</script>" not in body
+    assert stored_token_set(sandbox, settings) is None
+    with pytest.raises(ResourceNotFoundError):  # the auth table was never even created
+        await auth_table.get_table_access_policy()
+
+
+async def test_callback_that_cannot_save_shows_a_reference_and_logs_the_cause_under_it(
+    functions: dict[str, Callable[..., Any]],
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    audit: Audit,
+) -> None:
+    """Key Vault down during the callback: a plain 503 page with a reference id; the log holds the cause."""
+    login = await functions["auth_login"](request("GET", "auth/login"))
+    fields = await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit)
+    sandbox.vault.outage = True
+
+    answer = await functions["auth_callback"](callback_post(fields))
+
+    page = answer.get_body().decode()
+    assert answer.status_code == 503
+    assert "Sign-in could not be saved" in page
+    assert "Error" not in page
+    reference = re.search(r"Reference: ([0-9a-f]{12})", page)
+    assert reference is not None
+    logged = [r for r in audit.records if getattr(r, "reference", None) == reference.group(1)]
+    assert len(logged) == 1
+    assert logged[0].levelno == logging.ERROR
+    assert "SignInNotSavedError" in logged[0].getMessage()
+    assert "TokenStoreUnavailableError" in logged[0].getMessage()

@@ -33,6 +33,7 @@ def test_public_surface_is_pinned() -> None:
         "Health",
         "LoginFlowError",
         "LoginRejectedError",
+        "LoginResponseMalformedError",
         "LoginStateExpiredError",
         "LoginStateMissingError",
         "LoginStateReplayedError",
