@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from bench import token_rates
+from bench import pipeline, token_rates
 from bench.throttle import ThrottleBench, run
 
 
@@ -33,6 +33,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     throttle.add_argument("--tasks", type=int, default=defaults.tasks_per_process, help="tasks per process")
     benches.add_parser("tokens", help="Key Vault and token-endpoint calls per hour per instance (simulated)")
+    pipeline = benches.add_parser(
+        "pipeline", help="jobs/s through one devhost process; storage calls per job"
+    )
+    pipeline.add_argument("--jobs", type=int, default=500)
     return parser.parse_args(argv)
 
 
@@ -41,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.bench == "tokens":
         print(json.dumps(token_rates.run()))
+        return 0
+    if args.bench == "pipeline":
+        pipeline.main(args.jobs)
         return 0
     bench = ThrottleBench(
         processes=args.processes,

@@ -36,7 +36,7 @@ from shared.jobs.store import AuditLog, JobStore
 from shared.tokens import TokenProvider
 
 logger = logging.getLogger(__name__)
-CLAIM_TRIES = 3
+CLAIM_TRIES = 4  # the first try inserts; the others read, then compare-and-swap
 EARLY_TOLERANCE = timedelta(seconds=2)
 
 
@@ -111,9 +111,10 @@ class JobProcessor:
 
     async def _claim(self, job: Job, delivery: Delivery) -> JobRecord | Handled:
         holder = f"{self.process_id}:{delivery.message_id}"
-        for _ in range(CLAIM_TRIES):
+        for attempt in range(CLAIM_TRIES):
             now = self.clock.now()
-            current = await self.store.get(str(job.job_id))
+            # Most deliveries bring a new job: insert first, read only when the row exists (one call saved).
+            current = None if attempt == 0 else await self.store.get(str(job.job_id))
             if current is None:
                 fresh = JobRecord.new(job, str(job.job_id), now, self._deadline(job, now))
                 claimed = await self.store.insert(fresh.claimed(holder, now, self.policy.claim_lease))

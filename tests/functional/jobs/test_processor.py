@@ -125,14 +125,9 @@ async def test_a_second_delivery_during_a_live_claim_runs_nothing(pipeline: Pipe
 
 
 async def test_a_lost_insert_race_leaves_the_job_to_the_delivery_that_won(pipeline: Pipeline) -> None:
-    """Both saw no row; the other delivery inserted first: this one sees its live claim and runs nothing."""
-
-    def rival_inserts_first(job_id: str, found: JobRecord | None) -> None:
-        if found is None and not pipeline.store.job_ids:
-            rival = JobRecord.new(Job.model_validate(CREATE), job_id, START, START + timedelta(hours=1))
-            pipeline.store.seed(rival.claimed("worker-b:m2", START, pipeline.policy.claim_lease))
-
-    pipeline.store.after_get = rival_inserts_first
+    """The other delivery inserted the row first: this one's insert fails, it reads the live claim, runs nothing."""
+    rival = JobRecord.new(Job.model_validate(CREATE), "create-1", START, START + timedelta(hours=1))
+    pipeline.store.seed(rival.claimed("worker-b:m2", START, pipeline.policy.claim_lease))
     assert await pipeline.deliver(wire(CREATE), "m1") is Handled.CLAIMED_ELSEWHERE
     assert pipeline.runner.calls == []
     assert pipeline.row("create-1").lease_holder == "worker-b:m2"
