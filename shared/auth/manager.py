@@ -6,14 +6,16 @@ sign-in in shared.auth.signin and the status view in shared.auth.status.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 
 from shared.auth.components import Components
 from shared.auth.errors import TokenStoreUnavailableError
-from shared.auth.models import ConnectionStatus
+from shared.auth.models import ConnectionStatus, TokenSet
 from shared.auth.refresher import Refresher, Want
+from shared.auth.retry import REFRESH_MIN_AGE
 from shared.auth.signin import SignIn
 from shared.auth.status import build_status
 from shared.settings import AuthMode
@@ -41,6 +43,7 @@ class TokenManager:
         self._p = parts
         self._refresher = Refresher(parts)
         self._sign_in = SignIn(parts, self._refresher)
+        self._refreshing: asyncio.Future[AccessToken] | None = None
 
     @property
     def connection(self) -> str:
@@ -60,18 +63,48 @@ class TokenManager:
         async with self._refresher.lock:
             return (await self._refresher.obtain(Want(min_validity), force=False)).access
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
-        """A new token; with `rejected`, a newer token already available is returned instead."""
-        async with self._refresher.lock:
-            if rejected is not None:
+    async def refresh(
+        self, rejected: AccessToken | None = None, *, min_age: timedelta = REFRESH_MIN_AGE
+    ) -> AccessToken:
+        """A new token; with `rejected`, a newer token already available is returned instead.
+
+        Without `rejected` ("refresh now"), refreshes coalesce: callers arriving while one runs share its outcome
+        (token or error), and a set refreshed less than `min_age` ago (by any process) is returned as it is.
+        """
+        if rejected is not None:
+            async with self._refresher.lock:
                 want = Want(REJECTED_RETRY_VALIDITY, rejected=rejected.value)
                 return (await self._refresher.obtain(want, force=False)).access
+        running = self._refreshing
+        if running is None or running.done():
+            running = asyncio.ensure_future(self._refresh_now(min_age))
+            running.add_done_callback(_retrieve)
+            self._refreshing = running
+        return await asyncio.shield(running)
+
+    async def _refresh_now(self, min_age: timedelta) -> AccessToken:
+        """One forced refresh, unless the newest set (cache, else store) was refreshed within `min_age`."""
+        async with self._refresher.lock:
+            young = self._young(self._refresher.cached, min_age)
+            if young is not None:
+                return young.access
             try:
                 baseline = await self._refresher.newest_known()  # the store's generation, not a stale cache's
             except TokenStoreUnavailableError:
                 baseline = self._refresher.cached
+            young = self._young(baseline, min_age)
+            if young is not None:
+                return young.access
             want = Want(timedelta(0), after_generation=baseline.generation if baseline else 0)
-            return (await self._refresher.obtain(want, force=True)).access
+            return (await self._refresher.obtain(want, force=True, just_read=True)).access
+
+    def _young(self, token_set: TokenSet | None, min_age: timedelta) -> TokenSet | None:
+        """`token_set` if it was refreshed (not signed in) less than `min_age` ago, is unexpired and is in the
+        store (a set whose write failed is refreshed again, so that its successor gets saved)."""
+        if token_set is None or token_set.from_sign_in or not self._refresher.is_stored(token_set):
+            return None
+        now = self._p.clock.now()
+        return token_set if now - token_set.obtained_at < min_age and token_set.expires_on > now else None
 
     async def scheduled_refresh(self) -> ScheduledOutcome:
         """The timer's job: purge expired sign-ins, then refresh when the stored token would not outlive
@@ -106,3 +139,9 @@ class TokenManager:
             newest = self._refresher.cached
         state = await self._p.states.read()
         return build_status(self.connection, self._p.mode, newest, state, self._p.clock.now())
+
+
+def _retrieve(future: asyncio.Future[AccessToken]) -> None:
+    """Mark a shared refresh's exception as retrieved (its callers may all have been cancelled)."""
+    if not future.cancelled():
+        future.exception()

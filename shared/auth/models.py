@@ -49,6 +49,8 @@ class TokenSet:
     refresh_token: str | None = field(default=None, repr=False)
     account: str | None = None
     tenant_id: str | None = None
+    # How Entra issued it: authorization_code (an admin's sign-in), refresh_token or client_credentials.
+    grant_type: str = "refresh_token"
 
     @property
     def access(self) -> AccessToken:
@@ -77,7 +79,13 @@ class TokenSet:
             refresh_token=grant.refresh_token or self.refresh_token,
             account=grant.account or self.account,
             tenant_id=grant.tenant_id or self.tenant_id,
+            grant_type=_repeat_grant(self.mode),
         )
+
+    @property
+    def from_sign_in(self) -> bool:
+        """True for the set an admin's sign-in stored (not yet refreshed)."""
+        return self.grant_type == "authorization_code"
 
     def to_json(self) -> str:
         """Serialise for the token store (contains secrets: only ever goes to Key Vault)."""
@@ -94,6 +102,7 @@ class TokenSet:
                 "refresh_token": self.refresh_token,
                 "account": self.account,
                 "tenant_id": self.tenant_id,
+                "grant_type": self.grant_type,
             },
             sort_keys=True,
         )
@@ -103,9 +112,10 @@ class TokenSet:
         """Parse what to_json wrote; raises ValueError (without the text) on anything else."""
         try:
             data = json.loads(text)
+            mode = AuthMode(data["mode"])
             return cls(
                 connection=str(data["connection"]),
-                mode=AuthMode(data["mode"]),
+                mode=mode,
                 access_token=str(data["access_token"]),
                 expires_on=datetime.fromisoformat(data["expires_on"]).astimezone(UTC),
                 obtained_at=datetime.fromisoformat(data["obtained_at"]).astimezone(UTC),
@@ -114,9 +124,15 @@ class TokenSet:
                 refresh_token=data.get("refresh_token"),
                 account=data.get("account"),
                 tenant_id=data.get("tenant_id"),
+                grant_type=str(data.get("grant_type") or _repeat_grant(mode)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"stored token set is malformed ({type(exc).__name__})") from None
+
+
+def _repeat_grant(mode: AuthMode) -> str:
+    """The grant type that renews a set of this mode."""
+    return "client_credentials" if mode is AuthMode.CLIENT_CREDENTIALS else "refresh_token"
 
 
 def first_token_set(
@@ -134,6 +150,7 @@ def first_token_set(
         refresh_token=grant.refresh_token,
         account=grant.account,
         tenant_id=grant.tenant_id,
+        grant_type="authorization_code" if mode is AuthMode.DELEGATED else "client_credentials",
     )
 
 

@@ -76,6 +76,9 @@ class Refresher:
     def __init__(self, parts: Components) -> None:
         self._p = parts
         self.cached: TokenSet | None = None
+        # The highest generation this process saw in the store (read back or written): a cached set above it
+        # lives only in memory (its write failed).
+        self.stored_generation = 0
         self.lock = asyncio.Lock()
         self._gate_until: datetime | None = None
         self._transient_failures = 0
@@ -185,6 +188,7 @@ class Refresher:
             return candidate
         try:
             saved = await save_newest(self._p.tokens, candidate)
+            self.mark_stored(saved)
         except StaleTokenSetError:
             logger.warning(
                 "a newer token set was stored meanwhile; keeping it",
@@ -254,8 +258,19 @@ class Refresher:
 
     async def newest_known(self) -> TokenSet | None:
         """Read the store (one Key Vault read) and keep whichever of it and the cache is newer."""
-        self.adopt(await self._p.tokens.read(self._p.connection))
+        stored = await self._p.tokens.read(self._p.connection)
+        if stored is not None:
+            self.mark_stored(stored)
+        self.adopt(stored)
         return self.cached
+
+    def mark_stored(self, token_set: TokenSet) -> None:
+        """Note that the store holds `token_set` (read back or written by this process)."""
+        self.stored_generation = max(self.stored_generation, token_set.generation)
+
+    def is_stored(self, token_set: TokenSet) -> bool:
+        """True when the store is known to hold this generation or a newer one."""
+        return token_set.generation <= self.stored_generation
 
     async def newest_or_cached(self) -> TokenSet | None:
         """The cached set while it is comfortably valid, else a store read (keeps Key Vault reads rare)."""

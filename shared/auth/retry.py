@@ -53,6 +53,12 @@ LEASE_TTL = timedelta(seconds=60)
 # How long a caller waits for another process's refresh before giving up with RefreshTimeoutError.
 LEASE_WAIT_BUDGET = timedelta(seconds=30)
 
+# "Refresh now" (POST /api/auth/refresh) returns a token set refreshed less than this long ago instead of calling
+# Entra again; concurrent callers share one refresh whatever its age. A burst of admin clicks or scripted calls
+# costs one Entra call and one Key Vault write. (A sign-in's set is not a refresh: refreshing right after one
+# still redeems its refresh token.)
+REFRESH_MIN_AGE = timedelta(seconds=30)
+
 # The timer function's host retry (azure.functions retry decorator arguments; the timer raises on a
 # transient failure). Numbers follow the transient gate: short enough to beat the token's expiry.
 TIMER_RETRY_STRATEGY = "exponential_backoff"

@@ -66,6 +66,7 @@ class SignIn:
                 saved = await self._store_under_lease(grant)
             except (TokenUnavailableError, StaleTokenSetError) as exc:
                 raise SignInNotSavedError(_NOT_SAVED.format(reason=type(exc).__name__)) from exc
+            self._refresher.mark_stored(saved)
             self._refresher.adopt(saved)
             self._refresher.clear_gate()
             await self._p.states.record_success()

@@ -102,13 +102,13 @@ async def test_stale_process_refreshes_with_the_newest_stored_refresh_token(worl
     stale, busy = world.manager(), world.manager()
     await stale.token()
     for _ in range(3):
-        await busy.refresh()
+        await busy.refresh(min_age=timedelta(0))  # back-to-back forced refreshes, no coalescing by age
     newest = world.tokens.peek("default")
     assert newest is not None
     assert newest.refresh_token is not None
     world.entra.valid_refresh_tokens = {newest.refresh_token}  # only the newest would work
 
-    await stale.refresh()
+    await stale.refresh(min_age=timedelta(0))
 
     stored = world.tokens.peek("default")
     assert stored is not None

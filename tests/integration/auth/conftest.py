@@ -13,10 +13,12 @@ import html
 import json
 import logging
 import re
+import secrets
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +27,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.data.tables.aio import TableClient
 
+import function_app
+from devhost.host import DevHost
+from devhost.hostconfig import load_host_config
+from devhost.ports import free_port
 from sandbox import Sandbox
 from shared.auth.compose import AuthServices, auth_table_name, build_auth_services
 from shared.auth.keyvault import secret_name
@@ -33,6 +39,7 @@ from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings, load_settings
 from tests.fakes.clock import ShiftedClock
 
+ROOT = Path(__file__).resolve().parents[3]
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 _WRITES = {"POST", "PUT", "PATCH", "MERGE"}
 CALLBACK_URL = "http://127.0.0.1:7071/api/auth/callback"
@@ -218,3 +225,59 @@ async def sign_in_via_sandbox(manager: TokenManager, tls: ssl.SSLContext, audit:
     }
     audit.extra_secrets.add(fields["code"])
     await manager.complete_authorization(fields)
+
+
+@dataclass
+class AppHost:
+    """function_app.py served by devhost (in-process) for one connection: its URL, function key and env."""
+
+    base_url: str
+    function_key: str
+    env: dict[str, str]
+
+    def headers(self) -> dict[str, str]:
+        """The function key as the header (never in a URL that a failure could print)."""
+        return {"x-functions-key": self.function_key}
+
+
+@pytest.fixture
+def app_host(auth_env: dict[str, str], audit: Audit) -> Iterator[AppHost]:
+    """function_app.py on devhost (the repo's host.json) with this test's connection, callback registered."""
+    del audit  # collects (and checks) every record the app logs meanwhile
+    port = free_port()
+    key = secrets.token_urlsafe(16)
+    env = {
+        **auth_env,
+        "BC_REDIRECT_URI": f"http://127.0.0.1:{port}/api/auth/callback",
+        "DEVHOST_FUNCTION_KEY": key,
+        "DEVHOST_MASTER_KEY": secrets.token_urlsafe(16),
+    }
+    get_settings.cache_clear()
+    host = DevHost(
+        function_app.app,
+        env,
+        host_config=load_host_config(ROOT / "host.json"),
+        port=port,
+        shutdown_grace=10,
+        on_stop=function_app.close_services,
+    )
+    host.start()
+    try:
+        yield AppHost(host.base_url, key, env)
+    finally:
+        host.stop()
+        get_settings.cache_clear()
+
+
+def sign_in_over_http(app: AppHost, tls: ssl.SSLContext, audit: Audit) -> None:
+    """The admin's browser: /api/auth/login -> the sandbox's sign-in page -> form post to /api/auth/callback."""
+    login = httpx.get(f"{app.base_url}/api/auth/login", headers=app.headers(), timeout=30)
+    assert login.status_code == 302
+    page = httpx.get(login.headers["Location"], verify=tls, timeout=30)
+    fields = {
+        html.unescape(k): html.unescape(v)
+        for k, v in re.findall(r'name="([^"]+)" value="([^"]*)"', page.text)
+    }
+    audit.extra_secrets.add(fields["code"])
+    callback = httpx.post(f"{app.base_url}/api/auth/callback", data=fields, timeout=30)
+    assert callback.status_code == 200
