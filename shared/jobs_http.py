@@ -40,10 +40,6 @@ UNAVAILABLE_RETRY_AFTER = "10"
 SEND_CONCURRENCY = 16
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-# The storage queue SDK has its own retry policy (ExponentialRetry: 15 s initial backoff, base 3), which the
-# azure-core `retry_backoff_*` options of shared.azure_clients do not reach: without these a request would wait
-# ~40 s on an unreachable queue before its 503.
-QUEUE_RETRY = {"initial_backoff": 0.5, "increment_base": 1, "random_jitter_range": 0.25}  # ~1.5 s per retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,8 +281,8 @@ async def front_door_backend(settings: Settings | None = None) -> AsyncJobsClien
 
 def _build(settings: Settings) -> _FrontDoor:
     prefix = settings.storage.table_prefix
-    jobs_queue = queue_client(settings.storage, JOBS_QUEUE, **QUEUE_RETRY)
-    results_queue = queue_client(settings.storage, settings.jobs.results_queue, **QUEUE_RETRY)
+    jobs_queue = queue_client(settings.storage, JOBS_QUEUE)
+    results_queue = queue_client(settings.storage, settings.jobs.results_queue)
     jobs_table = table_client(settings.storage, jobs_table_name(prefix))
     audit_table = table_client(settings.storage, audit_table_name(prefix))
     client = AsyncJobsClient.from_clients(
