@@ -286,3 +286,32 @@ def test_a_failed_atomic_batch_reports_every_operation_rolled_back(
     assert report.result.items is not None
     assert all(item.rolled_back for item in report.result.items)
     assert not [r for r in sandbox.bc.records("items") if str(r["number"]).startswith("AT-")]
+
+
+def test_a_custom_api_route_is_served_and_an_unpublished_one_fails_not_found(pipeline: JobsWorld) -> None:
+    """`api` reaches a custom API the environment publishes; one no app publishes ends failed with BC's 404."""
+    listed = run(
+        pipeline,
+        {
+            "jobId": "custom-1",
+            "operation": "list",
+            "entitySet": "customers",
+            "api": {"publisher": "contoso", "group": "app", "version": "v1.0"},
+            "query": {"top": 2},
+        },
+    )
+    assert listed.state == "succeeded", listed.error
+    assert listed.result is not None
+    assert listed.result.count == 2
+    missing = run(
+        pipeline,
+        {
+            "jobId": "custom-2",
+            "operation": "list",
+            "entitySet": "customers",
+            "api": {"publisher": "nobody", "group": "app", "version": "v1.0"},
+        },
+    )
+    assert (missing.state, missing.attempts) == ("failed", 1)
+    assert missing.error is not None
+    assert missing.error.status == 404
