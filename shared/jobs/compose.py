@@ -59,9 +59,18 @@ def audit_table_name(settings: Settings) -> str:
     return f"{settings.storage.table_prefix}{AUDIT_TABLE_SUFFIX}"
 
 
-async def build_job_services(settings: Settings) -> JobServices:
-    """Wire the pipeline from the settings; creates its tables and the results queue if they are missing."""
-    closers: list[Callable[[], Awaitable[None]]] = []
+@dataclass
+class _Storage:
+    """The pipeline's tables, queues and the throttle's coordination store."""
+
+    store: TableJobStore
+    audit: TableAuditLog
+    queues: StorageJobQueues
+    coordination: TableCoordinationStore
+
+
+async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> _Storage:
+    """Clients for the jobs and audit tables, the jobs and results queues, and the throttle row; all ensured."""
     jobs_table = table_client(settings.storage, jobs_table_name(settings))
     audit_table = table_client(settings.storage, audit_table_name(settings))
     jobs_queue = queue_client(settings.storage, JOBS_QUEUE)
@@ -74,18 +83,29 @@ async def build_job_services(settings: Settings) -> JobServices:
         results_queue.close,
         coordination.close,
     ]
-    store, audit = TableJobStore(jobs_table.client), TableAuditLog(audit_table.client)
-    queues = StorageJobQueues(jobs_queue.client, results_queue.client)
-    for part in (store, audit, queues):
+    parts = _Storage(
+        TableJobStore(jobs_table.client),
+        TableAuditLog(audit_table.client),
+        StorageJobQueues(jobs_queue.client, results_queue.client),
+        coordination,
+    )
+    for part in (parts.store, parts.audit, parts.queues):
         await part.ensure()
+    return parts
+
+
+async def build_job_services(settings: Settings) -> JobServices:
+    """Wire the pipeline from the settings; creates its tables and the results queue if they are missing."""
+    closers: list[Callable[[], Awaitable[None]]] = []
+    storage = await _storage(settings, closers)
     tokens = (await auth_services(settings)).manager
-    throttle = build_throttle(settings, coordination)
+    throttle = build_throttle(settings, storage.coordination)
     client = build_client(settings, tokens, throttle, recorder=JobRecorder())
     closers += [throttle.close, client.aclose]
     processor = JobProcessor(
-        store=store,
-        audit=audit,
-        queues=queues,
+        store=storage.store,
+        audit=storage.audit,
+        queues=storage.queues,
         runner=JobRunner(client),
         tokens=tokens,
         policy=JobPolicy.from_settings(settings.jobs),
@@ -93,8 +113,8 @@ async def build_job_services(settings: Settings) -> JobServices:
         request_timeout=timedelta(seconds=settings.bc.request_timeout_seconds),
         has_slot=lambda: throttle.allocation().slots > 0,
     )
-    dead_letters = DeadLetters(store, queues, processor.clock)
-    return JobServices(settings, processor, store, audit, throttle, dead_letters, closers)
+    dead_letters = DeadLetters(storage.store, storage.queues, processor.clock)
+    return JobServices(settings, processor, storage.store, storage.audit, throttle, dead_letters, closers)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobServices] = weakref.WeakKeyDictionary()
