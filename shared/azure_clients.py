@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from azure.data.tables.aio import TableClient
 from azure.identity.aio import ManagedIdentityCredential
@@ -19,6 +19,8 @@ from azure.storage.queue.aio import QueueClient
 
 from shared.errors import SettingsError
 from shared.settings import LocalSettings, StorageSettings
+
+ClientT = TypeVar("ClientT", TableClient, QueueClient)
 
 # Bounded SDK behaviour for every azure.* client of this package (timeouts in seconds).
 SDK_OPTIONS: dict[str, Any] = {
@@ -50,10 +52,10 @@ def sdk_options(local: LocalSettings, **overrides: Any) -> dict[str, Any]:
 
 
 @dataclass
-class OwnedTableClient:
-    """A TableClient plus the credential it was built with; `close()` releases both aiohttp sessions."""
+class OwnedClient(Generic[ClientT]):
+    """An SDK client plus the credential it was built with; `close()` releases both aiohttp sessions."""
 
-    client: TableClient
+    client: ClientT
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -61,6 +63,10 @@ class OwnedTableClient:
         for close in reversed(self.closers):
             await close()
         self.closers.clear()
+
+
+OwnedTableClient = OwnedClient[TableClient]
+OwnedQueueClient = OwnedClient[QueueClient]
 
 
 def table_client(storage: StorageSettings, table_name: str, **options: Any) -> OwnedTableClient:
@@ -68,28 +74,14 @@ def table_client(storage: StorageSettings, table_name: str, **options: Any) -> O
     kwargs = {**SDK_OPTIONS, **options}
     if storage.connection_string:
         client = TableClient.from_connection_string(storage.connection_string, table_name, **kwargs)
-        return OwnedTableClient(client, [client.close])
+        return OwnedClient(client, [client.close])
     if not storage.table_service_uri:
         raise SettingsError(
             "table storage is not configured: set JobsStorage or JobsStorage__tableServiceUri"
         )
     credential = ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
     client = TableClient(storage.table_service_uri, table_name, credential=credential, **kwargs)
-    return OwnedTableClient(client, [credential.close, client.close])
-
-
-@dataclass
-class OwnedQueueClient:
-    """A QueueClient plus the credential it was built with; `close()` releases both aiohttp sessions."""
-
-    client: QueueClient
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    async def close(self) -> None:
-        """Close the client, then its credential."""
-        for close in reversed(self.closers):
-            await close()
-        self.closers.clear()
+    return OwnedClient(client, [credential.close, client.close])
 
 
 def queue_client(storage: StorageSettings, queue_name: str, **options: Any) -> OwnedQueueClient:
@@ -98,11 +90,11 @@ def queue_client(storage: StorageSettings, queue_name: str, **options: Any) -> O
     kwargs = {**SDK_OPTIONS, **QUEUE_RETRY, **options}
     if storage.connection_string:
         client = QueueClient.from_connection_string(storage.connection_string, queue_name, **kwargs)
-        return OwnedQueueClient(client, [client.close])
+        return OwnedClient(client, [client.close])
     if not storage.queue_service_uri:
         raise SettingsError(
             "queue storage is not configured: set JobsStorage or JobsStorage__queueServiceUri"
         )
     credential = ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
     client = QueueClient(storage.queue_service_uri, queue_name, credential=credential, **kwargs)
-    return OwnedQueueClient(client, [credential.close, client.close])
+    return OwnedClient(client, [credential.close, client.close])
