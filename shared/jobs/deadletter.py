@@ -13,7 +13,6 @@ import binascii
 import json
 import logging
 import re
-from datetime import datetime
 
 from bcjobs import ErrorInfo, JobState
 from bcjobs.models import JOB_ID_PATTERN
@@ -49,7 +48,9 @@ class DeadLetters:
                 return current.state
             error = _error(current, delivery)
             if current is None:
-                written = await self._store.insert(_new_dead_letter(job_id, now, error, delivery.message_id))
+                written = await self._store.insert(
+                    JobRecord.ended_unread(job_id, JobState.DEAD_LETTERED, now, error, delivery.message_id)
+                )
             else:
                 written = await self._store.replace(
                     current.moved(JobState.DEAD_LETTERED, now, error=error, finished_by=delivery.message_id)
@@ -82,19 +83,6 @@ def _error(current: JobRecord | None, delivery: Delivery) -> ErrorInfo:
         ),
         bc_code=last.bc_code if last else None,
         client_request_id=last.client_request_id if last else None,
-    )
-
-
-def _new_dead_letter(job_id: str, now: datetime, error: ErrorInfo, message_id: str) -> JobRecord:
-    return JobRecord(
-        job_id=job_id,
-        state=JobState.DEAD_LETTERED,
-        created_at=now,
-        updated_at=now,
-        deadline=now,
-        finished_at=now,
-        finished_by=message_id,
-        error=error,
     )
 
 

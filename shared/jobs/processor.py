@@ -298,7 +298,7 @@ class JobProcessor:
         now = self.clock.now()
         error = ErrorInfo(code="invalid_job", message=reason or invalid.reason)
         for job_id in dict.fromkeys(filter(None, (invalid.job_id, delivery.derived_job_id))):
-            record = _rejected(job_id, now, error, delivery.message_id)
+            record = JobRecord.ended_unread(job_id, JobState.REJECTED, now, error, delivery.message_id)
             inserted = await self.store.insert(record)
             if inserted is not None:
                 await self.queues.publish(inserted.report())
@@ -309,19 +309,6 @@ class JobProcessor:
                 await self.queues.publish(existing.report())  # a redelivery of the rejected message
                 return Handled.REJECTED
         return Handled.REJECTED  # only reachable when both ids are taken: the derived one is this message's
-
-
-def _rejected(job_id: str, now: datetime, error: ErrorInfo, message_id: str) -> JobRecord:
-    return JobRecord(
-        job_id=job_id,
-        state=JobState.REJECTED,
-        created_at=now,
-        updated_at=now,
-        deadline=now,
-        finished_at=now,
-        finished_by=message_id,
-        error=error,
-    )
 
 
 def _reconcilable(job: Job) -> bool:

@@ -57,6 +57,22 @@ class JobRecord:
             request_hash=request_hash(job),
         )
 
+    @classmethod
+    def ended_unread(
+        cls, job_id: str, state: JobState, now: datetime, error: ErrorInfo, message_id: str
+    ) -> JobRecord:
+        """A terminal row for a message that never became a job (rejected, or dead-lettered unread)."""
+        return cls(
+            job_id=job_id,
+            state=state,
+            created_at=now,
+            updated_at=now,
+            deadline=now,
+            finished_at=now,
+            finished_by=message_id,
+            error=error,
+        )
+
     def claimed(self, holder: str, now: datetime, lease: timedelta) -> JobRecord:
         """Running under `holder`'s lease; taking over a crashed run of a write makes the job ambiguous."""
         crashed_write = self.state is JobState.RUNNING and self.operation_writes
