@@ -94,7 +94,7 @@ def build_auth_services(
     """
     clock = clock or SystemClock()
     closers: list[Callable[[], Awaitable[None]]] = []
-    tokens = KeyVaultTokenStore(_secret_client(settings, closers))
+    tokens = KeyVaultTokenStore(_secret_client(settings, closers), settings.auth.key_vault_url or "")
     table = table_client(
         settings.storage,
         auth_table_name(settings),
@@ -137,6 +137,7 @@ def _components(
             TableRecordStore(table, f"state-{connection}", StateCodec()),
             clock,
             _notifier(settings),
+            settings.auth.mode,
         ),
         clock=clock,
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",

@@ -31,9 +31,18 @@ def error_code(error: str, codes: Sequence[int] = ()) -> str:
     return f"{error}/AADSTS{codes[0]}" if codes else error
 
 
-def classify(error: str, codes: Sequence[int] = ()) -> AuthError:
-    """Map a token-endpoint error to the lifecycle's error: sign-in needed, app rejected, or transient."""
+def classify(error: str, codes: Sequence[int] = (), *, app_only: bool = False) -> AuthError:
+    """Map a token-endpoint error to the lifecycle's error: sign-in needed, app rejected, or transient.
+
+    `app_only`: the request was a client-credentials one, where no sign-in can help (the next step differs).
+    """
     label = error_code(error, codes)
+    if error in _NEEDS_SIGN_IN and app_only:
+        return ReauthorizationRequiredError(
+            f"Entra refused the app's token request ({label}): grant admin consent to the app registration's "
+            "Business Central API permission, then POST /api/auth/refresh",
+            error_code=label,
+        )
     if error in _NEEDS_SIGN_IN:
         return ReauthorizationRequiredError(
             f"Entra refused the stored grant ({label}): an admin must sign in again at /api/auth/login",
@@ -42,7 +51,8 @@ def classify(error: str, codes: Sequence[int] = ()) -> AuthError:
     if error in _APP_REJECTED:
         return CredentialsRejectedError(
             f"Entra refused the application ({label}): check the app registration, its secret or "
-            "certificate, and the scope",
+            "certificate (BC_CLIENT_SECRET, BC_CLIENT_CERTIFICATE_PATH), and the scope (BC_SCOPE), then "
+            "POST /api/auth/refresh",
             error_code=label,
         )
     return TokenRefreshFailedError(f"Entra could not issue a token right now ({label})")

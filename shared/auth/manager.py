@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from shared.auth.components import Components
 from shared.auth.errors import TokenStoreUnavailableError
-from shared.auth.models import ConnectionStatus, TokenSet
+from shared.auth.models import ConnectionState, ConnectionStatus, TokenSet
 from shared.auth.refresher import Refresher, Want
 from shared.auth.retry import REFRESH_MIN_AGE
 from shared.auth.signin import SignIn
@@ -133,12 +133,19 @@ class TokenManager:
 
     async def status(self) -> ConnectionStatus:
         """Token health without the token: has one? until when? last refresh and error, next step."""
+        problems: list[TokenStoreUnavailableError] = []
         try:
             newest = await self._refresher.newest_or_cached()
-        except TokenStoreUnavailableError:
+        except TokenStoreUnavailableError as exc:  # degraded, not failed: what is known is still shown
             newest = self._refresher.cached
-        state = await self._p.states.read()
-        return build_status(self.connection, self._p.mode, newest, state, self._p.clock.now())
+            problems.append(exc)
+        try:
+            state = await self._p.states.read_strict()
+        except TokenStoreUnavailableError as exc:
+            state = ConnectionState(self._p.connection)
+            problems.append(exc)
+        status = build_status(self.connection, self._p.mode, newest, state, self._p.clock.now())
+        return status.degraded_by(problems[0], self._p.clock.now()) if problems else status
 
 
 def _retrieve(future: asyncio.Future[AccessToken]) -> None:

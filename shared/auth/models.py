@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -165,6 +165,10 @@ class Health(StrEnum):
 
 
 NEEDS_ADMIN = frozenset({Health.REAUTHORIZATION_REQUIRED, Health.CREDENTIALS_REJECTED})
+DEGRADED_NEXT_STEP = (
+    "none yet: the app retries by itself; if it lasts, the app's log names the cause "
+    "(events auth.dependency_failed, auth.refresh_failed)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +279,19 @@ class ConnectionStatus:
     last_error_at: datetime | None
     backoff_until: datetime | None
     next_step: str | None
+
+    def degraded_by(self, error: Exception, now: datetime) -> ConnectionStatus:
+        """This status with a store that could not be read: `degraded` (unless an admin must act anyway)."""
+        if self.state in NEEDS_ADMIN:
+            return self
+        return replace(
+            self,
+            state=Health.DEGRADED,
+            last_error_code=type(error).__name__,
+            last_error_message=str(error),
+            last_error_at=now,
+            next_step=DEGRADED_NEXT_STEP,
+        )
 
     def to_json_dict(self) -> dict[str, str | int | bool | None]:
         """A JSON-ready mapping for the status endpoint."""

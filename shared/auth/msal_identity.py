@@ -152,11 +152,11 @@ class MsalIdentity:
             app.remove_tokens_for_client()
             return result
 
-        return self._checked(await self._call(acquire))
+        return self._checked(await self._call(acquire), app_only=True)
 
-    def _checked(self, result: dict[str, Any]) -> Grant:
+    def _checked(self, result: dict[str, Any], app_only: bool = False) -> Grant:
         if "error" in result:
-            raise classify(str(result["error"]), result.get("error_codes") or ())
+            raise classify(str(result["error"]), result.get("error_codes") or (), app_only=app_only)
         return self._grant(result)
 
     def _grant(self, result: dict[str, Any]) -> Grant:

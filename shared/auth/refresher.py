@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeGuard
 
+from shared.auth.causes import describe
 from shared.auth.components import Components
 from shared.auth.errors import (
     AuthError,
@@ -37,7 +38,7 @@ from shared.auth.retry import (
     TRANSIENT_BACKOFF,
 )
 from shared.auth.saving import save_newest
-from shared.auth.states import NEXT_STEPS
+from shared.auth.states import next_step
 from shared.settings import AuthMode
 from shared.tokens import DEFAULT_MIN_VALIDITY
 
@@ -102,7 +103,8 @@ class Refresher:
         fallback = None if force else self._servable(want)
         if fallback is None and isinstance(exc, TokenStoreUnavailableError):
             raise TokenStoreUnavailableError(
-                f"token store unavailable and no unexpired cached token for '{self._p.connection}'; retry later",
+                f"token store unavailable and no unexpired cached token for '{self._p.connection}'; retry later "
+                "(the app's log names the cause: event auth.dependency_failed)",
                 retry_after=self._p.clock.now() + TRANSIENT_BACKOFF.first,
             ) from exc
         if fallback is None:
@@ -170,7 +172,7 @@ class Refresher:
             return newest.successor(grant, now)
         if newest is None or not newest.refresh_token:
             raise NotAuthorizedError(
-                f"connection '{self._p.connection}' has no refresh token: {NEXT_STEPS[Health.NOT_AUTHORIZED]}"
+                f"connection '{self._p.connection}' has no refresh token: {next_step(Health.NOT_AUTHORIZED, self._p.mode)}"
             )
         grant = await self._p.identity.redeem_refresh_token(newest.refresh_token)
         return newest.successor(grant, now)
@@ -212,6 +214,15 @@ class Refresher:
         self._transient_failures += 1
         self._gate_until = self._p.clock.now() + TRANSIENT_BACKOFF.delay(self._transient_failures)
         exc.retry_after = self._gate_until
+        logger.warning(
+            "refresh of '%s' failed (attempt %d in a row), next attempt after %s: %s. Check BC_AUTHORITY_HOST "
+            "and the network path to Entra.",
+            self._p.connection,
+            self._transient_failures,
+            self._gate_until.isoformat(),
+            describe(exc),
+            extra=self._p.log_fields("auth.refresh_failed"),
+        )
         await self._p.states.record_transient(exc)
 
     async def _check_gates(self, newest: TokenSet | None) -> None:
@@ -224,7 +235,7 @@ class Refresher:
             )
         state = await self._p.states.read()
         if self._p.states.blocks(state, newest):
-            raise admin_error(state)
+            raise admin_error(state, self._p.mode)
 
     def _check_lifetime(self, want: Want, newest: TokenSet | None) -> None:
         if newest is not None and want.after_generation is None and want.min_validity >= newest.lifetime:
@@ -290,9 +301,9 @@ class Refresher:
         self._transient_failures = 0
 
 
-def admin_error(state: ConnectionState) -> AuthError:
+def admin_error(state: ConnectionState, mode: AuthMode) -> AuthError:
     """The error a caller gets while an admin-needed state blocks refreshes."""
-    step = NEXT_STEPS[state.health]
+    step = next_step(state.health, mode)
     if state.health is Health.CREDENTIALS_REJECTED:
         return CredentialsRejectedError(
             f"Entra refused the application earlier: {step}", error_code=state.last_error_code

@@ -11,45 +11,81 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from shared.auth.errors import AuthError, CredentialsRejectedError, TokenStoreUnavailableError
-from shared.auth.models import NEEDS_ADMIN, ConnectionState, Health, TokenSet
+from shared.auth.models import DEGRADED_NEXT_STEP, NEEDS_ADMIN, ConnectionState, Health, TokenSet
 from shared.auth.notify import AdminAlert, AdminNotifier
 from shared.auth.retry import ADMIN_NEEDED_BACKOFF
 from shared.auth.stores import RecordStore
 from shared.clock import Clock
 from shared.redaction import redact
+from shared.settings import AuthMode
 
 logger = logging.getLogger(__name__)
 
 _CAS_ATTEMPTS = 5
 _MESSAGE_LIMIT = 300
 
-NEXT_STEPS = {
-    Health.NOT_AUTHORIZED: "open /api/auth/login (function key) and sign in as the BC integration user",
-    Health.REAUTHORIZATION_REQUIRED: "open /api/auth/login (function key) and sign in again as the BC integration user",
-    Health.CREDENTIALS_REJECTED: "fix the app registration's secret/certificate or consent, then POST /api/auth/refresh",
+_REFRESH = "POST /api/auth/refresh (function key)"
+_NEXT_STEPS: dict[AuthMode, dict[Health, str]] = {
+    AuthMode.DELEGATED: {
+        Health.NOT_AUTHORIZED: "open /api/auth/login (function key) and sign in as the BC integration user",
+        Health.REAUTHORIZATION_REQUIRED: "open /api/auth/login (function key) and sign in again as the BC integration user",
+        Health.CREDENTIALS_REJECTED: f"fix the app registration's secret/certificate or consent, then {_REFRESH}",
+    },
+    AuthMode.CLIENT_CREDENTIALS: {
+        Health.NOT_AUTHORIZED: (
+            f"{_REFRESH} to get the first token; if Entra refuses it, check BC_TENANT_ID, BC_CLIENT_ID and "
+            "BC_CLIENT_SECRET (or BC_CLIENT_CERTIFICATE_PATH), and that the app is on BC's 'Microsoft Entra "
+            "applications' page"
+        ),
+        Health.REAUTHORIZATION_REQUIRED: (
+            f"grant admin consent to the app registration's Business Central API permission, then {_REFRESH}"
+        ),
+        Health.CREDENTIALS_REJECTED: (
+            "fix the app registration's secret/certificate (BC_CLIENT_SECRET, BC_CLIENT_CERTIFICATE_PATH), its "
+            f"Business Central API permission or its consent, then {_REFRESH}"
+        ),
+    },
 }
+
+
+def next_step(health: Health, mode: AuthMode) -> str | None:
+    """What the admin should do about `health` in this auth mode (None when nothing is needed)."""
+    if health is Health.DEGRADED:
+        return DEGRADED_NEXT_STEP
+    return _NEXT_STEPS[mode].get(health)
 
 
 class StateBook:
     """Reads and records a connection's refresh state; store failures never break token serving."""
 
     def __init__(
-        self, connection: str, store: RecordStore[ConnectionState], clock: Clock, notifier: AdminNotifier
+        self,
+        connection: str,
+        store: RecordStore[ConnectionState],
+        clock: Clock,
+        notifier: AdminNotifier,
+        mode: AuthMode = AuthMode.DELEGATED,
     ) -> None:
         self._connection = connection
+        self._mode = mode
         self._store = store
         self._clock = clock
         self._notifier = notifier
 
     async def read(self) -> ConnectionState:
-        """The current state; a fresh OK state when absent or unreadable (never blocks a refresh)."""
+        """The current state; a fresh OK state when absent or unreadable (never blocks a refresh; the table
+        store logs the cause once)."""
         try:
-            entry = await self._store.get(self._connection)
+            return await self.read_strict()
         except TokenStoreUnavailableError:
-            logger.warning(
+            logger.debug(
                 "connection state unreadable; assuming ok", extra=self._extra("auth.state_unreadable")
             )
             return ConnectionState(self._connection)
+
+    async def read_strict(self) -> ConnectionState:
+        """The current state (a fresh OK one when absent); raises TokenStoreUnavailableError when unreadable."""
+        entry = await self._store.get(self._connection)
         return entry.value if entry else ConnectionState(self._connection)
 
     def blocks(self, state: ConnectionState, newest: TokenSet | None) -> bool:
@@ -118,13 +154,13 @@ class StateBook:
             await self._alert(health, error, newest)
 
     async def _alert(self, health: Health, error: AuthError, newest: TokenSet | None) -> None:
-        next_step = NEXT_STEPS[health]
+        step = next_step(health, self._mode) or ""
         logger.error(
             "BC connection '%s' needs an admin (%s): %s. Until then, workers get the current access token "
             "until it expires at %s, then fail with %s.",
             self._connection,
             getattr(error, "error_code", None) or type(error).__name__,
-            next_step,
+            step,
             newest.expires_on.isoformat() if newest else "(none stored)",
             type(error).__name__,
             extra=self._extra("auth.admin_needed", state=health.value),
@@ -134,7 +170,7 @@ class StateBook:
             state=health.value,
             error_code=getattr(error, "error_code", None),
             detected_at=self._clock.now(),
-            next_step=next_step,
+            next_step=step,
             account=newest.account if newest else None,
             tenant_id=newest.tenant_id if newest else None,
         )
@@ -155,8 +191,8 @@ class StateBook:
                     written = await self._store.replace(self._connection, wanted, entry.etag)
                 if written is not None:
                     return True
-        except TokenStoreUnavailableError:
-            logger.warning(
+        except TokenStoreUnavailableError:  # the table store logged the cause once
+            logger.debug(
                 "connection state not recorded (store unavailable)",
                 extra=self._extra("auth.state_unwritable"),
             )

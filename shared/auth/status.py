@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.auth.models import NEEDS_ADMIN, ConnectionState, ConnectionStatus, Health, TokenSet
-from shared.auth.states import NEXT_STEPS
+from shared.auth.states import next_step
 from shared.settings import AuthMode
 
 
@@ -30,5 +30,5 @@ def build_status(
         last_error_message=state.last_error_message,
         last_error_at=state.last_error_at,
         backoff_until=state.backoff_until,
-        next_step=NEXT_STEPS.get(health),
+        next_step=next_step(health, mode),
     )

@@ -8,6 +8,7 @@ sign-in holds MSAL's flow (state, nonce, PKCE verifier) for at most 10 minutes, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,12 +17,28 @@ from typing import Any, Generic, Protocol, TypeVar
 from azure.data.tables.aio import TableClient
 
 from shared import table_cas
+from shared.auth.causes import FailureLog
 from shared.auth.errors import TokenStoreUnavailableError
 from shared.auth.models import ConnectionState, Lease, PendingLogin, Versioned
 from shared.table_cas import StoredRow, TableMissingError, TableStorageError
 
 T = TypeVar("T")
 Row = dict[str, Any]
+logger = logging.getLogger(__name__)
+# What to check when the auth table fails.
+CHECK = (
+    "JobsStorage (a connection string; locally Azurite must be running) or JobsStorage__tableServiceUri with "
+    "the app identity's 'Storage Table Data Contributor' role, and BC_TABLE_PREFIX"
+)
+_failure_logs: dict[str, FailureLog] = {}
+
+
+def _failure_log(table: TableClient) -> FailureLog:
+    """One FailureLog per table (the stores of one table share it: one line per outage, not per partition)."""
+    name = str(getattr(table, "table_name", "?"))
+    if name not in _failure_logs:
+        _failure_logs[name] = FailureLog(logger, f"Table Storage table '{name}'", CHECK)
+    return _failure_logs[name]
 
 
 class Codec(Protocol[T]):
@@ -103,17 +120,18 @@ class TableRecordStore(Generic[T]):
         self._table = table
         self._partition = partition
         self._codec = codec
+        self._failures = _failure_log(table)
 
     async def get(self, key: str) -> Versioned[T] | None:
         """Point read (a table not created yet reads as empty)."""
-        with _storage_errors():
+        with self._storage_errors("read"):
             row = await table_cas.read(self._table, self._partition, key)
         return None if row is None else self._versioned(key, row)
 
     async def create(self, key: str, value: T) -> Versioned[T] | None:
         """Insert; None on conflict. Creates the table on first use (no separate provisioning step)."""
         entity = self._entity(key, value)
-        with _storage_errors():
+        with self._storage_errors("insert"):
             try:
                 etag = await table_cas.insert(self._table, entity)
             except TableMissingError:
@@ -123,18 +141,18 @@ class TableRecordStore(Generic[T]):
 
     async def replace(self, key: str, value: T, etag: str) -> Versioned[T] | None:
         """Replace guarded by If-Match; None when the ETag no longer matches or the row is gone."""
-        with _storage_errors():
+        with self._storage_errors("replace"):
             new_etag = await table_cas.replace_if_match(self._table, self._entity(key, value), etag)
         return None if new_etag is None else Versioned(value, new_etag)
 
     async def delete(self, key: str, etag: str) -> bool:
         """Delete guarded by If-Match."""
-        with _storage_errors():
+        with self._storage_errors("delete"):
             return await table_cas.delete_if_match(self._table, self._partition, key, etag)
 
     async def scan(self) -> list[tuple[str, Versioned[T]]]:
         """Every row of the partition."""
-        with _storage_errors():
+        with self._storage_errors("scan"):
             rows = await table_cas.read_partition(self._table, self._partition)
         return [(str(row.entity["RowKey"]), self._versioned(str(row.entity["RowKey"]), row)) for row in rows]
 
@@ -144,11 +162,20 @@ class TableRecordStore(Generic[T]):
     def _entity(self, key: str, value: T) -> Row:
         return {"PartitionKey": self._partition, "RowKey": key, **self._codec.to_row(value)}
 
-
-@contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Any table failure other than a lost race is TokenStoreUnavailableError (naming the SDK error only)."""
-    try:
-        yield
-    except TableStorageError as exc:
-        raise TokenStoreUnavailableError(f"table storage unavailable ({exc.cause})") from exc
+    @contextmanager
+    def _storage_errors(self, operation: str) -> Iterator[None]:
+        """Any table failure other than a lost race (an SDK ValueError included) is TokenStoreUnavailableError
+        naming the SDK error only; its cause is logged once per outage."""
+        try:
+            yield
+        except TableStorageError as exc:
+            self._failures.failed(f"{operation} in partition {self._partition}", exc.__cause__ or exc)
+            raise TokenStoreUnavailableError(
+                f"table storage unavailable ({exc.cause}); the app's log names the cause"
+            ) from exc
+        except ValueError as exc:  # the SDK refusing a key or an answer before any request
+            self._failures.failed(f"{operation} in partition {self._partition}", exc)
+            raise TokenStoreUnavailableError(
+                f"table storage refused the call ({type(exc).__name__}); the app's log names the cause"
+            ) from exc
+        self._failures.succeeded()

@@ -138,7 +138,7 @@ class World:
                 tokens=self.tokens,
                 leases=LeaseKeeper(self.leases, clock),
                 logins=LoginBook(self.logins, clock),
-                states=StateBook(connection, self.states, clock, self.notifier),
+                states=StateBook(connection, self.states, clock, self.notifier, self.mode),
                 clock=clock,
                 holder=f"process-{next(self._holders)}",
             )

@@ -364,3 +364,55 @@ async def test_sign_in_starts_a_newer_generation_than_the_stored_chain(world: Wo
     stored = world.tokens.peek("default")
     assert stored is not None
     assert stored.generation == 3
+
+
+async def test_client_credentials_status_points_at_refresh_not_at_the_sign_in() -> None:
+    """Client credentials, nothing stored yet: status says not_authorized and the next step is a refresh."""
+    world = World(mode=AuthMode.CLIENT_CREDENTIALS)
+
+    status = await world.manager().status()
+
+    assert status.state is Health.NOT_AUTHORIZED
+    assert status.next_step is not None
+    assert "/api/auth/login" not in status.next_step
+    assert "POST /api/auth/refresh" in status.next_step
+
+
+async def test_client_credentials_rejection_alert_names_the_fix_not_the_sign_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """invalid_client in client-credentials mode: the one error log and the status never say /api/auth/login."""
+    world = World(mode=AuthMode.CLIENT_CREDENTIALS)
+    manager = world.manager()
+    world.entra.fail_next = [
+        CredentialsRejectedError("refused (invalid_client)", error_code="invalid_client")
+    ]
+
+    with caplog.at_level(logging.ERROR), pytest.raises(CredentialsRejectedError):
+        await manager.token()
+
+    status = await manager.status()
+    assert status.state is Health.CREDENTIALS_REJECTED
+    assert "/api/auth/login" not in (status.next_step or "")
+    errors = [r for r in caplog.records if getattr(r, "event", "") == "auth.admin_needed"]
+    assert len(errors) == 1
+    assert "/api/auth/login" not in errors[0].getMessage()
+    assert world.notifier.alerts[0].next_step == status.next_step
+
+
+async def test_status_degrades_instead_of_failing_when_the_stores_are_down(world: World) -> None:
+    """Key Vault and the state table unreachable: status() answers degraded with the cause, it does not raise."""
+    manager = world.manager()
+    await world.sign_in(manager)
+    world.clock.advance(
+        timedelta(minutes=58)
+    )  # the cache is no longer comfortably valid: status reads the store
+    world.tokens.outage = True
+    world.states.fail_every_call = True
+
+    status = await manager.status()
+
+    assert status.state is Health.DEGRADED
+    assert status.has_token  # the cached token is still valid for 2 minutes
+    assert status.last_error_code == "TokenStoreUnavailableError"
+    assert status.next_step is not None
