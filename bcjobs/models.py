@@ -139,11 +139,9 @@ class Parent(_Model):
     id: UUID
 
 
-class Step(_Model):
-    """One BC operation on one entity set: a job's own shape, and each entry of a batch's `operations`."""
+class _Target(_Model):
+    """The fields that say where in BC and with what: shared by a job and each step of a batch."""
 
-    operation: Operation
-    entity_set: Identifier
     parent: Parent | None = None
     api: CustomApi | None = None
     id: UUID | None = None
@@ -154,6 +152,13 @@ class Step(_Model):
     action: (
         Annotated[str, StringConstraints(pattern=r"^(Microsoft\.NAV\.)?[A-Za-z_][A-Za-z0-9_]{0,127}$")] | None
     ) = None
+
+
+class Step(_Target):
+    """One BC operation on one entity set: a job's own shape, and each entry of a batch's `operations`."""
+
+    operation: Operation
+    entity_set: Identifier
 
     @model_validator(mode="after")
     def _fields_fit_the_operation(self) -> Self:
@@ -207,23 +212,13 @@ def _scalar_key(key: FieldValues) -> bool:
     return 0 < len(key) <= 5 and all(isinstance(v, str | int | float | bool) for v in key.values())
 
 
-class Job(_Model):
+class Job(_Target):
     """One BC job (schema version 1). A `batch` job carries `operations`; every other job is one step."""
 
     schema_version: Literal[1] = 1
     job_id: JobId | None = Field(default=None, description="idempotency key; assigned when absent")
     operation: Operation
     entity_set: Identifier | None = None
-    parent: Parent | None = None
-    api: CustomApi | None = None
-    id: UUID | None = None
-    data: FieldValues | None = None
-    etag: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
-    natural_key: FieldValues | None = Field(default=None, max_length=5)
-    query: Query | None = None
-    action: (
-        Annotated[str, StringConstraints(pattern=r"^(Microsoft\.NAV\.)?[A-Za-z_][A-Za-z0-9_]{0,127}$")] | None
-    ) = None
     operations: list[Step] | None = Field(default=None, min_length=1, max_length=MAX_BATCH_OPERATIONS)
     atomic: bool = False
     company: Annotated[str, StringConstraints(min_length=1, max_length=250)] | None = Field(
