@@ -28,7 +28,7 @@ from bcjobs.errors import BcJobsError
 from bcjobs.submit import PreparedJob, prepare_all
 from bcjobs.wire import MAX_JOB_BYTES
 from shared.azure_clients import queue_client, table_client
-from shared.errors import SettingsError
+from shared.errors import IntegrationError, SettingsError
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -89,17 +89,7 @@ async def submit_jobs(body: bytes, *, partial: bool, base_url: str, backend: Bac
         return parsed
     good, bad = prepare_all(parsed)
     if bad and (not partial or not good):
-        sent_nothing = (
-            "" if partial else "; nothing was enqueued (add ?partial=true to enqueue the valid ones)"
-        )
-        return Reply(
-            400,
-            {
-                "error": "invalid_jobs",
-                "message": f"{len(bad)} of {len(parsed)} jobs are invalid{sent_nothing}",
-                "rejected": [rejection.to_dict() for rejection in bad],
-            },
-        )
+        return _invalid(bad, len(parsed), partial=partial)
     try:
         client = await (backend or front_door_backend)()
     except (SettingsError, BcJobsError) as exc:
@@ -111,6 +101,24 @@ async def submit_jobs(body: bytes, *, partial: bool, base_url: str, backend: Bac
     if failed:
         not_sent = [_accepted(index, prepared.job_id, base_url) for index, prepared, _ in failed]
         return _unavailable(failed[0][2], {"jobs": accepted, "notEnqueued": not_sent})
+    return _enqueued(accepted, bad)
+
+
+def _invalid(bad: list[Any], total: int, *, partial: bool) -> Reply:
+    """400 naming each bad job's index and field."""
+    sent_nothing = "" if partial else "; nothing was enqueued (add ?partial=true to enqueue the valid ones)"
+    return Reply(
+        400,
+        {
+            "error": "invalid_jobs",
+            "message": f"{len(bad)} of {total} jobs are invalid{sent_nothing}",
+            "rejected": [rejection.to_dict() for rejection in bad],
+        },
+    )
+
+
+def _enqueued(accepted: list[dict[str, Any]], bad: list[Any]) -> Reply:
+    """202 with each job's id and status URL (and `Location` for a single job)."""
     body_out: dict[str, Any] = {"jobs": accepted}
     if bad:
         body_out["rejected"] = [rejection.to_dict() for rejection in bad]
@@ -198,34 +206,47 @@ async def list_jobs(params: Mapping[str, str], *, base_url: str, backend: Backen
 def _list_query(
     params: Mapping[str, str],
 ) -> tuple[JobState | None, datetime | None, int, str | None] | Reply:
-    state: JobState | None = None
-    if params.get("state"):
-        try:
-            state = JobState(params["state"])
-        except ValueError:
-            names = ", ".join(s.value for s in JobState)
-            return _error(400, "invalid_parameter", f"state: one of {names}")
-    since: datetime | None = None
-    if params.get("since"):
-        try:
-            since = datetime.fromisoformat(params["since"])
-        except ValueError:
-            since = None
-        if since is None or since.tzinfo is None:
-            return _error(
-                400,
-                "invalid_parameter",
-                "since: an ISO-8601 date-time with an offset, e.g. 2026-12-01T00:00:00Z",
-            )
-    size = DEFAULT_PAGE_SIZE
-    if params.get("pageSize"):
-        try:
-            size = int(params["pageSize"])
-        except ValueError:
-            size = 0
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            return _error(400, "invalid_parameter", f"pageSize: a whole number from 1 to {MAX_PAGE_SIZE}")
+    try:
+        state = _state_param(params.get("state"))
+        since = _since_param(params.get("since"))
+        size = _page_size_param(params.get("pageSize"))
+    except _BadParameterError as bad:
+        return _error(400, "invalid_parameter", str(bad))
     return state, since, size, params.get("continuationToken") or None
+
+
+class _BadParameterError(IntegrationError):
+    """A query parameter the list route cannot use; the message names it and what it takes."""
+
+
+def _state_param(text: str | None) -> JobState | None:
+    if not text:
+        return None
+    try:
+        return JobState(text)
+    except ValueError:
+        raise _BadParameterError(f"state: one of {', '.join(s.value for s in JobState)}") from None
+
+
+def _since_param(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        since = None
+    if since is None or since.tzinfo is None:
+        raise _BadParameterError("since: an ISO-8601 date-time with an offset, e.g. 2026-12-01T00:00:00Z")
+    return since
+
+
+def _page_size_param(text: str | None) -> int:
+    if not text:
+        return DEFAULT_PAGE_SIZE
+    size = int(text) if text.isdigit() else 0
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise _BadParameterError(f"pageSize: a whole number from 1 to {MAX_PAGE_SIZE}")
+    return size
 
 
 # -- replies -------------------------------------------------------------------------------------------------
