@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeGuard
 
+from shared import telemetry
 from shared.auth.causes import describe
 from shared.auth.components import Components
 from shared.auth.errors import (
@@ -146,13 +147,16 @@ class Refresher:
         try:
             candidate = await self._redeem(newest)
         except (ReauthorizationRequiredError, CredentialsRejectedError) as exc:
+            telemetry.token_refresh(self._p.connection, "admin_needed")
             await self._p.states.record_admin_needed(exc, newest)
             raise
         except TokenRefreshFailedError as exc:
+            telemetry.token_refresh(self._p.connection, "failed")
             await self._close_gate(exc)
             raise
         self.clear_gate()
         saved = await self._save(candidate, lease)
+        telemetry.token_refresh(self._p.connection, "refreshed", saved.expires_on)
         await self._p.states.record_success()
         logger.info(
             "token refreshed",

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import httpx
 
+from shared import telemetry
 from shared.bc.auth import BearerAuth
 from shared.bc.errors import (
     BusinessCentralError,
@@ -175,6 +176,7 @@ class Pipeline:
     ) -> BusinessCentralError:
         sent = not isinstance(exc, _NOT_SENT)
         duration_ms = (time.perf_counter() - started) * 1000
+        telemetry.bc_request(request.method, None, duration_ms, None)
         self._recorder.record(
             Interaction(
                 method=request.method,
@@ -204,6 +206,7 @@ class Pipeline:
     ) -> None:
         code = error_code_of(json_body(response))[0] if not response.is_success else None
         correlation = correlation_of(request_id, response.headers)
+        telemetry.bc_request(request.method, response.status_code, duration_ms, code)
         self._recorder.record(
             Interaction(
                 method=request.method,

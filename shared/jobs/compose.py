@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from bcjobs import JOBS_QUEUE
 from bcjobs.rows import AUDIT_TABLE_SUFFIX, JOBS_TABLE_SUFFIX
+from shared import telemetry
 from shared.auth import auth_services
 from shared.azure_clients import queue_client, table_client
 from shared.bc import SharedThrottle, build_client, build_throttle
@@ -97,6 +98,7 @@ async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None
 async def build_job_services(settings: Settings) -> JobServices:
     """Wire the pipeline from the settings; creates its tables and the results queue if they are missing."""
     closers: list[Callable[[], Awaitable[None]]] = []
+    telemetry.set_default_dimensions(connection=settings.auth.connection_name)
     storage = await _storage(settings, closers)
     tokens = (await auth_services(settings)).manager
     throttle = build_throttle(settings, storage.coordination)
@@ -113,7 +115,8 @@ async def build_job_services(settings: Settings) -> JobServices:
         request_timeout=timedelta(seconds=settings.bc.request_timeout_seconds),
         has_slot=lambda: throttle.allocation().slots > 0,
     )
-    dead_letters = DeadLetters(storage.store, storage.queues, processor.clock)
+    reports = telemetry.FinishedReports(storage.queues)  # counts each job the poison handler dead-letters
+    dead_letters = DeadLetters(storage.store, reports, processor.clock)
     return JobServices(settings, processor, storage.store, storage.audit, throttle, dead_letters, closers)
 
 

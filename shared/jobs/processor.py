@@ -24,6 +24,7 @@ from typing import Protocol
 
 from bcjobs import ErrorInfo, InvalidJobError, ItemOutcome, Job, JobState, Operation, ResultSummary
 from bcjobs.wire import decode
+from shared import telemetry
 from shared.clock import Clock
 from shared.jobs.audit import AuditBuffer, auditing
 from shared.jobs.errors import JobError
@@ -92,11 +93,18 @@ class JobProcessor:
 
     async def handle(self, delivery: Delivery) -> Handled:
         """Process one delivery; raises only when storage failed (the host then redelivers)."""
+        with telemetry.job_scope(message_id=delivery.message_id):  # log records of the run carry the job
+            return await self._handle(delivery)
+
+    async def _handle(self, delivery: Delivery) -> Handled:
         try:
             job = decode(delivery.text)
         except InvalidJobError as invalid:
             return await self._reject(delivery, invalid)
         job = job if job.job_id else job.with_job_id(delivery.derived_job_id)
+        telemetry.note_job(
+            job_id=job.job_id, correlation_id=job.correlation_id, operation=job.operation.value
+        )
         if not self.has_slot():
             current = await self.store.get(str(job.job_id))
             if current is None or not current.state.terminal:  # a finished job needs no BC: admitted below
@@ -155,6 +163,7 @@ class JobProcessor:
     # ----- run ----------------------------------------------------------------------------------------
 
     async def _run(self, job: Job, record: JobRecord, delivery: Delivery) -> Handled:
+        telemetry.note_job(attempt=record.attempts + 1)
         now = self.clock.now()
         if now >= record.deadline:
             expired = ErrorInfo(code="deadline_passed", message=_deadline_message(record))
@@ -224,6 +233,8 @@ class JobProcessor:
             )
             return await self._finish(record, JobState.EXPIRED, delivery, error=error, attempted=True)
         await self.queues.requeue(job, delay)
+        telemetry.job_retry(record.operation, decision.error.code)
+        _log_retry(record, attempt, delay, decision.error)
         moved = record.moved(
             JobState.RETRY_SCHEDULED,
             self.clock.now(),
@@ -346,7 +357,32 @@ def _deadline_message(record: JobRecord) -> str:
     return f"the job's deadline {record.deadline.isoformat()} passed before it could finish"
 
 
+def _log_retry(record: JobRecord, attempt: int, delay: float, error: ErrorInfo) -> None:
+    logger.info(
+        "job %s: retry %d in %.0fs after %s",
+        record.job_id,
+        attempt + 1,
+        delay,
+        error.code,
+        extra={"event": "jobs.retry_scheduled", "error_code": error.code, **_bc_ids(error)},
+    )
+
+
+def _bc_ids(error: ErrorInfo | None) -> dict[str, str | int | None]:
+    """BC's side of an error: its code, the HTTP status and the request ids BC support asks for."""
+    if error is None:
+        return {}
+    return {
+        "bc_code": error.bc_code,
+        "status": error.status,
+        "client_request_id": error.client_request_id,
+        "bc_request_id": error.bc_request_id,
+    }
+
+
 def _log_finished(record: JobRecord) -> None:
+    if record.finished_at is not None:
+        telemetry.job_finished(record.state.value, record.operation, record.created_at, record.finished_at)
     logger.info(
         "job %s %s after %d attempts",
         record.job_id,
@@ -360,5 +396,6 @@ def _log_finished(record: JobRecord) -> None:
             "attempts": record.attempts,
             "correlation_id": record.correlation_id,
             "error_code": record.error.code if record.error else None,
+            **_bc_ids(record.error),
         },
     )

@@ -19,6 +19,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+from shared import telemetry
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 from shared.bc.throttle.coordination import CoordinationState, CoordinationStore, Member, VersionedState
 from shared.bc.throttle.plan import Allocation, ThrottleConfig, allocate, fallback_allocation
@@ -71,10 +72,12 @@ class SharedThrottle:
     @contextlib.asynccontextmanager
     async def permit(self) -> AsyncIterator[None]:
         """Hold one in-flight slot and one paced rate permit for the duration of a request."""
+        asked = self._clock.time()
         await self._start()
         await self._take_slot()
         try:
             await self._take_pace()
+            telemetry.throttle_waited(self._clock.time() - asked)
             yield
         finally:
             await self._give_slot()

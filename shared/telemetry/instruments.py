@@ -1,0 +1,284 @@
+"""Every metric of the app, named and described once (METRICS), and the instruments created from that table.
+
+Instruments come from the global OpenTelemetry API: before (or without) `configure_telemetry` they are no-ops, and
+once Azure Monitor is configured the same instruments export to it (the API's proxy meter forwards). Tests bind
+them to an SDK MeterProvider with an in-memory reader (`use_meter_provider`).
+
+Gauges are observable: the timer and the token lifecycle note the latest reading (`Readings`), the exporter's
+collection observes it. A reading older than READING_TTL is no longer reported, so a stopped sampler shows as a
+gap, not as a frozen value.
+
+Attribute values are bounded sets (HTTP methods and statuses, BC's error codes, job states and operations, queue
+names, outcomes): never an id, a URL or a message.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+
+from shared.clock import Clock, SystemClock
+
+METER_NAME = "bc_integration"
+READING_TTL_SECONDS = 300.0
+_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+class Kind(StrEnum):
+    """Which OpenTelemetry instrument a metric is."""
+
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+    GAUGE = "observable_gauge"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric: its name in customMetrics, instrument kind, unit, description and attribute names."""
+
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    attributes: tuple[str, ...] = ()
+
+
+BC_REQUESTS = MetricSpec(
+    "bc.requests",
+    Kind.COUNTER,
+    "{request}",
+    "BC API requests answered or failed in transport, by method, HTTP status ('none' without an answer) and BC error code",
+    ("method", "status", "bc_code"),
+)
+BC_THROTTLED = MetricSpec(
+    "bc.requests.throttled",
+    Kind.COUNTER,
+    "{request}",
+    "BC API requests BC answered with 429 Too Many Requests",
+    ("method",),
+)
+BC_DURATION = MetricSpec(
+    "bc.request.duration",
+    Kind.HISTOGRAM,
+    "ms",
+    "Time from sending a BC request to its last body byte (or the transport failure)",
+    ("method", "status"),
+)
+THROTTLE_WAIT = MetricSpec(
+    "bc.throttle.wait",
+    Kind.HISTOGRAM,
+    "ms",
+    "Time a BC request waited for the shared throttle (a pause, an in-flight slot and a rate permit)",
+)
+JOBS_FINISHED = MetricSpec(
+    "bc.jobs.finished",
+    Kind.COUNTER,
+    "{job}",
+    "Jobs that reached a terminal state, by state and operation",
+    ("state", "operation"),
+)
+JOB_DURATION = MetricSpec(
+    "bc.job.duration",
+    Kind.HISTOGRAM,
+    "s",
+    "Time from a job's first receipt to its terminal state, by state and operation",
+    ("state", "operation"),
+)
+JOB_RETRIES = MetricSpec(
+    "bc.jobs.retries",
+    Kind.COUNTER,
+    "{retry}",
+    "Job retries scheduled (a delayed copy back on bc-jobs), by operation and the product's error code",
+    ("operation", "reason"),
+)
+TOKEN_REFRESHES = MetricSpec(
+    "bc.token.refreshes",
+    Kind.COUNTER,
+    "{refresh}",
+    "Token refreshes against Entra ID, by connection and outcome (refreshed, failed, admin_needed)",
+    ("connection", "outcome"),
+)
+TOKEN_EXPIRY = MetricSpec(
+    "bc.token.expiry",
+    Kind.GAUGE,
+    "s",
+    "Seconds until the newest known access token of the connection expires (negative: expired)",
+    ("connection",),
+)
+QUEUE_DEPTH = MetricSpec(
+    "bc.queue.depth",
+    Kind.GAUGE,
+    "{message}",
+    "Approximate messages in a queue (bc-jobs includes delayed retries), sampled by the telemetry timer",
+    ("queue",),
+)
+QUEUE_AGE = MetricSpec(
+    "bc.queue.oldest_age",
+    Kind.GAUGE,
+    "s",
+    "Age of the oldest visible message of a queue (0 when none is visible), sampled by the telemetry timer",
+    ("queue",),
+)
+
+METRICS: tuple[MetricSpec, ...] = (
+    BC_REQUESTS,
+    BC_THROTTLED,
+    BC_DURATION,
+    THROTTLE_WAIT,
+    JOBS_FINISHED,
+    JOB_DURATION,
+    JOB_RETRIES,
+    TOKEN_REFRESHES,
+    TOKEN_EXPIRY,
+    QUEUE_DEPTH,
+    QUEUE_AGE,
+)
+
+
+def bounded_code(code: str | None) -> str:
+    """An error code fit for a metric attribute: BC's codes as they are, anything else 'none' or 'other'."""
+    if not code:
+        return "none"
+    return code if _CODE.match(code) else "other"
+
+
+def operation_kind(summary: str | None) -> str:
+    """`create customers` -> `create`: the operation of a job row's summary ('unknown' when it has none)."""
+    first = (summary or "").split(" ", 1)[0]
+    return first if first.isalpha() and first.islower() else "unknown"
+
+
+_Callback = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+class Readings:
+    """The latest value of each gauge series, noted by whoever learns it, observed at collection time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._token_expiry: dict[str, tuple[datetime, float]] = {}
+        self._queues: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def note_token_expiry(self, connection: str, expires_on: datetime, noted_at: float) -> None:
+        """The newest access token of `connection` expires at `expires_on`."""
+        with self._lock:
+            self._token_expiry[connection] = (expires_on, noted_at)
+
+    def note_queue(self, queue: str, depth: int, oldest_age_seconds: float, noted_at: float) -> None:
+        """A queue sample."""
+        with self._lock:
+            self._queues[(queue, QUEUE_DEPTH.name)] = (float(depth), noted_at)
+            self._queues[(queue, QUEUE_AGE.name)] = (max(0.0, oldest_age_seconds), noted_at)
+
+    def token_expiries(self, now: datetime, now_epoch: float) -> list[tuple[str, float]]:
+        """(connection, seconds until expiry) for every fresh reading."""
+        with self._lock:
+            items = list(self._token_expiry.items())
+        return [
+            (connection, (expires_on - now).total_seconds())
+            for connection, (expires_on, noted_at) in items
+            if now_epoch - noted_at <= READING_TTL_SECONDS
+        ]
+
+    def queue_values(self, metric: str, now_epoch: float) -> list[tuple[str, float]]:
+        """(queue, value) of `metric` for every fresh sample."""
+        with self._lock:
+            items = list(self._queues.items())
+        return [
+            (queue, value)
+            for (queue, name), (value, noted_at) in items
+            if name == metric and now_epoch - noted_at <= READING_TTL_SECONDS
+        ]
+
+
+class Instruments:
+    """The instruments of METRICS on one meter; gauges observe `readings`."""
+
+    def __init__(self, meter: Meter, readings: Readings, clock: Clock) -> None:
+        self.readings = readings
+        self._clock = clock
+        self.bc_requests = meter.create_counter(
+            BC_REQUESTS.name, unit=BC_REQUESTS.unit, description=BC_REQUESTS.description
+        )
+        self.bc_throttled = meter.create_counter(
+            BC_THROTTLED.name, unit=BC_THROTTLED.unit, description=BC_THROTTLED.description
+        )
+        self.bc_duration = meter.create_histogram(
+            BC_DURATION.name, unit=BC_DURATION.unit, description=BC_DURATION.description
+        )
+        self.throttle_wait = meter.create_histogram(
+            THROTTLE_WAIT.name, unit=THROTTLE_WAIT.unit, description=THROTTLE_WAIT.description
+        )
+        self.jobs_finished = meter.create_counter(
+            JOBS_FINISHED.name, unit=JOBS_FINISHED.unit, description=JOBS_FINISHED.description
+        )
+        self.job_duration = meter.create_histogram(
+            JOB_DURATION.name, unit=JOB_DURATION.unit, description=JOB_DURATION.description
+        )
+        self.job_retries = meter.create_counter(
+            JOB_RETRIES.name, unit=JOB_RETRIES.unit, description=JOB_RETRIES.description
+        )
+        self.token_refreshes = meter.create_counter(
+            TOKEN_REFRESHES.name, unit=TOKEN_REFRESHES.unit, description=TOKEN_REFRESHES.description
+        )
+        meter.create_observable_gauge(
+            TOKEN_EXPIRY.name,
+            callbacks=[self._observe_token_expiry],
+            unit=TOKEN_EXPIRY.unit,
+            description=TOKEN_EXPIRY.description,
+        )
+        for spec in (QUEUE_DEPTH, QUEUE_AGE):
+            meter.create_observable_gauge(
+                spec.name,
+                callbacks=[self._queue_observer(spec.name)],
+                unit=spec.unit,
+                description=spec.description,
+            )
+
+    def _observe_token_expiry(self, options: CallbackOptions) -> Iterable[Observation]:
+        del options
+        now = self._clock.now()
+        return [
+            Observation(seconds, {"connection": connection})
+            for connection, seconds in self.readings.token_expiries(now, now.timestamp())
+        ]
+
+    def _queue_observer(self, metric: str) -> _Callback:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            del options
+            now = self._clock.now().timestamp()
+            return [
+                Observation(value, {"queue": queue})
+                for queue, value in self.readings.queue_values(metric, now)
+            ]
+
+        return observe
+
+
+_state_lock = threading.Lock()
+_current: Instruments | None = None
+
+
+def current() -> Instruments:
+    """The instruments in use (created on the global API's meter on first use)."""
+    global _current
+    with _state_lock:
+        if _current is None:
+            _current = Instruments(metrics.get_meter(METER_NAME), Readings(), SystemClock())
+        return _current
+
+
+def use_meter_provider(provider: MeterProvider | None, clock: Clock | None = None) -> Instruments:
+    """Create the instruments anew with fresh readings on `provider` (None: the global API); returns them."""
+    global _current
+    meter = provider.get_meter(METER_NAME) if provider is not None else metrics.get_meter(METER_NAME)
+    with _state_lock:
+        _current = Instruments(meter, Readings(), clock or SystemClock())
+        return _current

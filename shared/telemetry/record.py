@@ -1,0 +1,134 @@
+"""What instrumented code calls: one function per fact, each recording the metrics of METRICS it feeds.
+
+Cheap and never raising (they run on the request path); without Azure Monitor configured they cost a no-op call.
+BC request counts of the last window are also kept in-process (`recent_bc_requests`) for the admin page.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from typing import Protocol
+
+from bcjobs import Job, JobReport
+from shared.telemetry.instruments import bounded_code, current, operation_kind
+
+THROTTLED = 429
+RECENT_WINDOW_SECONDS = 300.0
+
+
+def bc_request(method: str, status: int | None, duration_ms: float, bc_code: str | None) -> None:
+    """One BC request answered (`status`) or failed in transport (`status` None)."""
+    instruments = current()
+    status_text = str(status) if status is not None else "none"
+    instruments.bc_requests.add(
+        1, {"method": method, "status": status_text, "bc_code": bounded_code(bc_code)}
+    )
+    instruments.bc_duration.record(max(0.0, duration_ms), {"method": method, "status": status_text})
+    if status == THROTTLED:
+        instruments.bc_throttled.add(1, {"method": method})
+    _recent.add(time.monotonic(), throttled=status == THROTTLED)
+
+
+def throttle_waited(seconds: float) -> None:
+    """A BC request got its throttle permit after waiting `seconds`."""
+    current().throttle_wait.record(max(0.0, seconds) * 1000.0)
+
+
+def job_finished(
+    state: str, operation: str | None, created_at: datetime | None, finished_at: datetime
+) -> None:
+    """A job reached terminal `state` (operation: the job row's summary or the operation's name)."""
+    instruments = current()
+    attributes = {"state": state, "operation": operation_kind(operation)}
+    instruments.jobs_finished.add(1, attributes)
+    if created_at is not None:
+        instruments.job_duration.record(max(0.0, (finished_at - created_at).total_seconds()), attributes)
+
+
+def job_retry(operation: str | None, reason: str) -> None:
+    """A retry of a job was scheduled because of the product's error code `reason`."""
+    current().job_retries.add(1, {"operation": operation_kind(operation), "reason": bounded_code(reason)})
+
+
+def token_refresh(connection: str, outcome: str, expires_on: datetime | None = None) -> None:
+    """A refresh against Entra ended: refreshed (with the new expiry), failed or admin_needed."""
+    current().token_refreshes.add(1, {"connection": connection, "outcome": outcome})
+    if expires_on is not None:
+        token_expiry(connection, expires_on)
+
+
+def token_expiry(connection: str, expires_on: datetime) -> None:
+    """The newest known access token of `connection` expires at `expires_on` (the gauge reports the rest)."""
+    current().readings.note_token_expiry(connection, expires_on, time.time())
+
+
+def queue_sample(queue: str, depth: int, oldest_age_seconds: float) -> None:
+    """The telemetry timer's reading of one queue."""
+    current().readings.note_queue(queue, depth, oldest_age_seconds, time.time())
+
+
+class RecentRequests:
+    """BC requests this process sent in the last window (10-second buckets): the admin page's throttle usage."""
+
+    def __init__(self, window: float = RECENT_WINDOW_SECONDS, bucket: float = 10.0) -> None:
+        self._window = window
+        self._bucket = bucket
+        self._lock = threading.Lock()
+        self._buckets: deque[list[float]] = deque()  # [bucket start, requests, throttled]
+
+    def add(self, now: float, *, throttled: bool) -> None:
+        """Count one request at monotonic time `now`."""
+        start = now - now % self._bucket
+        with self._lock:
+            if not self._buckets or self._buckets[-1][0] != start:
+                self._buckets.append([start, 0.0, 0.0])
+            self._buckets[-1][1] += 1
+            self._buckets[-1][2] += 1 if throttled else 0
+            self._trim(now)
+
+    def counts(self, now: float) -> tuple[int, int]:
+        """(requests, throttled) in the window ending at `now`."""
+        with self._lock:
+            self._trim(now)
+            return int(sum(b[1] for b in self._buckets)), int(sum(b[2] for b in self._buckets))
+
+    def _trim(self, now: float) -> None:
+        while self._buckets and self._buckets[0][0] + self._bucket <= now - self._window:
+            self._buckets.popleft()
+
+
+_recent = RecentRequests()
+
+
+def recent_bc_requests() -> tuple[int, int]:
+    """(requests, 429s) this process sent to BC in the last RECENT_WINDOW_SECONDS."""
+    return _recent.counts(time.monotonic())
+
+
+class _Queues(Protocol):
+    """What the job pipeline sends (shared.jobs.queues.JobQueues; restated to keep this package below jobs)."""
+
+    async def requeue(self, job: Job, delay_seconds: float) -> None: ...
+
+    async def publish(self, report: JobReport) -> None: ...
+
+
+class FinishedReports:
+    """Counts every terminal report published through it as a finished job (the dead-letter handler's queues:
+    it publishes once per job it moves to `dead_lettered`)."""
+
+    def __init__(self, inner: _Queues) -> None:
+        self._inner = inner
+
+    async def requeue(self, job: Job, delay_seconds: float) -> None:
+        """Pass through."""
+        await self._inner.requeue(job, delay_seconds)
+
+    async def publish(self, report: JobReport) -> None:
+        """Publish, then count."""
+        await self._inner.publish(report)
+        if report.state.terminal and report.finished_at is not None:
+            job_finished(report.state.value, report.operation, report.created_at, report.finished_at)
