@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from croniter import croniter
 
 from devhost.errors import FunctionLoadError
 from devhost.hostconfig import parse_timespan
-
-
-class Schedule(Protocol):
-    """Something that says when a timer fires next."""
-
-    def next_after(self, moment: datetime) -> datetime:
-        """The first occurrence strictly after moment (timezone-aware, UTC)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ host, since the bearer token goes with it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urljoin, urlsplit
 from uuid import UUID
 
@@ -116,17 +116,6 @@ class BusinessCentralClient:
             Call(Method.GET, await self._url(key), params=(query or Query()).params())
         )
         return _entity(json_body(response), _request_id(response))
-
-    async def pages(
-        self, entity_set: EntitySet, query: Query | None = None, *, page_size: int | None = None
-    ) -> AsyncIterator[Page]:
-        """Page after page, following @odata.nextLink until BC stops sending one."""
-        url: str | None = await self._url(entity_set)
-        params = (query or Query()).params()
-        while url is not None:
-            page = await self._page(url, params, page_size or self._page_size)
-            yield page
-            url, params = page.next_link, {}
 
     async def list(
         self,
