@@ -1,15 +1,28 @@
 """The Function app: applies the logging policy, creates the app and registers the Blueprints; `close_services`
 lets a local host close the SDK clients on shutdown."""
 
+import os
+
 import azure.functions as func
 
 from shared.auth import close_auth_services
 from shared.jobs import close_job_services
 from shared.jobs_http import close_front_door
 from shared.logging_setup import configure_logging
-from shared.triggers import auth_http, health, jobs_queue, jobs_status, jobs_submit, token_refresh
+from shared.telemetry import configure_telemetry
+from shared.triggers import (
+    admin_page,
+    auth_http,
+    health,
+    jobs_queue,
+    jobs_status,
+    jobs_submit,
+    telemetry_sample,
+    token_refresh,
+)
 
 configure_logging()  # before any function runs: every log record is redacted at creation
+configure_telemetry(os.environ)  # Azure Monitor, once, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health.bp)
@@ -18,6 +31,8 @@ app.register_functions(token_refresh.bp)
 app.register_functions(jobs_queue.bp)
 app.register_functions(jobs_status.bp)
 app.register_functions(jobs_submit.bp)
+app.register_functions(admin_page.bp)
+app.register_functions(telemetry_sample.bp)
 
 
 async def close_services() -> None:

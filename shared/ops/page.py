@@ -1,0 +1,293 @@
+"""The status page's HTML: one server-rendered document, no script, no external asset, every value escaped.
+
+The only style is the inline <style> below; the Content-Security-Policy allows exactly it (by hash) and nothing
+else (`default-src 'none'`), so an injected tag could neither run nor load anything. The page is never cached
+and never sends a Referer (the sign-in link may carry the function key the admin opened the page with).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from bcjobs import JobState
+from shared.auth import ConnectionStatus, Health
+from shared.ops.snapshot import Failure, JobCounts, QueueReading, Snapshot, ThrottleUsage
+from shared.settings import AuthMode
+
+STYLE = """
+:root{color-scheme:light;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--muted:#57606a;--line:#d0d7de}
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;background:#f6f8fa}
+header{padding:18px 28px;background:#fff;border-bottom:1px solid var(--line)}
+header h1{margin:0;font-size:20px}
+header p{margin:4px 0 0;color:var(--muted);font-size:13px}
+main{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:16px;padding:20px 28px}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 18px}
+section.wide{grid-column:1/-1}
+h2{margin:0 0 10px;font-size:16px}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;margin:0}
+dt{color:var(--muted)}
+dd{margin:0;overflow-wrap:anywhere}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+th{color:var(--muted);font-weight:600}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+.badge{display:inline-block;padding:1px 9px;border-radius:10px;font-size:13px;font-weight:600;color:#fff}
+.ok{background:var(--ok)}.warn{background:var(--warn)}.bad{background:var(--bad)}
+.note{color:var(--muted);font-size:13px;margin:8px 0 0}
+.problem{color:var(--bad)}
+a.action{display:inline-block;margin-top:10px;padding:6px 14px;border-radius:6px;background:#0969da;color:#fff;
+text-decoration:none;font-weight:600}
+""".strip()
+
+STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode("utf-8")).digest()).decode("ascii")
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+_BADGES = {
+    Health.OK: "ok",
+    Health.DEGRADED: "warn",
+    Health.NOT_AUTHORIZED: "warn",
+    Health.REAUTHORIZATION_REQUIRED: "bad",
+    Health.CREDENTIALS_REJECTED: "bad",
+}
+_STATE_ORDER = [state.value for state in JobState]
+
+
+def sign_in_needed(status: ConnectionStatus | None) -> bool:
+    """An admin's sign-in would fix the connection: delegated mode, nobody signed in or the grant died."""
+    return (
+        status is not None
+        and status.mode is AuthMode.DELEGATED
+        and status.state in (Health.NOT_AUTHORIZED, Health.REAUTHORIZATION_REQUIRED)
+    )
+
+
+def sign_in_href(function_key: str | None) -> str:
+    """The sign-in route, with the function key the page was opened with (it needs one too)."""
+    return "/api/auth/login" + (f"?code={quote(function_key, safe='')}" if function_key else "")
+
+
+def render(snapshot: Snapshot, *, function_key: str | None = None) -> str:
+    """The whole page."""
+    generated = _when(snapshot.generated_at)
+    sections = [
+        _connection(snapshot.connection, snapshot.generated_at, function_key, snapshot.problems),
+        _jobs(snapshot.jobs, snapshot.problems),
+        _queues(snapshot.queues, snapshot.generated_at, snapshot.problems),
+        _throttle(snapshot.throttle, snapshot.problems),
+        _failures(snapshot.failures, snapshot.jobs is not None),
+    ]
+    return (
+        "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>\n"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>\n"
+        "<title>Business Central integration: status</title>\n"
+        f"<style>{STYLE}</style></head>\n<body>\n"
+        "<header><h1>Business Central integration</h1>"
+        f"<p>Status as of {_e(generated)}. Reload the page for fresh figures.</p></header>\n"
+        f"<main>\n{''.join(sections)}</main>\n</body></html>"
+    )
+
+
+def _connection(
+    status: ConnectionStatus | None, now: datetime, function_key: str | None, problems: Mapping[str, str]
+) -> str:
+    if status is None:
+        return _section("Connection", _problem("connection", problems))
+    badge = f"<span class='badge {_BADGES.get(status.state, 'warn')}'>{_e(status.state.value)}</span>"
+    rows = [
+        ("State", badge),
+        ("Connection", _e(status.connection)),
+        ("Mode", _e(_mode(status.mode))),
+        ("Account", _e(status.account or "not known yet")),
+        ("Tenant", _e(status.tenant_id or "not known yet")),
+        ("Token expires", _e(_expiry(status.expires_on, now))),
+        ("Last refresh", _e(_when(status.last_refresh_at) if status.last_refresh_at else "none recorded")),
+    ]
+    if status.last_error_code:
+        error = f"{status.last_error_code}: {status.last_error_message or ''}".strip().rstrip(":")
+        at = f" ({_when(status.last_error_at)})" if status.last_error_at else ""
+        rows.append(("Last error", _e(error + at)))
+    if status.backoff_until:
+        rows.append(("Next try", _e(_when(status.backoff_until))))
+    if status.next_step:
+        rows.append(("Next step", _e(status.next_step)))
+    body = _dl(rows)
+    if sign_in_needed(status):
+        href = sign_in_href(function_key)
+        body += f"<a class='action' href='{_e(href)}'>Sign in to Business Central</a>"
+        body += (
+            "<p class='note'>Sign in as the BC integration user; this page shows the result afterwards.</p>"
+        )
+    return _section("Connection", body)
+
+
+def _jobs(counts: JobCounts | None, problems: Mapping[str, str]) -> str:
+    if counts is None:
+        return _section("Jobs", _problem("jobs", problems))
+    states = sorted(set(counts.day) | set(counts.hour), key=_state_rank)
+    if not states:
+        return _section("Jobs", "<p>No job was received or changed in the last day.</p>")
+    rows = "".join(
+        f"<tr><td>{_e(state)}</td><td class='n'>{counts.hour.get(state, 0)}</td>"
+        f"<td class='n'>{counts.day.get(state, 0)}</td></tr>\n"
+        for state in states
+    )
+    total = (
+        f"<tr><th>all</th><td class='n'>{sum(counts.hour.values())}</td>"
+        f"<td class='n'>{sum(counts.day.values())}</td></tr>"
+    )
+    note = "<p class='note'>By the state each job is in now, among jobs changed in the period.</p>"
+    if counts.truncated:
+        note += "<p class='note'>More jobs changed than the page reads; the figures are a lower bound.</p>"
+    table = f"<table><tr><th>State</th><th>Last hour</th><th>Last day</th></tr>\n{rows}{total}</table>\n"
+    return _section("Jobs", table + note)
+
+
+def _queues(readings: Sequence[QueueReading], now: datetime, problems: Mapping[str, str]) -> str:
+    del now
+    rows = "".join(
+        f"<tr><td><code>{_e(r.name)}</code></td><td class='n'>{r.depth}</td>"
+        f"<td>{_e(_age(r.oldest_age_seconds))}</td></tr>\n"
+        for r in readings
+    )
+    missing = "".join(_problem(key, problems) for key in problems if key.startswith("queue "))
+    poison = next((r for r in readings if r.name.endswith("-poison")), None)
+    note = ""
+    if poison is not None and poison.depth:
+        note = (
+            "<p class='note problem'>Messages are waiting in the poison queue: the poison handler records each "
+            "as a dead-lettered job; if the count stays, see docs/operations.md (alert bc-jobs-poisoned).</p>"
+        )
+    table = (
+        f"<table><tr><th>Queue</th><th>Messages</th><th>Oldest visible</th></tr>\n{rows}</table>\n"
+        if rows
+        else ""
+    )
+    return _section("Queues", table + missing + note)
+
+
+def _throttle(usage: ThrottleUsage | None, problems: Mapping[str, str]) -> str:
+    if usage is None:
+        return _section("BC throttle", _problem("throttle", problems))
+    window = f"{usage.window_seconds:g} s"
+    rows = [
+        (
+            "Budget",
+            _e(f"{usage.budget} requests per {window} ({usage.requests} less {usage.safety_margin:.0%})"),
+        ),
+        ("In flight", _e(f"at most {usage.max_in_flight} at a time, all instances together")),
+        ("Instances sharing it", _e(str(usage.members) if usage.members is not None else "none active")),
+        (
+            "Sent by this instance",
+            _e(f"{usage.sent_here} in the last {window} ({usage.throttled_here} got 429)"),
+        ),
+        (
+            "Paused",
+            _e(f"until {_when(usage.paused_until)} (BC's Retry-After)" if usage.paused_until else "no"),
+        ),
+    ]
+    extra = _problem("throttle", problems) if "throttle" in problems else ""
+    return _section("BC throttle", _dl(rows) + extra)
+
+
+def _failures(failures: Sequence[Failure], known: bool) -> str:
+    if not known:
+        return _section(
+            "Latest failures", "<p>Not available (the jobs table could not be read).</p>", wide=True
+        )
+    if not failures:
+        return _section("Latest failures", "<p>No job failed in the last day.</p>", wide=True)
+    head = (
+        "<tr><th>When</th><th>Job</th><th>State</th><th>Operation</th><th>Code</th><th>BC code</th>"
+        "<th>HTTP</th><th>Request ids (for BC support)</th><th>Message</th></tr>\n"
+    )
+    rows = "".join(_failure_row(f) for f in failures)
+    note = (
+        "<p class='note'>The client request id is ours (header client-request-id); the BC request id is BC's. "
+        "GET /api/jobs/{jobId} shows every request of a job.</p>"
+    )
+    return _section("Latest failures", f"<table>{head}{rows}</table>\n{note}", wide=True)
+
+
+def _failure_row(failure: Failure) -> str:
+    ids = " ".join(
+        f"<code>{_e(value)}</code>" for value in (failure.client_request_id, failure.bc_request_id) if value
+    )
+    message = failure.message if len(failure.message) <= 160 else failure.message[:157] + "..."
+    cells = [
+        _e(_when(failure.finished_at) if failure.finished_at else ""),
+        f"<code>{_e(failure.job_id)}</code>",
+        _e(failure.state),
+        _e(failure.operation),
+        _e(failure.code or ""),
+        _e(failure.bc_code or ""),
+        _e(str(failure.status) if failure.status is not None else ""),
+        ids,
+        _e(message),
+    ]
+    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>\n"
+
+
+def _section(title: str, body: str, *, wide: bool = False) -> str:
+    css = " class='wide'" if wide else ""
+    return f"<section{css}><h2>{_e(title)}</h2>\n{body}</section>\n"
+
+
+def _dl(rows: Iterable[tuple[str, str]]) -> str:
+    return "<dl>\n" + "".join(f"<dt>{_e(name)}</dt><dd>{value}</dd>\n" for name, value in rows) + "</dl>\n"
+
+
+def _problem(key: str, problems: Mapping[str, str]) -> str:
+    reason = problems.get(key, "not available")
+    return f"<p class='problem'>{_e(key[:1].upper() + key[1:])}: {_e(reason)}</p>"
+
+
+def _state_rank(state: str) -> int:
+    return _STATE_ORDER.index(state) if state in _STATE_ORDER else len(_STATE_ORDER)
+
+
+def _mode(mode: AuthMode) -> str:
+    if mode is AuthMode.DELEGATED:
+        return "delegated (an admin signed in once; the refresh token is rotated)"
+    return "client credentials (the app registration itself)"
+
+
+def _expiry(expires_on: datetime | None, now: datetime) -> str:
+    if expires_on is None:
+        return "no token"
+    minutes = int((expires_on - now).total_seconds() // 60)
+    relative = f"in {minutes} min" if minutes >= 0 else f"expired {-minutes} min ago"
+    return f"{_when(expires_on)} ({relative})"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "none visible"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else ""
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)

@@ -1,0 +1,60 @@
+"""The telemetry timer's work: read the job queues and the connection's token expiry into the gauges.
+
+Once a minute (shared/triggers/telemetry_sample.py): `bc.queue.depth` and `bc.queue.oldest_age` of bc-jobs and
+bc-jobs-poison, and `bc.token.expiry` from the token lifecycle's status (its cache; Key Vault only when the cached
+token is close to expiry). A source that fails is logged and skipped: the gauge then goes quiet, which the queue
+and token alerts do not mistake for good news (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared import telemetry
+from shared.ops.snapshot import ConnectionSource, QueueReading, QueueSource
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What one run read."""
+
+    queues: tuple[QueueReading, ...]
+    token_expires_on: datetime | None
+
+
+async def sample(
+    queues: QueueSource, queue_names: tuple[str, ...], connection: ConnectionSource, now: datetime
+) -> Sample:
+    """Read and record every gauge; failures are logged, never raised."""
+    readings: list[QueueReading] = []
+    for name in queue_names:
+        try:
+            reading = await queues.reading(name, now)
+        except Exception as exc:  # noqa: BLE001 - one failed reading must not stop the others
+            logger.warning(
+                "telemetry sample: queue %s unreadable (%s)",
+                name,
+                type(exc).__name__,
+                extra={"event": "telemetry.sample_failed", "source": name},
+            )
+            continue
+        telemetry.queue_sample(reading.name, reading.depth, reading.oldest_age_seconds or 0.0)
+        readings.append(reading)
+    expires_on = None
+    try:
+        status = await connection.status()
+    except Exception as exc:  # noqa: BLE001 - the token lifecycle's own logs say why
+        logger.warning(
+            "telemetry sample: connection status unreadable (%s)",
+            type(exc).__name__,
+            extra={"event": "telemetry.sample_failed", "source": "connection"},
+        )
+    else:
+        if status.expires_on is not None:
+            expires_on = status.expires_on
+            telemetry.token_expiry(status.connection, status.expires_on)
+    return Sample(tuple(readings), expires_on)

@@ -1,0 +1,140 @@
+"""The status page's and the telemetry timer's sources on Azure Storage and the token lifecycle.
+
+Queue readings: `get_queue_properties` (approximate count; bc-jobs includes delayed retries, which are invisible)
+and one peek for the oldest visible message's insertion time. Job rows: one filtered query on `UpdatedAt`
+selecting only the columns the page shows (a scan: the jobs table is keyed by job id, so the page reads at most
+JOB_ROW_LIMIT rows of the last day). Throttle: one point read of the coordination row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from bcjobs import JOBS_QUEUE, POISON_QUEUE
+from shared.auth import ConnectionStatus, auth_services
+from shared.azure_clients import queue_client, table_client
+from shared.bc.factory import throttle_config_from_settings, throttle_identity
+from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
+from shared.ops.snapshot import QueueReading, Sources, ThrottleRow, ThrottleUsage
+from shared.settings import Settings
+
+QUEUES = (JOBS_QUEUE, POISON_QUEUE)
+_COLUMNS = ["PartitionKey", "State", "Operation", "CreatedAt", "UpdatedAt", "FinishedAt", "Attempts", "Error"]
+
+
+class ManagerConnection:
+    """The connection's status from the process's TokenManager."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def status(self) -> ConnectionStatus:
+        """TokenManager.status() (cache first, Key Vault when the cached token is close to expiry)."""
+        return await (await auth_services(self._settings)).manager.status()
+
+
+class TableJobRows:
+    """Rows of `{prefix}jobs` updated since a moment."""
+
+    def __init__(self, settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> None:
+        self._settings = settings
+        self._closers = closers
+
+    async def updated_since(self, since: datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` rows (the page's columns only) and whether there were more."""
+        owned = table_client(self._settings.storage, f"{self._settings.storage.table_prefix}jobs")
+        self._closers.append(owned.close)
+        rows: list[dict[str, Any]] = []
+        try:
+            async for entity in owned.client.query_entities(
+                "UpdatedAt ge @since", parameters={"since": since}, select=_COLUMNS, results_per_page=1000
+            ):
+                if len(rows) == limit:
+                    return rows, True
+                rows.append(dict(entity))
+        except ResourceNotFoundError:  # no job has arrived yet: the table does not exist
+            return [], False
+        return rows, False
+
+
+class StorageQueues:
+    """Queue readings from the queue service."""
+
+    def __init__(self, settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> None:
+        self._settings = settings
+        self._closers = closers
+
+    async def reading(self, name: str, now: datetime) -> QueueReading:
+        """Depth and oldest visible message's age (a missing queue reads as empty)."""
+        owned = queue_client(self._settings.storage, name)
+        self._closers.append(owned.close)
+        queue = owned.client
+        try:
+            properties = await queue.get_queue_properties()
+            peeked = await queue.peek_messages(max_messages=1)
+        except ResourceNotFoundError:
+            return QueueReading(name, 0, None)
+        oldest = peeked[0].inserted_on if peeked else None
+        age = (now - oldest).total_seconds() if oldest is not None else None
+        return QueueReading(name, int(properties.approximate_message_count or 0), age)
+
+
+@dataclass
+class CoordinationThrottle:
+    """The throttle's coordination row and its limits, from the settings."""
+
+    settings: Settings
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def row(self, now: datetime) -> ThrottleRow | None:
+        """Live members and the shared pause (None: no process has used the throttle yet)."""
+        store = TableCoordinationStore.from_settings(self.settings.storage)
+        self.closers.append(store.close)
+        read = await store.read(partition_key_for(throttle_identity(self.settings)))
+        if read is None:
+            return None
+        paused = read.state.paused_until
+        until = datetime.fromtimestamp(paused, UTC) if paused > now.timestamp() else None
+        return ThrottleRow(len(read.state.live(now.timestamp())), until)
+
+    def usage(self, row: ThrottleRow | None, sent_here: int, throttled_here: int) -> ThrottleUsage:
+        """The configured limits with the row's figures."""
+        config = throttle_config_from_settings(self.settings)
+        return ThrottleUsage(
+            requests=config.requests,
+            window_seconds=config.window_seconds,
+            safety_margin=config.safety_margin,
+            max_in_flight=config.max_in_flight,
+            members=row.members if row is not None else None,
+            paused_until=row.paused_until if row is not None else None,
+            sent_here=sent_here,
+            throttled_here=throttled_here,
+        )
+
+
+class AzureSources:
+    """The page's sources for one request; `aclose()` closes every client they opened."""
+
+    def __init__(self, settings: Settings, queue_names: Sequence[str] = QUEUES) -> None:
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        throttle = CoordinationThrottle(settings, self._closers)
+        self.sources = Sources(
+            connection=ManagerConnection(settings),
+            jobs=TableJobRows(settings, self._closers),
+            queues=StorageQueues(settings, self._closers),
+            throttle=throttle,
+            queue_names=queue_names,
+        )
+
+    async def aclose(self) -> None:
+        """Close the clients (in reverse order of opening)."""
+        async with AsyncExitStack() as stack:
+            for close in self._closers:
+                stack.push_async_callback(close)
+        self._closers.clear()

@@ -1,0 +1,37 @@
+"""Telemetry configuration: nothing without a connection string; with one, the distro gets the product's options."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry import _logs, metrics, trace
+
+from shared.telemetry import configure_telemetry
+from shared.telemetry.dimensions import JobDimensionsProcessor, RedactingLogProcessor
+from shared.telemetry.setup import DISABLED_INSTRUMENTATIONS, PRODUCT_LOGGER, distro_options
+
+
+@pytest.mark.parametrize("environ", [{}, {"APPLICATIONINSIGHTS_CONNECTION_STRING": "  "}])
+def test_without_a_connection_string_nothing_is_configured(environ: dict[str, str]) -> None:
+    """No provider is installed and no handler added: nothing can export (tests and the local world)."""
+    handlers = list(logging.getLogger(PRODUCT_LOGGER).handlers)
+    assert configure_telemetry(environ) is False
+    assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    assert type(_logs.get_logger_provider()).__name__ == "ProxyLoggerProvider"
+    assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+    assert logging.getLogger(PRODUCT_LOGGER).handlers == handlers
+
+
+def test_the_distro_exports_product_logs_through_the_products_processors() -> None:
+    """Logs of `shared.*` only, job dimensions then redaction before export; no tracing, no HTTP auto-instrumentation."""
+    options = distro_options("InstrumentationKey=00000000-0000-0000-0000-000000000000")
+    assert options["logger_name"] == "shared"
+    assert options["disable_tracing"] is True
+    processors = options["log_record_processors"]
+    assert isinstance(processors, list)
+    assert [type(p) for p in processors] == [JobDimensionsProcessor, RedactingLogProcessor]
+    assert options["instrumentation_options"] == {
+        name: {"enabled": False} for name in DISABLED_INSTRUMENTATIONS
+    }
+    assert {"httpx", "requests", "urllib3", "azure_sdk"} <= set(DISABLED_INSTRUMENTATIONS)
