@@ -203,7 +203,7 @@ class Instruments:
 
     def __init__(self, meter: Meter, readings: Readings, clock: Clock) -> None:
         self.readings = readings
-        self._clock = clock
+        self.clock = clock
         self.bc_requests = meter.create_counter(
             BC_REQUESTS.name, unit=BC_REQUESTS.unit, description=BC_REQUESTS.description
         )
@@ -244,7 +244,7 @@ class Instruments:
 
     def _observe_token_expiry(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        now = self._clock.now()
+        now = self.clock.now()
         return [
             Observation(seconds, {"connection": connection})
             for connection, seconds in self.readings.token_expiries(now, now.timestamp())
@@ -253,7 +253,7 @@ class Instruments:
     def _queue_observer(self, metric: str) -> _Callback:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             del options
-            now = self._clock.now().timestamp()
+            now = self.clock.now().timestamp()
             return [
                 Observation(value, {"queue": queue})
                 for queue, value in self.readings.queue_values(metric, now)

@@ -62,12 +62,14 @@ def token_refresh(connection: str, outcome: str, expires_on: datetime | None = N
 
 def token_expiry(connection: str, expires_on: datetime) -> None:
     """The newest known access token of `connection` expires at `expires_on` (the gauge reports the rest)."""
-    current().readings.note_token_expiry(connection, expires_on, time.time())
+    instruments = current()
+    instruments.readings.note_token_expiry(connection, expires_on, instruments.clock.time())
 
 
 def queue_sample(queue: str, depth: int, oldest_age_seconds: float) -> None:
     """The telemetry timer's reading of one queue."""
-    current().readings.note_queue(queue, depth, oldest_age_seconds, time.time())
+    instruments = current()
+    instruments.readings.note_queue(queue, depth, oldest_age_seconds, instruments.clock.time())
 
 
 class RecentRequests:
