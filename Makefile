@@ -36,7 +36,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 demo: deps
-	$(PY) -m devhost.demo
+	$(PY) -m devhost.demo $(DEMO_ARGS)
 
 bench: deps
 	$(PY) -m bench tokens

@@ -1,18 +1,72 @@
-"""What the demo's steps share: the context they hand on and the error a failing step raises."""
+"""What the demo's steps share: its options, the context they hand on and the error a failing step raises."""
 
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from devhost.azurite import AzuriteEndpoints
 from devhost.errors import DevHostError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from devhost.demo_proxy import CountingProxy
+    from devhost.demo_workload import Company, Expectation, Workload
+    from devhost.demo_world import SandboxProcess, WorkerPool
+
 
 class DemoError(DevHostError):
     """A demo step failed; the message says what was expected and what happened."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """How big the run is and how the world behaves (`python -m devhost.demo --help`)."""
+
+    jobs: int = 300  # distinct jobs sent through the app client (duplicates and invalid messages come on top)
+    workers: int = 2  # devhost processes running function_app.py
+    mode: Literal["delegated", "s2s"] = "delegated"
+    seed: int = 1
+    timeout_seconds: float = 150.0  # for every job to reach a terminal state once sent
+    progress: bool = True  # live progress bar (only on a terminal)
+    keep: bool = False  # leave Azurite up at the end to inspect the jobs with the CLI
+    bc_latency_ms: float = 20.0
+    bc_latency_jitter_ms: float = 30.0
+    token_lifetime_seconds: int = 3600
+    # Faults of the main run (shares of BC requests); one ambiguous write and one token expiry come on top.
+    rate_429: float = 0.03
+    rate_503: float = 0.01
+    rate_504: float = 0.005
+    rate_drop: float = 0.005
+    retry_after_seconds: int = 1
+
+    def sandbox_flags(self) -> list[str]:
+        """`python -m sandbox` flags for this run."""
+        return [
+            "--seed",
+            str(self.seed),
+            "--token-lifetime",
+            str(self.token_lifetime_seconds),
+            "--bc-latency-ms",
+            str(self.bc_latency_ms),
+            "--bc-latency-jitter-ms",
+            str(self.bc_latency_jitter_ms),
+        ]
+
+    def fault_rates(self) -> dict[str, Any]:
+        """The body of the sandbox's /bc/faults for the main run."""
+        return {
+            "rate_429": self.rate_429,
+            "rate_503": self.rate_503,
+            "rate_504": self.rate_504,
+            "rate_drop": self.rate_drop,
+            "retry_after_seconds": self.retry_after_seconds,
+        }
 
 
 @dataclass
@@ -20,11 +74,36 @@ class DemoContext:
     """What the steps hand on to each other."""
 
     cleanup: ExitStack
+    options: DemoOptions = field(default_factory=DemoOptions)
+    out: Callable[[str], None] = print  # the transcript
+    console: Console | None = None  # where live progress goes (None: no live display)
     azurite: AzuriteEndpoints | None = None
+    sandbox: SandboxProcess | None = None
+    workers: WorkerPool | None = None
+    proxies: tuple[CountingProxy, CountingProxy] | None = None  # queue, table
+    log_dir: Path | None = None
     base_url: str = ""
     function_key: str = field(default="", repr=False)
-    devhost: subprocess.Popen[str] | None = None
-    devhost_log: Path | None = None
     sandbox_env: dict[str, str] = field(default_factory=dict, repr=False)
-    # The app settings devhost runs function_app.py with (the demo's own worker step uses the same).
+    # The app settings the workers run function_app.py with.
     app_environment: dict[str, str] = field(default_factory=dict, repr=False)
+    company: Company | None = None  # what discovery found
+    discovery_expectations: list[Expectation] = field(default_factory=list)  # the draft invoices
+    workload: Workload | None = None
+    sent_at: dict[str, datetime] = field(default_factory=dict)  # job id -> when the client sent it first
+    stats_before: dict[str, Any] = field(default_factory=dict)  # sandbox counters when the main run began
+    stats_run: dict[str, Any] = field(default_factory=dict)  # ... when the main run began
+    token_runs_out: float = 0.0  # monotonic time at which the token passes the product's minimum validity
+    stats_after: dict[str, Any] = field(default_factory=dict)  # ... and when every job was final
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # the jobs Table at the end, by job id
+    run_seconds: float = 0.0
+    events: list[str] = field(default_factory=list)  # what happened during the run (faults, token expiry)
+    figures: dict[str, Any] = field(default_factory=dict)  # the summary; printed as a table and one JSON line
+    checks: list[str] = field(default_factory=list)  # checks that passed
+    problems: list[str] = field(default_factory=list)  # checks that failed
+
+    def discovery_ids(self) -> list[str]:
+        """Job ids of the discovery lists and the invoice creates (sent before the main run)."""
+        return [e.job_id for e in self.discovery_expectations] + [
+            job_id for job_id in self.sent_at if job_id.startswith("demo-discover-")
+        ]

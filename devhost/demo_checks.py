@@ -1,0 +1,238 @@
+"""The demo checks its own outcome: against BC itself (every created record exists once, updates landed, posted
+invoices are posted) and against everything it kept (no secret in the logs, rows or result messages).
+
+BC is read over its API with the sandbox's app registration (client credentials): an independent look, not
+through the product. Natural keys make every record the run created findable, so a duplicate from a redelivery,
+a resend or the ambiguous write shows up as a key found twice, and a record no job accounts for as an excess
+in the entity set's total.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import ssl
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
+from azure.storage.queue import QueueClient
+
+from bcjobs import RESULTS_QUEUE, JobReport, JobState
+from bcjobs.rows import report_from_row
+from devhost.demo_context import DemoContext, DemoError
+from devhost.demo_run import TABLE_PREFIX
+from devhost.demo_workload import Expectation
+
+BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
+ENTITY_SETS = ("customers", "items", "vendors", "salesOrders", "salesInvoices")
+JWT = re.compile(r"eyJ[\w-]{10,}\.[\w-]{10,}\.[\w-]{10,}")
+# The sandbox's refresh tokens ("0.A…") and authorization codes ("1.A…"), shaped like Entra's.
+ENTRA_CODE = re.compile(r"\b[01]\.A[\w-]{80,}")
+
+
+class BcReader:
+    """Reads whole entity sets of the sandbox's company over BC's API (client credentials, with retries)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._http = httpx.Client(
+            verify=ssl.create_default_context(cafile=env["LOCAL_CA_BUNDLE"]), timeout=30
+        )
+        self._token = ""
+
+    def __enter__(self) -> BcReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def _bearer(self) -> str:
+        if not self._token:
+            env = self._env
+            url = f"{env['BC_AUTHORITY_HOST'].rstrip('/')}/{env['BC_TENANT_ID']}/oauth2/v2.0/token"
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": env["BC_CLIENT_ID"],
+                "client_secret": env["BC_CLIENT_SECRET"],
+                "scope": BC_SCOPE,
+            }
+            answer = self._request("POST", url, data=form)
+            self._token = str(answer["access_token"])
+        return self._token
+
+    def records(self, entity_set: str) -> list[dict[str, Any]]:
+        """Every record of the set (all pages)."""
+        env = self._env
+        url: str | None = (
+            f"{env['BC_API_BASE_URL'].rstrip('/')}/v2.0/{env['BC_TENANT_ID']}/{env['BC_ENVIRONMENT']}"
+            f"/api/v2.0/companies({env['BC_COMPANY_ID']})/{entity_set}"
+        )
+        found: list[dict[str, Any]] = []
+        while url:
+            page = self._request(
+                "GET",
+                url,
+                headers={"Authorization": f"Bearer {self._bearer()}", "Prefer": "odata.maxpagesize=1000"},
+            )
+            found += page.get("value", [])
+            url = page.get("@odata.nextLink")
+        return found
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        for attempt in range(6):
+            try:
+                response = self._http.request(method, url, **kwargs)
+            except httpx.TransportError:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            if response.status_code in (429, 502, 503, 504):
+                time.sleep(float(response.headers.get("Retry-After", 0.5 * (attempt + 1))))
+                continue
+            if response.status_code != 200:
+                raise DemoError(f"BC answered {response.status_code} to {method} {url.split('?')[0]}")
+            answer: dict[str, Any] = response.json()
+            return answer
+        raise DemoError(f"BC kept failing {method} {url.split('?')[0]}")
+
+
+def every_created_record_exists_once(context: DemoContext) -> str:
+    """Read BC: each natural key of the run found once (at most once for a failed job), no record unaccounted
+    for, the fields of every succeeded update and upsert in place, every succeeded posting posted."""
+    if context.workload is None or context.company is None:
+        raise DemoError("the workload did not run")
+    with BcReader(context.sandbox_env) as bc:
+        records = {entity_set: bc.records(entity_set) for entity_set in ENTITY_SETS}
+    reports = {job_id: report_from_row(row) for job_id, row in context.rows.items()}
+    expectations = [*context.discovery_expectations, *context.workload.expectations]
+    problems: list[str] = []
+    duplicates = 0
+    checked = Counter[str]()
+    for expectation in expectations:
+        found = [
+            r for r in records[expectation.entity_set] if str(r.get(expectation.field)) == expectation.value
+        ]
+        must_exist = _succeeded(reports.get(expectation.job_id), expectation)
+        duplicates += max(0, len(found) - 1)
+        if len(found) > 1:
+            problems.append(
+                f"{expectation.entity_set} {expectation.field}={expectation.value} is in BC {len(found)} times"
+            )
+        elif must_exist and not found:
+            problems.append(
+                f"{expectation.job_id} succeeded but {expectation.entity_set} {expectation.value} is missing"
+            )
+        elif must_exist and expectation.values and not _holds(found[0], expectation.values):
+            problems.append(
+                f"{expectation.job_id} succeeded but {expectation.value} does not hold {expectation.values}"
+            )
+        checked[expectation.entity_set] += 1
+    unaccounted = _unaccounted(context, records, expectations)
+    duplicates += sum(unaccounted.values())
+    problems += [
+        f"{n} {entity_set} records no job accounts for" for entity_set, n in unaccounted.items() if n
+    ]
+    problems += _postings(context, reports, records["salesInvoices"])
+    context.figures["duplicates_in_bc"] = duplicates
+    if problems:
+        context.problems += problems
+        raise DemoError(
+            "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+        )
+    totals = ", ".join(f"{name} {len(rows)}" for name, rows in records.items())
+    keys = ", ".join(f"{name} {n}" for name, n in checked.items())
+    return f"natural keys checked: {keys}; totals in BC: {totals}; duplicates: 0"
+
+
+def _succeeded(report: JobReport | None, expectation: Expectation) -> bool:
+    if report is None or report.state is not JobState.SUCCEEDED:
+        return False
+    if expectation.batch_index is None:
+        return True
+    items = {item.index: item for item in (report.result.items or [])} if report.result else {}
+    item = items.get(expectation.batch_index)
+    return item is not None and item.error is None and item.status is not None and item.status < 300
+
+
+def _holds(record: dict[str, Any], values: dict[str, Any]) -> bool:
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(b, int | float) and isinstance(a, int | float):
+            return abs(float(a) - float(b)) < 1e-6
+        return bool(a == b)
+
+    return all(same(record.get(name), value) for name, value in values.items())
+
+
+def _unaccounted(
+    context: DemoContext, records: dict[str, list[dict[str, Any]]], expectations: list[Expectation]
+) -> dict[str, int]:
+    """Per entity set: records beyond the seeded ones and the run's natural keys found (each counted once)."""
+    seeded = context.stats_before.get("bc", {}).get("records", {})
+    out: dict[str, int] = {}
+    for entity_set, rows in records.items():
+        keys = {(e.field, e.value) for e in expectations if e.entity_set == entity_set}
+        new_keys = {(name, value) for name, value in keys if any(str(r.get(name)) == value for r in rows)}
+        seeded_keys = {(name, value) for name, value in new_keys if not value.startswith("DEMO-")}
+        explained = int(seeded.get(entity_set, 0)) + len(new_keys - seeded_keys)
+        out[entity_set] = max(0, len(rows) - explained)
+    return out
+
+
+def _postings(
+    context: DemoContext, reports: dict[str, JobReport], invoices: list[dict[str, Any]]
+) -> list[str]:
+    """A posting that succeeded left its invoice posted (status Open); posting twice is refused by BC anyway."""
+    by_id = {str(invoice["id"]): invoice for invoice in invoices}
+    problems = []
+    for n, invoice_id in enumerate(context.company.invoices if context.company else []):
+        report = reports.get(f"demo-invoice-post-{n + 1:03d}")
+        invoice = by_id.get(invoice_id)
+        if (
+            report is not None
+            and report.state is JobState.SUCCEEDED
+            and (invoice is None or invoice["status"] != "Open")
+        ):
+            problems.append(f"{report.job_id} succeeded but invoice {invoice_id} is not posted")
+    return problems
+
+
+def logs_and_records_hold_no_secret(context: DemoContext) -> str:
+    """Every worker's log, the sandbox-facing transcript, the jobs and audit rows and the result messages: no
+    client secret, no JWT, no refresh token."""
+    if context.workers is None or context.azurite is None:
+        raise DemoError("the workers did not run")
+    texts = {str(log.name): log.read_text(encoding="utf-8", errors="replace") for log in context.workers.logs}
+    connection = context.azurite.connection_string
+    for suffix in ("jobs", "jobaudit"):
+        with (
+            TableClient.from_connection_string(connection, f"{TABLE_PREFIX}{suffix}") as table,
+            contextlib.suppress(ResourceNotFoundError),
+        ):
+            texts[f"{TABLE_PREFIX}{suffix} rows"] = "\n".join(str(dict(row)) for row in table.list_entities())
+    with QueueClient.from_connection_string(connection, RESULTS_QUEUE) as queue:
+        peeked = queue.peek_messages(max_messages=32)
+        texts["bc-results messages"] = "\n".join(
+            base64.b64decode(m.content).decode("utf-8", "replace") for m in peeked
+        )
+    secrets = {
+        "the client secret": context.sandbox_env.get("BC_CLIENT_SECRET", ""),
+        "the function key": context.workers.function_key,
+    }
+    leaks = [
+        f"{what} in {where}"
+        for where, text in texts.items()
+        for what, found in (
+            ("a JWT", bool(JWT.search(text))),
+            ("a refresh token or authorization code", bool(ENTRA_CODE.search(text))),
+            *((name, bool(value) and value in text) for name, value in secrets.items()),
+        )
+        if found
+    ]
+    if leaks:
+        raise DemoError("secrets found: " + ", ".join(leaks))
+    lines = sum(text.count("\n") for text in texts.values())
+    return f"{len(texts)} sources, {lines} lines: no client secret, function key, JWT, refresh token or code"
