@@ -1,5 +1,5 @@
-"""The Function app: applies the logging policy, creates the app and registers the Blueprints; `close_services`
-lets a local host close the SDK clients on shutdown."""
+"""The Function app: applies the logging policy, checks the settings once, creates the app and registers the
+Blueprints; `close_services` lets a local host close the SDK clients on shutdown."""
 
 import os
 
@@ -9,6 +9,7 @@ from shared.auth import close_auth_services
 from shared.jobs import close_job_services
 from shared.jobs_http import close_front_door
 from shared.logging_setup import configure_logging
+from shared.settings import log_settings_problems
 from shared.telemetry import configure_telemetry
 from shared.triggers import (
     admin_page,
@@ -23,6 +24,7 @@ from shared.triggers import (
 
 configure_logging()  # before any function runs: every log record is redacted at creation
 configure_telemetry(os.environ)  # Azure Monitor, once, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+log_settings_problems()  # cold start: one ERROR naming each bad setting and its fix (health says degraded)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health.bp)

@@ -6,18 +6,26 @@ Environment variable names are the aliases below; defaults are visible here and 
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import SettingsError
 
+logger = logging.getLogger(__name__)
+
 BC_RESOURCE = "https://api.businesscentral.dynamics.com"
+REFRESH_SCHEDULE_SETTING = "BC_TOKEN_REFRESH_SCHEDULE"
+DEFAULT_REFRESH_SCHEDULE = "0 0 * * * *"  # hourly, on the hour (UTC)
+CALLBACK_PATH = "/api/auth/callback"
 
 
 class _Group(BaseModel):
@@ -60,7 +68,7 @@ class AuthSettings(_Group):
     key_vault_verify_challenge_resource: bool = Field(
         default=True, alias="KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"
     )
-    refresh_schedule: str = Field(default="0 0 * * * *", alias="BC_TOKEN_REFRESH_SCHEDULE")
+    refresh_schedule: str = Field(default=DEFAULT_REFRESH_SCHEDULE, alias=REFRESH_SCHEDULE_SETTING)
     reauth_webhook_url: str | None = Field(default=None, alias="BC_REAUTH_WEBHOOK_URL", repr=False)
     # Certificate instead of a secret (client credentials or delegated): a PFX path, e.g. one App Service
     # loads from Key Vault (WEBSITE_LOAD_CERTIFICATES). Takes precedence over BC_CLIENT_SECRET when set.
@@ -74,6 +82,25 @@ class AuthSettings(_Group):
     key_vault_credential: Literal["managed_identity", "client_secret"] | None = Field(
         default=None, alias="KEY_VAULT_CREDENTIAL"
     )
+    # The platform's own host name (App Service / Functions set it): the only source, besides BC_REDIRECT_URI,
+    # of the sign-in's redirect URI. Never a request's Host header, which any caller can forge.
+    website_hostname: str | None = Field(default=None, alias="WEBSITE_HOSTNAME")
+
+    @field_validator("refresh_schedule")
+    @classmethod
+    def _six_field_ncrontab(cls, value: str) -> str:
+        if len(value.split()) != 6:
+            raise ValueError("must be a 6-field NCRONTAB expression, seconds first, e.g. '0 0 * * * *'")
+        return value
+
+    @property
+    def callback_uri(self) -> str | None:
+        """The sign-in's redirect URI: BC_REDIRECT_URI, else https://{WEBSITE_HOSTNAME}/api/auth/callback."""
+        if self.redirect_uri:
+            return self.redirect_uri
+        if self.website_hostname:
+            return f"https://{self.website_hostname}{CALLBACK_PATH}"
+        return None
 
 
 class BcSettings(_Group):
@@ -140,18 +167,73 @@ _GROUPS: dict[str, type[_Group]] = {
 }
 
 
+class Need(StrEnum):
+    """What a setting problem breaks (functions that need it answer 500 naming it)."""
+
+    TOKENS = "tokens"  # the token lifecycle: every auth route, the timer, the job pipeline
+    SIGN_IN = "sign_in"  # GET /api/auth/login (delegated mode)
+    STORAGE = "storage"  # Table and queue storage
+    BC = "bc"  # calls to Business Central
+    APP = "app"  # the whole app (a value that could not be read at all)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingProblem:
+    """One bad or missing setting: its name, what is wrong, how to fix it. Never holds a setting's value."""
+
+    setting: str
+    problem: str
+    fix: str
+    needs: Need = Need.APP
+
+    def __str__(self) -> str:
+        return f"{self.setting} {self.problem}: {self.fix}"
+
+
+class InvalidSettingsError(SettingsError):
+    """Settings the app cannot work with; `problems` names each setting and its fix."""
+
+    def __init__(self, problems: Sequence[SettingProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid settings: " + "; ".join(str(problem) for problem in self.problems))
+
+    @property
+    def settings(self) -> list[str]:
+        """The names of the bad settings, in order, without repeats."""
+        return list(dict.fromkeys(problem.setting for problem in self.problems))
+
+
+# How to fix a value that failed validation (the message never repeats the value: it may be a secret).
+_FIXES = {
+    "BC_AUTH_MODE": "set it to client_credentials or delegated",
+    "BC_CONNECTION_NAME": "use 1-40 lowercase letters, digits or dashes",
+    "BC_TABLE_PREFIX": "use a letter, then up to 20 letters or digits",
+    REFRESH_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_REFRESH_SCHEDULE}'",
+    "KEY_VAULT_CREDENTIAL": "set it to managed_identity or client_secret, or remove it",
+    "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "set it to true (Azure) or false (the local sandbox only)",
+}
+_NOT_SET = "is not set"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build and validate the settings; a bad or missing value raises SettingsError naming the variable."""
+    """Build and validate the settings; a bad value raises InvalidSettingsError naming the variable and its fix."""
     source = dict(os.environ if environ is None else environ)
     # Empty strings mean "not set" (app settings cannot hold None).
     source = {key: value for key, value in source.items() if value != ""}
-    try:
-        groups = {name: model.model_validate(source) for name, model in _GROUPS.items()}
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        raise SettingsError(f"invalid settings: {problems}") from None
+    problems: list[SettingProblem] = []
+    groups: dict[str, _Group] = {}
+    for name, model in _GROUPS.items():
+        try:
+            groups[name] = model.model_validate(source)
+        except ValidationError as exc:
+            for error in exc.errors():
+                setting = str(error["loc"][0]) if error["loc"] else name
+                fix = _FIXES.get(
+                    setting, "correct it or remove it to use the default (see the README's settings)"
+                )
+                problems.append(SettingProblem(setting, f"is invalid ({error['msg']})", fix))
+    if problems:
+        raise InvalidSettingsError(problems) from None
     return Settings.model_validate(groups)
 
 
@@ -159,3 +241,243 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once at cold start."""
     return load_settings()
+
+
+def refresh_schedule_binding(environ: Mapping[str, str] | None = None) -> str:
+    """The token_refresh timer's `schedule` as the binding takes it.
+
+    `%BC_TOKEN_REFRESH_SCHEDULE%` when that app setting exists (the host resolves it), else the default expression
+    itself: a binding expression naming a setting that does not exist fails indexing ("does not resolve to a
+    value"), so the documented default could not otherwise be real.
+    """
+    source = os.environ if environ is None else environ
+    if source.get(REFRESH_SCHEDULE_SETTING):
+        return f"%{REFRESH_SCHEDULE_SETTING}%"
+    return DEFAULT_REFRESH_SCHEDULE
+
+
+def check_settings(settings: Settings) -> list[SettingProblem]:
+    """What the settings lack or hold wrongly beyond their types: required values, URL shapes, files that must
+    exist. Empty when the app can work; every problem names its setting and how to fix it."""
+    return [*_auth_problems(settings), *_storage_problems(settings), *_bc_problems(settings)]
+
+
+def settings_problems(environ: Mapping[str, str] | None = None) -> list[SettingProblem]:
+    """Every problem of the current settings (validation and checks); uses the process-wide settings."""
+    try:
+        settings = get_settings() if environ is None else load_settings(environ)
+    except InvalidSettingsError as exc:
+        return list(exc.problems)
+    return check_settings(settings)
+
+
+def log_settings_problems() -> list[SettingProblem]:
+    """The cold-start check (function_app.py calls it once at import): one ERROR naming every bad setting and its
+    fix; nothing when all is well. Returns the problems."""
+    problems = settings_problems()
+    if problems:
+        logger.error(
+            "%d app setting(s) need fixing; until then the functions that need them answer 500 naming them and "
+            "/api/health says degraded: %s",
+            len(problems),
+            " | ".join(str(problem) for problem in problems),
+            extra={"event": "settings.invalid", "settings": ",".join(p.setting for p in problems)},
+        )
+    return problems
+
+
+def require(settings: Settings, *needs: Need) -> None:
+    """Raise InvalidSettingsError with the problems that break `needs`."""
+    problems = [problem for problem in check_settings(settings) if problem.needs in needs]
+    if problems:
+        raise InvalidSettingsError(problems)
+
+
+def _https_url(value: str, *, allow_path: bool = True) -> bool:
+    """An absolute https URL with a host and no whitespace (a path only when allowed)."""
+    parts = urlsplit(value)
+    return (
+        parts.scheme == "https"
+        and bool(parts.hostname)
+        and not any(ch.isspace() for ch in value)
+        and not parts.query
+        and not parts.fragment
+        and (allow_path or parts.path in ("", "/"))
+    )
+
+
+def _webhook_url(value: str) -> bool:
+    """https with a host (a query is fine), or http to this machine."""
+    parts = urlsplit(value)
+    return bool(parts.hostname) and (parts.scheme == "https" or _is_local_http(value))
+
+
+def _is_local_http(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+
+
+def _auth_problems(settings: Settings) -> list[SettingProblem]:
+    auth, local = settings.auth, settings.local
+    tokens, problems = Need.TOKENS, []
+    if not auth.tenant_id:
+        problems.append(
+            SettingProblem(
+                "BC_TENANT_ID",
+                _NOT_SET,
+                "set it to the Directory (tenant) ID of the Entra app registration (locally `make dev` sets it)",
+                tokens,
+            )
+        )
+    if not auth.client_id:
+        problems.append(
+            SettingProblem(
+                "BC_CLIENT_ID",
+                _NOT_SET,
+                "set it to the Application (client) ID of the Entra app registration (locally `make dev` sets it)",
+                tokens,
+            )
+        )
+    key_vault_credential = auth.key_vault_credential or (
+        "client_secret" if local.ca_bundle else "managed_identity"
+    )
+    if not auth.client_secret and not auth.client_certificate_path:
+        problems.append(
+            SettingProblem(
+                "BC_CLIENT_SECRET",
+                "is not set (nor BC_CLIENT_CERTIFICATE_PATH)",
+                "set the app registration's client secret (in Azure a Key Vault reference) or a certificate path",
+                tokens,
+            )
+        )
+    elif not auth.client_secret and key_vault_credential == "client_secret":
+        problems.append(
+            SettingProblem(
+                "BC_CLIENT_SECRET",
+                "is not set, but KEY_VAULT_CREDENTIAL is client_secret",
+                "set BC_CLIENT_SECRET, or KEY_VAULT_CREDENTIAL=managed_identity",
+                tokens,
+            )
+        )
+    if auth.client_certificate_path and not auth.client_certificate_path.is_file():
+        problems.append(
+            SettingProblem(
+                "BC_CLIENT_CERTIFICATE_PATH",
+                "does not point to a file",
+                "give the path of the PFX (in Azure the one WEBSITE_LOAD_CERTIFICATES loads), or remove it",
+                tokens,
+            )
+        )
+    if not auth.key_vault_url:
+        problems.append(
+            SettingProblem(
+                "KEY_VAULT_URL",
+                _NOT_SET,
+                "set it to the vault's 'Vault URI', https://<vault name>.vault.azure.net/ (locally `make dev` sets it)",
+                tokens,
+            )
+        )
+    elif not _https_url(auth.key_vault_url, allow_path=False):
+        problems.append(
+            SettingProblem(
+                "KEY_VAULT_URL",
+                "is not a Key Vault URL (https://<host>/, no spaces, no path)",
+                "set it to the vault's 'Vault URI', https://<vault name>.vault.azure.net/ (locally the sandbox's KEY_VAULT_URL)",
+                tokens,
+            )
+        )
+    if not _https_url(auth.authority_host, allow_path=False):
+        problems.append(
+            SettingProblem(
+                "BC_AUTHORITY_HOST",
+                "is not an https URL of a host",
+                "remove it (https://login.microsoftonline.com) or set the sandbox's https://127.0.0.1:<port>",
+                tokens,
+            )
+        )
+    if local.ca_bundle is not None and not _is_pem_file(local.ca_bundle):
+        problems.append(
+            SettingProblem(
+                "LOCAL_CA_BUNDLE",
+                f"points to {local.ca_bundle}, which is not a readable PEM certificate (a sandbox that was "
+                "restarted makes a new CA)",
+                "run `make dev`, or copy LOCAL_CA_BUNDLE from the running sandbox's .local/sandbox.env; in Azure "
+                "leave it unset",
+                tokens,
+            )
+        )
+    if auth.reauth_webhook_url and not _webhook_url(auth.reauth_webhook_url):
+        # The value is never repeated: it may carry a signature (a Logic App's sig=).
+        problems.append(
+            SettingProblem(
+                "BC_REAUTH_WEBHOOK_URL",
+                "is not an https URL",
+                "set the https URL to POST re-authorization alerts to, or remove it",
+                tokens,
+            )
+        )
+    problems += _sign_in_problems(settings)
+    return problems
+
+
+def _sign_in_problems(settings: Settings) -> list[SettingProblem]:
+    auth = settings.auth
+    if auth.mode is not AuthMode.DELEGATED:
+        return []
+    uri = auth.callback_uri
+    if uri is None:
+        return [
+            SettingProblem(
+                "BC_REDIRECT_URI",
+                "is not set (delegated mode needs it; it is never taken from a request's Host header)",
+                f"set it to the callback registered in Entra, https://<app host>{CALLBACK_PATH} (locally "
+                f"http://127.0.0.1:7071{CALLBACK_PATH})",
+                Need.SIGN_IN,
+            )
+        ]
+    if not (_https_url(uri) or _is_local_http(uri)) or not urlsplit(uri).path.endswith(CALLBACK_PATH):
+        return [
+            SettingProblem(
+                "BC_REDIRECT_URI",
+                f"is not an https URL ending in {CALLBACK_PATH} (http only for 127.0.0.1 or localhost)",
+                f"set it to the callback registered in Entra, https://<app host>{CALLBACK_PATH}",
+                Need.SIGN_IN,
+            )
+        ]
+    return []
+
+
+def _storage_problems(settings: Settings) -> list[SettingProblem]:
+    storage = settings.storage
+    if storage.connection_string or (storage.table_service_uri and storage.queue_service_uri):
+        return []
+    return [
+        SettingProblem(
+            "JobsStorage",
+            _NOT_SET + " (nor JobsStorage__tableServiceUri and JobsStorage__queueServiceUri)",
+            "set a storage connection string (locally `make dev` sets Azurite's), or in Azure the service URIs "
+            "with JobsStorage__clientId",
+            Need.STORAGE,
+        )
+    ]
+
+
+def _bc_problems(settings: Settings) -> list[SettingProblem]:
+    if _https_url(settings.bc.api_base_url):
+        return []
+    return [
+        SettingProblem(
+            "BC_API_BASE_URL",
+            "is not an https URL",
+            "remove it for BC online (https://api.businesscentral.dynamics.com) or set the sandbox's URL",
+            Need.BC,
+        )
+    ]
+
+
+def _is_pem_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return b"-----BEGIN CERTIFICATE-----" in handle.read(1 << 20)
+    except OSError:
+        return False

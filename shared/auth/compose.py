@@ -35,7 +35,7 @@ from shared.auth.tables import LeaseCodec, LoginCodec, StateCodec, TableRecordSt
 from shared.azure_clients import httpx_verify, sdk_options, table_client
 from shared.clock import Clock, SystemClock
 from shared.errors import SettingsError
-from shared.settings import Settings, get_settings
+from shared.settings import Need, Settings, get_settings, require
 
 AUTH_TABLE_SUFFIX = "auth"
 
@@ -89,9 +89,13 @@ def build_auth_services(
 ) -> AuthServices:
     """Wire TokenManager to Key Vault, Table Storage, MSAL and the webhook, as the settings say.
 
+    Refuses settings the token lifecycle cannot work with (InvalidSettingsError, see shared.settings.check_settings)
+    before any client is built, so a malformed KEY_VAULT_URL or a stale LOCAL_CA_BUNDLE is named, not retried.
+
     `table_transport` replaces the Table client's aiohttp transport (an azure-core extension point; the
     test suite passes a recording one to check that no row ever holds a secret).
     """
+    require(settings, Need.TOKENS, Need.STORAGE)  # InvalidSettingsError naming each setting and its fix
     clock = clock or SystemClock()
     closers: list[Callable[[], Awaitable[None]]] = []
     tokens = KeyVaultTokenStore(_secret_client(settings, closers), settings.auth.key_vault_url or "")

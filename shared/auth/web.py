@@ -7,7 +7,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl
 
 from shared.auth.errors import (
     AuthError,
@@ -18,6 +18,8 @@ from shared.auth.errors import (
 )
 from shared.auth.logins import check_state
 from shared.auth.models import ConnectionStatus
+from shared.errors import SettingsError
+from shared.settings import InvalidSettingsError
 
 # Caps on the anonymous callback, checked before any storage call. Entra's authorization codes are about 1-2 KB
 # and a form_post response carries a handful of fields (code, state, session_state, client_info, or error and
@@ -84,13 +86,6 @@ def callback_params(method: str, query: Mapping[str, str], body: bytes) -> dict[
 def new_reference() -> str:
     """A short id shown to the caller and logged with the cause, so an admin can find one in the other."""
     return secrets.token_hex(6)
-
-
-def callback_url(login_url: str) -> str:
-    """The callback beside the login route, without the login request's query (it holds the function key)."""
-    parts = urlsplit(login_url)
-    base = parts.path.rsplit("/", 1)[0]
-    return urlunsplit((parts.scheme, parts.netloc, f"{base}/callback", "", ""))
 
 
 def page(status: int, title: str, lines: list[str]) -> WebResult:
@@ -179,3 +174,15 @@ def error_json(error: AuthError) -> WebResult:
     status = 503 if isinstance(error, TokenUnavailableError) else 409
     body = {"error": type(error).__name__, "message": str(error)}
     return WebResult(status, json.dumps(body), "application/json")
+
+
+def settings_json(error: SettingsError) -> WebResult:
+    """A 500 naming the app settings to fix (names and fixes only, never a value)."""
+    names = error.settings if isinstance(error, InvalidSettingsError) else []
+    body = {
+        "error": "settings",
+        "message": str(error),
+        "settings": names,
+        "next_step": "fix the named app settings (see the README's settings table), then restart the app",
+    }
+    return WebResult(500, json.dumps(body), "application/json")

@@ -1,5 +1,9 @@
 """Admin HTTP endpoints of the token lifecycle: sign-in start and callback, status, refresh now.
 
+Settings the routes cannot work with (shared.settings.check_settings) give a 500 JSON body naming each setting
+and its fix. The sign-in's redirect URI comes from BC_REDIRECT_URI (or the platform's WEBSITE_HOSTNAME), never
+from the request: a forged Host header must not choose where Entra sends the admin's code.
+
 The callback is anonymous on purpose: a `code` parameter is what the Functions host reads as the function
 key. The one-time, 10-minute state kept server-side is what protects it. Entra form-posts the response
 (response_mode=form_post) so the code is never in a URL; a GET with the query is accepted too.
@@ -11,21 +15,23 @@ import logging
 
 import azure.functions as func
 
-from shared.auth import AuthError, LoginFlowError, auth_services
+from shared.auth import AuthError, AuthServices, LoginFlowError, auth_services
 from shared.auth.causes import describe
 from shared.auth.web import (
     PAGE_HEADERS,
     WebResult,
     callback_failed_page,
     callback_params,
-    callback_url,
     connected_page,
     error_json,
     new_reference,
     page,
     refused_page,
+    settings_json,
     status_json,
 )
+from shared.errors import SettingsError
+from shared.settings import Need, get_settings, require
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -37,14 +43,37 @@ def _response(result: WebResult) -> func.HttpResponse:
     )
 
 
+async def _services(*needs: Need) -> AuthServices:
+    """The running loop's services, after checking every setting they and `needs` depend on (one
+    InvalidSettingsError naming them all)."""
+    settings = get_settings()
+    require(settings, Need.TOKENS, Need.STORAGE, *needs)
+    return await auth_services(settings)
+
+
+def _settings_failure(route: str, exc: SettingsError) -> func.HttpResponse:
+    logger.error(
+        "%s cannot work with the app settings: %s",
+        route,
+        exc,
+        extra={"event": "auth.settings_invalid", "route": route},
+    )
+    return _response(settings_json(exc))
+
+
 @bp.function_name("auth_login")
 @bp.route(route="auth/login", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def auth_login(req: func.HttpRequest) -> func.HttpResponse:
     """Start the delegated sign-in: 302 to Entra with PKCE and state; the flow stays in Table Storage."""
-    services = await auth_services()
-    redirect_uri = services.settings.auth.redirect_uri or callback_url(req.url)
+    del req  # nothing of the request is used: not even its Host header (see the module's docstring)
     try:
+        services = await _services(Need.SIGN_IN)
+        redirect_uri = services.settings.auth.callback_uri
+        if redirect_uri is None:  # only in client-credentials mode (delegated without one fails require())
+            raise AuthError("sign-in is only used in delegated mode (BC_AUTH_MODE=delegated)")
         auth_uri = await services.manager.begin_authorization(redirect_uri)
+    except SettingsError as exc:
+        return _settings_failure("auth/login", exc)
     except AuthError as exc:
         return _response(page(409, "Sign-in not available", [str(exc)]))
     return func.HttpResponse(status_code=302, headers={**PAGE_HEADERS, "Location": auth_uri})
@@ -86,18 +115,23 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
 async def auth_status(req: func.HttpRequest) -> func.HttpResponse:
     """Token health as JSON (never the token)."""
     del req
-    services = await auth_services()
+    try:
+        services = await _services()
+    except SettingsError as exc:
+        return _settings_failure("auth/status", exc)
     return _response(status_json(await services.manager.status()))
 
 
 @bp.function_name("auth_refresh")
 @bp.route(route="auth/refresh", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def auth_refresh(req: func.HttpRequest) -> func.HttpResponse:
-    """Refresh now (also probes past a backoff), then answer with the status."""
+    """Refresh now (also probes past a backoff; concurrent and rapid calls coalesce), then answer with the status."""
     del req
-    services = await auth_services()
     try:
+        services = await _services()
         await services.manager.refresh()
+    except SettingsError as exc:
+        return _settings_failure("auth/refresh", exc)
     except AuthError as exc:
         return _response(error_json(exc))
     return _response(status_json(await services.manager.status()))

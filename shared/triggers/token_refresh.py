@@ -1,5 +1,8 @@
 """Timer: keep the BC token in Key Vault fresh (hourly by default), one refresher across instances.
 
+The schedule is `%BC_TOKEN_REFRESH_SCHEDULE%` when that app setting exists, else the default expression itself
+(shared.settings.refresh_schedule_binding): the documented default works without the setting.
+
 A transient failure raises so the host's retry policy (declared in shared.auth.retry) runs it again; an
 admin-needed failure is recorded and alerted once by the token manager and is not retried here.
 """
@@ -22,6 +25,8 @@ from shared.auth.retry import (
     TIMER_RETRY_MIN_INTERVAL,
     TIMER_RETRY_STRATEGY,
 )
+from shared.errors import SettingsError
+from shared.settings import refresh_schedule_binding
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -35,11 +40,15 @@ logger = logging.getLogger(__name__)
     maximum_interval=TIMER_RETRY_MAX_INTERVAL,
 )
 @bp.timer_trigger(
-    arg_name="timer", schedule="%BC_TOKEN_REFRESH_SCHEDULE%", run_on_startup=False, use_monitor=True
+    arg_name="timer", schedule=refresh_schedule_binding(), run_on_startup=False, use_monitor=True
 )
 async def token_refresh(timer: func.TimerRequest) -> None:
     """Refresh when due; log what happened."""
-    services = await auth_services()
+    try:
+        services = await auth_services()
+    except SettingsError as exc:  # logged at cold start too; a retry cannot help
+        logger.error("token refresh cannot run: %s", exc, extra={"event": "auth.timer_settings_invalid"})
+        return
     try:
         outcome = await services.manager.scheduled_refresh()
     except (ReauthorizationRequiredError, CredentialsRejectedError, NotAuthorizedError) as exc:

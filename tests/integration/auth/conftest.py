@@ -149,6 +149,7 @@ def auth_env(sandbox_env: dict[str, str], azurite_connection_string: str) -> dic
         "BC_TABLE_PREFIX": f"t{suffix}",
         "BC_CONNECTION_NAME": f"c{suffix}",
         "BC_AUTH_MODE": "delegated",
+        "BC_REDIRECT_URI": CALLBACK_URL,
     }
 
 

@@ -10,7 +10,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import azure.functions as func
 import httpx
@@ -24,7 +24,7 @@ from shared.auth.compose import auth_table_name
 from shared.auth.logins import LoginBook
 from shared.auth.models import LoginStart
 from shared.auth.tables import LoginCodec, TableRecordStore
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from shared.triggers import auth_http
 from tests.fakes.clock import ShiftedClock
 from tests.integration.auth.conftest import Audit, fingerprint, stored_token_set
@@ -302,3 +302,56 @@ async def test_callback_that_cannot_save_shows_a_reference_and_logs_the_cause_un
     assert logged[0].levelno == logging.ERROR
     assert "SignInNotSavedError" in logged[0].getMessage()
     assert "TokenStoreUnavailableError" in logged[0].getMessage()
+
+
+def forged_host_login() -> func.HttpRequest:
+    """GET /api/auth/login as an attacker sends it: the Host header (so the request URL) names their site."""
+    return func.HttpRequest(
+        "GET",
+        "http://evil.example/api/auth/login",
+        headers={"Host": "evil.example"},
+        params={},
+        body=b"",
+    )
+
+
+async def test_login_never_takes_the_redirect_uri_from_the_host_header(
+    functions: dict[str, Callable[..., Any]], monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """BC_REDIRECT_URI unset (delegated): 500 naming the setting instead of sending evil.example to Entra."""
+    monkeypatch.delenv("BC_REDIRECT_URI")
+    get_settings.cache_clear()
+
+    answer = await functions["auth_login"](forged_host_login())
+
+    body = json.loads(answer.get_body())
+    assert answer.status_code == 500
+    assert "Location" not in answer.headers
+    assert body["settings"] == ["BC_REDIRECT_URI"]
+    assert "evil.example" not in answer.get_body().decode()
+
+
+async def test_login_uses_the_platform_host_name_when_no_redirect_uri_is_set(
+    functions: dict[str, Callable[..., Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With WEBSITE_HOSTNAME (set by the platform, not the caller) the callback is https://{it}/api/auth/callback."""
+    monkeypatch.delenv("BC_REDIRECT_URI")
+    monkeypatch.setenv("WEBSITE_HOSTNAME", "bc-func.azurewebsites.net")
+    get_settings.cache_clear()
+
+    answer = await functions["auth_login"](forged_host_login())
+
+    assert answer.status_code == 302
+    redirect = parse_qs(urlsplit(answer.headers["Location"]).query)["redirect_uri"]
+    assert redirect == ["https://bc-func.azurewebsites.net/api/auth/callback"]
+
+
+async def test_login_with_the_setting_ignores_a_forged_host(
+    functions: dict[str, Callable[..., Any]], settings: Settings
+) -> None:
+    """BC_REDIRECT_URI set: whatever Host the request names, Entra gets the setting."""
+    answer = await functions["auth_login"](forged_host_login())
+
+    assert answer.status_code == 302
+    redirect = parse_qs(urlsplit(answer.headers["Location"]).query)["redirect_uri"]
+    assert redirect == [settings.auth.redirect_uri]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -22,22 +23,26 @@ from shared.auth.web import (
     MAX_CALLBACK_BODY_BYTES,
     callback_failed_page,
     callback_params,
-    callback_url,
     connected_page,
     error_json,
     new_reference,
     page,
     refused_page,
+    settings_json,
 )
-from shared.settings import AuthMode
+from shared.settings import AuthMode, InvalidSettingsError, Need, SettingProblem
 
 
-def test_callback_url_sits_beside_login_and_drops_the_function_key() -> None:
-    """The login URL's ?code=<function key> never becomes part of the redirect URI."""
-    assert (
-        callback_url("https://app.example.net/api/auth/login?code=functionkey")
-        == "https://app.example.net/api/auth/callback"
+def test_settings_json_names_the_settings_and_never_a_value() -> None:
+    """A 500 body listing the settings to fix, the fix, and no value."""
+    error = InvalidSettingsError(
+        [SettingProblem("BC_TENANT_ID", "is not set", "set it to the tenant id", Need.TOKENS)]
     )
+    result = settings_json(error)
+    body = json.loads(result.body)
+    assert result.status == 500
+    assert body["settings"] == ["BC_TENANT_ID"]
+    assert "BC_TENANT_ID is not set: set it to the tenant id" in body["message"]
 
 
 def test_pages_escape_every_text() -> None:
