@@ -113,7 +113,7 @@ def _connection(
         ("State", badge),
         ("Connection", _e(status.connection)),
         ("Mode", _e(_mode(status.mode))),
-        ("Account", _e(status.account or "not known yet")),
+        ("Account", _e(_account(status))),
         ("Tenant", _e(status.tenant_id or "not known yet")),
         ("Token expires", _e(_expiry(status.expires_on, now))),
         ("Last refresh", _e(_when(status.last_refresh_at) if status.last_refresh_at else "none recorded")),
@@ -225,8 +225,10 @@ def _failures(failures: Sequence[Failure], known: bool) -> str:
 
 
 def _failure_row(failure: Failure) -> str:
-    ids = " ".join(
-        f"<code>{_e(value)}</code>" for value in (failure.client_request_id, failure.bc_request_id) if value
+    ids = "<br>".join(
+        f"{label} <code>{_e(value)}</code>"
+        for label, value in (("ours", failure.client_request_id), ("BC", failure.bc_request_id))
+        if value
     )
     message = failure.message if len(failure.message) <= 160 else failure.message[:157] + "..."
     cells = [
@@ -259,6 +261,14 @@ def _problem(key: str, problems: Mapping[str, str]) -> str:
 
 def _state_rank(state: str) -> int:
     return _STATE_ORDER.index(state) if state in _STATE_ORDER else len(_STATE_ORDER)
+
+
+def _account(status: ConnectionStatus) -> str:
+    if status.account:
+        return status.account
+    if status.mode is AuthMode.CLIENT_CREDENTIALS:
+        return "none: the app registration calls BC as itself"
+    return "nobody has signed in yet"
 
 
 def _mode(mode: AuthMode) -> str:

@@ -149,7 +149,7 @@ async def test_the_status_page_shows_each_connection_state(world: World) -> None
     assert "<td>failed</td><td class='n'>1</td><td class='n'>1</td>" in healthy
     assert "<td>succeeded</td><td class='n'>1</td><td class='n'>2</td>" in healthy
     assert "Internal_ValidationFailed" in healthy
-    assert "<code>cr-1</code> <code>bc-1</code>" in healthy
+    assert "ours <code>cr-1</code><br>BC <code>bc-1</code>" in healthy
     assert "17 in the last 300 s (2 got 429)" in healthy
     assert rows.asked[-1][0] == world.clock.now() - timedelta(days=1)
 

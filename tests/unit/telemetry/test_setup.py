@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import pytest
 from opentelemetry import _logs, metrics, trace
@@ -10,6 +12,8 @@ from opentelemetry import _logs, metrics, trace
 from shared.telemetry import configure_telemetry
 from shared.telemetry.dimensions import JobDimensionsProcessor, RedactingLogProcessor
 from shared.telemetry.setup import DISABLED_INSTRUMENTATIONS, PRODUCT_LOGGER, distro_options
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("environ", [{}, {"APPLICATIONINSIGHTS_CONNECTION_STRING": "  "}])
@@ -35,3 +39,14 @@ def test_the_distro_exports_product_logs_through_the_products_processors() -> No
         name: {"enabled": False} for name in DISABLED_INSTRUMENTATIONS
     }
     assert {"httpx", "requests", "urllib3", "azure_sdk"} <= set(DISABLED_INSTRUMENTATIONS)
+
+
+def test_host_json_keeps_the_default_telemetry_mode_and_quiets_forwarded_function_logs() -> None:
+    """No host OpenTelemetry mode (it skips queue and timer triggers); product logs go once, through the distro;
+    the host still records every invocation (`requests`, read by the function-failures alert)."""
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    assert "telemetryMode" not in host
+    levels = host["logging"]["logLevel"]
+    assert levels["Function"] == "Warning"
+    assert levels["Host.Results"] == "Information"
+    assert "Request" in host["logging"]["applicationInsights"]["samplingSettings"]["excludedTypes"]
