@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: test check lint types pytest demo bench sandbox clean deps
+.PHONY: test check lint types pytest demo dev bench sandbox clean deps
 
 test: check
 
@@ -43,8 +43,13 @@ bench: deps
 	$(PY) -m bench throttle --processes 1
 	$(PY) -m bench throttle --processes 3
 
+# The local world in one command: Azurite, the sandbox and devhost on function_app.py (Ctrl-C stops all).
+dev: deps
+	$(PY) -m devhost.dev $(DEV_ARGS)
+
+# Stable ports and CA folder: the values in local.settings.json.example and the ones `make dev` uses.
 sandbox: deps
-	$(PY) -m sandbox --env-file .local/sandbox.env
+	$(PY) -m sandbox --env-file .local/sandbox.env --work-dir .local/sandbox --port-base 7443
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .local

@@ -1,4 +1,5 @@
 """python -m devhost --port N [--app function_app:app] [--settings local.settings.json] [--host-json host.json]
+                     [--env-file .local/sandbox.env]
 
 Runs the app like `func start` would: HTTP under /api, timers, queue triggers on Azurite. Stops cleanly on
 SIGINT/SIGTERM (in-flight invocations finish first). Exit code 0 after a clean stop, 1 on a startup error.
@@ -20,6 +21,7 @@ from devhost.environment import (
     local_http_port,
     merge_settings,
     process_environment,
+    read_env_file,
     read_local_settings,
 )
 from devhost.errors import DevHostError
@@ -45,6 +47,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--settings", type=Path, default=Path("local.settings.json"), help="Core Tools settings file"
     )
     parser.add_argument("--host-json", type=Path, default=Path("host.json"), help="host.json to honour")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help="KEY=VALUE settings under local.settings.json (e.g. the sandbox's .local/sandbox.env)",
+    )
     parser.add_argument("--log-format", choices=["json", "text"], default="json")
     parser.add_argument(
         "--shutdown-grace", type=float, default=30.0, help="seconds in-flight work may take at stop"
@@ -67,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
     configure_logging(args.log_format)
     try:
-        settings = merge_settings(read_local_settings(args.settings), process_environment())
+        base = read_env_file(args.env_file) if args.env_file else {}
+        settings = merge_settings({**base, **read_local_settings(args.settings)}, process_environment())
         EnvironmentOverlay(settings).apply()  # before the import: the app may read settings at import time
         app = load_app(args.app)
         port = args.port if args.port is not None else (local_http_port(args.settings) or DEFAULT_PORT)

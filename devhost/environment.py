@@ -1,4 +1,5 @@
-"""App settings for the local run: local.settings.json Values plus the process environment (environment wins).
+"""App settings for the local run: an optional env file (the sandbox's), then local.settings.json Values, then the
+process environment (each overriding the one before; the environment wins, as under Core Tools).
 
 devhost is the host, so it is the one place that reads and sets os.environ: it exposes the merged settings to
 the app as environment variables, as the Functions host does with app settings, and restores them on stop.
@@ -48,6 +49,14 @@ def read_local_settings(path: Path) -> dict[str, str]:
         # Core Tools refuses non-string values too: app settings are strings.
         raise ConfigError(f"{path}: Values must be strings; not: {', '.join(bad)}")
     return dict(values)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (the sandbox's env file, `make sandbox` writes .local/sandbox.env) as settings."""
+    if not path.exists():
+        raise ConfigError(f"{path} not found: start the sandbox first (`make sandbox` writes it)")
+    pairs = (line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.lstrip().startswith("#")}
 
 
 def process_environment() -> dict[str, str]:
