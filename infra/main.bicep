@@ -13,8 +13,19 @@ param location string
 @description('Object id of the deploying user; gets data-plane roles for local debugging. Empty to skip.')
 param principalId string = ''
 
-@description('Email that receives alerts (re-authorization required, poison jobs, failures). Empty for none.')
+@description('Email that receives every alert (docs/operations.md lists them). Empty for none.')
 param alertEmail string = ''
+
+@secure()
+@description('Webhook that receives every alert in the common alert schema (Teams, on-call tool). Empty for none.')
+param alertWebhookUrl string = ''
+
+@description('Object id of the application identity that sends jobs: Message Sender on bc-jobs and Table Data Reader on the jobs table only. Empty to skip.')
+param appSenderPrincipalId string = ''
+
+@allowed(['ServicePrincipal', 'User', 'Group'])
+@description('What appSenderPrincipalId is (a managed identity or app registration is a ServicePrincipal).')
+param appSenderPrincipalType string = 'ServicePrincipal'
 
 @description('Entra tenant of the Business Central environment.')
 param bcTenantId string = ''
@@ -29,8 +40,42 @@ param bcEnvironment string = 'production'
 @description('client_credentials (S2S, recommended for unattended integrations) or delegated (admin signs in once).')
 param bcAuthMode string = 'client_credentials'
 
+@description('BC_COMPANY_NAME: the company jobs work in when they name none. Empty: the environment\'s only company.')
+param bcCompanyName string = ''
+
+@minValue(1)
+@maxValue(5)
+@description('BC_MAX_IN_FLIGHT (BC allows 5 per identity); also the Function app\'s maximum instance count.')
+param bcMaxInFlight int = 5
+
+@secure()
+@description('BC_REAUTH_WEBHOOK_URL: POSTed once when an admin must sign in again. Empty for none.')
+param bcReauthWebhookUrl string = ''
+
+@minValue(1)
+@maxValue(100)
+@description('Alert bc-job-failure-rate: percentage of failed jobs among those that ended in 15 minutes.')
+param jobFailureRatePercent int = 10
+
+@minValue(1)
+@description('Alert bc-sustained-429: 429 answers per 5 minutes, in three consecutive windows.')
+param throttledRequestsPer5Minutes int = 20
+
+@minValue(1)
+@maxValue(60)
+@description('Alert bc-token-expiring: minutes left on the access token with no successful refresh for 75 minutes.')
+param tokenExpiryWarningMinutes int = 10
+
+@minValue(5)
+@description('Alert bc-queue-age: minutes the oldest visible bc-jobs message may wait.')
+param queueAgeAlertMinutes int = 30
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
+// BC_TABLE_PREFIX and BC_RESULTS_QUEUE (shared/settings.py defaults): the tables and queue storage creates, the
+// settings the app reads and the sender's table role all use these.
+var tablePrefix = 'bc'
+var resultsQueueName = 'bc-results'
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: 'rg-${environmentName}'
@@ -47,7 +92,13 @@ module identity 'app/identity.bicep' = {
 module storage 'app/storage.bicep' = {
   name: 'storage'
   scope: rg
-  params: { name: 'st${resourceToken}', location: location, tags: tags, tablePrefix: 'bc', resultsQueueName: 'bc-results' }
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    tablePrefix: tablePrefix
+    resultsQueueName: resultsQueueName
+  }
 }
 
 module vault 'app/keyvault.bicep' = {
@@ -65,6 +116,11 @@ module monitoring 'app/monitoring.bicep' = {
     location: location
     tags: tags
     alertEmail: alertEmail
+    alertWebhookUrl: alertWebhookUrl
+    jobFailureRatePercent: jobFailureRatePercent
+    throttledRequestsPer5Minutes: throttledRequestsPer5Minutes
+    tokenExpiryWarningMinutes: tokenExpiryWarningMinutes
+    queueAgeAlertMinutes: queueAgeAlertMinutes
   }
 }
 
@@ -87,6 +143,11 @@ module function 'app/function.bicep' = {
     bcClientId: bcClientId
     bcEnvironment: bcEnvironment
     bcAuthMode: bcAuthMode
+    bcCompanyName: bcCompanyName
+    bcMaxInFlight: bcMaxInFlight
+    bcReauthWebhookUrl: bcReauthWebhookUrl
+    tablePrefix: tablePrefix
+    resultsQueueName: resultsQueueName
   }
 }
 
@@ -99,6 +160,9 @@ module rbac 'app/rbac.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
+    appSenderPrincipalId: appSenderPrincipalId
+    appSenderPrincipalType: appSenderPrincipalType
+    tablePrefix: tablePrefix
   }
 }
 
@@ -109,3 +173,5 @@ output KEY_VAULT_URL string = vault.outputs.uri
 output JobsStorage__queueServiceUri string = storage.outputs.queueEndpoint
 output JobsStorage__tableServiceUri string = storage.outputs.tableEndpoint
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
+output BC_STATUS_PAGE string = 'https://${function.outputs.defaultHostName}/api/status'
+output BC_WORKBOOK_ID string = monitoring.outputs.workbookId

@@ -1,9 +1,30 @@
-// Log Analytics + Application Insights (Entra-only ingestion) and the alerts ops act on.
+// Log Analytics + Application Insights (Entra-only ingestion), the alerts ops act on, their action group and the
+// operations workbook. Every alert has a runbook entry in docs/operations.md (same name). Queries read the app's
+// OpenTelemetry metrics (customMetrics; names in shared/telemetry/instruments.py), its structured logs (traces,
+// customDimensions.event) and the host's request telemetry (requests).
 param workspaceName string
 param appInsightsName string
 param location string
 param tags object
+
+@description('Email that receives alerts. Empty for none.')
 param alertEmail string
+
+@secure()
+@description('Webhook (e.g. a Teams or on-call tool URL) that receives alerts in the common alert schema. Empty for none.')
+param alertWebhookUrl string
+
+@description('Alert when more than this percentage of the jobs that ended in 15 minutes failed (at least 5 jobs).')
+param jobFailureRatePercent int
+
+@description('Alert when BC answered 429 more often than this in each of three consecutive 5-minute windows.')
+param throttledRequestsPer5Minutes int
+
+@description('Alert when the access token expires within this many minutes and no refresh succeeded for 75 minutes.')
+param tokenExpiryWarningMinutes int
+
+@description('Alert when the oldest visible message of bc-jobs is older than this many minutes.')
+param queueAgeAlertMinutes int
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: workspaceName
@@ -27,38 +48,106 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
-resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+var notify = !empty(alertEmail) || !empty(alertWebhookUrl)
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (notify) {
   name: 'ag-${appInsightsName}'
   location: 'global'
   tags: tags
   properties: {
     groupShortName: 'bc-ops'
     enabled: true
-    emailReceivers: [
-      { name: 'ops', emailAddress: alertEmail, useCommonAlertSchema: true }
+    emailReceivers: empty(alertEmail) ? [] : [
+      { name: 'ops-email', emailAddress: alertEmail, useCommonAlertSchema: true }
+    ]
+    webhookReceivers: empty(alertWebhookUrl) ? [] : [
+      { name: 'ops-webhook', serviceUri: alertWebhookUrl, useCommonAlertSchema: true }
     ]
   }
 }
 
+var failedStates = '"failed", "dead_lettered", "expired"'
+
+// name, severity, what it means (the runbook has what to do), query, evaluation, and how the query result counts:
+// `measure` empty: the number of rows (> 0 fires); else the named column summed per window (> threshold fires).
 var alerts = [
   {
     name: 'bc-admin-needed'
     severity: 1
-    description: 'The BC connection needs an admin: re-authorization required (sign in again at /api/auth/login) or the app credentials were rejected.'
+    description: 'The BC connection needs an admin: re-authorization required (sign in again) or the app credentials were rejected.'
     // shared/auth/states.py logs this once per incident, at error level, with these custom dimensions.
     query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) == "auth.admin_needed"'
+    frequency: 'PT5M'
+    window: 'PT15M'
+    measure: ''
+    threshold: 0
+    periods: 1
   }
   {
     name: 'bc-jobs-poisoned'
     severity: 2
-    description: 'Jobs reached the poison queue; see the job status endpoint for the recorded reason.'
-    query: 'traces | where message has "Moving message to queue" and message has "-poison"'
+    description: 'A job message reached bc-jobs-poison: the host gave up after 5 failed deliveries; the job is dead-lettered.'
+    query: 'union (traces | where tostring(customDimensions.event) == "jobs.dead_lettered"), (traces | where message has "Moving message to queue" and message has "-poison"), (customMetrics | where name == "bc.queue.depth" and tostring(customDimensions.queue) == "bc-jobs-poison" and value > 0)'
+    frequency: 'PT5M'
+    window: 'PT15M'
+    measure: ''
+    threshold: 0
+    periods: 1
+  }
+  {
+    name: 'bc-job-failure-rate'
+    severity: 2
+    description: 'More than ${jobFailureRatePercent}% of the jobs that ended in the last 15 minutes failed, were dead-lettered or expired.'
+    query: 'customMetrics | where name == "bc.jobs.finished" | extend state = tostring(customDimensions.state) | summarize total = sum(valueSum), failed = sumif(valueSum, state in (${failedStates})) | where total >= 5 and 100.0 * failed / total > ${jobFailureRatePercent}'
+    frequency: 'PT5M'
+    window: 'PT15M'
+    measure: ''
+    threshold: 0
+    periods: 1
+  }
+  {
+    name: 'bc-sustained-429'
+    severity: 3
+    description: 'BC answered 429 more than ${throttledRequestsPer5Minutes} times in each of three consecutive 5-minute windows: the budget is shared with another client or the limits are set too high.'
+    query: 'customMetrics | where name == "bc.requests.throttled" | project timestamp, throttled = valueSum'
+    frequency: 'PT5M'
+    window: 'PT5M'
+    measure: 'throttled'
+    threshold: throttledRequestsPer5Minutes
+    periods: 3
+  }
+  {
+    name: 'bc-token-expiring'
+    severity: 1
+    description: 'The BC access token expires within ${tokenExpiryWarningMinutes} minutes and no refresh succeeded for 75 minutes: jobs will stop once it expires.'
+    query: 'let refreshed = customMetrics | where timestamp > ago(75m) and name == "bc.token.refreshes" and tostring(customDimensions.outcome) == "refreshed" | summarize by connection = tostring(customDimensions.connection); customMetrics | where timestamp > ago(10m) and name == "bc.token.expiry" | summarize seconds_left = min(value) by connection = tostring(customDimensions.connection) | where seconds_left < ${tokenExpiryWarningMinutes * 60} | join kind=leftanti refreshed on connection'
+    frequency: 'PT5M'
+    window: 'PT2H'
+    measure: ''
+    threshold: 0
+    periods: 1
+  }
+  {
+    name: 'bc-queue-age'
+    severity: 2
+    description: 'The oldest visible message of bc-jobs waited more than ${queueAgeAlertMinutes} minutes: jobs are not being picked up fast enough.'
+    query: 'customMetrics | where name == "bc.queue.oldest_age" and tostring(customDimensions.queue) == "bc-jobs" | summarize oldest = max(value) | where oldest > ${queueAgeAlertMinutes * 60}'
+    frequency: 'PT5M'
+    window: 'PT10M'
+    measure: ''
+    threshold: 0
+    periods: 1
   }
   {
     name: 'bc-function-failures'
     severity: 3
-    description: 'Function invocations are failing.'
+    description: 'Function invocations failed (an unhandled error: storage down, a bug); the host redelivers queue messages.'
     query: 'requests | where success == false'
+    frequency: 'PT5M'
+    window: 'PT15M'
+    measure: ''
+    threshold: 0
+    periods: 1
   }
 ]
 
@@ -73,25 +162,42 @@ resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
       description: alert.description
       severity: alert.severity
       enabled: true
-      evaluationFrequency: 'PT5M'
-      windowSize: 'PT15M'
+      evaluationFrequency: alert.frequency
+      windowSize: alert.window
       scopes: [appInsights.id]
       criteria: {
         allOf: [
           {
             query: alert.query
-            timeAggregation: 'Count'
+            timeAggregation: empty(alert.measure) ? 'Count' : 'Total'
+            metricMeasureColumn: empty(alert.measure) ? null : alert.measure
             operator: 'GreaterThan'
-            threshold: 0
-            failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+            threshold: alert.threshold
+            failingPeriods: { numberOfEvaluationPeriods: alert.periods, minFailingPeriodsToAlert: alert.periods }
           }
         ]
       }
       autoMitigate: true
-      actions: { actionGroups: empty(alertEmail) ? [] : [actionGroup.id] }
+      actions: { actionGroups: notify ? [actionGroup.id] : [] }
     }
   }
 ]
 
+// The operations workbook (Azure portal > Application Insights > Workbooks): token health, jobs by outcome, BC
+// latency and 429s, throttle waits, queue depth, top BC error codes, latest failed jobs with BC's request ids.
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
+  name: guid(resourceGroup().id, appInsightsName, 'bc-operations-workbook')
+  location: location
+  tags: tags
+  kind: 'shared'
+  properties: {
+    displayName: 'BC integration: operations'
+    category: 'workbook'
+    sourceId: appInsights.id
+    serializedData: loadTextContent('workbook.json')
+  }
+}
+
 output appInsightsName string = appInsights.name
 output connectionString string = appInsights.properties.ConnectionString
+output workbookId string = workbook.id

@@ -4,6 +4,12 @@ param keyVaultName string
 param appInsightsName string
 param appPrincipalId string
 param userPrincipalId string
+@description('Object id of the application identity that sends jobs (empty: none). It may only enqueue and read job rows.')
+param appSenderPrincipalId string
+@allowed(['ServicePrincipal', 'User', 'Group'])
+param appSenderPrincipalType string
+@description('BC_TABLE_PREFIX: the jobs table is `{prefix}jobs`.')
+param tablePrefix string
 
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // host: timer singleton locks, keys, deployment package
@@ -11,6 +17,8 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // job rows, refresh lease, throttle permits
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // the refresh timer writes the token set
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Entra-only App Insights ingestion
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a' // app sender: put jobs on bc-jobs, nothing else
+  storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6' // app sender: read job rows (state, result, error)
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -81,5 +89,48 @@ resource userVaultRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
     principalId: userPrincipalId
     principalType: 'User'
+  }
+}
+
+// The application that sends jobs (bcjobs client, any queue SDK): Message Sender on the bc-jobs queue only and Table
+// Data Reader on the jobs table only (bcjobs/README.md). Scoped to those two resources, not the account: it cannot
+// read other queues, peek or delete messages, or read the audit, auth and throttle tables.
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource jobsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: 'bc-jobs'
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource jobsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: '${tablePrefix}jobs'
+}
+
+resource senderQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(appSenderPrincipalId)) {
+  name: guid(jobsQueue.id, appSenderPrincipalId, roles.storageQueueDataMessageSender)
+  scope: jobsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+    principalId: appSenderPrincipalId
+    principalType: appSenderPrincipalType
+  }
+}
+
+resource senderTableRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(appSenderPrincipalId)) {
+  name: guid(jobsTable.id, appSenderPrincipalId, roles.storageTableDataReader)
+  scope: jobsTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataReader)
+    principalId: appSenderPrincipalId
+    principalType: appSenderPrincipalType
   }
 }

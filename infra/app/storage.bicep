@@ -7,15 +7,21 @@ param tags object
 param tablePrefix string = 'bc'
 @description('BC_RESULTS_QUEUE: where job reports go.')
 param resultsQueueName string = 'bc-results'
+@description('Replication: zone-redundant by default (job rows, leases and the throttle row survive a zone outage).')
+@allowed(['Standard_ZRS', 'Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
+param skuName string = 'Standard_ZRS'
 
 var deploymentContainerName = 'app-package-${take(name, 32)}'
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: no VNet in this template: the Flex Consumption app reaches its queues and tables over the public endpoint, authenticated with Entra only (shared keys off). Add VNet integration and private endpoints to deny by default.
+  // checkov:skip=CKV_AZURE_206: zone-redundant (Standard_ZRS) by default; geo-replication would copy job rows to a region where no instance of this single-region app runs. Pass skuName Standard_GZRS for a cross-region recovery design.
+  // checkov:skip=CKV_AZURE_59: public network access stays enabled for the same reason (no private endpoints); anonymous blob access and shared keys are off.
   name: name
   location: location
   tags: tags
   kind: 'StorageV2'
-  sku: { name: 'Standard_LRS' }
+  sku: { name: skuName }
   properties: {
     allowSharedKeyAccess: false
     allowBlobPublicAccess: false
