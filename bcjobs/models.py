@@ -146,7 +146,10 @@ class _Target(_Model):
     api: CustomApi | None = None
     id: UUID | None = None
     data: FieldValues | None = None
-    etag: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    # Sent as the If-Match header: visible ASCII only (an entity-tag's characters, RFC 9110 §8.8.3).
+    etag: (
+        Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$")] | None
+    ) = None
     natural_key: FieldValues | None = Field(default=None, max_length=5)
     query: Query | None = None
     action: (
