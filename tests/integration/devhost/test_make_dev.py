@@ -118,6 +118,8 @@ def make_dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, di
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         output.join()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def test_make_dev_runs_the_local_world_signs_in_and_stops_everything_on_ctrl_c(
