@@ -2,13 +2,20 @@
 
 Flags per the reference: in-memory persistence (nothing left on disk), --skipApiVersionCheck because
 azure-storage-queue 12.18 sends an x-ms-version newer than Azurite 3.35 knows, telemetry off.
+
+`Azurite(location=DIR)` keeps the data in DIR instead (`--location`, no --inMemoryPersistence), so `restart()`
+(stop, then start again on the same ports) finds every queue message and Table row it had: what a reliability
+run needs to restart storage under a running app. An in-memory Azurite loses everything on a restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -52,16 +59,36 @@ class AzuriteExitedError(StartupError, RuntimeError):
 class Azurite:
     """Context manager owning two Azurite processes (queue, table)."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", location: Path | None = None) -> None:
         self._host = host
+        self._location = location  # None: in memory (the default); a folder: data kept there across restarts
         self._processes: list[subprocess.Popen[bytes]] = []
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self.endpoints: AzuriteEndpoints | None = None
 
     def start(self, timeout: float = 60.0) -> AzuriteEndpoints:
         """Start both services and wait until they accept connections."""
-        self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
         queue_port, table_port = free_port(self._host), free_port(self._host)
+        return self._start_on(queue_port, table_port, timeout)
+
+    def restart(self, timeout: float = 60.0, down_seconds: float = 0.0) -> AzuriteEndpoints:
+        """Stop both services and start them again on the same ports, `down_seconds` later (a storage outage).
+
+        With a `location` the queues and tables survive (stop() lets Azurite save them); in memory they come
+        back empty.
+        """
+        if self.endpoints is None:
+            raise RuntimeError("Azurite is not running")
+        endpoints = self.endpoints
+        self.stop()
+        if down_seconds > 0:
+            time.sleep(down_seconds)
+        return self._start_on(endpoints.queue_port, endpoints.table_port, timeout)
+
+    def _start_on(self, queue_port: int, table_port: int, timeout: float) -> AzuriteEndpoints:
+        self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
+        if self._location is not None:
+            self._location.mkdir(parents=True, exist_ok=True)
         self._spawn("queue", queue_port)
         self._spawn("table", table_port)
         for process, port in zip(self._processes, (queue_port, table_port), strict=True):
@@ -80,7 +107,11 @@ class Azurite:
             self._host,
             f"--{service}Port",
             str(port),
-            "--inMemoryPersistence",
+            *(
+                ["--location", str(self._location)]
+                if self._location is not None
+                else ["--inMemoryPersistence"]
+            ),
             "--skipApiVersionCheck",
             "--disableTelemetry",
             "--silent",
@@ -103,10 +134,20 @@ class Azurite:
             raise AzuriteExitedError(f"Azurite exited with {process.returncode}: {error.strip()}")
 
     def stop(self) -> None:
-        """Terminate the processes (kill after 10 s) and remove the work folder."""
+        """Terminate the processes (kill after 10 s) and remove the work folder.
+
+        With a `location`, SIGINT first: Azurite's table service saves its data only on SIGINT (SIGTERM ends it
+        without a save), the queue service on either.
+        """
         for process in self._processes:
-            process.terminate()  # both at once; stop_process then waits for each
+            if self._location is None:
+                process.terminate()  # both at once; stop_process then waits for each
+            elif process.poll() is None:
+                process.send_signal(signal.SIGINT)
         for process in self._processes:
+            if self._location is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=10)
             stop_process(process, grace_seconds=10)
             if process.stderr is not None:
                 process.stderr.close()
