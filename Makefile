@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check -q
 CHECKOV_VENV := .local/venv-checkov
 
-.PHONY: test check lint types pytest demo dev bench sandbox clean deps checkov
+.PHONY: test check lint types pytest demo dev bench soak sandbox clean deps checkov
 
 test: check
 
@@ -56,6 +56,11 @@ bench: deps
 	$(PY) -m bench tokens
 	$(PY) -m bench throttle --processes 1
 	$(PY) -m bench throttle --processes 3
+
+# The chaos soak: 5,000 jobs, 3 workers, faults and outages, minutes; its last stdout line is the JSON figures
+# (SOAK_ARGS="--short" runs the 60-second version `make test` runs; --keep DIR keeps logs and Azurite data).
+soak: deps
+	$(PY) -m soak $(SOAK_ARGS)
 
 # The local world in one command: Azurite, the sandbox and devhost on function_app.py (Ctrl-C stops all).
 dev: deps
