@@ -45,6 +45,26 @@ class JobRecorder:
             buffer.add(interaction)
 
 
+# Answers after which BC may have acted: none at all (unless the connection never opened), a timeout (408 runs
+# the operation first) or a server error other than 503 (refused before running).
+_MAY_HAVE_ACTED = frozenset({408, 500, 502, 504})
+_NEVER_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
+
+
+def answer_lost_before(method: str, path_end: str) -> bool:
+    """True when the running job already sent `method` to a path ending in `path_end` and got no answer, or one
+    after which BC may have acted: a later refusal of the same request may be the effect of that one."""
+    buffer = _current.get()
+    if buffer is None:
+        return False
+    return any(
+        seen.method == method
+        and seen.path.endswith(path_end)
+        and (seen.status in _MAY_HAVE_ACTED or (seen.status is None and seen.error not in _NEVER_SENT))
+        for seen in buffer.interactions
+    )
+
+
 @contextmanager
 def auditing(buffer: AuditBuffer) -> Iterator[AuditBuffer]:
     """Make `buffer` the current task's audit buffer."""

@@ -38,6 +38,7 @@ from shared.bc import (
 )
 from shared.bc import field as odata_field
 from shared.bc.retry import surely_unprocessed
+from shared.jobs.audit import answer_lost_before
 from shared.jobs.errors import AmbiguousWriteError, NaturalKeyNotUniqueError, RetriableBatchItemsError
 from shared.jobs.outcomes import error_info
 
@@ -132,7 +133,9 @@ class JobRunner:
         try:
             await _write(self._client.delete(key, etag=step.etag or await self._etag(key)))
         except NotFoundError:
-            if not progress.ambiguous:
+            # A 404 after an earlier run's lost write, or after this run's own DELETE lost its answer and the
+            # client repeated it in-call (DELETE is idempotent): that DELETE did it.
+            if not (progress.ambiguous or answer_lost_before("DELETE", f"({key.id})")):
                 raise
             return ResultSummary(id=str(key.id), reconciled=True)
         return ResultSummary(id=str(key.id))

@@ -1,0 +1,138 @@
+"""Found by the soak: a DELETE whose answer was lost after BC ran it (408, or the connection dropped after the
+commit) is repeated in-call by the BC client (DELETE is idempotent), and the repeat answers 404. The job must
+report the delete done (its own first request did it), not `failed` with bc_not_found."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable, Mapping
+
+import httpx
+import pytest
+
+from bcjobs import JobState
+from shared.bc.auth import BearerAuth
+from shared.bc.client import BusinessCentralClient
+from shared.bc.models import BcEndpoint
+from shared.bc.pipeline import Pipeline
+from shared.bc.retry import RetryPolicy
+from shared.jobs import Delivery, JobProcessor
+from shared.jobs.audit import JobRecorder
+from shared.jobs.policy import JobPolicy
+from shared.jobs.runner import JobRunner
+from tests.fakes.clock import ManualClock
+from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
+from tests.unit.bc.fakes import (
+    BASE,
+    COMPANY,
+    TENANT,
+    CountingTokens,
+    RecordingThrottle,
+    bc_error,
+    json_response,
+)
+
+VENDOR = "6f0b0c7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"
+
+
+def lost_after_running(how: str) -> Callable[[httpx.Request], httpx.Response]:
+    """BC that has the vendor, deletes it on the first DELETE but loses that answer; later DELETEs find nothing."""
+    deleted = False
+
+    def bc(request: httpx.Request) -> httpx.Response:
+        nonlocal deleted
+        if request.method == "GET":
+            if deleted:
+                return bc_error(404, "Internal_RecordNotFound", "The Vendor does not exist.")
+            return json_response(200, {"id": VENDOR, "@odata.etag": 'W/"1"'})
+        if deleted:
+            return bc_error(404, "Internal_RecordNotFound", "The Vendor does not exist.")
+        deleted = True
+        if how == "408":
+            return bc_error(408, "RequestTimeout", "The operation exceeded the time limit.")
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
+    return bc
+
+
+def client(handler: Callable[[httpx.Request], httpx.Response]) -> BusinessCentralClient:
+    """The real client as the app builds it: its interactions go to the running job's audit (JobRecorder)."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    pipeline = Pipeline(
+        http,
+        BearerAuth(CountingTokens()),
+        RecordingThrottle(),
+        policy=RetryPolicy(jitter=0.0),
+        recorder=JobRecorder(),
+        clock=ManualClock(),
+    )
+    return BusinessCentralClient(pipeline, BcEndpoint(BASE, "production", TENANT, company_id=COMPANY))
+
+
+async def run_delete(
+    handler: Callable[[httpx.Request], httpx.Response], job: Mapping[str, object]
+) -> MemoryJobStore:
+    store = MemoryJobStore()
+    processor = JobProcessor(
+        store=store,
+        audit=MemoryAuditLog(),
+        queues=MemoryJobQueues(),
+        runner=JobRunner(client(handler)),
+        tokens=CountingTokens(),
+        policy=JobPolicy(),
+        clock=ManualClock(),
+        request_timeout=JobPolicy().claim_lease / 20,
+    )
+    await processor.handle(Delivery("m-1", base64.b64encode(json.dumps(job).encode()).decode()))
+    return store
+
+
+@pytest.mark.parametrize("how", ["408", "dropped"])
+@pytest.mark.parametrize("etag", [None, 'W/"1"'])
+def test_a_delete_whose_lost_answer_was_retried_into_a_404_is_done(how: str, etag: str | None) -> None:
+    """With or without the job's own ETag: succeeded (reconciled), one attempt."""
+    job: dict[str, object] = {"jobId": "del-1", "operation": "delete", "entitySet": "vendors", "id": VENDOR}
+    if etag:
+        job["etag"] = etag
+    store = asyncio.run(run_delete(lost_after_running(how), job))
+    row = store.peek("del-1")
+    assert row is not None
+    assert (row.state, row.attempts) == (JobState.SUCCEEDED, 1), row.error
+    assert row.result is not None
+    assert row.result.reconciled
+
+
+def test_a_delete_of_a_record_that_is_not_there_still_fails_with_not_found() -> None:
+    """Nothing lost on the way: BC's 404 is the job's answer."""
+
+    def bc(request: httpx.Request) -> httpx.Response:
+        return bc_error(404, "Internal_RecordNotFound", "The Vendor does not exist.")
+
+    job = {"jobId": "del-2", "operation": "delete", "entitySet": "vendors", "id": VENDOR, "etag": 'W/"1"'}
+    store = asyncio.run(run_delete(bc, job))
+    row = store.peek("del-2")
+    assert row is not None
+    assert row.state is JobState.FAILED
+    assert row.error is not None
+    assert row.error.code == "bc_not_found"
+
+
+def test_a_delete_that_never_reached_bc_and_then_found_nothing_fails_with_not_found() -> None:
+    """A connection that never opened is no lost answer: the 404 of the repeat is BC's answer to the job."""
+    tries = 0
+
+    def bc(request: httpx.Request) -> httpx.Response:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return bc_error(404, "Internal_RecordNotFound", "The Vendor does not exist.")
+
+    job = {"jobId": "del-3", "operation": "delete", "entitySet": "vendors", "id": VENDOR, "etag": 'W/"1"'}
+    store = asyncio.run(run_delete(bc, job))
+    row = store.peek("del-3")
+    assert row is not None
+    assert row.state is JobState.FAILED
+    assert tries == 2
