@@ -4,8 +4,10 @@
 |------------------------------------------------------|-----------------------------|-----------------|
 | BC 429 / 502 / 503 / 504 / 408 / 5xx, dropped, token | retry (≥ Retry-After)       | yes             |
 |   service briefly down, retriable batch items        |                             |                 |
-| ambiguous write with a natural key (create/upsert)   | retry, reconcile first      | yes             |
-| ambiguous write without one                          | failed `ambiguous_write`    | yes             |
+| ambiguous write the next run can reconcile (create/  | retry, reconcile first      | yes             |
+|   upsert with a natural key, update, delete)         |                             |                 |
+| any other ambiguous write (create without a natural  | failed `ambiguous_write`    | yes             |
+|   key, action, batch)                                |                             |                 |
 | connection needs an admin (re-authorization, refused | waiting_for_authorization   | no              |
 |   credentials, BC 401 after a fresh token)           |                             |                 |
 | BC 400 / 403 / 404 / 409 / 412, bad query, unusable  | failed with BC's code       | yes             |
@@ -60,7 +62,7 @@ class Decision:
 
 
 def decide(failure: Exception, *, reconcilable: bool) -> Decision:
-    """The decision for a run that raised `failure`; `reconcilable`: the job has a natural key to look up."""
+    """The decision for a run that raised `failure`; `reconcilable`: a rerun can tell whether a lost write landed."""
     if isinstance(failure, AmbiguousWriteError):
         return _ambiguous(failure, reconcilable)
     if isinstance(failure, TokenProviderError):

@@ -178,7 +178,7 @@ class JobProcessor:
                 summary = await self._attempt(job, record)
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
-            decision = decide(failure, reconcilable=_reconcilable(job))
+            decision = decide(failure, reconcilable=_reconcilable_on_rerun(job))
             return await self._after_failure(job, record, delivery, decision, failure)
         await self._keep_audit(record.job_id, buffer)
         error = item_error(summary)
