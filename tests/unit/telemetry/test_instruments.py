@@ -140,3 +140,15 @@ def test_an_expired_token_reads_negative() -> None:
     with capture(clock) as captured:
         telemetry.token_expiry("default", START - timedelta(minutes=2))
         assert [p.value for p in captured.points("bc.token.expiry")] == [-120.0]
+
+
+def test_the_status_pages_request_count_covers_the_last_window_only() -> None:
+    """Requests and 429s of the last five minutes, in 10-second buckets; older ones drop out."""
+    from shared.telemetry.record import RecentRequests
+
+    recent = RecentRequests(window=300.0, bucket=10.0)
+    for second in range(0, 60, 2):
+        recent.add(1000.0 + second, throttled=second % 10 == 0)
+    assert recent.counts(1060.0) == (30, 6)
+    assert recent.counts(1000.0 + 300 + 35) == (15, 3)  # the buckets from 1030 on still overlap the window
+    assert recent.counts(1000.0 + 400) == (0, 0)
