@@ -53,9 +53,7 @@ demo: deps
 	$(PY) -m devhost.demo $(DEMO_ARGS)
 
 bench: deps
-	$(PY) -m bench tokens
-	$(PY) -m bench throttle --processes 1
-	$(PY) -m bench throttle --processes 3
+	$(PY) -m bench all
 
 # The chaos soak: 5,000 jobs, 3 workers, faults and outages, minutes; its last stdout line is the JSON figures
 # (SOAK_ARGS="--short" runs the 60-second version `make test` runs; --keep DIR keeps logs and Azurite data).

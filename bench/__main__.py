@@ -1,4 +1,4 @@
-"""`python -m bench throttle --processes N [...]`: run a benchmark and print its figures as one JSON object."""
+"""`python -m bench all | throttle --processes N [...] | tokens`: run benchmarks, print figures as one JSON object."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from bench import pipeline, token_rates
+from bench import suite, token_rates
 from bench.throttle import ThrottleBench, run
 
 
@@ -33,10 +33,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     throttle.add_argument("--tasks", type=int, default=defaults.tasks_per_process, help="tasks per process")
     benches.add_parser("tokens", help="Key Vault and token-endpoint calls per hour per instance (simulated)")
-    pipeline = benches.add_parser(
-        "pipeline", help="jobs/s through one devhost process; storage calls per job"
+    benches.add_parser(
+        "all", help="every figure of the report (make bench); writes bench/results/latest.json"
     )
-    pipeline.add_argument("--jobs", type=int, default=500)
     return parser.parse_args(argv)
 
 
@@ -46,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.bench == "tokens":
         print(json.dumps(token_rates.run()))
         return 0
-    if args.bench == "pipeline":
-        pipeline.main(args.jobs)
+    if args.bench == "all":
+        suite.main()
         return 0
     bench = ThrottleBench(
         processes=args.processes,

@@ -1,227 +1,184 @@
-"""`python -m bench pipeline`: jobs/s through one devhost process, and storage calls per job.
+"""The job pipeline measured through the real queue trigger: devhost worker processes polling Azurite's `bc-jobs`.
 
-The real function_app.py runs under devhost (in this process) against Azurite and an in-process sandbox whose BC
-limit is out of reach, so the pipeline itself is what is measured. Azure Storage traffic goes through a counting
-pass-through proxy: every request the process makes is counted by service, method and path. The host's own work
-(devhost receiving and deleting `bc-jobs` messages) is reported apart from the product's (job rows, audit rows,
-result messages, retry copies, throttle heartbeats).
+- `throughput(world, Throughput(processes=N))`: a deep queue of single-GET jobs, N worker processes sharing the
+  throttle, the sandbox's BC at a compressed window (400 requests per 20 s: BC's 20 requests/s). Over a steady
+  interval after every worker was admitted (the throttle's join delay) it measures successful BC answers per
+  second ÷ the allowed rate, the 429 share, storage calls per successful job (through the counting proxies),
+  Key Vault reads, token-endpoint calls, the workers' CPU per job and peak RSS. The same function runs the naive
+  baseline app (`bench/naive_app.py`) in the same way.
+- `capacity(world)`: one worker process, storage straight to Azurite, BC unlimited with zero latency: how many
+  jobs per second the product can run, and its CPU milliseconds per job.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
-import threading
+import math
 import time
-import uuid
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import uvicorn
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient
-from azure.storage.queue import QueueClient
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from bench.procstats import cpu_seconds, peak_rss_mib
+from bench.world import JOIN_DELAY_SECONDS, BenchWorld, Sample, ok_requests, requests_by_status, unique_prefix
+from devhost.demo_proxy import split_calls
 
-import function_app
-from bcjobs import JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE
-from devhost.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
-from devhost.host import DevHost
-from devhost.hostconfig import load_host_config
-from devhost.ports import free_port, wait_for_port
-from sandbox import Sandbox, SandboxConfig
-from shared.settings import get_settings
-
-ROOT = Path(__file__).resolve().parents[1]
-_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
+PRODUCT_APP = "function_app:app"
 
 
-@dataclass
-class CountingProxy:
-    """Forwards every request to `upstream` and counts (method, first path segment after the account)."""
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """One throughput run's knobs."""
 
-    upstream: str
-    counts: Counter[str] = field(default_factory=Counter)
-    port: int = field(default_factory=free_port)
-
-    def app(self) -> Starlette:
-        client = httpx.AsyncClient(base_url=self.upstream, timeout=30)
-
-        async def forward(request: Request) -> Response:
-            path = request.url.path
-            self.counts[_kind(request.method, path)] += 1
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-            answer = await client.request(
-                request.method,
-                path,
-                params=request.query_params,
-                headers=headers,
-                content=await request.body(),
-            )
-            out = {
-                k: v
-                for k, v in answer.headers.items()
-                if k.lower() not in _HOP_HEADERS | {"content-encoding"}
-            }
-            return Response(answer.content, status_code=answer.status_code, headers=out)
-
-        return Starlette(
-            routes=[
-                Route(
-                    "/{path:path}",
-                    forward,
-                    methods=["GET", "POST", "PUT", "DELETE", "PATCH", "MERGE", "HEAD", "OPTIONS"],
-                )
-            ]
-        )
-
-    def start(self) -> None:
-        config = uvicorn.Config(
-            self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        threading.Thread(target=uvicorn.Server(config).run, daemon=True).start()
-        wait_for_port("127.0.0.1", self.port, timeout=10)
-
-
-def _kind(method: str, path: str) -> str:
-    parts = path.strip("/").split("/")
-    resource = parts[1] if len(parts) > 1 else ""
-    resource = resource.split("(")[0]
-    suffix = "/messages" if len(parts) > 2 and parts[2] == "messages" else ""
-    return f"{method} {resource}{suffix}"
-
-
-def _connection(queue_port: int, table_port: int) -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-        f"QueueEndpoint=http://127.0.0.1:{queue_port}/{ACCOUNT};"
-        f"TableEndpoint=http://127.0.0.1:{table_port}/{ACCOUNT};"
+    processes: int
+    rate_limit: int = 400
+    window_seconds: float = 20.0
+    margin: float = 0.03
+    latency_ms: float = 20.0
+    jitter_ms: float = 20.0
+    measure_seconds: float = 40.0
+    app: str = PRODUCT_APP
+    results_table: str = "jobs"  # the jobs table suffix the app writes (the naive app: "naive")
+    extra_settings: tuple[tuple[str, str], ...] = ()
+    proxied: bool = (
+        False  # storage through the counting proxies (storage calls per job; costs a little speed)
     )
 
+    @property
+    def allowed_rps(self) -> float:
+        """BC's allowed rate (the margin not taken off)."""
+        return self.rate_limit / self.window_seconds
 
-def _job(index: int, item_id: str) -> str:
-    body = {"jobId": f"bench-{index}", "operation": "get", "entitySet": "items", "id": item_id}
-    return base64.b64encode(json.dumps(body).encode()).decode()
-
-
-def run(jobs: int = 500) -> dict[str, Any]:
-    """Send `jobs` simple GET jobs to one devhost process; figures as one JSON-able dict."""
-    azurite = Azurite()
-    endpoints = azurite.start()
-    queues = CountingProxy(f"http://127.0.0.1:{endpoints.queue_port}")
-    tables = CountingProxy(f"http://127.0.0.1:{endpoints.table_port}")
-    queues.start()
-    tables.start()
-    try:
-        with Sandbox(SandboxConfig(seed=1, bc_rate_limit=10_000_000)) as sandbox:
-            return _measure(
-                jobs,
-                sandbox,
-                endpoints.connection_string,
-                _connection(queues.port, tables.port),
-                queues,
-                tables,
-            )
-    finally:
-        azurite.stop()
+    @property
+    def warmup_seconds(self) -> float:
+        """Start + admission: the join delay when several processes share the throttle."""
+        if self.processes == 1 or self.app != PRODUCT_APP:
+            return 6.0
+        return JOIN_DELAY_SECONDS + 6.0
 
 
-def _measure(
-    jobs: int, sandbox: Sandbox, direct: str, counted: str, queues: CountingProxy, tables: CountingProxy
+def throughput(
+    world: BenchWorld, spec: Throughput, prepare: Callable[[BenchWorld], None] | None = None
 ) -> dict[str, Any]:
-    settings = {
-        **sandbox.env,
-        "JobsStorage": counted,
-        "BC_TABLE_PREFIX": "b" + uuid.uuid4().hex[:8],
-        "BC_AUTH_MODE": "client_credentials",
-        "BC_TOKEN_REFRESH_SCHEDULE": "0 0 * * * *",
+    """Run `spec` (after `prepare(world)`, once the sandbox was reset) and return its figures."""
+    world.reset(
+        rate_limit=spec.rate_limit,
+        window_seconds=spec.window_seconds,
+        latency_ms=spec.latency_ms,
+        jitter_ms=spec.jitter_ms,
+    )
+    if prepare is not None:
+        prepare(world)
+    prefix = unique_prefix("t")
+    settings = world.app_settings(
+        prefix,
+        proxied=spec.proxied,
+        BC_RATE_LIMIT_REQUESTS=str(spec.rate_limit),
+        BC_RATE_LIMIT_WINDOW_SECONDS=str(spec.window_seconds),
+        BC_RATE_SAFETY_MARGIN=str(spec.margin),
+        **dict(spec.extra_settings),
+    )
+    jobs = math.ceil(spec.allowed_rps * (spec.warmup_seconds + spec.measure_seconds + 15) * 1.2)
+    enqueue_seconds = world.enqueue(world.get_jobs(jobs, prefix))
+    with world.workers(settings, spec.processes, spec.app) as pool:
+        started = time.monotonic()
+        time.sleep(spec.warmup_seconds)
+        cpu_before = {pid: cpu_seconds(pid) for pid in pool.pids}
+        first = world.sample()
+        time.sleep(spec.measure_seconds)
+        last = world.sample()
+        cpu_after = {pid: cpu_seconds(pid) for pid in pool.pids}
+        rss = [peak_rss_mib(pid) for pid in pool.pids]
+        run_seconds = time.monotonic() - started
+    end = world.sandbox.stats()
+    done = ok_requests(last.stats) - ok_requests(first.stats)
+    figures = _rates(spec, first, last, done)
+    if not spec.proxied:
+        figures = {k: v for k, v in figures.items() if not k.startswith("storage_calls")}
+    statuses = requests_by_status(end)
+    all_requests = sum(statuses.values())
+    figures |= {
+        "processes": spec.processes,
+        "app": "naive" if spec.app != PRODUCT_APP else "product",
+        "proxied_storage": spec.proxied,
+        "throttled_share": round(statuses["429"] / all_requests, 5) if all_requests else 0.0,
+        "bc_requests": all_requests,
+        "statuses": dict(sorted(statuses.items())),
+        "succeeded_jobs": world.count_rows(f"{prefix}{spec.results_table}", "succeeded"),
+        "failed_jobs": world.count_rows(f"{prefix}{spec.results_table}", "failed"),
+        "key_vault_reads": int(end["vault"]["reads"]),
+        "key_vault_reads_per_process": round(int(end["vault"]["reads"]) / spec.processes, 2),
+        "token_endpoint_calls": dict(end["entra"]["token_calls"]),
+        "peak_in_flight": max(end["bc"]["peak_in_flight"].values(), default=0),
+        "peak_queued": max(end["bc"]["peak_queued"].values(), default=0),
+        "peak_window_usage": max(end["bc"]["peak_window_usage"].values(), default=0),
+        "worker_cpu_ms_per_job": round(1000 * sum(cpu_after[p] - cpu_before[p] for p in pool.pids) / done, 2)
+        if done
+        else None,
+        "worker_peak_rss_mib": rss,
+        "jobs_enqueued": jobs,
+        "enqueue_seconds": round(enqueue_seconds, 1),
+        "run_seconds": round(run_seconds, 1),
+        "rate_limit": spec.rate_limit,
+        "window_seconds": spec.window_seconds,
+        "safety_margin": spec.margin,
+        "latency_ms": f"{spec.latency_ms:g} ± {spec.jitter_ms:g}",
     }
-    item = str(sandbox.bc.records("items")[0]["id"])
-    with QueueClient.from_connection_string(direct, JOBS_QUEUE) as queue:
-        _fresh_queues(direct)
-        get_settings.cache_clear()
-        host = DevHost(
-            function_app.app,
-            settings,
-            host_config=load_host_config(ROOT / "host.json"),
-            on_stop=function_app.close_services,
-        )
-        host.start()
-        try:
-            _warm_up(queue, direct, settings["BC_TABLE_PREFIX"], item)
-            queues.counts.clear()
-            tables.counts.clear()
-            for index in range(jobs):
-                queue.send_message(_job(index, item))
-            started = time.monotonic()
-            _wait_for(direct, settings["BC_TABLE_PREFIX"], jobs + 1)
-            elapsed = time.monotonic() - started
-        finally:
-            host.stop()
-            get_settings.cache_clear()
-    return _figures(jobs, elapsed, queues.counts, tables.counts, sandbox)
+    return figures
 
 
-def _fresh_queues(connection: str) -> None:
-    for name in (JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE):
-        client = QueueClient.from_connection_string(connection, name)
-        with contextlib.suppress(ResourceNotFoundError):
-            client.delete_queue()
-        client.create_queue()
+def _rates(spec: Throughput, first: Sample, last: Sample, done: int) -> dict[str, Any]:
+    seconds = last.at - first.at
+    achieved = done / seconds
+    window = requests_by_status(last.stats) - requests_by_status(first.stats)
+    sent = sum(window.values())
+    calls = split_calls(last.queue_calls - first.queue_calls, last.table_calls - first.table_calls)
 
+    def per_job(calls: int) -> float | None:
+        return round(calls / done, 2) if done else None
 
-def _warm_up(queue: QueueClient, connection: str, prefix: str, item: str) -> None:
-    """One job first: tables created, token fetched, throttle joined (costs not counted)."""
-    queue.send_message(_job(-1, item))
-    _wait_for(connection, prefix, 1)
-
-
-def _wait_for(connection: str, prefix: str, count: int) -> None:
-    deadline = time.monotonic() + 600
-    with TableClient.from_connection_string(connection, f"{prefix}jobs") as table:
-        while time.monotonic() < deadline:
-            try:
-                done = sum(1 for _ in table.query_entities("State eq 'succeeded'", select=["PartitionKey"]))
-            except ResourceNotFoundError:  # the table may not exist yet
-                done = 0
-            if done >= count:
-                return
-            time.sleep(0.2)
-    raise TimeoutError(f"{count} jobs did not finish in 600 s")
-
-
-def _figures(
-    jobs: int, elapsed: float, queue_counts: Counter[str], table_counts: Counter[str], sandbox: Sandbox
-) -> dict[str, Any]:
-    host_calls = {
-        k: v
-        for k, v in queue_counts.items()
-        if k.endswith(f"{JOBS_QUEUE}/messages") and k.split()[0] in ("GET", "DELETE")
-    }
-    product_queue = {k: v for k, v in queue_counts.items() if k not in host_calls}
-    heartbeats = sum(v for k, v in table_counts.items() if "throttle" in k)
-    job_tables = {k: v for k, v in table_counts.items() if "throttle" not in k}
-    product = sum(product_queue.values()) + sum(job_tables.values())
     return {
-        "jobs": jobs,
-        "seconds": round(elapsed, 2),
-        "jobs_per_second": round(jobs / elapsed, 1),
-        "storage_calls_per_job": round(product / jobs, 2),
-        "storage_calls_per_job_with_throttle_heartbeats": round((product + heartbeats) / jobs, 3),
-        "host_calls_per_job": round(sum(host_calls.values()) / jobs, 2),
-        "product_calls": dict(sorted({**product_queue, **job_tables}.items())),
-        "host_calls": dict(sorted(host_calls.items())),
-        "bc_requests": sandbox.bc.stats().count(),
+        "allowed_rps": round(spec.allowed_rps, 2),
+        "achieved_rps": round(achieved, 2),
+        "throughput_ratio": round(achieved / spec.allowed_rps, 4),
+        "budget_ratio": round(achieved / (spec.allowed_rps * (1 - spec.margin)), 4),
+        "throttled_share_measured": round(window["429"] / sent, 5) if sent else 0.0,
+        "measured_seconds": round(seconds, 1),
+        "storage_calls_per_job": per_job(calls.total),
+        "storage_calls_per_job_product": per_job(calls.product),
+        "storage_calls_per_job_host": per_job(calls.host),
+        "storage_calls_per_job_throttle": per_job(calls.throttle),
+        "storage_calls_measured": dict(sorted((k, v) for k, v in calls.by_kind.items() if v)),
     }
 
 
-def main(jobs: int) -> None:
-    """Print the figures."""
-    print(json.dumps(run(jobs)))
+def capacity(world: BenchWorld, jobs: int = 5000, measure_seconds: float = 20.0) -> dict[str, Any]:
+    """One worker process, BC unlimited and instant, storage direct: jobs/s and CPU ms per job."""
+    world.reset(rate_limit=1_000_000_000, window_seconds=300, latency_ms=0.0, max_in_flight=5)
+    prefix = unique_prefix("c")
+    settings = world.app_settings(prefix, proxied=False, BC_RATE_LIMIT_REQUESTS="1000000000")
+    world.enqueue(world.get_jobs(jobs, prefix))
+    with world.workers(settings, 1) as pool:
+        pid = pool.pids[0]
+        deadline = time.monotonic() + 60
+        while ok_requests(world.sandbox.stats()) < 100 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)  # past the first batches
+        cpu_before, sandbox_before = cpu_seconds(pid), cpu_seconds(world.sandbox.pid)
+        first = world.sample()
+        time.sleep(measure_seconds)
+        last = world.sample()
+        cpu_after, sandbox_after = cpu_seconds(pid), cpu_seconds(world.sandbox.pid)
+        rss = peak_rss_mib(pid)
+    done = ok_requests(last.stats) - ok_requests(first.stats)
+    seconds = last.at - first.at
+    return {
+        "jobs_per_second": round(done / seconds, 1),
+        "worker_cpu_ms_per_job": round(1000 * (cpu_after - cpu_before) / done, 2) if done else None,
+        "worker_cpu_share": round((cpu_after - cpu_before) / seconds, 2),
+        "sandbox_cpu_ms_per_job": round(1000 * (sandbox_after - sandbox_before) / done, 2) if done else None,
+        "jobs_per_cpu_second": round(done / (cpu_after - cpu_before), 1) if cpu_after > cpu_before else None,
+        "queue_drained": ok_requests(last.stats) >= jobs - 50,
+        "measured_jobs": done,
+        "measured_seconds": round(seconds, 1),
+        "worker_peak_rss_mib": rss,
+    }

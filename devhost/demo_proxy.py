@@ -1,86 +1,154 @@
 """A counting pass-through proxy in front of Azurite: how many storage calls the workers make, and which.
 
-The demo and the benchmarks point the workers' `JobsStorage` at two of these (queue, table); every request is
-forwarded unchanged to Azurite and counted by method and resource (`POST bc-results/messages`, `MERGE bcjobs`).
-It runs in a thread of the calling process (uvicorn), so it adds a hop but no process to manage.
+The demo and the benchmarks point the workers' `JobsStorage` at two of these (queue, table). It is a TCP relay:
+bytes go through untouched (no HTTP re-encoding, no header changes), while the client's side is parsed just
+enough to count each request by method and resource (`POST bc-results/messages`, `MERGE bcjobs`). It runs on
+its own event loop in a thread of the calling process and costs little CPU per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import httpx
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from devhost.azurite import ACCOUNT, ACCOUNT_KEY
 from devhost.ports import free_port, wait_for_port
 
-_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
-_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "MERGE", "HEAD", "OPTIONS"]
+_CHUNK = 65536
+
+
+class _RequestCounter:
+    """Finds HTTP/1.1 request boundaries in a client's byte stream (Content-Length or chunked bodies)."""
+
+    def __init__(self, count: Callable[[str, str], None]) -> None:
+        self._count = count
+        self._buffer = b""
+        self._body = 0  # bytes of the current body still to skip
+        self._chunked = False
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        while self._step():
+            pass
+
+    def _step(self) -> bool:
+        if self._body:
+            skipped = min(self._body, len(self._buffer))
+            self._buffer, self._body = self._buffer[skipped:], self._body - skipped
+            return bool(self._buffer) and not self._body
+        if self._chunked:
+            return self._chunk()
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head, self._buffer = self._buffer[:end].decode("latin-1"), self._buffer[end + 4 :]
+        lines = head.split("\r\n")
+        method, _, rest = lines[0].partition(" ")
+        self._count(method, rest.partition(" ")[0].partition("?")[0])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self._body = int(headers.get("content-length") or 0) if not self._chunked else 0
+        return True
+
+    def _chunk(self) -> bool:
+        line_end = self._buffer.find(b"\r\n")
+        if line_end < 0:
+            return False
+        size = int(self._buffer[:line_end].split(b";")[0] or b"0", 16)
+        if size == 0:
+            trailer_end = self._buffer.find(b"\r\n\r\n", line_end)
+            if trailer_end < 0 and self._buffer[line_end : line_end + 4] != b"\r\n\r\n":
+                return False
+            self._buffer = self._buffer[line_end + 4 if trailer_end < 0 else trailer_end + 4 :]
+            self._chunked = False
+            return True
+        if len(self._buffer) < line_end + 2 + size + 2:
+            return False
+        self._buffer = self._buffer[line_end + 2 + size + 2 :]
+        return True
 
 
 @dataclass
 class CountingProxy:
-    """Forwards every request to `upstream` and counts `kind(method, path)`; `start()` / `stop()`."""
+    """Relays every connection to `upstream` (http://host:port) and counts `kind(method, path)`."""
 
     upstream: str
     counts: Counter[str] = field(default_factory=Counter)
     port: int = field(default_factory=free_port)
-    _server: uvicorn.Server | None = field(default=None, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _stopped: asyncio.Event | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def app(self) -> Starlette:
-        """The forwarding app (one httpx pool to the upstream)."""
-        client = httpx.AsyncClient(base_url=self.upstream, timeout=60)
+    def _note(self, method: str, path: str) -> None:
+        with self._lock:
+            self.counts[kind(method, path)] += 1
 
-        async def forward(request: Request) -> Response:
-            path = request.url.path
-            with self._lock:
-                self.counts[kind(request.method, path)] += 1
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-            answer = await client.request(
-                request.method,
-                path,
-                params=request.query_params,
-                headers=headers,
-                content=await request.body(),
-            )
-            out = {
-                k: v
-                for k, v in answer.headers.items()
-                if k.lower() not in _HOP_HEADERS | {"content-encoding"}
-            }
-            return Response(answer.content, status_code=answer.status_code, headers=out)
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, _, port = self.upstream.removeprefix("http://").rstrip("/").partition(":")
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            writer.close()
+            return
+        counter = _RequestCounter(self._note)
 
-        @contextlib.asynccontextmanager
-        async def lifespan(app: Starlette) -> AsyncIterator[None]:
-            yield
-            await client.aclose()
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, parse: bool) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await source.read(_CHUNK):
+                    if parse:
+                        counter.feed(data)
+                    sink.write(data)
+                    await sink.drain()
+            with contextlib.suppress(OSError):
+                sink.close()
 
-        return Starlette(routes=[Route("/{path:path}", forward, methods=_METHODS)], lifespan=lifespan)
+        try:
+            await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+        finally:
+            for end in (writer, up_writer):
+                end.close()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stopped = asyncio.Event()
+        server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        ready.set()
+        async with server:
+            await self._stopped.wait()
+        server.close()
+        relays = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in relays:  # open keep-alive connections: close both ends
+            task.cancel()
+        await asyncio.gather(*relays, return_exceptions=True)
 
     def start(self) -> CountingProxy:
-        """Serve in a daemon thread; returns once the port accepts connections."""
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"proxy-{self.port}", daemon=True)
+        """Serve on a loop in a daemon thread; returns once the port accepts connections."""
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        loop = self._loop
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(self._serve(ready))
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"proxy-{self.port}", daemon=True)
         self._thread.start()
+        ready.wait(timeout=15)
         wait_for_port("127.0.0.1", self.port, timeout=15)
         return self
 
     def stop(self) -> None:
-        """Ask uvicorn to exit and wait for the thread (open connections are closed)."""
-        if self._server is not None:
-            self._server.should_exit = True
+        """Stop accepting and end the thread (open relays are dropped with it)."""
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
         if self._thread is not None:
             self._thread.join(timeout=10)
 

@@ -1,0 +1,95 @@
+"""Cold start: `import function_app` in a fresh interpreter (wall time, peak RSS) beside importing exactly the
+third-party modules it loads (its SDKs alone) and beside an empty interpreter.
+
+The SDK list is taken from a real `import function_app`: every module in `sys.modules` afterwards whose top-level
+package is neither the standard library nor the project's (`shared`, `bcjobs`, `function_app`), imported in the
+same order. Each figure is the median (and the fastest) of `runs` fresh processes, taken in turns; peak RSS is
+the child's VmHWM (ru_maxrss would carry the parent's high-water mark across fork and exec).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROJECT = ("shared", "bcjobs", "function_app", "__main__")
+
+_MEASURE = """
+import json, sys, time
+started = time.perf_counter()
+{body}
+seconds = time.perf_counter() - started
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({{"seconds": seconds, "peak_rss_mib": hwm / 1024, "modules": list(sys.modules)}}))
+"""
+
+_SDKS = """
+import importlib
+for name in {modules!r}:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+"""
+
+
+def _measure(body: str, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(  # noqa: S603 - this interpreter on a fixed script
+        [sys.executable, "-c", _MEASURE.format(body=body)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def third_party(modules: list[str]) -> list[str]:
+    """The modules of `modules` outside the standard library and the project, in order."""
+    stdlib = set(sys.stdlib_module_names)
+    return [m for m in modules if m.split(".")[0] not in stdlib and m.split(".")[0] not in PROJECT]
+
+
+def cold_start(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
+    """Medians over `runs` fresh interpreters of: nothing, the SDKs alone, `import function_app`."""
+    probe = _measure("import function_app", env)
+    sdks = third_party(probe["modules"])
+    bodies = {
+        "interpreter": "pass",
+        "sdks_alone": _SDKS.format(modules=sdks),
+        "function_app": "import function_app",
+    }
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in bodies}
+    for _ in range(runs):
+        for name, body in bodies.items():
+            samples[name].append(_measure(body, env))
+
+    def median(name: str, key: str) -> float:
+        return round(float(statistics.median(float(s[key]) for s in samples[name])), 3)
+
+    figures: dict[str, Any] = {
+        name: {
+            "seconds": median(name, "seconds"),
+            "min_seconds": round(min(float(s["seconds"]) for s in samples[name]), 3),
+            "peak_rss_mib": median(name, "peak_rss_mib"),
+        }
+        for name in bodies
+    }
+    app, alone = figures["function_app"], figures["sdks_alone"]
+    figures |= {
+        "sdk_modules": len(sdks),
+        "sdk_packages": sorted({m.split(".")[0] for m in sdks if not m.startswith("_")}),
+        "product_import_seconds": round(app["seconds"] - alone["seconds"], 3),
+        "product_import_ratio": round(app["seconds"] / alone["seconds"], 3),
+        "product_rss_mib": round(app["peak_rss_mib"] - alone["peak_rss_mib"], 1),
+        "runs": runs,
+    }
+    return figures
