@@ -31,6 +31,10 @@ class AuditBuffer:
             _interaction(seen, self.attempt, len(self.interactions) + 1, self._clock.now())
         )
 
+    def may_have_written(self) -> bool:
+        """True when a write request of this run got no answer, or one after which BC may have acted."""
+        return any(seen.method in _WRITES and _may_have_acted(seen) for seen in self.interactions)
+
 
 _current: ContextVar[AuditBuffer | None] = ContextVar("bc_job_audit", default=None)
 
@@ -49,6 +53,7 @@ class JobRecorder:
 # the operation first) or a server error other than 503 (refused before running).
 _MAY_HAVE_ACTED = frozenset({408, 500, 502, 504})
 _NEVER_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
+_WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
 def answer_lost_before(method: str, path_end: str) -> bool:
@@ -58,11 +63,13 @@ def answer_lost_before(method: str, path_end: str) -> bool:
     if buffer is None:
         return False
     return any(
-        seen.method == method
-        and seen.path.endswith(path_end)
-        and (seen.status in _MAY_HAVE_ACTED or (seen.status is None and seen.error not in _NEVER_SENT))
+        seen.method == method and seen.path.endswith(path_end) and _may_have_acted(seen)
         for seen in buffer.interactions
     )
+
+
+def _may_have_acted(seen: Interaction) -> bool:
+    return seen.status in _MAY_HAVE_ACTED or (seen.status is None and seen.error not in _NEVER_SENT)
 
 
 @contextmanager

@@ -179,6 +179,10 @@ class JobProcessor:
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
             decision = decide(failure, reconcilable=_reconcilable_on_rerun(job))
+            if not decision.ambiguous and buffer.may_have_written():
+                # The last error says nothing ran, but an earlier in-call try (an idempotent DELETE is repeated
+                # after a lost answer) may have: the next run reconciles.
+                decision = replace(decision, ambiguous=True)
             return await self._after_failure(job, record, delivery, decision, failure)
         await self._keep_audit(record.job_id, buffer)
         error = item_error(summary)

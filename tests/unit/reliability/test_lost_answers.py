@@ -201,3 +201,54 @@ def test_an_update_whose_answer_was_lost_is_retried_and_reconciled_not_failed(et
     row = asyncio.run(twice()).peek("upd-1")
     assert row is not None
     assert (row.state, row.attempts) == (JobState.SUCCEEDED, 2), row.error
+
+
+def test_a_delete_retried_in_call_after_a_lost_answer_and_then_throttled_is_reconciled_on_its_next_run() -> (
+    None
+):
+    """Found by the 60-second soak: the first DELETE ran but its answer was lost (408), the client's in-call repeat
+    was refused with a long Retry-After (429, nothing ran), so the run ended as a plain retry. The next run must
+    still know that a DELETE may have landed: its 404 is the job done, not `failed` bc_not_found."""
+    deleted = False
+    deletes = 0
+
+    def bc(request: httpx.Request) -> httpx.Response:
+        nonlocal deleted, deletes
+        if request.method == "GET":
+            if deleted:
+                return bc_error(404, "Internal_RecordNotFound", "The Vendor does not exist.")
+            return json_response(200, {"id": VENDOR, "@odata.etag": 'W/"1"'})
+        deletes += 1
+        if deletes == 1:
+            deleted = True
+            return bc_error(408, "RequestTimeout", "The operation exceeded the time limit.")
+        if deletes == 2:
+            return bc_error(429, "Application_TooManyRequests", "Too many requests.", {"Retry-After": "10"})
+        return bc_error(404, "Internal_RecordNotFound", "The Vendor does not exist.")
+
+    job = {"jobId": "del-4", "operation": "delete", "entitySet": "vendors", "id": VENDOR}
+
+    async def twice() -> MemoryJobStore:
+        store, queues, clock = MemoryJobStore(), MemoryJobQueues(), ManualClock()
+        processor = JobProcessor(
+            store=store,
+            audit=MemoryAuditLog(),
+            queues=queues,
+            runner=JobRunner(client(bc)),
+            tokens=CountingTokens(),
+            policy=JobPolicy(),
+            clock=clock,
+            request_timeout=JobPolicy().claim_lease / 20,
+        )
+        await processor.handle(Delivery("m-1", base64.b64encode(json.dumps(job).encode()).decode()))
+        assert len(queues.requeued) == 1, store.peek("del-4")
+        copy = queues.requeued[0]
+        clock.advance(timedelta(seconds=copy.delay_seconds))
+        await processor.handle(Delivery("m-2", copy.text))
+        return store
+
+    row = asyncio.run(twice()).peek("del-4")
+    assert row is not None
+    assert (row.state, row.attempts) == (JobState.SUCCEEDED, 2), row.error
+    assert row.result is not None
+    assert row.result.reconciled
