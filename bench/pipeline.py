@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,10 +165,12 @@ def capacity(world: BenchWorld, jobs: int = 5000, measure_seconds: float = 20.0)
             time.sleep(0.2)
         time.sleep(2.0)  # past the first batches
         cpu_before, sandbox_before = cpu_seconds(pid), cpu_seconds(world.sandbox.pid)
+        azurite_before = {name: cpu_seconds(p) for name, p in world.azurite_pids.items()}
         first = world.sample()
         time.sleep(measure_seconds)
         last = world.sample()
         cpu_after, sandbox_after = cpu_seconds(pid), cpu_seconds(world.sandbox.pid)
+        azurite_after = {name: cpu_seconds(p) for name, p in world.azurite_pids.items()}
         rss = peak_rss_mib(pid)
     done = ok_requests(last.stats) - ok_requests(first.stats)
     seconds = last.at - first.at
@@ -176,6 +179,13 @@ def capacity(world: BenchWorld, jobs: int = 5000, measure_seconds: float = 20.0)
         "worker_cpu_ms_per_job": round(1000 * (cpu_after - cpu_before) / done, 2) if done else None,
         "worker_cpu_share": round((cpu_after - cpu_before) / seconds, 2),
         "sandbox_cpu_ms_per_job": round(1000 * (sandbox_after - sandbox_before) / done, 2) if done else None,
+        "azurite_cpu_ms_per_job": {
+            name: round(1000 * (azurite_after[name] - azurite_before[name]) / done, 2)
+            for name in azurite_after
+        }
+        if done
+        else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "jobs_per_cpu_second": round(done / (cpu_after - cpu_before), 1) if cpu_after > cpu_before else None,
         "queue_drained": ok_requests(last.stats) >= jobs - 50,
         "measured_jobs": done,

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import subprocess
 import tempfile
 import time
 import uuid
@@ -77,6 +78,7 @@ class BenchWorld:
     sandbox: SandboxProcess
     proxies: tuple[CountingProxy, CountingProxy]
     folder: Path
+    azurite_pids: dict[str, int] = field(default_factory=dict)  # "queue", "table" -> node process id
     items: list[str] = field(default_factory=list)  # seeded item ids (the same after every reset)
     customers: list[str] = field(default_factory=list)
 
@@ -93,7 +95,7 @@ class BenchWorld:
                 sandbox.start()
                 queue.start()
                 table.start()
-                world = cls(azurite, sandbox, (queue, table), folder)
+                world = cls(azurite, sandbox, (queue, table), folder, azurite_pids(azurite))
                 with BcReader(sandbox.env) as bc:
                     world.items = [str(r["id"]) for r in bc.records("items")]
                     world.customers = [str(r["id"]) for r in bc.records("customers")]
@@ -224,6 +226,17 @@ class BenchWorld:
                 return sum(1 for _ in rows)
             except ResourceNotFoundError:
                 return 0
+
+
+def azurite_pids(azurite: AzuriteEndpoints) -> dict[str, int]:
+    """The node processes serving the queue and table ports (for their CPU time)."""
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=False).stdout  # noqa: S607
+    found = {}
+    for line in listing.splitlines():
+        for service, port in (("queue", azurite.queue_port), ("table", azurite.table_port)):
+            if f"azurite-{service}" in line and f" {port} " in f"{line} " and "node" in line:
+                found[service] = int(line.split()[0])
+    return found
 
 
 def unique_prefix(label: str) -> str:
