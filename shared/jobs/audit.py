@@ -49,10 +49,14 @@ class JobRecorder:
             buffer.add(interaction)
 
 
-# Answers after which BC may have acted: none at all (unless the connection never opened), a timeout (408 runs
-# the operation first) or a server error other than 503 (refused before running).
+# Answers after which BC may have acted: a timeout (408 runs the operation first), a server error other than 503
+# (refused before running), or none at all because the connection failed after the request went out (the
+# interaction's `error` names httpx's exception; a token that could not be had or a connection that never opened
+# are recorded without a status too, and mean nothing was sent).
 _MAY_HAVE_ACTED = frozenset({408, 500, 502, 504})
-_NEVER_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
+_LOST_AFTER_SENDING = frozenset(
+    {"ReadError", "ReadTimeout", "WriteError", "WriteTimeout", "RemoteProtocolError", "CloseError"}
+)
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
@@ -69,7 +73,7 @@ def answer_lost_before(method: str, path_end: str) -> bool:
 
 
 def _may_have_acted(seen: Interaction) -> bool:
-    return seen.status in _MAY_HAVE_ACTED or (seen.status is None and seen.error not in _NEVER_SENT)
+    return seen.status in _MAY_HAVE_ACTED or (seen.status is None and seen.error in _LOST_AFTER_SENDING)
 
 
 @contextmanager

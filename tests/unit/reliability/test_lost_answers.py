@@ -23,6 +23,7 @@ from shared.jobs import Delivery, JobProcessor
 from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
+from shared.tokens import AccessToken, TokenProviderError
 from tests.fakes.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import (
@@ -58,12 +59,14 @@ def lost_after_running(how: str) -> Callable[[httpx.Request], httpx.Response]:
     return bc
 
 
-def client(handler: Callable[[httpx.Request], httpx.Response]) -> BusinessCentralClient:
+def client(
+    handler: Callable[[httpx.Request], httpx.Response], tokens: CountingTokens | None = None
+) -> BusinessCentralClient:
     """The real client as the app builds it: its interactions go to the running job's audit (JobRecorder)."""
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     pipeline = Pipeline(
         http,
-        BearerAuth(CountingTokens()),
+        BearerAuth(tokens or CountingTokens()),
         RecordingThrottle(),
         policy=RetryPolicy(jitter=0.0),
         recorder=JobRecorder(),
@@ -252,3 +255,58 @@ def test_a_delete_retried_in_call_after_a_lost_answer_and_then_throttled_is_reco
     assert (row.state, row.attempts) == (JobState.SUCCEEDED, 2), row.error
     assert row.result is not None
     assert row.result.reconciled
+
+
+class TokensFailingOnce(CountingTokens):
+    """Hands out tokens; the first refresh after BC's 401 fails as a transient provider error."""
+
+    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+        if self.refresh_calls == 0:
+            self.refresh_calls += 1
+            raise _StoreDownError("Key Vault unavailable")
+        return await super().refresh(rejected)
+
+
+class _StoreDownError(TokenProviderError):
+    transient = True
+
+
+def test_a_write_refused_with_401_whose_token_refresh_failed_is_not_ambiguous() -> None:
+    """Found by the full soak after the fix above: BC's 401 and the failed refresh that followed are recorded as
+    interactions too (the second without a status); neither means BC ran the write. The next run creates the record
+    once instead of failing `ambiguous_write`."""
+    posts = 0
+
+    def bc(request: httpx.Request) -> httpx.Response:
+        nonlocal posts
+        posts += 1
+        if posts == 1:
+            return bc_error(401, "Authentication_InvalidCredentials", "The token is expired.")
+        return json_response(201, {"id": VENDOR, "displayName": "Once", "@odata.etag": 'W/"1"'})
+
+    job = {"jobId": "c-1", "operation": "create", "entitySet": "customers", "data": {"displayName": "Once"}}
+
+    async def twice() -> MemoryJobStore:
+        store, queues, clock = MemoryJobStore(), MemoryJobQueues(), ManualClock()
+        tokens = TokensFailingOnce()
+        processor = JobProcessor(
+            store=store,
+            audit=MemoryAuditLog(),
+            queues=queues,
+            runner=JobRunner(client(bc, tokens)),
+            tokens=tokens,
+            policy=JobPolicy(),
+            clock=clock,
+            request_timeout=JobPolicy().claim_lease / 20,
+        )
+        await processor.handle(Delivery("m-1", base64.b64encode(json.dumps(job).encode()).decode()))
+        assert len(queues.requeued) == 1, store.peek("c-1")
+        copy = queues.requeued[0]
+        clock.advance(timedelta(seconds=copy.delay_seconds))
+        await processor.handle(Delivery("m-2", copy.text))
+        return store
+
+    row = asyncio.run(twice()).peek("c-1")
+    assert row is not None
+    assert (row.state, row.attempts, row.ambiguous) == (JobState.SUCCEEDED, 2, False), row.error
+    assert posts == 2
