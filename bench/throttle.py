@@ -1,7 +1,7 @@
 """`python -m bench throttle --processes N`: how close N processes sharing one throttle get to BC's limit.
 
 Starts Azurite (coordination rows) and the sandbox as a subprocess with a compressed window, runs N worker
-processes (bench/worker.py) against it until a common deadline, then prints one JSON object:
+processes (testkit/worker.py) against it until a common deadline, then prints one JSON object:
 
 - throughput_ratio: successful answers per second, over the interval in which every worker was admitted,
   divided by BC's allowed rate (rate_limit / window_seconds; the safety margin is *not* taken off).
@@ -27,11 +27,11 @@ from typing import Any
 
 import httpx
 
-from bench.worker import WorkerOptions, command
 from devhost.azurite import Azurite
 from devhost.demo_world import read_env_file
 from devhost.processes import stop_process
 from devhost.waiting import wait_until
+from testkit.worker import WorkerOptions, command
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +109,7 @@ def _run_workers(
 ) -> list[dict[str, Any]]:
     outputs = [work_dir / f"worker-{n}.json" for n in range(bench.processes)]
     workers = [
-        subprocess.Popen(  # noqa: S603 -- argv built by bench.worker.command
+        subprocess.Popen(  # noqa: S603 -- argv built by testkit.worker.command
             command(
                 WorkerOptions(
                     env_file=env_file,

@@ -25,8 +25,8 @@ from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, Pendin
 from shared.auth.notify import NoNotifier
 from shared.auth.states import StateBook
 from shared.settings import AuthMode
-from tests.fakes.auth_stores import MemoryRecordStore, MemoryTokenStore
-from tests.fakes.clock import ManualClock
+from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
+from testkit.clock import ManualClock
 
 HOURS = 24
 SCOPE = "https://api.businesscentral.dynamics.com/.default"

@@ -19,8 +19,8 @@ from shared.auth.notify import AdminAlert
 from shared.auth.states import StateBook
 from shared.clock import Clock
 from shared.settings import AuthMode
-from tests.fakes.auth_stores import MemoryRecordStore, MemoryTokenStore
-from tests.fakes.clock import ManualClock
+from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
+from testkit.clock import ManualClock
 
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from shared.bc.throttle import CoordinationState, SharedThrottle, ThrottleConfig, VersionedState
-from tests.fakes.clock import VirtualClock
+from testkit.clock import VirtualClock
 from tests.fakes.coordination import MemoryCoordinationStore
 
 CONFIG = ThrottleConfig(

@@ -11,7 +11,7 @@ from bcjobs import JobState
 from shared.jobs import DeadLetters, Delivery, Handled, JobProcessor
 from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
-from tests.fakes.clock import ManualClock
+from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.functional.jobs.fakes import FakeTokens, ScriptedRunner
 

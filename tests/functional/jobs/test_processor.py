@@ -23,7 +23,7 @@ from shared.jobs.errors import AmbiguousWriteError, RetriableBatchItemsError
 from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
 from shared.jobs.runner import Progress
-from tests.fakes.clock import START
+from testkit.clock import START
 from tests.functional.jobs.conftest import REQUEST_TIMEOUT, Pipeline
 from tests.functional.jobs.fakes import steps_of, wire
 

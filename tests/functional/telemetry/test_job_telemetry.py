@@ -21,7 +21,7 @@ from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
-from tests.fakes.clock import VirtualClock
+from testkit.clock import VirtualClock
 from tests.fakes.coordination import MemoryCoordinationStore
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.fakes.telemetry import capture

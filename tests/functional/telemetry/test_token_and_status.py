@@ -12,7 +12,7 @@ from shared.ops.page import render
 from shared.ops.sampling import sample
 from shared.ops.snapshot import QueueReading, Sources, ThrottleRow, ThrottleUsage, collect
 from shared.settings import AuthMode
-from tests.fakes.clock import START
+from testkit.clock import START
 from tests.fakes.telemetry import capture
 from tests.functional.auth.fakes import World
 

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bench.sandbox_tokens import SandboxTokenProvider
 from shared.bc import BusinessCentralClient, MemoryRecorder, SharedThrottle, build_client, build_throttle
 from shared.bc.retry import RetryPolicy
 from shared.settings import Settings, load_settings
+from testkit.sandbox_tokens import SandboxTokenProvider
 from tests.fakes.coordination import MemoryCoordinationStore
 
 # Short heartbeats keep join delays (1.5 heartbeats + 1 s) small in tests that add a second process.

@@ -9,7 +9,6 @@ from uuid import UUID
 
 import pytest
 
-from bench.sandbox_tokens import SandboxTokenProvider
 from sandbox import Sandbox
 from shared.bc import (
     AtomicBatchFailedError,
@@ -33,6 +32,7 @@ from shared.bc.factory import endpoint_from_settings, throttle_config_from_setti
 from shared.bc.models import BcEndpoint
 from shared.bc.throttle.table_store import partition_key_for
 from shared.settings import Settings
+from testkit.sandbox_tokens import SandboxTokenProvider
 from tests.fakes.coordination import MemoryCoordinationStore
 from tests.integration.bc.conftest import HEARTBEAT_SECONDS
 

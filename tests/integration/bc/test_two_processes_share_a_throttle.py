@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.worker import WorkerOptions, command
 from devhost.azurite import AzuriteEndpoints
 from sandbox import Sandbox
+from testkit.worker import WorkerOptions, command
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from shared.bc.pipeline import Pipeline
 from shared.bc.recorder import MemoryRecorder
 from shared.bc.retry import RetryPolicy
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
-from tests.fakes.clock import ManualClock
+from testkit.clock import ManualClock
 
 BASE = "https://bc.test"
 TENANT = "11111111-1111-1111-1111-111111111111"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.worker import WorkerOptions, command, parse_args
+from testkit.worker import WorkerOptions, command, parse_args
 
 
 def test_command_round_trips_through_the_workers_parser() -> None:
@@ -23,6 +23,6 @@ def test_command_round_trips_through_the_workers_parser() -> None:
         tasks=4,
     )
     argv = command(options)
-    assert argv[:3] == [sys.executable, "-m", "bench.worker"]
+    assert argv[:3] == [sys.executable, "-m", "testkit.worker"]
     parsed = parse_args(argv[3:])
     assert WorkerOptions(**vars(parsed)) == options

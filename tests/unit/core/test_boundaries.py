@@ -52,13 +52,17 @@ def test_azure_functions_is_imported_only_by_triggers_the_app_and_devhost() -> N
     [
         ("shared/auth", r"^shared\.(bc|jobs)\b"),
         ("shared/bc", r"^shared\.(auth|jobs)\b"),
-        ("shared", r"^(devhost|sandbox|bench|tests)\b"),
+        ("shared", r"^(devhost|sandbox|bench|tests|testkit)\b"),
         ("sandbox", r"^(shared|devhost|bench)\b"),
-        ("bcjobs", r"^(shared|devhost|sandbox|bench|tests|azure\.functions)\b"),
+        ("bcjobs", r"^(shared|devhost|sandbox|bench|tests|testkit|azure\.functions)\b"),
+        ("testkit", r"^(tests|bench)\b"),
+        ("bench", r"^tests\b"),
+        ("tests", r"^bench\b"),
     ],
 )
 def test_packages_respect_their_boundaries(package: str, forbidden: str) -> None:
-    """auth knows nothing of BC or jobs, BC takes a token provider, the sandbox is independent of the product."""
+    """auth knows nothing of BC or jobs, BC takes a token provider, the sandbox is independent of the product,
+    and tests/ and bench/ share their doubles through testkit/ instead of importing each other."""
     assert offenders(python_files(package), re.compile(forbidden)) == []
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from shared.bc import Interaction as BcInteraction
 from shared.jobs.audit import AuditBuffer, JobRecorder, auditing
-from tests.fakes.clock import START, ManualClock
+from testkit.clock import START, ManualClock
 
 
 def seen(path: str, *, request_id: str | None = None, correlation: str | None = None) -> BcInteraction:

@@ -17,7 +17,7 @@ from shared.bc.models import EntitySet
 from shared.jobs import Delivery, JobProcessor
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
-from tests.fakes.clock import ManualClock
+from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import COMPANY, json_response, make_client
 

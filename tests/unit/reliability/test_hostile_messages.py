@@ -23,7 +23,7 @@ from bcjobs import InvalidJobError, Job, JobState, decode
 from shared.jobs import Delivery, JobProcessor
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
-from tests.fakes.clock import ManualClock
+from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import json_response, make_client
 

@@ -24,7 +24,7 @@ from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
 from shared.tokens import AccessToken, TokenProviderError
-from tests.fakes.clock import ManualClock
+from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import (
     BASE,

@@ -8,7 +8,7 @@ import logging
 from shared import telemetry
 from shared.redaction import REDACTED
 from shared.telemetry.dimensions import scrub_attribute
-from tests.fakes.clock import ManualClock
+from testkit.clock import ManualClock
 from tests.fakes.telemetry import capture
 
 log = logging.getLogger("shared.tests.telemetry")

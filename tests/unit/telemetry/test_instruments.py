@@ -15,7 +15,7 @@ from shared.telemetry.instruments import (
     bounded_code,
     operation_kind,
 )
-from tests.fakes.clock import START, ManualClock
+from testkit.clock import START, ManualClock
 from tests.fakes.telemetry import capture
 
 # The metrics issue 12 asks for, as ops find them in customMetrics (docs/operations.md lists the same).

@@ -22,7 +22,7 @@ from shared.auth import ConnectionStatus, Health
 from shared.ops.page import CONTENT_SECURITY_POLICY, PAGE_HEADERS, STYLE, render, sign_in_needed
 from shared.ops.snapshot import Failure, JobCounts, QueueReading, Snapshot, ThrottleUsage
 from shared.settings import AuthMode
-from tests.fakes.clock import START
+from testkit.clock import START
 
 GOLDEN = Path(__file__).parent / "golden" / "status_page.html"
 KEY = "fUnCt10n-key/with+chars=="

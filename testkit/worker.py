@@ -1,6 +1,6 @@
 """One benchmark worker process: drives BC requests through the real client and shared throttle until a deadline.
 
-`python -m bench.worker --env-file F --storage CONN --out OUT.json [...]`: loads the sandbox env as settings,
+`python -m testkit.worker --env-file F --storage CONN --out OUT.json [...]`: loads the sandbox env as settings,
 coordinates through Table Storage (Azurite), sends single-page GETs from several tasks, and writes what it saw
 (completion times and statuses, storage transactions) to OUT.json. `command(...)` builds that command line for
 the benchmark (bench/throttle.py) and the two-process integration test alike.
@@ -18,7 +18,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.sandbox_tokens import SandboxTokenProvider
 from devhost.demo_world import read_env_file
 from shared.bc import BusinessCentralClient, BusinessCentralError, EntitySet, Interaction, build_client
 from shared.bc.factory import throttle_identity
@@ -27,6 +26,7 @@ from shared.bc.throttle import SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
 from shared.redaction import install_redaction
 from shared.settings import StorageSettings, load_settings
+from testkit.sandbox_tokens import SandboxTokenProvider
 
 ITEMS = EntitySet("items")
 DEFAULT_TABLE = "benchthrottle"
@@ -88,7 +88,7 @@ def command(options: WorkerOptions) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "bench.worker",
+        "testkit.worker",
         "--env-file",
         str(options.env_file),
         "--storage",
@@ -114,7 +114,7 @@ def command(options: WorkerOptions) -> list[str]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Worker options."""
-    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser = argparse.ArgumentParser(prog="python -m testkit.worker")
     parser.add_argument("--env-file", type=Path, required=True)
     parser.add_argument("--storage", required=True, help="Table Storage connection string (Azurite)")
     parser.add_argument("--table", default=DEFAULT_TABLE)
