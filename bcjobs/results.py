@@ -75,6 +75,20 @@ class ResultSummary(_Model):
     reconciled: bool = Field(default=False, description="found by natural key after an ambiguous write")
     created: bool | None = Field(default=None, description="upsert: True when it created the record")
     items: list[ItemOutcome] | None = None
+    items_truncated: bool = Field(
+        default=False,
+        description=(
+            "batch: in the job row and the results message, `items` holds only the failing outcomes that fit "
+            "(both are bounded at 64 KiB); every item's outcome is in the status route's body "
+            "(GET /api/jobs/{jobId}) and in the `{prefix}jobitems` table"
+        ),
+    )
+    items_succeeded: int | None = Field(
+        default=None, description="batch, when items_truncated: operations that succeeded"
+    )
+    items_failed: int | None = Field(
+        default=None, description="batch, when items_truncated: operations that failed or were rolled back"
+    )
     entities: list[dict[str, Any]] | None = Field(
         default=None, description="get/list: the records, when they fit"
     )

@@ -1,7 +1,9 @@
 """The jobs Table as apps may read it (role: Storage Table Data Reader), one definition for product and client.
 
 Jobs table `{prefix}jobs`: one row per job, PartitionKey = job id, RowKey = "job". Audit table `{prefix}jobaudit`:
-PartitionKey = job id, RowKey = `{attempt:03d}-{sequence:04d}`, one row per BC interaction. Column names are
+PartitionKey = job id, RowKey = `{attempt:03d}-{sequence:04d}`, one row per BC interaction. Items table
+`{prefix}jobitems`: a batch job's full per-operation outcomes when they do not fit in its row (`itemsTruncated`),
+PartitionKey = job id, RowKey = `{index:04d}`, `Outcome` = the ItemOutcome's JSON. Column names are
 PascalCase, the Table Storage convention; JSON columns hold the report's camelCase shapes.
 """
 
@@ -19,6 +21,7 @@ from bcjobs.results import ErrorInfo, JobReport, JobState, ResultSummary
 JOB_ROW = "job"
 JOBS_TABLE_SUFFIX = "jobs"
 AUDIT_TABLE_SUFFIX = "jobaudit"
+ITEMS_TABLE_SUFFIX = "jobitems"
 
 
 class Interaction(BaseModel):
@@ -109,3 +112,8 @@ def json_column(model: BaseModel | None) -> str | None:
 def loads_column(text: str | None) -> Any:
     """A JSON column's value (None when empty)."""
     return json.loads(text) if text else None
+
+
+def item_row_key(index: int) -> str:
+    """Sorts in operation order (a batch holds at most 1,000 operations)."""
+    return f"{index:04d}"

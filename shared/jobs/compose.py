@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bcjobs import JOBS_QUEUE
-from bcjobs.rows import AUDIT_TABLE_SUFFIX, JOBS_TABLE_SUFFIX
+from bcjobs.rows import AUDIT_TABLE_SUFFIX, ITEMS_TABLE_SUFFIX, JOBS_TABLE_SUFFIX
 from shared import telemetry
 from shared.auth import auth_services
 from shared.azure_clients import queue_client, table_client
@@ -60,6 +60,11 @@ def audit_table_name(settings: Settings) -> str:
     return f"{settings.storage.table_prefix}{AUDIT_TABLE_SUFFIX}"
 
 
+def items_table_name(settings: Settings) -> str:
+    """`{BC_TABLE_PREFIX}jobitems`."""
+    return f"{settings.storage.table_prefix}{ITEMS_TABLE_SUFFIX}"
+
+
 @dataclass
 class _Storage:
     """The pipeline's tables, queues and the throttle's coordination store."""
@@ -74,19 +79,21 @@ async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None
     """Clients for the jobs and audit tables, the jobs and results queues, and the throttle row; all ensured."""
     jobs_table = table_client(settings.storage, jobs_table_name(settings))
     audit_table = table_client(settings.storage, audit_table_name(settings))
+    items_table = table_client(settings.storage, items_table_name(settings))
     jobs_queue = queue_client(settings.storage, JOBS_QUEUE)
     results_queue = queue_client(settings.storage, settings.jobs.results_queue)
     coordination = TableCoordinationStore.from_settings(settings.storage)
     closers += [
         jobs_table.close,
         audit_table.close,
+        items_table.close,
         jobs_queue.close,
         results_queue.close,
         coordination.close,
     ]
     parts = _Storage(
         TableJobStore(jobs_table.client),
-        TableAuditLog(audit_table.client),
+        TableAuditLog(audit_table.client, items_table.client),
         StorageJobQueues(jobs_queue.client, results_queue.client),
         coordination,
     )

@@ -27,6 +27,7 @@ from bcjobs.wire import decode
 from shared import telemetry
 from shared.clock import Clock
 from shared.jobs.audit import AuditBuffer, auditing
+from shared.jobs.bounds import bounded, needs_bounding
 from shared.jobs.errors import JobError
 from shared.jobs.outcomes import Decision, Verdict, decide
 from shared.jobs.policy import JobPolicy
@@ -192,7 +193,10 @@ class JobProcessor:
     async def _attempt(self, job: Job, record: JobRecord) -> ResultSummary:
         """The token first (valid long enough for the whole job), then the BC work."""
         await self.tokens.token(self.policy.min_validity(job, self.request_timeout))
-        progress = Progress(ambiguous=record.ambiguous, items=_items(record.result))
+        items = _items(record.result)
+        if record.result is not None and record.result.items_truncated:  # the row kept only some
+            items = {item.index: item for item in await self.audit.read_items(record.job_id)}
+        progress = Progress(ambiguous=record.ambiguous, items=items)
         return await self.runner.run(job, progress)
 
     async def _keep_audit(self, job_id: str, buffer: AuditBuffer) -> None:
@@ -295,6 +299,11 @@ class JobProcessor:
         return Handled(state.value)
 
     async def _write(self, record: JobRecord) -> JobRecord | None:
+        if needs_bounding(record.result) and record.result is not None:
+            # Too large for the row and the report: the full item list first (a row that says `itemsTruncated`
+            # always has it behind it; a failure here raises like a failed row write), then the bounded row.
+            await self.audit.keep_items(record.job_id, record.result.items or [])
+            record = replace(record, result=bounded(record.result))
         written = await self.store.replace(record)
         if written is None:
             logger.warning(

@@ -1,4 +1,4 @@
-"""What `GET /api/jobs/{jobId}` shows: the job's report plus its BC interactions."""
+"""What `GET /api/jobs/{jobId}` shows: the job's report (with every batch item's outcome) plus its BC interactions."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ async def job_status(store: JobStore, audit: AuditLog, job_id: str) -> dict[str,
     if record is None:
         return None
     body: dict[str, Any] = record.report().model_dump(mode="json", by_alias=True, exclude_none=True)
+    if record.result is not None and record.result.items_truncated:
+        # The row keeps the counts and the first failing items; this answer has room for every item's outcome.
+        kept = await audit.read_items(job_id)
+        body["result"]["items"] = [
+            item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in kept
+        ]
+        body["result"]["itemsTruncated"] = False
     interactions = await audit.read(job_id)
     body["interactions"] = [
         item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in interactions

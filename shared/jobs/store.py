@@ -2,7 +2,8 @@
 
 Facts (azure-data-tables 12.7, Azurite 3.35, reference azure-functions.md §5): an entity-group transaction holds
 at most 100 operations on one partition and is atomic, so one job attempt's audit rows (PartitionKey = job id)
-go in one `submit_transaction` call. Row writes use shared.table_cas: a lost race comes back as None.
+go in one `submit_transaction` call. Row writes use shared.table_cas: a lost race comes back as None. A batch job's
+full item outcomes, too large for its row (shared.jobs.bounds), go to the items table, one entity per operation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from azure.core.exceptions import AzureError
 from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient
 
-from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, interaction_row
+from bcjobs import ItemOutcome
+from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, interaction_row, item_row_key
 from shared import table_cas
 from shared.jobs.errors import JobStoreError
 from shared.jobs.records import JobRecord, from_row, to_row
@@ -50,6 +52,14 @@ class AuditLog(Protocol):
         """Every interaction of the job, in order."""
         ...
 
+    async def keep_items(self, job_id: str, items: Sequence[ItemOutcome]) -> None:
+        """Keep a batch job's full item outcomes (upserts by index: a later run's outcome replaces an earlier)."""
+        ...
+
+    async def read_items(self, job_id: str) -> list[ItemOutcome]:
+        """The job's kept item outcomes, by index (empty when none)."""
+        ...
+
 
 class TableJobStore:
     """JobStore on the `{prefix}jobs` table."""
@@ -80,29 +90,52 @@ class TableJobStore:
 
 
 class TableAuditLog:
-    """AuditLog on the `{prefix}jobaudit` table."""
+    """AuditLog on the `{prefix}jobaudit` table, and item outcomes on the `{prefix}jobitems` table."""
 
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, items: TableClient) -> None:
         self._table = table
+        self._items = items
 
     async def ensure(self) -> None:
-        """Create the table if needed."""
+        """Create the tables if needed."""
         await _guarded(table_cas.ensure_table(self._table))
+        await _guarded(table_cas.ensure_table(self._items))
 
     async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
         """One entity-group transaction per 100 interactions (upserts: a repeated flush is harmless)."""
-        rows = [interaction_row(job_id, interaction) for interaction in interactions]
-        for start in range(0, len(rows), TRANSACTION_LIMIT):
-            operations = [("upsert", row) for row in rows[start : start + TRANSACTION_LIMIT]]
-            try:
-                await self._table.submit_transaction(operations)
-            except (AzureError, TableTransactionError) as exc:
-                raise JobStoreError(f"audit write failed ({type(exc).__name__})") from exc
+        await _upsert_all(self._table, [interaction_row(job_id, interaction) for interaction in interactions])
 
     async def read(self, job_id: str) -> list[Interaction]:
         """Every interaction, ordered by attempt and sequence."""
         stored = await _guarded(table_cas.read_partition(self._table, job_id))
         return [interaction_from_row(row.entity) for row in sorted(stored, key=lambda r: r.entity["RowKey"])]
+
+    async def keep_items(self, job_id: str, items: Sequence[ItemOutcome]) -> None:
+        """One entity per operation, 100 per entity-group transaction."""
+        rows = [
+            {
+                "PartitionKey": job_id,
+                "RowKey": item_row_key(item.index),
+                "Outcome": item.model_dump_json(by_alias=True, exclude_none=True),
+            }
+            for item in items
+        ]
+        await _upsert_all(self._items, rows)
+
+    async def read_items(self, job_id: str) -> list[ItemOutcome]:
+        """The kept outcomes, in operation order."""
+        stored = await _guarded(table_cas.read_partition(self._items, job_id))
+        ordered = sorted(stored, key=lambda r: r.entity["RowKey"])
+        return [ItemOutcome.model_validate_json(row.entity["Outcome"]) for row in ordered]
+
+
+async def _upsert_all(table: TableClient, rows: Sequence[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), TRANSACTION_LIMIT):
+        operations = [("upsert", row) for row in rows[start : start + TRANSACTION_LIMIT]]
+        try:
+            await table.submit_transaction(operations)
+        except (AzureError, TableTransactionError) as exc:
+            raise JobStoreError(f"write to {table.table_name} failed ({type(exc).__name__})") from exc
 
 
 async def _guarded(call: Any) -> Any:

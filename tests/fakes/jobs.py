@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bcjobs import Job, JobReport
+from bcjobs import ItemOutcome, Job, JobReport
 from bcjobs.rows import Interaction, audit_row_key
 from bcjobs.wire import encode
 from shared.jobs.errors import JobQueueError, JobStoreError
@@ -99,6 +99,7 @@ class MemoryAuditLog:
 
     def __init__(self) -> None:
         self._rows: dict[str, dict[str, Interaction]] = {}
+        self._items: dict[str, dict[int, ItemOutcome]] = {}
         self.outage = False
         self.appends = 0
 
@@ -115,6 +116,17 @@ class MemoryAuditLog:
         """Every interaction of the job, in row-key order."""
         rows = self._rows.get(job_id, {})
         return [rows[key] for key in sorted(rows)]
+
+    async def keep_items(self, job_id: str, items: Sequence[ItemOutcome]) -> None:
+        """Keep a batch job's item outcomes by index (a later one replaces an earlier)."""
+        if self.outage:
+            raise JobStoreError("items table unavailable (simulated outage)")
+        self._items.setdefault(job_id, {}).update({item.index: item for item in items})
+
+    async def read_items(self, job_id: str) -> list[ItemOutcome]:
+        """The kept outcomes, in operation order."""
+        kept = self._items.get(job_id, {})
+        return [kept[index] for index in sorted(kept)]
 
 
 @dataclass(frozen=True, slots=True)
