@@ -87,16 +87,14 @@ def atomic_results(
         None if (item := by_id.get(str(index))) is None else _result(operation, item, correlation)
         for index, operation in enumerate(operations)
     ]
-    failure = next(
-        ((index, result.error) for index, result in enumerate(answered) if result and result.error), None
-    )
-    if failure is None:
+    failed = [(index, result.error) for index, result in enumerate(answered) if result and result.error]
+    if not failed:
         return results(operations, answer, correlation)
-    failed_index, cause = failure
+    failed_index, cause = failed[0]
     rolled_back = tuple(
-        replace(result, rolled_back=True)
-        if result is not None
-        else _not_run(operation, failed_index, correlation)
+        _not_run(operation, failed_index, correlation)
+        if result is None
+        else replace(result, rolled_back=True)
         for operation, result in zip(operations, answered, strict=True)
     )
     raise AtomicBatchFailedError(
