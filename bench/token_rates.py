@@ -17,13 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.auth.components import Components
+from shared.auth.health import HealthRecorder
 from shared.auth.leases import LeaseKeeper
-from shared.auth.logins import LoginBook
-from shared.auth.manager import TokenManager
-from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, PendingLogin
+from shared.auth.manager import Collaborators, TokenManager
+from shared.auth.models import ConnectionRecord, Grant, Lease, PendingSignIn, SignInStart
 from shared.auth.notify import NoNotifier
-from shared.auth.states import StateBook
+from shared.auth.signins import PendingSignIns
 from shared.settings import AuthMode
 from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
 from testkit.clock import ManualClock
@@ -61,12 +60,12 @@ class _Entra:
         self._rng = random.Random(seed)
         self._n = itertools.count(1)
 
-    async def start_login(self, redirect_uri: str) -> LoginStart:
+    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
         """A sign-in whose state is its own code (the simulation signs in without a browser)."""
         state = f"state{next(self._n)}"
-        return LoginStart(auth_uri=f"{redirect_uri}?state={state}", state=state, flow="{}")
+        return SignInStart(auth_uri=f"{redirect_uri}?state={state}", state=state, flow="{}")
 
-    async def finish_login(self, flow: str, response: Mapping[str, str]) -> Grant:
+    async def finish_sign_in(self, flow: str, response: Mapping[str, str]) -> Grant:
         """Redeem the code."""
         await asyncio.sleep(0)  # a network call: other processes run meanwhile
         self.calls["authorization_code"] += 1
@@ -103,21 +102,21 @@ class _World:
         self.entra = _Entra(seed)
         self.tokens = MemoryTokenStore()
         self._leases = MemoryRecordStore[Lease]()
-        self._logins = MemoryRecordStore[PendingLogin]()
-        self._states = MemoryRecordStore[ConnectionState]()
+        self._sign_ins = MemoryRecordStore[PendingSignIn]()
+        self._records = MemoryRecordStore[ConnectionRecord]()
         self._holders = itertools.count(1)
 
     def manager(self) -> TokenManager:
         """A new process on the shared stores."""
         return TokenManager(
-            Components(
+            Collaborators(
                 connection="default",
                 mode=self.mode,
                 identity=self.entra,
                 tokens=self.tokens,
                 leases=LeaseKeeper(self._leases, self.clock),
-                logins=LoginBook(self._logins, self.clock),
-                states=StateBook("default", self._states, self.clock, NoNotifier()),
+                sign_ins=PendingSignIns(self._sign_ins, self.clock),
+                health=HealthRecorder("default", self._records, self.clock, NoNotifier()),
                 clock=self.clock,
                 holder=f"process-{next(self._holders)}",
             )

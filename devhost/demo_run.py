@@ -30,7 +30,7 @@ POLL_SECONDS = 0.5
 # The product never sends a token with less than 5 minutes left (shared.tokens.DEFAULT_MIN_VALIDITY): a token
 # issued with this much more reaches the end of its usable life that many seconds later.
 MIN_VALIDITY_SECONDS = 300
-REFRESH_MIN_AGE_SECONDS = 30  # shared.auth.retry.REFRESH_MIN_AGE
+REFRESH_MIN_AGE_SECONDS = 30  # shared.auth.timing.REFRESH_MIN_AGE
 BC_REQUESTS_PER_SECOND = 19.0  # the product's throttle on BC's default limit (6000 / 300 s, 5 % margin)
 
 

@@ -22,16 +22,15 @@ from azure.data.tables.aio import TableClient
 from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
 
-from shared.auth.components import Components
+from shared.auth.health import HealthRecorder
 from shared.auth.keyvault import KeyVaultTokenStore
 from shared.auth.leases import LeaseKeeper
-from shared.auth.logins import LoginBook
-from shared.auth.manager import TokenManager
+from shared.auth.manager import Collaborators, TokenManager
 from shared.auth.msal_identity import ClientCertificate, MsalConfig, MsalIdentity
 from shared.auth.notify import AdminNotifier, NoNotifier, WebhookNotifier
-from shared.auth.states import StateBook
+from shared.auth.signins import PendingSignIns
 from shared.auth.stores import TokenStore
-from shared.auth.tables import LeaseCodec, LoginCodec, StateCodec, TableRecordStore
+from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecordStore
 from shared.azure_clients import httpx_verify, sdk_options, table_client
 from shared.clock import Clock, SystemClock
 from shared.errors import SettingsError
@@ -57,7 +56,7 @@ class AuthServices:
 
 
 def auth_table_name(settings: Settings) -> str:
-    """`{BC_TABLE_PREFIX}auth`: leases, pending sign-ins and connection state."""
+    """`{BC_TABLE_PREFIX}auth`: refresh leases, pending sign-ins and connection records."""
     return f"{settings.storage.table_prefix}{AUTH_TABLE_SUFFIX}"
 
 
@@ -107,7 +106,7 @@ def build_auth_services(
     closers.append(table.close)
     identity = MsalIdentity(msal_config(settings))
     closers.append(identity.close)
-    parts = _components(settings, clock, identity, tokens, table.client)
+    parts = _collaborators(settings, clock, identity, tokens, table.client)
     return AuthServices(manager=TokenManager(parts), settings=settings, tokens=tokens, closers=closers)
 
 
@@ -124,21 +123,25 @@ def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None
     return secrets
 
 
-def _components(
+def _collaborators(
     settings: Settings, clock: Clock, identity: MsalIdentity, tokens: TokenStore, table: TableClient
-) -> Components:
-    """One connection's collaborators; leases, pending sign-ins and state share the auth table."""
+) -> Collaborators:
+    """One connection's collaborators; its lease, pending sign-ins and record share the auth table.
+
+    The partition names are stored data ("login-" and "state-" predate the words sign-in and record): renaming
+    them would orphan the rows of a running deployment.
+    """
     connection = settings.auth.connection_name
-    return Components(
+    return Collaborators(
         connection=connection,
         mode=settings.auth.mode,
         identity=identity,
         tokens=tokens,
         leases=LeaseKeeper(TableRecordStore(table, f"lease-{connection}", LeaseCodec()), clock),
-        logins=LoginBook(TableRecordStore(table, f"login-{connection}", LoginCodec()), clock),
-        states=StateBook(
+        sign_ins=PendingSignIns(TableRecordStore(table, f"login-{connection}", SignInCodec()), clock),
+        health=HealthRecorder(
             connection,
-            TableRecordStore(table, f"state-{connection}", StateCodec()),
+            TableRecordStore(table, f"state-{connection}", RecordCodec()),
             clock,
             _notifier(settings),
             settings.auth.mode,

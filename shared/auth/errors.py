@@ -20,14 +20,14 @@ IntegrationError (shared.errors)
       ├── StaleTokenSetError                a write would replace a newer token set with an older one
       ├── SignInNotSavedError               Entra accepted the sign-in but its token set was not written
       │                                      (Key Vault refused or failed, or the lease was lost): sign in again
-      └── LoginFlowError                     the admin sign-in callback cannot be accepted (nothing is stored)
-           ├── LoginResponseMalformedError   the callback's state, code or body has a shape no sign-in
+      └── SignInFlowError                     the admin sign-in callback cannot be accepted (nothing is stored)
+           ├── SignInResponseMalformedError   the callback's state, code or body has a shape no sign-in
            │                                  response has (checked before any storage call)
-           ├── LoginStateMissingError        the callback carries no state
-           ├── LoginStateUnknownError        no sign-in was started with that state
-           ├── LoginStateExpiredError        the sign-in was started more than 10 minutes ago
-           ├── LoginStateReplayedError       that state was already used once
-           └── LoginRejectedError            Entra answered the sign-in with an error, or the code was refused
+           ├── SignInStateMissingError        the callback carries no state
+           ├── SignInStateUnknownError        no sign-in was started with that state
+           ├── SignInStateExpiredError        the sign-in was started more than 10 minutes ago
+           ├── SignInStateReplayedError       that state was already used once
+           └── SignInRejectedError            Entra answered the sign-in with an error, or the code was refused
 """
 
 from __future__ import annotations
@@ -96,29 +96,29 @@ class SignInNotSavedError(AuthError):
     """The sign-in's token set could not be stored, so the connection is not authorised by it."""
 
 
-class LoginFlowError(AuthError):
+class SignInFlowError(AuthError):
     """The sign-in callback was refused; nothing was stored."""
 
 
-class LoginResponseMalformedError(LoginFlowError):
+class SignInResponseMalformedError(SignInFlowError):
     """The callback's state, code or body cannot belong to a sign-in response (wrong characters, too long)."""
 
 
-class LoginStateMissingError(LoginFlowError):
+class SignInStateMissingError(SignInFlowError):
     """The callback has no state parameter."""
 
 
-class LoginStateUnknownError(LoginFlowError):
+class SignInStateUnknownError(SignInFlowError):
     """No pending sign-in has that state."""
 
 
-class LoginStateExpiredError(LoginFlowError):
+class SignInStateExpiredError(SignInFlowError):
     """The pending sign-in is older than its 10-minute window."""
 
 
-class LoginStateReplayedError(LoginFlowError):
+class SignInStateReplayedError(SignInFlowError):
     """The state was already consumed by an earlier callback."""
 
 
-class LoginRejectedError(LoginFlowError):
+class SignInRejectedError(SignInFlowError):
     """Entra returned an error for the sign-in or refused to redeem the code."""

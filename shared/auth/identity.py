@@ -1,7 +1,7 @@
 """The identity-provider seam (Entra ID through MSAL in production) and how its errors are classified.
 
 Classification keys on the protocol `error` value, never on error_description text (Microsoft's advice,
-bc-facts §5b); AADSTS codes are kept only for diagnostics (status page, logs).
+https://learn.microsoft.com/entra/identity-platform/reference-error-codes); AADSTS codes are kept only for diagnostics (status page, logs).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from shared.auth.errors import (
     ReauthorizationRequiredError,
     TokenRefreshFailedError,
 )
-from shared.auth.models import Grant, LoginStart
+from shared.auth.models import Grant, SignInStart
 
 # The grant (refresh token / code) is dead or needs the user: AADSTS70008, 700082, 700084, 50173, 70043,
 # 50089, 54005 (invalid_grant); 50076/50079 (interaction_required); 65001 (consent_required).
@@ -61,12 +61,12 @@ def classify(error: str, codes: Sequence[int] = (), *, app_only: bool = False) -
 class IdentityProvider(Protocol):
     """Does the OAuth2 protocol work; raises the errors `classify` produces (never returns an error dict)."""
 
-    async def start_login(self, redirect_uri: str) -> LoginStart:
+    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
         """Begin an auth-code + PKCE sign-in: where to send the admin and the flow to keep server-side."""
         ...
 
-    async def finish_login(self, flow: str, response: Mapping[str, str]) -> Grant:
-        """Redeem the callback's code for the kept flow (raises LoginRejectedError when refused)."""
+    async def finish_sign_in(self, flow: str, response: Mapping[str, str]) -> Grant:
+        """Redeem the callback's code for the kept flow (raises SignInRejectedError when refused)."""
         ...
 
     async def redeem_refresh_token(self, refresh_token: str) -> Grant:

@@ -1,7 +1,6 @@
 """Key Vault implementation of TokenStore: one secret per connection holding the JSON token set.
 
-Read through the SDK at runtime (not an app-setting reference, which refreshes only every 24 h; azure-
-functions.md §1.5). The only module that constructs a SecretClient is shared.auth.compose; this one uses it.
+Read through the SDK at runtime (not an app-setting reference, which refreshes only every 24 h; https://learn.microsoft.com/azure/app-service/app-service-key-vault-references). The only module that constructs a SecretClient is shared.auth.compose; this one uses it.
 
 Old versions: every write adds a secret version, and Key Vault keeps versions (with their refresh tokens, which
 Entra leaves valid until they expire or are revoked) until the secret itself is deleted; a single version

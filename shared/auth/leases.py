@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from shared.auth.errors import RefreshTimeoutError
 from shared.auth.models import Lease, Versioned
-from shared.auth.retry import LEASE_WAIT_POLL
 from shared.auth.stores import RecordStore
+from shared.auth.timing import LEASE_TTL, LEASE_WAIT_POLL
 from shared.clock import Clock
 
 
@@ -32,6 +33,24 @@ class LeaseKeeper:
         if not current.value.is_free(now) and current.value.holder != holder:
             return None
         return await self._store.replace(name, wanted, current.etag)
+
+    async def acquire_or_wait(self, name: str, holder: str, deadline: datetime) -> Versioned[Lease] | None:
+        """The lease if it is free now; else wait until it frees and return None, so the caller can check
+        whether the holder's work made its own unnecessary before asking again. RefreshTimeoutError past
+        `deadline`."""
+        lease = await self.try_acquire(name, holder, LEASE_TTL)
+        if lease is None and not await self.wait_until_free(name, deadline):
+            raise RefreshTimeoutError(
+                f"another process held the refresh lease of '{name}' for too long",
+                retry_after=self._clock.now() + LEASE_TTL,
+            )
+        return lease
+
+    async def acquire_waiting(self, name: str, holder: str, deadline: datetime) -> Versioned[Lease]:
+        """The lease, waiting for other holders until `deadline` (then RefreshTimeoutError)."""
+        while (lease := await self.acquire_or_wait(name, holder, deadline)) is None:
+            continue
+        return lease
 
     async def renew(self, lease: Versioned[Lease], ttl: timedelta) -> Versioned[Lease] | None:
         """Extend a lease this holder still has; None when it was lost (expired and taken over)."""

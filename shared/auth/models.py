@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -37,7 +37,7 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class TokenSet:
-    """The token state of one connection as kept in Key Vault: newest `generation` wins."""
+    """The tokens of one connection as kept in Key Vault: newest `generation` wins."""
 
     connection: str
     mode: AuthMode
@@ -165,15 +165,12 @@ class Health(StrEnum):
 
 
 NEEDS_ADMIN = frozenset({Health.REAUTHORIZATION_REQUIRED, Health.CREDENTIALS_REJECTED})
-DEGRADED_NEXT_STEP = (
-    "none yet: the app retries by itself; if it lasts, the app's log names the cause "
-    "(events auth.dependency_failed, auth.refresh_failed)"
-)
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionState:
-    """Refresh bookkeeping shared by all instances (a Table row); never holds a secret."""
+class ConnectionRecord:
+    """The connection record: its health and refresh bookkeeping, shared by all instances (a Table row);
+    never holds a secret."""
 
     connection: str
     health: Health = Health.OK
@@ -186,7 +183,7 @@ class ConnectionState:
     failed_generation: int | None = None  # the token-set generation whose grant died
 
     def to_row(self) -> dict[str, str | int | None]:
-        """Flat fields for the state table (the store adds its keys)."""
+        """Flat fields for the auth table's connection-record row (the store adds its keys)."""
         return {
             "health": self.health.value,
             "last_refresh_at": _iso(self.last_refresh_at),
@@ -199,7 +196,7 @@ class ConnectionState:
         }
 
     @classmethod
-    def from_row(cls, connection: str, row: dict[str, object]) -> ConnectionState:
+    def from_row(cls, connection: str, row: dict[str, object]) -> ConnectionRecord:
         """Inverse of to_row; tolerates missing fields (older rows)."""
 
         def text(key: str) -> str | None:
@@ -242,10 +239,10 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
-class PendingLogin:
+class PendingSignIn:
     """An admin sign-in started by /api/auth/login, waiting for its callback (one use, 10 minutes)."""
 
-    state: str
+    state: str  # the OAuth state parameter: the key of the pending sign-in
     flow: str = field(repr=False)  # MSAL's auth-code-flow dict as JSON (holds the PKCE verifier)
     created_at: datetime
     expires_at: datetime
@@ -253,11 +250,11 @@ class PendingLogin:
 
 
 @dataclass(frozen=True, slots=True)
-class LoginStart:
+class SignInStart:
     """Where to send the admin, and the flow to keep server-side until the callback."""
 
     auth_uri: str = field(repr=False)
-    state: str
+    state: str  # the OAuth state parameter: the key of the pending sign-in
     flow: str = field(repr=False)
 
 
@@ -267,7 +264,7 @@ class ConnectionStatus:
 
     connection: str
     mode: AuthMode
-    state: Health
+    health: Health
     has_token: bool
     expires_on: datetime | None
     account: str | None
@@ -280,25 +277,14 @@ class ConnectionStatus:
     backoff_until: datetime | None
     next_step: str | None
 
-    def degraded_by(self, error: Exception, now: datetime) -> ConnectionStatus:
-        """This status with a store that could not be read: `degraded` (unless an admin must act anyway)."""
-        if self.state in NEEDS_ADMIN:
-            return self
-        return replace(
-            self,
-            state=Health.DEGRADED,
-            last_error_code=type(error).__name__,
-            last_error_message=str(error),
-            last_error_at=now,
-            next_step=DEGRADED_NEXT_STEP,
-        )
-
     def to_json_dict(self) -> dict[str, str | int | bool | None]:
         """A JSON-ready mapping for the status endpoint."""
         return {
             "connection": self.connection,
             "mode": self.mode.value,
-            "state": self.state.value,
+            "health": self.health.value,
+            # Deprecated alias of "health" (its name until 2026-12), kept for monitors that read it.
+            "state": self.health.value,
             "has_token": self.has_token,
             "expires_on": _iso(self.expires_on),
             "account": self.account,

@@ -3,7 +3,7 @@
 MSAL is synchronous (requests); every call runs in a worker thread (asyncio.to_thread) so the event loop,
 shared by all invocations of a worker, never blocks. One ConfidentialClientApplication per process: its
 discovery GET is cached 24 h and its ThrottledHttpClient replays a 400 for the same request for 60 s and a
-5xx/429 for 5 s (bc-facts §5d), which also bounds calls with a dead refresh token.
+5xx/429 for 5 s (msal/throttled_http_client.py, MSAL Python), which also bounds calls with a dead refresh token.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import msal
 import requests  # MSAL's HTTP stack (a dependency of msal)
 
-from shared.auth.errors import AuthError, LoginRejectedError, TokenRefreshFailedError
+from shared.auth.errors import AuthError, SignInRejectedError, TokenRefreshFailedError
 from shared.auth.identity import classify, error_code
-from shared.auth.models import Grant, LoginStart
+from shared.auth.models import Grant, SignInStart
 from shared.azure_clients import SDK_OPTIONS
 
 # Hosts MSAL itself knows (msal.authority.WELL_KNOWN_AUTHORITY_HOSTS, 1.39); any other host (a sovereign
@@ -40,7 +40,7 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
 # requests' (connect, read) timeouts, the same as every Azure SDK call of the package: without them a hung
 # IdP would hold the refresh lease until it expires.
 HTTP_TIMEOUT = (SDK_OPTIONS["connection_timeout"], SDK_OPTIONS["read_timeout"])
-# Entra omits expires_in only in broken responses; MSAL's own default is 600 s (bc-facts §5d).
+# Entra omits expires_in only in broken responses; MSAL's own default is 600 s (msal/token_cache.py, MSAL Python).
 _DEFAULT_EXPIRES_IN = 600
 
 
@@ -105,7 +105,7 @@ class MsalIdentity:
         if session is not None:
             await asyncio.to_thread(session.close)
 
-    async def start_login(self, redirect_uri: str) -> LoginStart:
+    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
         """initiate_auth_code_flow: MSAL generates state, nonce and the PKCE verifier/challenge."""
         # form_post keeps the code out of URLs, so it never reaches request logs or App Insights request
         # telemetry (which record query strings); RFC 9700 §4.3.1, and MSAL 1.39 warns without it.
@@ -114,9 +114,9 @@ class MsalIdentity:
                 scopes=[self._config.scope], redirect_uri=redirect_uri, response_mode="form_post"
             )
         )
-        return LoginStart(auth_uri=flow["auth_uri"], state=flow["state"], flow=json.dumps(flow))
+        return SignInStart(auth_uri=flow["auth_uri"], state=flow["state"], flow=json.dumps(flow))
 
-    async def finish_login(self, flow: str, response: Mapping[str, str]) -> Grant:
+    async def finish_sign_in(self, flow: str, response: Mapping[str, str]) -> Grant:
         """acquire_token_by_auth_code_flow: checks state and nonce, sends the verifier, redeems the code."""
         kept = json.loads(flow)
         try:
@@ -125,15 +125,15 @@ class MsalIdentity:
             ValueError,
             RuntimeError,
         ) as exc:  # MSAL: state/scope mismatch (ValueError), nonce (RuntimeError)
-            raise LoginRejectedError(
+            raise SignInRejectedError(
                 "the sign-in response does not match the sign-in that was started (state, scope or nonce "
                 "differ): start again at /api/auth/login"
             ) from exc
         if "error" in result:
             label = error_code(str(result["error"]), result.get("error_codes") or ())
-            raise LoginRejectedError(f"Entra refused the sign-in ({label})")
+            raise SignInRejectedError(f"Entra refused the sign-in ({label})")
         if not result.get("refresh_token"):
-            raise LoginRejectedError("Entra returned no refresh token (offline_access not granted)")
+            raise SignInRejectedError("Entra returned no refresh token (offline_access not granted)")
         return self._grant(result)
 
     async def redeem_refresh_token(self, refresh_token: str) -> Grant:

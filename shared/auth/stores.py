@@ -3,11 +3,12 @@
 - TokenStore: one token set per connection (Key Vault in Azure). No compare-and-swap there, so the
   newest-wins rule is enforced by the refresher (re-read under the lease, compare generations).
 - RecordStore[T]: keyed records with ETag compare-and-swap (Table Storage in Azure): refresh leases,
-  pending sign-ins and the shared connection state.
+  pending sign-ins and the connection record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from shared.auth.models import TokenSet, Versioned
@@ -49,3 +50,25 @@ class RecordStore(Protocol[T]):
     async def scan(self) -> list[tuple[str, Versioned[T]]]:
         """Every record of this store (small stores only: leases, states, pending sign-ins)."""
         ...
+
+
+# A few rounds suffice: writers of one record are the processes of one app, and each change is tiny.
+_CAS_ROUNDS = 5
+
+
+async def compare_and_swap(store: RecordStore[T], key: str, change: Callable[[T], T], initial: T) -> bool:
+    """Apply `change` to the record (`initial` when absent) by ETag compare-and-swap, retrying lost races a few
+    times; True when this call wrote, False when the change was a no-op or every round lost."""
+    for _ in range(_CAS_ROUNDS):
+        entry = await store.get(key)
+        current = entry.value if entry else initial
+        wanted = change(current)
+        if entry is not None and wanted == current:
+            return False
+        if entry is None:
+            written = await store.create(key, wanted)
+        else:
+            written = await store.replace(key, wanted, entry.etag)
+        if written is not None:
+            return True
+    return False

@@ -1,4 +1,4 @@
-"""Table Storage implementation of RecordStore (leases, pending sign-ins, connection state).
+"""Table Storage implementation of RecordStore (refresh leases, pending sign-ins, connection records).
 
 All three live in one table (`{BC_TABLE_PREFIX}auth`), one partition per kind and connection, so the
 infrastructure has a single table to grant. ETags come from the service; conflicts become None/False,
@@ -19,7 +19,7 @@ from azure.data.tables.aio import TableClient
 from shared import table_cas
 from shared.auth.causes import FailureLog
 from shared.auth.errors import TokenStoreUnavailableError
-from shared.auth.models import ConnectionState, Lease, PendingLogin, Versioned
+from shared.auth.models import ConnectionRecord, Lease, PendingSignIn, Versioned
 from shared.table_cas import StoredRow, TableMissingError, TableStorageError
 
 T = TypeVar("T")
@@ -74,10 +74,10 @@ class LeaseCodec:
         return Lease(name=key, holder=str(row.get("holder") or ""), expires_at=expires)
 
 
-class LoginCodec:
-    """PendingLogin <-> row."""
+class SignInCodec:
+    """PendingSignIn <-> row."""
 
-    def to_row(self, value: PendingLogin) -> Row:
+    def to_row(self, value: PendingSignIn) -> Row:
         """The flow (empty once consumed) and its times."""
         return {
             "flow": value.flow,
@@ -86,13 +86,13 @@ class LoginCodec:
             "consumed_at": _iso(value.consumed_at),
         }
 
-    def from_row(self, key: str, row: Row) -> PendingLogin:
+    def from_row(self, key: str, row: Row) -> PendingSignIn:
         """The pending sign-in whose state is `key`."""
         created = _time(row.get("created_at"))
         expires = _time(row.get("expires_at"))
         if created is None or expires is None:
             raise TokenStoreUnavailableError("malformed pending sign-in row")
-        return PendingLogin(
+        return PendingSignIn(
             state=key,
             flow=str(row.get("flow") or ""),
             created_at=created,
@@ -101,16 +101,16 @@ class LoginCodec:
         )
 
 
-class StateCodec:
-    """ConnectionState <-> row."""
+class RecordCodec:
+    """ConnectionRecord <-> row."""
 
-    def to_row(self, value: ConnectionState) -> Row:
-        """The state's flat fields."""
+    def to_row(self, value: ConnectionRecord) -> Row:
+        """The record's flat fields."""
         return dict(value.to_row())
 
-    def from_row(self, key: str, row: Row) -> ConnectionState:
-        """The state of connection `key`."""
-        return ConnectionState.from_row(key, dict(row))
+    def from_row(self, key: str, row: Row) -> ConnectionRecord:
+        """The record of connection `key`."""
+        return ConnectionRecord.from_row(key, dict(row))
 
 
 class TableRecordStore(Generic[T]):

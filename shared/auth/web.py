@@ -11,13 +11,13 @@ from urllib.parse import parse_qsl
 
 from shared.auth.errors import (
     AuthError,
-    LoginFlowError,
-    LoginResponseMalformedError,
+    SignInFlowError,
     SignInNotSavedError,
+    SignInResponseMalformedError,
     TokenUnavailableError,
 )
-from shared.auth.logins import check_state
 from shared.auth.models import ConnectionStatus
+from shared.auth.signins import check_state
 from shared.errors import SettingsError
 from shared.settings import InvalidSettingsError
 
@@ -49,13 +49,13 @@ class WebResult:
 def callback_params(method: str, query: Mapping[str, str], body: bytes) -> dict[str, str]:
     """The sign-in response: Entra form-posts it (response_mode=form_post); a GET carries it in the query.
 
-    Refused with LoginResponseMalformedError (a 400, at once) when the body, a field or the state cannot belong
+    Refused with SignInResponseMalformedError (a 400, at once) when the body, a field or the state cannot belong
     to a sign-in response, so garbage never reaches Table Storage as a key.
     """
     again = "start again at /api/auth/login"
     if method.upper() == "POST":
         if len(body) > MAX_CALLBACK_BODY_BYTES:
-            raise LoginResponseMalformedError(
+            raise SignInResponseMalformedError(
                 f"the callback's body is larger than a sign-in response ({MAX_CALLBACK_BODY_BYTES} bytes): {again}"
             )
         try:
@@ -65,18 +65,18 @@ def callback_params(method: str, query: Mapping[str, str], body: bytes) -> dict[
                 max_num_fields=MAX_CALLBACK_FIELDS,
             )
         except ValueError:  # more fields than max_num_fields
-            raise LoginResponseMalformedError(
+            raise SignInResponseMalformedError(
                 f"the callback carries more fields than a sign-in response: {again}"
             ) from None
         params = dict(fields)
     else:
         params = dict(query)
     if len(params) > MAX_CALLBACK_FIELDS:
-        raise LoginResponseMalformedError(
+        raise SignInResponseMalformedError(
             f"the callback carries more fields than a sign-in response: {again}"
         )
     if any(len(value) > MAX_CALLBACK_FIELD_LENGTH for value in params.values()):
-        raise LoginResponseMalformedError(
+        raise SignInResponseMalformedError(
             f"a field of the callback is longer than a sign-in response's ({MAX_CALLBACK_FIELD_LENGTH}): {again}"
         )
     check_state(params.get("state"))
@@ -118,8 +118,8 @@ def _reference_line(reference: str) -> str:
     return f"Reference: {reference} (the app's log has the cause under this reference)."
 
 
-def refused_page(error: LoginFlowError, reference: str) -> WebResult:
-    """The callback's 400 page: why (LoginFlowError messages are plain sentences), and to start again."""
+def refused_page(error: SignInFlowError, reference: str) -> WebResult:
+    """The callback's 400 page: why (SignInFlowError messages are plain sentences), and to start again."""
     return page(400, "Sign-in not accepted", [str(error), "Nothing was stored.", _reference_line(reference)])
 
 

@@ -73,7 +73,7 @@ def sign_in_needed(status: ConnectionStatus | None) -> bool:
     return (
         status is not None
         and status.mode is AuthMode.DELEGATED
-        and status.state in (Health.NOT_AUTHORIZED, Health.REAUTHORIZATION_REQUIRED)
+        and status.health in (Health.NOT_AUTHORIZED, Health.REAUTHORIZATION_REQUIRED)
     )
 
 
@@ -108,7 +108,7 @@ def _connection(
 ) -> str:
     if status is None:
         return _section("Connection", _problem("connection", problems))
-    badge = f"<span class='badge {_BADGES.get(status.state, 'warn')}'>{_e(status.state.value)}</span>"
+    badge = f"<span class='badge {_BADGES.get(status.health, 'warn')}'>{_e(status.health.value)}</span>"
     rows = [
         ("State", badge),
         ("Connection", _e(status.connection)),

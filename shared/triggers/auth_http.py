@@ -15,7 +15,7 @@ import logging
 
 import azure.functions as func
 
-from shared.auth import AuthError, AuthServices, LoginFlowError, auth_services
+from shared.auth import AuthError, AuthServices, SignInFlowError, auth_services
 from shared.auth.causes import describe
 from shared.auth.web import (
     PAGE_HEADERS,
@@ -91,7 +91,7 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
         response = callback_params(req.method, req.params, req.get_body())  # shape checks: no storage call
         services = await auth_services()
         status = await services.manager.complete_authorization(response)
-    except LoginFlowError as exc:
+    except SignInFlowError as exc:
         logger.warning(
             "sign-in callback refused [reference %s]: %s",
             reference,

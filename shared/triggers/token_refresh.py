@@ -3,7 +3,7 @@
 The schedule is `%BC_TOKEN_REFRESH_SCHEDULE%` when that app setting exists, else the default expression itself
 (shared.settings.refresh_schedule_binding): the documented default works without the setting.
 
-A transient failure raises so the host's retry policy (declared in shared.auth.retry) runs it again; an
+A transient failure raises so the host's retry policy (declared in shared.auth.timing) runs it again; an
 admin-needed failure is recorded and alerted once by the token manager and is not retried here.
 """
 
@@ -19,7 +19,7 @@ from shared.auth import (
     ReauthorizationRequiredError,
     auth_services,
 )
-from shared.auth.retry import (
+from shared.auth.timing import (
     TIMER_RETRY_COUNT,
     TIMER_RETRY_MAX_INTERVAL,
     TIMER_RETRY_MIN_INTERVAL,

@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from shared.auth.errors import AuthError, LoginRejectedError, ReauthorizationRequiredError
+from shared.auth.errors import AuthError, ReauthorizationRequiredError, SignInRejectedError
+from shared.auth.health import HealthRecorder
 from shared.auth.leases import LeaseKeeper
-from shared.auth.logins import LoginBook
-from shared.auth.manager import Components, TokenManager
-from shared.auth.models import ConnectionState, Grant, Lease, LoginStart, PendingLogin
+from shared.auth.manager import Collaborators, TokenManager
+from shared.auth.models import ConnectionRecord, Grant, Lease, PendingSignIn, SignInStart
 from shared.auth.notify import AdminAlert
-from shared.auth.states import StateBook
+from shared.auth.signins import PendingSignIns
 from shared.clock import Clock
 from shared.settings import AuthMode
 from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
@@ -37,13 +37,13 @@ class FakeEntra:
         self._codes: dict[str, str] = {}
         self._n = itertools.count(1)
 
-    async def start_login(self, redirect_uri: str) -> LoginStart:
+    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
         """A sign-in with a fresh state; the flow records the redirect URI like MSAL's dict."""
         state = f"state{next(self._n)}"
         flow = json.dumps(
             {"state": state, "redirect_uri": redirect_uri, "code_verifier": f"verifier-{state}"}
         )
-        return LoginStart(auth_uri=f"https://entra.test/authorize?state={state}", state=state, flow=flow)
+        return SignInStart(auth_uri=f"https://entra.test/authorize?state={state}", state=state, flow=flow)
 
     def sign_in(self, state: str) -> str:
         """What Entra does when the admin signs in: a code for that state."""
@@ -51,12 +51,12 @@ class FakeEntra:
         self._codes[code] = state
         return code
 
-    async def finish_login(self, flow: str, response: Mapping[str, str]) -> Grant:
+    async def finish_sign_in(self, flow: str, response: Mapping[str, str]) -> Grant:
         """Redeem a code issued for the flow's state."""
         await asyncio.sleep(0)
         self.calls["authorization_code"] += 1
         if self._codes.pop(response.get("code", ""), None) != json.loads(flow)["state"]:
-            raise LoginRejectedError("Entra refused the sign-in (invalid_grant)")
+            raise SignInRejectedError("Entra refused the sign-in (invalid_grant)")
         return self._grant(with_refresh=True)
 
     async def redeem_refresh_token(self, refresh_token: str) -> Grant:
@@ -122,8 +122,8 @@ class World:
     entra: FakeEntra = field(default_factory=FakeEntra)
     tokens: MemoryTokenStore = field(default_factory=MemoryTokenStore)
     leases: MemoryRecordStore[Lease] = field(default_factory=MemoryRecordStore)
-    logins: MemoryRecordStore[PendingLogin] = field(default_factory=MemoryRecordStore)
-    states: MemoryRecordStore[ConnectionState] = field(default_factory=MemoryRecordStore)
+    sign_ins: MemoryRecordStore[PendingSignIn] = field(default_factory=MemoryRecordStore)
+    records: MemoryRecordStore[ConnectionRecord] = field(default_factory=MemoryRecordStore)
     notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
     _holders: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -131,14 +131,14 @@ class World:
         """A new 'process': its own cache, the shared stores."""
         clock: Clock = self.clock
         return TokenManager(
-            Components(
+            Collaborators(
                 connection=connection,
                 mode=self.mode,
                 identity=self.entra,
                 tokens=self.tokens,
                 leases=LeaseKeeper(self.leases, clock),
-                logins=LoginBook(self.logins, clock),
-                states=StateBook(connection, self.states, clock, self.notifier, self.mode),
+                sign_ins=PendingSignIns(self.sign_ins, clock),
+                health=HealthRecorder(connection, self.records, clock, self.notifier, self.mode),
                 clock=clock,
                 holder=f"process-{next(self._holders)}",
             )

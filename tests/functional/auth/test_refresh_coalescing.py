@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from shared.auth import TokenRefreshFailedError
-from shared.auth.retry import REFRESH_MIN_AGE
+from shared.auth.timing import REFRESH_MIN_AGE
 from tests.functional.auth.fakes import World
 
 

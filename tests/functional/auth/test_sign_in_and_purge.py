@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from shared.auth import Health, LoginResponseMalformedError, SignInNotSavedError
-from shared.auth.logins import LOGIN_WINDOW
+from shared.auth import Health, SignInNotSavedError, SignInResponseMalformedError
 from shared.auth.models import Lease
+from shared.auth.signins import SIGN_IN_WINDOW
 from tests.functional.auth.fakes import World
 
 CALLBACK = "http://127.0.0.1:7071/api/auth/callback"
@@ -39,12 +39,12 @@ async def test_sign_in_whose_token_set_cannot_be_written_raises_and_is_not_ok(
         await manager.complete_authorization({"code": code, "state": state})
 
     status = await manager.status()
-    assert status.state is not Health.OK
+    assert status.health is not Health.OK
     assert not status.has_token
     assert not await manager.has_token()
     assert world.tokens.peek("default") is None
-    assert all(s.value.health is not Health.OK for _, s in await world.states.scan())
-    assert not [r for r in caplog.records if getattr(r, "event", "") == "auth.login_completed"]
+    assert all(s.value.health is not Health.OK for _, s in await world.records.scan())
+    assert not [r for r in caplog.records if getattr(r, "event", "") == "auth.sign_in_completed"]
 
 
 async def test_sign_in_that_lost_its_lease_before_saving_raises_and_stores_nothing(world: World) -> None:
@@ -67,7 +67,7 @@ async def test_sign_in_that_lost_its_lease_before_saving_raises_and_stores_nothi
         await manager.complete_authorization({"code": code, "state": state})
 
     assert world.tokens.writes == 0
-    assert (await manager.status()).state is Health.NOT_AUTHORIZED
+    assert (await manager.status()).health is Health.NOT_AUTHORIZED
 
 
 async def test_sign_in_after_a_failed_save_succeeds_once_writes_work(world: World) -> None:
@@ -82,7 +82,7 @@ async def test_sign_in_after_a_failed_save_succeeds_once_writes_work(world: Worl
     state, code = await begin(world)
     status = await manager.complete_authorization({"code": code, "state": state})
 
-    assert status.state is Health.OK
+    assert status.health is Health.OK
     assert status.has_token
     assert world.tokens.peek("default") is not None
 
@@ -91,11 +91,11 @@ async def test_scheduled_refresh_purges_expired_pending_sign_ins(world: World) -
     """An abandoned sign-in (it holds the PKCE verifier) is deleted by the next timer run after it expired."""
     await world.sign_in(world.manager())
     abandoned, _ = await begin(world)
-    world.clock.advance(LOGIN_WINDOW + timedelta(seconds=1))
+    world.clock.advance(SIGN_IN_WINDOW + timedelta(seconds=1))
 
     await world.manager().scheduled_refresh()
 
-    remaining = {key: entry.value for key, entry in await world.logins.scan()}
+    remaining = {key: entry.value for key, entry in await world.sign_ins.scan()}
     assert abandoned not in remaining
     assert all(not pending.flow for pending in remaining.values())
 
@@ -104,13 +104,13 @@ async def test_scheduled_refresh_keeps_unexpired_sign_ins(world: World) -> None:
     """A sign-in still inside its window survives the timer and can be completed."""
     await world.sign_in(world.manager())
     state, code = await begin(world)
-    world.clock.advance(LOGIN_WINDOW - timedelta(minutes=1))
+    world.clock.advance(SIGN_IN_WINDOW - timedelta(minutes=1))
     manager = world.manager()
 
     await manager.scheduled_refresh()
 
     status = await manager.complete_authorization({"code": code, "state": state})
-    assert status.state is Health.OK
+    assert status.health is Health.OK
 
 
 @pytest.mark.parametrize("state", ["a/b", "a#b", "</script>", "x" * 65536])
@@ -120,9 +120,9 @@ async def test_callback_with_a_malformed_state_is_refused_before_the_pending_sig
     """A state no sign-in hands out is refused by the manager itself: the sign-in store is never asked."""
     manager = world.manager()
     await begin(world)
-    world.logins.fail_every_call = True  # the Table would answer 400 / time out for such a key
+    world.sign_ins.fail_every_call = True  # the Table would answer 400 / time out for such a key
 
-    with pytest.raises(LoginResponseMalformedError):
+    with pytest.raises(SignInResponseMalformedError):
         await manager.complete_authorization({"code": "x", "state": state})
 
     assert world.entra.calls["authorization_code"] == 0

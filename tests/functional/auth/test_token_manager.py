@@ -11,14 +11,14 @@ import pytest
 from shared.auth import (
     CredentialsRejectedError,
     Health,
-    LoginStateExpiredError,
-    LoginStateMissingError,
-    LoginStateReplayedError,
-    LoginStateUnknownError,
     MinValidityTooLongError,
     NotAuthorizedError,
     ReauthorizationRequiredError,
     ScheduledOutcome,
+    SignInStateExpiredError,
+    SignInStateMissingError,
+    SignInStateReplayedError,
+    SignInStateUnknownError,
     TokenRefreshFailedError,
     TokenStoreUnavailableError,
 )
@@ -136,7 +136,7 @@ async def test_revoked_refresh_token_sets_reauthorization_required_logged_and_al
 
     assert world.entra.calls["refresh_token"] == 1
     status = await processes[1].status()
-    assert status.state is Health.REAUTHORIZATION_REQUIRED
+    assert status.health is Health.REAUTHORIZATION_REQUIRED
     assert status.next_step is not None
     assert "/api/auth/login" in status.next_step
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -175,7 +175,7 @@ async def test_signing_in_again_clears_reauthorization_required(world: World) ->
 
     await world.sign_in(world.manager())
 
-    assert (await manager.status()).state is Health.OK
+    assert (await manager.status()).health is Health.OK
     assert (await manager.token()).valid_for(timedelta(minutes=5), world.clock.now())
 
 
@@ -188,7 +188,7 @@ async def test_valid_cached_token_is_served_while_a_dead_grant_is_detected(world
     world.clock.advance(timedelta(minutes=57))
 
     assert (await manager.token()).value == cached.value
-    assert (await manager.status()).state is Health.REAUTHORIZATION_REQUIRED
+    assert (await manager.status()).health is Health.REAUTHORIZATION_REQUIRED
 
 
 async def test_transient_entra_failure_serves_cached_token_and_backs_off(world: World) -> None:
@@ -203,10 +203,10 @@ async def test_transient_entra_failure_serves_cached_token_and_backs_off(world: 
         assert (await manager.token()).value == cached.value
 
     assert world.entra.calls["refresh_token"] == 1
-    assert (await manager.status()).state is Health.DEGRADED
+    assert (await manager.status()).health is Health.DEGRADED
     world.clock.advance(timedelta(seconds=6))
     assert (await manager.token()).value != cached.value
-    assert (await manager.status()).state is Health.OK
+    assert (await manager.status()).health is Health.OK
 
 
 async def test_transient_failure_after_expiry_raises_with_retry_after(world: World) -> None:
@@ -252,7 +252,7 @@ async def test_delegated_without_sign_in_raises_not_authorized(world: World) -> 
     """No token set stored in delegated mode: NotAuthorizedError pointing at /api/auth/login."""
     with pytest.raises(NotAuthorizedError, match="/api/auth/login"):
         await world.manager().token()
-    assert (await world.manager().status()).state is Health.NOT_AUTHORIZED
+    assert (await world.manager().status()).health is Health.NOT_AUTHORIZED
 
 
 async def test_min_validity_beyond_token_lifetime_is_refused_without_refreshing(world: World) -> None:
@@ -290,7 +290,7 @@ async def test_client_credentials_rejected_credentials_are_recorded_and_block_re
             await manager.token()
 
     assert world.entra.calls["client_credentials"] == 1
-    assert (await manager.status()).state is Health.CREDENTIALS_REJECTED
+    assert (await manager.status()).health is Health.CREDENTIALS_REJECTED
     assert len(world.notifier.alerts) == 1
 
 
@@ -335,12 +335,12 @@ async def test_sign_in_state_attacks_are_refused_and_store_nothing(world: World)
     state = auth_uri.split("state=", 1)[1]
     code = world.entra.sign_in(state)
 
-    with pytest.raises(LoginStateMissingError):
+    with pytest.raises(SignInStateMissingError):
         await manager.complete_authorization({"code": code})
-    with pytest.raises(LoginStateUnknownError):
+    with pytest.raises(SignInStateUnknownError):
         await manager.complete_authorization({"code": code, "state": "forged"})
     world.clock.advance(timedelta(minutes=11))
-    with pytest.raises(LoginStateExpiredError):
+    with pytest.raises(SignInStateExpiredError):
         await manager.complete_authorization({"code": code, "state": state})
     assert world.tokens.writes == 0
 
@@ -348,7 +348,7 @@ async def test_sign_in_state_attacks_are_refused_and_store_nothing(world: World)
     fresh_state = fresh_uri.split("state=", 1)[1]
     await manager.complete_authorization({"code": world.entra.sign_in(fresh_state), "state": fresh_state})
     writes = world.tokens.writes
-    with pytest.raises(LoginStateReplayedError):
+    with pytest.raises(SignInStateReplayedError):
         await manager.complete_authorization({"code": world.entra.sign_in(fresh_state), "state": fresh_state})
     assert world.tokens.writes == writes
 
@@ -372,7 +372,7 @@ async def test_client_credentials_status_points_at_refresh_not_at_the_sign_in() 
 
     status = await world.manager().status()
 
-    assert status.state is Health.NOT_AUTHORIZED
+    assert status.health is Health.NOT_AUTHORIZED
     assert status.next_step is not None
     assert "/api/auth/login" not in status.next_step
     assert "POST /api/auth/refresh" in status.next_step
@@ -392,7 +392,7 @@ async def test_client_credentials_rejection_alert_names_the_fix_not_the_sign_in(
         await manager.token()
 
     status = await manager.status()
-    assert status.state is Health.CREDENTIALS_REJECTED
+    assert status.health is Health.CREDENTIALS_REJECTED
     assert "/api/auth/login" not in (status.next_step or "")
     errors = [r for r in caplog.records if getattr(r, "event", "") == "auth.admin_needed"]
     assert len(errors) == 1
@@ -408,11 +408,11 @@ async def test_status_degrades_instead_of_failing_when_the_stores_are_down(world
         timedelta(minutes=58)
     )  # the cache is no longer comfortably valid: status reads the store
     world.tokens.outage = True
-    world.states.fail_every_call = True
+    world.records.fail_every_call = True
 
     status = await manager.status()
 
-    assert status.state is Health.DEGRADED
+    assert status.health is Health.DEGRADED
     assert status.has_token  # the cached token is still valid for 2 minutes
     assert status.last_error_code == "TokenStoreUnavailableError"
     assert status.next_step is not None

@@ -21,9 +21,9 @@ from azure.data.tables.aio import TableClient
 from sandbox import Sandbox
 from shared.auth import close_auth_services
 from shared.auth.compose import auth_table_name
-from shared.auth.logins import LoginBook
-from shared.auth.models import LoginStart
-from shared.auth.tables import LoginCodec, TableRecordStore
+from shared.auth.models import SignInStart
+from shared.auth.signins import PendingSignIns
+from shared.auth.tables import SignInCodec, TableRecordStore
 from shared.settings import Settings, get_settings
 from shared.triggers import auth_http
 from tests.fakes.clock import ShiftedClock
@@ -228,11 +228,11 @@ async def test_entra_error_on_the_callback_is_a_400_and_stores_nothing(
 async def _start_sign_in_eleven_minutes_ago(settings: Settings, connection_string: str) -> str:
     """A pending sign-in as /api/auth/login would have left it 11 minutes ago."""
     async with TableClient.from_connection_string(connection_string, auth_table_name(settings)) as table:
-        book = LoginBook(
-            TableRecordStore(table, f"login-{settings.auth.connection_name}", LoginCodec()),
+        book = PendingSignIns(
+            TableRecordStore(table, f"login-{settings.auth.connection_name}", SignInCodec()),
             ShiftedClock(-timedelta(minutes=11)),
         )
-        await book.remember(LoginStart("https://entra.invalid/authorize", "stale-state", "{}"))
+        await book.remember(SignInStart("https://entra.invalid/authorize", "stale-state", "{}"))
     return "stale-state"
 
 

@@ -21,9 +21,10 @@ from shared.auth import (
     TokenSet,
     TokenStoreUnavailableError,
 )
+from shared.auth.cache import TokenCache
 from shared.auth.compose import AuthServices, build_auth_services
 from shared.auth.keyvault import secret_name
-from shared.auth.saving import save_newest
+from shared.clock import SystemClock
 from shared.settings import Settings, load_settings
 from tests.fakes.clock import ShiftedClock
 from tests.integration.auth.conftest import (
@@ -66,7 +67,7 @@ async def test_stale_writer_cannot_overwrite_the_newest_token_set(
     assert older is not None
 
     with pytest.raises(StaleTokenSetError):
-        await save_newest(services.tokens, older)
+        await TokenCache(services.tokens, older.connection, SystemClock()).save(older)
 
     assert fingerprint(stored_token_set(sandbox, settings)) == fingerprint(newest)
 
@@ -156,7 +157,7 @@ async def test_revoked_refresh_token_requires_reauthorization_with_bounded_entra
 
     assert sandbox.entra.token_calls["refresh_token"] == calls + 1
     assert outcomes == [ScheduledOutcome.BACKING_OFF] * 3
-    assert status.state is Health.REAUTHORIZATION_REQUIRED
+    assert status.health is Health.REAUTHORIZATION_REQUIRED
     assert status.last_error_code == "invalid_grant/AADSTS50173"
     errors = [r for r in audit.records if r.levelno >= logging.ERROR and r.name.startswith("shared.auth")]
     assert len(errors) == 1

@@ -12,7 +12,7 @@ import pytest
 
 from sandbox import Sandbox
 from shared.auth.keyvault import secret_name
-from shared.auth.retry import REFRESH_MIN_AGE
+from shared.auth.timing import REFRESH_MIN_AGE
 from shared.settings import Settings
 from tests.integration.auth.conftest import AppHost, Audit, sign_in_over_http
 

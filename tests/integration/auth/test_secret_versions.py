@@ -82,8 +82,8 @@ async def test_a_challenge_the_sdk_refuses_is_logged_once_and_status_degrades(
     finally:
         await services.aclose()
 
-    assert first.state is Health.DEGRADED
-    assert second.state is Health.DEGRADED
+    assert first.health is Health.DEGRADED
+    assert second.health is Health.DEGRADED
     assert first.last_error_code == "TokenStoreUnavailableError"
     logged = [r for r in audit.records if getattr(r, "event", "") == "auth.dependency_failed"]
     errors = [r for r in logged if r.levelno == logging.ERROR]
@@ -108,7 +108,7 @@ async def test_an_unreachable_table_is_logged_once_with_its_setting_and_status_d
     finally:
         await services.aclose()
 
-    assert first.state is Health.DEGRADED
+    assert first.health is Health.DEGRADED
     errors = [
         r
         for r in audit.records

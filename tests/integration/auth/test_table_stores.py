@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.data.tables.aio import TableClient
 
-from shared.auth.errors import LoginStateReplayedError
+from shared.auth.errors import SignInStateReplayedError
 from shared.auth.leases import LeaseKeeper
-from shared.auth.logins import LoginBook
-from shared.auth.models import ConnectionState, Health, Lease, LoginStart
-from shared.auth.tables import LeaseCodec, LoginCodec, StateCodec, TableRecordStore
+from shared.auth.models import ConnectionRecord, Health, Lease, SignInStart
+from shared.auth.signins import PendingSignIns
+from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecordStore
 from shared.clock import SystemClock
 
 pytestmark = pytest.mark.integration
@@ -30,32 +30,32 @@ async def table(azurite_connection_string: str, unique_name: str) -> AsyncIterat
 
 async def test_missing_table_reads_empty_and_is_created_by_the_first_write(table: TableClient) -> None:
     """get on a table that does not exist yet is None; create makes the table and the row."""
-    store = TableRecordStore(table, "state-default", StateCodec())
+    store = TableRecordStore(table, "state-default", RecordCodec())
     assert await store.get("default") is None
     assert await store.scan() == []
 
     created = await store.create(
-        "default", ConnectionState("default", Health.DEGRADED, consecutive_failures=2)
+        "default", ConnectionRecord("default", Health.DEGRADED, consecutive_failures=2)
     )
 
     assert created is not None
     read = await store.get("default")
     assert read is not None
-    assert read.value == ConnectionState("default", Health.DEGRADED, consecutive_failures=2)
+    assert read.value == ConnectionRecord("default", Health.DEGRADED, consecutive_failures=2)
     assert read.etag == created.etag
 
 
 async def test_stale_etag_is_refused_for_replace_and_delete(table: TableClient) -> None:
     """A replace or delete guarded by an outdated ETag changes nothing."""
-    store = TableRecordStore(table, "state-default", StateCodec())
-    first = await store.create("default", ConnectionState("default"))
+    store = TableRecordStore(table, "state-default", RecordCodec())
+    first = await store.create("default", ConnectionRecord("default"))
     assert first is not None
-    second = await store.replace("default", ConnectionState("default", Health.DEGRADED), first.etag)
+    second = await store.replace("default", ConnectionRecord("default", Health.DEGRADED), first.etag)
     assert second is not None
 
-    assert await store.replace("default", ConnectionState("default", Health.OK), first.etag) is None
+    assert await store.replace("default", ConnectionRecord("default", Health.OK), first.etag) is None
     assert not await store.delete("default", first.etag)
-    assert await store.create("default", ConnectionState("default")) is None
+    assert await store.create("default", ConnectionRecord("default")) is None
     current = await store.get("default")
     assert current is not None
     assert current.value.health is Health.DEGRADED
@@ -76,12 +76,12 @@ async def test_lease_on_azurite_has_one_holder_and_frees_on_release(table: Table
 
 async def test_sign_in_state_is_consumed_once_on_azurite(table: TableClient) -> None:
     """The first consume returns the flow; the second is a replay; the stored row no longer holds the flow."""
-    store = TableRecordStore(table, "login-default", LoginCodec())
-    logins = LoginBook(store, SystemClock())
-    await logins.remember(LoginStart("https://entra/authorize", "state-abc", '{"code_verifier": "v"}'))
+    store = TableRecordStore(table, "login-default", SignInCodec())
+    logins = PendingSignIns(store, SystemClock())
+    await logins.remember(SignInStart("https://entra/authorize", "state-abc", '{"code_verifier": "v"}'))
 
     assert (await logins.consume("state-abc")).flow == '{"code_verifier": "v"}'
-    with pytest.raises(LoginStateReplayedError):
+    with pytest.raises(SignInStateReplayedError):
         await logins.consume("state-abc")
     row = await table.get_entity("login-default", "state-abc")
     assert row["flow"] == ""

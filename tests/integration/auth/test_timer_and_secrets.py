@@ -14,8 +14,8 @@ from azure.functions.timer import TimerRequest
 from sandbox import Sandbox
 from shared.auth import (
     Health,
-    LoginStateUnknownError,
     ReauthorizationRequiredError,
+    SignInStateUnknownError,
     TokenStoreUnavailableError,
     close_auth_services,
 )
@@ -115,7 +115,7 @@ async def test_client_credentials_token_is_acquired_stored_and_served(
     has_refresh_token = stored["refresh_token"] is not None  # a bool: a failure never prints the token
     assert not has_refresh_token
     assert sandbox.entra.token_calls["client_credentials"] >= 1
-    assert status.state is Health.OK
+    assert status.health is Health.OK
 
 
 async def test_no_token_code_or_secret_reaches_logs_or_table_rows_across_the_lifecycle(
@@ -136,7 +136,7 @@ async def test_no_token_code_or_secret_reaches_logs_or_table_rows_across_the_lif
     served = await manager.token()  # the still-valid token keeps being served
     assert fingerprint(served.value) == fingerprint(cached.value)
     clock.offset = timedelta(0)
-    with pytest.raises(LoginStateUnknownError):
+    with pytest.raises(SignInStateUnknownError):
         await manager.complete_authorization({"code": "not-a-real-code", "state": "forged"})
     sandbox.vault.outage = True
     await manager.token()
@@ -147,7 +147,7 @@ async def test_no_token_code_or_secret_reaches_logs_or_table_rows_across_the_lif
         await manager.token()
     await audit.add_rows(auth_table)
 
-    assert (await manager.status()).state is Health.REAUTHORIZATION_REQUIRED
+    assert (await manager.status()).health is Health.REAUTHORIZATION_REQUIRED
     assert len([r for r in audit.records if r.name.startswith("shared.auth")]) >= 5
     assert any('"health"' in body for body in audit.table_bodies)
     assert len(audit.secrets()) >= 6

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.auth.models import ConnectionState, Grant, Health, PendingLogin, TokenSet, first_token_set
+from shared.auth.models import ConnectionRecord, Grant, Health, PendingSignIn, TokenSet, first_token_set
 from shared.settings import AuthMode
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -24,8 +24,8 @@ def test_token_set_round_trips_through_json() -> None:
 
 
 def test_reprs_never_show_tokens_codes_or_flows() -> None:
-    """repr of TokenSet, Grant and PendingLogin hides access token, refresh token and the PKCE flow."""
-    pending = PendingLogin("state1", '{"code_verifier": "verifier-secret"}', NOW, NOW + timedelta(minutes=10))
+    """repr of TokenSet, Grant and PendingSignIn hides access token, refresh token and the PKCE flow."""
+    pending = PendingSignIn("state1", '{"code_verifier": "verifier-secret"}', NOW, NOW + timedelta(minutes=10))
     grant = Grant("at-secret-1", timedelta(hours=1), (), "rt-secret-1")
     text = repr(token_set()) + repr(grant) + repr(pending) + repr(token_set().access)
     assert "secret" not in text
@@ -58,7 +58,7 @@ def test_successor_keeps_the_refresh_token_when_entra_sends_none() -> None:
 
 def test_connection_state_round_trips_through_a_row() -> None:
     """to_row/from_row preserve health, times, counters and the failed generation."""
-    state = ConnectionState(
+    state = ConnectionRecord(
         "default",
         Health.REAUTHORIZATION_REQUIRED,
         last_refresh_at=NOW,
@@ -69,4 +69,4 @@ def test_connection_state_round_trips_through_a_row() -> None:
         backoff_until=NOW + timedelta(hours=2),
         failed_generation=5,
     )
-    assert ConnectionState.from_row("default", dict(state.to_row())) == state
+    assert ConnectionRecord.from_row("default", dict(state.to_row())) == state

@@ -9,12 +9,12 @@ from urllib.parse import urlencode
 import pytest
 
 from shared.auth.errors import (
-    LoginRejectedError,
-    LoginResponseMalformedError,
-    LoginStateMissingError,
-    LoginStateUnknownError,
     ReauthorizationRequiredError,
     SignInNotSavedError,
+    SignInRejectedError,
+    SignInResponseMalformedError,
+    SignInStateMissingError,
+    SignInStateUnknownError,
     TokenRefreshFailedError,
     TokenStoreUnavailableError,
 )
@@ -76,7 +76,7 @@ def test_connected_page_shows_account_tenant_and_expiry() -> None:
 
 def test_refused_page_is_a_400() -> None:
     """A refused callback answers 400 and says nothing was stored."""
-    result = refused_page(LoginStateUnknownError("no sign-in was started with this state"), "ref123")
+    result = refused_page(SignInStateUnknownError("no sign-in was started with this state"), "ref123")
     assert result.status == 400
     assert "Nothing was stored" in result.body
     assert "ref123" in result.body
@@ -117,9 +117,9 @@ def test_other_callback_failures_get_a_503_page_saying_nothing_was_stored() -> N
 )
 def test_callback_refuses_a_state_no_sign_in_hands_out_before_any_storage_call(state: str) -> None:
     """A state with characters Table keys refuse (or markup), or longer than 256, is malformed: a 400 at once."""
-    with pytest.raises(LoginResponseMalformedError, match="start again at /api/auth/login"):
+    with pytest.raises(SignInResponseMalformedError, match="start again at /api/auth/login"):
         callback_params("POST", {}, urlencode({"state": state, "code": "x"}).encode())
-    with pytest.raises(LoginResponseMalformedError):
+    with pytest.raises(SignInResponseMalformedError):
         callback_params("GET", {"state": state, "code": "x"}, b"")
 
 
@@ -138,7 +138,7 @@ def test_callback_accepts_msal_states_and_keeps_every_field() -> None:
 
 def test_callback_without_state_is_refused_as_missing() -> None:
     """No state at all is the 'missing' refusal (also before any storage call)."""
-    with pytest.raises(LoginStateMissingError):
+    with pytest.raises(SignInStateMissingError):
         callback_params("POST", {}, b"code=x")
 
 
@@ -153,7 +153,7 @@ def test_callback_without_state_is_refused_as_missing() -> None:
 )
 def test_callback_caps_body_code_and_field_count(body: bytes, what: str) -> None:
     """An oversized body, an oversized code or too many fields is refused before the state is looked up."""
-    with pytest.raises(LoginResponseMalformedError, match=what):
+    with pytest.raises(SignInResponseMalformedError, match=what):
         callback_params("POST", {}, body)
 
 
@@ -183,7 +183,7 @@ def test_callback_failure_pages_show_plain_words_and_a_reference_never_a_cause(e
 
 def test_refused_page_for_an_entra_refusal_names_the_oauth_error_only() -> None:
     """Entra's OAuth error code (e.g. access_denied) is shown; it is the admin's own answer, not an internal."""
-    result = refused_page(LoginRejectedError("Entra returned the sign-in with an error (access_denied)"), "r")
+    result = refused_page(SignInRejectedError("Entra returned the sign-in with an error (access_denied)"), "r")
     assert "access_denied" in result.body
 
 

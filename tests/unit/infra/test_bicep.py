@@ -108,9 +108,9 @@ def test_app_identity_gets_exactly_the_data_plane_roles_it_needs() -> None:
 
 def test_admin_alert_matches_the_event_the_token_lifecycle_logs() -> None:
     """The alert query names the `event` custom dimension shared/auth logs when an admin must act."""
-    states = (INFRA.parent / "shared" / "auth" / "states.py").read_text()
+    health = (INFRA.parent / "shared" / "auth" / "health.py").read_text()
     monitoring = (INFRA / "app" / "monitoring.bicep").read_text()
-    assert '"auth.admin_needed"' in states
+    assert '"auth.admin_needed"' in health
     assert 'customDimensions.event) == "auth.admin_needed"' in monitoring
 
 

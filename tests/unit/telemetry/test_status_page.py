@@ -30,7 +30,7 @@ KEY = "fUnCt10n-key/with+chars=="
 OK = ConnectionStatus(
     connection="default",
     mode=AuthMode.DELEGATED,
-    state=Health.OK,
+    health=Health.OK,
     has_token=True,
     expires_on=START + timedelta(minutes=42),
     account="integration@contoso.example",
@@ -47,7 +47,7 @@ STATES = {
     "ok": OK,
     "degraded": replace(
         OK,
-        state=Health.DEGRADED,
+        health=Health.DEGRADED,
         last_error_code="TokenRefreshFailedError",
         last_error_message="Entra answered 503",
         last_error_at=START - timedelta(minutes=1),
@@ -56,7 +56,7 @@ STATES = {
     ),
     "not_authorized": replace(
         OK,
-        state=Health.NOT_AUTHORIZED,
+        health=Health.NOT_AUTHORIZED,
         has_token=False,
         expires_on=None,
         account=None,
@@ -67,7 +67,7 @@ STATES = {
     ),
     "reauthorization_required": replace(
         OK,
-        state=Health.REAUTHORIZATION_REQUIRED,
+        health=Health.REAUTHORIZATION_REQUIRED,
         has_token=False,
         expires_on=START - timedelta(minutes=5),
         last_error_code="invalid_grant/AADSTS700082",
@@ -79,7 +79,7 @@ STATES = {
         OK,
         mode=AuthMode.CLIENT_CREDENTIALS,
         account=None,
-        state=Health.CREDENTIALS_REJECTED,
+        health=Health.CREDENTIALS_REJECTED,
         last_error_code="invalid_client/AADSTS7000215",
         last_error_message="invalid client secret",
         last_error_at=START - timedelta(minutes=3),

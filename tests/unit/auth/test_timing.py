@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from shared.auth.retry import ADMIN_NEEDED_BACKOFF, TRANSIENT_BACKOFF, Backoff
+from shared.auth.timing import ADMIN_NEEDED_BACKOFF, TRANSIENT_BACKOFF, Backoff
 
 
 def test_backoff_doubles_and_stops_at_the_cap() -> None:

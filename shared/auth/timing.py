@@ -1,8 +1,9 @@
-"""Every retry and backoff number of the token lifecycle, in one place.
+"""The token lifecycle's timing as frozen data: backoffs, the refresh lease, the timer's horizon and host retry.
 
 - In-process gate after a transient refresh failure: callers keep getting the still-valid cached token and
   nobody calls Entra again before the gate opens. The first delay is 5 s because MSAL's ThrottledHttpClient
-  replays a 5xx/429 answer for the same request for 5 s on confidential clients anyway (bc-facts §5d).
+  replays a 5xx/429 answer for the same request for 5 s on confidential clients anyway
+  (msal/throttled_http_client.py in github.com/AzureAD/microsoft-authentication-library-for-python).
 - Admin-needed states (dead refresh token, rejected credentials): one probe after 1 h, doubling to 24 h, so
   the hourly timer does not hammer Entra with a grant that cannot come back.
 - Waiting for another process's refresh: poll the lease row (cheap Table read), never Key Vault.

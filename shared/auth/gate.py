@@ -1,0 +1,43 @@
+"""The in-process gate after a transient refresh failure: nobody in this process calls Entra before it opens.
+
+Callers meanwhile keep getting the still-valid cached token (the manager's fallback). The gate's delays are
+shared.auth.timing.TRANSIENT_BACKOFF; a successful refresh or sign-in opens it again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.auth.errors import TokenRefreshFailedError
+from shared.auth.timing import TRANSIENT_BACKOFF
+from shared.clock import Clock
+
+
+class RefreshGate:
+    """Closed for a backoff after each transient failure in a row; open again after a success."""
+
+    def __init__(self, connection: str, clock: Clock) -> None:
+        self._connection = connection
+        self._clock = clock
+        self._closed_until: datetime | None = None
+        self.failures_in_a_row = 0
+
+    def check(self) -> None:
+        """Raise TokenRefreshFailedError (with its retry_after) while the gate is closed."""
+        if self._closed_until is not None and self._clock.now() < self._closed_until:
+            raise TokenRefreshFailedError(
+                f"refresh of '{self._connection}' is backing off after a transient failure",
+                retry_after=self._closed_until,
+            )
+
+    def close_after(self, failure: TokenRefreshFailedError) -> datetime:
+        """Count `failure`, close the gate for the next backoff and tell the failure when to retry."""
+        self.failures_in_a_row += 1
+        self._closed_until = self._clock.now() + TRANSIENT_BACKOFF.delay(self.failures_in_a_row)
+        failure.retry_after = self._closed_until
+        return self._closed_until
+
+    def open(self) -> None:
+        """Forget the backoff: a refresh or a sign-in succeeded."""
+        self._closed_until = None
+        self.failures_in_a_row = 0
