@@ -39,10 +39,30 @@ def app_settings() -> dict[str, Any]:
     return config["properties"]  # type: ignore[no-any-return]
 
 
-def test_there_is_infra_to_check() -> None:
-    """The orchestration file and one module per concern exist."""
-    names = {path.name for path in BICEP_FILES}
-    assert {"main.bicep", "function.bicep", "storage.bicep", "keyvault.bicep", "rbac.bicep"} <= names
+def test_main_deploys_every_module_with_exactly_the_parameters_it_declares() -> None:
+    """Every module main.bicep names exists and gets each parameter it requires and none it lacks, every file in
+    infra/app is deployed, and main.parameters.json sets every required parameter of main.bicep and no other."""
+    main = parse(INFRA / "main.bicep")
+    deployed: set[Path] = set()
+    problems: list[str] = []
+    for name, module in main["modules"].items():
+        path = INFRA / module["detail"]["path"]
+        deployed.add(path)
+        if not path.is_file():
+            problems.append(f"module {name}: no file {path.relative_to(INFRA)}")
+            continue
+        declared = parse(path)["parameters"]
+        required = {param for param, spec in declared.items() if spec["default"] is None}
+        given = set(module["config"]["params"])
+        problems += [
+            f"module {name}: {param} is not a parameter of it" for param in sorted(given - set(declared))
+        ]
+        problems += [f"module {name}: required {param} is not passed" for param in sorted(required - given)]
+    assert problems == []
+    assert deployed == set((INFRA / "app").glob("*.bicep"))
+    supplied = set(json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"])
+    required = {param for param, spec in main["parameters"].items() if spec["default"] is None}
+    assert required <= supplied <= set(main["parameters"])
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda path: path.name)
