@@ -11,25 +11,23 @@
 
 Messages are sent as the text `bcjobs.wire.encode` returns (already base64) through a queue client without an
 encode policy: the product's trigger base64-decodes the text itself. Importable without the Functions runtime.
-The async twin is `bcjobs.aio.AsyncJobsClient`.
+The async twin is `bcjobs.aio.AsyncJobsClient`. What the client does is in `bcjobs.core`, as flows this module
+carries out with blocking SDK calls.
 """
 
 from __future__ import annotations
 
 import builtins
-import logging
-import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient
+from azure.core.exceptions import AzureError
+from azure.data.tables import TableClient, TableServiceClient
 from azure.identity import DefaultAzureCredential
 from azure.storage.queue import QueueClient, QueueMessage, QueueServiceClient
 
@@ -37,7 +35,6 @@ from bcjobs import JOBS_QUEUE, RESULTS_QUEUE
 from bcjobs.common import (
     DEFAULT_CONCURRENCY,
     DEFAULT_TABLE_PREFIX,
-    MAX_PAGE_SIZE,
     EnqueueFailure,
     EnqueueResult,
     JobDetails,
@@ -46,19 +43,23 @@ from bcjobs.common import (
     JobPage,
     Progress,
     as_prepared,
-    audit_table_name,
-    decode_continuation,
-    encode_continuation,
-    jobs_table_name,
-    list_query,
-    poll_delays,
-    report_from_message,
-    storage_error,
 )
-from bcjobs.errors import BcJobsError, InvalidJobError, ResultNotCompletedError, WaitTimeoutError
-from bcjobs.models import JOB_ID_PATTERN
-from bcjobs.results import TERMINAL_STATES, JobReport, JobState
-from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, report_from_row
+from bcjobs.core import (
+    Call,
+    ClientCore,
+    FirstPage,
+    Flow,
+    Listing,
+    MessageCore,
+    Rows,
+    Step,
+    Stepper,
+    StreamCore,
+    Tally,
+)
+from bcjobs.errors import BcJobsError
+from bcjobs.results import JobReport, JobState
+from bcjobs.rows import Interaction
 from bcjobs.submit import PreparedJob
 
 __all__ = [
@@ -72,10 +73,35 @@ __all__ = [
     "ResultStream",
 ]
 
-logger = logging.getLogger("bcjobs")
+R = TypeVar("R")
 
 
-class JobsClient:
+def _run(flow: Flow[R]) -> R:
+    """Carry a core flow out with blocking SDK calls; its result, or the error it raised."""
+    stepper = Stepper(flow)
+    while stepper.step is not None:
+        try:
+            answer = _perform(stepper.step)
+        except AzureError as exc:
+            stepper.fail(exc)
+        else:
+            stepper.answer(answer)
+    return stepper.result
+
+
+def _perform(step: Step) -> Any:
+    if isinstance(step, Call):
+        return step.action()
+    if isinstance(step, Rows):
+        step.into.extend(step.action())
+    elif isinstance(step, FirstPage):
+        step.into.extend(next(step.pages, []))
+    else:
+        time.sleep(step.seconds)
+    return None
+
+
+class JobsClient(ClientCore[QueueClient, TableClient]):
     """Send jobs to `bc-jobs`, read the jobs Table, take reports off `bc-results` (Azure Storage, sync SDKs).
 
     `credential` defaults to DefaultAzureCredential (closed with the client); `client_options` go to the Azure
@@ -98,15 +124,10 @@ class JobsClient:
         if credential is None:
             default = DefaultAzureCredential()
             credential, closers = default, [default.close]
-        self._setup(
-            QueueServiceClient(queue_service_uri, credential=credential, **client_options),
-            TableServiceClient(endpoint=table_service_uri, credential=credential, **client_options),
-            table_prefix=table_prefix,
-            jobs_queue=jobs_queue,
-            results_queue=results_queue,
-            max_concurrency=max_concurrency,
-            closers=closers,
-        )
+        queues = QueueServiceClient(queue_service_uri, credential=credential, **client_options)
+        tables = TableServiceClient(endpoint=table_service_uri, credential=credential, **client_options)
+        self._closers = [queues.close, tables.close, *closers]
+        self._connect(queues, tables, table_prefix, jobs_queue, results_queue, max_concurrency)
 
     @classmethod
     def from_connection_string(
@@ -120,38 +141,12 @@ class JobsClient:
         **client_options: Any,
     ) -> Self:
         """A client from a storage connection string (Azurite locally; account keys are for development)."""
+        queues = QueueServiceClient.from_connection_string(conn_str, **client_options)
+        tables = TableServiceClient.from_connection_string(conn_str, **client_options)
         client = cls.__new__(cls)
-        client._setup(
-            QueueServiceClient.from_connection_string(conn_str, **client_options),
-            TableServiceClient.from_connection_string(conn_str, **client_options),
-            table_prefix=table_prefix,
-            jobs_queue=jobs_queue,
-            results_queue=results_queue,
-            max_concurrency=max_concurrency,
-            closers=[],
-        )
+        client._closers = [queues.close, tables.close]
+        client._connect(queues, tables, table_prefix, jobs_queue, results_queue, max_concurrency)
         return client
-
-    def _setup(
-        self,
-        queues: QueueServiceClient,
-        tables: TableServiceClient,
-        *,
-        table_prefix: str,
-        jobs_queue: str,
-        results_queue: str,
-        max_concurrency: int,
-        closers: builtins.list[Callable[[], None]],
-    ) -> None:
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        self._queues, self._tables = queues, tables
-        self._jobs_queue = queues.get_queue_client(jobs_queue)
-        self._results_queue = queues.get_queue_client(results_queue)
-        self._jobs_table = tables.get_table_client(jobs_table_name(table_prefix))
-        self._audit_table = tables.get_table_client(audit_table_name(table_prefix))
-        self._max_concurrency = max_concurrency
-        self._closers = [self._queues.close, self._tables.close, *closers]
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -171,13 +166,7 @@ class JobsClient:
 
     def create_queues(self) -> None:
         """Create `bc-jobs` and `bc-results` when missing (local development; in Azure the deployment does)."""
-        for queue in (self._jobs_queue, self._results_queue):
-            try:
-                queue.create_queue()
-            except ResourceExistsError:
-                continue
-            except AzureError as exc:
-                raise storage_error(f"creating queue {queue.queue_name}", exc) from exc
+        _run(self._create_queues())
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -198,90 +187,34 @@ class JobsClient:
         `on_progress(index, outcome)` in the calling thread as it happens.
         """
         limit = max_concurrency or self._max_concurrency
-        result = EnqueueResult()
-
-        def record(index: int, outcome: JobHandle | EnqueueFailure) -> None:
-            if isinstance(outcome, JobHandle):
-                result.sent[index] = outcome
-            else:
-                result.failed[index] = outcome
-            if on_progress is not None:
-                on_progress(index, outcome)
-
-        def collect(done: Iterable[Future[JobHandle]]) -> None:
-            for future in done:
-                index, job_id = pending.pop(future)
-                error = future.exception()
-                if error is None:
-                    record(index, future.result())
-                elif isinstance(error, BcJobsError):
-                    record(index, EnqueueFailure(index, job_id, error))
-                else:
-                    raise error
-
+        tally = Tally(on_progress)
         pending: dict[Future[JobHandle], tuple[int, str]] = {}
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="bcjobs-send") as pool:
             for index, job in enumerate(jobs):
-                try:
-                    prepared = as_prepared(job)
-                except InvalidJobError as exc:
-                    record(index, EnqueueFailure(index, exc.job_id, exc))
+                prepared = tally.prepare(index, job)
+                if prepared is None:
                     continue
                 if len(pending) >= limit:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    collect(done)
+                    _collect(pending, tally)
                 pending[pool.submit(self.send, prepared)] = (index, prepared.job_id)
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                collect(done)
-        return result
+                _collect(pending, tally)
+        return tally.result
 
     def send(self, prepared: PreparedJob) -> JobHandle:
         """Send a job `bcjobs.submit.prepare` returned (its text as it is: already base64)."""
-        try:
-            message = self._jobs_queue.send_message(prepared.text)
-        except AzureError as exc:
-            raise storage_error(
-                f"sending job {prepared.job_id} to {self._jobs_queue.queue_name}", exc
-            ) from exc
-        return JobHandle(
-            prepared.job_id,
-            message.id,
-            message.inserted_on,
-            message.expires_on,
-            prepared.job.correlation_id,
-        )
+        return _run(self._send(prepared))
 
     # -- reading the jobs table ------------------------------------------------------------------------------
 
     def get(self, job_id: str, *, interactions: bool = False) -> JobDetails | None:
         """The job's report from the jobs Table (None until the product has seen it), with its interactions
         (the BC requests it made, oldest first) when asked for."""
-        if not re.fullmatch(JOB_ID_PATTERN, job_id):
-            return None
-        try:
-            row = self._jobs_table.get_entity(job_id, JOB_ROW)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise storage_error(f"reading job {job_id}", exc) from exc
-        report = report_from_row(dict(row))
-        log = self.interactions(job_id) if interactions else None
-        return JobDetails.model_validate({**report.model_dump(), "interactions": log})
+        return _run(self._get(job_id, interactions=interactions))
 
     def interactions(self, job_id: str) -> builtins.list[Interaction]:
         """The job's BC requests from the audit table, in the order they were made (empty when none)."""
-        if not re.fullmatch(JOB_ID_PATTERN, job_id):
-            return []
-        try:
-            rows = builtins.list(
-                self._audit_table.query_entities("PartitionKey eq @job", parameters={"job": job_id})
-            )
-        except ResourceNotFoundError:
-            return []
-        except AzureError as exc:
-            raise storage_error(f"reading the interactions of job {job_id}", exc) from exc
-        return [interaction_from_row(dict(row)) for row in sorted(rows, key=lambda row: str(row["RowKey"]))]
+        return _run(self._interactions(job_id))
 
     def list_page(
         self,
@@ -296,20 +229,7 @@ class JobsClient:
         Jobs come in job-id order (the table's key order); a page may hold fewer than `page_size` jobs even
         when more follow (Table Storage pages by rows scanned).
         """
-        query, parameters = list_query(state, since)
-        size = max(1, min(page_size, MAX_PAGE_SIZE))
-        token = decode_continuation(continuation_token)
-        pages = self._jobs_table.query_entities(query, parameters=parameters, results_per_page=size).by_page(
-            continuation_token=token  # type: ignore[arg-type]  # typed str, but the Table SDK's token is a dict
-        )
-        try:
-            rows = builtins.list(next(pages, []))
-        except ResourceNotFoundError:
-            return JobPage([], None)
-        except AzureError as exc:
-            raise storage_error("listing jobs", exc) from exc
-        next_token = encode_continuation(getattr(pages, "continuation_token", None))
-        return JobPage([report_from_row(dict(row)) for row in rows], next_token)
+        return _run(self._list_page(state, since, page_size, continuation_token))
 
     # -- waiting ---------------------------------------------------------------------------------------------
 
@@ -327,19 +247,7 @@ class JobsClient:
         Polls start `poll` seconds apart and back off to `max_poll`; `on_poll` sees every report (None while
         the product has not recorded the job yet).
         """
-        deadline = time.monotonic() + timeout
-        last: JobReport | None = None
-        for delay in poll_delays(poll, cap=max_poll):
-            last = self.get(job_id)
-            if on_poll is not None:
-                on_poll(last)
-            if last is not None and last.state in TERMINAL_STATES:
-                return last
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            time.sleep(min(delay, remaining))
-        raise WaitTimeoutError(job_id, timeout, last)
+        return _run(self._wait(job_id, timeout, poll, max_poll, on_poll))
 
     # -- results ---------------------------------------------------------------------------------------------
 
@@ -378,70 +286,40 @@ class JobsClient:
         page_size: int = 100,
     ) -> Iterator[JobReport]:
         """Every job of `state` updated at or after `since` (all pages, job-id order), at most `limit`."""
-        token: str | None = None
-        count = 0
-        while True:
-            page = self.list_page(state, since, page_size=page_size, continuation_token=token)
-            for report in page.jobs:
-                if limit is not None and count >= limit:
-                    return
-                count += 1
-                yield report
-            token = page.continuation_token
-            if token is None:
-                return
+        listing = Listing(limit)
+        while listing.more:
+            page = self.list_page(state, since, page_size=page_size, continuation_token=listing.token)
+            yield from listing.take(page)
 
 
-class ResultMessage:
+def _collect(pending: dict[Future[JobHandle], tuple[int, str]], tally: Tally) -> None:
+    """Wait for at least one send to finish and record each finished one; an error not of the package propagates."""
+    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+    for future in done:
+        index, job_id = pending.pop(future)
+        error = future.exception()
+        if error is None:
+            tally.record(index, future.result())
+        elif isinstance(error, BcJobsError):
+            tally.failed(index, job_id, error)
+        else:
+            raise error
+
+
+class ResultMessage(MessageCore[QueueClient]):
     """One report taken off `bc-results`, hidden from other consumers until it is completed or abandoned.
 
     Use it as a context manager (completed when the block ends normally, abandoned when it raises), call
     `complete()` / `abandon()`, or leave it to the stream, which completes it when you ask for the next one.
     """
 
-    def __init__(self, queue: QueueClient, message: QueueMessage, report: JobReport) -> None:
-        self._queue = queue
-        self._message = message
-        self.report = report
-        self.settled = False
-
-    @property
-    def message_id(self) -> str:
-        """The queue message's id."""
-        return str(self._message.id)
-
-    @property
-    def dequeue_count(self) -> int:
-        """How often the message has been handed out (more than 1: an earlier consumer did not finish)."""
-        return int(self._message.dequeue_count or 0)
-
     def complete(self) -> None:
         """Delete the message: it will not be handed out again. ResultNotCompletedError if it is too late."""
-        if self.settled:
-            return
-        try:
-            self._queue.delete_message(self._message.id, self._message.pop_receipt)
-        except ResourceNotFoundError:
-            self.settled = True
-            raise ResultNotCompletedError(
-                f"result of job {self.report.job_id} could not be deleted: its visibility timeout ran out and "
-                "it may be handed out again (raise visibility_timeout)"
-            ) from None
-        except AzureError as exc:
-            raise storage_error(f"deleting the result of job {self.report.job_id}", exc) from exc
-        self.settled = True
+        _run(self._complete())
 
     def abandon(self, delay: int = 0) -> None:
         """Make the message visible again after `delay` seconds, for this or another consumer."""
-        if self.settled:
-            return
-        self.settled = True
-        try:
-            self._queue.update_message(self._message.id, self._message.pop_receipt, visibility_timeout=delay)
-        except ResourceNotFoundError:
-            return  # already visible again (timeout ran out): nothing to give back
-        except AzureError as exc:
-            raise storage_error(f"releasing the result of job {self.report.job_id}", exc) from exc
+        _run(self._abandon(delay))
 
     def __enter__(self) -> JobReport:
         return self.report
@@ -455,7 +333,7 @@ class ResultMessage:
             self.abandon()
 
 
-class ResultStream(Iterator[ResultMessage]):
+class ResultStream(StreamCore[QueueClient, ResultMessage], Iterator[ResultMessage]):
     """Iterates `bc-results`; at most one handed-out result is pending at a time.
 
     Asking for the next result completes (deletes) the previous one unless the caller settled it already, so
@@ -464,96 +342,18 @@ class ResultStream(Iterator[ResultMessage]):
     exception; messages received but not handed out are made visible again at once.
     """
 
-    def __init__(
-        self,
-        queue: QueueClient,
-        *,
-        follow: bool,
-        visibility_timeout: int,
-        batch_size: int,
-        idle_timeout: float | None,
-        poll: float,
-        max_poll: float,
-    ) -> None:
-        if not 1 <= batch_size <= 32:
-            raise ValueError("batch_size must be between 1 and 32 (the queue service's limit)")
-        self._queue = queue
-        self._follow = follow
-        self._visibility = visibility_timeout
-        self._batch = batch_size
-        self._idle = idle_timeout
-        self._poll, self._max_poll = poll, max_poll
-        self._buffer: deque[QueueMessage] = deque()
-        self._pending: ResultMessage | None = None
-        self._closed = False
-        self.skipped = 0  # messages that were not job reports (left on the queue)
-
     def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> ResultMessage:
-        self._settle_pending()
-        if self._closed:
+        item = _run(self._next())
+        if item is None:
             raise StopIteration
-        delays = poll_delays(self._poll, cap=self._max_poll)
-        idle_since = time.monotonic()
-        while True:
-            while self._buffer:
-                message = self._buffer.popleft()
-                try:
-                    report = report_from_message(str(message.content))
-                except ValueError as exc:
-                    self.skipped += 1
-                    logger.warning("results message %s skipped: %s", message.id, exc)
-                    continue
-                self._pending = ResultMessage(self._queue, message, report)
-                return self._pending
-            if self._receive():
-                delays = poll_delays(self._poll, cap=self._max_poll)
-                idle_since = time.monotonic()
-                continue
-            if not self._follow:
-                raise StopIteration
-            waited = time.monotonic() - idle_since
-            if self._idle is not None and waited >= self._idle:
-                raise StopIteration
-            delay = next(delays)
-            time.sleep(delay if self._idle is None else min(delay, max(self._idle - waited, 0.0)))
-
-    def _receive(self) -> bool:
-        try:
-            messages = self._queue.receive_messages(
-                messages_per_page=self._batch, max_messages=self._batch, visibility_timeout=self._visibility
-            )
-            self._buffer.extend(messages)
-        except AzureError as exc:
-            raise storage_error(f"receiving from {self._queue.queue_name}", exc) from exc
-        return bool(self._buffer)
-
-    def _settle_pending(self, *, abandon: bool = False) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None or pending.settled:
-            return
-        if abandon:
-            pending.abandon()
-            return
-        try:
-            pending.complete()
-        except ResultNotCompletedError as exc:
-            logger.warning("%s", exc)
+        return item
 
     def close(self, *, abandon: bool = False) -> None:
         """Complete (or abandon) the pending result and give back the ones received but not handed out."""
-        if self._closed:
-            return
-        self._closed = True
-        self._settle_pending(abandon=abandon)
-        while self._buffer:
-            message = self._buffer.popleft()
-            try:
-                self._queue.update_message(message.id, message.pop_receipt, visibility_timeout=0)
-            except AzureError:
-                logger.warning("results message %s not released; visible again after its timeout", message.id)
+        _run(self._close(abandon=abandon))
 
     def __enter__(self) -> Self:
         return self
@@ -562,3 +362,6 @@ class ResultStream(Iterator[ResultMessage]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close(abandon=exc_type is not None)
+
+    def _wrap(self, message: QueueMessage, report: JobReport) -> ResultMessage:
+        return ResultMessage(self._queue, message, report)

@@ -1,6 +1,7 @@
 """What the sync and async clients share: the objects they return and the SDK-independent steps.
 
-Nothing here talks to storage; `bcjobs.client` (sync) and `bcjobs.aio` (async) do, each with its Azure SDK.
+Nothing here talks to storage; the operations themselves are flows in `bcjobs.core`, which `bcjobs.client` (sync)
+and `bcjobs.aio` (async) carry out, each with its Azure SDK.
 """
 
 from __future__ import annotations
