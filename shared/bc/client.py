@@ -2,7 +2,7 @@
 
 URL shapes [bc-facts §2]: `{base}/v2.0/{tenant}/{environment}/api/v2.0/companies({id})/{entitySet}({id})`, custom
 APIs under `api/{publisher}/{group}/{version}`, bound actions `.../Microsoft.NAV.{action}`. PATCH and DELETE
-carry If-Match [§3a]: the caller's ETag (optimistic concurrency), or one fetched just before (last-writer-wins).
+carry If-Match [§3a]: the caller's ETag (optimistic concurrency), or `*` (last writer wins, see ANY_VERSION).
 Paging [§3b]: `Prefer: odata.maxpagesize` and `@odata.nextLink` followed verbatim — but only on the configured
 host, since the bearer token goes with it.
 """
@@ -45,6 +45,13 @@ from shared.bc.responses import CLIENT_REQUEST_ID, json_body
 from shared.bc.retry import surely_unprocessed
 
 DEFAULT_PAGE_SIZE = 1000  # BC's own cap is 20,000 per page [bc-facts §3b]
+# If-Match for "any version" (RFC 9110 §13.1.1). Microsoft Learn, "Using OData Web Services to Modify Data"
+# (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-to-modify-data): "PATCH
+# operations require the 'If-Match' header to be set, either with a retrieved ETag or with '*'"; the $batch
+# example of use-odata-batch sends `"If-Match": "*"` on a PATCH too [bc-facts §3c]. For DELETE, Learn's API v2.0
+# pages only say If-Match is required; `*` is the standard any-version value, and this client has sent it on
+# $batch DELETEs all along.
+ANY_VERSION = "*"
 
 
 class BusinessCentralClient:
@@ -138,24 +145,27 @@ class BusinessCentralClient:
     async def update(self, key: EntityKey, changes: JsonObject, *, etag: str | None = None) -> Entity:
         """PATCH with If-Match. Pass the ETag you read for optimistic concurrency (stale -> EntityChangedError).
 
-        Without `etag` the current one is fetched first, which makes this last-writer-wins: it overwrites
-        whatever changed since the caller read the entity (only a change between the fetch and the PATCH
-        is refused).
+        Without `etag` it sends `If-Match: *`: last writer wins, whatever changed since (nothing is read first,
+        so no change between a read and the PATCH can refuse it).
         """
-        if_match = etag or await self._current_etag(key)
         response = await self._pipeline.send(
-            Call(Method.PATCH, await self._url(key), body=dict(changes), headers={"If-Match": if_match})
+            Call(
+                Method.PATCH,
+                await self._url(key),
+                body=dict(changes),
+                headers={"If-Match": etag or ANY_VERSION},
+            )
         )
         return _entity(json_body(response), _request_id(response))
 
     async def delete(self, key: EntityKey, *, etag: str | None = None) -> None:
         """DELETE with If-Match; BC answers 204. Pass the ETag you read for optimistic concurrency.
 
-        Without `etag` the current one is fetched first: last-writer-wins, the entity is deleted even if it
-        changed since the caller read it.
+        Without `etag` it sends `If-Match: *`: last writer wins, the entity is deleted whatever changed since.
         """
-        if_match = etag or await self._current_etag(key)
-        await self._pipeline.send(Call(Method.DELETE, await self._url(key), headers={"If-Match": if_match}))
+        await self._pipeline.send(
+            Call(Method.DELETE, await self._url(key), headers={"If-Match": etag or ANY_VERSION})
+        )
 
     async def action(self, key: EntityKey, action: str, *, etag: str | None = None) -> None:
         """Run a bound action (`Microsoft.NAV.{action}`, e.g. post on a salesInvoice); BC answers 204."""
@@ -207,12 +217,6 @@ class BusinessCentralClient:
     async def _url(self, target: EntitySet | EntityKey) -> str:
         company_id = await self.company_id()
         return f"{self._endpoint.api_root(target.api)}/{target.relative_path(company_id)}"
-
-    async def _current_etag(self, key: EntityKey) -> str:
-        entity = await self.get(key)
-        if entity.etag is None:
-            raise UnexpectedResponseError("BC returned the entity without an @odata.etag")
-        return entity.etag
 
     async def _collect(
         self, url: str, params: Mapping[str, str], limit: int | None, page_size: int | None

@@ -4,6 +4,8 @@ Writes are wrapped so that an answer lost after sending (timeout, dropped connec
 comes out as AmbiguousWriteError: the caller decides between reconciling by natural key and reporting it, and
 never resends blindly. A run that follows an ambiguous one (`Progress.ambiguous`) reconciles first: `create` looks
 its natural key up, `delete` takes 404 as done, `update` compares the fields after a stale-ETag refusal.
+Without the job's `etag`, update, upsert and delete send `If-Match: *` (shared.bc.client.ANY_VERSION): the contract's
+last writer wins, and no change between a read and the write can make BC refuse it.
 """
 
 from __future__ import annotations
@@ -114,13 +116,13 @@ class JobRunner:
         key = target.key(existing.id) if existing.id else None
         if key is None:
             raise NaturalKeyNotUniqueError("the record found by natural key has no id")
-        updated = await _write(self._client.update(key, step.data or {}, etag=existing.etag))
+        # The record was found by natural key, not read by the app: last writer wins, like update without etag.
+        updated = await _write(self._client.update(key, step.data or {}))
         return _written(updated, created=False)
 
     async def _update(self, key: EntityKey, step: Step, progress: Progress) -> ResultSummary:
-        etag = step.etag or await self._etag(key)
         try:
-            return _written(await _write(self._client.update(key, step.data or {}, etag=etag)))
+            return _written(await _write(self._client.update(key, step.data or {}, etag=step.etag)))
         except EntityChangedError:
             if not progress.ambiguous:
                 raise
@@ -131,7 +133,7 @@ class JobRunner:
 
     async def _delete(self, key: EntityKey, step: Step, progress: Progress) -> ResultSummary:
         try:
-            await _write(self._client.delete(key, etag=step.etag or await self._etag(key)))
+            await _write(self._client.delete(key, etag=step.etag))
         except NotFoundError:
             # A 404 after an earlier run's lost write, or after this run's own DELETE lost its answer and the
             # client repeated it in-call (DELETE is idempotent): that DELETE did it.
@@ -139,10 +141,6 @@ class JobRunner:
                 raise
             return ResultSummary(id=str(key.id), reconciled=True)
         return ResultSummary(id=str(key.id))
-
-    async def _etag(self, key: EntityKey) -> str:
-        """The current ETag (last writer wins: the job overwrites whatever changed since the app read it)."""
-        return (await self._client.get(key)).etag or "*"
 
     async def _find(self, target: EntitySet, natural_key: Mapping[str, Any]) -> Entity | None:
         conditions = [odata_field(name).eq(value) for name, value in natural_key.items()]

@@ -111,7 +111,7 @@ def test_get_and_list_return_the_records_with_a_structured_filter(
 def test_update_with_and_without_an_etag_and_a_stale_etag_fails_with_bc_code(
     pipeline: JobsWorld, sandbox: Sandbox
 ) -> None:
-    """Without an ETag the current one is read first; a stale one ends failed with BC's conflict code."""
+    """Without an ETag the PATCH sends If-Match: *; a stale one ends failed with BC's conflict code."""
     customer = sandbox.bc.records("customers")[1]
     first = run(
         pipeline,

@@ -172,16 +172,19 @@ async def test_update_with_a_given_etag_sends_if_match() -> None:
     assert updated.etag == 'W/"2"'
 
 
-async def test_update_without_etag_fetches_the_current_one_first() -> None:
-    """No ETag from the caller: GET first, then PATCH with the ETag read."""
+async def test_update_and_delete_without_etag_send_if_match_star_without_reading_first() -> None:
+    """No ETag from the caller: one PATCH or DELETE with `If-Match: *` (last writer wins), no GET before it."""
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return json_response(200, customer(1, 'W/"current"'))
+        return httpx.Response(204) if request.method == "DELETE" else json_response(200, customer(1, 'W/"2"'))
 
     h = make_client(handler)
     await h.client.update(CUSTOMERS.key(CUSTOMER_ID), {"displayName": "New"})
-    assert [request.method for request in h.requests] == ["GET", "PATCH"]
-    assert h.requests[1].headers["If-Match"] == 'W/"current"'
+    await h.client.delete(CUSTOMERS.key(CUSTOMER_ID))
+    assert [(request.method, request.headers["If-Match"]) for request in h.requests] == [
+        ("PATCH", "*"),
+        ("DELETE", "*"),
+    ]
 
 
 async def test_stale_etag_is_an_entity_changed_error_with_correlation() -> None:
