@@ -20,10 +20,12 @@ class MemoryTokenStore:
         self.outage = False
         self.writes_fail = False
         self.reads = 0
+        self.read_attempts = 0  # reads tried, failed ones included
         self.writes = 0
 
     async def read(self, connection: str) -> TokenSet | None:
         """The stored set (counts the read)."""
+        self.read_attempts += 1
         self._check()
         self.reads += 1
         return self._sets.get(connection)

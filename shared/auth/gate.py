@@ -1,19 +1,21 @@
-"""The in-process gate after a transient refresh failure: nobody in this process calls Entra before it opens.
+"""In-process gates after transient failures: nobody in this process calls a failing dependency before it opens.
 
-Callers meanwhile keep getting the still-valid cached token (the manager's fallback). The gate's delays are
-shared.auth.timing.TRANSIENT_BACKOFF; a successful refresh or sign-in opens it again.
+The manager keeps one for Entra (closed after a failed refresh) and one for the token store (closed after a
+failed Key Vault read). Callers meanwhile keep getting the still-valid cached token (the manager's fallback), so
+an outage costs one attempt per backoff per process, not one per caller. The delays are
+shared.auth.timing.TRANSIENT_BACKOFF; a success opens the gate again.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from shared.auth.errors import TokenRefreshFailedError
+from shared.auth.errors import TokenRefreshFailedError, TokenUnavailableError
 from shared.auth.timing import TRANSIENT_BACKOFF
 from shared.clock import Clock
 
 
-class RefreshGate:
+class TransientGate:
     """Closed for a backoff after each transient failure in a row; open again after a success."""
 
     def __init__(self, connection: str, clock: Clock) -> None:
@@ -22,15 +24,19 @@ class RefreshGate:
         self._closed_until: datetime | None = None
         self.failures_in_a_row = 0
 
+    def is_closed(self) -> bool:
+        """True while the backoff after the last failure runs."""
+        return self._closed_until is not None and self._clock.now() < self._closed_until
+
     def check(self) -> None:
         """Raise TokenRefreshFailedError (with its retry_after) while the gate is closed."""
-        if self._closed_until is not None and self._clock.now() < self._closed_until:
+        if self._closed_until is not None and self.is_closed():
             raise TokenRefreshFailedError(
                 f"refresh of '{self._connection}' is backing off after a transient failure",
                 retry_after=self._closed_until,
             )
 
-    def close_after(self, failure: TokenRefreshFailedError) -> datetime:
+    def close_after(self, failure: TokenUnavailableError) -> datetime:
         """Count `failure`, close the gate for the next backoff and tell the failure when to retry."""
         self.failures_in_a_row += 1
         self._closed_until = self._clock.now() + TRANSIENT_BACKOFF.delay(self.failures_in_a_row)
@@ -38,6 +44,6 @@ class RefreshGate:
         return self._closed_until
 
     def open(self) -> None:
-        """Forget the backoff: a refresh or a sign-in succeeded."""
+        """Forget the backoff: the dependency answered."""
         self._closed_until = None
         self.failures_in_a_row = 0

@@ -38,7 +38,7 @@ from shared.auth.errors import (
     TokenStoreUnavailableError,
     TokenUnavailableError,
 )
-from shared.auth.gate import RefreshGate
+from shared.auth.gate import TransientGate
 from shared.auth.health import HealthRecorder, admin_error
 from shared.auth.identity import IdentityProvider
 from shared.auth.leases import LeaseKeeper
@@ -153,7 +153,8 @@ class TokenManager:
         self._clock = parts.clock
         self._holder = parts.holder
         self._cache = TokenCache(parts.tokens, parts.connection, parts.clock)
-        self._gate = RefreshGate(parts.connection, parts.clock)
+        self._gate = TransientGate(parts.connection, parts.clock)  # Entra
+        self._store_gate = TransientGate(parts.connection, parts.clock)  # the token store's reads
         self._lock = asyncio.Lock()  # one caller at a time reads the store or refreshes, in this process
         self._refreshing: asyncio.Future[AccessToken] | None = None
 
@@ -174,7 +175,7 @@ class TokenManager:
         fresh = self._cache.fresh(min_validity)
         if fresh is not None:
             return fresh.access
-        async with self._lock:
+        async with self._lock:  # whoever held it may have refreshed or read what we need
             return (await self._serve(Need(min_validity))).access
 
     async def refresh(
@@ -263,10 +264,14 @@ class TokenManager:
     # -- serving: the store first, then a coordinated refresh, the cached token as the fallback -------------
 
     async def _serve(self, need: Need) -> TokenSet:
-        """A set meeting `need`: the store's, else one refreshed under the lease; on a recoverable failure the
-        still-valid cached set."""
+        """A set meeting `need`: the cached one, else the store's, else one refreshed under the lease; on a
+        recoverable failure, or while the store backs off after one, the still-valid cached set."""
+        if need.met_by(self._cache.current, self._clock.now()):
+            return self._cache.current
+        if self._store_gate.is_closed() and (cached := self._cache.unexpired(besides=need.rejected)):
+            return cached
         try:
-            newest = await self._cache.newest()
+            newest = await self._read_store()
             if need.met_by(newest, self._clock.now()):
                 return newest
             self._check_possible(need, newest)
@@ -274,6 +279,16 @@ class TokenManager:
             return await self._refresh_coordinated(need, gated=True)
         except _RECOVERABLE as exc:
             return self._fall_back(need, exc, serve_cached=True)
+
+    async def _read_store(self) -> TokenSet | None:
+        """The newest set, read from the store; a failed read closes the store's gate for a backoff."""
+        try:
+            newest = await self._cache.newest()
+        except TokenStoreUnavailableError as exc:
+            self._store_gate.close_after(exc)
+            raise
+        self._store_gate.open()
+        return newest
 
     async def _refresh_now(self, min_age: timedelta) -> AccessToken:
         """One renewal, unless the newest set (cache, else store) was refreshed within `min_age`."""

@@ -307,14 +307,6 @@ def token_due(world: JobsWorld) -> bool:
     return expires - datetime.now(UTC) < timedelta(minutes=5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 13 finding for shared/auth (issue 10's area): while the cached token is due for a refresh, every "
-        "token() call reads Key Vault again (with the SDK's retries) under the refresher's lock: 120 Key Vault "
-        "requests for 20 jobs, the jobs served one after another"
-    ),
-)
 def test_a_key_vault_outage_costs_a_few_key_vault_calls_not_one_per_job(
     sandbox: Sandbox, azurite_connection_string: str
 ) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from shared.auth.errors import RefreshTimeoutError
 from shared.auth.leases import LeaseKeeper
 from shared.auth.models import Lease
 from tests.fakes.auth_stores import MemoryRecordStore
@@ -66,3 +69,23 @@ async def test_waiting_gives_up_at_the_deadline_and_succeeds_once_expired() -> N
     await leases.try_acquire("c", "a", TTL)
     assert not await leases.wait_until_free("c", clock.now() + timedelta(seconds=5))
     assert await leases.wait_until_free("c", clock.now() + timedelta(minutes=5))
+
+
+async def test_acquire_or_wait_returns_none_once_a_busy_lease_frees_so_the_caller_can_recheck() -> None:
+    """A busy lease: the call waits until it expires and returns None (not the lease) for the caller to re-check."""
+    leases, clock = keeper()
+    assert await leases.try_acquire("c", "a", TTL) is not None
+
+    assert await leases.acquire_or_wait("c", "b", clock.now() + 2 * TTL) is None
+    assert await leases.acquire_or_wait("c", "b", clock.now() + 2 * TTL) is not None
+
+
+async def test_acquire_waiting_times_out_with_a_retry_time_while_another_holder_keeps_the_lease() -> None:
+    """Past the deadline: RefreshTimeoutError, saying when to come back."""
+    leases, clock = keeper()
+    assert await leases.try_acquire("c", "a", TTL) is not None
+
+    with pytest.raises(RefreshTimeoutError) as raised:
+        await leases.acquire_waiting("c", "b", clock.now() + timedelta(seconds=30))
+    assert raised.value.retry_after is not None
+    assert raised.value.retry_after > clock.now()

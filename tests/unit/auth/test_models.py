@@ -25,7 +25,9 @@ def test_token_set_round_trips_through_json() -> None:
 
 def test_reprs_never_show_tokens_codes_or_flows() -> None:
     """repr of TokenSet, Grant and PendingSignIn hides access token, refresh token and the PKCE flow."""
-    pending = PendingSignIn("state1", '{"code_verifier": "verifier-secret"}', NOW, NOW + timedelta(minutes=10))
+    pending = PendingSignIn(
+        "state1", '{"code_verifier": "verifier-secret"}', NOW, NOW + timedelta(minutes=10)
+    )
     grant = Grant("at-secret-1", timedelta(hours=1), (), "rt-secret-1")
     text = repr(token_set()) + repr(grant) + repr(pending) + repr(token_set().access)
     assert "secret" not in text

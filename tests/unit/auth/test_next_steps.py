@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.auth.next_steps import next_step
 from shared.auth.identity import classify
 from shared.auth.models import NEEDS_ADMIN, Health
+from shared.auth.next_steps import next_step
 from shared.settings import AuthMode
 
 

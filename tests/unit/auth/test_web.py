@@ -183,7 +183,9 @@ def test_callback_failure_pages_show_plain_words_and_a_reference_never_a_cause(e
 
 def test_refused_page_for_an_entra_refusal_names_the_oauth_error_only() -> None:
     """Entra's OAuth error code (e.g. access_denied) is shown; it is the admin's own answer, not an internal."""
-    result = refused_page(SignInRejectedError("Entra returned the sign-in with an error (access_denied)"), "r")
+    result = refused_page(
+        SignInRejectedError("Entra returned the sign-in with an error (access_denied)"), "r"
+    )
     assert "access_denied" in result.body
 
 
