@@ -68,7 +68,6 @@ class AuthSettings(_Group):
     key_vault_verify_challenge_resource: bool = Field(
         default=True, alias="KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"
     )
-    refresh_schedule: str = Field(default=DEFAULT_REFRESH_SCHEDULE, alias=REFRESH_SCHEDULE_SETTING)
     reauth_webhook_url: str | None = Field(default=None, alias="BC_REAUTH_WEBHOOK_URL", repr=False)
     # Certificate instead of a secret (client credentials or delegated): a PFX path, e.g. one App Service
     # loads from Key Vault (WEBSITE_LOAD_CERTIFICATES). Takes precedence over BC_CLIENT_SECRET when set.
@@ -85,13 +84,6 @@ class AuthSettings(_Group):
     # The platform's own host name (App Service / Functions set it): the only source, besides BC_REDIRECT_URI,
     # of the sign-in's redirect URI. Never a request's Host header, which any caller can forge.
     website_hostname: str | None = Field(default=None, alias="WEBSITE_HOSTNAME")
-
-    @field_validator("refresh_schedule")
-    @classmethod
-    def _six_field_ncrontab(cls, value: str) -> str:
-        if len(value.split()) != 6:
-            raise ValueError("must be a 6-field NCRONTAB expression, seconds first, e.g. '0 0 * * * *'")
-        return value
 
     @property
     def callback_uri(self) -> str | None:
@@ -142,6 +134,20 @@ class JobSettings(_Group):
     claim_lease_seconds: float = Field(default=660.0, alias="BC_JOB_CLAIM_LEASE_SECONDS", gt=0, le=3600)
 
 
+class _TimerSettings(_Group):
+    """Validated with the others but not kept in Settings: the Functions host, not the app, reads the schedule
+    (the timer binding's `%BC_TOKEN_REFRESH_SCHEDULE%`, see refresh_schedule_binding)."""
+
+    refresh_schedule: str = Field(default=DEFAULT_REFRESH_SCHEDULE, alias=REFRESH_SCHEDULE_SETTING)
+
+    @field_validator("refresh_schedule")
+    @classmethod
+    def _six_field_ncrontab(cls, value: str) -> str:
+        if len(value.split()) != 6:
+            raise ValueError("must be a 6-field NCRONTAB expression, seconds first, e.g. '0 0 * * * *'")
+        return value
+
+
 class LocalSettings(_Group):
     """Local world only: the sandbox's CA. Unset in Azure, where the system trust store is used."""
 
@@ -165,6 +171,8 @@ _GROUPS: dict[str, type[_Group]] = {
     "jobs": JobSettings,
     "local": LocalSettings,
 }
+# Checked by load_settings so that a bad value is named at startup, then dropped.
+_VALIDATED_ONLY: dict[str, type[_Group]] = {"timer": _TimerSettings}
 
 
 class Need(StrEnum):
@@ -222,7 +230,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     source = {key: value for key, value in source.items() if value != ""}
     problems: list[SettingProblem] = []
     groups: dict[str, _Group] = {}
-    for name, model in _GROUPS.items():
+    for name, model in {**_GROUPS, **_VALIDATED_ONLY}.items():
         try:
             groups[name] = model.model_validate(source)
         except ValidationError as exc:
@@ -234,7 +242,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 problems.append(SettingProblem(setting, f"is invalid ({error['msg']})", fix))
     if problems:
         raise InvalidSettingsError(problems) from None
-    return Settings.model_validate(groups)
+    return Settings.model_validate({name: groups[name] for name in _GROUPS})
 
 
 @lru_cache(maxsize=1)

@@ -29,7 +29,7 @@ def test_defaults_follow_bc_limits_and_hourly_refresh() -> None:
     assert settings.bc.rate_limit_window_seconds == 300
     assert settings.bc.max_in_flight == 5
     assert settings.auth.mode is AuthMode.CLIENT_CREDENTIALS
-    assert settings.auth.refresh_schedule == "0 0 * * * *"
+    assert refresh_schedule_binding({}) == "0 0 * * * *"
     assert settings.auth.scope == "https://api.businesscentral.dynamics.com/.default"
 
 

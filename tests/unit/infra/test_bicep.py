@@ -11,12 +11,17 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from shared.settings import Settings
+from shared.settings import REFRESH_SCHEDULE_SETTING, Settings
 
 INFRA = Path(__file__).resolve().parents[3] / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
-# Settings the Functions host (not shared/settings.py) reads.
-HOST_SETTING_PREFIXES = ("AzureWebJobsStorage__", "APPLICATIONINSIGHTS_", "JobsStorage__credential")
+# Settings the Functions host (not shared/settings.py) reads; it resolves the timer's %BC_TOKEN_REFRESH_SCHEDULE%.
+HOST_SETTING_PREFIXES = (
+    "AzureWebJobsStorage__",
+    "APPLICATIONINSIGHTS_",
+    "JobsStorage__credential",
+    REFRESH_SCHEDULE_SETTING,
+)
 
 
 @cache
