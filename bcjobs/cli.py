@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -29,18 +29,18 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from bcjobs import RESULTS_QUEUE
-from bcjobs.client import JobsClient
+from bcjobs.client import JobsClient, ResultStream
 from bcjobs.common import DEFAULT_TABLE_PREFIX, EnqueueFailure, JobDetails, JobHandle
 from bcjobs.errors import InvalidJobError, JobsStorageError, Problem, WaitTimeoutError
 from bcjobs.jobfiles import Entry, read_entries
-from bcjobs.results import JobReport, JobState
+from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
 from bcjobs.rows import Interaction
 from bcjobs.submit import PreparedJob, prepare
 
@@ -148,6 +148,12 @@ class _Storage:
             results_queue=self.results_queue,
         )
 
+    @contextmanager
+    def connect(self) -> Iterator[JobsClient]:
+        """The client, closed at the end; storage failures and unusable settings end the command."""
+        with _storage_errors(), self.client() as client:
+            yield client
+
 
 @contextmanager
 def _storage_errors() -> Iterator[None]:
@@ -169,12 +175,44 @@ def _print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def _emit(json_output: bool, value: Any, *renderables: RenderableType) -> None:
+    """`value` as one line of JSON for scripts (--json), otherwise the renderables for people."""
+    if json_output:
+        _print_json(value)
+        return
+    for renderable in renderables:
+        out.print(renderable)
+    out.file.flush()
+
+
 def _wire(report: JobReport) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(report.model_dump_json(by_alias=True, exclude_none=True))
     return value
 
 
+def _table(*columns: str, title: str | None = None, wide: str | None = None) -> Table:
+    """The CLI's table: these columns, folding long cells; the `wide` one at least 24 characters."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=24 if column == wide else None)
+    return table
+
+
+def _add_fields(grid: Table, fields: Iterable[tuple[str, str | None]]) -> None:
+    """A `name  value` row in the grid for each field that has a value."""
+    for name, value in fields:
+        if value:
+            grid.add_row(name, Text(value))
+
+
+def _codes(error: ErrorInfo | None) -> str:
+    """The error's code and BC's error code when it has one (empty without an error)."""
+    return " ".join(code for code in (error.code, error.bc_code) if code) if error else ""
+
+
 # -- enqueue -------------------------------------------------------------------------------------------------
+
+_Rejected = tuple[Entry, str | None, tuple[Problem, ...]]
 
 
 @app.command()
@@ -189,10 +227,24 @@ def enqueue(
     table_prefix: TablePrefix = DEFAULT_TABLE_PREFIX,
 ) -> None:
     """Validate every job in FILE, report each bad one by line, send the good ones to bc-jobs."""
-    text = _read_input(file)
-    entries = read_entries(text, name=file)
+    entries = read_entries(_read_input(file), name=file)
+    good, rejected = _validate(entries)
+    sent: list[tuple[Entry, JobHandle]] = []
+    failed: list[tuple[Entry, EnqueueFailure]] = []
+    if good and not (strict and rejected):
+        storage = _Storage(connection_string, queue_service_uri, table_service_uri, table_prefix)
+        sent, failed = _send(storage, good, concurrency=concurrency, quiet=json_output)
+    _report_enqueue(entries, sent, failed, rejected, strict=strict, json_output=json_output)
+    if failed and not sent:
+        raise typer.Exit(int(ExitCode.STORAGE))
+    if failed or rejected:
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+def _validate(entries: list[Entry]) -> tuple[list[tuple[Entry, PreparedJob]], list[_Rejected]]:
+    """The entries ready to send, and the ones rejected with their problems (nothing stops at the first)."""
     good: list[tuple[Entry, PreparedJob]] = []
-    rejected: list[tuple[Entry, str | None, tuple[Problem, ...]]] = []
+    rejected: list[_Rejected] = []
     for entry in entries:
         if entry.problem is not None:
             rejected.append((entry, None, (entry.problem,)))
@@ -203,27 +255,24 @@ def enqueue(
             good.append((entry, prepare(entry.value)))
         except InvalidJobError as exc:
             rejected.append((entry, exc.job_id, exc.problems))
-    sent: list[tuple[Entry, JobHandle]] = []
-    failed: list[tuple[Entry, EnqueueFailure]] = []
-    if good and not (strict and rejected):
-        storage = _Storage(connection_string, queue_service_uri, table_service_uri, table_prefix)
-        with _storage_errors(), storage.client() as client, _progress(json_output) as progress:
-            task = progress.add_task("sending", total=len(good))
+    return good, rejected
 
-            def advance(index: int, outcome: JobHandle | EnqueueFailure) -> None:
-                del index, outcome
-                progress.advance(task)
 
-            result = client.enqueue_many(
-                [p for _, p in good], max_concurrency=concurrency, on_progress=advance
-            )
-        sent = [(good[i][0], handle) for i, handle in sorted(result.sent.items())]
-        failed = [(good[i][0], failure) for i, failure in sorted(result.failed.items())]
-    _report_enqueue(entries, sent, failed, rejected, strict=strict, json_output=json_output)
-    if failed and not sent:
-        raise typer.Exit(int(ExitCode.STORAGE))
-    if failed or rejected:
-        raise typer.Exit(int(ExitCode.INCOMPLETE))
+def _send(
+    storage: _Storage, good: list[tuple[Entry, PreparedJob]], *, concurrency: int, quiet: bool
+) -> tuple[list[tuple[Entry, JobHandle]], list[tuple[Entry, EnqueueFailure]]]:
+    """Send the good jobs with a progress bar (unless quiet); what was sent and what was not, by entry."""
+    with storage.connect() as client, _progress(quiet) as progress:
+        task = progress.add_task("sending", total=len(good))
+
+        def advance(index: int, outcome: JobHandle | EnqueueFailure) -> None:
+            del index, outcome
+            progress.advance(task)
+
+        result = client.enqueue_many([p for _, p in good], max_concurrency=concurrency, on_progress=advance)
+    sent = [(good[i][0], handle) for i, handle in sorted(result.sent.items())]
+    failed = [(good[i][0], failure) for i, failure in sorted(result.failed.items())]
+    return sent, failed
 
 
 def _read_input(file: str) -> str:
@@ -254,61 +303,72 @@ def _report_enqueue(
     entries: list[Entry],
     sent: list[tuple[Entry, JobHandle]],
     failed: list[tuple[Entry, EnqueueFailure]],
-    rejected: list[tuple[Entry, str | None, tuple[Problem, ...]]],
+    rejected: list[_Rejected],
     *,
     strict: bool,
     json_output: bool,
 ) -> None:
-    if json_output:
-        _print_json(
-            {
-                "total": len(entries),
-                "enqueued": [{entry.kind: entry.number, "jobId": handle.job_id} for entry, handle in sent],
-                "rejected": [
-                    {
-                        entry.kind: entry.number,
-                        "jobId": job_id,
-                        "problems": [{"path": p.path, "expected": p.expected} for p in problems],
-                    }
-                    for entry, job_id, problems in rejected
-                ],
-                "failed": [
-                    {entry.kind: entry.number, "jobId": failure.job_id, "error": str(failure.error)}
-                    for entry, failure in failed
-                ],
-            }
-        )
-        return
+    parts: list[RenderableType] = []
     if rejected:
-        table = Table(title="Rejected", title_justify="left", show_lines=False)
-        for column in ("where", "jobId", "field", "expected"):
-            table.add_column(column, overflow="fold")
-        for entry, job_id, problems in rejected:
-            for problem in problems:
-                table.add_row(
-                    Text(entry.where),
-                    Text(job_id or "-"),
-                    Text(problem.path or "(job)"),
-                    Text(problem.expected),
-                )
-        out.print(table)
+        parts.append(_rejected_table(rejected))
     if failed:
-        table = Table(title="Not sent", title_justify="left")
-        for column in ("where", "jobId", "error"):
-            table.add_column(column, overflow="fold")
-        for entry, failure in failed:
-            table.add_row(Text(entry.where), Text(failure.job_id or "-"), Text(str(failure.error)))
-        out.print(table)
-    summary = Text(f"{len(sent)} of {len(entries)} jobs enqueued")
+        parts.append(_failed_table(failed))
+    parts.append(_enqueue_summary(len(entries), len(sent), len(failed), len(rejected), strict=strict))
+    if len(sent) == 1:
+        parts.append(Text(f"job id: {sent[0][1].job_id}"))
+    _emit(json_output, _enqueue_json(entries, sent, failed, rejected), *parts)
+
+
+def _enqueue_json(
+    entries: list[Entry],
+    sent: list[tuple[Entry, JobHandle]],
+    failed: list[tuple[Entry, EnqueueFailure]],
+    rejected: list[_Rejected],
+) -> dict[str, Any]:
+    return {
+        "total": len(entries),
+        "enqueued": [{entry.kind: entry.number, "jobId": handle.job_id} for entry, handle in sent],
+        "rejected": [
+            {
+                entry.kind: entry.number,
+                "jobId": job_id,
+                "problems": [{"path": p.path, "expected": p.expected} for p in problems],
+            }
+            for entry, job_id, problems in rejected
+        ],
+        "failed": [
+            {entry.kind: entry.number, "jobId": failure.job_id, "error": str(failure.error)}
+            for entry, failure in failed
+        ],
+    }
+
+
+def _rejected_table(rejected: list[_Rejected]) -> Table:
+    table = _table("where", "jobId", "field", "expected", title="Rejected")
+    for entry, job_id, problems in rejected:
+        for problem in problems:
+            table.add_row(
+                Text(entry.where), Text(job_id or "-"), Text(problem.path or "(job)"), Text(problem.expected)
+            )
+    return table
+
+
+def _failed_table(failed: list[tuple[Entry, EnqueueFailure]]) -> Table:
+    table = _table("where", "jobId", "error", title="Not sent")
+    for entry, failure in failed:
+        table.add_row(Text(entry.where), Text(failure.job_id or "-"), Text(str(failure.error)))
+    return table
+
+
+def _enqueue_summary(total: int, sent: int, failed: int, rejected: int, *, strict: bool) -> Text:
+    summary = Text(f"{sent} of {total} jobs enqueued")
     if rejected:
-        summary.append(f", {len(rejected)} rejected", style="red")
+        summary.append(f", {rejected} rejected", style="red")
         if strict:
             summary.append(" (--strict: nothing sent)")
     if failed:
-        summary.append(f", {len(failed)} not sent", style="red")
-    out.print(summary)
-    if len(sent) == 1:
-        out.print(Text(f"job id: {sent[0][1].job_id}"))
+        summary.append(f", {failed} not sent", style="red")
+    return summary
 
 
 # -- show ----------------------------------------------------------------------------------------------------
@@ -325,7 +385,7 @@ def show(
 ) -> None:
     """A job's state, attempts, result or error (with BC's code) and the BC requests it made."""
     storage = _Storage(connection_string, queue_service_uri, table_service_uri, table_prefix)
-    with _storage_errors(), storage.client() as client:
+    with storage.connect() as client:
         details = client.get(job_id, interactions=True)
     if details is None:
         if json_output:
@@ -333,11 +393,7 @@ def show(
         _fail(
             ExitCode.NOT_FOUND, f"job {job_id} not found (not processed yet, or a wrong id or table prefix)"
         )
-    if json_output:
-        _print_json(_wire(details))
-        return
-    out.print(_report_panel(details))
-    out.print(_interactions_table(details))
+    _emit(json_output, _wire(details), _report_panel(details), _interactions_table(details))
 
 
 def _when(value: datetime | None) -> str:
@@ -365,7 +421,20 @@ def _report_panel(report: JobReport) -> Panel:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     grid.add_row("state", _state(report.state))
-    rows: list[tuple[str, str | None]] = [
+    _add_fields(grid, _report_fields(report))
+    parts: list[RenderableType] = [grid]
+    if report.result is not None:
+        grid.add_row("result", Text(_result_fields(report.result) or "-"))
+        if report.result.items:
+            parts.append(_items_table(report.result.items))
+    if report.error is not None:
+        grid.add_row("error", Text(report.error.code, style="red"))
+        _add_fields(grid, _error_fields(report.error))
+    return Panel(Group(*parts), title=Text(f"job {report.job_id}"), title_align="left", expand=False)
+
+
+def _report_fields(report: JobReport) -> list[tuple[str, str | None]]:
+    return [
         ("operation", report.operation),
         ("attempts", str(report.attempts)),
         ("correlation id", report.correlation_id),
@@ -374,72 +443,66 @@ def _report_panel(report: JobReport) -> Panel:
         ("finished", _when(report.finished_at) if report.finished_at else None),
         ("next attempt", _when(report.next_attempt_at) if report.next_attempt_at else None),
     ]
-    for name, value in rows:
-        if value is not None:
-            grid.add_row(name, Text(value))
-    parts: list[Any] = [grid]
-    if report.result is not None:
-        result = report.result.model_dump(by_alias=True, exclude_none=True, exclude={"items", "entities"})
-        result = {key: value for key, value in result.items() if value is not False}
-        if report.result.entities is not None:
-            result["entities"] = f"{len(report.result.entities)} record(s)"
-        grid.add_row("result", Text(", ".join(f"{k}={v}" for k, v in result.items()) or "-"))
-        if report.result.items:
-            items = Table(title="batch items", title_justify="left")
-            for column in ("#", "status", "id", "rolled back", "error"):
-                items.add_column(column, overflow="fold")
-            for item in report.result.items:
-                codes = f"{item.error.code} {item.error.bc_code or ''}".strip() if item.error else ""
-                items.add_row(
-                    str(item.index),
-                    str(item.status or "-"),
-                    Text(item.id or "-"),
-                    "yes" if item.rolled_back else "",
-                    Text(codes),
-                )
-            parts.append(items)
-    if report.error is not None:
-        error = report.error
-        grid.add_row("error", Text(error.code, style="red"))
-        details = [
-            ("BC error code", error.bc_code),
-            ("HTTP status", str(error.status) if error.status else None),
-            ("message", error.message),
-            ("client request id", error.client_request_id),
-            ("BC request id", error.bc_request_id),
-            ("retriable", "yes" if error.retriable else None),
-        ]
-        for name, value in details:
-            if value:
-                grid.add_row(name, Text(value))
-    return Panel(Group(*parts), title=Text(f"job {report.job_id}"), title_align="left", expand=False)
+
+
+def _result_fields(result: ResultSummary) -> str:
+    """The summary's set fields as `name=value`, records counted rather than shown."""
+    shown = result.model_dump(by_alias=True, exclude_none=True, exclude={"items", "entities"})
+    shown = {key: value for key, value in shown.items() if value is not False}
+    if result.entities is not None:
+        shown["entities"] = f"{len(result.entities)} record(s)"
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def _items_table(items: list[ItemOutcome]) -> Table:
+    table = _table("#", "status", "id", "rolled back", "error", title="batch items")
+    for item in items:
+        table.add_row(
+            str(item.index),
+            str(item.status or "-"),
+            Text(item.id or "-"),
+            "yes" if item.rolled_back else "",
+            Text(_codes(item.error)),
+        )
+    return table
+
+
+def _error_fields(error: ErrorInfo) -> list[tuple[str, str | None]]:
+    return [
+        ("BC error code", error.bc_code),
+        ("HTTP status", str(error.status) if error.status else None),
+        ("message", error.message),
+        ("client request id", error.client_request_id),
+        ("BC request id", error.bc_request_id),
+        ("retriable", "yes" if error.retriable else None),
+    ]
+
+
+_INTERACTION_COLUMNS: list[tuple[str, Callable[[Interaction], str]]] = [
+    ("attempt", lambda i: str(i.attempt)),
+    ("#", lambda i: str(i.sequence)),
+    ("at", lambda i: _when(i.at)),
+    ("method", lambda i: i.method),
+    ("path", lambda i: i.path),
+    ("status", lambda i: str(i.status) if i.status is not None else "-"),
+    ("ms", lambda i: f"{i.duration_ms:.0f}"),
+    ("BC code", lambda i: i.bc_error_code or ""),
+    ("request id", lambda i: i.client_request_id or ""),
+    ("error", lambda i: i.error or ""),
+]
+_OPTIONAL_COLUMNS = {"at", "BC code", "request id", "error"}
 
 
 def _interactions_table(details: JobDetails) -> Table | Text:
     log = details.interactions or []
     if not log:
         return Text("no BC requests recorded")
-    columns: list[tuple[str, Callable[[Interaction], str]]] = [
-        ("attempt", lambda i: str(i.attempt)),
-        ("#", lambda i: str(i.sequence)),
-        ("at", lambda i: _when(i.at)),
-        ("method", lambda i: i.method),
-        ("path", lambda i: i.path),
-        ("status", lambda i: str(i.status) if i.status is not None else "-"),
-        ("ms", lambda i: f"{i.duration_ms:.0f}"),
-        ("BC code", lambda i: i.bc_error_code or ""),
-        ("request id", lambda i: i.client_request_id or ""),
-        ("error", lambda i: i.error or ""),
-    ]
-    optional = {"at", "BC code", "request id", "error"}
     shown = [
         (name, cell)
-        for name, cell in columns
-        if name not in optional or any(cell(i) not in ("", "-") for i in log)
+        for name, cell in _INTERACTION_COLUMNS
+        if name not in _OPTIONAL_COLUMNS or any(cell(i) not in ("", "-") for i in log)
     ]
-    table = Table(title="BC requests", title_justify="left")
-    for name, _ in shown:
-        table.add_column(name, overflow="fold", min_width=24 if name == "path" else None)
+    table = _table(*(name for name, _ in shown), title="BC requests", wide="path")
     for item in log:
         table.add_row(*(Text(cell(item)) for _, cell in shown))
     return table
@@ -490,31 +553,27 @@ def list_jobs(
     """Jobs from the jobs Table (at most --limit), sorted by last update, newest first."""
     after = _since_option(since)
     storage = _Storage(connection_string, queue_service_uri, table_service_uri, table_prefix)
-    with _storage_errors(), storage.client() as client:
+    with storage.connect() as client:
         reports = list(client.list(state, after, limit=limit))
     reports.sort(key=lambda r: r.updated_at or r.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
-    if json_output:
-        _print_json([_wire(report) for report in reports])
-        return
-    if not reports:
-        out.print("no jobs")
-        return
-    table = Table()
-    for column in ("job id", "state", "operation", "attempts", "updated", "error"):
-        table.add_column(column, overflow="fold")
+    parts: list[RenderableType] = [_jobs_table(reports) if reports else "no jobs"]
+    if len(reports) == limit:
+        parts.append(Text(f"(first {limit}; raise --limit for more)", style="dim"))
+    _emit(json_output, [_wire(report) for report in reports], *parts)
+
+
+def _jobs_table(reports: list[JobReport]) -> Table:
+    table = _table("job id", "state", "operation", "attempts", "updated", "error")
     for report in reports:
-        error = report.error
         table.add_row(
             Text(report.job_id),
             _state(report.state),
             Text(report.operation or "-"),
             str(report.attempts),
             _when(report.updated_at),
-            Text(f"{error.code} {error.bc_code or ''}".strip() if error else ""),
+            Text(_codes(report.error)),
         )
-    out.print(table)
-    if len(reports) == limit:
-        out.print(Text(f"(first {limit}; raise --limit for more)", style="dim"))
+    return table
 
 
 # -- wait ----------------------------------------------------------------------------------------------------
@@ -533,32 +592,34 @@ def wait(
 ) -> None:
     """Wait until the job reaches a terminal state; exit 0 if it succeeded, 1 if not, 5 on timeout."""
     storage = _Storage(connection_string, queue_service_uri, table_service_uri, table_prefix)
-    with _storage_errors(), storage.client() as client:
-        status = err.status(Text(f"waiting for job {job_id}"), spinner="dots") if not json_output else None
-
-        def seen(report: JobReport | None) -> None:
-            if status is not None:
-                state = report.state.value if report else "not recorded yet"
-                status.update(Text(f"waiting for job {job_id}: {state}"))
-
+    with storage.connect() as client, _spinner(job_id, quiet=json_output) as seen:
         try:
-            if status is not None:
-                status.start()
             report = client.wait(job_id, timeout=timeout, poll=poll, on_poll=seen)
         except WaitTimeoutError as exc:
             last = exc.last
             if json_output:
                 _print_json({"jobId": job_id, "timedOut": True, "last": _wire(last) if last else None})
             _fail(ExitCode.TIMEOUT, str(exc))
-        finally:
-            if status is not None:
-                status.stop()
-    if json_output:
-        _print_json(_wire(report))
-    else:
-        out.print(_report_panel(report))
+    _emit(json_output, _wire(report), _report_panel(report))
     if report.state is not JobState.SUCCEEDED:
         raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+@contextmanager
+def _spinner(job_id: str, *, quiet: bool) -> Iterator[Callable[[JobReport | None], None]]:
+    """A spinner on stderr showing the job's state while the block runs (none when quiet); yields the poll hook."""
+    status = None if quiet else err.status(Text(f"waiting for job {job_id}"), spinner="dots")
+
+    def seen(report: JobReport | None) -> None:
+        if status is not None:
+            state = report.state.value if report else "not recorded yet"
+            status.update(Text(f"waiting for job {job_id}: {state}"))
+
+    if status is None:
+        yield seen
+        return
+    with status:
+        yield seen
 
 
 # -- results -------------------------------------------------------------------------------------------------
@@ -583,26 +644,26 @@ def results(
 ) -> None:
     """Print the reports on bc-results (JSON Lines with --json), deleting each once it has been printed."""
     storage = _Storage(connection_string, queue_service_uri, table_service_uri, table_prefix, results_queue)
-    count = 0
     try:
         with (
-            _storage_errors(),
-            storage.client() as client,
+            storage.connect() as client,
             client.results(
                 follow=follow, idle_timeout=idle_timeout, visibility_timeout=visibility_timeout
             ) as stream,
         ):
-            for item in stream:
-                if json_output:
-                    _print_json(_wire(item.report))
-                else:
-                    out.print(_result_line(item.report))
-                    out.file.flush()
-                count += 1
-                if max_count is not None and count >= max_count:
-                    break
+            _print_results(stream, max_count, json_output=json_output)
     except KeyboardInterrupt:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _print_results(stream: ResultStream, max_count: int | None, *, json_output: bool) -> None:
+    """Print each result as it comes (the stream deletes it when the next is asked for), at most `max_count`."""
+    count = 0
+    for item in stream:
+        _emit(json_output, _wire(item.report), _result_line(item.report))
+        count += 1
+        if max_count is not None and count >= max_count:
+            return
     if not json_output and count == 0:
         err.print("no results")
 
@@ -619,8 +680,7 @@ def _result_line(report: JobReport) -> Text:
             shown["count"] = str(report.result.count)
         line.append("  " + " ".join(f"{k}={v}" for k, v in shown.items()))
     if report.error is not None:
-        code = " ".join(c for c in (report.error.code, report.error.bc_code) if c)
-        line.append(f"  {code}: {report.error.message}", style="red")
+        line.append(f"  {_codes(report.error)}: {report.error.message}", style="red")
     return line
 
 
