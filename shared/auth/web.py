@@ -52,35 +52,37 @@ def callback_params(method: str, query: Mapping[str, str], body: bytes) -> dict[
     Refused with SignInResponseMalformedError (a 400, at once) when the body, a field or the state cannot belong
     to a sign-in response, so garbage never reaches Table Storage as a key.
     """
-    again = "start again at /api/auth/login"
-    if method.upper() == "POST":
-        if len(body) > MAX_CALLBACK_BODY_BYTES:
-            raise SignInResponseMalformedError(
-                f"the callback's body is larger than a sign-in response ({MAX_CALLBACK_BODY_BYTES} bytes): {again}"
-            )
-        try:
-            fields = parse_qsl(
-                body.decode("utf-8", errors="replace"),
-                keep_blank_values=True,
-                max_num_fields=MAX_CALLBACK_FIELDS,
-            )
-        except ValueError:  # more fields than max_num_fields
-            raise SignInResponseMalformedError(
-                f"the callback carries more fields than a sign-in response: {again}"
-            ) from None
-        params = dict(fields)
-    else:
-        params = dict(query)
+    params = _form_fields(body) if method.upper() == "POST" else dict(query)
     if len(params) > MAX_CALLBACK_FIELDS:
         raise SignInResponseMalformedError(
-            f"the callback carries more fields than a sign-in response: {again}"
+            f"the callback carries more fields than a sign-in response: {_AGAIN}"
         )
     if any(len(value) > MAX_CALLBACK_FIELD_LENGTH for value in params.values()):
         raise SignInResponseMalformedError(
-            f"a field of the callback is longer than a sign-in response's ({MAX_CALLBACK_FIELD_LENGTH}): {again}"
+            f"a field of the callback is longer than a sign-in response's ({MAX_CALLBACK_FIELD_LENGTH}): {_AGAIN}"
         )
     check_state(params.get("state"))
     return params
+
+
+_AGAIN = "start again at /api/auth/login"
+
+
+def _form_fields(body: bytes) -> dict[str, str]:
+    """The form-posted fields, refused before parsing when the body or its field count exceeds a sign-in's."""
+    if len(body) > MAX_CALLBACK_BODY_BYTES:
+        raise SignInResponseMalformedError(
+            f"the callback's body is larger than a sign-in response ({MAX_CALLBACK_BODY_BYTES} bytes): {_AGAIN}"
+        )
+    try:
+        fields = parse_qsl(
+            body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=MAX_CALLBACK_FIELDS
+        )
+    except ValueError:  # more fields than max_num_fields
+        raise SignInResponseMalformedError(
+            f"the callback carries more fields than a sign-in response: {_AGAIN}"
+        ) from None
+    return dict(fields)
 
 
 def new_reference() -> str:
@@ -123,45 +125,41 @@ def refused_page(error: SignInFlowError, reference: str) -> WebResult:
     return page(400, "Sign-in not accepted", [str(error), "Nothing was stored.", _reference_line(reference)])
 
 
+_TRY_AGAIN = "Sign in again at /api/auth/login in a few minutes; if it fails again, give your administrator the reference below."
+# (kind, status, title, what happened, what to do), most specific first; the last row matches every failure.
+_FAILED_PAGES: list[tuple[type[Exception], int, str, str, str]] = [
+    (
+        SignInNotSavedError,
+        503,
+        "Sign-in could not be saved",
+        "Entra accepted the sign-in, but the app could not store it, so the connection is not authorised.",
+        _TRY_AGAIN,
+    ),
+    (
+        TokenUnavailableError,
+        503,
+        "Sign-in could not be completed",
+        "The sign-in service or the app's storage did not answer in time.",
+        _TRY_AGAIN,
+    ),
+    (
+        Exception,
+        500,
+        "Sign-in could not be completed",
+        "The app could not complete the sign-in.",
+        "Give your administrator the reference below; the app's log says what to fix.",
+    ),
+]
+
+
 def callback_failed_page(error: Exception, reference: str) -> WebResult:
     """The callback's page when the sign-in could not be completed or saved: plain words and a reference id.
 
     The callback is anonymous, so nothing of the cause (exception types, storage or network details) is shown;
     the route logs the cause under the same reference.
     """
-    again = "Sign in again at /api/auth/login in a few minutes; if it fails again, give your administrator the reference below."
-    if isinstance(error, SignInNotSavedError):
-        return page(
-            503,
-            "Sign-in could not be saved",
-            [
-                "Entra accepted the sign-in, but the app could not store it, so the connection is not authorised.",
-                "Nothing was stored.",
-                again,
-                _reference_line(reference),
-            ],
-        )
-    if isinstance(error, TokenUnavailableError):
-        return page(
-            503,
-            "Sign-in could not be completed",
-            [
-                "The sign-in service or the app's storage did not answer in time.",
-                "Nothing was stored.",
-                again,
-                _reference_line(reference),
-            ],
-        )
-    return page(
-        500,
-        "Sign-in could not be completed",
-        [
-            "The app could not complete the sign-in.",
-            "Nothing was stored.",
-            "Give your administrator the reference below; the app's log says what to fix.",
-            _reference_line(reference),
-        ],
-    )
+    status, title, happened, to_do = next(row[1:] for row in _FAILED_PAGES if isinstance(error, row[0]))
+    return page(status, title, [happened, "Nothing was stored.", to_do, _reference_line(reference)])
 
 
 def status_json(status: ConnectionStatus) -> WebResult:
