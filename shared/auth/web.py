@@ -7,6 +7,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from shared.auth.errors import (
@@ -165,6 +166,18 @@ def callback_failed_page(error: Exception, reference: str) -> WebResult:
 def status_json(status: ConnectionStatus) -> WebResult:
     """GET /api/auth/status body."""
     return WebResult(200, json.dumps(status.to_json_dict()), "application/json")
+
+
+def refresh_json(before: ConnectionStatus, after: ConnectionStatus, min_age: timedelta) -> WebResult:
+    """POST /api/auth/refresh body: the status, whether a new token set was stored, and why not when it was not."""
+    body: dict[str, object] = {**after.to_json_dict(), "refreshed": after.generation != before.generation}
+    if not body["refreshed"] and after.has_token:
+        body["refresh_note"] = (
+            f"not refreshed: the token set was refreshed less than {int(min_age.total_seconds())} s ago (refreshes "
+            "within that window return it as it is, so bursts of calls cost Entra one request); POST again after "
+            "that to get a new one"
+        )
+    return WebResult(200, json.dumps(body), "application/json")
 
 
 def error_json(error: AuthError) -> WebResult:

@@ -17,6 +17,7 @@ import azure.functions as func
 
 from shared.auth import AuthError, AuthServices, SignInFlowError, auth_services
 from shared.auth.causes import describe
+from shared.auth.timing import REFRESH_MIN_AGE
 from shared.auth.web import (
     PAGE_HEADERS,
     WebResult,
@@ -26,6 +27,7 @@ from shared.auth.web import (
     error_json,
     new_reference,
     page,
+    refresh_json,
     refused_page,
     settings_json,
     status_json,
@@ -129,9 +131,10 @@ async def auth_refresh(req: func.HttpRequest) -> func.HttpResponse:
     del req
     try:
         services = await _services()
+        before = await services.manager.status()
         await services.manager.refresh()
     except SettingsError as exc:
         return _settings_failure("auth/refresh", exc)
     except AuthError as exc:
         return _response(error_json(exc))
-    return _response(status_json(await services.manager.status()))
+    return _response(refresh_json(before, await services.manager.status(), REFRESH_MIN_AGE))

@@ -150,6 +150,26 @@ async def test_refresh_endpoint_rotates_the_stored_refresh_token(
     assert sandbox.entra.token_calls["refresh_token"] == calls + 1
 
 
+async def test_a_refresh_right_after_a_refresh_says_it_returned_the_young_token_set(
+    functions: dict[str, Callable[..., Any]],
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    audit: Audit,
+) -> None:
+    """Two POST /api/auth/refresh in a row: the first answers refreshed, the second refreshed false with why."""
+    login = await functions["auth_login"](request("GET", "auth/login"))
+    await functions["auth_callback"](
+        callback_post(await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit))
+    )
+
+    first = json.loads((await functions["auth_refresh"](request("POST", "auth/refresh"))).get_body())
+    second = json.loads((await functions["auth_refresh"](request("POST", "auth/refresh"))).get_body())
+
+    assert (first["refreshed"], "refresh_note" in first) == (True, False)
+    assert (second["refreshed"], second["generation"]) == (False, first["generation"])
+    assert "less than 30 s ago" in second["refresh_note"]
+
+
 async def test_state_attacks_are_refused_with_400_and_store_nothing(
     functions: dict[str, Callable[..., Any]],
     sandbox: Sandbox,
