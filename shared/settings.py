@@ -326,15 +326,27 @@ def _is_local_http(value: str) -> bool:
 
 
 def _auth_problems(settings: Settings) -> list[SettingProblem]:
-    auth, local = settings.auth, settings.local
-    tokens, problems = Need.TOKENS, []
+    checks = (
+        _registration_problems,
+        _secret_problems,
+        _certificate_problems,
+        _vault_problems,
+        _endpoint_problems,
+        _sign_in_problems,
+    )
+    return [problem for check in checks for problem in check(settings)]
+
+
+def _registration_problems(settings: Settings) -> list[SettingProblem]:
+    """The Entra app registration's two ids."""
+    auth, problems = settings.auth, []
     if not auth.tenant_id:
         problems.append(
             SettingProblem(
                 "BC_TENANT_ID",
                 _NOT_SET,
                 "set it to the Directory (tenant) ID of the Entra app registration (locally `make dev` sets it)",
-                tokens,
+                Need.TOKENS,
             )
         )
     if not auth.client_id:
@@ -343,64 +355,86 @@ def _auth_problems(settings: Settings) -> list[SettingProblem]:
                 "BC_CLIENT_ID",
                 _NOT_SET,
                 "set it to the Application (client) ID of the Entra app registration (locally `make dev` sets it)",
-                tokens,
+                Need.TOKENS,
             )
         )
+    return problems
+
+
+def _secret_problems(settings: Settings) -> list[SettingProblem]:
+    """The app registration needs a secret or a certificate; the secret also opens Key Vault locally."""
+    auth = settings.auth
     key_vault_credential = auth.key_vault_credential or (
-        "client_secret" if local.ca_bundle else "managed_identity"
+        "client_secret" if settings.local.ca_bundle else "managed_identity"
     )
     if not auth.client_secret and not auth.client_certificate_path:
-        problems.append(
+        return [
             SettingProblem(
                 "BC_CLIENT_SECRET",
                 "is not set (nor BC_CLIENT_CERTIFICATE_PATH)",
                 "set the app registration's client secret (in Azure a Key Vault reference) or a certificate path",
-                tokens,
+                Need.TOKENS,
             )
-        )
-    elif not auth.client_secret and key_vault_credential == "client_secret":
-        problems.append(
+        ]
+    if not auth.client_secret and key_vault_credential == "client_secret":
+        return [
             SettingProblem(
                 "BC_CLIENT_SECRET",
                 "is not set, but KEY_VAULT_CREDENTIAL is client_secret",
                 "set BC_CLIENT_SECRET, or KEY_VAULT_CREDENTIAL=managed_identity",
-                tokens,
+                Need.TOKENS,
             )
+        ]
+    return []
+
+
+def _certificate_problems(settings: Settings) -> list[SettingProblem]:
+    path = settings.auth.client_certificate_path
+    if path is None or path.is_file():
+        return []
+    return [
+        SettingProblem(
+            "BC_CLIENT_CERTIFICATE_PATH",
+            "does not point to a file",
+            "give the path of the PFX (in Azure the one WEBSITE_LOAD_CERTIFICATES loads), or remove it",
+            Need.TOKENS,
         )
-    if auth.client_certificate_path and not auth.client_certificate_path.is_file():
-        problems.append(
-            SettingProblem(
-                "BC_CLIENT_CERTIFICATE_PATH",
-                "does not point to a file",
-                "give the path of the PFX (in Azure the one WEBSITE_LOAD_CERTIFICATES loads), or remove it",
-                tokens,
-            )
-        )
-    if not auth.key_vault_url:
-        problems.append(
+    ]
+
+
+def _vault_problems(settings: Settings) -> list[SettingProblem]:
+    url = settings.auth.key_vault_url
+    if not url:
+        return [
             SettingProblem(
                 "KEY_VAULT_URL",
                 _NOT_SET,
                 "set it to the vault's 'Vault URI', https://<vault name>.vault.azure.net/ (locally `make dev` sets it)",
-                tokens,
+                Need.TOKENS,
             )
-        )
-    elif not _https_url(auth.key_vault_url, allow_path=False):
-        problems.append(
+        ]
+    if not _https_url(url, allow_path=False):
+        return [
             SettingProblem(
                 "KEY_VAULT_URL",
                 "is not a Key Vault URL (https://<host>/, no spaces, no path)",
                 "set it to the vault's 'Vault URI', https://<vault name>.vault.azure.net/ (locally the sandbox's KEY_VAULT_URL)",
-                tokens,
+                Need.TOKENS,
             )
-        )
+        ]
+    return []
+
+
+def _endpoint_problems(settings: Settings) -> list[SettingProblem]:
+    """Where Entra is, which CA to trust locally, where re-authorization alerts go."""
+    auth, local, problems = settings.auth, settings.local, []
     if not _https_url(auth.authority_host, allow_path=False):
         problems.append(
             SettingProblem(
                 "BC_AUTHORITY_HOST",
                 "is not an https URL of a host",
                 "remove it (https://login.microsoftonline.com) or set the sandbox's https://127.0.0.1:<port>",
-                tokens,
+                Need.TOKENS,
             )
         )
     if local.ca_bundle is not None and not _is_pem_file(local.ca_bundle):
@@ -411,21 +445,25 @@ def _auth_problems(settings: Settings) -> list[SettingProblem]:
                 "restarted makes a new CA)",
                 "run `make dev`, or copy LOCAL_CA_BUNDLE from the running sandbox's .local/sandbox.env; in Azure "
                 "leave it unset",
-                tokens,
+                Need.TOKENS,
             )
         )
-    if auth.reauth_webhook_url and not _webhook_url(auth.reauth_webhook_url):
-        # The value is never repeated: it may carry a signature (a Logic App's sig=).
-        problems.append(
-            SettingProblem(
-                "BC_REAUTH_WEBHOOK_URL",
-                "is not an https URL",
-                "set the https URL to POST re-authorization alerts to, or remove it",
-                tokens,
-            )
+    return problems + _webhook_problems(settings)
+
+
+def _webhook_problems(settings: Settings) -> list[SettingProblem]:
+    url = settings.auth.reauth_webhook_url
+    if not url or _webhook_url(url):
+        return []
+    # The value is never repeated: it may carry a signature (a Logic App's sig=).
+    return [
+        SettingProblem(
+            "BC_REAUTH_WEBHOOK_URL",
+            "is not an https URL",
+            "set the https URL to POST re-authorization alerts to, or remove it",
+            Need.TOKENS,
         )
-    problems += _sign_in_problems(settings)
-    return problems
+    ]
 
 
 def _sign_in_problems(settings: Settings) -> list[SettingProblem]:

@@ -108,6 +108,14 @@ def _connection(
 ) -> str:
     if status is None:
         return _section("Connection", _problem("connection", problems))
+    body = _dl(_connection_rows(status, now))
+    if sign_in_needed(status):
+        body += _sign_in_action(function_key)
+    return _section("Connection", body)
+
+
+def _connection_rows(status: ConnectionStatus, now: datetime) -> list[tuple[str, str]]:
+    """The connection's facts as (label, escaped HTML) rows; error, retry time and next step only when known."""
     badge = f"<span class='badge {_BADGES.get(status.health, 'warn')}'>{_e(status.health.value)}</span>"
     rows = [
         ("State", badge),
@@ -126,14 +134,15 @@ def _connection(
         rows.append(("Next try", _e(_when(status.backoff_until))))
     if status.next_step:
         rows.append(("Next step", _e(status.next_step)))
-    body = _dl(rows)
-    if sign_in_needed(status):
-        href = sign_in_href(function_key)
-        body += f"<a class='action' href='{_e(href)}'>Sign in to Business Central</a>"
-        body += (
-            "<p class='note'>Sign in as the BC integration user; this page shows the result afterwards.</p>"
-        )
-    return _section("Connection", body)
+    return rows
+
+
+def _sign_in_action(function_key: str | None) -> str:
+    href = sign_in_href(function_key)
+    return (
+        f"<a class='action' href='{_e(href)}'>Sign in to Business Central</a>"
+        "<p class='note'>Sign in as the BC integration user; this page shows the result afterwards.</p>"
+    )
 
 
 def _jobs(counts: JobCounts | None, problems: Mapping[str, str]) -> str:

@@ -30,21 +30,30 @@ async def sample(
     queues: QueueSource, queue_names: tuple[str, ...], connection: ConnectionSource, now: datetime
 ) -> Sample:
     """Read and record every gauge; failures are logged, never raised."""
-    readings: list[QueueReading] = []
-    for name in queue_names:
-        try:
-            reading = await queues.reading(name, now)
-        except Exception as exc:  # noqa: BLE001 - one failed reading must not stop the others
-            logger.warning(
-                "telemetry sample: queue %s unreadable (%s)",
-                name,
-                type(exc).__name__,
-                extra={"event": "telemetry.sample_failed", "source": name},
-            )
-            continue
-        telemetry.queue_sample(reading.name, reading.depth, reading.oldest_age_seconds or 0.0)
-        readings.append(reading)
-    expires_on = None
+    readings = [await _read_queue(queues, name, now) for name in queue_names]
+    return Sample(
+        tuple(reading for reading in readings if reading is not None), await _read_token_expiry(connection)
+    )
+
+
+async def _read_queue(queues: QueueSource, name: str, now: datetime) -> QueueReading | None:
+    """One queue's depth and oldest age, recorded; None (logged) when it cannot be read."""
+    try:
+        reading = await queues.reading(name, now)
+    except Exception as exc:  # noqa: BLE001 - one failed reading must not stop the others
+        logger.warning(
+            "telemetry sample: queue %s unreadable (%s)",
+            name,
+            type(exc).__name__,
+            extra={"event": "telemetry.sample_failed", "source": name},
+        )
+        return None
+    telemetry.queue_sample(reading.name, reading.depth, reading.oldest_age_seconds or 0.0)
+    return reading
+
+
+async def _read_token_expiry(connection: ConnectionSource) -> datetime | None:
+    """The connection's token expiry, recorded when known; None (logged) when the status cannot be read."""
     try:
         status = await connection.status()
     except Exception as exc:  # noqa: BLE001 - the token lifecycle's own logs say why
@@ -53,8 +62,7 @@ async def sample(
             type(exc).__name__,
             extra={"event": "telemetry.sample_failed", "source": "connection"},
         )
-    else:
-        if status.expires_on is not None:
-            expires_on = status.expires_on
-            telemetry.token_expiry(status.connection, status.expires_on)
-    return Sample(tuple(readings), expires_on)
+        return None
+    if status.expires_on is not None:
+        telemetry.token_expiry(status.connection, status.expires_on)
+    return status.expires_on

@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, MeterProvider, Observation
 
 from shared.clock import Clock, SystemClock
 
@@ -198,49 +198,37 @@ class Readings:
         ]
 
 
+def _counter(meter: Meter, spec: MetricSpec) -> Counter:
+    return meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
+
+
+def _histogram(meter: Meter, spec: MetricSpec) -> Histogram:
+    return meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)
+
+
+def _gauge(meter: Meter, spec: MetricSpec, callback: _Callback) -> None:
+    meter.create_observable_gauge(
+        spec.name, callbacks=[callback], unit=spec.unit, description=spec.description
+    )
+
+
 class Instruments:
     """The instruments of METRICS on one meter; gauges observe `readings`."""
 
     def __init__(self, meter: Meter, readings: Readings, clock: Clock) -> None:
         self.readings = readings
         self.clock = clock
-        self.bc_requests = meter.create_counter(
-            BC_REQUESTS.name, unit=BC_REQUESTS.unit, description=BC_REQUESTS.description
-        )
-        self.bc_throttled = meter.create_counter(
-            BC_THROTTLED.name, unit=BC_THROTTLED.unit, description=BC_THROTTLED.description
-        )
-        self.bc_duration = meter.create_histogram(
-            BC_DURATION.name, unit=BC_DURATION.unit, description=BC_DURATION.description
-        )
-        self.throttle_wait = meter.create_histogram(
-            THROTTLE_WAIT.name, unit=THROTTLE_WAIT.unit, description=THROTTLE_WAIT.description
-        )
-        self.jobs_finished = meter.create_counter(
-            JOBS_FINISHED.name, unit=JOBS_FINISHED.unit, description=JOBS_FINISHED.description
-        )
-        self.job_duration = meter.create_histogram(
-            JOB_DURATION.name, unit=JOB_DURATION.unit, description=JOB_DURATION.description
-        )
-        self.job_retries = meter.create_counter(
-            JOB_RETRIES.name, unit=JOB_RETRIES.unit, description=JOB_RETRIES.description
-        )
-        self.token_refreshes = meter.create_counter(
-            TOKEN_REFRESHES.name, unit=TOKEN_REFRESHES.unit, description=TOKEN_REFRESHES.description
-        )
-        meter.create_observable_gauge(
-            TOKEN_EXPIRY.name,
-            callbacks=[self._observe_token_expiry],
-            unit=TOKEN_EXPIRY.unit,
-            description=TOKEN_EXPIRY.description,
-        )
+        self.bc_requests = _counter(meter, BC_REQUESTS)
+        self.bc_throttled = _counter(meter, BC_THROTTLED)
+        self.bc_duration = _histogram(meter, BC_DURATION)
+        self.throttle_wait = _histogram(meter, THROTTLE_WAIT)
+        self.jobs_finished = _counter(meter, JOBS_FINISHED)
+        self.job_duration = _histogram(meter, JOB_DURATION)
+        self.job_retries = _counter(meter, JOB_RETRIES)
+        self.token_refreshes = _counter(meter, TOKEN_REFRESHES)
+        _gauge(meter, TOKEN_EXPIRY, self._observe_token_expiry)
         for spec in (QUEUE_DEPTH, QUEUE_AGE):
-            meter.create_observable_gauge(
-                spec.name,
-                callbacks=[self._queue_observer(spec.name)],
-                unit=spec.unit,
-                description=spec.description,
-            )
+            _gauge(meter, spec, self._queue_observer(spec.name))
 
     def _observe_token_expiry(self, options: CallbackOptions) -> Iterable[Observation]:
         del options

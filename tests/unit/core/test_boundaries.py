@@ -94,6 +94,26 @@ def test_every_exception_of_the_product_is_rooted_at_integration_error() -> None
     assert strays == []
 
 
+MAX_FUNCTION_LINES = 30
+
+
+def long_functions(path: Path) -> list[str]:
+    """Functions and methods of `path` longer than MAX_FUNCTION_LINES, `def` line to last line (docstring
+    included), as "path:line name length"."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} {length}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
+    ]
+
+
+def test_no_function_of_the_product_is_longer_than_thirty_lines() -> None:
+    """Every function in shared/ fits on a screen: a longer one is split into named steps or a data table."""
+    assert [entry for path in python_files("shared") for entry in long_functions(path)] == []
+
+
 SDK_ROOTS = ("azure", "msal", "httpx")
 PATCHERS = ("setattr", "patch", "patch.object", "patch.multiple")
 
