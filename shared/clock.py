@@ -38,3 +38,14 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         """Wait on the event loop."""
         await asyncio.sleep(max(0.0, seconds))
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """`moment` as ISO-8601 text in UTC, e.g. "2026-01-05T08:00:00+00:00" (how stored records hold times); None
+    stays None."""
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def parse_iso_utc(value: object) -> datetime | None:
+    """ISO-8601 text (as iso_utc writes it, or with any offset) as a UTC datetime; None and "" are None."""
+    return None if value is None or value == "" else datetime.fromisoformat(str(value)).astimezone(UTC)
