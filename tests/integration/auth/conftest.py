@@ -37,7 +37,7 @@ from shared.auth.keyvault import secret_name
 from shared.auth.manager import TokenManager
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings, load_settings
-from tests.fakes.clock import ShiftedClock
+from testkit.clock import ShiftedClock
 
 ROOT = Path(__file__).resolve().parents[3]
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")

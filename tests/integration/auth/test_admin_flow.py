@@ -26,7 +26,7 @@ from shared.auth.signins import PendingSignIns
 from shared.auth.tables import SignInCodec, TableRecordStore
 from shared.settings import Settings, get_settings
 from shared.triggers import auth_http
-from tests.fakes.clock import ShiftedClock
+from testkit.clock import ShiftedClock
 from tests.integration.auth.conftest import Audit, fingerprint, stored_token_set
 
 pytestmark = pytest.mark.integration

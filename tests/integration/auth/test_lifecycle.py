@@ -26,7 +26,7 @@ from shared.auth.compose import AuthServices, build_auth_services
 from shared.auth.keyvault import secret_name
 from shared.clock import SystemClock
 from shared.settings import Settings, load_settings
-from tests.fakes.clock import ShiftedClock
+from testkit.clock import ShiftedClock
 from tests.integration.auth.conftest import (
     Audit,
     RecordingTransport,

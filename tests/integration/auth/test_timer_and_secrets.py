@@ -22,7 +22,7 @@ from shared.auth import (
 from shared.auth.compose import AuthServices, auth_services
 from shared.settings import Settings
 from shared.triggers import token_refresh
-from tests.fakes.clock import ShiftedClock
+from testkit.clock import ShiftedClock
 from tests.integration.auth.conftest import (
     Audit,
     fingerprint,

@@ -9,8 +9,8 @@ import pytest
 from shared.auth.errors import RefreshTimeoutError
 from shared.auth.leases import LeaseKeeper
 from shared.auth.models import Lease
-from tests.fakes.auth_stores import MemoryRecordStore
-from tests.fakes.clock import ManualClock
+from testkit.auth_stores import MemoryRecordStore
+from testkit.clock import ManualClock
 
 TTL = timedelta(seconds=60)
 

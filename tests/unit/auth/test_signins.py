@@ -9,8 +9,8 @@ import pytest
 from shared.auth.errors import SignInStateExpiredError, SignInStateReplayedError, SignInStateUnknownError
 from shared.auth.models import PendingSignIn, SignInStart
 from shared.auth.signins import PendingSignIns
-from tests.fakes.auth_stores import MemoryRecordStore
-from tests.fakes.clock import ManualClock
+from testkit.auth_stores import MemoryRecordStore
+from testkit.clock import ManualClock
 
 
 def book() -> tuple[PendingSignIns, MemoryRecordStore[PendingSignIn], ManualClock]:
