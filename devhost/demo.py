@@ -117,7 +117,7 @@ def connect_to_business_central(context: DemoContext) -> str:
         if response.status_code != 200:
             raise DemoError(f"status answered {response.status_code} {response.text!r}")
         status = response.json()
-        return f"client credentials (S2S): GET /api/auth/status -> state={status.get('state')}, mode={status.get('mode')}"
+        return f"client credentials (S2S): GET /api/auth/status -> health={status.get('health')}, mode={status.get('mode')}"
     lines = [show_status_before_sign_in(context), admin_signs_in(context), show_status_after_sign_in(context)]
     return "\n      ".join(lines)
 

@@ -139,11 +139,11 @@ class HealthRecorder:
             step,
             newest.expires_on.isoformat() if newest else "(none stored)",
             type(error).__name__,
-            extra=self._extra("auth.admin_needed", state=health.value),
+            extra=self._extra("auth.admin_needed", health=health.value),
         )
         alert = AdminAlert(
             connection=self._connection,
-            state=health.value,
+            health=health.value,
             error_code=getattr(error, "error_code", None),
             detected_at=self._clock.now(),
             next_step=step,

@@ -24,7 +24,7 @@ class AdminAlert:
     """What happened to which connection and what the admin should do next."""
 
     connection: str
-    state: str
+    health: str  # a shared.auth.models.Health value
     error_code: str | None
     detected_at: datetime
     next_step: str
@@ -34,9 +34,10 @@ class AdminAlert:
     def to_json_dict(self) -> dict[str, str | None]:
         """The webhook body."""
         return {
-            "event": f"bc.auth.{self.state}",
+            "event": f"bc.auth.{self.health}",
             "connection": self.connection,
-            "state": self.state,
+            "health": self.health,
+            "state": self.health,  # deprecated alias of "health" (its name until 2026-12), for existing receivers
             "error_code": self.error_code,
             "detected_at": self.detected_at.isoformat(),
             "next_step": self.next_step,
