@@ -14,20 +14,20 @@ IntegrationError (shared.errors)
       │                                      invalid_scope): fix the app registration or its secret
       ├── TokenUnavailableError * transient  no token valid long enough can be served right now (transient)
       │    ├── TokenRefreshFailedError       Entra was unreachable or answered 5xx/429/temporarily_unavailable
-      │    ├── TokenStoreUnavailableError    Key Vault (or the lease/state tables) could not be reached
+      │    ├── TokenStoreUnavailableError    Key Vault (or the auth table: lease, record) could not be reached
       │    └── RefreshTimeoutError           another process held the refresh lease for too long
       ├── MinValidityTooLongError *          the caller wants a token to outlive any token Entra issues
-      ├── StaleTokenSetError                a write would replace a newer token set with an older one
-      ├── SignInNotSavedError               Entra accepted the sign-in but its token set was not written
+      ├── StaleTokenSetError                 a write would replace a newer token set with an older one
+      ├── SignInNotSavedError                Entra accepted the sign-in but its token set was not written
       │                                      (Key Vault refused or failed, or the lease was lost): sign in again
-      └── SignInFlowError                     the admin sign-in callback cannot be accepted (nothing is stored)
-           ├── SignInResponseMalformedError   the callback's state, code or body has a shape no sign-in
-           │                                  response has (checked before any storage call)
-           ├── SignInStateMissingError        the callback carries no state
-           ├── SignInStateUnknownError        no sign-in was started with that state
-           ├── SignInStateExpiredError        the sign-in was started more than 10 minutes ago
-           ├── SignInStateReplayedError       that state was already used once
-           └── SignInRejectedError            Entra answered the sign-in with an error, or the code was refused
+      └── SignInFlowError                    the admin sign-in callback cannot be accepted (nothing is stored)
+           ├── SignInResponseMalformedError  the callback's state, code or body has a shape no sign-in
+           │                                 response has (checked before any storage call)
+           ├── SignInStateMissingError       the callback carries no state
+           ├── SignInStateUnknownError       no sign-in was started with that state
+           ├── SignInStateExpiredError       the sign-in was started more than 10 minutes ago
+           ├── SignInStateReplayedError      that state was already used once
+           └── SignInRejectedError           Entra answered the sign-in with an error, or the code was refused
 """
 
 from __future__ import annotations
