@@ -1,10 +1,11 @@
 """Key Vault reads/writes and token-endpoint calls per hour per instance of the token lifecycle (simulated).
 
-Simulates 24 hours on a manual clock with the real TokenManager over in-memory stores that count every
-call (one store read = one Key Vault GET, one write = one secret version) and an Entra stand-in issuing
-access tokens of 60-90 minutes, as Entra does (bc-facts §4). Each instance runs `workers` processes calling
-token() every `interval` seconds; one timer (the Functions host runs a timer once across instances) runs
-scheduled_refresh() at every full hour. Run as `python -m bench tokens`.
+Simulates 24 hours on a manual clock with the real TokenManager over in-memory stores that count every call
+(one store read = one Key Vault GET, one write = one secret version) and an Entra stand-in issuing access
+tokens of 60-90 minutes, as Entra does (learn.microsoft.com/entra/identity-platform/access-tokens, "Token
+lifetime"). Each instance runs `workers` processes calling token() every `interval` seconds; one timer (the
+Functions host runs a timer once across instances) runs scheduled_refresh() at every full hour. Run as `python
+-m bench tokens`.
 """
 
 from __future__ import annotations

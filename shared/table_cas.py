@@ -1,6 +1,7 @@
 """Compare-and-swap on Azure Table rows by ETag: the SDK's errors translated once, for every package's store.
 
-Facts relied on (azure-data-tables 12.7 on Azurite 3.35; reference azure-functions.md §5):
+Facts relied on (azure-data-tables 12.7 on Azurite 3.35; checked by tests/integration/test_azurite_storage.py
+and tests/integration/auth/test_table_stores.py):
 - update_entity(mode=REPLACE, etag=..., match_condition=IfNotModified) raises ResourceModifiedError (412) on a
   stale ETag and ResourceNotFoundError (404) when the row is gone; delete_entity with the same condition likewise.
 - A duplicate create_entity raises ResourceExistsError (409); create_entity into a table that does not exist

@@ -1,8 +1,10 @@
 """A minimal TokenProvider for the benchmark and the BC tests: client-credentials tokens from the sandbox's Entra.
 
 Not the product's token manager (shared/auth): a plain httpx POST to `{authority}/{tenant}/oauth2/v2.0/token`
-(grant_type=client_credentials, RFC 6749 §4.4 / Entra's v2 token endpoint), cached in memory. Test knobs make
-the next token() hand out a garbage token (the 401 path) or make every token garbage (a hopeless credential).
+(grant_type=client_credentials: RFC 6749 §4.4,
+learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow), cached in memory. Test knobs
+make the next token() hand out a garbage token (the 401 path) or make every token garbage (a hopeless
+credential).
 """
 
 from __future__ import annotations

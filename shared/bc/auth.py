@@ -4,7 +4,7 @@ The pipeline asks for the token *before* it takes a throttle permit (design: tok
 slow token refresh never holds one of the identity's in-flight slots or burns a rate permit. After a 401 it
 asks for a newer token than the rejected one (again outside the throttle) and resends once; a second 401 is an
 AuthenticationError. Whatever the provider raises becomes TokenAcquisitionError, chaining the original: shared/bc
-cannot know shared/auth's error types (contract A), only that no token came and, through
+cannot know shared/auth's error types (the token seam, shared/tokens.py), only that no token came and, through
 TokenProviderError.transient, whether waiting helps (TokenRefusedError, not retriable, when it does not).
 """
 
@@ -29,7 +29,7 @@ class BearerAuth:
         """A token valid for at least `min_validity`; TokenAcquisitionError when the provider fails."""
         try:
             return await self._tokens.token(self._min_validity)
-        except Exception as exc:  # any provider failure: the seam cannot know its types (contract A)
+        except Exception as exc:  # any provider failure: the seam cannot know its types (shared/tokens.py)
             raise _unavailable(exc) from exc
 
     async def refreshed(self, rejected: AccessToken) -> AccessToken:

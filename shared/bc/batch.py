@@ -1,10 +1,12 @@
 """JSON $batch: building request bodies, splitting long lists, and mapping each answer back to its operation.
 
-Facts [bc-facts §3c]: `POST {api root}/$batch` with `{"requests": [{"method", "id", "url" (relative to the API
-root), "headers", "body"}]}`; the answer is `{"responses": [{"id", "status", "headers", "body"}]}` with outer
-status 200 even when inner requests fail; at most 100 operations per batch [§1b]; `Isolation: snapshot` runs
-the whole batch in one transaction and rolls everything back if one request fails, while the operations run
-before the failure still report their own 2xx (see AtomicBatchFailedError).
+Facts (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-batch): `POST {api
+root}/$batch` with `{"requests": [{"method", "id", "url" (relative to the API root), "headers", "body"}]}`;
+the answer is `{"responses": [{"id", "status", "headers", "body"}]}` with outer status 200 even when inner
+requests fail; at most 100 operations per batch
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online);
+`Isolation: snapshot` runs the whole batch in one transaction and rolls everything back if one request fails,
+while the operations run before the failure still report their own 2xx (see AtomicBatchFailedError).
 """
 
 from __future__ import annotations

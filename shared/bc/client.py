@@ -1,10 +1,12 @@
 """BusinessCentralClient: companies, get, list (paged), create, update, delete, bound actions and $batch.
 
-URL shapes [bc-facts §2]: `{base}/v2.0/{tenant}/{environment}/api/v2.0/companies({id})/{entitySet}({id})`, custom
-APIs under `api/{publisher}/{group}/{version}`, bound actions `.../Microsoft.NAV.{action}`. PATCH and DELETE
-carry If-Match [§3a]: the caller's ETag (optimistic concurrency), or `*` (last writer wins, see ANY_VERSION).
-Paging [§3b]: `Prefer: odata.maxpagesize` and `@odata.nextLink` followed verbatim — but only on the configured
-host, since the bearer token goes with it.
+URL shapes: `{base}/v2.0/{tenant}/{environment}/api/v2.0/companies({id})/{entitySet}({id})`, custom APIs under
+`api/{publisher}/{group}/{version}`, bound actions `.../Microsoft.NAV.{action}`
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/api-endpoint-structure). PATCH and
+DELETE carry If-Match: the caller's ETag (optimistic concurrency), or `*` (last writer wins, see ANY_VERSION).
+Paging: `Prefer: odata.maxpagesize` and `@odata.nextLink` followed verbatim — but only on the configured host,
+since the bearer token goes with it
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/server-driven-paging-in-odata-web-services).
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ from shared.bc.pipeline import Call, Pipeline
 from shared.bc.responses import CLIENT_REQUEST_ID, json_body
 from shared.bc.retry import surely_unprocessed
 
-DEFAULT_PAGE_SIZE = 1000  # BC's own cap is 20,000 per page [bc-facts §3b]
+# BC's own cap is 20,000 per page (server-driven-paging-in-odata-web-services, above).
+DEFAULT_PAGE_SIZE = 1000
 # If-Match for "any version" (RFC 9110 §13.1.1). Microsoft Learn, "Using OData Web Services to Modify Data"
 # (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-to-modify-data): "PATCH
 # operations require the 'If-Match' header to be set, either with a retrieved ETag or with '*'"; the $batch
-# example of use-odata-batch sends `"If-Match": "*"` on a PATCH too [bc-facts §3c]. For DELETE, Learn's API v2.0
+# example of use-odata-batch (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-batch) sends
+# `"If-Match": "*"` on a PATCH too. For DELETE, Learn's API v2.0
 # pages only say If-Match is required; `*` is the standard any-version value, and this client has sent it on
 # $batch DELETEs all along.
 ANY_VERSION = "*"

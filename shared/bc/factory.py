@@ -36,8 +36,9 @@ def endpoint_from_settings(settings: Settings) -> BcEndpoint:
 
 
 def throttle_identity(settings: Settings) -> str:
-    """Whose budget this is: BC counts limits per user or app [bc-facts §1a] — the app for client credentials,
-    the connection's signed-in user for delegated mode."""
+    """Whose budget this is: BC counts limits per user or app — the app for client credentials, the connection's
+    signed-in user for delegated mode
+    (learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online)."""
     if settings.auth.mode is AuthMode.CLIENT_CREDENTIALS and settings.auth.client_id:
         return f"app-{settings.auth.client_id}"
     return f"connection-{settings.auth.connection_name}"

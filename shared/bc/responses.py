@@ -1,4 +1,10 @@
-"""BC answers -> typed errors and correlation ids (bc-facts §3d error shape, §3e headers, §1c throttling)."""
+"""BC answers -> typed errors and correlation ids.
+
+- error codes: learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/dynamics-error-codes
+- status codes, and Retry-After on 502/503: learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/web-service-troubleshooting
+- throttling (429, 503 after 8 minutes in BC's queue): learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online
+- the correlation headers BC logs: learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/telemetry-webservices-trace
+"""
 
 from __future__ import annotations
 
@@ -27,7 +33,8 @@ from shared.bc.models import JsonValue
 from shared.bc.retry import parse_retry_after
 
 CLIENT_REQUEST_ID = "client-request-id"
-# BC appends "  CorrelationId:  <guid>." to error messages [bc-facts §3d].
+# BC appends "  CorrelationId:  <guid>." to error messages (observed, not documented; the sandbox does the
+# same: sandbox/bc/errors.py).
 _MESSAGE_CORRELATION = re.compile(r"CorrelationId:\s+([0-9A-Fa-f-]{36})")
 _ENTITY_CHANGED = "Request_EntityChanged"
 
@@ -38,10 +45,10 @@ _BY_STATUS: dict[int, type[BusinessCentralError]] = {
     404: NotFoundError,
     408: RequestTimeoutError,
     409: ConflictError,
-    412: EntityChangedError,  # some proxies answer a stale ETag with 412 [bc-facts §3a]
+    412: EntityChangedError,  # some proxies answer a stale ETag with 412 (BC itself: 409 Request_EntityChanged)
     429: ThrottledError,
     500: ServerError,
-    501: RequestValidationError,  # BadRequest_MethodNotImplemented: e.g. no such bound action [bc-facts §3d]
+    501: RequestValidationError,  # BadRequest_MethodNotImplemented: e.g. no such bound action (error codes above)
     502: ServiceUnavailableError,
     503: ServiceUnavailableError,
     504: RequestTimeoutError,
@@ -49,7 +56,7 @@ _BY_STATUS: dict[int, type[BusinessCentralError]] = {
 
 
 def correlation_of(client_request_id: str, headers: Mapping[str, str]) -> Correlation:
-    """Our id plus whatever correlation headers BC answered with (all optional, bc-facts §3e)."""
+    """Our id plus whatever correlation headers BC answered with (all optional: API v2.0 documents no list)."""
     return Correlation(
         client_request_id=client_request_id,
         request_id=headers.get("request-id"),

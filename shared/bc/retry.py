@@ -6,7 +6,8 @@ waiting budget well below a Functions invocation's time. Anything longer is rais
 `retry_after`) so the job layer re-enqueues with a visibility delay instead of paying for a sleeping function.
 
 A non-idempotent request (POST, PATCH) is repeated only when BC surely did not process it: 429 (refused by the
-throttling gate), 503 (BC's queue timeout or maintenance, bc-facts §1c) or a connection that never opened.
+throttling gate), 503 (BC's queue timeout or maintenance) or a connection that never opened
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online).
 
 A failing TokenProvider is not retried in-call: the provider has its own retries (and its own outage
 handling), so repeating it here would only multiply them; the job layer re-enqueues.
@@ -44,7 +45,8 @@ class RetryPolicy:
     backoff_max_seconds: float = 2.0
     # Share of each backoff delay that is randomised (0 = none, 1 = "full jitter").
     jitter: float = 0.5
-    # A 429/503 without Retry-After (BC does not document one on 429, bc-facts §1c) still pauses everyone.
+    # A 429/503 without Retry-After still pauses everyone: BC documents Retry-After only on 502/503
+    # (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/web-service-troubleshooting).
     default_pause_seconds: float = 2.0
 
     def next_delay(

@@ -1,10 +1,13 @@
 """The queues a job run writes to: a delayed copy of the job back on `bc-jobs`, and its report on `bc-results`.
 
-Facts: the queue output binding cannot delay a message, so retries use QueueClient.send_message(visibility_timeout=)
-(reference azure-functions.md §0.2); a visibility timeout is at most 7 days
-(learn.microsoft.com/rest/api/storageservices/put-message), and `time_to_live=-1` keeps a parked job's copy from
-expiring before its deadline. host.json's messageEncoding is `none`: both queues hold base64 text that the
-product encodes and decodes itself (bcjobs.wire), so no SDK encode policy is used.
+Facts: the queue output binding cannot delay a message (no such option in
+learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-output;
+github.com/Azure/azure-functions-host/issues/4176), so retries use
+QueueClient.send_message(visibility_timeout=) (tests/integration/test_azurite_storage.py checks the delay on
+Azurite); a visibility timeout is at most 7 days (learn.microsoft.com/rest/api/storageservices/put-message),
+and `time_to_live=-1` keeps a parked job's copy from expiring before its deadline. host.json's messageEncoding
+is `none`: both queues hold base64 text that the product encodes and decodes itself (bcjobs.wire), so no SDK
+encode policy is used.
 """
 
 from __future__ import annotations

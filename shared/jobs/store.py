@@ -1,9 +1,10 @@
 """Where job rows and audit rows live: small Protocols, and their Table Storage implementations.
 
-Facts (azure-data-tables 12.7, Azurite 3.35, reference azure-functions.md §5): an entity-group transaction holds
-at most 100 operations on one partition and is atomic, so one job attempt's audit rows (PartitionKey = job id)
-go in one `submit_transaction` call. Row writes use shared.table_cas: a lost race comes back as None. A batch job's
-full item outcomes, too large for its row (shared.jobs.bounds), go to the items table, one entity per operation.
+Facts (azure-data-tables 12.7, Azurite 3.35): an entity-group transaction holds at most 100 operations on one
+partition and is atomic (learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions),
+so one job attempt's audit rows (PartitionKey = job id) go in one `submit_transaction` call. Row writes use
+shared.table_cas: a lost race comes back as None. A batch job's full item outcomes, too large for its row
+(shared.jobs.bounds), go to the items table, one entity per operation.
 """
 
 from __future__ import annotations

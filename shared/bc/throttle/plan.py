@@ -23,10 +23,11 @@ from shared.bc.throttle.coordination import CoordinationState
 class ThrottleConfig:
     """BC's limits for one identity, the safety margin, and the coordination timing."""
 
-    requests: int = 6000  # per sliding window per identity [bc-facts §1a, OL]
+    # Per identity: learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online
+    requests: int = 6000  # per 5-minute sliding window
     window_seconds: float = 300.0
     safety_margin: float = 0.05
-    max_in_flight: int = 5  # concurrent requests per identity [bc-facts §1a, OL]
+    max_in_flight: int = 5  # concurrent requests (more wait in BC's queue)
     heartbeat_seconds: float = 10.0
     # Conservative share when the coordination row cannot be read: rate / this (or more live members).
     fallback_instances: int = 4

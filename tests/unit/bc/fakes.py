@@ -85,7 +85,7 @@ def json_response(status: int, body: object = None, headers: dict[str, str] | No
 
 
 def bc_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    """BC's error body shape [bc-facts §3d]."""
+    """BC's error body shape (as the sandbox sends it: sandbox/bc/errors.py)."""
     return json_response(status, {"error": {"code": code, "message": message}}, headers)
 
 

@@ -18,7 +18,7 @@ def test_only_the_auth_module_touches_the_authorization_header() -> None:
 
 
 def test_bc_never_imports_the_token_manager_or_jobs() -> None:
-    """shared/bc sees tokens only through shared.tokens (contract A)."""
+    """shared/bc sees tokens only through shared.tokens (the TokenProvider seam in shared/tokens.py)."""
     for name, text in SOURCES.items():
         assert not re.search(r"^\s*(from|import) shared\.(auth|jobs)\b", text, re.MULTILINE), name
 
