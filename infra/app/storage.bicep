@@ -60,10 +60,11 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
   name: 'default'
 }
 
-// `{BC_TABLE_PREFIX}` + jobs (one row per job), jobaudit (BC interactions), auth (leases, sign-ins, connection
-// record), throttle (the shared BC budget). The app also creates them on first use.
+// `{BC_TABLE_PREFIX}` + jobs (one row per job), jobaudit (BC interactions), jobitems (a large batch's outcome per
+// operation), auth (leases, sign-ins, connection records), throttle (the shared BC budget). The app also creates
+// them on first use.
 resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [
-  for suffix in ['jobs', 'jobaudit', 'auth', 'throttle']: {
+  for suffix in ['jobs', 'jobaudit', 'jobitems', 'auth', 'throttle']: {
     parent: tableService
     name: '${tablePrefix}${suffix}'
   }

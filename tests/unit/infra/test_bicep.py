@@ -142,7 +142,7 @@ def test_admin_alert_matches_the_event_the_token_lifecycle_logs() -> None:
 def test_storage_creates_the_job_contract_queues_and_the_app_tables() -> None:
     """The queues an app writes to and reads from, and every table the app uses, exist before the first job."""
     from bcjobs import JOBS_QUEUE, POISON_QUEUE
-    from bcjobs.rows import AUDIT_TABLE_SUFFIX, JOBS_TABLE_SUFFIX
+    from bcjobs.rows import AUDIT_TABLE_SUFFIX, ITEMS_TABLE_SUFFIX, JOBS_TABLE_SUFFIX
     from shared.settings import JobSettings, StorageSettings
 
     text = (INFRA / "app" / "storage.bicep").read_text(encoding="utf-8")
@@ -150,7 +150,7 @@ def test_storage_creates_the_job_contract_queues_and_the_app_tables() -> None:
     assert f"'{JOBS_QUEUE}', '{POISON_QUEUE}', resultsQueueName" in text
     assert variables["resultsQueueName"]["value"] == JobSettings().results_queue
     assert variables["tablePrefix"]["value"] == StorageSettings().table_prefix
-    for suffix in (JOBS_TABLE_SUFFIX, AUDIT_TABLE_SUFFIX, "auth", "throttle"):
+    for suffix in (JOBS_TABLE_SUFFIX, AUDIT_TABLE_SUFFIX, ITEMS_TABLE_SUFFIX, "auth", "throttle"):
         assert f"'{suffix}'" in text
 
 
