@@ -25,7 +25,8 @@ from devhost.routing import RouteTemplate, compile_route
 from devhost.schedule import CronSchedule, IntervalSchedule, parse_schedule
 from devhost.storage import connection_string
 
-# get_functions() may be called only once per FunctionApp (reference §0.5, [ran]); keep the result per app.
+# get_functions() may be called only once per FunctionApp (azure-functions 1.26.0: a second call raises
+# ValueError, "... does not have a unique function name"); keep the result per app.
 # Binding.direction holds the int value of decorators.core.BindingDirection (IN=0, OUT=1, INOUT=2).
 _DIRECTIONS = {0: "input", 1: "output", 2: "inout"}
 _OUT = 1

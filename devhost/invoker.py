@@ -1,8 +1,9 @@
 """Call a function the way the Python worker does and log each invocation as one structured line.
 
 `async def` functions run on devhost's event loop; plain functions run in a thread pool (sized like the
-worker's: PYTHON_THREADPOOL_THREAD_COUNT, else min(32, cpu+4), reference §1.6). Outputs are written only when
-the function succeeded, as the host does. functionTimeout is enforced by abandoning the call: a timed-out
+worker's: PYTHON_THREADPOOL_THREAD_COUNT, else min(32, cpu+4);
+learn.microsoft.com/azure/azure-functions/python-scale-performance-reference). Outputs are written only when the
+function succeeded, as the host does. functionTimeout is enforced by abandoning the call: a timed-out
 sync function keeps its thread until it returns (the host would restart the worker instead).
 """
 

@@ -1,7 +1,9 @@
 """Queue and table output bindings: collect what a function set, write it after the function succeeded.
 
 The queue binding takes str, bytes, QueueMessage or a list of those (azure.functions queue.py); it cannot delay
-a message (reference §0.2). The table binding is insert-only: an existing entity fails with 409 (§0.1).
+a message (no such option in learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-output;
+github.com/Azure/azure-functions-host/issues/4176). The table binding is insert-only: an existing entity fails
+with 409 (github.com/Azure/azure-functions-python-worker/issues/1726).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 - Fetch up to batchSize messages; fetch again once in-flight invocations drop to newBatchThreshold, so at
   most batchSize + newBatchThreshold run at once per function (learn …/functions-bindings-storage-queue).
 - Bodies are base64-decoded when messageEncoding is base64; a body that does not decode counts as a failed
-  try, so it ends in poison like on the host (reference §0.3).
+  try, so it ends in poison like on the host (learn …/functions-bindings-storage-queue-trigger, poison messages).
 - Success deletes the message. A failure with dequeue_count < maxDequeueCount makes it visible again after
   visibilityTimeout; at maxDequeueCount it is copied unchanged to `<queue>-poison` (created if missing) and
   deleted (WebJobs QueueProcessor.CompleteProcessingMessageAsync). A message already received more than

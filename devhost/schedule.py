@@ -18,7 +18,8 @@ class CronSchedule:
     expression: str
 
     def next_after(self, moment: datetime) -> datetime:
-        """Next occurrence via croniter with second_at_beginning=True (reference §1.3, [ran] on croniter 7.0.0)."""
+        """Next occurrence via croniter with second_at_beginning=True: NCRONTAB's six fields, seconds first
+        (learn.microsoft.com/azure/azure-functions/functions-bindings-timer; checked on croniter 7.0.0)."""
         following: datetime = croniter(self.expression, moment, second_at_beginning=True).get_next(datetime)
         return following
 

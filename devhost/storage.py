@@ -18,7 +18,7 @@ from devhost.errors import ConfigError
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
 # azure-storage-queue 12.18.1 sends x-ms-version 2026-10-06, which Azurite 3.35 rejects unless started with
-# --skipApiVersionCheck (reference §0.10, [ran]); pinning the newest version Azurite knows lets devhost also
+# --skipApiVersionCheck (github.com/Azure/Azurite, README "API Version Compatible Strategy"); pinning the newest version Azurite knows lets devhost also
 # talk to an Azurite someone started by hand. Azure itself accepts this version too.
 QUEUE_API_VERSION = "2025-11-05"
 

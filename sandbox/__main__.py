@@ -13,7 +13,7 @@ from sandbox.sandbox import Sandbox
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """The CLI's options (contract C)."""
+    """The CLI's options (sandbox/README.md, "Run it")."""
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument(
         "--env-file", type=Path, required=True, help="where to write KEY=VALUE lines once ready"

@@ -1,7 +1,8 @@
 """SandboxConfig: every setting of the local world, with defaults taken from the reference facts.
 
-Settings whose real-world value is unconfirmed (bc-facts "Open items") are marked UNCONFIRMED here so a test or a
-benchmark can flip them; their defaults are the stricter or the most commonly observed behaviour.
+Settings whose real-world value is unconfirmed (no Microsoft document states them) are marked UNCONFIRMED here
+so a test or a benchmark can flip them; their defaults are the stricter or the most commonly observed
+behaviour.
 """
 
 from __future__ import annotations
@@ -31,17 +32,19 @@ class SandboxConfig:
     work_dir: Path | None = None
 
     # --- Entra ID -------------------------------------------------------------------------------------
-    # None = random 60-90 min per token, as Entra does by default [bc-facts 5a, AT/CTL].
+    # None = random 60-90 min per token, as Entra does by default
+    # (learn.microsoft.com/entra/identity-platform/access-tokens, "Token lifetime").
     token_lifetime_seconds: float | None = None
-    auth_code_lifetime_seconds: float = 600.0  # "about 10 minutes" [bc-facts 5a, ACF]
-    # Refresh tokens: 90 days max inactive time, sliding [bc-facts 5a, CTL].
+    # "About 10 minutes" (learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow).
+    auth_code_lifetime_seconds: float = 600.0
+    # Refresh tokens: 90 days max inactive time, sliding (learn.microsoft.com/entra/identity-platform/refresh-tokens).
     refresh_token_max_inactive_seconds: float = 90 * 24 * 3600.0
     # Empty = any loopback redirect URI (http://127.0.0.1:<any>/... or http://localhost:<any>/...), like Entra's
     # port-agnostic localhost rule; otherwise only these exact URIs.
     redirect_uris: tuple[str, ...] = ()
     user_principal_name: str = "admin@sandbox.onmicrosoft.com"
     user_display_name: str = "Sandbox Admin"
-    # UNCONFIRMED [bc-facts open item 8]: HTTP status of invalid_client (Entra is widely seen answering 401).
+    # UNCONFIRMED: HTTP status of invalid_client (Entra is widely seen answering 401).
     invalid_client_status: int = 401
     # App roles granted to the app on the BC API (client credentials tokens carry them in `roles`).
     bc_app_roles: tuple[str, ...] = ("API.ReadWrite.All",)
@@ -51,8 +54,9 @@ class SandboxConfig:
     echo_requested_scopes: bool = False
 
     # --- Key Vault ------------------------------------------------------------------------------------
-    vault_max_value_bytes: int = 25 * 1024  # 25 KB [bc-facts 6, KVS]
-    # UNCONFIRMED [bc-facts open item 10]: whether Key Vault sends Retry-After on 429.
+    # 25 KB (learn.microsoft.com/azure/key-vault/secrets/about-secrets).
+    vault_max_value_bytes: int = 25 * 1024
+    # UNCONFIRMED: whether Key Vault sends Retry-After on 429.
     vault_retry_after_on_429: bool = True
     vault_retry_after_seconds: int = 1
 
@@ -62,31 +66,33 @@ class SandboxConfig:
     # Custom APIs ("publisher/group/version") served next to api/v2.0, each with the standard entity sets; like BC,
     # any other route under api/ (api/v1.0 included) is 404 "No HTTP resource was found ..." (sandbox/bc/errors.py).
     bc_custom_apis: tuple[str, ...] = ("contoso/app/v1.0",)
-    bc_rate_limit: int = 6000  # requests per sliding window per identity [bc-facts 1a, OL]
+    # BC's limits, from learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online.
+    bc_rate_limit: int = 6000  # requests per sliding window per identity
     bc_window_seconds: float = 300.0
     # Divides every BC time constant (window, queue timeout) so a test can compress BC's 5-minute window.
     bc_time_scale: float = 1.0
     bc_max_in_flight: int = 5
     bc_max_queue: int = 95
-    bc_queue_timeout_seconds: float = 480.0  # 8 min in the queue -> 503 [bc-facts 1a]
-    # UNCONFIRMED [bc-facts 1c, open item 1]: Retry-After on 429 (observed in clients, not documented).
+    bc_queue_timeout_seconds: float = 480.0  # 8 min in the queue -> 503 (limits, above)
+    # UNCONFIRMED: Retry-After on 429 (observed in clients, not documented).
     bc_retry_after_on_429: bool = True
     bc_retry_after_seconds_503: int = 5
     bc_latency_ms: float = 0.0
     bc_latency_jitter_ms: float = 0.0
-    bc_max_page_size: int = 20000  # [bc-facts 3b, PAGE]
-    bc_max_batch_operations: int = 100  # [bc-facts 1b, OL]
+    # learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/server-driven-paging-in-odata-web-services
+    bc_max_page_size: int = 20000
+    bc_max_batch_operations: int = 100  # limits, above
     # UNCONFIRMED (no Microsoft doc shows it): what a failed `Isolation: snapshot` $batch answers for the operations
     # after the failing one (they are not run). None = no response for them: OData stops a batch at the first error
     # unless the client prefers odata.continue-on-error (OData 4.0 part 1 §8.2.8.3, http://docs.oasis-open.org/odata/
     # odata/v4.0/errata02/os/complete/part1-protocol/odata-v4.0-errata02-os-part1-protocol-complete.html#_Toc406398236).
     # 424 = a Failed Dependency response each. Operations run before the failure keep their own 2xx either way.
     bc_snapshot_batch_skipped_status: int | None = None
-    # UNCONFIRMED [bc-facts 1b/3c]: whether every $batch operation counts against the rate window (False = 1 per batch).
+    # UNCONFIRMED: whether every $batch operation counts against the rate window (False = 1 per batch).
     bc_batch_counts_operations: bool = False
-    # UNCONFIRMED [bc-facts open item 4]: DELETE without If-Match; the docs say Required, so be strict.
+    # UNCONFIRMED: DELETE without If-Match; the docs say Required, so be strict.
     bc_delete_requires_if_match: bool = True
-    # UNCONFIRMED [bc-facts open item 3]: status and code of GET/PATCH/DELETE on a missing id.
+    # UNCONFIRMED: status and code of GET/PATCH/DELETE on a missing id.
     bc_not_found_status: int = 404
     bc_not_found_code: str = "Internal_RecordNotFound"
     # UNCONFIRMED: BC's SQL collation compares text case-insensitively in filters and ordering.

@@ -1,7 +1,9 @@
 """The BC API itself, independent of HTTP: resolve an OData path, run the operation, shape the JSON.
 
-Used for plain requests and for each operation of a $batch. Status codes per bc-facts 2 (POST 201, GET/PATCH 200,
-DELETE 204, bound actions 204); ETag rules per bc-facts 3a.
+Used for plain requests and for each operation of a $batch. Status codes as Learn's API v2.0 pages give them
+(POST 201, GET/PATCH 200, DELETE 204, bound actions 204;
+learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/); ETag rules per
+learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-to-modify-data.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class Segment:
 
 
 def parse_path(path: str) -> list[Segment]:
-    """Split a relative OData path into segments; keys must be GUIDs (unquoted) [bc-facts 2]."""
+    """Split a relative OData path into segments; keys must be GUIDs (unquoted)
+    (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/api-endpoint-structure)."""
     segments = []
     for part in (p for p in path.strip("/").split("/") if p):
         match = _SEGMENT.match(part)
@@ -234,7 +237,7 @@ class BcApi:
     ) -> ApiResponse:
         if request.method != "POST":
             raise self._method_not_allowed(request.method, entity)
-        # Bound actions check the ETag only when If-Match is supplied [bc-facts 2, obs].
+        # Bound actions check the ETag only when If-Match is supplied (observed by BC clients; Learn says Required).
         self._check_if_match(request, row, required=False)
         self._documents.act(company, entity, row, action)
         return ApiResponse(204, None, {}, wrote=True)

@@ -1,4 +1,5 @@
-"""JSON $batch: up to 100 operations; with `Isolation: snapshot` all succeed or none is applied [bc-facts 3c, BATCH].
+"""JSON $batch: up to 100 operations; with `Isolation: snapshot` all succeed or none is applied
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-batch).
 
 A failed snapshot batch answers as Microsoft's example does
 (https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-batch): every change is

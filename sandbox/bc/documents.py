@@ -78,7 +78,8 @@ class Documents:
         return self._store.insert(company, entity, values, row_id)
 
     def update(self, company: Company, entity: EntityType, row: Row, body: dict[str, JsonValue]) -> None:
-        """PATCH: change writable fields (deep patch is not supported [bc-facts 2, LIM])."""
+        """PATCH: change writable fields (deep patch is not supported:
+        learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/odata-known-limitations)."""
         if not entity.writable:
             raise BcError(
                 405,

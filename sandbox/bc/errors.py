@@ -1,4 +1,6 @@
-"""BC's error body, {"error":{"code":..., "message":"...  CorrelationId:  <guid>."}} [bc-facts 3d].
+"""BC's error body, {"error":{"code":..., "message":"...  CorrelationId:  <guid>."}}
+(codes: learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/dynamics-error-codes; the
+CorrelationId suffix is observed, not documented).
 
 BcError is not a sandbox failure: it is the HTTP error the BC stand-in answers with.
 """

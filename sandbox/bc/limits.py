@@ -1,7 +1,8 @@
-"""BC's per-identity limits: a sliding window of requests and 5 in flight with 95 queued [bc-facts 1a, OL].
+"""BC's per-identity limits: a sliding window of requests and 5 in flight with 95 queued
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online).
 
 Beyond the window or the queue: 429 Application_TooManyRequests ("Too many requests reached. Actual (n). Maximum
-(m)." [bc-facts 1c, obs]); a request that waits in the queue past the (scaled) 8 minutes gets 503.
+(m)." observed, not documented); a request that waits in the queue past the (scaled) 8 minutes gets 503.
 Everything here runs on the server's event loop.
 """
 

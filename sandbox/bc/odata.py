@@ -1,7 +1,9 @@
 """OData $filter as BC accepts it: comparisons, and/or/not, in, startswith/endswith/contains, tolower/toupper/trim.
 
-`or` across distinct fields is refused as BC does ("The 'OR' operator is not supported on distinct fields on an
-OData filter.") [bc-facts 3b, LIM]. Text compares case-insensitively by default (SQL collation; a setting).
+`or` across distinct fields is refused as BC does ("The 'OR' operator is not supported on distinct fields on
+an OData filter.")
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/odata-known-limitations). Text
+compares case-insensitively by default (SQL collation; a setting).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """OData query options on a collection: $filter, $orderby, $select, $expand, $top, $skip, $count and paging.
 
 Server-driven paging: `Prefer: odata.maxpagesize=N` (capped at 20,000) yields an absolute `@odata.nextLink`
-[bc-facts 3b, PAGE]. The link's format is unconfirmed, so clients must follow it verbatim; here it carries an opaque
-key-based `$skiptoken` (rows inserted while a client pages do not shift the pages it has yet to read).
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/server-driven-paging-in-odata-web-services).
+The link's format is unconfirmed, so clients must follow it verbatim; here it carries an opaque key-based
+`$skiptoken` (rows inserted while a client pages do not shift the pages it has yet to read).
 """
 
 from __future__ import annotations

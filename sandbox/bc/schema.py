@@ -1,4 +1,5 @@
-"""Entity types of the standard API v2.0 that the sandbox serves, with BC's field names [bc-facts 2, RES]."""
+"""Entity types of the standard API v2.0 that the sandbox serves, with BC's field names
+(learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/)."""
 
 from __future__ import annotations
 

@@ -273,7 +273,8 @@ class EntraEndpoints:
             raise EntraProtocolError(90014, detail="Parameter: 'refresh_token'.")
         self._control.use_refresh_token(form["refresh_token"], app.client_id)
         scopes = parse_scopes(form.get("scope", ""))
-        # Entra rotates the refresh token on every use and leaves the old one valid [bc-facts 5a, RT].
+        # Entra rotates the refresh token on every use and leaves the old one valid
+        # (learn.microsoft.com/entra/identity-platform/refresh-tokens).
         return self._user_tokens(request, app, scopes, None, True, form)
 
     def _user_tokens(

@@ -33,7 +33,8 @@ class AuthCode:
 
 @dataclass(slots=True)
 class RefreshGrant:
-    """A refresh token's grant: bound to user + client, not to a resource [bc-facts 5a, RT]."""
+    """A refresh token's grant: bound to user + client, not to a resource
+    (learn.microsoft.com/entra/identity-platform/refresh-tokens)."""
 
     user_oid: str
     client_id: str

@@ -1,6 +1,9 @@
 """Entra's token-endpoint error shape: error, error_description with an AADSTS code, error_codes, ids, timestamp.
 
-Shape and codes from bc-facts 5b (ERR, ACF, CCF). Clients must key on `error`, never on the description text.
+Shape and codes from learn.microsoft.com/entra/identity-platform/reference-error-codes and the auth-code and
+client-credentials flow pages (learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow,
+learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow). Clients must key on `error`,
+never on the description text.
 """
 
 from __future__ import annotations

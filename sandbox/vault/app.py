@@ -1,8 +1,10 @@
 """Key Vault secrets REST endpoints (api-version 7.x shape) behind the 401 bearer challenge.
 
-Challenge protocol from bc-facts 6 (KVSDK): the SDK sends its first request without a token, reads
-`WWW-Authenticate: Bearer authorization="{authority}/{tenant}", resource="https://vault.azure.net"`, gets a token
-for `{resource}/.default` and resends. Values are limited to 25 KB (KVS).
+Challenge protocol as azure-keyvault-secrets implements it (github.com/Azure/azure-sdk-for-python,
+sdk/keyvault/azure-keyvault-secrets/azure/keyvault/secrets/_shared/challenge_auth_policy.py): the SDK sends
+its first request without a token, reads `WWW-Authenticate: Bearer authorization="{authority}/{tenant}",
+resource="https://vault.azure.net"`, gets a token for `{resource}/.default` and resends. Values are limited to
+25 KB (learn.microsoft.com/azure/key-vault/secrets/about-secrets).
 """
 
 from __future__ import annotations
