@@ -75,7 +75,7 @@ var alerts = [
     name: 'bc-admin-needed'
     severity: 1
     description: 'The BC connection needs an admin: re-authorization required (sign in again) or the app credentials were rejected.'
-    // shared/auth/states.py logs this once per incident, at error level, with these custom dimensions.
+    // shared/auth/health.py (HealthRecorder) logs this once per incident, at error level, with these custom dimensions.
     query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) == "auth.admin_needed"'
     frequency: 'PT5M'
     window: 'PT15M'
