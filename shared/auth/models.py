@@ -8,19 +8,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from shared.clock import iso_utc, parse_iso_utc
 from shared.settings import AuthMode
 from shared.tokens import AccessToken
 
 _SCHEMA = 1
 T = TypeVar("T")
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def _parse(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +88,8 @@ class TokenSet:
                 "connection": self.connection,
                 "mode": self.mode.value,
                 "access_token": self.access_token,
-                "expires_on": _iso(self.expires_on),
-                "obtained_at": _iso(self.obtained_at),
+                "expires_on": iso_utc(self.expires_on),
+                "obtained_at": iso_utc(self.obtained_at),
                 "generation": self.generation,
                 "scopes": list(self.scopes),
                 "refresh_token": self.refresh_token,
@@ -186,12 +179,12 @@ class ConnectionRecord:
         """Flat fields for the auth table's connection-record row (the store adds its keys)."""
         return {
             "health": self.health.value,
-            "last_refresh_at": _iso(self.last_refresh_at),
+            "last_refresh_at": iso_utc(self.last_refresh_at),
             "last_error_code": self.last_error_code,
             "last_error_message": self.last_error_message,
-            "last_error_at": _iso(self.last_error_at),
+            "last_error_at": iso_utc(self.last_error_at),
             "consecutive_failures": self.consecutive_failures,
-            "backoff_until": _iso(self.backoff_until),
+            "backoff_until": iso_utc(self.backoff_until),
             "failed_generation": self.failed_generation,
         }
 
@@ -207,12 +200,12 @@ class ConnectionRecord:
         return cls(
             connection=connection,
             health=Health(text("health") or Health.OK.value),
-            last_refresh_at=_parse(text("last_refresh_at")),
+            last_refresh_at=parse_iso_utc(text("last_refresh_at")),
             last_error_code=text("last_error_code"),
             last_error_message=text("last_error_message"),
-            last_error_at=_parse(text("last_error_at")),
+            last_error_at=parse_iso_utc(text("last_error_at")),
             consecutive_failures=int(str(row.get("consecutive_failures") or 0)),
-            backoff_until=_parse(text("backoff_until")),
+            backoff_until=parse_iso_utc(text("backoff_until")),
             failed_generation=None if failed is None else int(str(failed)),
         )
 
@@ -286,14 +279,14 @@ class ConnectionStatus:
             # Deprecated alias of "health" (its name until 2026-12), kept for monitors that read it.
             "state": self.health.value,
             "has_token": self.has_token,
-            "expires_on": _iso(self.expires_on),
+            "expires_on": iso_utc(self.expires_on),
             "account": self.account,
             "tenant_id": self.tenant_id,
             "generation": self.generation,
-            "last_refresh_at": _iso(self.last_refresh_at),
+            "last_refresh_at": iso_utc(self.last_refresh_at),
             "last_error_code": self.last_error_code,
             "last_error_message": self.last_error_message,
-            "last_error_at": _iso(self.last_error_at),
-            "backoff_until": _iso(self.backoff_until),
+            "last_error_at": iso_utc(self.last_error_at),
+            "backoff_until": iso_utc(self.backoff_until),
             "next_step": self.next_step,
         }

@@ -20,6 +20,7 @@ from shared import table_cas
 from shared.auth.causes import FailureLog
 from shared.auth.errors import TokenStoreUnavailableError
 from shared.auth.models import ConnectionRecord, Lease, PendingSignIn, Versioned
+from shared.clock import iso_utc, parse_iso_utc
 from shared.table_cas import StoredRow, TableMissingError, TableStorageError
 
 T = TypeVar("T")
@@ -53,24 +54,16 @@ class Codec(Protocol[T]):
         ...
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def _time(value: object) -> datetime | None:
-    return None if value in (None, "") else datetime.fromisoformat(str(value)).astimezone(UTC)
-
-
 class LeaseCodec:
     """Lease <-> row."""
 
     def to_row(self, value: Lease) -> Row:
         """Holder and expiry."""
-        return {"holder": value.holder, "expires_at": _iso(value.expires_at)}
+        return {"holder": value.holder, "expires_at": iso_utc(value.expires_at)}
 
     def from_row(self, key: str, row: Row) -> Lease:
         """The lease named `key`."""
-        expires = _time(row.get("expires_at")) or datetime.min.replace(tzinfo=UTC)
+        expires = parse_iso_utc(row.get("expires_at")) or datetime.min.replace(tzinfo=UTC)
         return Lease(name=key, holder=str(row.get("holder") or ""), expires_at=expires)
 
 
@@ -81,15 +74,15 @@ class SignInCodec:
         """The flow (empty once consumed) and its times."""
         return {
             "flow": value.flow,
-            "created_at": _iso(value.created_at),
-            "expires_at": _iso(value.expires_at),
-            "consumed_at": _iso(value.consumed_at),
+            "created_at": iso_utc(value.created_at),
+            "expires_at": iso_utc(value.expires_at),
+            "consumed_at": iso_utc(value.consumed_at),
         }
 
     def from_row(self, key: str, row: Row) -> PendingSignIn:
         """The pending sign-in whose state is `key`."""
-        created = _time(row.get("created_at"))
-        expires = _time(row.get("expires_at"))
+        created = parse_iso_utc(row.get("created_at"))
+        expires = parse_iso_utc(row.get("expires_at"))
         if created is None or expires is None:
             raise TokenStoreUnavailableError("malformed pending sign-in row")
         return PendingSignIn(
@@ -97,7 +90,7 @@ class SignInCodec:
             flow=str(row.get("flow") or ""),
             created_at=created,
             expires_at=expires,
-            consumed_at=_time(row.get("consumed_at")),
+            consumed_at=parse_iso_utc(row.get("consumed_at")),
         )
 
 
