@@ -50,8 +50,11 @@ def test_azure_functions_is_imported_only_by_triggers_the_app_and_devhost() -> N
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("shared/auth", r"^shared\.(bc|jobs)\b"),
-        ("shared/bc", r"^shared\.(auth|jobs)\b"),
+        ("shared/auth", r"^shared\.(bc|jobs|jobs_http|ops|triggers)\b"),
+        ("shared/bc", r"^shared\.(auth|jobs|jobs_http|ops|triggers)\b"),
+        ("shared/jobs", r"^shared\.(jobs_http|ops|triggers)\b"),
+        ("shared/ops", r"^shared\.(jobs_http|triggers)\b"),
+        ("shared/telemetry", r"^shared\.(auth|bc|jobs|jobs_http|ops|triggers)\b"),
         ("shared", r"^(devhost|sandbox|bench|tests|testkit)\b"),
         ("sandbox", r"^(shared|devhost|bench)\b"),
         ("bcjobs", r"^(shared|devhost|sandbox|bench|tests|testkit|azure\.functions)\b"),
