@@ -34,7 +34,7 @@ def _admin(context: DemoContext) -> httpx.Client:
 
 
 def _status_line(status: dict[str, object]) -> str:
-    keys = ("state", "mode", "has_token", "account", "expires_on", "generation", "last_refresh_at")
+    keys = ("health", "mode", "has_token", "account", "expires_on", "generation", "last_refresh_at")
     return ", ".join(f"{key}={status[key]}" for key in keys if key in status)
 
 
@@ -53,7 +53,7 @@ def admin_signs_in(context: DemoContext) -> str:
     with _admin(context) as admin, entra:
         login = admin.get("/api/auth/login")
         if login.status_code != 302:
-            raise DemoError(f"login answered {login.status_code} {login.text!r}")
+            raise DemoError(f"GET /api/auth/login answered {login.status_code} {login.text!r}")
         authorize = entra.get(login.headers["location"])
         form = _FormReader()
         form.feed(authorize.text)
@@ -64,7 +64,7 @@ def admin_signs_in(context: DemoContext) -> str:
     text = " ".join(re.sub(r"<[^>]+>", " ", body).split())
     if callback.status_code != 200:
         raise DemoError(f"callback answered {callback.status_code}: {text}")
-    return f"login 302 -> Entra form_post -> callback {callback.status_code}: {text[:200]}"
+    return f"sign-in 302 -> Entra form_post -> callback {callback.status_code}: {text[:200]}"
 
 
 def show_status_after_sign_in(context: DemoContext) -> str:

@@ -118,7 +118,7 @@ def _connection_rows(status: ConnectionStatus, now: datetime) -> list[tuple[str,
     """The connection's facts as (label, escaped HTML) rows; error, retry time and next step only when known."""
     badge = f"<span class='badge {_BADGES.get(status.health, 'warn')}'>{_e(status.health.value)}</span>"
     rows = [
-        ("State", badge),
+        ("Health", badge),
         ("Connection", _e(status.connection)),
         ("Mode", _e(_mode(status.mode))),
         ("Account", _e(_account(status))),
