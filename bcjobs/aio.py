@@ -58,7 +58,7 @@ from bcjobs.core import (
     Tally,
 )
 from bcjobs.errors import BcJobsError
-from bcjobs.results import JobReport, JobState
+from bcjobs.results import ItemOutcome, JobReport, JobState
 from bcjobs.rows import Interaction
 from bcjobs.submit import PreparedJob
 
@@ -159,8 +159,13 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         jobs_table: TableClient,
         audit_table: TableClient,
         max_concurrency: int = DEFAULT_CONCURRENCY,
+        items_table: TableClient | None = None,
     ) -> Self:
-        """A client over SDK clients the caller built and closes (queue clients without an encode policy)."""
+        """A client over SDK clients the caller built and closes (queue clients without an encode policy).
+
+        Without `items_table` (`{prefix}jobitems`), `items()` of a job whose row says `itemsTruncated` raises
+        BcJobsError.
+        """
         client = cls.__new__(cls)
         client._closers = []
         client._setup(
@@ -169,6 +174,7 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
             jobs_table=jobs_table,
             audit_table=audit_table,
             max_concurrency=max_concurrency,
+            items_table=items_table,
         )
         return client
 
@@ -243,6 +249,13 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
     async def interactions(self, job_id: str) -> builtins.list[Interaction]:
         """The job's BC requests from the audit table, in the order they were made (empty when none)."""
         return await _run(self._interactions(job_id))
+
+    async def items(self, job: str | JobReport) -> builtins.list[ItemOutcome]:
+        """Every item outcome of a batch job, in operation order: `result.items` as the job row has it, or, when
+        the row says `itemsTruncated` (it then keeps only counts and the first failing items), all of them from
+        the `{prefix}jobitems` table. Pass the report you already have (`get`, `wait`, a result) to skip reading
+        the row again; empty for a job that is not there yet or has no items."""
+        return await _run(self._items(job))
 
     async def list_page(
         self,

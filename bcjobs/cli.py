@@ -2,6 +2,7 @@
 
     bcjobs enqueue jobs.jsonl          JSON (an object or an array) or JSONL; a progress bar; every bad line reported
     bcjobs show JOB_ID                 state, attempts, result, error with BC's code, the BC requests as a table
+    bcjobs show JOB_ID --all-items     a large batch: every item's outcome (the job row keeps only the first failing)
     bcjobs list --state failed --since 2h
     bcjobs wait JOB_ID --timeout 600
     bcjobs results --follow
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console, Group, RenderableType
@@ -43,6 +44,8 @@ from bcjobs.jobfiles import Entry, read_entries
 from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
 from bcjobs.rows import Interaction
 from bcjobs.submit import PreparedJob, prepare
+
+_R = TypeVar("_R", bound=JobReport)
 
 
 class ExitCode(IntEnum):
@@ -113,6 +116,13 @@ ResultsQueue = Annotated[
     ),
 ]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+AllItems = Annotated[
+    bool,
+    typer.Option(
+        "--all-items",
+        help="A large batch: every item's outcome from the items table (the job row keeps only the first failing).",
+    ),
+]
 
 
 class _Storage:
@@ -377,6 +387,7 @@ def _enqueue_summary(total: int, sent: int, failed: int, rejected: int, *, stric
 @app.command()
 def show(
     job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    all_items: AllItems = False,
     json_output: JsonOutput = False,
     connection_string: ConnectionString = None,
     queue_service_uri: QueueServiceUri = None,
@@ -387,6 +398,8 @@ def show(
     storage = _Storage(connection_string, queue_service_uri, table_service_uri, table_prefix)
     with storage.connect() as client:
         details = client.get(job_id, interactions=True)
+        if details is not None and all_items:
+            details = _with_all_items(client, details)
     if details is None:
         if json_output:
             _print_json(None)
@@ -394,6 +407,29 @@ def show(
             ExitCode.NOT_FOUND, f"job {job_id} not found (not processed yet, or a wrong id or table prefix)"
         )
     _emit(json_output, _wire(details), _report_panel(details), _interactions_table(details))
+
+
+def _with_all_items(client: JobsClient, report: _R) -> _R:
+    """The report with every item's outcome when its row kept only some (as GET /api/jobs/{jobId} answers)."""
+    result = report.result
+    if result is None or not result.items_truncated:
+        return report
+    items = client.items(report)
+    full = result.model_copy(update={"items": items, "items_truncated": False})
+    return report.model_copy(update={"result": full})
+
+
+def _truncation_note(report: JobReport) -> Text | None:
+    """What a bounded batch result leaves out, and how to see it all (None when nothing is left out)."""
+    result = report.result
+    if result is None or not result.items_truncated:
+        return None
+    shown, total = len(result.items or []), (result.items_succeeded or 0) + (result.items_failed or 0)
+    return Text(
+        f"items truncated: {shown} of {total} shown ({result.items_succeeded or 0} succeeded, "
+        f"{result.items_failed or 0} failed); every item: bcjobs show {report.job_id} --all-items",
+        style="yellow",
+    )
 
 
 def _when(value: datetime | None) -> str:
@@ -427,6 +463,9 @@ def _report_panel(report: JobReport) -> Panel:
         grid.add_row("result", Text(_result_fields(report.result) or "-"))
         if report.result.items:
             parts.append(_items_table(report.result.items))
+        note = _truncation_note(report)
+        if note is not None:
+            parts.append(note)
     if report.error is not None:
         grid.add_row("error", Text(report.error.code, style="red"))
         _add_fields(grid, _error_fields(report.error))
@@ -584,6 +623,7 @@ def wait(
     job_id: Annotated[str, typer.Argument(help="The job's id.")],
     timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait at most.")] = 300.0,
     poll: Annotated[float, typer.Option("--poll", min=0.05, help="First poll interval (backs off).")] = 1.0,
+    all_items: AllItems = False,
     json_output: JsonOutput = False,
     connection_string: ConnectionString = None,
     queue_service_uri: QueueServiceUri = None,
@@ -600,6 +640,8 @@ def wait(
             if json_output:
                 _print_json({"jobId": job_id, "timedOut": True, "last": _wire(last) if last else None})
             _fail(ExitCode.TIMEOUT, str(exc))
+        if all_items:
+            report = _with_all_items(client, report)
     _emit(json_output, _wire(report), _report_panel(report))
     if report.state is not JobState.SUCCEEDED:
         raise typer.Exit(int(ExitCode.INCOMPLETE))

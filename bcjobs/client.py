@@ -58,7 +58,7 @@ from bcjobs.core import (
     Tally,
 )
 from bcjobs.errors import BcJobsError
-from bcjobs.results import JobReport, JobState
+from bcjobs.results import ItemOutcome, JobReport, JobState
 from bcjobs.rows import Interaction
 from bcjobs.submit import PreparedJob
 
@@ -215,6 +215,13 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
     def interactions(self, job_id: str) -> builtins.list[Interaction]:
         """The job's BC requests from the audit table, in the order they were made (empty when none)."""
         return _run(self._interactions(job_id))
+
+    def items(self, job: str | JobReport) -> builtins.list[ItemOutcome]:
+        """Every item outcome of a batch job, in operation order: `result.items` as the job row has it, or, when
+        the row says `itemsTruncated` (it then keeps only counts and the first failing items), all of them from
+        the `{prefix}jobitems` table. Pass the report you already have (`get`, `wait`, a result) to skip reading
+        the row again; empty for a job that is not there yet or has no items."""
+        return _run(self._items(job))
 
     def list_page(
         self,

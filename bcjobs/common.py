@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from bcjobs.errors import BcJobsError, JobsStorageError
 from bcjobs.models import Job
 from bcjobs.results import JobReport, JobState
-from bcjobs.rows import AUDIT_TABLE_SUFFIX, JOB_ROW, JOBS_TABLE_SUFFIX, Interaction
+from bcjobs.rows import AUDIT_TABLE_SUFFIX, ITEMS_TABLE_SUFFIX, JOB_ROW, JOBS_TABLE_SUFFIX, Interaction
 from bcjobs.submit import PreparedJob, prepare
 
 DEFAULT_TABLE_PREFIX = "bc"
@@ -108,6 +108,11 @@ def jobs_table_name(prefix: str) -> str:
 def audit_table_name(prefix: str) -> str:
     """The audit table of a deployment (`bcjobaudit` by default)."""
     return f"{prefix}{AUDIT_TABLE_SUFFIX}"
+
+
+def items_table_name(prefix: str) -> str:
+    """The items table of a deployment (`bcjobitems` by default): a large batch's every item outcome."""
+    return f"{prefix}{ITEMS_TABLE_SUFFIX}"
 
 
 def list_query(state: JobState | str | None, since: datetime | None) -> tuple[str, dict[str, Any]]:

@@ -36,6 +36,7 @@ from bcjobs.common import (
     audit_table_name,
     decode_continuation,
     encode_continuation,
+    items_table_name,
     jobs_table_name,
     list_query,
     poll_delays,
@@ -44,8 +45,8 @@ from bcjobs.common import (
 )
 from bcjobs.errors import BcJobsError, InvalidJobError, ResultNotCompletedError, WaitTimeoutError
 from bcjobs.models import JOB_ID_PATTERN
-from bcjobs.results import TERMINAL_STATES, JobReport, JobState
-from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, report_from_row
+from bcjobs.results import TERMINAL_STATES, ItemOutcome, JobReport, JobState
+from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, item_from_row, report_from_row
 from bcjobs.submit import PreparedJob
 
 logger = logging.getLogger("bcjobs")
@@ -174,6 +175,7 @@ class ClientCore(Generic[Q, T]):
     _results_queue: Q
     _jobs_table: T
     _audit_table: T
+    _items_table: T | None
     _max_concurrency: int
 
     def _connect(
@@ -191,16 +193,24 @@ class ClientCore(Generic[Q, T]):
             results_queue=queues.get_queue_client(results_queue),
             jobs_table=tables.get_table_client(jobs_table_name(table_prefix)),
             audit_table=tables.get_table_client(audit_table_name(table_prefix)),
+            items_table=tables.get_table_client(items_table_name(table_prefix)),
             max_concurrency=max_concurrency,
         )
 
     def _setup(
-        self, *, jobs_queue: Q, results_queue: Q, jobs_table: T, audit_table: T, max_concurrency: int
+        self,
+        *,
+        jobs_queue: Q,
+        results_queue: Q,
+        jobs_table: T,
+        audit_table: T,
+        max_concurrency: int,
+        items_table: T | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self._jobs_queue, self._results_queue = jobs_queue, results_queue
-        self._jobs_table, self._audit_table = jobs_table, audit_table
+        self._jobs_table, self._audit_table, self._items_table = jobs_table, audit_table, items_table
         self._max_concurrency = max_concurrency
 
     def _create_queues(self) -> Flow[None]:
@@ -248,6 +258,35 @@ class ClientCore(Generic[Q, T]):
         except AzureError as exc:
             raise storage_error(f"reading the interactions of job {job_id}", exc) from exc
         return [interaction_from_row(dict(row)) for row in sorted(rows, key=lambda row: str(row["RowKey"]))]
+
+    def _items(self, job: str | JobReport) -> Flow[list[ItemOutcome]]:
+        """Every item outcome of a batch job: the row's own list, or the items table's when the row says
+        `itemsTruncated` (the product writes that table before such a row). A report given is not read again."""
+        report = job if isinstance(job, JobReport) else (yield from self._get(job, interactions=False))
+        if report is None or report.result is None:
+            return []
+        if not report.result.items_truncated:
+            return list(report.result.items or [])
+        kept = yield from self._kept_items(report.job_id)
+        expected = (report.result.items_succeeded or 0) + (report.result.items_failed or 0)
+        if len(kept) < expected:
+            logger.warning("job %s: %d of its %d item outcomes found", report.job_id, len(kept), expected)
+        return kept
+
+    def _kept_items(self, job_id: str) -> Flow[list[ItemOutcome]]:
+        table = self._items_table
+        if table is None:
+            raise BcJobsError(
+                f"job {job_id} has more item outcomes than its row holds and this client has no items table "
+                "(from_clients: pass items_table)"
+            )
+        query = partial(table.query_entities, "PartitionKey eq @job", parameters={"job": job_id})
+        rows: list[Any] = []
+        try:
+            yield Rows(query, rows)
+        except AzureError as exc:  # a missing table too: a row that says itemsTruncated has one behind it
+            raise storage_error(f"reading the item outcomes of job {job_id}", exc) from exc
+        return [item_from_row(dict(row)) for row in sorted(rows, key=lambda row: str(row["RowKey"]))]
 
     def _list_page(
         self,

@@ -16,12 +16,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from bcjobs.results import ErrorInfo, JobReport, JobState, ResultSummary
+from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
 
 JOB_ROW = "job"
 JOBS_TABLE_SUFFIX = "jobs"
 AUDIT_TABLE_SUFFIX = "jobaudit"
 ITEMS_TABLE_SUFFIX = "jobitems"
+ITEM_OUTCOME_COLUMN = "Outcome"
 
 
 class Interaction(BaseModel):
@@ -117,3 +118,17 @@ def loads_column(text: str | None) -> Any:
 def item_row_key(index: int) -> str:
     """Sorts in operation order (a batch holds at most 1,000 operations)."""
     return f"{index:04d}"
+
+
+def item_row(job_id: str, item: ItemOutcome) -> dict[str, Any]:
+    """A batch item's outcome as an items-table entity (one per operation)."""
+    return {
+        "PartitionKey": job_id,
+        "RowKey": item_row_key(item.index),
+        ITEM_OUTCOME_COLUMN: item.model_dump_json(by_alias=True, exclude_none=True),
+    }
+
+
+def item_from_row(row: dict[str, Any]) -> ItemOutcome:
+    """An items-table entity as the batch item's outcome."""
+    return ItemOutcome.model_validate_json(row[ITEM_OUTCOME_COLUMN])

@@ -3,8 +3,10 @@ job and audit rows written with the product's own row writers (so the client rea
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,12 +14,15 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
+from azure.data.tables.aio import TableServiceClient as AsyncTableServiceClient
 from azure.storage.queue import QueueClient
 
-from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, JobReport, JobState, ResultSummary
-from bcjobs.common import audit_table_name, jobs_table_name, report_message
+from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
+from bcjobs.common import audit_table_name, items_table_name, jobs_table_name, report_message
 from bcjobs.rows import Interaction, interaction_row
+from shared.jobs.bounds import bounded, needs_bounding
 from shared.jobs.records import JobRecord, to_row
+from shared.jobs.store import TableAuditLog
 
 
 @dataclass
@@ -94,6 +99,26 @@ class Storage:
         """Audit rows in bcjobs.rows' format."""
         for interaction in interactions:
             self._upsert(audit_table_name(self.prefix), interaction_row(job_id, interaction))
+
+    def put_batch(
+        self, job_id: str, items: list[ItemOutcome], state: JobState = JobState.SUCCEEDED
+    ) -> ResultSummary:
+        """A batch job as the product keeps it: when its result is too large for the row, every item outcome
+        first (shared.jobs.store's writer), then the row with the bounded result (shared.jobs.bounds); that result."""
+        full = ResultSummary(count=len(items), items=items)
+        if needs_bounding(full):
+            with ThreadPoolExecutor(1) as pool:  # its own loop, also under an async test's running one
+                pool.submit(asyncio.run, self._keep_items(job_id, items)).result()
+        result = bounded(full)
+        self.put_job(job_id, state, result=result, operation="batch")
+        return result
+
+    async def _keep_items(self, job_id: str, items: list[ItemOutcome]) -> None:
+        async with AsyncTableServiceClient.from_connection_string(self.connection_string) as service:
+            audit = service.get_table_client(audit_table_name(self.prefix))
+            log = TableAuditLog(audit, service.get_table_client(items_table_name(self.prefix)))
+            await log.ensure()
+            await log.keep_items(job_id, items)
 
     def _upsert(self, table_name: str, row: dict[str, Any]) -> None:
         with TableServiceClient.from_connection_string(self.connection_string) as service:

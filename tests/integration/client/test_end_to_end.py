@@ -198,3 +198,29 @@ def test_a_job_posted_to_the_front_door_is_processed_and_its_location_answers(
     assert (status.status_code, status.json()["state"]) == (200, "succeeded")
     listed = httpx.get(f"{running_app}/api/jobs", params={**key, "state": "succeeded"}, timeout=30)
     assert job_id in [j["jobId"] for j in listed.json()["jobs"]]
+
+
+def test_the_largest_batch_is_read_whole_through_items_and_the_cli(
+    running_app: str, client: JobsClient, storage: Storage
+) -> None:
+    """690 creates (the most one message carries): the row says itemsTruncated; items() and
+    `show --all-items` give every outcome the product kept, in operation order."""
+    create = {"operation": "create", "entitySet": "items", "data": {"displayName": "x"}}
+    handle = client.enqueue({"jobId": "e2e-big", "operation": "batch", "operations": [create] * 690})
+    report = client.wait(handle.job_id, timeout=120, poll=0.2)
+    assert report.state is JobState.SUCCEEDED, report.error
+    assert report.result is not None
+    assert (report.result.items_truncated, report.result.items_succeeded, report.result.items) == (
+        True,
+        690,
+        [],
+    )
+    items = client.items(report)
+    assert [(item.index, item.status) for item in items] == [(index, 201) for index in range(690)]
+    assert all(item.id for item in items)
+    env = {"JobsStorage": storage.connection_string, "BC_TABLE_PREFIX": storage.prefix}
+    shown = CliRunner().invoke(app, ["show", "e2e-big", "--all-items", "--json"], env=env)
+    assert shown.exit_code == ExitCode.OK, shown.output
+    assert json.loads(shown.stdout)["result"]["items"] == [
+        item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in items
+    ]
