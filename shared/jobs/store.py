@@ -18,7 +18,7 @@ from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient
 
 from bcjobs import ItemOutcome
-from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, interaction_row, item_row_key
+from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, interaction_row, item_from_row, item_row
 from shared import table_cas
 from shared.jobs.errors import JobStoreError
 from shared.jobs.records import JobRecord, from_row, to_row
@@ -113,21 +113,13 @@ class TableAuditLog:
 
     async def keep_items(self, job_id: str, items: Sequence[ItemOutcome]) -> None:
         """One entity per operation, 100 per entity-group transaction."""
-        rows = [
-            {
-                "PartitionKey": job_id,
-                "RowKey": item_row_key(item.index),
-                "Outcome": item.model_dump_json(by_alias=True, exclude_none=True),
-            }
-            for item in items
-        ]
-        await _upsert_all(self._items, rows)
+        await _upsert_all(self._items, [item_row(job_id, item) for item in items])
 
     async def read_items(self, job_id: str) -> list[ItemOutcome]:
         """The kept outcomes, in operation order."""
         stored = await _guarded(table_cas.read_partition(self._items, job_id))
         ordered = sorted(stored, key=lambda r: r.entity["RowKey"])
-        return [ItemOutcome.model_validate_json(row.entity["Outcome"]) for row in ordered]
+        return [item_from_row(row.entity) for row in ordered]
 
 
 async def _upsert_all(table: TableClient, rows: Sequence[dict[str, Any]]) -> None:

@@ -87,6 +87,21 @@ async def sign_in_at_sandbox(location: str, tls: ssl.SSLContext, audit: Audit) -
     return fields
 
 
+async def signed_in_at_entra(
+    functions: dict[str, Callable[..., Any]], sandbox_tls: ssl.SSLContext, audit: Audit
+) -> dict[str, str]:
+    """GET /api/auth/login, then the admin signs in at the sandbox's Entra: the fields it form-posts back."""
+    login = await functions["auth_login"](request("GET", "auth/login"))
+    return await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit)
+
+
+async def admin_signs_in(
+    functions: dict[str, Callable[..., Any]], sandbox_tls: ssl.SSLContext, audit: Audit
+) -> None:
+    """The whole sign-in: login, Entra, the callback."""
+    await functions["auth_callback"](callback_post(await signed_in_at_entra(functions, sandbox_tls, audit)))
+
+
 async def test_admin_signs_in_and_status_shows_the_token(
     functions: dict[str, Callable[..., Any]],
     sandbox: Sandbox,
@@ -132,10 +147,7 @@ async def test_refresh_endpoint_rotates_the_stored_refresh_token(
     audit: Audit,
 ) -> None:
     """POST /api/auth/refresh redeems the refresh token once and stores the next generation."""
-    login = await functions["auth_login"](request("GET", "auth/login"))
-    await functions["auth_callback"](
-        callback_post(await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit))
-    )
+    await admin_signs_in(functions, sandbox_tls, audit)
     first = stored_token_set(sandbox, settings)
     calls = sandbox.entra.token_calls["refresh_token"]
 
@@ -157,10 +169,7 @@ async def test_a_refresh_right_after_a_refresh_says_it_returned_the_young_token_
     audit: Audit,
 ) -> None:
     """Two POST /api/auth/refresh in a row: the first answers refreshed, the second refreshed false with why."""
-    login = await functions["auth_login"](request("GET", "auth/login"))
-    await functions["auth_callback"](
-        callback_post(await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit))
-    )
+    await admin_signs_in(functions, sandbox_tls, audit)
 
     first = json.loads((await functions["auth_refresh"](request("POST", "auth/refresh"))).get_body())
     second = json.loads((await functions["auth_refresh"](request("POST", "auth/refresh"))).get_body())
@@ -180,8 +189,7 @@ async def test_state_attacks_are_refused_with_400_and_store_nothing(
     audit: Audit,
 ) -> None:
     """Missing, unknown, expired and replayed states get a 400 page; neither Key Vault nor the Table is written."""
-    login = await functions["auth_login"](request("GET", "auth/login"))
-    query = await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit)
+    query = await signed_in_at_entra(functions, sandbox_tls, audit)
     callback = functions["auth_callback"]
     expired_state = await _start_sign_in_eleven_minutes_ago(settings, azurite_connection_string)
     before = await _row_fingerprints(auth_table)
@@ -235,8 +243,7 @@ async def test_entra_error_on_the_callback_is_a_400_and_stores_nothing(
 ) -> None:
     """An admin who declines consent comes back with ?error=access_denied: 400, nothing stored."""
     sandbox.entra.deny_next_authorize("access_denied")
-    login = await functions["auth_login"](request("GET", "auth/login"))
-    fields = await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit)
+    fields = await signed_in_at_entra(functions, sandbox_tls, audit)
 
     refused = await functions["auth_callback"](callback_post(fields))
 
@@ -305,8 +312,7 @@ async def test_callback_that_cannot_save_shows_a_reference_and_logs_the_cause_un
     audit: Audit,
 ) -> None:
     """Key Vault down during the callback: a plain 503 page with a reference id; the log holds the cause."""
-    login = await functions["auth_login"](request("GET", "auth/login"))
-    fields = await sign_in_at_sandbox(login.headers["Location"], sandbox_tls, audit)
+    fields = await signed_in_at_entra(functions, sandbox_tls, audit)
     sandbox.vault.outage = True
 
     answer = await functions["auth_callback"](callback_post(fields))

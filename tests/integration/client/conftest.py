@@ -3,10 +3,8 @@ job and audit rows written with the product's own row writers (so the client rea
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,15 +12,13 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
-from azure.data.tables.aio import TableServiceClient as AsyncTableServiceClient
 from azure.storage.queue import QueueClient
 
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
 from bcjobs.common import audit_table_name, items_table_name, jobs_table_name, report_message
-from bcjobs.rows import Interaction, interaction_row
+from bcjobs.rows import Interaction, interaction_row, item_row
 from shared.jobs.bounds import bounded, needs_bounding
 from shared.jobs.records import JobRecord, to_row
-from shared.jobs.store import TableAuditLog
 
 
 @dataclass
@@ -104,21 +100,21 @@ class Storage:
         self, job_id: str, items: list[ItemOutcome], state: JobState = JobState.SUCCEEDED
     ) -> ResultSummary:
         """A batch job as the product keeps it: when its result is too large for the row, every item outcome
-        first (shared.jobs.store's writer), then the row with the bounded result (shared.jobs.bounds); that result."""
+        first (in the entity shape shared.jobs.store writes: bcjobs.rows.item_row), then the row with the bounded
+        result (shared.jobs.bounds); that result."""
         full = ResultSummary(count=len(items), items=items)
         if needs_bounding(full):
-            with ThreadPoolExecutor(1) as pool:  # its own loop, also under an async test's running one
-                pool.submit(asyncio.run, self._keep_items(job_id, items)).result()
+            self._keep_items(job_id, items)
         result = bounded(full)
         self.put_job(job_id, state, result=result, operation="batch")
         return result
 
-    async def _keep_items(self, job_id: str, items: list[ItemOutcome]) -> None:
-        async with AsyncTableServiceClient.from_connection_string(self.connection_string) as service:
-            audit = service.get_table_client(audit_table_name(self.prefix))
-            log = TableAuditLog(audit, service.get_table_client(items_table_name(self.prefix)))
-            await log.ensure()
-            await log.keep_items(job_id, items)
+    def _keep_items(self, job_id: str, items: list[ItemOutcome]) -> None:
+        with TableServiceClient.from_connection_string(self.connection_string) as service:
+            table = service.create_table_if_not_exists(items_table_name(self.prefix))
+            rows = [item_row(job_id, item) for item in items]
+            for start in range(0, len(rows), 100):  # an entity-group transaction holds 100 operations at most
+                table.submit_transaction([("upsert", row) for row in rows[start : start + 100]])
 
     def _upsert(self, table_name: str, row: dict[str, Any]) -> None:
         with TableServiceClient.from_connection_string(self.connection_string) as service:
