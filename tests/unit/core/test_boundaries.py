@@ -175,29 +175,7 @@ def sdk_patches(source: str) -> list[int]:
 
 def test_the_sdk_patch_detector_finds_strings_classes_and_modules_but_not_other_patches() -> None:
     """Dotted strings, imported SDK classes and SDK modules are caught; patches of the project's objects are not."""
-    sample = """
-import httpx
-from unittest import mock
-from azure.keyvault.secrets import SecretClient as Secrets
-from msal import ConfidentialClientApplication
-from shared.auth import keyvault
-
-def test_a(monkeypatch, mocker):
-    monkeypatch.setattr(Secrets, "get_secret", fake)
-    monkeypatch.setattr(httpx.AsyncClient, "send", fake)
-    monkeypatch.setattr("azure.data.tables.TableClient.upsert_entity", fake)
-    mocker.patch.object(ConfidentialClientApplication, "acquire_token_by_refresh_token")
-    setattr(Secrets, "set_secret", fake)
-    with mock.patch("msal.ConfidentialClientApplication.initiate_auth_code_flow"):
-        pass
-
-@mock.patch(target="httpx.AsyncClient.post")
-def test_b(monkeypatch):
-    monkeypatch.setattr(keyvault, "SCHEMA_DIR", "x")
-    monkeypatch.setattr(settings, "azure_region", "westeurope")
-    monkeypatch.setenv("AZURE_CLIENT_ID", "id")
-    setattr(world, "httpx", None)
-"""
+    sample = (Path(__file__).parent / "samples" / "sdk_patches.txt").read_text(encoding="utf-8")
     assert sdk_patches(sample) == [9, 10, 11, 12, 13, 14, 17]
 
 
