@@ -332,6 +332,7 @@ def _auth_problems(settings: Settings) -> list[SettingProblem]:
         _certificate_problems,
         _vault_problems,
         _endpoint_problems,
+        _webhook_problems,
         _sign_in_problems,
     )
     return [problem for check in checks for problem in check(settings)]
@@ -448,7 +449,7 @@ def _endpoint_problems(settings: Settings) -> list[SettingProblem]:
                 Need.TOKENS,
             )
         )
-    return problems + _webhook_problems(settings)
+    return problems
 
 
 def _webhook_problems(settings: Settings) -> list[SettingProblem]:

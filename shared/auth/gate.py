@@ -30,7 +30,7 @@ class TransientGate:
 
     def check(self) -> None:
         """Raise TokenRefreshFailedError (with its retry_after) while the gate is closed."""
-        if self._closed_until is not None and self.is_closed():
+        if self.is_closed():
             raise TokenRefreshFailedError(
                 f"refresh of '{self._connection}' is backing off after a transient failure",
                 retry_after=self._closed_until,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bcjobs import JOBS_QUEUE
-from bcjobs.rows import AUDIT_TABLE_SUFFIX, ITEMS_TABLE_SUFFIX, JOBS_TABLE_SUFFIX
+from bcjobs.common import audit_table_name, items_table_name, jobs_table_name
 from shared import telemetry
 from shared.auth import auth_services
 from shared.azure_clients import queue_client, table_client
@@ -50,21 +50,6 @@ class JobServices:
         self.closers.clear()
 
 
-def jobs_table_name(settings: Settings) -> str:
-    """`{BC_TABLE_PREFIX}jobs`."""
-    return f"{settings.storage.table_prefix}{JOBS_TABLE_SUFFIX}"
-
-
-def audit_table_name(settings: Settings) -> str:
-    """`{BC_TABLE_PREFIX}jobaudit`."""
-    return f"{settings.storage.table_prefix}{AUDIT_TABLE_SUFFIX}"
-
-
-def items_table_name(settings: Settings) -> str:
-    """`{BC_TABLE_PREFIX}jobitems`."""
-    return f"{settings.storage.table_prefix}{ITEMS_TABLE_SUFFIX}"
-
-
 @dataclass
 class _Storage:
     """The pipeline's tables, queues and the throttle's coordination store."""
@@ -77,9 +62,10 @@ class _Storage:
 
 async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> _Storage:
     """Clients for the jobs and audit tables, the jobs and results queues, and the throttle row; all ensured."""
-    jobs_table = table_client(settings.storage, jobs_table_name(settings))
-    audit_table = table_client(settings.storage, audit_table_name(settings))
-    items_table = table_client(settings.storage, items_table_name(settings))
+    prefix = settings.storage.table_prefix
+    jobs_table = table_client(settings.storage, jobs_table_name(prefix))
+    audit_table = table_client(settings.storage, audit_table_name(prefix))
+    items_table = table_client(settings.storage, items_table_name(prefix))
     jobs_queue = queue_client(settings.storage, JOBS_QUEUE)
     results_queue = queue_client(settings.storage, settings.jobs.results_queue)
     coordination = TableCoordinationStore.from_settings(settings.storage)
