@@ -47,6 +47,9 @@ class WebResult:
     mimetype: str
 
 
+_AGAIN = "start again at /api/auth/login"
+
+
 def callback_params(method: str, query: Mapping[str, str], body: bytes) -> dict[str, str]:
     """The sign-in response: Entra form-posts it (response_mode=form_post); a GET carries it in the query.
 
@@ -64,9 +67,6 @@ def callback_params(method: str, query: Mapping[str, str], body: bytes) -> dict[
         )
     check_state(params.get("state"))
     return params
-
-
-_AGAIN = "start again at /api/auth/login"
 
 
 def _form_fields(body: bytes) -> dict[str, str]:
