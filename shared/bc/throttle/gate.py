@@ -8,6 +8,11 @@ others' (see plan.py for why the budget is divided this way and why it is safe).
 A request waiting for a slot wakes on every event that can change the share (a heartbeat, failed or not, the
 heartbeat loop ending, a slot given back, close) and also at the next moment the share changes by time alone
 (the view going stale, a member's admission or lease end), so no outage or dead loop can leave it waiting.
+
+Membership follows demand: a process joins on its first request or `await_slot`, and leaves the row once nothing
+has used its throttle for `idle_leave_seconds`, so the slots of an instance with no work go to instances that
+have some (with more instances than BC's 5 slots, the juniors hold their deliveries in `await_slot` until then;
+docs/architecture.md, "More instances than BC slots").
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ class SharedThrottle:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closed = False
+        self._users = 0  # callers in permit() or await_slot(): while any, the member never leaves on idle
+        self._last_busy = self._clock.time()
+        self._leaving = False
 
     # ----- public surface ------------------------------------------------------------------------------
 
@@ -73,14 +81,36 @@ class SharedThrottle:
     async def permit(self) -> AsyncIterator[None]:
         """Hold one in-flight slot and one paced rate permit for the duration of a request."""
         asked = self._clock.time()
-        await self._start()
-        await self._take_slot()
+        self._users += 1
         try:
-            await self._take_pace()
-            telemetry.throttle_waited(self._clock.time() - asked)
-            yield
+            await self._start()
+            await self._take_slot()
+            try:
+                await self._take_pace()
+                telemetry.throttle_waited(self._clock.time() - asked)
+                yield
+            finally:
+                await self._give_slot()
         finally:
-            await self._give_slot()
+            self._user_done()
+
+    async def await_slot(self, within: float) -> bool:
+        """Whether this process holds a slot now or is given one within `within` seconds (it joins first).
+
+        No storage call while it waits: it wakes on the heartbeat that shows a senior left, or on admission.
+        """
+        deadline = self._clock.time() + within
+        self._users += 1
+        try:
+            await self._start()
+            while self.allocation().slots == 0:
+                remaining = deadline - self._clock.time()
+                if remaining <= 0:
+                    return False
+                await self._wait_for_change(limit=remaining)
+            return True
+        finally:
+            self._user_done()
 
     async def pause(self, seconds: float) -> None:
         """Stop every instance from sending for `seconds` (BC's Retry-After); written to the row at once."""
@@ -151,12 +181,14 @@ class SharedThrottle:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def _wait_for_change(self) -> None:
-        """Until something signals a change, or the share may change by time alone, whichever comes first."""
+    async def _wait_for_change(self, limit: float | None = None) -> None:
+        """Until something signals a change, the share may change by time alone, or `limit` s passed."""
         changed = asyncio.create_task(self._changed.wait())
         waits: set[asyncio.Task[object]] = {changed}
         if (at := self._next_timed_change()) is not None:
-            waits.add(asyncio.create_task(self._clock.sleep(at - self._clock.time())))
+            limit = min(limit, at - self._clock.time()) if limit is not None else at - self._clock.time()
+        if limit is not None:
+            waits.add(asyncio.create_task(self._clock.sleep(limit)))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -213,6 +245,8 @@ class SharedThrottle:
 
     async def _start(self) -> None:
         """Start the heartbeat on first use; every caller waits for the first heartbeat's outcome."""
+        while self._leaving:  # a member on its way out rejoins afresh once it has left
+            await self._wait_for_change()
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._loop(), name=f"bc-throttle-{self.member_id[:8]}")
             self._task.add_done_callback(self._loop_ended)
@@ -227,11 +261,35 @@ class SharedThrottle:
             interval = self._config.heartbeat_seconds
             delay = (interval / 4 if self._last_failed else interval) * self._rng.uniform(0.9, 1.0)
             await self._clock.sleep(delay)
+            if self._idle():
+                await self._leave()
+                return
             await self.heartbeat()
+
+    def _idle(self) -> bool:
+        return self._users == 0 and self._clock.time() - self._last_busy >= self._config.idle_leave_seconds
+
+    def _user_done(self) -> None:
+        self._users -= 1
+        self._last_busy = self._clock.time()
+
+    async def _leave(self) -> None:
+        """Give this member's share back (its slots go to the juniors at their next heartbeat) and forget it."""
+        self._leaving = True
+        try:
+            with contextlib.suppress(ThrottleStorageError):  # its lease runs out in the row anyway
+                await self._cas(self._without_me)
+        finally:
+            self._view, self._last_success, self._task = None, None, None
+            self._ready = asyncio.Event()
+            self._leaving = False
+            self._signal_change()
+        logger.info("BC throttle: idle for %.0fs, left the coordination row", self._config.idle_leave_seconds)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """A heartbeat loop that died of an unexpected error leaves the view to go stale (fallback share)."""
-        self._ready.set()
+        if task is self._task:  # not a loop that ended by leaving: a newer one may be starting
+            self._ready.set()
         self._signal_change()
         if not task.cancelled() and task.exception() is not None:
             logger.error("BC throttle heartbeat stopped; using the fallback share", exc_info=task.exception())

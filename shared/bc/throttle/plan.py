@@ -33,6 +33,9 @@ class ThrottleConfig:
     fallback_instances: int = 4
     # Requests a process may send back to back after an idle spell (GCRA burst); the margin must cover N*burst.
     burst: int = 2
+    # A member unused this long leaves the row, so its slots go where the work is (three heartbeats: long enough
+    # that a steadily used instance never churns, short enough that juniors holding jobs are not kept waiting).
+    idle_leave_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.requests <= 0 or self.window_seconds <= 0 or self.heartbeat_seconds <= 0:
@@ -41,6 +44,8 @@ class ThrottleConfig:
             raise ValueError("the safety margin is a fraction in [0, 1)")
         if self.max_in_flight < 1 or self.fallback_instances < 1 or self.burst < 1:
             raise ValueError("in-flight slots, fallback instances and burst must be at least 1")
+        if self.idle_leave_seconds < self.heartbeat_seconds:
+            raise ValueError("a member may leave on idle only after at least one heartbeat")
 
     @property
     def rate(self) -> float:

@@ -349,3 +349,102 @@ async def test_member_without_a_slot_sends_after_its_heartbeat_loop_died() -> No
     dying.die = False  # so close() can leave the row
     for throttle in throttles:
         await throttle.close()
+
+
+async def busy_members(
+    store: MemoryCoordinationStore, clock: VirtualClock, traffic: Traffic, count: int
+) -> tuple[list[SharedThrottle], list[asyncio.Task[None]]]:
+    """`count` members joined one after the other and kept busy (the seniors of a deep queue)."""
+    throttles, tasks = [], []
+    for index in range(count):
+        throttle = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id=f"s{index}")
+        throttles.append(throttle)
+        tasks += spawn(traffic, throttle, throttle.member_id, workers=2)
+        await clock.advance(1)
+    await clock.advance(CONFIG.join_delay_seconds + CONFIG.heartbeat_seconds)
+    return throttles, tasks
+
+
+async def test_a_junior_beyond_five_members_holds_without_storage_calls_until_its_bound() -> None:
+    """With five busy seniors, a sixth member's await_slot says no after its bound and costs no storage call
+    beyond its own heartbeats while it waits."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    seniors, tasks = await busy_members(store, clock, traffic, 5)
+    junior = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="z")
+    waiting = asyncio.create_task(junior.await_slot(within=40))
+    await clock.advance(1)
+    calls_before = store.transactions
+    await clock.run_until(clock.time() + 45)
+    assert waiting.done()
+    assert waiting.result() is False
+    heartbeats = 6 * (45 / CONFIG.heartbeat_seconds + 1)  # six members, each beating every heartbeat_seconds
+    assert (
+        store.transactions - calls_before <= 2 * heartbeats
+    )  # a read and a write per heartbeat, nothing more
+    assert "z" not in traffic.starts
+    await stop(tasks)
+    for throttle in [*seniors, junior]:
+        await throttle.close()
+
+
+async def test_an_idle_member_leaves_and_a_holding_junior_takes_its_slot() -> None:
+    """A senior with no work leaves the row after idle_leave_seconds; a junior waiting in await_slot then gets
+    a slot and sends, and the five-in-flight limit holds throughout."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    seniors, tasks = await busy_members(store, clock, traffic, 5)
+    junior = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="z")
+    waiting = asyncio.create_task(junior.await_slot(within=120))
+    await clock.advance(CONFIG.join_delay_seconds + 1)
+    assert not waiting.done()
+    await stop(tasks[:2])  # senior s0 runs out of work
+    stopped_at = clock.time()
+    await clock.run_until(stopped_at + CONFIG.idle_leave_seconds + 3 * CONFIG.heartbeat_seconds)
+    assert waiting.done()
+    assert waiting.result() is True
+    row = await store.read(KEY)
+    assert row is not None
+    assert "s0" not in {member.id for member in row.state.members}
+    junior_tasks = spawn(traffic, junior, "z", workers=2)
+    await clock.advance(10)
+    assert traffic.count_between(stopped_at, clock.time(), "z") > 0
+    assert traffic.peak_in_flight <= CONFIG.max_in_flight
+    await stop([*tasks[2:], *junior_tasks])
+    for throttle in [*seniors, junior]:
+        await throttle.close()
+
+
+async def test_a_member_in_steady_use_never_leaves_on_idle() -> None:
+    """A process sending all along stays in the row however long it runs."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    throttle = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    tasks = spawn(traffic, throttle, "a", workers=1)
+    await clock.run_until(clock.time() + 5 * CONFIG.idle_leave_seconds)
+    state = await store.read(KEY)
+    assert state is not None
+    assert [member.id for member in state.state.members] == ["a"]
+    await stop(tasks)
+    await throttle.close()
+
+
+async def test_a_member_that_left_on_idle_rejoins_on_its_next_request() -> None:
+    """After leaving on idle, the next permit joins the row again and its request is sent."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    throttle = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    first = asyncio.create_task(traffic.request(throttle, "a"))
+    await clock.run_until(clock.time() + CONFIG.idle_leave_seconds + 2 * CONFIG.heartbeat_seconds)
+    assert first.done()
+    left = await store.read(KEY)
+    assert left is not None
+    assert left.state.members == ()
+    second = asyncio.create_task(traffic.request(throttle, "a"))
+    await clock.advance(1)
+    assert second.done()
+    again = await store.read(KEY)
+    assert again is not None
+    assert [member.id for member in again.state.members] == ["a"]
+    assert len(traffic.starts["a"]) == 2
+    await throttle.close()
