@@ -51,9 +51,7 @@ class SharedThrottle:
         member_id: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._store = store
-        self._key = key
-        self._config = config
+        self._store, self._key, self._config = store, key, config
         self._clock = clock or SystemClock()
         self.member_id = member_id or uuid.uuid4().hex
         self._rng = rng or random.Random()  # noqa: S311 -- heartbeat jitter, not security
@@ -64,16 +62,13 @@ class SharedThrottle:
         self._changed = asyncio.Event()  # replaced (after being set) on every change a waiter may care about
         self._pace_lock = asyncio.Lock()
         self._tat = 0.0  # GCRA theoretical arrival time of the next permit
-        self._local_pause = 0.0
-        self._published_pause = 0.0
-        self._in_fallback = False
-        self._last_failed = False
+        self._local_pause, self._published_pause = 0.0, 0.0
+        self._in_fallback, self._last_failed = False, False
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closed = False
-        self._users = 0  # callers in permit() or await_slot(): while any, the member never leaves on idle
-        self._last_busy = self._clock.time()
-        self._leaving = False
+        # Callers in permit() or await_slot() (while any, the member never leaves on idle); last time one ended.
+        self._users, self._last_busy, self._leaving = 0, self._clock.time(), False
 
     # ----- public surface ------------------------------------------------------------------------------
 
