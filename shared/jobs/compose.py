@@ -106,7 +106,7 @@ async def build_job_services(settings: Settings) -> JobServices:
         policy=JobPolicy.from_settings(settings.jobs),
         clock=SystemClock(),
         request_timeout=timedelta(seconds=settings.bc.request_timeout_seconds),
-        has_slot=lambda: throttle.allocation().slots > 0,
+        await_slot=throttle.await_slot,
     )
     reports = telemetry.FinishedReports(storage.queues)  # counts each job the poison handler dead-letters
     dead_letters = DeadLetters(storage.store, reports, processor.clock)

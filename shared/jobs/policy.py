@@ -28,7 +28,10 @@ class JobPolicy:
     authorization_cap_seconds: float = 300.0
     default_deadline: timedelta = timedelta(hours=24)
     claim_lease: timedelta = timedelta(minutes=11)
-    # A process without a BC slot sends its job back for this long (plus jitter) instead of waiting.
+    # A process without a BC slot holds a delivery this long for one (a senior going idle hands its slots over),
+    # then sends the job back for no_slot_delay (plus jitter). The hold bounds the extra storage calls of slot-less
+    # instances (docs/architecture.md, "More instances than BC slots") and stays far below functionTimeout.
+    no_slot_hold_seconds: float = 120.0
     no_slot_delay_seconds: float = 5.0
     # Token validity: enough for the slowest request, plus this much per request the job may make.
     per_request_validity: timedelta = timedelta(seconds=2)

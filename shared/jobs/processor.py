@@ -68,13 +68,18 @@ class Handled(StrEnum):
     ALREADY_FINISHED = "already_finished"  # a redelivered or duplicate message of a finished job
     CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another delivery is running it right now
     EARLY_DUPLICATE = "early_duplicate"  # the job's scheduled copy will run it
-    NO_SLOT = "no_slot"  # this process holds no BC slot: the job went back to the queue
+    NO_SLOT = "no_slot"  # this process got no BC slot within the hold: the job went back to the queue
 
 
-class SlotCheck(Protocol):
-    """Whether this process may send BC requests now (the throttle gives it at least one slot)."""
+class SlotWait(Protocol):
+    """Whether this process holds a BC slot now or is given one within `within` seconds (SharedThrottle.await_slot)."""
 
-    def __call__(self) -> bool: ...
+    async def __call__(self, within: float) -> bool: ...
+
+
+async def _always_a_slot(within: float) -> bool:
+    del within
+    return True
 
 
 @dataclass
@@ -89,7 +94,7 @@ class JobProcessor:
     policy: JobPolicy
     clock: Clock
     request_timeout: timedelta
-    has_slot: SlotCheck = lambda: True
+    await_slot: SlotWait = _always_a_slot
     process_id: str = f"{socket.gethostname()}:{os.getpid()}"
 
     async def handle(self, delivery: Delivery) -> Handled:
@@ -106,7 +111,9 @@ class JobProcessor:
         telemetry.note_job(
             job_id=job.job_id, correlation_id=job.correlation_id, operation=job.operation.value
         )
-        if not self.has_slot():
+        # More instances than BC slots: hold the delivery (its host pulls no more meanwhile) rather than send it
+        # back at once; only after the hold does it go back to the queue (docs/architecture.md).
+        if not await self.await_slot(self.policy.no_slot_hold_seconds):
             current = await self.store.get(str(job.job_id))
             if current is None or not current.state.terminal:  # a finished job needs no BC: admitted below
                 await self.queues.requeue(job, self.policy.no_slot_delay())

@@ -29,6 +29,7 @@ class Pipeline:
     runner: ScriptedRunner = field(default_factory=ScriptedRunner)
     policy: JobPolicy = field(default_factory=JobPolicy)
     has_slot: bool = True
+    slot_waits: list[float] = field(default_factory=list)  # how long each delivery would hold for a slot
     tokens: FakeTokens = field(init=False)
 
     def __post_init__(self) -> None:
@@ -45,9 +46,13 @@ class Pipeline:
             policy=self.policy,
             clock=self.clock,
             request_timeout=REQUEST_TIMEOUT,
-            has_slot=lambda: self.has_slot,
+            await_slot=self._await_slot,
             process_id=process_id,
         )
+
+    async def _await_slot(self, within: float) -> bool:
+        self.slot_waits.append(within)
+        return self.has_slot
 
     async def deliver(
         self, text: str, message_id: str = "m1", *, process_id: str = "worker-a", dequeue_count: int = 1

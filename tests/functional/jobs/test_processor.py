@@ -348,10 +348,12 @@ async def test_an_early_duplicate_of_a_scheduled_job_runs_nothing(pipeline: Pipe
 
 
 async def test_without_a_bc_slot_the_job_goes_back_to_the_queue_unrecorded(pipeline: Pipeline) -> None:
-    """No slot: a delayed copy (carrying the job's id) and no row; the copy runs once a slot is free."""
+    """No slot within the hold: a delayed copy (carrying the job's id) and no row; the copy runs once a slot
+    is free."""
     pipeline.has_slot = False
     job = {key: value for key, value in CREATE.items() if key != "jobId"}
     assert await pipeline.deliver(wire(job), "m1") is Handled.NO_SLOT
+    assert pipeline.slot_waits == [pipeline.policy.no_slot_hold_seconds]
     [copy] = pipeline.queues.requeued
     assert copy.job.job_id == "msg-m1"
     assert (
