@@ -55,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--port-base",
         type=int,
         default=0,
-        help="serve Entra, Key Vault, BC, admin on base..base+3 (0 = free ports)",
+        help="serve Entra, Key Vault, BC, admin, managed identity on base..base+4 (0 = free ports)",
     )
     return parser.parse_args(argv)
 
@@ -79,6 +79,7 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         vault_port=base and base + 1,
         bc_port=base and base + 2,
         admin_port=base and base + 3,
+        identity_port=base and base + 4,
     )
 
 

@@ -58,6 +58,7 @@ def admin_app(sandbox: Sandbox) -> Starlette:
                 "entra": sandbox.entra.snapshot(),
                 "vault": sandbox.vault.snapshot(),
                 "bc": sandbox.bc.stats().to_json(),
+                "identity": sandbox.identity.snapshot(),
             }
         )
 

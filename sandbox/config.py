@@ -13,6 +13,7 @@ from pathlib import Path
 
 BC_RESOURCE = "https://api.businesscentral.dynamics.com"
 VAULT_RESOURCE = "https://vault.azure.net"
+STORAGE_RESOURCE = "https://storage.azure.com"
 # publisher/group/version of a custom API page: OData identifiers, then v<major>.<minor> or beta.
 _CUSTOM_API = re.compile(r"[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*/(v\d+\.\d+|beta)")
 
@@ -28,6 +29,7 @@ class SandboxConfig:
     vault_port: int = 0
     bc_port: int = 0
     admin_port: int = 0
+    identity_port: int = 0  # the managed-identity endpoint (plain HTTP, as App Service's local token service)
     # None = a temporary folder removed on stop; it holds the CA, the server certificate and the client certificate.
     work_dir: Path | None = None
 
@@ -52,6 +54,14 @@ class SandboxConfig:
     # Entra answers a `.default` request with the granted scopes (resource/Financials.ReadWrite.All ...), so MSAL's
     # cache does not match a later silent `.default` lookup and refreshes instead. True echoes the requested scopes.
     echo_requested_scopes: bool = False
+
+    # --- Managed identity (App Service's local token service, sandbox/identity.py) ---------------------
+    # Managed-identity tokens live for hours: App Service's token service caches one per resource "for around 8
+    # hours" (learn.microsoft.com/azure/app-service/overview-managed-identity, "Obtain tokens for Azure resources").
+    # A short lifetime would make azure-core fetch a new token on every request once inside its 5-minute margin.
+    managed_identity_token_lifetime_seconds: float = 8 * 3600.0
+    # The site in infra/app/function.bicep has only a user-assigned identity, so no system-assigned one here.
+    system_assigned_identity: bool = False
 
     # --- Key Vault ------------------------------------------------------------------------------------
     # 25 KB (learn.microsoft.com/azure/key-vault/secrets/about-secrets).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,8 @@ from sandbox.entra.app import EntraEndpoints
 from sandbox.entra.control import EntraControl
 from sandbox.entra.directory import build_directory
 from sandbox.errors import SandboxStartError
+from sandbox.identity import PATH as IDENTITY_PATH
+from sandbox.identity import IdentityControl, IdentityEndpoint
 from sandbox.server import Listener, ServerThread, bind
 from sandbox.tls import TlsFiles, write_tls_files
 from sandbox.tokens import TokenAuthority
@@ -45,17 +48,21 @@ class Sandbox:
         self.entra = EntraControl(self.config, self.directory, self.clock)
         self.vault = VaultControl(self.config, self.clock)
         self.bc = BcControl(self.config, self.clock)
+        self.identity = IdentityControl(secrets.token_hex(16))
         host = self.config.host
         self._sockets = {
             "entra": bind(host, self.config.entra_port),
             "vault": bind(host, self.config.vault_port),
             "bc": bind(host, self.config.bc_port),
             "admin": bind(host, self.config.admin_port),
+            "identity": bind(host, self.config.identity_port),
         }
         self.entra_url = self._url("entra")
         self.vault_url = self._url("vault")
         self.bc_url = self._url("bc")
         self.admin_url = f"{self._url('admin')}/_sandbox"
+        identity_port = self._sockets["identity"].getsockname()[1]
+        self.identity_url = f"http://{host}:{identity_port}{IDENTITY_PATH}"
         self.env: dict[str, str] = self._environment()
         self._server: ServerThread | None = None
 
@@ -92,6 +99,17 @@ class Sandbox:
             "SANDBOX_CLIENT_CERT_THUMBPRINT": self.tls.client_cert_thumbprint,
         }
 
+    @property
+    def managed_identity_client_id(self) -> str:
+        """The client id of the site's user-assigned identity (what JobsStorage__clientId names)."""
+        return self.directory.identities[0].client_id
+
+    @property
+    def managed_identity_env(self) -> dict[str, str]:
+        """What App Service puts in the environment of a site with a managed identity (not in the env file: a
+        process that has them uses managed identity wherever DefaultAzureCredential is asked)."""
+        return {"IDENTITY_ENDPOINT": self.identity_url, "IDENTITY_HEADER": self.identity.header}
+
     def extra_clients(self) -> list[tuple[str, str]]:
         """(client_id, secret) of the extra app registrations (config.extra_clients), each a separate BC identity."""
         return [(app.client_id, app.client_secret) for app in self.directory.apps[1:]]
@@ -104,11 +122,15 @@ class Sandbox:
         entra = EntraEndpoints(self.config, self.entra, self.authority, self.clock).app()
         vault = VaultEndpoints(self.config, self.vault, self.authority, self.tenant_id, self.entra_url).app()
         bc = BcEndpoints(self.config, self.bc, self.authority, self.tenant_id, self.entra_url).app()
+        identity = IdentityEndpoint(
+            self.config, self.identity, self.authority, self.directory, self.clock
+        ).app()
         listeners = [
             Listener("entra", entra, self._sockets["entra"]),
             Listener("vault", vault, self._sockets["vault"]),
             Listener("bc", bc, self._sockets["bc"]),
             Listener("admin", admin_app(self), self._sockets["admin"]),
+            Listener("identity", identity, self._sockets["identity"], tls=False),
         ]
         self._server = ServerThread(listeners, self.tls)
         self._server.start()
@@ -131,6 +153,7 @@ class Sandbox:
         self.entra.reset()
         self.vault.reset()
         self.bc.reset()
+        self.identity.reset()
 
     def write_env_file(self, path: Path) -> None:
         """Write the env keys as KEY=VALUE lines (atomically, so a reader never sees half a file)."""

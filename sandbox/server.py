@@ -23,6 +23,7 @@ class Listener:
     name: str
     app: ASGIApp
     sock: socket.socket
+    tls: bool = True  # False: plain HTTP (the managed-identity endpoint, as App Service's is)
 
     @property
     def port(self) -> int:
@@ -56,8 +57,8 @@ class ServerThread:
             uvicorn.Server(
                 uvicorn.Config(
                     listener.app,
-                    ssl_certfile=str(tls.server_cert),
-                    ssl_keyfile=str(tls.server_key),
+                    ssl_certfile=str(tls.server_cert) if listener.tls else None,
+                    ssl_keyfile=str(tls.server_key) if listener.tls else None,
                     http="h11",  # the drop-connection fault relies on h11's cycle exposing its transport
                     loop="asyncio",
                     lifespan="off",

@@ -32,12 +32,21 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class ManagedIdentity:
+    """A managed identity's service principal: the client id apps name it by, and its object (principal) id."""
+
+    client_id: str
+    principal_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Directory:
-    """The tenant: id, apps (the first is primary) and the user."""
+    """The tenant: id, apps (the first is primary), the user and the managed identities (user-assigned first)."""
 
     tenant_id: str
     apps: tuple[AppRegistration, ...]
     user: User
+    identities: tuple[ManagedIdentity, ...] = ()
 
     @property
     def primary(self) -> AppRegistration:
@@ -59,4 +68,8 @@ def build_directory(
         for index in range(1 + config.extra_clients)
     ]
     user = User(guid(rng), config.user_principal_name, config.user_display_name)
-    return Directory(tenant_id, tuple(apps), user)
+    # Drawn after everything else, so the ids above stay what they were before identities existed.
+    user_assigned = ManagedIdentity(guid(rng), guid(rng))
+    system_assigned = ManagedIdentity(guid(rng), guid(rng))
+    identities = (user_assigned, system_assigned) if config.system_assigned_identity else (user_assigned,)
+    return Directory(tenant_id, tuple(apps), user, identities)

@@ -87,7 +87,9 @@ class VaultEndpoints:
                 {"WWW-Authenticate": self._challenge},
             )
         try:
-            self._authority.validate(header[7:].strip(), VAULT_RESOURCE, self._tenant_id)
+            # Any identity of the tenant with a token for the vault passes (access policies/RBAC are not modelled):
+            # an app registration's client-credentials token or a managed identity's (sandbox/identity.py).
+            claims = self._authority.validate(header[7:].strip(), VAULT_RESOURCE, self._tenant_id)
         except TokenRejectedError as exc:
             return _error(
                 401, "Unauthorized", f"AKV10022: Invalid token: {exc}.", {"WWW-Authenticate": self._challenge}
@@ -104,7 +106,7 @@ class VaultEndpoints:
                 else None
             )
             return _error(429, "Throttled", "Rate limit is exceeded. Try again later.", headers)
-        self._control.count(write)
+        self._control.count(write, claims.appid)
         return None
 
     # --- shapes ----------------------------------------------------------------------------------------------

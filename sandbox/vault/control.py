@@ -52,6 +52,7 @@ class VaultControl:
         self.reads = 0
         self.writes = 0
         self.responses: Counter[int] = Counter()
+        self.callers: Counter[str] = Counter()  # authenticated requests by the token's appid (client id)
 
     # --- knobs -------------------------------------------------------------------------------------------
     def throttle_next(self, count: int = 1, retry_after_seconds: int | None = None) -> None:
@@ -80,6 +81,7 @@ class VaultControl:
             self.reads = 0
             self.writes = 0
             self.responses.clear()
+            self.callers.clear()
 
     def snapshot(self) -> dict[str, object]:
         """Counters and knobs as JSON for the admin endpoint."""
@@ -88,6 +90,7 @@ class VaultControl:
                 "reads": self.reads,
                 "writes": self.writes,
                 "responses": {str(k): v for k, v in self.responses.items()},
+                "callers": dict(self.callers),
                 "outage": self.outage,
                 "throttle_rate": self.throttle_rate,
                 "secrets": sorted(name for name, s in self.secrets.items() if s.deleted_at is None),
@@ -102,9 +105,10 @@ class VaultControl:
                 return True
             return self.throttle_rate > 0 and self._rng.random() < self.throttle_rate
 
-    def count(self, write: bool) -> None:
-        """Count an authenticated request that reached the store."""
+    def count(self, write: bool, caller: str = "") -> None:
+        """Count an authenticated request that reached the store, and who made it (the token's client id)."""
         with self._lock:
+            self.callers[caller] += 1
             if write:
                 self.writes += 1
             else:
