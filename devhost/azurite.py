@@ -3,6 +3,12 @@
 Flags per the reference: in-memory persistence (nothing left on disk), --skipApiVersionCheck because
 azure-storage-queue 12.18 sends an x-ms-version newer than Azurite 3.35 knows, telemetry off.
 
+`Azurite(oauth=AzuriteTls(cert, key))` serves HTTPS with that certificate and `--oauth basic`, so the SDKs can
+authenticate with bearer tokens (Azurite README, "OAuth Configuration": OAuth needs HTTPS). Basic OAuth checks a
+token's issuer prefix (https://sts.windows.net/...), its audience (https://storage.azure.com or the account's
+service URL) and nbf/exp against the wall clock, not its signature (dist/src/queue/authentication/
+QueueTokenAuthenticator.js, TableTokenAuthenticator.js); shared-key requests still work.
+
 `Azurite(location=DIR)` keeps the data in DIR instead (`--location`, no --inMemoryPersistence), so `restart()`
 (stop, then start again on the same ports) finds every queue message and Table row it had: what a reliability
 run needs to restart storage under a running app. An in-memory Azurite loses everything on a restart.
@@ -37,15 +43,33 @@ class AzuriteEndpoints:
     host: str
     queue_port: int
     table_port: int
+    scheme: str = "http"  # https when started with a certificate (and OAuth)
+
+    @property
+    def queue_service_uri(self) -> str:
+        """The queue service's URL (path-style account, as Azurite serves it): a `__queueServiceUri` value."""
+        return f"{self.scheme}://{self.host}:{self.queue_port}/{ACCOUNT}"
+
+    @property
+    def table_service_uri(self) -> str:
+        """The table service's URL: a `__tableServiceUri` value."""
+        return f"{self.scheme}://{self.host}:{self.table_port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
         """An explicit connection string both QueueServiceClient and TableServiceClient accept."""
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"QueueEndpoint=http://{self.host}:{self.queue_port}/{ACCOUNT};"
-            f"TableEndpoint=http://{self.host}:{self.table_port}/{ACCOUNT};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"QueueEndpoint={self.queue_service_uri};TableEndpoint={self.table_service_uri};"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AzuriteTls:
+    """The PEM certificate and key Azurite serves HTTPS with (the sandbox's: sandbox.tls.server_cert/_key)."""
+
+    cert: Path
+    key: Path
 
 
 class AzuriteNotInstalledError(StartupError, RuntimeError):
@@ -59,8 +83,11 @@ class AzuriteExitedError(StartupError, RuntimeError):
 class Azurite:
     """Context manager owning two Azurite processes (queue, table)."""
 
-    def __init__(self, host: str = "127.0.0.1", location: Path | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", location: Path | None = None, oauth: AzuriteTls | None = None
+    ) -> None:
         self._host = host
+        self._oauth = oauth  # None: plain HTTP, shared key only (the default)
         self._location = location  # None: in memory (the default); a folder: data kept there across restarts
         self._processes: list[subprocess.Popen[bytes]] = []
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -93,7 +120,8 @@ class Azurite:
         self._spawn("table", table_port)
         for process, port in zip(self._processes, (queue_port, table_port), strict=True):
             self._wait_until_listening(process, port, timeout)
-        self.endpoints = AzuriteEndpoints(self._host, queue_port, table_port)
+        scheme = "http" if self._oauth is None else "https"
+        self.endpoints = AzuriteEndpoints(self._host, queue_port, table_port, scheme)
         return self.endpoints
 
     def _spawn(self, service: str, port: int) -> None:
@@ -112,6 +140,7 @@ class Azurite:
                 if self._location is not None
                 else ["--inMemoryPersistence"]
             ),
+            *self._oauth_options(),
             "--skipApiVersionCheck",
             "--disableTelemetry",
             "--silent",
@@ -121,6 +150,11 @@ class Azurite:
                 command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
         )
+
+    def _oauth_options(self) -> list[str]:
+        if self._oauth is None:
+            return []
+        return ["--cert", str(self._oauth.cert), "--key", str(self._oauth.key), "--oauth", "basic"]
 
     def _wait_until_listening(self, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
         try:

@@ -23,7 +23,7 @@ from devhost.expressions import resolve_settings
 from devhost.hostconfig import parse_timespan
 from devhost.routing import RouteTemplate, compile_route
 from devhost.schedule import CronSchedule, IntervalSchedule, parse_schedule
-from devhost.storage import connection_string
+from devhost.storage import StorageConnection, storage_connection
 
 # get_functions() may be called only once per FunctionApp (azure-functions 1.26.0: a second call raises
 # ValueError, "... does not have a unique function name"); keep the result per app.
@@ -67,7 +67,7 @@ class OutputBinding:
     name: str
     kind: Literal["queue", "table"]
     target: str
-    connection: str = field(repr=False)  # a connection string: holds the account key
+    connection: StorageConnection
     partition_key: str | None = None
     row_key: str | None = None
 
@@ -127,7 +127,7 @@ class QueueFunction:
 
     spec: FunctionSpec
     queue_name: str
-    connection: str = field(repr=False)
+    connection: StorageConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,7 @@ def _retry_policy(function: Function) -> RetryPolicy | None:
 
 
 def _output(binding: Any, settings: Mapping[str, str]) -> OutputBinding:
-    connection = connection_string(getattr(binding, "connection", None), settings)
+    connection = storage_connection(getattr(binding, "connection", None), settings, binding.type)
     if binding.type == "queue":
         return OutputBinding(
             binding.name, "queue", resolve_settings(binding.queue_name, settings), connection
@@ -232,7 +232,7 @@ def _timer(function: Function, spec: FunctionSpec, settings: Mapping[str, str]) 
 def _queue(function: Function, spec: FunctionSpec, settings: Mapping[str, str]) -> QueueFunction:
     trigger: Any = function.get_trigger()
     queue_name = resolve_settings(trigger.queue_name, settings)
-    return QueueFunction(spec, queue_name, connection_string(trigger.connection, settings))
+    return QueueFunction(spec, queue_name, storage_connection(trigger.connection, settings, "queue"))
 
 
 def _is_disabled(name: str, settings: Mapping[str, str]) -> bool:
