@@ -97,6 +97,13 @@ class Sandbox:
             "SANDBOX_ADMIN_URL": self.admin_url,
             "SANDBOX_CLIENT_CERT": str(self.tls.client_cert),
             "SANDBOX_CLIENT_CERT_THUMBPRINT": self.tls.client_cert_thumbprint,
+            # For a process that should look like an App Service site (IDENTITY_ENDPOINT/IDENTITY_HEADER under
+            # these names, so nothing picks the managed identity up by accident) and for an HTTPS Azurite.
+            "SANDBOX_IDENTITY_ENDPOINT": self.identity_url,
+            "SANDBOX_IDENTITY_HEADER": self.identity.header,
+            "SANDBOX_MANAGED_IDENTITY_CLIENT_ID": self.managed_identity_client_id,
+            "SANDBOX_SERVER_CERT": str(self.tls.server_cert),
+            "SANDBOX_SERVER_KEY": str(self.tls.server_key),
         }
 
     @property
