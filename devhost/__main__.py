@@ -1,8 +1,11 @@
 """python -m devhost --port N [--app function_app:app] [--settings local.settings.json] [--host-json host.json]
-                     [--env-file .local/sandbox.env]
+                     [--env-file .local/sandbox.env] [--functions jobs_process,jobs_poison]
 
-Runs the app like `func start` would: HTTP under /api, timers, queue triggers on Azurite. Stops cleanly on
+Runs the app like `func start` would: HTTP under /api, timers, queue triggers on Azurite, the app's code in one
+worker process per function group (all HTTP functions; each other function on its own). Stops cleanly on
 SIGINT/SIGTERM (in-flight invocations finish first). Exit code 0 after a clean stop, 1 on a startup error.
+`--functions` serves only the named functions, as a Flex function group scales on its own instances: run
+several devhost processes with `--functions jobs_process` beside one serving the rest to scale one group out.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from devhost.catalog import load_app, load_close_hook
+from devhost.catalog import load_app
 from devhost.environment import (
     EnvironmentOverlay,
     local_http_port,
@@ -57,7 +60,19 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--shutdown-grace", type=float, default=30.0, help="seconds in-flight work may take at stop"
     )
+    parser.add_argument(
+        "--functions",
+        type=_names,
+        default=None,
+        help="comma-separated function names to serve, the rest not (default: all). Flex scales each "
+        "function group on its own instances: e.g. several devhost processes with --functions jobs_process "
+        "beside one serving the rest; an unknown name is a startup error",
+    )
     return parser.parse_args(argv)
+
+
+def _names(value: str) -> frozenset[str]:
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
 
 
 def _stop_on_signals(host: DevHost) -> None:
@@ -87,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=port,
             shutdown_grace=args.shutdown_grace,
-            on_stop=load_close_hook(args.app),
+            functions=args.functions,
+            app_reference=args.app,
         )
         _stop_on_signals(host)
         host.start()

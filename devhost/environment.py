@@ -1,8 +1,12 @@
 """App settings for the local run: an optional env file (the sandbox's), then local.settings.json Values, then the
 process environment (each overriding the one before; the environment wins, as under Core Tools).
 
-devhost is the host, so it is the one place that reads and sets os.environ: it exposes the merged settings to
-the app as environment variables, as the Functions host does with app settings, and restores them on stop.
+devhost is the host, so it is the one place that reads and sets os.environ. The app gets its settings as the
+environment of its worker processes (worker_environment): the Python worker's environment-reload request
+replaces os.environ with the app settings (azure-functions-python-worker dispatcher.py,
+_handle__function_environment_reload_request: os.environ.clear(), then the settings). `python -m devhost`
+also exports them to its own process (EnvironmentOverlay) before it imports the app to read its functions,
+since the app may read settings at import time (e.g. a %SETTING% schedule that exists only when set).
 """
 
 from __future__ import annotations
@@ -67,6 +71,18 @@ def process_environment() -> dict[str, str]:
 def merge_settings(file_values: Mapping[str, str], environment: Mapping[str, str]) -> dict[str, str]:
     """File values overridden by the environment, as Core Tools does."""
     return {**file_values, **environment}
+
+
+# What a process needs to run at all, kept from devhost's own environment beside the settings: the search path
+# for programs, the home and temp folders, locale and time zone. On Azure these come with the platform's
+# environment, which the worker's reload request carries along with the app settings.
+_PROCESS_BASICS = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
+
+
+def worker_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """A worker process's environment: the process basics devhost has, then the app settings."""
+    basics = {name: os.environ[name] for name in _PROCESS_BASICS if name in os.environ}
+    return {**basics, **settings}
 
 
 class EnvironmentOverlay:

@@ -6,6 +6,7 @@ IntegrationError (shared.errors)
       ├── MessageDecodeError a queue message is not in the host's encoding (counts as a failed try)
       ├── ConfigError        host.json, local.settings.json, a %SETTING% or a connection is missing or malformed
       ├── FunctionLoadError  one function cannot be served (unsupported binding, bad route or schedule)
+      ├── WorkerError        an invocation's worker process was killed (functionTimeout), exited or did not start
       └── StartupError       the host did not come up (port taken, app failed to import, thread died)
            ├── azurite.AzuriteNotInstalledError   node_modules has no Azurite (also a RuntimeError)
            └── azurite.AzuriteExitedError         an Azurite process died while starting (also a RuntimeError)
@@ -32,3 +33,7 @@ class StartupError(DevHostError):
 
 class MessageDecodeError(DevHostError, ValueError):
     """A queue message is not in the encoding host.json says (base64 by default)."""
+
+
+class WorkerError(DevHostError):
+    """An invocation ended with its worker process: killed at functionTimeout, exited, or never started."""

@@ -1,28 +1,24 @@
-"""Call a function the way the Python worker does and log each invocation as one structured line.
+"""Invoke a function in its group's worker process and log each invocation as one structured line.
 
-`async def` functions run on devhost's event loop; plain functions run in a thread pool (sized like the
-worker's: PYTHON_THREADPOOL_THREAD_COUNT, else min(32, cpu+4);
-learn.microsoft.com/azure/azure-functions/python-scale-performance-reference). Outputs are written only when the
-function succeeded, as the host does. functionTimeout is enforced by abandoning the call: a timed-out
-sync function keeps its thread until it returns (the host would restart the worker instead).
+The host side of an invocation (the real host's FunctionExecutor): it sends the trigger value to the worker
+process (devhost/workers.py; the worker builds the arguments and runs the code, devhost/worker.py), writes the
+Out values it gets back only when the function succeeded, as the host does, and logs "Executed ...". A function
+that runs past functionTimeout fails, and so does every other invocation in flight on its worker: the worker is
+killed and restarted (devhost/workers.py says why).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import logging
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from devhost.catalog import FunctionSpec
-from devhost.context import InvocationContext
-from devhost.outputs import OutputWriter, OutValue
+from devhost.outputs import OutputWriter
+from devhost.wire import CallRequest, CallResult
 from shared.redaction import redact
 
 _log = logging.getLogger("devhost.invocation")
@@ -39,13 +35,20 @@ class Invocation:
     error: str | None = None
 
 
-class Invoker:
-    """Runs functions: builds their arguments, calls them, writes outputs, logs the outcome."""
+class FunctionCaller(Protocol):
+    """Where function code runs: devhost's WorkerPool (a worker process per function group)."""
 
-    def __init__(self, executor: Executor, outputs: OutputWriter, timeout: float | None = None) -> None:
-        self._executor = executor
+    async def call(self, request: CallRequest) -> CallResult:
+        """Run one invocation; raise when it ended with its worker (killed, exited)."""
+        ...
+
+
+class Invoker:
+    """Runs functions: sends the call to a worker, writes outputs, logs the outcome."""
+
+    def __init__(self, caller: FunctionCaller, outputs: OutputWriter) -> None:
+        self._caller = caller
         self._outputs = outputs
-        self._timeout = timeout
 
     async def invoke(
         self,
@@ -58,37 +61,27 @@ class Invoker:
     ) -> Invocation:
         """Call spec's function with the trigger value; never raises for a failure of the function itself."""
         invocation_id = str(uuid.uuid4())
-        outs = {binding.name: OutValue() for binding in spec.outputs}
-        kwargs: dict[str, Any] = {spec.trigger_arg: trigger_value, **outs}
-        if spec.wants_context:
-            max_retries = spec.retry.max_retry_count if spec.retry else 0
-            kwargs["context"] = InvocationContext.create(invocation_id, spec.name, retry_count, max_retries)
+        request = CallRequest(
+            invocation_id,
+            spec.name,
+            spec.trigger_arg,
+            trigger_value,
+            tuple(binding.name for binding in spec.outputs),
+            spec.wants_context,
+            retry_count,
+            spec.retry.max_retry_count if spec.retry else 0,
+        )
         _log.debug("Executing 'Functions.%s' (Reason='%s', Id=%s)", spec.name, reason, invocation_id)
         started = time.perf_counter()
         try:
-            value = await self._call(spec, kwargs)
-            await self._outputs.flush(spec.outputs, outs)
-        except Exception as exc:
-            error = redact(f"{type(exc).__name__}: {exc}")
-            result = Invocation(invocation_id, False, _elapsed_ms(started), error=error)
-            self._log(spec, reason, result, details, exc)
-            return result
-        result = Invocation(invocation_id, True, _elapsed_ms(started), value=value)
-        self._log(spec, reason, result, details, None)
+            called = await self._caller.call(request)
+            if called.succeeded:
+                await self._outputs.flush(spec.outputs, called.outs)
+        except Exception as exc:  # the worker died or was killed, or an output could not be written
+            called = CallResult(invocation_id, False, error=redact(f"{type(exc).__name__}: {exc}"))
+        result = Invocation(invocation_id, called.succeeded, _elapsed_ms(started), called.value, called.error)
+        self._log(spec, reason, result, details, called.stack)
         return result
-
-    async def _call(self, spec: FunctionSpec, kwargs: dict[str, Any]) -> Any:
-        if spec.is_async:
-            pending: Any = spec.user_function(**kwargs)
-        else:
-            call = functools.partial(contextvars.copy_context().run, spec.user_function, **kwargs)
-            pending = asyncio.get_running_loop().run_in_executor(self._executor, call)
-        if self._timeout is None:
-            return await pending
-        try:
-            return await asyncio.wait_for(pending, self._timeout)
-        except TimeoutError:
-            raise TimeoutError(f"functionTimeout of {self._timeout:g}s exceeded") from None
 
     def _log(
         self,
@@ -96,7 +89,7 @@ class Invoker:
         reason: str,
         result: Invocation,
         details: Mapping[str, object] | None,
-        exc: BaseException | None,
+        stack: str | None,
     ) -> None:
         outcome = "Succeeded" if result.succeeded else "Failed"
         fields: dict[str, object] = {
@@ -110,6 +103,8 @@ class Invoker:
         }
         if result.error is not None:
             fields["error"] = result.error
+        if stack is not None:
+            fields["stack"] = stack  # the worker's traceback, redacted (the host logs the RpcException)
         _log.log(
             logging.INFO if result.succeeded else logging.ERROR,
             "Executed 'Functions.%s' (%s, Id=%s, Duration=%dms)",
@@ -118,7 +113,6 @@ class Invoker:
             result.invocation_id,
             result.duration_ms,
             extra={"fields": fields},
-            exc_info=exc,
         )
 
 

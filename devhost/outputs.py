@@ -21,7 +21,7 @@ from devhost.storage import StorageClients
 
 
 class OutValue(func.Out[Any]):
-    """The object a function's Out[...] parameter receives."""
+    """The object a function's Out[...] parameter receives (in the worker process; its value crosses back)."""
 
     def __init__(self) -> None:
         self._value: Any = None
@@ -87,10 +87,10 @@ class OutputWriter:
         self._encoding = encoding
         self._on_enqueued = on_enqueued
 
-    async def flush(self, bindings: Sequence[OutputBinding], values: Mapping[str, OutValue]) -> None:
-        """Write every binding whose value was set."""
+    async def flush(self, bindings: Sequence[OutputBinding], values: Mapping[str, Any]) -> None:
+        """Write every binding whose value was set (the worker's Out values, by binding name)."""
         for binding in bindings:
-            value = values[binding.name].get()
+            value = values.get(binding.name)
             if value is None:
                 continue
             if binding.kind == "queue":

@@ -1,17 +1,17 @@
-"""Everything devhost runs on its one event loop: the HTTP server, timer loops and queue listeners.
+"""Everything devhost runs on its one event loop: the HTTP server, timer loops, queue listeners and the worker
+processes the functions run in (devhost/workers.py).
 
 Shutdown (request_stop): stop accepting HTTP connections, stop polling queues and scheduling timers, let
-in-flight invocations finish within the grace period (then cancel them), close the storage clients.
+in-flight invocations finish within the grace period (then cancel them), ask each worker process to run the
+app's close_services() and exit (killed after the grace), close the storage clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import uvicorn
@@ -25,16 +25,9 @@ from devhost.outputs import OutputWriter
 from devhost.queues import MESSAGE_LEASE_SECONDS, QueueListener, QueueWatcher
 from devhost.storage import StorageClients
 from devhost.timers import TimerRunner
+from devhost.workers import WorkerLaunch, WorkerPool, function_groups
 
 _log = logging.getLogger("devhost")
-
-
-def thread_pool_size(settings: Mapping[str, str]) -> int:
-    """PYTHON_THREADPOOL_THREAD_COUNT, else Python's ThreadPoolExecutor default min(32, cpu + 4)."""
-    configured = settings.get("PYTHON_THREADPOOL_THREAD_COUNT", "")
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    return min(32, (os.cpu_count() or 1) + 4)
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:
@@ -59,9 +52,8 @@ class HostRuntime:
         config: HostConfig,
         listening_socket: socket.socket,
         shutdown_grace: float,
-        on_stop: Callable[[], Awaitable[None]] | None = None,
+        launch: WorkerLaunch,
     ) -> None:
-        self._on_stop = on_stop
         self._catalog = catalog
         self._settings = dict(settings)
         self._config = config
@@ -69,6 +61,8 @@ class HostRuntime:
         self._grace = shutdown_grace
         self._stopping: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        timeout = config.function_timeout.total_seconds() if config.function_timeout else None
+        self.workers = WorkerPool(function_groups(catalog), launch, timeout)
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown; call on the loop's thread (DevHost uses call_soon_threadsafe)."""
@@ -81,34 +75,22 @@ class HostRuntime:
         self._stopping = asyncio.Event()
         storage = StorageClients()
         watcher = QueueWatcher()
-        executor = ThreadPoolExecutor(thread_pool_size(self._settings), thread_name_prefix="devhost-worker")
-        timeout = self._config.function_timeout.total_seconds() if self._config.function_timeout else None
         invoker = Invoker(
-            executor, OutputWriter(storage, self._config.queues.message_encoding, watcher.notify), timeout
+            self.workers, OutputWriter(storage, self._config.queues.message_encoding, watcher.notify)
         )
         try:
             server, server_task = await self._start_http(invoker)
-            workers = await self._start_triggers(invoker, storage, watcher, self._stopping)
+            triggers = await self._start_triggers(invoker, storage, watcher, self._stopping)
             on_ready()
             await self._stopping.wait()
             _log.info("Stopping: no new requests, polls or timer runs; waiting for in-flight invocations")
             server.should_exit = True
-            await self._drain([server_task, *workers])
+            await self._drain([server_task, *triggers])
         finally:
             self._socket.close()
-            await self._close_app()
+            await self.workers.close(self._grace)
             await storage.close()
-            executor.shutdown(wait=True, cancel_futures=True)
         _log.info("Stopped", extra={"fields": {"event": "stopped"}})
-
-    async def _close_app(self) -> None:
-        """The app's own clean-up (its SDK clients' sessions), on the loop they were made on."""
-        if self._on_stop is None:
-            return
-        try:
-            await self._on_stop()
-        except Exception:
-            _log.exception("The app's close_services() failed")
 
     async def _start_http(self, invoker: Invoker) -> tuple[uvicorn.Server, asyncio.Task[None]]:
         front = HttpFront(

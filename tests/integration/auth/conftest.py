@@ -260,7 +260,6 @@ def app_host(auth_env: dict[str, str], audit: Audit) -> Iterator[AppHost]:
         host_config=load_host_config(ROOT / "host.json"),
         port=port,
         shutdown_grace=10,
-        on_stop=function_app.close_services,
     )
     host.start()
     try:

@@ -55,7 +55,6 @@ def running_app(app_env: dict[str, str]) -> Iterator[str]:
         app_env,
         host_config=load_host_config(ROOT / "host.json"),
         shutdown_grace=10,
-        on_stop=function_app.close_services,
     )
     host.start()
     try:

@@ -67,7 +67,6 @@ def start_app() -> Iterator[Any]:
             settings,
             host_config=load_host_config(ROOT / "host.json"),
             shutdown_grace=5,
-            on_stop=function_app.close_services,
         )
         hosts.append(host.start())
         return FrontDoor(host.base_url, settings["DEVHOST_FUNCTION_KEY"])

@@ -31,7 +31,7 @@ def test_run_on_startup_fires_once_at_start(
     start_devhost: StartHost, sample_settings: dict[str, str], recorder: Recorder
 ) -> None:
     """A yearly timer with run_on_startup=True runs right after the host starts."""
-    start_devhost(sample_settings)
+    start_devhost({**sample_settings, "AzureWebJobs.on_startup.Disabled": "false"})
     [startup] = recorder.wait_for("startup", timeout=5)
     assert startup.data["past_due"] is False
 
@@ -40,7 +40,7 @@ def test_disabled_timer_never_fires(
     start_devhost: StartHost, sample_settings: dict[str, str], recorder: Recorder
 ) -> None:
     """AzureWebJobs.<name>.Disabled=true keeps the every-second timer from running."""
-    host = start_devhost(sample_settings)
+    host = start_devhost({**sample_settings, "AzureWebJobs.on_startup.Disabled": "false"})
     recorder.wait_for("startup", timeout=5)
     assert "tick" in host.catalog.disabled
     assert recorder.events("tick") == []

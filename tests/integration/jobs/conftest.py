@@ -197,7 +197,6 @@ def pipeline(world: JobsWorld, jobs_env: dict[str, str], sandbox: Sandbox) -> It
         jobs_env,
         host_config=load_host_config(ROOT / "host.json"),
         shutdown_grace=10,
-        on_stop=function_app.close_services,
     )
     host.start()
     world.base_url = host.base_url

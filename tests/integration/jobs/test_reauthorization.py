@@ -37,7 +37,6 @@ def delegated(world: JobsWorld, jobs_env: dict[str, str], sandbox: Sandbox) -> I
         host_config=load_host_config(ROOT / "host.json"),
         port=port,
         shutdown_grace=10,
-        on_stop=function_app.close_services,
     )
     host.start()
     world.base_url = host.base_url

@@ -73,7 +73,6 @@ def running(settings: dict[str, str]) -> Iterator[JobsWorld]:
         settings,
         host_config=load_host_config(ROOT / "host.json"),
         shutdown_grace=10,
-        on_stop=function_app.close_services,
     )
     host.start()
     world.base_url = host.base_url

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from devhost.environment import EnvironmentOverlay, merge_settings, process_environment
+import pytest
+
+from devhost.environment import (
+    EnvironmentOverlay,
+    merge_settings,
+    process_environment,
+    worker_environment,
+)
 
 
 def test_environment_wins_over_the_settings_file() -> None:
@@ -21,3 +28,15 @@ def test_overlay_exports_then_restores() -> None:
     assert process_environment()[name] == "value"
     overlay.restore()
     assert name not in process_environment()
+
+
+def test_worker_environment_is_the_settings_plus_what_a_process_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker sees the app settings and PATH, not the rest of devhost's own environment."""
+    monkeypatch.setenv("DEVHOST_TEST_NOT_A_SETTING", "x")
+    environment = worker_environment({"BC_ENVIRONMENT": "sandbox", "PATH": "/from/settings"})
+    assert environment["BC_ENVIRONMENT"] == "sandbox"
+    assert environment["PATH"] == "/from/settings"  # a setting wins over devhost's own
+    assert "DEVHOST_TEST_NOT_A_SETTING" not in environment
+    assert worker_environment({})["PATH"] == process_environment()["PATH"]
