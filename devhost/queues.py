@@ -8,6 +8,16 @@
   visibilityTimeout; at maxDequeueCount it is copied unchanged to `<queue>-poison` (created if missing) and
   deleted (WebJobs QueueProcessor.CompleteProcessingMessageAsync). A message already received more than
   maxDequeueCount times (e.g. the host died mid-run) goes to poison without a run.
+- A queue whose name already ends in `-poison` (or whose poison name would be no valid queue name) has no poison
+  queue (QueueListenerFactory.CreatePoisonQueueReference returns null). Then a failed message is not released:
+  it stays invisible for the rest of the lease it was received with (CompleteProcessingMessageAsync: "leave the
+  message invisible when processing fails to prevent a fast infinite loop"); and one received more than
+  maxDequeueCount times is neither run, moved nor deleted (BeginProcessingMessageAsync returns false after
+  HandlePoisonMessageAsync, which does nothing without a poison queue; QueueListener.ProcessMessageAsync then
+  returns): it comes back after every lease, skipped each time, until its time-to-live ends.
+  Sources: github.com/Azure/azure-sdk-for-net, sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/
+  Shared/Queues/{QueueProcessor,QueueListener,QueuesOptions}.cs and
+  sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Queues/src/Listeners/QueueListenerFactory.cs.
 - Idle polling backs off exponentially with jitter from 100 ms up to maxPollingInterval; a message devhost
   itself enqueued wakes the listener at once (the host's shared queue watcher does the same).
 """
@@ -20,6 +30,7 @@ import binascii
 import logging
 import random
 from collections import defaultdict
+from enum import Enum
 
 from azure.core.exceptions import AzureError
 from azure.functions.queue import QueueMessage as FunctionQueueMessage
@@ -39,6 +50,44 @@ MIN_POLLING_INTERVAL = 0.1
 # devhost leases once for this long and does not renew (longer runs may be delivered twice). The devhost-only
 # setting DEVHOST_MESSAGE_LEASE_SECONDS shortens it, so a test can see a killed worker's message come back.
 MESSAGE_LEASE_SECONDS = 600
+POISON_SUFFIX = "-poison"
+# Azure queue names are 3..63 characters (learn.microsoft.com/rest/api/storageservices/naming-queues-and-metadata);
+# the host gives no poison queue when `<name>-poison` would be longer (QueueClientExtensions.IsValidQueueName).
+MAX_QUEUE_NAME_LENGTH = 63
+
+
+class Settle(Enum):
+    """What the listener does with a message, before a run (RUN) or after a failed one."""
+
+    RUN = "run"
+    RELEASE = "release"  # visible again after visibilityTimeout
+    POISON = "poison"  # copied to <queue>-poison, then deleted
+    LEAVE = "leave"  # untouched: invisible until the lease it was received with runs out
+
+
+def poison_queue_name(queue_name: str) -> str | None:
+    """The queue's poison queue, or None when the host gives it none (QueueListenerFactory.
+    CreatePoisonQueueReference: the name already ends in "-poison", compared ordinally, or the poison name
+    would be too long)."""
+    if queue_name.endswith(POISON_SUFFIX) or len(queue_name + POISON_SUFFIX) > MAX_QUEUE_NAME_LENGTH:
+        return None
+    return queue_name + POISON_SUFFIX
+
+
+def before_run(dequeue_count: int, max_dequeue_count: int, has_poison_queue: bool) -> Settle:
+    """QueueProcessor.BeginProcessingMessageAsync: a message received more than maxDequeueCount times is not run;
+    it goes to poison, or, with no poison queue, is left as received."""
+    if dequeue_count <= max_dequeue_count:
+        return Settle.RUN
+    return Settle.POISON if has_poison_queue else Settle.LEAVE
+
+
+def after_failure(dequeue_count: int, max_dequeue_count: int, has_poison_queue: bool) -> Settle:
+    """QueueProcessor.CompleteProcessingMessageAsync for a failed run: released, moved to poison at
+    maxDequeueCount, or, with no poison queue, never released (left invisible for the rest of its lease)."""
+    if not has_poison_queue:
+        return Settle.LEAVE
+    return Settle.POISON if dequeue_count >= max_dequeue_count else Settle.RELEASE
 
 
 def decode_body(content: str, encoding: str) -> bytes:
@@ -163,22 +212,46 @@ class QueueListener:
 
     async def _process(self, client: QueueClient, message: QueueMessage) -> None:
         limit = self._options.max_dequeue_count
+        count = message.dequeue_count or 0
+        has_poison = poison_queue_name(self._function.queue_name) is not None
         try:
-            if message.dequeue_count is not None and message.dequeue_count > limit:
-                await self._to_poison(client, message)
-                return
-            succeeded = await self._run(message)
-            if succeeded:
-                await client.delete_message(message)
-            elif (message.dequeue_count or 0) >= limit:
-                await self._to_poison(client, message)
-            else:
-                visibility = int(self._options.visibility_timeout.total_seconds())
-                await client.update_message(message, visibility_timeout=visibility)
+            action = before_run(count, limit, has_poison)
+            if action is Settle.RUN:
+                succeeded = await self._run(message)
+                if succeeded:
+                    await client.delete_message(message)
+                    return
+                action = after_failure(count, limit, has_poison)
+            await self._settle(client, message, action)
         except AzureError as exc:
             # As the host: a message someone else took over (pop receipt mismatch) or deleted is left alone;
             # any other storage failure leaves the message to reappear when its lease runs out.
             _log.warning("Could not settle message %s on %s: %s", message.id, self._function.queue_name, exc)
+
+    async def _settle(self, client: QueueClient, message: QueueMessage, action: Settle) -> None:
+        if action is Settle.POISON:
+            await self._to_poison(client, message)
+        elif action is Settle.RELEASE:
+            visibility = int(self._options.visibility_timeout.total_seconds())
+            await client.update_message(message, visibility_timeout=visibility)
+        else:
+            self._leave(message)
+
+    def _leave(self, message: QueueMessage) -> None:
+        """No poison queue: the message is neither released nor deleted (the host logs nothing for it either)."""
+        fields = {
+            "event": "left_invisible",
+            "queue": self._function.queue_name,
+            "message_id": message.id,
+            "dequeue_count": message.dequeue_count,
+        }
+        _log.debug(
+            "Message %s on %s (dequeue count %s) left invisible until its lease ends: the queue has no poison queue",
+            message.id,
+            self._function.queue_name,
+            message.dequeue_count,
+            extra={"fields": fields},
+        )
 
     async def _run(self, message: QueueMessage) -> bool:
         details = {
@@ -199,7 +272,7 @@ class QueueListener:
         return result.succeeded
 
     async def _to_poison(self, client: QueueClient, message: QueueMessage) -> None:
-        poison_name = f"{self._function.queue_name}-poison"
+        poison_name = f"{self._function.queue_name}{POISON_SUFFIX}"
         _log.warning(
             "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
             self._options.max_dequeue_count,

@@ -1,4 +1,5 @@
-"""Pure parts of the queue trigger: body decoding, idle back-off, the QueueMessage the function gets."""
+"""Pure parts of the queue trigger: body decoding, idle back-off, the QueueMessage the function gets, and what
+happens to a message before and after a run (poison queue or none)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import pytest
 from azure.storage.queue import QueueMessage
 
 from devhost.errors import MessageDecodeError
-from devhost.queues import decode_body, function_message, polling_delay
+from devhost.queues import (
+    Settle,
+    after_failure,
+    before_run,
+    decode_body,
+    function_message,
+    poison_queue_name,
+    polling_delay,
+)
 
 
 def test_base64_bodies_are_decoded() -> None:
@@ -50,3 +59,33 @@ def test_function_message_carries_dequeue_count_and_times() -> None:
         "pr",
     )
     assert message.insertion_time == inserted
+
+
+def test_a_queue_gets_its_poison_queue_unless_it_is_one_already() -> None:
+    """`<name>-poison` for a normal queue; none for a name ending in -poison or one too long to extend."""
+    assert poison_queue_name("bc-jobs") == "bc-jobs-poison"
+    assert poison_queue_name("bc-jobs-poison") is None
+    assert poison_queue_name("a" * 56) == "a" * 56 + "-poison"  # 63 characters: still a valid queue name
+    assert poison_queue_name("a" * 57) is None
+
+
+def test_a_failed_message_on_a_queue_without_poison_queue_is_left_invisible() -> None:
+    """No poison queue: a failure is never released nor moved, whatever the dequeue count."""
+    assert [after_failure(count, 5, has_poison_queue=False) for count in (1, 4, 5)] == [Settle.LEAVE] * 3
+
+
+def test_a_failed_message_with_a_poison_queue_is_released_then_moved_at_max_dequeue_count() -> None:
+    """Normal queues keep the host's rule: released below maxDequeueCount, moved to poison at it."""
+    assert [after_failure(count, 5, has_poison_queue=True) for count in (1, 4, 5, 6)] == [
+        Settle.RELEASE,
+        Settle.RELEASE,
+        Settle.POISON,
+        Settle.POISON,
+    ]
+
+
+def test_a_message_past_max_dequeue_count_is_not_run() -> None:
+    """Received more than maxDequeueCount times: moved to poison, or with no poison queue left as it is."""
+    assert before_run(5, 5, has_poison_queue=False) is Settle.RUN
+    assert before_run(6, 5, has_poison_queue=True) is Settle.POISON
+    assert before_run(6, 5, has_poison_queue=False) is Settle.LEAVE
