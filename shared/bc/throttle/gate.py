@@ -32,7 +32,11 @@ from shared.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
-_CAS_ATTEMPTS = 5
+_CAS_ATTEMPTS = 8
+# After losing a compare-and-swap, wait up to this many seconds times the attempt number (random) before reading
+# again: twenty instances starting together otherwise keep colliding, and a member whose first heartbeat fails
+# sends on the fallback share (bench instances: 5 x 429 at the start of a 20-process run without it).
+_CAS_BACKOFF_SECONDS = 0.05
 
 # A state transition applied inside a compare-and-swap: (state as read, now) -> state to write.
 _Change = Callable[[CoordinationState, float], CoordinationState]
@@ -262,7 +266,12 @@ class SharedThrottle:
             await self.heartbeat()
 
     def _idle(self) -> bool:
-        return self._users == 0 and self._clock.time() - self._last_busy >= self._config.idle_leave_seconds
+        """Unused long enough to leave: one heartbeat when the row holds juniors (members join only when they have
+        work, so those are waiting for a slot), else idle_leave_seconds."""
+        now = self._clock.time()
+        juniors = self._view is not None and len(self._view.state.live(now)) > self._config.max_in_flight
+        patience = self._config.heartbeat_seconds if juniors else self._config.idle_leave_seconds
+        return self._users == 0 and now - self._last_busy >= patience
 
     def _user_done(self) -> None:
         self._users -= 1
@@ -313,7 +322,7 @@ class SharedThrottle:
     async def _cas(self, change: _Change) -> None:
         """Read (unless this member was alone last time: then try its cached ETag), change, compare-and-swap."""
         current = self._view if self._alone() else None
-        for _ in range(_CAS_ATTEMPTS):
+        for attempt in range(_CAS_ATTEMPTS):
             if current is None:
                 current = await self._store.read(self._key)
             now = self._clock.time()
@@ -322,6 +331,8 @@ class SharedThrottle:
                 etag = await self._store.write(self._key, state, current.etag if current else None)
             except StaleCoordinationStateError:
                 current = None
+                if attempt:  # the first retry re-reads at once (a cached ETag gone stale is the common case)
+                    await self._clock.sleep(self._rng.uniform(0, _CAS_BACKOFF_SECONDS * attempt))
                 continue
             self._view = VersionedState(state, etag)
             return

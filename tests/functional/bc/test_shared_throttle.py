@@ -448,3 +448,23 @@ async def test_a_member_that_left_on_idle_rejoins_on_its_next_request() -> None:
     assert [member.id for member in again.state.members] == ["a"]
     assert len(traffic.starts["a"]) == 2
     await throttle.close()
+
+
+async def test_with_juniors_waiting_an_idle_senior_leaves_after_one_heartbeat() -> None:
+    """Members join only with work, so juniors in the row are waiting: an idle senior then leaves well before
+    idle_leave_seconds and the junior is sending within two heartbeats and a join of it."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    seniors, tasks = await busy_members(store, clock, traffic, 5)
+    junior = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="z")
+    waiting = asyncio.create_task(junior.await_slot(within=120))
+    await clock.advance(CONFIG.join_delay_seconds + 1)
+    await stop(tasks[:2])  # senior s0 runs out of work
+    stopped_at = clock.time()
+    await clock.run_until(stopped_at + 3 * CONFIG.heartbeat_seconds + 1)
+    assert 3 * CONFIG.heartbeat_seconds + 1 < CONFIG.idle_leave_seconds + CONFIG.heartbeat_seconds
+    assert waiting.done()
+    assert waiting.result() is True
+    await stop(tasks[2:])
+    for throttle in [*seniors, junior]:
+        await throttle.close()
