@@ -1,4 +1,4 @@
-"""`python -m bench all | throttle --processes N [...] | tokens`: run benchmarks, print figures as one JSON object."""
+"""`python -m bench all | throttle --processes N [...] | instances [--processes N] | tokens`: run benchmarks, print figures as one JSON object."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 import sys
 
 from bench import suite, token_rates
+from bench.instances import many_instances
 from bench.throttle import ThrottleBench, run
+from bench.world import BenchWorld
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -32,6 +34,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--latency-ms", type=float, default=defaults.latency_ms, help="sandbox service time"
     )
     throttle.add_argument("--tasks", type=int, default=defaults.tasks_per_process, help="tasks per process")
+    instances = benches.add_parser(
+        "instances", help="more worker processes than BC slots (deep queue, burst)"
+    )
+    instances.add_argument("--processes", type=int, default=20)
     benches.add_parser("tokens", help="Key Vault and token-endpoint calls per hour per instance (simulated)")
     benches.add_parser(
         "all", help="every figure of the report (make bench); writes bench/results/latest.json"
@@ -44,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.bench == "tokens":
         print(json.dumps(token_rates.run()))
+        return 0
+    if args.bench == "instances":
+        with BenchWorld.started() as world:
+            print(json.dumps(many_instances(world, args.processes)))
         return 0
     if args.bench == "all":
         suite.main()

@@ -19,11 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bcjobs import JOBS_QUEUE
 from bench.procstats import cpu_seconds, peak_rss_mib
 from bench.world import JOIN_DELAY_SECONDS, BenchWorld, Sample, ok_requests, requests_by_status, unique_prefix
 from devhost.demo_proxy import split_calls
 
 PRODUCT_APP = "function_app:app"
+PROXY_ONLY = ("storage_calls", "invocations_per_job", "sent_back_per_job", "receives_per_job")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ def throughput(
     done = ok_requests(last.stats) - ok_requests(first.stats)
     figures = _rates(spec, first, last, done)
     if not spec.proxied:
-        figures = {k: v for k, v in figures.items() if not k.startswith("storage_calls")}
+        figures = {k: v for k, v in figures.items() if not k.startswith(PROXY_ONLY)}
     statuses = requests_by_status(end)
     all_requests = sum(statuses.values())
     figures |= {
@@ -149,6 +151,18 @@ def _rates(spec: Throughput, first: Sample, last: Sample, done: int) -> dict[str
         "storage_calls_per_job_host": per_job(calls.host),
         "storage_calls_per_job_throttle": per_job(calls.throttle),
         "storage_calls_measured": dict(sorted((k, v) for k, v in calls.by_kind.items() if v)),
+        **queue_figures(calls.by_kind, done),
+    }
+
+
+def queue_figures(calls: dict[str, int], done: int) -> dict[str, Any]:
+    """Invocations and send-backs per job from the proxy's counts by kind (`DELETE bc-jobs/messages`, ...)."""
+    if not done:
+        return {}
+    return {
+        "invocations_per_job": round(calls.get(f"DELETE {JOBS_QUEUE}/messages", 0) / done, 3),
+        "sent_back_per_job": round(calls.get(f"POST {JOBS_QUEUE}/messages", 0) / done, 3),
+        "receives_per_job": round(calls.get(f"GET {JOBS_QUEUE}/messages", 0) / done, 3),
     }
 
 
