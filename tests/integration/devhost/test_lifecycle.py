@@ -118,3 +118,30 @@ def test_cli_exits_non_zero_when_the_app_cannot_be_loaded(tmp_path: Path) -> Non
     )
     assert result.returncode == 1
     assert "cannot load the app 'no_such_module:app'" in result.stderr
+
+
+def test_cli_functions_option_refuses_unknown_names(tmp_path: Path) -> None:
+    """`--functions work,nope` exits 1 and names the function the app does not have."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--port",
+            "0",
+            "--app",
+            "tests.integration.devhost.sample_app:app",
+            "--functions",
+            "work,nope",
+            "--settings",
+            str(tmp_path / "none.json"),
+            "--host-json",
+            str(SAMPLE_HOST_JSON),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "unknown function(s): nope" in result.stderr
