@@ -3,7 +3,13 @@
 host.json sets messageEncoding `none`: the host hands over the stored text unchanged and the product decodes the
 base64 itself, so a message that is not base64 becomes a `rejected` job with its reason instead of failing in
 the host before any code runs (which would send it to poison without a word). Only storage failures raise here:
-the host then redelivers, and after maxDequeueCount the poison trigger records the job as dead-lettered.
+the host then redelivers, and after maxDequeueCount it moves the message to `bc-jobs-poison`, where the poison
+trigger records the job as dead-lettered.
+
+`bc-jobs-poison` has no poison queue on the real host (its name ends in "-poison"): a failed poison invocation is
+retried only ten minutes later (the message's lease) and not at all after maxDequeueCount. So `jobs_poison` rides
+out storage failures itself, and on the host's last delivery reports the job (`jobs.dead_letter_failed`) and
+re-drives the message (shared/jobs/deadletter.py, PoisonHandler).
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ import logging
 
 import azure.functions as func
 
-from bcjobs import JOBS_QUEUE, POISON_QUEUE
+from bcjobs import JOBS_QUEUE, POISON_QUEUE, JobState
+from shared.clock import SystemClock
 from shared.jobs import Delivery, job_services
+from shared.jobs.deadletter import poison_handler
+from shared.settings import get_settings
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -42,6 +51,12 @@ async def jobs_process(message: func.QueueMessage) -> None:
 @bp.function_name("jobs_poison")
 @bp.queue_trigger(arg_name="message", queue_name=POISON_QUEUE, connection=CONNECTION)
 async def jobs_poison(message: func.QueueMessage) -> None:
-    """Record a message the host gave up on as a dead-lettered job."""
-    services = await job_services()
-    await services.dead_letters.record(_delivery(message))
+    """Record a message the host gave up on as a dead-lettered job (or report and re-drive it on the last try)."""
+    settings = get_settings()
+    handler = poison_handler(_dead_letter, settings.jobs, settings.storage, SystemClock())
+    await handler.handle(_delivery(message), message.expiration_time)
+
+
+async def _dead_letter(delivery: Delivery) -> JobState:
+    services = await job_services()  # inside the retried call: building the pipeline touches storage too
+    return await services.dead_letters.record(delivery)

@@ -1,11 +1,12 @@
 """In-memory doubles behind shared.jobs' own Protocols: a JobStore with Table Storage's ETag compare-and-swap,
-an AuditLog and the JobQueues a run writes to. Each can be told to fail like storage does (JobStoreError /
-JobQueueError), so tests see what the processor does when a write is lost."""
+an AuditLog, the JobQueues a run writes to and the poison handler's PoisonRedrive. Each can be told to fail like
+storage does (JobStoreError / JobQueueError), so tests see what the processor does when a write is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -160,3 +161,33 @@ class MemoryJobQueues:
             self.fail_publish -= 1
             raise JobQueueError("sending to bc-results failed (simulated)")
         self.published.append(report)
+
+
+@dataclass(frozen=True, slots=True)
+class Redriven:
+    """A fresh copy of a poison message sent back to bc-jobs-poison."""
+
+    text: str
+    delay_seconds: int
+    ttl_seconds: int
+
+
+@dataclass
+class MemoryPoisonRedrive:
+    """A PoisonRedrive that keeps the copies; `fail` makes every send fail like a queue send does."""
+
+    sent: list[Redriven] = field(default_factory=list)
+    fail: bool = False
+    opened: int = 0
+
+    async def redrive(self, text: str, delay_seconds: int, ttl_seconds: int) -> None:
+        """Keep the copy (or fail)."""
+        if self.fail:
+            raise JobQueueError("sending to bc-jobs-poison failed (simulated)")
+        self.sent.append(Redriven(text, delay_seconds, ttl_seconds))
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[MemoryPoisonRedrive]:
+        """What PoisonHandler.redrive returns: this fake, counted."""
+        self.opened += 1
+        yield self
