@@ -70,6 +70,7 @@ var failedStates = '"failed", "dead_lettered", "expired"'
 
 // name, severity, what it means (the runbook has what to do), query, evaluation, and how the query result counts:
 // `measure` empty: the number of rows (> 0 fires); else the named column summed per window (> threshold fires).
+// `dimensions`: query columns the alert is split by (one alert per value, which its payload names).
 var alerts = [
   {
     name: 'bc-admin-needed'
@@ -82,6 +83,7 @@ var alerts = [
     measure: ''
     threshold: 0
     periods: 1
+    dimensions: []
   }
   {
     name: 'bc-jobs-poisoned'
@@ -93,6 +95,22 @@ var alerts = [
     measure: ''
     threshold: 0
     periods: 1
+    dimensions: []
+  }
+  {
+    name: 'bc-dead-letter-failed'
+    severity: 1
+    description: 'A job reached bc-jobs-poison but could not be recorded as dead-lettered on the last delivery the host gives it (bc-jobs-poison has no poison queue): the alert names the job; redriven=True means a copy retries later, False that the message waits on bc-jobs-poison until its TTL.'
+    // shared/jobs/deadletter.py (PoisonHandler) logs this at error level with job_id, message_id and redriven.
+    query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) == "jobs.dead_letter_failed" | project timestamp, job_id = tostring(customDimensions.job_id), redriven = tostring(customDimensions.redriven)'
+    frequency: 'PT5M'
+    window: 'PT15M'
+    measure: ''
+    threshold: 0
+    periods: 1
+    dimensions: [
+      { name: 'job_id', operator: 'Include', values: ['*'] }
+    ]
   }
   {
     name: 'bc-job-failure-rate'
@@ -104,6 +122,7 @@ var alerts = [
     measure: ''
     threshold: 0
     periods: 1
+    dimensions: []
   }
   {
     name: 'bc-sustained-429'
@@ -115,6 +134,7 @@ var alerts = [
     measure: 'throttled'
     threshold: throttledRequestsPer5Minutes
     periods: 3
+    dimensions: []
   }
   {
     name: 'bc-token-expiring'
@@ -126,6 +146,7 @@ var alerts = [
     measure: ''
     threshold: 0
     periods: 1
+    dimensions: []
   }
   {
     name: 'bc-queue-age'
@@ -137,6 +158,7 @@ var alerts = [
     measure: ''
     threshold: 0
     periods: 1
+    dimensions: []
   }
   {
     name: 'bc-function-failures'
@@ -148,6 +170,7 @@ var alerts = [
     measure: ''
     threshold: 0
     periods: 1
+    dimensions: []
   }
 ]
 
@@ -171,6 +194,7 @@ resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
             query: alert.query
             timeAggregation: empty(alert.measure) ? 'Count' : 'Total'
             metricMeasureColumn: empty(alert.measure) ? null : alert.measure
+            dimensions: alert.dimensions
             operator: 'GreaterThan'
             threshold: alert.threshold
             failingPeriods: { numberOfEvaluationPeriods: alert.periods, minFailingPeriodsToAlert: alert.periods }

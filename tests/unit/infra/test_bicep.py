@@ -226,6 +226,7 @@ ALERTS = {
     "bc-token-expiring",
     "bc-queue-age",
     "bc-function-failures",
+    "bc-dead-letter-failed",
 }
 
 
@@ -235,7 +236,7 @@ def alert_definitions() -> list[dict[str, Any]]:
 
 
 def test_the_alerts_ops_need_exist_and_each_has_a_runbook_entry() -> None:
-    """Seven log alerts; docs/operations.md explains each (what it means, what to do, the KQL)."""
+    """Eight log alerts; docs/operations.md explains each (what it means, what to do, the KQL)."""
     names = {alert["name"] for alert in alert_definitions()}
     assert names == ALERTS
     runbook = (INFRA.parent / "docs" / "operations.md").read_text(encoding="utf-8")
@@ -328,3 +329,16 @@ def test_every_skipped_checkov_check_says_why() -> None:
     for check, reason in skips:
         assert reason.startswith(":"), check
         assert len(reason.strip(": ")) >= 40, check
+
+
+def test_the_dead_letter_failed_alert_names_the_job_the_poison_handler_logs() -> None:
+    """bc-dead-letter-failed fires on the event PoisonHandler logs at error level, one alert per job_id."""
+    [alert] = [alert for alert in alert_definitions() if alert["name"] == "bc-dead-letter-failed"]
+    assert 'customDimensions.event) == "jobs.dead_letter_failed"' in alert["query"]
+    assert "severityLevel >= 3" in alert["query"]
+    assert "job_id = tostring(customDimensions.job_id)" in alert["query"]
+    assert alert["dimensions"] == [{"name": "job_id", "operator": "Include", "values": ["*"]}]
+    source = (INFRA.parent / "shared" / "jobs" / "deadletter.py").read_text(encoding="utf-8")
+    assert '"event": "jobs.dead_letter_failed"' in source
+    assert '"job_id": job_id' in source
+    assert "dimensions: alert.dimensions" in bicep_text("app", "monitoring.bicep")
