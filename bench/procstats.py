@@ -8,11 +8,30 @@ from pathlib import Path
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """The process's live child processes (/proc/<pid>/task/<tid>/children, proc(5))."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the task ended meanwhile
+            continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # After the command name: state is field 3, utime 14 and stime 15 (proc(5)), so indexes 11 and 12 here.
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    """User + system CPU seconds the process and its descendants have used so far.
+
+    Descendants count because devhost runs each function group in a worker process of its own; a child that ended
+    and was waited for is in the parent's cutime/cstime (fields 16, 17), a live one is read itself.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile
+        return 0.0
+    # After the command name: state is field 3, utime 14 ... cstime 17 (proc(5)), so indexes 11 to 14 here.
+    own = sum(int(value) for value in fields[11:15]) / _TICKS
+    return own + sum(cpu_seconds(child) for child in children(pid))
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -23,8 +42,9 @@ def _status_kib(pid: int, key: str) -> int:
 
 
 def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set size (VmHWM) in MiB."""
-    return round(_status_kib(pid, "VmHWM") / 1024, 1)
+    """The peak resident set size (VmHWM) of the process and its live descendants together, in MiB."""
+    kib = _status_kib(pid, "VmHWM") + sum(peak_rss_mib(child) * 1024 for child in children(pid))
+    return round(kib / 1024, 1)
 
 
 def rss_mib(pid: int) -> float:
