@@ -8,6 +8,7 @@ The Table and queue clients are aio clients bound to their loop, hence one set p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -89,8 +90,22 @@ async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None
 
 
 async def build_job_services(settings: Settings) -> JobServices:
-    """Wire the pipeline from the settings; creates its tables and the results queue if they are missing."""
+    """Wire the pipeline from the settings; creates its tables and the results queue if they are missing.
+
+    When a step fails (storage down while its tables are ensured), the clients made so far are closed: the
+    poison handler retries this while storage is down, and each try would otherwise leave sessions open.
+    """
     closers: list[Callable[[], Awaitable[None]]] = []
+    try:
+        return await _wire(settings, closers)
+    except BaseException:
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):  # the build's own failure is the one to report
+                await close()
+        raise
+
+
+async def _wire(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> JobServices:
     telemetry.set_default_dimensions(connection=settings.auth.connection_name)
     storage = await _storage(settings, closers)
     tokens = (await auth_services(settings)).manager
