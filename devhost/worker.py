@@ -55,18 +55,25 @@ def _picklable(value: object) -> bool:
 
 
 def record_attributes(record: logging.LogRecord) -> dict[str, Any]:
-    """A record as plain attributes that cross to devhost: message rendered, exception as text, extras kept
-    (a value that cannot be pickled crosses as its repr)."""
+    """A record as plain attributes that cross to devhost: message rendered, exception as text, extras kept."""
     attributes = dict(vars(record))
     attributes["msg"], attributes["args"] = record.getMessage(), None
     if record.exc_info and not record.exc_text:
         attributes["exc_text"] = logging.Formatter().formatException(record.exc_info)
     attributes["exc_info"] = None
-    if not _picklable(attributes):
+    return attributes
+
+
+def log_line(record: logging.LogRecord) -> bytes:
+    """The frame that carries a record; an extra that cannot be pickled crosses as its repr."""
+    attributes = record_attributes(record)
+    try:
+        return frame(LogLine(attributes))
+    except Exception:  # any extra may refuse pickling in its own way; the common case pickles once
         for key, value in attributes.items():
             if key not in _STANDARD and not _picklable(value):
                 attributes[key] = repr(value)
-    return attributes
+        return frame(LogLine(attributes))
 
 
 class Channel:
@@ -79,7 +86,10 @@ class Channel:
 
     def send(self, message: object) -> None:
         """Queue a message for devhost; the order of sends from one thread is kept."""
-        data = frame(message)
+        self.send_frame(frame(message))
+
+    def send_frame(self, data: bytes) -> None:
+        """Queue an already framed message (see send)."""
         if threading.get_ident() == self._thread:
             self._writer.write(data)
         elif not self._loop.is_closed():
@@ -96,7 +106,7 @@ class ForwardingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Forward one record."""
         try:
-            self._channel.send(LogLine(record_attributes(record)))
+            self._channel.send_frame(log_line(record))
         except Exception:
             self.handleError(record)
 

@@ -103,7 +103,7 @@ class WorkerProcess:
         self._ready = asyncio.get_running_loop().create_future()
         self._reading = asyncio.create_task(self._read(reader))
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), WORKER_START_SECONDS)
+            await asyncio.wait_for(self._ready, WORKER_START_SECONDS)
         except TimeoutError:
             self.kill(f"the worker did not load the app within {WORKER_START_SECONDS:g}s")
             raise WorkerError(f"the {self.group} worker did not start") from None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -13,8 +13,8 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from devhost.wire import CallRequest
-from devhost.worker import FunctionRunner, record_attributes, thread_pool_size
+from devhost.wire import CallRequest, LogLine, read_frame
+from devhost.worker import FunctionRunner, log_line, thread_pool_size
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ async def test_a_return_value_that_cannot_cross_to_the_host_fails_the_call(pool:
     assert "cannot be sent to the host" in str(result.error)
 
 
-def test_record_attributes_keep_extras_render_the_message_and_the_exception() -> None:
+async def test_log_records_cross_with_message_exception_and_extras() -> None:
     """The message is rendered, the exception is text, extras cross (as repr when they do not pickle)."""
     try:
         raise ValueError("inner")
@@ -93,9 +93,11 @@ def test_record_attributes_keep_extras_render_the_message_and_the_exception() ->
             "x", logging.ERROR, __file__, 1, "hello %s", ("world",), sys.exc_info(),
             extra={"fields": {"event": "e"}, "reference": "r-1", "lock": threading.Lock()},
         )  # fmt: skip
-    attributes = record_attributes(record)
-    pickle.dumps(attributes)
-    rebuilt = logging.makeLogRecord(attributes)
+    reader = asyncio.StreamReader()
+    reader.feed_data(log_line(record))
+    crossed = await read_frame(reader)
+    assert isinstance(crossed, LogLine)
+    rebuilt = logging.makeLogRecord(dict(crossed.attributes))
     assert rebuilt.getMessage() == "hello world"
     assert "ValueError: inner" in str(rebuilt.exc_text)
     assert (getattr(rebuilt, "fields"), getattr(rebuilt, "reference")) == ({"event": "e"}, "r-1")  # noqa: B009
