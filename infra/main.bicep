@@ -45,8 +45,13 @@ param bcCompanyName string = ''
 
 @minValue(1)
 @maxValue(5)
-@description('BC_MAX_IN_FLIGHT (BC allows 5 per identity); also the Function app\'s maximum instance count.')
+@description('BC_MAX_IN_FLIGHT: BC requests in flight across all instances (BC allows 5 per identity).')
 param bcMaxInFlight int = 5
+
+@minValue(1)
+@maxValue(1000)
+@description('Flex Consumption maximumInstanceCount, per function group (1000 at most). 40 is allowed in every region; values under 40 only in some regions, in preview (docs/operations.md).')
+param maximumInstanceCount int = 40
 
 @secure()
 @description('BC_REAUTH_WEBHOOK_URL: POSTed once when an admin must sign in again. Empty for none.')
@@ -145,6 +150,7 @@ module function 'app/function.bicep' = {
     bcAuthMode: bcAuthMode
     bcCompanyName: bcCompanyName
     bcMaxInFlight: bcMaxInFlight
+    maximumInstanceCount: maximumInstanceCount
     bcReauthWebhookUrl: bcReauthWebhookUrl
     tablePrefix: tablePrefix
     resultsQueueName: resultsQueueName

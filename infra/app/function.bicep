@@ -24,6 +24,11 @@ param resultsQueueName string
 @description('BC_MAX_IN_FLIGHT: concurrent BC requests of the identity across all instances (BC allows 5).')
 param bcMaxInFlight int
 
+@minValue(1)
+@maxValue(1000)
+@description('Flex Consumption maximumInstanceCount, per function group (see the comment above the site).')
+param maximumInstanceCount int
+
 @secure()
 @description('BC_REAUTH_WEBHOOK_URL: POSTed once when an admin must sign in again. Empty for none.')
 param bcReauthWebhookUrl string
@@ -42,13 +47,17 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   properties: { reserved: true }
 }
 
-// Scale-out is tied to the throttle (shared/bc/throttle/plan.py): BC allows `bcMaxInFlight` (<= 5) requests in
-// flight per identity, and the shared throttle splits those slots between live instances by seniority. An instance
-// beyond the slot count gets none and only puts its jobs back on the queue (NO_SLOT), so more instances than slots
-// add cost, never throughput: maximumInstanceCount = BC_MAX_IN_FLIGHT. Within an instance host.json lets up to 24
-// jobs run at once (batchSize 16 + newBatchThreshold 8); they wait in-process for the instance's slots and its share
-// of the rate (6000 per 5 minutes less the margin: 19 requests/s for all instances together), so a slot never
-// idles while jobs are queued and a slow BC answer does not stall the others.
+// maximumInstanceCount is Flex Consumption's cap on on-demand instances PER FUNCTION GROUP: jobs_process,
+// jobs_poison, each timer and the HTTP group each scale to it on their own (Azure/azure-rest-api-specs PR #45083,
+// "per function group"; learn.microsoft.com/azure/azure-functions/flex-consumption-plan, "Per-function scaling").
+// The docs' lowest allowed maximum is 40 and the highest 1000 (same page, "Considerations"); values under 40 work
+// only in a few regions, in preview (Azure/azure-functions-host#10523; MicrosoftDocs/azure-docs PR #128255), so
+// the default is 40 and the cap is its own parameter, not BC_MAX_IN_FLIGHT. BC's limits never rest on the instance
+// count: the throttle (shared/bc/throttle) is coordinated through one Table row, and an instance beyond the 5 BC
+// slots holds its deliveries instead of bouncing them (docs/architecture.md, "More instances than BC slots").
+// Within an instance host.json lets up to 24 jobs run at once (batchSize 16 + newBatchThreshold 8); they wait
+// in-process for the instance's slots and its share of the rate (6000 per 5 minutes less the margin: 19
+// requests/s for all instances together).
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: public by design: the status page, the sign-in start and the job front door are called with function keys, and Entra's sign-in redirect reaches /api/auth/callback through the admin's browser. Put Front Door/APIM or private endpoints in front where the network requires it.
   // checkov:skip=CKV_AZURE_17: callers authenticate with function keys; the sign-in callback is opened by a browser redirect from Entra, which cannot present a client certificate.
@@ -79,7 +88,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           authentication: { type: 'UserAssignedIdentity', userAssignedIdentityResourceId: identityId }
         }
       }
-      scaleAndConcurrency: { maximumInstanceCount: bcMaxInFlight, instanceMemoryMB: 2048 }
+      scaleAndConcurrency: { maximumInstanceCount: maximumInstanceCount, instanceMemoryMB: 2048 }
       runtime: { name: 'python', version: '3.11' }
     }
   }

@@ -180,19 +180,43 @@ def bicep_text(*parts: str) -> str:
     return (INFRA.joinpath(*parts)).read_text(encoding="utf-8")
 
 
-def test_scale_out_is_tied_to_the_throttles_in_flight_slots() -> None:
-    """maximumInstanceCount and BC_MAX_IN_FLIGHT come from one parameter, capped where shared/settings.py caps it."""
+# Flex Consumption's allowed maximumInstanceCount in every region: "The lowest maximum scale is currently 40. The
+# highest currently supported value is 1000." (learn.microsoft.com/azure/azure-functions/flex-consumption-plan,
+# Considerations; lower values only in some regions, in preview: Azure/azure-functions-host#10523).
+FLEX_LOWEST_MAXIMUM_EVERYWHERE = 40
+FLEX_HIGHEST_MAXIMUM = 1000
+
+
+def decorator_limits(spec: dict[str, Any]) -> tuple[int, int]:
+    limits = {d["type"]: d["argument"] for d in spec["decorators"]}
+    return limits["min_value"], limits["max_value"]
+
+
+def test_instance_cap_is_its_own_parameter_with_a_default_every_region_allows() -> None:
+    """maximumInstanceCount comes from a parameter defaulting to 40..1000, which main.bicep passes to the site."""
+    function = parse(INFRA / "app" / "function.bicep")
+    scale = function["resources"]["site"]["config"]["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    main = parse(INFRA / "main.bicep")
+    default = main["parameters"]["maximumInstanceCount"]["default"]
+    assert FLEX_LOWEST_MAXIMUM_EVERYWHERE <= default <= FLEX_HIGHEST_MAXIMUM
+    for spec in (main["parameters"]["maximumInstanceCount"], function["parameters"]["maximumInstanceCount"]):
+        assert decorator_limits(spec)[1] == FLEX_HIGHEST_MAXIMUM
+    assert main["modules"]["function"]["config"]["params"]["maximumInstanceCount"] == "maximumInstanceCount"
+
+
+def test_bc_slots_no_longer_decide_the_instance_cap() -> None:
+    """bcMaxInFlight feeds BC_MAX_IN_FLIGHT only, capped where shared/settings.py caps it, never the scale cap."""
     from shared.settings import BcSettings
 
     function = parse(INFRA / "app" / "function.bicep")
-    scale = function["resources"]["site"]["config"]["properties"]["functionAppConfig"]["scaleAndConcurrency"]
-    assert scale["maximumInstanceCount"] == "bcMaxInFlight"
+    site = function["resources"]["site"]["config"]
+    assert "bcMaxInFlight" not in json.dumps(site)
     setting = app_settings()["BC_MAX_IN_FLIGHT"]
     assert setting["function"]["parameters"]["value_to_convert"] == "bcMaxInFlight"
-    limits = {d["type"]: d["argument"] for d in function["parameters"]["bcMaxInFlight"]["decorators"]}
     field = BcSettings.model_fields["max_in_flight"]
     le = next(rule.le for rule in field.metadata if hasattr(rule, "le"))
-    assert (limits["min_value"], limits["max_value"]) == (1, le)
+    assert decorator_limits(function["parameters"]["bcMaxInFlight"]) == (1, le)
     main = parse(INFRA / "main.bicep")["parameters"]["bcMaxInFlight"]
     assert main["default"] == BcSettings().max_in_flight
 
