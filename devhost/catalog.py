@@ -1,7 +1,8 @@
 """What the app declares, as devhost serves it: one frozen spec per function, built once from get_functions().
 
-Functions devhost cannot serve (unknown trigger or binding, unresolved %SETTING%, bad route or schedule) are
-reported as problems and skipped, the way the host keeps running with a function "in error".
+Functions the host refuses (devhost.hostrules: names, binding names, reserved or conflicting routes) and functions
+devhost cannot serve (unknown trigger or binding, unresolved %SETTING%, bad route or schedule) are reported as
+problems and skipped, the way the host keeps running with a function "in error".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from devhost.auth import AuthLevel
 from devhost.errors import ConfigError, DevHostError
 from devhost.expressions import resolve_settings
 from devhost.hostconfig import parse_timespan
+from devhost.hostrules import host_refusals, metadata_of
 from devhost.routing import RouteTemplate, compile_route
 from devhost.schedule import CronSchedule, IntervalSchedule, parse_schedule
 from devhost.storage import StorageConnection, storage_connection
@@ -207,12 +209,7 @@ def _spec(function: Function, settings: Mapping[str, str]) -> FunctionSpec:
 
 def _http(function: Function, spec: FunctionSpec) -> HttpFunction:
     trigger: Any = function.get_trigger()
-    template = trigger.route or spec.name
-    if template.strip("/").lower().startswith("admin"):
-        # The host refuses these at indexing ("The specified route conflicts with one or more built in
-        # routes"): /admin is its own API (Azure/azure-functions-host#1781; its ScriptHost.ValidateFunction
-        # test uses "admin/foo/bar"; a public report says "administration/..." is refused too).
-        raise DevHostError(f"route {template!r} conflicts with the host's built-in /admin routes")
+    template = trigger.route or spec.name  # reserved /admin and /runtime routes: devhost.hostrules
     methods = frozenset(str(m.value if hasattr(m, "value") else m).upper() for m in trigger.methods or ())
     level = trigger.auth_level
     return HttpFunction(
@@ -239,29 +236,41 @@ def _is_disabled(name: str, settings: Mapping[str, str]) -> bool:
     return settings.get(f"AzureWebJobs.{name}.Disabled", "").lower() in ("true", "1")
 
 
+def _entry(function: Function, settings: Mapping[str, str]) -> HttpFunction | TimerFunction | QueueFunction:
+    """The function as devhost serves it; DevHostError when devhost cannot."""
+    trigger_type = getattr(function.get_trigger(), "type", None)
+    spec = _spec(function, settings)
+    if trigger_type == "httpTrigger":
+        return _http(function, spec)
+    if trigger_type == "timerTrigger":
+        return _timer(function, spec, settings)
+    if trigger_type == "queueTrigger":
+        return _queue(function, spec, settings)
+    raise DevHostError(f"devhost does not support trigger type {trigger_type!r}")
+
+
 def build_catalog(functions: Sequence[Function], settings: Mapping[str, str]) -> Catalog:
-    """Sort the app's functions by trigger; collect problems instead of failing the whole app."""
-    http: list[HttpFunction] = []
-    timers: list[TimerFunction] = []
-    queues: list[QueueFunction] = []
+    """Sort the app's functions by trigger; the host's refusals (devhost.hostrules) and what devhost cannot
+    serve become problems instead of failing the whole app."""
+    refused = {r.name: r.reason for r in host_refusals(metadata_of(functions))}
+    entries: list[HttpFunction | TimerFunction | QueueFunction] = []
     problems: list[FunctionProblem] = []
     disabled: list[str] = []
     for function in functions:
         name = function.get_function_name() or "?"
-        if _is_disabled(name, settings):
+        if name in refused:
+            problems.append(FunctionProblem(name, refused.pop(name)))
+        elif _is_disabled(name, settings):
             disabled.append(name)
-            continue
-        trigger_type = getattr(function.get_trigger(), "type", None)
-        try:
-            spec = _spec(function, settings)
-            if trigger_type == "httpTrigger":
-                http.append(_http(function, spec))
-            elif trigger_type == "timerTrigger":
-                timers.append(_timer(function, spec, settings))
-            elif trigger_type == "queueTrigger":
-                queues.append(_queue(function, spec, settings))
-            else:
-                raise DevHostError(f"devhost does not support trigger type {trigger_type!r}")
-        except DevHostError as exc:
-            problems.append(FunctionProblem(name, str(exc)))
-    return Catalog(tuple(http), tuple(timers), tuple(queues), tuple(problems), tuple(disabled))
+        else:
+            try:
+                entries.append(_entry(function, settings))
+            except DevHostError as exc:
+                problems.append(FunctionProblem(name, str(exc)))
+    return Catalog(
+        tuple(e for e in entries if isinstance(e, HttpFunction)),
+        tuple(e for e in entries if isinstance(e, TimerFunction)),
+        tuple(e for e in entries if isinstance(e, QueueFunction)),
+        tuple(problems),
+        tuple(disabled),
+    )

@@ -63,7 +63,7 @@ def test_functions_devhost_cannot_serve_are_reported_not_fatal() -> None:
     """/admin routes, unresolved settings and unsupported bindings become problems; the rest is served."""
     catalog = build_catalog(functions_of(_app()), SETTINGS)
     problems = {problem.name: problem.reason for problem in catalog.problems}
-    assert "built-in /admin" in problems["authorize"]
+    assert "conflicts with one or more built in routes" in problems["authorize"]
     assert "UNSET_SCHEDULE" in problems["orphan"]
     assert "blob" in problems["with_blob"]
     assert len(catalog.http) == 1
