@@ -71,6 +71,23 @@ def to_response(value: Any) -> Response:
     return response
 
 
+def under_prefix(path: str, prefix: str) -> str | None:
+    """The path after the route prefix ("/api"), or None when the path is not under it.
+
+    The prefix is part of one ASP.NET Core route template per function, "<routePrefix>/<route>"
+    (Azure/azure-webjobs-sdk-extensions src/WebJobs.Extensions.Http/Routing/WebJobsRouteBuilder.cs
+    BuildRouteTemplate, used by azure-functions-host WebScriptHostHttpRoutesManager.cs), and ASP.NET Core matches a
+    template's literal text ignoring case (learn.microsoft.com/aspnet/core/fundamentals/routing, "Route
+    templates"), so /API/health reaches the same function as /api/health, as the rest of the route already did.
+    """
+    if not prefix:
+        return path
+    head = path[: len(prefix)]
+    if head.lower() != prefix.lower() or path[len(prefix) :][:1] not in ("", "/"):
+        return None
+    return path[len(prefix) :]
+
+
 class HttpFront:
     """Routing, auth and invocation for every HTTP function."""
 
@@ -109,9 +126,10 @@ class HttpFront:
 
     async def _respond(self, request: Request) -> Response:
         path = request.url.path
-        if self._prefix and not (path == self._prefix or path.startswith(self._prefix + "/")):
+        route_path = under_prefix(path, self._prefix)
+        if route_path is None:
             return Response(status_code=404)
-        found = self._router.match(request.method, path[len(self._prefix) :])
+        found = self._router.match(request.method, route_path)
         if found is None:
             return Response(status_code=404)
         function, route_params = found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from devhost.http_app import to_response
+from devhost.http_app import to_response, under_prefix
 
 
 def _headers(response: object) -> list[tuple[str, str]]:
@@ -43,3 +43,13 @@ def test_str_and_none_return_values() -> None:
     assert to_response("hello").status_code == 200
     assert to_response(None).status_code == 204
     assert to_response(42).status_code == 500
+
+
+def test_route_prefix_matches_in_any_case() -> None:
+    """/API/health and /Api/jobs reach the routes under 'api' as on the host; /apix and /other do not."""
+    assert under_prefix("/API/health", "/api") == "/health"
+    assert under_prefix("/Api", "/api") == ""
+    assert under_prefix("/api/Jobs/1", "/api") == "/Jobs/1"
+    assert under_prefix("/apix/health", "/api") is None
+    assert under_prefix("/other/api", "/api") is None
+    assert under_prefix("/health", "") == "/health"
