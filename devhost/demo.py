@@ -1,11 +1,13 @@
 """`make demo`: the product's main job end to end on the local world, under faults, checked against BC.
 
 Azurite + the TLS sandbox + devhost worker processes running function_app.py (their storage calls counted by a
-pass-through proxy). The admin signs in through the HTTP endpoints (or client credentials with `--mode s2s`);
-the app discovers the company and sends a mixed workload of 300 jobs with the app client while the sandbox
-injects 429s, 503/504s, dropped connections and one ambiguous write, and the access token expires mid-run.
-Live progress while it runs; then the demo checks BC (every created record exists once) and everything it kept
-(no secret), shows one job with the CLI, stops the workers, and prints a summary table and one JSON line.
+pass-through proxy). The admin signs in through the HTTP endpoints (delegated, the default); with `--mode s2s` the
+app uses client credentials and exactly the app settings infra/ deploys: storage (Azurite with OAuth over HTTPS) and
+Key Vault through the sandbox's managed-identity endpoint, no connection string. The app discovers the company and
+sends a mixed workload of 300 jobs with the app client while the sandbox injects 429s, 503/504s, dropped
+connections and one ambiguous write, and the access token expires mid-run. Live progress while it runs; then the
+demo checks BC (every created record exists once), everything it kept (no secret) and the credentials the workers
+used, shows one job with the CLI, stops the workers, and prints a summary table and one JSON line.
 
 A sequence of named steps sharing one context; each prints a line of transcript. Cleanups run in reverse order
 whatever happens. Exit code 0 when every step passed (every job final, nothing duplicated, no secret found).
@@ -26,17 +28,30 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from bcjobs import JobState
+from bcjobs import RESULTS_QUEUE, JobState
 from bcjobs.rows import report_from_row
-from devhost.azurite import Azurite
+from devhost.azurite import ACCOUNT, Azurite, AzuriteTls
 from devhost.demo_admin import admin_signs_in, show_status_after_sign_in, show_status_before_sign_in
-from devhost.demo_checks import every_created_record_exists_once, logs_and_records_hold_no_secret
+from devhost.demo_checks import (
+    every_created_record_exists_once,
+    logs_and_records_hold_no_secret,
+    the_workers_used_the_deployed_credentials,
+)
 from devhost.demo_context import DemoContext, DemoError, DemoOptions
-from devhost.demo_proxy import CountingProxy, proxied_connection_string
+from devhost.demo_proxy import CountingProxy, ProxyTls, proxied_connection_string
 from devhost.demo_report import collect, json_line, summary_table
 from devhost.demo_run import TABLE_PREFIX, app_discovers_the_company, workload_runs_under_faults
 from devhost.demo_world import WorkerPool, start_sandbox, tail
 from devhost.environment import process_environment
+from devhost.infra_settings import (
+    LOCAL_ADDITIONS,
+    LOCAL_CHANGES,
+    LocalWorld,
+    connection_strings,
+    infra_app_settings,
+    platform_environment,
+    production_settings,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Retries and authorization re-checks in seconds rather than minutes, so a run under faults ends in time.
@@ -50,53 +65,102 @@ Step = Callable[[DemoContext], str]
 
 
 def start_azurite(context: DemoContext) -> str:
-    """Start Azurite's queue and table services on free ports."""
-    server = Azurite()
+    """Start Azurite's queue and table services on free ports (S2S: over HTTPS with OAuth, the sandbox's
+    certificate, so the workers authenticate with the managed identity's tokens as in Azure)."""
+    oauth = None
+    if context.options.mode == "s2s":
+        env = context.sandbox_env
+        oauth = AzuriteTls(Path(env["SANDBOX_SERVER_CERT"]), Path(env["SANDBOX_SERVER_KEY"]))
+    server = Azurite(oauth=oauth)
     context.azurite = server.start()
     context.cleanup.callback(server.stop)
-    return f"queue :{context.azurite.queue_port}, table :{context.azurite.table_port}"
+    over = "HTTPS, --oauth basic" if oauth else "HTTP, shared key"
+    return f"queue :{context.azurite.queue_port}, table :{context.azurite.table_port} ({over})"
 
 
 def start_storage_proxy(context: DemoContext) -> str:
     """Put a counting pass-through proxy between the workers and Azurite (storage calls per job)."""
     if context.azurite is None:
         raise DemoError("Azurite is not running")
-    queue = CountingProxy(f"http://127.0.0.1:{context.azurite.queue_port}").start()
+    azurite, tls = context.azurite, None
+    if azurite.scheme == "https":  # terminate TLS with the sandbox's certificate, re-encrypt to Azurite
+        env = context.sandbox_env
+        tls = ProxyTls(
+            *(Path(env[key]) for key in ("SANDBOX_SERVER_CERT", "SANDBOX_SERVER_KEY", "LOCAL_CA_BUNDLE"))
+        )
+    queue = CountingProxy(f"{azurite.scheme}://127.0.0.1:{azurite.queue_port}", tls).start()
     context.cleanup.callback(queue.stop)
-    table = CountingProxy(f"http://127.0.0.1:{context.azurite.table_port}").start()
+    table = CountingProxy(f"{azurite.scheme}://127.0.0.1:{azurite.table_port}", tls).start()
     context.cleanup.callback(table.stop)
     context.proxies = (queue, table)
-    return f"queue :{queue.port} -> :{context.azurite.queue_port}, table :{table.port} -> :{context.azurite.table_port}"
+    over = " (TLS terminated and re-encrypted)" if tls else ""
+    return f"queue :{queue.port} -> :{azurite.queue_port}, table :{table.port} -> :{azurite.table_port}{over}"
 
 
 def start_workers(context: DemoContext) -> str:
-    """Run N `python -m devhost` processes on function_app.py (one worker each), a random function key."""
+    """Run N `python -m devhost` processes on function_app.py (one worker each), a random function key.
+    S2S: with the app settings infra/ deploys (storage and Key Vault through the managed identity)."""
     if context.proxies is None:
         raise DemoError("the storage proxy is not running")
     log_dir = Path(context.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="devhost-demo-")))
     context.log_dir = log_dir
-    storage = proxied_connection_string(context.proxies[0].port, context.proxies[1].port)
     pool = WorkerPool({}, log_dir, count=context.options.workers)
-    delegated = context.options.mode == "delegated"
-    context.app_environment = {
-        **context.sandbox_env,
-        **FAST_RETRIES,
-        "AzureWebJobsStorage": storage,
-        "JobsStorage": storage,
-        "BC_AUTH_MODE": "delegated" if delegated else "client_credentials",
-        # As in local.settings.json.example: hourly, so the timer does not fire during the demo.
-        "BC_TOKEN_REFRESH_SCHEDULE": "0 0 * * * *",
-    }
-    if delegated:
-        context.app_environment["BC_REDIRECT_URI"] = f"{pool.base_url}/api/auth/callback"
-    pool.settings = context.app_environment
+    if context.options.mode == "s2s":
+        settings = _infra_settings(context, pool, context.proxies)
+    else:
+        settings = _delegated_settings(context, pool, context.proxies)
+    context.app_environment = pool.settings
     context.workers = pool
     context.cleanup.callback(pool.stop)
     pool.start()
     context.base_url, context.function_key = pool.base_url, pool.function_key
     errors = "".join(f"\n      function in error: {error}" for error in pool.function_errors())
     ports = ", ".join(f":{port}" for port in pool.ports)
-    return f"{pool.count} worker process(es) on {ports} (function key: random for this run){errors}"
+    return f"{pool.count} worker process(es) on {ports} (function key: random for this run){settings}{errors}"
+
+
+def _delegated_settings(context: DemoContext, pool: WorkerPool, proxies: tuple[CountingProxy, ...]) -> str:
+    """The sandbox's env file and a connection string through the proxies, as `make dev` runs the app."""
+    storage = proxied_connection_string(proxies[0].port, proxies[1].port)
+    pool.settings = {
+        **context.sandbox_env,
+        **FAST_RETRIES,
+        "AzureWebJobsStorage": storage,
+        "JobsStorage": storage,
+        "BC_AUTH_MODE": "delegated",
+        # As in local.settings.json.example: hourly, so the timer does not fire during the demo.
+        "BC_TOKEN_REFRESH_SCHEDULE": "0 0 * * * *",
+        "BC_REDIRECT_URI": f"{pool.base_url}/api/auth/callback",
+    }
+    return ""
+
+
+def _infra_settings(context: DemoContext, pool: WorkerPool, proxies: tuple[CountingProxy, ...]) -> str:
+    """infra/app/function.bicep's app settings pointed at the proxies (devhost/infra_settings.py), the platform's
+    managed-identity endpoint and trust store; refused if any connection string or key reaches the workers."""
+    queue, table = proxies
+    world = LocalWorld(
+        context.sandbox_env,
+        queue_service_uri=f"{queue.url}/{ACCOUNT}",
+        table_service_uri=f"{table.url}/{ACCOUNT}",
+        host_name=f"127.0.0.1:{pool.reserve_ports()[0]}",
+        table_prefix=TABLE_PREFIX,
+        results_queue=RESULTS_QUEUE,
+    )
+    pool.settings = {**production_settings(world), **FAST_RETRIES}
+    pool.platform = platform_environment(context.sandbox_env)
+    pool.production = True
+    leaked = connection_strings(pool.environment())
+    if leaked:
+        raise DemoError(f"a connection string or key would reach the workers: {', '.join(leaked)}")
+    changed = sorted({*LOCAL_CHANGES, *FAST_RETRIES})
+    return (
+        f"\n      S2S with the {len(infra_app_settings())} app settings infra/app/function.bicep deploys: "
+        "JobsStorage__* and AzureWebJobsStorage__* identity-based (managedidentity, clientId), Key Vault as the "
+        f"managed identity\n      added: {', '.join(sorted(LOCAL_ADDITIONS))}; changed: {', '.join(changed)}"
+        f"\n      platform: {', '.join(sorted(pool.platform))}; "
+        "no connection string or account key anywhere in the workers' environment"
+    )
 
 
 def call_health(context: DemoContext) -> str:
@@ -132,6 +196,7 @@ def inspect_one_job_with_the_cli(context: DemoContext) -> str:
         "JobsStorage": context.azurite.connection_string,
         "BC_TABLE_PREFIX": TABLE_PREFIX,
         "COLUMNS": "160",
+        **_trust(context),
     }
     shown = subprocess.run(  # noqa: S603 - fixed argv: this interpreter running the app client's CLI
         [sys.executable, "-m", "bcjobs", "show", job_id],
@@ -148,11 +213,19 @@ def inspect_one_job_with_the_cli(context: DemoContext) -> str:
     return f"bcjobs show {job_id}\n{output}"
 
 
+def _trust(context: DemoContext) -> dict[str, str]:
+    """The CLI's SDK clients (requests) trust the sandbox CA when Azurite serves HTTPS."""
+    verify = context.storage_options().get("connection_verify")
+    return {"REQUESTS_CA_BUNDLE": str(verify)} if verify else {}
+
+
 def _interesting_job(context: DemoContext) -> str:
     reports = sorted((report_from_row(row) for row in context.rows.values()), key=lambda r: r.job_id)
     reconciled = [r.job_id for r in reports if r.result is not None and r.result.reconciled]
     failed = [r.job_id for r in reports if r.state is JobState.FAILED]
-    return (reconciled + failed + ["demo-customer-create-001"])[0]
+    # Without a main run (a shorter list of steps), a job discovery sent.
+    fallback = "demo-customer-create-001" if context.rows else min(context.sent_at, default="")
+    return (reconciled + failed + [fallback])[0]
 
 
 def stop_workers(context: DemoContext) -> str:
@@ -167,8 +240,8 @@ def stop_workers(context: DemoContext) -> str:
 
 
 STEPS: list[Step] = [
+    start_sandbox,  # first: an HTTPS Azurite serves the sandbox's certificate
     start_azurite,
-    start_sandbox,
     start_storage_proxy,
     start_workers,
     call_health,
@@ -177,6 +250,7 @@ STEPS: list[Step] = [
     workload_runs_under_faults,
     every_created_record_exists_once,
     logs_and_records_hold_no_secret,
+    the_workers_used_the_deployed_credentials,
     inspect_one_job_with_the_cli,
     stop_workers,
 ]
@@ -231,7 +305,8 @@ def _keep(context: DemoContext, out: Callable[[str], None]) -> None:
     if context.azurite is None:
         return
     out("Azurite stays up for inspection; in another shell:")
-    out(f"  export JobsStorage='{context.azurite.connection_string}' BC_TABLE_PREFIX={TABLE_PREFIX}")
+    trust = "".join(f" {name}={value}" for name, value in _trust(context).items())
+    out(f"  export JobsStorage='{context.azurite.connection_string}' BC_TABLE_PREFIX={TABLE_PREFIX}{trust}")
     out("  .venv/bin/bcjobs list --state failed; .venv/bin/bcjobs show demo-customer-create-001")
     out("Press Enter (or Ctrl-C) to stop.")
     with suppress(EOFError, KeyboardInterrupt):

@@ -206,14 +206,14 @@ def logs_and_records_hold_no_secret(context: DemoContext) -> str:
     if context.workers is None or context.azurite is None:
         raise DemoError("the workers did not run")
     texts = {str(log.name): log.read_text(encoding="utf-8", errors="replace") for log in context.workers.logs}
-    connection = context.azurite.connection_string
+    connection, options = context.azurite.connection_string, context.storage_options()
     for suffix in ("jobs", "jobaudit"):
         with (
-            TableClient.from_connection_string(connection, f"{TABLE_PREFIX}{suffix}") as table,
+            TableClient.from_connection_string(connection, f"{TABLE_PREFIX}{suffix}", **options) as table,
             contextlib.suppress(ResourceNotFoundError),
         ):
             texts[f"{TABLE_PREFIX}{suffix} rows"] = "\n".join(str(dict(row)) for row in table.list_entities())
-    with QueueClient.from_connection_string(connection, RESULTS_QUEUE) as queue:
+    with QueueClient.from_connection_string(connection, RESULTS_QUEUE, **options) as queue:
         peeked = queue.peek_messages(max_messages=32)
         texts["bc-results messages"] = "\n".join(
             base64.b64decode(m.content).decode("utf-8", "replace") for m in peeked
@@ -236,3 +236,32 @@ def logs_and_records_hold_no_secret(context: DemoContext) -> str:
         raise DemoError("secrets found: " + ", ".join(leaks))
     lines = sum(text.count("\n") for text in texts.values())
     return f"{len(texts)} sources, {lines} lines: no client secret, function key, JWT, refresh token or code"
+
+
+MANAGED_IDENTITY_RESOURCES = {"https://storage.azure.com", "https://vault.azure.net"}
+
+
+def the_workers_used_the_deployed_credentials(context: DemoContext) -> str:
+    """Who reached Key Vault, and which tokens the managed-identity endpoint issued: S2S, only the site's managed
+    identity (for storage and Key Vault, as infra deploys); delegated, the app registration with its secret."""
+    if context.sandbox is None:
+        raise DemoError("the sandbox is not running")
+    stats = context.sandbox.stats()
+    callers: dict[str, int] = stats.get("vault", {}).get("callers", {})
+    tokens: dict[str, int] = stats.get("identity", {}).get("token_calls", {})
+    env = context.sandbox_env
+    seen = f"Key Vault callers {callers}, managed-identity tokens {tokens}"
+    if context.options.mode == "s2s":
+        identity = env["SANDBOX_MANAGED_IDENTITY_CLIENT_ID"]
+        if set(callers) != {identity} or set(tokens) != MANAGED_IDENTITY_RESOURCES:
+            raise DemoError(
+                f"expected only the managed identity {identity} for storage and Key Vault: {seen}"
+            )
+        return (
+            f"Key Vault: {callers[identity]} requests, all as the managed identity {identity}; its endpoint "
+            f"issued {tokens['https://storage.azure.com']} storage and {tokens['https://vault.azure.net']} "
+            "Key Vault tokens"
+        )
+    if set(callers) - {env["BC_CLIENT_ID"]} or tokens:
+        raise DemoError(f"expected the app registration only, no managed identity: {seen}")
+    return f"Key Vault: {sum(callers.values())} requests as the app registration (client secret); no managed identity"

@@ -102,6 +102,13 @@ class DemoContext:
     checks: list[str] = field(default_factory=list)  # checks that passed
     problems: list[str] = field(default_factory=list)  # checks that failed
 
+    def storage_options(self) -> dict[str, Any]:
+        """SDK options for the demo's own storage clients (the app's and the checker's, which keep Azurite's
+        connection string: they are not the deployed app): trust the sandbox CA when Azurite serves HTTPS."""
+        if self.azurite is not None and self.azurite.scheme == "https":
+            return {"connection_verify": self.sandbox_env["LOCAL_CA_BUNDLE"]}
+        return {}
+
     def discovery_ids(self) -> list[str]:
         """Job ids of the discovery lists and the invoice creates (sent before the main run)."""
         return [e.job_id for e in self.discovery_expectations] + [

@@ -4,16 +4,24 @@ The demo and the benchmarks point the workers' `JobsStorage` at two of these (qu
 bytes go through untouched (no HTTP re-encoding, no header changes), while the client's side is parsed just
 enough to count each request by method and resource (`POST bc-results/messages`, `MERGE bcjobs`). It runs on
 its own event loop in a thread of the calling process and costs little CPU per request.
+
+In front of an HTTPS Azurite (OAuth, which needs HTTPS; the demo's S2S mode) it terminates TLS with the sandbox's
+server certificate, which the workers trust through the sandbox CA, counts the decrypted requests, and opens its own
+TLS connection to Azurite, verified against the same CA: the bytes of each request (bearer token included) still go
+through unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from devhost.azurite import ACCOUNT, ACCOUNT_KEY
 from devhost.ports import free_port, wait_for_port
@@ -72,26 +80,51 @@ class _RequestCounter:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyTls:
+    """TLS on both sides of a proxy: the certificate it serves and the CA it verifies the upstream with."""
+
+    cert: Path
+    key: Path
+    ca_bundle: Path
+
+    def server(self) -> ssl.SSLContext:
+        """What the proxy serves its clients with (HTTP/1.1 only: the proxy counts HTTP/1.1 requests)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+    def client(self) -> ssl.SSLContext:
+        """What the proxy connects upstream with."""
+        return ssl.create_default_context(cafile=str(self.ca_bundle))
+
+
 @dataclass
 class CountingProxy:
-    """Relays every connection to `upstream` (http://host:port) and counts `kind(method, path)`."""
+    """Relays every connection to `upstream` (http://host:port, or https://host:port with `tls`) and counts
+    `kind(method, path)`."""
 
     upstream: str
+    tls: ProxyTls | None = None
     counts: Counter[str] = field(default_factory=Counter)
     port: int = field(default_factory=free_port)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _stopped: asyncio.Event | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _upstream_tls: ssl.SSLContext | None = field(default=None, repr=False)
 
     def _note(self, method: str, path: str) -> None:
         with self._lock:
             self.counts[kind(method, path)] += 1
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, _, port = self.upstream.removeprefix("http://").rstrip("/").partition(":")
+        upstream = urlsplit(self.upstream)
         try:
-            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            up_reader, up_writer = await asyncio.open_connection(
+                upstream.hostname, upstream.port, ssl=self._upstream_tls
+            )
         except OSError:
             writer.close()
             return
@@ -115,7 +148,10 @@ class CountingProxy:
 
     async def _serve(self, ready: threading.Event) -> None:
         self._stopped = asyncio.Event()
-        server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        secure = self.tls.server() if self.tls is not None else None
+        if self.tls is not None and urlsplit(self.upstream).scheme == "https":
+            self._upstream_tls = self.tls.client()
+        server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, ssl=secure)
         ready.set()
         async with server:
             await self._stopped.wait()
@@ -151,6 +187,11 @@ class CountingProxy:
             self._loop.call_soon_threadsafe(self._stopped.set)
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    @property
+    def url(self) -> str:
+        """Where clients reach the proxy."""
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self.port}"
 
     def snapshot(self) -> Counter[str]:
         """A copy of the counts so far."""

@@ -38,7 +38,9 @@ def jobs_client(context: DemoContext) -> JobsClient:
     """The app's client on Azurite directly (the app's own calls are not the workers' storage calls)."""
     if context.azurite is None:
         raise DemoError("Azurite is not running")
-    return JobsClient.from_connection_string(context.azurite.connection_string, table_prefix=TABLE_PREFIX)
+    return JobsClient.from_connection_string(
+        context.azurite.connection_string, table_prefix=TABLE_PREFIX, **context.storage_options()
+    )
 
 
 def _wait_all(jobs: JobsClient, handles: list[JobHandle], timeout: float) -> list[JobReport]:
@@ -205,7 +207,9 @@ def _send_invalid(context: DemoContext, messages: list[tuple[str, str]]) -> None
     """As an application in another language would: straight onto the queue, no client in between."""
     if context.azurite is None:
         raise DemoError("Azurite is not running")
-    with QueueClient.from_connection_string(context.azurite.connection_string, JOBS_QUEUE) as queue:
+    with QueueClient.from_connection_string(
+        context.azurite.connection_string, JOBS_QUEUE, **context.storage_options()
+    ) as queue:
         for _, text in messages:
             message = queue.send_message(text)
             context.sent_at.setdefault(f"msg-{message.id}", datetime.now(UTC))
@@ -219,7 +223,7 @@ def _until_final(context: DemoContext, expected: set[str], invalid: int, progres
     refreshed = False
     main_run = expected - set(context.discovery_ids())
     with TableClient.from_connection_string(
-        context.azurite.connection_string, f"{TABLE_PREFIX}jobs"
+        context.azurite.connection_string, f"{TABLE_PREFIX}jobs", **context.storage_options()
     ) as table:
         while True:
             rows = _rows(table)

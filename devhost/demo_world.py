@@ -24,6 +24,7 @@ import httpx
 
 from devhost.demo_context import DemoContext, DemoError
 from devhost.environment import process_environment
+from devhost.infra_settings import undecided
 from devhost.ports import free_port
 from devhost.processes import stop_process
 from devhost.waiting import wait_until
@@ -126,11 +127,17 @@ class WorkerPool:
     settings: dict[str, str] = field(repr=False)  # app settings (secrets among them)
     log_dir: Path
     count: int = 1
+    # The platform's environment beside the settings (IDENTITY_ENDPOINT/HEADER, SSL_CERT_FILE for a managed identity).
+    platform: dict[str, str] = field(default_factory=dict, repr=False)
+    # True: the runner's own values of what a production-settings run decides (infra_settings.DECIDED_PREFIXES, e.g.
+    # a JobsStorage exported in the shell) stay out, so the workers get exactly the settings given.
+    production: bool = False
     app: str = "function_app:app"
     function_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     ports: list[int] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _master_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
 
     def reserve_ports(self) -> list[int]:
         """Pick the ports first (the delegated redirect URI names the first worker's)."""
@@ -138,14 +145,20 @@ class WorkerPool:
             self.ports = [free_port() for _ in range(self.count)]
         return self.ports
 
-    def start(self, timeout: float = 60) -> WorkerPool:
-        """Start every worker at once; return when each logged "started" (DemoError with its log otherwise)."""
-        environment = {
-            **process_environment(),
+    def environment(self) -> dict[str, str]:
+        """A worker process's environment: the runner's, the platform's, the app settings, devhost's keys."""
+        runner = process_environment()
+        return {
+            **(undecided(runner) if self.production else runner),
+            **self.platform,
             **self.settings,
             "DEVHOST_FUNCTION_KEY": self.function_key,
-            "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
+            "DEVHOST_MASTER_KEY": self._master_key,
         }
+
+    def start(self, timeout: float = 60) -> WorkerPool:
+        """Start every worker at once; return when each logged "started" (DemoError with its log otherwise)."""
+        environment = self.environment()
         for index, port in enumerate(self.reserve_ports()):
             log = self.log_dir / f"worker-{index + 1}.log"
             command = [sys.executable, "-m", "devhost", "--port", str(port), "--app", self.app]

@@ -27,7 +27,14 @@ LOCAL_ADDITIONS = frozenset({"LOCAL_CA_BUNDLE", "BC_API_BASE_URL", "BC_AUTHORITY
 # vault host must end with the challenge's vault.azure.net) cannot accept.
 LOCAL_CHANGES: Mapping[str, str] = {"KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "false"}
 # What such a run decides itself: a runner's own values of these (a developer's shell) never reach devhost.
-DECIDED_PREFIXES = ("BC_", "KEY_VAULT_", "LOCAL_CA_BUNDLE", "JobsStorage", "AzureWebJobs", "DEVHOST_")
+DECIDED_PREFIXES: tuple[str, ...] = (
+    "BC_",
+    "KEY_VAULT_",
+    "LOCAL_CA_BUNDLE",
+    "JobsStorage",
+    "AzureWebJobs",
+    "DEVHOST_",
+)
 DECIDED_PREFIXES += ("WEBSITE_", "APPLICATIONINSIGHTS_", "IDENTITY_", "MSI_", "AZURE_", "SSL_CERT_")
 # A storage connection string or shared key in a value (Azure's and Azurite's forms).
 _CONNECTION_STRING = re.compile("AccountKey|UseDevelopmentStorage|SharedAccessSignature|SharedAccessKey")
