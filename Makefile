@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check -q
 CHECKOV_VENV := .local/venv-checkov
 
-.PHONY: test check lint types pytest demo dev bench soak sandbox clean deps checkov
+.PHONY: test check lint types pytest demo dev bench soak sandbox clean deps checkov lock
 
 test: check
 
@@ -13,10 +13,24 @@ check: lint types pytest checkov
 
 deps: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+# The lock the deployment's remote build installs (requirements.txt: every package pinned, with hashes), then the
+# dev tools' lock, compiled against it: the tests run on exactly what production gets. Two invocations because
+# pip's hash-checking mode covers one whole invocation; each lock is complete, so a missing pin fails here.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_FLAGS) -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements.txt
+	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements-dev.txt
 	touch $@
+
+# Regenerate both locks from requirements.in / requirements-dev.in (after editing a pin there). Pins already in the
+# locks are kept unless an .in file needs otherwise (pip-compile's default; LOCK_ARGS=--upgrade takes the newest).
+# No pip config and no find-links: the hashes must be those of the public index the remote build installs from,
+# not of a local mirror's or wheel folder's files.
+PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+lock: $(VENV)/.installed
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) --allow-unsafe -o requirements-dev.txt requirements-dev.in
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
