@@ -11,32 +11,14 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from shared.settings import REFRESH_SCHEDULE_SETTING, Settings
-
 INFRA = Path(__file__).resolve().parents[3] / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
-# Settings the Functions host (not shared/settings.py) reads; it resolves the timer's %BC_TOKEN_REFRESH_SCHEDULE%.
-HOST_SETTING_PREFIXES = (
-    "AzureWebJobsStorage__",
-    "APPLICATIONINSIGHTS_",
-    "JobsStorage__credential",
-    REFRESH_SCHEDULE_SETTING,
-)
 
 
 @cache
 def parse(path: Path) -> dict[str, Any]:
     parsed: dict[str, Any] = dict(BicepParser().parse(file_path=path))
     return parsed
-
-
-def settings_aliases() -> set[str]:
-    aliases: set[str] = set()
-    for group in Settings.model_fields.values():
-        model = group.annotation
-        assert model is not None
-        aliases.update(field.alias for field in model.model_fields.values() if field.alias)
-    return aliases
 
 
 def app_settings() -> dict[str, Any]:
@@ -74,15 +56,6 @@ def test_main_deploys_every_module_with_exactly_the_parameters_it_declares() -> 
 def test_every_bicep_file_parses(path: Path) -> None:
     """A syntax error in any Bicep file fails here, offline, before a deployment would."""
     assert parse(path)["resources"] or parse(path)["modules"]
-
-
-def test_every_app_setting_is_read_by_the_code_or_the_host() -> None:
-    """A misspelt app setting name in Bicep would silently fall back to a default; catch it."""
-    known = settings_aliases()
-    unknown = [
-        name for name in app_settings() if name not in known and not name.startswith(HOST_SETTING_PREFIXES)
-    ]
-    assert unknown == []
 
 
 def test_azure_gets_the_settings_that_have_no_safe_default() -> None:
@@ -152,28 +125,6 @@ def test_storage_creates_the_job_contract_queues_and_the_app_tables() -> None:
     assert variables["tablePrefix"]["value"] == StorageSettings().table_prefix
     for suffix in (JOBS_TABLE_SUFFIX, AUDIT_TABLE_SUFFIX, ITEMS_TABLE_SUFFIX, "auth", "throttle"):
         assert f"'{suffix}'" in text
-
-
-# Settings the code reads that Azure leaves to the code's default, each with the reason. Every other setting of
-# shared/settings.py must be set in function.bicep: a new setting has to be decided here or there.
-DEFAULTED_IN_AZURE = {
-    "JobsStorage": "a connection string carries the account key; Azure uses JobsStorage__*ServiceUri + identity",
-    "BC_CLIENT_CERTIFICATE_PATH": "the secret (a Key Vault reference) is used; a certificate is the documented option",
-    "BC_CLIENT_CERTIFICATE_PASSWORD": "only with a certificate",
-    "BC_AUTHORITY_HOST": "the public cloud's Entra endpoint is the default",
-    "BC_SCOPE": "BC online's scope is the default",
-    "BC_API_BASE_URL": "BC online's API host is the default",
-    "BC_COMPANY_ID": "the company is named (BC_COMPANY_NAME) or is the environment's only one",
-    "LOCAL_CA_BUNDLE": "local world only: the sandbox's CA",
-    "WEBSITE_HOSTNAME": "set by the platform",
-}
-
-
-def test_every_setting_the_code_reads_is_set_in_azure_or_left_to_its_default_on_purpose() -> None:
-    """A setting added to shared/settings.py must be set by infra or listed above with its reason."""
-    missing = settings_aliases() - set(app_settings()) - set(DEFAULTED_IN_AZURE)
-    assert missing == set()
-    assert set(DEFAULTED_IN_AZURE) <= settings_aliases()  # no stale entry
 
 
 def bicep_text(*parts: str) -> str:
