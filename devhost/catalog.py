@@ -12,7 +12,7 @@ import inspect
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import azure.functions as func
@@ -24,7 +24,7 @@ from devhost.expressions import resolve_settings
 from devhost.hostconfig import parse_timespan
 from devhost.hostrules import host_refusals, metadata_of
 from devhost.routing import RouteTemplate, compile_route
-from devhost.schedule import CronSchedule, IntervalSchedule, parse_schedule
+from devhost.schedule import CronSchedule, IntervalSchedule, monitor_allowed, parse_schedule
 from devhost.storage import StorageConnection, storage_connection
 
 # get_functions() may be called only once per FunctionApp (azure-functions 1.26.0: a second call raises
@@ -32,6 +32,7 @@ from devhost.storage import StorageConnection, storage_connection
 # Binding.direction holds the int value of decorators.core.BindingDirection (IN=0, OUT=1, INOUT=2).
 _DIRECTIONS = {0: "input", 1: "output", 2: "inout"}
 _OUT = 1
+DEFAULT_HOST_ID = "devhost"
 _FUNCTIONS: weakref.WeakKeyDictionary[func.FunctionApp, tuple[Function, ...]] = weakref.WeakKeyDictionary()
 
 
@@ -121,6 +122,9 @@ class TimerFunction:
     expression: str
     schedule: CronSchedule | IntervalSchedule
     run_on_startup: bool
+    use_monitor: bool = False  # as the host applies it: declared (default true) and not a sub-minute schedule
+    status_store: StorageConnection | None = None  # AzureWebJobsStorage, where the schedule status is kept
+    host_id: str = DEFAULT_HOST_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +224,36 @@ def _http(function: Function, spec: FunctionSpec) -> HttpFunction:
     )
 
 
+def _status_store(settings: Mapping[str, str]) -> StorageConnection | None:
+    try:
+        return storage_connection(None, settings, "table")
+    except ConfigError:  # the timer runs unmonitored; devhost.timers says so at start
+        return None
+
+
+def host_id(settings: Mapping[str, str]) -> str:
+    """The host ID that scopes a timer's schedule status: AzureFunctionsWebHost__hostid, else the site name cut
+    to 32 characters, lower case (learn.microsoft.com/azure/azure-functions/functions-app-settings,
+    "AzureFunctionsWebHost__hostid"), else "devhost"."""
+    explicit = settings.get("AzureFunctionsWebHost__hostid") or settings.get("WEBSITE_SITE_NAME")
+    return (explicit or DEFAULT_HOST_ID).lower()[:32]
+
+
 def _timer(function: Function, spec: FunctionSpec, settings: Mapping[str, str]) -> TimerFunction:
     trigger: Any = function.get_trigger()
     expression = resolve_settings(trigger.schedule, settings)
-    return TimerFunction(spec, expression, parse_schedule(expression), bool(trigger.run_on_startup))
+    schedule = parse_schedule(expression)
+    # useMonitor defaults to true (TimerTriggerAttribute.cs); the library leaves it out of the JSON when unset.
+    monitored = trigger.use_monitor is not False and monitor_allowed(schedule, datetime.now(UTC))
+    return TimerFunction(
+        spec,
+        expression,
+        schedule,
+        bool(trigger.run_on_startup),
+        use_monitor=monitored,
+        status_store=_status_store(settings) if monitored else None,
+        host_id=host_id(settings),
+    )
 
 
 def _queue(function: Function, spec: FunctionSpec, settings: Mapping[str, str]) -> QueueFunction:

@@ -124,7 +124,9 @@ class HostRuntime:
         # Queues exist before start() returns, so a caller may enqueue right away.
         await asyncio.gather(*(listener.prepare() for listener in listeners))
         runs: list[Coroutine[Any, Any, None]] = [listener.run(stopping) for listener in listeners]
-        runs += [TimerRunner(timer, invoker, stopping).run() for timer in self._catalog.timers]
+        runs += [
+            TimerRunner(timer, invoker, stopping, storage=storage).run() for timer in self._catalog.timers
+        ]
         tasks = [asyncio.create_task(run) for run in runs]
         for task in tasks:
             task.add_done_callback(_report_failure)

@@ -1,4 +1,4 @@
-"""Timer schedules: 6-field NCRONTAB in UTC, TimeSpan intervals, past-due detection and retry delays."""
+"""Timer schedules: 6-field NCRONTAB in UTC, TimeSpan intervals and retry delays (past due: test_timers.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from devhost.catalog import RetryPolicy
 from devhost.errors import FunctionLoadError
 from devhost.schedule import CronSchedule, IntervalSchedule, parse_schedule
-from devhost.timers import is_past_due
 
 T0 = datetime(2026, 1, 1, 12, 0, 1, 500_000, tzinfo=UTC)
 
@@ -45,12 +44,6 @@ def test_timespan_schedule_is_an_interval() -> None:
     assert isinstance(schedule, IntervalSchedule)
     assert schedule.next_after(T0) == T0 + timedelta(seconds=30)
     assert isinstance(parse_schedule("0 * * * * *"), CronSchedule)
-
-
-def test_invocation_is_past_due_only_when_more_than_a_second_late() -> None:
-    """A start within a second of the occurrence is on time; later is past due."""
-    assert not is_past_due(T0, T0 + timedelta(milliseconds=900))
-    assert is_past_due(T0, T0 + timedelta(seconds=2))
 
 
 def test_retry_delays_fixed_and_exponential() -> None:
