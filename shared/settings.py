@@ -26,6 +26,12 @@ BC_RESOURCE = "https://api.businesscentral.dynamics.com"
 REFRESH_SCHEDULE_SETTING = "BC_TOKEN_REFRESH_SCHEDULE"
 DEFAULT_REFRESH_SCHEDULE = "0 0 * * * *"  # hourly, on the hour (UTC)
 CALLBACK_PATH = "/api/auth/callback"
+# host.json's functionTimeout: the host restarts the whole worker process when an invocation runs longer
+# (tests/unit/jobs/test_time_budget.py checks that the two agree).
+FUNCTION_TIMEOUT_SECONDS = 600.0
+# What a jobs_process invocation needs besides a run's time budget and one request's timeout: holding the delivery
+# for a BC slot (JobPolicy.no_slot_hold_seconds, 120 s) and recording the outcome (JobPolicy.record_allowance, 60 s).
+INVOCATION_RESERVE_SECONDS = 180.0
 
 
 class _Group(BaseModel):
@@ -132,6 +138,11 @@ class JobSettings(_Group):
     # How long a delivery owns a job before another may take it over (a crashed worker's successor); longer
     # than host.json's functionTimeout (10 min), so a live run is never taken over.
     claim_lease_seconds: float = Field(default=660.0, alias="BC_JOB_CLAIM_LEASE_SECONDS", gt=0, le=3600)
+    # How long one run of a job may take (token, BC requests, retries in the call, throttle waits); a batch that
+    # runs out of it continues in a new delivery. Checked against functionTimeout by check_settings.
+    time_budget_seconds: float = Field(
+        default=300.0, alias="BC_JOB_TIME_BUDGET_SECONDS", gt=0, le=FUNCTION_TIMEOUT_SECONDS
+    )
 
 
 class _TimerSettings(_Group):
@@ -267,7 +278,12 @@ def refresh_schedule_binding(environ: Mapping[str, str] | None = None) -> str:
 def check_settings(settings: Settings) -> list[SettingProblem]:
     """What the settings lack or hold wrongly beyond their types: required values, URL shapes, files that must
     exist. Empty when the app can work; every problem names its setting and how to fix it."""
-    return [*_auth_problems(settings), *_storage_problems(settings), *_bc_problems(settings)]
+    return [
+        *_auth_problems(settings),
+        *_storage_problems(settings),
+        *_bc_problems(settings),
+        *_time_budget_problems(settings),
+    ]
 
 
 def settings_problems(environ: Mapping[str, str] | None = None) -> list[SettingProblem]:
@@ -520,6 +536,31 @@ def _bc_problems(settings: Settings) -> list[SettingProblem]:
             Need.BC,
         )
     ]
+
+
+def _time_budget_problems(settings: Settings) -> list[SettingProblem]:
+    """A request must fit inside a run's time budget, and both inside functionTimeout with the reserve."""
+    request, budget = settings.bc.request_timeout_seconds, settings.jobs.time_budget_seconds
+    limit = FUNCTION_TIMEOUT_SECONDS - INVOCATION_RESERVE_SECONDS
+    if request >= budget:
+        problem = SettingProblem(
+            "BC_REQUEST_TIMEOUT_SECONDS",
+            "is not shorter than BC_JOB_TIME_BUDGET_SECONDS (a request that cannot finish inside a run's time "
+            "budget is cut off every time)",
+            "lower it (default 60) or raise BC_JOB_TIME_BUDGET_SECONDS (default 300)",
+            Need.BC,
+        )
+        return [problem]
+    if request + budget > limit:
+        problem = SettingProblem(
+            "BC_JOB_TIME_BUDGET_SECONDS",
+            f"plus BC_REQUEST_TIMEOUT_SECONDS is over {limit:.0f} s (host.json's functionTimeout of "
+            f"{FUNCTION_TIMEOUT_SECONDS:.0f} s would then restart the worker under a run that records its outcome)",
+            f"keep the two together at or under {limit:.0f} s (defaults 300 + 60)",
+            Need.BC,
+        )
+        return [problem]
+    return []
 
 
 def _is_pem_file(path: Path) -> bool:

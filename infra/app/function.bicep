@@ -152,6 +152,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     BC_JOB_AUTHORIZATION_RECHECK_SECONDS: '300'
     BC_JOB_DEFAULT_DEADLINE_HOURS: '24'
     BC_JOB_CLAIM_LEASE_SECONDS: '660'
+    BC_JOB_TIME_BUDGET_SECONDS: '300'
   }
 }
 

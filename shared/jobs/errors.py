@@ -4,7 +4,8 @@ IntegrationError (shared.errors)
  └── JobError                        the job pipeline cannot do its part
       ├── JobStoreError              the jobs or audit Table failed (the delivery is retried by the host)
       ├── JobQueueError              a queue send failed (retry copy or result message; retried by the host)
-      └── AmbiguousWriteError        a write may or may not have reached BC: the answer was lost
+      ├── AmbiguousWriteError        a write may or may not have reached BC: the answer was lost
+      └── TimeBudgetSpentError       a run's time budget ran out between requests (a batch continues later)
 
 BusinessCentralError (shared.bc: outcomes the job layer adds to BC's own, decided like them)
  ├── NaturalKeyNotUniqueError        more than one record matches a job's natural key
@@ -62,3 +63,16 @@ class RetriableBatchItemsError(BusinessCentralError):
             correlation=cause.correlation,
             retry_after=cause.retry_after,
         )
+
+
+class TimeBudgetSpentError(JobError):
+    """The run's time budget ran out before the job's next BC request (between a batch's $batch requests).
+
+    `items`: every batch item known so far (this run's and earlier runs'); `progressed`: this run finished at
+    least one item, so the rest may continue in a new delivery without using an attempt.
+    """
+
+    def __init__(self, message: str, *, items: dict[int, ItemOutcome], progressed: bool) -> None:
+        self.items = items
+        self.progressed = progressed
+        super().__init__(message)

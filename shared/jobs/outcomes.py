@@ -12,6 +12,14 @@
 |   credentials, BC 401 after a fresh token)           |                             |                 |
 | BC 400 / 403 / 404 / 409 / 412, bad query, unusable  | failed with BC's code       | yes             |
 |   answer                                             |                             |                 |
+| the run's time budget ran out between a batch's      | continue in a new delivery  | no              |
+|   $batch requests, after this run finished an item   |   (`time_budget_spent`)     |                 |
+| the budget ran out before the run finished anything  | retry (`time_budget_spent`) | yes             |
+| the budget ran out during a request (cut off)        | as a BC timeout: retry, or  | yes             |
+|                                                      |   the ambiguous-write rows  |                 |
+
+A continuation is bounded: each one finished at least one more item of the batch, and none is scheduled past the
+job's deadline (then `expired`).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from shared.bc import (
     TokenRefusedError,
     UnexpectedResponseError,
 )
-from shared.jobs.errors import AmbiguousWriteError
+from shared.jobs.errors import AmbiguousWriteError, TimeBudgetSpentError
 from shared.tokens import TokenProviderError
 
 
@@ -49,6 +57,7 @@ class Verdict(StrEnum):
     RETRY = "retry"
     FAIL = "fail"
     WAIT_FOR_AUTHORIZATION = "wait_for_authorization"
+    CONTINUE = "continue"  # progress, not failure: the rest of a batch in a new delivery, no attempt used
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,9 @@ def decide(failure: Exception, *, reconcilable: bool) -> Decision:
     """The decision for a run that raised `failure`; `reconcilable`: a rerun can tell whether a lost write landed."""
     if isinstance(failure, AmbiguousWriteError):
         return _ambiguous(failure, reconcilable)
+    if isinstance(failure, TimeBudgetSpentError):
+        error = ErrorInfo(code=TIME_BUDGET_SPENT, message=str(failure), retriable=True)
+        return Decision(Verdict.CONTINUE if failure.progressed else Verdict.RETRY, error)
     if isinstance(failure, TokenProviderError):
         return _token_failure(failure)
     if isinstance(failure, TokenRefusedError | AuthenticationError):
@@ -110,6 +122,7 @@ def _seconds_until(when: object) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+TIME_BUDGET_SPENT = "time_budget_spent"  # the run's time budget ran out (JobPolicy.time_budget)
 _OWN_CODE = re.compile(r"[a-z][a-z_]*")
 _CODES: tuple[tuple[type[BusinessCentralError], str], ...] = (
     (TokenRefusedError, "authorization_required"),

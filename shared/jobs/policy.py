@@ -3,6 +3,12 @@
 Retries go back to the queue with a visibility delay instead of sleeping in the function: exponential with full
 jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), never shorter than BC's Retry-After, capped.
 Jobs parked while an admin must act are looked at again on a slower capped schedule and do not use attempts.
+
+One run of a job (token, BC requests, in-call retries, waits for the throttle) has a time budget far under
+host.json's functionTimeout (10 min): on the real host a timeout restarts the whole worker process, failing every
+other invocation in flight on it without running their `finally` blocks (azure-functions-host,
+src/WebJobs.Script.WebHost/WebScriptHostExceptionHandler.cs, OnTimeoutExceptionAsync). A batch whose budget runs
+out between its $batch requests continues in a new delivery: progress, so no attempt is used.
 """
 
 from __future__ import annotations
@@ -35,6 +41,18 @@ class JobPolicy:
     no_slot_delay_seconds: float = 5.0
     # Token validity: enough for the slowest request, plus this much per request the job may make.
     per_request_validity: timedelta = timedelta(seconds=2)
+    # One run's time budget. Half of functionTimeout, and still inside it with the no-slot hold before the claim,
+    # one request's timeout and the time to record the outcome (tests/unit/jobs/test_time_budget.py reads
+    # host.json); BC's own limits are 8 min per operation and 10 per request (bc-facts, operational limits), so
+    # a run is cut off by us, never by the host. Also no longer than DEFAULT_MIN_VALIDITY: the token a run starts
+    # with lasts the run.
+    time_budget: timedelta = timedelta(minutes=5)
+    # What an invocation may still need after its budget: the items table, the row, the audit transaction and
+    # the report, each with the storage SDK's own retries.
+    record_allowance: timedelta = timedelta(minutes=1)
+    # A continuation's delay: short (nothing is wrong), but long enough that the copy never overtakes this run's
+    # own row write (a copy that finds the job still claimed by this run is dropped as a duplicate).
+    continuation_delay_seconds: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: JobSettings) -> JobPolicy:
@@ -47,6 +65,7 @@ class JobPolicy:
             authorization_cap_seconds=settings.authorization_recheck_seconds,
             default_deadline=timedelta(hours=settings.default_deadline_hours),
             claim_lease=timedelta(seconds=settings.claim_lease_seconds),
+            time_budget=timedelta(seconds=settings.time_budget_seconds),
         )
 
     def retry_delay(self, attempt: int, retry_after: float | None, rng: random.Random | None = None) -> float:

@@ -8,12 +8,19 @@ The queue is at-least-once; this is what makes one BC effect per job out of it:
 - retries go back to the queue as a delayed copy *before* the row says `retry_scheduled`, so a row never points
   at a copy that does not exist; an early duplicate of a scheduled job is dropped, the copy will run it;
 - terminal rows name the message that finished them: if the report could not be sent, that message's
-  redelivery sends it (and nothing else does).
+  redelivery sends it (and nothing else does);
+- a run never gets near host.json's functionTimeout (which restarts the whole worker, failing every job in flight
+  on it): the token and the BC work run inside the run's time budget (JobPolicy.time_budget) and are cut off at
+  its end, handled as a BC timeout (a write's answer counts as lost: ambiguous). A batch sends its next $batch
+  request only while the budget has room for it; otherwise the items done so far are recorded and the rest
+  continues in a new delivery (a delayed copy, like a retry) without using an attempt. Each continuation has
+  finished more items than the last, and none is scheduled past the job's deadline.
 Storage failures raise: the host delivers the message again (and, after maxDequeueCount, poison records it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -25,15 +32,16 @@ from typing import Protocol
 from bcjobs import ErrorInfo, InvalidJobError, ItemOutcome, Job, JobState, Operation, ResultSummary
 from bcjobs.wire import decode
 from shared import telemetry
+from shared.bc import RequestTimeoutError
 from shared.clock import Clock
 from shared.jobs.audit import AuditBuffer, auditing
 from shared.jobs.bounds import bounded, needs_bounding
-from shared.jobs.errors import JobError
-from shared.jobs.outcomes import Decision, Verdict, decide
+from shared.jobs.errors import AmbiguousWriteError, JobError
+from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide
 from shared.jobs.policy import JobPolicy
 from shared.jobs.queues import JobQueues
 from shared.jobs.records import JobRecord, request_hash
-from shared.jobs.runner import JobRunner, Progress, item_error
+from shared.jobs.runner import Budget, JobRunner, Progress, item_error
 from shared.jobs.store import AuditLog, JobStore
 from shared.tokens import TokenProvider
 
@@ -69,6 +77,7 @@ class Handled(StrEnum):
     CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another delivery is running it right now
     EARLY_DUPLICATE = "early_duplicate"  # the job's scheduled copy will run it
     NO_SLOT = "no_slot"  # this process got no BC slot within the hold: the job went back to the queue
+    CONTINUED = "continued"  # the run's time budget ran out: the rest of the batch goes on in a new delivery
 
 
 class SlotWait(Protocol):
@@ -183,7 +192,7 @@ class JobProcessor:
         buffer = AuditBuffer(record.runs, self.clock)
         try:
             with auditing(buffer):
-                summary = await self._attempt(job, record)
+                summary = await self._attempt(job, record, self._budget())
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
             decision = decide(failure, reconcilable=_reconcilable_on_rerun(job))
@@ -197,14 +206,27 @@ class JobProcessor:
         state = JobState.FAILED if error else JobState.SUCCEEDED
         return await self._finish(record, state, delivery, result=summary, error=error, attempted=True)
 
-    async def _attempt(self, job: Job, record: JobRecord) -> ResultSummary:
-        """The token first (valid long enough for the whole job), then the BC work."""
-        await self.tokens.token(self.policy.min_validity(job, self.request_timeout))
-        items = _items(record.result)
-        if record.result is not None and record.result.items_truncated:  # the row kept only some
-            items = {item.index: item for item in await self.audit.read_items(record.job_id)}
-        progress = Progress(ambiguous=record.ambiguous, items=items)
-        return await self.runner.run(job, progress)
+    def _budget(self) -> Budget:
+        """This run's time: it ends `time_budget` from now; a batch request needs one request timeout of it."""
+        ends_at = self.clock.time() + self.policy.time_budget.total_seconds()
+        return Budget(self.clock, ends_at, reserve=self.request_timeout.total_seconds())
+
+    async def _attempt(self, job: Job, record: JobRecord, budget: Budget) -> ResultSummary:
+        """The token first (valid long enough for the whole job), then the BC work; both cut off when the budget
+        ends (by the event loop's timer: the host's functionTimeout is wall-clock time too)."""
+        cut = asyncio.timeout(max(0.0, budget.left()))
+        try:
+            async with cut:
+                await self.tokens.token(self.policy.min_validity(job, self.request_timeout))
+                items = _items(record.result)
+                if record.result is not None and record.result.items_truncated:  # the row kept only some
+                    items = {item.index: item for item in await self.audit.read_items(record.job_id)}
+                progress = Progress(ambiguous=record.ambiguous, items=items, budget=budget)
+                return await self.runner.run(job, progress)
+        except TimeoutError:
+            if not cut.expired():
+                raise  # not ours: a bug or a library's own timeout, left to the host
+            raise _cut_off(job, budget, self.policy.time_budget) from None
 
     async def _keep_audit(self, job_id: str, buffer: AuditBuffer) -> None:
         """One transaction; a failed audit write is logged, never allowed to lose the job's outcome."""
@@ -231,6 +253,8 @@ class JobProcessor:
             return await self._park(job, record, decision)
         if decision.verdict is Verdict.FAIL:
             return await self._finish(record, JobState.FAILED, delivery, error=decision.error, attempted=True)
+        if decision.verdict is Verdict.CONTINUE:
+            return await self._continue(job, record, delivery, decision.error)
         return await self._retry(job, record, delivery, decision)
 
     async def _retry(self, job: Job, record: JobRecord, delivery: Delivery, decision: Decision) -> Handled:
@@ -243,10 +267,7 @@ class JobProcessor:
         delay = self.policy.retry_delay(attempt, decision.retry_after)
         next_at = self.clock.now() + timedelta(seconds=delay)
         if next_at >= record.deadline:
-            error = decision.error.model_copy(
-                update={"message": f"{_deadline_message(record)}; last error: {decision.error.message}"}
-            )
-            return await self._finish(record, JobState.EXPIRED, delivery, error=error, attempted=True)
+            return await self._expire(record, delivery, decision.error)
         await self.queues.requeue(job, delay)
         telemetry.job_retry(record.operation, decision.error.code)
         _log_retry(record, attempt, delay, decision.error)
@@ -259,6 +280,30 @@ class JobProcessor:
         )
         await self._write(moved)
         return Handled.RETRY_SCHEDULED
+
+    async def _continue(self, job: Job, record: JobRecord, delivery: Delivery, error: ErrorInfo) -> Handled:
+        """The rest of a batch in a new delivery, with the items done so far on the row: progress, not failure,
+        so no attempt is used (each continuation finished more items; the deadline bounds them all)."""
+        delay = self.policy.continuation_delay_seconds
+        next_at = self.clock.now() + timedelta(seconds=delay)
+        if next_at >= record.deadline:
+            return await self._expire(record, delivery, error)
+        message = (
+            f"{error.message}; the rest continues in a new delivery at {next_at.isoformat()} "
+            "(a continuation uses no attempt)"
+        )
+        error = error.model_copy(update={"message": message})
+        await self.queues.requeue(job, delay)  # before the row says so, as for a retry
+        moved = record.moved(JobState.RETRY_SCHEDULED, self.clock.now(), next_attempt_at=next_at, error=error)
+        await self._write(moved)
+        _log_continued(record, error)
+        return Handled.CONTINUED
+
+    async def _expire(self, record: JobRecord, delivery: Delivery, error: ErrorInfo) -> Handled:
+        """The job's next try would start after its deadline: `expired`, with the last error."""
+        message = f"{_deadline_message(record)}; last error: {error.message}"
+        expired = error.model_copy(update={"message": message})
+        return await self._finish(record, JobState.EXPIRED, delivery, error=expired, attempted=True)
 
     async def _park(self, job: Job, record: JobRecord, decision: Decision) -> Handled:
         waits = max(1, record.runs - record.attempts)
@@ -354,6 +399,19 @@ def _reconcilable_on_rerun(job: Job) -> bool:
     return not job.is_write or _reconcilable(job) or job.operation in (Operation.UPDATE, Operation.DELETE)
 
 
+def _cut_off(job: Job, budget: Budget, limit: timedelta) -> Exception:
+    """A run cut off at the end of its time budget, as a BC request that timed out (outcomes.py): a write job's
+    request may have reached BC, so its answer counts as lost; a batch keeps the items known so far."""
+    timeout = RequestTimeoutError(
+        f"the run's time budget of {limit.total_seconds():.0f} s ran out before BC answered",
+        code=TIME_BUDGET_SPENT,
+        request_sent=True,
+    )
+    if not job.is_write:
+        return timeout
+    return AmbiguousWriteError(timeout, items=dict(budget.items) if job.operations is not None else None)
+
+
 def _unfinished_write() -> ErrorInfo:
     return ErrorInfo(
         code="ambiguous_write",
@@ -385,6 +443,15 @@ def _log_retry(record: JobRecord, attempt: int, delay: float, error: ErrorInfo) 
         delay,
         error.code,
         extra={"event": "jobs.retry_scheduled", "error_code": error.code, **_bc_ids(error)},
+    )
+
+
+def _log_continued(record: JobRecord, error: ErrorInfo) -> None:
+    logger.info(
+        "job %s continues in a new delivery: %s",
+        record.job_id,
+        error.message,
+        extra={"event": "jobs.continued", "job_id": record.job_id, "error_code": error.code},
     )
 
 

@@ -6,10 +6,14 @@ never resends blindly. A run that follows an ambiguous one (`Progress.ambiguous`
 its natural key up, `delete` takes 404 as done, `update` compares the fields after a stale-ETag refusal.
 Without the job's `etag`, update, upsert and delete send `If-Match: *` (shared.bc.client.ANY_VERSION): the contract's
 last writer wins, and no change between a read and the write can make BC refuse it.
+A non-atomic batch is sent one $batch request (100 operations, BC's limit) at a time, and the next one only while the
+run's time budget has room for it (`Budget`): otherwise TimeBudgetSpentError carries the items done so far, and the
+processor continues the batch in a new delivery.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,21 +43,52 @@ from shared.bc import (
     all_of,
 )
 from shared.bc import field as odata_field
+from shared.bc.batch import MAX_BATCH_OPERATIONS, split
 from shared.bc.retry import surely_unprocessed
+from shared.clock import Clock, SystemClock
 from shared.jobs.audit import answer_lost_before
-from shared.jobs.errors import AmbiguousWriteError, NaturalKeyNotUniqueError, RetriableBatchItemsError
+from shared.jobs.errors import (
+    AmbiguousWriteError,
+    JobError,
+    NaturalKeyNotUniqueError,
+    RetriableBatchItemsError,
+    TimeBudgetSpentError,
+)
 from shared.jobs.outcomes import error_info
 
 LIST_LIMIT = 10_000  # records a `list` job reads at most without `top`
 ENTITIES_BUDGET = 20_000  # characters of records kept in a result (the result message must fit in 64 KiB)
 
 
+@dataclass
+class Budget:
+    """The time one run may take, and the batch items known so far (kept if the run is cut off mid-request).
+
+    A batch sends its next $batch request only while `reserve` (one request's timeout) is left; the processor
+    cuts the whole run off at `ends_at`. Without limits (the default) nothing stops a run.
+    """
+
+    clock: Clock = field(default_factory=SystemClock)
+    ends_at: float = math.inf  # epoch seconds (Clock.time)
+    reserve: float = 0.0
+    items: dict[int, ItemOutcome] = field(default_factory=dict)
+
+    def left(self) -> float:
+        """Seconds until the run is cut off."""
+        return self.ends_at - self.clock.time()
+
+    def has_room(self) -> bool:
+        """True while one more request fits in the budget."""
+        return self.left() >= self.reserve
+
+
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """What earlier runs of the job left behind."""
+    """What earlier runs of the job left behind, and this run's budget."""
 
     ambiguous: bool = False
     items: Mapping[int, ItemOutcome] = field(default_factory=dict)  # batch items already done
+    budget: Budget = field(default_factory=Budget, compare=False)
 
 
 class JobRunner:
@@ -158,23 +193,64 @@ class JobRunner:
         todo = [
             index for index in range(len(steps)) if index not in progress.items or progress.items[index].error
         ]
+        items = progress.budget.items  # updated as requests finish: what a cut-off run still knows
+        items.update({index: item for index, item in progress.items.items() if item.error is None})
+        if atomic:
+            return await self._atomic(steps, todo, company, items)
         operations = [_batch_operation(steps[index], company) for index in todo]
-        items = {index: item for index, item in progress.items.items() if item.error is None}
+        # One API route for all, checked before anything is sent (the client checks each request only).
+        groups = split(operations, MAX_BATCH_OPERATIONS, atomic=False)
+        errors: list[BusinessCentralError] = []
+        for number, start in enumerate(range(0, len(todo), MAX_BATCH_OPERATIONS)):
+            if not progress.budget.has_room():
+                raise _out_of_time(len(steps), items, progress.items)
+            chunk = todo[start : start + MAX_BATCH_OPERATIONS]
+            results = await self._requests(groups[number], chunk, items, first=number == 0)
+            items.update(_items(chunk, results))
+            errors += [result.error for result in results if result.error is not None]
+        if any(item.error is not None and item.error.retriable for item in items.values()):
+            raise RetriableBatchItemsError(dict(items), errors[0])
+        return _batch_summary(len(steps), items)
+
+    async def _requests(
+        self,
+        operations: Sequence[BatchOperation],
+        chunk: Sequence[int],
+        items: dict[int, ItemOutcome],
+        *,
+        first: bool,
+    ) -> tuple[BatchResult, ...]:
+        """One $batch request's operations. When it fails after earlier requests of this run were committed, the
+        batch stops as the client's own split batch does (BatchIncompleteError): the finished items are kept."""
         try:
-            results = await _write(self._client.batch(operations, atomic=atomic))
+            results: tuple[BatchResult, ...] = await _write(self._client.batch(operations))
+        except (
+            BatchIncompleteError
+        ) as stopped:  # split further by a client with a smaller max_batch_operations
+            items.update(_items(chunk, stopped.completed))
+            raise _stopped(items, stopped, may_have_applied=stopped.failed_may_have_applied) from stopped
+        except (AmbiguousWriteError, BusinessCentralError) as failed:
+            if first:
+                raise
+            cause = failed.cause if isinstance(failed, AmbiguousWriteError) else failed
+            raise _stopped(items, cause, may_have_applied=not surely_unprocessed(cause)) from failed
+        return results
+
+    async def _atomic(
+        self, steps: Sequence[Step], todo: Sequence[int], company: UUID, items: dict[int, ItemOutcome]
+    ) -> ResultSummary:
+        """All or nothing, in one request (an atomic batch never continues in another delivery)."""
+        operations = [_batch_operation(steps[index], company) for index in todo]
+        try:
+            results = await _write(self._client.batch(operations, atomic=True))
         except AtomicBatchFailedError as failed:
             if failed.cause.retriable:
                 raise
             return _batch_summary(len(steps), {**items, **_items(todo, failed.results)})
-        except BatchIncompleteError as stopped:
-            done = _items(todo, stopped.completed)
-            if stopped.failed_may_have_applied:
-                raise AmbiguousWriteError(stopped, items={**items, **done}) from stopped
-            raise RetriableBatchItemsError({**items, **done}, stopped) from stopped
         items.update(_items(todo, results))
         retriable = [item for item in items.values() if item.error is not None and item.error.retriable]
         if retriable:
-            raise RetriableBatchItemsError(items, _first_error(results))
+            raise RetriableBatchItemsError(dict(items), _first_error(results))
         return _batch_summary(len(steps), items)
 
 
@@ -315,6 +391,25 @@ def _item(index: int, result: BatchResult) -> ItemOutcome:
         rolled_back=result.rolled_back,
         error=error_info(result.error) if result.error is not None else None,
     )
+
+
+def _stopped(
+    items: dict[int, ItemOutcome], cause: BusinessCentralError, *, may_have_applied: bool
+) -> JobError | BusinessCentralError:
+    """A batch stopped after some of its requests were committed: the items so far, and why it stopped."""
+    if may_have_applied:
+        return AmbiguousWriteError(cause, items=dict(items))
+    return RetriableBatchItemsError(dict(items), cause)
+
+
+def _out_of_time(
+    total: int, items: Mapping[int, ItemOutcome], before: Mapping[int, ItemOutcome]
+) -> TimeBudgetSpentError:
+    """The budget has no room for the next request; `before`: the items earlier runs finished."""
+    done = sum(1 for item in items.values() if item.error is None)
+    progressed = done > sum(1 for item in before.values() if item.error is None)
+    message = f"the run's time budget ran out with {done} of {total} operations done"
+    return TimeBudgetSpentError(message, items=dict(items), progressed=progressed)
 
 
 def _first_error(results: Sequence[BatchResult]) -> BusinessCentralError:
