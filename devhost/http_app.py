@@ -134,7 +134,7 @@ class HttpFront:
             return Response(status_code=404)
         function, route_params = found
         key = presented_key(request.headers, request.query_params)
-        if not is_authorized(function.auth_level, key, self._keys):
+        if not is_authorized(function.auth_level, key, self._keys, function.spec.name):
             return Response(status_code=401)
         body = await request.body()
         result = await self._invoker.invoke(

@@ -20,14 +20,14 @@ from shared.settings import Settings
 __all__ = ["PAGE_HEADERS", "Sample", "Snapshot", "sample_now", "status_page"]
 
 
-async def status_page(settings: Settings, *, function_key: str | None = None) -> str:
+async def status_page(settings: Settings) -> str:
     """The status page's HTML, read now from Azure Storage and the token lifecycle."""
     sources = AzureSources(settings)
     try:
         snapshot = await collect(sources.sources, datetime.now(UTC), telemetry.recent_bc_requests())
     finally:
         await sources.aclose()
-    return render(snapshot, function_key=function_key)
+    return render(snapshot)
 
 
 async def sample_now(settings: Settings) -> Sample:

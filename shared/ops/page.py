@@ -12,7 +12,6 @@ import hashlib
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from bcjobs import JobState
 from shared.auth import ConnectionStatus, Health
@@ -42,13 +41,15 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wra
 .ok{background:var(--ok)}.warn{background:var(--warn)}.bad{background:var(--bad)}
 .note{color:var(--muted);font-size:13px;margin:8px 0 0}
 .problem{color:var(--bad)}
-a.action{display:inline-block;margin-top:10px;padding:6px 14px;border-radius:6px;background:#0969da;color:#fff;
-text-decoration:none;font-weight:600}
+form.action{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin-top:10px}
+form.action input{font:inherit;padding:5px 8px;border:1px solid var(--line);border-radius:6px;min-width:16em}
+form.action button{font:inherit;padding:6px 14px;border:0;border-radius:6px;background:#0969da;color:#fff;
+font-weight:600;cursor:pointer}
 """.strip()
 
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode("utf-8")).digest()).decode("ascii")
 CONTENT_SECURITY_POLICY = (
-    f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; base-uri 'none'; form-action 'none'; "
+    f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
 PAGE_HEADERS = {
@@ -77,16 +78,22 @@ def sign_in_needed(status: ConnectionStatus | None) -> bool:
     )
 
 
-def sign_in_href(function_key: str | None) -> str:
-    """The sign-in route, with the function key the page was opened with (it needs one too)."""
-    return "/api/auth/login" + (f"?code={quote(function_key, safe='')}" if function_key else "")
+# The sign-in route (auth_login) is authLevel function: the host lets in a host key (valid for every function),
+# the master key or a key of auth_login itself, never a key made for status_page only ("Understand keys",
+# learn.microsoft.com/azure/azure-functions/function-keys-how-to). The page cannot tell which kind opened it, so
+# it never echoes the caller's key (a link with it would fail for a status_page key): a form asks for a host key
+# and sends it to the sign-in route only (the CSP's form-action 'self').
+SIGN_IN_ACTION = "/api/auth/login"
+KEY_COMMAND = (
+    "az functionapp keys list -g <resource group> -n <function app> --query functionKeys.default -o tsv"
+)
 
 
-def render(snapshot: Snapshot, *, function_key: str | None = None) -> str:
+def render(snapshot: Snapshot) -> str:
     """The whole page."""
     generated = _when(snapshot.generated_at)
     sections = [
-        _connection(snapshot.connection, snapshot.generated_at, function_key, snapshot.problems),
+        _connection(snapshot.connection, snapshot.generated_at, snapshot.problems),
         _jobs(snapshot.jobs, snapshot.problems),
         _queues(snapshot.queues, snapshot.generated_at, snapshot.problems),
         _throttle(snapshot.throttle, snapshot.problems),
@@ -103,14 +110,12 @@ def render(snapshot: Snapshot, *, function_key: str | None = None) -> str:
     )
 
 
-def _connection(
-    status: ConnectionStatus | None, now: datetime, function_key: str | None, problems: Mapping[str, str]
-) -> str:
+def _connection(status: ConnectionStatus | None, now: datetime, problems: Mapping[str, str]) -> str:
     if status is None:
         return _section("Connection", _problem("connection", problems))
     body = _dl(_connection_rows(status, now))
     if sign_in_needed(status):
-        body += _sign_in_action(function_key)
+        body += _sign_in_action()
     return _section("Connection", body)
 
 
@@ -137,10 +142,13 @@ def _connection_rows(status: ConnectionStatus, now: datetime) -> list[tuple[str,
     return rows
 
 
-def _sign_in_action(function_key: str | None) -> str:
-    href = sign_in_href(function_key)
+def _sign_in_action() -> str:
     return (
-        f"<a class='action' href='{_e(href)}'>Sign in to Business Central</a>"
+        f"<form class='action' method='get' action='{SIGN_IN_ACTION}'>"
+        "<input type='password' name='code' required autocomplete='off' aria-label='Host key' "
+        "placeholder='Host key'><button type='submit'>Sign in to Business Central</button></form>"
+        "<p class='note'>The sign-in needs a host key, valid for every function "
+        f"(<code>{_e(KEY_COMMAND)}</code>); a key made only for this page is refused there.</p>"
         "<p class='note'>Sign in as the BC integration user; this page shows the result afterwards.</p>"
     )
 

@@ -46,3 +46,17 @@ def test_keys_do_not_appear_in_repr() -> None:
     """HostKeys never prints its keys."""
     assert "fn-key" not in repr(KEYS)
     assert "master-key" not in repr(KEYS)
+
+
+def test_a_function_key_opens_only_its_own_function() -> None:
+    """DEVHOST_FUNCTION_KEY_status_page admits status_page at level function, no other function, no admin route;
+    the host key (DEVHOST_FUNCTION_KEY) still admits every function."""
+    keys = HostKeys.from_settings(
+        {"DEVHOST_FUNCTION_KEY": "host-key", "DEVHOST_FUNCTION_KEY_status_page": "page-key"}
+    )
+    assert is_authorized(AuthLevel.FUNCTION, "page-key", keys, "status_page")
+    assert not is_authorized(AuthLevel.FUNCTION, "page-key", keys, "auth_login")
+    assert not is_authorized(AuthLevel.FUNCTION, "page-key", keys)
+    assert not is_authorized(AuthLevel.ADMIN, "page-key", keys, "status_page")
+    assert is_authorized(AuthLevel.FUNCTION, "host-key", keys, "auth_login")
+    assert "page-key" not in repr(keys)

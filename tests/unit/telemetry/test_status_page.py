@@ -25,7 +25,6 @@ from shared.settings import AuthMode
 from testkit.clock import START
 
 GOLDEN = Path(__file__).parent / "golden" / "status_page.html"
-KEY = "fUnCt10n-key/with+chars=="
 
 OK = ConnectionStatus(
     connection="default",
@@ -158,40 +157,56 @@ def parse(page: str) -> Structure:
 def test_the_page_renders_each_connection_state(state: str) -> None:
     """Well-formed HTML naming the state, the mode and the next step; no script, no external reference."""
     status = STATES[state]
-    page = render(snapshot(status), function_key=KEY)
+    page = render(snapshot(status))
     structure = parse(page)
     assert f">{state}</span>" in page
     assert status.next_step is None or status.next_step in page.replace("&#x27;", "'")
-    assert all(tag not in {"script", "link", "img", "iframe", "object", "form"} for tag, _ in structure.tags)
+    assert all(tag not in {"script", "link", "img", "iframe", "object"} for tag, _ in structure.tags)
     assert "http://" not in page  # no external asset (and no absolute link)
     assert "https://" not in page
 
 
 @pytest.mark.parametrize("state", sorted(STATES))
-def test_the_sign_in_link_appears_only_when_a_sign_in_would_help(state: str) -> None:
-    """Delegated mode, nobody signed in or the grant died: a link to /api/auth/login with the page's key."""
+def test_the_sign_in_form_appears_only_when_a_sign_in_would_help(state: str) -> None:
+    """Delegated mode, nobody signed in or the grant died: a form that asks for a host key and sends it to
+    /api/auth/login; the page itself carries no key and no link."""
     status = STATES[state]
-    page = render(snapshot(status), function_key=KEY)
-    links = [attrs.get("href") for tag, attrs in parse(page).tags if tag == "a"]
+    tags = parse(render(snapshot(status))).tags
+    forms = [attrs for tag, attrs in tags if tag == "form"]
+    inputs = [attrs for tag, attrs in tags if tag == "input"]
+    assert [attrs.get("href") for tag, attrs in tags if tag == "a"] == []
     if sign_in_needed(status):
-        assert links == ["/api/auth/login?code=fUnCt10n-key%2Fwith%2Bchars%3D%3D"]
+        assert [(f.get("method"), f.get("action")) for f in forms] == [("get", "/api/auth/login")]
+        assert [(i.get("name"), i.get("type"), i.get("value")) for i in inputs] == [
+            ("code", "password", None)
+        ]
     else:
-        assert links == []
-    assert state not in {"not_authorized", "reauthorization_required"} or links
+        assert forms == inputs == []
+    assert state not in {"not_authorized", "reauthorization_required"} or forms
+
+
+def test_the_sign_in_form_names_the_key_it_needs() -> None:
+    """The page tells the admin that a host key (functionKeys.default) is needed, not a key for this page."""
+    page = render(snapshot(STATES["not_authorized"]))
+    assert "needs a host key, valid for every function" in page
+    assert "--query functionKeys.default" in page
+    assert "a key made only for this page is refused there" in page
 
 
 def test_client_credentials_never_sends_the_admin_to_sign_in() -> None:
     """An app-only connection cannot be fixed by a sign-in: the next step says what to fix instead."""
     status = replace(STATES["not_authorized"], mode=AuthMode.CLIENT_CREDENTIALS)
-    assert "auth/login?code" not in render(snapshot(status), function_key=KEY)
+    assert "auth/login'" not in render(snapshot(status))
 
 
 def test_the_csp_allows_exactly_the_inline_style() -> None:
-    """default-src 'none' with the style's hash: nothing else may load, run, frame the page or post a form."""
+    """default-src 'none' with the style's hash: nothing else may load, run or frame the page; a form may only
+    go to this site (the sign-in form)."""
     digest = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
     assert CONTENT_SECURITY_POLICY.startswith("default-src 'none'; ")
     assert f"style-src 'sha256-{digest}'" in CONTENT_SECURITY_POLICY
     assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+    assert "form-action 'self'" in CONTENT_SECURITY_POLICY
     assert "unsafe" not in CONTENT_SECURITY_POLICY
     page = render(snapshot())
     styles = re.findall(r"<style>(.*?)</style>", page, flags=re.S)
@@ -206,7 +221,7 @@ def test_every_value_from_outside_is_escaped() -> None:
     hostile = "<script>alert(1)</script>"
     status = replace(OK, account=hostile, last_error_code="x", last_error_message=hostile)
     failure = replace(FAILURE, job_id=hostile, message=hostile, bc_code=hostile)
-    page = render(snapshot(status, failures=[failure]), function_key='"><script>')
+    page = render(snapshot(status, failures=[failure]))
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     parse(page)
@@ -255,7 +270,7 @@ def test_no_job_in_the_last_day_reads_plainly() -> None:
 
 def test_the_page_matches_the_kept_html() -> None:
     """The whole markup of a representative page (healthy delegated connection, jobs, one failure)."""
-    page = render(snapshot(), function_key=KEY)
+    page = render(snapshot())
     if os.environ.get("UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(page + "\n", encoding="utf-8")
