@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ssl
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,6 +115,8 @@ class CountingProxy:
     _stopped: asyncio.Event | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _upstream_tls: ssl.SSLContext | None = field(default=None, repr=False)
+    # Transports of the relays, while anything holds them (the loop does until they are closed).
+    _transports: weakref.WeakSet[asyncio.WriteTransport] = field(default_factory=weakref.WeakSet, repr=False)
 
     def _note(self, method: str, path: str) -> None:
         with self._lock:
@@ -140,6 +143,7 @@ class CountingProxy:
             with contextlib.suppress(OSError):
                 sink.close()
 
+        self._transports.update((writer.transport, up_writer.transport))
         try:
             await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
         finally:
@@ -160,6 +164,11 @@ class CountingProxy:
         for task in relays:  # open keep-alive connections: close both ends
             task.cancel()
         await asyncio.gather(*relays, return_exceptions=True)
+        # A TLS connection still closing (its close_notify exchange) would outlive the loop: drop it now, and give
+        # the loop one turn to close the sockets (transports close them in a callback).
+        for transport in list(self._transports):
+            transport.abort()
+        await asyncio.sleep(0)
 
     def start(self) -> CountingProxy:
         """Serve on a loop in a daemon thread; returns once the port accepts connections."""

@@ -1,14 +1,37 @@
 """`make demo` end to end, smaller: Azurite + sandbox + a devhost worker (as processes), the admin's sign-in, a
-mixed workload through the queue under faults, the token running out mid-run, and the demo's own checks."""
+mixed workload through the queue under faults, the token running out mid-run, and the demo's own checks; the S2S
+mode with infra's app settings; the counting proxy in front of an HTTPS Azurite."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
+from azure.storage.queue import QueueClient
 
-from devhost.demo import STEPS, run
-from devhost.demo_context import DemoOptions
+from devhost.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteEndpoints
+from devhost.demo import (
+    STEPS,
+    call_health,
+    connect_to_business_central,
+    inspect_one_job_with_the_cli,
+    run,
+    start_azurite,
+    start_storage_proxy,
+    start_workers,
+    stop_workers,
+)
+from devhost.demo_checks import logs_and_records_hold_no_secret, the_workers_used_the_deployed_credentials
+from devhost.demo_context import DemoContext, DemoOptions
+from devhost.demo_proxy import CountingProxy, ProxyTls
+from devhost.demo_run import app_discovers_the_company
+from devhost.demo_world import start_sandbox
+from devhost.infra_settings import LOCAL_ADDITIONS, connection_strings, infra_app_settings
+from sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +51,7 @@ def test_demo_runs_the_workload_under_faults_and_checks_its_own_outcome() -> Non
     assert steps == [step.__name__ for step in STEPS]
     assert "callback 200: Business Central connected" in text
     assert "the workers refreshed the token" in text
+    assert "as the app registration (client secret); no managed identity" in text
     assert "bcjobs show " in text
     figures = json.loads(transcript[-1])
     assert figures["non_terminal"] == 0
@@ -38,3 +62,76 @@ def test_demo_runs_the_workload_under_faults_and_checks_its_own_outcome() -> Non
     assert figures["bc_requests"] > 0
     assert figures["passed"] is True
     assert transcript[-2].startswith("demo passed")
+
+
+def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys() -> None:
+    """S2S, without the main run (seconds): the workers get exactly infra's app settings and no connection string,
+    discovery jobs run on the queue trigger through the counting TLS proxies, and only the managed identity
+    reached Key Vault and got storage tokens."""
+    seen: dict[str, Any] = {}
+
+    def look(context: DemoContext) -> str:
+        """What the workers were given and what the proxies counted."""
+        assert context.workers is not None
+        assert context.proxies is not None
+        seen.update(settings=dict(context.app_environment), environment=context.workers.environment())
+        seen.update(calls=sum((proxy.snapshot() for proxy in context.proxies), Counter[str]()))
+        seen.update(proxy_ports={proxy.port for proxy in context.proxies})
+        return "looked"
+
+    steps = [
+        start_sandbox, start_azurite, start_storage_proxy, start_workers, call_health,
+        connect_to_business_central, app_discovers_the_company, look, logs_and_records_hold_no_secret,
+        the_workers_used_the_deployed_credentials, inspect_one_job_with_the_cli, stop_workers,
+    ]  # fmt: skip
+    transcript: list[str] = []
+
+    code = run(steps, out=transcript.append, options=DemoOptions(mode="s2s", workers=1, progress=False))
+
+    text = "\n".join(transcript)
+    jwt_in_transcript = "eyJ" in text
+    assert not jwt_in_transcript
+    assert code == 0, [line for line in transcript if "FAILED" in line]
+    assert "(HTTPS, --oauth basic)" in text
+    assert "no connection string or account key anywhere in the workers' environment" in text
+    assert "all as the managed identity" in text
+    settings, environment = seen["settings"], seen["environment"]
+    assert set(settings) == set(infra_app_settings()) | LOCAL_ADDITIONS
+    assert connection_strings(environment) == []
+    assert {"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "SSL_CERT_FILE"} <= set(environment)
+    proxied = {f"https://127.0.0.1:{port}/{ACCOUNT}" for port in seen["proxy_ports"]}
+    assert {settings["JobsStorage__queueServiceUri"], settings["JobsStorage__tableServiceUri"]} == proxied
+    calls = seen["calls"]
+    assert calls["GET bc-jobs/messages"] >= 1  # the trigger polled through the TLS proxy
+    assert calls["DELETE bc-jobs/messages"] >= 4  # the 4 discovery jobs, each completed once at least
+    assert any(key.endswith("bcjobs") for key in calls)  # job rows written through it
+
+
+def test_counting_proxy_terminates_tls_and_reencrypts_to_https_azurite(
+    azurite_oauth: AzuriteEndpoints, sandbox_session: Sandbox
+) -> None:
+    """Clients trusting the sandbox CA reach an HTTPS Azurite through the proxy; each request is counted once."""
+    tls = sandbox_session.tls
+    proxy = CountingProxy(
+        f"https://127.0.0.1:{azurite_oauth.queue_port}",
+        ProxyTls(Path(tls.server_cert), Path(tls.server_key), Path(tls.ca_bundle)),
+    ).start()
+    name = "p" + uuid.uuid4().hex[:12]
+    connection = (
+        f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint={proxy.url}/{ACCOUNT};"
+    )
+    try:
+        with QueueClient.from_connection_string(
+            connection, name, connection_verify=str(tls.ca_bundle)
+        ) as queue:
+            queue.create_queue()
+            queue.send_message("one")
+            queue.send_message("two")
+            received = [message.content for message in queue.peek_messages(max_messages=2)]
+    finally:
+        proxy.stop()
+    assert sorted(received) == ["one", "two"]
+    assert proxy.snapshot() == Counter(
+        {f"PUT {name}": 1, f"POST {name}/messages": 2, f"GET {name}/messages": 1}
+    )
