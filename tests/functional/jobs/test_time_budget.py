@@ -63,10 +63,19 @@ class SlowBc:
     clock: ManualClock
     seconds: float = SECONDS_PER_BATCH
     created: list[str] = field(default_factory=list)
+    requests: int = 0
+    # Request number (1-based) -> the status BC answers it with, without running it ("drop": no answer at all).
+    failures: dict[int, int | str] = field(default_factory=dict)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         assert request.url.path.endswith("/$batch"), request.url
         self.clock.advance(timedelta(seconds=self.seconds))
+        self.requests += 1
+        failure = self.failures.get(self.requests)
+        if failure == "drop":
+            raise httpx.ReadError("connection lost before the answer", request=request)
+        if failure is not None:
+            return httpx.Response(int(failure), headers={"Retry-After": "0"}, json={"error": {"code": "x"}})
         responses = []
         for entry in json.loads(request.content)["requests"]:
             name = entry["body"]["displayName"]
@@ -273,4 +282,31 @@ async def test_a_batch_cut_off_mid_request_fails_as_an_ambiguous_write_with_the_
     assert "(time_budget_spent)" in row.error.message
     assert row.result is not None
     assert row.result.count == 250
+    assert [item.index for item in row.result.items or []] == list(range(100))
+
+
+async def test_a_batch_whose_later_request_is_refused_keeps_the_items_before_and_retries_only_the_rest() -> (
+    None
+):
+    """503s on the second $batch request beyond the client's own tries (BC ran none of it): retry, and the next
+    run sends only what is left."""
+    world = World()
+    world.bc.seconds = 1.0
+    world.bc.failures = {2: 503, 3: 503, 4: 503}
+    handled = await world.deliver(batch_job("refused-1", count=250))
+    assert handled == [Handled.RETRY_SCHEDULED, Handled.SUCCEEDED]
+    assert sorted(world.bc.created) == sorted(f"item-{n}" for n in range(250))
+    assert (world.row("refused-1").state, world.row("refused-1").attempts) == (JobState.SUCCEEDED, 2)
+
+
+async def test_a_batch_whose_later_request_lost_its_answer_fails_ambiguous_with_the_items_before() -> None:
+    """No answer to the second $batch request (it may have applied): failed ambiguous_write, first 100 kept."""
+    world = World()
+    world.bc.seconds = 1.0
+    world.bc.failures = {2: "drop"}
+    assert await world.deliver(batch_job("lost-1", count=250)) == [Handled.FAILED]
+    row = world.row("lost-1")
+    assert row.error is not None
+    assert row.error.code == "ambiguous_write"
+    assert row.result is not None
     assert [item.index for item in row.result.items or []] == list(range(100))
