@@ -46,9 +46,9 @@ from devhost.waiting import wait_any
 
 _log = logging.getLogger("devhost.queue")
 MIN_POLLING_INTERVAL = 0.1
-# While a message runs it stays invisible to other receivers; the host leases for 10 minutes and renews.
-# devhost leases once for this long and does not renew (longer runs may be delivered twice). The devhost-only
-# setting DEVHOST_MESSAGE_LEASE_SECONDS shortens it, so a test can see a killed worker's message come back.
+# While a message runs it stays invisible to other receivers: the host leases for 10 minutes and renews the lease
+# when it is half gone, and so does devhost. The devhost-only setting DEVHOST_MESSAGE_LEASE_SECONDS shortens it,
+# so a test can see a killed worker's message come back.
 MESSAGE_LEASE_SECONDS = 600
 POISON_SUFFIX = "-poison"
 # Azure queue names are 3..63 characters (learn.microsoft.com/rest/api/storageservices/naming-queues-and-metadata);
@@ -217,7 +217,12 @@ class QueueListener:
         try:
             action = before_run(count, limit, has_poison)
             if action is Settle.RUN:
-                succeeded = await self._run(message)
+                renewing = asyncio.create_task(self._renew_lease(client, message))
+                try:
+                    succeeded = await self._run(message)
+                finally:
+                    renewing.cancel()
+                    await asyncio.gather(renewing, return_exceptions=True)
                 if succeeded:
                     await client.delete_message(message)
                     return
@@ -227,6 +232,20 @@ class QueueListener:
             # As the host: a message someone else took over (pop receipt mismatch) or deleted is left alone;
             # any other storage failure leaves the message to reappear when its lease runs out.
             _log.warning("Could not settle message %s on %s: %s", message.id, self._function.queue_name, exc)
+
+    async def _renew_lease(self, client: QueueClient, message: QueueMessage) -> None:
+        """Keep the message invisible while it runs: renewed when its lease is half gone, as the host does
+        (QueueListener.CreateUpdateMessageVisibilityTimer: "Update a message's visibility when it is halfway to
+        expiring"); the new pop receipt is what settling it later must use."""
+        while True:
+            await asyncio.sleep(self._lease_seconds / 2)
+            try:
+                renewed = await client.update_message(message, visibility_timeout=self._lease_seconds)
+            except AzureError as exc:  # as the host: logged, the run goes on; the message may come back
+                _log.warning("Could not renew the lease of message %s: %s", message.id, exc)
+                continue
+            message.pop_receipt = renewed.pop_receipt
+            message.next_visible_on = renewed.next_visible_on
 
     async def _settle(self, client: QueueClient, message: QueueMessage, action: Settle) -> None:
         if action is Settle.POISON:

@@ -181,6 +181,11 @@ async def _serve(sock: socket.socket, args: argparse.Namespace) -> bool:
     channel.send(Ready(os.getpid()))
     pool = ThreadPoolExecutor(thread_pool_size(os.environ), thread_name_prefix="devhost-worker")
     closing = await _dispatch(reader, channel, FunctionRunner(functions, pool))
+    if not closing:
+        # devhost is gone (killed): die with it at once, as a worker does when its host's channel breaks.
+        # Returning would let asyncio.run cancel the invocations in flight and run their `finally` blocks and
+        # except-handlers (job rows written after the instance "died"), which a crashed instance never does.
+        _exit_now()
     if closing and close_hook is not None:
         await _close_app(close_hook)
     pool.shutdown(wait=False, cancel_futures=True)
@@ -220,13 +225,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, args.script_root)
     install_redaction()  # before the app's import: its records are redacted at creation, as in devhost
     if not asyncio.run(_serve(socket.socket(fileno=args.fd), args)):
-        # devhost is gone (or the app did not load): leave now, even if a sync function still holds a
-        # pool thread, rather than outlive the host. After Close, exit normally: atexit hooks (telemetry
-        # exporters' final flush) run as in a worker that is shut down.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        # The app did not load: leave now rather than outlive the host. After Close, exit normally: atexit
+        # hooks (telemetry exporters' final flush) run as in a worker that is shut down.
+        _exit_now()
     return 0
+
+
+def _exit_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

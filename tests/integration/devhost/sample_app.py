@@ -185,6 +185,8 @@ def _register_queues(app: func.FunctionApp) -> None:
             await _slow(body)
         if body.startswith("hold") and msg.dequeue_count == 1:
             await _hold(body)
+        if body.startswith("linger"):  # "linger-<seconds>": longer than the test's message lease
+            await asyncio.sleep(float(body.split("-", 1)[1]))
         out.set(json.dumps({"done": body, "dequeue_count": msg.dequeue_count}))
 
 

@@ -117,3 +117,17 @@ def test_concurrency_stays_within_batch_size_plus_threshold(
         recorder.wait_for("slow-done", count=8, timeout=20)
     running = [int(str(event.data["running"])) for event in recorder.events("slow-start")]
     assert 2 <= max(running) <= 3
+
+
+def test_a_run_longer_than_its_lease_keeps_the_message_by_renewing_it(
+    start_devhost: StartHost, sample_settings: dict[str, str], recorder: Recorder
+) -> None:
+    """A run three times its one-second lease is delivered once: the lease is renewed halfway, as the host does."""
+    start_devhost({**sample_settings, "DEVHOST_MESSAGE_LEASE_SECONDS": "1"})
+    with _queue(sample_settings, sample_settings["SAMPLE_QUEUE"]) as inbox:
+        inbox.send_message("linger-3")
+        with _queue(sample_settings, sample_settings["SAMPLE_OUT_QUEUE"]) as outbox:
+            output = json.loads(_receive_one(outbox))
+        assert output == {"done": "linger-3", "dequeue_count": 1}
+        assert [run.data["dequeue_count"] for run in recorder.events("work")] == [1]
+        assert _becomes_empty(inbox)
