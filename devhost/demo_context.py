@@ -94,6 +94,9 @@ class DemoContext:
     stats_before: dict[str, Any] = field(default_factory=dict)  # sandbox counters when the main run began
     stats_run: dict[str, Any] = field(default_factory=dict)  # ... when the main run began
     token_runs_out: float = 0.0  # monotonic time at which the token passes the product's minimum validity
+    token_writes: int = (
+        0  # Key Vault writes right after the admin's refresh (a later one: the workers refreshed)
+    )
     stats_after: dict[str, Any] = field(default_factory=dict)  # ... and when every job was final
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # the jobs Table at the end, by job id
     run_seconds: float = 0.0

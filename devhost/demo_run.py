@@ -32,6 +32,9 @@ POLL_SECONDS = 0.5
 MIN_VALIDITY_SECONDS = 300
 REFRESH_MIN_AGE_SECONDS = 30  # shared.auth.timing.REFRESH_MIN_AGE
 BC_REQUESTS_PER_SECOND = 19.0  # the product's throttle on BC's default limit (6000 / 300 s, 5 % margin)
+DISCOVERY_SECONDS = (
+    2.0  # discovery's fixed part (two list jobs, the first job of each worker); 0.2 s per invoice on top
+)
 
 
 def jobs_client(context: DemoContext) -> JobsClient:
@@ -55,6 +58,7 @@ def app_discovers_the_company(context: DemoContext) -> str:
     if context.proxies is not None:
         for proxy in context.proxies:
             proxy.clear()
+    _token_runs_out_mid_run(context)
     with jobs_client(context) as jobs:
         sent = jobs.enqueue_many(discovery_jobs())
         _note_sent(context, sent.handles)
@@ -104,7 +108,6 @@ def workload_runs_under_faults(context: DemoContext) -> str:
         f"dropped {options.rate_drop:.1%} of BC requests; the next write's answer is lost (ambiguous write)"
     )
     expected = set(context.sent_at) | set(work.kinds)
-    _token_runs_out_mid_run(context)
     context.stats_run = context.sandbox.stats()
     started = time.monotonic()
     with jobs_client(context) as jobs, LiveProgress(context, len(expected) + len(work.invalid)) as progress:
@@ -131,12 +134,16 @@ def workload_runs_under_faults(context: DemoContext) -> str:
 
 
 def _token_runs_out_mid_run(context: DemoContext) -> None:
-    """The admin refreshes the token now while the sandbox issues tokens that live 300 s + E: the product's
-    minimum validity is reached E seconds into the run (about 40 % of it), and the workers must refresh."""
+    """Before discovery, the admin refreshes the token while the sandbox issues tokens that live 300 s + E: the
+    product's minimum validity is reached E seconds later, about 40 % into the main run, and the workers must
+    refresh. Before discovery, not before the run: each function group runs in its own worker process (as on
+    Flex), and jobs_process keeps the token it loaded with its first job in memory while that token stays fresh,
+    so an admin's refresh after discovery would reach only the HTTP group's worker."""
     if context.sandbox is None:
         raise DemoError("the sandbox is not running")
-    estimate = context.options.jobs * 1.3 / BC_REQUESTS_PER_SECOND
-    usable = max(3, round(0.4 * estimate))
+    discovery = DISCOVERY_SECONDS + 0.2 * invoice_count(context.options.jobs)
+    into_run = max(1, round(0.4 * context.options.jobs * 1.3 / BC_REQUESTS_PER_SECOND))
+    usable = round(discovery) + into_run
     writes = _token_writes(context.sandbox.stats())
     with httpx.Client(base_url=context.base_url, headers={"x-functions-key": context.function_key}) as admin:
         _wait_for_refresh_min_age(context, admin)
@@ -149,13 +156,14 @@ def _token_runs_out_mid_run(context: DemoContext) -> None:
             )
     if response.status_code != 200:
         raise DemoError(f"POST /api/auth/refresh answered {response.status_code} {response.text!r}")
-    if _token_writes(context.sandbox.stats()) <= writes:
+    context.token_writes = _token_writes(context.sandbox.stats())
+    if context.token_writes <= writes:
         raise DemoError("POST /api/auth/refresh did not refresh the token (no new Key Vault version)")
     context.token_runs_out = time.monotonic() + usable
     context.events.append(
-        f"POST /api/auth/refresh just before the run, while Entra issues {MIN_VALIDITY_SECONDS + usable}s tokens: "
+        f"POST /api/auth/refresh before discovery, while Entra issues {MIN_VALIDITY_SECONDS + usable}s tokens: "
         f"the access token runs out (under the product's {MIN_VALIDITY_SECONDS}s minimum validity) {usable}s "
-        "into the run, then the workers must refresh it"
+        f"later, about {into_run}s into the run; each worker loads it with its first job, then must refresh it"
     )
 
 
@@ -230,7 +238,7 @@ def _until_final(context: DemoContext, expected: set[str], invalid: int, progres
             stats = context.sandbox.stats()
             progress.update(rows, stats)
             final = {job_id for job_id, row in rows.items() if JobState(row["State"]).terminal}
-            if not refreshed and _token_writes(stats) > _token_writes(context.stats_run):
+            if not refreshed and _token_writes(stats) > context.token_writes:
                 refreshed = True
                 late = time.monotonic() - context.token_runs_out
                 line = (
