@@ -50,6 +50,8 @@ from shared.bc import (
 from shared.jobs.errors import AmbiguousWriteError, TimeBudgetSpentError
 from shared.tokens import TokenProviderError
 
+TIME_BUDGET_SPENT = "time_budget_spent"  # the code of a run whose time budget ran out (JobPolicy.time_budget)
+
 
 class Verdict(StrEnum):
     """What happens to the job after a failed run."""
@@ -122,7 +124,6 @@ def _seconds_until(when: object) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-TIME_BUDGET_SPENT = "time_budget_spent"  # the run's time budget ran out (JobPolicy.time_budget)
 _OWN_CODE = re.compile(r"[a-z][a-z_]*")
 _CODES: tuple[tuple[type[BusinessCentralError], str], ...] = (
     (TokenRefusedError, "authorization_required"),
