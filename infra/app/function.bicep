@@ -152,6 +152,9 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     BC_JOB_AUTHORIZATION_RECHECK_SECONDS: '300'
     BC_JOB_DEFAULT_DEADLINE_HOURS: '24'
     BC_JOB_CLAIM_LEASE_SECONDS: '660'
+    // One run's time budget (a long batch continues in a new delivery); with BC_REQUEST_TIMEOUT_SECONDS well under
+    // host.json's functionTimeout, which restarts the whole worker (shared/settings.py checks the two together).
+    BC_JOB_TIME_BUDGET_SECONDS: '300'
     BC_JOB_TIME_BUDGET_SECONDS: '300'
   }
 }
