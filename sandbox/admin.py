@@ -64,7 +64,10 @@ def admin_app(sandbox: Sandbox) -> Starlette:
 
     async def config(request: Request) -> Response:
         return JSONResponse(
-            {"bc": sandbox.bc.snapshot(), "env": {k: v for k, v in sandbox.env.items() if "SECRET" not in k and "HEADER" not in k}}
+            {
+                "bc": sandbox.bc.snapshot(),
+                "env": {k: v for k, v in sandbox.env.items() if "SECRET" not in k and "HEADER" not in k},
+            }
         )
 
     def vault(payload: dict[str, Any]) -> object:
