@@ -155,7 +155,6 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     // One run's time budget (a long batch continues in a new delivery); with BC_REQUEST_TIMEOUT_SECONDS well under
     // host.json's functionTimeout, which restarts the whole worker (shared/settings.py checks the two together).
     BC_JOB_TIME_BUDGET_SECONDS: '300'
-    BC_JOB_TIME_BUDGET_SECONDS: '300'
   }
 }
 
