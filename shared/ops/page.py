@@ -1,8 +1,9 @@
 """The status page's HTML: one server-rendered document, no script, no external asset, every value escaped.
 
 The only style is the inline <style> below; the Content-Security-Policy allows exactly it (by hash) and nothing
-else (`default-src 'none'`), so an injected tag could neither run nor load anything. The page is never cached
-and never sends a Referer (the sign-in link may carry the function key the admin opened the page with).
+else (`default-src 'none'`; forms may post only to this app, `form-action 'self'`), so an injected tag could neither
+run nor load anything. The page is never cached, never sends a Referer and never holds a key: its sign-in form
+asks for a host key.
 """
 
 from __future__ import annotations
