@@ -42,6 +42,7 @@ class Throughput:
     app: str = PRODUCT_APP
     results_table: str = "jobs"  # the jobs table suffix the app writes (the naive app: "naive")
     extra_settings: tuple[tuple[str, str], ...] = ()
+    functions: tuple[str, ...] = ()  # devhost --functions: () serves the whole app
     proxied: bool = (
         False  # storage through the counting proxies (storage calls per job; costs a little speed)
     )
@@ -82,7 +83,7 @@ def throughput(
     )
     jobs = math.ceil(spec.allowed_rps * (spec.warmup_seconds + spec.measure_seconds + 15) * 1.2)
     enqueue_seconds = world.enqueue(world.get_jobs(jobs, prefix))
-    with world.workers(settings, spec.processes, spec.app) as pool:
+    with world.workers(settings, spec.processes, spec.app, spec.functions) as pool:
         started = time.monotonic()
         time.sleep(spec.warmup_seconds)
         cpu_before = {pid: cpu_seconds(pid) for pid in pool.pids}

@@ -183,12 +183,17 @@ class BenchWorld:
 
     @contextlib.contextmanager
     def workers(
-        self, settings: dict[str, str], count: int, app: str = "function_app:app"
+        self,
+        settings: dict[str, str],
+        count: int,
+        app: str = "function_app:app",
+        functions: tuple[str, ...] = (),
     ) -> Iterator[WorkerPool]:
-        """`count` devhost processes on `app`; stopped (SIGTERM, in-flight work finishes) on exit."""
+        """`count` devhost processes on `app` (only `functions`, when given); stopped (SIGTERM, in-flight work
+        finishes) on exit."""
         log_dir = self.folder / f"logs-{uuid.uuid4().hex[:6]}"
         log_dir.mkdir()
-        pool = WorkerPool(settings, log_dir, count=count, app=app)
+        pool = WorkerPool(settings, log_dir, count=count, app=app, functions=functions)
         if settings.get("BC_AUTH_MODE") == "delegated":  # the callback is the first worker's
             pool.settings = {**settings, "BC_REDIRECT_URI": f"{pool.base_url}/api/auth/callback"}
         try:

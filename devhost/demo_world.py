@@ -133,6 +133,7 @@ class WorkerPool:
     # a JobsStorage exported in the shell) stay out, so the workers get exactly the settings given.
     production: bool = False
     app: str = "function_app:app"
+    functions: tuple[str, ...] = ()  # serve only these (devhost --functions), e.g. one Flex function group
     function_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     ports: list[int] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
@@ -162,6 +163,7 @@ class WorkerPool:
         for index, port in enumerate(self.reserve_ports()):
             log = self.log_dir / f"worker-{index + 1}.log"
             command = [sys.executable, "-m", "devhost", "--port", str(port), "--app", self.app]
+            command += ["--functions", ",".join(self.functions)] if self.functions else []
             with log.open("wb") as sink:
                 process = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter running devhost
                     command, cwd=REPO_ROOT, env=environment, stdout=sink, stderr=sink
