@@ -2,7 +2,8 @@
 
 The queue is at-least-once; this is what makes one BC effect per job out of it:
 - the job row is claimed by ETag with a lease naming this delivery; a finished job is never run again, a live
-  claim by another delivery is left alone (that delivery's own message is still in the queue if it dies);
+  claim by another message's delivery is left alone (that message is still in the queue if its run dies), while
+  a redelivery of the claim's own message takes over (the host redelivers it only after that run ended);
 - a claim taken over from a run that never recorded its end (crash, storage failure) marks a write job
   ambiguous, so the next run reconciles instead of writing again;
 - retries go back to the queue as a delayed copy *before* the row says `retry_scheduled`, so a row never points
@@ -144,7 +145,7 @@ class JobProcessor:
                 fresh = JobRecord.new(job, str(job.job_id), now, self._deadline(job, now))
                 claimed = await self.store.insert(fresh.claimed(holder, now, self.policy.claim_lease))
             else:
-                verdict = await self._admission(current, job, delivery, holder, now)
+                verdict = await self._admission(current, job, delivery, now)
                 if verdict is not None:
                     return verdict
                 claimed = await self.store.replace(current.claimed(holder, now, self.policy.claim_lease))
@@ -153,7 +154,7 @@ class JobProcessor:
         return Handled.CLAIMED_ELSEWHERE
 
     async def _admission(
-        self, current: JobRecord, job: Job, delivery: Delivery, holder: str, now: datetime
+        self, current: JobRecord, job: Job, delivery: Delivery, now: datetime
     ) -> Handled | None:
         """Why this delivery must not run the job now (None: claim it)."""
         if current.state.terminal and current.finished_by == delivery.message_id:
@@ -167,7 +168,11 @@ class JobProcessor:
             return await self._reject(delivery, InvalidJobError((), job_id=None), reason=reason)
         if current.state.terminal:
             return Handled.ALREADY_FINISHED
-        if current.state is JobState.RUNNING and current.leased_at(now) and current.lease_holder != holder:
+        if (
+            current.state is JobState.RUNNING
+            and current.leased_at(now)
+            and not _own_message(current, delivery)
+        ):
             return Handled.CLAIMED_ELSEWHERE
         scheduled = current.state in (JobState.RETRY_SCHEDULED, JobState.WAITING_FOR_AUTHORIZATION)
         if scheduled and current.next_attempt_at and current.next_attempt_at > now + EARLY_TOLERANCE:
@@ -429,6 +434,17 @@ def _items(result: ResultSummary | None) -> dict[int, ItemOutcome]:
 
 def _ordered(items: dict[int, ItemOutcome]) -> list[ItemOutcome]:
     return [items[index] for index in sorted(items)]
+
+
+def _own_message(record: JobRecord, delivery: Delivery) -> bool:
+    """Whether the live claim was taken by an earlier delivery of this same message (on any process).
+
+    The host delivers a message again only once its earlier invocation ended (failed, or its worker or instance
+    died: the lease is renewed while it runs), so that claim's run is over. Leaving the job to it would delete
+    the job's only message and strand the job; this delivery takes over instead (a write becomes ambiguous and is
+    reconciled, as after any takeover)."""
+    holder = record.lease_holder or ""
+    return holder.rsplit(":", 1)[-1] == delivery.message_id
 
 
 def _deadline_message(record: JobRecord) -> str:

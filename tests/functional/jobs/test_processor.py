@@ -155,18 +155,33 @@ async def test_a_run_that_lost_its_claim_drops_its_outcome_and_only_the_successo
 
 
 async def test_a_crashed_runs_claim_is_taken_over_once_its_lease_expired(pipeline: Pipeline) -> None:
-    """A run that never recorded its end keeps the job until its lease runs out; then the next run reconciles."""
+    """A run that never recorded its end keeps the job from other messages until its lease runs out; then the
+    next run reconciles."""
     pipeline.store.fail("replace")  # the run's outcome is never written: as if the worker died
     with pytest.raises(JobStoreError):
         await pipeline.deliver(wire(KEYED_CREATE), "m1", process_id="worker-a")
     assert pipeline.row("create-1").state is JobState.RUNNING
     pipeline.clock.advance(pipeline.policy.claim_lease - timedelta(seconds=1))
     assert (
-        await pipeline.deliver(wire(KEYED_CREATE), "m1", process_id="worker-b") is Handled.CLAIMED_ELSEWHERE
+        await pipeline.deliver(wire(KEYED_CREATE), "m2", process_id="worker-b") is Handled.CLAIMED_ELSEWHERE
     )
     pipeline.clock.advance(timedelta(seconds=1))
-    assert await pipeline.deliver(wire(KEYED_CREATE), "m1", process_id="worker-b") is Handled.SUCCEEDED
+    assert await pipeline.deliver(wire(KEYED_CREATE), "m2", process_id="worker-b") is Handled.SUCCEEDED
     assert steps_of(pipeline.runner.calls) == [False, True]
+    row = pipeline.row("create-1")
+    assert (row.state, row.ambiguous, row.runs) == (JobState.SUCCEEDED, True, 2)
+
+
+async def test_a_redelivery_of_the_claims_own_message_takes_over_at_once(pipeline: Pipeline) -> None:
+    """The host redelivers a message only after its run ended (it failed, or its worker or instance died), so a
+    redelivery on another process takes the live claim over instead of deleting the job's only message."""
+    pipeline.store.fail("replace")  # the run's outcome is never written: its invocation fails
+    with pytest.raises(JobStoreError):
+        await pipeline.deliver(wire(KEYED_CREATE), "m1", process_id="worker-a")
+    assert pipeline.row("create-1").leased_at(pipeline.clock.now())
+    handled = await pipeline.deliver(wire(KEYED_CREATE), "m1", process_id="worker-b", dequeue_count=2)
+    assert handled is Handled.SUCCEEDED
+    assert steps_of(pipeline.runner.calls) == [False, True]  # the second run reconciled by natural key
     row = pipeline.row("create-1")
     assert (row.state, row.ambiguous, row.runs) == (JobState.SUCCEEDED, True, 2)
 
