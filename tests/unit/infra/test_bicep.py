@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from devhost.infra_settings import infra_app_settings
+
 INFRA = Path(__file__).resolve().parents[3] / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 
@@ -22,8 +24,8 @@ def parse(path: Path) -> dict[str, Any]:
 
 
 def app_settings() -> dict[str, Any]:
-    config: dict[str, Any] = parse(INFRA / "app" / "function.bicep")["resources"]["settings"]["config"]
-    return config["properties"]  # type: ignore[no-any-return]
+    """function.bicep's app settings, read the one way devhost and the production-settings test read them."""
+    return dict(infra_app_settings())
 
 
 def test_main_deploys_every_module_with_exactly_the_parameters_it_declares() -> None:
