@@ -28,24 +28,18 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
-
-from azure.core.exceptions import AzureError
-from azure.storage.queue.aio import QueueClient
 
 from bcjobs import POISON_QUEUE, ErrorInfo, JobState
 from bcjobs.models import JOB_ID_PATTERN
-from shared.azure_clients import queue_client
 from shared.backoff import exponential_backoff
 from shared.clock import Clock
 from shared.errors import IntegrationError
-from shared.jobs.errors import JobQueueError
 from shared.jobs.processor import Delivery
-from shared.jobs.queues import JobQueues
+from shared.jobs.queues import JobQueues, PoisonRedrive, storage_redrive
 from shared.jobs.records import JobRecord
 from shared.jobs.store import JobStore
 from shared.settings import JobSettings, StorageSettings
@@ -158,38 +152,6 @@ class PoisonRetry:
         if failures >= self.tries or waited + delay > self.budget_seconds:
             return None
         return delay
-
-
-class PoisonRedrive(Protocol):
-    """Puts a fresh copy of a poison message on bc-jobs-poison."""
-
-    async def redrive(self, text: str, delay_seconds: int, ttl_seconds: int) -> None:
-        """Send `text`, invisible for `delay_seconds`, expiring after `ttl_seconds`; JobQueueError on failure."""
-        ...
-
-
-class StoragePoisonRedrive:
-    """PoisonRedrive on the Storage queue (the stored text as is: messageEncoding is none)."""
-
-    def __init__(self, client: QueueClient) -> None:
-        self._client = client
-
-    async def redrive(self, text: str, delay_seconds: int, ttl_seconds: int) -> None:
-        """Send the copy."""
-        try:
-            await self._client.send_message(text, visibility_timeout=delay_seconds, time_to_live=ttl_seconds)
-        except AzureError as exc:
-            raise JobQueueError(f"re-driving to {POISON_QUEUE} failed: {type(exc).__name__}") from exc
-
-
-@contextlib.asynccontextmanager
-async def storage_redrive(storage: StorageSettings) -> AsyncIterator[PoisonRedrive]:
-    """A PoisonRedrive on its own client, closed after use: it must work when building the pipeline failed."""
-    owned = queue_client(storage, POISON_QUEUE)
-    try:
-        yield StoragePoisonRedrive(owned.client)
-    finally:
-        await owned.close()
 
 
 @dataclass(frozen=True, slots=True)

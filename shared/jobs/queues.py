@@ -1,4 +1,5 @@
-"""The queues a job run writes to: a delayed copy of the job back on `bc-jobs`, and its report on `bc-results`.
+"""The queues a job run writes to: a delayed copy of the job back on `bc-jobs`, and its report on `bc-results`;
+and the poison handler's re-driven copy on `bc-jobs-poison` (shared/jobs/deadletter.py says why).
 
 Facts: the queue output binding cannot delay a message (no such option in
 learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-output;
@@ -13,14 +14,18 @@ encode policy is used.
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue.aio import QueueClient
 
-from bcjobs import Job, JobReport
+from bcjobs import POISON_QUEUE, Job, JobReport
 from bcjobs.wire import encode
+from shared.azure_clients import queue_client
 from shared.jobs.errors import JobQueueError
+from shared.settings import StorageSettings
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
 
@@ -69,3 +74,35 @@ class StorageJobQueues:
             await client.send_message(text, **options)
         except AzureError as exc:
             raise JobQueueError(f"sending to {client.queue_name} failed ({type(exc).__name__})") from exc
+
+
+class PoisonRedrive(Protocol):
+    """Puts a fresh copy of a poison message on bc-jobs-poison."""
+
+    async def redrive(self, text: str, delay_seconds: int, ttl_seconds: int) -> None:
+        """Send `text`, invisible for `delay_seconds`, expiring after `ttl_seconds`; JobQueueError on failure."""
+        ...
+
+
+class StoragePoisonRedrive:
+    """PoisonRedrive on the Storage queue (the stored text as is: messageEncoding is none)."""
+
+    def __init__(self, client: QueueClient) -> None:
+        self._client = client
+
+    async def redrive(self, text: str, delay_seconds: int, ttl_seconds: int) -> None:
+        """Send the copy."""
+        try:
+            await self._client.send_message(text, visibility_timeout=delay_seconds, time_to_live=ttl_seconds)
+        except AzureError as exc:
+            raise JobQueueError(f"re-driving to {POISON_QUEUE} failed: {type(exc).__name__}") from exc
+
+
+@contextlib.asynccontextmanager
+async def storage_redrive(storage: StorageSettings) -> AsyncIterator[PoisonRedrive]:
+    """A PoisonRedrive on its own client, closed after use: it must work when building the pipeline failed."""
+    owned = queue_client(storage, POISON_QUEUE)
+    try:
+        yield StoragePoisonRedrive(owned.client)
+    finally:
+        await owned.close()
