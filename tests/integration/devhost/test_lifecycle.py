@@ -97,51 +97,30 @@ def test_cli_reads_settings_file_lets_environment_win_and_stops_on_sigterm(
     assert not key_logged
 
 
+def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """`python -m devhost --port 0 ARGUMENTS` from the repo root, run to its end (it is expected to refuse)."""
+    command = [sys.executable, "-m", "devhost", "--port", "0", *arguments]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_cli_exits_non_zero_when_the_app_cannot_be_loaded(tmp_path: Path) -> None:
     """A wrong --app gives exit code 1 and says why on stderr."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devhost",
-            "--port",
-            "0",
-            "--app",
-            "no_such_module:app",
-            "--settings",
-            str(tmp_path / "none.json"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("--app", "no_such_module:app", "--settings", str(tmp_path / "none.json"))
     assert result.returncode == 1
     assert "cannot load the app 'no_such_module:app'" in result.stderr
 
 
 def test_cli_functions_option_refuses_unknown_names(tmp_path: Path) -> None:
     """`--functions work,nope` exits 1 and names the function the app does not have."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devhost",
-            "--port",
-            "0",
-            "--app",
-            "tests.integration.devhost.sample_app:app",
-            "--functions",
-            "work,nope",
-            "--settings",
-            str(tmp_path / "none.json"),
-            "--host-json",
-            str(SAMPLE_HOST_JSON),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        "--app",
+        "tests.integration.devhost.sample_app:app",
+        "--functions",
+        "work,nope",
+        "--settings",
+        str(tmp_path / "none.json"),
+        "--host-json",
+        str(SAMPLE_HOST_JSON),
     )
     assert result.returncode == 1
     assert "unknown function(s): nope" in result.stderr

@@ -14,16 +14,9 @@ from devhost.waiting import wait_until
 from sandbox import Sandbox
 from tests.fixtures.ingestion import IngestionSink
 from tests.integration.jobs.conftest import JobsWorld
+from tests.integration.telemetry.conftest import JOB
 
 pytestmark = pytest.mark.integration
-
-JOB = {
-    "jobId": "telemetry-create-1",
-    "operation": "create",
-    "entitySet": "customers",
-    "data": {"displayName": "Fabrikam Telemetry"},
-    "correlationId": "crm-telemetry-1",
-}
 
 
 @pytest.fixture

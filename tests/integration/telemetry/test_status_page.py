@@ -8,16 +8,9 @@ import pytest
 
 from sandbox import Sandbox
 from tests.integration.jobs.conftest import JobsWorld
+from tests.integration.telemetry.conftest import JOB
 
 pytestmark = pytest.mark.integration
-
-JOB = {
-    "jobId": "telemetry-create-1",
-    "operation": "create",
-    "entitySet": "customers",
-    "data": {"displayName": "Fabrikam Telemetry"},
-    "correlationId": "crm-telemetry-1",
-}
 
 
 def test_the_status_page_answers_with_the_function_key_only(pipeline: JobsWorld, sandbox: Sandbox) -> None:
