@@ -11,6 +11,7 @@ from typing import Any
 
 from sandbox.bc.api import BcApi
 from sandbox.bc.documents import Documents, seed_documents
+from sandbox.bc.examples import seed_examples
 from sandbox.bc.faults import Fault, FaultPlan, FaultRates, Latency, draw
 from sandbox.bc.limits import Limiter, LimitSettings
 from sandbox.bc.schema import JsonValue
@@ -94,6 +95,7 @@ class BcControl:
             self.company_id = seed_store(self.store, self._config, rng)
             company = self.store.companies[self.company_id]
             seed_documents(self.store, self.documents, company, self._config, rng)
+            seed_examples(self.store, self.documents, company)
 
     # --- knobs ------------------------------------------------------------------------------------------------------
     def faults(self, **rates: Any) -> FaultRates:
