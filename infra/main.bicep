@@ -175,9 +175,13 @@ module rbac 'app/rbac.bicep' = {
 output AZURE_LOCATION string = location
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = function.outputs.name
+output AZURE_FUNCTION_APP_HOST string = function.outputs.defaultHostName
+output KEY_VAULT_NAME string = vault.outputs.name
 output KEY_VAULT_URL string = vault.outputs.uri
 output JobsStorage__queueServiceUri string = storage.outputs.queueEndpoint
 output JobsStorage__tableServiceUri string = storage.outputs.tableEndpoint
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output BC_STATUS_PAGE string = 'https://${function.outputs.defaultHostName}/api/status'
+// Delegated mode: the redirect URI to register on the app registration (Authentication → Web); it exists only now.
+output BC_REDIRECT_URI string = 'https://${function.outputs.defaultHostName}/api/auth/callback'
 output BC_WORKBOOK_ID string = monitoring.outputs.workbookId

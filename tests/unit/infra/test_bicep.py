@@ -54,6 +54,23 @@ def test_main_deploys_every_module_with_exactly_the_parameters_it_declares() -> 
     assert required <= supplied <= set(main["parameters"])
 
 
+def test_azd_can_set_every_parameter_of_main_and_its_defaults_are_the_bicep_ones() -> None:
+    """Each parameter of main.bicep is mapped in main.parameters.json (so `azd env set NAME value` tunes it, as the
+    runbook says), and a mapping's `${NAME=default}` default is the Bicep default: an unset variable changes
+    nothing. azd turns a numeric string into a number for an int parameter (Azure/azure-dev,
+    bicep_provider.go `armParameterFileValue`), so `"${BC_MAX_IN_FLIGHT=5}"` deploys the int 5."""
+    declared = parse(INFRA / "main.bicep")["parameters"]
+    mapped = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert set(mapped) == set(declared)
+    for name, entry in mapped.items():
+        found = re.fullmatch(r"\$\{(\w+)(?:=(.*))?\}", entry["value"])
+        assert found, f"{name}: not an azd variable reference"
+        if declared[name]["default"] is not None:
+            assert (found[2] or "") == str(declared[name]["default"]), (
+                f"{name}: default differs from main.bicep"
+            )
+
+
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda path: path.name)
 def test_every_bicep_file_parses(path: Path) -> None:
     """A syntax error in any Bicep file fails here, offline, before a deployment would."""
