@@ -75,3 +75,20 @@ def is_authorized(
         return False
     own = keys.per_function.get(function) if function is not None else None
     return _same(presented, keys.function_key) or _same(presented, own)
+
+
+def refusal(level: AuthLevel, presented: str | None, function: str) -> str:
+    """The 401 body: which key the route wants and where devhost reads it. The Azure host answers 401 with an empty
+    body (the README says which key each route needs); devhost says it, since here the keys are the developer's own
+    settings. The presented key is never echoed."""
+    wanted = (
+        f"the master key ({MASTER_KEY_SETTING})"
+        if level is AuthLevel.ADMIN
+        else f"a function key: the host key ({FUNCTION_KEY_SETTING}) or this function's "
+        f"({PER_FUNCTION_KEY_PREFIX}{function})"
+    )
+    given = "no key was sent" if presented is None else "the key sent is not one of them"
+    return (
+        f"401 Unauthorized: {function} needs {wanted}, sent as the {KEY_HEADER} header or the ?{KEY_QUERY}= "
+        f"query parameter; {given}."
+    )

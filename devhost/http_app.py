@@ -16,10 +16,10 @@ import azure.functions as func
 from azure.functions.http import HttpRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from devhost.auth import HostKeys, is_authorized, presented_key
+from devhost.auth import HostKeys, is_authorized, presented_key, refusal
 from devhost.catalog import HttpFunction
 from devhost.invoker import Invoker
 from devhost.routing import RouteEntry, Router
@@ -135,7 +135,7 @@ class HttpFront:
         function, route_params = found
         key = presented_key(request.headers, request.query_params)
         if not is_authorized(function.auth_level, key, self._keys, function.spec.name):
-            return Response(status_code=401)
+            return PlainTextResponse(refusal(function.auth_level, key, function.spec.name), status_code=401)
         body = await request.body()
         result = await self._invoker.invoke(
             function.spec,

@@ -35,6 +35,22 @@ def test_function_route_without_a_key_is_refused(
     assert httpx.get(f"{host.base_url}/api/items/1", params={"code": "wrong"}).status_code == 401
 
 
+def test_a_refused_request_is_told_which_key_and_where_without_the_key_itself(
+    start_devhost: StartHost, sample_settings: dict[str, str]
+) -> None:
+    """Following a Location without the key ends in a bare 401 on the real host; devhost's body names the header,
+    the setting and the function, and echoes no key (neither the one sent nor the right one)."""
+    host = start_devhost(sample_settings)
+    refused = httpx.get(f"{host.base_url}/api/items/1", headers={"x-functions-key": "wrong-key-123"})
+    assert refused.status_code == 401
+    for expected in ("x-functions-key", "DEVHOST_FUNCTION_KEY", "not one of them"):
+        assert expected in refused.text
+    assert "wrong-key-123" not in refused.text
+    assert sample_settings["DEVHOST_FUNCTION_KEY"] not in refused.text
+    admin = httpx.get(f"{host.base_url}/api/ops/ping")
+    assert ("DEVHOST_MASTER_KEY" in admin.text, "no key was sent" in admin.text) == (True, True)
+
+
 def test_function_key_is_accepted_in_query_or_header(
     start_devhost: StartHost, sample_settings: dict[str, str]
 ) -> None:
