@@ -12,18 +12,31 @@ from sandbox.config import SandboxConfig
 from sandbox.sandbox import Sandbox
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None: the help says what unset means)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The CLI's options (sandbox/README.md, "Run it")."""
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox", description=__doc__, formatter_class=_DefaultsHelp
+    )
     parser.add_argument(
         "--env-file", type=Path, required=True, help="where to write KEY=VALUE lines once ready"
     )
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seeds ids, secrets, data and fault draws (same seed, same world)"
+    )
     parser.add_argument(
         "--token-lifetime",
         type=float,
         default=None,
-        help="access token lifetime in seconds (default: random 60-90 min)",
+        help="access token lifetime in seconds (unset: random 60-90 min, as Entra)",
     )
     parser.add_argument("--bc-rate-limit", type=int, default=6000, help="requests per window per identity")
     parser.add_argument(
@@ -32,9 +45,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--bc-time-scale", type=float, default=1.0, help="divides BC's window and queue timeout"
     )
-    parser.add_argument("--bc-latency-ms", type=float, default=0.0)
-    parser.add_argument("--bc-latency-jitter-ms", type=float, default=0.0)
-    parser.add_argument("--bc-max-in-flight", type=int, default=5)
+    parser.add_argument("--bc-latency-ms", type=float, default=0.0, help="added to every BC answer")
+    parser.add_argument(
+        "--bc-latency-jitter-ms", type=float, default=0.0, help="random extra latency, up to this much"
+    )
+    parser.add_argument(
+        "--bc-max-in-flight", type=int, default=5, help="BC requests in flight per identity before 429"
+    )
     parser.add_argument(
         "--bc-custom-api",
         action="append",
@@ -49,7 +66,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--work-dir",
         type=Path,
         default=None,
-        help="where the CA and certificates go (default: a temp folder)",
+        help="where the CA and certificates go (unset: a temporary folder)",
     )
     parser.add_argument(
         "--port-base",
