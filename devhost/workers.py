@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -29,12 +31,16 @@ from pathlib import Path
 
 from devhost.catalog import Catalog
 from devhost.errors import WorkerError
+from devhost.template import Spawn, fork_worker, warm
 from devhost.wire import CallRequest, CallResult, Close, LoadFailed, LogLine, Ready, frame, read_frame
 
 _log = logging.getLogger("devhost.worker")
 HTTP_GROUP = "http"
 WORKER_START_SECONDS = 60.0  # importing the app; a worker that takes longer is killed and the call fails
 _DEVHOST_ROOT = str(Path(__file__).resolve().parents[1])  # where `python -m devhost.worker` resolves
+# devhost's own environment (not an app setting): "off" starts each worker as a new process instead of forking it
+# from the template process; the two differ only in start time (devhost/template.py says why).
+TEMPLATE_SWITCH = "DEVHOST_WORKER_TEMPLATE"
 
 
 def function_groups(catalog: Catalog) -> dict[str, str]:
@@ -55,13 +61,42 @@ class WorkerLaunch:
     script_root: str
     environment: Mapping[str, str] = field(repr=False)  # app settings: secrets
 
-    def command(self, fd: int) -> list[str]:
-        """The worker's command line; it logs at devhost's current level (a test may have lowered it)."""
+    def arguments(self) -> tuple[str, ...]:
+        """The worker's options but its socket; it logs at devhost's current level (a test may have lowered it)."""
         level = logging.getLogger().getEffectiveLevel()
-        return [
-            sys.executable, "-m", "devhost.worker", "--fd", str(fd), "--app", self.app_reference,
-            "--script-root", self.script_root, "--log-level", str(level),
-        ]  # fmt: skip
+        return ("--app", self.app_reference, "--script-root", self.script_root, "--log-level", str(level))
+
+    def command(self, fd: int) -> list[str]:
+        """The worker's command line, started as a new process."""
+        return [sys.executable, "-m", "devhost.worker", "--fd", str(fd), *self.arguments()]
+
+    def spawn(self) -> Spawn:
+        """The same worker, forked from the template process (devhost/template.py)."""
+        return Spawn(self.arguments(), self.environment, _DEVHOST_ROOT)
+
+
+def template_on() -> bool:
+    """Whether workers are forked from the template process (TEMPLATE_SWITCH not "off")."""
+    return os.environ.get(TEMPLATE_SWITCH, "on") != "off"
+
+
+class Forked:
+    """A worker forked by the template process: devhost signals it by pid; the template reaps it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None  # set once its socket ended: it exited (and its pid may be reused)
+
+    def kill(self) -> None:
+        """SIGKILL, unless it has exited already."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        """Called once the worker's socket ended, which happens only when it exits (nobody else holds it)."""
+        self.returncode = -1
+        return self.returncode
 
 
 def relog(attributes: Mapping[str, object]) -> None:
@@ -78,7 +113,7 @@ class WorkerProcess:
     def __init__(self, group: str, launch: WorkerLaunch) -> None:
         self.group = group
         self._launch = launch
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: asyncio.subprocess.Process | Forked | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[int] | None = None
@@ -91,13 +126,7 @@ class WorkerProcess:
         """Start the process and wait until it has imported the app (WorkerError if it cannot)."""
         parent, child = socket.socketpair()
         with child:
-            self._process = await asyncio.create_subprocess_exec(
-                *self._launch.command(child.fileno()),
-                pass_fds=(child.fileno(),),
-                env=dict(self._launch.environment),
-                cwd=_DEVHOST_ROOT,
-                start_new_session=True,  # Ctrl-C reaches devhost, which stops its workers itself
-            )
+            self._process = await self._start_process(child)
         self.pid, self.alive = self._process.pid, True
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         self._ready = asyncio.get_running_loop().create_future()
@@ -108,6 +137,18 @@ class WorkerProcess:
             self.kill(f"the worker did not load the app within {WORKER_START_SECONDS:g}s")
             raise WorkerError(f"the {self.group} worker did not start") from None
         _log.info("Worker process %d started for function group %s", self.pid, self.group)
+
+    async def _start_process(self, child: socket.socket) -> asyncio.subprocess.Process | Forked:
+        """Forked from the template (milliseconds), or a new `python -m devhost.worker` when it is turned off."""
+        if template_on():
+            return Forked(await asyncio.to_thread(fork_worker, self._launch.spawn(), child))
+        return await asyncio.create_subprocess_exec(
+            *self._launch.command(child.fileno()),
+            pass_fds=(child.fileno(),),
+            env=dict(self._launch.environment),
+            cwd=_DEVHOST_ROOT,
+            start_new_session=True,  # Ctrl-C reaches devhost, which stops its workers itself
+        )
 
     async def call(self, request: CallRequest, time_limit: float | None) -> CallResult:
         """Send one invocation and wait for its result; at `time_limit`, kill this worker (functionTimeout)."""
@@ -210,6 +251,8 @@ class WorkerPool:
         self._timeout = timeout
         self._workers: dict[str, WorkerProcess] = {}
         self._starting: dict[str, asyncio.Lock] = {}
+        if template_on():
+            warm(_DEVHOST_ROOT)
 
     async def call(self, request: CallRequest) -> CallResult:
         """Run the request on its group's worker (FunctionCaller)."""
