@@ -145,7 +145,7 @@ async def run(args: argparse.Namespace) -> WorkerReport:
     tokens = SandboxTokenProvider(settings)
     # One attempt: every 429 the sandbox sends is counted once (pauses still apply).
     client = build_client(
-        settings, tokens, throttle, recorder=TimingRecorder(report), policy=RetryPolicy(max_attempts=1)
+        settings, tokens, throttle, recorder=TimingRecorder(report), policy=RetryPolicy(max_tries=1)
     )
     try:
         await asyncio.gather(*(_drive(client, args.stop_at, report, throttle) for _ in range(args.tasks)))

@@ -57,8 +57,8 @@ from shared.bc.models import (
     Page,
 )
 from shared.bc.odata import Field, Filter, Query, all_of, any_of, field, literal
-from shared.bc.recorder import Interaction, MemoryRecorder, NullRecorder, Recorder
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from shared.bc.sender import BcRequest, Interaction, MemoryRecorder, NullRecorder, Recorder, RequestSender
 from shared.bc.throttle import SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import TableCoordinationStore
 
@@ -74,6 +74,7 @@ __all__ = [
     "BatchOperation",
     "BatchResult",
     "BcEndpoint",
+    "BcRequest",
     "BusinessCentralClient",
     "BusinessCentralError",
     "Company",
@@ -97,6 +98,7 @@ __all__ = [
     "Query",
     "QueryError",
     "Recorder",
+    "RequestSender",
     "RequestTimeoutError",
     "RequestValidationError",
     "RetryPolicy",

@@ -15,9 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from uuid import UUID
 
-from shared.bc.errors import AtomicBatchFailedError, BatchError, Correlation, UnexpectedResponseError
+from shared.bc.errors import (
+    AtomicBatchFailedError,
+    BatchError,
+    Correlation,
+    UnexpectedResponseError,
+    error_for,
+)
 from shared.bc.models import BatchOperation, BatchResult, Entity, JsonValue
-from shared.bc.responses import error_for
 
 MAX_BATCH_OPERATIONS = 100
 # The status given to an operation of a failed atomic batch that BC left unanswered: 424 Failed Dependency

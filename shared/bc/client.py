@@ -19,12 +19,14 @@ import httpx
 
 from shared.bc import batch as batching
 from shared.bc.errors import (
+    CLIENT_REQUEST_ID,
     BatchIncompleteError,
     BusinessCentralError,
     CompanyNotFoundError,
     Correlation,
     UnexpectedResponseError,
     UnsafeNextLinkError,
+    json_body,
 )
 from shared.bc.models import (
     STANDARD_API,
@@ -42,9 +44,8 @@ from shared.bc.models import (
     Page,
 )
 from shared.bc.odata import Query, field
-from shared.bc.pipeline import Call, Pipeline
-from shared.bc.responses import CLIENT_REQUEST_ID, json_body
 from shared.bc.retry import surely_unprocessed
+from shared.bc.sender import BcRequest, RequestSender
 
 # BC's own cap is 20,000 per page (server-driven-paging-in-odata-web-services, above).
 DEFAULT_PAGE_SIZE = 1000
@@ -59,17 +60,17 @@ ANY_VERSION = "*"
 
 
 class BusinessCentralClient:
-    """Async BC API client for one environment; every request goes through the pipeline (throttle, auth, retry)."""
+    """Async BC API client for one environment; every request goes through the sender (token, throttle, retry)."""
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        sender: RequestSender,
         endpoint: BcEndpoint,
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         max_batch_operations: int = batching.MAX_BATCH_OPERATIONS,
     ) -> None:
-        self._pipeline = pipeline
+        self._sender = sender
         self._endpoint = endpoint
         self._page_size = page_size
         self._max_batch = max_batch_operations
@@ -78,7 +79,7 @@ class BusinessCentralClient:
 
     async def aclose(self) -> None:
         """Close the HTTP connections (the throttle is the process's and stays open)."""
-        await self._pipeline.aclose()
+        await self._sender.aclose()
 
     # ----- companies ----------------------------------------------------------------------------------
 
@@ -123,8 +124,8 @@ class BusinessCentralClient:
 
     async def get(self, key: EntityKey, query: Query | None = None) -> Entity:
         """One entity (with its ETag)."""
-        response = await self._pipeline.send(
-            Call(Method.GET, await self._url(key), params=(query or Query()).params())
+        response = await self._sender.send(
+            BcRequest(Method.GET, await self._url(key), params=(query or Query()).params())
         )
         return _entity(json_body(response), _request_id(response))
 
@@ -141,8 +142,8 @@ class BusinessCentralClient:
 
     async def create(self, entity_set: EntitySet, values: JsonObject) -> Entity:
         """POST a new entity (deep insert allowed); BC answers 201 with the entity."""
-        response = await self._pipeline.send(
-            Call(Method.POST, await self._url(entity_set), body=dict(values))
+        response = await self._sender.send(
+            BcRequest(Method.POST, await self._url(entity_set), body=dict(values))
         )
         return _entity(json_body(response), _request_id(response))
 
@@ -152,8 +153,8 @@ class BusinessCentralClient:
         Without `etag` it sends `If-Match: *`: last writer wins, whatever changed since (nothing is read first,
         so no change between a read and the PATCH can refuse it).
         """
-        response = await self._pipeline.send(
-            Call(
+        response = await self._sender.send(
+            BcRequest(
                 Method.PATCH,
                 await self._url(key),
                 body=dict(changes),
@@ -167,8 +168,8 @@ class BusinessCentralClient:
 
         Without `etag` it sends `If-Match: *`: last writer wins, the entity is deleted whatever changed since.
         """
-        await self._pipeline.send(
-            Call(Method.DELETE, await self._url(key), headers={"If-Match": etag or ANY_VERSION})
+        await self._sender.send(
+            BcRequest(Method.DELETE, await self._url(key), headers={"If-Match": etag or ANY_VERSION})
         )
 
     async def action(self, key: EntityKey, action: str, *, etag: str | None = None) -> None:
@@ -177,7 +178,7 @@ class BusinessCentralClient:
         company_id = await self.company_id()
         url = f"{self._endpoint.api_root(key.api)}/{operation.relative_url(company_id)}"
         headers = {"If-Match": etag} if etag else {}
-        await self._pipeline.send(Call(Method.POST, url, headers=headers))
+        await self._sender.send(BcRequest(Method.POST, url, headers=headers))
 
     async def batch(
         self, operations: Sequence[BatchOperation], *, atomic: bool = False
@@ -212,7 +213,7 @@ class BusinessCentralClient:
         url = f"{self._endpoint.api_root(group[0].api)}/$batch"
         body = batching.request_body(group, company_id)
         headers = {"Isolation": "snapshot"} if atomic else {}
-        response = await self._pipeline.send(Call(Method.POST, url, body=body, headers=headers))
+        response = await self._sender.send(BcRequest(Method.POST, url, body=body, headers=headers))
         read = batching.atomic_results if atomic else batching.results
         return read(group, json_body(response), Correlation(_request_id(response)))
 
@@ -235,8 +236,8 @@ class BusinessCentralClient:
         return tuple(collected[:limit] if limit is not None else collected)
 
     async def _page(self, url: str, params: Mapping[str, str], page_size: int) -> Page:
-        response = await self._pipeline.send(
-            Call(Method.GET, url, params=params, headers={"Prefer": f"odata.maxpagesize={page_size}"})
+        response = await self._sender.send(
+            BcRequest(Method.GET, url, params=params, headers={"Prefer": f"odata.maxpagesize={page_size}"})
         )
         body = json_body(response)
         correlation = Correlation(_request_id(response))

@@ -8,12 +8,10 @@ from uuid import UUID
 import httpx
 
 from shared.azure_clients import httpx_verify
-from shared.bc.auth import BearerAuth
 from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
-from shared.bc.pipeline import Pipeline, Throttle
-from shared.bc.recorder import Recorder
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from shared.bc.sender import Recorder, RequestSender, Throttle
 from shared.bc.throttle import CoordinationStore, SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import partition_key_for
 from shared.clock import Clock
@@ -97,12 +95,13 @@ def build_client(
 ) -> BusinessCentralClient:
     """A BC client for the configured environment; the token must outlive a whole request (timeout + 1 min)."""
     min_validity = max(DEFAULT_MIN_VALIDITY, timedelta(seconds=settings.bc.request_timeout_seconds + 60))
-    pipeline = Pipeline(
+    sender = RequestSender(
         http or http_client_from_settings(settings),
-        BearerAuth(tokens, min_validity),
+        tokens,
         throttle,
+        min_validity=min_validity,
         policy=policy,
         recorder=recorder,
         clock=clock,
     )
-    return BusinessCentralClient(pipeline, endpoint_from_settings(settings))
+    return BusinessCentralClient(sender, endpoint_from_settings(settings))

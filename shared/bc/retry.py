@@ -1,6 +1,7 @@
 """Every retry, pause and backoff number of the BC client, in one place.
 
-In-call retries are only for brief transient failures: a 429/503 whose Retry-After is at most
+In-request retries (each repeat is another *try* of the same request; an *attempt* is the job layer's
+word for a run that reached BC) are only for brief transient failures: a 429/503 whose Retry-After is at most
 `max_inline_wait_seconds`, a connection failure, a timeout of an idempotent request, all inside a total
 waiting budget well below a Functions invocation's time. Anything longer is raised unchanged (with
 `retry_after`) so the job layer re-enqueues with a visibility delay instead of paying for a sleeping function.
@@ -9,7 +10,7 @@ A non-idempotent request (POST, PATCH) is repeated only when BC surely did not p
 throttling gate), 503 (BC's queue timeout or maintenance) or a connection that never opened
 (learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online).
 
-A failing TokenProvider is not retried in-call: the provider has its own retries (and its own outage
+A failing TokenProvider is not retried in-request: the provider has its own retries (and its own outage
 handling), so repeating it here would only multiply them; the job layer re-enqueues.
 """
 
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from shared.backoff import exponential_backoff
 from shared.bc.errors import (
@@ -28,18 +27,15 @@ from shared.bc.errors import (
     TokenAcquisitionError,
 )
 
-# MSAL caps a server-requested delay at one hour (throttled_http_client.py::RetryAfterParser); so do we.
-MAX_RETRY_AFTER_SECONDS = 3600.0
-
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How a BC call is retried in-call, and how long a throttling answer pauses every instance."""
+    """How a BC request is retried in-request, and how long a throttling answer pauses every instance."""
 
-    max_attempts: int = 3
-    # Total in-call waiting across attempts.
+    max_tries: int = 3
+    # Total in-request waiting across tries.
     budget_seconds: float = 8.0
-    # A Retry-After above this is not waited for in-call: the error goes to the job layer.
+    # A Retry-After above this is not waited for in-request: the error goes to the job layer.
     max_inline_wait_seconds: float = 4.0
     backoff_initial_seconds: float = 0.25
     backoff_max_seconds: float = 2.0
@@ -53,13 +49,13 @@ class RetryPolicy:
         self,
         error: BusinessCentralError,
         *,
-        attempt: int,
+        try_number: int,
         waited: float,
         idempotent: bool,
         rng: random.Random | None = None,
     ) -> float | None:
-        """Seconds to wait before attempt `attempt + 1`, or None to raise `error` now."""
-        if not error.retriable or attempt >= self.max_attempts or isinstance(error, TokenAcquisitionError):
+        """Seconds to wait before try `try_number + 1`, or None to raise `error` now."""
+        if not error.retriable or try_number >= self.max_tries or isinstance(error, TokenAcquisitionError):
             return None
         if not idempotent and not surely_unprocessed(error):
             return None
@@ -68,15 +64,15 @@ class RetryPolicy:
                 return None
             delay = error.retry_after
         else:
-            delay = self.backoff(attempt, rng)
+            delay = self.backoff(try_number, rng)
         if waited + delay > self.budget_seconds:
             return None
         return delay
 
-    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Exponential backoff after failure `attempt` (1-based): initial * 2**(attempt-1), capped, jittered down."""
+    def backoff(self, try_number: int, rng: random.Random | None = None) -> float:
+        """Exponential backoff after failed try `try_number` (1-based): initial * 2**(n-1), capped, jittered down."""
         return exponential_backoff(
-            attempt,
+            try_number,
             self.backoff_initial_seconds,
             self.backoff_max_seconds,
             jitter=self.jitter,
@@ -96,26 +92,6 @@ class RetryPolicy:
 def surely_unprocessed(error: BusinessCentralError) -> bool:
     """True when BC certainly did not act on the request: refused at its gate (429), 503, or never reached."""
     return isinstance(error, ThrottledError) or error.status == 503 or not error.request_sent
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date, RFC 9110 §10.2.3), capped; None if absent/bad."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()

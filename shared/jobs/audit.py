@@ -98,6 +98,6 @@ def _interaction(seen: BcInteraction, attempt: int, sequence: int, at: datetime)
         bc_error_code=seen.bc_error_code,
         client_request_id=seen.client_request_id,
         bc_request_id=seen.request_id or seen.ms_correlation_x,
-        call_attempt=seen.attempt,
+        call_attempt=seen.try_number,
         error=seen.error,
     )

@@ -64,7 +64,7 @@ class ScriptedRunner(JobRunner):
                     path=f"/api/v2.0/companies/run{run}/request{number}",
                     status=201,
                     duration_ms=10.0,
-                    attempt=1,
+                    try_number=1,
                     client_request_id=f"cr-{run}-{number}",
                     request_id=f"bc-{run}-{number}",
                 )

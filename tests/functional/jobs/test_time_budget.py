@@ -17,11 +17,10 @@ from typing import Any
 import httpx
 
 from bcjobs import ItemOutcome, Job, JobState, ResultSummary
-from shared.bc.auth import BearerAuth
 from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
-from shared.bc.pipeline import Pipeline as BcPipeline
 from shared.bc.retry import RetryPolicy
+from shared.bc.sender import RequestSender
 from shared.jobs import Delivery, Handled, JobProcessor
 from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
@@ -115,15 +114,15 @@ class World:
 
     def processor(self) -> JobProcessor:
         http = httpx.AsyncClient(transport=httpx.MockTransport(self.bc))
-        pipeline = BcPipeline(
+        sender = RequestSender(
             http,
-            BearerAuth(CountingTokens()),
+            CountingTokens(),
             RecordingThrottle(),
             policy=RetryPolicy(jitter=0.0),
             recorder=JobRecorder(),
             clock=self.clock,
         )
-        client = BusinessCentralClient(pipeline, BcEndpoint(BASE, "production", TENANT, company_id=COMPANY))
+        client = BusinessCentralClient(sender, BcEndpoint(BASE, "production", TENANT, company_id=COMPANY))
         return JobProcessor(
             store=self.store,
             audit=self.audit,

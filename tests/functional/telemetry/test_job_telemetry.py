@@ -12,10 +12,9 @@ import httpx
 from bcjobs import JobState
 from shared import telemetry
 from shared.bc import RetryPolicy, SharedThrottle, ThrottleConfig
-from shared.bc.auth import BearerAuth
 from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
-from shared.bc.pipeline import Pipeline
+from shared.bc.sender import RequestSender
 from shared.jobs import DeadLetters, Delivery, Handled, JobProcessor
 from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
@@ -64,15 +63,15 @@ class World:
             MemoryCoordinationStore(), "app-1", ThrottleConfig(heartbeat_seconds=5), clock=self.clock
         )
         tokens = JwtTokens(self.clock)
-        pipeline = Pipeline(
+        sender = RequestSender(
             httpx.AsyncClient(transport=httpx.MockTransport(self._answer)),
-            BearerAuth(tokens),
+            tokens,
             self.throttle,
             policy=policy or RetryPolicy(jitter=0.0),
             recorder=JobRecorder(),
             clock=self.clock,
         )
-        client = BusinessCentralClient(pipeline, BcEndpoint(BASE, "production", TENANT, company_id=COMPANY))
+        client = BusinessCentralClient(sender, BcEndpoint(BASE, "production", TENANT, company_id=COMPANY))
         self.processor = JobProcessor(
             store=self.store,
             audit=self.audit,
@@ -165,7 +164,7 @@ async def test_the_jobs_log_records_carry_its_dimensions() -> None:
 async def test_a_retry_is_counted_with_its_reason_and_logged_with_bcs_request_ids() -> None:
     """A 503 after the in-call retries: the job goes back on the queue; ops see why and which request."""
     unavailable = bc_error(503, "ServiceUnavailable", "try later", {"x-ms-correlation-x": "bc-corr-1"})
-    world = World(unavailable, policy=RetryPolicy(max_attempts=1, jitter=0.0))
+    world = World(unavailable, policy=RetryPolicy(max_tries=1, jitter=0.0))
     with capture(world.clock) as captured:
         assert await world.deliver(JOB) is Handled.RETRY_SCHEDULED
         (retry,) = captured.points("bc.jobs.retries")

@@ -267,7 +267,7 @@ async def _shared_pause(store: MemoryCoordinationStore, settings: Settings, dead
 async def test_long_retry_after_is_raised_for_the_job_layer(
     bc: BusinessCentralClient, sandbox: Sandbox
 ) -> None:
-    """A 429 asking for 30 s is not waited for in-call: ThrottledError carries retry_after=30."""
+    """A 429 asking for 30 s is not waited for in-request: ThrottledError carries retry_after=30."""
     sandbox.bc.faults(retry_after_seconds=30)
     sandbox.bc.fail_next(1, "429")
     started = time.monotonic()

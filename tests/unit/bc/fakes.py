@@ -11,12 +11,10 @@ from uuid import UUID
 
 import httpx
 
-from shared.bc.auth import BearerAuth
 from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
-from shared.bc.pipeline import Pipeline
-from shared.bc.recorder import MemoryRecorder
 from shared.bc.retry import RetryPolicy
+from shared.bc.sender import MemoryRecorder, RequestSender
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 from testkit.clock import ManualClock
 
@@ -124,14 +122,14 @@ def make_client(
         ManualClock(),
     )
     http = httpx.AsyncClient(transport=httpx.MockTransport(recording))
-    pipeline = Pipeline(
+    sender = RequestSender(
         http,
-        BearerAuth(tokens),
+        tokens,
         throttle,
         policy=policy or RetryPolicy(jitter=0.0),
         recorder=recorder,
         clock=clock,
     )
     endpoint = BcEndpoint(BASE, "production", TENANT, company_id=company_id, company_name=company_name)
-    client = BusinessCentralClient(pipeline, endpoint, page_size=page_size)
+    client = BusinessCentralClient(sender, endpoint, page_size=page_size)
     return Harness(client, tokens, throttle, recorder, clock, seen)

@@ -11,10 +11,10 @@ PACKAGE = Path(shared.bc.__file__).parent
 SOURCES = {path.relative_to(PACKAGE).as_posix(): path.read_text() for path in PACKAGE.rglob("*.py")}
 
 
-def test_only_the_auth_module_touches_the_authorization_header() -> None:
+def test_only_the_request_sender_touches_the_authorization_header() -> None:
     """The bearer token is set in exactly one place (an `Authorization` header, not AuthorizationError)."""
     touching = {name for name, text in SOURCES.items() if re.search(r"[\"']Authorization[\"']", text)}
-    assert touching == {"auth.py"}
+    assert touching == {"sender.py"}
 
 
 def test_bc_never_imports_the_token_manager_or_jobs() -> None:

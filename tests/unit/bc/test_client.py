@@ -314,7 +314,7 @@ async def test_failing_token_provider_takes_no_permit_and_is_recorded() -> None:
     assert not caught.value.request_sent
     assert h.throttle.permits == 0
     assert h.requests == []
-    assert h.tokens.token_calls == 1  # not retried in-call: the provider retries on its own
+    assert h.tokens.token_calls == 1  # not retried in-request: the provider retries on its own
     (interaction,) = h.recorder.interactions
     assert interaction.status is None
     assert interaction.error == "TokenAcquisitionError(ProviderDownError)"
@@ -386,7 +386,7 @@ async def test_short_retry_after_is_honoured_and_shared() -> None:
     assert h.throttle.pauses == [1.0]
     assert h.clock.slept == [1.0]
     assert len(h.requests) == 2
-    assert [interaction.attempt for interaction in h.recorder.interactions] == [1, 2]
+    assert [interaction.try_number for interaction in h.recorder.interactions] == [1, 2]
 
 
 async def test_long_retry_after_is_raised_for_the_job_layer() -> None:

@@ -21,8 +21,8 @@ from shared.bc.errors import (
     ServiceUnavailableError,
     ThrottledError,
     UnexpectedResponseError,
+    error_for,
 )
-from shared.bc.responses import error_for
 from shared.errors import IntegrationError
 
 CORRELATION = Correlation("req-1", request_id="bc-req", ms_correlation_x="bc-corr")

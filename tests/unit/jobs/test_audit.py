@@ -16,7 +16,7 @@ def seen(path: str, *, request_id: str | None = None, correlation: str | None = 
         path=path,
         status=200,
         duration_ms=12.5,
-        attempt=1,
+        try_number=1,
         client_request_id=f"cr-{path}",
         request_id=request_id,
         ms_correlation_x=correlation,

@@ -14,11 +14,10 @@ import httpx
 import pytest
 
 from bcjobs import JobState
-from shared.bc.auth import BearerAuth
 from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
-from shared.bc.pipeline import Pipeline
 from shared.bc.retry import RetryPolicy
+from shared.bc.sender import RequestSender
 from shared.jobs import Delivery, JobProcessor
 from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
@@ -64,15 +63,15 @@ def client(
 ) -> BusinessCentralClient:
     """The real client as the app builds it: its interactions go to the running job's audit (JobRecorder)."""
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    pipeline = Pipeline(
+    sender = RequestSender(
         http,
-        BearerAuth(tokens or CountingTokens()),
+        tokens or CountingTokens(),
         RecordingThrottle(),
         policy=RetryPolicy(jitter=0.0),
         recorder=JobRecorder(),
         clock=ManualClock(),
     )
-    return BusinessCentralClient(pipeline, BcEndpoint(BASE, "production", TENANT, company_id=COMPANY))
+    return BusinessCentralClient(sender, BcEndpoint(BASE, "production", TENANT, company_id=COMPANY))
 
 
 async def run_delete(

@@ -1,0 +1,306 @@
+"""RequestSender: one BC request end to end: token -> throttle -> send -> record -> map errors -> retry.
+
+A BcRequest is one logical request; each try of it (the retry policy's in-request retries, retry.py) gets its
+own client-request-id (a uuid), and the correlation headers of the answer are kept on the error and in the
+Interaction handed to the Recorder. ("Attempt" is the job layer's word for a run that reached BC; a retry
+inside one request is a *try*.)
+
+The token comes from the TokenProvider *before* a throttle permit is taken (design: token -> throttle -> BC
+call), so a slow token refresh never holds one of the identity's in-flight slots; the permit is then held from
+before the send until the body is read, so "in flight" means exactly what BC counts. A 401 gets one newer
+token than the rejected one (again outside the throttle) and one resend under a permit of its own; a second
+401 is an AuthenticationError. This module is the only code that touches the Authorization header.
+
+Whatever the provider raises becomes TokenAcquisitionError, chaining the original: shared/bc cannot know
+shared/auth's error types (the token seam, shared/tokens.py), only that no token came and, through
+TokenProviderError.transient, whether waiting helps (TokenRefusedError, not retriable, when it does not).
+
+The Recorder hook: an Interaction holds no body, no query string and no header value other than correlation
+ids, so nothing secret (a token, customer data from a filter) can reach the job's audit log through it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+import httpx
+
+from shared import telemetry
+from shared.bc.errors import (
+    CLIENT_REQUEST_ID,
+    BusinessCentralError,
+    Correlation,
+    RequestTimeoutError,
+    ServiceUnavailableError,
+    TokenAcquisitionError,
+    TokenRefusedError,
+    correlation_of,
+    error_code_of,
+    error_from_response,
+    json_body,
+)
+from shared.bc.models import IDEMPOTENT_METHODS, JsonValue, Method
+from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from shared.clock import Clock, SystemClock
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProvider, TokenProviderError
+
+# Connection failures where the request surely never left this process (safe to repeat any method).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One HTTP exchange with BC (status is None when no answer came; `error` then names what happened)."""
+
+    method: str
+    path: str
+    status: int | None
+    duration_ms: float
+    try_number: int  # the in-request try (1 = first send), not the job's attempt
+    client_request_id: str
+    request_id: str | None = None
+    ms_correlation_x: str | None = None
+    bc_error_code: str | None = None
+    error: str | None = None
+
+
+class Recorder(Protocol):
+    """Receives interactions; must be cheap and must not raise (it runs on the request path)."""
+
+    def record(self, interaction: Interaction) -> None:
+        """Take one interaction."""
+        ...
+
+
+class NullRecorder:
+    """Drops everything (the default)."""
+
+    def record(self, interaction: Interaction) -> None:
+        """Ignore the interaction."""
+
+
+class MemoryRecorder:
+    """Keeps interactions in a list (tests, and the job layer's per-job audit buffer)."""
+
+    def __init__(self) -> None:
+        self.interactions: list[Interaction] = []
+
+    def record(self, interaction: Interaction) -> None:
+        """Append the interaction."""
+        self.interactions.append(interaction)
+
+
+class Throttle(Protocol):
+    """What the sender needs from a throttle (SharedThrottle implements it)."""
+
+    def permit(self) -> AbstractAsyncContextManager[None]:
+        """Wait for, then hold, a permit: one in-flight slot, taken at this process's pace."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Stop every instance sending for `seconds`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BcRequest:
+    """One logical BC request (each retry is another try of it)."""
+
+    method: Method
+    url: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: JsonValue = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def idempotent(self) -> bool:
+        """GET and DELETE may be repeated after an ambiguous failure."""
+        return self.method in IDEMPOTENT_METHODS
+
+
+class RequestSender:
+    """Sends BcRequests with a bearer token, through the throttle, recording each try, retrying per policy."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tokens: TokenProvider,
+        throttle: Throttle,
+        *,
+        min_validity: timedelta = DEFAULT_MIN_VALIDITY,
+        policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        recorder: Recorder | None = None,
+        clock: Clock | None = None,
+        new_request_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._http = http
+        self._tokens = tokens
+        self._min_validity = min_validity
+        self._throttle = throttle
+        self._policy = policy
+        self._recorder = recorder or NullRecorder()
+        self._clock = clock or SystemClock()
+        self._new_request_id = new_request_id
+
+    async def aclose(self) -> None:
+        """Close the HTTP client's connections."""
+        await self._http.aclose()
+
+    async def send(self, bc_request: BcRequest) -> httpx.Response:
+        """The 2xx response (body read), or the typed error once the policy stops retrying."""
+        waited = 0.0
+        try_number = 0
+        while True:
+            try_number += 1
+            try:
+                return await self._try(bc_request, try_number)
+            except BusinessCentralError as error:
+                if (pause := self._policy.pause_for(error)) is not None:
+                    await self._throttle.pause(pause)
+                delay = self._policy.next_delay(
+                    error, try_number=try_number, waited=waited, idempotent=bc_request.idempotent
+                )
+                if delay is None:
+                    raise
+                await self._clock.sleep(delay)
+                waited += delay
+
+    async def _try(self, bc_request: BcRequest, try_number: int) -> httpx.Response:
+        request_id = self._new_request_id()
+        headers = {"Accept": "application/json", CLIENT_REQUEST_ID: request_id, **bc_request.headers}
+        request = self._http.build_request(
+            bc_request.method.value,
+            bc_request.url,
+            params=bc_request.params or None,
+            json=bc_request.body,
+            headers=headers,
+        )
+        token = await self._token(request, try_number, request_id, None)
+        response = await self._exchange(request, token, try_number, request_id)
+        if response.status_code == httpx.codes.UNAUTHORIZED:
+            token = await self._token(request, try_number, request_id, token)
+            response = await self._exchange(request, token, try_number, request_id)
+        if response.is_success:
+            return response
+        raise error_from_response(response, correlation_of(request_id, response.headers))
+
+    async def _token(
+        self, request: httpx.Request, try_number: int, request_id: str, rejected: AccessToken | None
+    ) -> AccessToken:
+        """The current token (or, after a 401, a newer one); a provider failure is recorded, then raised."""
+        started = time.perf_counter()
+        try:
+            return await (self._current_token() if rejected is None else self._newer_token(rejected))
+        except TokenAcquisitionError as error:
+            self._recorder.record(
+                Interaction(
+                    method=request.method,
+                    path=request.url.path,
+                    status=None,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    try_number=try_number,
+                    client_request_id=request_id,
+                    error=f"{type(error).__name__}({error.provider_error})",
+                )
+            )
+            raise
+
+    async def _current_token(self) -> AccessToken:
+        """A token valid for at least `min_validity`; TokenAcquisitionError when the provider fails."""
+        try:
+            return await self._tokens.token(self._min_validity)
+        except Exception as exc:  # any provider failure: the seam cannot know its types (shared/tokens.py)
+            raise _no_token(exc) from exc
+
+    async def _newer_token(self, rejected: AccessToken) -> AccessToken:
+        """A newer token than the one BC just rejected; TokenAcquisitionError when the provider fails."""
+        try:
+            return await self._tokens.refresh(rejected=rejected)
+        except Exception as exc:  # as in _current_token()
+            raise _no_token(exc) from exc
+
+    async def _exchange(
+        self, request: httpx.Request, token: AccessToken, try_number: int, request_id: str
+    ) -> httpx.Response:
+        """Send once under a throttle permit (held until the body is read) and record the answer."""
+        # Replaces the header of an earlier send of the same request (the resend after a 401).
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        async with self._throttle.permit():
+            started = time.perf_counter()
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                raise self._transport_error(request, exc, try_number, request_id, started) from exc
+        self._record(request, response, try_number, request_id, (time.perf_counter() - started) * 1000)
+        return response
+
+    def _transport_error(
+        self,
+        request: httpx.Request,
+        exc: httpx.TransportError,
+        try_number: int,
+        request_id: str,
+        started: float,
+    ) -> BusinessCentralError:
+        sent = not isinstance(exc, _NOT_SENT)
+        duration_ms = (time.perf_counter() - started) * 1000
+        telemetry.bc_request(request.method, None, duration_ms, None)
+        self._recorder.record(
+            Interaction(
+                method=request.method,
+                path=request.url.path,
+                status=None,
+                duration_ms=duration_ms,
+                try_number=try_number,
+                client_request_id=request_id,
+                error=type(exc).__name__,
+            )
+        )
+        correlation = Correlation(request_id)
+        error_type = (
+            RequestTimeoutError if isinstance(exc, httpx.TimeoutException) else ServiceUnavailableError
+        )
+        return error_type(
+            f"no answer from BC ({type(exc).__name__})", correlation=correlation, request_sent=sent
+        )
+
+    def _record(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        try_number: int,
+        request_id: str,
+        duration_ms: float,
+    ) -> None:
+        code = error_code_of(json_body(response))[0] if not response.is_success else None
+        correlation = correlation_of(request_id, response.headers)
+        telemetry.bc_request(request.method, response.status_code, duration_ms, code)
+        self._recorder.record(
+            Interaction(
+                method=request.method,
+                path=request.url.path,
+                status=response.status_code,
+                duration_ms=duration_ms,
+                try_number=try_number,
+                client_request_id=request_id,
+                request_id=correlation.request_id,
+                ms_correlation_x=correlation.ms_correlation_x,
+                bc_error_code=code,
+            )
+        )
+
+
+def _no_token(exc: Exception) -> TokenAcquisitionError:
+    # Unknown failures count as transient: the job layer retries them with backoff and a bounded budget.
+    refused = isinstance(exc, TokenProviderError) and not exc.transient
+    error_type = TokenRefusedError if refused else TokenAcquisitionError
+    return error_type(
+        f"no BC token: the token provider failed ({type(exc).__name__})",
+        provider_error=type(exc).__name__,
+    )
