@@ -6,7 +6,7 @@ Typical wiring (the job layer does this once per process):
     throttle = build_throttle(settings, store)           # one per process and identity
     client = build_client(settings, token_manager, throttle, recorder=audit)
     customers = EntitySet("customers")
-    found = await client.list(customers, Query(filter=field("displayName").eq(user_text)))
+    found = await client.list(customers, ODataQuery(filter=odata_field("displayName").eq(user_text)))
 """
 
 from shared.bc.client import BusinessCentralClient
@@ -56,7 +56,7 @@ from shared.bc.models import (
     Method,
     Page,
 )
-from shared.bc.odata import Field, Filter, Query, all_of, any_of, field, literal
+from shared.bc.odata import Field, Filter, ODataQuery, all_of, any_of, literal, odata_field
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from shared.bc.sender import BcRequest, Interaction, MemoryRecorder, NullRecorder, Recorder, RequestSender
 from shared.bc.throttle import SharedThrottle, ThrottleConfig
@@ -94,8 +94,8 @@ __all__ = [
     "Method",
     "NotFoundError",
     "NullRecorder",
+    "ODataQuery",
     "Page",
-    "Query",
     "QueryError",
     "Recorder",
     "RequestSender",
@@ -118,8 +118,8 @@ __all__ = [
     "build_client",
     "build_throttle",
     "endpoint_from_settings",
-    "field",
     "http_client_from_settings",
     "literal",
+    "odata_field",
     "throttle_identity",
 ]

@@ -43,7 +43,7 @@ from shared.bc.models import (
     Method,
     Page,
 )
-from shared.bc.odata import Query, field
+from shared.bc.odata import ODataQuery, odata_field
 from shared.bc.retry import surely_unprocessed
 from shared.bc.sender import BcRequest, RequestSender
 
@@ -103,7 +103,9 @@ class BusinessCentralClient:
             raise CompanyNotFoundError(
                 "no company id or name given or configured (BC_COMPANY_ID / BC_COMPANY_NAME)"
             )
-        query = Query(filter=field("id").eq(company_id) if company_id else field("name").eq(name))
+        query = ODataQuery(
+            filter=odata_field("id").eq(company_id) if company_id else odata_field("name").eq(name)
+        )
         url = f"{self._endpoint.api_root(STANDARD_API)}/companies"
         matches = await self._collect(url, query.params(), limit=1, page_size=None)
         if not matches:
@@ -122,23 +124,25 @@ class BusinessCentralClient:
 
     # ----- entities -----------------------------------------------------------------------------------
 
-    async def get(self, key: EntityKey, query: Query | None = None) -> Entity:
+    async def get(self, key: EntityKey, query: ODataQuery | None = None) -> Entity:
         """One entity (with its ETag)."""
         response = await self._sender.send(
-            BcRequest(Method.GET, await self._url(key), params=(query or Query()).params())
+            BcRequest(Method.GET, await self._url(key), params=(query or ODataQuery()).params())
         )
         return _entity(json_body(response), _request_id(response))
 
     async def list(
         self,
         entity_set: EntitySet,
-        query: Query | None = None,
+        query: ODataQuery | None = None,
         *,
         limit: int | None = None,
         page_size: int | None = None,
     ) -> tuple[Entity, ...]:
         """All entities (or the first `limit`), across as many pages as it takes."""
-        return await self._collect(await self._url(entity_set), (query or Query()).params(), limit, page_size)
+        return await self._collect(
+            await self._url(entity_set), (query or ODataQuery()).params(), limit, page_size
+        )
 
     async def create(self, entity_set: EntitySet, values: JsonObject) -> Entity:
         """POST a new entity (deep insert allowed); BC answers 201 with the entity."""

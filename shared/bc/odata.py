@@ -91,7 +91,7 @@ def _datetime_literal(value: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """A rendered boolean expression; build it with `field(...)` and combine with `&`, `|`, `~`."""
+    """A rendered boolean expression; build it with `odata_field(...)` and combine with `&`, `|`, `~`."""
 
     text: str
 
@@ -161,8 +161,8 @@ class Field:
         return Filter(f"{self.name} in ({','.join(rendered)})")
 
 
-def field(name: str) -> Field:
-    """The property `name` (e.g. "displayName", "address/city")."""
+def odata_field(name: str) -> Field:
+    """The property `name` (e.g. "displayName", "address/city"); not `field`, which is dataclasses'."""
     return Field(name)
 
 
@@ -183,8 +183,11 @@ def any_of(first: Filter, *rest: Filter) -> Filter:
 
 
 @dataclass(frozen=True, slots=True)
-class Query:
-    """OData query options for a GET; every part is validated, the filter is built safely."""
+class ODataQuery:
+    """OData query options for a GET; every part is validated, the filter is built safely.
+
+    Named apart from the job contract's `bcjobs.models.Query`, which the job runner translates into this one.
+    """
 
     filter: Filter | None = None
     select: tuple[str, ...] = ()

@@ -38,11 +38,11 @@ from shared.bc import (
     Filter,
     Method,
     NotFoundError,
-    Query,
+    ODataQuery,
     QueryError,
     all_of,
+    odata_field,
 )
-from shared.bc import field as odata_field
 from shared.bc.batch import MAX_BATCH_OPERATIONS, split
 from shared.bc.retry import surely_unprocessed
 from shared.clock import Clock, SystemClock
@@ -179,7 +179,7 @@ class JobRunner:
 
     async def _find(self, target: EntitySet, natural_key: Mapping[str, Any]) -> Entity | None:
         conditions = [odata_field(name).eq(value) for name, value in natural_key.items()]
-        found = await self._client.list(target, Query(filter=all_of(*conditions)), limit=2)
+        found = await self._client.list(target, ODataQuery(filter=all_of(*conditions)), limit=2)
         if len(found) > 1:
             raise NaturalKeyNotUniqueError(
                 f"more than one {target.name} record matches the natural key ({', '.join(natural_key)})",
@@ -282,11 +282,11 @@ def _key(target: EntitySet, step: Step) -> EntityKey:
     return target.key(step.id)
 
 
-def _query(query: JobQuery | None, *, with_top: bool = True) -> Query:
+def _query(query: JobQuery | None, *, with_top: bool = True) -> ODataQuery:
     if query is None:
-        return Query()
+        return ODataQuery()
     conditions = [_condition(condition) for condition in query.filter]
-    return Query(
+    return ODataQuery(
         filter=all_of(*conditions) if conditions else None,
         select=tuple(query.select),
         expand=tuple(query.expand),

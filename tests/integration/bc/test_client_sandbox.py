@@ -19,14 +19,14 @@ from shared.bc import (
     EntitySet,
     MemoryRecorder,
     Method,
-    Query,
+    ODataQuery,
     RequestTimeoutError,
     RequestValidationError,
     ServiceUnavailableError,
     SharedThrottle,
     ThrottledError,
     build_client,
-    field,
+    odata_field,
 )
 from shared.bc.factory import endpoint_from_settings, throttle_config_from_settings, throttle_identity
 from shared.bc.models import BcEndpoint
@@ -79,9 +79,12 @@ async def test_hostile_text_in_a_filter_matches_only_itself(bc: BusinessCentralC
     """A name full of quotes and OData keywords finds exactly the one record that has it."""
     hostile = "O'Brien' or displayName ne '' or '1' eq '1"
     created = await bc.create(CUSTOMERS, {"displayName": hostile})
-    found = await bc.list(CUSTOMERS, Query(filter=field("displayName").eq(hostile)))
+    found = await bc.list(CUSTOMERS, ODataQuery(filter=odata_field("displayName").eq(hostile)))
     assert [entity.id for entity in found] == [created.id]
-    assert len(await bc.list(CUSTOMERS, Query(filter=field("displayName").contains("Brien' or")))) == 1
+    assert (
+        len(await bc.list(CUSTOMERS, ODataQuery(filter=odata_field("displayName").contains("Brien' or"))))
+        == 1
+    )
 
 
 async def test_stale_etag_is_a_conflict(bc: BusinessCentralClient) -> None:
@@ -115,7 +118,7 @@ async def test_update_and_delete_without_etag_fetch_it_first(
 async def test_bound_action_posts_an_invoice(bc: BusinessCentralClient) -> None:
     """Microsoft.NAV.post on a draft sales invoice leaves it posted (status no longer Draft)."""
     invoices = EntitySet("salesInvoices")
-    drafts = await bc.list(invoices, Query(filter=field("status").eq("Draft")), limit=1)
+    drafts = await bc.list(invoices, ODataQuery(filter=odata_field("status").eq("Draft")), limit=1)
     assert drafts, "the sandbox seeds draft invoices"
     invoice_id = drafts[0].id
     assert invoice_id is not None

@@ -44,9 +44,13 @@ def test_public_surface_is_declared() -> None:
     """Everything in __all__ exists, and the client, its errors and the throttle are exported."""
     for name in shared.bc.__all__:
         assert hasattr(shared.bc, name), name
-    assert {"BusinessCentralClient", "BusinessCentralError", "SharedThrottle", "Query", "field"} <= set(
-        shared.bc.__all__
-    )
+    assert {
+        "BusinessCentralClient",
+        "BusinessCentralError",
+        "SharedThrottle",
+        "ODataQuery",
+        "odata_field",
+    } <= set(shared.bc.__all__)
 
 
 def test_trust_and_credentials_come_from_azure_clients() -> None:

@@ -22,7 +22,7 @@ from shared.bc.errors import (
     UnsafeNextLinkError,
 )
 from shared.bc.models import ApiRoute, EntitySet
-from shared.bc.odata import Query, field
+from shared.bc.odata import ODataQuery, odata_field
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProviderError
 from tests.unit.bc.fakes import (
     API_ROOT,
@@ -87,7 +87,7 @@ async def test_list_follows_next_links_to_the_end() -> None:
         return json_response(200, body)
 
     h = make_client(pages, page_size=2)
-    found = await h.client.list(CUSTOMERS, Query(filter=field("blocked").eq(" ")))
+    found = await h.client.list(CUSTOMERS, ODataQuery(filter=odata_field("blocked").eq(" ")))
     assert [entity["number"] for entity in found] == [f"C{n:05d}" for n in range(1, 7)]
     assert len(h.requests) == 3
     assert all(request.headers["Prefer"] == "odata.maxpagesize=2" for request in h.requests)
@@ -440,7 +440,7 @@ async def test_interactions_hold_no_token_no_query_no_body() -> None:
         lambda request: bc_error(400, "BadRequest", "Invalid Request Body", {"request-id": "r-9"})
     )
     with pytest.raises(Exception):  # noqa: B017, PT011 -- the error type is covered elsewhere
-        await h.client.list(CUSTOMERS, Query(filter=field("email").eq("secret@example.com")))
+        await h.client.list(CUSTOMERS, ODataQuery(filter=odata_field("email").eq("secret@example.com")))
     (interaction,) = h.recorder.interactions
     assert interaction.path.endswith("/customers")
     assert (interaction.method, interaction.status, interaction.bc_error_code) == ("GET", 400, "BadRequest")

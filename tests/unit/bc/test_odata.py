@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.bc.errors import BusinessCentralError, QueryError
-from shared.bc.odata import Query, all_of, any_of, field, literal
+from shared.bc.odata import ODataQuery, all_of, any_of, literal, odata_field
 
 _WORD = re.compile(r"[A-Za-z0-9_./:+-]+")
 
@@ -60,7 +60,7 @@ def _string(text: str, index: int) -> tuple[str, int]:
 @given(st.text())
 def test_any_string_is_one_literal_in_a_comparison(value: str) -> None:
     """Whatever the text, `eq` yields exactly: property, operator, one string literal equal to the text."""
-    assert tokenize(field("displayName").eq(value).text) == [
+    assert tokenize(odata_field("displayName").eq(value).text) == [
         ("word", "displayName"),
         ("word", "eq"),
         ("str", value),
@@ -70,7 +70,7 @@ def test_any_string_is_one_literal_in_a_comparison(value: str) -> None:
 @given(st.text(), st.text())
 def test_user_text_cannot_change_a_combined_filter(first: str, second: str) -> None:
     """Two user values in an `and` of a comparison and a contains() keep the filter's token structure."""
-    rendered = (field("number").eq(first) & field("displayName").contains(second)).text
+    rendered = (odata_field("number").eq(first) & odata_field("displayName").contains(second)).text
     assert tokenize(rendered) == [
         ("punct", "("),
         ("word", "number"),
@@ -92,7 +92,7 @@ def test_user_text_cannot_change_a_combined_filter(first: str, second: str) -> N
 @given(st.text())
 def test_filter_survives_url_encoding_unchanged(value: str) -> None:
     """Percent-encoding by httpx and form-decoding by a server give back the exact filter text."""
-    rendered = field("displayName").eq(value).text
+    rendered = odata_field("displayName").eq(value).text
     url = httpx.URL("https://bc.test/customers", params={"$filter": rendered})
     decoded = urllib.parse.parse_qs(url.query.decode(), keep_blank_values=True)
     assert decoded["$filter"] == [rendered]
@@ -101,7 +101,7 @@ def test_filter_survives_url_encoding_unchanged(value: str) -> None:
 @given(st.lists(st.text(), min_size=1, max_size=5))
 def test_in_lists_hold_one_literal_per_value(values: list[str]) -> None:
     """`in (...)` renders each value as its own string literal, nothing more."""
-    tokens = tokenize(field("number").in_(values).text)
+    tokens = tokenize(odata_field("number").in_(values).text)
     assert [value for kind, value in tokens if kind == "str"] == values
     assert tokens[:3] == [("word", "number"), ("word", "in"), ("punct", "(")]
 
@@ -114,7 +114,7 @@ def test_quotes_are_doubled() -> None:
 def test_guids_are_bare_and_dates_typed() -> None:
     """GUIDs go unquoted, dates as YYYY-MM-DD, date-times in UTC with Z."""
     guid = UUID("f2a5738a-44e3-ea11-bb43-000d3a2feca1")
-    assert field("id").eq(guid).text == "id eq f2a5738a-44e3-ea11-bb43-000d3a2feca1"
+    assert odata_field("id").eq(guid).text == "id eq f2a5738a-44e3-ea11-bb43-000d3a2feca1"
     assert literal(date(2024, 2, 29)) == "2024-02-29"
     moment = datetime(2019, 8, 18, 22, 5, 51, 603000, tzinfo=timezone(timedelta(hours=2)))
     assert literal(moment) == "2019-08-18T20:05:51.603Z"
@@ -144,12 +144,12 @@ def test_naive_datetimes_are_refused() -> None:
 def test_property_names_are_validated(name: str) -> None:
     """Only identifiers (and navigation paths) are accepted as property names."""
     with pytest.raises(QueryError, match="property path"):
-        field(name)
+        odata_field(name)
 
 
 def test_combinations_are_parenthesised() -> None:
     """and/or/not wrap each side, so precedence never depends on the values."""
-    a, b, c = field("a").eq(1), field("b").eq(2), field("c").eq(3)
+    a, b, c = odata_field("a").eq(1), odata_field("b").eq(2), odata_field("c").eq(3)
     assert all_of(a, b, c).text == "((a eq 1) and (b eq 2)) and (c eq 3)"
     assert any_of(a, b).text == "(a eq 1) or (b eq 2)"
     assert (~a).text == "not (a eq 1)"
@@ -158,13 +158,13 @@ def test_combinations_are_parenthesised() -> None:
 def test_empty_in_list_is_refused() -> None:
     """`in ()` is not valid OData."""
     with pytest.raises(QueryError, match="field 'number': `in` needs at least one value"):
-        field("number").in_([])
+        odata_field("number").in_([])
 
 
 def test_query_renders_every_option() -> None:
     """Each set option becomes its $-parameter; unset ones are left out."""
-    query = Query(
-        filter=field("blocked").eq(" "),
+    query = ODataQuery(
+        filter=odata_field("blocked").eq(" "),
         select=("id", "displayName"),
         expand=("salesOrderLines",),
         orderby=("displayName desc", "number"),
@@ -179,7 +179,7 @@ def test_query_renders_every_option() -> None:
         "$top": "5",
         "$skip": "10",
     }
-    assert Query().params() == {}
+    assert ODataQuery().params() == {}
 
 
 @pytest.mark.parametrize(
@@ -188,7 +188,7 @@ def test_query_renders_every_option() -> None:
 def test_query_options_are_validated(kwargs: dict[str, object]) -> None:
     """Select/expand/orderby accept only property paths; counts cannot be negative."""
     with pytest.raises(QueryError):
-        Query(**kwargs)  # type: ignore[arg-type]
+        ODataQuery(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -202,13 +202,13 @@ def test_query_options_are_validated(kwargs: dict[str, object]) -> None:
 def test_query_errors_name_the_option(kwargs: dict[str, object], named: str) -> None:
     """The message says which option was refused."""
     with pytest.raises(QueryError, match=re.escape(named)):
-        Query(**kwargs)  # type: ignore[arg-type]
+        ODataQuery(**kwargs)  # type: ignore[arg-type]
 
 
 def test_query_errors_are_final_integration_errors() -> None:
     """A bad query is a BusinessCentralError the job layer must not retry: the input has to change."""
     with pytest.raises(QueryError) as caught:
-        field("amount").eq(float("nan"))
+        odata_field("amount").eq(float("nan"))
     assert isinstance(caught.value, BusinessCentralError)
     assert not caught.value.retriable
     assert "field 'amount'" in str(caught.value)
@@ -217,7 +217,7 @@ def test_query_errors_are_final_integration_errors() -> None:
 def test_refused_value_is_never_echoed() -> None:
     """A value OData cannot express is described by its type only (it may be customer data or a secret)."""
     with pytest.raises(QueryError) as caught:
-        field("notes").eq({"password": "hunter2"})  # type: ignore[arg-type]
+        odata_field("notes").eq({"password": "hunter2"})  # type: ignore[arg-type]
     assert "hunter2" not in str(caught.value)
     assert "field 'notes'" in str(caught.value)
     assert "dict" in str(caught.value)
@@ -226,7 +226,7 @@ def test_refused_value_is_never_echoed() -> None:
 def test_huge_names_are_shortened_in_the_message() -> None:
     """A megabyte of job input used as a field name yields a short message, not the megabyte."""
     with pytest.raises(QueryError) as caught:
-        field("x" * 1_000_000 + "!")
+        odata_field("x" * 1_000_000 + "!")
     assert len(str(caught.value)) < 200
     assert "1000001 characters" in str(caught.value)
 
@@ -235,4 +235,4 @@ def test_huge_names_are_shortened_in_the_message() -> None:
 def test_top_must_be_a_whole_number(top: object) -> None:
     """$top from job input must be a non-negative int (not a string, float or bool)."""
     with pytest.raises(QueryError, match=r"\$top"):
-        Query(top=top)  # type: ignore[arg-type]
+        ODataQuery(top=top)  # type: ignore[arg-type]
