@@ -166,7 +166,7 @@ async def _drive(
             await client.list(ITEMS, limit=1)
         except BusinessCentralError as exc:
             report.errors[type(exc).__name__] += 1
-        report.fallback_seen = report.fallback_seen or throttle.allocation().fallback
+        report.fallback_seen = report.fallback_seen or throttle.share().fallback
 
 
 def main(argv: list[str] | None = None) -> int:

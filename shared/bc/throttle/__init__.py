@@ -10,17 +10,17 @@ from shared.bc.throttle.coordination import (
     Member,
     VersionedState,
 )
-from shared.bc.throttle.gate import SharedThrottle
-from shared.bc.throttle.plan import Allocation, ThrottleConfig, allocate, fallback_allocation
+from shared.bc.throttle.plan import Share, ThrottleConfig, fallback_share, share_of
+from shared.bc.throttle.shared_throttle import SharedThrottle
 
 __all__ = [
-    "Allocation",
     "CoordinationState",
     "CoordinationStore",
     "Member",
+    "Share",
     "SharedThrottle",
     "ThrottleConfig",
     "VersionedState",
-    "allocate",
-    "fallback_allocation",
+    "fallback_share",
+    "share_of",
 ]

@@ -28,7 +28,7 @@ class CoordinationState:
     paused_until: float = 0.0
 
     def live(self, now: float) -> tuple[Member, ...]:
-        """Members whose lease has not run out, in allocation order (oldest first, then by id)."""
+        """Members whose lease has not run out, in share order (oldest first, then by id)."""
         alive = (member for member in self.members if member.lease_until > now)
         return tuple(sorted(alive, key=lambda member: (member.active_from, member.id)))
 

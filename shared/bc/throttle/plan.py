@@ -1,6 +1,6 @@
-"""How an identity's budget is divided: pure functions of the coordination state and the time.
+"""How an identity's budget is divided into each member's share: pure functions of the coordination state and the time.
 
-Why shares and not permit chunks: a process that leases k permits per compare-and-swap may spend them at any
+Why shares and not leased request quotas: a process that leases k requests per compare-and-swap may spend them at any
 time until they expire, so the server's sliding window can see up to ~2k more than the accounting allowed at
 its edges (and a lease's lifetime more). Dividing the *rate* between live members instead — each paces its own
 requests at rate/N — keeps every window within rate*W + N*burst, and costs storage transactions only per
@@ -73,8 +73,8 @@ class ThrottleConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Allocation:
-    """What one member may use right now."""
+class Share:
+    """One member's part of the identity's budget right now: a rate and a number of slots (possibly none)."""
 
     rate: float  # requests per second
     slots: int  # requests in flight
@@ -82,14 +82,14 @@ class Allocation:
     fallback: bool = False
 
 
-def allocate(state: CoordinationState, member_id: str, now: float, config: ThrottleConfig) -> Allocation:
+def share_of(state: CoordinationState, member_id: str, now: float, config: ThrottleConfig) -> Share:
     """My share at `now`: slots split by seniority over all live members (pending ones included, so seniors
     drain before a newcomer starts); the rate split over the members that are sending now."""
     live = state.live(now)
     ranks = {member.id: rank for rank, member in enumerate(live)}
     rank = ranks.get(member_id)
     if rank is None:
-        return Allocation(rate=0.0, slots=0, members=len(live))
+        return Share(rate=0.0, slots=0, members=len(live))
     slots = _slots_for(rank, len(live), config.max_in_flight)
     senders = [
         member
@@ -98,14 +98,14 @@ def allocate(state: CoordinationState, member_id: str, now: float, config: Throt
     ]
     me = live[rank]
     if me.active_from > now or slots == 0:
-        return Allocation(rate=0.0, slots=0, members=len(live))
-    return Allocation(rate=config.rate / len(senders), slots=slots, members=len(live))
+        return Share(rate=0.0, slots=0, members=len(live))
+    return Share(rate=config.rate / len(senders), slots=slots, members=len(live))
 
 
-def fallback_allocation(last_known_members: int, config: ThrottleConfig) -> Allocation:
+def fallback_share(last_known_members: int, config: ThrottleConfig) -> Share:
     """The conservative share used while the coordination row cannot be refreshed."""
     divisor = max(config.fallback_instances, last_known_members)
-    return Allocation(rate=config.rate / divisor, slots=1, members=last_known_members, fallback=True)
+    return Share(rate=config.rate / divisor, slots=1, members=last_known_members, fallback=True)
 
 
 def _slots_for(rank: int, members: int, slots: int) -> int:

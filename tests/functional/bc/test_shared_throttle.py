@@ -125,7 +125,7 @@ async def test_newcomer_waits_for_the_join_delay_while_seniors_shrink() -> None:
     newcomer = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
     tasks += spawn(traffic, newcomer, "b")
     await clock.advance(CONFIG.heartbeat_seconds + 0.5)
-    assert senior.allocation().slots == 3  # already drained to its future share
+    assert senior.share().slots == 3  # already drained to its future share
     await clock.advance(30)
     await stop(tasks)
     first_b = min(traffic.starts["b"])
@@ -145,11 +145,11 @@ async def test_leaving_process_hands_its_share_over() -> None:
     await b.heartbeat()
     await clock.advance(CONFIG.join_delay_seconds + 1)
     await a.heartbeat()
-    assert a.allocation().slots == 3
+    assert a.share().slots == 3
     await b.close()
     await a.heartbeat()
-    assert a.allocation().slots == 5
-    assert a.allocation().rate == pytest.approx(CONFIG.rate)
+    assert a.share().slots == 5
+    assert a.share().rate == pytest.approx(CONFIG.rate)
 
 
 async def test_crashed_process_share_is_reclaimed_after_its_lease() -> None:
@@ -161,10 +161,10 @@ async def test_crashed_process_share_is_reclaimed_after_its_lease() -> None:
     await crashed.heartbeat()  # and never again
     await clock.advance(CONFIG.lease_seconds - 1)
     await a.heartbeat()
-    assert a.allocation().slots == 3
+    assert a.share().slots == 3
     await clock.advance(2)
     await a.heartbeat()
-    assert a.allocation().slots == 5
+    assert a.share().slots == 5
 
 
 async def test_retry_after_pauses_every_process() -> None:
@@ -196,7 +196,7 @@ async def test_storage_outage_falls_back_to_a_conservative_share_and_recovers() 
     await clock.advance(5)
     store.outage = True
     await clock.advance(CONFIG.stale_after_seconds + 1)
-    outage_allocation = throttle.allocation()
+    outage_share = throttle.share()
     degraded_from = clock.time()
     traffic.peak_in_flight = 0
     await clock.advance(20)
@@ -205,12 +205,12 @@ async def test_storage_outage_falls_back_to_a_conservative_share_and_recovers() 
     store.outage = False
     await clock.advance(CONFIG.heartbeat_seconds)
     await stop(tasks)
-    assert outage_allocation.fallback
-    assert outage_allocation.slots == 1
-    assert outage_allocation.rate == pytest.approx(CONFIG.rate / 4)
+    assert outage_share.fallback
+    assert outage_share.slots == 1
+    assert outage_share.rate == pytest.approx(CONFIG.rate / 4)
     assert peak_during == 1
     assert 0.9 * CONFIG.rate / 4 * 20 <= during <= CONFIG.rate / 4 * 20 + CONFIG.burst
-    assert not throttle.allocation().fallback
+    assert not throttle.share().fallback
     await throttle.close()
 
 
@@ -265,12 +265,28 @@ async def test_unexpected_heartbeat_failure_never_blocks_requests(caplog: pytest
     clock = VirtualClock()
     throttle = SharedThrottle(BrokenStore(), KEY, CONFIG, clock=clock, member_id="a")
     async with throttle.permit():
-        allocation = throttle.allocation()
+        share = throttle.share()
     await clock.advance(0)  # let the loop's done-callback run
-    assert allocation.fallback
-    assert allocation.slots == 1
+    assert share.fallback
+    assert share.slots == 1
     assert "heartbeat stopped" in caplog.text
     await throttle.close()
+
+
+async def test_a_member_has_no_slot_inside_its_join_delay_and_one_once_admitted() -> None:
+    """has_slot: a newcomer holds no slot until every member has seen it; a lone senior holds them all."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    senior = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    newcomer = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="b")
+    await senior.heartbeat()
+    await newcomer.heartbeat()
+    assert senior.has_slot()
+    assert not newcomer.has_slot()
+    await clock.advance(CONFIG.join_delay_seconds + 0.1)
+    await newcomer.heartbeat()
+    assert newcomer.has_slot()
+    await senior.close()
+    await newcomer.close()
 
 
 async def _sixth_member_waiting_without_a_slot(
@@ -282,7 +298,7 @@ async def _sixth_member_waiting_without_a_slot(
     sixth = throttles[5]
     waiting = asyncio.create_task(traffic.request(sixth, sixth.member_id))
     await clock.advance(CONFIG.join_delay_seconds + CONFIG.heartbeat_seconds)
-    assert sixth.allocation().slots == 0
+    assert sixth.share().slots == 0
     assert not waiting.done()
     return tasks, waiting
 
@@ -297,7 +313,7 @@ async def test_member_without_a_slot_sends_on_the_fallback_share_during_an_outag
     outage_at = clock.time()
     await clock.advance(CONFIG.stale_after_seconds + 1)
     await stop([*tasks, waiting])
-    assert throttles[5].allocation().fallback
+    assert throttles[5].share().fallback
     assert traffic.starts.get("m5"), "the sixth member never got a slot"
     assert min(traffic.starts["m5"]) <= outage_at + CONFIG.stale_after_seconds + LATENCY
     for throttle in throttles:

@@ -113,10 +113,10 @@ async def test_two_throttles_share_one_row(store: TableCoordinationStore) -> Non
         await first.heartbeat()
         await second.heartbeat()
         await first.heartbeat()
-        assert first.allocation().slots == 3
-        assert second.allocation().slots == 0  # not admitted yet
-        assert second.allocation().fallback is False
-        assert first.allocation().rate == pytest.approx(config.rate)  # alone until the second is admitted
+        assert first.share().slots == 3
+        assert second.share().slots == 0  # not admitted yet
+        assert second.share().fallback is False
+        assert first.share().rate == pytest.approx(config.rate)  # alone until the second is admitted
         read = await store.read(key)
         assert read is not None
         joined = {member.id: member for member in read.state.members}

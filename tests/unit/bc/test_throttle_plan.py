@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.bc.throttle import CoordinationState, Member, ThrottleConfig, allocate, fallback_allocation
+from shared.bc.throttle import CoordinationState, Member, ThrottleConfig, fallback_share, share_of
 
 CONFIG = ThrottleConfig(
     requests=600, window_seconds=20.0, safety_margin=0.05, max_in_flight=5, heartbeat_seconds=5
@@ -26,9 +26,9 @@ def test_rate_takes_the_margin_off() -> None:
 
 def test_lone_member_gets_everything() -> None:
     """One live member: the whole rate and all five slots."""
-    allocation = allocate(members(("a", 0)), "a", NOW, CONFIG)
-    assert allocation.rate == pytest.approx(28.5)
-    assert allocation.slots == 5
+    share = share_of(members(("a", 0)), "a", NOW, CONFIG)
+    assert share.rate == pytest.approx(28.5)
+    assert share.slots == 5
 
 
 @pytest.mark.parametrize(
@@ -37,14 +37,14 @@ def test_lone_member_gets_everything() -> None:
 def test_slots_split_evenly_seniors_first(count: int, expected: list[int]) -> None:
     """Five slots over N members: even split, the remainder to the oldest; beyond five, juniors get none."""
     state = members(*[(f"m{n}", float(n)) for n in range(count)])
-    assert [allocate(state, f"m{n}", NOW, CONFIG).slots for n in range(count)] == expected
+    assert [share_of(state, f"m{n}", NOW, CONFIG).slots for n in range(count)] == expected
     assert sum(expected) == CONFIG.max_in_flight
 
 
 def test_rate_is_split_among_members_that_may_send() -> None:
     """Three senders share the rate equally; a member without slots is not counted."""
     state = members(*[(f"m{n}", float(n)) for n in range(6)])
-    rates = [allocate(state, f"m{n}", NOW, CONFIG).rate for n in range(6)]
+    rates = [share_of(state, f"m{n}", NOW, CONFIG).rate for n in range(6)]
     assert rates[:5] == [pytest.approx(28.5 / 5)] * 5
     assert rates[5] == 0
 
@@ -52,32 +52,32 @@ def test_rate_is_split_among_members_that_may_send() -> None:
 def test_pending_member_reserves_slots_but_not_rate() -> None:
     """A newcomer not yet admitted sends nothing; seniors already give up its slots (to drain) but keep the rate."""
     state = members(("a", 0), ("b", NOW + 10))
-    senior, newcomer = allocate(state, "a", NOW, CONFIG), allocate(state, "b", NOW, CONFIG)
+    senior, newcomer = share_of(state, "a", NOW, CONFIG), share_of(state, "b", NOW, CONFIG)
     assert senior.slots == 3
     assert senior.rate == pytest.approx(28.5)
     assert (newcomer.slots, newcomer.rate) == (0, 0)
     later = NOW + 11
-    assert allocate(state, "a", later, CONFIG).rate == pytest.approx(28.5 / 2)
-    assert allocate(state, "b", later, CONFIG).slots == 2
+    assert share_of(state, "a", later, CONFIG).rate == pytest.approx(28.5 / 2)
+    assert share_of(state, "b", later, CONFIG).slots == 2
 
 
 def test_expired_members_are_not_counted() -> None:
     """A member whose lease ran out gives its share back."""
     state = CoordinationState((Member("a", 0, NOW + 60), Member("dead", 0, NOW - 1)))
-    assert allocate(state, "a", NOW, CONFIG).slots == 5
+    assert share_of(state, "a", NOW, CONFIG).slots == 5
 
 
 def test_unknown_member_gets_nothing() -> None:
     """A process not (or no longer) in the row may not send on the shared budget."""
-    assert allocate(members(("a", 0)), "ghost", NOW, CONFIG).slots == 0
+    assert share_of(members(("a", 0)), "ghost", NOW, CONFIG).slots == 0
 
 
 def test_fallback_is_a_conservative_share() -> None:
     """Without coordination: rate / max(expected instances, last known members), one slot."""
-    assert fallback_allocation(1, CONFIG).rate == pytest.approx(28.5 / CONFIG.fallback_instances)
-    assert fallback_allocation(6, CONFIG).rate == pytest.approx(28.5 / 6)
-    assert fallback_allocation(1, CONFIG).slots == 1
-    assert fallback_allocation(1, CONFIG).fallback
+    assert fallback_share(1, CONFIG).rate == pytest.approx(28.5 / CONFIG.fallback_instances)
+    assert fallback_share(6, CONFIG).rate == pytest.approx(28.5 / 6)
+    assert fallback_share(1, CONFIG).slots == 1
+    assert fallback_share(1, CONFIG).fallback
 
 
 def test_join_delay_outlasts_a_heartbeat() -> None:

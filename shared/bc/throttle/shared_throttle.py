@@ -1,7 +1,12 @@
-"""SharedThrottle: one process's gate to BC for one identity, coordinated with every other process.
+"""SharedThrottle: what every BC request of one process passes, for one identity, coordinated with every other process.
 
-Per request: wait while paused (a Retry-After seen by any instance) or not yet admitted, take one of this
-process's in-flight slots, then a paced permit (GCRA at this process's share of the rate). In the background a
+Words: the identity's *budget* is BC's limits (requests per window, requests in flight); a *slot* is one of BC's
+in-flight places; this process's *share* is its part of the budget (a rate and a number of slots: `share()`,
+plan.py); a *permit* lets one request go: one of the share's slots, held for the request and taken at the
+share's *pace* (GCRA at its rate).
+
+Per permit: wait while paused (a Retry-After seen by any instance) or not yet admitted, take one of this
+process's slots, then wait for its pace. In the background a
 heartbeat renews this process's membership in the coordination row every `heartbeat_seconds` and reads the
 others' (see plan.py for why the budget is divided this way and why it is safe).
 
@@ -27,13 +32,13 @@ from collections.abc import AsyncIterator, Callable
 from shared import telemetry
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 from shared.bc.throttle.coordination import CoordinationState, CoordinationStore, Member, VersionedState
-from shared.bc.throttle.plan import Allocation, ThrottleConfig, allocate, fallback_allocation
+from shared.bc.throttle.plan import Share, ThrottleConfig, fallback_share, share_of
 from shared.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
-_CAS_ATTEMPTS = 8
-# After losing a compare-and-swap, wait up to this many seconds times the attempt number (random) before reading
+_CAS_TRIES = 8
+# After losing a compare-and-swap, wait up to this many seconds times the try number (random) before reading
 # again: twenty instances starting together otherwise keep colliding, and a member whose first heartbeat fails
 # sends on the fallback share (bench instances: 5 x 429 at the start of a 20-process run without it).
 _CAS_BACKOFF_SECONDS = 0.05
@@ -65,7 +70,7 @@ class SharedThrottle:
         self._in_flight = 0
         self._changed = asyncio.Event()  # replaced (after being set) on every change a waiter may care about
         self._pace_lock = asyncio.Lock()
-        self._tat = 0.0  # GCRA theoretical arrival time of the next permit
+        self._tat = 0.0  # GCRA theoretical arrival time of the next paced start
         self._local_pause, self._published_pause = 0.0, 0.0
         self._in_fallback, self._last_failed = False, False
         self._task: asyncio.Task[None] | None = None
@@ -78,7 +83,7 @@ class SharedThrottle:
 
     @contextlib.asynccontextmanager
     async def permit(self) -> AsyncIterator[None]:
-        """Hold one in-flight slot and one paced rate permit for the duration of a request."""
+        """Hold a permit for the duration of a request: one of this process's slots, taken at its pace."""
         asked = self._clock.time()
         self._users += 1
         try:
@@ -102,7 +107,7 @@ class SharedThrottle:
         self._users += 1
         try:
             await self._start()
-            while self.allocation().slots == 0:
+            while not self.has_slot():
                 remaining = deadline - self._clock.time()
                 if remaining <= 0:
                     return False
@@ -123,14 +128,24 @@ class SharedThrottle:
         except ThrottleStorageError as exc:
             logger.warning("could not share a BC pause of %.1fs: %s", seconds, exc)
 
-    def allocation(self) -> Allocation:
+    def has_slot(self) -> bool:
+        """Whether this process's share holds at least one slot right now (no storage call, no wait).
+
+        A member can hold none while its view is fresh: inside its join delay (it sends only once every member
+        has seen it and shrunk its share, plan.py), or as a junior while more processes are live than BC has
+        in-flight slots (its deliveries wait in `await_slot` until a senior leaves). The fallback share always
+        holds one slot.
+        """
+        return self.share().slots > 0
+
+    def share(self) -> Share:
         """This process's share right now (the fallback share when its view is too old)."""
         now = self._clock.time()
         if self._view is None or self._last_success is None:
-            return fallback_allocation(self._last_known_members, self._config)
+            return fallback_share(self._last_known_members, self._config)
         if now - self._last_success > self._config.stale_after_seconds:
-            return fallback_allocation(self._last_known_members, self._config)
-        return allocate(self._view.state, self.member_id, now, self._config)
+            return fallback_share(self._last_known_members, self._config)
+        return share_of(self._view.state, self.member_id, now, self._config)
 
     @property
     def paused_until(self) -> float:
@@ -165,7 +180,7 @@ class SharedThrottle:
         while True:
             await self._wait_until_admitted()
             # No await between the check and the increment: atomic on the event loop.
-            if self._in_flight < self.allocation().slots:
+            if self._in_flight < self.share().slots:
                 self._in_flight += 1
                 return
             if self._blocked_until() <= self._clock.time():
@@ -211,12 +226,12 @@ class SharedThrottle:
             while True:
                 await self._wait_until_admitted()
                 now = self._clock.time()
-                allocation = self.allocation()
-                if allocation.rate <= 0:
+                share = self.share()
+                if share.rate <= 0:
                     # Only while a view change is pending (e.g. demoted to a junior without slots).
                     await self._clock.sleep(self._config.heartbeat_seconds / 4)
                     continue
-                interval = 1.0 / allocation.rate
+                interval = 1.0 / share.rate
                 tat = max(self._tat, now)
                 earliest = tat - (self._config.burst - 1) * interval
                 if earliest <= now:
@@ -231,7 +246,7 @@ class SharedThrottle:
     def _blocked_until(self) -> float:
         """Until when nothing may start: a pause, or this member's own admission time when it joined late."""
         until = self.paused_until
-        if self._view is not None and not self.allocation().fallback:
+        if self._view is not None and not self.share().fallback:
             for member in self._view.state.members:
                 if member.id == self.member_id:
                     until = max(until, member.active_from)
@@ -322,7 +337,7 @@ class SharedThrottle:
     async def _cas(self, change: _Change) -> None:
         """Read (unless this member was alone last time: then try its cached ETag), change, compare-and-swap."""
         current = self._view if self._alone() else None
-        for attempt in range(_CAS_ATTEMPTS):
+        for try_number in range(_CAS_TRIES):
             if current is None:
                 current = await self._store.read(self._key)
             now = self._clock.time()
@@ -331,12 +346,14 @@ class SharedThrottle:
                 etag = await self._store.write(self._key, state, current.etag if current else None)
             except StaleCoordinationStateError:
                 current = None
-                if attempt:  # the first retry re-reads at once (a cached ETag gone stale is the common case)
-                    await self._clock.sleep(self._rng.uniform(0, _CAS_BACKOFF_SECONDS * attempt))
+                if (
+                    try_number
+                ):  # the first retry re-reads at once (a cached ETag gone stale is the common case)
+                    await self._clock.sleep(self._rng.uniform(0, _CAS_BACKOFF_SECONDS * try_number))
                 continue
             self._view = VersionedState(state, etag)
             return
-        raise ThrottleStorageError(f"the coordination row kept changing ({_CAS_ATTEMPTS} attempts)")
+        raise ThrottleStorageError(f"the coordination row kept changing ({_CAS_TRIES} tries)")
 
     def _alone(self) -> bool:
         if self._view is None:
@@ -354,7 +371,7 @@ class SharedThrottle:
 
     def _note_failure(self, exc: ThrottleStorageError) -> None:
         self._last_failed = True
-        if self._in_fallback or not self.allocation().fallback:
+        if self._in_fallback or not self.share().fallback:
             logger.info("BC throttle heartbeat failed, view still fresh: %s", exc)
             return
         self._in_fallback = True
