@@ -49,13 +49,9 @@ from shared.bc.sender import BcRequest, RequestSender
 
 # BC's own cap is 20,000 per page (server-driven-paging-in-odata-web-services, above).
 DEFAULT_PAGE_SIZE = 1000
-# If-Match for "any version" (RFC 9110 §13.1.1). Microsoft Learn, "Using OData Web Services to Modify Data"
-# (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-to-modify-data): "PATCH
-# operations require the 'If-Match' header to be set, either with a retrieved ETag or with '*'"; the $batch
-# example of use-odata-batch (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-batch) sends
-# `"If-Match": "*"` on a PATCH too. For DELETE, Learn's API v2.0
-# pages only say If-Match is required; `*` is the standard any-version value, and this client has sent it on
-# $batch DELETEs all along.
+# If-Match for "any version" (RFC 9110 §13.1.1). BC requires If-Match on PATCH and DELETE, "either with a
+# retrieved ETag or with '*'"
+# (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-to-modify-data).
 ANY_VERSION = "*"
 
 
