@@ -64,7 +64,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 demo: deps
-	$(PY) -m devhost.demo $(DEMO_ARGS)
+	$(PY) -m demo $(DEMO_ARGS)
 
 bench: deps
 	$(PY) -m bench all
@@ -76,7 +76,7 @@ soak: deps
 
 # The local world in one command: Azurite, the sandbox and devhost on function_app.py (Ctrl-C stops all).
 dev: deps
-	$(PY) -m devhost.dev $(DEV_ARGS)
+	$(PY) -m localworld.dev $(DEV_ARGS)
 
 # Stable ports and CA folder: the values in local.settings.json.example and the ones `make dev` uses.
 sandbox: deps

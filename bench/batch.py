@@ -12,7 +12,7 @@ from typing import Any
 
 from bcjobs import JobState
 from bench.world import BenchWorld, b64, unique_prefix
-from devhost.demo_world import WorkerPool
+from localworld.instances import InstancePool
 
 
 def _wait_final(world: BenchWorld, table: str, count: int, timeout: float = 300) -> dict[str, int]:
@@ -93,7 +93,7 @@ def batch_speedup(world: BenchWorld, operations: int = 200) -> dict[str, Any]:
     }
 
 
-def _warm_up(world: BenchWorld, pool: WorkerPool, table: str) -> None:
+def _warm_up(world: BenchWorld, pool: InstancePool, table: str) -> None:
     """One job first: tables created, token fetched, throttle joined."""
     del pool
     world.enqueue(

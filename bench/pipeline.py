@@ -22,7 +22,7 @@ from typing import Any
 from bcjobs import JOBS_QUEUE
 from bench.procstats import cpu_seconds, peak_rss_mib
 from bench.world import JOIN_DELAY_SECONDS, BenchWorld, Sample, ok_requests, requests_by_status, unique_prefix
-from devhost.demo_proxy import split_calls
+from localworld.proxy import split_calls
 
 PRODUCT_APP = "function_app:app"
 PROXY_ONLY = ("storage_calls", "invocations_per_job", "sent_back_per_job", "receives_per_job")

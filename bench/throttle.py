@@ -27,10 +27,10 @@ from typing import Any
 
 import httpx
 
-from devhost.azurite import Azurite
-from devhost.demo_world import read_env_file
-from devhost.processes import stop_process
-from devhost.waiting import wait_until
+from devhost.environment import read_env_file
+from localworld.azurite import Azurite
+from localworld.polling import wait_until
+from localworld.processes import stop_process
 from testkit.worker import WorkerOptions, command
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def run(bench: ThrottleBench) -> dict[str, Any]:
     return _figures(bench, reports, stats, stop_at, time.time() - started)
 
 
-# The sandbox launch-and-wait and _stop below look like devhost/demo_world.py's, but that start_sandbox is a
+# The sandbox launch-and-wait and _stop below look like localworld/instances.py's, but that start_sandbox is a
 # demo step bound to its DemoContext (no rate/window/latency flags) and its _stop is private: nothing reusable.
 def _start_sandbox(bench: ThrottleBench, work_dir: Path) -> subprocess.Popen[bytes]:
     env_file = work_dir / "sandbox.env"

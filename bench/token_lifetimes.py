@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from bench.world import BenchWorld, requests_by_status, unique_prefix
-from devhost.demo_admin import admin_signs_in
-from devhost.demo_context import DemoContext, DemoOptions
+from demo.admin import admin_signs_in
+from demo.context import DemoContext, DemoOptions
 
 MIN_VALIDITY_SECONDS = 300  # shared.tokens.DEFAULT_MIN_VALIDITY
 

@@ -28,10 +28,11 @@ from azure.storage.queue.aio import QueueClient as AsyncQueueClient
 
 from bcjobs import JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE, JobReport
 from bcjobs.rows import JOB_ROW, report_from_row
-from devhost.azurite import Azurite, AzuriteEndpoints
-from devhost.demo_checks import BcReader
-from devhost.demo_proxy import CountingProxy, proxied_connection_string
-from devhost.demo_world import SandboxProcess, WorkerPool
+from localworld.azurite import Azurite, AzuriteEndpoints
+from localworld.bc import BcReader
+from localworld.instances import InstancePool
+from localworld.proxy import CountingProxy, proxied_connection_string
+from localworld.sandbox import SandboxProcess
 
 HEARTBEAT_SECONDS = 10.0  # the product's throttle heartbeat (shared.jobs.compose: build_throttle's default)
 JOIN_DELAY_SECONDS = 1.5 * HEARTBEAT_SECONDS + 1.0  # a newcomer waits this long before it may send
@@ -188,12 +189,12 @@ class BenchWorld:
         count: int,
         app: str = "function_app:app",
         functions: tuple[str, ...] = (),
-    ) -> Iterator[WorkerPool]:
+    ) -> Iterator[InstancePool]:
         """`count` devhost processes on `app` (only `functions`, when given); stopped (SIGTERM, in-flight work
         finishes) on exit."""
         log_dir = self.folder / f"logs-{uuid.uuid4().hex[:6]}"
         log_dir.mkdir()
-        pool = WorkerPool(settings, log_dir, count=count, app=app, functions=functions)
+        pool = InstancePool(settings, log_dir, count=count, app=app, functions=functions)
         if settings.get("BC_AUTH_MODE") == "delegated":  # the callback is the first worker's
             pool.settings = {**settings, "BC_REDIRECT_URI": f"{pool.base_url}/api/auth/callback"}
         try:

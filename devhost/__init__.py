@@ -1,1 +1,2 @@
-"""Local-only tooling: run function_app.py without the Functions host, start Azurite, run the demo."""
+"""The local Functions host: runs function_app.py without Core Tools, as Flex Consumption would (`python -m
+devhost`); its HTTP routes, timers, queue triggers and worker processes."""

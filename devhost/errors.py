@@ -2,14 +2,13 @@
 
 IntegrationError (shared.errors)
  └── DevHostError            devhost could not load or run the app
-      ├── DemoError          a `make demo` step failed (devhost/demo_context.py)
       ├── MessageDecodeError a queue message is not in the host's encoding (counts as a failed try)
       ├── ConfigError        host.json, local.settings.json, a %SETTING% or a connection is missing or malformed
       ├── FunctionLoadError  one function cannot be served (unsupported binding, bad route or schedule)
       ├── WorkerError        an invocation's worker process was killed (functionTimeout), exited or did not start
       └── StartupError       the host did not come up (port taken, app failed to import, thread died)
-           ├── azurite.AzuriteNotInstalledError   node_modules has no Azurite (also a RuntimeError)
-           └── azurite.AzuriteExitedError         an Azurite process died while starting (also a RuntimeError)
+
+The local world's errors (Azurite, the sandbox process, the demo) are in localworld/errors.py.
 """
 
 from shared.errors import IntegrationError

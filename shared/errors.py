@@ -8,7 +8,8 @@ IntegrationError
  ├── auth.errors.AuthError          token lifecycle (see shared/auth/errors.py; provider errors are also
  │                                  TokenProviderError)
  ├── bc.errors.BusinessCentralError BC API calls (see shared/bc/errors.py)
- └── (devhost.errors.DevHostError   the local host and demo, outside the product package)
+ ├── (devhost.errors.DevHostError   the local host, outside the product package)
+ └── (localworld.errors.WorldError  the local world and the demo, outside the product package)
 
 Every error message is safe to log: no token, secret or authorization code is ever put into one.
 """

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 from soak.config import SoakConfig
 from soak.world import World
 

@@ -26,11 +26,11 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from bcjobs import JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE
-from devhost.azurite import Azurite, AzuriteEndpoints
 from devhost.environment import process_environment
-from devhost.ports import free_port, wait_for_port
-from devhost.processes import stop_process
-from devhost.waiting import wait_until
+from localworld.azurite import Azurite, AzuriteEndpoints
+from localworld.polling import wait_until
+from localworld.ports import free_port, wait_for_port
+from localworld.processes import stop_process
 from sandbox import Sandbox, SandboxConfig
 from soak.config import SoakConfig
 from soak.plan import Seeds, seed_counts

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devhost.demo_world import read_env_file
+from devhost.environment import read_env_file
 from shared.bc import BusinessCentralClient, BusinessCentralError, EntitySet, Interaction, build_client
 from shared.bc.factory import throttle_identity
 from shared.bc.retry import RetryPolicy

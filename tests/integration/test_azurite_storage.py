@@ -13,7 +13,7 @@ from azure.core.exceptions import ResourceModifiedError
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, QueueMessage, TextBase64EncodePolicy
 
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,19 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devhost.azurite import AzuriteEndpoints
 from devhost.environment import process_environment
-from devhost.infra_settings import (
+from localworld.azurite import AzuriteEndpoints
+from localworld.infra_settings import (
     LOCAL_ADDITIONS,
-    LocalWorld,
+    LocalResources,
     connection_strings,
     infra_app_settings,
     platform_environment,
     production_settings,
     undecided,
 )
-from devhost.ports import free_port, wait_for_port
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
+from localworld.ports import free_port, wait_for_port
 from sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def production_app(
 ) -> Iterator[tuple[str, str, dict[str, str]]]:
     """`python -m devhost` on function_app.py with the production settings; (base URL, function key, settings)."""
     port, key = free_port(), secrets.token_urlsafe(16)
-    world = LocalWorld(
+    world = LocalResources(
         sandbox.env,
         queue_service_uri=azurite_oauth.queue_service_uri,
         table_service_uri=azurite_oauth.table_service_uri,

@@ -30,7 +30,7 @@ from azure.data.tables.aio import TableClient
 import function_app
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
-from devhost.ports import free_port
+from localworld.ports import free_port
 from sandbox import Sandbox
 from shared.auth.compose import AuthServices, auth_table_name, build_auth_services
 from shared.auth.keyvault import secret_name

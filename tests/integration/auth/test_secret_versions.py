@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from devhost.ports import free_port
+from localworld.ports import free_port
 from sandbox import Sandbox
 from shared.auth import Health
 from shared.auth.compose import AuthServices, build_auth_services

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from azure.data.tables.aio import TableClient
 
-from devhost.azurite import AzuriteEndpoints
-from devhost.ports import free_port
+from localworld.azurite import AzuriteEndpoints
+from localworld.ports import free_port
 from shared.azure_clients import table_client
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 from shared.bc.throttle import CoordinationState, Member, SharedThrottle, ThrottleConfig

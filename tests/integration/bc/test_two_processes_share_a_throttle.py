@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.azurite import AzuriteEndpoints
+from localworld.azurite import AzuriteEndpoints
 from sandbox import Sandbox
 from testkit.worker import WorkerOptions, command
 

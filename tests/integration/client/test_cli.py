@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, Job, JobReport, JobState, ResultSummary, decode
 from bcjobs.cli import ExitCode, app
 from bcjobs.rows import Interaction
-from devhost.ports import free_port
+from localworld.ports import free_port
 from tests.integration.client.conftest import Storage
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, InvalidJobError, Job, J
 from bcjobs.client import JobsClient
 from bcjobs.errors import JobsStorageError, WaitTimeoutError
 from bcjobs.rows import Interaction
-from devhost.ports import free_port
+from localworld.ports import free_port
 from tests.integration.client.conftest import Storage
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import function_app
 from bcjobs import JOBS_QUEUE, JobState, decode
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
-from devhost.ports import free_port
+from localworld.ports import free_port
 from shared.settings import get_settings
 from tests.integration.client.conftest import Storage
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from devhost.azurite import AzuriteEndpoints
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
+from localworld.azurite import AzuriteEndpoints
 from tests.integration.devhost import sample_app
 from tests.integration.devhost.sample_app import Recorder
 

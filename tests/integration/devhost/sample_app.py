@@ -20,7 +20,7 @@ from pathlib import Path
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 from shared.settings import load_settings
 
 _log = logging.getLogger("sample")

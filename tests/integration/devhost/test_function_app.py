@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devhost.azurite import AzuriteEndpoints
 from devhost.environment import process_environment
-from devhost.ports import free_port, wait_for_port
+from localworld.azurite import AzuriteEndpoints
+from localworld.ports import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

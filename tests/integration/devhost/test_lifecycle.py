@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost.environment import process_environment
 from devhost.host import DevHost
-from devhost.ports import free_port, wait_for_port
+from localworld.ports import free_port, wait_for_port
 from tests.integration.devhost.conftest import SAMPLE_HOST_JSON
 from tests.integration.devhost.sample_app import Recorder
 

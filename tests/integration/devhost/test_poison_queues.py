@@ -11,7 +11,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost.host import DevHost
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 from tests.integration.devhost.sample_app import Recorder
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
 
-from devhost.azurite import AzuriteEndpoints
 from devhost.host import DevHost
 from devhost.timers import STATUS_TABLE
-from devhost.waiting import wait_until
+from localworld.azurite import AzuriteEndpoints
+from localworld.polling import wait_until
 from tests.integration.devhost import monitor_app
 from tests.integration.devhost.sample_app import Recorder
 

@@ -25,7 +25,7 @@ from bcjobs import JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE, JobReport, JobState
 from bcjobs.rows import JOB_ROW, report_from_row
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 from sandbox import Sandbox
 from shared.settings import get_settings
 

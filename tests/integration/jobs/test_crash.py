@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from devhost.environment import process_environment
-from devhost.ports import free_port, wait_for_port
-from devhost.processes import stop_process
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
+from localworld.ports import free_port, wait_for_port
+from localworld.processes import stop_process
 from sandbox import Sandbox
 from tests.integration.jobs.conftest import JobsWorld
 

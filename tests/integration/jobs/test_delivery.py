@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bcjobs import POISON_QUEUE, RESULTS_QUEUE, JobState
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 from sandbox import Sandbox
 from tests.integration.jobs.conftest import JobsWorld, wire
 

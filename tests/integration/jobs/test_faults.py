@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from bcjobs import JobReport
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 from sandbox import Sandbox
 from tests.integration.jobs.conftest import JobsWorld
 

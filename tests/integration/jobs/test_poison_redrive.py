@@ -18,10 +18,10 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from bcjobs import POISON_QUEUE
-from devhost.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteEndpoints
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
-from devhost.waiting import wait_until
+from localworld.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteEndpoints
+from localworld.polling import wait_until
 from sandbox import Sandbox
 from shared.jobs.deadletter import HOST_MAX_DEQUEUE_COUNT
 from shared.settings import get_settings

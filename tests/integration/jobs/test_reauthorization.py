@@ -14,8 +14,8 @@ import pytest
 import function_app
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
-from devhost.ports import free_port
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
+from localworld.ports import free_port
 from sandbox import Sandbox
 from shared.settings import get_settings
 from tests.integration.jobs.conftest import ROOT, JobsWorld, leaked

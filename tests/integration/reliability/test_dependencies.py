@@ -25,10 +25,10 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from bcjobs import JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE, JobState
-from devhost.azurite import Azurite
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
-from devhost.waiting import wait_until
+from localworld.azurite import Azurite
+from localworld.polling import wait_until
 from sandbox import Sandbox
 from shared.settings import get_settings
 from tests.integration.jobs.conftest import ROOT, JobsWorld

@@ -33,8 +33,8 @@ import function_app
 from devhost.auth import AuthLevel
 from devhost.catalog import build_catalog, functions_of
 from devhost.environment import process_environment
-from devhost.ports import free_port, wait_for_port
-from devhost.processes import stop_process
+from localworld.ports import free_port, wait_for_port
+from localworld.processes import stop_process
 from sandbox import Sandbox
 
 pytestmark = pytest.mark.timeout(600)

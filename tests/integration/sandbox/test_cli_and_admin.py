@@ -12,7 +12,7 @@ import httpx
 import msal
 import pytest
 
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 from sandbox import Sandbox
 from shared.settings import load_settings
 from tests.integration.sandbox.conftest import BC_SCOPE, CaSession

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
 from sandbox import Sandbox
 from tests.fixtures.ingestion import IngestionSink
 from tests.integration.jobs.conftest import JobsWorld

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from devhost.infra_settings import infra_app_settings
+from localworld.infra_settings import infra_app_settings
 
 INFRA = Path(__file__).resolve().parents[3] / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))

@@ -14,7 +14,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from bcjobs import JobState
-from devhost.demo_context import DemoContext
+from demo.context import DemoContext
 
 PLAIN_EVERY_SECONDS = 5.0
 

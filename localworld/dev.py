@@ -1,6 +1,6 @@
 """`make dev`: the local world in one command — Azurite, the sandbox and devhost on function_app.py, wired together.
 
-    python -m devhost.dev [--port 7071] [--sandbox-port-base 7443] [--azurite-ports 10000,10001,10002]
+    python -m localworld.dev [--port 7071] [--sandbox-port-base 7443] [--azurite-ports 10000,10001,10002]
                           [--work-dir .local] [--settings local.settings.json]
 
 1. Azurite (blob, queue, table) on its default ports, in memory — so `UseDevelopmentStorage=true` reaches it; an
@@ -36,11 +36,11 @@ from typing import IO
 
 import httpx
 
-from devhost.azurite import AzuriteEndpoints
 from devhost.environment import process_environment, read_env_file, read_local_settings
 from devhost.errors import ConfigError, StartupError
-from devhost.processes import stop_process
-from devhost.waiting import wait_until
+from localworld.azurite import AzuriteEndpoints
+from localworld.polling import wait_until
+from localworld.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 7071
@@ -161,7 +161,7 @@ def _function_key(options: DevOptions) -> str:
     return key
 
 
-class LocalWorld:
+class DevWorld:
     """The three processes, started in order and stopped in reverse."""
 
     def __init__(self, options: DevOptions, out: Callable[[str], None] = print) -> None:
@@ -270,7 +270,7 @@ class LocalWorld:
 
 
 def _arguments(argv: Sequence[str] | None) -> DevOptions:
-    parser = argparse.ArgumentParser(prog="python -m devhost.dev", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m localworld.dev", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="devhost's HTTP port (default 7071)")
     parser.add_argument(
         "--sandbox-port-base",
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     """Run the local world until Ctrl-C/SIGTERM or until devhost exits; the exit code."""
     options = _arguments(argv)
     _stop_on_sigterm()
-    world = LocalWorld(options, out)
+    world = DevWorld(options, out)
     try:
         world.start()
         devhost = world.devhost

@@ -14,9 +14,9 @@ from rich.table import Table
 
 from bcjobs import JobState
 from bcjobs.rows import report_from_row
-from devhost.demo_context import DemoContext
-from devhost.demo_progress import delta, statuses, token_calls
-from devhost.demo_proxy import split_calls
+from demo.context import DemoContext
+from demo.progress import delta, statuses, token_calls
+from localworld.proxy import split_calls
 
 FINAL_KEYS = (
     "jobs",

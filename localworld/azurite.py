@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from devhost.errors import StartupError
-from devhost.ports import free_port, wait_for_port
-from devhost.processes import stop_process
+from localworld.errors import WorldError
+from localworld.ports import free_port, wait_for_port
+from localworld.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The well-known development account key (public; Azurite accepts only it).
@@ -72,11 +72,11 @@ class AzuriteTls:
     key: Path
 
 
-class AzuriteNotInstalledError(StartupError, RuntimeError):
+class AzuriteNotInstalledError(WorldError, RuntimeError):
     """node_modules has no Azurite: run `npm ci` (make does it)."""
 
 
-class AzuriteExitedError(StartupError, RuntimeError):
+class AzuriteExitedError(WorldError, RuntimeError):
     """An Azurite process exited while starting (its stderr is in the message)."""
 
 

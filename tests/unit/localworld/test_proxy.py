@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from devhost.demo_proxy import _RequestCounter, kind, split_calls
+from localworld.proxy import _RequestCounter, kind, split_calls
 
 STREAM = (
     b"POST /devstoreaccount1/bc-results/messages?timeout=30 HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n"

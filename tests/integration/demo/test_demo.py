@@ -13,24 +13,24 @@ from typing import Any
 import pytest
 from azure.storage.queue import QueueClient
 
-from devhost.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteEndpoints
-from devhost.demo import (
+from demo.checks import logs_and_records_hold_no_secret, the_workers_used_the_deployed_credentials
+from demo.context import DemoContext, DemoOptions
+from demo.main_run import app_discovers_the_company
+from demo.steps import (
     STEPS,
     call_health,
     connect_to_business_central,
     inspect_one_job_with_the_cli,
     run,
     start_azurite,
+    start_sandbox,
     start_storage_proxy,
     start_workers,
     stop_workers,
 )
-from devhost.demo_checks import logs_and_records_hold_no_secret, the_workers_used_the_deployed_credentials
-from devhost.demo_context import DemoContext, DemoOptions
-from devhost.demo_proxy import CountingProxy, ProxyTls
-from devhost.demo_run import app_discovers_the_company
-from devhost.demo_world import start_sandbox
-from devhost.infra_settings import LOCAL_ADDITIONS, connection_strings, infra_app_settings
+from localworld.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteEndpoints
+from localworld.infra_settings import LOCAL_ADDITIONS, connection_strings, infra_app_settings
+from localworld.proxy import CountingProxy, ProxyTls
 from sandbox import Sandbox
 
 pytestmark = pytest.mark.integration

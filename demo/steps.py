@@ -30,28 +30,30 @@ from rich.console import Console
 
 from bcjobs import RESULTS_QUEUE, JobState
 from bcjobs.rows import report_from_row
-from devhost.azurite import ACCOUNT, Azurite, AzuriteTls
-from devhost.demo_admin import admin_signs_in, show_status_after_sign_in, show_status_before_sign_in
-from devhost.demo_checks import (
+from demo.admin import admin_signs_in, show_status_after_sign_in, show_status_before_sign_in
+from demo.checks import (
     every_created_record_exists_once,
     logs_and_records_hold_no_secret,
     the_workers_used_the_deployed_credentials,
 )
-from devhost.demo_context import DemoContext, DemoError, DemoOptions
-from devhost.demo_proxy import CountingProxy, ProxyTls, proxied_connection_string
-from devhost.demo_report import collect, json_line, summary_table
-from devhost.demo_run import TABLE_PREFIX, app_discovers_the_company, workload_runs_under_faults
-from devhost.demo_world import WorkerPool, start_sandbox, tail
+from demo.context import DemoContext, DemoError, DemoOptions
+from demo.main_run import TABLE_PREFIX, app_discovers_the_company, workload_runs_under_faults
+from demo.report import collect, json_line, summary_table
 from devhost.environment import process_environment
-from devhost.infra_settings import (
+from localworld.azurite import ACCOUNT, Azurite, AzuriteTls
+from localworld.infra_settings import (
     LOCAL_ADDITIONS,
     LOCAL_CHANGES,
-    LocalWorld,
+    LocalResources,
     connection_strings,
     infra_app_settings,
     platform_environment,
     production_settings,
 )
+from localworld.instances import InstancePool
+from localworld.processes import tail
+from localworld.proxy import CountingProxy, ProxyTls, proxied_connection_string
+from localworld.sandbox import SandboxProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Retries and authorization re-checks in seconds rather than minutes, so a run under faults ends in time.
@@ -62,6 +64,20 @@ FAST_RETRIES = {
 }
 
 Step = Callable[[DemoContext], str]
+
+
+def start_sandbox(context: DemoContext) -> str:
+    """Run `python -m sandbox` (BC latency, a fixed token lifetime) and wait for its env file."""
+    folder = Path(context.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-demo-")))
+    sandbox = SandboxProcess(folder, context.options.sandbox_flags())
+    context.cleanup.callback(sandbox.stop)
+    context.sandbox_env = sandbox.start()
+    context.sandbox = sandbox
+    env = context.sandbox_env
+    return (
+        f"Entra {env['BC_AUTHORITY_HOST']}, Key Vault {env['KEY_VAULT_URL']}, BC {env['BC_API_BASE_URL']} "
+        f"(TLS from a local CA; test user {env.get('SANDBOX_USER', '?')}; {' '.join(sandbox.flags)})"
+    )
 
 
 def start_azurite(context: DemoContext) -> str:
@@ -104,7 +120,7 @@ def start_workers(context: DemoContext) -> str:
         raise DemoError("the storage proxy is not running")
     log_dir = Path(context.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="devhost-demo-")))
     context.log_dir = log_dir
-    pool = WorkerPool({}, log_dir, count=context.options.workers)
+    pool = InstancePool({}, log_dir, count=context.options.workers)
     if context.options.mode == "s2s":
         settings = _infra_settings(context, pool, context.proxies)
     else:
@@ -119,7 +135,7 @@ def start_workers(context: DemoContext) -> str:
     return f"{pool.count} worker process(es) on {ports} (function key: random for this run){settings}{errors}"
 
 
-def _delegated_settings(context: DemoContext, pool: WorkerPool, proxies: tuple[CountingProxy, ...]) -> str:
+def _delegated_settings(context: DemoContext, pool: InstancePool, proxies: tuple[CountingProxy, ...]) -> str:
     """The sandbox's env file and a connection string through the proxies, as `make dev` runs the app."""
     storage = proxied_connection_string(proxies[0].port, proxies[1].port)
     pool.settings = {
@@ -135,11 +151,11 @@ def _delegated_settings(context: DemoContext, pool: WorkerPool, proxies: tuple[C
     return ""
 
 
-def _infra_settings(context: DemoContext, pool: WorkerPool, proxies: tuple[CountingProxy, ...]) -> str:
-    """infra/app/function.bicep's app settings pointed at the proxies (devhost/infra_settings.py), the platform's
+def _infra_settings(context: DemoContext, pool: InstancePool, proxies: tuple[CountingProxy, ...]) -> str:
+    """infra/app/function.bicep's app settings pointed at the proxies (localworld/infra_settings.py), the platform's
     managed-identity endpoint and trust store; refused if any connection string or key reaches the workers."""
     queue, table = proxies
-    world = LocalWorld(
+    world = LocalResources(
         context.sandbox_env,
         queue_service_uri=f"{queue.url}/{ACCOUNT}",
         table_service_uri=f"{table.url}/{ACCOUNT}",
@@ -316,7 +332,7 @@ def _keep(context: DemoContext, out: Callable[[str], None]) -> None:
 def parse_args(argv: Sequence[str]) -> DemoOptions:
     """The demo's options."""
     defaults = DemoOptions()
-    parser = argparse.ArgumentParser(prog="python -m devhost.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=defaults.jobs, help="distinct jobs (at least 30)")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="devhost worker processes")
     parser.add_argument(

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devhost.azurite import ACCOUNT, ACCOUNT_KEY
-from devhost.ports import free_port, wait_for_port
+from localworld.azurite import ACCOUNT, ACCOUNT_KEY
+from localworld.ports import free_port, wait_for_port
 
 _CHUNK = 65536
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from devhost.demo import run
-from devhost.demo_context import DemoContext, DemoError
+from demo.context import DemoContext, DemoError
+from demo.steps import run
 
 
 def test_failing_step_stops_the_demo_with_a_clear_message_and_cleans_up() -> None:

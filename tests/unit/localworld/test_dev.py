@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from devhost.__main__ import _arguments as devhost_arguments
-from devhost.azurite import AzuriteEndpoints
-from devhost.dev import (
+from devhost.environment import read_env_file
+from devhost.errors import ConfigError
+from localworld.azurite import AzuriteEndpoints
+from localworld.dev import (
     DEFAULT_AZURITE_PORTS,
     DEFAULT_PORT,
     DEFAULT_SANDBOX_PORT_BASE,
@@ -23,8 +25,6 @@ from devhost.dev import (
     merge,
     own_settings,
 )
-from devhost.environment import read_env_file
-from devhost.errors import ConfigError
 from shared.settings import settings_problems
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -140,7 +140,7 @@ def test_every_command_of_the_local_world_exists() -> None:
             assert (ROOT / command[1]).exists()
         else:
             assert command[0] == "node_modules/.bin/azurite", command
-            dev_source = (ROOT / "devhost" / "dev.py").read_text(encoding="utf-8")
+            dev_source = (ROOT / "localworld" / "dev.py").read_text(encoding="utf-8")
             assert all(f'"{flag}"' in dev_source for flag in command[1:])
 
 

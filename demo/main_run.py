@@ -21,9 +21,9 @@ from bcjobs import JOBS_QUEUE, InvalidJobError, JobReport, JobState
 from bcjobs.client import JobsClient
 from bcjobs.common import JobHandle
 from bcjobs.rows import report_from_row
-from devhost.demo_context import DemoContext, DemoError
-from devhost.demo_progress import LiveProgress
-from devhost.demo_workload import Company, build, discovery_jobs, invoice_count, invoice_jobs
+from demo.context import DemoContext, DemoError
+from demo.progress import LiveProgress
+from demo.workload import Company, build, discovery_jobs, invoice_count, invoice_jobs
 
 TABLE_PREFIX = "bc"  # the product's default BC_TABLE_PREFIX
 POLL_SECONDS = 0.5

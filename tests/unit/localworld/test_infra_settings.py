@@ -3,10 +3,10 @@ through the managed identity, the local world's differences declared, no connect
 
 from __future__ import annotations
 
-from devhost.infra_settings import (
+from localworld.infra_settings import (
     LOCAL_ADDITIONS,
     LOCAL_CHANGES,
-    LocalWorld,
+    LocalResources,
     connection_strings,
     infra_app_settings,
     platform_environment,
@@ -28,7 +28,7 @@ ENV = {
     "BC_API_BASE_URL": "https://127.0.0.1:7",
     "BC_AUTHORITY_HOST": "https://127.0.0.1:6",
 }
-WORLD = LocalWorld(
+WORLD = LocalResources(
     ENV,
     queue_service_uri="https://127.0.0.1:5/devstoreaccount1",
     table_service_uri="https://127.0.0.1:4/devstoreaccount1",

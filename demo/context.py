@@ -9,24 +9,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from devhost.azurite import AzuriteEndpoints
-from devhost.errors import DevHostError
+from localworld.azurite import AzuriteEndpoints
+from localworld.errors import WorldError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from devhost.demo_proxy import CountingProxy
-    from devhost.demo_workload import Company, Expectation, Workload
-    from devhost.demo_world import SandboxProcess, WorkerPool
+    from demo.workload import Company, Expectation, Workload
+    from localworld.instances import InstancePool
+    from localworld.proxy import CountingProxy
+    from localworld.sandbox import SandboxProcess
 
 
-class DemoError(DevHostError):
+class DemoError(WorldError):
     """A demo step failed; the message says what was expected and what happened."""
 
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
-    """How big the run is and how the world behaves (`python -m devhost.demo --help`)."""
+    """How big the run is and how the world behaves (`python -m demo --help`)."""
 
     jobs: int = 300  # distinct jobs sent through the app client (duplicates and invalid messages come on top)
     workers: int = 2  # devhost processes running function_app.py
@@ -79,7 +80,7 @@ class DemoContext:
     console: Console | None = None  # where live progress goes (None: no live display)
     azurite: AzuriteEndpoints | None = None
     sandbox: SandboxProcess | None = None
-    workers: WorkerPool | None = None
+    workers: InstancePool | None = None
     proxies: tuple[CountingProxy, CountingProxy] | None = None  # queue, table
     log_dir: Path | None = None
     base_url: str = ""

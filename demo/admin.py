@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import httpx
 
-from devhost.demo_context import DemoContext, DemoError
+from demo.context import DemoContext, DemoError
 
 
 class _FormReader(HTMLParser):

@@ -1,4 +1,4 @@
-"""`make dev` (python -m devhost.dev) as a process: one command brings up Azurite, the sandbox and devhost wired
+"""`make dev` (python -m localworld.dev) as a process: one command brings up Azurite, the sandbox and devhost wired
 together, prints what to open, honours local.settings.json, and Ctrl-C stops all of it."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from devhost.environment import process_environment
-from devhost.ports import free_port
-from devhost.waiting import wait_until
+from localworld.polling import wait_until
+from localworld.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ class Output:
 
 @pytest.fixture
 def make_dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, dict[str, int], Path]]:
-    """`python -m devhost.dev` on free ports with a local.settings.json that overrides the function key and
+    """`python -m localworld.dev` on free ports with a local.settings.json that overrides the function key and
     still holds an old placeholder; killed at the end if the test did not stop it."""
     ports = {"app": free_port(), "sandbox": _four_free_ports(), "blob": free_port(), "queue": free_port()}
     ports["table"] = free_port()
@@ -95,7 +95,7 @@ def make_dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, di
         encoding="utf-8",
     )
     command = [
-        sys.executable, "-m", "devhost.dev", "--port", str(ports["app"]),
+        sys.executable, "-m", "localworld.dev", "--port", str(ports["app"]),
         "--sandbox-port-base", str(ports["sandbox"]),
         "--azurite-ports", f"{ports['blob']},{ports['queue']},{ports['table']}",
         "--work-dir", str(tmp_path / "local"), "--settings", str(settings),

@@ -11,7 +11,7 @@ import pytest
 from bcjobs import InvalidJobError
 from bcjobs.submit import prepare
 from bcjobs.wire import decode
-from devhost.demo_workload import (
+from demo.workload import (
     BATCH_OPERATIONS,
     Company,
     build,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from devhost.demo_world import WorkerPool
-from devhost.infra_settings import connection_strings
+from localworld.infra_settings import connection_strings
+from localworld.instances import InstancePool
 
 RUNNER_STORAGE = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=k;"
 
@@ -21,8 +21,8 @@ def test_a_production_pool_keeps_the_runners_connection_string_out(
     settings = {"JobsStorage__queueServiceUri": "https://127.0.0.1:1/devstoreaccount1"}
     platform = {"IDENTITY_ENDPOINT": "http://127.0.0.1:2/msi/token"}
 
-    production = WorkerPool(settings, tmp_path, platform=platform, production=True).environment()
-    plain = WorkerPool(settings, tmp_path, platform=platform).environment()
+    production = InstancePool(settings, tmp_path, platform=platform, production=True).environment()
+    plain = InstancePool(settings, tmp_path, platform=platform).environment()
 
     assert connection_strings(production) == []
     assert production["IDENTITY_ENDPOINT"] == platform["IDENTITY_ENDPOINT"]

@@ -48,7 +48,7 @@ def infra_app_settings() -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
-class LocalWorld:
+class LocalResources:
     """Where infra's parameters and resource properties point locally."""
 
     sandbox_env: Mapping[str, str] = field(
@@ -81,7 +81,7 @@ def _resolve(value: Any, names: Mapping[str, str]) -> str:
     return re.sub(r"\$\{([^}]+)\}", lambda match: names[match.group(1)], text)
 
 
-def _names(world: LocalWorld) -> dict[str, str]:
+def _names(world: LocalResources) -> dict[str, str]:
     env = world.sandbox_env
     queue_host = world.queue_service_uri.split("://", 1)[-1].split(":", 1)[0]
     return {
@@ -106,7 +106,7 @@ def _names(world: LocalWorld) -> dict[str, str]:
     }
 
 
-def production_settings(world: LocalWorld) -> dict[str, str]:
+def production_settings(world: LocalResources) -> dict[str, str]:
     """infra's app settings resolved against the local world, plus LOCAL_ADDITIONS, with LOCAL_CHANGES."""
     settings = {name: _resolve(value, _names(world)) for name, value in infra_app_settings().items()}
     # The platform resolves the Key Vault reference before the app starts; devhost does not, so the value here is

@@ -1,0 +1,79 @@
+"""BC read over its API with the sandbox's app registration (client credentials): an independent look at what the
+product wrote, not through the product; the demo's checks and the benchmarks' seeded ids use it."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from typing import Any
+
+import httpx
+
+from localworld.errors import WorldError
+
+BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
+
+
+class BcReader:
+    """Reads whole entity sets of the sandbox's company over BC's API (client credentials, with retries)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._http = httpx.Client(
+            verify=ssl.create_default_context(cafile=env["LOCAL_CA_BUNDLE"]), timeout=30
+        )
+        self._token = ""
+
+    def __enter__(self) -> BcReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def _bearer(self) -> str:
+        if not self._token:
+            env = self._env
+            url = f"{env['BC_AUTHORITY_HOST'].rstrip('/')}/{env['BC_TENANT_ID']}/oauth2/v2.0/token"
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": env["BC_CLIENT_ID"],
+                "client_secret": env["BC_CLIENT_SECRET"],
+                "scope": BC_SCOPE,
+            }
+            answer = self._request("POST", url, data=form)
+            self._token = str(answer["access_token"])
+        return self._token
+
+    def records(self, entity_set: str) -> list[dict[str, Any]]:
+        """Every record of the set (all pages)."""
+        env = self._env
+        url: str | None = (
+            f"{env['BC_API_BASE_URL'].rstrip('/')}/v2.0/{env['BC_TENANT_ID']}/{env['BC_ENVIRONMENT']}"
+            f"/api/v2.0/companies({env['BC_COMPANY_ID']})/{entity_set}"
+        )
+        found: list[dict[str, Any]] = []
+        while url:
+            page = self._request(
+                "GET",
+                url,
+                headers={"Authorization": f"Bearer {self._bearer()}", "Prefer": "odata.maxpagesize=1000"},
+            )
+            found += page.get("value", [])
+            url = page.get("@odata.nextLink")
+        return found
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        for attempt in range(6):
+            try:
+                response = self._http.request(method, url, **kwargs)
+            except httpx.TransportError:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            if response.status_code in (429, 502, 503, 504):
+                time.sleep(float(response.headers.get("Retry-After", 0.5 * (attempt + 1))))
+                continue
+            if response.status_code != 200:
+                raise WorldError(f"BC answered {response.status_code} to {method} {url.split('?')[0]}")
+            answer: dict[str, Any] = response.json()
+            return answer
+        raise WorldError(f"BC kept failing {method} {url.split('?')[0]}")
