@@ -9,13 +9,11 @@ Lifetimes in the run = 1 (the sign-in's token, usable from the start) + the refr
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
 from bench.world import BenchWorld, requests_by_status, unique_prefix
-from demo.admin import admin_signs_in
-from demo.context import DemoContext, DemoOptions
+from localworld.sign_in import sign_in
 
 MIN_VALIDITY_SECONDS = 300  # shared.tokens.DEFAULT_MIN_VALIDITY
 
@@ -37,11 +35,7 @@ def token_lifetimes(
     )
     with world.workers(settings, processes) as pool:
         world.sandbox.admin("/entra/token-lifetime", {"seconds": MIN_VALIDITY_SECONDS + usable_seconds})
-        with contextlib.ExitStack() as stack:
-            context = DemoContext(stack, options=DemoOptions())
-            context.base_url, context.function_key = pool.base_url, pool.function_key
-            context.sandbox_env = world.sandbox.env
-            admin_signs_in(context)
+        sign_in(pool.base_url, pool.function_key, world.sandbox.env["LOCAL_CA_BUNDLE"])
         before = world.sandbox.stats()
         world.enqueue(world.get_jobs(int(20 * (run_seconds + 20)), prefix))
         time.sleep(run_seconds)

@@ -9,10 +9,8 @@ on a fixed port (a restart after SIGKILL comes back on the same one); its log li
 from __future__ import annotations
 
 import contextlib
-import html
 import re
 import secrets
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,12 +29,12 @@ from localworld.azurite import Azurite, AzuriteEndpoints
 from localworld.polling import wait_until
 from localworld.ports import free_port, wait_for_port
 from localworld.processes import stop_process
+from localworld.sign_in import authorize, submit
 from sandbox import Sandbox, SandboxConfig
 from soak.config import SoakConfig
 from soak.plan import Seeds, seed_counts
 
 ROOT = Path(__file__).resolve().parents[1]
-_FIELD = re.compile(r'name="([^"]+)" value="([^"]*)"')
 _VERIFIER = re.compile(r'"code_verifier"\s*:\s*"([^"]+)"')
 
 
@@ -189,12 +187,7 @@ class World:
         Before the callback, the pending sign-in's row is read for its PKCE verifier (a secret to sweep for).
         """
         worker = self.workers[0]
-        login = httpx.get(f"{worker.base_url}/api/auth/login", params={"code": self.function_key}, timeout=30)
-        if login.status_code != 302:
-            raise RuntimeError(f"/api/auth/login answered {login.status_code}")
-        tls = ssl.create_default_context(cafile=str(self.sandbox.ca_bundle))
-        page = httpx.get(login.headers["Location"], verify=tls, timeout=30)
-        fields = {html.unescape(k): html.unescape(v) for k, v in _FIELD.findall(page.text)}
+        form = authorize(worker.base_url, self.function_key, str(self.sandbox.ca_bundle))
         verifiers = [
             match
             for row in self.rows("auth")
@@ -202,12 +195,10 @@ class World:
             if isinstance(value, str)
             for match in _VERIFIER.findall(value)
         ]
-        callback = httpx.post(f"{worker.base_url}/api/auth/callback", data=fields, timeout=30)
-        if callback.status_code != 200:
-            raise RuntimeError(f"/api/auth/callback answered {callback.status_code}")
+        callback = submit(form)
         if not verifiers:
             raise RuntimeError("the pending sign-in row holds no PKCE verifier to sweep for")
-        return SignIn(code=fields["code"], verifier=verifiers[0], pages=[callback.text])
+        return SignIn(code=form.fields["code"], verifier=verifiers[0], pages=[callback.text])
 
     # -- reading storage -------------------------------------------------------------------------------------
 
