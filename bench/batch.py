@@ -54,7 +54,7 @@ def batch_speedup(world: BenchWorld, operations: int = 200) -> dict[str, Any]:
         BC_RATE_SAFETY_MARGIN="0.03",
     )
     table = f"{prefix}jobs"
-    with world.workers(settings, 1) as pool:
+    with world.instances(settings, 1) as pool:
         _warm_up(world, pool, table)
         singles = [{"jobId": f"single-{n}", **op} for n, op in enumerate(_updates(world, operations, "555"))]
         started = time.monotonic()

@@ -57,7 +57,7 @@ def burst(
     )
     world.enqueue(world.get_jobs(jobs, prefix))
     started_at = datetime.now(UTC)
-    with world.workers(settings, processes, functions=JOBS_GROUP):
+    with world.instances(settings, processes, functions=JOBS_GROUP):
         deadline = time.monotonic() + BURST_DEADLINE_SECONDS
         while world.count_rows(f"{prefix}jobs", "succeeded") < jobs and time.monotonic() < deadline:
             time.sleep(1.0)

@@ -83,7 +83,7 @@ def throughput(
     )
     jobs = math.ceil(spec.allowed_rps * (spec.warmup_seconds + spec.measure_seconds + 15) * 1.2)
     enqueue_seconds = world.enqueue(world.get_jobs(jobs, prefix))
-    with world.workers(settings, spec.processes, spec.app, spec.functions) as pool:
+    with world.instances(settings, spec.processes, spec.app, spec.functions) as pool:
         started = time.monotonic()
         time.sleep(spec.warmup_seconds)
         cpu_before = {pid: cpu_seconds(pid) for pid in pool.pids}
@@ -173,7 +173,7 @@ def capacity(world: BenchWorld, jobs: int = 5000, measure_seconds: float = 20.0)
     prefix = unique_prefix("c")
     settings = world.app_settings(prefix, proxied=False, BC_RATE_LIMIT_REQUESTS="1000000000")
     world.enqueue(world.get_jobs(jobs, prefix))
-    with world.workers(settings, 1) as pool:
+    with world.instances(settings, 1) as pool:
         pid = pool.pids[0]
         deadline = time.monotonic() + 60
         while ok_requests(world.sandbox.stats()) < 100 and time.monotonic() < deadline:

@@ -33,7 +33,7 @@ def token_lifetimes(
         BC_RATE_SAFETY_MARGIN="0.03",
         BC_JOB_AUTHORIZATION_RECHECK_SECONDS="5",
     )
-    with world.workers(settings, processes) as pool:
+    with world.instances(settings, processes) as pool:
         world.sandbox.admin("/entra/token-lifetime", {"seconds": MIN_VALIDITY_SECONDS + usable_seconds})
         sign_in(pool.base_url, pool.function_key, world.sandbox.env["LOCAL_CA_BUNDLE"])
         before = world.sandbox.stats()

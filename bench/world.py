@@ -1,5 +1,5 @@
-"""The benchmarks' local world: one Azurite, one sandbox process and two counting storage proxies for a whole
-`make bench`, reset between runs; worker processes (devhost running an app) started per run.
+"""The benchmarks' local world: localworld.world.World (one Azurite, one sandbox process and two counting storage
+proxies) for a whole `make bench`, reset between runs; devhost instances started per run.
 
 Every process the figures are about runs on its own: the sandbox (Entra, Key Vault, BC) in `python -m sandbox`,
 each worker in `python -m devhost`; this process only enqueues, samples counters and forwards storage calls.
@@ -12,14 +12,12 @@ import base64
 import contextlib
 import json
 import subprocess
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
@@ -28,11 +26,9 @@ from azure.storage.queue.aio import QueueClient as AsyncQueueClient
 
 from bcjobs import JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE, JobReport
 from bcjobs.rows import JOB_ROW, report_from_row
-from localworld.azurite import Azurite, AzuriteEndpoints
+from localworld.azurite import AzuriteEndpoints
 from localworld.bc import BcReader
-from localworld.instances import InstancePool
-from localworld.proxy import CountingProxy, proxied_connection_string
-from localworld.sandbox import SandboxProcess
+from localworld.world import World
 
 HEARTBEAT_SECONDS = 10.0  # the product's throttle heartbeat (shared.jobs.compose: build_throttle's default)
 JOIN_DELAY_SECONDS = 1.5 * HEARTBEAT_SECONDS + 1.0  # a newcomer waits this long before it may send
@@ -72,44 +68,26 @@ class Sample:
 
 
 @dataclass
-class BenchWorld:
-    """The running world; `BenchWorld.started()` builds it and takes it down."""
+class BenchWorld(World):
+    """The running world (localworld.world.World) with the benchmarks' seeds and levers; `BenchWorld.started()`
+    builds it and takes it down."""
 
-    azurite: AzuriteEndpoints
-    sandbox: SandboxProcess
-    proxies: tuple[CountingProxy, CountingProxy]
-    folder: Path
     azurite_pids: dict[str, int] = field(default_factory=dict)  # "queue", "table" -> node process id
     items: list[str] = field(default_factory=list)  # seeded item ids (the same after every reset)
     customers: list[str] = field(default_factory=list)
 
     @classmethod
     @contextlib.contextmanager
-    def started(cls) -> Iterator[BenchWorld]:
-        """Azurite, the sandbox and the proxies, stopped on exit."""
-        with tempfile.TemporaryDirectory(prefix="bench-") as work, Azurite() as azurite:
-            folder = Path(work)
-            sandbox = SandboxProcess(folder, ["--seed", "1"])
-            queue = CountingProxy(f"http://127.0.0.1:{azurite.queue_port}")
-            table = CountingProxy(f"http://127.0.0.1:{azurite.table_port}")
-            try:
-                sandbox.start()
-                queue.start()
-                table.start()
-                world = cls(azurite, sandbox, (queue, table), folder, azurite_pids(azurite))
-                with BcReader(sandbox.env) as bc:
-                    world.items = [str(r["id"]) for r in bc.records("items")]
-                    world.customers = [str(r["id"]) for r in bc.records("customers")]
-                yield world
-            finally:
-                queue.stop()
-                table.stop()
-                sandbox.stop()
-
-    @property
-    def proxied(self) -> str:
-        """The connection string through the counting proxies."""
-        return proxied_connection_string(self.proxies[0].port, self.proxies[1].port)
+    def started(
+        cls, prefix: str = "bench-", sandbox_flags: Sequence[str] = ("--seed", "1")
+    ) -> Iterator[Self]:
+        """Azurite, the sandbox and the proxies (World.started), with the seeded ids read from BC."""
+        with super().started(prefix, sandbox_flags) as world:
+            world.azurite_pids = azurite_pids(world.azurite)
+            with BcReader(world.sandbox.env) as bc:
+                world.items = [str(r["id"]) for r in bc.records("items")]
+                world.customers = [str(r["id"]) for r in bc.records("customers")]
+            yield world
 
     def reset(
         self,
@@ -181,26 +159,6 @@ class BenchWorld:
             )
             for n in range(count)
         ]
-
-    @contextlib.contextmanager
-    def workers(
-        self,
-        settings: dict[str, str],
-        count: int,
-        app: str = "function_app:app",
-        functions: tuple[str, ...] = (),
-    ) -> Iterator[InstancePool]:
-        """`count` devhost processes on `app` (only `functions`, when given); stopped (SIGTERM, in-flight work
-        finishes) on exit."""
-        log_dir = self.folder / f"logs-{uuid.uuid4().hex[:6]}"
-        log_dir.mkdir()
-        pool = InstancePool(settings, log_dir, count=count, app=app, functions=functions)
-        if settings.get("BC_AUTH_MODE") == "delegated":  # the callback is the first worker's
-            pool.settings = {**settings, "BC_REDIRECT_URI": f"{pool.base_url}/api/auth/callback"}
-        try:
-            yield pool.start()
-        finally:
-            pool.stop(grace=60)
 
     def sample(self) -> Sample:
         """The sandbox's counters and the proxies' counts now."""

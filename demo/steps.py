@@ -54,6 +54,7 @@ from localworld.instances import InstancePool
 from localworld.processes import tail
 from localworld.proxy import CountingProxy, ProxyTls, proxied_connection_string
 from localworld.sandbox import SandboxProcess
+from localworld.world import start_proxies
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Retries and authorization re-checks in seconds rather than minutes, so a run under faults ends in time.
@@ -104,9 +105,8 @@ def start_storage_proxy(context: DemoContext) -> str:
         tls = ProxyTls(
             *(Path(env[key]) for key in ("SANDBOX_SERVER_CERT", "SANDBOX_SERVER_KEY", "LOCAL_CA_BUNDLE"))
         )
-    queue = CountingProxy(f"{azurite.scheme}://127.0.0.1:{azurite.queue_port}", tls).start()
+    queue, table = start_proxies(azurite, tls)
     context.cleanup.callback(queue.stop)
-    table = CountingProxy(f"{azurite.scheme}://127.0.0.1:{azurite.table_port}", tls).start()
     context.cleanup.callback(table.stop)
     context.proxies = (queue, table)
     over = " (TLS terminated and re-encrypted)" if tls else ""

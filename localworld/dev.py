@@ -39,6 +39,7 @@ import httpx
 from devhost.environment import process_environment, read_env_file, read_local_settings
 from devhost.errors import ConfigError, StartupError
 from localworld.azurite import AzuriteEndpoints
+from localworld.instances import devhost_command
 from localworld.polling import wait_until
 from localworld.processes import stop_process
 
@@ -240,10 +241,10 @@ class DevWorld:
         return read_env_file(env_file)
 
     def _start_devhost(self) -> None:
-        command = [
-            sys.executable, "-m", "devhost", "--port", str(self.options.port), "--app", "function_app:app",
+        command = devhost_command(
+            self.options.port, "function_app:app",
             "--settings", str(self.options.merged_settings_file), "--log-format", "text",
-        ]  # fmt: skip
+        )  # fmt: skip
         self.devhost = self._spawn(
             command, 40, output=None, env=process_environment()
         )  # logs to the terminal

@@ -21,6 +21,11 @@ from localworld.ports import free_port
 from localworld.processes import REPO_ROOT, log_records, tail
 
 
+def devhost_command(port: int, app: str = "function_app:app", *options: str) -> list[str]:
+    """The command line of one devhost instance: this interpreter running `python -m devhost` on `app`."""
+    return [sys.executable, "-m", "devhost", "--port", str(port), "--app", app, *options]
+
+
 @dataclass
 class InstancePool:
     """N devhost instances (`python -m devhost` processes) running one app with the same settings (each its own
@@ -64,8 +69,8 @@ class InstancePool:
         environment = self.environment()
         for index, port in enumerate(self.reserve_ports()):
             log = self.log_dir / f"worker-{index + 1}.log"
-            command = [sys.executable, "-m", "devhost", "--port", str(port), "--app", self.app]
-            command += ["--functions", ",".join(self.functions)] if self.functions else []
+            functions = ["--functions", ",".join(self.functions)] if self.functions else []
+            command = devhost_command(port, self.app, *functions)
             with log.open("wb") as sink:
                 process = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter running devhost
                     command, cwd=REPO_ROOT, env=environment, stdout=sink, stderr=sink

@@ -12,7 +12,6 @@ import contextlib
 import re
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from azure.storage.queue import QueueClient, QueueServiceClient
 from bcjobs import JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE
 from devhost.environment import process_environment
 from localworld.azurite import Azurite, AzuriteEndpoints
+from localworld.instances import devhost_command
 from localworld.polling import wait_until
 from localworld.ports import free_port, wait_for_port
 from localworld.processes import stop_process
@@ -146,19 +146,14 @@ class World:
         """Start (or restart) a worker on its port; returns once /api/health answers."""
         log = self.work_dir / f"worker-{worker.index}-{len(worker.logs)}.log"
         worker.logs.append(log)
-        command = [
-            sys.executable,
-            "-m",
-            "devhost",
-            "--port",
-            str(worker.port),
-            "--app",
+        command = devhost_command(
+            worker.port,
             "function_app:app",
             "--settings",
             str(self._settings_file),
             "--host-json",
             str(ROOT / "host.json"),
-        ]
+        )
         with log.open("ab") as sink:
             worker.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 command, cwd=ROOT, env=self.environment(), stdout=sink, stderr=sink
