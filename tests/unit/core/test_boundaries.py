@@ -68,6 +68,11 @@ def test_azure_functions_is_imported_only_by_triggers_the_app_and_devhost() -> N
     assert offenders(files, re.compile(r"^azure\.functions\b")) == []
 
 
+# What of devhost the local world, bench, soak and testkit may not import: every module but the host's settings
+# sources (devhost.environment: the env file, local.settings.json) and its errors, and `from devhost import x`.
+DEVHOST_INTERNALS = r"^devhost(\.(?!(environment|errors)$)|$)"
+
+
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
@@ -76,18 +81,47 @@ def test_azure_functions_is_imported_only_by_triggers_the_app_and_devhost() -> N
         ("shared/jobs", r"^shared\.(jobs_http|ops|triggers)\b"),
         ("shared/ops", r"^shared\.(jobs_http|triggers)\b"),
         ("shared/telemetry", r"^shared\.(auth|bc|jobs|jobs_http|ops|triggers)\b"),
-        ("shared", r"^(devhost|sandbox|bench|tests|testkit)\b"),
-        ("sandbox", r"^(shared|devhost|bench)\b"),
-        ("bcjobs", r"^(shared|devhost|sandbox|bench|tests|testkit|azure\.functions)\b"),
-        ("testkit", r"^(tests|bench)\b"),
-        ("bench", r"^tests\b"),
+        ("shared", r"^(devhost|localworld|demo|sandbox|bench|soak|tests|testkit)\b"),
+        ("sandbox", r"^(shared|devhost|localworld|demo|bench)\b"),
+        ("bcjobs", r"^(shared|devhost|localworld|demo|sandbox|bench|soak|tests|testkit|azure\.functions)\b"),
+        ("devhost", r"^(localworld|demo|sandbox|bench|soak|tests|testkit)\b"),
+        ("localworld", rf"^(demo|bench|soak|tests|testkit)\b|{DEVHOST_INTERNALS}"),
+        ("testkit", rf"^(tests|bench)\b|{DEVHOST_INTERNALS}"),
+        ("bench", rf"^tests\b|{DEVHOST_INTERNALS}"),
+        ("soak", rf"^(tests|bench)\b|{DEVHOST_INTERNALS}"),
         ("tests", r"^bench\b"),
     ],
 )
 def test_packages_respect_their_boundaries(package: str, forbidden: str) -> None:
     """auth knows nothing of BC or jobs, BC takes a token provider, the sandbox is independent of the product,
-    and tests/ and bench/ share their doubles through testkit/ instead of importing each other."""
+    tests/ and bench/ share their doubles through testkit/ instead of importing each other, the host knows
+    nothing of the local world around it, and the local world, bench, soak and testkit run the host as a process
+    (`python -m devhost`) rather than reaching into it."""
     assert offenders(python_files(package), re.compile(forbidden)) == []
+
+
+def test_the_devhost_internals_pattern_allows_only_the_hosts_settings_sources_and_errors() -> None:
+    """`devhost.environment` (the env file and local.settings.json readers) and `devhost.errors` are what the
+    local world may use of the host; any other devhost module, or `from devhost import x`, is internal."""
+    internals = re.compile(DEVHOST_INTERNALS)
+    allowed = ["devhost.environment", "devhost.errors", "devhostile", "localworld.instances"]
+    refused = ["devhost", "devhost.host", "devhost.waiting", "devhost.environment_extra", "devhost.errors.x"]
+    assert [name for name in allowed if internals.match(name)] == []
+    assert [name for name in refused if internals.match(name)] == refused
+
+
+def test_nothing_imports_the_demo_but_the_demo_and_its_tests() -> None:
+    """The demo is a leaf: what it shares with bench and soak lives in localworld/."""
+    tops = sorted(
+        path.name
+        for path in ROOT.iterdir()
+        if path.is_dir() and (path / "__init__.py").exists() and path.name not in {"demo", "tests"}
+    )
+    demo_tests = {ROOT / "tests" / tier / "demo" for tier in ("unit", "functional", "integration")}
+    tests = [path for path in python_files("tests") if not demo_tests & set(path.parents)]
+    files = [*python_files(*tops), *tests, ROOT / "function_app.py"]
+    assert {"devhost", "localworld", "bench", "soak", "testkit", "shared"} <= set(tops)
+    assert offenders(files, re.compile(r"^demo\b")) == []
 
 
 def test_only_settings_reads_the_environment() -> None:
