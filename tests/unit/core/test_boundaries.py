@@ -70,7 +70,7 @@ def test_azure_functions_is_imported_only_by_triggers_the_app_and_devhost() -> N
 
 # What of devhost the local world, bench, soak and testkit may not import: every module but the host's settings
 # sources (devhost.environment: the env file, local.settings.json) and its errors, and `from devhost import x`.
-DEVHOST_INTERNALS = r"^devhost(\.(?!(environment|errors)$)|$)"
+DEVHOST_INTERNALS = r"^devhost(\.(?!(environment|errors)(\.|$))|$)"
 
 
 @pytest.mark.parametrize(
@@ -104,8 +104,14 @@ def test_the_devhost_internals_pattern_allows_only_the_hosts_settings_sources_an
     """`devhost.environment` (the env file and local.settings.json readers) and `devhost.errors` are what the
     local world may use of the host; any other devhost module, or `from devhost import x`, is internal."""
     internals = re.compile(DEVHOST_INTERNALS)
-    allowed = ["devhost.environment", "devhost.errors", "devhostile", "localworld.instances"]
-    refused = ["devhost", "devhost.host", "devhost.waiting", "devhost.environment_extra", "devhost.errors.x"]
+    allowed = ["devhost.environment", "devhost.environment.read_env_file", "devhost.errors", "devhostile"]
+    refused = [
+        "devhost",
+        "devhost.host",
+        "devhost.host.DevHost",
+        "devhost.waiting",
+        "devhost.environment_extra",
+    ]
     assert [name for name in allowed if internals.match(name)] == []
     assert [name for name in refused if internals.match(name)] == refused
 
