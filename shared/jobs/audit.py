@@ -18,18 +18,16 @@ from shared.clock import Clock
 
 
 class AuditBuffer:
-    """One run's interactions, numbered in order."""
+    """One run's interactions, numbered in order; `run` is the run's number (JobRecord.runs after its claim)."""
 
-    def __init__(self, attempt: int, clock: Clock) -> None:
-        self.attempt = attempt
+    def __init__(self, run: int, clock: Clock) -> None:
+        self.run = run
         self._clock = clock
         self.interactions: list[Interaction] = []
 
     def add(self, seen: BcInteraction) -> None:
         """Keep one interaction (called from the request path: cheap, never raises)."""
-        self.interactions.append(
-            _interaction(seen, self.attempt, len(self.interactions) + 1, self._clock.now())
-        )
+        self.interactions.append(_interaction(seen, self.run, len(self.interactions) + 1, self._clock.now()))
 
     def may_have_written(self) -> bool:
         """True when a write request of this run got no answer, or one after which BC may have acted."""
@@ -86,9 +84,9 @@ def auditing(buffer: AuditBuffer) -> Iterator[AuditBuffer]:
         _current.reset(token)
 
 
-def _interaction(seen: BcInteraction, attempt: int, sequence: int, at: datetime) -> Interaction:
+def _interaction(seen: BcInteraction, run: int, sequence: int, at: datetime) -> Interaction:
     return Interaction(
-        attempt=attempt,
+        attempt=run,  # the audit row's `attempt` (column Attempt, part of its RowKey) holds the run number
         sequence=sequence,
         at=at,
         method=seen.method,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from bcjobs import ErrorInfo
@@ -72,15 +72,16 @@ class Decision:
     ambiguous: bool = False
 
 
-def decide(failure: Exception, *, reconcilable: bool) -> Decision:
-    """The decision for a run that raised `failure`; `reconcilable`: a rerun can tell whether a lost write landed."""
+def decide(failure: Exception, *, reconcilable: bool, now: datetime) -> Decision:
+    """The decision for a run that raised `failure` at `now` (the processor's Clock); `reconcilable`: a rerun can
+    tell whether a lost write landed."""
     if isinstance(failure, AmbiguousWriteError):
         return _ambiguous(failure, reconcilable)
     if isinstance(failure, TimeBudgetSpentError):
         error = ErrorInfo(code=TIME_BUDGET_SPENT, message=str(failure), retriable=True)
         return Decision(Verdict.CONTINUE if failure.progressed else Verdict.RETRY, error)
     if isinstance(failure, TokenProviderError):
-        return _token_failure(failure)
+        return _token_failure(failure, now)
     if isinstance(failure, TokenRefusedError | AuthenticationError):
         return Decision(Verdict.WAIT_FOR_AUTHORIZATION, error_info(failure))
     if isinstance(failure, BusinessCentralError):
@@ -104,11 +105,11 @@ def _ambiguous(failure: AmbiguousWriteError, reconcilable: bool) -> Decision:
     return Decision(Verdict.FAIL, error, ambiguous=True)
 
 
-def _token_failure(failure: TokenProviderError) -> Decision:
+def _token_failure(failure: TokenProviderError, now: datetime) -> Decision:
     if failure.transient:
         error = ErrorInfo(code="token_unavailable", message=str(failure), retriable=True)
         return Decision(
-            Verdict.RETRY, error, retry_after=_seconds_until(getattr(failure, "retry_after", None))
+            Verdict.RETRY, error, retry_after=_seconds_until(getattr(failure, "retry_after", None), now)
         )
     error = ErrorInfo(
         code="authorization_required",
@@ -117,11 +118,11 @@ def _token_failure(failure: TokenProviderError) -> Decision:
     return Decision(Verdict.WAIT_FOR_AUTHORIZATION, error)
 
 
-def _seconds_until(when: object) -> float | None:
-    """A provider's `retry_after` (a datetime, when it knows one) as seconds from now."""
+def _seconds_until(when: object, now: datetime) -> float | None:
+    """A provider's `retry_after` (a datetime, when it knows one) as seconds from `now`."""
     if not isinstance(when, datetime):
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - now).total_seconds())
 
 
 _OWN_CODE = re.compile(r"[a-z][a-z_]*")

@@ -25,9 +25,11 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Protocol
 
 from bcjobs import ErrorInfo, InvalidJobError, ItemOutcome, Job, JobState, Operation, ResultSummary
@@ -48,6 +50,10 @@ from shared.tokens import TokenProvider
 
 logger = logging.getLogger(__name__)
 CLAIM_TRIES = 4  # the first try inserts; the others read, then compare-and-swap
+# The scheduled copy itself may arrive a little before the row's `next_attempt_at`: its visibility is counted by the
+# storage service's clock from the send, the row's time by this instance's (NTP-synced) clock. Taking that copy for
+# an early duplicate would drop the job's only message; 2 s covers the skew, and a duplicate that arrives within it
+# merely runs the job a little early (the copy then finds it claimed or finished).
 EARLY_TOLERANCE = timedelta(seconds=2)
 
 
@@ -66,7 +72,7 @@ class Delivery:
 
 
 class Handled(StrEnum):
-    """What one delivery did."""
+    """What one delivery did (a job's state says where the job is; FINISHED maps the states a delivery ends in)."""
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -88,8 +94,22 @@ class SlotWait(Protocol):
 
 
 async def _always_a_slot(within: float) -> bool:
+    """Without a shared throttle (tests, tools) nothing limits BC slots; compose.py always passes the throttle's."""
     del within
     return True
+
+
+# The job states a delivery can finish a job in, and what the delivery reports for each. Spelled out rather than
+# `Handled(state.value)`: the two enums share strings today, and a new state must choose its answer here.
+# `dead_lettered` is missing on purpose: only the poison handler (deadletter.py) writes it.
+FINISHED: Mapping[JobState, Handled] = MappingProxyType(
+    {
+        JobState.SUCCEEDED: Handled.SUCCEEDED,
+        JobState.FAILED: Handled.FAILED,
+        JobState.EXPIRED: Handled.EXPIRED,
+        JobState.REJECTED: Handled.REJECTED,
+    }
+)
 
 
 @dataclass
@@ -194,13 +214,13 @@ class JobProcessor:
             return await self._finish(
                 record, JobState.FAILED, delivery, error=_unfinished_write(), attempted=True
             )
-        buffer = AuditBuffer(record.runs, self.clock)
+        buffer = AuditBuffer(record.runs, self.clock)  # this run's number: `runs` counted its claim
         try:
             with auditing(buffer):
                 summary = await self._attempt(job, record, self._budget())
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
-            decision = decide(failure, reconcilable=_reconcilable_on_rerun(job))
+            decision = decide(failure, reconcilable=_reconcilable_on_rerun(job), now=self.clock.now())
             if not decision.ambiguous and buffer.may_have_written():
                 # The last error says nothing ran, but an earlier in-call try (an idempotent DELETE is repeated
                 # after a lost answer) may have: the next run reconciles.
@@ -311,8 +331,10 @@ class JobProcessor:
         return await self._finish(record, JobState.EXPIRED, delivery, error=expired, attempted=True)
 
     async def _park(self, job: Job, record: JobRecord, decision: Decision) -> Handled:
-        waits = max(1, record.runs - record.attempts)
-        delay = self.policy.authorization_delay(waits)
+        # Runs that used no attempt (this one included) are the job's parks so far, plus any continuations or
+        # crashed runs: the admin's wait grows with them, without the park using an attempt of its own.
+        runs_without_attempt = max(1, record.runs - record.attempts)
+        delay = self.policy.authorization_delay(runs_without_attempt)
         next_at = self.clock.now() + timedelta(seconds=delay)
         await self.queues.requeue(job, delay)
         moved = record.moved(
@@ -353,7 +375,7 @@ class JobProcessor:
         if written is not None:
             await self.queues.publish(written.report())
             _log_finished(written)
-        return Handled(state.value)
+        return FINISHED[state]
 
     async def _write(self, record: JobRecord) -> JobRecord | None:
         if needs_bounding(record.result) and record.result is not None:

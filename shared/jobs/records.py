@@ -19,7 +19,12 @@ from bcjobs.wire import job_json
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """One job's row. `runs` counts claims (audit keys); `attempts` counts runs that were real BC attempts."""
+    """One job's row.
+
+    Words (docs/architecture.md): a *delivery* is one queue message handed to the function; the delivery that takes
+    the row's *claim* (its lease) makes one *run*, counted by `runs` (the number in the run's audit rows); a run
+    that made a real BC attempt is an *attempt*, counted by `attempts` (parks and continuations use none).
+    """
 
     job_id: str
     state: JobState

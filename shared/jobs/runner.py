@@ -127,7 +127,7 @@ class JobRunner:
                 return await self._update(_key(target, step), step, progress)
             case Operation.DELETE:
                 return await self._delete(_key(target, step), step, progress)
-            case _:
+            case _:  # Operation.ACTION, a bound action (a batch never gets here: run() sends it to _batch)
                 await _write(self._client.action(_key(target, step), str(step.action_name), etag=step.etag))
                 return ResultSummary(id=str(step.id))
 
@@ -373,7 +373,7 @@ def _batch_operation(step: Step, company: UUID) -> BatchOperation:
             return BatchOperation(Method.PATCH, _key(target, step), body=step.data, etag=step.etag or "*")
         case Operation.DELETE:
             return BatchOperation(Method.DELETE, _key(target, step), etag=step.etag or "*")
-        case _:
+        case _:  # Operation.ACTION, a bound action (the contract allows no list, upsert or batch in a batch)
             return BatchOperation(Method.POST, _key(target, step), action=step.action_name, etag=step.etag)
 
 
