@@ -2,7 +2,9 @@
 
 One BC client (and so one Recorder) serves every job of the process; each job run opens an `AuditBuffer` in its
 own asyncio task, and the `JobRecorder` appends to the buffer of the task it is called from (a ContextVar, copied
-into tasks the run starts). The buffer holds frozen Interaction values: no body, no query string, no token.
+into tasks the run starts). The buffer holds frozen Interaction values: no body, no query string, no token. The
+processor hands the same buffer to the runner, which reads it (`answer_lost_before`) to tell whether a DELETE's 404
+is the effect of its own earlier, unanswered DELETE.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ class AuditBuffer:
         """True when a write request of this run got no answer, or one after which BC may have acted."""
         return any(seen.method in _WRITES and _may_have_acted(seen) for seen in self.interactions)
 
+    def answer_lost_before(self, method: str, path_end: str) -> bool:
+        """True when this run already sent `method` to a path ending in `path_end` and got no answer, or one
+        after which BC may have acted: a later refusal of the same request may be the effect of that one (the
+        runner's AnswerTrail)."""
+        return any(
+            seen.method == method and seen.path.endswith(path_end) and _may_have_acted(seen)
+            for seen in self.interactions
+        )
+
 
 _current: ContextVar[AuditBuffer | None] = ContextVar("bc_job_audit", default=None)
 
@@ -56,18 +67,6 @@ _LOST_AFTER_SENDING = frozenset(
     {"ReadError", "ReadTimeout", "WriteError", "WriteTimeout", "RemoteProtocolError", "CloseError"}
 )
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-
-
-def answer_lost_before(method: str, path_end: str) -> bool:
-    """True when the running job already sent `method` to a path ending in `path_end` and got no answer, or one
-    after which BC may have acted: a later refusal of the same request may be the effect of that one."""
-    buffer = _current.get()
-    if buffer is None:
-        return False
-    return any(
-        seen.method == method and seen.path.endswith(path_end) and _may_have_acted(seen)
-        for seen in buffer.interactions
-    )
 
 
 def _may_have_acted(seen: Interaction) -> bool:

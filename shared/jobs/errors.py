@@ -76,3 +76,11 @@ class TimeBudgetSpentError(JobError):
         self.items = items
         self.progressed = progressed
         super().__init__(message)
+
+
+def items_known(failure: Exception) -> dict[int, ItemOutcome] | None:
+    """The batch items a failed run knows the outcome of: AmbiguousWriteError (when a batch), RetriableBatchItemsError
+    and TimeBudgetSpentError carry them; any other failure knows none (None)."""
+    if isinstance(failure, AmbiguousWriteError | RetriableBatchItemsError | TimeBudgetSpentError):
+        return failure.items
+    return None

@@ -1,4 +1,5 @@
-"""What a run's failure means for the job: the decision table, in one place.
+"""What a run's outcome means for the job: the decision table for failures, in one place, and (item_error) the
+error of a run whose batch items failed.
 
 | failure                                              | decision                    | attempt counted |
 |------------------------------------------------------|-----------------------------|-----------------|
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bcjobs import ErrorInfo
+from bcjobs import ErrorInfo, ItemOutcome, ResultSummary
 from shared.bc import (
     AuthenticationError,
     AuthorizationError,
@@ -163,4 +164,30 @@ def error_info(error: BusinessCentralError) -> ErrorInfo:
         client_request_id=correlation.client_request_id if correlation else None,
         bc_request_id=(correlation.request_id or correlation.ms_correlation_x) if correlation else None,
         retriable=error.retriable,
+    )
+
+
+def failed_items(summary: ResultSummary) -> list[ItemOutcome]:
+    """The batch items that did not succeed (or were rolled back)."""
+    return [item for item in summary.items or [] if item.error is not None or item.rolled_back]
+
+
+def item_error(summary: ResultSummary) -> ErrorInfo | None:
+    """The job's error when some of its batch items failed."""
+    failed = failed_items(summary)
+    if not failed:
+        return None
+    first = next((item.error for item in failed if item.error), None)
+    rolled = all(item.rolled_back for item in failed) and bool(failed)
+    what = (
+        "the atomic batch was rolled back"
+        if rolled
+        else f"{len(failed)} of {summary.count} operations failed"
+    )
+    return ErrorInfo(
+        code="batch_rolled_back" if rolled else "batch_items_failed",
+        message=f"{what}; see result.items" + (f" (first: {first.message})" if first else ""),
+        bc_code=first.bc_code if first else None,
+        status=first.status if first else None,
+        client_request_id=first.client_request_id if first else None,
     )

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
@@ -38,14 +36,14 @@ from shared import telemetry
 from shared.bc import RequestTimeoutError
 from shared.clock import Clock
 from shared.jobs.audit import AuditBuffer, auditing
-from shared.jobs.bounds import bounded, needs_bounding
-from shared.jobs.errors import AmbiguousWriteError, JobError
-from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide
+from shared.jobs.errors import AmbiguousWriteError, JobError, items_known
+from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide, item_error
 from shared.jobs.policy import JobPolicy
 from shared.jobs.queues import JobQueues
-from shared.jobs.records import JobRecord, request_hash
-from shared.jobs.runner import Budget, JobRunner, Progress, item_error
+from shared.jobs.records import JobRecord, bounded, needs_bounding, request_hash
+from shared.jobs.runner import Budget, EarlierRuns, JobRunner
 from shared.jobs.store import AuditLog, JobStore
+from shared.process import process_id
 from shared.tokens import TokenProvider
 
 logger = logging.getLogger(__name__)
@@ -125,7 +123,7 @@ class JobProcessor:
     clock: Clock
     request_timeout: timedelta
     await_slot: SlotWait = _always_a_slot
-    process_id: str = f"{socket.gethostname()}:{os.getpid()}"
+    process_id: str = field(default_factory=process_id)  # at construction: a forked worker has its own pid
 
     async def handle(self, delivery: Delivery) -> Handled:
         """Process one delivery; raises only when storage failed (the host then redelivers)."""
@@ -217,7 +215,7 @@ class JobProcessor:
         buffer = AuditBuffer(record.runs, self.clock)  # this run's number: `runs` counted its claim
         try:
             with auditing(buffer):
-                summary = await self._attempt(job, record, self._budget())
+                summary = await self._attempt(job, record, self._budget(), buffer)
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
             decision = decide(failure, reconcilable=_reconcilable_on_rerun(job), now=self.clock.now())
@@ -236,18 +234,20 @@ class JobProcessor:
         ends_at = self.clock.time() + self.policy.time_budget.total_seconds()
         return Budget(self.clock, ends_at, reserve=self.request_timeout.total_seconds())
 
-    async def _attempt(self, job: Job, record: JobRecord, budget: Budget) -> ResultSummary:
+    async def _attempt(
+        self, job: Job, record: JobRecord, budget: Budget, trail: AuditBuffer
+    ) -> ResultSummary:
         """The token first (valid long enough for the whole job), then the BC work; both cut off when the budget
         ends (by the event loop's timer: the host's functionTimeout is wall-clock time too)."""
         cut = asyncio.timeout(max(0.0, budget.left()))
         try:
             async with cut:
                 await self.tokens.token(self.policy.min_validity(job, self.request_timeout))
-                items = _items(record.result)
+                items = _items_by_index(record.result)
                 if record.result is not None and record.result.items_truncated:  # the row kept only some
                     items = {item.index: item for item in await self.audit.read_items(record.job_id)}
-                progress = Progress(ambiguous=record.ambiguous, items=items, budget=budget)
-                return await self.runner.run(job, progress)
+                earlier = EarlierRuns(ambiguous=record.ambiguous, items=items)
+                return await self.runner.run(job, earlier, budget, trail)
         except TimeoutError:
             if not cut.expired():
                 raise  # not ours: a bug or a library's own timeout, left to the host
@@ -270,7 +270,7 @@ class JobProcessor:
     async def _after_failure(
         self, job: Job, record: JobRecord, delivery: Delivery, decision: Decision, failure: Exception
     ) -> Handled:
-        partial = getattr(failure, "items", None)
+        partial = items_known(failure)
         record = replace(record, ambiguous=record.ambiguous or decision.ambiguous)
         if partial is not None:
             record = replace(record, result=ResultSummary(count=len(job.steps), items=_ordered(partial)))
@@ -303,7 +303,7 @@ class JobProcessor:
             next_attempt_at=next_at,
             error=decision.error,
         )
-        await self._write(moved)
+        await self._write_row(moved)
         return Handled.RETRY_SCHEDULED
 
     async def _continue(self, job: Job, record: JobRecord, delivery: Delivery, error: ErrorInfo) -> Handled:
@@ -320,7 +320,7 @@ class JobProcessor:
         error = error.model_copy(update={"message": message})
         await self.queues.requeue(job, delay)  # before the row says so, as for a retry
         moved = record.moved(JobState.RETRY_SCHEDULED, self.clock.now(), next_attempt_at=next_at, error=error)
-        await self._write(moved)
+        await self._write_row(moved)
         _log_continued(record, error)
         return Handled.CONTINUED
 
@@ -343,7 +343,7 @@ class JobProcessor:
             next_attempt_at=next_at,
             error=decision.error,
         )
-        await self._write(moved)
+        await self._write_row(moved)
         logger.warning(
             "job %s waits for an admin: %s",
             record.job_id,
@@ -371,13 +371,14 @@ class JobProcessor:
             result=result or record.result,
             error=error,
         )
-        written = await self._write(finished)
+        written = await self._write_row(finished)
         if written is not None:
             await self.queues.publish(written.report())
             _log_finished(written)
         return FINISHED[state]
 
-    async def _write(self, record: JobRecord) -> JobRecord | None:
+    async def _write_row(self, record: JobRecord) -> JobRecord | None:
+        """Write the job's row over the claimed one (its result bounded first); None when the claim was lost."""
         if needs_bounding(record.result) and record.result is not None:
             # Too large for the row and the report: the full item list first (a row that says `itemsTruncated`
             # always has it behind it; a failure here raises like a failed row write), then the bounded row.
@@ -450,7 +451,8 @@ def _unfinished_write() -> ErrorInfo:
     )
 
 
-def _items(result: ResultSummary | None) -> dict[int, ItemOutcome]:
+def _items_by_index(result: ResultSummary | None) -> dict[int, ItemOutcome]:
+    """The batch items a row's result holds, by operation index (empty without a result or items)."""
     return {item.index: item for item in (result.items or [])} if result is not None else {}
 
 

@@ -1,7 +1,16 @@
-"""A job's Table row as a frozen value: state, attempts, times, claim lease, progress, result and error.
+"""A job's Table row as a frozen value: state, attempts, times, claim lease, progress, result and error; and the
+result bounded to fit it.
 
 Transitions return new records; the store writes them with the ETag they were read with, so a lost race is seen
 (never two writers). Column names are bcjobs.rows' (the app client reads the same table).
+
+Bounding a result (`bounded`), the facts: a Table Storage property holds at most 64 KiB (a string is UTF-16: 32 K
+characters) and an entity 1 MiB (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model;
+Azurite enforces it: PropertyValueTooLarge); a queue message holds at most 64 KiB, and the results queue carries
+base64 text, so the report's JSON must stay under 48 KiB (learn.microsoft.com/rest/api/storageservices/put-message).
+A batch of 1,000 operations reports about 100 bytes per succeeded item and several hundred per failed one, so its
+full item list fits in neither: the row and the report keep the counts and the failing items that fit, the full list
+goes to the items table (shared.jobs.store) and is served by the status route.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bcjobs import ErrorInfo, Job, JobReport, JobState, ResultSummary
+from bcjobs import ErrorInfo, ItemOutcome, Job, JobReport, JobState, ResultSummary
 from bcjobs.rows import JOB_ROW, json_column, report_from_row
 from bcjobs.wire import job_json
 
@@ -183,3 +192,47 @@ def from_row(row: dict[str, Any], etag: str) -> JobRecord:
         error=report.error,
         etag=etag,
     )
+
+
+# UTF-8 bytes of the Result column's JSON: under 32 K UTF-16 characters for the row, and leaving room in the 48 KiB
+# of report JSON for the error (whose message quotes the first failing item) and the job's other fields.
+RESULT_BUDGET = 24_000
+
+
+def needs_bounding(result: ResultSummary | None, budget: int = RESULT_BUDGET) -> bool:
+    """True when the result carries batch items and is too large for the row and the report."""
+    return result is not None and bool(result.items) and _size(result) > budget
+
+
+def bounded(result: ResultSummary, budget: int = RESULT_BUDGET) -> ResultSummary:
+    """The result as the row keeps it: unchanged when it fits; else the counts and the first failing items that
+    fit, marked `itemsTruncated` (the full list is kept elsewhere by the caller)."""
+    if not needs_bounding(result, budget):
+        return result
+    items = result.items or []
+    failing = [item for item in items if _failed(item)]
+    base = result.model_copy(
+        update={
+            "items": [],
+            "items_truncated": True,
+            "items_succeeded": len(items) - len(failing),
+            "items_failed": len(failing),
+        }
+    )
+    used = _size(base)
+    kept: list[ItemOutcome] = []
+    for item in failing:
+        size = len(item.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")) + 1
+        if used + size > budget:
+            break
+        kept.append(item)
+        used += size
+    return base.model_copy(update={"items": kept})
+
+
+def _failed(item: ItemOutcome) -> bool:
+    return item.error is not None or item.rolled_back
+
+
+def _size(result: ResultSummary) -> int:
+    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8"))

@@ -4,7 +4,7 @@ Facts (azure-data-tables 12.7, Azurite 3.35): an entity-group transaction holds 
 partition and is atomic (learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions),
 so one job attempt's audit rows (PartitionKey = job id) go in one `submit_transaction` call. Row writes use
 shared.table_cas: a lost race comes back as None. A batch job's full item outcomes, too large for its row
-(shared.jobs.bounds), go to the items table, one entity per operation.
+(shared.jobs.records.bounded), go to the items table, one entity per operation.
 """
 
 from __future__ import annotations
