@@ -22,13 +22,13 @@ from shared.azure_clients import queue_client, table_client
 from shared.bc import SharedThrottle, build_client, build_throttle
 from shared.bc.throttle.table_store import TableCoordinationStore
 from shared.clock import SystemClock
-from shared.jobs.audit import JobRecorder
+from shared.jobs.audit import JobRecorder, TableAuditLog
 from shared.jobs.deadletter import DeadLetters
 from shared.jobs.policy import JobPolicy
 from shared.jobs.processor import JobProcessor
 from shared.jobs.queues import StorageJobQueues
+from shared.jobs.records import TableJobStore
 from shared.jobs.runner import JobRunner
-from shared.jobs.store import TableAuditLog, TableJobStore
 from shared.settings import Settings, get_settings
 
 

@@ -14,10 +14,14 @@ BusinessCentralError (shared.bc: outcomes the job layer adds to BC's own, decide
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.bc import BusinessCentralError
 from shared.errors import IntegrationError
+from shared.table_cas import TableStorageError
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from bcjobs import ItemOutcome
@@ -84,3 +88,11 @@ def items_known(failure: Exception) -> dict[int, ItemOutcome] | None:
     if isinstance(failure, AmbiguousWriteError | RetriableBatchItemsError | TimeBudgetSpentError):
         return failure.items
     return None
+
+
+async def table_call(call: Awaitable[_T]) -> _T:
+    """Await a shared.table_cas call; its TableStorageError becomes JobStoreError (the job layer's seam)."""
+    try:
+        return await call
+    except TableStorageError as exc:
+        raise JobStoreError(str(exc)) from exc

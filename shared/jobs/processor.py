@@ -35,14 +35,13 @@ from bcjobs.wire import decode
 from shared import telemetry
 from shared.bc import RequestTimeoutError
 from shared.clock import Clock
-from shared.jobs.audit import AuditBuffer, auditing
+from shared.jobs.audit import AuditBuffer, AuditLog, auditing
 from shared.jobs.errors import AmbiguousWriteError, JobError, items_known
 from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide, item_error
 from shared.jobs.policy import JobPolicy
 from shared.jobs.queues import JobQueues
-from shared.jobs.records import JobRecord, bounded, needs_bounding, request_hash
+from shared.jobs.records import JobRecord, JobStore, bounded, needs_bounding, request_hash
 from shared.jobs.runner import Budget, EarlierRuns, JobRunner
-from shared.jobs.store import AuditLog, JobStore
 from shared.process import process_id
 from shared.tokens import TokenProvider
 

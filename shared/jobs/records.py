@@ -1,8 +1,9 @@
-"""A job's Table row as a frozen value: state, attempts, times, claim lease, progress, result and error; and the
-result bounded to fit it.
+"""A job's Table row: the frozen value (state, attempts, times, claim lease, progress, result and error), its
+Table entity, its store (`JobStore`, on the `{prefix}jobs` table) and the result bounded to fit it.
 
-Transitions return new records; the store writes them with the ETag they were read with, so a lost race is seen
-(never two writers). Column names are bcjobs.rows' (the app client reads the same table).
+Transitions return new records; the store writes them with the ETag they were read with (shared.table_cas: a lost
+race comes back as None), so a lost race is seen (never two writers). Column names are bcjobs.rows' (the app client
+reads the same table).
 
 Bounding a result (`bounded`), the facts: a Table Storage property holds at most 64 KiB (a string is UTF-16: 32 K
 characters) and an entity 1 MiB (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model;
@@ -10,7 +11,7 @@ Azurite enforces it: PropertyValueTooLarge); a queue message holds at most 64 Ki
 base64 text, so the report's JSON must stay under 48 KiB (learn.microsoft.com/rest/api/storageservices/put-message).
 A batch of 1,000 operations reports about 100 bytes per succeeded item and several hundred per failed one, so its
 full item list fits in neither: the row and the report keep the counts and the failing items that fit, the full list
-goes to the items table (shared.jobs.store) and is served by the status route.
+goes to the items table (shared.jobs.audit) and is served by the status route.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+
+from azure.data.tables.aio import TableClient
 
 from bcjobs import ErrorInfo, ItemOutcome, Job, JobReport, JobState, ResultSummary
 from bcjobs.rows import JOB_ROW, json_column, report_from_row
 from bcjobs.wire import job_json
+from shared import table_cas
+from shared.jobs.errors import JobStoreError, table_call
+from shared.table_cas import TableEntity
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +148,9 @@ def request_hash(job: Job) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
-def to_row(record: JobRecord) -> dict[str, Any]:
+def to_row(record: JobRecord) -> TableEntity:
     """The Table entity."""
-    row: dict[str, Any] = {
+    row: TableEntity = {
         "PartitionKey": record.job_id,
         "RowKey": JOB_ROW,
         "State": record.state.value,
@@ -168,7 +174,7 @@ def to_row(record: JobRecord) -> dict[str, Any]:
     return {key: value for key, value in row.items() if value is not None}
 
 
-def from_row(row: dict[str, Any], etag: str) -> JobRecord:
+def from_row(row: TableEntity, etag: str) -> JobRecord:
     """A record from its Table entity and ETag."""
     report = report_from_row(row)
     return JobRecord(
@@ -192,6 +198,54 @@ def from_row(row: dict[str, Any], etag: str) -> JobRecord:
         error=report.error,
         etag=etag,
     )
+
+
+class JobStore(Protocol):
+    """Job rows, written by ETag compare-and-swap."""
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The row, or None."""
+        ...
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Create the row; None when it exists already (another delivery was first)."""
+        ...
+
+    async def replace(self, record: JobRecord) -> JobRecord | None:
+        """Write over the row read as `record.etag`; None when someone else wrote it since."""
+        ...
+
+
+class TableJobStore:
+    """JobStore on the `{prefix}jobs` table."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def ensure(self) -> None:
+        """Create the table if needed."""
+        await table_call(table_cas.ensure_table(self._table))
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The row, or None."""
+        stored = await table_call(table_cas.read(self._table, job_id, JOB_ROW))
+        return None if stored is None else from_row(stored.entity, stored.etag)
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Create the row; None when it exists."""
+        etag = await table_call(table_cas.insert(self._table, to_row(record)))
+        return None if etag is None else _with_etag(record, etag)
+
+    async def replace(self, record: JobRecord) -> JobRecord | None:
+        """Compare-and-swap on the record's ETag."""
+        if record.etag is None:
+            raise JobStoreError("a job row can only be replaced as read (it has no ETag)")
+        etag = await table_call(table_cas.replace_if_match(self._table, to_row(record), record.etag))
+        return None if etag is None else _with_etag(record, etag)
+
+
+def _with_etag(record: JobRecord, etag: str) -> JobRecord:
+    return dataclasses.replace(record, etag=etag)
 
 
 # UTF-8 bytes of the Result column's JSON: under 32 K UTF-16 characters for the row, and leaving room in the 48 KiB

@@ -99,7 +99,7 @@ class Storage:
         self, job_id: str, items: list[ItemOutcome], state: JobState = JobState.SUCCEEDED
     ) -> ResultSummary:
         """A batch job as the product keeps it: when its result is too large for the row, every item outcome
-        first (in the entity shape shared.jobs.store writes: bcjobs.rows.item_row), then the row with the bounded
+        first (in the entity shape shared.jobs.audit writes: bcjobs.rows.item_row), then the row with the bounded
         result (shared.jobs.records.bounded); that result."""
         full = ResultSummary(count=len(items), items=items)
         if needs_bounding(full):
