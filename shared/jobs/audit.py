@@ -154,7 +154,7 @@ class TableAuditLog:
         await _upsert_all(self._table, [interaction_row(job_id, interaction) for interaction in interactions])
 
     async def read(self, job_id: str) -> list[Interaction]:
-        """Every interaction, ordered by attempt and sequence."""
+        """Every interaction, ordered by run and sequence."""
         stored = await table_call(table_cas.read_partition(self._table, job_id))
         return [interaction_from_row(row.entity) for row in sorted(stored, key=lambda r: r.entity["RowKey"])]
 

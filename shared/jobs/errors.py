@@ -3,7 +3,7 @@
 IntegrationError (shared.errors)
  └── JobError                        the job pipeline cannot do its part
       ├── JobStoreError              the jobs or audit Table failed (the delivery is retried by the host)
-      ├── JobQueueError              a queue send failed (retry copy or result message; retried by the host)
+      ├── JobQueueError              a queue send failed (retry copy or report; retried by the host)
       ├── AmbiguousWriteError        a write may or may not have reached BC: the answer was lost
       └── TimeBudgetSpentError       a run's time budget ran out between requests (a batch continues later)
 

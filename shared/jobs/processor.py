@@ -154,10 +154,10 @@ class JobProcessor:
 
     async def _claim(self, job: Job, delivery: Delivery) -> JobRecord | Handled:
         holder = f"{self.process_id}:{delivery.message_id}"
-        for attempt in range(CLAIM_TRIES):
+        for claim_try in range(CLAIM_TRIES):
             now = self.clock.now()
             # Most deliveries bring a new job: insert first, read only when the row exists (one call saved).
-            current = None if attempt == 0 else await self.store.get(str(job.job_id))
+            current = None if claim_try == 0 else await self.store.get(str(job.job_id))
             if current is None:
                 fresh = JobRecord.new(job, str(job.job_id), now, self._deadline(job, now))
                 claimed = await self.store.insert(fresh.claimed(holder, now, self.policy.claim_lease))
@@ -214,7 +214,7 @@ class JobProcessor:
         buffer = AuditBuffer(record.runs, self.clock)  # this run's number: `runs` counted its claim
         try:
             with auditing(buffer):
-                summary = await self._attempt(job, record, self._budget(), buffer)
+                summary = await self._bc_work(job, record, self._budget(), buffer)
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
             decision = decide(failure, reconcilable=_reconcilable_on_rerun(job), now=self.clock.now())
@@ -233,7 +233,7 @@ class JobProcessor:
         ends_at = self.clock.time() + self.policy.time_budget.total_seconds()
         return Budget(self.clock, ends_at, reserve=self.request_timeout.total_seconds())
 
-    async def _attempt(
+    async def _bc_work(
         self, job: Job, record: JobRecord, budget: Budget, trail: AuditBuffer
     ) -> ResultSummary:
         """The token first (valid long enough for the whole job), then the BC work; both cut off when the budget

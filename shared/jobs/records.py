@@ -57,7 +57,7 @@ class JobRecord:
     lease_until: datetime | None = None
     # A write of an earlier run may have reached BC without an answer: reconcile before writing again.
     ambiguous: bool = False
-    # The queue message that finished the job; its redelivery re-publishes the result.
+    # The queue message that finished the job; its redelivery re-publishes the report.
     finished_by: str | None = None
     result: ResultSummary | None = None
     error: ErrorInfo | None = None

@@ -58,7 +58,9 @@ from shared.jobs.errors import (
 from shared.jobs.outcomes import error_info
 
 LIST_LIMIT = 10_000  # records a `list` job reads at most without `top`
-ENTITIES_BUDGET = 20_000  # characters of records kept in a result (the result message must fit in 64 KiB)
+ENTITIES_BUDGET = (
+    20_000  # characters of records kept in a result (the report must fit in a 64 KiB queue message)
+)
 
 
 @dataclass
