@@ -29,7 +29,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.errors import IntegrationError
 
-Entity = dict[str, Any]
+TableEntity = dict[str, Any]  # a Table row's properties, keys included (not a BC record: shared.bc.Entity)
 
 
 class TableStorageError(IntegrationError):
@@ -48,7 +48,7 @@ class TableMissingError(TableStorageError):
 class StoredRow:
     """One entity's properties (PartitionKey and RowKey included) and its ETag."""
 
-    entity: Entity
+    entity: TableEntity
     etag: str
 
 
@@ -84,7 +84,7 @@ async def read_partition(table: TableClient, partition: str) -> list[StoredRow]:
         raise TableStorageError("query", exc) from exc
 
 
-async def insert(table: TableClient, entity: Entity) -> str | None:
+async def insert(table: TableClient, entity: TableEntity) -> str | None:
     """Create the row; its new ETag, or None when the row already exists."""
     try:
         metadata = await table.create_entity(entity)
@@ -97,7 +97,7 @@ async def insert(table: TableClient, entity: Entity) -> str | None:
     return str(metadata["etag"])
 
 
-async def replace_if_match(table: TableClient, entity: Entity, etag: str) -> str | None:
+async def replace_if_match(table: TableClient, entity: TableEntity, etag: str) -> str | None:
     """Replace the row if its ETag is still `etag`; the new ETag, or None when it changed or is gone."""
     try:
         metadata = await table.update_entity(

@@ -9,8 +9,6 @@ system one); the BC app registration's client secret against the local sandbox (
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
@@ -34,6 +32,7 @@ from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecord
 from shared.azure_clients import httpx_verify, sdk_options, table_client
 from shared.clock import Clock, SystemClock
 from shared.errors import SettingsError
+from shared.process import process_id
 from shared.settings import Need, Settings, get_settings, require
 
 AUTH_TABLE_SUFFIX = "auth"
@@ -147,7 +146,7 @@ def _collaborators(
             settings.auth.mode,
         ),
         clock=clock,
-        holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        holder=f"{process_id()}:{uuid.uuid4().hex[:8]}",
     )
 
 

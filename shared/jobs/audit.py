@@ -1,39 +1,65 @@
-"""Routes the BC client's interactions to the job that caused them.
+"""A job's audit: the BC interactions of each run and a batch's item outcomes, collected and stored.
 
 One BC client (and so one Recorder) serves every job of the process; each job run opens an `AuditBuffer` in its
 own asyncio task, and the `JobRecorder` appends to the buffer of the task it is called from (a ContextVar, copied
-into tasks the run starts). The buffer holds frozen Interaction values: no body, no query string, no token.
+into tasks the run starts). The buffer holds frozen Interaction values: no body, no query string, no token. The
+processor hands the same buffer to the runner, which reads it (`answer_lost_before`) to tell whether a DELETE's 404
+is the effect of its own earlier, unanswered DELETE.
+
+The processor then keeps the buffer in the `AuditLog`. Facts (azure-data-tables 12.7, Azurite 3.35): an
+entity-group transaction holds at most 100 operations on one partition and is atomic
+(learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions), so one run's audit rows
+(PartitionKey = job id) go in one `submit_transaction` call. A batch job's full item outcomes, too large for its row
+(shared.jobs.records.bounded), go to the items table, one entity per operation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
+from typing import Protocol
 
-from bcjobs.rows import Interaction
+from azure.core.exceptions import AzureError
+from azure.data.tables import TableTransactionError
+from azure.data.tables.aio import TableClient
+
+from bcjobs import ItemOutcome
+from bcjobs.rows import Interaction, interaction_from_row, interaction_row, item_from_row, item_row
+from shared import table_cas
 from shared.bc import Interaction as BcInteraction
 from shared.clock import Clock
+from shared.jobs.errors import JobStoreError, table_call
+from shared.table_cas import TableEntity
+
+TRANSACTION_LIMIT = 100
 
 
 class AuditBuffer:
-    """One run's interactions, numbered in order."""
+    """One run's interactions, numbered in order; `run` is the run's number (JobRecord.runs after its claim)."""
 
-    def __init__(self, attempt: int, clock: Clock) -> None:
-        self.attempt = attempt
+    def __init__(self, run: int, clock: Clock) -> None:
+        self.run = run
         self._clock = clock
         self.interactions: list[Interaction] = []
 
     def add(self, seen: BcInteraction) -> None:
         """Keep one interaction (called from the request path: cheap, never raises)."""
-        self.interactions.append(
-            _interaction(seen, self.attempt, len(self.interactions) + 1, self._clock.now())
-        )
+        self.interactions.append(_interaction(seen, self.run, len(self.interactions) + 1, self._clock.now()))
 
     def may_have_written(self) -> bool:
         """True when a write request of this run got no answer, or one after which BC may have acted."""
         return any(seen.method in _WRITES and _may_have_acted(seen) for seen in self.interactions)
+
+    def answer_lost_before(self, method: str, path_end: str) -> bool:
+        """True when this run already sent `method` to a path ending in `path_end` and got no answer, or one
+        after which BC may have acted: a later refusal of the same request may be the effect of that one (the
+        runner's AnswerTrail)."""
+        return any(
+            seen.method == method and seen.path.endswith(path_end) and _may_have_acted(seen)
+            for seen in self.interactions
+        )
 
 
 _current: ContextVar[AuditBuffer | None] = ContextVar("bc_job_audit", default=None)
@@ -60,18 +86,6 @@ _LOST_AFTER_SENDING = frozenset(
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
-def answer_lost_before(method: str, path_end: str) -> bool:
-    """True when the running job already sent `method` to a path ending in `path_end` and got no answer, or one
-    after which BC may have acted: a later refusal of the same request may be the effect of that one."""
-    buffer = _current.get()
-    if buffer is None:
-        return False
-    return any(
-        seen.method == method and seen.path.endswith(path_end) and _may_have_acted(seen)
-        for seen in buffer.interactions
-    )
-
-
 def _may_have_acted(seen: Interaction) -> bool:
     return seen.status in _MAY_HAVE_ACTED or (seen.status is None and seen.error in _LOST_AFTER_SENDING)
 
@@ -86,9 +100,9 @@ def auditing(buffer: AuditBuffer) -> Iterator[AuditBuffer]:
         _current.reset(token)
 
 
-def _interaction(seen: BcInteraction, attempt: int, sequence: int, at: datetime) -> Interaction:
+def _interaction(seen: BcInteraction, run: int, sequence: int, at: datetime) -> Interaction:
     return Interaction(
-        attempt=attempt,
+        attempt=run,  # the audit row's `attempt` (column Attempt, part of its RowKey) holds the run number
         sequence=sequence,
         at=at,
         method=seen.method,
@@ -101,3 +115,64 @@ def _interaction(seen: BcInteraction, attempt: int, sequence: int, at: datetime)
         call_attempt=seen.try_number,
         error=seen.error,
     )
+
+
+class AuditLog(Protocol):
+    """A job's BC interactions."""
+
+    async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
+        """Keep these (one call per 100)."""
+        ...
+
+    async def read(self, job_id: str) -> list[Interaction]:
+        """Every interaction of the job, in order."""
+        ...
+
+    async def keep_items(self, job_id: str, items: Sequence[ItemOutcome]) -> None:
+        """Keep a batch job's full item outcomes (upserts by index: a later run's outcome replaces an earlier)."""
+        ...
+
+    async def read_items(self, job_id: str) -> list[ItemOutcome]:
+        """The job's kept item outcomes, by index (empty when none)."""
+        ...
+
+
+class TableAuditLog:
+    """AuditLog on the `{prefix}jobaudit` table, and item outcomes on the `{prefix}jobitems` table."""
+
+    def __init__(self, table: TableClient, items: TableClient) -> None:
+        self._table = table
+        self._items = items
+
+    async def ensure(self) -> None:
+        """Create the tables if needed."""
+        await table_call(table_cas.ensure_table(self._table))
+        await table_call(table_cas.ensure_table(self._items))
+
+    async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
+        """One entity-group transaction per 100 interactions (upserts: a repeated flush is harmless)."""
+        await _upsert_all(self._table, [interaction_row(job_id, interaction) for interaction in interactions])
+
+    async def read(self, job_id: str) -> list[Interaction]:
+        """Every interaction, ordered by run and sequence."""
+        stored = await table_call(table_cas.read_partition(self._table, job_id))
+        return [interaction_from_row(row.entity) for row in sorted(stored, key=lambda r: r.entity["RowKey"])]
+
+    async def keep_items(self, job_id: str, items: Sequence[ItemOutcome]) -> None:
+        """One entity per operation, 100 per entity-group transaction."""
+        await _upsert_all(self._items, [item_row(job_id, item) for item in items])
+
+    async def read_items(self, job_id: str) -> list[ItemOutcome]:
+        """The kept outcomes, in operation order."""
+        stored = await table_call(table_cas.read_partition(self._items, job_id))
+        ordered = sorted(stored, key=lambda r: r.entity["RowKey"])
+        return [item_from_row(row.entity) for row in ordered]
+
+
+async def _upsert_all(table: TableClient, rows: Sequence[TableEntity]) -> None:
+    for start in range(0, len(rows), TRANSACTION_LIMIT):
+        operations = [("upsert", row) for row in rows[start : start + TRANSACTION_LIMIT]]
+        try:
+            await table.submit_transaction(operations)
+        except (AzureError, TableTransactionError) as exc:
+            raise JobStoreError(f"write to {table.table_name} failed ({type(exc).__name__})") from exc

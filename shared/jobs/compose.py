@@ -22,13 +22,13 @@ from shared.azure_clients import queue_client, table_client
 from shared.bc import SharedThrottle, build_client, build_throttle
 from shared.bc.throttle.table_store import TableCoordinationStore
 from shared.clock import SystemClock
-from shared.jobs.audit import JobRecorder
+from shared.jobs.audit import JobRecorder, TableAuditLog
 from shared.jobs.deadletter import DeadLetters
 from shared.jobs.policy import JobPolicy
 from shared.jobs.processor import JobProcessor
 from shared.jobs.queues import StorageJobQueues
+from shared.jobs.records import TableJobStore
 from shared.jobs.runner import JobRunner
-from shared.jobs.store import TableAuditLog, TableJobStore
 from shared.settings import Settings, get_settings
 
 
@@ -52,8 +52,8 @@ class JobServices:
 
 
 @dataclass
-class _Storage:
-    """The pipeline's tables, queues and the throttle's coordination store."""
+class _JobStorage:
+    """The job pipeline's tables, queues and the throttle's coordination store."""
 
     store: TableJobStore
     audit: TableAuditLog
@@ -61,27 +61,27 @@ class _Storage:
     coordination: TableCoordinationStore
 
 
-async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> _Storage:
+async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> _JobStorage:
     """Clients for the jobs and audit tables, the jobs and results queues, and the throttle row; all ensured."""
     prefix = settings.storage.table_prefix
     jobs_table = table_client(settings.storage, jobs_table_name(prefix))
     audit_table = table_client(settings.storage, audit_table_name(prefix))
     items_table = table_client(settings.storage, items_table_name(prefix))
     jobs_queue = queue_client(settings.storage, JOBS_QUEUE)
-    results_queue = queue_client(settings.storage, settings.jobs.results_queue)
+    reports_queue = queue_client(settings.storage, settings.jobs.results_queue)
     coordination = TableCoordinationStore.from_settings(settings.storage)
     closers += [
         jobs_table.close,
         audit_table.close,
         items_table.close,
         jobs_queue.close,
-        results_queue.close,
+        reports_queue.close,
         coordination.close,
     ]
-    parts = _Storage(
+    parts = _JobStorage(
         TableJobStore(jobs_table.client),
         TableAuditLog(audit_table.client, items_table.client),
-        StorageJobQueues(jobs_queue.client, results_queue.client),
+        StorageJobQueues(jobs_queue.client, reports_queue.client),
         coordination,
     )
     for part in (parts.store, parts.audit, parts.queues):

@@ -40,8 +40,7 @@ from shared.clock import Clock
 from shared.errors import IntegrationError
 from shared.jobs.processor import Delivery
 from shared.jobs.queues import JobQueues, PoisonRedrive, storage_redrive
-from shared.jobs.records import JobRecord
-from shared.jobs.store import JobStore
+from shared.jobs.records import JobRecord, JobStore
 from shared.settings import JobSettings, StorageSettings
 
 logger = logging.getLogger(__name__)

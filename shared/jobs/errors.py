@@ -3,7 +3,7 @@
 IntegrationError (shared.errors)
  └── JobError                        the job pipeline cannot do its part
       ├── JobStoreError              the jobs or audit Table failed (the delivery is retried by the host)
-      ├── JobQueueError              a queue send failed (retry copy or result message; retried by the host)
+      ├── JobQueueError              a queue send failed (retry copy or report; retried by the host)
       ├── AmbiguousWriteError        a write may or may not have reached BC: the answer was lost
       └── TimeBudgetSpentError       a run's time budget ran out between requests (a batch continues later)
 
@@ -14,10 +14,14 @@ BusinessCentralError (shared.bc: outcomes the job layer adds to BC's own, decide
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.bc import BusinessCentralError
 from shared.errors import IntegrationError
+from shared.table_cas import TableStorageError
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from bcjobs import ItemOutcome
@@ -76,3 +80,19 @@ class TimeBudgetSpentError(JobError):
         self.items = items
         self.progressed = progressed
         super().__init__(message)
+
+
+def items_known(failure: Exception) -> dict[int, ItemOutcome] | None:
+    """The batch items a failed run knows the outcome of: AmbiguousWriteError (when a batch), RetriableBatchItemsError
+    and TimeBudgetSpentError carry them; any other failure knows none (None)."""
+    if isinstance(failure, AmbiguousWriteError | RetriableBatchItemsError | TimeBudgetSpentError):
+        return failure.items
+    return None
+
+
+async def table_call(call: Awaitable[_T]) -> _T:
+    """Await a shared.table_cas call; its TableStorageError becomes JobStoreError (the job layer's seam)."""
+    try:
+        return await call
+    except TableStorageError as exc:
+        raise JobStoreError(str(exc)) from exc

@@ -1,4 +1,5 @@
-"""What a run's failure means for the job: the decision table, in one place.
+"""What a run's outcome means for the job: the decision table for failures, in one place, and (item_error) the
+error of a run whose batch items failed.
 
 | failure                                              | decision                    | attempt counted |
 |------------------------------------------------------|-----------------------------|-----------------|
@@ -26,10 +27,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
-from bcjobs import ErrorInfo
+from bcjobs import ErrorInfo, ItemOutcome, ResultSummary
 from shared.bc import (
     AuthenticationError,
     AuthorizationError,
@@ -72,15 +73,16 @@ class Decision:
     ambiguous: bool = False
 
 
-def decide(failure: Exception, *, reconcilable: bool) -> Decision:
-    """The decision for a run that raised `failure`; `reconcilable`: a rerun can tell whether a lost write landed."""
+def decide(failure: Exception, *, reconcilable: bool, now: datetime) -> Decision:
+    """The decision for a run that raised `failure` at `now` (the processor's Clock); `reconcilable`: a rerun can
+    tell whether a lost write landed."""
     if isinstance(failure, AmbiguousWriteError):
         return _ambiguous(failure, reconcilable)
     if isinstance(failure, TimeBudgetSpentError):
         error = ErrorInfo(code=TIME_BUDGET_SPENT, message=str(failure), retriable=True)
         return Decision(Verdict.CONTINUE if failure.progressed else Verdict.RETRY, error)
     if isinstance(failure, TokenProviderError):
-        return _token_failure(failure)
+        return _token_failure(failure, now)
     if isinstance(failure, TokenRefusedError | AuthenticationError):
         return Decision(Verdict.WAIT_FOR_AUTHORIZATION, error_info(failure))
     if isinstance(failure, BusinessCentralError):
@@ -104,11 +106,11 @@ def _ambiguous(failure: AmbiguousWriteError, reconcilable: bool) -> Decision:
     return Decision(Verdict.FAIL, error, ambiguous=True)
 
 
-def _token_failure(failure: TokenProviderError) -> Decision:
+def _token_failure(failure: TokenProviderError, now: datetime) -> Decision:
     if failure.transient:
         error = ErrorInfo(code="token_unavailable", message=str(failure), retriable=True)
         return Decision(
-            Verdict.RETRY, error, retry_after=_seconds_until(getattr(failure, "retry_after", None))
+            Verdict.RETRY, error, retry_after=_seconds_until(getattr(failure, "retry_after", None), now)
         )
     error = ErrorInfo(
         code="authorization_required",
@@ -117,11 +119,11 @@ def _token_failure(failure: TokenProviderError) -> Decision:
     return Decision(Verdict.WAIT_FOR_AUTHORIZATION, error)
 
 
-def _seconds_until(when: object) -> float | None:
-    """A provider's `retry_after` (a datetime, when it knows one) as seconds from now."""
+def _seconds_until(when: object, now: datetime) -> float | None:
+    """A provider's `retry_after` (a datetime, when it knows one) as seconds from `now`."""
     if not isinstance(when, datetime):
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - now).total_seconds())
 
 
 _OWN_CODE = re.compile(r"[a-z][a-z_]*")
@@ -162,4 +164,30 @@ def error_info(error: BusinessCentralError) -> ErrorInfo:
         client_request_id=correlation.client_request_id if correlation else None,
         bc_request_id=(correlation.request_id or correlation.ms_correlation_x) if correlation else None,
         retriable=error.retriable,
+    )
+
+
+def failed_items(summary: ResultSummary) -> list[ItemOutcome]:
+    """The batch items that did not succeed (or were rolled back)."""
+    return [item for item in summary.items or [] if item.error is not None or item.rolled_back]
+
+
+def item_error(summary: ResultSummary) -> ErrorInfo | None:
+    """The job's error when some of its batch items failed."""
+    failed = failed_items(summary)
+    if not failed:
+        return None
+    first = next((item.error for item in failed if item.error), None)
+    rolled = all(item.rolled_back for item in failed) and bool(failed)
+    what = (
+        "the atomic batch was rolled back"
+        if rolled
+        else f"{len(failed)} of {summary.count} operations failed"
+    )
+    return ErrorInfo(
+        code="batch_rolled_back" if rolled else "batch_items_failed",
+        message=f"{what}; see result.items" + (f" (first: {first.message})" if first else ""),
+        bc_code=first.bc_code if first else None,
+        status=first.status if first else None,
+        client_request_id=first.client_request_id if first else None,
     )

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Protocol
 
 from bcjobs import ErrorInfo, InvalidJobError, ItemOutcome, Job, JobState, Operation, ResultSummary
@@ -35,19 +35,22 @@ from bcjobs.wire import decode
 from shared import telemetry
 from shared.bc import RequestTimeoutError
 from shared.clock import Clock
-from shared.jobs.audit import AuditBuffer, auditing
-from shared.jobs.bounds import bounded, needs_bounding
-from shared.jobs.errors import AmbiguousWriteError, JobError
-from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide
+from shared.jobs.audit import AuditBuffer, AuditLog, auditing
+from shared.jobs.errors import AmbiguousWriteError, JobError, items_known
+from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide, item_error
 from shared.jobs.policy import JobPolicy
 from shared.jobs.queues import JobQueues
-from shared.jobs.records import JobRecord, request_hash
-from shared.jobs.runner import Budget, JobRunner, Progress, item_error
-from shared.jobs.store import AuditLog, JobStore
+from shared.jobs.records import JobRecord, JobStore, bounded, needs_bounding, request_hash
+from shared.jobs.runner import Budget, EarlierRuns, JobRunner
+from shared.process import process_id
 from shared.tokens import TokenProvider
 
 logger = logging.getLogger(__name__)
 CLAIM_TRIES = 4  # the first try inserts; the others read, then compare-and-swap
+# The scheduled copy itself may arrive a little before the row's `next_attempt_at`: its visibility is counted by the
+# storage service's clock from the send, the row's time by this instance's (NTP-synced) clock. Taking that copy for
+# an early duplicate would drop the job's only message; 2 s covers the skew, and a duplicate that arrives within it
+# merely runs the job a little early (the copy then finds it claimed or finished).
 EARLY_TOLERANCE = timedelta(seconds=2)
 
 
@@ -66,7 +69,7 @@ class Delivery:
 
 
 class Handled(StrEnum):
-    """What one delivery did."""
+    """What one delivery did (a job's state says where the job is; FINISHED maps the states a delivery ends in)."""
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -88,8 +91,22 @@ class SlotWait(Protocol):
 
 
 async def _always_a_slot(within: float) -> bool:
+    """Without a shared throttle (tests, tools) nothing limits BC slots; compose.py always passes the throttle's."""
     del within
     return True
+
+
+# The job states a delivery can finish a job in, and what the delivery reports for each. Spelled out rather than
+# `Handled(state.value)`: the two enums share strings today, and a new state must choose its answer here.
+# `dead_lettered` is missing on purpose: only the poison handler (deadletter.py) writes it.
+FINISHED: Mapping[JobState, Handled] = MappingProxyType(
+    {
+        JobState.SUCCEEDED: Handled.SUCCEEDED,
+        JobState.FAILED: Handled.FAILED,
+        JobState.EXPIRED: Handled.EXPIRED,
+        JobState.REJECTED: Handled.REJECTED,
+    }
+)
 
 
 @dataclass
@@ -105,7 +122,7 @@ class JobProcessor:
     clock: Clock
     request_timeout: timedelta
     await_slot: SlotWait = _always_a_slot
-    process_id: str = f"{socket.gethostname()}:{os.getpid()}"
+    process_id: str = field(default_factory=process_id)  # at construction: a forked worker has its own pid
 
     async def handle(self, delivery: Delivery) -> Handled:
         """Process one delivery; raises only when storage failed (the host then redelivers)."""
@@ -137,10 +154,10 @@ class JobProcessor:
 
     async def _claim(self, job: Job, delivery: Delivery) -> JobRecord | Handled:
         holder = f"{self.process_id}:{delivery.message_id}"
-        for attempt in range(CLAIM_TRIES):
+        for claim_try in range(CLAIM_TRIES):
             now = self.clock.now()
             # Most deliveries bring a new job: insert first, read only when the row exists (one call saved).
-            current = None if attempt == 0 else await self.store.get(str(job.job_id))
+            current = None if claim_try == 0 else await self.store.get(str(job.job_id))
             if current is None:
                 fresh = JobRecord.new(job, str(job.job_id), now, self._deadline(job, now))
                 claimed = await self.store.insert(fresh.claimed(holder, now, self.policy.claim_lease))
@@ -194,13 +211,13 @@ class JobProcessor:
             return await self._finish(
                 record, JobState.FAILED, delivery, error=_unfinished_write(), attempted=True
             )
-        buffer = AuditBuffer(record.runs, self.clock)
+        buffer = AuditBuffer(record.runs, self.clock)  # this run's number: `runs` counted its claim
         try:
             with auditing(buffer):
-                summary = await self._attempt(job, record, self._budget())
+                summary = await self._bc_work(job, record, self._budget(), buffer)
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
-            decision = decide(failure, reconcilable=_reconcilable_on_rerun(job))
+            decision = decide(failure, reconcilable=_reconcilable_on_rerun(job), now=self.clock.now())
             if not decision.ambiguous and buffer.may_have_written():
                 # The last error says nothing ran, but an earlier in-call try (an idempotent DELETE is repeated
                 # after a lost answer) may have: the next run reconciles.
@@ -216,18 +233,20 @@ class JobProcessor:
         ends_at = self.clock.time() + self.policy.time_budget.total_seconds()
         return Budget(self.clock, ends_at, reserve=self.request_timeout.total_seconds())
 
-    async def _attempt(self, job: Job, record: JobRecord, budget: Budget) -> ResultSummary:
+    async def _bc_work(
+        self, job: Job, record: JobRecord, budget: Budget, trail: AuditBuffer
+    ) -> ResultSummary:
         """The token first (valid long enough for the whole job), then the BC work; both cut off when the budget
         ends (by the event loop's timer: the host's functionTimeout is wall-clock time too)."""
         cut = asyncio.timeout(max(0.0, budget.left()))
         try:
             async with cut:
                 await self.tokens.token(self.policy.min_validity(job, self.request_timeout))
-                items = _items(record.result)
+                items = _items_by_index(record.result)
                 if record.result is not None and record.result.items_truncated:  # the row kept only some
                     items = {item.index: item for item in await self.audit.read_items(record.job_id)}
-                progress = Progress(ambiguous=record.ambiguous, items=items, budget=budget)
-                return await self.runner.run(job, progress)
+                earlier = EarlierRuns(ambiguous=record.ambiguous, items=items)
+                return await self.runner.run(job, earlier, budget, trail)
         except TimeoutError:
             if not cut.expired():
                 raise  # not ours: a bug or a library's own timeout, left to the host
@@ -250,7 +269,7 @@ class JobProcessor:
     async def _after_failure(
         self, job: Job, record: JobRecord, delivery: Delivery, decision: Decision, failure: Exception
     ) -> Handled:
-        partial = getattr(failure, "items", None)
+        partial = items_known(failure)
         record = replace(record, ambiguous=record.ambiguous or decision.ambiguous)
         if partial is not None:
             record = replace(record, result=ResultSummary(count=len(job.steps), items=_ordered(partial)))
@@ -283,7 +302,7 @@ class JobProcessor:
             next_attempt_at=next_at,
             error=decision.error,
         )
-        await self._write(moved)
+        await self._write_row(moved)
         return Handled.RETRY_SCHEDULED
 
     async def _continue(self, job: Job, record: JobRecord, delivery: Delivery, error: ErrorInfo) -> Handled:
@@ -300,7 +319,7 @@ class JobProcessor:
         error = error.model_copy(update={"message": message})
         await self.queues.requeue(job, delay)  # before the row says so, as for a retry
         moved = record.moved(JobState.RETRY_SCHEDULED, self.clock.now(), next_attempt_at=next_at, error=error)
-        await self._write(moved)
+        await self._write_row(moved)
         _log_continued(record, error)
         return Handled.CONTINUED
 
@@ -311,8 +330,10 @@ class JobProcessor:
         return await self._finish(record, JobState.EXPIRED, delivery, error=expired, attempted=True)
 
     async def _park(self, job: Job, record: JobRecord, decision: Decision) -> Handled:
-        waits = max(1, record.runs - record.attempts)
-        delay = self.policy.authorization_delay(waits)
+        # Runs that used no attempt (this one included) are the job's parks so far, plus any continuations or
+        # crashed runs: the admin's wait grows with them, without the park using an attempt of its own.
+        runs_without_attempt = max(1, record.runs - record.attempts)
+        delay = self.policy.authorization_delay(runs_without_attempt)
         next_at = self.clock.now() + timedelta(seconds=delay)
         await self.queues.requeue(job, delay)
         moved = record.moved(
@@ -321,7 +342,7 @@ class JobProcessor:
             next_attempt_at=next_at,
             error=decision.error,
         )
-        await self._write(moved)
+        await self._write_row(moved)
         logger.warning(
             "job %s waits for an admin: %s",
             record.job_id,
@@ -349,13 +370,14 @@ class JobProcessor:
             result=result or record.result,
             error=error,
         )
-        written = await self._write(finished)
+        written = await self._write_row(finished)
         if written is not None:
             await self.queues.publish(written.report())
             _log_finished(written)
-        return Handled(state.value)
+        return FINISHED[state]
 
-    async def _write(self, record: JobRecord) -> JobRecord | None:
+    async def _write_row(self, record: JobRecord) -> JobRecord | None:
+        """Write the job's row over the claimed one (its result bounded first); None when the claim was lost."""
         if needs_bounding(record.result) and record.result is not None:
             # Too large for the row and the report: the full item list first (a row that says `itemsTruncated`
             # always has it behind it; a failure here raises like a failed row write), then the bounded row.
@@ -428,7 +450,8 @@ def _unfinished_write() -> ErrorInfo:
     )
 
 
-def _items(result: ResultSummary | None) -> dict[int, ItemOutcome]:
+def _items_by_index(result: ResultSummary | None) -> dict[int, ItemOutcome]:
+    """The batch items a row's result holds, by operation index (empty without a result or items)."""
     return {item.index: item for item in (result.items or [])} if result is not None else {}
 
 

@@ -45,13 +45,13 @@ class JobQueues(Protocol):
 class StorageJobQueues:
     """JobQueues on Azure Storage queues."""
 
-    def __init__(self, jobs: QueueClient, results: QueueClient) -> None:
+    def __init__(self, jobs: QueueClient, reports: QueueClient) -> None:
         self._jobs = jobs
-        self._results = results
+        self._reports = reports  # the `bc-results` queue (BC_RESULTS_QUEUE): it carries JobReports
 
     async def ensure(self) -> None:
         """Create the results queue if needed (the trigger's host creates the jobs queue)."""
-        for client in (self._jobs, self._results):
+        for client in (self._jobs, self._reports):
             try:
                 await client.create_queue()
             except ResourceExistsError:
@@ -67,7 +67,7 @@ class StorageJobQueues:
     async def publish(self, report: JobReport) -> None:
         """The report as base64 JSON."""
         text = base64.b64encode(report.to_json().encode("utf-8")).decode("ascii")
-        await self._send(self._results, text, time_to_live=-1)
+        await self._send(self._reports, text, time_to_live=-1)
 
     async def _send(self, client: QueueClient, text: str, **options: int) -> None:
         try:

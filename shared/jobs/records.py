@@ -1,7 +1,17 @@
-"""A job's Table row as a frozen value: state, attempts, times, claim lease, progress, result and error.
+"""A job's Table row: the frozen value (state, attempts, times, claim lease, progress, result and error), its
+Table entity, its store (`JobStore`, on the `{prefix}jobs` table) and the result bounded to fit it.
 
-Transitions return new records; the store writes them with the ETag they were read with, so a lost race is seen
-(never two writers). Column names are bcjobs.rows' (the app client reads the same table).
+Transitions return new records; the store writes them with the ETag they were read with (shared.table_cas: a lost
+race comes back as None), so a lost race is seen (never two writers). Column names are bcjobs.rows' (the app client
+reads the same table).
+
+Bounding a result (`bounded`), the facts: a Table Storage property holds at most 64 KiB (a string is UTF-16: 32 K
+characters) and an entity 1 MiB (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model;
+Azurite enforces it: PropertyValueTooLarge); a queue message holds at most 64 KiB, and the results queue carries
+base64 text, so the report's JSON must stay under 48 KiB (learn.microsoft.com/rest/api/storageservices/put-message).
+A batch of 1,000 operations reports about 100 bytes per succeeded item and several hundred per failed one, so its
+full item list fits in neither: the row and the report keep the counts and the failing items that fit, the full list
+goes to the items table (shared.jobs.audit) and is served by the status route.
 """
 
 from __future__ import annotations
@@ -10,16 +20,26 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from bcjobs import ErrorInfo, Job, JobReport, JobState, ResultSummary
+from azure.data.tables.aio import TableClient
+
+from bcjobs import ErrorInfo, ItemOutcome, Job, JobReport, JobState, ResultSummary
 from bcjobs.rows import JOB_ROW, json_column, report_from_row
 from bcjobs.wire import job_json
+from shared import table_cas
+from shared.jobs.errors import JobStoreError, table_call
+from shared.table_cas import TableEntity
 
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """One job's row. `runs` counts claims (audit keys); `attempts` counts runs that were real BC attempts."""
+    """One job's row.
+
+    Words (docs/architecture.md): a *delivery* is one queue message handed to the function; the delivery that takes
+    the row's *claim* (its lease) makes one *run*, counted by `runs` (the number in the run's audit rows); a run
+    that made a real BC attempt is an *attempt*, counted by `attempts` (parks and continuations use none).
+    """
 
     job_id: str
     state: JobState
@@ -37,7 +57,7 @@ class JobRecord:
     lease_until: datetime | None = None
     # A write of an earlier run may have reached BC without an answer: reconcile before writing again.
     ambiguous: bool = False
-    # The queue message that finished the job; its redelivery re-publishes the result.
+    # The queue message that finished the job; its redelivery re-publishes the report.
     finished_by: str | None = None
     result: ResultSummary | None = None
     error: ErrorInfo | None = None
@@ -128,9 +148,9 @@ def request_hash(job: Job) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
-def to_row(record: JobRecord) -> dict[str, Any]:
+def to_row(record: JobRecord) -> TableEntity:
     """The Table entity."""
-    row: dict[str, Any] = {
+    row: TableEntity = {
         "PartitionKey": record.job_id,
         "RowKey": JOB_ROW,
         "State": record.state.value,
@@ -154,7 +174,7 @@ def to_row(record: JobRecord) -> dict[str, Any]:
     return {key: value for key, value in row.items() if value is not None}
 
 
-def from_row(row: dict[str, Any], etag: str) -> JobRecord:
+def from_row(row: TableEntity, etag: str) -> JobRecord:
     """A record from its Table entity and ETag."""
     report = report_from_row(row)
     return JobRecord(
@@ -178,3 +198,95 @@ def from_row(row: dict[str, Any], etag: str) -> JobRecord:
         error=report.error,
         etag=etag,
     )
+
+
+class JobStore(Protocol):
+    """Job rows, written by ETag compare-and-swap."""
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The row, or None."""
+        ...
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Create the row; None when it exists already (another delivery was first)."""
+        ...
+
+    async def replace(self, record: JobRecord) -> JobRecord | None:
+        """Write over the row read as `record.etag`; None when someone else wrote it since."""
+        ...
+
+
+class TableJobStore:
+    """JobStore on the `{prefix}jobs` table."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    async def ensure(self) -> None:
+        """Create the table if needed."""
+        await table_call(table_cas.ensure_table(self._table))
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The row, or None."""
+        stored = await table_call(table_cas.read(self._table, job_id, JOB_ROW))
+        return None if stored is None else from_row(stored.entity, stored.etag)
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Create the row; None when it exists."""
+        etag = await table_call(table_cas.insert(self._table, to_row(record)))
+        return None if etag is None else _with_etag(record, etag)
+
+    async def replace(self, record: JobRecord) -> JobRecord | None:
+        """Compare-and-swap on the record's ETag."""
+        if record.etag is None:
+            raise JobStoreError("a job row can only be replaced as read (it has no ETag)")
+        etag = await table_call(table_cas.replace_if_match(self._table, to_row(record), record.etag))
+        return None if etag is None else _with_etag(record, etag)
+
+
+def _with_etag(record: JobRecord, etag: str) -> JobRecord:
+    return dataclasses.replace(record, etag=etag)
+
+
+# UTF-8 bytes of the Result column's JSON: under 32 K UTF-16 characters for the row, and leaving room in the 48 KiB
+# of report JSON for the error (whose message quotes the first failing item) and the job's other fields.
+RESULT_BUDGET = 24_000
+
+
+def needs_bounding(result: ResultSummary | None, budget: int = RESULT_BUDGET) -> bool:
+    """True when the result carries batch items and is too large for the row and the report."""
+    return result is not None and bool(result.items) and _size(result) > budget
+
+
+def bounded(result: ResultSummary, budget: int = RESULT_BUDGET) -> ResultSummary:
+    """The result as the row keeps it: unchanged when it fits; else the counts and the first failing items that
+    fit, marked `itemsTruncated` (the full list is kept elsewhere by the caller)."""
+    if not needs_bounding(result, budget):
+        return result
+    items = result.items or []
+    failing = [item for item in items if _failed(item)]
+    base = result.model_copy(
+        update={
+            "items": [],
+            "items_truncated": True,
+            "items_succeeded": len(items) - len(failing),
+            "items_failed": len(failing),
+        }
+    )
+    used = _size(base)
+    kept: list[ItemOutcome] = []
+    for item in failing:
+        size = len(item.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")) + 1
+        if used + size > budget:
+            break
+        kept.append(item)
+        used += size
+    return base.model_copy(update={"items": kept})
+
+
+def _failed(item: ItemOutcome) -> bool:
+    return item.error is not None or item.rolled_back
+
+
+def _size(result: ResultSummary) -> int:
+    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8"))

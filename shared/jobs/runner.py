@@ -2,8 +2,10 @@
 
 Writes are wrapped so that an answer lost after sending (timeout, dropped connection, 5xx after the request left)
 comes out as AmbiguousWriteError: the caller decides between reconciling by natural key and reporting it, and
-never resends blindly. A run that follows an ambiguous one (`Progress.ambiguous`) reconciles first: `create` looks
-its natural key up, `delete` takes 404 as done, `update` compares the fields after a stale-ETag refusal.
+never resends blindly. A run that follows an ambiguous one (`EarlierRuns.ambiguous`) reconciles first: `create` looks
+its natural key up, `delete` takes 404 as done, `update` compares the fields after a stale-ETag refusal. A DELETE's
+404 also counts as done when this run's own DELETE lost its answer and the client repeated it: the runner asks the
+run's `AnswerTrail` (the processor's audit buffer, which the BC client fills).
 Without the job's `etag`, update, upsert and delete send `If-Match: *` (shared.bc.client.ANY_VERSION): the contract's
 last writer wins, and no change between a read and the write can make BC refuse it.
 A non-atomic batch is sent one $batch request (100 operations, BC's limit) at a time, and the next one only while the
@@ -16,10 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from bcjobs import ErrorInfo, ItemOutcome, Job, Operation, ResultSummary, Step
+from bcjobs import ItemOutcome, Job, Operation, ResultSummary, Step
 from bcjobs.models import Condition, CustomApi, Operator
 from bcjobs.models import Query as JobQuery
 from shared.bc import (
@@ -46,7 +48,6 @@ from shared.bc import (
 from shared.bc.batch import MAX_BATCH_OPERATIONS, split
 from shared.bc.retry import surely_unprocessed
 from shared.clock import Clock, SystemClock
-from shared.jobs.audit import answer_lost_before
 from shared.jobs.errors import (
     AmbiguousWriteError,
     JobError,
@@ -57,7 +58,9 @@ from shared.jobs.errors import (
 from shared.jobs.outcomes import error_info
 
 LIST_LIMIT = 10_000  # records a `list` job reads at most without `top`
-ENTITIES_BUDGET = 20_000  # characters of records kept in a result (the result message must fit in 64 KiB)
+ENTITIES_BUDGET = (
+    20_000  # characters of records kept in a result (the report must fit in a 64 KiB queue message)
+)
 
 
 @dataclass
@@ -83,12 +86,20 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
-    """What earlier runs of the job left behind, and this run's budget."""
+class EarlierRuns:
+    """What earlier runs of the job left behind."""
 
-    ambiguous: bool = False
+    ambiguous: bool = False  # a write of one of them may have reached BC unanswered: reconcile first
     items: Mapping[int, ItemOutcome] = field(default_factory=dict)  # batch items already done
-    budget: Budget = field(default_factory=Budget, compare=False)
+
+
+class AnswerTrail(Protocol):
+    """This run's BC requests so far, as the BC client recorded them (the processor's AuditBuffer)."""
+
+    def answer_lost_before(self, method: str, path_end: str) -> bool:
+        """True when this run already sent `method` to a path ending in `path_end` and got no answer, or one
+        after which BC may have acted."""
+        ...
 
 
 class JobRunner:
@@ -97,12 +108,12 @@ class JobRunner:
     def __init__(self, client: BusinessCentralClient) -> None:
         self._client = client
 
-    async def run(self, job: Job, progress: Progress) -> ResultSummary:
-        """Do the job once; BC's errors (and AmbiguousWriteError) propagate."""
+    async def run(self, job: Job, earlier: EarlierRuns, budget: Budget, trail: AnswerTrail) -> ResultSummary:
+        """Do the job once within `budget`; BC's errors (and AmbiguousWriteError) propagate."""
         company = await self._company(job.company)
         if job.operations is not None:
-            return await self._batch(job.operations, job.atomic, company, progress)
-        return await self._step(job.step(), company, progress)
+            return await self._batch(job.operations, job.atomic, company, earlier, budget)
+        return await self._step(job.step(), company, earlier, trail)
 
     async def _company(self, company: str | None) -> UUID:
         if company is None:
@@ -112,7 +123,9 @@ class JobRunner:
         except ValueError:
             return (await self._client.company(name=company)).id
 
-    async def _step(self, step: Step, company: UUID, progress: Progress) -> ResultSummary:
+    async def _step(
+        self, step: Step, company: UUID, earlier: EarlierRuns, trail: AnswerTrail
+    ) -> ResultSummary:
         target = _entity_set(step, company)
         match step.operation:
             case Operation.GET:
@@ -120,15 +133,17 @@ class JobRunner:
             case Operation.LIST:
                 return await self._list(target, step.query)
             case Operation.CREATE:
-                return await self._create(target, step, progress)
+                return await self._create(target, step, earlier)
             case Operation.UPSERT:
                 return await self._upsert(target, step)
             case Operation.UPDATE:
-                return await self._update(_key(target, step), step, progress)
+                return await self._update(_key(target, step), step, earlier)
             case Operation.DELETE:
-                return await self._delete(_key(target, step), step, progress)
-            case _:
-                await _write(self._client.action(_key(target, step), str(step.action_name), etag=step.etag))
+                return await self._delete(_key(target, step), step, earlier, trail)
+            case _:  # Operation.ACTION, a bound action (a batch never gets here: run() sends it to _batch)
+                await _ambiguous_if_lost(
+                    self._client.action(_key(target, step), str(step.action_name), etag=step.etag)
+                )
                 return ResultSummary(id=str(step.id))
 
     async def _list(self, target: EntitySet, query: JobQuery | None) -> ResultSummary:
@@ -136,12 +151,12 @@ class JobRunner:
         found = await self._client.list(target, _query(query, with_top=False), limit=limit)
         return _entities_summary(found)
 
-    async def _create(self, target: EntitySet, step: Step, progress: Progress) -> ResultSummary:
-        if progress.ambiguous and step.natural_key:
+    async def _create(self, target: EntitySet, step: Step, earlier: EarlierRuns) -> ResultSummary:
+        if earlier.ambiguous and step.natural_key:
             existing = await self._find(target, step.natural_key)
             if existing is not None:
                 return _written(existing, reconciled=True)
-        return _written(await _write(self._client.create(target, _with_key(step))))
+        return _written(await _ambiguous_if_lost(self._client.create(target, _with_key(step))))
 
     async def _upsert(self, target: EntitySet, step: Step) -> ResultSummary:
         existing = await self._find(target, step.natural_key or {})
@@ -152,27 +167,31 @@ class JobRunner:
         if key is None:
             raise NaturalKeyNotUniqueError("the record found by natural key has no id")
         # The record was found by natural key, not read by the app: last writer wins, like update without etag.
-        updated = await _write(self._client.update(key, step.data or {}))
+        updated = await _ambiguous_if_lost(self._client.update(key, step.data or {}))
         return _written(updated, created=False)
 
-    async def _update(self, key: EntityKey, step: Step, progress: Progress) -> ResultSummary:
+    async def _update(self, key: EntityKey, step: Step, earlier: EarlierRuns) -> ResultSummary:
         try:
-            return _written(await _write(self._client.update(key, step.data or {}, etag=step.etag)))
+            return _written(
+                await _ambiguous_if_lost(self._client.update(key, step.data or {}, etag=step.etag))
+            )
         except EntityChangedError:
-            if not progress.ambiguous:
+            if not earlier.ambiguous:
                 raise
             current = await self._client.get(key)
             if not _holds(current, step.data or {}):
                 raise
             return _written(current, reconciled=True)
 
-    async def _delete(self, key: EntityKey, step: Step, progress: Progress) -> ResultSummary:
+    async def _delete(
+        self, key: EntityKey, step: Step, earlier: EarlierRuns, trail: AnswerTrail
+    ) -> ResultSummary:
         try:
-            await _write(self._client.delete(key, etag=step.etag))
+            await _ambiguous_if_lost(self._client.delete(key, etag=step.etag))
         except NotFoundError:
             # A 404 after an earlier run's lost write, or after this run's own DELETE lost its answer and the
             # client repeated it in-call (DELETE is idempotent): that DELETE did it.
-            if not (progress.ambiguous or answer_lost_before("DELETE", f"({key.id})")):
+            if not (earlier.ambiguous or trail.answer_lost_before("DELETE", f"({key.id})")):
                 raise
             return ResultSummary(id=str(key.id), reconciled=True)
         return ResultSummary(id=str(key.id))
@@ -188,13 +207,13 @@ class JobRunner:
         return found[0] if found else None
 
     async def _batch(
-        self, steps: Sequence[Step], atomic: bool, company: UUID, progress: Progress
+        self, steps: Sequence[Step], atomic: bool, company: UUID, earlier: EarlierRuns, budget: Budget
     ) -> ResultSummary:
         todo = [
-            index for index in range(len(steps)) if index not in progress.items or progress.items[index].error
+            index for index in range(len(steps)) if index not in earlier.items or earlier.items[index].error
         ]
-        items = progress.budget.items  # updated as requests finish: what a cut-off run still knows
-        items.update({index: item for index, item in progress.items.items() if item.error is None})
+        items = budget.items  # updated as requests finish: what a cut-off run still knows
+        items.update({index: item for index, item in earlier.items.items() if item.error is None})
         if atomic:
             return await self._atomic(steps, todo, company, items)
         operations = [_batch_operation(steps[index], company) for index in todo]
@@ -202,11 +221,11 @@ class JobRunner:
         groups = split(operations, MAX_BATCH_OPERATIONS, atomic=False)
         errors: list[BusinessCentralError] = []
         for number, start in enumerate(range(0, len(todo), MAX_BATCH_OPERATIONS)):
-            if not progress.budget.has_room():
-                raise _out_of_time(len(steps), items, progress.items)
+            if not budget.has_room():
+                raise _out_of_time(len(steps), items, earlier.items)
             chunk = todo[start : start + MAX_BATCH_OPERATIONS]
             results = await self._requests(groups[number], chunk, items, first=number == 0)
-            items.update(_items(chunk, results))
+            items.update(_item_outcomes(chunk, results))
             errors += [result.error for result in results if result.error is not None]
         if any(item.error is not None and item.error.retriable for item in items.values()):
             raise RetriableBatchItemsError(dict(items), errors[0])
@@ -223,11 +242,11 @@ class JobRunner:
         """One $batch request's operations. When it fails after earlier requests of this run were committed, the
         batch stops as the client's own split batch does (BatchIncompleteError): the finished items are kept."""
         try:
-            results: tuple[BatchResult, ...] = await _write(self._client.batch(operations))
+            results: tuple[BatchResult, ...] = await _ambiguous_if_lost(self._client.batch(operations))
         except (
             BatchIncompleteError
         ) as stopped:  # split further by a client with a smaller max_batch_operations
-            items.update(_items(chunk, stopped.completed))
+            items.update(_item_outcomes(chunk, stopped.completed))
             raise _stopped(items, stopped, may_have_applied=stopped.failed_may_have_applied) from stopped
         except (AmbiguousWriteError, BusinessCentralError) as failed:
             if first:
@@ -242,20 +261,20 @@ class JobRunner:
         """All or nothing, in one request (an atomic batch never continues in another delivery)."""
         operations = [_batch_operation(steps[index], company) for index in todo]
         try:
-            results = await _write(self._client.batch(operations, atomic=True))
+            results = await _ambiguous_if_lost(self._client.batch(operations, atomic=True))
         except AtomicBatchFailedError as failed:
             if failed.cause.retriable:
                 raise
-            return _batch_summary(len(steps), {**items, **_items(todo, failed.results)})
-        items.update(_items(todo, results))
+            return _batch_summary(len(steps), {**items, **_item_outcomes(todo, failed.results)})
+        items.update(_item_outcomes(todo, results))
         retriable = [item for item in items.values() if item.error is not None and item.error.retriable]
         if retriable:
             raise RetriableBatchItemsError(dict(items), _first_error(results))
         return _batch_summary(len(steps), items)
 
 
-async def _write(call: Any) -> Any:
-    """Await a write; a failure that may have reached BC becomes AmbiguousWriteError."""
+async def _ambiguous_if_lost(call: Any) -> Any:
+    """Await a BC write; a failure that may have reached BC becomes AmbiguousWriteError."""
     try:
         return await call
     except BusinessCentralError as error:
@@ -373,15 +392,16 @@ def _batch_operation(step: Step, company: UUID) -> BatchOperation:
             return BatchOperation(Method.PATCH, _key(target, step), body=step.data, etag=step.etag or "*")
         case Operation.DELETE:
             return BatchOperation(Method.DELETE, _key(target, step), etag=step.etag or "*")
-        case _:
+        case _:  # Operation.ACTION, a bound action (the contract allows no list, upsert or batch in a batch)
             return BatchOperation(Method.POST, _key(target, step), action=step.action_name, etag=step.etag)
 
 
-def _items(indexes: Sequence[int], results: Sequence[BatchResult]) -> dict[int, ItemOutcome]:
-    return {index: _item(index, result) for index, result in zip(indexes, results, strict=False)}
+def _item_outcomes(indexes: Sequence[int], results: Sequence[BatchResult]) -> dict[int, ItemOutcome]:
+    """One $batch request's results as item outcomes, keyed by the index of the job's operation."""
+    return {index: _item_outcome(index, result) for index, result in zip(indexes, results, strict=False)}
 
 
-def _item(index: int, result: BatchResult) -> ItemOutcome:
+def _item_outcome(index: int, result: BatchResult) -> ItemOutcome:
     entity = result.entity
     return ItemOutcome(
         index=index,
@@ -419,29 +439,3 @@ def _first_error(results: Sequence[BatchResult]) -> BusinessCentralError:
 def _batch_summary(total: int, items: Mapping[int, ItemOutcome]) -> ResultSummary:
     ordered = [items[index] for index in sorted(items)]
     return ResultSummary(count=total, items=ordered)
-
-
-def failed_items(summary: ResultSummary) -> list[ItemOutcome]:
-    """The batch items that did not succeed (or were rolled back)."""
-    return [item for item in summary.items or [] if item.error is not None or item.rolled_back]
-
-
-def item_error(summary: ResultSummary) -> ErrorInfo | None:
-    """The job's error when some of its batch items failed."""
-    failed = failed_items(summary)
-    if not failed:
-        return None
-    first = next((item.error for item in failed if item.error), None)
-    rolled = all(item.rolled_back for item in failed) and bool(failed)
-    what = (
-        "the atomic batch was rolled back"
-        if rolled
-        else f"{len(failed)} of {summary.count} operations failed"
-    )
-    return ErrorInfo(
-        code="batch_rolled_back" if rolled else "batch_items_failed",
-        message=f"{what}; see result.items" + (f" (first: {first.message})" if first else ""),
-        bc_code=first.bc_code if first else None,
-        status=first.status if first else None,
-        client_request_id=first.client_request_id if first else None,
-    )

@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 from bcjobs.models import JOB_ID_PATTERN
-from shared.jobs.store import AuditLog, JobStore
+from shared.jobs.audit import AuditLog
+from shared.jobs.records import JobStore
 
 
 def valid_job_id(job_id: str) -> bool:

@@ -14,7 +14,7 @@ from bcjobs import Job, ResultSummary
 from shared.bc import Interaction as BcInteraction
 from shared.clock import Clock
 from shared.jobs.audit import JobRecorder
-from shared.jobs.runner import JobRunner, Progress
+from shared.jobs.runner import AnswerTrail, Budget, EarlierRuns, JobRunner
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProviderError
 
 Outcome = ResultSummary | Exception
@@ -30,7 +30,7 @@ class Call:
     """One run the processor asked for."""
 
     job: Job
-    progress: Progress
+    earlier: EarlierRuns
 
 
 class ScriptedRunner(JobRunner):
@@ -53,9 +53,10 @@ class ScriptedRunner(JobRunner):
         """Append outcomes for the next runs."""
         self.outcomes.extend(outcomes)
 
-    async def run(self, job: Job, progress: Progress) -> ResultSummary:
+    async def run(self, job: Job, earlier: EarlierRuns, budget: Budget, trail: AnswerTrail) -> ResultSummary:
         """Play the next outcome."""
-        self.calls.append(Call(job, progress))
+        del budget, trail
+        self.calls.append(Call(job, earlier))
         run = len(self.calls)
         for number in range(1, self.requests_per_run + 1):
             self._recorder.record(
@@ -103,5 +104,5 @@ class FakeTokens:
 
 
 def steps_of(calls: Sequence[Call]) -> list[bool]:
-    """Whether each run was told an earlier run may have written (Progress.ambiguous)."""
-    return [call.progress.ambiguous for call in calls]
+    """Whether each run was told an earlier run may have written (EarlierRuns.ambiguous)."""
+    return [call.earlier.ambiguous for call in calls]

@@ -10,9 +10,9 @@ from bcjobs import ErrorInfo, ItemOutcome, JobState, ResultSummary
 from bcjobs.rows import json_column
 from shared.bc import ThrottledError
 from shared.jobs import Handled, job_status
-from shared.jobs.bounds import RESULT_BUDGET
 from shared.jobs.errors import RetriableBatchItemsError
-from shared.jobs.runner import Progress
+from shared.jobs.records import RESULT_BUDGET
+from shared.jobs.runner import EarlierRuns
 from tests.functional.jobs.conftest import Pipeline
 
 # About the most operations of this shape one queue message carries (48 KiB of JSON, 69 bytes each, less the retry copy's reserve). The contract's
@@ -70,7 +70,7 @@ async def test_a_batch_of_the_largest_message_ends_failed_with_a_bounded_row_and
 
 
 async def test_a_retried_large_batch_hands_every_finished_item_to_the_next_run(pipeline: Pipeline) -> None:
-    """The row keeps only some items, so the next run's Progress comes from the kept full list."""
+    """The row keeps only some items, so the next run's EarlierRuns comes from the kept full list."""
     done = {n: created(n) for n in range(COUNT - 1)}
     done[COUNT - 1] = ItemOutcome(index=COUNT - 1, status=429, error=THROTTLED)
     throttled = ThrottledError("slow down", status=429, retry_after=1)
@@ -81,5 +81,5 @@ async def test_a_retried_large_batch_hands_every_finished_item_to_the_next_run(p
     assert scheduled is not None
     assert scheduled.items_truncated
     assert await pipeline.deliver_copy("m2") is Handled.SUCCEEDED
-    assert pipeline.runner.calls[1].progress == Progress(ambiguous=False, items=done)
+    assert pipeline.runner.calls[1].earlier == EarlierRuns(ambiguous=False, items=done)
     assert pipeline.row("big-1").state is JobState.SUCCEEDED

@@ -22,7 +22,7 @@ from shared.jobs import Handled, JobQueueError, JobStoreError
 from shared.jobs.errors import AmbiguousWriteError, RetriableBatchItemsError
 from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
-from shared.jobs.runner import Progress
+from shared.jobs.runner import EarlierRuns
 from testkit.clock import START
 from tests.functional.jobs.conftest import REQUEST_TIMEOUT, Pipeline
 from tests.functional.jobs.fakes import steps_of, wire
@@ -463,7 +463,7 @@ BATCH = {
 
 
 async def test_a_partly_done_batch_hands_its_finished_items_to_the_next_run(pipeline: Pipeline) -> None:
-    """Items kept by a run that must be retried are on the row and in the next run's Progress."""
+    """Items kept by a run that must be retried are on the row and in the next run's EarlierRuns."""
     throttled = ThrottledError("slow down", status=429, retry_after=2)
     done = {
         0: ItemOutcome(index=0, status=201, id=GUID),
@@ -477,7 +477,7 @@ async def test_a_partly_done_batch_hands_its_finished_items_to_the_next_run(pipe
     row = pipeline.row("batch-1")
     assert row.result == ResultSummary(count=3, items=[done[0], done[1]])
     assert await pipeline.deliver_copy("m2") is Handled.SUCCEEDED
-    assert pipeline.runner.calls[1].progress == Progress(ambiguous=False, items=done)
+    assert pipeline.runner.calls[1].earlier == EarlierRuns(ambiguous=False, items=done)
 
 
 async def test_a_batch_with_failed_items_fails_with_its_items(pipeline: Pipeline) -> None:

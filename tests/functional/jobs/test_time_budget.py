@@ -25,7 +25,7 @@ from shared.jobs import Delivery, Handled, JobProcessor
 from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
-from shared.jobs.runner import JobRunner, Progress
+from shared.jobs.runner import AnswerTrail, Budget, EarlierRuns, JobRunner
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
@@ -219,9 +219,9 @@ class HangsAfter(ScriptedRunner):
         super().__init__()
         self.done = done
 
-    async def run(self, job: Job, progress: Progress) -> ResultSummary:
+    async def run(self, job: Job, earlier: EarlierRuns, budget: Budget, trail: AnswerTrail) -> ResultSummary:
         """Finish `done` items, then wait for an answer that never comes."""
-        progress.budget.items.update({n: ItemOutcome(index=n, status=201) for n in range(self.done)})
+        budget.items.update({n: ItemOutcome(index=n, status=201) for n in range(self.done)})
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -268,7 +268,7 @@ async def test_a_keyed_create_cut_off_by_its_budget_is_reconciled_by_the_next_ru
     pipeline.runner.hold.set()
     pipeline.runner.script(ResultSummary(id="c1", reconciled=True))
     assert await pipeline.deliver_copy("m2") is Handled.SUCCEEDED
-    assert [call.progress.ambiguous for call in pipeline.runner.calls] == [False, True]
+    assert [call.earlier.ambiguous for call in pipeline.runner.calls] == [False, True]
 
 
 async def test_a_batch_cut_off_mid_request_fails_as_an_ambiguous_write_with_the_items_done_before() -> None:

@@ -17,8 +17,7 @@ from azure.storage.queue import QueueClient
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
 from bcjobs.common import audit_table_name, items_table_name, jobs_table_name, report_message
 from bcjobs.rows import Interaction, interaction_row, item_row
-from shared.jobs.bounds import bounded, needs_bounding
-from shared.jobs.records import JobRecord, to_row
+from shared.jobs.records import JobRecord, bounded, needs_bounding, to_row
 
 
 @dataclass
@@ -100,8 +99,8 @@ class Storage:
         self, job_id: str, items: list[ItemOutcome], state: JobState = JobState.SUCCEEDED
     ) -> ResultSummary:
         """A batch job as the product keeps it: when its result is too large for the row, every item outcome
-        first (in the entity shape shared.jobs.store writes: bcjobs.rows.item_row), then the row with the bounded
-        result (shared.jobs.bounds); that result."""
+        first (in the entity shape shared.jobs.audit writes: bcjobs.rows.item_row), then the row with the bounded
+        result (shared.jobs.records.bounded); that result."""
         full = ResultSummary(count=len(items), items=items)
         if needs_bounding(full):
             self._keep_items(job_id, items)

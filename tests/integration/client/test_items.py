@@ -1,6 +1,6 @@
 """A large batch's item outcomes through the clients and the CLI against Azurite: the job row keeps counts and the
 first failing items (`itemsTruncated`); `items()` and `--all-items` read every one from `{prefix}jobitems`, as the
-product's writers (shared.jobs.store, shared.jobs.bounds) leave them."""
+product's writers (shared.jobs.audit, shared.jobs.records) leave them."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from bcjobs import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
 from bcjobs.core import Call, ClientCore, Rows, Stepper
 from bcjobs.errors import BcJobsError, JobsStorageError
 from bcjobs.rows import ITEM_OUTCOME_COLUMN, item_from_row, item_row
-from shared.jobs.store import TableAuditLog
+from shared.jobs.audit import TableAuditLog
 from tests.unit.client.test_core import Recorder, outcome
 
 ITEMS = [
@@ -152,7 +152,7 @@ class _Pager:
 
 
 async def test_the_product_writes_and_reads_the_items_table_in_bcjobs_rows_shape() -> None:
-    """shared.jobs.store's keep_items writes exactly bcjobs.rows.item_row's entities; read_items reads them back."""
+    """shared.jobs.audit's keep_items writes exactly bcjobs.rows.item_row's entities; read_items reads them back."""
     table = ItemsTable()
     log = TableAuditLog(table, table)  # type: ignore[arg-type]
     await log.keep_items("job-1", ITEMS)

@@ -1,4 +1,4 @@
-"""shared.jobs.bounds: a batch result too large for a Table property or a results message is cut to fit."""
+"""shared.jobs.records.bounded: a batch result too large for a Table property or a results message is cut to fit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 from bcjobs import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
 from bcjobs.rows import json_column
-from shared.jobs.bounds import RESULT_BUDGET, bounded, needs_bounding
+from shared.jobs.records import RESULT_BUDGET, bounded, needs_bounding
 
 TABLE_PROPERTY_CHARS = 32 * 1024  # 64 KiB of UTF-16
 QUEUE_MESSAGE_BYTES = 64 * 1024

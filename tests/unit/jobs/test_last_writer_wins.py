@@ -8,10 +8,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from bcjobs import Job
+from bcjobs import Job, ResultSummary
 from shared.bc import EntityChangedError
+from shared.clock import SystemClock
+from shared.jobs.audit import AuditBuffer
 from shared.jobs.outcomes import error_info
-from shared.jobs.runner import JobRunner, Progress
+from shared.jobs.runner import Budget, EarlierRuns, JobRunner
 from tests.unit.bc.fakes import bc_error, json_response, make_client
 
 CUSTOMER = "6f0b0c7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"
@@ -49,6 +51,11 @@ def runner(bc: Callable[[httpx.Request], httpx.Response]) -> JobRunner:
     return JobRunner(make_client(bc).client)
 
 
+async def first_run(bc: Callable[[httpx.Request], httpx.Response], work: Job) -> ResultSummary:
+    """The job's first run: nothing left by earlier runs, no time limit, an empty audit trail."""
+    return await runner(bc).run(work, EarlierRuns(), Budget(), AuditBuffer(1, SystemClock()))
+
+
 def job(**fields: object) -> Job:
     return Job.model_validate({"entitySet": "customers", **fields})
 
@@ -67,7 +74,7 @@ async def test_a_write_without_etag_sends_if_match_star_and_survives_a_concurren
 ) -> None:
     """The record changes after every read, yet the write goes through with `If-Match: *`."""
     bc = BusyBc()
-    await runner(bc).run(job(**fields), Progress())
+    await first_run(bc, job(**fields))
     assert bc.if_match == ["*"]
 
 
@@ -76,6 +83,6 @@ async def test_an_update_with_a_stale_etag_still_fails_bc_etag_changed() -> None
     bc = BusyBc()
     stale = job(operation="update", id=CUSTOMER, data={"displayName": "New"}, etag='W/"0"')
     with pytest.raises(EntityChangedError) as refused:
-        await runner(bc).run(stale, Progress())
+        await first_run(bc, stale)
     assert bc.if_match == ['W/"0"']
     assert error_info(refused.value).code == "bc_etag_changed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from bcjobs import ItemOutcome
@@ -40,6 +42,7 @@ from shared.jobs.errors import (
 from shared.jobs.outcomes import Verdict, decide, error_info
 from shared.tokens import TokenProviderError
 
+NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 CORRELATION = Correlation("client-req-1", request_id="bc-req-1", ms_correlation_x="bc-corr-1")
 
 
@@ -48,6 +51,7 @@ def test_throttling_is_retried_no_sooner_than_bcs_retry_after() -> None:
     decision = decide(
         ThrottledError("too many requests", status=429, code="TooManyRequests", retry_after=42),
         reconcilable=False,
+        now=NOW,
     )
     assert decision.verdict is Verdict.RETRY
     assert decision.retry_after == 42
@@ -78,7 +82,7 @@ def test_throttling_is_retried_no_sooner_than_bcs_retry_after() -> None:
 )
 def test_transient_bc_failures_are_retried(failure: BusinessCentralError, code: str) -> None:
     """BC 5xx, 408, a dropped connection and a passing token outage → retry with our code for the failure."""
-    decision = decide(failure, reconcilable=False)
+    decision = decide(failure, reconcilable=False, now=NOW)
     assert decision.verdict is Verdict.RETRY
     assert decision.error.code == code
     assert decision.retry_after == failure.retry_after
@@ -92,7 +96,7 @@ def test_retriable_batch_items_are_retried() -> None:
         0: ItemOutcome(index=0, status=201),
         1: ItemOutcome(index=1, status=429, error=error_info(cause)),
     }
-    decision = decide(RetriableBatchItemsError(items, cause), reconcilable=False)
+    decision = decide(RetriableBatchItemsError(items, cause), reconcilable=False, now=NOW)
     assert decision.verdict is Verdict.RETRY
     assert decision.retry_after == 7
 
@@ -100,7 +104,7 @@ def test_retriable_batch_items_are_retried() -> None:
 def test_an_ambiguous_write_with_a_natural_key_is_retried_to_reconcile() -> None:
     """Lost answer + natural key → retry marked ambiguous (the next run looks the key up before writing)."""
     cause = RequestTimeoutError("no answer", status=504, correlation=CORRELATION, retry_after=9)
-    decision = decide(AmbiguousWriteError(cause), reconcilable=True)
+    decision = decide(AmbiguousWriteError(cause), reconcilable=True, now=NOW)
     assert decision.verdict is Verdict.RETRY
     assert decision.ambiguous is True
     assert decision.retry_after == 9
@@ -111,7 +115,7 @@ def test_an_ambiguous_write_with_a_natural_key_is_retried_to_reconcile() -> None
 def test_an_ambiguous_write_without_a_natural_key_fails_as_ambiguous_write() -> None:
     """Lost answer, nothing to look up → failed `ambiguous_write`, not retriable, telling the app what to check."""
     cause = ServerError("internal", status=500, code="Internal_ServerError", correlation=CORRELATION)
-    decision = decide(AmbiguousWriteError(cause), reconcilable=False)
+    decision = decide(AmbiguousWriteError(cause), reconcilable=False, now=NOW)
     assert decision.verdict is Verdict.FAIL
     assert decision.ambiguous is True
     assert decision.retry_after is None
@@ -136,7 +140,7 @@ def test_an_ambiguous_write_without_a_natural_key_fails_as_ambiguous_write() -> 
 )
 def test_a_transient_token_failure_is_retried(failure: TokenProviderError) -> None:
     """The token service is briefly down → retry as token_unavailable (an attempt, like a BC outage)."""
-    decision = decide(failure, reconcilable=False)
+    decision = decide(failure, reconcilable=False, now=NOW)
     assert decision.verdict is Verdict.RETRY
     assert decision.error.code == "token_unavailable"
     assert decision.error.retriable is True
@@ -153,7 +157,7 @@ def test_a_transient_token_failure_is_retried(failure: TokenProviderError) -> No
 )
 def test_a_token_failure_that_needs_an_admin_waits_for_authorization(failure: TokenProviderError) -> None:
     """Waiting alone will not help → waiting_for_authorization, pointing at the auth status route."""
-    decision = decide(failure, reconcilable=True)
+    decision = decide(failure, reconcilable=True, now=NOW)
     assert decision.verdict is Verdict.WAIT_FOR_AUTHORIZATION
     assert decision.error.code == "authorization_required"
     assert "/api/auth/status" in decision.error.message
@@ -178,7 +182,7 @@ def test_a_token_failure_that_needs_an_admin_waits_for_authorization(failure: To
 )
 def test_refused_tokens_and_bc_401_wait_for_authorization(failure: BusinessCentralError, code: str) -> None:
     """The BC client's TokenRefusedError and a 401 that survived a refresh park the job for an admin."""
-    decision = decide(failure, reconcilable=False)
+    decision = decide(failure, reconcilable=False, now=NOW)
     assert decision.verdict is Verdict.WAIT_FOR_AUTHORIZATION
     assert decision.error.code == code
 
@@ -223,7 +227,7 @@ def test_bc_refusals_fail_the_job_with_bcs_code_and_correlation(
     failure: BusinessCentralError, code: str
 ) -> None:
     """4xx, a bad query or an unusable answer → failed with our code, BC's code, status and correlation ids."""
-    decision = decide(failure, reconcilable=True)
+    decision = decide(failure, reconcilable=True, now=NOW)
     assert decision.verdict is Verdict.FAIL
     error = decision.error
     assert error.code == code
@@ -239,14 +243,16 @@ def test_the_bc_request_id_falls_back_to_ms_correlation_x() -> None:
     failure = RequestValidationError(
         "bad", status=400, code="BadRequest", correlation=Correlation("ours", ms_correlation_x="theirs")
     )
-    error = decide(failure, reconcilable=False).error
+    error = decide(failure, reconcilable=False, now=NOW).error
     assert (error.client_request_id, error.bc_request_id) == ("ours", "theirs")
 
 
 def test_a_job_layer_code_is_kept_as_the_jobs_code() -> None:
     """natural_key_not_unique (our lower_snake code) is the job's code; BC's CamelCase codes never are."""
     decision = decide(
-        NaturalKeyNotUniqueError("two customers match", code="natural_key_not_unique"), reconcilable=True
+        NaturalKeyNotUniqueError("two customers match", code="natural_key_not_unique"),
+        reconcilable=True,
+        now=NOW,
     )
     assert decision.verdict is Verdict.FAIL
     assert decision.error.code == "natural_key_not_unique"
@@ -255,7 +261,7 @@ def test_a_job_layer_code_is_kept_as_the_jobs_code() -> None:
 
 def test_an_unknown_bc_error_gets_the_generic_code() -> None:
     """A BusinessCentralError of no listed kind is still recorded (as bc_error) and not retried."""
-    decision = decide(BusinessCentralError("odd", code="Weird_Code"), reconcilable=False)
+    decision = decide(BusinessCentralError("odd", code="Weird_Code"), reconcilable=False, now=NOW)
     assert decision.verdict is Verdict.FAIL
     assert (decision.error.code, decision.error.bc_code) == ("bc_error", "Weird_Code")
 
@@ -266,5 +272,5 @@ def test_an_unknown_bc_error_gets_the_generic_code() -> None:
 def test_a_failure_that_is_not_a_job_outcome_is_raised_again(failure: Exception) -> None:
     """Bugs and storage failures are left to the host's retries and poison handling."""
     with pytest.raises(type(failure)) as raised:
-        decide(failure, reconcilable=False)
+        decide(failure, reconcilable=False, now=NOW)
     assert raised.value is failure

@@ -20,7 +20,8 @@ from shared.bc import (
     RequestValidationError,
     ThrottledError,
 )
-from shared.jobs.runner import _batch_operation, _batch_summary, _items, _query, failed_items, item_error
+from shared.jobs.outcomes import failed_items, item_error
+from shared.jobs.runner import _batch_operation, _batch_summary, _item_outcomes, _query
 
 GUID = "6f0b0c7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"
 COMPANY = UUID("11111111-2222-3333-4444-555555555555")
@@ -150,7 +151,7 @@ def result(
 def test_batch_answers_become_item_outcomes_under_the_steps_own_index() -> None:
     """Results of a resent subset keep the indexes of the job's steps, with id, ETag and BC's error."""
     created = Entity.from_json({"id": GUID, "@odata.etag": 'W/"5"', "number": "C9"})
-    items = _items([2, 5], [result(201, entity=created), result(400, error=REFUSED)])
+    items = _item_outcomes([2, 5], [result(201, entity=created), result(400, error=REFUSED)])
     assert items[2] == ItemOutcome(index=2, status=201, id=GUID, etag='W/"5"')
     failed = items[5]
     assert (failed.index, failed.status, failed.id) == (5, 400, None)
@@ -165,7 +166,7 @@ def test_batch_answers_become_item_outcomes_under_the_steps_own_index() -> None:
 
 def test_rolled_back_answers_are_marked_rolled_back() -> None:
     """An atomic batch's 2xx answers that BC reverted say so."""
-    items = _items([0], [result(201, entity=Entity.from_json({"id": GUID}), rolled_back=True)])
+    items = _item_outcomes([0], [result(201, entity=Entity.from_json({"id": GUID}), rolled_back=True)])
     assert items[0].rolled_back is True
     assert failed_items(ResultSummary(count=1, items=list(items.values()))) == [items[0]]
 
@@ -240,6 +241,6 @@ def test_a_partly_failed_batch_counts_its_failed_items() -> None:
 
 def test_a_throttled_batch_item_keeps_its_retriable_flag() -> None:
     """An item refused with 429 is recorded as retriable (the runner then retries the job)."""
-    items = _items([0], [result(429, error=ThrottledError("slow down", status=429, retry_after=3))])
+    items = _item_outcomes([0], [result(429, error=ThrottledError("slow down", status=429, retry_after=3))])
     assert items[0].error is not None
     assert (items[0].error.code, items[0].error.retriable) == ("bc_throttled", True)

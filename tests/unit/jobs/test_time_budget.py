@@ -4,7 +4,7 @@ settings check that refuses values that cannot fit."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -112,7 +112,7 @@ def test_a_budget_that_leaves_function_timeout_too_little_is_refused() -> None:
 def test_a_spent_budget_continues_only_after_progress(progressed: bool, verdict: Verdict) -> None:
     """Progress continues without an attempt; a run that finished nothing is retried as an attempt."""
     spent = TimeBudgetSpentError("the run's time budget ran out", items={}, progressed=progressed)
-    decision = decide(spent, reconcilable=False)
+    decision = decide(spent, reconcilable=False, now=datetime(2026, 1, 5, tzinfo=UTC))
     assert (decision.verdict, decision.error.code, decision.ambiguous) == (
         verdict,
         "time_budget_spent",
