@@ -8,9 +8,7 @@ system one); the BC app registration's client secret against the local sandbox (
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +30,7 @@ from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecord
 from shared.azure_clients import httpx_verify, sdk_options, table_client
 from shared.clock import Clock, SystemClock
 from shared.errors import SettingsError
+from shared.per_loop import PerLoop
 from shared.process import process_id
 from shared.settings import Need, Settings, get_settings, require
 
@@ -150,27 +149,21 @@ def _collaborators(
     )
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AuthServices] = weakref.WeakKeyDictionary()
+async def _build_for_loop(settings: Settings) -> AuthServices:
+    return build_auth_services(settings)
+
+
+_per_loop: PerLoop[Settings, AuthServices] = PerLoop(_build_for_loop)
 
 
 async def auth_services(settings: Settings | None = None) -> AuthServices:
     """The process's services for the running event loop (aio clients are bound to their loop)."""
-    settings = settings or get_settings()
-    loop = asyncio.get_running_loop()
-    current = _per_loop.get(loop)
-    if current is None or current.settings != settings:
-        if current is not None:
-            await current.aclose()
-        current = build_auth_services(settings)
-        _per_loop[loop] = current
-    return current
+    return await _per_loop.get(settings or get_settings())
 
 
 async def close_auth_services() -> None:
     """Close and forget the running loop's services (tests, local host shutdown)."""
-    current = _per_loop.pop(asyncio.get_running_loop(), None)
-    if current is not None:
-        await current.aclose()
+    await _per_loop.close()
 
 
 def _key_vault_credential(settings: Settings) -> ClientSecretCredential | ManagedIdentityCredential:

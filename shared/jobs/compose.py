@@ -7,9 +7,7 @@ The Table and queue clients are aio clients bound to their loop, hence one set p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +27,7 @@ from shared.jobs.processor import JobProcessor
 from shared.jobs.queues import StorageJobQueues
 from shared.jobs.records import TableJobStore
 from shared.jobs.runner import JobRunner
+from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
 
 
@@ -128,27 +127,14 @@ async def _wire(settings: Settings, closers: list[Callable[[], Awaitable[None]]]
     return JobServices(settings, processor, storage.store, storage.audit, throttle, dead_letters, closers)
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobServices] = weakref.WeakKeyDictionary()
-_building: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_per_loop: PerLoop[Settings, JobServices] = PerLoop(build_job_services)
 
 
 async def job_services(settings: Settings | None = None) -> JobServices:
     """The process's pipeline for the running loop, built on first use (concurrent first calls build once)."""
-    settings = settings or get_settings()
-    loop = asyncio.get_running_loop()
-    lock = _building.setdefault(loop, asyncio.Lock())
-    async with lock:
-        current = _per_loop.get(loop)
-        if current is None or current.settings != settings:
-            if current is not None:
-                await current.aclose()
-            current = await build_job_services(settings)
-            _per_loop[loop] = current
-    return current
+    return await _per_loop.get(settings or get_settings())
 
 
 async def close_job_services() -> None:
     """Close and forget the running loop's pipeline (tests, local host shutdown)."""
-    current = _per_loop.pop(asyncio.get_running_loop(), None)
-    if current is not None:
-        await current.aclose()
+    await _per_loop.close()
