@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import html
-import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
@@ -20,6 +18,7 @@ from shared.auth.errors import (
 from shared.auth.models import ConnectionStatus
 from shared.auth.signins import check_state
 from shared.errors import SettingsError
+from shared.http import HTML, TEXT, Reply, json_reply
 from shared.settings import InvalidSettingsError
 
 # Caps on the anonymous callback, checked before any storage call. Entra's authorization codes are about 1-2 KB
@@ -36,15 +35,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class WebResult:
-    """A status code, a body and its media type, ready to become an HttpResponse."""
-
-    status: int
-    body: str = field(repr=False)
-    mimetype: str
 
 
 _AGAIN = "start again at /api/auth/login"
@@ -91,17 +81,22 @@ def new_reference() -> str:
     return secrets.token_hex(6)
 
 
-def page(status: int, title: str, lines: list[str]) -> WebResult:
+def redirect(location: str) -> Reply:
+    """A 302 to `location` (the sign-in's start), empty, with the page headers."""
+    return Reply(302, "", {**PAGE_HEADERS, "Location": location}, TEXT)
+
+
+def page(status: int, title: str, lines: list[str]) -> Reply:
     """A minimal HTML page; every text is escaped."""
     items = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     body = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>{items}</body></html>"
     )
-    return WebResult(status, body, "text/html")
+    return Reply(status, body, PAGE_HEADERS, HTML)
 
 
-def connected_page(status: ConnectionStatus) -> WebResult:
+def connected_page(status: ConnectionStatus) -> Reply:
     """The callback's success page: account, tenant and expiry only."""
     expires = status.expires_on.isoformat() if status.expires_on else "unknown"
     return page(
@@ -121,7 +116,7 @@ def _reference_line(reference: str) -> str:
     return f"Reference: {reference} (the app's log has the cause under this reference)."
 
 
-def refused_page(error: SignInFlowError, reference: str) -> WebResult:
+def refused_page(error: SignInFlowError, reference: str) -> Reply:
     """The callback's 400 page: why (SignInFlowError messages are plain sentences), and to start again."""
     return page(400, "Sign-in not accepted", [str(error), "Nothing was stored.", _reference_line(reference)])
 
@@ -153,7 +148,7 @@ _FAILED_PAGES: list[tuple[type[Exception], int, str, str, str]] = [
 ]
 
 
-def callback_failed_page(error: Exception, reference: str) -> WebResult:
+def callback_failed_page(error: Exception, reference: str) -> Reply:
     """The callback's page when the sign-in could not be completed or saved: plain words and a reference id.
 
     The callback is anonymous, so nothing of the cause (exception types, storage or network details) is shown;
@@ -163,12 +158,12 @@ def callback_failed_page(error: Exception, reference: str) -> WebResult:
     return page(status, title, [happened, "Nothing was stored.", to_do, _reference_line(reference)])
 
 
-def status_json(status: ConnectionStatus) -> WebResult:
+def status_json(status: ConnectionStatus) -> Reply:
     """GET /api/auth/status body."""
-    return WebResult(200, json.dumps(status.to_json_dict()), "application/json")
+    return json_reply(200, status.to_json_dict(), PAGE_HEADERS)
 
 
-def refresh_json(before: ConnectionStatus, after: ConnectionStatus, min_age: timedelta) -> WebResult:
+def refresh_json(before: ConnectionStatus, after: ConnectionStatus, min_age: timedelta) -> Reply:
     """POST /api/auth/refresh body: the status, whether a new token set was stored, and why not when it was not."""
     body: dict[str, object] = {**after.to_json_dict(), "refreshed": after.generation != before.generation}
     if not body["refreshed"] and after.has_token:
@@ -177,17 +172,17 @@ def refresh_json(before: ConnectionStatus, after: ConnectionStatus, min_age: tim
             "within that window return it as it is, so bursts of calls cost Entra one request); POST again after "
             "that to get a new one"
         )
-    return WebResult(200, json.dumps(body), "application/json")
+    return json_reply(200, body, PAGE_HEADERS)
 
 
-def error_json(error: AuthError) -> WebResult:
+def error_json(error: AuthError) -> Reply:
     """An AuthError as JSON: 503 when retrying later can help, 409 when an admin must act."""
     status = 503 if isinstance(error, TokenUnavailableError) else 409
     body = {"error": type(error).__name__, "message": str(error)}
-    return WebResult(status, json.dumps(body), "application/json")
+    return json_reply(status, body, PAGE_HEADERS)
 
 
-def settings_json(error: SettingsError) -> WebResult:
+def settings_json(error: SettingsError) -> Reply:
     """A 500 naming the app settings to fix (names and fixes only, never a value)."""
     names = error.settings if isinstance(error, InvalidSettingsError) else []
     body = {
@@ -196,4 +191,4 @@ def settings_json(error: SettingsError) -> WebResult:
         "settings": names,
         "next_step": "fix the named app settings (see the README's settings table), then restart the app",
     }
-    return WebResult(500, json.dumps(body), "application/json")
+    return json_reply(500, body, PAGE_HEADERS)

@@ -11,23 +11,24 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from shared import telemetry
+from shared.http import HTML, Reply
 from shared.ops.page import PAGE_HEADERS, render
 from shared.ops.sampling import Sample, sample
 from shared.ops.snapshot import Snapshot, collect
 from shared.ops.sources import QUEUES, AzureSources, ManagerConnection, StorageQueues
 from shared.settings import Settings
 
-__all__ = ["PAGE_HEADERS", "Sample", "Snapshot", "sample_now", "status_page"]
+__all__ = ["Sample", "Snapshot", "sample_now", "status_page"]
 
 
-async def status_page(settings: Settings) -> str:
-    """The status page's HTML, read now from Azure Storage and the token lifecycle."""
+async def status_page(settings: Settings) -> Reply:
+    """The status page (HTML with its headers), read now from Azure Storage and the token lifecycle."""
     sources = AzureSources(settings)
     try:
         snapshot = await collect(sources.sources, datetime.now(UTC), telemetry.recent_bc_requests())
     finally:
         await sources.aclose()
-    return render(snapshot)
+    return Reply(200, render(snapshot), PAGE_HEADERS, HTML)
 
 
 async def sample_now(settings: Settings) -> Sample:

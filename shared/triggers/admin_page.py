@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.ops import PAGE_HEADERS, status_page
+from shared.ops import status_page
 from shared.settings import get_settings
+from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
 
@@ -20,7 +21,4 @@ bp = func.Blueprint()
 async def status_page_route(req: func.HttpRequest) -> func.HttpResponse:
     """Connection, jobs by state, latest failures, queues and throttle usage; each section says when it failed."""
     del req  # the caller's key stays out of the page (shared.ops.page SIGN_IN_ACTION says why)
-    body = await status_page(get_settings())
-    return func.HttpResponse(
-        body, status_code=200, mimetype="text/html", charset="utf-8", headers=PAGE_HEADERS
-    )
+    return http_response(await status_page(get_settings()))

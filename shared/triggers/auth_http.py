@@ -19,14 +19,13 @@ from shared.auth import AuthError, AuthServices, SignInFlowError, auth_services
 from shared.auth.causes import describe
 from shared.auth.timing import REFRESH_MIN_AGE
 from shared.auth.web import (
-    PAGE_HEADERS,
-    WebResult,
     callback_failed_page,
     callback_params,
     connected_page,
     error_json,
     new_reference,
     page,
+    redirect,
     refresh_json,
     refused_page,
     settings_json,
@@ -34,15 +33,10 @@ from shared.auth.web import (
 )
 from shared.errors import SettingsError
 from shared.settings import Need, get_settings, require
+from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
-
-
-def _response(result: WebResult) -> func.HttpResponse:
-    return func.HttpResponse(
-        result.body, status_code=result.status, mimetype=result.mimetype, headers=PAGE_HEADERS
-    )
 
 
 async def _services(*needs: Need) -> AuthServices:
@@ -60,7 +54,7 @@ def _settings_failure(route: str, exc: SettingsError) -> func.HttpResponse:
         exc,
         extra={"event": "auth.settings_invalid", "route": route},
     )
-    return _response(settings_json(exc))
+    return http_response(settings_json(exc))
 
 
 @bp.function_name("auth_login")
@@ -77,8 +71,8 @@ async def auth_login(req: func.HttpRequest) -> func.HttpResponse:
     except SettingsError as exc:
         return _settings_failure("auth/login", exc)
     except AuthError as exc:
-        return _response(page(409, "Sign-in not available", [str(exc)]))
-    return func.HttpResponse(status_code=302, headers={**PAGE_HEADERS, "Location": auth_uri})
+        return http_response(page(409, "Sign-in not available", [str(exc)]))
+    return http_response(redirect(auth_uri))
 
 
 @bp.function_name("auth_callback")
@@ -100,7 +94,7 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
             describe(exc),
             extra={"event": "auth.callback_refused", "reference": reference},
         )
-        return _response(refused_page(exc, reference))
+        return http_response(refused_page(exc, reference))
     except Exception as exc:  # SignInNotSavedError included: never the connected page without a write
         logger.error(
             "sign-in callback failed [reference %s]: %s",
@@ -108,8 +102,8 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
             describe(exc),
             extra={"event": "auth.callback_failed", "reference": reference},
         )
-        return _response(callback_failed_page(exc, reference))
-    return _response(connected_page(status))
+        return http_response(callback_failed_page(exc, reference))
+    return http_response(connected_page(status))
 
 
 @bp.function_name("auth_status")
@@ -121,7 +115,7 @@ async def auth_status(req: func.HttpRequest) -> func.HttpResponse:
         services = await _services()
     except SettingsError as exc:
         return _settings_failure("auth/status", exc)
-    return _response(status_json(await services.manager.status()))
+    return http_response(status_json(await services.manager.status()))
 
 
 @bp.function_name("auth_refresh")
@@ -136,5 +130,5 @@ async def auth_refresh(req: func.HttpRequest) -> func.HttpResponse:
     except SettingsError as exc:
         return _settings_failure("auth/refresh", exc)
     except AuthError as exc:
-        return _response(error_json(exc))
-    return _response(refresh_json(before, await services.manager.status(), REFRESH_MIN_AGE))
+        return http_response(error_json(exc))
+    return http_response(refresh_json(before, await services.manager.status(), REFRESH_MIN_AGE))

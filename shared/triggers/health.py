@@ -6,11 +6,11 @@ setting problems the cold-start check logged (names and fixes, never a value).
 
 from __future__ import annotations
 
-import json
-
 import azure.functions as func
 
+from shared.http import json_reply
 from shared.settings import settings_problems
+from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
 
@@ -29,4 +29,4 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
             "settings": list(dict.fromkeys(problem.setting for problem in problems)),
             "problems": [str(problem) for problem in problems],
         }
-    return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json")
+    return http_response(json_reply(200, body))
