@@ -6,8 +6,7 @@ import os
 import azure.functions as func
 
 from shared.auth import close_auth_services
-from shared.jobs import close_job_services
-from shared.jobs_http import close_front_door
+from shared.jobs import close_front_door, close_job_services
 from shared.logging_setup import configure_logging
 from shared.settings import log_settings_problems
 from shared.telemetry import configure_telemetry

@@ -33,7 +33,7 @@ from shared.settings import Settings, get_settings
 
 @dataclass
 class JobServices:
-    """The processor plus what it owns (closed together); `store` and `audit` also serve the status route."""
+    """The processor plus what it owns (closed together)."""
 
     settings: Settings
     processor: JobProcessor

@@ -1,6 +1,6 @@
 """The HTTP front door for jobs (function key): `POST /api/jobs` enqueues, `GET /api/jobs` lists.
 
-Thin: read the request, call shared.jobs_http, map its Reply. `GET /api/jobs/{jobId}` is jobs_status.py.
+Thin: read the request, call shared.jobs.front_door, map its Reply. `GET /api/jobs/{jobId}` is jobs_status.py.
 """
 
 from __future__ import annotations
@@ -9,16 +9,11 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared.jobs_http import Reply, list_jobs, submit_jobs
+from shared.jobs import list_jobs, submit_jobs
+from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
 _TRUE = {"1", "true", "yes"}
-
-
-def _response(reply: Reply) -> func.HttpResponse:
-    return func.HttpResponse(
-        reply.json(), status_code=reply.status, mimetype="application/json", headers=reply.headers or None
-    )
 
 
 def _base_url(url: str) -> str:
@@ -32,11 +27,11 @@ def _base_url(url: str) -> str:
 async def jobs_submit(req: func.HttpRequest) -> func.HttpResponse:
     """202 with each job's id and status URL; 400 naming each bad job's field; 503 when storage fails."""
     partial = (req.params.get("partial") or "").lower() in _TRUE
-    return _response(await submit_jobs(req.get_body(), partial=partial, base_url=_base_url(req.url)))
+    return http_response(await submit_jobs(req.get_body(), partial=partial, base_url=_base_url(req.url)))
 
 
 @bp.function_name("jobs_list")
 @bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def jobs_list(req: func.HttpRequest) -> func.HttpResponse:
     """200 with a page of jobs (`state`, `since`, `pageSize`, `continuationToken`); 400; 503."""
-    return _response(await list_jobs(dict(req.params), base_url=_base_url(req.url)))
+    return http_response(await list_jobs(dict(req.params), base_url=_base_url(req.url)))

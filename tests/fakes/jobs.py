@@ -1,5 +1,6 @@
 """In-memory doubles behind shared.jobs' own Protocols: a JobStore with Table Storage's ETag compare-and-swap,
-an AuditLog, the JobQueues a run writes to and the poison handler's PoisonRedrive. Each can be told to fail like
+an AuditLog, the front door's JobReader over those two, the JobQueues a run writes to and the poison handler's
+PoisonRedrive. Each can be told to fail like
 storage does (JobStoreError / JobQueueError), so tests see what the processor does when a write is lost."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bcjobs import ItemOutcome, Job, JobReport
+from bcjobs.common import JobDetails
 from bcjobs.rows import Interaction, audit_row_key
 from bcjobs.wire import encode
 from shared.jobs.errors import JobQueueError, JobStoreError
@@ -128,6 +130,31 @@ class MemoryAuditLog:
         """The kept outcomes, in operation order."""
         kept = self._items.get(job_id, {})
         return [kept[index] for index in sorted(kept)]
+
+
+@dataclass
+class MemoryJobReader:
+    """The front door's JobReader over a MemoryJobStore and MemoryAuditLog, answering as AsyncJobsClient does."""
+
+    store: MemoryJobStore
+    audit: MemoryAuditLog
+
+    async def get(self, job_id: str, *, interactions: bool = False) -> JobDetails | None:
+        """The row's report, with the job's interactions when asked for."""
+        record = await self.store.get(job_id)
+        if record is None:
+            return None
+        log = await self.audit.read(job_id) if interactions else None
+        return JobDetails.model_validate({**record.report().model_dump(), "interactions": log})
+
+    async def items(self, job: str | JobReport) -> list[ItemOutcome]:
+        """The row's items, or the kept ones when the row says itemsTruncated."""
+        report = job if isinstance(job, JobReport) else await self.get(job)
+        if report is None or report.result is None:
+            return []
+        if not report.result.items_truncated:
+            return list(report.result.items or [])
+        return await self.audit.read_items(report.job_id)
 
 
 @dataclass(frozen=True, slots=True)

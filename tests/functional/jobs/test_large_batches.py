@@ -9,10 +9,11 @@ from typing import Any
 from bcjobs import ErrorInfo, ItemOutcome, JobState, ResultSummary
 from bcjobs.rows import json_column
 from shared.bc import ThrottledError
-from shared.jobs import Handled, job_status
+from shared.jobs import Handled, status_body
 from shared.jobs.errors import RetriableBatchItemsError
 from shared.jobs.records import RESULT_BUDGET
 from shared.jobs.runner import EarlierRuns
+from tests.fakes.jobs import MemoryJobReader
 from tests.functional.jobs.conftest import Pipeline
 
 # About the most operations of this shape one queue message carries (48 KiB of JSON, 69 bytes each, less the retry copy's reserve). The contract's
@@ -63,7 +64,7 @@ async def test_a_batch_of_the_largest_message_ends_failed_with_a_bounded_row_and
     assert len(str(json_column(row.result)).encode("utf-8")) <= RESULT_BUDGET
     [report] = pipeline.queues.published
     assert len(base64.b64encode(report.to_json().encode("utf-8"))) < 64 * 1024
-    body = await job_status(pipeline.store, pipeline.audit, "big-1")
+    body = await status_body(MemoryJobReader(pipeline.store, pipeline.audit), "big-1")
     assert body is not None
     assert [item["index"] for item in body["result"]["items"]] == list(range(COUNT))
     assert body["result"]["items"][500]["error"]["code"] == "bc_validation"

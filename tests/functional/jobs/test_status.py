@@ -1,9 +1,10 @@
-"""job_status: what GET /api/jobs/{jobId} shows after the processor ran a job (report plus BC interactions)."""
+"""status_body: what GET /api/jobs/{jobId} shows after the processor ran a job (report plus BC interactions)."""
 
 from __future__ import annotations
 
 from shared.bc import ThrottledError
-from shared.jobs import job_status
+from shared.jobs import status_body
+from tests.fakes.jobs import MemoryJobReader
 from tests.functional.jobs.conftest import Pipeline
 from tests.functional.jobs.fakes import wire
 
@@ -21,7 +22,7 @@ async def test_the_status_shows_the_report_and_every_runs_interactions(pipeline:
     pipeline.runner.script(ThrottledError("slow down", status=429, retry_after=1))
     await pipeline.deliver(wire(CREATE), "m1")
     await pipeline.deliver_copy("m2")
-    body = await job_status(pipeline.store, pipeline.audit, "create-1")
+    body = await status_body(MemoryJobReader(pipeline.store, pipeline.audit), "create-1")
     assert body is not None
     assert (body["jobId"], body["state"], body["attempts"], body["correlationId"]) == (
         "create-1",
@@ -37,4 +38,4 @@ async def test_the_status_shows_the_report_and_every_runs_interactions(pipeline:
 
 async def test_the_status_of_an_unknown_job_is_none(pipeline: Pipeline) -> None:
     """No row: the route answers 404."""
-    assert await job_status(pipeline.store, pipeline.audit, "nobody") is None
+    assert await status_body(MemoryJobReader(pipeline.store, pipeline.audit), "nobody") is None

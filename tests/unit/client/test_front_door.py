@@ -1,4 +1,5 @@
-"""POST/GET /api/jobs without storage: validation, the 400/413 bodies, partial acceptance and 503, on a fake backend."""
+"""The jobs front door without storage: POST/GET /api/jobs (validation, the 400/413 bodies, partial acceptance,
+503) and GET /api/jobs/{jobId} (400/404/503), on a fake backend."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from datetime import datetime
 
 import pytest
 
-from bcjobs import JobReport, JobState
-from bcjobs.common import JobHandle, JobPage
+from bcjobs import ItemOutcome, JobReport, JobState
+from bcjobs.common import JobDetails, JobHandle, JobPage
 from bcjobs.errors import JobsStorageError
 from bcjobs.submit import PreparedJob
-from shared.jobs_http import JobsBackend, list_jobs, status_url, submit_jobs
+from shared.jobs.front_door import JobsBackend, job_status, list_jobs, status_url, submit_jobs
 
 BASE = "https://bc-app.example"
 GOOD = {"operation": "list", "entitySet": "customers"}
@@ -45,6 +46,16 @@ class FakeBackend:
             raise ValueError("not a continuation token of this API")
         return JobPage([JobReport(job_id="j-1", state=JobState.RUNNING)], "next-page")
 
+    async def get(self, job_id: str, *, interactions: bool = False) -> JobDetails | None:
+        if job_id in self.failing:
+            raise JobsStorageError("reading failed (503, ServerBusy)", status=503)
+        if job_id != "j-1":
+            return None
+        return JobDetails(job_id="j-1", state=JobState.RUNNING, interactions=[] if interactions else None)
+
+    async def items(self, job: str | JobReport) -> list[ItemOutcome]:
+        return []
+
 
 def backend_of(fake: FakeBackend):
     async def get() -> JobsBackend:
@@ -60,7 +71,7 @@ async def test_one_job_is_accepted_with_location_and_retry_after() -> None:
         json.dumps(GOOD).encode(), partial=False, base_url=BASE, backend=backend_of(fake)
     )
     assert reply.status == 202
-    [job] = reply.body["jobs"]
+    [job] = json.loads(reply.body)["jobs"]
     assert job["jobId"] == fake.sent[0]
     assert reply.headers["Location"] == job["location"] == f"{BASE}/api/jobs/{job['jobId']}"
     assert reply.headers["Retry-After"] == "5"
@@ -72,14 +83,14 @@ async def test_a_bad_job_in_a_list_sends_nothing_and_names_its_index_and_field()
     body = json.dumps([GOOD, BAD, GOOD]).encode()
     reply = await submit_jobs(body, partial=False, base_url=BASE, backend=backend_of(fake))
     assert reply.status == 400
-    assert reply.body["rejected"] == [
+    assert json.loads(reply.body)["rejected"] == [
         {
             "index": 1,
             "jobId": "bad-1",
             "problems": [{"path": "id", "expected": "a GUID such as 6f0b0c7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"}],
         }
     ]
-    assert "partial=true" in reply.body["message"]
+    assert "partial=true" in json.loads(reply.body)["message"]
     assert fake.sent == []
 
 
@@ -89,8 +100,8 @@ async def test_partial_true_sends_the_good_jobs_and_lists_the_bad_ones() -> None
     body = json.dumps([GOOD, BAD, GOOD]).encode()
     reply = await submit_jobs(body, partial=True, base_url=BASE, backend=backend_of(fake))
     assert reply.status == 202
-    assert [job["index"] for job in reply.body["jobs"]] == [0, 2]
-    assert [r["index"] for r in reply.body["rejected"]] == [1]
+    assert [job["index"] for job in json.loads(reply.body)["jobs"]] == [0, 2]
+    assert [r["index"] for r in json.loads(reply.body)["rejected"]] == [1]
     assert len(fake.sent) == 2
     assert "Location" not in reply.headers
 
@@ -112,7 +123,7 @@ async def test_bodies_that_are_not_jobs_are_refused_before_validation(
     """Empty, not JSON, not an object or array, an empty array, over 100 jobs, too large."""
     fake = FakeBackend()
     reply = await submit_jobs(body, partial=False, base_url=BASE, backend=backend_of(fake))
-    assert (reply.status, reply.body["error"]) == (status, code)
+    assert (reply.status, json.loads(reply.body)["error"]) == (status, code)
     assert fake.sent == []
 
 
@@ -123,9 +134,9 @@ async def test_a_storage_failure_answers_503_with_what_was_and_was_not_enqueued(
     reply = await submit_jobs(body, partial=False, base_url=BASE, backend=backend_of(fake))
     assert reply.status == 503
     assert reply.headers["Retry-After"] == "10"
-    assert [job["jobId"] for job in reply.body["jobs"]] == ["a"]
-    assert [job["jobId"] for job in reply.body["notEnqueued"]] == ["b"]
-    assert "ServerBusy" not in reply.json()
+    assert [job["jobId"] for job in json.loads(reply.body)["jobs"]] == ["a"]
+    assert [job["jobId"] for job in json.loads(reply.body)["notEnqueued"]] == ["b"]
+    assert "ServerBusy" not in reply.body
 
 
 async def test_list_passes_the_filters_and_links_the_next_page() -> None:
@@ -134,10 +145,12 @@ async def test_list_passes_the_filters_and_links_the_next_page() -> None:
     params = {"state": "running", "since": "2026-12-01T00:00:00Z", "pageSize": "5", "code": "KEY"}
     reply = await list_jobs(params, base_url=BASE, backend=backend_of(fake))
     assert reply.status == 200
-    assert reply.body["jobs"] == [{"schemaVersion": 1, "jobId": "j-1", "state": "running", "attempts": 0}]
-    assert reply.body["continuationToken"] == "next-page"
-    assert reply.body["nextLink"].startswith(f"{BASE}/api/jobs?state=running&since=")
-    assert "KEY" not in reply.body["nextLink"]
+    assert json.loads(reply.body)["jobs"] == [
+        {"schemaVersion": 1, "jobId": "j-1", "state": "running", "attempts": 0}
+    ]
+    assert json.loads(reply.body)["continuationToken"] == "next-page"
+    assert json.loads(reply.body)["nextLink"].startswith(f"{BASE}/api/jobs?state=running&since=")
+    assert "KEY" not in json.loads(reply.body)["nextLink"]
     state, since, size, token = fake.listed[0]
     assert (state, size, token) == (JobState.RUNNING, 5, None)
     assert since is not None
@@ -160,9 +173,43 @@ async def test_bad_list_parameters_answer_400_naming_the_parameter(
     """Each bad query parameter is named in the 400 body."""
     reply = await list_jobs(params, base_url=BASE, backend=backend_of(FakeBackend()))
     assert reply.status == 400
-    assert reply.body["message"].startswith(named)
+    assert json.loads(reply.body)["message"].startswith(named)
 
 
 def test_status_urls_escape_the_job_id() -> None:
     """A job id with `:` stays one path segment."""
     assert status_url(BASE + "/", "crm:1") == f"{BASE}/api/jobs/crm%3A1"
+
+
+async def test_a_known_job_answers_200_with_its_report_and_interactions() -> None:
+    """The report as wire JSON (camelCase, unset fields left out) plus its interactions."""
+    reply = await job_status("j-1", backend=backend_of(FakeBackend()))
+    assert reply.status == 200
+    assert json.loads(reply.body) == {
+        "schemaVersion": 1,
+        "jobId": "j-1",
+        "state": "running",
+        "attempts": 0,
+        "interactions": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("job_id", "status", "code"),
+    [("nobody", 404, "not_found"), ("", 400, "invalid_job_id"), ("a/b", 400, "invalid_job_id")],
+)
+async def test_an_unknown_or_impossible_job_id_answers_with_a_json_reason(
+    job_id: str, status: int, code: str
+) -> None:
+    """404 for an id no row has (yet), 400 for one no job can have."""
+    reply = await job_status(job_id, backend=backend_of(FakeBackend()))
+    assert (reply.status, json.loads(reply.body)["error"]) == (status, code)
+
+
+async def test_a_storage_failure_of_the_status_route_answers_503_with_retry_after() -> None:
+    """503, Retry-After 5 and a reference; never the storage details."""
+    reply = await job_status("down", backend=backend_of(FakeBackend(failing=frozenset({"down"}))))
+    assert (reply.status, reply.headers["Retry-After"]) == (503, "5")
+    assert json.loads(reply.body)["error"] == "storage_unavailable"
+    assert json.loads(reply.body)["reference"]
+    assert "ServerBusy" not in reply.body

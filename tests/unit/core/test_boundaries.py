@@ -76,11 +76,11 @@ DEVHOST_INTERNALS = r"^devhost(\.(?!(environment|errors)(\.|$))|$)"
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("shared/auth", r"^shared\.(bc|jobs|jobs_http|ops|triggers)\b"),
-        ("shared/bc", r"^shared\.(auth|jobs|jobs_http|ops|triggers)\b"),
-        ("shared/jobs", r"^shared\.(jobs_http|ops|triggers)\b"),
-        ("shared/ops", r"^shared\.(jobs_http|triggers)\b"),
-        ("shared/telemetry", r"^shared\.(auth|bc|jobs|jobs_http|ops|triggers)\b"),
+        ("shared/auth", r"^shared\.(bc|jobs|ops|triggers)\b"),
+        ("shared/bc", r"^shared\.(auth|jobs|ops|triggers)\b"),
+        ("shared/jobs", r"^shared\.(ops|triggers)\b"),
+        ("shared/ops", r"^shared\.(jobs\.front_door|triggers)\b"),
+        ("shared/telemetry", r"^shared\.(auth|bc|jobs|ops|triggers)\b"),
         ("shared", r"^(devhost|localworld|demo|sandbox|bench|soak|tests|testkit)\b"),
         ("sandbox", r"^(shared|devhost|localworld|demo|bench)\b"),
         ("bcjobs", r"^(shared|devhost|localworld|demo|sandbox|bench|soak|tests|testkit|azure\.functions)\b"),

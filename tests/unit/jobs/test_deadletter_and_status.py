@@ -10,7 +10,7 @@ import pytest
 
 from bcjobs import decode
 from shared.jobs.deadletter import named_job_id
-from shared.jobs.status import valid_job_id
+from shared.jobs.front_door import valid_job_id
 
 LIST = {"jobId": "job-1", "operation": "list", "entitySet": "customers"}
 

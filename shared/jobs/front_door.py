@@ -1,11 +1,16 @@
-"""What `POST /api/jobs` and `GET /api/jobs` do, without azure.functions (the trigger only maps a Reply).
+"""The HTTP front door for jobs, without azure.functions (its triggers only map the Reply):
+`POST /api/jobs` sends, `GET /api/jobs` lists, `GET /api/jobs/{jobId}` shows one job.
 
 POST follows the asynchronous request-reply pattern: 202 Accepted with each job's id and status URL
 (`Location` when one job was sent) and `Retry-After`. Every job is validated first with the trigger's own checks
 (`bcjobs.submit.prepare`: the model, the size limit, the wire round trip); with one bad job nothing is sent
 (400 naming the index and the field of each bad job) unless the caller asked for `?partial=true`, when the good
 ones are sent and the bad ones listed under `rejected`. GET lists jobs from the jobs Table a page at a time with a
-continuation token. Storage failures answer 503 with `Retry-After`; the body never carries storage details.
+continuation token. GET of one job answers its report with every batch item's outcome and its BC interactions.
+
+All three read and write through one `bcjobs.aio.AsyncJobsClient` per process and event loop (the contract's own
+reader of the jobs, audit and items tables). Storage failures answer 503 with `Retry-After`; the body carries a
+reference logged with the cause, never storage details.
 """
 
 from __future__ import annotations
@@ -13,22 +18,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-from bcjobs import JOBS_QUEUE, JobState
+from bcjobs import JOBS_QUEUE, ItemOutcome, JobReport, JobState
 from bcjobs.aio import AsyncJobsClient
-from bcjobs.common import JobHandle, JobPage, audit_table_name, jobs_table_name
+from bcjobs.common import JobDetails, JobHandle, JobPage, audit_table_name, items_table_name, jobs_table_name
 from bcjobs.errors import BcJobsError
-from bcjobs.submit import PreparedJob, prepare_all
+from bcjobs.models import JOB_ID_PATTERN
+from bcjobs.submit import PreparedJob, Rejection, prepare_all
 from bcjobs.wire import MAX_JOB_BYTES
 from shared.azure_clients import queue_client, table_client
 from shared.errors import IntegrationError, SettingsError
+from shared.http import Reply, json_reply
+from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -37,25 +45,25 @@ MAX_JOBS_PER_REQUEST = 100
 MAX_BODY_BYTES = MAX_JOBS_PER_REQUEST * (MAX_JOB_BYTES + 4096)
 ACCEPTED_RETRY_AFTER = "5"  # seconds until the status route is worth asking
 UNAVAILABLE_RETRY_AFTER = "10"
+STATUS_UNAVAILABLE_RETRY_AFTER = "5"  # what GET /api/jobs/{jobId} has always said (POST and the list say 10)
 SEND_CONCURRENCY = 16
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """An HTTP answer: status, JSON body, headers."""
+class JobReader(Protocol):
+    """What the status route reads (AsyncJobsClient in the app)."""
 
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
+    async def get(self, job_id: str, *, interactions: bool = False) -> JobDetails | None:
+        """The job's report (with its BC interactions when asked for); None for an unknown job."""
+        ...
 
-    def json(self) -> str:
-        """The body as JSON text."""
-        return json.dumps(self.body, ensure_ascii=False, default=str)
+    async def items(self, job: str | JobReport) -> list[ItemOutcome]:
+        """Every item outcome of a batch job, from the items table when the row keeps only some."""
+        ...
 
 
-class JobsBackend(Protocol):
+class JobsBackend(JobReader, Protocol):
     """What the routes need from storage (AsyncJobsClient in the app)."""
 
     async def send(self, prepared: PreparedJob) -> JobHandle:
@@ -93,21 +101,22 @@ async def submit_jobs(body: bytes, *, partial: bool, base_url: str, backend: Bac
     try:
         client = await (backend or front_door_backend)()
     except (SettingsError, BcJobsError) as exc:
-        return _unavailable(
-            exc, {"jobs": [], "notEnqueued": [_accepted(i, p.job_id, base_url) for i, p in good]}
-        )
+        not_sent = [_accepted(index, prepared.job_id, base_url) for index, prepared in good]
+        return _unavailable(exc, {"jobs": [], "notEnqueued": not_sent}, UNAVAILABLE_RETRY_AFTER)
     sent, failed = await _send_all(client, good)
     accepted = [_accepted(index, handle.job_id, base_url) for index, handle in sent]
     if failed:
         not_sent = [_accepted(index, prepared.job_id, base_url) for index, prepared, _ in failed]
-        return _unavailable(failed[0][2], {"jobs": accepted, "notEnqueued": not_sent})
+        return _unavailable(
+            failed[0][2], {"jobs": accepted, "notEnqueued": not_sent}, UNAVAILABLE_RETRY_AFTER
+        )
     return _enqueued(accepted, bad)
 
 
-def _invalid(bad: list[Any], total: int, *, partial: bool) -> Reply:
+def _invalid(bad: list[Rejection], total: int, *, partial: bool) -> Reply:
     """400 naming each bad job's index and field."""
     sent_nothing = "" if partial else "; nothing was enqueued (add ?partial=true to enqueue the valid ones)"
-    return Reply(
+    return json_reply(
         400,
         {
             "error": "invalid_jobs",
@@ -117,7 +126,7 @@ def _invalid(bad: list[Any], total: int, *, partial: bool) -> Reply:
     )
 
 
-def _enqueued(accepted: list[dict[str, Any]], bad: list[Any]) -> Reply:
+def _enqueued(accepted: list[dict[str, Any]], bad: list[Rejection]) -> Reply:
     """202 with each job's id and status URL (and `Location` for a single job)."""
     body_out: dict[str, Any] = {"jobs": accepted}
     if bad:
@@ -125,7 +134,7 @@ def _enqueued(accepted: list[dict[str, Any]], bad: list[Any]) -> Reply:
     headers = {"Retry-After": ACCEPTED_RETRY_AFTER}
     if len(accepted) == 1:
         headers["Location"] = accepted[0]["location"]
-    return Reply(202, body_out, headers)
+    return json_reply(202, body_out, headers)
 
 
 def _jobs_of(body: bytes) -> list[object] | Reply:
@@ -190,7 +199,7 @@ async def list_jobs(params: Mapping[str, str], *, base_url: str, backend: Backen
     except ValueError:
         return _error(400, "invalid_parameter", "continuationToken: not a token this API returned")
     except (SettingsError, BcJobsError) as exc:
-        return _unavailable(exc, {})
+        return _unavailable(exc, {}, UNAVAILABLE_RETRY_AFTER)
     body: dict[str, Any] = {
         "jobs": [json.loads(report.model_dump_json(by_alias=True, exclude_none=True)) for report in page.jobs]
     }
@@ -200,7 +209,7 @@ async def list_jobs(params: Mapping[str, str], *, base_url: str, backend: Backen
         body["nextLink"] = (
             f"{base_url.rstrip('/')}/api/jobs?{urlencode({**kept, 'continuationToken': page.continuation_token})}"
         )
-    return Reply(200, body)
+    return json_reply(200, body)
 
 
 def _list_query(
@@ -249,14 +258,53 @@ def _page_size_param(text: str | None) -> int:
     return size
 
 
+# -- GET /api/jobs/{jobId} ---------------------------------------------------------------------------------
+
+
+def valid_job_id(job_id: str) -> bool:
+    """True for an id the contract allows (anything else cannot name a job)."""
+    return re.fullmatch(JOB_ID_PATTERN, job_id) is not None
+
+
+async def job_status(job_id: str, *, backend: Backend | None = None) -> Reply:
+    """200 with the job (`status_body`), 404 for an unknown id, 400 for an id no job can have, 503."""
+    if not valid_job_id(job_id):
+        return _error(400, "invalid_job_id", "a job id is 1-100 characters of A-Z a-z 0-9 . _ : -")
+    try:
+        reader = await (backend or front_door_backend)()
+        body = await status_body(reader, job_id)
+    except (SettingsError, BcJobsError) as exc:
+        return _unavailable(exc, {}, STATUS_UNAVAILABLE_RETRY_AFTER)
+    if body is None:
+        return _error(404, "not_found", f"no job {job_id}: check the id, or wait until it is received")
+    return json_reply(200, body)
+
+
+async def status_body(reader: JobReader, job_id: str) -> dict[str, Any] | None:
+    """The report with `interactions`, as wire JSON; None for an unknown job."""
+    details = await reader.get(job_id, interactions=True)
+    if details is None:
+        return None
+    body: dict[str, Any] = details.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if details.result is not None and details.result.items_truncated:
+        # The row keeps the counts and the first failing items; this answer has room for every item's outcome.
+        kept = await reader.items(details)
+        body["result"]["items"] = [
+            item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in kept
+        ]
+        body["result"]["itemsTruncated"] = False
+    return body
+
+
 # -- replies -------------------------------------------------------------------------------------------------
 
 
 def _error(status: int, code: str, message: str) -> Reply:
-    return Reply(status, {"error": code, "message": message})
+    return json_reply(status, {"error": code, "message": message})
 
 
-def _unavailable(exc: Exception, extra: dict[str, Any]) -> Reply:
+def _unavailable(exc: Exception, extra: dict[str, Any], retry_after: str) -> Reply:
+    """503 with a reference that the log line carries with the cause (the body never names storage)."""
     reference = uuid.uuid4().hex[:12]
     logger.error(
         "jobs front door: storage failed (ref %s): %s",
@@ -265,15 +313,16 @@ def _unavailable(exc: Exception, extra: dict[str, Any]) -> Reply:
         extra={"event": "jobs.front_door_storage_failed", "reference": reference},
     )
     body = {"error": "storage_unavailable", "message": "try again shortly", "reference": reference, **extra}
-    return Reply(503, body, {"Retry-After": UNAVAILABLE_RETRY_AFTER})
+    return json_reply(503, body, {"Retry-After": retry_after})
 
 
 # -- the app's storage clients -------------------------------------------------------------------------------
 
 
 @dataclass
-class _FrontDoor:
-    settings: Settings
+class _Clients:
+    """The process's AsyncJobsClient for one loop and the SDK clients under it (closed together)."""
+
     client: AsyncJobsClient
     closers: list[Callable[[], Awaitable[None]]]
 
@@ -283,46 +332,39 @@ class _FrontDoor:
         self.closers.clear()
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _FrontDoor] = weakref.WeakKeyDictionary()
-
-
-async def front_door_backend(settings: Settings | None = None) -> AsyncJobsClient:
-    """The process's client for the running loop (aio clients are bound to their loop), from the settings:
-    JobsStorage locally, the service URIs + managed identity in Azure (shared.azure_clients)."""
-    settings = settings or get_settings()
-    loop = asyncio.get_running_loop()
-    current = _per_loop.get(loop)
-    if current is None or current.settings != settings:
-        if current is not None:
-            await current.aclose()
-        current = _build(settings)
-        _per_loop[loop] = current
-    return current.client
-
-
-def _build(settings: Settings) -> _FrontDoor:
+async def _build(settings: Settings) -> _Clients:
+    """JobsStorage locally, the service URIs + managed identity in Azure (shared.azure_clients)."""
     prefix = settings.storage.table_prefix
     jobs_queue = queue_client(settings.storage, JOBS_QUEUE)
     results_queue = queue_client(settings.storage, settings.jobs.results_queue)
     jobs_table = table_client(settings.storage, jobs_table_name(prefix))
     audit_table = table_client(settings.storage, audit_table_name(prefix))
+    items_table = table_client(settings.storage, items_table_name(prefix))
     client = AsyncJobsClient.from_clients(
         jobs_queue=jobs_queue.client,
         results_queue=results_queue.client,
         jobs_table=jobs_table.client,
         audit_table=audit_table.client,
+        items_table=items_table.client,
     )
     closers: list[Callable[[], Awaitable[None]]] = [
         jobs_queue.close,
         results_queue.close,
         jobs_table.close,
         audit_table.close,
+        items_table.close,
     ]
-    return _FrontDoor(settings, client, closers)
+    return _Clients(client, closers)
+
+
+_per_loop: PerLoop[Settings, _Clients] = PerLoop(_build)
+
+
+async def front_door_backend(settings: Settings | None = None) -> AsyncJobsClient:
+    """The process's client for the running loop (aio clients are bound to their loop), from the settings."""
+    return (await _per_loop.get(settings or get_settings())).client
 
 
 async def close_front_door() -> None:
     """Close and forget the running loop's clients (tests, local host shutdown)."""
-    current = _per_loop.pop(asyncio.get_running_loop(), None)
-    if current is not None:
-        await current.aclose()
+    await _per_loop.close()
