@@ -1,4 +1,4 @@
-"""`python -m bcjobs`: the same CLI as the `bcjobs` console script (see bcjobs/cli.py)."""
+"""`python -m bcjobs`: the same CLI as the `bcjobs` console script (see bcjobs/cli/)."""
 
 from bcjobs.cli import main
 

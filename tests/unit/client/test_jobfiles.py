@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bcjobs.cli import parse_since
+from bcjobs.cli.durations import parse_since
 from bcjobs.jobfiles import read_entries
 
 

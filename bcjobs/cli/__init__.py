@@ -1,0 +1,31 @@
+"""`bcjobs`: send BC jobs and follow them from a terminal or a script (`python -m bcjobs`, or the `bcjobs` script).
+
+    bcjobs enqueue jobs.jsonl          JSON (an object or an array) or JSONL; a progress bar; every bad line reported
+    bcjobs show JOB_ID                 state, attempts, result, error with BC's code, the BC requests as a table
+    bcjobs show JOB_ID --all-items     a large batch: every item's outcome (the job row keeps only the first failing)
+    bcjobs list --state failed --since 2h
+    bcjobs wait JOB_ID --timeout 600
+    bcjobs results --follow
+
+Storage: `--connection-string` / env `JobsStorage`, or `--queue-service-uri` + `--table-service-uri` (env
+`JobsStorage__queueServiceUri`, `JobsStorage__tableServiceUri`) with DefaultAzureCredential; `--table-prefix` /
+env `BC_TABLE_PREFIX`. Human-readable output by default; `--json` prints JSON for scripts.
+
+Exit codes: 0 done (wait: the job succeeded) · 1 done, but not everything went well (enqueue: some jobs rejected
+or not sent; wait: the job ended failed, rejected, expired or dead-lettered) · 2 usage error (bad option, unreadable
+file, no storage configured) · 3 storage unreachable or refused (network, credential, role, missing queue or table)
+· 4 no such job (show) · 5 wait timed out · 130 interrupted.
+
+The package: `commands` (the Typer app and its five commands), `storage` (the storage options, declared once, and
+the client they build), `render` (all rich and JSON output), `durations` (`--since`), `exits` (exit codes).
+"""
+
+from bcjobs.cli.commands import app
+from bcjobs.cli.exits import ExitCode
+
+__all__ = ["ExitCode", "app", "main"]
+
+
+def main() -> None:
+    """Console entry point (`bcjobs`, `python -m bcjobs`)."""
+    app()

@@ -1,0 +1,353 @@
+"""Everything the CLI prints: rich tables, panels, a progress bar and a spinner for people; JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import rich.progress
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from bcjobs.common import EnqueueFailure, JobDetails, JobHandle
+from bcjobs.errors import Problem
+from bcjobs.jobfiles import Entry
+from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
+from bcjobs.rows import Interaction
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+Rejected = tuple[Entry, str | None, tuple[Problem, ...]]
+
+
+def print_json(value: object) -> None:
+    """`value` as one line of JSON on stdout."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def emit(json_output: bool, value: object, *renderables: RenderableType) -> None:
+    """`value` as one line of JSON for scripts (--json), otherwise the renderables for people."""
+    if json_output:
+        print_json(value)
+        return
+    for renderable in renderables:
+        out.print(renderable)
+    out.file.flush()
+
+
+def wire(report: JobReport) -> dict[str, object]:
+    """The report as its JSON wire form (camelCase, without empty fields)."""
+    value: dict[str, object] = json.loads(report.model_dump_json(by_alias=True, exclude_none=True))
+    return value
+
+
+def _table(*columns: str, title: str | None = None, wide: str | None = None) -> Table:
+    """The CLI's table: these columns, folding long cells; the `wide` one at least 24 characters."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=24 if column == wide else None)
+    return table
+
+
+def _add_fields(grid: Table, fields: Iterable[tuple[str, str | None]]) -> None:
+    """A `name  value` row in the grid for each field that has a value."""
+    for name, value in fields:
+        if value:
+            grid.add_row(name, Text(value))
+
+
+def _codes(error: ErrorInfo | None) -> str:
+    """The error's code and BC's error code when it has one (empty without an error)."""
+    return " ".join(code for code in (error.code, error.bc_code) if code) if error else ""
+
+
+# -- enqueue -------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bar(disabled: bool) -> Iterator[rich.progress.Progress]:
+    """A transient progress bar on stderr (none when disabled)."""
+    bar = rich.progress.Progress(
+        rich.progress.TextColumn("[progress.description]{task.description}"),
+        rich.progress.BarColumn(),
+        rich.progress.MofNCompleteColumn(),
+        rich.progress.TimeElapsedColumn(),
+        console=err,
+        disable=disabled,
+        transient=True,
+    )
+    with bar:
+        yield bar
+
+
+def report_enqueue(
+    entries: list[Entry],
+    sent: list[tuple[Entry, JobHandle]],
+    failed: list[tuple[Entry, EnqueueFailure]],
+    rejected: list[Rejected],
+    *,
+    strict: bool,
+    json_output: bool,
+) -> None:
+    """What `enqueue` did with each entry: rejected and unsent ones as tables, then a summary."""
+    parts: list[RenderableType] = []
+    if rejected:
+        parts.append(_rejected_table(rejected))
+    if failed:
+        parts.append(_failed_table(failed))
+    parts.append(_enqueue_summary(len(entries), len(sent), len(failed), len(rejected), strict=strict))
+    if len(sent) == 1:
+        parts.append(Text(f"job id: {sent[0][1].job_id}"))
+    emit(json_output, _enqueue_json(entries, sent, failed, rejected), *parts)
+
+
+def _enqueue_json(
+    entries: list[Entry],
+    sent: list[tuple[Entry, JobHandle]],
+    failed: list[tuple[Entry, EnqueueFailure]],
+    rejected: list[Rejected],
+) -> dict[str, object]:
+    return {
+        "total": len(entries),
+        "enqueued": [{entry.kind: entry.number, "jobId": handle.job_id} for entry, handle in sent],
+        "rejected": [
+            {
+                entry.kind: entry.number,
+                "jobId": job_id,
+                "problems": [{"path": p.path, "expected": p.expected} for p in problems],
+            }
+            for entry, job_id, problems in rejected
+        ],
+        "failed": [
+            {entry.kind: entry.number, "jobId": failure.job_id, "error": str(failure.error)}
+            for entry, failure in failed
+        ],
+    }
+
+
+def _rejected_table(rejected: list[Rejected]) -> Table:
+    table = _table("where", "jobId", "field", "expected", title="Rejected")
+    for entry, job_id, problems in rejected:
+        for problem in problems:
+            table.add_row(
+                Text(entry.where), Text(job_id or "-"), Text(problem.path or "(job)"), Text(problem.expected)
+            )
+    return table
+
+
+def _failed_table(failed: list[tuple[Entry, EnqueueFailure]]) -> Table:
+    table = _table("where", "jobId", "error", title="Not sent")
+    for entry, failure in failed:
+        table.add_row(Text(entry.where), Text(failure.job_id or "-"), Text(str(failure.error)))
+    return table
+
+
+def _enqueue_summary(total: int, sent: int, failed: int, rejected: int, *, strict: bool) -> Text:
+    summary = Text(f"{sent} of {total} jobs enqueued")
+    if rejected:
+        summary.append(f", {rejected} rejected", style="red")
+        if strict:
+            summary.append(" (--strict: nothing sent)")
+    if failed:
+        summary.append(f", {failed} not sent", style="red")
+    return summary
+
+
+# -- show and wait -------------------------------------------------------------------------------------------
+
+
+def _truncation_note(report: JobReport) -> Text | None:
+    """What a bounded batch result leaves out, and how to see it all (None when nothing is left out)."""
+    result = report.result
+    if result is None or not result.items_truncated:
+        return None
+    shown, total = len(result.items or []), (result.items_succeeded or 0) + (result.items_failed or 0)
+    return Text(
+        f"items truncated: {shown} of {total} shown ({result.items_succeeded or 0} succeeded, "
+        f"{result.items_failed or 0} failed); every item: bcjobs show {report.job_id} --all-items",
+        style="yellow",
+    )
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_STATE_STYLE = {
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.REJECTED: "red",
+    JobState.EXPIRED: "red",
+    JobState.DEAD_LETTERED: "red",
+}
+
+
+def _state(state: JobState) -> Text:
+    return Text(state.value, style=_STATE_STYLE.get(state, "yellow"))
+
+
+def report_panel(report: JobReport) -> Panel:
+    """The job's state, fields, result (with its items) or error, in a panel."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("state", _state(report.state))
+    _add_fields(grid, _report_fields(report))
+    parts: list[RenderableType] = [grid]
+    if report.result is not None:
+        grid.add_row("result", Text(_result_fields(report.result) or "-"))
+        if report.result.items:
+            parts.append(_items_table(report.result.items))
+        note = _truncation_note(report)
+        if note is not None:
+            parts.append(note)
+    if report.error is not None:
+        grid.add_row("error", Text(report.error.code, style="red"))
+        _add_fields(grid, _error_fields(report.error))
+    return Panel(Group(*parts), title=Text(f"job {report.job_id}"), title_align="left", expand=False)
+
+
+def _report_fields(report: JobReport) -> list[tuple[str, str | None]]:
+    return [
+        ("operation", report.operation),
+        ("attempts", str(report.attempts)),
+        ("correlation id", report.correlation_id),
+        ("created", _when(report.created_at)),
+        ("updated", _when(report.updated_at)),
+        ("finished", _when(report.finished_at) if report.finished_at else None),
+        ("next attempt", _when(report.next_attempt_at) if report.next_attempt_at else None),
+    ]
+
+
+def _result_fields(result: ResultSummary) -> str:
+    """The summary's set fields as `name=value`, records counted rather than shown."""
+    shown = result.model_dump(by_alias=True, exclude_none=True, exclude={"items", "entities"})
+    shown = {key: value for key, value in shown.items() if value is not False}
+    if result.entities is not None:
+        shown["entities"] = f"{len(result.entities)} record(s)"
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def _items_table(items: list[ItemOutcome]) -> Table:
+    table = _table("#", "status", "id", "rolled back", "error", title="batch items")
+    for item in items:
+        table.add_row(
+            str(item.index),
+            str(item.status or "-"),
+            Text(item.id or "-"),
+            "yes" if item.rolled_back else "",
+            Text(_codes(item.error)),
+        )
+    return table
+
+
+def _error_fields(error: ErrorInfo) -> list[tuple[str, str | None]]:
+    return [
+        ("BC error code", error.bc_code),
+        ("HTTP status", str(error.status) if error.status else None),
+        ("message", error.message),
+        ("client request id", error.client_request_id),
+        ("BC request id", error.bc_request_id),
+        ("retriable", "yes" if error.retriable else None),
+    ]
+
+
+_INTERACTION_COLUMNS: list[tuple[str, Callable[[Interaction], str]]] = [
+    ("attempt", lambda i: str(i.attempt)),
+    ("#", lambda i: str(i.sequence)),
+    ("at", lambda i: _when(i.at)),
+    ("method", lambda i: i.method),
+    ("path", lambda i: i.path),
+    ("status", lambda i: str(i.status) if i.status is not None else "-"),
+    ("ms", lambda i: f"{i.duration_ms:.0f}"),
+    ("BC code", lambda i: i.bc_error_code or ""),
+    ("request id", lambda i: i.client_request_id or ""),
+    ("error", lambda i: i.error or ""),
+]
+_OPTIONAL_COLUMNS = {"at", "BC code", "request id", "error"}
+
+
+def interactions_table(details: JobDetails) -> Table | Text:
+    """The BC requests the job made, one row each; columns no request has a value for are left out."""
+    log = details.interactions or []
+    if not log:
+        return Text("no BC requests recorded")
+    shown = [
+        (name, cell)
+        for name, cell in _INTERACTION_COLUMNS
+        if name not in _OPTIONAL_COLUMNS or any(cell(i) not in ("", "-") for i in log)
+    ]
+    table = _table(*(name for name, _ in shown), title="BC requests", wide="path")
+    for item in log:
+        table.add_row(*(Text(cell(item)) for _, cell in shown))
+    return table
+
+
+@contextmanager
+def spinner(job_id: str, *, quiet: bool) -> Iterator[Callable[[JobReport | None], None]]:
+    """A spinner on stderr showing the job's state while the block runs (none when quiet); yields the poll hook."""
+    status = None if quiet else err.status(Text(f"waiting for job {job_id}"), spinner="dots")
+
+    def seen(report: JobReport | None) -> None:
+        if status is not None:
+            state = report.state.value if report else "not recorded yet"
+            status.update(Text(f"waiting for job {job_id}: {state}"))
+
+    if status is None:
+        yield seen
+        return
+    with status:
+        yield seen
+
+
+# -- list and results ----------------------------------------------------------------------------------------
+
+
+def jobs_listing(reports: list[JobReport], limit: int) -> list[RenderableType]:
+    """The jobs as a table ("no jobs" when none), with a note when `limit` may have cut the list short."""
+    parts: list[RenderableType] = [_jobs_table(reports) if reports else "no jobs"]
+    if len(reports) == limit:
+        parts.append(Text(f"(first {limit}; raise --limit for more)", style="dim"))
+    return parts
+
+
+def _jobs_table(reports: list[JobReport]) -> Table:
+    """One row per job: id, state, operation, attempts, last update, error codes."""
+    table = _table("job id", "state", "operation", "attempts", "updated", "error")
+    for report in reports:
+        table.add_row(
+            Text(report.job_id),
+            _state(report.state),
+            Text(report.operation or "-"),
+            str(report.attempts),
+            _when(report.updated_at),
+            Text(_codes(report.error)),
+        )
+    return table
+
+
+def result_line(report: JobReport) -> Text:
+    """One report from bc-results on one line: state, job id, operation, key result fields or the error."""
+    line = Text()
+    line.append(f"{report.state.value:<14}", style=_STATE_STYLE.get(report.state, "yellow"))
+    line.append(f" {report.job_id}")
+    if report.operation:
+        line.append(f"  {report.operation}")
+    if report.result is not None:
+        shown = {k: v for k, v in (("id", report.result.id), ("number", report.result.number)) if v}
+        if report.result.count is not None:
+            shown["count"] = str(report.result.count)
+        line.append("  " + " ".join(f"{k}={v}" for k, v in shown.items()))
+    if report.error is not None:
+        line.append(f"  {_codes(report.error)}: {report.error.message}", style="red")
+    return line
