@@ -59,7 +59,7 @@ from bcjobs.core import (
 )
 from bcjobs.errors import BcJobsError
 from bcjobs.results import ItemOutcome, JobReport, JobState
-from bcjobs.rows import Interaction
+from bcjobs.rows import AuditedInteraction
 from bcjobs.submit import PreparedJob
 
 __all__ = [
@@ -246,7 +246,7 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         (the BC requests it made, oldest first) when asked for."""
         return await _run(self._get(job_id, interactions=interactions))
 
-    async def interactions(self, job_id: str) -> builtins.list[Interaction]:
+    async def interactions(self, job_id: str) -> builtins.list[AuditedInteraction]:
         """The job's BC requests from the audit table, in the order they were made (empty when none)."""
         return await _run(self._interactions(job_id))
 

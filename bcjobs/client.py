@@ -59,7 +59,7 @@ from bcjobs.core import (
 )
 from bcjobs.errors import BcJobsError
 from bcjobs.results import ItemOutcome, JobReport, JobState
-from bcjobs.rows import Interaction
+from bcjobs.rows import AuditedInteraction
 from bcjobs.submit import PreparedJob
 
 __all__ = [
@@ -212,7 +212,7 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
         (the BC requests it made, oldest first) when asked for."""
         return _run(self._get(job_id, interactions=interactions))
 
-    def interactions(self, job_id: str) -> builtins.list[Interaction]:
+    def interactions(self, job_id: str) -> builtins.list[AuditedInteraction]:
         """The job's BC requests from the audit table, in the order they were made (empty when none)."""
         return _run(self._interactions(job_id))
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from bcjobs.errors import BcJobsError, JobsStorageError
 from bcjobs.models import Job
 from bcjobs.results import JobReport, JobState
-from bcjobs.rows import AUDIT_TABLE_SUFFIX, ITEMS_TABLE_SUFFIX, JOB_ROW, JOBS_TABLE_SUFFIX, Interaction
+from bcjobs.rows import AUDIT_TABLE_SUFFIX, ITEMS_TABLE_SUFFIX, JOB_ROW, JOBS_TABLE_SUFFIX, AuditedInteraction
 from bcjobs.submit import PreparedJob, prepare
 
 DEFAULT_TABLE_PREFIX = "bc"
@@ -89,7 +89,7 @@ def as_prepared(job: JobInput) -> PreparedJob:
 class JobDetails(JobReport):
     """A job's report plus its BC interactions (the audit log), as `get(..., interactions=True)` returns it."""
 
-    interactions: list[Interaction] | None = None
+    interactions: list[AuditedInteraction] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from bcjobs.common import (
 from bcjobs.errors import BcJobsError, InvalidJobError, ResultNotCompletedError, WaitTimeoutError
 from bcjobs.models import JOB_ID_PATTERN
 from bcjobs.results import TERMINAL_STATES, ItemOutcome, JobReport, JobState
-from bcjobs.rows import JOB_ROW, Interaction, interaction_from_row, item_from_row, report_from_row
+from bcjobs.rows import JOB_ROW, AuditedInteraction, interaction_from_row, item_from_row, report_from_row
 from bcjobs.submit import PreparedJob
 
 logger = logging.getLogger("bcjobs")
@@ -246,7 +246,7 @@ class ClientCore(Generic[Q, T]):
         log = (yield from self._interactions(job_id)) if interactions else None
         return JobDetails.model_validate({**report.model_dump(), "interactions": log})
 
-    def _interactions(self, job_id: str) -> Flow[list[Interaction]]:
+    def _interactions(self, job_id: str) -> Flow[list[AuditedInteraction]]:
         if not re.fullmatch(JOB_ID_PATTERN, job_id):
             return []
         query = partial(self._audit_table.query_entities, "PartitionKey eq @job", parameters={"job": job_id})

@@ -25,7 +25,7 @@ ITEMS_TABLE_SUFFIX = "jobitems"
 ITEM_OUTCOME_COLUMN = "Outcome"
 
 
-class Interaction(BaseModel):
+class AuditedInteraction(BaseModel):
     """One BC request of a job as the audit table keeps it (no body, no query string, no token)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
@@ -66,9 +66,9 @@ def report_from_row(row: dict[str, Any]) -> JobReport:
     )
 
 
-def interaction_from_row(row: dict[str, Any]) -> Interaction:
-    """An audit row as an Interaction."""
-    return Interaction(
+def interaction_from_row(row: dict[str, Any]) -> AuditedInteraction:
+    """An audit row as an AuditedInteraction."""
+    return AuditedInteraction(
         attempt=int(row["Attempt"]),
         sequence=int(row["Sequence"]),
         call_attempt=int(row.get("CallAttempt") or 1),
@@ -84,8 +84,8 @@ def interaction_from_row(row: dict[str, Any]) -> Interaction:
     )
 
 
-def interaction_row(job_id: str, interaction: Interaction) -> dict[str, Any]:
-    """An Interaction as an audit row."""
+def interaction_row(job_id: str, interaction: AuditedInteraction) -> dict[str, Any]:
+    """An AuditedInteraction as an audit row."""
     row: dict[str, Any] = {
         "PartitionKey": job_id,
         "RowKey": audit_row_key(interaction.attempt, interaction.sequence),

@@ -18,7 +18,7 @@ from bcjobs.common import EnqueueFailure, JobDetails, JobHandle
 from bcjobs.errors import Problem
 from bcjobs.jobfiles import Entry
 from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
-from bcjobs.rows import Interaction
+from bcjobs.rows import AuditedInteraction
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -262,7 +262,7 @@ def _error_fields(error: ErrorInfo) -> list[tuple[str, str | None]]:
     ]
 
 
-_INTERACTION_COLUMNS: list[tuple[str, Callable[[Interaction], str]]] = [
+_INTERACTION_COLUMNS: list[tuple[str, Callable[[AuditedInteraction], str]]] = [
     ("attempt", lambda i: str(i.attempt)),
     ("#", lambda i: str(i.sequence)),
     ("at", lambda i: _when(i.at)),

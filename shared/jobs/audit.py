@@ -2,7 +2,7 @@
 
 One BC client (and so one Recorder) serves every job of the process; each job run opens an `AuditBuffer` in its
 own asyncio task, and the `JobRecorder` appends to the buffer of the task it is called from (a ContextVar, copied
-into tasks the run starts). The buffer holds frozen Interaction values: no body, no query string, no token. The
+into tasks the run starts). The buffer holds frozen AuditedInteraction values: no body, no query string, no token. The
 processor hands the same buffer to the runner, which reads it (`answer_lost_before`) to tell whether a DELETE's 404
 is the effect of its own earlier, unanswered DELETE.
 
@@ -26,7 +26,7 @@ from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient
 
 from bcjobs import ItemOutcome
-from bcjobs.rows import Interaction, interaction_from_row, interaction_row, item_from_row, item_row
+from bcjobs.rows import AuditedInteraction, interaction_from_row, interaction_row, item_from_row, item_row
 from shared import table_cas
 from shared.bc import Interaction as BcInteraction
 from shared.clock import Clock
@@ -42,7 +42,7 @@ class AuditBuffer:
     def __init__(self, run: int, clock: Clock) -> None:
         self.run = run
         self._clock = clock
-        self.interactions: list[Interaction] = []
+        self.interactions: list[AuditedInteraction] = []
 
     def add(self, seen: BcInteraction) -> None:
         """Keep one interaction (called from the request path: cheap, never raises)."""
@@ -86,7 +86,7 @@ _LOST_AFTER_SENDING = frozenset(
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
-def _may_have_acted(seen: Interaction) -> bool:
+def _may_have_acted(seen: AuditedInteraction) -> bool:
     return seen.status in _MAY_HAVE_ACTED or (seen.status is None and seen.error in _LOST_AFTER_SENDING)
 
 
@@ -100,8 +100,8 @@ def auditing(buffer: AuditBuffer) -> Iterator[AuditBuffer]:
         _current.reset(token)
 
 
-def _interaction(seen: BcInteraction, run: int, sequence: int, at: datetime) -> Interaction:
-    return Interaction(
+def _interaction(seen: BcInteraction, run: int, sequence: int, at: datetime) -> AuditedInteraction:
+    return AuditedInteraction(
         attempt=run,  # the audit row's `attempt` (column Attempt, part of its RowKey) holds the run number
         sequence=sequence,
         at=at,
@@ -120,11 +120,11 @@ def _interaction(seen: BcInteraction, run: int, sequence: int, at: datetime) -> 
 class AuditLog(Protocol):
     """A job's BC interactions."""
 
-    async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
+    async def append(self, job_id: str, interactions: Sequence[AuditedInteraction]) -> None:
         """Keep these (one call per 100)."""
         ...
 
-    async def read(self, job_id: str) -> list[Interaction]:
+    async def read(self, job_id: str) -> list[AuditedInteraction]:
         """Every interaction of the job, in order."""
         ...
 
@@ -149,11 +149,11 @@ class TableAuditLog:
         await table_call(table_cas.ensure_table(self._table))
         await table_call(table_cas.ensure_table(self._items))
 
-    async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
+    async def append(self, job_id: str, interactions: Sequence[AuditedInteraction]) -> None:
         """One entity-group transaction per 100 interactions (upserts: a repeated flush is harmless)."""
         await _upsert_all(self._table, [interaction_row(job_id, interaction) for interaction in interactions])
 
-    async def read(self, job_id: str) -> list[Interaction]:
+    async def read(self, job_id: str) -> list[AuditedInteraction]:
         """Every interaction, ordered by run and sequence."""
         stored = await table_call(table_cas.read_partition(self._table, job_id))
         return [interaction_from_row(row.entity) for row in sorted(stored, key=lambda r: r.entity["RowKey"])]

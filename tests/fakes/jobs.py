@@ -13,7 +13,7 @@ from typing import Any
 
 from bcjobs import ItemOutcome, Job, JobReport
 from bcjobs.common import JobDetails
-from bcjobs.rows import Interaction, audit_row_key
+from bcjobs.rows import AuditedInteraction, audit_row_key
 from bcjobs.wire import encode
 from shared.jobs.errors import JobQueueError, JobStoreError
 from shared.jobs.records import JobRecord, from_row, to_row
@@ -101,12 +101,12 @@ class MemoryAuditLog:
     """Audit rows keyed like the table (job id, `{attempt:03d}-{sequence:04d}`); upserts, like the real one."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, dict[str, Interaction]] = {}
+        self._rows: dict[str, dict[str, AuditedInteraction]] = {}
         self._items: dict[str, dict[int, ItemOutcome]] = {}
         self.outage = False
         self.appends = 0
 
-    async def append(self, job_id: str, interactions: Sequence[Interaction]) -> None:
+    async def append(self, job_id: str, interactions: Sequence[AuditedInteraction]) -> None:
         """Keep these (a repeated interaction overwrites itself)."""
         if self.outage:
             raise JobStoreError("audit table unavailable (simulated outage)")
@@ -115,7 +115,7 @@ class MemoryAuditLog:
         for interaction in interactions:
             rows[audit_row_key(interaction.attempt, interaction.sequence)] = interaction
 
-    async def read(self, job_id: str) -> list[Interaction]:
+    async def read(self, job_id: str) -> list[AuditedInteraction]:
         """Every interaction of the job, in row-key order."""
         rows = self._rows.get(job_id, {})
         return [rows[key] for key in sorted(rows)]

@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
 from bcjobs.common import audit_table_name, items_table_name, jobs_table_name, report_message
-from bcjobs.rows import Interaction, interaction_row, item_row
+from bcjobs.rows import AuditedInteraction, interaction_row, item_row
 from shared.jobs.records import JobRecord, bounded, needs_bounding, to_row
 
 
@@ -90,7 +90,7 @@ class Storage:
         )
         self._upsert(jobs_table_name(self.prefix), to_row(record))
 
-    def put_interactions(self, job_id: str, interactions: list[Interaction]) -> None:
+    def put_interactions(self, job_id: str, interactions: list[AuditedInteraction]) -> None:
         """Audit rows in bcjobs.rows' format."""
         for interaction in interactions:
             self._upsert(audit_table_name(self.prefix), interaction_row(job_id, interaction))

@@ -12,7 +12,7 @@ import pytest
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, JobReport, JobState, decode
 from bcjobs.aio import AsyncJobsClient
 from bcjobs.errors import WaitTimeoutError
-from bcjobs.rows import Interaction
+from bcjobs.rows import AuditedInteraction
 from tests.integration.client.conftest import Storage
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ async def test_get_list_and_wait_read_the_product_rows(client: AsyncJobsClient, 
     storage.put_job("b-1", JobState.SUCCEEDED, updated_at=now)
     storage.put_job("b-2", JobState.RUNNING, updated_at=now - timedelta(days=2))
     storage.put_interactions(
-        "b-1", [Interaction(attempt=1, sequence=1, method="GET", path="/companies", status=200)]
+        "b-1", [AuditedInteraction(attempt=1, sequence=1, method="GET", path="/companies", status=200)]
     )
     details = await client.get("b-1", interactions=True)
     assert details is not None

@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, Job, JobReport, JobState, ResultSummary, decode
 from bcjobs.cli import ExitCode, app
-from bcjobs.rows import Interaction
+from bcjobs.rows import AuditedInteraction
 from localworld.ports import free_port
 from tests.integration.client.conftest import Storage
 
@@ -141,10 +141,10 @@ def test_show_prints_state_error_with_bc_code_and_the_interaction_log(run: Run, 
     storage.put_interactions(
         "s-1",
         [
-            Interaction(
+            AuditedInteraction(
                 attempt=1, sequence=1, method="POST", path="/companies(c)/items", status=503, duration_ms=12.5
             ),
-            Interaction(
+            AuditedInteraction(
                 attempt=2,
                 sequence=1,
                 method="POST",

@@ -16,7 +16,7 @@ import pytest
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, InvalidJobError, Job, JobReport, JobState, decode
 from bcjobs.client import JobsClient
 from bcjobs.errors import JobsStorageError, WaitTimeoutError
-from bcjobs.rows import Interaction
+from bcjobs.rows import AuditedInteraction
 from localworld.ports import free_port
 from tests.integration.client.conftest import Storage
 
@@ -103,7 +103,7 @@ def test_get_reads_the_product_row_and_its_interactions(client: JobsClient, stor
     storage.put_interactions(
         "g-1",
         [
-            Interaction(
+            AuditedInteraction(
                 attempt=2,
                 sequence=1,
                 method="POST",
@@ -111,7 +111,9 @@ def test_get_reads_the_product_row_and_its_interactions(client: JobsClient, stor
                 status=400,
                 bc_error_code="Internal_Validation",
             ),
-            Interaction(attempt=1, sequence=1, method="POST", path="/companies(x)/customers", status=503),
+            AuditedInteraction(
+                attempt=1, sequence=1, method="POST", path="/companies(x)/customers", status=503
+            ),
         ],
     )
     details = client.get("g-1", interactions=True)
