@@ -11,7 +11,7 @@
                     ...
 
 `from_clients` builds one around SDK clients the caller made and owns (the product's HTTP front door does, with
-its managed identity and bounded timeouts). What the client does is in `bcjobs.core`, as flows this module
+its managed identity and bounded timeouts). What the client does is in `bcjobs._flows`, as flows this module
 carries out by awaiting the aio SDKs.
 """
 
@@ -22,16 +22,16 @@ import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.identity.aio import DefaultAzureCredential
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE
+from bcjobs import _flows as flows
 from bcjobs.common import (
     DEFAULT_CONCURRENCY,
     DEFAULT_TABLE_PREFIX,
@@ -43,19 +43,6 @@ from bcjobs.common import (
     JobPage,
     Progress,
     as_prepared,
-)
-from bcjobs.core import (
-    Call,
-    ClientCore,
-    FirstPage,
-    Flow,
-    Listing,
-    MessageCore,
-    Rows,
-    Step,
-    Stepper,
-    StreamCore,
-    Tally,
 )
 from bcjobs.errors import BcJobsError
 from bcjobs.results import ItemOutcome, JobReport, JobState
@@ -73,37 +60,8 @@ __all__ = [
     "JobPage",
 ]
 
-R = TypeVar("R")
 
-
-async def _run(flow: Flow[R]) -> R:
-    """Carry a core flow out by awaiting the aio SDK calls; its result, or the error it raised."""
-    stepper = Stepper(flow)
-    while stepper.step is not None:
-        try:
-            answer = await _perform(stepper.step)
-        except AzureError as exc:
-            stepper.fail(exc)
-        else:
-            stepper.answer(answer)
-    return stepper.result
-
-
-async def _perform(step: Step) -> Any:
-    if isinstance(step, Call):
-        return await step.action()
-    if isinstance(step, Rows):
-        async for item in step.action():
-            step.into.append(item)
-    elif isinstance(step, FirstPage):
-        page = await anext(step.pages, None)
-        step.into.extend([item async for item in page] if page is not None else [])
-    else:
-        await asyncio.sleep(step.seconds)
-    return None
-
-
-class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
+class AsyncJobsClient(flows.JobsClientBase):
     """Send jobs to `bc-jobs`, read the jobs Table, take reports off `bc-results` (Azure Storage, aio SDKs).
 
     `credential` defaults to the async DefaultAzureCredential (closed with the client); `client_options` go to
@@ -129,7 +87,9 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         queues = QueueServiceClient(queue_service_uri, credential=credential, **client_options)
         tables = TableServiceClient(endpoint=table_service_uri, credential=credential, **client_options)
         self._closers = [queues.close, tables.close, *closers]
-        self._connect(queues, tables, table_prefix, jobs_queue, results_queue, max_concurrency)
+        self._attach(
+            flows.StorageClients.of(queues, tables, table_prefix, jobs_queue, results_queue), max_concurrency
+        )
 
     @classmethod
     def from_connection_string(
@@ -147,7 +107,9 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         tables = TableServiceClient.from_connection_string(conn_str, **client_options)
         client = cls.__new__(cls)
         client._closers = [queues.close, tables.close]
-        client._connect(queues, tables, table_prefix, jobs_queue, results_queue, max_concurrency)
+        client._attach(
+            flows.StorageClients.of(queues, tables, table_prefix, jobs_queue, results_queue), max_concurrency
+        )
         return client
 
     @classmethod
@@ -168,14 +130,8 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         """
         client = cls.__new__(cls)
         client._closers = []
-        client._setup(
-            jobs_queue=jobs_queue,
-            results_queue=results_queue,
-            jobs_table=jobs_table,
-            audit_table=audit_table,
-            max_concurrency=max_concurrency,
-            items_table=items_table,
-        )
+        storage = flows.StorageClients(jobs_queue, results_queue, jobs_table, audit_table, items_table)
+        client._attach(storage, max_concurrency)
         return client
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -196,7 +152,7 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
 
     async def create_queues(self) -> None:
         """Create `bc-jobs` and `bc-results` when missing (local development; in Azure the deployment does)."""
-        await _run(self._create_queues())
+        await flows.carry_out_async(flows.create_queues(self._storage))
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -216,14 +172,14 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         Each job's outcome (JobHandle or EnqueueFailure) is in the result by input position, and is passed to
         `on_progress(index, outcome)` as it happens.
         """
-        tally = Tally(on_progress)
+        tally = flows.Tally(on_progress)
         work = iter(enumerate(jobs))  # one shared iterator: each job is taken by exactly one worker
         async with asyncio.TaskGroup() as group:
             for _ in range(max_concurrency or self._max_concurrency):
                 group.create_task(self._send_each(work, tally))
         return tally.result
 
-    async def _send_each(self, work: Iterable[tuple[int, JobInput]], tally: Tally) -> None:
+    async def _send_each(self, work: Iterable[tuple[int, JobInput]], tally: flows.Tally) -> None:
         for index, job in work:
             prepared = tally.prepare(index, job)
             if prepared is None:
@@ -237,25 +193,25 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
 
     async def send(self, prepared: PreparedJob) -> JobHandle:
         """Send a job `bcjobs.submit.prepare` returned (its text as it is: already base64)."""
-        return await _run(self._send(prepared))
+        return await flows.carry_out_async(flows.send(self._storage, prepared))
 
     # -- reading the jobs table ------------------------------------------------------------------------------
 
     async def get(self, job_id: str, *, interactions: bool = False) -> JobDetails | None:
         """The job's report from the jobs Table (None until the product has seen it), with its interactions
         (the BC requests it made, oldest first) when asked for."""
-        return await _run(self._get(job_id, interactions=interactions))
+        return await flows.carry_out_async(flows.get(self._storage, job_id, with_interactions=interactions))
 
     async def interactions(self, job_id: str) -> builtins.list[AuditedInteraction]:
         """The job's BC requests from the audit table, in the order they were made (empty when none)."""
-        return await _run(self._interactions(job_id))
+        return await flows.carry_out_async(flows.interactions(self._storage, job_id))
 
     async def items(self, job: str | JobReport) -> builtins.list[ItemOutcome]:
         """Every item outcome of a batch job, in operation order: `result.items` as the job row has it, or, when
         the row says `itemsTruncated` (it then keeps only counts and the first failing items), all of them from
         the `{prefix}jobitems` table. Pass the report you already have (`get`, `wait`, a result) to skip reading
         the row again; empty for a job that is not there yet or has no items."""
-        return await _run(self._items(job))
+        return await flows.carry_out_async(flows.items(self._storage, job))
 
     async def list_page(
         self,
@@ -270,7 +226,9 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         Jobs come in job-id order (the table's key order); a page may hold fewer than `page_size` jobs even
         when more follow (Table Storage pages by rows scanned). ValueError for a token that is not ours.
         """
-        return await _run(self._list_page(state, since, page_size, continuation_token))
+        return await flows.carry_out_async(
+            flows.list_page(self._storage, state, since, page_size, continuation_token)
+        )
 
     # -- waiting ---------------------------------------------------------------------------------------------
 
@@ -288,7 +246,9 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         Polls start `poll` seconds apart and back off to `max_poll`; `on_poll` sees every report (None while
         the product has not recorded the job yet).
         """
-        return await _run(self._wait(job_id, timeout, poll, max_poll, on_poll))
+        return await flows.carry_out_async(
+            flows.wait(self._storage, job_id, timeout, poll, max_poll, on_poll)
+        )
 
     # -- results ---------------------------------------------------------------------------------------------
 
@@ -304,7 +264,7 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
     ) -> AsyncResultStream:
         """Reports from `bc-results`, each deleted only once the caller is done with it (see AsyncResultStream)."""
         return AsyncResultStream(
-            self._results_queue,
+            self._storage.results_queue,
             follow=follow,
             visibility_timeout=visibility_timeout,
             batch_size=batch_size,
@@ -322,14 +282,14 @@ class AsyncJobsClient(ClientCore[QueueClient, TableClient]):
         page_size: int = 100,
     ) -> AsyncIterator[JobReport]:
         """Every job of `state` updated at or after `since` (all pages, job-id order), at most `limit`."""
-        listing = Listing(limit)
+        listing = flows.Listing(limit)
         while listing.more:
             page = await self.list_page(state, since, page_size=page_size, continuation_token=listing.token)
             for report in listing.take(page):
                 yield report
 
 
-class AsyncResultMessage(MessageCore[QueueClient]):
+class AsyncResultMessage(flows.ResultMessageBase):
     """One report taken off `bc-results`, hidden from other consumers until completed or abandoned.
 
     `async with item as report:` completes it when the block ends normally and abandons it when it raises;
@@ -338,11 +298,11 @@ class AsyncResultMessage(MessageCore[QueueClient]):
 
     async def complete(self) -> None:
         """Delete the message: it will not be handed out again. ResultNotCompletedError if it is too late."""
-        await _run(self._complete())
+        await flows.carry_out_async(self._complete())
 
     async def abandon(self, delay: int = 0) -> None:
         """Make the message visible again after `delay` seconds, for this or another consumer."""
-        await _run(self._abandon(delay))
+        await flows.carry_out_async(self._abandon(delay))
 
     async def __aenter__(self) -> JobReport:
         return self.report
@@ -356,7 +316,7 @@ class AsyncResultMessage(MessageCore[QueueClient]):
             await self.abandon()
 
 
-class AsyncResultStream(StreamCore[QueueClient, AsyncResultMessage]):
+class AsyncResultStream(flows.ResultStreamBase[AsyncResultMessage]):
     """Iterates `bc-results` (`async for`); at most one handed-out result is pending at a time.
 
     Asking for the next result completes the previous one unless the caller settled it; `aclose()` or
@@ -368,14 +328,14 @@ class AsyncResultStream(StreamCore[QueueClient, AsyncResultMessage]):
         return self
 
     async def __anext__(self) -> AsyncResultMessage:
-        item = await _run(self._next())
+        item = await flows.carry_out_async(self._next())
         if item is None:
             raise StopAsyncIteration
         return item
 
     async def aclose(self, *, abandon: bool = False) -> None:
         """Complete (or abandon) the pending result and give back the ones received but not handed out."""
-        await _run(self._close(abandon=abandon))
+        await flows.carry_out_async(self._close(abandon=abandon))
 
     async def __aenter__(self) -> Self:
         return self

@@ -11,27 +11,26 @@
 
 Messages are sent as the text `bcjobs.wire.encode` returns (already base64) through a queue client without an
 encode policy: the product's trigger base64-decodes the text itself. Importable without the Functions runtime.
-The async twin is `bcjobs.aio.AsyncJobsClient`. What the client does is in `bcjobs.core`, as flows this module
+The async twin is `bcjobs.aio.AsyncJobsClient`. What the client does is in `bcjobs._flows`, as flows this module
 carries out with blocking SDK calls.
 """
 
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential
-from azure.storage.queue import QueueClient, QueueMessage, QueueServiceClient
+from azure.storage.queue import QueueMessage, QueueServiceClient
 
 from bcjobs import JOBS_QUEUE, RESULTS_QUEUE
+from bcjobs import _flows as flows
 from bcjobs.common import (
     DEFAULT_CONCURRENCY,
     DEFAULT_TABLE_PREFIX,
@@ -43,19 +42,6 @@ from bcjobs.common import (
     JobPage,
     Progress,
     as_prepared,
-)
-from bcjobs.core import (
-    Call,
-    ClientCore,
-    FirstPage,
-    Flow,
-    Listing,
-    MessageCore,
-    Rows,
-    Step,
-    Stepper,
-    StreamCore,
-    Tally,
 )
 from bcjobs.errors import BcJobsError
 from bcjobs.results import ItemOutcome, JobReport, JobState
@@ -73,35 +59,8 @@ __all__ = [
     "ResultStream",
 ]
 
-R = TypeVar("R")
 
-
-def _run(flow: Flow[R]) -> R:
-    """Carry a core flow out with blocking SDK calls; its result, or the error it raised."""
-    stepper = Stepper(flow)
-    while stepper.step is not None:
-        try:
-            answer = _perform(stepper.step)
-        except AzureError as exc:
-            stepper.fail(exc)
-        else:
-            stepper.answer(answer)
-    return stepper.result
-
-
-def _perform(step: Step) -> Any:
-    if isinstance(step, Call):
-        return step.action()
-    if isinstance(step, Rows):
-        step.into.extend(step.action())
-    elif isinstance(step, FirstPage):
-        step.into.extend(next(step.pages, []))
-    else:
-        time.sleep(step.seconds)
-    return None
-
-
-class JobsClient(ClientCore[QueueClient, TableClient]):
+class JobsClient(flows.JobsClientBase):
     """Send jobs to `bc-jobs`, read the jobs Table, take reports off `bc-results` (Azure Storage, sync SDKs).
 
     `credential` defaults to DefaultAzureCredential (closed with the client); `client_options` go to the Azure
@@ -127,7 +86,9 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
         queues = QueueServiceClient(queue_service_uri, credential=credential, **client_options)
         tables = TableServiceClient(endpoint=table_service_uri, credential=credential, **client_options)
         self._closers = [queues.close, tables.close, *closers]
-        self._connect(queues, tables, table_prefix, jobs_queue, results_queue, max_concurrency)
+        self._attach(
+            flows.StorageClients.of(queues, tables, table_prefix, jobs_queue, results_queue), max_concurrency
+        )
 
     @classmethod
     def from_connection_string(
@@ -145,7 +106,9 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
         tables = TableServiceClient.from_connection_string(conn_str, **client_options)
         client = cls.__new__(cls)
         client._closers = [queues.close, tables.close]
-        client._connect(queues, tables, table_prefix, jobs_queue, results_queue, max_concurrency)
+        client._attach(
+            flows.StorageClients.of(queues, tables, table_prefix, jobs_queue, results_queue), max_concurrency
+        )
         return client
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -166,7 +129,7 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
 
     def create_queues(self) -> None:
         """Create `bc-jobs` and `bc-results` when missing (local development; in Azure the deployment does)."""
-        _run(self._create_queues())
+        flows.carry_out(flows.create_queues(self._storage))
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -187,7 +150,7 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
         `on_progress(index, outcome)` in the calling thread as it happens.
         """
         limit = max_concurrency or self._max_concurrency
-        tally = Tally(on_progress)
+        tally = flows.Tally(on_progress)
         pending: dict[Future[JobHandle], tuple[int, str]] = {}
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="bcjobs-send") as pool:
             for index, job in enumerate(jobs):
@@ -203,25 +166,25 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
 
     def send(self, prepared: PreparedJob) -> JobHandle:
         """Send a job `bcjobs.submit.prepare` returned (its text as it is: already base64)."""
-        return _run(self._send(prepared))
+        return flows.carry_out(flows.send(self._storage, prepared))
 
     # -- reading the jobs table ------------------------------------------------------------------------------
 
     def get(self, job_id: str, *, interactions: bool = False) -> JobDetails | None:
         """The job's report from the jobs Table (None until the product has seen it), with its interactions
         (the BC requests it made, oldest first) when asked for."""
-        return _run(self._get(job_id, interactions=interactions))
+        return flows.carry_out(flows.get(self._storage, job_id, with_interactions=interactions))
 
     def interactions(self, job_id: str) -> builtins.list[AuditedInteraction]:
         """The job's BC requests from the audit table, in the order they were made (empty when none)."""
-        return _run(self._interactions(job_id))
+        return flows.carry_out(flows.interactions(self._storage, job_id))
 
     def items(self, job: str | JobReport) -> builtins.list[ItemOutcome]:
         """Every item outcome of a batch job, in operation order: `result.items` as the job row has it, or, when
         the row says `itemsTruncated` (it then keeps only counts and the first failing items), all of them from
         the `{prefix}jobitems` table. Pass the report you already have (`get`, `wait`, a result) to skip reading
         the row again; empty for a job that is not there yet or has no items."""
-        return _run(self._items(job))
+        return flows.carry_out(flows.items(self._storage, job))
 
     def list_page(
         self,
@@ -236,7 +199,7 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
         Jobs come in job-id order (the table's key order); a page may hold fewer than `page_size` jobs even
         when more follow (Table Storage pages by rows scanned).
         """
-        return _run(self._list_page(state, since, page_size, continuation_token))
+        return flows.carry_out(flows.list_page(self._storage, state, since, page_size, continuation_token))
 
     # -- waiting ---------------------------------------------------------------------------------------------
 
@@ -254,7 +217,7 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
         Polls start `poll` seconds apart and back off to `max_poll`; `on_poll` sees every report (None while
         the product has not recorded the job yet).
         """
-        return _run(self._wait(job_id, timeout, poll, max_poll, on_poll))
+        return flows.carry_out(flows.wait(self._storage, job_id, timeout, poll, max_poll, on_poll))
 
     # -- results ---------------------------------------------------------------------------------------------
 
@@ -275,7 +238,7 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
         `visibility_timeout` is how long a handed-out result stays hidden from other consumers.
         """
         return ResultStream(
-            self._results_queue,
+            self._storage.results_queue,
             follow=follow,
             visibility_timeout=visibility_timeout,
             batch_size=batch_size,
@@ -293,13 +256,13 @@ class JobsClient(ClientCore[QueueClient, TableClient]):
         page_size: int = 100,
     ) -> Iterator[JobReport]:
         """Every job of `state` updated at or after `since` (all pages, job-id order), at most `limit`."""
-        listing = Listing(limit)
+        listing = flows.Listing(limit)
         while listing.more:
             page = self.list_page(state, since, page_size=page_size, continuation_token=listing.token)
             yield from listing.take(page)
 
 
-def _collect(pending: dict[Future[JobHandle], tuple[int, str]], tally: Tally) -> None:
+def _collect(pending: dict[Future[JobHandle], tuple[int, str]], tally: flows.Tally) -> None:
     """Wait for at least one send to finish and record each finished one; an error not of the package propagates."""
     done, _ = wait(pending, return_when=FIRST_COMPLETED)
     for future in done:
@@ -313,7 +276,7 @@ def _collect(pending: dict[Future[JobHandle], tuple[int, str]], tally: Tally) ->
             raise error
 
 
-class ResultMessage(MessageCore[QueueClient]):
+class ResultMessage(flows.ResultMessageBase):
     """One report taken off `bc-results`, hidden from other consumers until it is completed or abandoned.
 
     Use it as a context manager (completed when the block ends normally, abandoned when it raises), call
@@ -322,11 +285,11 @@ class ResultMessage(MessageCore[QueueClient]):
 
     def complete(self) -> None:
         """Delete the message: it will not be handed out again. ResultNotCompletedError if it is too late."""
-        _run(self._complete())
+        flows.carry_out(self._complete())
 
     def abandon(self, delay: int = 0) -> None:
         """Make the message visible again after `delay` seconds, for this or another consumer."""
-        _run(self._abandon(delay))
+        flows.carry_out(self._abandon(delay))
 
     def __enter__(self) -> JobReport:
         return self.report
@@ -340,7 +303,7 @@ class ResultMessage(MessageCore[QueueClient]):
             self.abandon()
 
 
-class ResultStream(StreamCore[QueueClient, ResultMessage], Iterator[ResultMessage]):
+class ResultStream(flows.ResultStreamBase[ResultMessage], Iterator[ResultMessage]):
     """Iterates `bc-results`; at most one handed-out result is pending at a time.
 
     Asking for the next result completes (deletes) the previous one unless the caller settled it already, so
@@ -353,14 +316,14 @@ class ResultStream(StreamCore[QueueClient, ResultMessage], Iterator[ResultMessag
         return self
 
     def __next__(self) -> ResultMessage:
-        item = _run(self._next())
+        item = flows.carry_out(self._next())
         if item is None:
             raise StopIteration
         return item
 
     def close(self, *, abandon: bool = False) -> None:
         """Complete (or abandon) the pending result and give back the ones received but not handed out."""
-        _run(self._close(abandon=abandon))
+        flows.carry_out(self._close(abandon=abandon))
 
     def __enter__(self) -> Self:
         return self

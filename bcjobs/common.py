@@ -1,6 +1,6 @@
 """What the sync and async clients share: the objects they return and the SDK-independent steps.
 
-Nothing here talks to storage; the operations themselves are flows in `bcjobs.core`, which `bcjobs.client` (sync)
+Nothing here talks to storage; the operations themselves are flows in `bcjobs._flows`, which `bcjobs.client` (sync)
 and `bcjobs.aio` (async) carry out, each with its Azure SDK.
 """
 
@@ -115,10 +115,10 @@ def items_table_name(prefix: str) -> str:
     return f"{prefix}{ITEMS_TABLE_SUFFIX}"
 
 
-def list_query(state: JobState | str | None, since: datetime | None) -> tuple[str, dict[str, Any]]:
+def list_query(state: JobState | str | None, since: datetime | None) -> tuple[str, dict[str, object]]:
     """Table filter and parameters for `list`: job rows, optionally of one state, updated at or after `since`."""
     clauses = ["RowKey eq @row"]
-    parameters: dict[str, Any] = {"row": JOB_ROW}
+    parameters: dict[str, object] = {"row": JOB_ROW}
     if state is not None:
         clauses.append("State eq @state")
         parameters["state"] = JobState(state).value

@@ -8,12 +8,15 @@ import json
 from collections.abc import Callable
 
 import pytest
+from azure.data.tables.aio import TableServiceClient
+from azure.storage.queue.aio import QueueServiceClient
 from typer.testing import CliRunner, Result
 
-from bcjobs import ErrorInfo, ItemOutcome, JobState
+from bcjobs import JOBS_QUEUE, RESULTS_QUEUE, ErrorInfo, ItemOutcome, JobState
 from bcjobs.aio import AsyncJobsClient
 from bcjobs.cli import ExitCode, app
 from bcjobs.client import JobsClient
+from bcjobs.common import audit_table_name, jobs_table_name
 from bcjobs.errors import BcJobsError, JobsStorageError
 from tests.integration.client.conftest import Storage
 
@@ -100,11 +103,15 @@ async def test_the_async_client_reads_every_item_of_a_truncated_batch(storage: S
         assert report.result.items_truncated
         assert await client.items("big-3") == items
         assert await client.items(report) == items
+    async with (
+        QueueServiceClient.from_connection_string(storage.connection_string) as queues,
+        TableServiceClient.from_connection_string(storage.connection_string) as tables,
+    ):
         bare = AsyncJobsClient.from_clients(
-            jobs_queue=client._jobs_queue,
-            results_queue=client._results_queue,
-            jobs_table=client._jobs_table,
-            audit_table=client._audit_table,
+            jobs_queue=queues.get_queue_client(JOBS_QUEUE),
+            results_queue=queues.get_queue_client(RESULTS_QUEUE),
+            jobs_table=tables.get_table_client(jobs_table_name(storage.prefix)),
+            audit_table=tables.get_table_client(audit_table_name(storage.prefix)),
         )
         with pytest.raises(BcJobsError, match="items_table"):
             await bare.items(report)

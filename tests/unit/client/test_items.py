@@ -1,4 +1,4 @@
-"""A batch's item outcomes: the core's flow, driven by hand, reads the items table only when the row says
+"""A batch's item outcomes: the client's flow, driven by hand, reads the items table only when the row says
 `itemsTruncated`; the product's items writer and reader use bcjobs.rows' entity shape."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from bcjobs import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
-from bcjobs.core import Call, ClientCore, Rows, Stepper
+from bcjobs import _flows as flows
+from bcjobs._flows import Driver, SdkCall, SdkRows, StorageClients
 from bcjobs.errors import BcJobsError, JobsStorageError
 from bcjobs.rows import ITEM_OUTCOME_COLUMN, item_from_row, item_row
 from shared.jobs.audit import TableAuditLog
-from tests.unit.client.test_core import Recorder, outcome
+from tests.unit.client.test_flows import Recorder, answer, outcome
 
 ITEMS = [
     ItemOutcome(index=0, status=201, id="a"),
@@ -25,17 +26,14 @@ ITEMS = [
 TRUNCATED = ResultSummary(count=3, items=[ITEMS[1]], items_truncated=True, items_succeeded=1, items_failed=2)
 
 
-def core(*, items_table: bool = True) -> ClientCore[Any, Any]:
-    client: ClientCore[Any, Any] = ClientCore()
-    client._setup(
+def storage(*, items_table: bool = True) -> StorageClients:
+    return StorageClients(
         jobs_queue=Recorder(),
         results_queue=Recorder(),
         jobs_table=Recorder(),
         audit_table=Recorder(),
-        max_concurrency=1,
         items_table=Recorder() if items_table else None,
     )
-    return client
 
 
 def job_row(result: ResultSummary | None) -> dict[str, Any]:
@@ -43,75 +41,75 @@ def job_row(result: ResultSummary | None) -> dict[str, Any]:
     return row if result is None else {**row, "Result": result.model_dump_json(by_alias=True)}
 
 
-def answer_rows(stepper: Stepper[Any], rows: list[dict[str, Any]]) -> None:
-    assert isinstance(stepper.step, Rows)
-    stepper.step.into.extend(rows)
-    stepper.answer(None)
+def answer_rows(driver: Driver[Any], rows: list[dict[str, Any]]) -> None:
+    assert isinstance(driver.instruction, SdkRows)
+    driver.instruction.into.extend(rows)
+    driver.resume()
 
 
 def test_a_row_that_holds_every_item_is_the_answer_without_the_items_table() -> None:
     """One storage call (the row); its items as they are."""
-    stepper = Stepper(core()._items("job-1"))
-    assert isinstance(stepper.step, Call)
-    stepper.answer(job_row(ResultSummary(count=3, items=ITEMS)))
-    assert outcome(stepper) == (True, ITEMS)
+    driver = Driver(flows.items(storage(), "job-1"))
+    assert isinstance(driver.instruction, SdkCall)
+    answer(driver, job_row(ResultSummary(count=3, items=ITEMS)))
+    assert outcome(driver) == (True, ITEMS)
 
 
 @pytest.mark.parametrize("result", [None, ResultSummary(id="x")])
 def test_a_job_without_items_has_none(result: ResultSummary | None) -> None:
-    stepper = Stepper(core()._items("job-1"))
-    stepper.answer(job_row(result))
-    assert outcome(stepper) == (True, [])
+    driver = Driver(flows.items(storage(), "job-1"))
+    answer(driver, job_row(result))
+    assert outcome(driver) == (True, [])
 
 
 def test_a_missing_job_has_no_items() -> None:
-    stepper = Stepper(core()._items("job-1"))
-    stepper.fail(ResourceNotFoundError("gone"))
-    assert outcome(stepper) == (True, [])
+    driver = Driver(flows.items(storage(), "job-1"))
+    driver.fail(ResourceNotFoundError("gone"))
+    assert outcome(driver) == (True, [])
 
 
 def test_a_truncated_row_sends_the_flow_to_the_job_s_partition_of_the_items_table() -> None:
     """After the row, the flow queries the job's partition; the entities come back in operation order."""
-    stepper = Stepper(core()._items("job-1"))
-    stepper.answer(job_row(TRUNCATED))
-    assert isinstance(stepper.step, Rows)
-    assert stepper.step.action() == (
+    driver = Driver(flows.items(storage(), "job-1"))
+    answer(driver, job_row(TRUNCATED))
+    assert isinstance(driver.instruction, SdkRows)
+    assert driver.instruction.action() == (
         "query_entities",
         ("PartitionKey eq @job",),
         {"parameters": {"job": "job-1"}},
     )
-    answer_rows(stepper, [item_row("job-1", item) for item in reversed(ITEMS)])
-    assert outcome(stepper) == (True, ITEMS)
+    answer_rows(driver, [item_row("job-1", item) for item in reversed(ITEMS)])
+    assert outcome(driver) == (True, ITEMS)
 
 
 def test_a_report_given_is_not_read_again() -> None:
-    """items(report): the first step is already the items query."""
+    """items(report): the first instruction is already the items query."""
     report = JobReport(job_id="job-1", state=JobState.SUCCEEDED, result=TRUNCATED)
-    stepper = Stepper(core()._items(report))
-    answer_rows(stepper, [item_row("job-1", item) for item in ITEMS])
-    assert outcome(stepper) == (True, ITEMS)
+    driver = Driver(flows.items(storage(), report))
+    answer_rows(driver, [item_row("job-1", item) for item in ITEMS])
+    assert outcome(driver) == (True, ITEMS)
 
 
 def test_fewer_kept_items_than_counted_are_returned_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     report = JobReport(job_id="job-1", state=JobState.SUCCEEDED, result=TRUNCATED)
-    stepper = Stepper(core()._items(report))
-    answer_rows(stepper, [item_row("job-1", ITEMS[0])])
-    assert outcome(stepper) == (True, ITEMS[:1])
+    driver = Driver(flows.items(storage(), report))
+    answer_rows(driver, [item_row("job-1", ITEMS[0])])
+    assert outcome(driver) == (True, ITEMS[:1])
     assert "1 of its 3 item outcomes found" in caplog.text
 
 
 def test_a_failed_or_missing_items_table_is_a_storage_error_not_an_empty_list() -> None:
     report = JobReport(job_id="job-1", state=JobState.SUCCEEDED, result=TRUNCATED)
     for error in (HttpResponseError("refused"), ResourceNotFoundError("TableNotFound")):
-        stepper = Stepper(core()._items(report))
+        driver = Driver(flows.items(storage(), report))
         with pytest.raises(JobsStorageError, match="reading the item outcomes of job job-1"):
-            stepper.fail(error)
+            driver.fail(error)
 
 
 def test_a_client_without_the_items_table_says_so() -> None:
     report = JobReport(job_id="job-1", state=JobState.SUCCEEDED, result=TRUNCATED)
     with pytest.raises(BcJobsError, match="items_table"):
-        Stepper(core(items_table=False)._items(report))
+        Driver(flows.items(storage(items_table=False), report))
 
 
 class ItemsTable:

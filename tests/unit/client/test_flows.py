@@ -1,4 +1,4 @@
-"""The clients' sans-I/O core, driven by hand: each flow asks for its storage calls and interprets the answers."""
+"""The clients' flows, driven by hand: each flow asks for its storage calls and interprets the answers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from bcjobs import JobReport, JobState
+from bcjobs import _flows as flows
+from bcjobs._flows import Driver, Listing, SdkCall, Sleep, StorageClients
 from bcjobs.common import JobPage
-from bcjobs.core import Call, ClientCore, Listing, Sleep, Stepper
 from bcjobs.errors import JobsStorageError, WaitTimeoutError
 
 
@@ -22,54 +23,58 @@ class Recorder:
         return lambda *args, **kwargs: (name, args, kwargs)
 
 
-def core() -> ClientCore[Any, Any]:
-    client: ClientCore[Any, Any] = ClientCore()
-    client._setup(
+def storage() -> StorageClients:
+    return StorageClients(
         jobs_queue=Recorder(),
         results_queue=Recorder(),
         jobs_table=Recorder(),
         audit_table=Recorder(),
-        max_concurrency=1,
     )
-    return client
 
 
-def outcome(stepper: Stepper[Any]) -> tuple[bool, Any]:
+def outcome(driver: Driver[Any]) -> tuple[bool, Any]:
     """Whether the flow has returned, and what (read through a call, so mypy keeps no narrowing)."""
-    return stepper.step is None, getattr(stepper, "result", None)
+    return driver.instruction is None, getattr(driver, "result", None)
+
+
+def answer(driver: Driver[Any], value: Any) -> None:
+    """Carry out the flow's SDK call by hand: `value` is what the SDK returned."""
+    assert isinstance(driver.instruction, SdkCall)
+    driver.instruction.answer = value
+    driver.resume()
 
 
 def test_get_asks_for_the_job_row_and_reads_a_missing_one_as_none() -> None:
-    """The flow yields the get_entity call; a not-found answer thrown back in makes the result None."""
-    stepper = Stepper(core()._get("job-1", interactions=False))
-    assert isinstance(stepper.step, Call)
-    assert stepper.step.action() == ("get_entity", ("job-1", "job"), {})
-    stepper.fail(ResourceNotFoundError("gone"))
-    assert outcome(stepper) == (True, None)
+    """The flow asks for the get_entity call; a not-found answer thrown back in makes the result None."""
+    driver = Driver(flows.get(storage(), "job-1", with_interactions=False))
+    assert isinstance(driver.instruction, SdkCall)
+    assert driver.instruction.action() == ("get_entity", ("job-1", "job"), {})
+    driver.fail(ResourceNotFoundError("gone"))
+    assert outcome(driver) == (True, None)
 
 
 def test_get_of_an_id_that_cannot_exist_asks_nothing() -> None:
     """An id outside the contract's pattern is answered None without a storage call."""
-    assert outcome(Stepper(core()._get("not an id!", interactions=True))) == (True, None)
+    assert outcome(Driver(flows.get(storage(), "not an id!", with_interactions=True))) == (True, None)
 
 
 def test_a_storage_failure_becomes_a_jobs_storage_error() -> None:
-    stepper = Stepper(core()._get("job-1", interactions=False))
+    driver = Driver(flows.get(storage(), "job-1", with_interactions=False))
     with pytest.raises(JobsStorageError, match="reading job job-1"):
-        stepper.fail(HttpResponseError("refused"))
+        driver.fail(HttpResponseError("refused"))
 
 
 def test_wait_polls_sleeps_and_times_out_with_the_last_report() -> None:
     """Between polls the flow asks to sleep; at the deadline it raises WaitTimeoutError with the last report."""
     running = {"PartitionKey": "job-1", "RowKey": "job", "State": "running"}
-    stepper = Stepper(core()._wait("job-1", timeout=0.0, poll=0.5, max_poll=1.0, on_poll=None))
+    driver = Driver(flows.wait(storage(), "job-1", timeout=0.0, poll=0.5, max_poll=1.0, on_poll=None))
     with pytest.raises(WaitTimeoutError) as caught:
-        stepper.answer(running)
+        answer(driver, running)
     assert caught.value.last is not None
     assert caught.value.last.state is JobState.RUNNING
-    stepper = Stepper(core()._wait("job-1", timeout=60.0, poll=0.5, max_poll=1.0, on_poll=None))
-    stepper.answer(running)
-    assert stepper.step == Sleep(0.5)
+    driver = Driver(flows.wait(storage(), "job-1", timeout=60.0, poll=0.5, max_poll=1.0, on_poll=None))
+    answer(driver, running)
+    assert driver.instruction == Sleep(0.5)
 
 
 def test_listing_stops_at_the_limit_without_asking_for_another_page() -> None:
