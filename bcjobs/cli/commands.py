@@ -73,7 +73,7 @@ def enqueue(
     sent: list[tuple[Entry, JobHandle]] = []
     failed: list[tuple[Entry, EnqueueFailure]] = []
     if good and not (strict and rejected):
-        sent, failed = _send_all(storage, good, concurrency=concurrency, quiet=json_output)
+        sent, failed = _send_entries(storage, good, concurrency=concurrency, quiet=json_output)
     report_enqueue(entries, sent, failed, rejected, strict=strict, json_output=json_output)
     if failed and not sent:
         raise typer.Exit(int(ExitCode.STORAGE))
@@ -107,7 +107,7 @@ def _validate(entries: list[Entry]) -> tuple[list[tuple[Entry, PreparedJob]], li
     return good, rejected
 
 
-def _send_all(
+def _send_entries(
     storage: StorageOptions, good: list[tuple[Entry, PreparedJob]], *, concurrency: int, quiet: bool
 ) -> tuple[list[tuple[Entry, JobHandle]], list[tuple[Entry, EnqueueFailure]]]:
     """Send the good jobs with a progress bar (unless quiet); what was sent and what was not, by entry."""
