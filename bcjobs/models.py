@@ -41,7 +41,9 @@ Scalar = str | int | float | bool | None
 FieldValues = dict[Identifier, JsonValue]
 
 
-class _Model(BaseModel):
+class _JobModel(BaseModel):
+    """A job as sent: unknown fields are refused (a misspelt option must not be ignored)."""
+
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
@@ -82,7 +84,7 @@ class Operator(StrEnum):
     IN = "in"
 
 
-class Condition(_Model):
+class Condition(_JobModel):
     """One filter condition: `field operator value`; conditions of a query are combined with `and`."""
 
     field: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")]
@@ -112,7 +114,7 @@ class Condition(_Model):
         return self
 
 
-class Query(_Model):
+class Query(_JobModel):
     """Query options for `get` and `list`. Never raw OData: the product builds the query string."""
 
     filter: list[Condition] = Field(default_factory=list, max_length=50)
@@ -124,7 +126,7 @@ class Query(_Model):
     top: int | None = Field(default=None, ge=1, le=20000)
 
 
-class CustomApi(_Model):
+class CustomApi(_JobModel):
     """A custom API page: `api/{publisher}/{group}/{version}`."""
 
     publisher: Identifier
@@ -132,14 +134,14 @@ class CustomApi(_Model):
     version: Annotated[str, StringConstraints(pattern=r"^v\d+\.\d+$|^beta$")] = "v1.0"
 
 
-class Parent(_Model):
+class Parent(_JobModel):
     """The document a collection belongs to, e.g. the sales order whose `salesOrderLines` are meant."""
 
     entity_set: Identifier
     id: UUID
 
 
-class _Target(_Model):
+class _Target(_JobModel):
     """The fields that say where in BC and with what: shared by a job and each step of a batch."""
 
     parent: Parent | None = None

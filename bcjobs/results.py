@@ -38,11 +38,13 @@ TERMINAL_STATES = frozenset(
 )
 
 
-class _Model(BaseModel):
+class _ReportModel(BaseModel):
+    """A report as read: unknown fields are ignored, so an older client reads a newer product's reports."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
 
 
-class ErrorInfo(_Model):
+class ErrorInfo(_ReportModel):
     """Why a job (or one batch item) did not succeed: our code, BC's code and message, BC's correlation ids."""
 
     code: str = Field(description="the product's code, e.g. bc_validation, ambiguous_write, invalid_job")
@@ -54,7 +56,7 @@ class ErrorInfo(_Model):
     retriable: bool = False
 
 
-class ItemOutcome(_Model):
+class ItemOutcome(_ReportModel):
     """One operation of a batch job."""
 
     index: int
@@ -65,7 +67,7 @@ class ItemOutcome(_Model):
     error: ErrorInfo | None = None
 
 
-class ResultSummary(_Model):
+class ResultSummary(_ReportModel):
     """What a job achieved: the record's id, number and ETag, counts, batch items, and read data that fits."""
 
     id: str | None = None
@@ -95,7 +97,7 @@ class ResultSummary(_Model):
     truncated: bool = Field(default=False, description="entities were left out to keep the result small")
 
 
-class JobReport(_Model):
+class JobReport(_ReportModel):
     """A job's state as the app sees it (results queue message, status route, client)."""
 
     schema_version: int = 1
