@@ -1,6 +1,8 @@
-"""The seam between token lifecycle (shared/auth) and its consumers (shared/bc today, the job layer next).
+"""The seam between the token lifecycle (shared/auth) and its consumers (shared/bc and shared/jobs).
 
-shared/auth implements TokenProvider; shared/bc only ever sees this Protocol and AccessToken.
+shared/auth implements TokenProvider; its consumers only ever see this Protocol and AccessToken. The Protocol
+holds what consumers call: a token up front, and a replacement after BC answered 401. Refreshing on demand
+(`TokenManager.refresh_now`, the admin's POST /api/auth/refresh) is not a consumer's business.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ class TokenProvider(Protocol):
         """
         ...
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
-        """A new token. With `rejected` (a token BC answered 401 to): if a newer token than that one is
-        already available, return it instead of refreshing again (several callers hit the same 401)."""
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
+        """A token other than `rejected` (one BC answered 401 to): a newer one already at hand if there is
+        one (several callers hit the same 401), else a refreshed one.
+
+        Raises TokenProviderError (or a subclass) when no such token can be had.
+        """
         ...

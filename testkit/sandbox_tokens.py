@@ -41,7 +41,7 @@ class SandboxTokenProvider:
         self._poison_next = 0
         self.always_garbage = False
         self.fetches = 0
-        self.refresh_calls = 0
+        self.replacement_calls = 0
 
     def poison_next(self, count: int = 1) -> None:
         """The next `count` token() calls return a token BC will refuse (as if it had expired early)."""
@@ -59,14 +59,14 @@ class SandboxTokenProvider:
                 self._current = await self._fetch()
             return self._current
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
-        """A new token, unless a newer one than `rejected` is already cached."""
-        self.refresh_calls += 1
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
+        """A new token, unless one other than `rejected` is already cached."""
+        self.replacement_calls += 1
         if self.always_garbage:
             return _garbage()
         async with self._lock:
             current = self._current
-            if current is not None and rejected is not None and current.value != rejected.value:
+            if current is not None and current.value != rejected.value:
                 return current
             self._current = await self._fetch()
             return self._current

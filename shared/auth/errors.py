@@ -1,8 +1,8 @@
 """Errors of the token lifecycle. Every message is safe to log: no token, secret or code is ever put into one.
 
-The errors TokenManager.token()/refresh() raise are also shared.tokens.TokenProviderError (marked *), whose
-`transient` flag tells consumers such as shared/bc whether waiting helps (only TokenUnavailableError) or an
-admin must act first.
+The errors TokenManager.token()/replacement_for()/refresh_now() raise are also shared.tokens.TokenProviderError
+(marked *), whose `transient` flag tells consumers such as shared/bc whether waiting helps (only
+TokenUnavailableError) or an admin must act first.
 
 IntegrationError (shared.errors)
  └── AuthError                               anything the token lifecycle cannot do

@@ -178,17 +178,17 @@ class TokenManager:
         async with self._lock:  # whoever held it may have refreshed or read what we need
             return (await self._serve(Need(min_validity))).access
 
-    async def refresh(
-        self, rejected: AccessToken | None = None, *, min_age: timedelta = REFRESH_MIN_AGE
-    ) -> AccessToken:
-        """A new token; with `rejected`, a newer token already available is returned instead.
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
+        """A token other than `rejected` (BC answered 401 to it): one already at hand, else a refreshed one."""
+        async with self._lock:
+            return (await self._serve(Need.replacing(rejected))).access
 
-        Without `rejected` ("refresh now"), refreshes coalesce: callers arriving while one runs share its outcome
-        (token or error), and a set refreshed less than `min_age` ago (by any process) is returned as it is.
+    async def refresh_now(self, *, min_age: timedelta = REFRESH_MIN_AGE) -> AccessToken:
+        """A new token (POST /api/auth/refresh); probes past the backoffs.
+
+        Refreshes coalesce: callers arriving while one runs share its outcome (token or error), and a set
+        refreshed less than `min_age` ago (by any process) is returned as it is.
         """
-        if rejected is not None:
-            async with self._lock:
-                return (await self._serve(Need.replacing(rejected))).access
         running = self._refreshing
         if running is None or running.done():
             running = asyncio.ensure_future(self._refresh_now(min_age))

@@ -221,7 +221,7 @@ class RequestSender:
     async def _newer_token(self, rejected: AccessToken) -> AccessToken:
         """A newer token than the one BC just rejected; TokenAcquisitionError when the provider fails."""
         try:
-            return await self._tokens.refresh(rejected=rejected)
+            return await self._tokens.replacement_for(rejected)
         except Exception as exc:  # as in _current_token()
             raise _no_token(exc) from exc
 

@@ -126,7 +126,7 @@ async def auth_refresh(req: func.HttpRequest) -> func.HttpResponse:
     try:
         services = await _services()
         before = await services.manager.status()
-        await services.manager.refresh()
+        await services.manager.refresh_now()
     except SettingsError as exc:
         return _settings_failure("auth/refresh", exc)
     except AuthError as exc:

@@ -23,7 +23,7 @@ async def test_twenty_concurrent_refreshes_make_one_entra_call_and_one_write(wor
     await world.sign_in(manager)
     writes = world.tokens.writes
 
-    tokens = await asyncio.gather(*(manager.refresh() for _ in range(20)))
+    tokens = await asyncio.gather(*(manager.refresh_now() for _ in range(20)))
 
     assert world.entra.calls["refresh_token"] == 1
     assert world.tokens.writes == writes + 1
@@ -34,17 +34,17 @@ async def test_rapid_refreshes_reuse_a_refresh_younger_than_the_minimum_age(worl
     """A refresh 10 s after the last one returns it; once the minimum age passed, Entra is called again."""
     manager = world.manager()
     await world.sign_in(manager)
-    first = await manager.refresh()
+    first = await manager.refresh_now()
     world.clock.advance(timedelta(seconds=10))
     reads = world.tokens.reads
 
-    again = await manager.refresh()
+    again = await manager.refresh_now()
 
     assert again.value == first.value
     assert world.entra.calls["refresh_token"] == 1
     assert world.tokens.reads == reads  # served from memory: the burst does not read Key Vault either
     world.clock.advance(REFRESH_MIN_AGE)
-    assert (await manager.refresh()).value != first.value
+    assert (await manager.refresh_now()).value != first.value
     assert world.entra.calls["refresh_token"] == 2
 
 
@@ -53,10 +53,10 @@ async def test_a_young_refresh_by_another_process_is_returned_without_calling_en
     a, b = world.manager(), world.manager()
     await world.sign_in(a)
     await b.token()
-    refreshed = await a.refresh()
+    refreshed = await a.refresh_now()
     world.clock.advance(timedelta(seconds=5))
 
-    assert (await b.refresh()).value == refreshed.value
+    assert (await b.refresh_now()).value == refreshed.value
     assert world.entra.calls["refresh_token"] == 1
 
 
@@ -65,7 +65,7 @@ async def test_refresh_right_after_sign_in_still_redeems_the_refresh_token(world
     manager = world.manager()
     await world.sign_in(manager)
 
-    await manager.refresh()
+    await manager.refresh_now()
 
     stored = world.tokens.peek("default")
     assert stored is not None
@@ -79,7 +79,7 @@ async def test_concurrent_callers_share_a_failure_too(world: World) -> None:
     await world.sign_in(manager)
     world.entra.fail_next = [TokenRefreshFailedError("Entra unreachable or failing (OSError)")]
 
-    outcomes = await asyncio.gather(*(manager.refresh() for _ in range(20)), return_exceptions=True)
+    outcomes = await asyncio.gather(*(manager.refresh_now() for _ in range(20)), return_exceptions=True)
 
     assert world.entra.calls["refresh_token"] == 1
     assert all(isinstance(outcome, TokenRefreshFailedError) for outcome in outcomes)
@@ -89,8 +89,8 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_refresh(world: Worl
     """One impatient caller giving up leaves the refresh running for the others."""
     manager = world.manager()
     await world.sign_in(manager)
-    impatient = asyncio.create_task(manager.refresh())
-    patient = asyncio.create_task(manager.refresh())
+    impatient = asyncio.create_task(manager.refresh_now())
+    patient = asyncio.create_task(manager.refresh_now())
     await asyncio.sleep(0)
     impatient.cancel()
 
@@ -106,10 +106,10 @@ async def test_a_refresh_whose_write_failed_is_not_reused(world: World) -> None:
     manager = world.manager()
     await world.sign_in(manager)
     world.tokens.writes_fail = True
-    await manager.refresh()
+    await manager.refresh_now()
     world.tokens.writes_fail = False
 
-    await manager.refresh()
+    await manager.refresh_now()
 
     stored = world.tokens.peek("default")
     assert stored is not None

@@ -83,14 +83,14 @@ async def test_many_callers_in_three_processes_cause_exactly_one_refresh(world: 
 
 
 async def test_refresh_with_rejected_token_returns_newer_token_without_calling_entra(world: World) -> None:
-    """If another process already replaced the token BC rejected, refresh(rejected) just returns the new one."""
+    """If another process already replaced the token BC rejected, replacement_for(rejected) returns the new one."""
     await signed_in(world)
     slow, fast = world.manager(), world.manager()
     rejected = await slow.token()
-    await fast.refresh()
+    await fast.refresh_now()
     calls = world.entra.calls["refresh_token"]
 
-    replacement = await slow.refresh(rejected)
+    replacement = await slow.replacement_for(rejected)
 
     assert replacement.value != rejected.value
     assert world.entra.calls["refresh_token"] == calls
@@ -102,13 +102,13 @@ async def test_stale_process_refreshes_with_the_newest_stored_refresh_token(worl
     stale, busy = world.manager(), world.manager()
     await stale.token()
     for _ in range(3):
-        await busy.refresh(min_age=timedelta(0))  # back-to-back forced refreshes, no coalescing by age
+        await busy.refresh_now(min_age=timedelta(0))  # back-to-back forced refreshes, no coalescing by age
     newest = world.tokens.peek("default")
     assert newest is not None
     assert newest.refresh_token is not None
     world.entra.valid_refresh_tokens = {newest.refresh_token}  # only the newest would work
 
-    await stale.refresh(min_age=timedelta(0))
+    await stale.refresh_now(min_age=timedelta(0))
 
     stored = world.tokens.peek("default")
     assert stored is not None
@@ -320,7 +320,7 @@ async def test_store_write_failure_keeps_the_new_token_in_memory_and_saves_it_la
     assert world.tokens.peek("default").generation == 1  # type: ignore[union-attr]
     world.tokens.write = original_write  # type: ignore[method-assign]
 
-    await manager.refresh()
+    await manager.refresh_now()
 
     stored = world.tokens.peek("default")
     assert stored is not None
@@ -357,7 +357,7 @@ async def test_sign_in_starts_a_newer_generation_than_the_stored_chain(world: Wo
     """A second sign-in stores generation n+1 so it wins over the previous refresh chain."""
     await signed_in(world)
     manager = world.manager()
-    await manager.refresh()
+    await manager.refresh_now()
 
     await world.sign_in(manager)
 

@@ -98,7 +98,7 @@ class FakeTokens:
             raise self.failures.pop(0)
         return AccessToken("opaque-test-token", self.clock.now() + timedelta(hours=1))
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
         """Same as token()."""
         return await self.token()
 

@@ -48,7 +48,7 @@ class JwtTokens:
     async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
         return AccessToken(ACCESS_TOKEN, self._clock.now() + timedelta(hours=1))
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
         return await self.token()
 
 

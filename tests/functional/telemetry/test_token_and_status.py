@@ -35,12 +35,12 @@ async def test_refresh_outcomes_are_counted_and_the_expiry_gauge_follows_the_tok
 
         world.entra.fail_next.append(TokenRefreshFailedError("Entra answered 503"))
         with pytest.raises(TokenRefreshFailedError):
-            await world.manager().refresh(min_age=timedelta(0))
+            await world.manager().refresh_now(min_age=timedelta(0))
         assert captured.total("bc.token.refreshes", outcome="failed") == 1
 
         world.entra.fail_next.append(CredentialsRejectedError("invalid_client", error_code="invalid_client"))
         with pytest.raises(CredentialsRejectedError):
-            await world.manager().refresh(min_age=timedelta(0))
+            await world.manager().refresh_now(min_age=timedelta(0))
         assert captured.total("bc.token.refreshes", outcome="admin_needed") == 1
         text = captured.exported_text()
     for secret in world.entra.issued:
@@ -155,7 +155,7 @@ async def test_the_status_page_shows_each_connection_state(world: World) -> None
 
     world.entra.fail_next.append(CredentialsRejectedError("invalid_client", error_code="invalid_client"))
     with pytest.raises(CredentialsRejectedError):
-        await manager.refresh(min_age=timedelta(0))
+        await manager.refresh_now(min_age=timedelta(0))
     rejected = await page()
     assert f">{Health.CREDENTIALS_REJECTED.value}</span>" in rejected
     for secret in world.entra.issued:

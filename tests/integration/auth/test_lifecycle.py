@@ -44,7 +44,7 @@ async def test_after_several_refreshes_key_vault_holds_the_newest_refresh_token(
     """Three refreshes store generations 2..4, each with a new refresh token; the last version is the newest."""
     await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
     for _ in range(3):
-        await services.manager.refresh(min_age=timedelta(0))
+        await services.manager.refresh_now(min_age=timedelta(0))
 
     versions = [
         json.loads(v.value)
@@ -61,8 +61,8 @@ async def test_stale_writer_cannot_overwrite_the_newest_token_set(
     """Writing an older generation through the Key Vault store is refused and the stored set is unchanged."""
     await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
     older = await services.tokens.read(settings.auth.connection_name)
-    await services.manager.refresh(min_age=timedelta(0))
-    await services.manager.refresh(min_age=timedelta(0))
+    await services.manager.refresh_now(min_age=timedelta(0))
+    await services.manager.refresh_now(min_age=timedelta(0))
     newest = stored_token_set(sandbox, settings)
     assert older is not None
 
@@ -85,10 +85,10 @@ async def test_process_with_a_stale_cache_refreshes_from_the_newest_stored_set(
     other = build_auth_services(settings, clock=clock, table_transport=RecordingTransport(audit.table_bodies))
     try:
         await other.manager.token()
-        await services.manager.refresh(min_age=timedelta(0))
-        await services.manager.refresh(min_age=timedelta(0))
+        await services.manager.refresh_now(min_age=timedelta(0))
+        await services.manager.refresh_now(min_age=timedelta(0))
 
-        await other.manager.refresh(min_age=timedelta(0))
+        await other.manager.refresh_now(min_age=timedelta(0))
     finally:
         await other.aclose()
 

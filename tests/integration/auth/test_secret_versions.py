@@ -30,7 +30,7 @@ async def test_only_the_current_and_the_previous_version_stay_readable(
     """Sign-in + 4 refreshes = 5 versions; all but the newest two are disabled, so their tokens cannot be read."""
     await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
     for _ in range(4):
-        await services.manager.refresh(min_age=timedelta(0))
+        await services.manager.refresh_now(min_age=timedelta(0))
 
     assert _enabled(sandbox, settings) == [False, False, False, True, True]
     oldest = sandbox.vault.secrets[secret_name(settings.auth.connection_name)].versions[0].version
@@ -58,13 +58,13 @@ async def test_versions_written_before_the_rule_are_swept_by_the_next_write(
     reader = build_auth_services(settings)
     try:
         await reader.manager.token()  # reads the untagged newest version
-        await reader.manager.refresh(min_age=timedelta(0))
+        await reader.manager.refresh_now(min_age=timedelta(0))
     finally:
         await reader.aclose()
 
     assert _enabled(sandbox, settings) == [False, False, False, True, True]
     writes = sandbox.vault.writes
-    await services.manager.refresh(min_age=timedelta(0))
+    await services.manager.refresh_now(min_age=timedelta(0))
     assert sandbox.vault.writes == writes + 2  # the new version, and one PATCH disabling the one before
     assert _enabled(sandbox, settings) == [False, False, False, False, True, True]
 

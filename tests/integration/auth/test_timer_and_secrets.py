@@ -129,7 +129,7 @@ async def test_no_token_code_or_secret_reaches_logs_or_table_rows_across_the_lif
     """Sign-in, refreshes, a transient failure, a forged state, an outage and a revocation leave no secret behind."""
     manager = services.manager
     await sign_in_via_sandbox(manager, sandbox_tls, audit)
-    await manager.refresh()
+    await manager.refresh_now()
     sandbox.entra.fail_next_token_calls(1, status=503, retry_after=0)
     cached = await manager.token()
     clock.offset = cached.remaining() - timedelta(minutes=3)  # due for refresh; the refresh fails (503)

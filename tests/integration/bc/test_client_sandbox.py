@@ -191,7 +191,7 @@ async def test_401_refreshes_the_token_exactly_once(
     tokens.poison_next()
     found = await bc.list(CUSTOMERS, limit=1)
     assert len(found) == 1
-    assert tokens.refresh_calls == 1
+    assert tokens.replacement_calls == 1
     assert sandbox.bc.stats().count(401) == 1
     assert [i.status for i in recorder.interactions] == [401, 200]
 
@@ -206,7 +206,7 @@ async def test_token_that_expired_at_bc_is_refreshed_once(
     found = await bc.list(CUSTOMERS, limit=1)
 
     assert len(found) == 1
-    assert tokens.refresh_calls == 1
+    assert tokens.replacement_calls == 1
     assert [i.status for i in recorder.interactions][-2:] == [401, 200]
 
 
@@ -220,7 +220,7 @@ async def test_token_refused_twice_is_an_authentication_error(
     assert caught.value.code == "Authentication_InvalidCredentials"
     token_in_error = "not-a-jwt" in str(caught.value)  # a bool, so a failure never prints the token
     assert not token_in_error
-    assert tokens.refresh_calls == 1
+    assert tokens.replacement_calls == 1
     assert sandbox.bc.stats().count(401) == 2
 
 

@@ -30,8 +30,8 @@ class CountingTokens:
     def __init__(self) -> None:
         self._serial = 1
         self.token_calls = 0
-        self.refresh_calls = 0
-        self.rejected: list[AccessToken | None] = []
+        self.replacement_calls = 0
+        self.rejected: list[AccessToken] = []
 
     def _current(self) -> AccessToken:
         return AccessToken(f"token-{self._serial}", datetime.now(UTC) + timedelta(hours=1))
@@ -41,9 +41,9 @@ class CountingTokens:
         self.token_calls += 1
         return self._current()
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
         """A newer token."""
-        self.refresh_calls += 1
+        self.replacement_calls += 1
         self.rejected.append(rejected)
         self._serial += 1
         return self._current()

@@ -233,7 +233,7 @@ async def test_401_refreshes_once_and_resends() -> None:
 
     h = make_client(handler)
     await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
-    assert h.tokens.refresh_calls == 1
+    assert h.tokens.replacement_calls == 1
     assert h.tokens.rejected[0] is not None
     assert h.tokens.rejected[0].value == "token-1"
     assert sent == ["Bearer token-1", "Bearer token-2"]
@@ -246,7 +246,7 @@ async def test_second_401_is_an_authentication_error() -> None:
     h = make_client(lambda request: bc_error(401, "Authentication_InvalidCredentials", "nope"))
     with pytest.raises(AuthenticationError):
         await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
-    assert h.tokens.refresh_calls == 1
+    assert h.tokens.replacement_calls == 1
     assert len(h.requests) == 2
 
 
@@ -255,7 +255,7 @@ class ProviderDownError(Exception):
 
 
 class FailingTokens(CountingTokens):
-    """A provider whose token() (or, with `refresh_only`, only refresh()) raises ProviderDownError."""
+    """A provider whose token() (or, with `refresh_only`, only replacement_for()) raises ProviderDownError."""
 
     def __init__(self, *, refresh_only: bool = False) -> None:
         super().__init__()
@@ -268,9 +268,9 @@ class FailingTokens(CountingTokens):
             raise ProviderDownError("token store unreachable")
         return await super().token(min_validity)
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
         """Fail."""
-        self.refresh_calls += 1
+        self.replacement_calls += 1
         raise ProviderDownError("token store unreachable")
 
 
@@ -287,10 +287,10 @@ class ThrottleWatchingTokens(CountingTokens):
         self.held_when_asked.append(self.throttle.held if self.throttle else -1)
         return await super().token(min_validity)
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
         """Note, then refresh."""
         self.held_when_asked.append(self.throttle.held if self.throttle else -1)
-        return await super().refresh(rejected)
+        return await super().replacement_for(rejected)
 
 
 async def test_tokens_are_fetched_outside_the_throttle() -> None:

@@ -259,11 +259,11 @@ def test_a_delete_retried_in_call_after_a_lost_answer_and_then_throttled_is_reco
 class TokensFailingOnce(CountingTokens):
     """Hands out tokens; the first refresh after BC's 401 fails as a transient provider error."""
 
-    async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
-        if self.refresh_calls == 0:
-            self.refresh_calls += 1
+    async def replacement_for(self, rejected: AccessToken) -> AccessToken:
+        if self.replacement_calls == 0:
+            self.replacement_calls += 1
             raise _StoreDownError("Key Vault unavailable")
-        return await super().refresh(rejected)
+        return await super().replacement_for(rejected)
 
 
 class _StoreDownError(TokenProviderError):
