@@ -3,8 +3,8 @@
 What callers ask for comes first (`token`, `refresh`, `scheduled_refresh`, the admin's sign-in, `status`); how a
 token is served or renewed follows. The collaborators each hold one thing: the per-process cache backed by the
 token store (shared.auth.cache), the refresh lease shared by all processes (shared.auth.leases), the in-process
-gate after a transient failure (shared.auth.gate), the connection record and its health (shared.auth.health),
-pending sign-ins (shared.auth.signins) and Entra (shared.auth.identity).
+gate after a transient failure (shared.auth.transient_gate), the connection record and its health
+(shared.auth.health), pending sign-ins (shared.auth.signins) and Entra (shared.auth.identity).
 
 Across all processes and instances one refresher at a time talks to Entra, under the lease and after re-reading
 the store; the others pick up its result. A failed refresh keeps the still-valid cached token in service;
@@ -38,7 +38,6 @@ from shared.auth.errors import (
     TokenStoreUnavailableError,
     TokenUnavailableError,
 )
-from shared.auth.gate import TransientGate
 from shared.auth.health import HealthRecorder, admin_error
 from shared.auth.identity import IdentityProvider
 from shared.auth.leases import LeaseKeeper
@@ -64,6 +63,7 @@ from shared.auth.timing import (
     TIMER_REFRESH_LIFETIME_SHARE,
     TRANSIENT_BACKOFF,
 )
+from shared.auth.transient_gate import TransientGate
 from shared.clock import Clock
 from shared.settings import AuthMode
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from shared.auth.errors import TokenRefreshFailedError
-from shared.auth.gate import TransientGate
+from shared.auth.transient_gate import TransientGate
 from testkit.clock import ManualClock
 
 
