@@ -4,8 +4,8 @@ Simulates 24 hours on a manual clock with the real TokenManager over in-memory s
 (one store read = one Key Vault GET, one write = one secret version) and an Entra stand-in issuing access
 tokens of 60-90 minutes, as Entra does (learn.microsoft.com/entra/identity-platform/access-tokens, "Token
 lifetime"). Each instance runs `workers` processes calling token() every `interval` seconds; one timer (the
-Functions host runs a timer once across instances) runs scheduled_refresh() at every full hour. Run as `python
--m bench tokens`.
+Functions host runs a timer once across instances) purges expired sign-ins and runs refresh_if_due() at every
+full hour. Run as `python -m bench tokens`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from shared.auth.leases import LeaseKeeper
 from shared.auth.manager import Collaborators, TokenManager
 from shared.auth.models import ConnectionRecord, Grant, Lease, PendingSignIn, SignInStart
 from shared.auth.notify import NoNotifier
-from shared.auth.signins import PendingSignIns
+from shared.auth.sign_in import PendingSignIns, SignInFlow
 from shared.settings import AuthMode
 from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
 from testkit.clock import ManualClock
@@ -116,7 +116,6 @@ class _World:
                 identity=self.entra,
                 tokens=self.tokens,
                 leases=LeaseKeeper(self._leases, self.clock),
-                sign_ins=PendingSignIns(self._sign_ins, self.clock),
                 health=HealthRecorder("default", self._records, self.clock, NoNotifier()),
                 clock=self.clock,
                 holder=f"process-{next(self._holders)}",
@@ -125,10 +124,14 @@ class _World:
 
     async def sign_in(self) -> None:
         """The admin's sign-in (delegated mode)."""
-        manager = self.manager()
-        auth_uri = await manager.begin_authorization("http://127.0.0.1:7071/api/auth/callback")
+        flow = self.sign_in_flow(self.manager())
+        auth_uri = await flow.start("http://127.0.0.1:7071/api/auth/callback")
         state = auth_uri.split("state=", 1)[1]
-        await manager.complete_authorization({"code": state, "state": state})
+        await flow.finish({"code": state, "state": state})
+
+    def sign_in_flow(self, manager: TokenManager) -> SignInFlow:
+        """The admin's sign-in beside `manager`, on the shared pending sign-ins."""
+        return SignInFlow(PendingSignIns(self._sign_ins, self.clock), manager)
 
 
 async def simulate(scenario: Scenario) -> dict[str, object]:
@@ -143,7 +146,8 @@ async def simulate(scenario: Scenario) -> dict[str, object]:
     for second in range(0, HOURS * 3600, scenario.interval):
         world.clock.move_to(start + timedelta(seconds=second))
         if scenario.timer and second % 3600 == 0:
-            await processes[0].scheduled_refresh()
+            await world.sign_in_flow(processes[0]).purge_expired()  # the timer's run, as in token_refresh
+            await processes[0].refresh_if_due()
         await asyncio.gather(*(p.token() for p in processes))
     per_instance_hour = HOURS * scenario.instances
     entra_calls = sum(world.entra.calls.values())

@@ -1,7 +1,8 @@
 """Token lifecycle for BC: sign-in, refresh under a lease into Key Vault, a per-process cache, status.
 
-Public surface: TokenManager (implements shared.tokens.TokenProvider), the composition entry points, the
-value objects and the errors. Everything else is an implementation detail of this package.
+Public surface: TokenManager (implements shared.tokens.TokenProvider), the composition entry points (whose
+AuthServices also carries the admin's SignInFlow), the value objects and the errors. Everything else is an
+implementation detail of this package.
 """
 
 from shared.auth.compose import AuthServices, auth_services, build_auth_services, close_auth_services

@@ -24,7 +24,7 @@ from shared.auth.leases import LeaseKeeper
 from shared.auth.manager import Collaborators, TokenManager
 from shared.auth.msal_identity import ClientCertificate, MsalConfig, MsalIdentity
 from shared.auth.notify import AdminNotifier, NoNotifier, WebhookNotifier
-from shared.auth.signins import PendingSignIns
+from shared.auth.sign_in import PendingSignIns, SignInFlow
 from shared.auth.stores import TokenStore
 from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecordStore
 from shared.azure_clients import httpx_verify, sdk_options, table_client
@@ -39,9 +39,10 @@ AUTH_TABLE_SUFFIX = "auth"
 
 @dataclass
 class AuthServices:
-    """The token manager plus the clients it owns (closed together)."""
+    """The token manager, the admin's sign-in beside it, and the clients they own (closed together)."""
 
     manager: TokenManager
+    sign_in: SignInFlow
     settings: Settings
     tokens: TokenStore  # the Key Vault store, for tools and tests that inspect or repair a token set
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -84,7 +85,7 @@ def build_auth_services(
     clock: Clock | None = None,
     table_transport: AsyncHttpTransport[Any, Any] | None = None,
 ) -> AuthServices:
-    """Wire TokenManager to Key Vault, Table Storage, MSAL and the webhook, as the settings say.
+    """Wire TokenManager and SignInFlow to Key Vault, Table Storage, MSAL and the webhook, as the settings say.
 
     Refuses settings the token lifecycle cannot work with (InvalidSettingsError, see shared.settings.check_settings)
     before any client is built, so a malformed KEY_VAULT_URL or a stale LOCAL_CA_BUNDLE is named, not retried.
@@ -104,8 +105,9 @@ def build_auth_services(
     closers.append(table.close)
     identity = MsalIdentity(msal_config(settings))
     closers.append(identity.close)
-    parts = _collaborators(settings, clock, identity, tokens, table.client)
-    return AuthServices(manager=TokenManager(parts), settings=settings, tokens=tokens, closers=closers)
+    manager = TokenManager(_collaborators(settings, clock, identity, tokens, table.client))
+    sign_in = SignInFlow(_pending_sign_ins(settings, clock, table.client), manager)
+    return AuthServices(manager=manager, sign_in=sign_in, settings=settings, tokens=tokens, closers=closers)
 
 
 def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> SecretClient:
@@ -124,10 +126,10 @@ def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None
 def _collaborators(
     settings: Settings, clock: Clock, identity: MsalIdentity, tokens: TokenStore, table: TableClient
 ) -> Collaborators:
-    """One connection's collaborators; its lease, pending sign-ins and record share the auth table.
+    """One connection's collaborators; its lease and record share the auth table with the pending sign-ins.
 
-    The partition names are stored data ("login-" and "state-" predate the words sign-in and record): renaming
-    them would orphan the rows of a running deployment.
+    The partition names are stored data ("state-" predates the word record): renaming them would orphan the
+    rows of a running deployment.
     """
     connection = settings.auth.connection_name
     return Collaborators(
@@ -136,7 +138,6 @@ def _collaborators(
         identity=identity,
         tokens=tokens,
         leases=LeaseKeeper(TableRecordStore(table, f"lease-{connection}", LeaseCodec()), clock),
-        sign_ins=PendingSignIns(TableRecordStore(table, f"login-{connection}", SignInCodec()), clock),
         health=HealthRecorder(
             connection,
             TableRecordStore(table, f"state-{connection}", RecordCodec()),
@@ -145,8 +146,16 @@ def _collaborators(
             settings.auth.mode,
         ),
         clock=clock,
+        # process_id() names the process; the suffix keeps apart the managers one process builds per event loop:
+        # each has its own lock, so they must not pass for one holder (LeaseKeeper lets a holder retake its lease).
         holder=f"{process_id()}:{uuid.uuid4().hex[:8]}",
     )
+
+
+def _pending_sign_ins(settings: Settings, clock: Clock, table: TableClient) -> PendingSignIns:
+    """The connection's pending sign-ins in the auth table ("login-" predates the word sign-in: stored data)."""
+    store = TableRecordStore(table, f"login-{settings.auth.connection_name}", SignInCodec())
+    return PendingSignIns(store, clock)
 
 
 async def _build_for_loop(settings: Settings) -> AuthServices:

@@ -6,14 +6,19 @@ before writing the token store, so a holder whose lease expired and was taken ov
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from shared.auth.errors import RefreshTimeoutError
+from shared.auth.errors import RefreshTimeoutError, TokenStoreUnavailableError
 from shared.auth.models import Lease, Versioned
 from shared.auth.stores import RecordStore
 from shared.auth.timing import LEASE_TTL, LEASE_WAIT_POLL
 from shared.clock import Clock
+
+logger = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
@@ -67,6 +72,20 @@ class LeaseKeeper:
             return
         freed = replace(current.value, holder="", expires_at=self._clock.now())
         await self._store.replace(lease.value.name, freed, current.etag)
+
+    @asynccontextmanager
+    async def holding(self, lease: Versioned[Lease]) -> AsyncIterator[None]:
+        """Give `lease` back afterwards; if the table is down it simply expires (the outcome stands)."""
+        try:
+            yield
+        finally:
+            try:
+                await self.release(lease)
+            except TokenStoreUnavailableError:
+                logger.warning(
+                    "refresh lease not released",
+                    extra={"connection": lease.value.name, "event": "auth.lease_release_failed"},
+                )
 
     async def wait_until_free(self, name: str, deadline: datetime) -> bool:
         """Poll the lease record (cheap) until it is free or `deadline` passes; True when free."""

@@ -1,10 +1,42 @@
-"""TokenManager: the token lifecycle of one BC connection, read top to bottom.
+"""TokenManager: serving and refreshing the tokens of one BC connection, read top to bottom.
 
-What callers ask for comes first (`token`, `refresh`, `scheduled_refresh`, the admin's sign-in, `status`); how a
-token is served or renewed follows. The collaborators each hold one thing: the per-process cache backed by the
-token store (shared.auth.cache), the refresh lease shared by all processes (shared.auth.leases), the in-process
-gate after a transient failure (shared.auth.transient_gate), the connection record and its health
-(shared.auth.health), pending sign-ins (shared.auth.signins) and Entra (shared.auth.identity).
+What callers ask for comes first (`token`, `replacement_for`, `refresh_now`, `refresh_if_due`, `status`); how a
+token set is served or refreshed follows. The admin's sign-in is shared.auth.sign_in::SignInFlow, which shares
+this manager's `InProcess` (cache, Entra gate, lock). The collaborators each hold one thing: the per-process
+cache backed by the token store (shared.auth.cache), the refresh lease shared by all processes
+(shared.auth.leases), the two in-process gates after a transient failure, Entra's and the store's
+(shared.auth.transient_gate), the connection record and its health (shared.auth.health) and Entra
+(shared.auth.identity).
+
+Verbs: *serve* = answer a caller from what is at hand (memory, then the store), refreshing only when nothing
+there meets its `Demand`, and falling back to the cached set after a recoverable failure; *refresh* = obtain a
+new set under the refresh lease, or take the one its holder obtained meanwhile; *redeem* = the one call to Entra
+(client credentials, or the newest refresh token). A *forced* refresh (`refresh_now`, `refresh_if_due`) wants a
+newer generation now: it probes past the backoffs and never falls back to the cached set.
+Token sets: *cached* = the set in this process's memory (any age); *newest* = the newer of the store's set and
+the cached one (one store read); *issued* = a set Entra just issued, not yet saved; *saved* = what the store
+holds after the write; *recent* = refreshed less than `min_age` ago (forced refreshes return it as it is).
+
+    token(min_validity)              the cached set if it lasts; else, under the lock:
+    replacement_for(rejected)        under the lock:
+    └── _serve(demand)               cached → store (unless its gate is closed) → refresh → cached fallback
+        ├── _read_store()            newest; a failed read closes the store gate
+        ├── _check_possible()        refuse a min_validity no token Entra issues can meet
+        ├── _check_entra_allowed()   Entra gate closed, or an admin must act: raise instead
+        └── _refresh(demand)         (below)
+    refresh_now(min_age)             coalesced: callers arriving meanwhile share one outcome
+    └── _refresh_unless_recent()     the recent set if there is one, else
+        └── _refresh_forced(demand)  _refresh (below), with no cached fallback
+    refresh_if_due()                 the timer: not due / not signed in / admin needed, else
+    └── _refresh_forced(demand)      (as above)
+
+    _refresh(demand)                 take the lease, or wait and take its holder's result; holding it:
+    ├── re-read the store            someone else's set may meet the demand now
+    ├── _check_entra_allowed()       again, unless the demand is forced
+    ├── _redeem(newest)              one Entra call; a failure is recorded (health, gate, telemetry)
+    │   └── _successor(newest)       client credentials, or the newest refresh token
+    ├── _save(issued, lease)         renew the lease, write newest-wins; store down: keep it in memory
+    └── _record_refreshed(saved)     telemetry, health OK, log
 
 Across all processes and instances one refresher at a time talks to Entra, under the lease and after re-reading
 the store; the others pick up its result. A failed refresh keeps the still-valid cached token in service;
@@ -15,8 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -31,8 +61,6 @@ from shared.auth.errors import (
     MinValidityTooLongError,
     NotAuthorizedError,
     ReauthorizationRequiredError,
-    SignInNotSavedError,
-    SignInRejectedError,
     StaleTokenSetError,
     TokenRefreshFailedError,
     TokenStoreUnavailableError,
@@ -44,7 +72,6 @@ from shared.auth.leases import LeaseKeeper
 from shared.auth.models import (
     ConnectionRecord,
     ConnectionStatus,
-    Grant,
     Health,
     Lease,
     TokenSet,
@@ -52,7 +79,6 @@ from shared.auth.models import (
     first_token_set,
 )
 from shared.auth.next_steps import next_step
-from shared.auth.signins import PendingSignIns
 from shared.auth.status import build_status
 from shared.auth.stores import TokenStore
 from shared.auth.timing import (
@@ -68,32 +94,29 @@ from shared.clock import Clock
 from shared.settings import AuthMode
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 
-__all__ = ["Collaborators", "ScheduledOutcome", "TokenManager"]
+__all__ = ["Collaborators", "Demand", "InProcess", "ScheduledOutcome", "TokenManager"]
 
 logger = logging.getLogger(__name__)
 
 # After BC rejected a token, the replacement only has to outlive the retried request.
 REJECTED_RETRY_VALIDITY = timedelta(minutes=1)
 
-# Failures after which a still-valid cached token is served instead (a renewal forced by the caller never is).
+# Failures after which a still-valid cached token is served instead (a forced refresh never is).
 _RECOVERABLE = (
     TokenUnavailableError,
     ReauthorizationRequiredError,
     CredentialsRejectedError,
     NotAuthorizedError,
 )
-_SIGN_IN_NOT_SAVED = (
-    "the sign-in could not be saved ({reason}); nothing is stored: sign in again at /api/auth/login"
-)
 
 
 class ScheduledOutcome(StrEnum):
-    """What a timer run did."""
+    """What a timer run did (the values are logged as the `outcome` field of event auth.timer)."""
 
     REFRESHED = "refreshed"
     NOT_DUE = "not_due"  # the stored token outlives the horizon
     BACKING_OFF = "backing_off"  # an admin must act; the next probe is later
-    NOT_AUTHORIZED = "not_authorized"  # delegated mode and nobody signed in yet
+    NOT_SIGNED_IN = "not_authorized"  # delegated mode and nobody signed in yet (value kept for log queries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,32 +128,51 @@ class Collaborators:
     identity: IdentityProvider
     tokens: TokenStore
     leases: LeaseKeeper
-    sign_ins: PendingSignIns
     health: HealthRecorder
     clock: Clock
     holder: str  # this process's name on the refresh lease
 
 
 @dataclass(frozen=True, slots=True)
-class Need:
-    """What a caller needs from a token set; each constructor names one caller's need."""
+class InProcess:
+    """What serving and the admin's sign-in share inside one process for one connection."""
+
+    cache: TokenCache
+    entra_gate: TransientGate  # closed after a transient Entra failure; a refresh or a sign-in opens it
+    lock: asyncio.Lock  # one caller at a time reads the store, refreshes or saves a sign-in, in this process
+
+    @classmethod
+    def of(cls, parts: Collaborators) -> InProcess:
+        """An empty cache, an open gate and a free lock."""
+        cache = TokenCache(parts.tokens, parts.connection, parts.clock)
+        return cls(cache, TransientGate(parts.connection, parts.clock), asyncio.Lock())
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What a caller needs from a token set; each constructor names one caller's demand."""
 
     min_validity: timedelta
     rejected: str | None = field(default=None, repr=False)  # an access token BC answered 401 to
-    after_generation: int | None = None  # a renewal wants a set newer than this
+    after_generation: int | None = None  # a forced refresh wants a set newer than this
 
     @classmethod
-    def replacing(cls, rejected: AccessToken) -> Need:
+    def replacing(cls, rejected: AccessToken) -> Demand:
         """Any set but the one BC rejected, valid long enough for the retried request."""
         return cls(REJECTED_RETRY_VALIDITY, rejected=rejected.value)
 
     @classmethod
-    def newer_than(cls, known: TokenSet | None) -> Need:
-        """A set of a later generation than `known` (a renewal)."""
+    def newer_than(cls, known: TokenSet | None) -> Demand:
+        """A set of a later generation than `known` (a forced refresh)."""
         return cls(timedelta(0), after_generation=known.generation if known else 0)
 
+    @property
+    def forced(self) -> bool:
+        """True for a forced refresh: it probes past the backoffs and never gets the cached set as fallback."""
+        return self.after_generation is not None
+
     def met_by(self, token_set: TokenSet | None, now: datetime) -> TypeGuard[TokenSet]:
-        """True when `token_set` meets every condition of this need."""
+        """True when `token_set` meets every condition of this demand."""
         if token_set is None:
             return False
         if self.after_generation is not None and token_set.generation <= self.after_generation:
@@ -141,21 +183,22 @@ class Need:
 
 
 class TokenManager:
-    """Implements shared.tokens.TokenProvider for one BC connection, plus sign-in, the timer's refresh and status."""
+    """Implements shared.tokens.TokenProvider for one BC connection, plus forced refreshes and the status."""
 
     def __init__(self, parts: Collaborators) -> None:
+        self._parts = parts
+        self._in_process = InProcess.of(parts)
         self._connection = parts.connection
         self._mode = parts.mode
         self._identity = parts.identity
         self._leases = parts.leases
-        self._sign_ins = parts.sign_ins
         self._health = parts.health
         self._clock = parts.clock
         self._holder = parts.holder
-        self._cache = TokenCache(parts.tokens, parts.connection, parts.clock)
-        self._gate = TransientGate(parts.connection, parts.clock)  # Entra
-        self._store_gate = TransientGate(parts.connection, parts.clock)  # the token store's reads
-        self._lock = asyncio.Lock()  # one caller at a time reads the store or refreshes, in this process
+        self._cache = self._in_process.cache
+        self._entra_gate = self._in_process.entra_gate
+        self._store_gate = TransientGate(parts.connection, parts.clock)  # closed after a failed store read
+        self._lock = self._in_process.lock
         self._refreshing: asyncio.Future[AccessToken] | None = None
 
     # -- what callers ask for ------------------------------------------------------------------------------
@@ -165,6 +208,16 @@ class TokenManager:
         """The connection name this manager serves."""
         return self._connection
 
+    @property
+    def parts(self) -> Collaborators:
+        """What this manager is wired from (a SignInFlow beside it uses the same)."""
+        return self._parts
+
+    @property
+    def in_process(self) -> InProcess:
+        """The cache, Entra gate and lock a SignInFlow beside this manager shares."""
+        return self._in_process
+
     async def has_token(self) -> bool:
         """True when an unexpired access token is known (cache or store)."""
         newest = await self._cache.newest(max_age=DEFAULT_MIN_VALIDITY)
@@ -172,16 +225,16 @@ class TokenManager:
 
     async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
         """A token that stays valid at least `min_validity`, refreshing (once, across processes) if needed."""
-        fresh = self._cache.fresh(min_validity)
-        if fresh is not None:
-            return fresh.access
+        cached = self._cache.valid_for(min_validity)
+        if cached is not None:
+            return cached.access
         async with self._lock:  # whoever held it may have refreshed or read what we need
-            return (await self._serve(Need(min_validity))).access
+            return (await self._serve(Demand(min_validity))).access
 
     async def replacement_for(self, rejected: AccessToken) -> AccessToken:
         """A token other than `rejected` (BC answered 401 to it): one already at hand, else a refreshed one."""
         async with self._lock:
-            return (await self._serve(Need.replacing(rejected))).access
+            return (await self._serve(Demand.replacing(rejected))).access
 
     async def refresh_now(self, *, min_age: timedelta = REFRESH_MIN_AGE) -> AccessToken:
         """A new token (POST /api/auth/refresh); probes past the backoffs.
@@ -191,56 +244,24 @@ class TokenManager:
         """
         running = self._refreshing
         if running is None or running.done():
-            running = asyncio.ensure_future(self._refresh_now(min_age))
+            running = asyncio.ensure_future(self._refresh_unless_recent(min_age))
             running.add_done_callback(_retrieve)
             self._refreshing = running
         return await asyncio.shield(running)
 
-    async def scheduled_refresh(self) -> ScheduledOutcome:
-        """The timer's job: purge expired sign-ins, then renew when the stored token would not outlive the
-        horizon; honours the admin-needed backoff."""
-        await self._purge_expired_sign_ins()
+    async def refresh_if_due(self) -> ScheduledOutcome:
+        """The timer's refresh: when the stored token would not outlive the horizon; honours the admin-needed
+        backoff. (The timer also purges expired sign-ins: SignInFlow.purge_expired.)"""
         async with self._lock:
             newest = await self._cache.newest()
             if newest is not None and not self._due(newest):
                 return ScheduledOutcome.NOT_DUE
             if self._mode is AuthMode.DELEGATED and newest is None:
-                return ScheduledOutcome.NOT_AUTHORIZED
+                return ScheduledOutcome.NOT_SIGNED_IN
             if self._health.blocks(await self._health.read(), newest):
                 return ScheduledOutcome.BACKING_OFF
-            await self._renew(Need.newer_than(newest))
+            await self._refresh_forced(Demand.newer_than(newest))
             return ScheduledOutcome.REFRESHED
-
-    async def begin_authorization(self, redirect_uri: str) -> str:
-        """Start an admin sign-in (delegated mode): keeps the flow server-side, returns Entra's URL."""
-        if self._mode is not AuthMode.DELEGATED:
-            raise AuthError("sign-in is only used in delegated mode (BC_AUTH_MODE=delegated)")
-        start = await self._identity.start_sign_in(redirect_uri)
-        await self._sign_ins.remember(start)
-        await self._purge_expired_sign_ins()
-        logger.info("admin sign-in started", extra=self._log_fields("auth.sign_in_started"))
-        return start.auth_uri
-
-    async def complete_authorization(self, response: Mapping[str, str]) -> ConnectionStatus:
-        """Finish a sign-in from the callback's query; raises SignInNotSavedError when nothing was stored.
-
-        Strict about saving: the sign-in is reported (logged, health OK, cached) only after its token set was
-        really written; otherwise the admin would be told the connection works while the refresh token lives
-        only in this process's memory.
-        """
-        pending = await self._sign_ins.consume(response.get("state"))
-        if "error" in response:
-            code = "".join(ch for ch in response["error"] if ch.isalnum() or ch == "_")[:64]
-            raise SignInRejectedError(f"Entra returned the sign-in with an error ({code})")
-        grant = await self._identity.finish_sign_in(pending.flow, response)
-        saved = await self._store_sign_in(grant)
-        logger.info(
-            "admin sign-in completed",
-            extra=self._log_fields(
-                "auth.sign_in_completed", generation=str(saved.generation), account=saved.account or ""
-            ),
-        )
-        return await self.status()
 
     async def status(self) -> ConnectionStatus:
         """Token health without the token: has one? until when? last refresh and error, next step.
@@ -251,7 +272,7 @@ class TokenManager:
         try:
             newest = await self._cache.newest(max_age=DEFAULT_MIN_VALIDITY)
         except TokenStoreUnavailableError as exc:
-            newest = self._cache.current
+            newest = self._cache.cached
             problems.append(exc)
         try:
             record = await self._health.read_strict()
@@ -261,27 +282,27 @@ class TokenManager:
         problem = problems[0] if problems else None
         return build_status(self.connection, self._mode, newest, record, self._clock.now(), problem)
 
-    # -- serving: the store first, then a coordinated refresh, the cached token as the fallback -------------
+    # -- serving: the store first, then a refresh under the lease, the cached set as the fallback ------------
 
-    async def _serve(self, need: Need) -> TokenSet:
-        """A set meeting `need`: the cached one, else the store's, else one refreshed under the lease; on a
-        recoverable failure, or while the store backs off after one, the still-valid cached set."""
-        if need.met_by(self._cache.current, self._clock.now()):
-            return self._cache.current
-        if self._store_gate.is_closed() and (cached := self._cache.unexpired(besides=need.rejected)):
+    async def _serve(self, demand: Demand) -> TokenSet:
+        """A set meeting `demand`: the cached one, else the store's, else one refreshed under the lease; on a
+        recoverable failure, or while the store gate is closed, the still-valid cached set."""
+        if demand.met_by(self._cache.cached, self._clock.now()):
+            return self._cache.cached
+        if self._store_gate.is_closed() and (cached := self._cache.unexpired(besides=demand.rejected)):
             return cached
         try:
             newest = await self._read_store()
-            if need.met_by(newest, self._clock.now()):
+            if demand.met_by(newest, self._clock.now()):
                 return newest
-            self._check_possible(need, newest)
-            await self._check_gates(newest)
-            return await self._refresh_coordinated(need, gated=True)
+            self._check_possible(demand, newest)
+            await self._check_entra_allowed(newest)
+            return await self._refresh(demand)
         except _RECOVERABLE as exc:
-            return self._fall_back(need, exc, serve_cached=True)
+            return self._fall_back(demand, exc)
 
     async def _read_store(self) -> TokenSet | None:
-        """The newest set, read from the store; a failed read closes the store's gate for a backoff."""
+        """The newest set, read from the store; a failed read closes the store gate for a backoff."""
         try:
             newest = await self._cache.newest()
         except TokenStoreUnavailableError as exc:
@@ -290,31 +311,31 @@ class TokenManager:
         self._store_gate.open()
         return newest
 
-    async def _refresh_now(self, min_age: timedelta) -> AccessToken:
-        """One renewal, unless the newest set (cache, else store) was refreshed within `min_age`."""
+    async def _refresh_unless_recent(self, min_age: timedelta) -> AccessToken:
+        """One forced refresh, unless the newest set (cache, else store) was refreshed within `min_age`."""
         async with self._lock:
-            young = self._young(self._cache.current, min_age)
-            if young is not None:
-                return young.access
+            recent = self._recent(self._cache.cached, min_age)
+            if recent is not None:
+                return recent.access
             try:
-                baseline = await self._cache.newest()  # the store's generation, not a stale cache's
+                known = await self._cache.newest()  # the store's generation, not a stale cache's
             except TokenStoreUnavailableError:
-                baseline = self._cache.current
-            young = self._young(baseline, min_age)
-            if young is not None:
-                return young.access
-            return (await self._renew(Need.newer_than(baseline))).access
+                known = self._cache.cached
+            recent = self._recent(known, min_age)
+            if recent is not None:
+                return recent.access
+            return (await self._refresh_forced(Demand.newer_than(known))).access
 
-    async def _renew(self, need: Need) -> TokenSet:
-        """A set meeting `need` from Entra (or from whoever refreshed meanwhile); no gate, no cached fallback."""
+    async def _refresh_forced(self, demand: Demand) -> TokenSet:
+        """A set meeting a forced `demand`, from Entra (or from whoever refreshed meanwhile); no cached fallback."""
         try:
-            return await self._refresh_coordinated(need, gated=False)
+            return await self._refresh(demand)
         except _RECOVERABLE as exc:
-            return self._fall_back(need, exc, serve_cached=False)
+            return self._fall_back(demand, exc)
 
-    def _fall_back(self, need: Need, exc: AuthError, *, serve_cached: bool) -> TokenSet:
-        """The still-valid cached set after a recoverable failure, or a clear error."""
-        cached = self._cache.unexpired(besides=need.rejected) if serve_cached else None
+    def _fall_back(self, demand: Demand, exc: AuthError) -> TokenSet:
+        """The still-valid cached set after a recoverable failure (never for a forced refresh), or a clear error."""
+        cached = None if demand.forced else self._cache.unexpired(besides=demand.rejected)
         if cached is None and isinstance(exc, TokenStoreUnavailableError):
             raise TokenStoreUnavailableError(
                 f"token store unavailable and no unexpired cached token for '{self.connection}'; retry later "
@@ -333,51 +354,41 @@ class TokenManager:
 
     # -- refreshing under the lease ------------------------------------------------------------------------
 
-    async def _refresh_coordinated(self, need: Need, *, gated: bool) -> TokenSet:
-        """Refresh under the lease, or wait for whoever holds it and take their result."""
+    async def _refresh(self, demand: Demand) -> TokenSet:
+        """Under the lease: re-read, re-check (unless forced), redeem once, save newest-wins, record the health;
+        or wait for whoever holds the lease and take their result."""
         deadline = self._clock.now() + LEASE_WAIT_BUDGET
         while (lease := await self._leases.acquire_or_wait(self.connection, self._holder, deadline)) is None:
             newest = await self._cache.newest()  # the holder finished: did it make what we need?
-            if need.met_by(newest, self._clock.now()):
+            if demand.met_by(newest, self._clock.now()):
                 return newest
-        async with self._holding(lease):
-            return await self._refresh_holding(lease, need, gated=gated)
-
-    async def _refresh_holding(self, lease: Versioned[Lease], need: Need, *, gated: bool) -> TokenSet:
-        """Holding the lease: re-read, re-check, call Entra once, save newest-wins, record the health."""
-        newest = await self._cache.newest()
-        if need.met_by(newest, self._clock.now()):
-            return newest
-        if gated:
-            await self._check_gates(newest)
-        candidate = await self._redeem(newest)
-        self._gate.open()
-        saved = await self._save_refreshed(candidate, lease)
-        telemetry.token_refresh(self.connection, "refreshed", saved.expires_on)
-        await self._health.record_success()
-        logger.info(
-            "token refreshed",
-            extra=self._log_fields(
-                "auth.refreshed", generation=str(saved.generation), expires_on=saved.expires_on.isoformat()
-            ),
-        )
-        return saved
+        async with self._leases.holding(lease):
+            newest = await self._cache.newest()
+            if demand.met_by(newest, self._clock.now()):
+                return newest
+            if not demand.forced:
+                await self._check_entra_allowed(newest)
+            issued = await self._redeem(newest)
+            self._entra_gate.open()
+            saved = await self._save(issued, lease)
+            await self._record_refreshed(saved)
+            return saved
 
     async def _redeem(self, newest: TokenSet | None) -> TokenSet:
         """One call to Entra; a failure is recorded (health, gate, telemetry) before it is raised."""
         try:
-            return await self._call_entra(newest)
+            return await self._successor(newest)
         except (ReauthorizationRequiredError, CredentialsRejectedError) as exc:
             telemetry.token_refresh(self.connection, "admin_needed")
             await self._health.record_admin_needed(exc, newest)
             raise
         except TokenRefreshFailedError as exc:
             telemetry.token_refresh(self.connection, "failed")
-            await self._close_gate(exc)
+            await self._close_entra_gate(exc)
             raise
 
-    async def _call_entra(self, newest: TokenSet | None) -> TokenSet:
-        """Client credentials, or the newest refresh token (delegated)."""
+    async def _successor(self, newest: TokenSet | None) -> TokenSet:
+        """The set Entra issues after `newest`: client credentials, or the newest refresh token (delegated)."""
         now = self._clock.now()  # before the call: the expiry we compute errs on the early side
         if self._mode is AuthMode.CLIENT_CREDENTIALS:
             grant = await self._identity.acquire_for_client()
@@ -390,109 +401,76 @@ class TokenManager:
         grant = await self._identity.redeem_refresh_token(newest.refresh_token)
         return newest.successor(grant, now)
 
-    async def _save_refreshed(self, candidate: TokenSet, lease: Versioned[Lease]) -> TokenSet:
+    async def _save(self, issued: TokenSet, lease: Versioned[Lease]) -> TokenSet:
         """Persist under a still-held lease, newest wins; if the store is down, keep it in memory.
 
-        Lenient on purpose: the refresh already happened at Entra, so a token that could not be saved is
+        Lenient on purpose: the refresh already happened at Entra, so a set that could not be saved is
         still served from this process's memory and saved by its next refresh (sign-in is strict instead).
         """
         if await self._leases.renew(lease, LEASE_TTL) is None:
             logger.warning(
                 "refresh lease lost before saving; not writing", extra=self._log_fields("auth.lease_lost")
             )
-            return candidate
+            return issued
         try:
-            return await self._cache.save(candidate)
+            return await self._cache.save(issued)
         except StaleTokenSetError:
             logger.warning(
                 "a newer token set was stored meanwhile; keeping it",
                 extra=self._log_fields("auth.stale_write"),
             )
             newest = await self._cache.newest()
-            return newest if newest is not None else candidate
+            return newest if newest is not None else issued
         except TokenStoreUnavailableError:
             logger.error(
                 "token refreshed but not saved (token store unavailable); kept in memory",
-                extra=self._log_fields("auth.save_failed", generation=str(candidate.generation)),
+                extra=self._log_fields("auth.save_failed", generation=str(issued.generation)),
             )
-            self._cache.adopt(candidate)
-            return candidate
+            self._cache.adopt(issued)
+            return issued
 
-    @asynccontextmanager
-    async def _holding(self, lease: Versioned[Lease]) -> AsyncIterator[None]:
-        """Give the lease back afterwards; if the table is down it simply expires (the outcome stands)."""
-        try:
-            yield
-        finally:
-            try:
-                await self._leases.release(lease)
-            except TokenStoreUnavailableError:
-                logger.warning(
-                    "refresh lease not released", extra=self._log_fields("auth.lease_release_failed")
-                )
-
-    # -- the admin's sign-in -------------------------------------------------------------------------------
-
-    async def _store_sign_in(self, grant: Grant) -> TokenSet:
-        """Under the lease, a generation above the stored chain, written for real, or SignInNotSavedError."""
-        async with self._lock:
-            try:
-                saved = await self._save_sign_in(grant)
-            except (TokenUnavailableError, StaleTokenSetError) as exc:
-                raise SignInNotSavedError(_SIGN_IN_NOT_SAVED.format(reason=type(exc).__name__)) from exc
-            self._gate.open()
-            await self._health.record_success()
-            return saved
-
-    async def _save_sign_in(self, grant: Grant) -> TokenSet:
-        deadline = self._clock.now() + LEASE_WAIT_BUDGET
-        lease = await self._leases.acquire_waiting(self.connection, self._holder, deadline)
-        async with self._holding(lease):
-            newest = await self._cache.newest()
-            generation = (newest.generation if newest else 0) + 1
-            fresh = first_token_set(self.connection, self._mode, grant, self._clock.now(), generation)
-            if await self._leases.renew(lease, LEASE_TTL) is None:
-                raise SignInNotSavedError(_SIGN_IN_NOT_SAVED.format(reason="refresh lease lost"))
-            return await self._cache.save(fresh)
-
-    async def _purge_expired_sign_ins(self) -> None:
-        """Delete expired pending sign-ins (best effort: a store failure is logged, never raised)."""
-        try:
-            await self._sign_ins.purge()
-        except TokenStoreUnavailableError:
-            logger.warning("could not purge old sign-ins", extra=self._log_fields("auth.purge_failed"))
+    async def _record_refreshed(self, saved: TokenSet) -> None:
+        """Telemetry, health and the log line of a successful refresh."""
+        telemetry.token_refresh(self.connection, "refreshed", saved.expires_on)
+        await self._health.record_success()
+        logger.info(
+            "token refreshed",
+            extra=self._log_fields(
+                "auth.refreshed", generation=str(saved.generation), expires_on=saved.expires_on.isoformat()
+            ),
+        )
 
     # -- rules ---------------------------------------------------------------------------------------------
 
-    async def _check_gates(self, newest: TokenSet | None) -> None:
-        """Raise instead of calling Entra while this process backs off or an admin must act."""
-        self._gate.check()
+    async def _check_entra_allowed(self, newest: TokenSet | None) -> None:
+        """Raise instead of calling Entra while the Entra gate is closed or an admin must act (health record)."""
+        self._entra_gate.check()
         record = await self._health.read()
         if self._health.blocks(record, newest):
             raise admin_error(record, self._mode)
 
-    async def _close_gate(self, exc: TokenRefreshFailedError) -> None:
+    async def _close_entra_gate(self, exc: TokenRefreshFailedError) -> None:
         """After a transient failure: nobody in this process calls Entra again before the backoff ends."""
-        reopens = self._gate.close_after(exc)
+        reopens = self._entra_gate.close_after(exc)
         logger.warning(
             "refresh of '%s' failed (attempt %d in a row), next attempt after %s: %s. Check BC_AUTHORITY_HOST "
             "and the network path to Entra.",
             self.connection,
-            self._gate.failures_in_a_row,
+            self._entra_gate.failures_in_a_row,
             reopens.isoformat(),
             describe(exc),
             extra=self._log_fields("auth.refresh_failed"),
         )
         await self._health.record_transient(exc)
 
-    def _check_possible(self, need: Need, newest: TokenSet | None) -> None:
+    def _check_possible(self, demand: Demand, newest: TokenSet | None) -> None:
         """Refuse a min_validity no token Entra issues can meet (refreshing would not help)."""
-        if newest is not None and need.after_generation is None and need.min_validity >= newest.lifetime:
+        if newest is not None and not demand.forced and demand.min_validity >= newest.lifetime:
             raise MinValidityTooLongError(
-                f"min_validity {need.min_validity} exceeds the token lifetime Entra issues ({newest.lifetime})"
+                f"min_validity {demand.min_validity} exceeds the token lifetime Entra issues ({newest.lifetime})"
             )
 
-    def _young(self, token_set: TokenSet | None, min_age: timedelta) -> TokenSet | None:
+    def _recent(self, token_set: TokenSet | None, min_age: timedelta) -> TokenSet | None:
         """`token_set` if it was refreshed (not signed in) less than `min_age` ago, is unexpired and is in the
         store (a set whose write failed is refreshed again, so that its successor gets saved)."""
         if token_set is None or token_set.from_sign_in or not self._cache.is_stored(token_set):

@@ -16,7 +16,7 @@ from shared.auth.errors import (
     TokenUnavailableError,
 )
 from shared.auth.models import ConnectionStatus
-from shared.auth.signins import check_state
+from shared.auth.sign_in import check_state
 from shared.errors import SettingsError
 from shared.http import HTML, TEXT, Reply, json_reply
 from shared.settings import InvalidSettingsError

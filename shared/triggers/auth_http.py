@@ -67,7 +67,7 @@ async def auth_login(req: func.HttpRequest) -> func.HttpResponse:
         redirect_uri = services.settings.auth.callback_uri
         if redirect_uri is None:  # only in client-credentials mode (delegated without one fails require())
             raise AuthError("sign-in is only used in delegated mode (BC_AUTH_MODE=delegated)")
-        auth_uri = await services.manager.begin_authorization(redirect_uri)
+        auth_uri = await services.sign_in.start(redirect_uri)
     except SettingsError as exc:
         return _settings_failure("auth/login", exc)
     except AuthError as exc:
@@ -86,7 +86,8 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
     try:
         response = callback_params(req.method, req.params, req.get_body())  # shape checks: no storage call
         services = await auth_services()
-        status = await services.manager.complete_authorization(response)
+        await services.sign_in.finish(response)
+        status = await services.manager.status()
     except SignInFlowError as exc:
         logger.warning(
             "sign-in callback refused [reference %s]: %s",

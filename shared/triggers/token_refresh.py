@@ -1,5 +1,8 @@
 """Timer: keep the BC token in Key Vault fresh (hourly by default), one refresher across instances.
 
+Each run first purges expired pending sign-ins (SignInFlow.purge_expired), then refreshes when due
+(TokenManager.refresh_if_due).
+
 The schedule is `%BC_TOKEN_REFRESH_SCHEDULE%` when that app setting exists, else the default expression itself
 (shared.settings.refresh_schedule_binding): the documented default works without the setting.
 
@@ -43,14 +46,15 @@ logger = logging.getLogger(__name__)
     arg_name="timer", schedule=refresh_schedule_binding(), run_on_startup=False, use_monitor=True
 )
 async def token_refresh(timer: func.TimerRequest) -> None:
-    """Refresh when due; log what happened."""
+    """Purge expired sign-ins, refresh when due; log what happened."""
     try:
         services = await auth_services()
     except SettingsError as exc:  # logged at cold start too; a retry cannot help
         logger.error("token refresh cannot run: %s", exc, extra={"event": "auth.timer_settings_invalid"})
         return
     try:
-        outcome = await services.manager.scheduled_refresh()
+        await services.sign_in.purge_expired()  # best effort: never raises
+        outcome = await services.manager.refresh_if_due()
     except (ReauthorizationRequiredError, CredentialsRejectedError, NotAuthorizedError) as exc:
         logger.warning(
             "token refresh needs an admin: %s", type(exc).__name__, extra={"event": "auth.timer_blocked"}

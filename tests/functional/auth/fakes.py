@@ -13,10 +13,10 @@ from datetime import timedelta
 from shared.auth.errors import AuthError, ReauthorizationRequiredError, SignInRejectedError
 from shared.auth.health import HealthRecorder
 from shared.auth.leases import LeaseKeeper
-from shared.auth.manager import Collaborators, TokenManager
+from shared.auth.manager import Collaborators, ScheduledOutcome, TokenManager
 from shared.auth.models import ConnectionRecord, Grant, Lease, PendingSignIn, SignInStart
 from shared.auth.notify import AdminAlert
-from shared.auth.signins import PendingSignIns
+from shared.auth.sign_in import PendingSignIns, SignInFlow
 from shared.clock import Clock
 from shared.settings import AuthMode
 from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
@@ -137,15 +137,24 @@ class World:
                 identity=self.entra,
                 tokens=self.tokens,
                 leases=LeaseKeeper(self.leases, clock),
-                sign_ins=PendingSignIns(self.sign_ins, clock),
                 health=HealthRecorder(connection, self.records, clock, self.notifier, self.mode),
                 clock=clock,
                 holder=f"process-{next(self._holders)}",
             )
         )
 
+    def sign_in_flow(self, manager: TokenManager) -> SignInFlow:
+        """The admin's sign-in beside `manager` (its process), on the shared pending sign-ins."""
+        return SignInFlow(PendingSignIns(self.sign_ins, self.clock), manager)
+
+    async def timer_run(self, manager: TokenManager) -> ScheduledOutcome:
+        """What the token_refresh timer does in `manager`'s process: purge expired sign-ins, refresh if due."""
+        await self.sign_in_flow(manager).purge_expired()
+        return await manager.refresh_if_due()
+
     async def sign_in(self, manager: TokenManager) -> None:
-        """The admin flow through the manager: begin, Entra signs in, callback completes."""
-        auth_uri = await manager.begin_authorization("http://127.0.0.1:7071/api/auth/callback")
+        """The admin flow beside the manager: start, Entra signs in, callback finishes."""
+        flow = self.sign_in_flow(manager)
+        auth_uri = await flow.start("http://127.0.0.1:7071/api/auth/callback")
         state = auth_uri.split("state=", 1)[1]
-        await manager.complete_authorization({"code": self.entra.sign_in(state), "state": state})
+        await flow.finish({"code": self.entra.sign_in(state), "state": state})

@@ -1,4 +1,4 @@
-"""Refresh now (POST /api/auth/refresh) coalesces: concurrent callers share one refresh, a young one is reused."""
+"""Refresh now (POST /api/auth/refresh) coalesces: concurrent callers share one refresh, a recent one is reused."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ async def test_twenty_concurrent_refreshes_make_one_entra_call_and_one_write(wor
     assert len({token.value for token in tokens}) == 1
 
 
-async def test_rapid_refreshes_reuse_a_refresh_younger_than_the_minimum_age(world: World) -> None:
+async def test_rapid_refreshes_reuse_a_refresh_more_recent_than_the_minimum_age(world: World) -> None:
     """A refresh 10 s after the last one returns it; once the minimum age passed, Entra is called again."""
     manager = world.manager()
     await world.sign_in(manager)
@@ -48,7 +48,7 @@ async def test_rapid_refreshes_reuse_a_refresh_younger_than_the_minimum_age(worl
     assert world.entra.calls["refresh_token"] == 2
 
 
-async def test_a_young_refresh_by_another_process_is_returned_without_calling_entra(world: World) -> None:
+async def test_a_recent_refresh_by_another_process_is_returned_without_calling_entra(world: World) -> None:
     """Process B's refresh-now right after process A's refresh picks up A's stored set."""
     a, b = world.manager(), world.manager()
     await world.sign_in(a)
@@ -102,7 +102,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_refresh(world: Worl
 
 
 async def test_a_refresh_whose_write_failed_is_not_reused(world: World) -> None:
-    """A young set that only lives in memory (Key Vault refused the write) is refreshed again, and saved."""
+    """A recent set that only lives in memory (Key Vault refused the write) is refreshed again, and saved."""
     manager = world.manager()
     await world.sign_in(manager)
     world.tokens.writes_fail = True

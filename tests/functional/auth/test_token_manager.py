@@ -132,7 +132,7 @@ async def test_revoked_refresh_token_sets_reauthorization_required_logged_and_al
             with pytest.raises(ReauthorizationRequiredError):
                 await manager.token()
     for _ in range(3):
-        assert await processes[0].scheduled_refresh() is ScheduledOutcome.BACKING_OFF
+        assert await processes[0].refresh_if_due() is ScheduledOutcome.BACKING_OFF
 
     assert world.entra.calls["refresh_token"] == 1
     status = await processes[1].status()
@@ -155,10 +155,10 @@ async def test_backoff_lets_one_probe_through_after_it_expires(world: World) -> 
         await manager.token()
 
     world.clock.advance(timedelta(minutes=30))
-    assert await manager.scheduled_refresh() is ScheduledOutcome.BACKING_OFF
+    assert await manager.refresh_if_due() is ScheduledOutcome.BACKING_OFF
     world.clock.advance(timedelta(minutes=31))
     with pytest.raises(ReauthorizationRequiredError):
-        await manager.scheduled_refresh()
+        await manager.refresh_if_due()
 
     assert world.entra.calls["refresh_token"] == 2
     assert len(world.notifier.alerts) == 1
@@ -294,14 +294,14 @@ async def test_client_credentials_rejected_credentials_are_recorded_and_block_re
     assert len(world.notifier.alerts) == 1
 
 
-async def test_scheduled_refresh_skips_a_young_token_and_refreshes_an_old_one(world: World) -> None:
+async def test_refresh_if_due_skips_a_recent_token_and_refreshes_an_old_one(world: World) -> None:
     """The timer refreshes only when the stored token would not outlive its horizon."""
     await signed_in(world)
     manager = world.manager()
     world.clock.advance(timedelta(minutes=10))
-    assert await manager.scheduled_refresh() is ScheduledOutcome.NOT_DUE
+    assert await manager.refresh_if_due() is ScheduledOutcome.NOT_DUE
     world.clock.advance(timedelta(minutes=50))
-    assert await manager.scheduled_refresh() is ScheduledOutcome.REFRESHED
+    assert await manager.refresh_if_due() is ScheduledOutcome.REFRESHED
     assert world.entra.calls["refresh_token"] == 1
 
 
@@ -330,26 +330,26 @@ async def test_store_write_failure_keeps_the_new_token_in_memory_and_saves_it_la
 
 async def test_sign_in_state_attacks_are_refused_and_store_nothing(world: World) -> None:
     """Missing, unknown, expired and replayed states are refused; the token store is never written."""
-    manager = world.manager()
-    auth_uri = await manager.begin_authorization("http://127.0.0.1/api/auth/callback")
+    flow = world.sign_in_flow(world.manager())
+    auth_uri = await flow.start("http://127.0.0.1/api/auth/callback")
     state = auth_uri.split("state=", 1)[1]
     code = world.entra.sign_in(state)
 
     with pytest.raises(SignInStateMissingError):
-        await manager.complete_authorization({"code": code})
+        await flow.finish({"code": code})
     with pytest.raises(SignInStateUnknownError):
-        await manager.complete_authorization({"code": code, "state": "forged"})
+        await flow.finish({"code": code, "state": "forged"})
     world.clock.advance(timedelta(minutes=11))
     with pytest.raises(SignInStateExpiredError):
-        await manager.complete_authorization({"code": code, "state": state})
+        await flow.finish({"code": code, "state": state})
     assert world.tokens.writes == 0
 
-    fresh_uri = await manager.begin_authorization("http://127.0.0.1/api/auth/callback")
+    fresh_uri = await flow.start("http://127.0.0.1/api/auth/callback")
     fresh_state = fresh_uri.split("state=", 1)[1]
-    await manager.complete_authorization({"code": world.entra.sign_in(fresh_state), "state": fresh_state})
+    await flow.finish({"code": world.entra.sign_in(fresh_state), "state": fresh_state})
     writes = world.tokens.writes
     with pytest.raises(SignInStateReplayedError):
-        await manager.complete_authorization({"code": world.entra.sign_in(fresh_state), "state": fresh_state})
+        await flow.finish({"code": world.entra.sign_in(fresh_state), "state": fresh_state})
     assert world.tokens.writes == writes
 
 

@@ -34,7 +34,7 @@ from localworld.ports import free_port
 from sandbox import Sandbox
 from shared.auth.compose import AuthServices, auth_table_name, build_auth_services
 from shared.auth.keyvault import secret_name
-from shared.auth.manager import TokenManager
+from shared.auth.sign_in import SignInFlow
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings, load_settings
 from testkit.clock import ShiftedClock
@@ -215,9 +215,9 @@ def stored_token_set(sandbox: Sandbox, settings: Settings) -> dict[str, Any] | N
     return None if value is None else dict(json.loads(value))
 
 
-async def sign_in_via_sandbox(manager: TokenManager, tls: ssl.SSLContext, audit: Audit) -> None:
-    """The delegated sign-in through the manager: begin, the sandbox signs the user in, complete."""
-    auth_uri = await manager.begin_authorization(CALLBACK_URL)
+async def sign_in_via_sandbox(flow: SignInFlow, tls: ssl.SSLContext, audit: Audit) -> None:
+    """The delegated sign-in through the flow: start, the sandbox signs the user in, finish."""
+    auth_uri = await flow.start(CALLBACK_URL)
     async with httpx.AsyncClient(verify=tls, follow_redirects=False) as client:
         answer = await client.get(auth_uri)
     fields = {
@@ -225,7 +225,7 @@ async def sign_in_via_sandbox(manager: TokenManager, tls: ssl.SSLContext, audit:
         for k, v in re.findall(r'name="([^"]+)" value="([^"]*)"', answer.text)
     }
     audit.extra_secrets.add(fields["code"])
-    await manager.complete_authorization(fields)
+    await flow.finish(fields)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from sandbox import Sandbox
 from shared.auth import close_auth_services
 from shared.auth.compose import auth_table_name
 from shared.auth.models import SignInStart
-from shared.auth.signins import PendingSignIns
+from shared.auth.sign_in import PendingSignIns
 from shared.auth.tables import SignInCodec, TableRecordStore
 from shared.settings import Settings, get_settings
 from shared.triggers import auth_http

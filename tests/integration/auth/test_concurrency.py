@@ -44,7 +44,7 @@ async def test_three_processes_with_twenty_callers_each_cause_exactly_one_refres
     audit: Audit,
 ) -> None:
     """All 60 callers get the same new token; the sandbox token endpoint sees one refresh_token grant."""
-    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     stored = await services.tokens.read(settings.auth.connection_name)
     assert stored is not None
     now = datetime.now(UTC)  # as if obtained 58 minutes ago with a 60-minute lifetime: 2 minutes left

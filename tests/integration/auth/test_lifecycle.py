@@ -42,7 +42,7 @@ async def test_after_several_refreshes_key_vault_holds_the_newest_refresh_token(
     services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, settings: Settings, audit: Audit
 ) -> None:
     """Three refreshes store generations 2..4, each with a new refresh token; the last version is the newest."""
-    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     for _ in range(3):
         await services.manager.refresh_now(min_age=timedelta(0))
 
@@ -59,7 +59,7 @@ async def test_stale_writer_cannot_overwrite_the_newest_token_set(
     services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, settings: Settings, audit: Audit
 ) -> None:
     """Writing an older generation through the Key Vault store is refused and the stored set is unchanged."""
-    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     older = await services.tokens.read(settings.auth.connection_name)
     await services.manager.refresh_now(min_age=timedelta(0))
     await services.manager.refresh_now(min_age=timedelta(0))
@@ -81,7 +81,7 @@ async def test_process_with_a_stale_cache_refreshes_from_the_newest_stored_set(
     audit: Audit,
 ) -> None:
     """A second process that cached generation 1 writes generation 4 after another process stored 3."""
-    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     other = build_auth_services(settings, clock=clock, table_transport=RecordingTransport(audit.table_bodies))
     try:
         await other.manager.token()
@@ -140,7 +140,7 @@ async def test_revoked_refresh_token_requires_reauthorization_with_bounded_entra
         for _ in range(2)
     ]
     try:
-        await sign_in_via_sandbox(processes[0].manager, sandbox_tls, audit)
+        await sign_in_via_sandbox(processes[0].sign_in, sandbox_tls, audit)
         sandbox.entra.revoke_refresh_tokens()
         clock.offset = timedelta(hours=2)  # the access token has expired
         calls = sandbox.entra.token_calls["refresh_token"]
@@ -149,7 +149,7 @@ async def test_revoked_refresh_token_requires_reauthorization_with_bounded_entra
             for _ in range(5):
                 with pytest.raises(ReauthorizationRequiredError):
                     await services.manager.token()
-        outcomes = [await processes[1].manager.scheduled_refresh() for _ in range(3)]
+        outcomes = [await processes[1].manager.refresh_if_due() for _ in range(3)]
         status = await processes[1].manager.status()
     finally:
         for services in processes:
@@ -173,7 +173,7 @@ async def test_key_vault_outage_during_token_life_keeps_callers_working_then_fai
     services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, clock: ShiftedClock, audit: Audit
 ) -> None:
     """Vault down: the cached token is served (even when a longer validity is asked); past expiry a clear error."""
-    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     manager = services.manager
     cached = await manager.token()
     sandbox.vault.outage = True
@@ -194,7 +194,7 @@ async def test_token_set_in_key_vault_round_trips(
     services: AuthServices, sandbox_tls: ssl.SSLContext, settings: Settings, audit: Audit
 ) -> None:
     """What the manager stores reads back as an equal TokenSet through the real SDK."""
-    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     stored = await services.tokens.read(settings.auth.connection_name)
     assert isinstance(stored, TokenSet)
     assert stored.generation == 1

@@ -28,7 +28,7 @@ async def test_only_the_current_and_the_previous_version_stay_readable(
     services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, settings: Settings, audit: Audit
 ) -> None:
     """Sign-in + 4 refreshes = 5 versions; all but the newest two are disabled, so their tokens cannot be read."""
-    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     for _ in range(4):
         await services.manager.refresh_now(min_age=timedelta(0))
 
@@ -47,7 +47,7 @@ async def test_versions_written_before_the_rule_are_swept_by_the_next_write(
     services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, settings: Settings, audit: Audit
 ) -> None:
     """A chain without `previous_version` tags (older app versions) is swept once; then one PATCH per write."""
-    await sign_in_via_sandbox(services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     name = secret_name(settings.auth.connection_name)
     stored = sandbox.vault.secrets[name]
     current = stored.versions[-1]

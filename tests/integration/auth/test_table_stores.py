@@ -11,7 +11,7 @@ from azure.data.tables.aio import TableClient
 from shared.auth.errors import SignInStateReplayedError
 from shared.auth.leases import LeaseKeeper
 from shared.auth.models import ConnectionRecord, Health, Lease, SignInStart
-from shared.auth.signins import PendingSignIns
+from shared.auth.sign_in import PendingSignIns
 from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecordStore
 from shared.clock import SystemClock
 

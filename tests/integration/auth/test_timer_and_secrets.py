@@ -61,7 +61,7 @@ async def test_timer_refreshes_a_due_token_once_and_skips_a_young_one(
     audit: Audit,
 ) -> None:
     """Right after sign-in the timer does nothing; a token with 2 of 60 minutes left is refreshed once."""
-    await sign_in_via_sandbox(app_services.manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(app_services.sign_in, sandbox_tls, audit)
     calls = sandbox.entra.token_calls["refresh_token"]
 
     await token_refresh.token_refresh(timer())
@@ -128,7 +128,7 @@ async def test_no_token_code_or_secret_reaches_logs_or_table_rows_across_the_lif
 ) -> None:
     """Sign-in, refreshes, a transient failure, a forged state, an outage and a revocation leave no secret behind."""
     manager = services.manager
-    await sign_in_via_sandbox(manager, sandbox_tls, audit)
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     await manager.refresh_now()
     sandbox.entra.fail_next_token_calls(1, status=503, retry_after=0)
     cached = await manager.token()
@@ -137,7 +137,7 @@ async def test_no_token_code_or_secret_reaches_logs_or_table_rows_across_the_lif
     assert fingerprint(served.value) == fingerprint(cached.value)
     clock.offset = timedelta(0)
     with pytest.raises(SignInStateUnknownError):
-        await manager.complete_authorization({"code": "not-a-real-code", "state": "forged"})
+        await services.sign_in.finish({"code": "not-a-real-code", "state": "forged"})
     sandbox.vault.outage = True
     await manager.token()
     sandbox.vault.outage = False

@@ -55,19 +55,19 @@ async def test_unchanged_set_is_not_written_again() -> None:
 
 
 async def test_a_saved_set_is_served_from_memory_without_reading_the_store() -> None:
-    """After save(), fresh() answers from memory and newest(max_age=) does not read the store."""
+    """After save(), valid_for() answers from memory and newest(max_age=) does not read the store."""
     store = MemoryTokenStore()
     cache = cache_on(store)
     await cache.save(token_set(1, "rt-1"))
     reads = store.reads
 
-    assert cache.fresh(timedelta(minutes=5)) == token_set(1, "rt-1")
+    assert cache.valid_for(timedelta(minutes=5)) == token_set(1, "rt-1")
     assert await cache.newest(max_age=timedelta(minutes=5)) == token_set(1, "rt-1")
     assert store.reads == reads
 
 
 async def test_a_set_too_old_for_the_caller_sends_the_read_to_the_store() -> None:
-    """fresh() is None once the cached set no longer outlives min_validity; newest() then adopts the store's."""
+    """valid_for() is None once the cached set no longer outlives min_validity; newest() then adopts the store's."""
     clock = ManualClock(NOW)
     store = MemoryTokenStore()
     cache = cache_on(store, clock)
@@ -75,7 +75,7 @@ async def test_a_set_too_old_for_the_caller_sends_the_read_to_the_store() -> Non
     await store.write(token_set(2, "rt-2", obtained_at=NOW + timedelta(minutes=50)))  # another process
     clock.advance(timedelta(minutes=56))
 
-    assert cache.fresh(timedelta(minutes=5)) is None
+    assert cache.valid_for(timedelta(minutes=5)) is None
     assert await cache.newest(max_age=timedelta(minutes=5)) == token_set(
         2, "rt-2", obtained_at=NOW + timedelta(minutes=50)
     )
@@ -94,7 +94,7 @@ async def test_an_older_stored_set_never_replaces_a_newer_cached_one() -> None:
 
 
 async def test_an_unreadable_store_raises_and_keeps_the_cached_set() -> None:
-    """newest() raises TokenStoreUnavailableError; the cached set stays available as `current`."""
+    """newest() raises TokenStoreUnavailableError; the cached set stays available as `cached`."""
     store = MemoryTokenStore()
     cache = cache_on(store)
     await cache.save(token_set(1, "rt-1"))
@@ -102,7 +102,7 @@ async def test_an_unreadable_store_raises_and_keeps_the_cached_set() -> None:
 
     with pytest.raises(TokenStoreUnavailableError):
         await cache.newest()
-    assert cache.current == token_set(1, "rt-1")
+    assert cache.cached == token_set(1, "rt-1")
 
 
 def test_unexpired_skips_the_rejected_token_and_expired_sets() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from shared.auth.errors import SignInStateExpiredError, SignInStateReplayedError, SignInStateUnknownError
 from shared.auth.models import PendingSignIn, SignInStart
-from shared.auth.signins import PendingSignIns
+from shared.auth.sign_in import PendingSignIns
 from testkit.auth_stores import MemoryRecordStore
 from testkit.clock import ManualClock
 
