@@ -294,7 +294,7 @@ async def test_client_credentials_rejected_credentials_are_recorded_and_block_re
     assert len(world.notifier.alerts) == 1
 
 
-async def test_refresh_if_due_skips_a_recent_token_and_refreshes_an_old_one(world: World) -> None:
+async def test_refresh_if_due_skips_a_token_not_yet_due_and_refreshes_an_old_one(world: World) -> None:
     """The timer refreshes only when the stored token would not outlive its horizon."""
     await signed_in(world)
     manager = world.manager()

@@ -162,7 +162,7 @@ async def test_refresh_endpoint_rotates_the_stored_refresh_token(
     assert sandbox.entra.token_calls["refresh_token"] == calls + 1
 
 
-async def test_a_refresh_right_after_a_refresh_says_it_returned_the_young_token_set(
+async def test_a_refresh_right_after_a_refresh_says_it_returned_the_recent_token_set(
     functions: dict[str, Callable[..., Any]],
     sandbox: Sandbox,
     sandbox_tls: ssl.SSLContext,

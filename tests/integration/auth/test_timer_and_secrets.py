@@ -53,7 +53,7 @@ async def app_services(
         await close_auth_services()
 
 
-async def test_timer_refreshes_a_due_token_once_and_skips_a_young_one(
+async def test_timer_refreshes_a_due_token_once_and_skips_one_not_yet_due(
     app_services: AuthServices,
     sandbox: Sandbox,
     sandbox_tls: ssl.SSLContext,
