@@ -219,7 +219,7 @@ class JobProcessor:
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
             decision = decide(failure, reconcilable=_reconcilable_on_rerun(job), now=self.clock.now())
             if not decision.ambiguous and buffer.may_have_written():
-                # The last error says nothing ran, but an earlier in-call try (an idempotent DELETE is repeated
+                # The last error says nothing ran, but an earlier in-request try (an idempotent DELETE is repeated
                 # after a lost answer) may have: the next run reconciles.
                 decision = replace(decision, ambiguous=True)
             return await self._after_failure(job, record, delivery, decision, failure)

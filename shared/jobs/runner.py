@@ -190,7 +190,7 @@ class JobRunner:
             await _ambiguous_if_lost(self._client.delete(key, etag=step.etag))
         except NotFoundError:
             # A 404 after an earlier run's lost write, or after this run's own DELETE lost its answer and the
-            # client repeated it in-call (DELETE is idempotent): that DELETE did it.
+            # client repeated it within the request (DELETE is idempotent): that DELETE did it.
             if not (earlier.ambiguous or trail.answer_lost_before("DELETE", f"({key.id})")):
                 raise
             return ResultSummary(id=str(key.id), reconciled=True)
