@@ -24,7 +24,7 @@ from shared.auth.manager import Collaborators, TokenManager
 from shared.auth.models import ConnectionRecord, Grant, Lease, PendingSignIn, SignInStart
 from shared.auth.notify import NoNotifier
 from shared.auth.sign_in import PendingSignIns, SignInFlow
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
 from testkit.clock import ManualClock
 

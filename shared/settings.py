@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import SettingsError
+from shared.tokens import AuthMode
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +48,6 @@ class StorageSettings(_Group):
     table_service_uri: str | None = Field(default=None, alias="JobsStorage__tableServiceUri")
     managed_identity_client_id: str | None = Field(default=None, alias="JobsStorage__clientId")
     table_prefix: str = Field(default="bc", alias="BC_TABLE_PREFIX", pattern=r"^[A-Za-z][A-Za-z0-9]{0,20}$")
-
-
-class AuthMode(StrEnum):
-    """How the integration obtains BC tokens."""
-
-    CLIENT_CREDENTIALS = "client_credentials"  # S2S: Microsoft's recommended mode for unattended integrations
-    DELEGATED = "delegated"  # auth code + PKCE once by an admin, then refresh-token rotation
 
 
 class AuthSettings(_Group):

@@ -2,13 +2,16 @@
 
 shared/auth implements TokenProvider; its consumers only ever see this Protocol and AccessToken. The Protocol
 holds what consumers call: a token up front, and a replacement after BC answered 401. Refreshing on demand
-(`TokenManager.refresh_now`, the admin's POST /api/auth/refresh) is not a consumer's business.
+(`TokenManager.refresh_now`, the admin's POST /api/auth/refresh) is not a consumer's business. AuthMode, how tokens
+are obtained, lives here too: the settings, shared/auth, shared/bc (whose budget a request spends) and the
+status page all need it, and this is the one module all of them may import.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import ClassVar, Protocol
 
 from shared.errors import IntegrationError
@@ -60,3 +63,10 @@ class TokenProvider(Protocol):
         Raises TokenProviderError (or a subclass) when no such token can be had.
         """
         ...
+
+
+class AuthMode(StrEnum):
+    """How the integration obtains BC tokens (the BC_AUTH_MODE setting)."""
+
+    CLIENT_CREDENTIALS = "client_credentials"  # S2S: Microsoft's recommended mode for unattended integrations
+    DELEGATED = "delegated"  # auth code + PKCE once by an admin, then refresh-token rotation

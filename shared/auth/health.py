@@ -24,7 +24,7 @@ from shared.auth.stores import RecordStore, compare_and_swap
 from shared.auth.timing import ADMIN_NEEDED_BACKOFF
 from shared.clock import Clock
 from shared.redaction import redact
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 
 logger = logging.getLogger(__name__)
 

@@ -91,8 +91,7 @@ from shared.auth.timing import (
 )
 from shared.auth.transient_gate import TransientGate
 from shared.clock import Clock
-from shared.settings import AuthMode
-from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, AuthMode
 
 __all__ = ["Collaborators", "Demand", "InProcess", "ScheduledOutcome", "TokenManager"]
 

@@ -9,8 +9,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from shared.clock import iso_utc, parse_iso_utc
-from shared.settings import AuthMode
-from shared.tokens import AccessToken
+from shared.tokens import AccessToken, AuthMode
 
 _SCHEMA = 1
 T = TypeVar("T")

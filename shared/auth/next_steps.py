@@ -6,7 +6,7 @@ Client-credentials mode has no sign-in (/api/auth/login answers 409 there), so n
 from __future__ import annotations
 
 from shared.auth.models import Health
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 
 DEGRADED_NEXT_STEP = (
     "none yet: the app retries by itself; if it lasts, the app's log names the cause "

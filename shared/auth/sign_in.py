@@ -37,7 +37,7 @@ from shared.auth.models import Grant, PendingSignIn, SignInStart, TokenSet, firs
 from shared.auth.stores import RecordStore
 from shared.auth.timing import LEASE_TTL, LEASE_WAIT_BUDGET
 from shared.clock import Clock
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 
 logger = logging.getLogger(__name__)
 

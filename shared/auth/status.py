@@ -7,7 +7,7 @@ from datetime import datetime
 
 from shared.auth.models import NEEDS_ADMIN, ConnectionRecord, ConnectionStatus, Health, TokenSet
 from shared.auth.next_steps import DEGRADED_NEXT_STEP, next_step
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 
 
 def build_status(

@@ -15,8 +15,8 @@ from shared.bc.sender import Recorder, RequestSender, Throttle
 from shared.bc.throttle import CoordinationStore, SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import partition_key_for
 from shared.clock import Clock
-from shared.settings import AuthMode, Settings
-from shared.tokens import DEFAULT_MIN_VALIDITY, TokenProvider
+from shared.settings import Settings
+from shared.tokens import DEFAULT_MIN_VALIDITY, AuthMode, TokenProvider
 
 _CONNECT_TIMEOUT_SECONDS = 10.0
 

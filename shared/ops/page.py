@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from bcjobs import JobState
 from shared.auth import ConnectionStatus, Health
 from shared.ops.snapshot import Failure, JobCounts, QueueReading, Snapshot, ThrottleUsage
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 
 STYLE = """
 :root{color-scheme:light;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--muted:#57606a;--line:#d0d7de}

@@ -18,7 +18,7 @@ from shared.auth.models import ConnectionRecord, Grant, Lease, PendingSignIn, Si
 from shared.auth.notify import AdminAlert
 from shared.auth.sign_in import PendingSignIns, SignInFlow
 from shared.clock import Clock
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
 from testkit.clock import ManualClock
 

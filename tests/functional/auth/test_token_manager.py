@@ -23,7 +23,7 @@ from shared.auth import (
     TokenStoreUnavailableError,
 )
 from shared.auth.models import TokenSet
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 from tests.functional.auth.fakes import World
 
 

@@ -11,7 +11,7 @@ from shared.auth import CredentialsRejectedError, Health, TokenRefreshFailedErro
 from shared.ops.page import render
 from shared.ops.sampling import sample
 from shared.ops.snapshot import QueueReading, Sources, ThrottleRow, ThrottleUsage, collect
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 from testkit.clock import START
 from tests.fakes.telemetry import capture
 from tests.functional.auth.fakes import World

@@ -9,7 +9,7 @@ import pytest
 from shared.auth.cache import TokenCache
 from shared.auth.errors import StaleTokenSetError, TokenStoreUnavailableError
 from shared.auth.models import Grant, TokenSet, first_token_set
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 from testkit.auth_stores import MemoryTokenStore
 from testkit.clock import ManualClock
 

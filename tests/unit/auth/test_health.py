@@ -9,7 +9,7 @@ from shared.auth.health import HealthRecorder
 from shared.auth.models import ConnectionRecord, Grant, Health, TokenSet, Versioned, first_token_set
 from shared.auth.notify import AdminAlert
 from shared.auth.stores import compare_and_swap
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 from testkit.auth_stores import MemoryRecordStore
 from testkit.clock import ManualClock
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.auth.models import ConnectionRecord, Grant, Health, PendingSignIn, TokenSet, first_token_set
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 

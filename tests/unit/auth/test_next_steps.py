@@ -7,7 +7,7 @@ import pytest
 from shared.auth.identity import classify
 from shared.auth.models import NEEDS_ADMIN, Health
 from shared.auth.next_steps import next_step
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 
 
 @pytest.mark.parametrize("health", [*NEEDS_ADMIN, Health.NOT_AUTHORIZED, Health.DEGRADED])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from shared.auth.errors import TokenStoreUnavailableError
 from shared.auth.models import ConnectionRecord, Grant, Health, first_token_set
 from shared.auth.status import build_status
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 TOKENS = first_token_set("c", AuthMode.DELEGATED, Grant("at", timedelta(hours=1), (), "rt"), NOW, 3)

@@ -30,7 +30,8 @@ from shared.auth.web import (
     refused_page,
     settings_json,
 )
-from shared.settings import AuthMode, InvalidSettingsError, Need, SettingProblem
+from shared.settings import InvalidSettingsError, Need, SettingProblem
+from shared.tokens import AuthMode
 
 
 def test_settings_json_names_the_settings_and_never_a_value() -> None:

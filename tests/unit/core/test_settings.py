@@ -9,7 +9,6 @@ import pytest
 
 from shared.errors import IntegrationError, SettingsError
 from shared.settings import (
-    AuthMode,
     InvalidSettingsError,
     Need,
     get_settings,
@@ -19,6 +18,7 @@ from shared.settings import (
     require,
     settings_problems,
 )
+from shared.tokens import AuthMode
 
 
 def test_defaults_follow_bc_limits_and_hourly_refresh() -> None:

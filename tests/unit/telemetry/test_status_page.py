@@ -21,7 +21,7 @@ import pytest
 from shared.auth import ConnectionStatus, Health
 from shared.ops.page import CONTENT_SECURITY_POLICY, PAGE_HEADERS, STYLE, render, sign_in_needed
 from shared.ops.snapshot import Failure, JobCounts, QueueReading, Snapshot, ThrottleUsage
-from shared.settings import AuthMode
+from shared.tokens import AuthMode
 from testkit.clock import START
 
 GOLDEN = Path(__file__).parent / "golden" / "status_page.html"
