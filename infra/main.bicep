@@ -77,7 +77,7 @@ param queueAgeAlertMinutes int = 30
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
-// BC_TABLE_PREFIX and BC_RESULTS_QUEUE (shared/settings.py defaults): the tables and queue storage creates, the
+// BC_TABLE_PREFIX and BC_RESULTS_QUEUE (shared/settings/model.py defaults): the tables and queue storage creates, the
 // settings the app reads and the sender's table role all use these.
 var tablePrefix = 'bc'
 var resultsQueueName = 'bc-results'

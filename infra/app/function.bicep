@@ -1,5 +1,5 @@
 // Flex Consumption Function app running function_app.py with the user-assigned identity.
-// App setting names are exactly the ones shared/settings.py reads (tests/unit/infra checks both ways).
+// App setting names are exactly the ones shared/settings/model.py reads (tests/unit/infra checks both ways).
 param name string
 param planName string
 param location string
@@ -134,7 +134,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     BC_REDIRECT_URI: 'https://${site.properties.defaultHostName}/api/auth/callback'
     BC_TOKEN_REFRESH_SCHEDULE: '0 0 * * * *'
     BC_REAUTH_WEBHOOK_URL: bcReauthWebhookUrl
-    // Business Central and the throttle (BC's per-identity limits; shared/settings.py has the same defaults). The
+    // Business Central and the throttle (BC's per-identity limits; shared/settings/model.py has the same defaults). The
     // public cloud's BC_API_BASE_URL, BC_AUTHORITY_HOST and BC_SCOPE are the code's defaults.
     BC_ENVIRONMENT: bcEnvironment
     BC_COMPANY_NAME: bcCompanyName
@@ -153,7 +153,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     BC_JOB_DEFAULT_DEADLINE_HOURS: '24'
     BC_JOB_CLAIM_LEASE_SECONDS: '660'
     // One run's time budget (a long batch continues in a new delivery); with BC_REQUEST_TIMEOUT_SECONDS well under
-    // host.json's functionTimeout, which restarts the whole worker (shared/settings.py checks the two together).
+    // host.json's functionTimeout, which restarts the whole worker (shared/settings/checks.py checks the two together).
     BC_JOB_TIME_BUDGET_SECONDS: '300'
   }
 }

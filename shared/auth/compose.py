@@ -32,7 +32,7 @@ from shared.clock import Clock, SystemClock
 from shared.errors import SettingsError
 from shared.per_loop import PerLoop
 from shared.process import process_id
-from shared.settings import Need, Settings, get_settings, require
+from shared.settings import Impact, Settings, get_settings, require
 
 AUTH_TABLE_SUFFIX = "auth"
 
@@ -93,7 +93,7 @@ def build_auth_services(
     `table_transport` replaces the Table client's aiohttp transport (an azure-core extension point; the
     test suite passes a recording one to check that no row ever holds a secret).
     """
-    require(settings, Need.TOKENS, Need.STORAGE)  # InvalidSettingsError naming each setting and its fix
+    require(settings, Impact.TOKENS, Impact.STORAGE)  # InvalidSettingsError naming each setting and its fix
     clock = clock or SystemClock()
     closers: list[Callable[[], Awaitable[None]]] = []
     tokens = KeyVaultTokenStore(_secret_client(settings, closers), settings.auth.key_vault_url or "")

@@ -32,18 +32,18 @@ from shared.auth.web import (
     status_json,
 )
 from shared.errors import SettingsError
-from shared.settings import Need, get_settings, require
+from shared.settings import Impact, get_settings, require
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
 
 
-async def _services(*needs: Need) -> AuthServices:
-    """The running loop's services, after checking every setting they and `needs` depend on (one
+async def _services(*impacts: Impact) -> AuthServices:
+    """The running loop's services, after checking every setting whose problems impact them or `impacts` (one
     InvalidSettingsError naming them all)."""
     settings = get_settings()
-    require(settings, Need.TOKENS, Need.STORAGE, *needs)
+    require(settings, Impact.TOKENS, Impact.STORAGE, *impacts)
     return await auth_services(settings)
 
 
@@ -63,7 +63,7 @@ async def auth_login(req: func.HttpRequest) -> func.HttpResponse:
     """Start the delegated sign-in: 302 to Entra with PKCE and state; the flow stays in Table Storage."""
     del req  # nothing of the request is used: not even its Host header (see the module's docstring)
     try:
-        services = await _services(Need.SIGN_IN)
+        services = await _services(Impact.SIGN_IN)
         redirect_uri = services.settings.auth.callback_uri
         if redirect_uri is None:  # only in client-credentials mode (delegated without one fails require())
             raise AuthError("sign-in is only used in delegated mode (BC_AUTH_MODE=delegated)")

@@ -30,14 +30,14 @@ from shared.auth.web import (
     refused_page,
     settings_json,
 )
-from shared.settings import InvalidSettingsError, Need, SettingProblem
+from shared.settings import Impact, InvalidSettingsError, SettingProblem
 from shared.tokens import AuthMode
 
 
 def test_settings_json_names_the_settings_and_never_a_value() -> None:
     """A 500 body listing the settings to fix, the fix, and no value."""
     error = InvalidSettingsError(
-        [SettingProblem("BC_TENANT_ID", "is not set", "set it to the tenant id", Need.TOKENS)]
+        [SettingProblem("BC_TENANT_ID", "is not set", "set it to the tenant id", Impact.TOKENS)]
     )
     result = settings_json(error)
     body = json.loads(result.body)

@@ -9,8 +9,8 @@ import pytest
 
 from shared.errors import IntegrationError, SettingsError
 from shared.settings import (
+    Impact,
     InvalidSettingsError,
-    Need,
     get_settings,
     load_settings,
     log_settings_problems,
@@ -238,12 +238,12 @@ def test_refresh_schedule_binding_is_the_setting_when_set_else_the_default_itsel
     )
 
 
-def test_require_raises_only_for_the_needs_asked(good: dict[str, str]) -> None:
+def test_require_raises_only_for_the_impacts_asked(good: dict[str, str]) -> None:
     """A missing redirect URI breaks sign-in, not the token lifecycle (workers keep running)."""
     settings = load_settings(without(good, "BC_REDIRECT_URI"))
-    require(settings, Need.TOKENS, Need.STORAGE)
+    require(settings, Impact.TOKENS, Impact.STORAGE)
     with pytest.raises(InvalidSettingsError, match="BC_REDIRECT_URI"):
-        require(settings, Need.SIGN_IN)
+        require(settings, Impact.SIGN_IN)
 
 
 def test_cold_start_check_logs_one_error_naming_each_setting(

@@ -176,7 +176,7 @@ def test_instance_cap_is_its_own_parameter_with_a_default_every_region_allows() 
 
 
 def test_bc_slots_no_longer_decide_the_instance_cap() -> None:
-    """bcMaxInFlight feeds BC_MAX_IN_FLIGHT only, capped where shared/settings.py caps it, never the scale cap."""
+    """bcMaxInFlight feeds BC_MAX_IN_FLIGHT only, capped where shared/settings/model.py caps it, never the scale cap."""
     from shared.settings import BcSettings
 
     function = parse(INFRA / "app" / "function.bicep")

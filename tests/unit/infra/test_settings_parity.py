@@ -1,6 +1,6 @@
 """Settings parity: infra/app/function.bicep sets exactly the settings the app reads plus those the Functions host
 reads (each with its source), and every setting the app reads that Azure leaves unset is listed with the reason its
-default is right there. The app's list comes from the Settings model (shared/settings.py is the only module that
+default is right there. The app's list comes from the Settings model (shared/settings/model.py is the only module that
 reads the environment), not from a copy."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _JOBS_CONNECTION = (
     "azure-functions/functions-bindings-storage-queue-trigger#identity-based-connections, "
     "functions-reference#common-properties-for-identity-based-connections"
 )
-# Settings the Functions host (or a library the app loads) reads rather than shared/settings.py, with the source that
+# Settings the Functions host (or a library the app loads) reads rather than shared/settings/model.py, with the source that
 # says so. Exact names, not prefixes: a misspelt AzureWebJobsStorage__queueServiceUrl must fail here.
 HOST_READS = {
     "AzureWebJobsStorage__credential": _HOST_STORAGE,
@@ -41,7 +41,7 @@ HOST_READS = {
 }
 
 # Settings the app reads that Azure leaves to the code's default, each with the reason. Every other setting of
-# shared/settings.py must be set in function.bicep: a new setting has to be decided here or there.
+# shared/settings/model.py must be set in function.bicep: a new setting has to be decided here or there.
 DEFAULTED_IN_AZURE = {
     "JobsStorage": "a connection string carries the account key; Azure uses JobsStorage__*ServiceUri + identity",
     "BC_CLIENT_CERTIFICATE_PATH": "the secret (a Key Vault reference) is used; a certificate is the documented option",
@@ -83,7 +83,7 @@ def test_infra_sets_no_setting_that_neither_the_app_nor_the_host_reads() -> None
 
 
 def test_the_app_reads_no_setting_infra_leaves_unset_without_a_reason() -> None:
-    """A setting added to shared/settings.py must be set by infra or listed in DEFAULTED_IN_AZURE with its reason."""
+    """A setting added to shared/settings/model.py must be set by infra or listed in DEFAULTED_IN_AZURE with its reason."""
     assert app_reads() - set(app_settings()) - set(DEFAULTED_IN_AZURE) == set()
 
 

@@ -1,0 +1,53 @@
+"""One typed settings object, read once from the environment, and the checks that tell an admin what to fix.
+
+- `model.py`: the groups (`Settings`, `StorageSettings`, ...), their defaults and aliases, `load_settings`,
+  `get_settings`, and the timer's `refresh_schedule_binding`; the only module of the product that reads the
+  environment.
+- `problems.py`: `SettingProblem`, its `Impact`, `InvalidSettingsError`.
+- `checks.py`: the cold-start checks (`check_settings`, `log_settings_problems`) and `require`.
+"""
+
+from shared.settings.checks import check_settings, log_settings_problems, require, settings_problems
+from shared.settings.model import (
+    BC_RESOURCE,
+    CALLBACK_PATH,
+    DEFAULT_REFRESH_SCHEDULE,
+    FUNCTION_TIMEOUT_SECONDS,
+    INVOCATION_RESERVE_SECONDS,
+    REFRESH_SCHEDULE_SETTING,
+    AuthSettings,
+    BcSettings,
+    JobSettings,
+    LocalSettings,
+    Settings,
+    StorageSettings,
+    get_settings,
+    load_settings,
+    refresh_schedule_binding,
+)
+from shared.settings.problems import Impact, InvalidSettingsError, SettingProblem
+
+__all__ = [
+    "BC_RESOURCE",
+    "CALLBACK_PATH",
+    "DEFAULT_REFRESH_SCHEDULE",
+    "FUNCTION_TIMEOUT_SECONDS",
+    "INVOCATION_RESERVE_SECONDS",
+    "REFRESH_SCHEDULE_SETTING",
+    "AuthSettings",
+    "BcSettings",
+    "Impact",
+    "InvalidSettingsError",
+    "JobSettings",
+    "LocalSettings",
+    "SettingProblem",
+    "Settings",
+    "StorageSettings",
+    "check_settings",
+    "get_settings",
+    "load_settings",
+    "log_settings_problems",
+    "refresh_schedule_binding",
+    "require",
+    "settings_problems",
+]
