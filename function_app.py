@@ -1,14 +1,12 @@
 """The Function app: applies the logging policy, checks the settings once, creates the app and registers the
 Blueprints; `close_services` lets a local host close the SDK clients on shutdown."""
 
-import os
-
 import azure.functions as func
 
 from shared.auth import close_auth_services
 from shared.jobs import close_front_door, close_job_services
 from shared.logging_setup import configure_logging
-from shared.settings import log_settings_problems
+from shared.settings import log_settings_problems, telemetry_settings
 from shared.telemetry import configure_telemetry
 from shared.triggers import (
     admin_page,
@@ -22,7 +20,9 @@ from shared.triggers import (
 )
 
 configure_logging()  # before any function runs: every log record is redacted at creation
-configure_telemetry(os.environ)  # Azure Monitor, once, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+# Azure Monitor, once, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set (read before, and whatever becomes of,
+# the other settings: the cold-start check's ERROR is exported too)
+configure_telemetry(telemetry_settings().connection_string)
 log_settings_problems()  # cold start: one ERROR naming each bad setting and its fix (health says degraded)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -1,7 +1,7 @@
 """One typed settings object, read once from the environment, and the checks that tell an admin what to fix.
 
 - `model.py`: the groups (`Settings`, `StorageSettings`, ...), their defaults and aliases, `load_settings`,
-  `get_settings`, and the timer's `refresh_schedule_binding`; the only module of the product that reads the
+  `get_settings`, `telemetry_settings` and the timer's `refresh_schedule_binding`; the only module of the product that reads the
   environment.
 - `problems.py`: `SettingProblem`, its `Impact`, `InvalidSettingsError`.
 - `checks.py`: the cold-start checks (`check_settings`, `log_settings_problems`) and `require`.
@@ -9,6 +9,7 @@
 
 from shared.settings.checks import check_settings, log_settings_problems, require, settings_problems
 from shared.settings.model import (
+    APPLICATION_INSIGHTS_SETTING,
     BC_RESOURCE,
     CALLBACK_PATH,
     DEFAULT_REFRESH_SCHEDULE,
@@ -21,13 +22,16 @@ from shared.settings.model import (
     LocalSettings,
     Settings,
     StorageSettings,
+    TelemetrySettings,
     get_settings,
     load_settings,
     refresh_schedule_binding,
+    telemetry_settings,
 )
 from shared.settings.problems import Impact, InvalidSettingsError, SettingProblem
 
 __all__ = [
+    "APPLICATION_INSIGHTS_SETTING",
     "BC_RESOURCE",
     "CALLBACK_PATH",
     "DEFAULT_REFRESH_SCHEDULE",
@@ -43,6 +47,7 @@ __all__ = [
     "SettingProblem",
     "Settings",
     "StorageSettings",
+    "TelemetrySettings",
     "check_settings",
     "get_settings",
     "load_settings",
@@ -50,4 +55,5 @@ __all__ = [
     "refresh_schedule_binding",
     "require",
     "settings_problems",
+    "telemetry_settings",
 ]

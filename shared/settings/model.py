@@ -28,6 +28,8 @@ FUNCTION_TIMEOUT_SECONDS = 600.0
 # What a jobs_process invocation needs besides a run's time budget and one request's timeout: holding the delivery
 # for a BC slot (JobPolicy.no_slot_hold_seconds, 120 s) and recording the outcome (JobPolicy.record_allowance, 60 s).
 INVOCATION_RESERVE_SECONDS = 180.0
+# Azure Monitor's connection string: the Functions host reads it for its own telemetry, the app for its exporter.
+APPLICATION_INSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 
 
 class _Group(BaseModel):
@@ -154,6 +156,15 @@ class LocalSettings(_Group):
     ca_bundle: Path | None = Field(default=None, alias="LOCAL_CA_BUNDLE")
 
 
+class TelemetrySettings(_Group):
+    """Where the app's telemetry goes (Azure Monitor); unset, nothing is exported (the local world, tests).
+
+    Not a group of Settings: telemetry is configured before the cold-start check, whatever the other settings
+    hold, so that the check's own ERROR about them is exported too (see telemetry_settings)."""
+
+    connection_string: str | None = Field(default=None, alias=APPLICATION_INSIGHTS_SETTING, repr=False)
+
+
 class Settings(_Group):
     """Everything the app reads from its environment."""
 
@@ -213,6 +224,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once at cold start."""
     return load_settings()
+
+
+def telemetry_settings(environ: Mapping[str, str] | None = None) -> TelemetrySettings:
+    """The telemetry group alone, read apart from the others (it cannot be invalid, and must not wait for them)."""
+    source = os.environ if environ is None else environ
+    return TelemetrySettings.model_validate({key: value for key, value in source.items() if value != ""})
 
 
 def refresh_schedule_binding(environ: Mapping[str, str] | None = None) -> str:

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 
 from shared.telemetry.dimensions import log_record_processors
 
-CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 PRODUCT_LOGGER = "shared"
 # The distro's automatic instrumentations, all off (see the module docstring).
 DISABLED_INSTRUMENTATIONS = (
@@ -45,13 +43,14 @@ _lock = threading.Lock()
 _configured = False
 
 
-def configure_telemetry(environ: Mapping[str, str]) -> bool:
-    """Configure the Azure Monitor distro once when APPLICATIONINSIGHTS_CONNECTION_STRING is set.
+def configure_telemetry(connection_string: str | None) -> bool:
+    """Configure the Azure Monitor distro once when given a connection string (APPLICATIONINSIGHTS_CONNECTION_STRING,
+    which shared.settings.telemetry_settings reads).
 
     Returns whether telemetry is exported. Safe to call more than once (later calls do nothing).
     """
     global _configured
-    connection_string = (environ.get(CONNECTION_STRING_SETTING) or "").strip()
+    connection_string = (connection_string or "").strip()
     if not connection_string:
         return False
     with _lock:

@@ -21,10 +21,11 @@ CHILD = """
 import logging, sys
 from opentelemetry import _logs, metrics
 from shared import telemetry
+from shared.settings import telemetry_settings
 
-connection_string = sys.argv[1]
-assert telemetry.configure_telemetry({"APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string})
-assert telemetry.configure_telemetry({"APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string})  # once only
+settings = telemetry_settings({"APPLICATIONINSIGHTS_CONNECTION_STRING": sys.argv[1]})
+assert telemetry.configure_telemetry(settings.connection_string)
+assert telemetry.configure_telemetry(settings.connection_string)  # once only
 telemetry.set_default_dimensions(connection="default")
 log = logging.getLogger("shared.jobs.processor")
 with telemetry.job_scope(message_id="m-1"):

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.settings import REFRESH_SCHEDULE_SETTING, Settings, load_settings
-from shared.telemetry.setup import CONNECTION_STRING_SETTING
+from shared.settings import APPLICATION_INSIGHTS_SETTING, REFRESH_SCHEDULE_SETTING, Settings, load_settings
 from tests.unit.infra.test_bicep import INFRA, app_settings, parse
 
 _HOST_STORAGE = (
@@ -32,7 +31,7 @@ HOST_READS = {
     "JobsStorage__clientId": _JOBS_CONNECTION + " (the app reads it too: the identity's client id)",
     "JobsStorage__queueServiceUri": _JOBS_CONNECTION + " (the app reads it too: its own queue clients)",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "the host's own telemetry: learn.microsoft.com/azure/azure-functions/"
-    "functions-app-settings#applicationinsights_connection_string (the app reads it too: shared/telemetry/setup.py)",
+    "functions-app-settings#applicationinsights_connection_string (the app reads it too: shared/settings/model.py TelemetrySettings)",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra-only ingestion for the host and the Azure Monitor exporter: "
     "learn.microsoft.com/azure/azure-functions/functions-app-settings#applicationinsights_authentication_string",
     REFRESH_SCHEDULE_SETTING: "the host resolves the timer binding's %BC_TOKEN_REFRESH_SCHEDULE% from app settings: "
@@ -57,8 +56,8 @@ DEFAULTED_IN_AZURE = {
 
 def app_reads() -> set[str]:
     """Every setting the app reads: each alias of the Settings model's groups, and the telemetry switch
-    function_app.py hands to configure_telemetry."""
-    aliases = {CONNECTION_STRING_SETTING}
+    function_app.py reads with telemetry_settings."""
+    aliases = {APPLICATION_INSIGHTS_SETTING}
     for group in Settings.model_fields.values():
         model = group.annotation
         assert model is not None

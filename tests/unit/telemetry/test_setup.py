@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from opentelemetry import _logs, metrics, trace
 
+from shared.settings import telemetry_settings
 from shared.telemetry import configure_telemetry
 from shared.telemetry.dimensions import JobDimensionsProcessor, RedactingLogProcessor
 from shared.telemetry.setup import DISABLED_INSTRUMENTATIONS, PRODUCT_LOGGER, distro_options
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_without_a_connection_string_nothing_is_configured(environ: dict[str, str]) -> None:
     """No provider is installed and no handler added: nothing can export (tests and the local world)."""
     handlers = list(logging.getLogger(PRODUCT_LOGGER).handlers)
-    assert configure_telemetry(environ) is False
+    assert configure_telemetry(telemetry_settings(environ).connection_string) is False
     assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
     assert type(_logs.get_logger_provider()).__name__ == "ProxyLoggerProvider"
     assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
