@@ -29,8 +29,8 @@ from bcjobs.rows import JOB_ROW, report_from_row
 from localworld.azurite import AzuriteEndpoints
 from localworld.bc import BcReader
 from localworld.world import World
+from shared.bc.throttle import HEARTBEAT_SECONDS
 
-HEARTBEAT_SECONDS = 10.0  # the product's throttle heartbeat (shared.jobs.compose: build_throttle's default)
 JOIN_DELAY_SECONDS = 1.5 * HEARTBEAT_SECONDS + 1.0  # a newcomer waits this long before it may send
 
 

@@ -12,7 +12,7 @@ from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from shared.bc.sender import Recorder, RequestSender, Throttle
-from shared.bc.throttle import CoordinationStore, SharedThrottle, ThrottleConfig
+from shared.bc.throttle import HEARTBEAT_SECONDS, CoordinationStore, SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import partition_key_for
 from shared.clock import Clock
 from shared.settings import Settings
@@ -42,7 +42,9 @@ def throttle_identity(settings: Settings) -> str:
     return f"connection-{settings.auth.connection_name}"
 
 
-def throttle_config_from_settings(settings: Settings, *, heartbeat_seconds: float = 10.0) -> ThrottleConfig:
+def throttle_config_from_settings(
+    settings: Settings, *, heartbeat_seconds: float = HEARTBEAT_SECONDS
+) -> ThrottleConfig:
     """The limits of the `bc` settings group."""
     bc = settings.bc
     return ThrottleConfig(
@@ -59,7 +61,7 @@ def build_throttle(
     store: CoordinationStore,
     *,
     clock: Clock | None = None,
-    heartbeat_seconds: float = 10.0,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
 ) -> SharedThrottle:
     """One process's throttle for the configured identity (share it between all clients of the process)."""
     key = partition_key_for(throttle_identity(settings))

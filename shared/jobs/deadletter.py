@@ -126,15 +126,17 @@ def _log(record: JobRecord, delivery: Delivery) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PoisonRetry:
-    """How one poison delivery rides out storage failures, and when a re-driven copy comes back."""
+    """How one poison delivery rides out storage failures, and when a re-driven copy comes back.
 
+    The backoff numbers come from the job settings (`from_settings`), so they have no default here."""
+
+    base_seconds: float
+    cap_seconds: float
+    redrive_delay_seconds: float
     tries: int = 5
-    base_seconds: float = 5.0
-    cap_seconds: float = _MAX_TRY_WAIT_SECONDS
     budget_seconds: float = 180.0  # waits of one delivery, in all: far below functionTimeout (10 min)
-    redrive_delay_seconds: float = 900.0
 
     @classmethod
     def from_settings(cls, jobs: JobSettings) -> PoisonRetry:

@@ -1,4 +1,4 @@
-"""Every retry, wait and validity number of the job pipeline, declared once as frozen data.
+"""Every retry, wait and validity number of the job pipeline as frozen data; those a setting gives come from it.
 
 Retries go back to the queue with a visibility delay instead of sleeping in the function: exponential with full
 jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), never shorter than BC's Retry-After, capped.
@@ -22,18 +22,32 @@ from shared.backoff import exponential_backoff
 from shared.settings import JobSettings
 from shared.tokens import DEFAULT_MIN_VALIDITY
 
+# A parked job's first look comes at most this soon (sooner only when the re-check interval itself is shorter): an
+# admin who has just signed in sees the job move within half a minute, and the waits then grow to the interval.
+_FIRST_AUTHORIZATION_WAIT_SECONDS = 30.0
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobPolicy:
-    """How often and how late a job is tried again, and how long its token must last."""
+    """How often and how late a job is tried again, and how long its token must last.
 
-    max_attempts: int = 8
-    backoff_base_seconds: float = 5.0
-    backoff_cap_seconds: float = 900.0
-    authorization_base_seconds: float = 30.0
-    authorization_cap_seconds: float = 300.0
-    default_deadline: timedelta = timedelta(hours=24)
-    claim_lease: timedelta = timedelta(minutes=11)
+    The fields a setting gives (attempts, backoff, re-check, deadline, claim lease, time budget) have no default
+    here: `from_settings` fills them, so each default is written once, in shared/settings/model.py.
+    """
+
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_cap_seconds: float
+    authorization_base_seconds: float
+    authorization_cap_seconds: float
+    default_deadline: timedelta
+    claim_lease: timedelta
+    # One run's time budget. Half of functionTimeout, and still inside it with the no-slot hold before the claim,
+    # one request's timeout and the time to record the outcome (tests/unit/jobs/test_time_budget.py reads
+    # host.json); BC's own limits are 8 min per operation and 10 per request (bc-facts, operational limits), so
+    # a run is cut off by us, never by the host. Also no longer than DEFAULT_MIN_VALIDITY: the token a run starts
+    # with lasts the run.
+    time_budget: timedelta
     # A process without a BC slot holds a delivery this long for one (a senior going idle hands its slots over),
     # then sends the job back for no_slot_delay (plus jitter). The hold bounds the extra storage calls of slot-less
     # instances (docs/architecture.md, "More instances than BC slots") and stays far below functionTimeout.
@@ -41,12 +55,6 @@ class JobPolicy:
     no_slot_delay_seconds: float = 5.0
     # Token validity: enough for the slowest request, plus this much per request the job may make.
     per_request_validity: timedelta = timedelta(seconds=2)
-    # One run's time budget. Half of functionTimeout, and still inside it with the no-slot hold before the claim,
-    # one request's timeout and the time to record the outcome (tests/unit/jobs/test_time_budget.py reads
-    # host.json); BC's own limits are 8 min per operation and 10 per request (bc-facts, operational limits), so
-    # a run is cut off by us, never by the host. Also no longer than DEFAULT_MIN_VALIDITY: the token a run starts
-    # with lasts the run.
-    time_budget: timedelta = timedelta(minutes=5)
     # What an invocation may still need after its budget: the items table, the row, the audit transaction and
     # the report, each with the storage SDK's own retries.
     record_allowance: timedelta = timedelta(minutes=1)
@@ -61,7 +69,9 @@ class JobPolicy:
             max_attempts=settings.max_attempts,
             backoff_base_seconds=settings.backoff_base_seconds,
             backoff_cap_seconds=max(settings.backoff_base_seconds, settings.backoff_cap_seconds),
-            authorization_base_seconds=min(30.0, settings.authorization_recheck_seconds),
+            authorization_base_seconds=min(
+                _FIRST_AUTHORIZATION_WAIT_SECONDS, settings.authorization_recheck_seconds
+            ),
             authorization_cap_seconds=settings.authorization_recheck_seconds,
             default_deadline=timedelta(hours=settings.default_deadline_hours),
             claim_lease=timedelta(seconds=settings.claim_lease_seconds),

@@ -10,10 +10,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
+
 from shared.settings.model import (
     CALLBACK_PATH,
     FUNCTION_TIMEOUT_SECONDS,
     INVOCATION_RESERVE_SECONDS,
+    AuthSettings,
+    BcSettings,
+    JobSettings,
     Settings,
     get_settings,
     load_settings,
@@ -203,7 +208,7 @@ def _endpoint_problems(settings: Settings) -> list[SettingProblem]:
             SettingProblem(
                 "BC_AUTHORITY_HOST",
                 "is not an https URL of a host",
-                "remove it (https://login.microsoftonline.com) or set the sandbox's https://127.0.0.1:<port>",
+                f"remove it ({_default(AuthSettings, 'authority_host')}) or set the sandbox's https://127.0.0.1:<port>",
                 Impact.TOKENS,
             )
         )
@@ -285,7 +290,7 @@ def _bc_problems(settings: Settings) -> list[SettingProblem]:
         SettingProblem(
             "BC_API_BASE_URL",
             "is not an https URL",
-            "remove it for BC online (https://api.businesscentral.dynamics.com) or set the sandbox's URL",
+            f"remove it for BC online ({_default(BcSettings, 'api_base_url')}) or set the sandbox's URL",
             Impact.BC,
         )
     ]
@@ -300,7 +305,8 @@ def _time_budget_problems(settings: Settings) -> list[SettingProblem]:
             "BC_REQUEST_TIMEOUT_SECONDS",
             "is not shorter than BC_JOB_TIME_BUDGET_SECONDS (a request that cannot finish inside a run's time "
             "budget is cut off every time)",
-            "lower it (default 60) or raise BC_JOB_TIME_BUDGET_SECONDS (default 300)",
+            f"lower it (default {_default(BcSettings, 'request_timeout_seconds')}) or raise BC_JOB_TIME_BUDGET_SECONDS "
+            f"(default {_default(JobSettings, 'time_budget_seconds')})",
             Impact.BC,
         )
         return [problem]
@@ -309,7 +315,8 @@ def _time_budget_problems(settings: Settings) -> list[SettingProblem]:
             "BC_JOB_TIME_BUDGET_SECONDS",
             f"plus BC_REQUEST_TIMEOUT_SECONDS is over {limit:.0f} s (host.json's functionTimeout of "
             f"{FUNCTION_TIMEOUT_SECONDS:.0f} s would then restart the worker under a run that records its outcome)",
-            f"keep the two together at or under {limit:.0f} s (defaults 300 + 60)",
+            f"keep the two together at or under {limit:.0f} s (defaults {_default(JobSettings, 'time_budget_seconds')} + "
+            f"{_default(BcSettings, 'request_timeout_seconds')})",
             Impact.BC,
         )
         return [problem]
@@ -322,3 +329,9 @@ def _is_pem_file(path: Path) -> bool:
             return b"-----BEGIN CERTIFICATE-----" in handle.read(1 << 20)
     except OSError:
         return False
+
+
+def _default(group: type[BaseModel], field: str) -> str:
+    """A setting's default as a fix message quotes it (taken from the model, never written a second time)."""
+    value = group.model_fields[field].default
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -2,7 +2,9 @@
 settings / local.settings.json Values) by `load_settings`.
 
 Nothing else in the product reads os.environ. Environment variable names are the aliases below; defaults are
-visible here and nowhere else.
+visible here and nowhere else: the policies built from the settings (JobPolicy, PoisonRetry, ThrottleConfig) have
+no default of their own for what a setting gives them (tests/unit/core/test_single_defaults.py), and the checks'
+fix messages quote the defaults from here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bcjobs import RESULTS_QUEUE
 from shared.settings.problems import InvalidSettingsError, SettingProblem
 from shared.tokens import AuthMode
 
@@ -99,6 +102,8 @@ class BcSettings(_Group):
     environment: str = Field(default="production", alias="BC_ENVIRONMENT")
     company_id: str | None = Field(default=None, alias="BC_COMPANY_ID")
     company_name: str | None = Field(default=None, alias="BC_COMPANY_NAME")
+    # BC online's limits per user or app: 6,000 requests per 5-minute sliding window, 5 in flight (more wait in
+    # BC's queue): learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online
     rate_limit_requests: int = Field(default=6000, alias="BC_RATE_LIMIT_REQUESTS", gt=0)
     rate_limit_window_seconds: float = Field(default=300.0, alias="BC_RATE_LIMIT_WINDOW_SECONDS", gt=0)
     rate_safety_margin: float = Field(default=0.05, alias="BC_RATE_SAFETY_MARGIN", ge=0, lt=1)
@@ -114,7 +119,7 @@ class JobSettings(_Group):
     """
 
     results_queue: str = Field(
-        default="bc-results", alias="BC_RESULTS_QUEUE", pattern=r"^[a-z0-9](-?[a-z0-9]){2,62}$"
+        default=RESULTS_QUEUE, alias="BC_RESULTS_QUEUE", pattern=r"^[a-z0-9](-?[a-z0-9]){2,62}$"
     )
     max_attempts: int = Field(default=8, alias="BC_JOB_MAX_ATTEMPTS", ge=1, le=100)
     backoff_base_seconds: float = Field(default=5.0, alias="BC_JOB_BACKOFF_BASE_SECONDS", gt=0)

@@ -10,10 +10,11 @@ from shared.bc.throttle.coordination import (
     Member,
     VersionedState,
 )
-from shared.bc.throttle.plan import Share, ThrottleConfig, fallback_share, share_of
+from shared.bc.throttle.plan import HEARTBEAT_SECONDS, Share, ThrottleConfig, fallback_share, share_of
 from shared.bc.throttle.shared_throttle import SharedThrottle
 
 __all__ = [
+    "HEARTBEAT_SECONDS",
     "CoordinationState",
     "CoordinationStore",
     "Member",

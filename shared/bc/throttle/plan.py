@@ -18,17 +18,24 @@ from dataclasses import dataclass
 
 from shared.bc.throttle.coordination import CoordinationState
 
+# How often a member renews its place in the coordination row and re-reads its share. Each heartbeat costs a
+# process one read and one write of the row, and shares follow a join or a leave about a heartbeat later (a
+# newcomer waits join_delay_seconds, 1.5 heartbeats + 1 s): 10 s keeps both small beside BC's 5-minute window.
+HEARTBEAT_SECONDS = 10.0
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ThrottleConfig:
-    """BC's limits for one identity, the safety margin, and the coordination timing."""
+    """BC's limits for one identity, the safety margin, and the coordination timing.
 
-    # Per identity: learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online
-    requests: int = 6000  # per 5-minute sliding window
-    window_seconds: float = 300.0
-    safety_margin: float = 0.05
-    max_in_flight: int = 5  # concurrent requests (more wait in BC's queue)
-    heartbeat_seconds: float = 10.0
+    The limits and the margin come from the `bc` settings (shared.bc.factory.throttle_config_from_settings), so
+    they have no default here; the coordination timing is the throttle's own."""
+
+    requests: int  # per sliding window
+    window_seconds: float
+    safety_margin: float
+    max_in_flight: int  # concurrent requests (more wait in BC's queue)
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
     # Conservative share when the coordination row cannot be read: rate / this (or more live members).
     fallback_instances: int = 4
     # Requests a process may send back to back after an idle spell (GCRA burst); the margin must cover N*burst.

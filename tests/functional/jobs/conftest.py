@@ -11,6 +11,7 @@ from bcjobs import JobState
 from shared.jobs import DeadLetters, Delivery, Handled, JobProcessor
 from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
+from shared.settings import JobSettings
 from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.functional.jobs.fakes import FakeTokens, ScriptedRunner
@@ -27,7 +28,7 @@ class Pipeline:
     audit: MemoryAuditLog = field(default_factory=MemoryAuditLog)
     queues: MemoryJobQueues = field(default_factory=MemoryJobQueues)
     runner: ScriptedRunner = field(default_factory=ScriptedRunner)
-    policy: JobPolicy = field(default_factory=JobPolicy)
+    policy: JobPolicy = field(default_factory=lambda: JobPolicy.from_settings(JobSettings()))
     has_slot: bool = True
     slot_waits: list[float] = field(default_factory=list)  # how long each delivery would hold for a slot
     tokens: FakeTokens = field(init=False)

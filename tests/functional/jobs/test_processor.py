@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,6 @@ from shared.bc import (
 )
 from shared.jobs import Handled, JobQueueError, JobStoreError
 from shared.jobs.errors import AmbiguousWriteError, RetriableBatchItemsError
-from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
 from shared.jobs.runner import EarlierRuns
 from testkit.clock import START
@@ -253,7 +253,7 @@ async def test_the_retry_copy_is_sent_before_the_row_says_retry_scheduled(pipeli
 
 async def test_the_last_allowed_attempt_fails_the_job(pipeline: Pipeline) -> None:
     """max_attempts failures in a row → failed "gave up after N attempts", BC's last error kept."""
-    pipeline.policy = JobPolicy(max_attempts=3)
+    pipeline.policy = replace(pipeline.policy, max_attempts=3)
     failure = ServiceUnavailableError("bad gateway", status=502, code="BadGateway")
     pipeline.runner.script(failure, failure, failure)
     assert await pipeline.deliver(wire(CREATE), "m1") is Handled.RETRY_SCHEDULED
@@ -327,7 +327,9 @@ async def test_an_admin_needed_token_failure_parks_the_job_without_using_an_atte
 
 async def test_a_job_parked_again_waits_longer_each_time(pipeline: Pipeline) -> None:
     """Every further wait for an admin doubles the nominal re-check, never beyond its cap, never an attempt."""
-    pipeline.policy = JobPolicy(authorization_base_seconds=30.0, authorization_cap_seconds=300.0)
+    pipeline.policy = replace(
+        pipeline.policy, authorization_base_seconds=30.0, authorization_cap_seconds=300.0
+    )
     pipeline.tokens.fail_with(*(ReauthorizationRequiredError("sign in again") for _ in range(6)))
     await pipeline.deliver(wire(CREATE), "m1")
     for number in range(2, 7):

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
 from shared.jobs.runner import AnswerTrail, Budget, EarlierRuns, JobRunner
+from shared.settings import JobSettings
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
@@ -104,7 +105,7 @@ class World:
     store: MemoryJobStore = field(default_factory=MemoryJobStore)
     audit: MemoryAuditLog = field(default_factory=MemoryAuditLog)
     queues: MemoryJobQueues = field(default_factory=MemoryJobQueues)
-    policy: JobPolicy = field(default_factory=JobPolicy)
+    policy: JobPolicy = field(default_factory=lambda: JobPolicy.from_settings(JobSettings()))
     bc: SlowBc = field(init=False)
     tokens: SlowTokens = field(init=False)
 
@@ -184,7 +185,7 @@ async def test_a_run_that_finishes_nothing_within_its_budget_uses_an_attempt_and
     None
 ):
     """Every token takes 250 s: no $batch request fits, so no continuation; attempts run out, the job fails."""
-    world = World(policy=JobPolicy(max_attempts=3))
+    world = World(policy=replace(JobPolicy.from_settings(JobSettings()), max_attempts=3))
     world.tokens.seconds = 250.0
     handled = await world.deliver(batch_job("stuck-1", count=150))
     assert handled == [Handled.RETRY_SCHEDULED, Handled.RETRY_SCHEDULED, Handled.FAILED]
@@ -228,7 +229,9 @@ class HangsAfter(ScriptedRunner):
 
 def cut_off_pipeline(runner: ScriptedRunner) -> Pipeline:
     """A pipeline whose runs are cut off as soon as they wait for BC: their budget is zero."""
-    return Pipeline(runner=runner, policy=JobPolicy(time_budget=timedelta(0)))
+    return Pipeline(
+        runner=runner, policy=replace(JobPolicy.from_settings(JobSettings()), time_budget=timedelta(0))
+    )
 
 
 def hanging() -> ScriptedRunner:
@@ -263,7 +266,7 @@ async def test_a_keyed_create_cut_off_by_its_budget_is_reconciled_by_the_next_ru
     assert await pipeline.deliver(wire(job)) is Handled.RETRY_SCHEDULED
     row = pipeline.row("keyed-1")
     assert (row.ambiguous, row.attempts) == (True, 1)
-    pipeline.policy = JobPolicy()
+    pipeline.policy = JobPolicy.from_settings(JobSettings())
     assert pipeline.runner.hold is not None
     pipeline.runner.hold.set()
     pipeline.runner.script(ResultSummary(id="c1", reconciled=True))

@@ -11,14 +11,16 @@ import httpx
 
 from bcjobs import JobState
 from shared import telemetry
-from shared.bc import RetryPolicy, SharedThrottle, ThrottleConfig
+from shared.bc import RetryPolicy, SharedThrottle
 from shared.bc.client import BusinessCentralClient
+from shared.bc.factory import throttle_config_from_settings
 from shared.bc.models import BcEndpoint
 from shared.bc.sender import RequestSender
 from shared.jobs import DeadLetters, Delivery, Handled, JobProcessor
 from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
+from shared.settings import JobSettings, load_settings
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 from testkit.clock import VirtualClock
 from tests.fakes.coordination import MemoryCoordinationStore
@@ -26,6 +28,8 @@ from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.fakes.telemetry import capture
 from tests.functional.jobs.fakes import wire
 from tests.unit.bc.fakes import BASE, COMPANY, TENANT, bc_error, json_response
+
+DEFAULT_POLICY = JobPolicy.from_settings(JobSettings())
 
 # Shaped like a real access token, so the leak check would see it in any exported text.
 ACCESS_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2FwaS5idXNpbmVzc2NlbnRyYWwifQ.c2ln"
@@ -60,7 +64,10 @@ class World:
         self.answers = list(answers)
         self.store, self.audit, self.queues = MemoryJobStore(), MemoryAuditLog(), MemoryJobQueues()
         self.throttle = SharedThrottle(
-            MemoryCoordinationStore(), "app-1", ThrottleConfig(heartbeat_seconds=5), clock=self.clock
+            MemoryCoordinationStore(),
+            "app-1",
+            throttle_config_from_settings(load_settings({}), heartbeat_seconds=5),
+            clock=self.clock,
         )
         tokens = JwtTokens(self.clock)
         sender = RequestSender(
@@ -78,7 +85,7 @@ class World:
             queues=self.queues,
             runner=JobRunner(client),
             tokens=tokens,
-            policy=JobPolicy(),
+            policy=DEFAULT_POLICY,
             clock=self.clock,
             request_timeout=timedelta(seconds=60),
         )
@@ -127,7 +134,10 @@ async def test_a_request_held_back_by_the_throttle_records_how_long() -> None:
     """Another instance's Retry-After pause (shared through the row) is waited out and measured."""
     clock = VirtualClock()
     throttle = SharedThrottle(
-        MemoryCoordinationStore(), "app-1", ThrottleConfig(heartbeat_seconds=5), clock=clock
+        MemoryCoordinationStore(),
+        "app-1",
+        throttle_config_from_settings(load_settings({}), heartbeat_seconds=5),
+        clock=clock,
     )
 
     async def request() -> None:

@@ -105,7 +105,9 @@ async def test_unreachable_storage_is_a_throttle_storage_error(azurite: AzuriteE
 
 async def test_two_throttles_share_one_row(store: TableCoordinationStore) -> None:
     """The second process to join waits its join delay, and both split the slots once it is in."""
-    config = ThrottleConfig(requests=600, window_seconds=20, safety_margin=0.05, heartbeat_seconds=5)
+    config = ThrottleConfig(
+        requests=600, window_seconds=20, safety_margin=0.05, max_in_flight=5, heartbeat_seconds=5
+    )
     key = partition_key_for("app-1")
     first = SharedThrottle(store, key, config, member_id="a")
     second = SharedThrottle(store, key, config, member_id="b")

@@ -17,9 +17,12 @@ from shared.bc.models import EntitySet
 from shared.jobs import Delivery, JobProcessor
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
+from shared.settings import JobSettings
 from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import COMPANY, json_response, make_client
+
+DEFAULT_POLICY = JobPolicy.from_settings(JobSettings())
 
 DISGUISES = [
     "https://evil.test/v2.0/steal?$skiptoken=1",
@@ -86,9 +89,9 @@ def test_a_list_job_given_a_foreign_next_link_fails_once_and_is_not_retried() ->
         queues=queues,
         runner=JobRunner(harness.client),
         tokens=harness.tokens,
-        policy=JobPolicy(),
+        policy=DEFAULT_POLICY,
         clock=ManualClock(),
-        request_timeout=JobPolicy().claim_lease / 20,
+        request_timeout=DEFAULT_POLICY.claim_lease / 20,
     )
     job = {"jobId": "foreign-1", "operation": "list", "entitySet": "customers"}
     text = base64.b64encode(json.dumps(job).encode()).decode()

@@ -23,9 +23,12 @@ from bcjobs import InvalidJobError, Job, JobState, decode
 from shared.jobs import Delivery, JobProcessor
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
+from shared.settings import JobSettings
 from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import json_response, make_client
+
+DEFAULT_POLICY = JobPolicy.from_settings(JobSettings())
 
 GUID = "6f0b0c7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"
 INJECTIONS = [
@@ -314,9 +317,9 @@ async def one_delivery(text: str) -> tuple[MemoryJobStore, MemoryJobQueues, list
         queues=queues,
         runner=JobRunner(harness.client),
         tokens=harness.tokens,
-        policy=JobPolicy(),
+        policy=DEFAULT_POLICY,
         clock=ManualClock(),
-        request_timeout=JobPolicy().claim_lease / 20,
+        request_timeout=DEFAULT_POLICY.claim_lease / 20,
     )
     handled = await processor.handle(Delivery("m-1", text))
     return store, queues, harness.requests, handled.value

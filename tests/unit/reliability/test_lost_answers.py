@@ -22,6 +22,7 @@ from shared.jobs import Delivery, JobProcessor
 from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
+from shared.settings import JobSettings
 from shared.tokens import AccessToken, TokenProviderError
 from testkit.clock import ManualClock
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
@@ -34,6 +35,8 @@ from tests.unit.bc.fakes import (
     bc_error,
     json_response,
 )
+
+DEFAULT_POLICY = JobPolicy.from_settings(JobSettings())
 
 VENDOR = "6f0b0c7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"
 
@@ -84,9 +87,9 @@ async def run_delete(
         queues=MemoryJobQueues(),
         runner=JobRunner(client(handler)),
         tokens=CountingTokens(),
-        policy=JobPolicy(),
+        policy=DEFAULT_POLICY,
         clock=ManualClock(),
-        request_timeout=JobPolicy().claim_lease / 20,
+        request_timeout=DEFAULT_POLICY.claim_lease / 20,
     )
     await processor.handle(Delivery("m-1", base64.b64encode(json.dumps(job).encode()).decode()))
     return store
@@ -189,9 +192,9 @@ def test_an_update_whose_answer_was_lost_is_retried_and_reconciled_not_failed(et
             queues=queues,
             runner=JobRunner(client(customer_bc())),
             tokens=CountingTokens(),
-            policy=JobPolicy(),
+            policy=DEFAULT_POLICY,
             clock=clock,
-            request_timeout=JobPolicy().claim_lease / 20,
+            request_timeout=DEFAULT_POLICY.claim_lease / 20,
         )
         await processor.handle(Delivery("m-1", base64.b64encode(json.dumps(job).encode()).decode()))
         assert len(queues.requeued) == 1, store.peek("upd-1")
@@ -238,9 +241,9 @@ def test_a_delete_retried_in_call_after_a_lost_answer_and_then_throttled_is_reco
             queues=queues,
             runner=JobRunner(client(bc)),
             tokens=CountingTokens(),
-            policy=JobPolicy(),
+            policy=DEFAULT_POLICY,
             clock=clock,
-            request_timeout=JobPolicy().claim_lease / 20,
+            request_timeout=DEFAULT_POLICY.claim_lease / 20,
         )
         await processor.handle(Delivery("m-1", base64.b64encode(json.dumps(job).encode()).decode()))
         assert len(queues.requeued) == 1, store.peek("del-4")
@@ -294,9 +297,9 @@ def test_a_write_refused_with_401_whose_token_refresh_failed_is_not_ambiguous() 
             queues=queues,
             runner=JobRunner(client(bc, tokens)),
             tokens=tokens,
-            policy=JobPolicy(),
+            policy=DEFAULT_POLICY,
             clock=clock,
-            request_timeout=JobPolicy().claim_lease / 20,
+            request_timeout=DEFAULT_POLICY.claim_lease / 20,
         )
         await processor.handle(Delivery("m-1", base64.b64encode(json.dumps(job).encode()).decode()))
         assert len(queues.requeued) == 1, store.peek("c-1")
