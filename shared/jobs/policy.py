@@ -42,11 +42,7 @@ class JobPolicy:
     authorization_cap_seconds: float
     default_deadline: timedelta
     claim_lease: timedelta
-    # One run's time budget. Half of functionTimeout, and still inside it with the no-slot hold before the claim,
-    # one request's timeout and the time to record the outcome (tests/unit/jobs/test_time_budget.py reads
-    # host.json); BC's own limits are 8 min per operation and 10 per request (bc-facts, operational limits), so
-    # a run is cut off by us, never by the host. Also no longer than DEFAULT_MIN_VALIDITY: the token a run starts
-    # with lasts the run.
+    # One run's time budget (BC_JOB_TIME_BUDGET_SECONDS; why its default is 300 s: shared/settings/model.py).
     time_budget: timedelta
     # A process without a BC slot holds a delivery this long for one (a senior going idle hands its slots over),
     # then sends the job back for no_slot_delay (plus jitter). The hold bounds the extra storage calls of slot-less

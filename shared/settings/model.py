@@ -135,7 +135,11 @@ class JobSettings(_Group):
     # than host.json's functionTimeout (10 min), so a live run is never taken over.
     claim_lease_seconds: float = Field(default=660.0, alias="BC_JOB_CLAIM_LEASE_SECONDS", gt=0, le=3600)
     # How long one run of a job may take (token, BC requests, retries in the call, throttle waits); a batch that
-    # runs out of it continues in a new delivery. Checked against functionTimeout by check_settings.
+    # runs out of it continues in a new delivery. Checked against functionTimeout by check_settings. The default
+    # is half of functionTimeout, and still inside it with the no-slot hold before the claim, one request's
+    # timeout and the time to record the outcome (tests/unit/jobs/test_time_budget.py reads host.json); BC's own
+    # limits are 8 min per operation and 10 per request (bc-facts, operational limits), so a run is cut off by
+    # us, never by the host. Also no longer than DEFAULT_MIN_VALIDITY: the token a run starts with lasts the run.
     time_budget_seconds: float = Field(
         default=300.0, alias="BC_JOB_TIME_BUDGET_SECONDS", gt=0, le=FUNCTION_TIMEOUT_SECONDS
     )
