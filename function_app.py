@@ -11,7 +11,7 @@ from shared.telemetry import configure_telemetry
 from shared.triggers import (
     admin_page,
     auth_http,
-    health,
+    health_check,
     jobs_queue,
     jobs_status,
     jobs_submit,
@@ -26,7 +26,7 @@ configure_telemetry(telemetry_settings().connection_string)
 log_settings_problems()  # cold start: one ERROR naming each bad setting and its fix (health says degraded)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(health.bp)
+app.register_functions(health_check.bp)
 app.register_functions(auth_http.bp)
 app.register_functions(token_refresh.bp)
 app.register_functions(jobs_queue.bp)
