@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from shared.settings.model import (
     CALLBACK_PATH,
@@ -37,6 +37,7 @@ def check_settings(settings: Settings) -> list[SettingProblem]:
     """What the settings lack or hold wrongly beyond their types: required values, URL shapes, files that must
     exist. Empty when the app can work; every problem names its setting and how to fix it."""
     return [
+        *_unresolved_references(settings),
         *_auth_problems(settings),
         *_storage_problems(settings),
         *_bc_problems(settings),
@@ -73,6 +74,40 @@ def require(settings: Settings, *impacts: Impact) -> None:
     problems = [problem for problem in check_settings(settings) if problem.impact in impacts]
     if problems:
         raise InvalidSettingsError(problems)
+
+
+# App Service puts the reference itself in the setting when it cannot resolve it ("If a reference isn't resolved
+# properly, the reference string is used instead": learn.microsoft.com/azure/app-service/app-service-key-vault-
+# references, "Troubleshoot Key Vault references"); the portal shows why (ResolveStatus: AccessToKeyVaultDenied,
+# SecretNotFound, VaultNotFound, MSINotEnabled, ...).
+_KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+
+def _unresolved_references(settings: Settings) -> list[SettingProblem]:
+    """A setting whose value is still `@Microsoft.KeyVault(...)`: the platform could not read the vault."""
+    return [
+        SettingProblem(
+            name,
+            "is still a Key Vault reference: the platform could not resolve it",
+            "open the app's Environment variables in the portal to see why (access denied, secret or vault not "
+            "found), give the app's identity Key Vault Secrets User on the vault, then restart the app",
+            Impact.APP,
+        )
+        for name, value in _string_values(settings)
+        if value.startswith(_KEY_VAULT_REFERENCE)
+    ]
+
+
+def _string_values(settings: Settings) -> list[tuple[str, str]]:
+    """(setting name, text) of every text setting, secrets included (only checked, never shown)."""
+    found: list[tuple[str, str]] = []
+    for group in (settings.storage, settings.auth, settings.bc, settings.jobs, settings.local):
+        for field, info in type(group).model_fields.items():
+            value = getattr(group, field)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(text, str):
+                found.append((info.alias or field, text))
+    return found
 
 
 def _https_url(value: str, *, allow_path: bool = True) -> bool:

@@ -263,3 +263,14 @@ def test_cold_start_check_logs_one_error_naming_each_setting(
     assert len(caplog.records) == 1
     assert "BC_TENANT_ID is not set" in caplog.records[0].getMessage()
     assert "KEY_VAULT_URL is not a Key Vault URL" in caplog.records[0].getMessage()
+
+
+def test_an_unresolved_key_vault_reference_is_named_with_what_to_do(good: dict[str, str]) -> None:
+    """App Service leaves `@Microsoft.KeyVault(...)` in a setting it could not resolve: the check names the
+    setting (a secret one too) and the fix, and shows no part of the reference."""
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/bc-client-secret/)"
+    problems = settings_problems({**good, "BC_CLIENT_SECRET": reference, "BC_COMPANY_NAME": reference})
+    assert {problem.setting for problem in problems} == {"BC_CLIENT_SECRET", "BC_COMPANY_NAME"}
+    text = " ".join(str(problem) for problem in problems)
+    assert "Key Vault Secrets User" in text
+    assert "kv-x" not in text
