@@ -11,7 +11,7 @@ test: check
 
 check: lint types pytest checkov
 
-deps: $(VENV)/.installed node_modules/.installed
+deps: $(VENV)/.installed $(VENV)/bin/bcjobs node_modules/.installed
 
 # The lock the deployment's remote build installs (requirements.txt: every package pinned, with hashes), then the
 # dev tools' lock, compiled against it: the tests run on exactly what production gets. Two invocations because
@@ -20,6 +20,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements.txt
 	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements-dev.txt
+	touch $@
+
+# The app client's own distribution (bcjobs/pyproject.toml), editable, so `.venv/bin/bcjobs` runs this checkout's
+# code as the README prints it. Offline and outside the hashed locks: its dependencies are already in them
+# (tests/unit/client/test_package.py checks), hence --no-deps; setuptools comes from the dev lock, hence
+# --no-build-isolation. PYTHONWARNINGS hides setuptools' generic warning about editable installs.
+$(VENV)/bin/bcjobs: $(VENV)/.installed bcjobs/pyproject.toml
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation --no-index -e ./bcjobs
 	touch $@
 
 # Regenerate both locks from requirements.in / requirements-dev.in (after editing a pin there). Pins already in the

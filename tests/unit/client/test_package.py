@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -59,9 +61,27 @@ def test_the_client_requirements_are_pinned_as_the_frozen_set() -> None:
     assert {name: version for name, version in client.items() if frozen.get(name) != version} == {}
 
 
-def test_the_console_script_points_at_the_cli() -> None:
-    """pyproject declares `bcjobs = bcjobs.cli:main`, the same entry point as `python -m bcjobs`."""
-    import tomllib
+def client_project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((ROOT / "bcjobs" / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"
+    ]
+    return project
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["scripts"]["bcjobs"] == "bcjobs.cli:main"
+
+def test_the_console_script_points_at_the_cli() -> None:
+    """bcjobs/pyproject.toml declares `bcjobs = bcjobs.cli:main`, the same entry point as `python -m bcjobs`."""
+    assert client_project()["scripts"]["bcjobs"] == "bcjobs.cli:main"
+
+
+def test_the_distribution_depends_on_exactly_the_client_requirements() -> None:
+    """`pip install ./bcjobs` pulls the pins of bcjobs/requirements.txt, no more, no fewer, at the same versions."""
+    declared = {}
+    for requirement in client_project()["dependencies"]:
+        name, version = requirement.split("==", 1)
+        declared[name.strip().lower()] = version.strip()
+    assert declared == pins(ROOT / "bcjobs" / "requirements.txt")
+
+
+def test_the_product_does_not_declare_a_script_it_never_installs() -> None:
+    """The top-level project is deployed, not installed: the `bcjobs` command comes from bcjobs/pyproject.toml."""
+    assert "scripts" not in tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
