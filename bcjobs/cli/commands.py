@@ -169,17 +169,22 @@ def list_jobs(
         str | None,
         typer.Option("--since", help="Only jobs updated since: 30m, 2h, 7d or an ISO-8601 date-time."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many jobs.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show the newest this many jobs.")] = 100,
     json_output: JsonOutput = False,
     *,
     storage: StorageOptions,
 ) -> None:
-    """Jobs from the jobs Table (at most --limit), sorted by last update, newest first."""
+    """The --limit newest jobs, by last update, newest first.
+
+    Reads every job row that --state and --since let through to find the newest (the Table keeps rows in job-id
+    order, not by time): on a large table, narrow the read with --since.
+    """
     after = since_option(since)
     with storage.connect() as client:
-        reports = list(client.list(state, after, limit=limit))
+        reports = list(client.list(state, after))
     reports.sort(key=lambda r: r.updated_at or r.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
-    emit(json_output, [wire(report) for report in reports], *jobs_listing(reports, limit))
+    newest = reports[:limit]
+    emit(json_output, [wire(report) for report in newest], *jobs_listing(newest, limit, total=len(reports)))
 
 
 # -- wait ----------------------------------------------------------------------------------------------------

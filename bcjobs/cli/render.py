@@ -313,11 +313,11 @@ def spinner(job_id: str, *, quiet: bool) -> Iterator[Callable[[JobReport | None]
 # -- list and results ----------------------------------------------------------------------------------------
 
 
-def jobs_listing(reports: list[JobReport], limit: int) -> list[RenderableType]:
-    """The jobs as a table ("no jobs" when none), with a note when `limit` may have cut the list short."""
+def jobs_listing(reports: list[JobReport], limit: int, *, total: int) -> list[RenderableType]:
+    """The jobs as a table ("no jobs" when none), with a note when `limit` cut `total` short."""
     parts: list[RenderableType] = [_jobs_table(reports) if reports else "no jobs"]
-    if len(reports) == limit:
-        parts.append(Text(f"(first {limit}; raise --limit for more)", style="dim"))
+    if total > limit:
+        parts.append(Text(f"(newest {limit} of {total}; raise --limit for more)", style="dim"))
     return parts
 
 

@@ -267,3 +267,17 @@ def test_python_m_bcjobs_is_the_same_cli() -> None:
     assert done.returncode == 0
     for command in ("enqueue", "show", "list", "wait", "results"):
         assert command in done.stdout
+
+
+def test_list_limit_shows_the_newest_jobs_whatever_their_ids(run: Run, storage: Storage) -> None:
+    """Ids that sort opposite to their update times: --limit 2 shows the two updated last, newest first."""
+    now = datetime.now(UTC)
+    for number, job_id in enumerate(("a-oldest", "b-older", "c-newer", "d-newest")):
+        storage.put_job(job_id, JobState.FAILED, updated_at=now - timedelta(minutes=10 * (4 - number)))
+    for job_id, minutes in (("a-newest", 1), ("b-newer", 2)):
+        storage.put_job(job_id, JobState.FAILED, updated_at=now - timedelta(seconds=minutes))
+    machine = run("list", "--limit", "2", "--json")
+    assert machine.exit_code == ExitCode.OK, machine.output
+    assert [job["jobId"] for job in json.loads(machine.stdout)] == ["a-newest", "b-newer"]
+    human = run("list", "--limit", "2")
+    assert "newest 2 of 6" in human.stdout
