@@ -76,7 +76,7 @@ def enqueue(
         sent, failed = _send_entries(storage, good, concurrency=concurrency, quiet=json_output)
     report_enqueue(entries, sent, failed, rejected, strict=strict, json_output=json_output)
     if failed and not sent:
-        raise typer.Exit(int(ExitCode.STORAGE))
+        fail(ExitCode.STORAGE, f"nothing sent: {storage.explain(failed[0][1].error)}")
     if failed or rejected:
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 

@@ -13,17 +13,27 @@ import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from bcjobs import RESULTS_QUEUE
+from bcjobs.cli.endpoints import LOCAL_WORLD_HINT, is_development, tried
 from bcjobs.cli.exits import ExitCode, fail
 from bcjobs.client import JobsClient
 from bcjobs.common import DEFAULT_TABLE_PREFIX
-from bcjobs.errors import JobsStorageError
+from bcjobs.errors import BcJobsError, JobsStorageError
 
 _PANEL = "Storage"
+# A terminal waits for an answer: a few quick retries and a short connect timeout, not the SDK's ~80 s of
+# backoff (queues back off 15 s, then 18 s, ...) before saying storage is down.
+_FAIL_FAST: dict[str, Any] = {
+    "retry_total": 2,
+    "initial_backoff": 0.5,  # queues' ExponentialRetry
+    "increment_base": 1,
+    "retry_backoff_factor": 0.5,  # tables' azure-core RetryPolicy
+    "connection_timeout": 3,
+}
 ConnectionString = Annotated[
     str | None,
     typer.Option(
@@ -87,36 +97,52 @@ class StorageOptions:
         """A client for this storage; a usage error when neither a connection string nor both URIs are given."""
         if self.connection_string:
             return JobsClient.from_connection_string(
-                self.connection_string, table_prefix=self.table_prefix, results_queue=self.results_queue
+                self.connection_string,
+                table_prefix=self.table_prefix,
+                results_queue=self.results_queue,
+                **_FAIL_FAST,
             )
         if not self.queue_service_uri or not self.table_service_uri:
             fail(
                 ExitCode.USAGE,
                 "no storage configured: set JobsStorage (a connection string) or --queue-service-uri and "
-                "--table-service-uri (DefaultAzureCredential)",
+                "--table-service-uri (DefaultAzureCredential); for the local world of `make dev`: "
+                "JobsStorage=UseDevelopmentStorage=true bcjobs list",
             )
         return JobsClient(
             self.queue_service_uri,
             self.table_service_uri,
             table_prefix=self.table_prefix,
             results_queue=self.results_queue,
+            **_FAIL_FAST,
         )
+
+    def explain(self, error: BcJobsError) -> str:
+        """The error, and for one with no HTTP answer (unreachable) where the CLI tried and what to check."""
+        if (
+            not isinstance(error, JobsStorageError)
+            or error.status is not None
+            or error.error_code is not None
+        ):
+            return str(error)
+        where = tried(self.connection_string, self.queue_service_uri, self.table_service_uri)
+        message = f"{error}; tried {where}" if where else str(error)
+        return f"{message} — {LOCAL_WORLD_HINT}" if is_development(self.connection_string) else message
 
     @contextmanager
     def connect(self) -> Iterator[JobsClient]:
         """The client, closed at the end; storage failures and unusable settings end the command."""
-        with _storage_errors(), self.client() as client:
+        with self._storage_errors(), self.client() as client:
             yield client
 
-
-@contextmanager
-def _storage_errors() -> Iterator[None]:
-    try:
-        yield
-    except JobsStorageError as exc:
-        fail(ExitCode.STORAGE, str(exc))
-    except ValueError as exc:  # connection string or URI the SDK cannot use
-        fail(ExitCode.USAGE, f"storage settings: {exc}")
+    @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except JobsStorageError as exc:
+            fail(ExitCode.STORAGE, self.explain(exc))
+        except ValueError as exc:  # connection string or URI the SDK cannot use
+            fail(ExitCode.USAGE, f"storage settings: {exc}")
 
 
 def _option(name: str, annotation: object, default: str | None) -> inspect.Parameter:

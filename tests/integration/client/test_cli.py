@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -281,3 +282,33 @@ def test_list_limit_shows_the_newest_jobs_whatever_their_ids(run: Run, storage: 
     assert [job["jobId"] for job in json.loads(machine.stdout)] == ["a-newest", "b-newer"]
     human = run("list", "--limit", "2")
     assert "newest 2 of 6" in human.stdout
+
+
+@pytest.mark.parametrize("command", ["enqueue", "show"])
+def test_storage_down_fails_within_seconds_naming_where_and_the_local_world(
+    run: Run, storage: Storage, tmp_path: Path, command: str
+) -> None:
+    """Azurite's account on a port nothing listens on: exit 3 in seconds, host and port named, `make dev` asked."""
+    port = free_port()
+    dead = re.sub(
+        r"(Queue|Table)Endpoint=http://127\.0\.0\.1:\d+",
+        rf"\1Endpoint=http://127.0.0.1:{port}",
+        storage.connection_string,
+    )
+    job = tmp_path / "job.json"
+    job.write_text('{"operation": "list", "entitySet": "items"}', encoding="utf-8")
+    started = time.monotonic()
+    done = run(command, str(job) if command == "enqueue" else "x", JobsStorage=dead)
+    assert time.monotonic() - started < 20
+    assert done.exit_code == ExitCode.STORAGE, done.output
+    message = " ".join(done.stderr.split())
+    assert f"127.0.0.1:{port}" in message
+    assert "is Azurite / `make dev` running?" in message
+    assert "AccountKey" not in done.output
+
+
+def test_no_storage_configured_suggests_the_local_world(run: Run) -> None:
+    """Nothing set: exit 2 and the exact line that works against `make dev`."""
+    done = run("list", JobsStorage=None)
+    assert done.exit_code == ExitCode.USAGE
+    assert "JobsStorage=UseDevelopmentStorage=true bcjobs list" in " ".join(done.stderr.split())
