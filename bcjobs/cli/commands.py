@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -12,6 +13,7 @@ import typer
 from bcjobs import RESULTS_QUEUE
 from bcjobs.cli.durations import since_option
 from bcjobs.cli.exits import ExitCode, fail
+from bcjobs.cli.helptext import PlainCommand, PlainGroup
 from bcjobs.cli.render import (
     Rejected,
     emit,
@@ -42,6 +44,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=PlainGroup,
 )
 
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -57,18 +60,28 @@ AllItems = Annotated[
 # -- enqueue -------------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @storage_options
 def enqueue(
-    file: Annotated[str, typer.Argument(help="JSON (an object or an array) or JSONL file; - reads stdin.")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="FILE",
+            show_default=False,
+            help="JSON (an object or an array) or JSONL files; - reads stdin.",
+        ),
+    ],
     strict: Annotated[bool, typer.Option("--strict", help="Send nothing when any job is invalid.")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, help="Sends in flight.")] = 8,
     json_output: JsonOutput = False,
     *,
     storage: StorageOptions,
 ) -> None:
-    """Validate every job in FILE, report each bad one by line, send the good ones to bc-jobs."""
-    entries = read_entries(_read_input(file), name=file)
+    """Validate every job in the FILEs, report each bad one by line, send the good ones to bc-jobs.
+
+    A job id is an idempotency key: sending a job with an id already sent is not a new job.
+    """
+    entries = _read_files(files)
     good, rejected = _validate(entries)
     sent: list[tuple[Entry, JobHandle]] = []
     failed: list[tuple[Entry, EnqueueFailure]] = []
@@ -79,6 +92,13 @@ def enqueue(
         fail(ExitCode.STORAGE, f"nothing sent: {storage.explain(failed[0][1].error)}")
     if failed or rejected:
         raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+def _read_files(files: list[str]) -> list[Entry]:
+    """The entries of every file, in order; each names its file when there are several."""
+    if len(files) == 1:
+        return read_entries(_read_input(files[0]), name=files[0])
+    return [replace(e, file=name) for name in files for e in read_entries(_read_input(name), name=name)]
 
 
 def _read_input(file: str) -> str:
@@ -127,10 +147,10 @@ def _send_entries(
 # -- show ----------------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @storage_options
 def show(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", show_default=False, help="The job's id.")],
     all_items: AllItems = False,
     json_output: JsonOutput = False,
     *,
@@ -161,7 +181,7 @@ def _with_all_items(client: JobsClient, report: _R) -> _R:
 # -- list ----------------------------------------------------------------------------------------------------
 
 
-@app.command("list")
+@app.command("list", cls=PlainCommand)
 @storage_options
 def list_jobs(
     state: Annotated[JobState | None, typer.Option("--state", help="Only jobs in this state.")] = None,
@@ -190,10 +210,10 @@ def list_jobs(
 # -- wait ----------------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @storage_options
 def wait(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", show_default=False, help="The job's id.")],
     timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait at most.")] = 300.0,
     poll: Annotated[float, typer.Option("--poll", min=0.05, help="First poll interval (backs off).")] = 1.0,
     all_items: AllItems = False,
@@ -220,7 +240,7 @@ def wait(
 # -- results -------------------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @storage_options
 def results(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new results.")] = False,

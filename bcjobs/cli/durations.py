@@ -32,4 +32,4 @@ def since_option(value: str | None) -> datetime | None:
     try:
         return parse_since(value)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(f"{value!r} is not {exc}", param_hint="--since") from None

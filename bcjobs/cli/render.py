@@ -108,6 +108,12 @@ def report_enqueue(
     emit(json_output, _enqueue_json(entries, sent, failed, rejected), *parts)
 
 
+def _place(entry: Entry) -> dict[str, object]:
+    """`{"line": 12}` or `{"item": 3}`, with `"file"` when several files were read."""
+    place: dict[str, object] = {entry.kind: entry.number}
+    return {"file": entry.file, **place} if entry.file else place
+
+
 def _enqueue_json(
     entries: list[Entry],
     sent: list[tuple[Entry, JobHandle]],
@@ -116,17 +122,17 @@ def _enqueue_json(
 ) -> dict[str, object]:
     return {
         "total": len(entries),
-        "enqueued": [{entry.kind: entry.number, "jobId": handle.job_id} for entry, handle in sent],
+        "enqueued": [{**_place(entry), "jobId": handle.job_id} for entry, handle in sent],
         "rejected": [
             {
-                entry.kind: entry.number,
+                **_place(entry),
                 "jobId": job_id,
                 "problems": [{"path": p.path, "expected": p.expected} for p in problems],
             }
             for entry, job_id, problems in rejected
         ],
         "failed": [
-            {entry.kind: entry.number, "jobId": failure.job_id, "error": str(failure.error)}
+            {**_place(entry), "jobId": failure.job_id, "error": str(failure.error)}
             for entry, failure in failed
         ],
     }

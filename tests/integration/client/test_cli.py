@@ -312,3 +312,38 @@ def test_no_storage_configured_suggests_the_local_world(run: Run) -> None:
     done = run("list", JobsStorage=None)
     assert done.exit_code == ExitCode.USAGE
     assert "JobsStorage=UseDevelopmentStorage=true bcjobs list" in " ".join(done.stderr.split())
+
+
+def test_enqueue_takes_several_files_and_names_each_bad_entrys_file(
+    run: Run, storage: Storage, tmp_path: Path
+) -> None:
+    """Two files: the good jobs of both are sent; a bad one is reported with its file and line."""
+    first, second = tmp_path / "a.json", tmp_path / "b.jsonl"
+    first.write_text('{\n "operation": "list",\n "entitySet": "items"\n}\n', encoding="utf-8")
+    second.write_text('{"operation": "list", "entitySet": "items"}\n{"operation": \n', encoding="utf-8")
+    done = run("enqueue", str(first), str(second), "--json")
+    assert done.exit_code == ExitCode.INCOMPLETE, done.output
+    report = json.loads(done.stdout)
+    assert (report["total"], len(report["enqueued"])) == (3, 2)
+    assert [(r["file"], r["line"]) for r in report["rejected"]] == [(str(second), 2)]
+    assert storage.count(JOBS_QUEUE) == 2
+
+
+def test_help_shows_no_type_labels_on_flags_nor_braces_around_arguments(run: Run) -> None:
+    """`--json` is a flag, not `--json <bool>`; the usage line reads `FILE...` and `JOB_ID`."""
+    enqueue = run("enqueue", "--help")
+    assert "<bool>" not in enqueue.stdout
+    usage = next(line for line in enqueue.stdout.splitlines() if "Usage:" in line)
+    assert "FILE..." in usage
+    assert "{" not in usage
+    assert "JOB_ID" in run("show", "--help").stdout
+    assert "<bool>" not in run("--help").stdout
+
+
+def test_a_bad_since_names_the_option(run: Run) -> None:
+    """`--since yesterday`: a usage error that says which option and what it takes."""
+    done = run("list", "--since", "yesterday")
+    assert done.exit_code == ExitCode.USAGE
+    message = " ".join(done.stderr.split())
+    assert "--since" in message
+    assert "'yesterday' is not a duration" in message

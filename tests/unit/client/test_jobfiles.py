@@ -53,3 +53,31 @@ def test_since_takes_durations_and_iso_date_times() -> None:
     assert parse_since("2026-12-01T08:00:00+01:00").utcoffset() is not None
     with pytest.raises(ValueError, match="duration"):
         parse_since("yesterday")
+
+
+def test_json_documents_one_after_another_are_one_job_each_at_their_first_line() -> None:
+    """`cat a.json b.json | bcjobs enqueue -`: two pretty-printed objects are two jobs, not six broken lines."""
+    entries = read_entries('{\n "a": 1\n}\n{\n "b": 2\n}\n', name="-")
+    assert [(e.where, e.value, e.problem) for e in entries] == [
+        ("line 1", {"a": 1}, None),
+        ("line 4", {"b": 2}, None),
+    ]
+
+
+def test_a_broken_document_spread_over_lines_says_jsonl_needs_one_job_per_line() -> None:
+    """Piped multi-line JSON with a mistake: each bad line says why, and that JSONL wants one job per line."""
+    entries = read_entries('{\n "a": 1,\n}\n', name="-")
+    problems = [e.problem.expected for e in entries if e.problem is not None]
+    assert problems
+    assert all("one job per line" in text for text in problems)
+    assert "Expecting" in problems[0]
+
+
+def test_a_json_syntax_error_gives_the_parsers_reason_and_place() -> None:
+    """`.json` with a trailing comma: the reason, the line and the column."""
+    (entry,) = read_entries('{\n "a": 1,\n}\n', name="job.json")
+    assert entry.problem is not None
+    assert (
+        entry.problem.expected
+        == "valid JSON (Expecting property name enclosed in double quotes, line 3 column 1)"
+    )
