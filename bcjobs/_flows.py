@@ -258,6 +258,10 @@ class QueueLike(Protocol):
         self, *, messages_per_page: int, max_messages: int, visibility_timeout: int
     ) -> ItemPaged[QueueMessage] | AsyncItemPaged[QueueMessage]: ...
 
+    def peek_messages(
+        self, max_messages: int | None = None
+    ) -> list[QueueMessage] | Awaitable[list[QueueMessage]]: ...
+
 
 class TableLike(Protocol):
     """The table client methods the flows call."""
@@ -558,6 +562,24 @@ class ResultMessageBase:
 
 
 M = TypeVar("M", bound=ResultMessageBase)
+
+
+PEEK_MAX = 32  # the queue service's limit for one peek
+
+
+def peek_results(queue: QueueLike, max_messages: int) -> Flow[list[JobReport]]:
+    """The first reports on the results queue, left there and visible (messages that hold none skipped)."""
+    try:
+        messages = yield from ask(partial(queue.peek_messages, max_messages=min(max_messages, PEEK_MAX)))
+    except AzureError as exc:
+        raise storage_error(f"peeking at {queue.queue_name}", exc) from exc
+    reports: list[JobReport] = []
+    for message in messages:
+        try:
+            reports.append(report_from_message(str(message.content)))
+        except ValueError as exc:
+            logger.warning("results message %s skipped: %s", message.id, exc)
+    return reports
 
 
 class ResultStreamBase(Generic[M]):

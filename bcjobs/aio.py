@@ -273,6 +273,10 @@ class AsyncJobsClient(flows.JobsClientBase):
             max_poll=max_poll,
         )
 
+    async def peek_results(self, max_messages: int = flows.PEEK_MAX) -> builtins.list[JobReport]:
+        """The first reports on `bc-results` (at most 32), left there and visible to other consumers."""
+        return await flows.carry_out_async(flows.peek_results(self._storage.results_queue, max_messages))
+
     async def list(
         self,
         state: JobState | str | None = None,

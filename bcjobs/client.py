@@ -247,6 +247,10 @@ class JobsClient(flows.JobsClientBase):
             max_poll=max_poll,
         )
 
+    def peek_results(self, max_messages: int = flows.PEEK_MAX) -> builtins.list[JobReport]:
+        """The first reports on `bc-results` (at most 32), left there and visible to other consumers."""
+        return flows.carry_out(flows.peek_results(self._storage.results_queue, max_messages))
+
     def list(
         self,
         state: JobState | str | None = None,

@@ -1,11 +1,12 @@
 """`bcjobs`: send BC jobs and follow them from a terminal or a script (`python -m bcjobs`, or the `bcjobs` script).
 
-    bcjobs enqueue jobs.jsonl          JSON (an object or an array) or JSONL; a progress bar; every bad line reported
+    bcjobs enqueue a.json b.jsonl      JSON (an object or an array) or JSONL; a progress bar; every bad line reported
     bcjobs show JOB_ID                 state, attempts, result, error with BC's code, the BC requests as a table
     bcjobs show JOB_ID --all-items     a large batch: every item's outcome (the job row keeps only the first failing)
     bcjobs list --state failed --since 2h
     bcjobs wait JOB_ID --timeout 600
     bcjobs results --follow
+    bcjobs results --peek              print what is on bc-results without taking it off
 
 Storage: `--connection-string` / env `JobsStorage`, or `--queue-service-uri` + `--table-service-uri` (env
 `JobsStorage__queueServiceUri`, `JobsStorage__tableServiceUri`) with DefaultAzureCredential; `--table-prefix` /

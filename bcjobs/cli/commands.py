@@ -251,12 +251,20 @@ def results(
     visibility_timeout: Annotated[
         int, typer.Option("--visibility-timeout", min=1, help="Seconds a result stays hidden while printed.")
     ] = 60,
+    peek: Annotated[
+        bool, typer.Option("--peek", help="Print the first reports (at most 32) and leave them on the queue.")
+    ] = False,
     json_output: JsonOutput = False,
     *,
     storage: StorageOptions,
     results_queue: ResultsQueue = RESULTS_QUEUE,
 ) -> None:
-    """Print the reports on bc-results (JSON Lines with --json), deleting each once it has been printed."""
+    """Print the reports on bc-results (JSON Lines with --json), deleting each once printed (not with --peek)."""
+    if peek:
+        _peek_results(
+            storage.with_results_queue(results_queue), max_count, follow=follow, json_output=json_output
+        )
+        return
     try:
         with (
             storage.with_results_queue(results_queue).connect() as client,
@@ -267,6 +275,18 @@ def results(
             _print_results(stream, max_count, json_output=json_output)
     except KeyboardInterrupt:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _peek_results(storage: StorageOptions, max_count: int | None, *, follow: bool, json_output: bool) -> None:
+    """Print the first reports on the results queue without taking them off it."""
+    if follow:
+        fail(ExitCode.USAGE, "--peek shows what is on the queue now; leave out --follow (or --peek)")
+    with storage.connect() as client:
+        reports = client.peek_results(max_count or 32)
+    for report in reports:
+        emit(json_output, wire(report), result_line(report))
+    if not json_output and not reports:
+        err.print("no results")
 
 
 def _print_results(stream: ResultStream, max_count: int | None, *, json_output: bool) -> None:

@@ -347,3 +347,20 @@ def test_a_bad_since_names_the_option(run: Run) -> None:
     message = " ".join(done.stderr.split())
     assert "--since" in message
     assert "'yesterday' is not a duration" in message
+
+
+def test_results_peek_prints_the_reports_and_leaves_them_on_the_queue(run: Run, storage: Storage) -> None:
+    """--peek: the same lines as a normal run, the queue unchanged; --max caps what is shown."""
+    for number in (1, 2):
+        storage.publish(
+            JobReport(job_id=f"p-{number}", state=JobState.SUCCEEDED, result=ResultSummary(id="x"))
+        )
+    peeked = run("results", "--peek", "--json")
+    assert peeked.exit_code == ExitCode.OK, peeked.output
+    assert sorted(json.loads(line)["jobId"] for line in peeked.stdout.splitlines()) == ["p-1", "p-2"]
+    assert storage.count(RESULTS_QUEUE) == 2
+    assert len(run("results", "--peek", "--max", "1", "--json").stdout.splitlines()) == 1
+    assert run("results", "--peek", "--follow").exit_code == ExitCode.USAGE
+    taken = run("results", "--json")
+    assert len(taken.stdout.splitlines()) == 2
+    assert storage.count(RESULTS_QUEUE) == 0
