@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import rich.box
 import rich.progress
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
@@ -271,16 +273,39 @@ def _error_fields(error: ErrorInfo) -> list[tuple[str, str | None]]:
 _INTERACTION_COLUMNS: list[tuple[str, Callable[[AuditedInteraction], str]]] = [
     ("attempt", lambda i: str(i.attempt)),
     ("#", lambda i: str(i.sequence)),
-    ("at", lambda i: _when(i.at)),
+    ("at (UTC)", lambda i: _short_when(i.at)),
     ("method", lambda i: i.method),
-    ("path", lambda i: i.path),
+    ("path", lambda i: short_path(i.path)),
     ("status", lambda i: str(i.status) if i.status is not None else "-"),
     ("ms", lambda i: f"{i.duration_ms:.0f}"),
     ("BC code", lambda i: i.bc_error_code or ""),
-    ("request id", lambda i: i.client_request_id or ""),
+    ("request id", lambda i: _short_id(i.client_request_id)),
     ("error", lambda i: i.error or ""),
 ]
-_OPTIONAL_COLUMNS = {"at", "BC code", "request id", "error"}
+_OPTIONAL_COLUMNS = {"at (UTC)", "BC code", "request id", "error"}
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def short_path(path: str) -> str:
+    """A BC URL path for a table: what follows `companies(…)` (API root and company elided), GUIDs cut to 8.
+
+    `/v2.0/<tenant>/<env>/api/v2.0/companies(<guid>)/salesOrders(<guid>)` becomes `…/salesOrders(5e6f7a8b…)`;
+    `--json` keeps the full path.
+    """
+    company = re.search(r"/companies\([^)]*\)", path)
+    elide = company is not None and company.start() > 0 and company.end() < len(path)
+    shown = f"…{path[company.end() :]}" if company is not None and elide else path
+    return _GUID.sub(lambda guid: f"{guid.group(0)[:8]}…", shown)
+
+
+def _short_id(value: str | None) -> str:
+    """A GUID's first 8 characters (enough to find it in a log; `--json` has it whole)."""
+    return f"{value[:8]}…" if value and _GUID.fullmatch(value) else value or ""
+
+
+def _short_when(value: datetime | None) -> str:
+    """`12-06 05:00:00`: a table's time, UTC in the column's name."""
+    return _when(value)[5:-4] if value else "-"
 
 
 def interactions_table(details: JobDetails) -> Table | Text:
@@ -294,6 +319,8 @@ def interactions_table(details: JobDetails) -> Table | Text:
         if name not in _OPTIONAL_COLUMNS or any(cell(i) not in ("", "-") for i in log)
     ]
     table = _table(*(name for name, _ in shown), title="BC requests", wide="path")
+    # nine columns in 120: a space between them, a rule under the header, no frame
+    table.box, table.padding, table.show_edge = rich.box.SIMPLE_HEAD, (0, 0, 0, 0), False
     for item in log:
         table.add_row(*(Text(cell(item)) for _, cell in shown))
     return table

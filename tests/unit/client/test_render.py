@@ -1,0 +1,52 @@
+"""What the CLI's tables look like on a 120-column terminal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.console import Console
+
+from bcjobs.cli.render import interactions_table, short_path
+from bcjobs.common import JobDetails
+from bcjobs.results import JobState
+from bcjobs.rows import AuditedInteraction
+
+COMPANY = "1a2b3c4d-0000-4000-8000-000000000001"
+ORDER = "5e6f7a8b-0000-4000-8000-000000000002"
+FULL = f"/v2.0/tenant-guid/Production/api/v2.0/companies({COMPANY})/salesOrders({ORDER})/salesOrderLines"
+
+
+def test_a_bc_path_is_shown_from_companies_on_with_short_guids() -> None:
+    """The API root and company are elided and GUIDs cut to 8 characters; a path that is only those stays."""
+    assert short_path(FULL) == "…/salesOrders(5e6f7a8b…)/salesOrderLines"
+    assert short_path("/v2.0/t/e/api/v2.0/companies") == "/v2.0/t/e/api/v2.0/companies"
+    assert short_path(f"/api/v2.0/companies({COMPANY})") == f"/api/v2.0/companies({COMPANY[:8]}…)"
+    assert short_path("/companies(c)/items") == "/companies(c)/items"  # no API root: nothing to elide
+
+
+def test_the_bc_requests_table_keeps_each_request_on_one_line_at_120_columns() -> None:
+    """Every column a failing request fills, at 120 columns: one line per request, the path whole."""
+    at = datetime(2026, 12, 6, 5, 0, tzinfo=UTC)
+    log = [
+        AuditedInteraction(
+            attempt=attempt,
+            sequence=1,
+            at=at,
+            method="POST",
+            path=FULL,
+            status=400,
+            duration_ms=123.4,
+            bc_error_code="Internal_ValidationError",
+            client_request_id="0f0e0d0c-0000-4000-8000-000000000003",
+        )
+        for attempt in (1, 2)
+    ]
+    details = JobDetails(job_id="job-1", state=JobState.FAILED, interactions=log)
+    console = Console(width=120, record=True, highlight=False)
+    console.print(interactions_table(details))
+    lines = console.export_text().splitlines()
+    rows = [line for line in lines if "POST" in line]
+    assert len(rows) == 2
+    assert all("…/salesOrders(5e6f7a8b…)/salesOrderLines" in row for row in rows)
+    assert all("Internal_ValidationError" in row and "0f0e0d0c…" in row for row in rows)
+    assert max(len(line) for line in lines) <= 120
