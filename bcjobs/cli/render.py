@@ -70,6 +70,11 @@ def _codes(error: ErrorInfo | None) -> str:
     return " ".join(code for code in (error.code, error.bc_code) if code) if error else ""
 
 
+def _code(error: ErrorInfo | None) -> str:
+    """One code for a narrow column: BC's when it gave one (it says more than `bc_error`), else the error's."""
+    return (error.bc_code or error.code) if error else ""
+
+
 # -- enqueue -------------------------------------------------------------------------------------------------
 
 
@@ -318,11 +323,15 @@ def interactions_table(details: JobDetails) -> Table | Text:
         for name, cell in _INTERACTION_COLUMNS
         if name not in _OPTIONAL_COLUMNS or any(cell(i) not in ("", "-") for i in log)
     ]
-    table = _table(*(name for name, _ in shown), title="BC requests", wide="path")
-    # nine columns in 120: a space between them, a rule under the header, no frame
-    table.box, table.padding, table.show_edge = rich.box.SIMPLE_HEAD, (0, 0, 0, 0), False
+    table = _compact(_table(*(name for name, _ in shown), title="BC requests", wide="path"))
     for item in log:
         table.add_row(*(Text(cell(item)) for _, cell in shown))
+    return table
+
+
+def _compact(table: Table) -> Table:
+    """Many columns in 120: a space between them, a rule under the header, no frame."""
+    table.box, table.padding, table.show_edge = rich.box.SIMPLE_HEAD, (0, 0, 0, 0), False
     return table
 
 
@@ -356,15 +365,16 @@ def jobs_listing(reports: list[JobReport], limit: int, *, total: int) -> list[Re
 
 def _jobs_table(reports: list[JobReport]) -> Table:
     """One row per job: id, state, operation, attempts, last update, error codes."""
-    table = _table("job id", "state", "operation", "attempts", "updated", "error")
+    table = _compact(_table("job id", "state", "operation", "attempts", "updated (UTC)", "error"))
+    table.columns[0].no_wrap = True  # an id is copied whole into `bcjobs show`
     for report in reports:
         table.add_row(
             Text(report.job_id),
             _state(report.state),
             Text(report.operation or "-"),
             str(report.attempts),
-            _when(report.updated_at),
-            Text(_codes(report.error)),
+            _short_when(report.updated_at),
+            Text(_code(report.error)),
         )
     return table
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from bcjobs.cli.render import interactions_table, short_path
+from bcjobs.cli.render import interactions_table, jobs_listing, short_path
 from bcjobs.common import JobDetails
-from bcjobs.results import JobState
+from bcjobs.results import ErrorInfo, JobReport, JobState
 from bcjobs.rows import AuditedInteraction
 
 COMPANY = "1a2b3c4d-0000-4000-8000-000000000001"
@@ -49,4 +49,24 @@ def test_the_bc_requests_table_keeps_each_request_on_one_line_at_120_columns() -
     assert len(rows) == 2
     assert all("…/salesOrders(5e6f7a8b…)/salesOrderLines" in row for row in rows)
     assert all("Internal_ValidationError" in row and "0f0e0d0c…" in row for row in rows)
+    assert max(len(line) for line in lines) <= 120
+
+
+def test_the_jobs_list_keeps_each_job_on_one_line_at_120_columns() -> None:
+    """A dead-lettered job's whole id, operation and BC error code, in 120 columns."""
+    report = JobReport(
+        job_id="0f0e0d0c-0000-4000-8000-000000000003",
+        state=JobState.DEAD_LETTERED,
+        operation="create-order-line",
+        attempts=3,
+        updated_at=datetime(2026, 12, 6, 5, 0, tzinfo=UTC),
+        error=ErrorInfo(code="bc_error", message="x", bc_code="Internal_ValidationError"),
+    )
+    console = Console(width=120, record=True, highlight=False)
+    for part in jobs_listing([report], 100, total=1):
+        console.print(part)
+    lines = console.export_text().splitlines()
+    (row,) = [line for line in lines if "create-order-line" in line]
+    assert "0f0e0d0c-0000-4000-8000-000000000003" in row
+    assert "Internal_ValidationError" in row
     assert max(len(line) for line in lines) <= 120
