@@ -88,7 +88,7 @@ dev: deps
 
 # Stable ports and CA folder: the values in local.settings.json.example and the ones `make dev` uses.
 sandbox: deps
-	$(PY) -m sandbox --env-file .local/sandbox.env --work-dir .local/sandbox --port-base 7443
+	$(PY) -m sandbox --write-env .local/sandbox.env --work-dir .local/sandbox --port-base 7443
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .local

@@ -82,7 +82,7 @@ def _start_sandbox(bench: ThrottleBench, work_dir: Path) -> subprocess.Popen[byt
         sys.executable,
         "-m",
         "sandbox",
-        "--env-file",
+        "--write-env",
         str(env_file),
         "--bc-rate-limit",
         str(bench.rate_limit),

@@ -233,7 +233,7 @@ class DevWorld:
         env_file.unlink(missing_ok=True)  # a crashed earlier run's file would be trusted otherwise
         log = self._cleanup.enter_context((self.options.work_dir / "sandbox.log").open("wb"))
         command = [
-            sys.executable, "-m", "sandbox", "--env-file", str(env_file),
+            sys.executable, "-m", "sandbox", "--write-env", str(env_file),
             "--work-dir", str(self.options.work_dir / "sandbox"), "--port-base", str(self.options.sandbox_port_base),
         ]  # fmt: skip
         process = self._spawn(command, 15, output=log)

@@ -33,7 +33,7 @@ class SandboxProcess:
 
     def start(self, timeout: float = 60) -> dict[str, str]:
         """Start it and wait for its env file; the env (CA, URLs, app registration, admin URL)."""
-        command = [sys.executable, "-m", "sandbox", "--env-file", str(self.env_file), *self.flags]
+        command = [sys.executable, "-m", "sandbox", "--write-env", str(self.env_file), *self.flags]
         with self.log.open("wb") as sink:
             self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=sink, stderr=sink)  # noqa: S603
         process = self.process

@@ -1,4 +1,4 @@
-"""`python -m sandbox --env-file PATH`: serve the sandbox, write PATH once ready, run until SIGTERM/SIGINT."""
+"""`python -m sandbox --write-env PATH`: serve the sandbox, write PATH once ready, run until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="python -m sandbox", description=__doc__, formatter_class=_DefaultsHelp
     )
     parser.add_argument(
-        "--env-file", type=Path, required=True, help="where to write KEY=VALUE lines once ready"
+        "--write-env", type=Path, required=True, help="where to write KEY=VALUE lines once ready"
     )
     parser.add_argument(
         "--seed", type=int, default=1, help="seeds ids, secrets, data and fault draws (same seed, same world)"
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    env_file: Path = args.env_file
+    env_file: Path = args.write_env
     env_file.parent.mkdir(parents=True, exist_ok=True)
     with Sandbox(config_from(args)) as sandbox:
         sandbox.write_env_file(env_file)

@@ -1,4 +1,4 @@
-"""`python -m sandbox --env-file` as a child process, and the JSON admin endpoints."""
+"""`python -m sandbox --write-env` as a child process, and the JSON admin endpoints."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_cli_writes_the_env_file_and_serves_until_sigterm(tmp_path: Path) -> Non
             sys.executable,
             "-m",
             "sandbox",
-            "--env-file",
+            "--write-env",
             str(env_file),
             "--seed",
             "7",

@@ -49,5 +49,5 @@ def test_custom_apis_default_to_one_and_must_be_publisher_group_version() -> Non
 )
 def test_cli_custom_apis_replace_the_default(argv: list[str], expected: tuple[str, ...]) -> None:
     """--bc-custom-api is repeatable and replaces the default; an empty value serves none."""
-    config = config_from(parse_args(["--env-file", "x.env", *argv]))
+    config = config_from(parse_args(["--write-env", "x.env", *argv]))
     assert config.bc_custom_apis == expected
