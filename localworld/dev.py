@@ -22,6 +22,7 @@ import argparse
 import json
 import re
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -97,11 +99,7 @@ def own_settings(options: DevOptions, azurite: AzuriteEndpoints, function_key: s
 def local_overrides(path: Path, warn: Callable[[str], None]) -> dict[str, str]:
     """local.settings.json's Values that override make dev's; placeholders skipped and a missing file named."""
     if not path.exists():
-        warn(
-            f"warning: {path} not found; running with make dev's settings only "
-            "(copy local.settings.json.example to it to override them)"
-        )
-        return {}
+        return {}  # make dev needs no file: its own settings and the sandbox's are complete
     values = read_local_settings(path)
     placeholders = sorted(key for key, value in values.items() if _PLACEHOLDER.search(value))
     if placeholders:
@@ -112,32 +110,109 @@ def local_overrides(path: Path, warn: Callable[[str], None]) -> dict[str, str]:
     return {key: value for key, value in values.items() if key not in placeholders}
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_STORAGE_SETTINGS = ("AzureWebJobsStorage", "JobsStorage")
+_DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+
+
+def _fixed_ports(options: DevOptions) -> dict[str, tuple[int, str]]:
+    """The settings make dev points at what it starts: the port each must name, and what listens there."""
+    base = options.sandbox_port_base
+    return {
+        "BC_AUTHORITY_HOST": (base, "the sandbox's Entra"),
+        "KEY_VAULT_URL": (base + 1, "the sandbox's Key Vault"),
+        "BC_API_BASE_URL": (base + 2, "the sandbox's BC"),
+        "BC_REDIRECT_URI": (options.port, "devhost"),
+    }
+
+
+def _loopback_port(value: str) -> int | None:
+    """The port of an http(s) URL on this machine; None for anything else."""
+    try:
+        parsed = urlsplit(value.strip())
+        port = parsed.port
+    except ValueError:
+        return None
+    if parsed.scheme not in ("http", "https") or parsed.hostname not in _LOOPBACK:
+        return None
+    return port or (443 if parsed.scheme == "https" else 80)
+
+
+def _storage_ports(value: str) -> list[int]:
+    """The local ports a storage connection string names (UseDevelopmentStorage=true: Azurite's defaults)."""
+    if value.replace(" ", "").lower() == _DEVELOPMENT_STORAGE.lower():
+        return list(DEFAULT_AZURITE_PORTS[1:])  # the app uses queues and tables
+    parts = (part.partition("=") for part in value.split(";"))
+    ports = (_loopback_port(url) for key, _, url in parts if key.strip().endswith("Endpoint"))
+    return [port for port in ports if port is not None]
+
+
+def _conflict(key: str, value: str, options: DevOptions) -> str | None:
+    """Why one setting points at something make dev did not start, or None."""
+    if key in _STORAGE_SETTINGS:
+        wrong = [port for port in _storage_ports(value) if port not in options.azurite_ports]
+        ports = ",".join(str(port) for port in options.azurite_ports)
+        return f"{key} points at port {wrong[0]}, but make dev runs Azurite on {ports}" if wrong else None
+    port = _loopback_port(value)
+    fixed = _fixed_ports(options).get(key)
+    if fixed is not None and port is not None and port != fixed[0]:
+        return f"{key} points at port {port}, but {fixed[1]} listens on {fixed[0]}"
+    started = {options.port, *range(options.sandbox_port_base, options.sandbox_port_base + 5)}
+    if fixed is None and port is not None and port not in started | set(options.azurite_ports):
+        return f"{key} points at port {port}, where make dev starts nothing"
+    return None
+
+
+def check_conflicts(local: Mapping[str, str], path: Path, options: DevOptions) -> None:
+    """Refuse, in one line, settings in local.settings.json that point at a port make dev does not serve."""
+    found = [(key, why) for key, value in local.items() if (why := _conflict(key, value, options))]
+    if not found:
+        return
+    keys = ", ".join(key for key, _ in found)
+    raise ConfigError(
+        f"{path}: {found[0][1]}; delete {keys} from {path} (make dev sets them for the ports it runs) "
+        "or give make dev the ports they name"
+    )
+
+
 def merge(own: Mapping[str, str], sandbox: Mapping[str, str], local: Mapping[str, str]) -> dict[str, str]:
     """make dev's settings < the sandbox's < local.settings.json (the process environment wins in devhost)."""
     app_sandbox = {k: v for k, v in sandbox.items() if not k.startswith(_SANDBOX_ONLY)}
     return {**own, **app_sandbox, **local}
 
 
+def cli_storage(options: DevOptions, value: str) -> str:
+    """JobsStorage as the CLI line shows it: the short form at Azurite's default ports; never an account key
+    other than Azurite's well-known one."""
+    is_azurite = "devstoreaccount1" in value or value.replace(" ", "").lower() == _DEVELOPMENT_STORAGE.lower()
+    if is_azurite and options.azurite_ports == DEFAULT_AZURITE_PORTS:
+        return _DEVELOPMENT_STORAGE
+    if is_azurite or "AccountKey=" not in value:
+        return shlex.quote(value)
+    return f"'<JobsStorage from {options.merged_settings_file}>'"
+
+
 def banner(options: DevOptions, settings: Mapping[str, str], sandbox: Mapping[str, str]) -> str:
-    """What make dev prints once everything answers."""
+    """What make dev prints once everything answers: the values in effect (local.settings.json's included)."""
     key = settings.get("DEVHOST_FUNCTION_KEY", "")
     api = f"{options.base_url}/api"
     ca = settings.get("LOCAL_CA_BUNDLE", "")
+    storage = cli_storage(options, settings.get("JobsStorage", ""))
     return "\n".join(
         [
             "",
             "make dev: the local world is running (Ctrl-C stops devhost, the sandbox and Azurite)",
-            f"  app         {api}   function key: {key}",
-            f"  health      {api}/health",
+            f"  status page {api}/status?code={key}   (jobs, sign-in state, failures)",
             f"  sign in     {api}/auth/login?code={key}",
             f"              the sandbox signs in {sandbox.get('SANDBOX_USER', '?')} at once; a browser must trust "
             f"{ca} or run with --ignore-certificate-errors",
-            f"  status      curl -H 'x-functions-key: {key}' {api}/auth/status",
-            f"  refresh     curl -X POST -H 'x-functions-key: {key}' {api}/auth/refresh",
+            f"  CLI         JobsStorage={storage} bcjobs list",
+            f"  app         {api}   function key: {key} (header x-functions-key or ?code=)",
+            f"  health      {api}/health",
             f"  sandbox     Entra {settings.get('BC_AUTHORITY_HOST')}, Key Vault {settings.get('KEY_VAULT_URL')}, "
             f"BC {settings.get('BC_API_BASE_URL')}, admin {sandbox.get('SANDBOX_ADMIN_URL')}",
             f"  Azurite     blob :{options.azurite_ports[0]}, queue "
-            f":{options.azurite_ports[1]}, table :{options.azurite_ports[2]} (UseDevelopmentStorage=true)",
+            f":{options.azurite_ports[1]}, table :{options.azurite_ports[2]}",
             f"  settings    {options.merged_settings_file} (sandbox log: {options.work_dir / 'sandbox.log'})",
             "",
         ]
@@ -174,10 +249,11 @@ class DevWorld:
 
     def start(self) -> None:
         """Azurite, the sandbox, devhost; raises StartupError naming what did not start."""
+        local = local_overrides(self.options.settings_file, self._out)
+        check_conflicts(local, self.options.settings_file, self.options)  # before anything starts
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
         azurite = self._start_azurite()
         sandbox = self._start_sandbox()
-        local = local_overrides(self.options.settings_file, self._out)
         self.settings = merge(
             own_settings(self.options, azurite, _function_key(self.options)), sandbox, local
         )

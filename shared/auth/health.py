@@ -132,8 +132,8 @@ class HealthRecorder:
     async def _alert(self, health: Health, error: AuthError, newest: TokenSet | None) -> None:
         step = next_step(health, self._mode) or ""
         logger.error(
-            "BC connection '%s' needs an admin (%s): %s. Until then, workers get the current access token "
-            "until it expires at %s, then fail with %s.",
+            "BC connection '%s' needs an admin (%s): %s. Until then, jobs run on the cached access token "
+            "until it expires at %s; after that they wait (%s), not fail, until an admin fixes the connection.",
             self._connection,
             getattr(error, "error_code", None) or type(error).__name__,
             step,

@@ -86,12 +86,22 @@ def redirect(location: str) -> Reply:
     return Reply(302, "", {**PAGE_HEADERS, "Location": location}, TEXT)
 
 
-def page(status: int, title: str, lines: list[str]) -> Reply:
-    """A minimal HTML page; every text is escaped."""
+# The admin's status page (status_page, authLevel function): the callback's pages link back to it. The link
+# carries no key (the callback is anonymous and never sees one): the host asks for it, as for a bookmark.
+STATUS_PAGE = "/api/status"
+_BACK_TO_STATUS = (
+    f"<p><a href='{STATUS_PAGE}'>Back to the status page</a> (with the function key: "
+    "header x-functions-key or ?code=)</p>"
+)
+
+
+def page(status: int, title: str, lines: list[str], back_link: bool = False) -> Reply:
+    """A minimal HTML page; every text is escaped; `back_link` adds a link to the status page."""
     items = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    back = _BACK_TO_STATUS if back_link else ""
     body = (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>{items}</body></html>"
+        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>{items}{back}</body></html>"
     )
     return Reply(status, body, PAGE_HEADERS, HTML)
 
@@ -109,6 +119,7 @@ def connected_page(status: ConnectionStatus) -> Reply:
             f"Access token valid until: {expires}",
             "The integration refreshes the token from now on; you can close this page.",
         ],
+        back_link=True,
     )
 
 
@@ -118,7 +129,8 @@ def _reference_line(reference: str) -> str:
 
 def refused_page(error: SignInFlowError, reference: str) -> Reply:
     """The callback's 400 page: why (SignInFlowError messages are plain sentences), and to start again."""
-    return page(400, "Sign-in not accepted", [str(error), "Nothing was stored.", _reference_line(reference)])
+    lines = [str(error), "Nothing was stored.", _reference_line(reference)]
+    return page(400, "Sign-in not accepted", lines, back_link=True)
 
 
 _TRY_AGAIN = "Sign in again at /api/auth/login in a few minutes; if it fails again, give your administrator the reference below."
@@ -155,7 +167,8 @@ def callback_failed_page(error: Exception, reference: str) -> Reply:
     the route logs the cause under the same reference.
     """
     status, title, happened, to_do = next(row[1:] for row in _FAILED_PAGES if isinstance(error, row[0]))
-    return page(status, title, [happened, "Nothing was stored.", to_do, _reference_line(reference)])
+    lines = [happened, "Nothing was stored.", to_do, _reference_line(reference)]
+    return page(status, title, lines, back_link=True)
 
 
 def status_json(status: ConnectionStatus) -> Reply:

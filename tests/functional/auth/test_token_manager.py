@@ -397,6 +397,7 @@ async def test_client_credentials_rejection_alert_names_the_fix_not_the_sign_in(
     errors = [r for r in caplog.records if getattr(r, "event", "") == "auth.admin_needed"]
     assert len(errors) == 1
     assert "/api/auth/login" not in errors[0].getMessage()
+    assert "they wait" in errors[0].getMessage()  # jobs wait for the sign-in, they do not fail
     assert world.notifier.alerts[0].next_step == status.next_step
 
 

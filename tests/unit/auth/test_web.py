@@ -73,6 +73,7 @@ def test_connected_page_shows_account_tenant_and_expiry() -> None:
     assert "a@b.test" in body
     assert "tid" in body
     assert "2026-01-05T09:00:00+00:00" in body
+    assert "<a href='/api/status'>Back to the status page</a>" in body
 
 
 def test_refused_page_is_a_400() -> None:
@@ -81,6 +82,7 @@ def test_refused_page_is_a_400() -> None:
     assert result.status == 400
     assert "Nothing was stored" in result.body
     assert "ref123" in result.body
+    assert "href='/api/status'" in result.body
 
 
 def test_error_json_is_503_for_transient_and_409_for_admin_needed() -> None:

@@ -21,6 +21,8 @@ from localworld.dev import (
     DevOptions,
     _arguments,
     banner,
+    check_conflicts,
+    cli_storage,
     local_overrides,
     merge,
     own_settings,
@@ -56,14 +58,50 @@ def test_local_settings_override_the_sandbox_which_overrides_make_dev() -> None:
     assert not [key for key in merged if key.startswith("SANDBOX_")]
 
 
-def test_a_missing_local_settings_file_is_named_in_a_warning(tmp_path: Path) -> None:
-    """No local.settings.json: a warning naming the path and how to add one; no overrides."""
+def test_no_local_settings_file_is_fine_and_says_nothing(tmp_path: Path) -> None:
+    """make dev needs no local.settings.json: no overrides, and no nudge to copy the example."""
     warnings: list[str] = []
     assert local_overrides(tmp_path / "local.settings.json", warnings.append) == {}
-    assert warnings == [
-        f"warning: {tmp_path / 'local.settings.json'} not found; running with make dev's settings only "
-        "(copy local.settings.json.example to it to override them)"
-    ]
+    assert warnings == []
+
+
+def test_the_copied_example_with_other_ports_is_refused_in_one_line_naming_the_conflict(
+    tmp_path: Path,
+) -> None:
+    """The README's other-ports recipe plus a copied example: refused before anything starts, one line."""
+    values = json.loads((ROOT / "local.settings.json.example").read_text(encoding="utf-8"))["Values"]
+    path = tmp_path / "local.settings.json"
+    options = _arguments(
+        ["--port", "7072", "--sandbox-port-base", "8443", "--azurite-ports", "20000,20001,20002"]
+    )
+    with pytest.raises(ConfigError) as raised:
+        check_conflicts(values, path, options)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert (
+        "AzureWebJobsStorage points at port 10001, but make dev runs Azurite on 20000,20001,20002" in message
+    )
+    for key in ("JobsStorage", "BC_REDIRECT_URI", "BC_AUTHORITY_HOST", "KEY_VAULT_URL", "BC_API_BASE_URL"):
+        assert key in message
+    assert "delete AzureWebJobsStorage, JobsStorage" in message
+
+
+def test_the_copied_example_at_the_default_ports_has_no_conflict() -> None:
+    """The example names make dev's default ports: nothing to refuse."""
+    values = json.loads((ROOT / "local.settings.json.example").read_text(encoding="utf-8"))["Values"]
+    check_conflicts(values, Path("local.settings.json"), DevOptions())
+
+
+def test_a_local_url_on_a_port_make_dev_does_not_start_is_a_conflict_and_remote_ones_are_not() -> None:
+    """A loopback URL must reach something make dev started; a real Azure host is a deliberate override."""
+    options = DevOptions()
+    with pytest.raises(ConfigError, match="KEY_VAULT_URL points at port 9999, but the sandbox's Key Vault"):
+        check_conflicts({"KEY_VAULT_URL": "https://localhost:9999"}, Path("l.json"), options)
+    with pytest.raises(ConfigError, match="BC_OTHER_URL points at port 9, where make dev starts nothing"):
+        check_conflicts({"BC_OTHER_URL": "http://127.0.0.1:9/x"}, Path("l.json"), options)
+    check_conflicts(
+        {"KEY_VAULT_URL": "https://kv-x.vault.azure.net", "X": "not a url"}, Path("l.json"), options
+    )
 
 
 def test_placeholders_are_skipped_with_a_warning_naming_them(tmp_path: Path) -> None:
@@ -82,19 +120,40 @@ def test_placeholders_are_skipped_with_a_warning_naming_them(tmp_path: Path) -> 
     assert "BC_TENANT_ID, KEY_VAULT_URL" in warnings[0]
 
 
-def test_banner_names_urls_key_sign_in_link_and_the_ca() -> None:
-    """What to open: the API, health, the sign-in link with the key, the CA a browser must trust."""
+def test_banner_names_the_status_page_sign_in_link_cli_line_and_the_ca() -> None:
+    """What to open: the status page (not a JSON route), the sign-in link, the CLI line, the CA to trust."""
     options = DevOptions()
     settings = merge(
         own_settings(options, AzuriteEndpoints("127.0.0.1", 10001, 10002), "the-key"), SANDBOX, {}
     )
     settings["LOCAL_CA_BUNDLE"] = "/x/sandbox-ca.pem"
     text = banner(options, settings, SANDBOX)
+    assert "http://127.0.0.1:7071/api/status?code=the-key" in text
+    assert "/api/auth/status" not in text
     assert "http://127.0.0.1:7071/api/auth/login?code=the-key" in text
+    assert "JobsStorage=UseDevelopmentStorage=true bcjobs list" in text
     assert "http://127.0.0.1:7071/api/health" in text
     assert "function key: the-key" in text
     assert "/x/sandbox-ca.pem" in text
     assert "admin@sandbox.onmicrosoft.com" in text
+
+
+def test_banner_shows_the_values_in_effect_on_other_ports() -> None:
+    """Other ports: the URLs and the CLI's connection string are the ones actually running."""
+    options = DevOptions(port=7072, azurite_ports=(20000, 20001, 20002))
+    azurite = AzuriteEndpoints("127.0.0.1", 20001, 20002)
+    text = banner(options, merge(own_settings(options, azurite, "k"), SANDBOX, {}), SANDBOX)
+    assert "http://127.0.0.1:7072/api/status?code=k" in text
+    assert f"JobsStorage={shlex.quote(azurite.connection_string)} bcjobs list" in text
+    assert "UseDevelopmentStorage" not in text
+
+
+def test_banner_never_prints_a_real_storage_account_key() -> None:
+    """A real account's connection string from local.settings.json is pointed to, not printed."""
+    real = (
+        "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"
+    )
+    assert "c2VjcmV0" not in cli_storage(DevOptions(), real)
 
 
 def test_make_dev_options_parse() -> None:
