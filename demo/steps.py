@@ -40,6 +40,7 @@ from demo.context import DemoContext, DemoError, DemoOptions
 from demo.main_run import TABLE_PREFIX, app_discovers_the_company, workload_runs_under_faults
 from demo.report import collect, json_line, summary_table
 from devhost.environment import process_environment
+from devhost.help_format import DefaultsHelp
 from localworld.azurite import ACCOUNT, Azurite, AzuriteTls
 from localworld.infra_settings import (
     LOCAL_ADDITIONS,
@@ -332,19 +333,29 @@ def _keep(context: DemoContext, out: Callable[[str], None]) -> None:
 def parse_args(argv: Sequence[str]) -> DemoOptions:
     """The demo's options."""
     defaults = DemoOptions()
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m demo", description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelp
+    )
     parser.add_argument("--jobs", type=int, default=defaults.jobs, help="distinct jobs (at least 30)")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="devhost worker processes")
     parser.add_argument(
         "--mode",
         choices=["delegated", "s2s"],
         default=os.environ.get("DEMO_MODE", defaults.mode),
-        help="delegated: the admin signs in (default); s2s: client credentials (or DEMO_MODE=s2s)",
+        help="delegated: the admin signs in; s2s: client credentials (or DEMO_MODE=s2s)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=defaults.timeout_seconds, help="seconds for the jobs"
+        "--timeout",
+        type=float,
+        default=defaults.timeout_seconds,
+        help="seconds for every job to finish once sent",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seeds the sandbox and the workload (same seed, same run)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live progress")
     parser.add_argument("--keep", action="store_true", help="keep Azurite up afterwards to inspect jobs")
     args = parser.parse_args(argv)

@@ -28,6 +28,7 @@ from devhost.environment import (
     read_local_settings,
 )
 from devhost.errors import DevHostError
+from devhost.help_format import DefaultsHelp
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
 from devhost.logs import configure_logging
@@ -40,23 +41,39 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devhost",
         description="Run a Python v2 Function app locally: HTTP routes, timers, queue triggers on Azurite.",
+        formatter_class=DefaultsHelp,
     )
     parser.add_argument(
         "--port", type=int, default=None, help="HTTP port (default: Host.LocalHttpPort or 7071; 0 = any)"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument(
-        "--settings", type=Path, default=Path("local.settings.json"), help="Core Tools settings file"
+        "--app", default="function_app:app", help="module:attribute of the FunctionApp to serve"
     )
-    parser.add_argument("--host-json", type=Path, default=Path("host.json"), help="host.json to honour")
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        default=Path("local.settings.json"),
+        help="Core Tools settings file (Values; the process environment wins)",
+    )
+    parser.add_argument(
+        "--host-json",
+        type=Path,
+        default=Path("host.json"),
+        help="host.json to honour (queues, timeouts, routes)",
+    )
     parser.add_argument(
         "--env-file",
         type=Path,
         default=None,
         help="KEY=VALUE settings under local.settings.json (e.g. the sandbox's .local/sandbox.env)",
     )
-    parser.add_argument("--log-format", choices=["json", "text"], default="json")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        default="json",
+        help="json: one object a line, as Application Insights gets it; text: for a terminal",
+    )
     parser.add_argument(
         "--shutdown-grace", type=float, default=30.0, help="seconds in-flight work may take at stop"
     )

@@ -40,6 +40,7 @@ import httpx
 
 from devhost.environment import process_environment, read_env_file, read_local_settings
 from devhost.errors import ConfigError, StartupError
+from devhost.help_format import DefaultsHelp
 from localworld.azurite import AzuriteEndpoints
 from localworld.instances import devhost_command
 from localworld.polling import wait_until
@@ -347,25 +348,32 @@ class DevWorld:
 
 
 def _arguments(argv: Sequence[str] | None) -> DevOptions:
-    parser = argparse.ArgumentParser(prog="python -m localworld.dev", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="devhost's HTTP port (default 7071)")
+    parser = argparse.ArgumentParser(
+        prog="python -m localworld.dev", description=__doc__.splitlines()[0], formatter_class=DefaultsHelp
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="devhost's HTTP port")
     parser.add_argument(
         "--sandbox-port-base",
         type=int,
         default=DEFAULT_SANDBOX_PORT_BASE,
-        help="the sandbox's Entra, Key Vault, BC and admin ports: base..base+3 (default 7443)",
+        help="the sandbox's Entra, Key Vault, BC and admin ports: base..base+3",
     )
     parser.add_argument(
         "--azurite-ports",
         default=",".join(str(p) for p in DEFAULT_AZURITE_PORTS),
-        help="Azurite's blob,queue,table ports (default 10000,10001,10002)",
+        help="Azurite's blob,queue,table ports",
     )
-    parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".local", help="default .local")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO_ROOT / ".local",
+        help="where the sandbox's CA, its env file and log, and the merged settings go",
+    )
     parser.add_argument(
         "--settings",
         type=Path,
         default=REPO_ROOT / "local.settings.json",
-        help="overrides (Core Tools' format)",
+        help="optional overrides of make dev's settings (Core Tools' format); one pointing at a port make dev does not run is refused",
     )
     args = parser.parse_args(argv)
     ports = tuple(int(port) for port in args.azurite_ports.split(","))

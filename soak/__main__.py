@@ -13,18 +13,29 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from devhost.help_format import DefaultsHelp
 from soak.config import SoakConfig
 from soak.run import run_soak
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m soak", description="Chaos soak of the job pipeline.")
-    parser.add_argument("--short", action="store_true", help="the 60-second version make test runs")
-    parser.add_argument("--jobs", type=int, help="distinct jobs to send")
-    parser.add_argument("--workers", type=int, help="devhost worker processes")
-    parser.add_argument("--load-seconds", type=float, help="how long the jobs are sent over")
-    parser.add_argument("--seed", type=int, help="the workload's random seed")
-    parser.add_argument("--keep", type=Path, help="keep the run's folder (worker logs, Azurite data) here")
+    parser = argparse.ArgumentParser(
+        prog="python -m soak", description="Chaos soak of the job pipeline.", formatter_class=DefaultsHelp
+    )
+    parser.add_argument(
+        "--short", action="store_true", help="the 60-second version make test runs (600 jobs, 2 workers)"
+    )
+    parser.add_argument("--jobs", type=int, help="distinct jobs to send (default: 5000; --short: 600)")
+    parser.add_argument("--workers", type=int, help="devhost worker processes (default: 3; --short: 2)")
+    parser.add_argument(
+        "--load-seconds", type=float, help="seconds the jobs are sent over (default: 300; --short: 60)"
+    )
+    parser.add_argument("--seed", type=int, help="the workload's random seed (default: 13)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the run's folder (worker logs, Azurite data) here (default: a temporary folder, deleted)",
+    )
     return parser.parse_args(argv)
 
 
