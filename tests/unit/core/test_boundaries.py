@@ -69,8 +69,9 @@ def test_azure_functions_is_imported_only_by_triggers_the_app_and_devhost() -> N
 
 
 # What of devhost the local world, bench, soak and testkit may not import: every module but the host's settings
-# sources (devhost.environment: the env file, local.settings.json) and its errors, and `from devhost import x`.
-DEVHOST_INTERNALS = r"^devhost(\.(?!(environment|errors)(\.|$))|$)"
+# sources (devhost.environment: the env file, local.settings.json), its errors and its --help style
+# (devhost.help_format, a leaf the local tools share), and `from devhost import x`.
+DEVHOST_INTERNALS = r"^devhost(\.(?!(environment|errors|help_format)(\.|$))|$)"
 
 
 @pytest.mark.parametrize(
@@ -101,10 +102,17 @@ def test_packages_respect_their_boundaries(package: str, forbidden: str) -> None
 
 
 def test_the_devhost_internals_pattern_allows_only_the_hosts_settings_sources_and_errors() -> None:
-    """`devhost.environment` (the env file and local.settings.json readers) and `devhost.errors` are what the
-    local world may use of the host; any other devhost module, or `from devhost import x`, is internal."""
+    """`devhost.environment` (the env file and local.settings.json readers), `devhost.errors` and
+    `devhost.help_format` (the --help style) are what the local world may use of the host; any other devhost
+    module, or `from devhost import x`, is internal."""
     internals = re.compile(DEVHOST_INTERNALS)
-    allowed = ["devhost.environment", "devhost.environment.read_env_file", "devhost.errors", "devhostile"]
+    allowed = [
+        "devhost.environment",
+        "devhost.environment.read_env_file",
+        "devhost.errors",
+        "devhost.help_format.DefaultsHelp",
+        "devhostile",
+    ]
     refused = [
         "devhost",
         "devhost.host",
