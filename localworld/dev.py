@@ -247,11 +247,13 @@ class DevWorld:
         self._cleanup = ExitStack()
         self.devhost: subprocess.Popen[bytes] | None = None
         self.settings: dict[str, str] = {}
+        self.started = False  # past the settings check: something may be running
 
     def start(self) -> None:
         """Azurite, the sandbox, devhost; raises StartupError naming what did not start."""
         local = local_overrides(self.options.settings_file, self._out)
         check_conflicts(local, self.options.settings_file, self.options)  # before anything starts
+        self.started = True
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
         azurite = self._start_azurite()
         sandbox = self._start_sandbox()
@@ -417,7 +419,8 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
         return 1
     finally:
         world.stop()
-        out("make dev: stopped")
+        if world.started:
+            out("make dev: stopped")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,11 @@ def test_make_dev_runs_the_local_world_signs_in_and_stops_everything_on_ctrl_c(
     link = sign_in.group(1)
     assert link == f"http://127.0.0.1:{ports['app']}/api/auth/login?code=key-from-local-settings"
     assert f"health      http://127.0.0.1:{ports['app']}/api/health" in text
+    status_page = f"http://127.0.0.1:{ports['app']}/api/status?code=key-from-local-settings"
+    assert f"status page {status_page}" in text
+    cli = re.search(r"CLI\s+JobsStorage=(.+) bcjobs list", text)
+    assert cli is not None
+    assert f"QueueEndpoint=http://127.0.0.1:{ports['queue']}/" in cli.group(1)  # the Azurite actually running
 
     login = httpx.get(link, timeout=30)
     assert login.status_code == 302
@@ -161,6 +166,7 @@ def test_make_dev_runs_the_local_world_signs_in_and_stops_everything_on_ctrl_c(
         timeout=30,
     ).json()
     assert (status["state"], status["has_token"]) == ("ok", True)
+    assert httpx.get(status_page, timeout=30).status_code == 200  # the banner's status page answers
 
     os.kill(process.pid, signal.SIGINT)  # what Ctrl-C sends (the terminal also sends it to the children)
     process.wait(timeout=90)
@@ -174,3 +180,33 @@ def test_make_dev_runs_the_local_world_signs_in_and_stops_everything_on_ctrl_c(
     listening += [port for port in (ports["queue"], ports["table"]) if not _refuses(port)]
     assert listening == []
     assert not (work_dir / "sandbox.env").exists()  # the sandbox removed its env file on its way out
+
+
+def test_make_dev_refuses_a_copied_example_on_other_ports_in_one_line_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    """The README's other-ports recipe with a copied local.settings.json.example: exit 1 at once, one line naming
+    the first conflict and every setting to delete; nothing was started."""
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(
+        (REPO_ROOT / "local.settings.json.example").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    app, base = free_port(), _four_free_ports()
+    command = [
+        sys.executable, "-m", "localworld.dev", "--port", str(app), "--sandbox-port-base", str(base),
+        "--azurite-ports", f"{free_port()},{free_port()},{free_port()}",
+        "--work-dir", str(tmp_path / "local"), "--settings", str(settings),
+    ]  # fmt: skip
+    environment = {k: v for k, v in process_environment().items() if not k.startswith(_PREFIXES)}
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    assert lines[0].startswith(
+        f"make dev: could not start: {settings}: AzureWebJobsStorage points at port 10001"
+    )
+    assert "KEY_VAULT_URL" in lines[0]
+    assert not (tmp_path / "local").exists()  # refused before the work folder, Azurite or the sandbox
+    assert _refuses(app)
