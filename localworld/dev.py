@@ -176,6 +176,26 @@ def check_conflicts(local: Mapping[str, str], path: Path, options: DevOptions) -
     )
 
 
+def check_environment(environment: Mapping[str, str], options: DevOptions) -> None:
+    """The same for the process environment, which wins over every file in devhost (as under Core Tools)."""
+    checked = (*_fixed_ports(options), *_STORAGE_SETTINGS)
+    found = [
+        (key, why)
+        for key in checked
+        if key in environment and (why := _conflict(key, environment[key], options))
+    ]
+    if found:
+        keys = " ".join(key for key, _ in found)
+        raise ConfigError(
+            f"the environment: {found[0][1]}; `unset {keys}` (make dev sets them) and run it again"
+        )
+
+
+def in_effect(settings: Mapping[str, str], environment: Mapping[str, str]) -> dict[str, str]:
+    """The values devhost runs with: the merged settings, each overridden by the process environment's."""
+    return {key: environment.get(key, value) for key, value in settings.items()}
+
+
 def merge(own: Mapping[str, str], sandbox: Mapping[str, str], local: Mapping[str, str]) -> dict[str, str]:
     """make dev's settings < the sandbox's < local.settings.json (the process environment wins in devhost)."""
     app_sandbox = {k: v for k, v in sandbox.items() if not k.startswith(_SANDBOX_ONLY)}
@@ -253,6 +273,7 @@ class DevWorld:
         """Azurite, the sandbox, devhost; raises StartupError naming what did not start."""
         local = local_overrides(self.options.settings_file, self._out)
         check_conflicts(local, self.options.settings_file, self.options)  # before anything starts
+        check_environment(process_environment(), self.options)
         self.started = True
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
         azurite = self._start_azurite()
@@ -264,7 +285,7 @@ class DevWorld:
             json.dumps({"IsEncrypted": False, "Values": self.settings}, indent=2), encoding="utf-8"
         )
         self._start_devhost()
-        self._out(banner(self.options, self.settings, sandbox))
+        self._out(banner(self.options, in_effect(self.settings, process_environment()), sandbox))
 
     def stop(self) -> None:
         """Stop everything that was started (devhost first: it finishes in-flight work)."""

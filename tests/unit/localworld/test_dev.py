@@ -22,7 +22,9 @@ from localworld.dev import (
     _arguments,
     banner,
     check_conflicts,
+    check_environment,
     cli_storage,
+    in_effect,
     local_overrides,
     merge,
     own_settings,
@@ -146,6 +148,22 @@ def test_banner_shows_the_values_in_effect_on_other_ports() -> None:
     assert "http://127.0.0.1:7072/api/status?code=k" in text
     assert f"JobsStorage={shlex.quote(azurite.connection_string)} bcjobs list" in text
     assert "UseDevelopmentStorage" not in text
+
+
+def test_an_exported_setting_on_a_port_make_dev_does_not_run_is_refused_naming_the_environment() -> None:
+    """The process environment wins in devhost: a stale `export KEY_VAULT_URL=...` is refused, saying unset it."""
+    with pytest.raises(
+        ConfigError, match=r"^the environment: KEY_VAULT_URL points at port 7444.*`unset KEY_VAULT_URL`"
+    ):
+        check_environment(
+            {"KEY_VAULT_URL": "https://127.0.0.1:7444", "PATH": "/bin"}, DevOptions(sandbox_port_base=8443)
+        )
+    check_environment({"HTTP_PROXY": "http://127.0.0.1:3128"}, DevOptions())  # not a setting make dev sets
+
+
+def test_the_values_in_effect_are_the_environments_where_it_sets_one() -> None:
+    """What the banner shows is what devhost runs with: the environment's value wins, other keys add nothing."""
+    assert in_effect({"A": "file", "B": "file"}, {"A": "env", "PATH": "/bin"}) == {"A": "env", "B": "file"}
 
 
 def test_banner_never_prints_a_real_storage_account_key() -> None:
