@@ -8,12 +8,14 @@
 2. The sandbox (Entra ID, Key Vault, BC over TLS) on stable ports (7443-7446) with its CA in `.local/sandbox/`:
    the same values every run, the ones `make sandbox` and local.settings.json.example use.
 3. devhost on function_app.py with the settings, lowest precedence first: make dev's own (storage, delegated mode,
-   the callback, keys), the sandbox's env file, local.settings.json (placeholders such as `<tenant id>` skipped
-   with a warning; a missing file is named in a warning too), then the process environment (as Core Tools).
+   the callback, keys), the sandbox's env file, local.settings.json (optional: make dev needs none; placeholders
+   such as `<tenant id>` skipped with a warning), then the process environment (as Core Tools). A setting in the
+   file or the environment that points at a local port make dev does not run is refused in one line before
+   anything starts (the example's URLs after `--sandbox-port-base 8443`, say).
    The merged settings are written to `.local/dev.settings.json` (it holds the sandbox's client secret and the
    function key, like `.local/sandbox.env`; `.local/` is git-ignored).
-4. Prints the URLs, the function key and the sign-in link; Ctrl-C (or SIGTERM) stops devhost, the sandbox and
-   Azurite, in that order. Exit code 0 after a clean stop, 1 when something could not start.
+4. Prints the values in effect: the status page, the sign-in link, the CLI line, the function key; Ctrl-C (or
+   SIGTERM) stops devhost, the sandbox and Azurite, in that order. Exit code 0 after a clean stop, 1 when something could not start.
 """
 
 from __future__ import annotations
