@@ -7,6 +7,7 @@ import html
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import ssl
@@ -167,6 +168,7 @@ def test_make_dev_runs_the_local_world_signs_in_and_stops_everything_on_ctrl_c(
     ).json()
     assert (status["state"], status["has_token"]) == ("ok", True)
     assert httpx.get(status_page, timeout=30).status_code == 200  # the banner's status page answers
+    _send_every_example_with_the_banners_cli_line(text)
 
     os.kill(process.pid, signal.SIGINT)  # what Ctrl-C sends (the terminal also sends it to the children)
     process.wait(timeout=90)
@@ -180,6 +182,41 @@ def test_make_dev_runs_the_local_world_signs_in_and_stops_everything_on_ctrl_c(
     listening += [port for port in (ports["queue"], ports["table"]) if not _refuses(port)]
     assert listening == []
     assert not (work_dir / "sandbox.env").exists()  # the sandbox removed its env file on its way out
+
+
+def _bcjobs(storage: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The installed command (`make` put it in .venv from bcjobs/pyproject.toml), as the README's start here runs it."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("bcjobs")), *arguments],
+        env={**process_environment(), "JobsStorage": storage},
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=False,
+    )  # fmt: skip
+
+
+def _send_every_example_with_the_banners_cli_line(banner: str) -> None:
+    """The README's step 3: every file of examples/jobs/ through `bcjobs enqueue`, with the storage the banner's
+    CLI line names; each ends succeeded, and `bcjobs list` shows them newest first."""
+    line = re.search(r"CLI\s+(JobsStorage=.+ bcjobs list)", banner)
+    assert line is not None
+    storage = shlex.split(line.group(1))[0].removeprefix("JobsStorage=")
+    examples = sorted(str(path) for path in (REPO_ROOT / "examples" / "jobs").glob("*.json"))
+    sent = _bcjobs(storage, "enqueue", *examples)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    ids = {json.loads(Path(path).read_text(encoding="utf-8"))["jobId"] for path in examples}
+
+    def listed() -> list[dict[str, str]]:
+        shown = _bcjobs(storage, "list", "--json")
+        assert shown.returncode == 0, shown.stderr
+        return [job for job in json.loads(shown.stdout) if job["jobId"] in ids]
+
+    terminal = {"succeeded", "failed", "rejected", "expired", "dead_lettered"}
+    wait_until(
+        lambda: {j["jobId"] for j in listed() if j["state"] in terminal} == ids, timeout=120, what="examples"
+    )
+    jobs = listed()
+    assert {job["jobId"]: job["state"] for job in jobs} == dict.fromkeys(ids, "succeeded")
+    updated = [job["updatedAt"] for job in jobs]
+    assert updated == sorted(updated, reverse=True)
 
 
 def test_make_dev_refuses_a_copied_example_on_other_ports_in_one_line_before_starting_anything(
