@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from shared import telemetry
 from shared.http import HTML, Reply
-from shared.ops.page import PAGE_HEADERS, render
+from shared.ops.page import PAGE_HEADERS, Target, render
 from shared.ops.sampling import Sample, sample
 from shared.ops.snapshot import Snapshot, collect
 from shared.ops.sources import QUEUES, AzureSources, ManagerConnection, StorageQueues
@@ -28,7 +28,8 @@ async def status_page(settings: Settings) -> Reply:
         snapshot = await collect(sources.sources, datetime.now(UTC), telemetry.recent_bc_requests())
     finally:
         await sources.aclose()
-    return Reply(200, render(snapshot), PAGE_HEADERS, HTML)
+    target = Target(settings.bc.environment, settings.bc.company_name)
+    return Reply(200, render(snapshot, target), PAGE_HEADERS, HTML)
 
 
 async def sample_now(settings: Settings) -> Sample:

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import html
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bcjobs import JobState
@@ -37,7 +38,9 @@ table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
-code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:nowrap}
+.when{white-space:nowrap}
+.scroll{overflow-x:auto}
 .badge{display:inline-block;padding:1px 9px;border-radius:10px;font-size:13px;font-weight:600;color:#fff}
 .ok{background:var(--ok)}.warn{background:var(--warn)}.bad{background:var(--bad)}
 .note{color:var(--muted);font-size:13px;margin:8px 0 0}
@@ -90,11 +93,20 @@ KEY_COMMAND = (
 )
 
 
-def render(snapshot: Snapshot) -> str:
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Which BC environment and company the jobs go to (from the settings; the connection status does not hold
+    them)."""
+
+    environment: str
+    company: str | None
+
+
+def render(snapshot: Snapshot, target: Target | None = None) -> str:
     """The whole page."""
     generated = _when(snapshot.generated_at)
     sections = [
-        _connection(snapshot.connection, snapshot.generated_at, snapshot.problems),
+        _connection(snapshot.connection, snapshot.generated_at, snapshot.problems, target),
         _jobs(snapshot.jobs, snapshot.problems),
         _queues(snapshot.queues, snapshot.generated_at, snapshot.problems),
         _throttle(snapshot.throttle, snapshot.problems),
@@ -111,10 +123,12 @@ def render(snapshot: Snapshot) -> str:
     )
 
 
-def _connection(status: ConnectionStatus | None, now: datetime, problems: Mapping[str, str]) -> str:
+def _connection(
+    status: ConnectionStatus | None, now: datetime, problems: Mapping[str, str], target: Target | None
+) -> str:
     if status is None:
         return _section("Connection", _problem("connection", problems))
-    body = _dl(_connection_rows(status, now))
+    body = _dl([*_connection_rows(status, now), *_target_rows(target), *_cached_token_note(status, now)])
     if sign_in_needed(status):
         body += _sign_in_action()
     return _section("Connection", body)
@@ -141,6 +155,28 @@ def _connection_rows(status: ConnectionStatus, now: datetime) -> list[tuple[str,
     if status.next_step:
         rows.append(("Next step", _e(status.next_step)))
     return rows
+
+
+def _target_rows(target: Target | None) -> list[tuple[str, str]]:
+    if target is None:
+        return []
+    company = target.company or "the environment's only company"
+    return [("Environment", _e(target.environment)), ("Company", _e(company))]
+
+
+def _cached_token_note(status: ConnectionStatus, now: datetime) -> list[tuple[str, str]]:
+    """Re-authorization needed, yet the cached access token is still valid: jobs go on until it expires."""
+    if (
+        status.health is not Health.REAUTHORIZATION_REQUIRED
+        or not status.expires_on
+        or status.expires_on <= now
+    ):
+        return []
+    note = (
+        f"still served by the cached access token until it expires ({_expiry(status.expires_on, now)}); "
+        "after that they wait, without failing, until an admin signs in again"
+    )
+    return [("Jobs", _e(note))]
 
 
 def _sign_in_action() -> str:
@@ -239,7 +275,9 @@ def _failures(failures: Sequence[Failure], known: bool) -> str:
         "<p class='note'>The client request id is ours (header client-request-id); the BC request id is BC's. "
         "GET /api/jobs/{jobId} shows every request of a job.</p>"
     )
-    return _section("Latest failures", f"<table>{head}{rows}</table>\n{note}", wide=True)
+    return _section(
+        "Latest failures", f"<div class='scroll'><table>{head}{rows}</table></div>\n{note}", wide=True
+    )
 
 
 def _failure_row(failure: Failure) -> str:
@@ -250,7 +288,7 @@ def _failure_row(failure: Failure) -> str:
     )
     message = failure.message if len(failure.message) <= 160 else failure.message[:157] + "..."
     cells = [
-        _e(_when(failure.finished_at) if failure.finished_at else ""),
+        f"<span class='when'>{_e(_when(failure.finished_at) if failure.finished_at else '')}</span>",
         f"<code>{_e(failure.job_id)}</code>",
         _e(failure.state),
         _e(failure.operation),

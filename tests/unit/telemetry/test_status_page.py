@@ -19,7 +19,7 @@ from typing import ClassVar
 import pytest
 
 from shared.auth import ConnectionStatus, Health
-from shared.ops.page import CONTENT_SECURITY_POLICY, PAGE_HEADERS, STYLE, render, sign_in_needed
+from shared.ops.page import CONTENT_SECURITY_POLICY, PAGE_HEADERS, STYLE, Target, render, sign_in_needed
 from shared.ops.snapshot import Failure, JobCounts, QueueReading, Snapshot, ThrottleUsage
 from shared.tokens import AuthMode
 from testkit.clock import START
@@ -270,8 +270,24 @@ def test_no_job_in_the_last_day_reads_plainly() -> None:
 
 def test_the_page_matches_the_kept_html() -> None:
     """The whole markup of a representative page (healthy delegated connection, jobs, one failure)."""
-    page = render(snapshot())
+    page = render(snapshot(), Target("production", "CRONUS USA, Inc."))
     if os.environ.get("UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(page + "\n", encoding="utf-8")
     assert page + "\n" == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_the_page_names_the_environment_and_company_the_jobs_go_to() -> None:
+    """Environment and company come from the settings; without a company, the environment's only one is used."""
+    page = render(snapshot(), Target("sandbox-eu", None))
+    assert "<dt>Environment</dt><dd>sandbox-eu</dd>" in page
+    assert "<dt>Company</dt><dd>the environment&#x27;s only company</dd>" in page
+
+
+def test_a_dead_refresh_token_with_a_valid_cached_token_says_jobs_still_run_until_it_expires() -> None:
+    """reauthorization_required with an access token that still lives: jobs go on until it expires, then wait."""
+    status = replace(STATES["reauthorization_required"], expires_on=START + timedelta(minutes=40))
+    page = render(snapshot(status))
+    assert "still served by the cached access token until it expires" in page
+    assert "wait, without failing" in page
+    assert "cached access token" not in render(snapshot(STATES["reauthorization_required"]))
