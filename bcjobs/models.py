@@ -226,6 +226,11 @@ class Job(_Target):
     entity_set: Identifier | None = None
     operations: list[Step] | None = Field(default=None, min_length=1, max_length=MAX_BATCH_OPERATIONS)
     atomic: bool = False
+    connection: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")] | None = Field(
+        default=None,
+        description="the BC connection to run on (GET /api/connections lists them); the deployment's own "
+        "connection (BC_CONNECTION_NAME) when absent",
+    )
     company: Annotated[str, StringConstraints(min_length=1, max_length=250)] | None = Field(
         default=None, description="company name or id; the product's configured company when absent"
     )

@@ -104,6 +104,7 @@ class JobReport(_ReportModel):
     job_id: str
     state: JobState
     operation: str | None = None
+    connection: str | None = Field(default=None, description="the connection the job ran on")
     correlation_id: str | None = None
     attempts: int = 0
     created_at: datetime | None = None

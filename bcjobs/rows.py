@@ -55,6 +55,7 @@ def report_from_row(row: dict[str, Any]) -> JobReport:
         job_id=str(row["PartitionKey"]),
         state=JobState(row["State"]),
         operation=row.get("Operation"),
+        connection=row.get("Connection"),
         correlation_id=row.get("CorrelationId"),
         attempts=int(row.get("Attempts") or 0),
         created_at=row.get("CreatedAt"),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from devhost.environment import read_env_file
 from shared.bc import BusinessCentralClient, BusinessCentralError, EntitySet, Interaction, build_client
-from shared.bc.factory import throttle_identity
+from shared.bc.factory import budget_key
 from shared.bc.retry import RetryPolicy
 from shared.bc.throttle import SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
@@ -140,7 +140,7 @@ async def run(args: argparse.Namespace) -> WorkerReport:
         max_in_flight=settings.bc.max_in_flight,
         heartbeat_seconds=args.heartbeat,
     )
-    throttle = SharedThrottle(store, partition_key_for(throttle_identity(settings)), config)
+    throttle = SharedThrottle(store, partition_key_for(budget_key(settings)), config)
     report = WorkerReport(member_id=throttle.member_id)
     tokens = SandboxTokenProvider(settings)
     # One attempt: every 429 the sandbox sends is counted once (pauses still apply).

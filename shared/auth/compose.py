@@ -8,6 +8,7 @@ system one); the BC app registration's client secret against the local sandbox (
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
 
 from shared.auth.health import HealthRecorder
+from shared.auth.identity import IdentityProvider
 from shared.auth.keyvault import KeyVaultTokenStore
 from shared.auth.leases import LeaseKeeper
 from shared.auth.manager import Collaborators, TokenManager
@@ -27,8 +29,10 @@ from shared.auth.notify import AdminNotifier, NoNotifier, WebhookNotifier
 from shared.auth.sign_in import PendingSignIns, SignInFlow
 from shared.auth.stores import TokenStore
 from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecordStore
+from shared.auth.vault_credential import VaultSecretIdentity
 from shared.azure_clients import httpx_verify, sdk_options, table_client
 from shared.clock import Clock, SystemClock
+from shared.connections.connection import Connection, Credential, connection_from_settings
 from shared.errors import SettingsError
 from shared.per_loop import PerLoop
 from shared.process import process_id
@@ -37,15 +41,51 @@ from shared.settings import Impact, Settings, get_settings, require
 AUTH_TABLE_SUFFIX = "auth"
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionAuth:
+    """One connection's token manager and the admin's sign-in beside it."""
+
+    connection: Connection
+    manager: TokenManager
+    sign_in: SignInFlow
+
+
+@dataclass
+class _Shared:
+    """What every connection's token lifecycle shares in one process: Key Vault, the auth table, the alerts."""
+
+    secrets: SecretClient
+    table: TableClient
+    clock: Clock
+    notifier: AdminNotifier
+
+
 @dataclass
 class AuthServices:
-    """The token manager, the admin's sign-in beside it, and the clients they own (closed together)."""
+    """The settings' connection's token manager and sign-in, the other connections' built on demand, and the
+    clients they own (closed together)."""
 
-    manager: TokenManager
+    manager: TokenManager  # the settings' connection (BC_CONNECTION_NAME)
     sign_in: SignInFlow
     settings: Settings
     tokens: TokenStore  # the Key Vault store, for tools and tests that inspect or repair a token set
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    shared: _Shared | None = None
+    by_connection: dict[str, ConnectionAuth] = field(default_factory=dict)
+
+    def for_connection(self, connection: Connection) -> ConnectionAuth:
+        """That connection's manager and sign-in; built once per process, again when its definition changed (the
+        old one stays open for runs still using it, and is closed with the rest)."""
+        if connection.from_settings:
+            return ConnectionAuth(connection, self.manager, self.sign_in)
+        known = self.by_connection.get(connection.name)
+        if known is not None and known.connection == connection:
+            return known
+        if self.shared is None:
+            raise SettingsError("these auth services serve the settings' connection only")
+        built = _connection_auth(self.settings, self.shared, self.tokens, connection, self.closers)
+        self.by_connection[connection.name] = built
+        return built
 
     async def aclose(self) -> None:
         """Close every SDK client and credential (aiohttp sessions)."""
@@ -96,18 +136,43 @@ def build_auth_services(
     require(settings, Impact.TOKENS, Impact.STORAGE)  # InvalidSettingsError naming each setting and its fix
     clock = clock or SystemClock()
     closers: list[Callable[[], Awaitable[None]]] = []
-    tokens = KeyVaultTokenStore(_secret_client(settings, closers), settings.auth.key_vault_url or "")
-    table = table_client(
-        settings.storage,
-        auth_table_name(settings),
-        **({"transport": table_transport} if table_transport is not None else {}),
-    )
+    secrets = _secret_client(settings, closers)
+    tokens = KeyVaultTokenStore(secrets, settings.auth.key_vault_url or "")
+    extra = {"transport": table_transport} if table_transport is not None else {}
+    table = table_client(settings.storage, auth_table_name(settings), **extra)
     closers.append(table.close)
     identity = MsalIdentity(msal_config(settings))
     closers.append(identity.close)
-    manager = TokenManager(_collaborators(settings, clock, identity, tokens, table.client))
-    sign_in = SignInFlow(_pending_sign_ins(settings, clock, table.client), manager)
-    return AuthServices(manager=manager, sign_in=sign_in, settings=settings, tokens=tokens, closers=closers)
+    shared = _Shared(secrets, table.client, clock, _notifier(settings))
+    default = connection_from_settings(settings)
+    manager = TokenManager(_collaborators(shared, default, identity, tokens))
+    sign_in = SignInFlow(_pending_sign_ins(shared, default.name), manager)
+    return AuthServices(manager, sign_in, settings, tokens, closers, shared)
+
+
+def _connection_auth(
+    settings: Settings,
+    shared: _Shared,
+    tokens: TokenStore,
+    connection: Connection,
+    closers: list[Callable[[], Awaitable[None]]],
+) -> ConnectionAuth:
+    """A registered connection's manager and sign-in, on the process's shared clients."""
+    config = dataclasses.replace(
+        msal_config(settings), client_id=connection.client_id, tenant_id=connection.tenant_id
+    )
+    identity: IdentityProvider
+    if connection.credential is Credential.KEY_VAULT_SECRET and connection.secret_name:
+        config = dataclasses.replace(config, client_secret=None, certificate=None)
+        identity = VaultSecretIdentity(config, shared.secrets, connection.secret_name, connection.name)
+        closers.append(identity.close)
+    else:
+        msal = MsalIdentity(config)
+        closers.append(msal.close)
+        identity = msal
+    manager = TokenManager(_collaborators(shared, connection, identity, tokens))
+    sign_in = SignInFlow(_pending_sign_ins(shared, connection.name), manager)
+    return ConnectionAuth(connection, manager, sign_in)
 
 
 def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> SecretClient:
@@ -124,38 +189,38 @@ def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None
 
 
 def _collaborators(
-    settings: Settings, clock: Clock, identity: MsalIdentity, tokens: TokenStore, table: TableClient
+    shared: _Shared, connection: Connection, identity: IdentityProvider, tokens: TokenStore
 ) -> Collaborators:
     """One connection's collaborators; its lease and record share the auth table with the pending sign-ins.
 
     The partition names are stored data ("state-" predates the word record): renaming them would orphan the
     rows of a running deployment.
     """
-    connection = settings.auth.connection_name
+    name = connection.name
     return Collaborators(
-        connection=connection,
-        mode=settings.auth.mode,
+        connection=name,
+        mode=connection.mode,
         identity=identity,
         tokens=tokens,
-        leases=LeaseKeeper(TableRecordStore(table, f"lease-{connection}", LeaseCodec()), clock),
+        leases=LeaseKeeper(TableRecordStore(shared.table, f"lease-{name}", LeaseCodec()), shared.clock),
         health=HealthRecorder(
-            connection,
-            TableRecordStore(table, f"state-{connection}", RecordCodec()),
-            clock,
-            _notifier(settings),
-            settings.auth.mode,
+            name,
+            TableRecordStore(shared.table, f"state-{name}", RecordCodec()),
+            shared.clock,
+            shared.notifier,
+            connection.mode,
         ),
-        clock=clock,
+        clock=shared.clock,
         # process_id() names the process; the suffix keeps apart the managers one process builds per event loop:
         # each has its own lock, so they must not pass for one holder (LeaseKeeper lets a holder retake its lease).
         holder=f"{process_id()}:{uuid.uuid4().hex[:8]}",
     )
 
 
-def _pending_sign_ins(settings: Settings, clock: Clock, table: TableClient) -> PendingSignIns:
+def _pending_sign_ins(shared: _Shared, connection: str) -> PendingSignIns:
     """The connection's pending sign-ins in the auth table ("login-" predates the word sign-in: stored data)."""
-    store = TableRecordStore(table, f"login-{settings.auth.connection_name}", SignInCodec())
-    return PendingSignIns(store, clock)
+    store = TableRecordStore(shared.table, f"login-{connection}", SignInCodec())
+    return PendingSignIns(store, shared.clock)
 
 
 async def _build_for_loop(settings: Settings) -> AuthServices:

@@ -35,11 +35,11 @@ from shared.bc.errors import (
     UnsafeNextLinkError,
 )
 from shared.bc.factory import (
+    budget_key,
     build_client,
     build_throttle,
     endpoint_from_settings,
     http_client_from_settings,
-    throttle_identity,
 )
 from shared.bc.models import (
     STANDARD_API,
@@ -115,11 +115,11 @@ __all__ = [
     "UnsafeNextLinkError",
     "all_of",
     "any_of",
+    "budget_key",
     "build_client",
     "build_throttle",
     "endpoint_from_settings",
     "http_client_from_settings",
     "literal",
     "odata_field",
-    "throttle_identity",
 ]

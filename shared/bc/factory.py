@@ -15,8 +15,9 @@ from shared.bc.sender import Recorder, RequestSender, Throttle
 from shared.bc.throttle import HEARTBEAT_SECONDS, CoordinationStore, SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import partition_key_for
 from shared.clock import Clock
+from shared.connections.connection import Connection, connection_from_settings
 from shared.settings import Settings
-from shared.tokens import DEFAULT_MIN_VALIDITY, AuthMode, TokenProvider
+from shared.tokens import DEFAULT_MIN_VALIDITY, TokenProvider
 
 _CONNECT_TIMEOUT_SECONDS = 10.0
 
@@ -33,13 +34,21 @@ def endpoint_from_settings(settings: Settings) -> BcEndpoint:
     )
 
 
-def throttle_identity(settings: Settings) -> str:
-    """Whose budget this is: BC counts limits per user or app — the app for client credentials, the connection's
-    signed-in user for delegated mode
-    (learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/operational-limits-online)."""
-    if settings.auth.mode is AuthMode.CLIENT_CREDENTIALS and settings.auth.client_id:
-        return f"app-{settings.auth.client_id}"
-    return f"connection-{settings.auth.connection_name}"
+def endpoint_for(connection: Connection, settings: Settings) -> BcEndpoint:
+    """Where a connection's BC environment lives: the deployment's BC_API_BASE_URL, the connection's tenant,
+    environment and default company (the direct-tenant URL form: reference (b), B1 "URL forms")."""
+    return BcEndpoint(
+        base_url=settings.bc.api_base_url,
+        environment=connection.environment,
+        tenant_id=connection.tenant_id,
+        company_id=connection.company_id,
+        company_name=connection.company_name,
+    )
+
+
+def budget_key(settings: Settings) -> str:
+    """The settings' connection's throttle key: (environment, identity), see Connection.budget_key."""
+    return connection_from_settings(settings).budget_key
 
 
 def throttle_config_from_settings(
@@ -64,7 +73,7 @@ def build_throttle(
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
 ) -> SharedThrottle:
     """One process's throttle for the configured identity (share it between all clients of the process)."""
-    key = partition_key_for(throttle_identity(settings))
+    key = partition_key_for(budget_key(settings))
     config = throttle_config_from_settings(settings, heartbeat_seconds=heartbeat_seconds)
     return SharedThrottle(store, key, config, clock=clock)
 
@@ -94,8 +103,10 @@ def build_client(
     recorder: Recorder | None = None,
     policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     clock: Clock | None = None,
+    endpoint: BcEndpoint | None = None,
 ) -> BusinessCentralClient:
-    """A BC client for the configured environment; the token must outlive a whole request (timeout + 1 min)."""
+    """A BC client for `endpoint` (the settings' environment when None); the token must outlive a whole request
+    (timeout + 1 min)."""
     min_validity = max(DEFAULT_MIN_VALIDITY, timedelta(seconds=settings.bc.request_timeout_seconds + 60))
     sender = RequestSender(
         http or http_client_from_settings(settings),
@@ -106,4 +117,4 @@ def build_client(
         recorder=recorder,
         clock=clock,
     )
-    return BusinessCentralClient(sender, endpoint_from_settings(settings))
+    return BusinessCentralClient(sender, endpoint or endpoint_from_settings(settings))

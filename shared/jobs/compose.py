@@ -15,13 +15,17 @@ from datetime import timedelta
 from bcjobs import JOBS_QUEUE
 from bcjobs.common import audit_table_name, items_table_name, jobs_table_name
 from shared import telemetry
-from shared.auth import auth_services
+from shared.auth import AuthServices, auth_services
 from shared.azure_clients import queue_client, table_client
-from shared.bc import SharedThrottle, build_client, build_throttle
-from shared.bc.throttle.table_store import TableCoordinationStore
+from shared.bc import SharedThrottle, build_client
+from shared.bc.factory import endpoint_for, throttle_config_from_settings
+from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
 from shared.clock import SystemClock
+from shared.connections import Connection, ConnectionRegistry
+from shared.connections.compose import registry_services
 from shared.jobs.audit import JobRecorder, TableAuditLog
 from shared.jobs.deadletter import DeadLetters
+from shared.jobs.lanes import Lane
 from shared.jobs.policy import JobPolicy
 from shared.jobs.processor import JobProcessor
 from shared.jobs.queues import StorageJobQueues
@@ -42,6 +46,7 @@ class JobServices:
     throttle: SharedThrottle
     dead_letters: DeadLetters
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    lanes: ConnectionLanes | None = None
 
     async def aclose(self) -> None:
         """Close every client (the token manager belongs to shared.auth and stays)."""
@@ -107,24 +112,82 @@ async def build_job_services(settings: Settings) -> JobServices:
 async def _wire(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> JobServices:
     telemetry.set_default_dimensions(connection=settings.auth.connection_name)
     storage = await _storage(settings, closers)
-    tokens = (await auth_services(settings)).manager
-    throttle = build_throttle(settings, storage.coordination)
-    client = build_client(settings, tokens, throttle, recorder=JobRecorder())
-    closers += [throttle.close, client.aclose]
+    registry = (await registry_services(settings)).registry
+    lanes = ConnectionLanes(settings, registry, await auth_services(settings), storage.coordination, closers)
+    default = await lanes.lane(None)  # the settings' connection: built at once, as before connections
     processor = JobProcessor(
         store=storage.store,
         audit=storage.audit,
         queues=storage.queues,
-        runner=JobRunner(client),
-        tokens=tokens,
+        lanes=lanes,
         policy=JobPolicy.from_settings(settings.jobs),
         clock=SystemClock(),
         request_timeout=timedelta(seconds=settings.bc.request_timeout_seconds),
-        await_slot=throttle.await_slot,
     )
     reports = telemetry.FinishedReports(storage.queues)  # counts each job the poison handler dead-letters
     dead_letters = DeadLetters(storage.store, reports, processor.clock)
-    return JobServices(settings, processor, storage.store, storage.audit, throttle, dead_letters, closers)
+    throttle = lanes.throttles[default.connection.name]
+    return JobServices(
+        settings, processor, storage.store, storage.audit, throttle, dead_letters, closers, lanes
+    )
+
+
+class ConnectionLanes:
+    """Lanes built on first use from the registry: each connection's token manager (shared.auth), a shared
+    throttle keyed by its budget (environment, identity: connections that share both share one budget) and a BC
+    client for its environment. A connection whose definition changed gets a new lane; the old one stays open
+    for the runs still using it and is closed with the rest."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ConnectionRegistry,
+        auth: AuthServices,
+        coordination: TableCoordinationStore,
+        closers: list[Callable[[], Awaitable[None]]],
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._auth = auth
+        self._coordination = coordination
+        self._closers = closers
+        self._lanes: dict[str, Lane] = {}
+        self.throttles: dict[str, SharedThrottle] = {}  # by connection name
+        self._by_budget: dict[str, SharedThrottle] = {}  # one per budget key in a process
+
+    @property
+    def default(self) -> str:
+        return self._registry.default.name
+
+    async def lane(self, connection: str | None) -> Lane:
+        found = await self._registry.resolve(connection)
+        known = self._lanes.get(found.name)
+        if known is None or known.connection != found:
+            known = self._lanes[found.name] = self._build(found)
+        return known
+
+    def _build(self, connection: Connection) -> Lane:
+        manager = self._auth.for_connection(connection).manager
+        throttle = self._throttle(connection)
+        client = build_client(
+            self._settings,
+            manager,
+            throttle,
+            recorder=JobRecorder(),
+            endpoint=endpoint_for(connection, self._settings),
+        )
+        self._closers.append(client.aclose)
+        self.throttles[connection.name] = throttle
+        return Lane(connection, JobRunner(client), manager, throttle.await_slot)
+
+    def _throttle(self, connection: Connection) -> SharedThrottle:
+        key = connection.budget_key
+        if key not in self._by_budget:
+            config = throttle_config_from_settings(self._settings)
+            throttle = SharedThrottle(self._coordination, partition_key_for(key), config)
+            self._by_budget[key] = throttle
+            self._closers.append(throttle.close)
+        return self._by_budget[key]
 
 
 _per_loop: PerLoop[Settings, JobServices] = PerLoop(build_job_services)

@@ -28,22 +28,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Protocol
 
 from bcjobs import ErrorInfo, InvalidJobError, ItemOutcome, Job, JobState, Operation, ResultSummary
 from bcjobs.wire import decode
 from shared import telemetry
 from shared.bc import RequestTimeoutError
 from shared.clock import Clock
+from shared.connections import ConnectionUnusableError
 from shared.jobs.audit import AuditBuffer, AuditLog, auditing
 from shared.jobs.errors import AmbiguousWriteError, JobError, items_known
+from shared.jobs.lanes import Lane, Lanes
 from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide, item_error
 from shared.jobs.policy import JobPolicy
 from shared.jobs.queues import JobQueues
 from shared.jobs.records import JobRecord, JobStore, bounded, needs_bounding, request_hash
-from shared.jobs.runner import Budget, EarlierRuns, JobRunner
+from shared.jobs.runner import Budget, EarlierRuns
 from shared.process import process_id
-from shared.tokens import TokenProvider
 
 logger = logging.getLogger(__name__)
 CLAIM_TRIES = 4  # the first try inserts; the others read, then compare-and-swap
@@ -84,18 +84,6 @@ class Handled(StrEnum):
     CONTINUED = "continued"  # the run's time budget ran out: the rest of the batch goes on in a new delivery
 
 
-class SlotWait(Protocol):
-    """Whether this process holds a BC slot now or is given one within `within` seconds (SharedThrottle.await_slot)."""
-
-    async def __call__(self, within: float) -> bool: ...
-
-
-async def _always_a_slot(within: float) -> bool:
-    """Without a shared throttle (tests, tools) nothing limits BC slots; compose.py always passes the throttle's."""
-    del within
-    return True
-
-
 # The job states a delivery can finish a job in, and what the delivery reports for each. Spelled out rather than
 # `Handled(state.value)`: the two enums share strings today, and a new state must choose its answer here.
 # `dead_lettered` is missing on purpose: only the poison handler (deadletter.py) writes it.
@@ -116,12 +104,10 @@ class JobProcessor:
     store: JobStore
     audit: AuditLog
     queues: JobQueues
-    runner: JobRunner
-    tokens: TokenProvider
+    lanes: Lanes
     policy: JobPolicy
     clock: Clock
     request_timeout: timedelta
-    await_slot: SlotWait = _always_a_slot
     process_id: str = field(default_factory=process_id)  # at construction: a forked worker has its own pid
 
     async def handle(self, delivery: Delivery) -> Handled:
@@ -138,28 +124,35 @@ class JobProcessor:
         telemetry.note_job(
             job_id=job.job_id, correlation_id=job.correlation_id, operation=job.operation.value
         )
+        try:
+            lane = await self.lanes.lane(job.connection)
+        except ConnectionUnusableError as unusable:
+            return await self._refuse(job, delivery, unusable.reason)
+        refusal = lane.refusal(job)
+        if refusal is not None:
+            return await self._refuse(job, delivery, refusal)
         # More instances than BC slots: hold the delivery (its host pulls no more meanwhile) rather than send it
         # back at once; only after the hold does it go back to the queue (docs/architecture.md).
-        if not await self.await_slot(self.policy.no_slot_hold_seconds):
+        if not await lane.await_slot(self.policy.no_slot_hold_seconds):
             current = await self.store.get(str(job.job_id))
             if current is None or not current.state.terminal:  # a finished job needs no BC: admitted below
                 await self.queues.requeue(job, self.policy.no_slot_delay())
                 return Handled.NO_SLOT
-        claimed = await self._claim(job, delivery)
+        claimed = await self._claim(job, delivery, lane.connection.name)
         if isinstance(claimed, Handled):
             return claimed
-        return await self._run(job, claimed, delivery)
+        return await self._run(job, claimed, delivery, lane)
 
     # ----- claim --------------------------------------------------------------------------------------
 
-    async def _claim(self, job: Job, delivery: Delivery) -> JobRecord | Handled:
+    async def _claim(self, job: Job, delivery: Delivery, connection: str) -> JobRecord | Handled:
         holder = f"{self.process_id}:{delivery.message_id}"
         for claim_try in range(CLAIM_TRIES):
             now = self.clock.now()
             # Most deliveries bring a new job: insert first, read only when the row exists (one call saved).
             current = None if claim_try == 0 else await self.store.get(str(job.job_id))
             if current is None:
-                fresh = JobRecord.new(job, str(job.job_id), now, self._deadline(job, now))
+                fresh = JobRecord.new(job, str(job.job_id), now, self._deadline(job, now), connection)
                 claimed = await self.store.insert(fresh.claimed(holder, now, self.policy.claim_lease))
             else:
                 verdict = await self._admission(current, job, delivery, now)
@@ -201,7 +194,7 @@ class JobProcessor:
 
     # ----- run ----------------------------------------------------------------------------------------
 
-    async def _run(self, job: Job, record: JobRecord, delivery: Delivery) -> Handled:
+    async def _run(self, job: Job, record: JobRecord, delivery: Delivery, lane: Lane) -> Handled:
         telemetry.note_job(attempt=record.attempts + 1)
         now = self.clock.now()
         if now >= record.deadline:
@@ -214,7 +207,7 @@ class JobProcessor:
         buffer = AuditBuffer(record.runs, self.clock)  # this run's number: `runs` counted its claim
         try:
             with auditing(buffer):
-                summary = await self._bc_work(job, record, self._budget(), buffer)
+                summary = await self._bc_work(job, record, lane, buffer)
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
             await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
             decision = decide(failure, reconcilable=_reconcilable_on_rerun(job), now=self.clock.now())
@@ -233,20 +226,19 @@ class JobProcessor:
         ends_at = self.clock.time() + self.policy.time_budget.total_seconds()
         return Budget(self.clock, ends_at, reserve=self.request_timeout.total_seconds())
 
-    async def _bc_work(
-        self, job: Job, record: JobRecord, budget: Budget, trail: AuditBuffer
-    ) -> ResultSummary:
+    async def _bc_work(self, job: Job, record: JobRecord, lane: Lane, trail: AuditBuffer) -> ResultSummary:
         """The token first (valid long enough for the whole job), then the BC work; both cut off when the budget
         ends (by the event loop's timer: the host's functionTimeout is wall-clock time too)."""
+        budget = self._budget()
         cut = asyncio.timeout(max(0.0, budget.left()))
         try:
             async with cut:
-                await self.tokens.token(self.policy.min_validity(job, self.request_timeout))
+                await lane.tokens.token(self.policy.min_validity(job, self.request_timeout))
                 items = _items_by_index(record.result)
                 if record.result is not None and record.result.items_truncated:  # the row kept only some
                     items = {item.index: item for item in await self.audit.read_items(record.job_id)}
                 earlier = EarlierRuns(ambiguous=record.ambiguous, items=items)
-                return await self.runner.run(job, earlier, budget, trail)
+                return await lane.runner.run(job, earlier, budget, trail)
         except TimeoutError:
             if not cut.expired():
                 raise  # not ours: a bug or a library's own timeout, left to the host
@@ -393,6 +385,16 @@ class JobProcessor:
         return written
 
     # ----- rejection ----------------------------------------------------------------------------------
+
+    async def _refuse(self, job: Job, delivery: Delivery, reason: str) -> Handled:
+        """`rejected` because of its connection (unknown, disabled, an API it may not call): claimed first, so a
+        job parked before its connection was disabled ends too, with the reason."""
+        connection = job.connection or self.lanes.default
+        claimed = await self._claim(job, delivery, connection)
+        if isinstance(claimed, Handled):
+            return claimed
+        error = ErrorInfo(code="connection_unusable", message=reason)
+        return await self._finish(claimed, JobState.REJECTED, delivery, error=error)
 
     async def _reject(
         self, delivery: Delivery, invalid: InvalidJobError, *, reason: str | None = None

@@ -47,6 +47,7 @@ class JobRecord:
     updated_at: datetime
     deadline: datetime
     operation: str = ""
+    connection: str | None = None  # the connection the job runs on (None: rows written before connections)
     correlation_id: str | None = None
     request_hash: str = ""
     attempts: int = 0
@@ -64,9 +65,10 @@ class JobRecord:
     etag: str | None = field(default=None, compare=False)
 
     @classmethod
-    def new(cls, job: Job, job_id: str, now: datetime, deadline: datetime) -> JobRecord:
-        """A job seen for the first time (state `received`)."""
+    def new(cls, job: Job, job_id: str, now: datetime, deadline: datetime, connection: str) -> JobRecord:
+        """A job seen for the first time (state `received`) on `connection` (its own, or the settings' one)."""
         return cls(
+            connection=connection,
             job_id=job_id,
             state=JobState.RECEIVED,
             created_at=now,
@@ -155,6 +157,7 @@ def to_row(record: JobRecord) -> TableEntity:
         "RowKey": JOB_ROW,
         "State": record.state.value,
         "Operation": record.operation,
+        "Connection": record.connection,
         "CorrelationId": record.correlation_id,
         "RequestHash": record.request_hash,
         "Attempts": record.attempts,
@@ -184,6 +187,7 @@ def from_row(row: TableEntity, etag: str) -> JobRecord:
         updated_at=row["UpdatedAt"],
         deadline=row["Deadline"],
         operation=str(row.get("Operation") or ""),
+        connection=report.connection,
         correlation_id=report.correlation_id,
         request_hash=str(row.get("RequestHash") or ""),
         attempts=report.attempts,

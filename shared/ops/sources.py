@@ -19,7 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from bcjobs import JOBS_QUEUE, POISON_QUEUE
 from shared.auth import ConnectionStatus, auth_services
 from shared.azure_clients import queue_client, table_client
-from shared.bc.factory import throttle_config_from_settings, throttle_identity
+from shared.bc.factory import budget_key, throttle_config_from_settings
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
 from shared.ops.snapshot import QueueReading, Sources, ThrottleRow, ThrottleUsage
 from shared.settings import Settings
@@ -96,7 +96,7 @@ class CoordinationThrottle:
         """Live members and the shared pause (None: no process has used the throttle yet)."""
         store = TableCoordinationStore.from_settings(self.settings.storage)
         self.closers.append(store.close)
-        read = await store.read(partition_key_for(throttle_identity(self.settings)))
+        read = await store.read(partition_key_for(budget_key(self.settings)))
         if read is None:
             return None
         paused = read.state.paused_until

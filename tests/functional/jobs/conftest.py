@@ -13,6 +13,7 @@ from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
 from shared.settings import JobSettings
 from testkit.clock import ManualClock
+from testkit.lanes import one_lane
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.functional.jobs.fakes import FakeTokens, ScriptedRunner
 
@@ -42,12 +43,10 @@ class Pipeline:
             store=self.store,
             audit=self.audit,
             queues=self.queues,
-            runner=self.runner,
-            tokens=self.tokens,
+            lanes=one_lane(self.runner, self.tokens, self._await_slot),
             policy=self.policy,
             clock=self.clock,
             request_timeout=REQUEST_TIMEOUT,
-            await_slot=self._await_slot,
             process_id=process_id,
         )
 

@@ -126,7 +126,9 @@ async def test_a_second_delivery_during_a_live_claim_runs_nothing(pipeline: Pipe
 
 async def test_a_lost_insert_race_leaves_the_job_to_the_delivery_that_won(pipeline: Pipeline) -> None:
     """The other delivery inserted the row first: this one's insert fails, it reads the live claim, runs nothing."""
-    rival = JobRecord.new(Job.model_validate(CREATE), "create-1", START, START + timedelta(hours=1))
+    rival = JobRecord.new(
+        Job.model_validate(CREATE), "create-1", START, START + timedelta(hours=1), "default"
+    )
     pipeline.store.seed(rival.claimed("worker-b:m2", START, pipeline.policy.claim_lease))
     assert await pipeline.deliver(wire(CREATE), "m1") is Handled.CLAIMED_ELSEWHERE
     assert pipeline.runner.calls == []

@@ -29,6 +29,7 @@ from shared.jobs.runner import AnswerTrail, Budget, EarlierRuns, JobRunner
 from shared.settings import JobSettings
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 from testkit.clock import ManualClock
+from testkit.lanes import one_lane
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.functional.jobs.conftest import Pipeline
 from tests.functional.jobs.fakes import FakeTokens, ScriptedRunner, wire
@@ -128,8 +129,7 @@ class World:
             store=self.store,
             audit=self.audit,
             queues=self.queues,
-            runner=JobRunner(client),
-            tokens=self.tokens,
+            lanes=one_lane(JobRunner(client), self.tokens),
             policy=self.policy,
             clock=self.clock,
             request_timeout=REQUEST_TIMEOUT,

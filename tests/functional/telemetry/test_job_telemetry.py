@@ -23,6 +23,7 @@ from shared.jobs.runner import JobRunner
 from shared.settings import JobSettings, load_settings
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 from testkit.clock import VirtualClock
+from testkit.lanes import one_lane
 from tests.fakes.coordination import MemoryCoordinationStore
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.fakes.telemetry import capture
@@ -83,8 +84,7 @@ class World:
             store=self.store,
             audit=self.audit,
             queues=self.queues,
-            runner=JobRunner(client),
-            tokens=tokens,
+            lanes=one_lane(JobRunner(client), tokens),
             policy=DEFAULT_POLICY,
             clock=self.clock,
             request_timeout=timedelta(seconds=60),

@@ -28,7 +28,7 @@ from shared.bc import (
     build_client,
     odata_field,
 )
-from shared.bc.factory import endpoint_from_settings, throttle_config_from_settings, throttle_identity
+from shared.bc.factory import budget_key, endpoint_from_settings, throttle_config_from_settings
 from shared.bc.models import BcEndpoint
 from shared.bc.throttle.table_store import partition_key_for
 from shared.settings import Settings
@@ -338,7 +338,7 @@ async def test_every_request_is_recorded_without_secrets(
 
 
 def _key(settings: Settings) -> str:
-    return partition_key_for(throttle_identity(settings))
+    return partition_key_for(budget_key(settings))
 
 
 def test_endpoint_from_sandbox_settings(bc_settings: Settings) -> None:

@@ -33,7 +33,7 @@ GET = job(jobId="get-1", operation="get", entitySet="customers", id=GUID)
 
 
 def record_of(source: Job) -> JobRecord:
-    return JobRecord.new(source, str(source.job_id), NOW, NOW + timedelta(hours=24))
+    return JobRecord.new(source, str(source.job_id), NOW, NOW + timedelta(hours=24), "default")
 
 
 def test_a_new_record_is_received_with_a_data_free_summary_and_the_request_hash() -> None:

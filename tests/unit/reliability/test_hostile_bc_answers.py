@@ -19,6 +19,7 @@ from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
 from shared.settings import JobSettings
 from testkit.clock import ManualClock
+from testkit.lanes import one_lane
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import COMPANY, json_response, make_client
 
@@ -87,8 +88,7 @@ def test_a_list_job_given_a_foreign_next_link_fails_once_and_is_not_retried() ->
         store=store,
         audit=MemoryAuditLog(),
         queues=queues,
-        runner=JobRunner(harness.client),
-        tokens=harness.tokens,
+        lanes=one_lane(JobRunner(harness.client), harness.tokens),
         policy=DEFAULT_POLICY,
         clock=ManualClock(),
         request_timeout=DEFAULT_POLICY.claim_lease / 20,

@@ -25,6 +25,7 @@ from shared.jobs.policy import JobPolicy
 from shared.jobs.runner import JobRunner
 from shared.settings import JobSettings
 from testkit.clock import ManualClock
+from testkit.lanes import one_lane
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import json_response, make_client
 
@@ -315,8 +316,7 @@ async def one_delivery(text: str) -> tuple[MemoryJobStore, MemoryJobQueues, list
         store=store,
         audit=MemoryAuditLog(),
         queues=queues,
-        runner=JobRunner(harness.client),
-        tokens=harness.tokens,
+        lanes=one_lane(JobRunner(harness.client), harness.tokens),
         policy=DEFAULT_POLICY,
         clock=ManualClock(),
         request_timeout=DEFAULT_POLICY.claim_lease / 20,

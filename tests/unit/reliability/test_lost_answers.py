@@ -25,6 +25,7 @@ from shared.jobs.runner import JobRunner
 from shared.settings import JobSettings
 from shared.tokens import AccessToken, TokenProviderError
 from testkit.clock import ManualClock
+from testkit.lanes import one_lane
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.unit.bc.fakes import (
     BASE,
@@ -85,8 +86,7 @@ async def run_delete(
         store=store,
         audit=MemoryAuditLog(),
         queues=MemoryJobQueues(),
-        runner=JobRunner(client(handler)),
-        tokens=CountingTokens(),
+        lanes=one_lane(JobRunner(client(handler)), CountingTokens()),
         policy=DEFAULT_POLICY,
         clock=ManualClock(),
         request_timeout=DEFAULT_POLICY.claim_lease / 20,
@@ -190,8 +190,7 @@ def test_an_update_whose_answer_was_lost_is_retried_and_reconciled_not_failed(et
             store=store,
             audit=MemoryAuditLog(),
             queues=queues,
-            runner=JobRunner(client(customer_bc())),
-            tokens=CountingTokens(),
+            lanes=one_lane(JobRunner(client(customer_bc())), CountingTokens()),
             policy=DEFAULT_POLICY,
             clock=clock,
             request_timeout=DEFAULT_POLICY.claim_lease / 20,
@@ -239,8 +238,7 @@ def test_a_delete_retried_in_call_after_a_lost_answer_and_then_throttled_is_reco
             store=store,
             audit=MemoryAuditLog(),
             queues=queues,
-            runner=JobRunner(client(bc)),
-            tokens=CountingTokens(),
+            lanes=one_lane(JobRunner(client(bc)), CountingTokens()),
             policy=DEFAULT_POLICY,
             clock=clock,
             request_timeout=DEFAULT_POLICY.claim_lease / 20,
@@ -295,8 +293,7 @@ def test_a_write_refused_with_401_whose_token_refresh_failed_is_not_ambiguous() 
             store=store,
             audit=MemoryAuditLog(),
             queues=queues,
-            runner=JobRunner(client(bc, tokens)),
-            tokens=tokens,
+            lanes=one_lane(JobRunner(client(bc, tokens)), tokens),
             policy=DEFAULT_POLICY,
             clock=clock,
             request_timeout=DEFAULT_POLICY.claim_lease / 20,

@@ -1,0 +1,114 @@
+"""A connection as a frozen value: what it links to and where its credential lives (never the credential).
+
+Wire names are camelCase (the registry's HTTP API and its rows); the settings' connection is built from
+BC_CONNECTION_NAME, BC_TENANT_ID, BC_ENVIRONMENT, ... by `connection_from_settings`, exactly as one deployment
+behaved before connections existed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from shared.settings import Settings
+from shared.tokens import AuthMode
+
+CONNECTION_NAME_PATTERN = r"^[a-z0-9-]{1,40}$"
+# A tenant id (GUID) or one of its domains (contoso.onmicrosoft.com); never common/organizations: client
+# credentials need the tenant-specific authority (reference (b), B2 point 5).
+_TENANT = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$"
+_MULTI_TENANT_ALIASES = frozenset({"common", "organizations", "consumers"})
+_GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# BC environment names: letters, digits, dash and underscore, at most 30 characters (Admin Center's rule).
+_ENVIRONMENT = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$"
+# Key Vault object names: 1-127 letters, digits and dashes (learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates).
+_VAULT_NAME = r"^[0-9A-Za-z-]{1,127}$"
+_CUSTOM_API = r"^[A-Za-z_][A-Za-z0-9_]{0,79}/[A-Za-z_][A-Za-z0-9_]{0,79}/(v\d+\.\d+|beta)$"
+
+ConnectionName = Annotated[str, StringConstraints(pattern=CONNECTION_NAME_PATTERN)]
+
+
+class Credential(StrEnum):
+    """Where a connection's app credential lives (the value is never in the registry)."""
+
+    SETTINGS = (
+        "settings"  # the deployment's own app registration: BC_CLIENT_SECRET or BC_CLIENT_CERTIFICATE_PATH
+    )
+    KEY_VAULT_SECRET = "key_vault_secret"  # a Key Vault secret named by `secretName`
+
+
+class Connection(BaseModel):
+    """A named link to one BC environment of one Entra tenant (docs/architecture.md, glossary)."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    name: ConnectionName
+    tenant_id: Annotated[str, StringConstraints(pattern=_TENANT)]
+    environment: Annotated[str, StringConstraints(pattern=_ENVIRONMENT)]
+    mode: AuthMode = AuthMode.CLIENT_CREDENTIALS
+    client_id: Annotated[str, StringConstraints(pattern=_GUID)]
+    company_id: UUID | None = None
+    company_name: Annotated[str, StringConstraints(min_length=1, max_length=250)] | None = None
+    credential: Credential = Credential.SETTINGS
+    secret_name: Annotated[str, StringConstraints(pattern=_VAULT_NAME)] | None = None
+    # None: any custom API (the settings' connection, as before); a tuple: only these publisher/group/version.
+    custom_apis: tuple[Annotated[str, StringConstraints(pattern=_CUSTOM_API)], ...] | None = None
+    enabled: bool = True
+    disabled_reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    from_settings: bool = False  # defined by the app settings: read-only through the registry
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _one_tenant(cls, value: str) -> str:
+        if value.lower() in _MULTI_TENANT_ALIASES:
+            raise ValueError(
+                "name the customer's tenant (its id or domain), not common/organizations/consumers"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _credential_is_named(self) -> Self:
+        if self.credential is Credential.KEY_VAULT_SECRET and not self.secret_name:
+            raise ValueError("`credential` key_vault_secret needs `secretName` (the Key Vault secret's name)")
+        if self.credential is Credential.SETTINGS and self.secret_name:
+            raise ValueError("`secretName` belongs to `credential` key_vault_secret")
+        return self
+
+    @property
+    def identity(self) -> str:
+        """Whose BC budget this is: the app for client credentials, the connection's signed-in user for delegated
+        (BC counts limits per user or app: learn.microsoft.com/dynamics365/business-central/dev-itpro/
+        administration/operational-limits-online)."""
+        if self.mode is AuthMode.CLIENT_CREDENTIALS:
+            return f"app-{self.client_id.lower()}"
+        return f"connection-{self.name}"
+
+    @property
+    def budget_key(self) -> str:
+        """The shared throttle's key, (environment, identity): BC's limits are per identity per environment, all
+        companies of an environment sharing one budget (reference (b), B1 "Throttle scope"). The tenant is part of
+        the environment's name: two tenants' `production` are two environments."""
+        return f"{self.tenant_id.lower()}-{self.environment}-{self.identity}"
+
+    def allows_api(self, api: str | None) -> bool:
+        """Whether a job may call this API (None: the standard api/v2.0, always allowed)."""
+        return api is None or self.custom_apis is None or api in self.custom_apis
+
+
+def connection_from_settings(settings: Settings) -> Connection:
+    """The connection the app settings define (BC_CONNECTION_NAME), the only one before the registry existed."""
+    auth, bc = settings.auth, settings.bc
+    return Connection(
+        name=auth.connection_name,
+        tenant_id=auth.tenant_id or "unset",
+        environment=bc.environment,
+        mode=auth.mode,
+        client_id=auth.client_id or "00000000-0000-0000-0000-000000000000",
+        company_id=UUID(bc.company_id) if bc.company_id else None,
+        company_name=bc.company_name,
+        from_settings=True,
+    )

@@ -1,0 +1,81 @@
+"""Lanes: what one process holds to run one connection's jobs (its token provider, BC runner and slot wait).
+
+The processor asks `Lanes.lane(job.connection)` for every delivery; a connection that does not exist or is
+disabled raises ConnectionUnusableError (the job is rejected with its reason), a registry that cannot be read
+raises RegistryUnavailableError (storage: the host delivers the message again). A job only ever gets its own
+connection's lane, so it can never use another connection's token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bcjobs import Job
+from shared.connections import Connection, UnknownConnectionError
+from shared.jobs.runner import JobRunner
+from shared.tokens import TokenProvider
+
+
+class SlotWait(Protocol):
+    """Whether this process holds a BC slot now or is given one within `within` seconds (SharedThrottle.await_slot)."""
+
+    async def __call__(self, within: float) -> bool: ...
+
+
+async def always_a_slot(within: float) -> bool:
+    """Without a shared throttle (tests, tools) nothing limits BC slots; compose.py always passes the throttle's."""
+    del within
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """One connection's means to run a job in this process."""
+
+    connection: Connection
+    runner: JobRunner
+    tokens: TokenProvider
+    await_slot: SlotWait = always_a_slot
+
+    def refusal(self, job: Job) -> str | None:
+        """Why this connection may not run the job (a custom API it is not allowed), or None."""
+        steps = job.operations if job.operations is not None else [job]
+        for step in steps:
+            api = step.api
+            name = f"{api.publisher}/{api.group}/{api.version}" if api is not None else None
+            if not self.connection.allows_api(name):
+                return (
+                    f"connection '{self.connection.name}' may not call the custom API {name}; add it to the "
+                    f"connection's customApis (PUT /api/connections/{self.connection.name})"
+                )
+        return None
+
+
+class Lanes(Protocol):
+    """The lane of each connection (built on first use); `default` names the settings' connection."""
+
+    @property
+    def default(self) -> str:
+        """The name a job without `connection` runs on."""
+        ...
+
+    async def lane(self, connection: str | None) -> Lane:
+        """The lane of that connection (None: the default); ConnectionUnusableError when it cannot be used."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OneLane:
+    """Lanes with a single connection: tests and tools."""
+
+    only: Lane
+
+    @property
+    def default(self) -> str:
+        return self.only.connection.name
+
+    async def lane(self, connection: str | None) -> Lane:
+        if connection is None or connection == self.only.connection.name:
+            return self.only
+        raise UnknownConnectionError(connection)
