@@ -79,6 +79,7 @@ DEVHOST_INTERNALS = r"^devhost(\.(?!(environment|errors|help_format)(\.|$))|$)"
     [
         ("shared/auth", r"^shared\.(bc|jobs|ops|triggers)\b"),
         ("shared/bc", r"^shared\.(auth|jobs|ops|triggers)\b"),
+        ("shared/connections", r"^shared\.(auth|bc|jobs|ops|triggers)\b"),
         ("shared/jobs", r"^shared\.(ops|triggers)\b"),
         ("shared/ops", r"^shared\.(jobs\.front_door|triggers)\b"),
         ("shared/telemetry", r"^shared\.(auth|bc|jobs|ops|triggers)\b"),
