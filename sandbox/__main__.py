@@ -63,6 +63,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--extra-clients", type=int, default=0, help="extra app registrations (separate BC identities)"
     )
     parser.add_argument(
+        "--extra-tenants",
+        type=int,
+        default=1,
+        help="customer tenants beside the primary one (each with BC production)",
+    )
+    parser.add_argument(
+        "--consent-extra-tenants",
+        action="store_true",
+        help="consent every app in the customer tenants up front (default: an admin consents first)",
+    )
+    parser.add_argument(
         "--work-dir",
         type=Path,
         default=None,
@@ -91,6 +102,8 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         bc_max_in_flight=args.bc_max_in_flight,
         bc_custom_apis=_custom_apis(args.bc_custom_api),
         extra_clients=args.extra_clients,
+        extra_tenants=args.extra_tenants,
+        consent_extra_tenants=args.consent_extra_tenants,
         work_dir=args.work_dir,
         entra_port=base and base,
         vault_port=base and base + 1,

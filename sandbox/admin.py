@@ -8,6 +8,10 @@ POST /_sandbox/entra/token-lifetime         {"seconds": S | null}
 POST /_sandbox/entra/revoke-refresh-tokens  {"user_oid": optional}
 POST /_sandbox/entra/fail-next-token-calls  {"count": N, "status": 503, "retry_after": 0}
 POST /_sandbox/entra/deny-next-authorize    {"count": 1, "error": "access_denied"}
+POST /_sandbox/entra/grant-consent          {"tenant_id": T, "client_id": C}
+POST /_sandbox/entra/revoke-consent         {"tenant_id": T, "client_id": C}
+POST /_sandbox/entra/consented              {"tenant_id": T, "client_id": C}  -> {"consented": bool}
+POST /_sandbox/entra/deny-next-admin-consent {"count": 1, "error": "access_denied"}
 POST /_sandbox/vault                        {"outage": bool, "throttle_rate": r, "throttle_next": N}
 POST /_sandbox/bc/faults                    {"rate_429": r, "rate_408": r, "rate_502": r, "rate_503": r, "rate_504": r,
                                              "rate_drop": r, "rate_spike": r, "rate_ambiguous_write": r,
@@ -15,6 +19,9 @@ POST /_sandbox/bc/faults                    {"rate_429": r, "rate_408": r, "rate
 POST /_sandbox/bc/fail-next                 {"count": N, "kind": "429|408|502|503|504|drop|spike|ambiguous_write"}
 POST /_sandbox/bc/limits                    {"rate_limit": N, "window_seconds": S, "max_in_flight": N, ...}
 POST /_sandbox/bc/latency                   {"base_ms": ms, "jitter_ms": ms}
+POST /_sandbox/bc/register-application      {"tenant_id": T, "environment": E, "client_id": C}
+POST /_sandbox/bc/unregister-application    {"tenant_id": T, "environment": E, "client_id": C}
+POST /_sandbox/bc/environment               {"tenant_id": T, "environment": E}  -> company, stats, applications
 """
 
 from __future__ import annotations
@@ -84,7 +91,56 @@ def admin_app(sandbox: Sandbox) -> Starlette:
         sandbox.entra.token_lifetime_seconds = None if seconds is None else float(seconds)
         return {"token_lifetime_seconds": sandbox.entra.token_lifetime_seconds}
 
+    def consent(action: Callable[[str, str], object]) -> Callable[[dict[str, Any]], object]:
+        return lambda p: action(str(p["tenant_id"]), str(p["client_id"]))
+
+    def application(action: Callable[[str, str, str], object]) -> Callable[[dict[str, Any]], object]:
+        return lambda p: action(str(p["tenant_id"]), str(p["environment"]), str(p["client_id"]))
+
+    def environment(payload: dict[str, Any]) -> object:
+        env = sandbox.bc.environment(str(payload["tenant_id"]), str(payload["environment"]))
+        return {
+            **dataclasses.asdict(env.info),
+            "registered_applications": sorted(env.registered),
+            "stats": sandbox.bc.environment_stats(env).to_json(),
+        }
+
+    entra_routes = [
+        Route("/_sandbox/entra/grant-consent", post(consent(sandbox.entra.grant_consent)), methods=["POST"]),
+        Route(
+            "/_sandbox/entra/revoke-consent", post(consent(sandbox.entra.revoke_consent)), methods=["POST"]
+        ),
+        Route(
+            "/_sandbox/entra/consented",
+            post(lambda p: {"consented": consent(sandbox.entra.consented)(p)}),
+            methods=["POST"],
+        ),
+        Route(
+            "/_sandbox/entra/deny-next-admin-consent",
+            post(
+                lambda p: sandbox.entra.deny_next_admin_consent(
+                    str(p.get("error", "access_denied")), int(p.get("count", 1))
+                )
+            ),
+            methods=["POST"],
+        ),
+    ]
+    bc_routes = [
+        Route(
+            "/_sandbox/bc/register-application",
+            post(application(sandbox.bc.register_application)),
+            methods=["POST"],
+        ),
+        Route(
+            "/_sandbox/bc/unregister-application",
+            post(application(sandbox.bc.unregister_application)),
+            methods=["POST"],
+        ),
+        Route("/_sandbox/bc/environment", post(environment), methods=["POST"]),
+    ]
     routes = [
+        *entra_routes,
+        *bc_routes,
         Route("/_sandbox/stats", stats),
         Route("/_sandbox/config", config),
         Route("/_sandbox/reset", post(lambda p: sandbox.reset()), methods=["POST"]),

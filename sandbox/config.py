@@ -19,6 +19,17 @@ _CUSTOM_API = re.compile(r"[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*/(v\d+\.
 
 
 @dataclass(frozen=True, slots=True)
+class BcEnvironmentConfig:
+    """One BC environment: which tenant owns it (0 = the primary tenant, n = extra tenant n), its name, its type
+    ("Production" or "Sandbox", as BC's environments endpoint spells them) and the name of its seeded company."""
+
+    tenant: int
+    name: str
+    company_name: str
+    type: str = "Production"
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxConfig:
     """How the sandbox behaves; `Sandbox(config)` turns it into running services."""
 
@@ -118,12 +129,44 @@ class SandboxConfig:
     # Extra app registrations (beyond the primary one) to spread BC load over identities, as OL suggests.
     extra_clients: int = 0
 
+    # --- Several tenants and environments (reference bc-webhooks-connections-identities.md, section (b)) --------
+    # Customer tenants beside the primary one, each with its own admin user (admin@customer<n>.onmicrosoft.com).
+    # Every app registration is multi-tenant with the primary tenant as home; its consent in a customer tenant is
+    # what makes a service principal exist there (learn.microsoft.com/entra/identity-platform/v2-admin-consent).
+    extra_tenants: int = 1
+    # False: the apps are not consented in the customer tenants until an admin consents (adminconsent endpoint or
+    # sandbox.entra.grant_consent), so their token requests there fail with AADSTS700016.
+    consent_extra_tenants: bool = False
+    # None = the primary tenant's `bc_environment` (the seeded company above) and `sandbox`, and one `production`
+    # environment per customer tenant; each environment has its own data, limits and registered applications.
+    bc_environments: tuple[BcEnvironmentConfig, ...] | None = None
+
     def __post_init__(self) -> None:
         for api in self.bc_custom_apis:
             if not _CUSTOM_API.fullmatch(api):
                 raise ValueError(
                     f"a custom API is 'publisher/group/version' (e.g. contoso/app/v1.0), not {api!r}"
                 )
+        for env in self.environments:
+            if not 0 <= env.tenant <= self.extra_tenants:
+                raise ValueError(f"environment {env.name!r}: tenant {env.tenant} is not 0..extra_tenants")
+        if (0, self.bc_environment) not in {(env.tenant, env.name) for env in self.environments}:
+            raise ValueError(f"bc_environments must include the primary tenant's {self.bc_environment!r}")
+
+    @property
+    def environments(self) -> tuple[BcEnvironmentConfig, ...]:
+        """The BC environments: `bc_environments`, or the default layout (the primary environment first)."""
+        if self.bc_environments is not None:
+            return self.bc_environments
+        primary = (
+            BcEnvironmentConfig(0, self.bc_environment, self.bc_company_name),
+            BcEnvironmentConfig(0, "sandbox", "CRONUS Sandbox", "Sandbox"),
+        )
+        customers = tuple(
+            BcEnvironmentConfig(n, "production", f"Customer {n} Ltd")
+            for n in range(1, self.extra_tenants + 1)
+        )
+        return primary + customers
 
     @property
     def bc_effective_window_seconds(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import shutil
@@ -47,7 +48,11 @@ class Sandbox:
         )
         self.entra = EntraControl(self.config, self.directory, self.clock)
         self.vault = VaultControl(self.config, self.clock)
-        self.bc = BcControl(self.config, self.clock)
+        # Every app registration and managed identity has a Microsoft Entra Application card in every environment
+        # until a test unregisters one (sandbox.bc.unregister_application).
+        callers = [app.client_id for app in self.directory.apps]
+        callers += [identity.client_id for identity in self.directory.identities]
+        self.bc = BcControl(self.config, self.clock, self.tenant_ids, callers)
         self.identity = IdentityControl(secrets.token_hex(16))
         host = self.config.host
         self._sockets = {
@@ -79,6 +84,24 @@ class Sandbox:
         """The sandbox tenant."""
         return self.directory.tenant_id
 
+    @property
+    def tenant_ids(self) -> list[str]:
+        """Every tenant id, the primary one first (SANDBOX_TENANTS)."""
+        return [tenant.tenant_id for tenant in self.directory.tenants]
+
+    def bc_environments(self) -> list[dict[str, str]]:
+        """Every BC environment as SANDBOX_BC_ENVIRONMENTS lists it (the primary one first)."""
+        envs = sorted(self.bc.environments.values(), key=lambda env: not env.primary)
+        return [
+            {
+                "tenant": env.tenant_id,
+                "environment": env.name,
+                "companyId": env.company_id,
+                "companyName": env.company_name,
+            }
+            for env in envs
+        ]
+
     def _environment(self) -> dict[str, str]:
         app = self.directory.primary
         return {
@@ -104,6 +127,8 @@ class Sandbox:
             "SANDBOX_MANAGED_IDENTITY_CLIENT_ID": self.managed_identity_client_id,
             "SANDBOX_SERVER_CERT": str(self.tls.server_cert),
             "SANDBOX_SERVER_KEY": str(self.tls.server_key),
+            "SANDBOX_TENANTS": json.dumps(self.tenant_ids),
+            "SANDBOX_BC_ENVIRONMENTS": json.dumps(self.bc_environments()),
         }
 
     @property
@@ -128,7 +153,9 @@ class Sandbox:
             raise SandboxStartError("the sandbox is already running")
         entra = EntraEndpoints(self.config, self.entra, self.authority, self.clock).app()
         vault = VaultEndpoints(self.config, self.vault, self.authority, self.tenant_id, self.entra_url).app()
-        bc = BcEndpoints(self.config, self.bc, self.authority, self.tenant_id, self.entra_url).app()
+        bc = BcEndpoints(
+            self.config, self.bc, self.authority, self.tenant_id, self.entra_url, self.tenant_ids
+        ).app()
         identity = IdentityEndpoint(
             self.config, self.identity, self.authority, self.directory, self.clock
         ).app()

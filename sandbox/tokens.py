@@ -7,6 +7,7 @@ import hashlib
 import json
 import uuid
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,19 +138,25 @@ class TokenAuthority:
         headers = {"kid": self.key_id, "x5t": self.key_id, "typ": "JWT"}
         return jwt.encode(claims, self._key, algorithm="RS256", headers=headers)
 
-    def validate(self, token: str, audience: str, tenant_id: str, leeway_seconds: float = 0.0) -> TokenClaims:
-        """Check signature, audience, tenant and expiry (against the sandbox clock); raise TokenRejectedError."""
+    def validate(
+        self, token: str, audience: str, tenant_id: str | Collection[str], leeway_seconds: float = 0.0
+    ) -> TokenClaims:
+        """Check signature, audience, tenant (one id, or any of several) and expiry (against the sandbox clock);
+        raise TokenRejectedError."""
         claims = self._validated.get((token, audience))
         if claims is None:
-            claims = self._verify(token, audience, tenant_id)
+            claims = self._verify(token, audience)
             self._validated[(token, audience)] = claims
             if len(self._validated) > 4096:
                 self._validated.popitem(last=False)
+        allowed = {tenant_id} if isinstance(tenant_id, str) else set(tenant_id)
+        if claims.tid not in allowed:
+            raise TokenRejectedError("the token was issued for another tenant")
         if claims.exp + leeway_seconds <= self._clock.now():
             raise TokenRejectedError("the token has expired")
         return claims
 
-    def _verify(self, token: str, audience: str, tenant_id: str) -> TokenClaims:
+    def _verify(self, token: str, audience: str) -> TokenClaims:
         try:
             raw = jwt.decode(
                 token,
@@ -170,8 +177,6 @@ class TokenAuthority:
             raise TokenRejectedError("the token signature is invalid") from exc
         except jwt.PyJWTError as exc:
             raise TokenRejectedError(f"the token is malformed ({type(exc).__name__})") from exc
-        if raw.get("tid") != tenant_id:
-            raise TokenRejectedError("the token was issued for another tenant")
         scp = str(raw.get("scp", "")).split()
         return TokenClaims(
             oid=str(raw["oid"]),

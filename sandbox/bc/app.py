@@ -1,7 +1,10 @@
 """BC's HTTP front: URL shapes, bearer-token check, per-identity limits, latency and faults, then the API.
 
-Order per request: authenticate (401 Authentication_InvalidCredentials) -> charge the sliding window (429) ->
-take an in-flight slot or queue (429 when full, 503 on queue timeout) -> latency and injected faults -> execute.
+Order per request: authenticate (401 Authentication_InvalidCredentials) -> find the environment (tenant from the
+URL, else from the token's `tid`; 404 when the tenant has no such environment) -> the app's Microsoft Entra
+Application card in that environment (401) -> charge the environment's sliding window for the identity (429) ->
+take an in-flight slot or queue (429 when full, 503 on queue timeout) -> latency and injected faults -> execute
+against that environment's data. `GET /environments/v1.2` lists the token's tenant's environments.
 """
 
 from __future__ import annotations
@@ -10,23 +13,24 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sandbox.bc.api import JSON_TYPE, ApiRequest, ApiResponse
 from sandbox.bc.batch import batch_size, run_batch
 from sandbox.bc.control import ANONYMOUS, DROPPED, BcControl
+from sandbox.bc.environment import BcEnvironment
 from sandbox.bc.errors import BcError, no_route, not_found_segment
 from sandbox.bc.faults import AFTER_RUNNING, Fault
 from sandbox.config import BC_RESOURCE, SandboxConfig
 from sandbox.errors import TokenRejectedError
-from sandbox.tokens import TokenAuthority
+from sandbox.tokens import TokenAuthority, TokenClaims
 
 _METHODS = ["GET", "POST", "PATCH", "DELETE", "PUT"]
 TRANSPORT_KEY = "sandbox.transport"
@@ -80,59 +84,93 @@ class BcEndpoints:
         authority: TokenAuthority,
         tenant_id: str,
         authority_host: str,
+        tenant_ids: Sequence[str] = (),
     ) -> None:
         self._config = config
         self._control = control
         self._authority = authority
         self._tenant_id = tenant_id
+        self._tenant_ids = frozenset(tenant_ids or (tenant_id,))
         self._challenge = f'Bearer authorization_uri="{authority_host}/{tenant_id}/oauth2/authorize", resource_id="{BC_RESOURCE}"'
 
     def app(self) -> TransportCapture:
         """The ASGI app (wrapped so that a fault can drop the TCP connection)."""
-        return TransportCapture(Starlette(routes=[Route("/v2.0/{rest:path}", self.handle, methods=_METHODS)]))
+        routes = [
+            Route("/v2.0/{rest:path}", self.handle, methods=_METHODS),
+            Route("/environments/v1.2", self.environments, methods=["GET"]),
+        ]
+        return TransportCapture(Starlette(routes=routes))
 
     async def handle(self, request: Request) -> Response:
         """Every BC request."""
         correlation = str(uuid.uuid4())
-        identity = ANONYMOUS
+        identity, env = ANONYMOUS, None
         try:
             root = split_path(request.url.path, self._config.bc_custom_apis)
-            identity = self._authenticate(request, root)
-            if root.environment != self._config.bc_environment:
-                raise BcError(
-                    404,
-                    "BadRequest_ResourceNotFound",
-                    f"The environment '{root.environment}' does not exist.",
-                )
+            claims = self._authenticate(request, root.tenant)
+            identity = claims.oid
+            env = self._environment(root, claims)
             if not root.published:
                 raise no_route(str(request.url))
             body = await request.body()
-            response = await self._admitted(request, root, identity, body)
+            response = await self._admitted(request, root, env, identity, body)
         except BcError as exc:
             response = ApiResponse(exc.status, exc.body(correlation), dict(exc.headers))
         except _DroppedError:
-            self._control.count(identity, DROPPED)
+            self._control.count(identity, DROPPED, env)
             return await _drop(request.scope)
-        self._control.count(identity, response.status)
+        self._control.count(identity, response.status, env)
         return _http(response, correlation)
 
-    def _authenticate(self, request: Request, root: ApiRoot) -> str:
-        header = request.headers.get("authorization", "")
-        rejected = BcError(
+    async def environments(self, request: Request) -> Response:
+        """BC's environment discovery (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/
+        api-get-environments): the token's tenant's environments, `webServiceUrl` being where this sandbox serves
+        each one (`{webServiceUrl}/api/v2.0/...`)."""
+        correlation = str(uuid.uuid4())
+        try:
+            claims = self._authenticate(request, None)
+        except BcError as exc:
+            return _http(ApiResponse(exc.status, exc.body(correlation), dict(exc.headers)), correlation)
+        base = f"https://{request.headers.get('host', request.url.netloc)}"
+        listed = [_environment_entry(env, base) for env in self._control.tenant_environments(claims.tid)]
+        return JSONResponse({"value": listed})
+
+    def _environment(self, root: ApiRoot, claims: TokenClaims) -> BcEnvironment:
+        """The environment the URL names, in the URL's tenant or else the token's; its card must list the app."""
+        env = self._control.find(root.tenant or claims.tid, root.environment)
+        if env is None:
+            # UNCONFIRMED: BC's status and code for an environment the tenant does not have (no Microsoft page
+            # shows the body); 404 as for any unknown resource.
+            raise BcError(
+                404, "BadRequest_ResourceNotFound", f"The environment '{root.environment}' does not exist."
+            )
+        if not claims.delegated and not self._control.is_registered(env, claims.appid):
+            # No Microsoft Entra Application card for the app in this environment: 401 with the body BC sends for
+            # rejected S2S credentials (bc-facts.md 3d "Common 401 causes for S2S"; body as in
+            # github.com/microsoft/nav-docker/issues/570).
+            raise self._rejected()
+        return env
+
+    def _rejected(self) -> BcError:
+        return BcError(
             401,
             "Authentication_InvalidCredentials",
             "The server has rejected the client credentials.",
             {"WWW-Authenticate": self._challenge},
         )
+
+    def _authenticate(self, request: Request, route_tenant: str | None) -> TokenClaims:
+        header = request.headers.get("authorization", "")
+        rejected = self._rejected()
         if not header.lower().startswith("bearer "):
             raise rejected
         try:
             claims = self._authority.validate(
-                header[7:].strip(), BC_RESOURCE, self._tenant_id, self._config.bc_token_clock_skew_seconds
+                header[7:].strip(), BC_RESOURCE, self._tenant_ids, self._config.bc_token_clock_skew_seconds
             )
         except TokenRejectedError:
             raise rejected from None
-        if root.tenant is not None and root.tenant.lower() != claims.tid.lower():
+        if route_tenant is not None and route_tenant.lower() != claims.tid.lower():
             raise rejected
         allowed = claims.scp if claims.delegated else claims.roles
         if not {
@@ -147,19 +185,22 @@ class BcEndpoints:
                 "Web service call failed because user could not be authenticated or authorized.",
                 {"WWW-Authenticate": self._challenge},
             )
-        return claims.oid
+        return claims
 
-    async def _admitted(self, request: Request, root: ApiRoot, identity: str, body: bytes) -> ApiResponse:
+    async def _admitted(
+        self, request: Request, root: ApiRoot, env: BcEnvironment, identity: str, body: bytes
+    ) -> ApiResponse:
         limits = self._control.current_limits()
         is_batch = root.rest.strip("/") == "$batch"
         weight = max(1, batch_size(body)) if is_batch and self._config.bc_batch_counts_operations else 1
+        limiter = env.limiter  # per identity per environment (reference section (b), "Throttle scope")
         with self._control.lock:
-            self._control.limiter.charge(identity, weight, limits)
+            limiter.charge(identity, weight, limits)
         try:
-            await self._control.limiter.acquire(identity, limits)
+            await limiter.acquire(identity, limits)
         except BcError as exc:
             if exc.status == 429 and weight > 1:
-                self._control.limiter.refund(identity, weight - 1)  # acquire already gave one back
+                limiter.refund(identity, weight - 1)  # acquire already gave one back
             raise
         try:
             plan = self._control.plan(is_write=request.method != "GET")
@@ -167,18 +208,20 @@ class BcEndpoints:
                 await asyncio.sleep(plan.delay_ms / 1000)
             if plan.error in AFTER_RUNNING:
                 with contextlib.suppress(BcError):  # the operation's own answer is lost in the timeout
-                    self._execute(request, root, body, is_batch)
+                    self._execute(request, root, env, body, is_batch)
             if plan.error is not None:
                 raise self._fault(plan.error)
-            response = self._execute(request, root, body, is_batch)
+            response = self._execute(request, root, env, body, is_batch)
             if plan.ambiguous_write and response.wrote:
                 self._control.count_fault(Fault.AMBIGUOUS_WRITE)
                 raise _DroppedError
             return response
         finally:
-            self._control.limiter.release(identity)
+            limiter.release(identity)
 
-    def _execute(self, request: Request, root: ApiRoot, body: bytes, is_batch: bool) -> ApiResponse:
+    def _execute(
+        self, request: Request, root: ApiRoot, env: BcEnvironment, body: bytes, is_batch: bool
+    ) -> ApiResponse:
         """Run the request against the store (a whole $batch, or one operation)."""
         api_request = ApiRequest(
             method=request.method,
@@ -190,12 +233,10 @@ class BcEndpoints:
         )
         with self._control.lock:
             if not is_batch:
-                return self._control.api.execute(api_request)
+                return env.api.execute(api_request)
             if request.method != "POST":
                 raise BcError(405, "BadRequest_MethodNotAllowed", "$batch accepts POST only.")
-            return run_batch(
-                self._control.api, self._control.store, api_request, root.root_path + "/", self._config
-            )
+            return run_batch(env.api, env.store, api_request, root.root_path + "/", self._config)
 
     def _fault(self, fault: Fault) -> BcError | _DroppedError:
         """The answer an injected fault gives (a dropped connection is not an answer)."""
@@ -233,6 +274,22 @@ class BcEndpoints:
 _UNAVAILABLE = "The service is temporarily unavailable. Please try again later."
 # Faults refused before anything runs, with Retry-After: their status and error code.
 _REFUSED = {Fault.UNAVAILABLE: (503, "ServiceUnavailable"), Fault.BAD_GATEWAY: (502, "BadGateway")}
+
+
+def _environment_entry(env: BcEnvironment, base: str) -> dict[str, str]:
+    """One entry of the environments endpoint (fields as its Learn page lists them)."""
+    return {
+        "aadTenantId": env.tenant_id,
+        "applicationFamily": "BusinessCentral",
+        "type": env.type,
+        "name": env.name,
+        "countryCode": "US",
+        # UNCONFIRMED: the exact form of webServiceUrl online; here the URL every API route of the environment
+        # hangs off, with the tenant in it (the sandbox routes by it).
+        "webServiceUrl": f"{base}/v2.0/{env.tenant_id}/{env.name}",
+        "webClientLoginUrl": f"https://businesscentral.dynamics.com/{env.tenant_id}/{env.name}",
+        "ringName": "PROD",
+    }
 
 
 class _DroppedError(Exception):

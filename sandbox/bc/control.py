@@ -6,16 +6,17 @@ import dataclasses
 import random
 import threading
 from collections import Counter, deque
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox.bc.api import BcApi
-from sandbox.bc.documents import Documents, seed_documents
-from sandbox.bc.examples import seed_examples
+from sandbox.bc.documents import Documents
+from sandbox.bc.environment import BcEnvironment
 from sandbox.bc.faults import Fault, FaultPlan, FaultRates, Latency, draw
-from sandbox.bc.limits import Limiter, LimitSettings
+from sandbox.bc.limits import IdentityState, Limiter, LimitSettings
 from sandbox.bc.schema import JsonValue
-from sandbox.bc.store import BcStore, seed_store
+from sandbox.bc.store import BcStore
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 
@@ -54,20 +55,55 @@ class BcStats:
         return data
 
 
-class BcControl:
-    """Owns BC's store, limiter and fault knobs; the HTTP layer asks it what to do with each request."""
+def build_stats(
+    counted: Counter[tuple[str, int]],
+    limiters: Iterable[Limiter],
+    records: dict[str, int],
+    faults: dict[str, int],
+) -> BcStats:
+    """BcStats from request counters and limiters (in flight summed, peaks the highest, over the limiters)."""
+    requests: dict[str, dict[int, int]] = {}
+    for (who, status), n in counted.items():
+        requests.setdefault(who, {})[status] = n
+    states: list[tuple[str, IdentityState]] = [
+        (who, state) for limiter in limiters for who, state in limiter.identities.items()
+    ]
+    stats = BcStats(requests, {}, {}, {}, {}, records, faults)
+    for who, state in states:
+        stats.peak_in_flight[who] = max(stats.peak_in_flight.get(who, 0), state.peak_in_flight)
+        stats.peak_queued[who] = max(stats.peak_queued.get(who, 0), state.peak_queued)
+        stats.peak_window_usage[who] = max(stats.peak_window_usage.get(who, 0), state.peak_window)
+        stats.in_flight[who] = stats.in_flight.get(who, 0) + state.in_flight
+    return stats
 
-    def __init__(self, config: SandboxConfig, clock: SandboxClock) -> None:
+
+class BcControl:
+    """Owns BC's environments (stores, limiters, registered applications) and fault knobs; the HTTP layer asks it
+    what to do with each request. `store`, `api`, `limiter`, `company_id` and `records` are the primary
+    environment's (the one the env file's BC_* keys name); `stats()` counts requests over every environment."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        clock: SandboxClock,
+        tenant_ids: Sequence[str] = (),
+        client_ids: Collection[str] = (),
+    ) -> None:
         self._config = config
         self._clock = clock
         self.lock = (
             threading.RLock()
-        )  # guards the store and counters between the server loop and test threads
-        self.store = BcStore(clock)
-        self.documents = Documents(self.store)
-        self.api = BcApi(config, self.store, self.documents)
-        self.limiter = Limiter(clock)
-        self.company_id = ""
+        )  # guards the stores and counters between the server loop and test threads
+        # Tenant ids: the primary one first; placeholders when none are given (a BcControl without a directory).
+        tenants = list(tenant_ids) or [f"tenant-{n}" for n in range(config.extra_tenants + 1)]
+        self._client_ids = frozenset(client_ids)
+        self.environments: dict[tuple[str, str], BcEnvironment] = {}
+        for spec in config.environments:
+            primary = spec.tenant == 0 and spec.name == config.bc_environment
+            env = BcEnvironment(config, clock, tenants[spec.tenant], spec, primary)
+            env.registered = set(self._client_ids)
+            self.environments[(env.tenant_id.lower(), env.name)] = env
+        self.primary = next(env for env in self.environments.values() if env.primary)
         self._rng = random.Random(config.seed + 3)
         self._requests: Counter[tuple[str, int]] = Counter()
         self._faults_injected: Counter[str] = Counter()
@@ -75,7 +111,71 @@ class BcControl:
         self._limits = self._default_limits()
         self._rates = FaultRates()
         self._latency = Latency(config.bc_latency_ms, config.bc_latency_jitter_ms)
-        self.reseed()
+
+    # --- the primary environment, as before there were several ---------------------------------------------
+    @property
+    def store(self) -> BcStore:
+        """The primary environment's store."""
+        return self.primary.store
+
+    @property
+    def documents(self) -> Documents:
+        """The primary environment's document rules."""
+        return self.primary.documents
+
+    @property
+    def api(self) -> BcApi:
+        """The primary environment's API."""
+        return self.primary.api
+
+    @property
+    def limiter(self) -> Limiter:
+        """The primary environment's limiter."""
+        return self.primary.limiter
+
+    @property
+    def company_id(self) -> str:
+        """The primary environment's seeded company."""
+        return self.primary.company_id
+
+    # --- environments ----------------------------------------------------------------------------------------
+    def find(self, tenant_id: str, name: str) -> BcEnvironment | None:
+        """The environment `name` of the tenant, if it exists (tenant id case-insensitive, name exact)."""
+        return self.environments.get((tenant_id.lower(), name))
+
+    def environment(self, tenant_id: str, name: str) -> BcEnvironment:
+        """The environment `name` of the tenant; ValueError names the ones that exist."""
+        found = self.find(tenant_id, name)
+        if found is None:
+            known = ", ".join(f"{t}/{n}" for t, n in self.environments)
+            raise ValueError(f"no BC environment {tenant_id}/{name}; the sandbox has {known}")
+        return found
+
+    def tenant_environments(self, tenant_id: str) -> list[BcEnvironment]:
+        """The tenant's environments, in configuration order."""
+        return [env for (tenant, _), env in self.environments.items() if tenant == tenant_id.lower()]
+
+    def register_application(self, tenant_id: str, environment: str, client_id: str) -> None:
+        """Add the app's Microsoft Entra Application card (State = Enabled) to the environment."""
+        env = self.environment(tenant_id, environment)
+        with self.lock:
+            env.registered.add(client_id)
+
+    def unregister_application(self, tenant_id: str, environment: str, client_id: str) -> None:
+        """Remove the app's card: its tokens get 401 in that environment from now on."""
+        env = self.environment(tenant_id, environment)
+        with self.lock:
+            env.registered.discard(client_id)
+
+    def is_registered(self, env: BcEnvironment, client_id: str) -> bool:
+        """Whether the app has a card in the environment."""
+        with self.lock:
+            return client_id in env.registered
+
+    def environment_stats(self, env: BcEnvironment) -> BcStats:
+        """One environment's counters: its requests, its limiter, its records (faults are counted globally)."""
+        with self.lock:
+            return build_stats(env.requests, [env.limiter], env.store.counts(), {})
 
     def _default_limits(self) -> LimitSettings:
         c = self._config
@@ -89,13 +189,10 @@ class BcControl:
         )
 
     def reseed(self) -> None:
-        """Put the demo company back as seeded."""
+        """Put every environment's company back as seeded."""
         with self.lock:
-            rng = random.Random(self._config.seed + 1)
-            self.company_id = seed_store(self.store, self._config, rng)
-            company = self.store.companies[self.company_id]
-            seed_documents(self.store, self.documents, company, self._config, rng)
-            seed_examples(self.store, self.documents, company)
+            for env in self.environments.values():
+                env.reseed()
 
     # --- knobs ------------------------------------------------------------------------------------------------------
     def faults(self, **rates: Any) -> FaultRates:
@@ -141,40 +238,32 @@ class BcControl:
             self._rates = FaultRates()
             self._latency = Latency(self._config.bc_latency_ms, self._config.bc_latency_jitter_ms)
             self._rng = random.Random(self._config.seed + 3)
-            self.limiter.clear_windows()
+            for env in self.environments.values():
+                env.limiter.clear_windows()
+                env.requests.clear()
+                env.registered = set(self._client_ids)
         self.reseed()
 
     # --- counters ---------------------------------------------------------------------------------------------------
     def stats(self) -> BcStats:
         """Counters: requests by identity and status, peaks, records per entity, faults injected."""
         with self.lock:
-            requests: dict[str, dict[int, int]] = {}
-            for (who, status), n in self._requests.items():
-                requests.setdefault(who, {})[status] = n
-            states = dict(self.limiter.identities)
-            return BcStats(
-                requests=requests,
-                peak_in_flight={who: s.peak_in_flight for who, s in states.items()},
-                peak_queued={who: s.peak_queued for who, s in states.items()},
-                peak_window_usage={who: s.peak_window for who, s in states.items()},
-                in_flight={who: s.in_flight for who, s in states.items()},
-                records=self.store.counts(),
-                faults_injected=dict(self._faults_injected),
-            )
+            limiters = [env.limiter for env in self.environments.values()]
+            records = self.primary.store.counts()
+            return build_stats(self._requests, limiters, records, dict(self._faults_injected))
 
     def records(self, set_name: str) -> list[dict[str, JsonValue]]:
         """Copies of the demo company's rows of an entity set (for assertions without going through HTTP)."""
         with self.lock:
-            company = self.store.company(self.company_id)
-            if company is None:
-                return []
-            return [dict(row.data) for row in self.store.table(company, set_name).values()]
+            return self.primary.records(set_name)
 
     # --- used by the HTTP layer ----------------------------------------------------------------------------------------
-    def count(self, identity: str, status: int) -> None:
-        """Count a finished request."""
+    def count(self, identity: str, status: int, env: BcEnvironment | None = None) -> None:
+        """Count a finished request (in its environment too, when it reached one)."""
         with self.lock:
             self._requests[(identity, status)] += 1
+            if env is not None:
+                env.requests[(identity, status)] += 1
 
     def plan(self, is_write: bool) -> FaultPlan:
         """Draw the fate of one admitted request."""
@@ -209,4 +298,11 @@ class BcControl:
                 "latency": dataclasses.asdict(self._latency),
                 "pending_forced_faults": [f.value for f in self._forced],
                 "company_id": self.company_id,
+                "environments": [
+                    {
+                        **dataclasses.asdict(env.info),
+                        "registered_applications": sorted(env.registered),
+                    }
+                    for env in self.environments.values()
+                ],
             }

@@ -146,9 +146,13 @@ class BcStore:
         self._stamp = max(self._stamp, saved[0])
 
 
-def seed_store(store: BcStore, config: SandboxConfig, rng: random.Random) -> str:
-    """Fill the demo company (CRONUS-like) and return its id; the seed makes ids and values repeatable."""
+def seed_store(
+    store: BcStore, config: SandboxConfig, rng: random.Random, company_name: str | None = None
+) -> str:
+    """Fill the demo company (CRONUS-like; named `company_name`, default the config's) and return its id; the seed
+    makes ids and values repeatable."""
     store.companies.clear()
+    name = config.bc_company_name if company_name is None else company_name
     company_id = guid(rng)
     now = store.now_iso()
     company = Company(
@@ -157,8 +161,8 @@ def seed_store(store: BcStore, config: SandboxConfig, rng: random.Random) -> str
                 "id": company_id,
                 "systemVersion": "25.0.23364.25350",
                 "timestamp": 1000,
-                "name": config.bc_company_name,
-                "displayName": config.bc_company_name,
+                "name": name,
+                "displayName": name,
                 "businessProfileId": "",
                 "systemCreatedAt": now,
                 "systemCreatedBy": "00000000-0000-0000-0000-000000000001",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from sandbox.clock import SandboxClock
 from sandbox.config import BC_RESOURCE, SandboxConfig
 from sandbox.entra.control import AuthCode, EntraControl
-from sandbox.entra.directory import AppRegistration
+from sandbox.entra.directory import AppRegistration, Tenant
 from sandbox.entra.errors import EntraProtocolError, error_response
 from sandbox.entra.scopes import ScopeRequest, parse_scopes
 from sandbox.errors import TokenRejectedError
@@ -47,6 +48,8 @@ class EntraEndpoints:
                 Route("/{tenant}/discovery/v2.0/keys", self.keys),
                 Route("/{tenant}/oauth2/v2.0/authorize", self.authorize),
                 Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
+                Route("/{tenant}/adminconsent", self.admin_consent),
+                Route("/{tenant}/v2.0/adminconsent", self.admin_consent),
             ]
         )
 
@@ -54,21 +57,30 @@ class EntraEndpoints:
     def _base(self, request: Request) -> str:
         return f"https://{request.headers.get('host', request.url.netloc)}"
 
-    def _issuer(self, request: Request) -> str:
-        return f"{self._base(request)}/{self._directory.tenant_id}/v2.0"
+    def _issuer(self, request: Request, tenant_id: str) -> str:
+        return f"{self._base(request)}/{tenant_id}/v2.0"
 
-    def _check_tenant(self, request: Request) -> None:
-        if request.path_params["tenant"] not in (self._directory.tenant_id, "organizations", "common"):
-            raise EntraProtocolError(90002, detail=f"Tenant '{request.path_params['tenant']}' not found.")
+    def _tenant(self, request: Request) -> Tenant:
+        """The tenant the path names; `organizations` and `common` mean the primary tenant (whose admin the
+        sandbox signs in unless a login_hint names another tenant's user)."""
+        name = request.path_params["tenant"]
+        if name in ("organizations", "common"):
+            hint = request.query_params.get("login_hint", "").lower()
+            found = next((t for t in self._directory.tenants if t.user.upn.lower() == hint), None)
+            return found or self._directory.tenants[0]
+        tenant = self._directory.tenant(name)
+        if tenant is None:
+            raise EntraProtocolError(90002, detail=f"Tenant '{name}' not found.")
+        return tenant
 
     # --- discovery ---------------------------------------------------------------------------------------
     async def discovery(self, request: Request) -> Response:
         """The OpenID configuration; MSAL needs authorization_endpoint, token_endpoint and issuer."""
         try:
-            self._check_tenant(request)
+            tenant = self._tenant(request)
         except EntraProtocolError as exc:
             return error_response(exc)
-        base, tid = self._base(request), self._directory.tenant_id
+        base, tid = self._base(request), tenant.tenant_id
         document = {
             "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
             "token_endpoint_auth_methods_supported": [
@@ -114,6 +126,10 @@ class EntraEndpoints:
     async def authorize(self, request: Request) -> Response:
         """Sign the test user in without a browser and redirect back with code + state (or an error)."""
         params = request.query_params
+        try:
+            tenant = self._tenant(request)
+        except EntraProtocolError:
+            return _error_page(90002, f"Tenant '{request.path_params['tenant']}' not found.")
         app = self._directory.app(params.get("client_id", ""))
         if app is None:
             return _error_page(700016)
@@ -150,13 +166,54 @@ class EntraEndpoints:
             code_challenge=challenge,
             code_challenge_method=params.get("code_challenge_method", "plain") if challenge else "none",
             nonce=params.get("nonce"),
-            user_oid=self._directory.user.oid,
+            user_oid=tenant.user.oid,
             issued_at=self._clock.now(),
+            tenant_id=tenant.tenant_id,
         )
         del scopes  # parsed only to reject bad scopes at /authorize, as Entra does
+        # The signed-in user is the tenant's admin and accepts the consent prompt Entra shows for an app not yet
+        # consented there (learn.microsoft.com/entra/identity-platform/application-consent-experience).
+        self._control.grant_consent(tenant.tenant_id, app.client_id)
         value = self._control.issue_code(code)
         session_state = secrets.token_hex(16)
         return _redirect(redirect_uri, mode, {"code": value, "state": state, "session_state": session_state})
+
+    # --- admin consent -------------------------------------------------------------------------------------
+    async def admin_consent(self, request: Request) -> Response:
+        """Tenant-wide admin consent: `/{tenant}/adminconsent` (v1: client_id, redirect_uri, state) and
+        `/{tenant}/v2.0/adminconsent` (+ scope), per learn.microsoft.com/entra/identity-platform/v2-admin-consent.
+
+        The tenant's admin is signed in and approves (or declines, `deny_next_admin_consent`); the answer is a 302 to
+        the redirect URI with `admin_consent=True&tenant=<tid>&state=..` (+ `scope` on v2), or `error`,
+        `error_description` and `state`. An unknown tenant or client id, or an unregistered redirect URI, gets
+        Entra's error page instead: nothing is sent to an address the app did not register.
+        """
+        params = request.query_params
+        v2 = request.url.path.endswith("/v2.0/adminconsent")
+        try:
+            tenant = self._tenant(request)
+        except EntraProtocolError:
+            return _error_page(90002, f"Tenant '{request.path_params['tenant']}' not found.")
+        app = self._directory.app(params.get("client_id", ""))
+        if app is None:
+            return _error_page(700016, f"Client: '{params.get('client_id', '')}'.")
+        redirect_uri = params.get("redirect_uri", "")
+        if not self._redirect_allowed(redirect_uri):
+            return _error_page(50011, f"Redirect URI: '{redirect_uri}'.")
+        state = params.get("state")
+        denial = self._control.next_admin_consent_denial()
+        if denial is not None:
+            answer = {"error": denial, "error_description": "The admin canceled the request.", "state": state}
+            return _redirect(redirect_uri, "query", answer)
+        if v2 and not params.get("scope"):
+            description = f"AADSTS90014: {EntraProtocolError(90014).description} Parameter: 'scope'."
+            answer = {"error": "invalid_request", "error_description": description, "state": state}
+            return _redirect(redirect_uri, "query", answer)
+        self._control.grant_consent(tenant.tenant_id, app.client_id)
+        granted = {"admin_consent": "True", "tenant": tenant.tenant_id, "state": state}
+        if v2:
+            granted["scope"] = params.get("scope")
+        return _redirect(redirect_uri, "query", granted)
 
     def _redirect_allowed(self, uri: str) -> bool:
         if self._config.redirect_uris:
@@ -174,10 +231,11 @@ class EntraEndpoints:
         if failure is not None:
             return self._injected_failure(failure.status, failure.retry_after)
         try:
-            self._check_tenant(request)
-            app = self._authenticate_client(request, form)
+            tenant = self._tenant(request)
+            resolve_in = tenant if grant_type == "client_credentials" else None
+            app = self._authenticate_client(request, form, resolve_in)
             if grant_type == "client_credentials":
-                body = self._client_credentials(app, form)
+                body = self._client_credentials(tenant, app, form)
             elif grant_type == "authorization_code":
                 body = self._authorization_code(request, app, form)
             elif grant_type == "refresh_token":
@@ -197,7 +255,10 @@ class EntraEndpoints:
         self._control.count_token_error(exc.error)
         return error_response(exc)
 
-    def _authenticate_client(self, request: Request, form: dict[str, str]) -> AppRegistration:
+    def _authenticate_client(
+        self, request: Request, form: dict[str, str], tenant: Tenant | None
+    ) -> AppRegistration:
+        """The app making the request; with `tenant`, the app must also have a service principal there."""
         client_id, secret = form.get("client_id"), form.get("client_secret")
         header = request.headers.get("authorization", "")
         if header.lower().startswith("basic "):
@@ -208,6 +269,13 @@ class EntraEndpoints:
         app = self._directory.app(client_id)
         if app is None:
             raise EntraProtocolError(700016, detail=f"Client: '{client_id}'.")
+        if tenant is not None and not self._control.consented(tenant.tenant_id, app.client_id):
+            # A multi-tenant app nobody consented to in this tenant has no service principal there: Entra looks the
+            # app up before checking its credential and answers unauthorized_client AADSTS700016
+            # (learn.microsoft.com/azure/developer/java/sdk/troubleshooting-authentication-service-principal:
+            # "For multi-tenant apps, ensure that a tenant admin has added the application to the desired tenant").
+            # AADSTS7000229 ("missing service principal") is the single-tenant case, not this one.
+            raise EntraProtocolError(700016, message=_not_in_directory(app.client_id, tenant.tenant_id))
         assertion = form.get("client_assertion")
         if assertion is not None:
             self._check_assertion(request, app, form, assertion)
@@ -223,8 +291,12 @@ class EntraEndpoints:
         status = self._config.invalid_client_status
         if form.get("client_assertion_type") != JWT_BEARER or app.certificate_public_key_pem is None:
             raise EntraProtocolError(700027, status=status)
-        token_endpoint = f"{self._base(request)}/{self._directory.tenant_id}/oauth2/v2.0/token"
-        audiences = [token_endpoint, self._issuer(request)]
+        tid = self._tenant(request).tenant_id
+        audiences = [
+            f"{self._base(request)}/{tid}/oauth2/v2.0/token",
+            f"{self._base(request)}/{request.path_params['tenant']}/oauth2/v2.0/token",
+            self._issuer(request, tid),
+        ]
         try:
             self._authority.verify_client_assertion(
                 assertion, app.certificate_public_key_pem, app.client_id, audiences
@@ -232,7 +304,9 @@ class EntraEndpoints:
         except TokenRejectedError as exc:
             raise EntraProtocolError(700027, status=status, detail=str(exc)) from exc
 
-    def _client_credentials(self, app: AppRegistration, form: dict[str, str]) -> dict[str, Any]:
+    def _client_credentials(
+        self, tenant: Tenant, app: AppRegistration, form: dict[str, str]
+    ) -> dict[str, Any]:
         scopes = parse_scopes(form.get("scope", ""))
         if scopes.resource is None or not scopes.is_default or scopes.reserved:
             raise EntraProtocolError(1002012)
@@ -241,9 +315,9 @@ class EntraEndpoints:
         token, _ = self._authority.access_token(
             AccessTokenRequest(
                 scopes.resource,
-                self._directory.tenant_id,
+                tenant.tenant_id,
                 app.client_id,
-                app.service_principal_oid,
+                self._directory.service_principal_oid(tenant.tenant_id, app),
                 lifetime,
                 roles=roles,
             )
@@ -266,27 +340,26 @@ class EntraEndpoints:
         requested = form.get("scope") or " ".join(code.scopes)
         scopes = parse_scopes(requested)
         granted = set(code.scopes) | set(parse_scopes(" ".join(code.scopes)).reserved)
-        return self._user_tokens(request, app, scopes, code.nonce, "offline_access" in granted, form)
+        tenant = self._directory.tenant(code.tenant_id) or self._directory.tenants[0]
+        return self._user_tokens(
+            request, UserGrant(tenant, app, code.nonce, "offline_access" in granted), scopes, form
+        )
 
     def _refresh_token(self, request: Request, app: AppRegistration, form: dict[str, str]) -> dict[str, Any]:
         if not form.get("refresh_token"):
             raise EntraProtocolError(90014, detail="Parameter: 'refresh_token'.")
-        self._control.use_refresh_token(form["refresh_token"], app.client_id)
+        grant = self._control.use_refresh_token(form["refresh_token"], app.client_id)
         scopes = parse_scopes(form.get("scope", ""))
+        tenant = self._directory.tenant(grant.tenant_id) or self._directory.tenants[0]
         # Entra rotates the refresh token on every use and leaves the old one valid
         # (learn.microsoft.com/entra/identity-platform/refresh-tokens).
-        return self._user_tokens(request, app, scopes, None, True, form)
+        return self._user_tokens(request, UserGrant(tenant, app, None, True), scopes, form)
 
     def _user_tokens(
-        self,
-        request: Request,
-        app: AppRegistration,
-        scopes: ScopeRequest,
-        nonce: str | None,
-        offline: bool,
-        form: dict[str, str],
+        self, request: Request, grant: UserGrant, scopes: ScopeRequest, form: dict[str, str]
     ) -> dict[str, Any]:
-        user, tid = self._directory.user, self._directory.tenant_id
+        app, nonce, offline = grant.app, grant.nonce, grant.offline
+        user, tid = grant.tenant.user, grant.tenant.tenant_id
         resource = scopes.resource or BC_RESOURCE
         consented = self._config.bc_delegated_scopes if resource == BC_RESOURCE else ("user_impersonation",)
         if scopes.is_default or not scopes.permissions:
@@ -314,14 +387,34 @@ class EntraEndpoints:
             "access_token": token,
         }
         if offline:
-            body["refresh_token"] = self._control.issue_refresh_token(user.oid, app.client_id)
+            body["refresh_token"] = self._control.issue_refresh_token(user.oid, app.client_id, tid)
         body["id_token"] = self._authority.id_token(
-            IdTokenRequest(self._issuer(request), tid, app.client_id, user.oid, user.upn, user.name, nonce)
+            IdTokenRequest(
+                self._issuer(request, tid), tid, app.client_id, user.oid, user.upn, user.name, nonce
+            )
         )
         if form.get("client_info") == "1":
             info = json.dumps({"uid": user.oid, "utid": tid}).encode()
             body["client_info"] = base64.urlsafe_b64encode(info).decode().rstrip("=")
         return body
+
+
+@dataclass(frozen=True, slots=True)
+class UserGrant:
+    """Whose delegated tokens to issue: the user's tenant (its admin user), the app, the nonce, offline access."""
+
+    tenant: Tenant
+    app: AppRegistration
+    nonce: str | None
+    offline: bool
+
+
+def _not_in_directory(client_id: str, tenant_id: str) -> str:
+    return (
+        f"Application with identifier '{client_id}' was not found in the directory '{tenant_id}'. This can happen "
+        "if the application has not been installed by the administrator of the tenant or consented to by any user "
+        "in the tenant. You may have sent your authentication request to the wrong tenant."
+    )
 
 
 def _redirect(redirect_uri: str, mode: str, params: dict[str, str | None]) -> Response:

@@ -29,6 +29,7 @@ class AuthCode:
     user_oid: str
     issued_at: float
     redeemed: bool = False
+    tenant_id: str = ""  # the signed-in user's tenant (the tokens' tid); "" = the primary tenant
 
 
 @dataclass(slots=True)
@@ -40,6 +41,7 @@ class RefreshGrant:
     client_id: str
     issued_at: float
     last_used_at: float
+    tenant_id: str = ""  # the user's tenant; "" = the primary tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,49 @@ class EntraControl:
         self._revoked_before: dict[str, float] = {}
         self._failures: deque[InjectedFailure] = deque()
         self._denials: deque[str] = deque()
+        self._admin_denials: deque[str] = deque()
+        self.admin_consent_calls = 0
+        self._consents: set[tuple[str, str]] = self._default_consents()
+
+    def _default_consents(self) -> set[tuple[str, str]]:
+        """Every app consented in the primary tenant, and in the customer tenants when the config says so."""
+        tenants = self.directory.tenants if self._config.consent_extra_tenants else self.directory.tenants[:1]
+        return {(t.tenant_id.lower(), app.client_id) for t in tenants for app in self.directory.apps}
+
+    # --- consent (per tenant and client id: the app's service principal in that tenant) -----------------------
+    def grant_consent(self, tenant_id: str, client_id: str) -> None:
+        """An admin of `tenant_id` consents to the app: its service principal exists there from now on."""
+        self._known(tenant_id, client_id)
+        with self._lock:
+            self._consents.add((tenant_id.lower(), client_id))
+
+    def revoke_consent(self, tenant_id: str, client_id: str) -> None:
+        """The admin removes the app from the tenant: new tokens and that tenant's refresh tokens are refused."""
+        self._known(tenant_id, client_id)
+        with self._lock:
+            self._consents.discard((tenant_id.lower(), client_id))
+
+    def consented(self, tenant_id: str, client_id: str) -> bool:
+        """Whether the app is consented (has a service principal) in the tenant."""
+        with self._lock:
+            return (tenant_id.lower(), client_id) in self._consents
+
+    def _known(self, tenant_id: str, client_id: str) -> None:
+        if self.directory.tenant(tenant_id) is None:
+            raise ValueError(f"no tenant {tenant_id!r} in the sandbox (see SANDBOX_TENANTS)")
+        if self.directory.app(client_id) is None:
+            raise ValueError(f"no app registration {client_id!r} in the sandbox")
+
+    def deny_next_admin_consent(self, error: str = "access_denied", count: int = 1) -> None:
+        """Make the next `count` admin-consent requests redirect back with `error` (the admin declined)."""
+        with self._lock:
+            self._admin_denials.extend(error for _ in range(count))
+
+    def next_admin_consent_denial(self) -> str | None:
+        """Count an admin-consent request; return the error to redirect with, if one was asked for."""
+        with self._lock:
+            self.admin_consent_calls += 1
+            return self._admin_denials.popleft() if self._admin_denials else None
 
     # --- knobs -----------------------------------------------------------------------------------------
     def revoke_refresh_tokens(self, user_oid: str | None = None) -> None:
@@ -99,6 +144,9 @@ class EntraControl:
             self._revoked_before.clear()
             self._failures.clear()
             self._denials.clear()
+            self._admin_denials.clear()
+            self.admin_consent_calls = 0
+            self._consents = self._default_consents()
 
     def snapshot(self) -> dict[str, object]:
         """Counters and knobs as JSON for the admin endpoint."""
@@ -110,6 +158,8 @@ class EntraControl:
                 "token_lifetime_seconds": self.token_lifetime_seconds,
                 "pending_failures": len(self._failures),
                 "refresh_tokens_issued": len(self._refresh),
+                "admin_consent_calls": self.admin_consent_calls,
+                "consents": sorted(f"{tenant}/{client}" for tenant, client in self._consents),
             }
 
     # --- used by the endpoints --------------------------------------------------------------------------
@@ -165,12 +215,12 @@ class EntraControl:
             code.redeemed = True
             return code
 
-    def issue_refresh_token(self, user_oid: str, client_id: str) -> str:
-        """A new refresh token for user + client."""
+    def issue_refresh_token(self, user_oid: str, client_id: str, tenant_id: str = "") -> str:
+        """A new refresh token for user + client (in the user's tenant)."""
         value = "0.A" + secrets.token_urlsafe(180)
         now = self._clock.now()
         with self._lock:
-            self._refresh[value] = RefreshGrant(user_oid, client_id, now, now)
+            self._refresh[value] = RefreshGrant(user_oid, client_id, now, now, tenant_id)
         return value
 
     def use_refresh_token(self, value: str, client_id: str) -> RefreshGrant:
@@ -184,8 +234,20 @@ class EntraControl:
                 raise EntraProtocolError(50173)
             if now - grant.last_used_at > self._config.refresh_token_max_inactive_seconds:
                 raise EntraProtocolError(700082)
+            tenant = (grant.tenant_id or self.directory.tenant_id).lower()
+            if (tenant, client_id) not in self._consents:
+                # Consent removed after the token was issued: Entra answers invalid_grant AADSTS65001
+                # (learn.microsoft.com/entra/identity-platform/reference-error-codes, DelegationDoesNotExist).
+                raise EntraProtocolError(65001, message=_no_consent(client_id))
             grant.last_used_at = now
             return grant
+
+
+def _no_consent(client_id: str) -> str:
+    return (
+        f"The user or administrator has not consented to use the application with ID '{client_id}'. "
+        "Send an interactive authorization request for this user and resource."
+    )
 
 
 def _pkce_matches(code: AuthCode, verifier: str | None) -> bool:

@@ -1,8 +1,10 @@
-"""Who exists in the sandbox tenant: the app registrations and the test user."""
+"""Who exists in the sandbox tenants: the app registrations (multi-tenant, home = the primary tenant), each
+tenant's admin user, and the site's managed identities."""
 
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass
 
 from sandbox.config import SandboxConfig
@@ -40,13 +42,44 @@ class ManagedIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class Tenant:
+    """An Entra tenant and the admin user /authorize and /adminconsent sign in there."""
+
+    tenant_id: str
+    user: User
+
+
+@dataclass(frozen=True, slots=True)
 class Directory:
-    """The tenant: id, apps (the first is primary), the user and the managed identities (user-assigned first)."""
+    """The primary tenant: id, apps (the first is primary), the user and the managed identities (user-assigned
+    first); `customers` are the extra tenants where the multi-tenant apps may be consented."""
 
     tenant_id: str
     apps: tuple[AppRegistration, ...]
     user: User
     identities: tuple[ManagedIdentity, ...] = ()
+    customers: tuple[Tenant, ...] = ()
+
+    @property
+    def tenants(self) -> tuple[Tenant, ...]:
+        """Every tenant, the primary one first."""
+        return (Tenant(self.tenant_id, self.user), *self.customers)
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant with that id (case-insensitive), if it exists."""
+        return next((t for t in self.tenants if t.tenant_id.lower() == tenant_id.lower()), None)
+
+    def user_tenant(self, user_oid: str) -> Tenant | None:
+        """The tenant whose admin user has that object id."""
+        return next((t for t in self.tenants if t.user.oid == user_oid), None)
+
+    def service_principal_oid(self, tenant_id: str, app: AppRegistration) -> str:
+        """The object id of the app's service principal in a tenant: each tenant has its own
+        (learn.microsoft.com/entra/identity-platform/app-objects-and-service-principals). Derived, not drawn, so
+        no seeded id moves."""
+        if tenant_id.lower() == self.tenant_id.lower():
+            return app.service_principal_oid
+        return str(uuid.uuid5(uuid.UUID(tenant_id), app.client_id))
 
     @property
     def primary(self) -> AppRegistration:
@@ -72,4 +105,12 @@ def build_directory(
     user_assigned = ManagedIdentity(guid(rng), guid(rng))
     system_assigned = ManagedIdentity(guid(rng), guid(rng))
     identities = (user_assigned, system_assigned) if config.system_assigned_identity else (user_assigned,)
-    return Directory(tenant_id, tuple(apps), user, identities)
+    # Customer tenants: drawn after everything above, so the primary tenant's ids stay what they were.
+    customers = tuple(
+        Tenant(
+            guid(rng),
+            User(guid(rng), f"admin@customer{n}.onmicrosoft.com", f"Customer {n} Admin"),
+        )
+        for n in range(1, config.extra_tenants + 1)
+    )
+    return Directory(tenant_id, tuple(apps), user, identities, customers)

@@ -91,11 +91,18 @@ class EntraProtocolError(SandboxError):
     """An error the token endpoint answers with (status + AADSTS code)."""
 
     def __init__(
-        self, code: int, status: int = 400, detail: str = "", headers: dict[str, str] | None = None
+        self,
+        code: int,
+        status: int = 400,
+        detail: str = "",
+        headers: dict[str, str] | None = None,
+        message: str | None = None,
     ) -> None:
         self.code = code
         self.status = status
         self.error, self.description = AADSTS[code]
+        if message is not None:  # Entra's own wording for this case (names the app and the tenant)
+            self.description = message
         if detail:
             self.description = f"{self.description} {detail}"
         self.headers = headers or {}
