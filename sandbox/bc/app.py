@@ -91,7 +91,8 @@ class BcEndpoints:
         self._authority = authority
         self._tenant_id = tenant_id
         self._tenant_ids = frozenset(tenant_ids or (tenant_id,))
-        self._challenge = f'Bearer authorization_uri="{authority_host}/{tenant_id}/oauth2/authorize", resource_id="{BC_RESOURCE}"'
+        self._tenant_ids_lower = frozenset(t.lower() for t in self._tenant_ids)
+        self._authority_host = authority_host
 
     def app(self) -> TransportCapture:
         """The ASGI app (wrapped so that a fault can drop the TCP connection)."""
@@ -148,20 +149,27 @@ class BcEndpoints:
             # No Microsoft Entra Application card for the app in this environment: 401 with the body BC sends for
             # rejected S2S credentials (bc-facts.md 3d "Common 401 causes for S2S"; body as in
             # github.com/microsoft/nav-docker/issues/570).
-            raise self._rejected()
+            raise self._rejected(env.tenant_id)
         return env
 
-    def _rejected(self) -> BcError:
+    def _challenge(self, tenant: str | None) -> dict[str, str]:
+        """WWW-Authenticate naming the authority of the URL's tenant (the primary one when the URL has none or an
+        unknown one), so a client can tell where to get a token."""
+        known = tenant if tenant is not None and tenant.lower() in self._tenant_ids_lower else self._tenant_id
+        uri = f"{self._authority_host}/{known}/oauth2/authorize"
+        return {"WWW-Authenticate": f'Bearer authorization_uri="{uri}", resource_id="{BC_RESOURCE}"'}
+
+    def _rejected(self, tenant: str | None) -> BcError:
         return BcError(
             401,
             "Authentication_InvalidCredentials",
             "The server has rejected the client credentials.",
-            {"WWW-Authenticate": self._challenge},
+            self._challenge(tenant),
         )
 
     def _authenticate(self, request: Request, route_tenant: str | None) -> TokenClaims:
         header = request.headers.get("authorization", "")
-        rejected = self._rejected()
+        rejected = self._rejected(route_tenant)
         if not header.lower().startswith("bearer "):
             raise rejected
         try:
@@ -183,7 +191,7 @@ class BcEndpoints:
                 401,
                 "Authentication_InvalidCredentials",
                 "Web service call failed because user could not be authenticated or authorized.",
-                {"WWW-Authenticate": self._challenge},
+                self._challenge(route_tenant),
             )
         return claims
 

@@ -129,6 +129,17 @@ def test_app_unregistered_in_one_environment_gets_401_there_and_200_in_another(
         assert bc.get(companies_url(sandbox, primary, "sandbox")).status_code == 401
 
 
+def test_401_challenge_names_the_authority_of_the_urls_tenant(
+    sandbox: Sandbox, customer: str, ca_context: ssl.SSLContext
+) -> None:
+    """No token at the customer's environment: WWW-Authenticate points at the customer tenant's authority."""
+    with httpx.Client(verify=ca_context) as anonymous:
+        response = anonymous.get(companies_url(sandbox, customer, "production"))
+    assert response.status_code == 401
+    expected = f'authorization_uri="{sandbox.entra_url}/{customer}/oauth2/authorize"'
+    assert expected in response.headers["www-authenticate"]
+
+
 def test_delegated_tokens_need_no_application_card(
     sandbox: Sandbox,
     msal_for: Callable[[str], msal.ConfidentialClientApplication],
