@@ -253,3 +253,22 @@ def test_admin_endpoints_grant_revoke_and_report_consent(
         sandbox, ca_context, f"{customer}/adminconsent", client_id=pair["client_id"], redirect_uri=REDIRECT
     )
     assert redirect_params(response)["error"] == "access_denied"
+
+
+@pytest.mark.parametrize(("consented", "code"), [(False, 700016), (True, 7000215)])
+def test_bad_secret_in_a_customer_tenant_is_checked_after_the_app_is_found_there(
+    sandbox: Sandbox, customer: str, ca_context: ssl.SSLContext, consented: bool, code: int
+) -> None:
+    """A wrong secret: 700016 while the app has no service principal there, invalid_client 7000215 once it has."""
+    if consented:
+        sandbox.entra.grant_consent(customer, sandbox.env["BC_CLIENT_ID"])
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": sandbox.env["BC_CLIENT_ID"],
+        "client_secret": "not-the-secret",
+        "scope": BC_SCOPE,
+    }
+    with httpx.Client(verify=ca_context) as client:
+        response = client.post(f"{sandbox.entra_url}/{customer}/oauth2/v2.0/token", data=form)
+    assert response.json()["error_codes"] == [code]
+    assert "not-the-secret" not in response.text
