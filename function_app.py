@@ -4,6 +4,7 @@ Blueprints; `close_services` lets a local host close the SDK clients on shutdown
 import azure.functions as func
 
 from shared.auth import close_auth_services
+from shared.connections.admin_compose import close_connections_admin
 from shared.jobs import close_front_door, close_job_services
 from shared.logging_setup import configure_logging
 from shared.settings import log_settings_problems, telemetry_settings
@@ -11,6 +12,7 @@ from shared.telemetry import configure_telemetry
 from shared.triggers import (
     admin_page,
     auth_http,
+    connections_http,
     health_check,
     jobs_queue,
     jobs_status,
@@ -34,10 +36,12 @@ app.register_functions(jobs_status.bp)
 app.register_functions(jobs_submit.bp)
 app.register_functions(admin_page.bp)
 app.register_functions(telemetry_sample.bp)
+app.register_functions(connections_http.bp)  # connections registry API (issue 21)
 
 
 async def close_services() -> None:
     """Close the running loop's SDK clients (devhost awaits this before its loop ends; jobs first, they use auth)."""
     await close_front_door()
+    await close_connections_admin()  # connections registry API (issue 21)
     await close_job_services()
     await close_auth_services()

@@ -27,6 +27,8 @@ _GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 _ENVIRONMENT = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$"
 # Key Vault object names: 1-127 letters, digits and dashes (learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates).
 _VAULT_NAME = r"^[0-9A-Za-z-]{1,127}$"
+# A Key Vault secret version id: 32 hex characters in Azure; any letters and digits accepted (the sandbox's own).
+_VAULT_VERSION = r"^[0-9A-Za-z]{1,64}$"
 _CUSTOM_API = r"^[A-Za-z_][A-Za-z0-9_]{0,79}/[A-Za-z_][A-Za-z0-9_]{0,79}/(v\d+\.\d+|beta)$"
 
 ConnectionName = Annotated[str, StringConstraints(pattern=CONNECTION_NAME_PATTERN)]
@@ -55,6 +57,9 @@ class Connection(BaseModel):
     company_name: Annotated[str, StringConstraints(min_length=1, max_length=250)] | None = None
     credential: Credential = Credential.SETTINGS
     secret_name: Annotated[str, StringConstraints(pattern=_VAULT_NAME)] | None = None
+    # The secret's version written through PUT /api/connections/{name} (not a secret): a new client secret changes
+    # the definition, so every process rebuilds the connection's token manager and reads the new value.
+    secret_version: Annotated[str, StringConstraints(pattern=_VAULT_VERSION)] | None = None
     # None: any custom API (the settings' connection, as before); a tuple: only these publisher/group/version.
     custom_apis: tuple[Annotated[str, StringConstraints(pattern=_CUSTOM_API)], ...] | None = None
     enabled: bool = True
@@ -74,8 +79,8 @@ class Connection(BaseModel):
     def _credential_is_named(self) -> Self:
         if self.credential is Credential.KEY_VAULT_SECRET and not self.secret_name:
             raise ValueError("`credential` key_vault_secret needs `secretName` (the Key Vault secret's name)")
-        if self.credential is Credential.SETTINGS and self.secret_name:
-            raise ValueError("`secretName` belongs to `credential` key_vault_secret")
+        if self.credential is Credential.SETTINGS and (self.secret_name or self.secret_version):
+            raise ValueError("`secretName` and `secretVersion` belong to `credential` key_vault_secret")
         return self
 
     @property

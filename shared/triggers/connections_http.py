@@ -1,0 +1,54 @@
+"""The connection registry's HTTP API (function key): `GET /api/connections`, `GET|PUT|DELETE
+/api/connections/{name}`.
+
+Thin: read the request, call shared.connections.admin, map its Reply. The base URL is the request's scheme and
+host, never its query (which may hold the function key).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import azure.functions as func
+
+from shared.connections.admin import delete_connection, list_connections, put_connection, show_connection
+from shared.connections.admin_compose import connections_admin
+from shared.triggers.replies import http_response
+
+bp = func.Blueprint()
+
+
+def _base_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@bp.function_name("connections_list")
+@bp.route(route="connections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def connections_list(req: func.HttpRequest) -> func.HttpResponse:
+    """200 with every connection (the settings' one marked fromSettings); 503."""
+    return http_response(await list_connections(connections_admin, base_url=_base_url(req.url)))
+
+
+@bp.function_name("connections_show")
+@bp.route(route="connections/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def connections_show(req: func.HttpRequest) -> func.HttpResponse:
+    """200 with the connection; 404; 400; 503."""
+    name = req.route_params.get("name", "")
+    return http_response(await show_connection(connections_admin, name, base_url=_base_url(req.url)))
+
+
+@bp.function_name("connections_put")
+@bp.route(route="connections/{name}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+async def connections_put(req: func.HttpRequest) -> func.HttpResponse:
+    """201 registered, 200 replaced; 400 naming each field; 409 for the settings' connection; 503."""
+    name = req.route_params.get("name", "")
+    reply = await put_connection(connections_admin, name, req.get_body(), base_url=_base_url(req.url))
+    return http_response(reply)
+
+
+@bp.function_name("connections_delete")
+@bp.route(route="connections/{name}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
+async def connections_delete(req: func.HttpRequest) -> func.HttpResponse:
+    """204 deleted; 202 disabled because jobs are pending; 404; 409; 503."""
+    return http_response(await delete_connection(connections_admin, req.route_params.get("name", "")))
