@@ -418,9 +418,10 @@ def list_page(
     since: datetime | None,
     page_size: int,
     continuation_token: str | None,
+    connection: str | None = None,
 ) -> Flow[JobPage]:
-    """One page of job rows (state, updated at or after `since`) and the token of the next."""
-    query, parameters = list_query(state, since)
+    """One page of job rows (state, updated at or after `since`, connection) and the token of the next."""
+    query, parameters = list_query(state, since, connection)
     size = max(1, min(page_size, MAX_PAGE_SIZE))
     token = decode_continuation(continuation_token)
     pages = storage.jobs_table.query_entities(query, parameters=parameters, results_per_page=size).by_page(

@@ -220,14 +220,16 @@ class AsyncJobsClient(flows.JobsClientBase):
         *,
         page_size: int = 100,
         continuation_token: str | None = None,
+        connection: str | None = None,
     ) -> JobPage:
-        """One page of jobs (state, updated at or after `since`); pass `continuation_token` on for the next.
+        """One page of jobs (state, updated at or after `since`, of one `connection`); pass `continuation_token`
+        on for the next.
 
         Jobs come in job-id order (the table's key order); a page may hold fewer than `page_size` jobs even
         when more follow (Table Storage pages by rows scanned). ValueError for a token that is not ours.
         """
         return await flows.carry_out_async(
-            flows.list_page(self._storage, state, since, page_size, continuation_token)
+            flows.list_page(self._storage, state, since, page_size, continuation_token, connection)
         )
 
     # -- waiting ---------------------------------------------------------------------------------------------
@@ -284,11 +286,15 @@ class AsyncJobsClient(flows.JobsClientBase):
         *,
         limit: int | None = None,
         page_size: int = 100,
+        connection: str | None = None,
     ) -> AsyncIterator[JobReport]:
-        """Every job of `state` updated at or after `since` (all pages, job-id order), at most `limit`."""
+        """Every job of `state` updated at or after `since` (of one `connection`; all pages, job-id order), at
+        most `limit`."""
         listing = flows.Listing(limit)
         while listing.more:
-            page = await self.list_page(state, since, page_size=page_size, continuation_token=listing.token)
+            page = await self.list_page(
+                state, since, page_size=page_size, continuation_token=listing.token, connection=connection
+            )
             for report in listing.take(page):
                 yield report
 

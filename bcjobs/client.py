@@ -193,13 +193,17 @@ class JobsClient(flows.JobsClientBase):
         *,
         page_size: int = 100,
         continuation_token: str | None = None,
+        connection: str | None = None,
     ) -> JobPage:
-        """One page of jobs (state, updated at or after `since`); pass `continuation_token` on for the next.
+        """One page of jobs (state, updated at or after `since`, of one `connection`); pass `continuation_token`
+        on for the next.
 
         Jobs come in job-id order (the table's key order); a page may hold fewer than `page_size` jobs even
         when more follow (Table Storage pages by rows scanned).
         """
-        return flows.carry_out(flows.list_page(self._storage, state, since, page_size, continuation_token))
+        return flows.carry_out(
+            flows.list_page(self._storage, state, since, page_size, continuation_token, connection)
+        )
 
     # -- waiting ---------------------------------------------------------------------------------------------
 
@@ -258,11 +262,15 @@ class JobsClient(flows.JobsClientBase):
         *,
         limit: int | None = None,
         page_size: int = 100,
+        connection: str | None = None,
     ) -> Iterator[JobReport]:
-        """Every job of `state` updated at or after `since` (all pages, job-id order), at most `limit`."""
+        """Every job of `state` updated at or after `since` (of one `connection`; all pages, job-id order), at
+        most `limit`."""
         listing = flows.Listing(limit)
         while listing.more:
-            page = self.list_page(state, since, page_size=page_size, continuation_token=listing.token)
+            page = self.list_page(
+                state, since, page_size=page_size, continuation_token=listing.token, connection=connection
+            )
             yield from listing.take(page)
 
 

@@ -115,10 +115,16 @@ def items_table_name(prefix: str) -> str:
     return f"{prefix}{ITEMS_TABLE_SUFFIX}"
 
 
-def list_query(state: JobState | str | None, since: datetime | None) -> tuple[str, dict[str, object]]:
-    """Table filter and parameters for `list`: job rows, optionally of one state, updated at or after `since`."""
+def list_query(
+    state: JobState | str | None, since: datetime | None, connection: str | None = None
+) -> tuple[str, dict[str, object]]:
+    """Table filter and parameters for `list`: job rows, optionally of one state, updated at or after `since`, of
+    one connection (rows written before connections existed have none and match no connection)."""
     clauses = ["RowKey eq @row"]
     parameters: dict[str, object] = {"row": JOB_ROW}
+    if connection is not None:
+        clauses.append("Connection eq @connection")
+        parameters["connection"] = connection
     if state is not None:
         clauses.append("State eq @state")
         parameters["state"] = JobState(state).value

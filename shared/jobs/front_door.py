@@ -29,13 +29,21 @@ from urllib.parse import quote, urlencode
 from bcjobs import JOBS_QUEUE, ItemOutcome, JobReport, JobState
 from bcjobs.aio import AsyncJobsClient
 from bcjobs.common import JobDetails, JobHandle, JobPage, audit_table_name, items_table_name, jobs_table_name
-from bcjobs.errors import BcJobsError
+from bcjobs.errors import BcJobsError, Problem
 from bcjobs.models import JOB_ID_PATTERN
 from bcjobs.submit import PreparedJob, Rejection, prepare_all
 from bcjobs.wire import MAX_JOB_BYTES
 from shared.azure_clients import queue_client, table_client
+from shared.connections import (
+    CONNECTION_NAME_PATTERN,
+    Connection,
+    ConnectionUnusableError,
+    RegistryUnavailableError,
+)
+from shared.connections.compose import registry_services
 from shared.errors import IntegrationError, SettingsError
 from shared.http import Reply, json_reply
+from shared.jobs.lanes import refusal_of
 from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
 
@@ -77,6 +85,7 @@ class JobsBackend(JobReader, Protocol):
         *,
         page_size: int = 100,
         continuation_token: str | None = None,
+        connection: str | None = None,
     ) -> JobPage:
         """One page of job reports."""
         ...
@@ -85,10 +94,32 @@ class JobsBackend(JobReader, Protocol):
 Backend = Callable[[], Awaitable[JobsBackend]]
 
 
+class ConnectionLookup(Protocol):
+    """What POST asks of the registry (ConnectionRegistry in the app; cached, so no storage call per job)."""
+
+    async def resolve(self, name: str | None) -> Connection:
+        """The enabled connection; ConnectionUnusableError with the reason otherwise."""
+        ...
+
+
+Connections = Callable[[], Awaitable[ConnectionLookup]]
+
+
+async def _app_registry() -> ConnectionLookup:
+    return (await registry_services()).registry
+
+
 # -- POST /api/jobs ------------------------------------------------------------------------------------------
 
 
-async def submit_jobs(body: bytes, *, partial: bool, base_url: str, backend: Backend | None = None) -> Reply:
+async def submit_jobs(
+    body: bytes,
+    *,
+    partial: bool,
+    base_url: str,
+    backend: Backend | None = None,
+    connections: Connections | None = None,
+) -> Reply:
     """Validate one job or a list of them, send them to bc-jobs, answer 202/400/413/503 (see the module doc)."""
     if len(body) > MAX_BODY_BYTES:
         return _error(413, "body_too_large", f"at most {MAX_JOBS_PER_REQUEST} jobs of {MAX_JOB_BYTES} bytes")
@@ -96,6 +127,7 @@ async def submit_jobs(body: bytes, *, partial: bool, base_url: str, backend: Bac
     if isinstance(parsed, Reply):
         return parsed
     good, bad = prepare_all(parsed)
+    good, bad = await _check_connections(good, bad, connections or _app_registry)
     if bad and (not partial or not good):
         return _invalid(bad, len(parsed), partial=partial)
     try:
@@ -111,6 +143,36 @@ async def submit_jobs(body: bytes, *, partial: bool, base_url: str, backend: Bac
             failed[0][2], {"jobs": accepted, "notEnqueued": not_sent}, UNAVAILABLE_RETRY_AFTER
         )
     return _enqueued(accepted, bad)
+
+
+async def _check_connections(
+    good: list[tuple[int, PreparedJob]], bad: list[Rejection], connections: Connections
+) -> tuple[list[tuple[int, PreparedJob]], list[Rejection]]:
+    """Refuse at the door a job whose connection is unknown, disabled or may not call its custom API (a 400 now
+    beats a `rejected` report later). When the registry cannot be read, the jobs go on: the processor decides."""
+    if all(prepared.job.connection is None for _, prepared in good):
+        return good, bad
+    try:
+        lookup = await connections()
+        kept, refused = [], list(bad)
+        for index, prepared in good:
+            reason = await _connection_refusal(lookup, prepared)
+            if reason is None:
+                kept.append((index, prepared))
+            else:
+                refused.append(Rejection(index, prepared.job_id, (Problem("connection", reason),)))
+    except (RegistryUnavailableError, SettingsError) as exc:
+        logger.warning("jobs front door: connections not checked (%s); the processor will", exc)
+        return good, bad
+    return kept, sorted(refused, key=lambda rejection: rejection.index)
+
+
+async def _connection_refusal(lookup: ConnectionLookup, prepared: PreparedJob) -> str | None:
+    try:
+        connection = await lookup.resolve(prepared.job.connection)
+    except ConnectionUnusableError as unusable:
+        return unusable.reason
+    return refusal_of(connection, prepared.job)
 
 
 def _invalid(bad: list[Rejection], total: int, *, partial: bool) -> Reply:
@@ -188,14 +250,17 @@ def status_url(base_url: str, job_id: str) -> str:
 
 
 async def list_jobs(params: Mapping[str, str], *, base_url: str, backend: Backend | None = None) -> Reply:
-    """One page of jobs: `state`, `since` (ISO-8601 with offset), `pageSize` (1-1000), `continuationToken`."""
+    """One page of jobs: `state`, `since` (ISO-8601 with offset), `pageSize` (1-1000), `continuationToken`,
+    `connection` (the jobs of one connection)."""
     query = _list_query(params)
     if isinstance(query, Reply):
         return query
-    state, since, page_size, token = query
+    state, since, page_size, token, connection = query
     try:
         client = await (backend or front_door_backend)()
-        page = await client.list_page(state, since, page_size=page_size, continuation_token=token)
+        page = await client.list_page(
+            state, since, page_size=page_size, continuation_token=token, connection=connection
+        )
     except ValueError:
         return _error(400, "invalid_parameter", "continuationToken: not a token this API returned")
     except (SettingsError, BcJobsError) as exc:
@@ -205,7 +270,7 @@ async def list_jobs(params: Mapping[str, str], *, base_url: str, backend: Backen
     }
     if page.continuation_token:
         body["continuationToken"] = page.continuation_token
-        kept = {key: params[key] for key in ("state", "since", "pageSize") if params.get(key)}
+        kept = {key: params[key] for key in ("state", "since", "pageSize", "connection") if params.get(key)}
         body["nextLink"] = (
             f"{base_url.rstrip('/')}/api/jobs?{urlencode({**kept, 'continuationToken': page.continuation_token})}"
         )
@@ -214,14 +279,15 @@ async def list_jobs(params: Mapping[str, str], *, base_url: str, backend: Backen
 
 def _list_query(
     params: Mapping[str, str],
-) -> tuple[JobState | None, datetime | None, int, str | None] | Reply:
+) -> tuple[JobState | None, datetime | None, int, str | None, str | None] | Reply:
     try:
         state = _state_param(params.get("state"))
         since = _since_param(params.get("since"))
         size = _page_size_param(params.get("pageSize"))
+        connection = _connection_param(params.get("connection"))
     except _BadParameterError as bad:
         return _error(400, "invalid_parameter", str(bad))
-    return state, since, size, params.get("continuationToken") or None
+    return state, since, size, params.get("continuationToken") or None, connection
 
 
 class _BadParameterError(IntegrationError):
@@ -247,6 +313,16 @@ def _since_param(text: str | None) -> datetime | None:
     if since is None or since.tzinfo is None:
         raise _BadParameterError("since: an ISO-8601 date-time with an offset, e.g. 2026-12-01T00:00:00Z")
     return since
+
+
+def _connection_param(text: str | None) -> str | None:
+    if not text:
+        return None
+    if re.fullmatch(CONNECTION_NAME_PATTERN, text) is None:
+        raise _BadParameterError(
+            "connection: a connection name (a-z 0-9 -, 1-40 characters; GET /api/connections)"
+        )
+    return text
 
 
 def _page_size_param(text: str | None) -> int:

@@ -40,16 +40,22 @@ class Lane:
 
     def refusal(self, job: Job) -> str | None:
         """Why this connection may not run the job (a custom API it is not allowed), or None."""
-        steps = job.operations if job.operations is not None else [job]
-        for step in steps:
-            api = step.api
-            name = f"{api.publisher}/{api.group}/{api.version}" if api is not None else None
-            if not self.connection.allows_api(name):
-                return (
-                    f"connection '{self.connection.name}' may not call the custom API {name}; add it to the "
-                    f"connection's customApis (PUT /api/connections/{self.connection.name})"
-                )
-        return None
+        return refusal_of(self.connection, job)
+
+
+def refusal_of(connection: Connection, job: Job) -> str | None:
+    """Why `connection` may not run the job (a custom API not in its customApis), or None; the jobs front door
+    asks the same before sending."""
+    steps = job.operations if job.operations is not None else [job]
+    for step in steps:
+        api = step.api
+        name = f"{api.publisher}/{api.group}/{api.version}" if api is not None else None
+        if not connection.allows_api(name):
+            return (
+                f"connection '{connection.name}' may not call the custom API {name}; add it to the "
+                f"connection's customApis (PUT /api/connections/{connection.name})"
+            )
+    return None
 
 
 class Lanes(Protocol):

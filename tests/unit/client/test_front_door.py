@@ -12,7 +12,21 @@ from bcjobs import ItemOutcome, JobReport, JobState
 from bcjobs.common import JobDetails, JobHandle, JobPage
 from bcjobs.errors import JobsStorageError
 from bcjobs.submit import PreparedJob
-from shared.jobs.front_door import JobsBackend, job_status, list_jobs, status_url, submit_jobs
+from shared.connections import (
+    Connection,
+    ConnectionDisabledError,
+    RegistryUnavailableError,
+    UnknownConnectionError,
+)
+from shared.jobs.front_door import (
+    ConnectionLookup,
+    Connections,
+    JobsBackend,
+    job_status,
+    list_jobs,
+    status_url,
+    submit_jobs,
+)
 
 BASE = "https://bc-app.example"
 GOOD = {"operation": "list", "entitySet": "customers"}
@@ -40,8 +54,9 @@ class FakeBackend:
         *,
         page_size: int = 100,
         continuation_token: str | None = None,
+        connection: str | None = None,
     ) -> JobPage:
-        self.listed.append((state, since, page_size, continuation_token))
+        self.listed.append((state, since, page_size, continuation_token, connection))
         if continuation_token == "bad":
             raise ValueError("not a continuation token of this API")
         return JobPage([JobReport(job_id="j-1", state=JobState.RUNNING)], "next-page")
@@ -151,9 +166,85 @@ async def test_list_passes_the_filters_and_links_the_next_page() -> None:
     assert json.loads(reply.body)["continuationToken"] == "next-page"
     assert json.loads(reply.body)["nextLink"].startswith(f"{BASE}/api/jobs?state=running&since=")
     assert "KEY" not in json.loads(reply.body)["nextLink"]
-    state, since, size, token = fake.listed[0]
-    assert (state, size, token) == (JobState.RUNNING, 5, None)
+    state, since, size, token, connection = fake.listed[0]
+    assert (state, size, token, connection) == (JobState.RUNNING, 5, None, None)
     assert since is not None
+
+
+async def test_list_filters_by_connection_and_keeps_it_in_the_next_link() -> None:
+    fake = FakeBackend()
+    reply = await list_jobs({"connection": "fabrikam"}, base_url=BASE, backend=backend_of(fake))
+    assert fake.listed[0][4] == "fabrikam"
+    assert "connection=fabrikam" in json.loads(reply.body)["nextLink"]
+
+
+class FakeConnections:
+    """ConnectionLookup: `fabrikam` may call one custom API, `paused` is disabled, anything else is unknown."""
+
+    def __init__(self, failing: bool = False) -> None:
+        self.failing = failing
+
+    async def resolve(self, name: str | None) -> Connection:
+        if self.failing:
+            raise RegistryUnavailableError("be read", "ServiceRequestError")
+        if name == "paused":
+            raise ConnectionDisabledError(name, "moved to another tenant")
+        if name not in {None, "fabrikam"}:
+            raise UnknownConnectionError(name or "")
+        return Connection(
+            name=name or "default",
+            tenant_id="fabrikam.onmicrosoft.com",
+            environment="production",
+            client_id="22222222-2222-2222-2222-222222222222",
+            custom_apis=("contoso/app/v1.0",),
+        )
+
+
+def connections_of(fake: FakeConnections) -> Connections:
+    async def get() -> ConnectionLookup:
+        return fake
+
+    return get
+
+
+async def test_a_job_naming_an_unknown_or_disabled_connection_is_refused_at_the_door() -> None:
+    """400 naming `connection` and the next step; the job on a known connection is sent with partial=true."""
+    fake = FakeBackend()
+    jobs = [
+        {**GOOD, "connection": "fabrikam"},
+        {**GOOD, "connection": "nobody"},
+        {**GOOD, "connection": "paused"},
+        {**GOOD, "connection": "fabrikam", "api": {"publisher": "other", "group": "x", "version": "v1.0"}},
+    ]
+    reply = await submit_jobs(
+        json.dumps(jobs).encode(),
+        partial=True,
+        base_url=BASE,
+        backend=backend_of(fake),
+        connections=connections_of(FakeConnections()),
+    )
+    assert reply.status == 202
+    body = json.loads(reply.body)
+    assert [job["index"] for job in body["jobs"]] == [0]
+    rejected = {r["index"]: r["problems"][0] for r in body["rejected"]}
+    assert set(rejected) == {1, 2, 3}
+    assert all(problem["path"] == "connection" for problem in rejected.values())
+    assert "bcjobs connections list" in rejected[1]["expected"]
+    assert "moved to another tenant" in rejected[2]["expected"]
+    assert "customApis" in rejected[3]["expected"]
+
+
+async def test_jobs_are_sent_when_the_registry_cannot_be_read_the_processor_decides() -> None:
+    fake = FakeBackend()
+    reply = await submit_jobs(
+        json.dumps({**GOOD, "connection": "fabrikam"}).encode(),
+        partial=False,
+        base_url=BASE,
+        backend=backend_of(fake),
+        connections=connections_of(FakeConnections(failing=True)),
+    )
+    assert reply.status == 202
+    assert len(fake.sent) == 1
 
 
 @pytest.mark.parametrize(
@@ -164,6 +255,7 @@ async def test_list_passes_the_filters_and_links_the_next_page() -> None:
         ({"since": "2026-12-01T00:00:00"}, "since"),
         ({"pageSize": "0"}, "pageSize"),
         ({"pageSize": "many"}, "pageSize"),
+        ({"connection": "Not A Name"}, "connection"),
         ({"continuationToken": "bad"}, "continuationToken"),
     ],
 )
