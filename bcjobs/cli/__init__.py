@@ -7,6 +7,12 @@
     bcjobs wait JOB_ID --timeout 600
     bcjobs results --follow
     bcjobs results --peek              print what is on bc-results without taking it off
+    bcjobs enqueue a.json --connection fabrikam     jobs that name no connection run on `fabrikam`
+    bcjobs list --connection fabrikam
+    bcjobs connections list            the BC connections (through the Function app: --api-url, --function-key)
+    bcjobs connections put fabrikam --tenant-id fabrikam.onmicrosoft.com --environment production \
+        --client-id GUID --client-secret-stdin < secret.txt
+    bcjobs connections show fabrikam | bcjobs connections delete fabrikam
 
 Storage: `--connection-string` / env `JobsStorage`, or `--queue-service-uri` + `--table-service-uri` (env
 `JobsStorage__queueServiceUri`, `JobsStorage__tableServiceUri`) with DefaultAzureCredential; `--table-prefix` /
@@ -17,7 +23,8 @@ or not sent; wait: the job ended failed, rejected, expired or dead-lettered) · 
 file, no storage configured) · 3 storage unreachable or refused (network, credential, role, missing queue or table)
 · 4 no such job (show) · 5 wait timed out · 130 interrupted.
 
-The package: `commands` (the Typer app and its five commands), `storage` (the storage options, declared once, and
+The package: `commands` (the Typer app and its five job commands), `connection_commands` (`bcjobs connections`,
+which talks to the Function app's /api/connections rather than to storage), `storage` (the storage options, declared once, and
 the client they build), `render` (all rich and JSON output), `durations` (`--since`), `exits` (exit codes).
 """
 

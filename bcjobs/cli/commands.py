@@ -11,10 +11,12 @@ from typing import Annotated, TypeVar
 import typer
 
 from bcjobs import RESULTS_QUEUE
+from bcjobs.cli.connection_commands import connections_app
 from bcjobs.cli.durations import since_option
 from bcjobs.cli.exits import ExitCode, fail
 from bcjobs.cli.helptext import PlainCommand, PlainGroup
 from bcjobs.cli.render import (
+    JsonOutput,
     Rejected,
     emit,
     err,
@@ -47,7 +49,17 @@ app = typer.Typer(
     cls=PlainGroup,
 )
 
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+app.add_typer(connections_app, name="connections")
+
+ConnectionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--connection",
+        metavar="NAME",
+        show_default=False,
+        help="The BC connection (bcjobs connections list); default: the app settings' own.",
+    ),
+]
 AllItems = Annotated[
     bool,
     typer.Option(
@@ -73,15 +85,17 @@ def enqueue(
     ],
     strict: Annotated[bool, typer.Option("--strict", help="Send nothing when any job is invalid.")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, help="Sends in flight.")] = 8,
+    connection: ConnectionOption = None,
     json_output: JsonOutput = False,
     *,
     storage: StorageOptions,
 ) -> None:
     """Validate every job in the FILEs, report each bad one by line, send the good ones to bc-jobs.
 
-    A job id is an idempotency key: sending a job with an id already sent is not a new job.
+    A job id is an idempotency key: sending a job with an id already sent is not a new job. --connection sends
+    the jobs that name no connection to that one.
     """
-    entries = _read_files(files)
+    entries = _on_connection(_read_files(files), connection)
     good, rejected = _validate(entries)
     sent: list[tuple[Entry, JobHandle]] = []
     failed: list[tuple[Entry, EnqueueFailure]] = []
@@ -92,6 +106,16 @@ def enqueue(
         fail(ExitCode.STORAGE, f"nothing sent: {storage.explain(failed[0][1].error)}")
     if failed or rejected:
         raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+def _on_connection(entries: list[Entry], connection: str | None) -> list[Entry]:
+    """The entries, each job object that names no connection given `connection`."""
+    if connection is None:
+        return entries
+    return [
+        replace(e, value={"connection": connection, **e.value}) if isinstance(e.value, dict) else e
+        for e in entries
+    ]
 
 
 def _read_files(files: list[str]) -> list[Entry]:
@@ -190,6 +214,7 @@ def list_jobs(
         typer.Option("--since", help="Only jobs updated since: 30m, 2h, 7d or an ISO-8601 date-time."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show the newest this many jobs.")] = 100,
+    connection: ConnectionOption = None,
     json_output: JsonOutput = False,
     *,
     storage: StorageOptions,
@@ -201,7 +226,7 @@ def list_jobs(
     """
     after = since_option(since)
     with storage.connect() as client:
-        reports = list(client.list(state, after))
+        reports = list(client.list(state, after, connection=connection))
     reports.sort(key=lambda r: r.updated_at or r.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
     newest = reports[:limit]
     emit(json_output, [wire(report) for report in newest], *jobs_listing(newest, limit, total=len(reports)))

@@ -8,15 +8,18 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Annotated
 
 import rich.box
 import rich.progress
+import typer
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from bcjobs.common import EnqueueFailure, JobDetails, JobHandle
+from bcjobs.connections import ConnectionInfo
 from bcjobs.errors import Problem
 from bcjobs.jobfiles import Entry
 from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
@@ -26,6 +29,8 @@ out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
 
 Rejected = tuple[Entry, str | None, tuple[Problem, ...]]
+# Every command's --json flag (declared here, beside the output it switches).
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
 
 def print_json(value: object) -> None:
@@ -394,3 +399,52 @@ def result_line(report: JobReport) -> Text:
     if report.error is not None:
         line.append(f"  {_codes(report.error)}: {report.error.message}", style="red")
     return line
+
+
+# -- connections ---------------------------------------------------------------------------------------------
+
+
+def connection_wire(connection: ConnectionInfo) -> dict[str, object]:
+    """The connection as the API answered it (camelCase, without empty fields)."""
+    value: dict[str, object] = connection.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return value
+
+
+def connections_table(connections: list[ConnectionInfo]) -> RenderableType:
+    """One row per connection: name, tenant, environment, company, mode, credential, state."""
+    if not connections:
+        return "no connections"
+    table = _compact(_table("name", "tenant", "environment", "company", "mode", "credential", "state"))
+    table.columns[0].no_wrap = True  # a name is copied whole into `bcjobs connections show`
+    for connection in connections:
+        table.add_row(
+            Text(connection.name + (" (settings)" if connection.from_settings else "")),
+            Text(connection.tenant_id),
+            Text(connection.environment),
+            Text(connection.company_name or connection.company_id or "-"),
+            Text(connection.mode),
+            Text(connection.secret_name or connection.credential),
+            _enabled(connection),
+        )
+    return table
+
+
+def connection_panel(connection: ConnectionInfo) -> Panel:
+    """Every field of one connection (never a secret: the API has none to give) and its links."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("state", _enabled(connection))
+    fields = connection_wire(connection)
+    for name, value in fields.items():
+        if name not in {"name", "enabled", "links"}:
+            grid.add_row(name, Text(", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+    for name, url in connection.links.items():
+        grid.add_row(f"link {name}", Text(url))
+    return Panel(grid, title=Text(f"connection {connection.name}"), title_align="left", expand=False)
+
+
+def _enabled(connection: ConnectionInfo) -> Text:
+    if connection.enabled:
+        return Text("enabled", style="green")
+    return Text(f"disabled: {connection.disabled_reason or '-'}", style="red")

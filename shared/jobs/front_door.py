@@ -121,8 +121,6 @@ async def submit_jobs(
     connections: Connections | None = None,
 ) -> Reply:
     """Validate one job or a list of them, send them to bc-jobs, answer 202/400/413/503 (see the module doc)."""
-    if len(body) > MAX_BODY_BYTES:
-        return _error(413, "body_too_large", f"at most {MAX_JOBS_PER_REQUEST} jobs of {MAX_JOB_BYTES} bytes")
     parsed = _jobs_of(body)
     if isinstance(parsed, Reply):
         return parsed
@@ -200,6 +198,8 @@ def _enqueued(accepted: list[dict[str, Any]], bad: list[Rejection]) -> Reply:
 
 
 def _jobs_of(body: bytes) -> list[object] | Reply:
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "body_too_large", f"at most {MAX_JOBS_PER_REQUEST} jobs of {MAX_JOB_BYTES} bytes")
     if not body.strip():
         return _error(400, "invalid_body", "send a job (a JSON object) or a JSON array of up to 100 jobs")
     try:

@@ -13,12 +13,16 @@ import pytest
 
 from bcjobs.aio import AsyncJobsClient, AsyncResultMessage, AsyncResultStream
 from bcjobs.client import JobsClient, ResultMessage, ResultStream
+from bcjobs.connections import AsyncConnectionsClient, ConnectionsClient
 
 # What only one twin has, and why: the async client also wraps SDK clients its caller owns (the product's front
 # door builds its own, with a managed identity and bounded timeouts); the async stream closes with `aclose`, the
 # name async iterators and generators use.
 ONLY_SYNC: dict[type, set[str]] = {ResultStream: {"close"}}
-ONLY_ASYNC: dict[type, set[str]] = {AsyncJobsClient: {"from_clients"}, AsyncResultStream: {"aclose"}}
+ONLY_ASYNC: dict[type, set[str]] = {
+    AsyncJobsClient: {"from_clients"},
+    AsyncResultStream: {"aclose"},
+}
 # `results()` only builds the stream (no I/O until it is iterated), so it is a plain method on both.
 NOT_AWAITED = {"__init__", "from_clients", "from_connection_string", "results"}
 
@@ -42,7 +46,12 @@ def shape(signature: inspect.Signature) -> list[tuple[str, object, object, str]]
 
 @pytest.mark.parametrize(
     ("sync", "aio"),
-    [(JobsClient, AsyncJobsClient), (ResultStream, AsyncResultStream), (ResultMessage, AsyncResultMessage)],
+    [
+        (JobsClient, AsyncJobsClient),
+        (ResultStream, AsyncResultStream),
+        (ResultMessage, AsyncResultMessage),
+        (ConnectionsClient, AsyncConnectionsClient),
+    ],
 )
 def test_the_sync_and_async_twins_have_the_same_public_methods_and_parameters(sync: type, aio: type) -> None:
     sync_methods, async_methods = public(sync), public(aio)

@@ -1,0 +1,221 @@
+"""`bcjobs connections list|show|put|delete`: the connection registry through the Function app's HTTP API.
+
+These talk to the app (`--api-url`, env BCJOBS_API_URL; `--function-key`, env BCJOBS_FUNCTION_KEY), not to
+storage: a client secret registered with `put` goes to the app's Key Vault. `put` reads that secret from stdin
+(`--client-secret-stdin`) or from an environment variable (`--client-secret-env NAME`), never from an argument,
+which would land in the shell's history and in the process list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bcjobs.cli.exits import ExitCode, fail
+from bcjobs.cli.helptext import PlainCommand, PlainGroup
+from bcjobs.cli.render import (
+    JsonOutput,
+    connection_panel,
+    connection_wire,
+    connections_table,
+    emit,
+    err,
+    print_json,
+)
+from bcjobs.connections import ConnectionsApiError, ConnectionsClient
+
+_PANEL = "Function app"
+DEFAULT_API_URL = "http://localhost:7071"  # the local host (`make dev`)
+
+connections_app = typer.Typer(
+    name="connections",
+    help="List, show, register and delete BC connections (through the Function app's /api/connections).",
+    no_args_is_help=True,
+    cls=PlainGroup,
+)
+
+ApiUrl = Annotated[
+    str,
+    typer.Option(
+        "--api-url", envvar="BCJOBS_API_URL", help="The Function app's base URL.", rich_help_panel=_PANEL
+    ),
+]
+FunctionKey = Annotated[
+    str | None,
+    typer.Option(
+        "--function-key",
+        envvar="BCJOBS_FUNCTION_KEY",
+        show_default=False,
+        help="A function or host key of the app (prefer the env var).",
+        rich_help_panel=_PANEL,
+    ),
+]
+Name = Annotated[str, typer.Argument(metavar="NAME", show_default=False, help="The connection's name.")]
+
+
+@contextmanager
+def _client(api_url: str, function_key: str | None) -> Iterator[ConnectionsClient]:
+    """The client; an API error ends the command with its message (exit 2 for a refused request, 3 otherwise)."""
+    try:
+        with ConnectionsClient(api_url, function_key) as client:
+            yield client
+    except ConnectionsApiError as exc:
+        code = ExitCode.USAGE if exc.status is not None and 400 <= exc.status < 500 else ExitCode.STORAGE
+        fail(code, str(exc))
+
+
+@connections_app.command("list", cls=PlainCommand)
+def list_connections(
+    json_output: JsonOutput = False, *, api_url: ApiUrl = DEFAULT_API_URL, function_key: FunctionKey = None
+) -> None:
+    """Every connection: the settings' one (BC_CONNECTION_NAME) first, then the registered ones."""
+    with _client(api_url, function_key) as client:
+        found = client.connections()
+    emit(json_output, [connection_wire(c) for c in found], connections_table(found))
+
+
+@connections_app.command(cls=PlainCommand)
+def show(
+    name: Name,
+    json_output: JsonOutput = False,
+    *,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    function_key: FunctionKey = None,
+) -> None:
+    """One connection's fields and links (exit 4 when there is none of that name)."""
+    with _client(api_url, function_key) as client:
+        found = client.connection(name)
+    if found is None:
+        if json_output:
+            print_json(None)
+        fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")
+    emit(json_output, connection_wire(found), connection_panel(found))
+
+
+@connections_app.command(cls=PlainCommand)
+def put(  # one option per registry field, as the API takes them
+    name: Name,
+    tenant_id: Annotated[
+        str | None, typer.Option("--tenant-id", help="The customer's tenant id or domain.")
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", help="The BC environment's name.")
+    ] = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="The app registration's client id.")
+    ] = None,
+    company_id: Annotated[str | None, typer.Option("--company-id", help="The default company's id.")] = None,
+    company_name: Annotated[
+        str | None, typer.Option("--company-name", help="The default company's name.")
+    ] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="client_credentials or delegated.")] = None,
+    custom_api: Annotated[
+        list[str] | None, typer.Option("--custom-api", help="publisher/group/version it may call (repeat).")
+    ] = None,
+    secret_name: Annotated[
+        str | None,
+        typer.Option("--secret-name", help="An existing Key Vault secret holding the client secret."),
+    ] = None,
+    disabled_reason: Annotated[
+        str | None,
+        typer.Option("--disable", metavar="REASON", help="Register it disabled, with this reason."),
+    ] = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--file", help="The connection's fields as JSON (options override them).")
+    ] = None,
+    client_secret_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--client-secret-stdin",
+            help="Read the app's client secret from stdin (it goes to the app's Key Vault). Never pass a secret "
+            "as an argument: it would land in your shell history.",
+        ),
+    ] = False,
+    client_secret_env: Annotated[
+        str | None,
+        typer.Option(
+            "--client-secret-env", metavar="VAR", help="Read the client secret from this env variable."
+        ),
+    ] = None,
+    json_output: JsonOutput = False,
+    *,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    function_key: FunctionKey = None,
+) -> None:
+    """Register NAME, or replace it (every field: show it first to keep what you do not change)."""
+    spec = _file_spec(spec_file)
+    options = {
+        "tenantId": tenant_id,
+        "environment": environment,
+        "clientId": client_id,
+        "companyId": company_id,
+        "companyName": company_name,
+        "mode": mode,
+        "customApis": custom_api or None,
+        "secretName": secret_name,
+    }
+    spec.update({key: value for key, value in options.items() if value is not None})
+    if disabled_reason is not None:
+        spec.update({"enabled": False, "disabledReason": disabled_reason})
+    secret = _client_secret(stdin=client_secret_stdin, env=client_secret_env)
+    if secret is not None:
+        spec.pop("credential", None)
+        spec.pop("secretName", None)
+    with _client(api_url, function_key) as client:
+        saved = client.put_connection(name, spec, client_secret=secret)
+    emit(json_output, connection_wire(saved), connection_panel(saved))
+
+
+def _file_spec(path: Path | None) -> dict[str, object]:
+    if path is None:
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(ExitCode.USAGE, f"cannot read {path}: {type(exc).__name__}")
+    if not isinstance(value, dict):
+        fail(ExitCode.USAGE, f"{path}: a JSON object of the connection's fields")
+    return value
+
+
+def _client_secret(*, stdin: bool, env: str | None) -> str | None:
+    """The secret from stdin (its first line) or the named variable; never echoed."""
+    if stdin and env:
+        fail(ExitCode.USAGE, "use --client-secret-stdin or --client-secret-env, not both")
+    if stdin:
+        secret = sys.stdin.readline().strip()
+    elif env:
+        secret = os.environ.get(env, "").strip()
+    else:
+        return None
+    if not secret:
+        where = "stdin" if stdin else f"the variable {env}"
+        fail(ExitCode.USAGE, f"no client secret on {where}")
+    return secret
+
+
+@connections_app.command(cls=PlainCommand)
+def delete(
+    name: Name,
+    json_output: JsonOutput = False,
+    *,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    function_key: FunctionKey = None,
+) -> None:
+    """Delete NAME with its client secret and token set; with jobs pending, the app disables it instead (exit 1)."""
+    with _client(api_url, function_key) as client:
+        if client.connection(name) is None:
+            fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")
+        outcome = client.delete_connection(name)
+    value = {"deleted": outcome.deleted, "pendingJobs": outcome.pending_jobs, "message": outcome.message}
+    emit(json_output, value, outcome.message or f"connection {name} deleted")
+    if not outcome.deleted:
+        err.print("not deleted: disabled while its jobs are pending")
+        raise typer.Exit(int(ExitCode.INCOMPLETE))

@@ -1,0 +1,276 @@
+"""Clients of the connection registry's HTTP API: list, show, register and delete connections.
+
+    from bcjobs.connections import ConnectionsClient
+
+    with ConnectionsClient("https://bc-app.azurewebsites.net", function_key) as admin:
+        admin.put_connection("fabrikam", {"tenantId": "fabrikam.onmicrosoft.com", "environment": "production",
+                                          "clientId": "..."}, client_secret=secret)   # the secret goes to Key Vault
+        for connection in admin.connections():
+            print(connection.name, connection.environment, connection.enabled)
+
+Unlike the jobs clients (Azure Storage), these talk to the Function app (`/api/connections`, function key in the
+`x-functions-key` header): registering a client secret writes it to the app's Key Vault, which only the app can
+do. `AsyncConnectionsClient` is the async twin; both carry out the same flows (`bcjobs._flows`), over `requests`
+and `aiohttp` respectively. The client secret is sent once, in the PUT body, and never kept, logged or returned.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import requests
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from bcjobs import _flows as flows
+from bcjobs.errors import BcJobsError
+
+KEY_HEADER = "x-functions-key"  # the Functions host reads the key from this header or ?code=
+DEFAULT_TIMEOUT = 30.0
+
+
+class ConnectionInfo(BaseModel):
+    """A connection as the API shows it (never a secret); fields the app adds later are kept as extras."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: str
+    tenant_id: str
+    environment: str
+    mode: str = "client_credentials"
+    client_id: str
+    company_id: str | None = None
+    company_name: str | None = None
+    credential: str = "settings"
+    secret_name: str | None = None
+    secret_version: str | None = None
+    custom_apis: tuple[str, ...] | None = None
+    enabled: bool = True
+    disabled_reason: str | None = None
+    from_settings: bool = False
+    links: dict[str, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOutcome:
+    """What DELETE did: deleted (204), or disabled because jobs were pending (202, `message` says so)."""
+
+    deleted: bool
+    pending_jobs: int = 0
+    message: str = ""
+
+
+class ConnectionsApiError(BcJobsError):
+    """The API refused or failed a request; `status` (None: no answer), `code` and the API's message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        fields: tuple[str, ...] = (),
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.fields = fields
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """An HTTP response as the flows read it."""
+
+    status: int
+    body: bytes
+
+
+HttpCall = Callable[[str, str, bytes | None], "HttpAnswer | Awaitable[HttpAnswer]"]
+
+
+# -- flows ---------------------------------------------------------------------------------------------------
+
+
+def _url(base_url: str, name: str | None = None) -> str:
+    base = f"{base_url.rstrip('/')}/api/connections"
+    return base if name is None else f"{base}/{quote(name, safe='')}"
+
+
+def list_flow(http: HttpCall, base_url: str) -> flows.Flow[list[ConnectionInfo]]:
+    """GET /api/connections."""
+    answer = yield from flows.ask(partial(http, "GET", _url(base_url), None))
+    body = _json(answer, "listing connections")
+    return [ConnectionInfo.model_validate(item) for item in body["connections"]]
+
+
+def show_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[ConnectionInfo | None]:
+    """GET /api/connections/{name}; None for an unknown connection."""
+    answer = yield from flows.ask(partial(http, "GET", _url(base_url, name), None))
+    if answer.status == 404:
+        return None
+    return ConnectionInfo.model_validate(_json(answer, f"reading connection {name}"))
+
+
+def put_flow(
+    http: HttpCall, base_url: str, name: str, spec: Mapping[str, object], client_secret: str | None
+) -> flows.Flow[ConnectionInfo]:
+    """PUT /api/connections/{name} (the secret only in the body, never in an error)."""
+    body = {**spec, **({"clientSecret": client_secret} if client_secret is not None else {})}
+    data = json.dumps(body).encode("utf-8")
+    answer = yield from flows.ask(partial(http, "PUT", _url(base_url, name), data))
+    return ConnectionInfo.model_validate(_json(answer, f"registering connection {name}"))
+
+
+def delete_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[DeleteOutcome]:
+    """DELETE /api/connections/{name}."""
+    answer = yield from flows.ask(partial(http, "DELETE", _url(base_url, name), None))
+    if answer.status == 204:
+        return DeleteOutcome(deleted=True)
+    body = _json(answer, f"deleting connection {name}")
+    return DeleteOutcome(False, int(body.get("pendingJobs", 0)), str(body.get("message", "")))
+
+
+def _json(answer: HttpAnswer, doing: str) -> dict[str, Any]:
+    """The 2xx body as a JSON object; ConnectionsApiError naming the API's error and message otherwise."""
+    try:
+        body = json.loads(answer.body or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ConnectionsApiError(f"{doing}: HTTP {answer.status}, not the API's JSON", status=answer.status)
+    if 200 <= answer.status < 300:
+        return body
+    if answer.status in {401, 403}:
+        message = (
+            "the function key was refused: pass the app's key (--function-key / env BCJOBS_FUNCTION_KEY)"
+        )
+    else:
+        message = str(body.get("message") or f"HTTP {answer.status}")
+    fields = tuple(str(f.get("field")) for f in body.get("fields", []) if isinstance(f, dict))
+    details = "; ".join(f"{f.get('field')}: {f.get('fix')}" for f in body.get("fields", []) if f.get("fix"))
+    text = f"{doing}: {message}" + (f" (fix: {details})" if details else "")
+    raise ConnectionsApiError(text, status=answer.status, code=body.get("error"), fields=fields)
+
+
+def _unreachable(method: str, url: str, exc: BaseException) -> ConnectionsApiError:
+    parts = urlsplit(url)
+    return ConnectionsApiError(
+        f"{method} {parts.scheme}://{parts.netloc}{parts.path} failed ({type(exc).__name__}): is the app running "
+        "and --api-url right?"
+    )
+
+
+# -- the twins -----------------------------------------------------------------------------------------------
+
+
+class ConnectionsClient:
+    """The registry API over `requests` (blocking); a context manager closing its session."""
+
+    def __init__(
+        self, api_url: str, function_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.api_url = api_url
+        self._timeout = timeout
+        self._session = requests.Session()
+        if function_key:
+            self._session.headers[KEY_HEADER] = function_key
+
+    def _call(self, method: str, url: str, body: bytes | None) -> HttpAnswer:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            response = self._session.request(method, url, data=body, headers=headers, timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise _unreachable(method, url, exc) from None
+        return HttpAnswer(response.status_code, response.content)
+
+    def connections(self) -> builtins.list[ConnectionInfo]:
+        """Every connection, the settings' one first (`from_settings`)."""
+        return flows.carry_out(list_flow(self._call, self.api_url))
+
+    def connection(self, name: str) -> ConnectionInfo | None:
+        """One connection; None when there is none of that name."""
+        return flows.carry_out(show_flow(self._call, self.api_url, name))
+
+    def put_connection(
+        self, name: str, spec: Mapping[str, object], *, client_secret: str | None = None
+    ) -> ConnectionInfo:
+        """Register or replace `name` (camelCase fields); `client_secret` goes to the app's Key Vault."""
+        return flows.carry_out(put_flow(self._call, self.api_url, name, spec, client_secret))
+
+    def delete_connection(self, name: str) -> DeleteOutcome:
+        """Delete it, or (jobs pending) have the app disable it."""
+        return flows.carry_out(delete_flow(self._call, self.api_url, name))
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncConnectionsClient:
+    """The registry API over `aiohttp`; an async context manager closing its session."""
+
+    def __init__(
+        self, api_url: str, function_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.api_url = api_url
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._headers = {KEY_HEADER: function_key} if function_key else {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _call(self, method: str, url: str, body: bytes | None) -> HttpAnswer:
+        if self._session is None:  # built on the caller's loop, on first use
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            async with self._session.request(method, url, data=body, headers=headers) as response:
+                return HttpAnswer(response.status, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _unreachable(method, url, exc) from None
+
+    async def connections(self) -> builtins.list[ConnectionInfo]:
+        """Every connection, the settings' one first (`from_settings`)."""
+        return await flows.carry_out_async(list_flow(self._call, self.api_url))
+
+    async def connection(self, name: str) -> ConnectionInfo | None:
+        """One connection; None when there is none of that name."""
+        return await flows.carry_out_async(show_flow(self._call, self.api_url, name))
+
+    async def put_connection(
+        self, name: str, spec: Mapping[str, object], *, client_secret: str | None = None
+    ) -> ConnectionInfo:
+        """Register or replace `name` (camelCase fields); `client_secret` goes to the app's Key Vault."""
+        return await flows.carry_out_async(put_flow(self._call, self.api_url, name, spec, client_secret))
+
+    async def delete_connection(self, name: str) -> DeleteOutcome:
+        """Delete it, or (jobs pending) have the app disable it."""
+        return await flows.carry_out_async(delete_flow(self._call, self.api_url, name))
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,130 @@
+"""The connections clients' flows without I/O: requests built, answers read, errors named, the secret only in
+the PUT body; and the CLI's `put` takes the secret from stdin or a variable, never an argument."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bcjobs import _flows as flows
+from bcjobs.cli import app
+from bcjobs.connections import (
+    ConnectionsApiError,
+    HttpAnswer,
+    delete_flow,
+    list_flow,
+    put_flow,
+    show_flow,
+)
+
+BASE = "https://bc-app.example/"
+SECRET = "s3cr3t-Value~never-shown"
+FABRIKAM = {
+    "name": "fabrikam",
+    "tenantId": "fabrikam.onmicrosoft.com",
+    "environment": "production",
+    "clientId": "22222222-2222-2222-2222-222222222222",
+    "credential": "key_vault_secret",
+    "secretName": "bc-conn-fabrikam-secret",
+    "enabled": True,
+    "fromSettings": False,
+    "links": {"self": "https://bc-app.example/api/connections/fabrikam"},
+    "health": "ok",  # a field a later version adds: kept
+}
+
+
+class FakeApi:
+    """HttpCall answering from a table of (method, path) → (status, body); records every request."""
+
+    def __init__(self, answers: dict[tuple[str, str], tuple[int, object]]) -> None:
+        self.answers = answers
+        self.requests: list[tuple[str, str, bytes | None]] = []
+
+    def __call__(self, method: str, url: str, body: bytes | None) -> HttpAnswer:
+        self.requests.append((method, url, body))
+        status, value = self.answers[(method, url.removeprefix("https://bc-app.example"))]
+        return HttpAnswer(status, b"" if value is None else json.dumps(value).encode())
+
+
+def test_list_and_show_read_the_api_and_keep_fields_added_later() -> None:
+    api = FakeApi(
+        {
+            ("GET", "/api/connections"): (200, {"connections": [FABRIKAM]}),
+            ("GET", "/api/connections/fabrikam"): (200, FABRIKAM),
+            ("GET", "/api/connections/nobody"): (404, {"error": "not_found", "message": "no connection"}),
+        }
+    )
+    [listed] = flows.carry_out(list_flow(api, BASE))
+    assert listed.name == "fabrikam"
+    assert listed.model_extra == {"health": "ok"}
+    assert flows.carry_out(show_flow(api, BASE, "fabrikam")) == listed
+    assert flows.carry_out(show_flow(api, BASE, "nobody")) is None
+
+
+async def test_the_async_client_carries_out_the_same_flows() -> None:
+    api = FakeApi({("GET", "/api/connections"): (200, {"connections": [FABRIKAM]})})
+    assert [c.name for c in await flows.carry_out_async(list_flow(api, BASE))] == ["fabrikam"]
+
+
+def test_put_sends_the_secret_in_the_body_only_and_a_400_names_the_fix_without_it() -> None:
+    refused = {
+        "error": "invalid_connection",
+        "message": "clientId: String should match pattern",
+        "fields": [{"field": "clientId", "problem": "...", "fix": "a GUID"}],
+    }
+    api = FakeApi({("PUT", "/api/connections/fabrikam"): (400, refused)})
+    with pytest.raises(ConnectionsApiError) as raised:
+        flows.carry_out(put_flow(api, BASE, "fabrikam", {"clientId": "x"}, SECRET))
+    assert raised.value.status == 400
+    assert raised.value.fields == ("clientId",)
+    assert "fix: clientId: a GUID" in str(raised.value)
+    assert SECRET not in str(raised.value)
+    _method, url, body = api.requests[0]
+    assert SECRET not in url
+    assert json.loads(body or b"")["clientSecret"] == SECRET
+
+
+def test_delete_tells_deleted_from_disabled() -> None:
+    disabled = {"disabled": True, "pendingJobs": 3, "message": "disabled, not deleted"}
+    api = FakeApi(
+        {
+            ("DELETE", "/api/connections/gone"): (204, None),
+            ("DELETE", "/api/connections/busy"): (202, disabled),
+        }
+    )
+    assert flows.carry_out(delete_flow(api, BASE, "gone")).deleted
+    busy = flows.carry_out(delete_flow(api, BASE, "busy"))
+    assert (busy.deleted, busy.pending_jobs) == (False, 3)
+
+
+def test_a_refused_function_key_says_which_option_sets_it() -> None:
+    api = FakeApi({("GET", "/api/connections"): (401, {"error": "unauthorized"})})
+    with pytest.raises(ConnectionsApiError, match="BCJOBS_FUNCTION_KEY"):
+        flows.carry_out(list_flow(api, BASE))
+
+
+def test_the_cli_put_takes_no_secret_argument_and_says_why() -> None:
+    shown = CliRunner().invoke(app, ["connections", "put", "--help"], env={"COLUMNS": "200"})
+    assert "shell history" in shown.output
+    refused = CliRunner().invoke(app, ["connections", "put", "fabrikam", "--client-secret", SECRET])
+    assert refused.exit_code == 2
+
+
+def test_the_cli_put_refuses_an_empty_secret_variable_before_calling_the_app() -> None:
+    done = CliRunner().invoke(
+        app,
+        [
+            "connections",
+            "put",
+            "fabrikam",
+            "--client-secret-env",
+            "NOT_SET_HERE",
+            "--api-url",
+            "http://127.0.0.1:9",
+        ],
+        env={"NOT_SET_HERE": ""},
+    )
+    assert done.exit_code == 2
+    assert "no client secret on the variable NOT_SET_HERE" in done.output
