@@ -5,6 +5,7 @@ import azure.functions as func
 
 from shared.auth import close_auth_services
 from shared.connections.admin_compose import close_connections_admin
+from shared.connections.compose import close_registry_services
 from shared.jobs import close_front_door, close_job_services
 from shared.logging_setup import configure_logging
 from shared.settings import log_settings_problems, telemetry_settings
@@ -44,4 +45,5 @@ async def close_services() -> None:
     await close_front_door()
     await close_connections_admin()  # connections registry API (issue 21)
     await close_job_services()
+    await close_registry_services()  # after the jobs and the connections API, which use it
     await close_auth_services()
