@@ -4,9 +4,9 @@ Blueprints; `close_services` lets a local host close the SDK clients on shutdown
 import azure.functions as func
 
 from shared.auth import close_auth_services
-from shared.connections.admin_compose import close_connections_admin
 from shared.connections.compose import close_registry_services
 from shared.jobs import close_front_door, close_job_services
+from shared.jobs.connections_admin import close_connections_admin
 from shared.logging_setup import configure_logging
 from shared.settings import log_settings_problems, telemetry_settings
 from shared.telemetry import configure_telemetry

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from shared.connections.admin import delete_connection, list_connections, put_connection, show_connection
-from shared.connections.admin_compose import connections_admin
+from shared.jobs.connections_admin import connections_admin
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()

@@ -1,7 +1,8 @@
-"""The registry API's collaborators for the running event loop: Key Vault, the jobs table, the registry.
+"""The connections API's collaborators for the running event loop: Key Vault, the jobs table, the registry.
 
-The one module of shared/connections that reaches into shared.auth (for the Key Vault client its services already
-hold); nothing in the package imports it, so the package stays a leaf for shared.auth and shared.jobs.
+The API's logic is shared/connections/admin.py (a leaf: it knows neither auth nor jobs); this composes it with
+the Key Vault client the auth services already hold and the jobs table it counts pending jobs in, as
+shared/jobs/compose.py composes the job pipeline.
 """
 
 from __future__ import annotations
