@@ -411,22 +411,28 @@ def connection_wire(connection: ConnectionInfo) -> dict[str, object]:
 
 
 def connections_table(connections: list[ConnectionInfo]) -> RenderableType:
-    """One row per connection: name, tenant, environment, company, mode, credential, state."""
+    """One line per connection: name, tenant, environment, company, mode, credential, state (the reason of a
+    disabled one is in `show`)."""
     if not connections:
         return "no connections"
     table = _compact(_table("name", "tenant", "environment", "company", "mode", "credential", "state"))
-    table.columns[0].no_wrap = True  # a name is copied whole into `bcjobs connections show`
+    for index, column in enumerate(table.columns):
+        column.no_wrap = index != 3  # whole names (copied into `show`); the company folds
     for connection in connections:
         table.add_row(
             Text(connection.name + (" (settings)" if connection.from_settings else "")),
             Text(connection.tenant_id),
             Text(connection.environment),
             Text(connection.company_name or connection.company_id or "-"),
-            Text(connection.mode),
-            Text(connection.secret_name or connection.credential),
-            _enabled(connection),
+            Text(_MODES.get(connection.mode, connection.mode)),
+            Text(_CREDENTIALS.get(connection.credential, connection.credential)),
+            Text("enabled", style="green") if connection.enabled else Text("disabled", style="red"),
         )
     return table
+
+
+_MODES = {"client_credentials": "app", "delegated": "delegated"}
+_CREDENTIALS = {"settings": "settings", "key_vault_secret": "key vault"}
 
 
 def connection_panel(connection: ConnectionInfo) -> Panel:

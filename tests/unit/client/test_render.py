@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from bcjobs.cli.render import interactions_table, jobs_listing, short_path
+from bcjobs.cli.render import connections_table, interactions_table, jobs_listing, short_path
 from bcjobs.common import JobDetails
+from bcjobs.connections import ConnectionInfo
 from bcjobs.results import ErrorInfo, JobReport, JobState
 from bcjobs.rows import AuditedInteraction
 
@@ -69,4 +70,29 @@ def test_the_jobs_list_keeps_each_job_on_one_line_at_120_columns() -> None:
     (row,) = [line for line in lines if "create-order-line" in line]
     assert "0f0e0d0c-0000-4000-8000-000000000003" in row
     assert "Internal_ValidationError" in row
+    assert max(len(line) for line in lines) <= 120
+
+
+def test_the_connections_list_keeps_each_connection_on_one_line_at_120_columns() -> None:
+    """A 40-character name, a tenant domain, a long company and a disabled state, in 120 columns."""
+    name = "customer-with-a-long-name-0123456789-abc"
+    connection = ConnectionInfo.model_validate(
+        {
+            "name": name,
+            "tenantId": "fabrikam-industries.onmicrosoft.com",
+            "environment": "production-eu",
+            "clientId": "22222222-2222-2222-2222-222222222222",
+            "companyName": "CRONUS International Ltd.",
+            "credential": "key_vault_secret",
+            "secretName": "bc-conn-x-secret",
+            "enabled": False,
+            "disabledReason": "moved",
+        }
+    )
+    console = Console(width=120, record=True, highlight=False)
+    console.print(connections_table([connection]))
+    lines = console.export_text().splitlines()
+    (row,) = [line for line in lines if name in line]
+    assert "fabrikam-industries.onmicrosoft.com" in row
+    assert "disabled" in row
     assert max(len(line) for line in lines) <= 120
