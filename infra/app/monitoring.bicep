@@ -70,20 +70,24 @@ var failedStates = '"failed", "dead_lettered", "expired"'
 
 // name, severity, what it means (the runbook has what to do), query, evaluation, and how the query result counts:
 // `measure` empty: the number of rows (> 0 fires); else the named column summed per window (> threshold fires).
-// `dimensions`: query columns the alert is split by (one alert per value, which its payload names).
+// `dimensions`: query columns the alert is split by (one alert per value, which its payload names). Alerts about
+// one BC connection split by `connection` (the custom dimension shared/auth logs and every job metric carries), so
+// one connection's trouble fires its own alert, named in the payload, and does not hide another's.
 var alerts = [
   {
     name: 'bc-admin-needed'
     severity: 1
-    description: 'The BC connection needs an admin: re-authorization required (sign in again) or the app credentials were rejected.'
+    description: 'A BC connection (named by the alert) needs an admin: re-authorization required (sign in again) or the app credentials were rejected.'
     // shared/auth/health.py (HealthRecorder) logs this once per incident, at error level, with these custom dimensions.
-    query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) == "auth.admin_needed"'
+    query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) == "auth.admin_needed" | project timestamp, connection = tostring(customDimensions.connection)'
     frequency: 'PT5M'
     window: 'PT15M'
     measure: ''
     threshold: 0
     periods: 1
-    dimensions: []
+    dimensions: [
+      { name: 'connection', operator: 'Include', values: ['*'] }
+    ]
   }
   {
     name: 'bc-jobs-poisoned'
@@ -115,38 +119,44 @@ var alerts = [
   {
     name: 'bc-job-failure-rate'
     severity: 2
-    description: 'More than ${jobFailureRatePercent}% of the jobs that ended in the last 15 minutes failed, were dead-lettered or expired.'
-    query: 'customMetrics | where name == "bc.jobs.finished" | extend state = tostring(customDimensions.state) | summarize total = sum(valueSum), failed = sumif(valueSum, state in (${failedStates})) | where total >= 5 and 100.0 * failed / total > ${jobFailureRatePercent}'
+    description: 'More than ${jobFailureRatePercent}% of the jobs of one connection (named by the alert) that ended in the last 15 minutes failed, were dead-lettered or expired.'
+    query: 'customMetrics | where name == "bc.jobs.finished" | extend state = tostring(customDimensions.state), connection = tostring(customDimensions.connection) | summarize total = sum(valueSum), failed = sumif(valueSum, state in (${failedStates})) by connection | where total >= 5 and 100.0 * failed / total > ${jobFailureRatePercent}'
     frequency: 'PT5M'
     window: 'PT15M'
     measure: ''
     threshold: 0
     periods: 1
-    dimensions: []
+    dimensions: [
+      { name: 'connection', operator: 'Include', values: ['*'] }
+    ]
   }
   {
     name: 'bc-sustained-429'
     severity: 3
-    description: 'BC answered 429 more than ${throttledRequestsPer5Minutes} times in each of three consecutive 5-minute windows: the budget is shared with another client or the limits are set too high.'
-    query: 'customMetrics | where name == "bc.requests.throttled" | project timestamp, throttled = valueSum'
+    description: 'BC answered the requests of one connection (named by the alert) with 429 more than ${throttledRequestsPer5Minutes} times in each of three consecutive 5-minute windows: the budget is shared with another client or the limits are set too high.'
+    query: 'customMetrics | where name == "bc.requests.throttled" | project timestamp, throttled = valueSum, connection = tostring(customDimensions.connection)'
     frequency: 'PT5M'
     window: 'PT5M'
     measure: 'throttled'
     threshold: throttledRequestsPer5Minutes
     periods: 3
-    dimensions: []
+    dimensions: [
+      { name: 'connection', operator: 'Include', values: ['*'] }
+    ]
   }
   {
     name: 'bc-token-expiring'
     severity: 1
-    description: 'The BC access token expires within ${tokenExpiryWarningMinutes} minutes and no refresh succeeded for 75 minutes: jobs will stop once it expires.'
+    description: 'The access token of a BC connection (named by the alert) expires within ${tokenExpiryWarningMinutes} minutes and no refresh succeeded for 75 minutes: jobs will stop once it expires.'
     query: 'let refreshed = customMetrics | where timestamp > ago(75m) and name == "bc.token.refreshes" and tostring(customDimensions.outcome) == "refreshed" | summarize by connection = tostring(customDimensions.connection); customMetrics | where timestamp > ago(10m) and name == "bc.token.expiry" | summarize seconds_left = min(value) by connection = tostring(customDimensions.connection) | where seconds_left < ${tokenExpiryWarningMinutes * 60} | join kind=leftanti refreshed on connection'
     frequency: 'PT5M'
     window: 'PT2H'
     measure: ''
     threshold: 0
     periods: 1
-    dimensions: []
+    dimensions: [
+      { name: 'connection', operator: 'Include', values: ['*'] }
+    ]
   }
   {
     name: 'bc-queue-age'

@@ -124,6 +124,7 @@ class JobProcessor:
         telemetry.note_job(
             job_id=job.job_id, correlation_id=job.correlation_id, operation=job.operation.value
         )
+        telemetry.note_job(connection=job.connection or self.lanes.default)  # logs and metrics split by it
         try:
             lane = await self.lanes.lane(job.connection)
         except ConnectionUnusableError as unusable:

@@ -8,6 +8,7 @@ every package may record metrics.
 
 from shared.telemetry.dimensions import (
     current_dimensions,
+    job_connection,
     job_scope,
     log_record_processors,
     note_job,
@@ -34,6 +35,7 @@ __all__ = [
     "bc_request",
     "configure_telemetry",
     "current_dimensions",
+    "job_connection",
     "job_finished",
     "job_retry",
     "job_scope",

@@ -1,9 +1,10 @@
 """Custom dimensions of exported log records, and the last line of defence against secrets in them.
 
-A job run opens a scope (`job_scope`); code that learns the job's id, correlation id, operation or attempt notes
-it (`note_job`). Every log record exported while the scope is open carries them as attributes (customDimensions
-in Application Insights), whichever module logged it (shared.bc, shared.auth, shared.jobs); a record's own
-`extra` wins. The process's connection name is a default dimension of every record.
+A job run opens a scope (`job_scope`); code that learns the job's id, correlation id, operation, attempt or
+connection notes it (`note_job`). Every log record exported while the scope is open carries them as attributes
+(customDimensions in Application Insights), whichever module logged it (shared.bc, shared.auth, shared.jobs); a
+record's own `extra` wins. The settings' connection name is a default dimension of every record; a job's scope
+names the job's own connection, and the metrics recorded in it carry that too (`job_connection`).
 
 RedactingLogProcessor runs shared.redaction over every string attribute and the body before export, and blanks
 attributes whose *name* says they hold a secret: the record factory redacts messages at creation, but extras and
@@ -21,7 +22,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from shared.redaction import REDACTED, redact
 
-JOB_DIMENSIONS = ("job_id", "correlation_id", "operation", "attempt")
+JOB_DIMENSIONS = ("job_id", "correlation_id", "operation", "attempt", "connection")
 # Attribute names whose value is a secret whatever it looks like (matched lower-cased).
 SECRET_ATTRIBUTE_NAMES = frozenset(
     {
@@ -61,20 +62,27 @@ def job_scope(**dimensions: str | int | None) -> Iterator[None]:
 
 
 def note_job(**dimensions: str | int | None) -> None:
-    """Add dimensions (job_id, correlation_id, operation, attempt) to the open job scope; no scope: ignored."""
+    """Add dimensions (job_id, correlation_id, operation, attempt, connection) to the open job scope; no scope:
+    ignored."""
     scope = _scope.get()
     if scope is not None:
         scope.update({name: str(value) for name, value in dimensions.items() if value is not None})
 
 
 def set_default_dimensions(**dimensions: str) -> None:
-    """Dimensions of every record of the process (the connection name)."""
+    """Dimensions of every record of the process (the settings' connection name)."""
     _defaults.update(dimensions)
 
 
 def current_dimensions() -> dict[str, str]:
     """The defaults plus the open job scope's dimensions."""
     return {**_defaults, **(_scope.get() or {})}
+
+
+def job_connection() -> str:
+    """The connection a metric recorded now belongs to: the open job's, else the process's default ("none" when
+    neither is known). Connection names are a bounded set an admin registers, fit for a metric attribute."""
+    return current_dimensions().get("connection", "none")
 
 
 class JobDimensionsProcessor(LogRecordProcessor):

@@ -9,7 +9,7 @@ collection observes it. A reading older than READING_TTL is no longer reported, 
 gap, not as a frozen value.
 
 Attribute values are bounded sets (HTTP methods and statuses, BC's error codes, job states and operations, queue
-names, outcomes): never an id, a URL or a message.
+names, outcomes, connection names: as many as an admin registered): never an id, a URL or a message.
 """
 
 from __future__ import annotations
@@ -54,49 +54,50 @@ BC_REQUESTS = MetricSpec(
     "bc.requests",
     Kind.COUNTER,
     "{request}",
-    "BC API requests answered or failed in transport, by method, HTTP status ('none' without an answer) and BC error code",
-    ("method", "status", "bc_code"),
+    "BC API requests answered or failed in transport, by method, HTTP status ('none' without an answer), BC error code and connection",
+    ("method", "status", "bc_code", "connection"),
 )
 BC_THROTTLED = MetricSpec(
     "bc.requests.throttled",
     Kind.COUNTER,
     "{request}",
-    "BC API requests BC answered with 429 Too Many Requests",
-    ("method",),
+    "BC API requests BC answered with 429 Too Many Requests, by method and connection",
+    ("method", "connection"),
 )
 BC_DURATION = MetricSpec(
     "bc.request.duration",
     Kind.HISTOGRAM,
     "ms",
     "Time from sending a BC request to its last body byte (or the transport failure)",
-    ("method", "status"),
+    ("method", "status", "connection"),
 )
 THROTTLE_WAIT = MetricSpec(
     "bc.throttle.wait",
     Kind.HISTOGRAM,
     "ms",
-    "Time a BC request waited for the shared throttle (a pause, an in-flight slot and a rate permit)",
+    "Time a BC request waited for the shared throttle (a pause, an in-flight slot and a rate permit), by connection",
+    ("connection",),
 )
 JOBS_FINISHED = MetricSpec(
     "bc.jobs.finished",
     Kind.COUNTER,
     "{job}",
-    "Jobs that reached a terminal state, by state and operation",
-    ("state", "operation"),
+    "Jobs that reached a terminal state, by state, operation and connection",
+    ("state", "operation", "connection"),
 )
 JOB_DURATION = MetricSpec(
     "bc.job.duration",
     Kind.HISTOGRAM,
     "s",
-    "Time from a job's first receipt to its terminal state, by state and operation",
-    ("state", "operation"),
+    "Time from a job's first receipt to its terminal state, by state, operation and connection",
+    ("state", "operation", "connection"),
 )
 JOB_RETRIES = MetricSpec(
     "bc.jobs.retries",
     Kind.COUNTER,
     "{retry}",
-    "Job retries scheduled (a delayed copy back on bc-jobs), by operation and the product's error code",
-    ("operation", "reason"),
+    "Job retries scheduled (a delayed copy back on bc-jobs), by operation, the product's error code and connection",
+    ("operation", "reason", "connection"),
 )
 TOKEN_REFRESHES = MetricSpec(
     "bc.token.refreshes",

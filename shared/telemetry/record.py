@@ -1,6 +1,8 @@
 """What instrumented code calls: one function per fact, each recording the metrics of METRICS it feeds.
 
 Cheap and never raising (they run on the request path); without Azure Monitor configured they cost a no-op call.
+A job's metrics carry its `connection` (the open job scope's, shared.telemetry.dimensions.job_connection), so
+alerts and charts split by connection.
 BC request counts of the last window are also kept in-process (`recent_bc_requests`) for the admin page.
 """
 
@@ -13,6 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bcjobs import Job, JobReport
+from shared.telemetry.dimensions import job_connection
 from shared.telemetry.instruments import bounded_code, current, operation_kind
 
 THROTTLED = 429
@@ -23,26 +26,39 @@ def bc_request(method: str, status: int | None, duration_ms: float, bc_code: str
     """One BC request answered (`status`) or failed in transport (`status` None)."""
     instruments = current()
     status_text = str(status) if status is not None else "none"
+    connection = job_connection()
     instruments.bc_requests.add(
-        1, {"method": method, "status": status_text, "bc_code": bounded_code(bc_code)}
+        1,
+        {"method": method, "status": status_text, "bc_code": bounded_code(bc_code), "connection": connection},
     )
-    instruments.bc_duration.record(max(0.0, duration_ms), {"method": method, "status": status_text})
+    instruments.bc_duration.record(
+        max(0.0, duration_ms), {"method": method, "status": status_text, "connection": connection}
+    )
     if status == THROTTLED:
-        instruments.bc_throttled.add(1, {"method": method})
+        instruments.bc_throttled.add(1, {"method": method, "connection": connection})
     _recent.add(time.monotonic(), throttled=status == THROTTLED)
 
 
 def throttle_waited(seconds: float) -> None:
     """A BC request got its throttle permit after waiting `seconds`."""
-    current().throttle_wait.record(max(0.0, seconds) * 1000.0)
+    current().throttle_wait.record(max(0.0, seconds) * 1000.0, {"connection": job_connection()})
 
 
 def job_finished(
-    state: str, operation: str | None, created_at: datetime | None, finished_at: datetime
+    state: str,
+    operation: str | None,
+    created_at: datetime | None,
+    finished_at: datetime,
+    connection: str | None = None,
 ) -> None:
-    """A job reached terminal `state` (operation: the job row's summary or the operation's name)."""
+    """A job reached terminal `state` (operation: the job row's summary or the operation's name; connection:
+    the job's, else the open job scope's)."""
     instruments = current()
-    attributes = {"state": state, "operation": operation_kind(operation)}
+    attributes = {
+        "state": state,
+        "operation": operation_kind(operation),
+        "connection": connection or job_connection(),
+    }
     instruments.jobs_finished.add(1, attributes)
     if created_at is not None:
         instruments.job_duration.record(max(0.0, (finished_at - created_at).total_seconds()), attributes)
@@ -50,7 +66,14 @@ def job_finished(
 
 def job_retry(operation: str | None, reason: str) -> None:
     """A retry of a job was scheduled because of the product's error code `reason`."""
-    current().job_retries.add(1, {"operation": operation_kind(operation), "reason": bounded_code(reason)})
+    current().job_retries.add(
+        1,
+        {
+            "operation": operation_kind(operation),
+            "reason": bounded_code(reason),
+            "connection": job_connection(),
+        },
+    )
 
 
 def token_refresh(connection: str, outcome: str, expires_on: datetime | None = None) -> None:
@@ -133,4 +156,6 @@ class FinishedReports:
         """Publish, then count."""
         await self._inner.publish(report)
         if report.state.terminal and report.finished_at is not None:
-            job_finished(report.state.value, report.operation, report.created_at, report.finished_at)
+            job_finished(
+                report.state.value, report.operation, report.created_at, report.finished_at, report.connection
+            )

@@ -16,6 +16,7 @@ from shared.bc.client import BusinessCentralClient
 from shared.bc.factory import throttle_config_from_settings
 from shared.bc.models import BcEndpoint
 from shared.bc.sender import RequestSender
+from shared.connections import Connection
 from shared.jobs import DeadLetters, Delivery, Handled, JobProcessor
 from shared.jobs.audit import JobRecorder
 from shared.jobs.policy import JobPolicy
@@ -23,7 +24,7 @@ from shared.jobs.runner import JobRunner
 from shared.settings import JobSettings, load_settings
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 from testkit.clock import VirtualClock
-from testkit.lanes import one_lane
+from testkit.lanes import TEST_CONNECTION, one_lane
 from tests.fakes.coordination import MemoryCoordinationStore
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.fakes.telemetry import capture
@@ -60,7 +61,12 @@ class JwtTokens:
 class World:
     """A processor over memory stores whose BC client talks to `answers` through a SharedThrottle."""
 
-    def __init__(self, *answers: httpx.Response, policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        *answers: httpx.Response,
+        policy: RetryPolicy | None = None,
+        connection: Connection = TEST_CONNECTION,
+    ) -> None:
         self.clock = VirtualClock()
         self.answers = list(answers)
         self.store, self.audit, self.queues = MemoryJobStore(), MemoryAuditLog(), MemoryJobQueues()
@@ -84,7 +90,7 @@ class World:
             store=self.store,
             audit=self.audit,
             queues=self.queues,
-            lanes=one_lane(JobRunner(client), tokens),
+            lanes=one_lane(JobRunner(client), tokens, connection=connection),
             policy=DEFAULT_POLICY,
             clock=self.clock,
             request_timeout=timedelta(seconds=60),
@@ -126,7 +132,10 @@ async def test_one_job_produces_the_listed_metrics_with_their_attributes() -> No
         assert wait.count == 2  # one permit per request sent
         assert captured.total("bc.jobs.finished", state="succeeded", operation="create") == 1
         (duration,) = captured.points("bc.job.duration")
-        assert (duration.attributes, duration.count) == ({"state": "succeeded", "operation": "create"}, 1)
+        assert (duration.attributes, duration.count) == (
+            {"state": "succeeded", "operation": "create", "connection": "default"},
+            1,
+        )
         assert captured.points("bc.jobs.retries") == []
 
 
@@ -169,6 +178,21 @@ async def test_the_jobs_log_records_carry_its_dimensions() -> None:
         "connection": "default",
         "state": "succeeded",
     }
+
+
+async def test_a_jobs_records_and_metrics_name_its_own_connection_not_the_process_default() -> None:
+    """A job sent to connection `contoso` is logged and counted under `contoso`, whatever the settings name."""
+    telemetry.set_default_dimensions(connection="default")
+    contoso = TEST_CONNECTION.model_copy(update={"name": "contoso", "from_settings": False})
+    world = World(throttled(), created(), connection=contoso)
+    with capture(world.clock) as captured:
+        await world.deliver({**JOB, "connection": "contoso"})
+        (finished,) = captured.events("jobs.finished")
+        assert captured.total("bc.requests", status="201", connection="contoso") == 1
+        assert captured.total("bc.requests.throttled", connection="contoso") == 1
+        assert captured.total("bc.jobs.finished", state="succeeded", connection="contoso") == 1
+        assert {p.attributes["connection"] for p in captured.points("bc.throttle.wait")} == {"contoso"}
+    assert finished["connection"] == "contoso"
 
 
 async def test_a_retry_is_counted_with_its_reason_and_logged_with_bcs_request_ids() -> None:

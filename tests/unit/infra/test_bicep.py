@@ -336,3 +336,17 @@ def test_the_dead_letter_failed_alert_names_the_job_the_poison_handler_logs() ->
     assert '"event": "jobs.dead_letter_failed"' in source
     assert '"job_id": job_id' in source
     assert "dimensions: alert.dimensions" in bicep_text("app", "monitoring.bicep")
+
+
+def test_alerts_about_a_connection_split_by_the_connection_dimension() -> None:
+    """One alert per connection: the query projects `connection` from the custom dimension the code records."""
+    split = {"bc-admin-needed", "bc-job-failure-rate", "bc-sustained-429", "bc-token-expiring"}
+    by_name = {alert["name"]: alert for alert in alert_definitions()}
+    for name in split:
+        alert = by_name[name]
+        assert alert["dimensions"] == [{"name": "connection", "operator": "Include", "values": ["*"]}], name
+        assert "connection = tostring(customDimensions.connection)" in alert["query"], name
+    from shared.telemetry.instruments import BC_THROTTLED, JOBS_FINISHED, TOKEN_EXPIRY, TOKEN_REFRESHES
+
+    for spec in (BC_THROTTLED, JOBS_FINISHED, TOKEN_EXPIRY, TOKEN_REFRESHES):
+        assert "connection" in spec.attributes, spec.name
