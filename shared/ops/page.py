@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from bcjobs import JobState
 from shared.auth import ConnectionStatus, Health
+from shared.ops.per_connection import ConnectionView
 from shared.ops.snapshot import Failure, JobCounts, QueueReading, Snapshot, ThrottleUsage
 from shared.tokens import AuthMode
 
@@ -103,14 +104,16 @@ class Target:
 
 
 def render(snapshot: Snapshot, target: Target | None = None) -> str:
-    """The whole page."""
+    """The whole page; with more connections than the settings' one, a line for each comes first."""
     generated = _when(snapshot.generated_at)
+    many = bool(snapshot.connections)
     sections = [
-        _connection(snapshot.connection, snapshot.generated_at, snapshot.problems, target),
+        _connections(snapshot.connections, snapshot.generated_at, snapshot.problems),
+        _connection(snapshot.connection, snapshot.generated_at, snapshot.problems, target, many),
         _jobs(snapshot.jobs, snapshot.problems),
         _queues(snapshot.queues, snapshot.generated_at, snapshot.problems),
         _throttle(snapshot.throttle, snapshot.problems),
-        _failures(snapshot.failures, snapshot.jobs is not None),
+        _failures(snapshot.failures, snapshot.jobs is not None, many),
     ]
     return (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>\n"
@@ -124,14 +127,99 @@ def render(snapshot: Snapshot, target: Target | None = None) -> str:
 
 
 def _connection(
-    status: ConnectionStatus | None, now: datetime, problems: Mapping[str, str], target: Target | None
+    status: ConnectionStatus | None,
+    now: datetime,
+    problems: Mapping[str, str],
+    target: Target | None,
+    many: bool = False,
 ) -> str:
+    title = "Connection of the app settings" if many else "Connection"
     if status is None:
-        return _section("Connection", _problem("connection", problems))
+        return _section(title, _problem("connection", problems))
     body = _dl([*_connection_rows(status, now), *_target_rows(target), *_cached_token_note(status, now)])
     if sign_in_needed(status):
         body += _sign_in_action()
-    return _section("Connection", body)
+    return _section(title, body)
+
+
+def _connections(views: Sequence[ConnectionView], now: datetime, problems: Mapping[str, str]) -> str:
+    """One line per connection (only when there is more than the settings' one, or the registry failed)."""
+    if not views:
+        return (
+            _section("Connections", _problem("connections", problems), wide=True)
+            if "connections" in problems
+            else ""
+        )
+    head = (
+        "<tr><th>Connection</th><th>Health</th><th>Environment, company</th><th>Token expires</th>"
+        "<th>BC throttle</th><th>Jobs, last hour</th><th>Jobs, last day</th><th>Last failure</th>"
+        "<th>Next step</th></tr>\n"
+    )
+    rows = "".join(_connection_line(view, now) for view in views)
+    note = (
+        "<p class='note'>Each connection has its own token, health and BC budget (connections of one environment "
+        "and app share a budget); jobs count by the connection they name, older jobs under the settings' one.</p>"
+    )
+    return _section(
+        f"Connections ({len(views)})",
+        f"<div class='scroll'><table>{head}{rows}</table></div>\n{note}",
+        wide=True,
+    )
+
+
+def _connection_line(view: ConnectionView, now: datetime) -> str:
+    status = view.status
+    place = view.environment + (f", {view.company}" if view.company else "")
+    cells = [
+        f"<code>{_e(view.name)}</code>" + (" (app settings)" if view.from_settings else ""),
+        _health_badge(view),
+        _e(place),
+        _e(_expiry(status.expires_on, now) if status is not None else "not known"),
+        _e(_budget_use(view)),
+        _e(_state_counts(view.jobs.hour)),
+        _e(_state_counts(view.jobs.day)),
+        _e(_latest_failure(view.failures)),
+        _e(_line_next_step(view)),
+    ]
+    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>\n"
+
+
+def _health_badge(view: ConnectionView) -> str:
+    if not view.enabled:
+        return "<span class='badge warn'>disabled</span>"
+    if view.status is None:
+        return "<span class='badge warn'>unknown</span>"
+    health = view.status.health
+    return f"<span class='badge {_BADGES.get(health, 'warn')}'>{_e(health.value)}</span>"
+
+
+def _budget_use(view: ConnectionView) -> str:
+    row = view.throttle
+    if row is None:
+        return "no instance has used it yet" if view.problem is None or "throttle" not in view.problem else ""
+    paused = f"; paused until {_when(row.paused_until)}" if row.paused_until else ""
+    return f"{row.members} instance(s) sharing it{paused}"
+
+
+def _state_counts(counts: Mapping[str, int]) -> str:
+    if not counts:
+        return "none"
+    return ", ".join(f"{counts[state]} {state}" for state in sorted(counts, key=_state_rank))
+
+
+def _latest_failure(failures: Sequence[Failure]) -> str:
+    if not failures:
+        return "none in the last day"
+    latest = failures[0]
+    when = _when(latest.finished_at) if latest.finished_at else ""
+    return f"{latest.job_id} {latest.state} {latest.code or ''} {when}".replace("  ", " ").strip()
+
+
+def _line_next_step(view: ConnectionView) -> str:
+    if not view.enabled:
+        return f'enable it again: PUT /api/connections/{view.name} with "enabled": true'
+    step = view.status.next_step if view.status is not None else None
+    return "; ".join(part for part in (step, view.problem) if part) or "none"
 
 
 def _connection_rows(status: ConnectionStatus, now: datetime) -> list[tuple[str, str]]:
@@ -259,7 +347,7 @@ def _throttle(usage: ThrottleUsage | None, problems: Mapping[str, str]) -> str:
     return _section("BC throttle", _dl(rows) + extra)
 
 
-def _failures(failures: Sequence[Failure], known: bool) -> str:
+def _failures(failures: Sequence[Failure], known: bool, many: bool = False) -> str:
     if not known:
         return _section(
             "Latest failures", "<p>Not available (the jobs table could not be read).</p>", wide=True
@@ -267,10 +355,12 @@ def _failures(failures: Sequence[Failure], known: bool) -> str:
     if not failures:
         return _section("Latest failures", "<p>No job failed in the last day.</p>", wide=True)
     head = (
-        "<tr><th>When</th><th>Job</th><th>State</th><th>Operation</th><th>Code</th><th>BC code</th>"
+        "<tr><th>When</th><th>Job</th>"
+        + ("<th>Connection</th>" if many else "")
+        + "<th>State</th><th>Operation</th><th>Code</th><th>BC code</th>"
         "<th>HTTP</th><th>Request ids (for BC support)</th><th>Message</th></tr>\n"
     )
-    rows = "".join(_failure_row(f) for f in failures)
+    rows = "".join(_failure_row(f, many) for f in failures)
     note = (
         "<p class='note'>The client request id is ours (header client-request-id); the BC request id is BC's. "
         "GET /api/jobs/{jobId} shows every request of a job.</p>"
@@ -280,7 +370,7 @@ def _failures(failures: Sequence[Failure], known: bool) -> str:
     )
 
 
-def _failure_row(failure: Failure) -> str:
+def _failure_row(failure: Failure, many: bool = False) -> str:
     ids = "<br>".join(
         f"{label} <code>{_e(value)}</code>"
         for label, value in (("ours", failure.client_request_id), ("BC", failure.bc_request_id))
@@ -290,6 +380,7 @@ def _failure_row(failure: Failure) -> str:
     cells = [
         f"<span class='when'>{_e(_when(failure.finished_at) if failure.finished_at else '')}</span>",
         f"<code>{_e(failure.job_id)}</code>",
+        *([_e(failure.connection or "(app settings)")] if many else []),
         _e(failure.state),
         _e(failure.operation),
         _e(failure.code or ""),

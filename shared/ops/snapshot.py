@@ -7,16 +7,20 @@ Nothing here holds a token or a secret: the connection status is the token lifec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bcjobs import JobState
 from bcjobs.rows import report_from_row
 from shared.auth import ConnectionStatus
+
+if TYPE_CHECKING:  # per_connection builds on this module's values
+    from shared.ops.per_connection import ConnectionView
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class Failure:
     client_request_id: str | None
     bc_request_id: str | None
     message: str
+    connection: str | None = None  # the job's connection (None: a row written before connections existed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,8 @@ class Snapshot:
     queues: Sequence[QueueReading]
     throttle: ThrottleUsage | None
     problems: Mapping[str, str] = field(default_factory=dict)
+    # One line per connection when the registry holds more than the settings' one (shared.ops.per_connection).
+    connections: Sequence[ConnectionView] = ()
 
 
 class ConnectionSource(Protocol):
@@ -148,18 +155,27 @@ class Sources:
 
 async def collect(sources: Sources, now: datetime, recent: tuple[int, int]) -> Snapshot:
     """Read every source (each failure noted, never raised); `recent`: this process's (requests, 429s)."""
+    return (await read_sources(sources, now, recent))[0]
+
+
+async def read_sources(
+    sources: Sources, now: datetime, recent: tuple[int, int]
+) -> tuple[Snapshot, tuple[list[dict[str, Any]], bool] | None]:
+    """The snapshot and the job rows it was made from (None: unreadable), every source read in parallel."""
     problems: dict[str, str] = {}
-    connection = await _guard("connection", sources.connection.status(), problems)
-    rows = await _guard("jobs", sources.jobs.updated_since(now - timedelta(days=1), JOB_ROW_LIMIT), problems)
+    connection, rows, row, *readings = await asyncio.gather(
+        _guard("connection", sources.connection.status(), problems),
+        _guard("jobs", sources.jobs.updated_since(now - timedelta(days=1), JOB_ROW_LIMIT), problems),
+        _guard("throttle", sources.throttle.row(now), problems),
+        *(
+            _guard(f"queue {name}", sources.queues.reading(name, now), problems)
+            for name in sources.queue_names
+        ),
+    )
     jobs, failures = (None, []) if rows is None else summarize(rows[0], rows[1], now)
-    queues: list[QueueReading] = []
-    for name in sources.queue_names:
-        reading = await _guard(f"queue {name}", sources.queues.reading(name, now), problems)
-        if reading is not None:
-            queues.append(reading)
-    row = await _guard("throttle", sources.throttle.row(now), problems)
+    queues = [reading for reading in readings if reading is not None]
     throttle = sources.throttle.usage(row, *recent)
-    return Snapshot(now, connection, jobs, failures, queues, throttle, problems)
+    return Snapshot(now, connection, jobs, failures, queues, throttle, problems), rows
 
 
 def summarize(rows: list[dict[str, Any]], truncated: bool, now: datetime) -> tuple[JobCounts, list[Failure]]:
@@ -208,6 +224,7 @@ def _failure(row: dict[str, Any]) -> Failure:
         client_request_id=error.client_request_id if error else None,
         bc_request_id=error.bc_request_id if error else None,
         message=error.message if error else "",
+        connection=report.connection,
     )
 
 

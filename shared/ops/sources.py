@@ -21,11 +21,23 @@ from shared.auth import ConnectionStatus, auth_services
 from shared.azure_clients import queue_client, table_client
 from shared.bc.factory import budget_key, throttle_config_from_settings
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
+from shared.connections import Connection
+from shared.connections.compose import registry_services
 from shared.ops.snapshot import QueueReading, Sources, ThrottleRow, ThrottleUsage
 from shared.settings import Settings
 
 QUEUES = (JOBS_QUEUE, POISON_QUEUE)
-_COLUMNS = ["PartitionKey", "State", "Operation", "CreatedAt", "UpdatedAt", "FinishedAt", "Attempts", "Error"]
+_COLUMNS = [
+    "PartitionKey",
+    "State",
+    "Operation",
+    "CreatedAt",
+    "UpdatedAt",
+    "FinishedAt",
+    "Attempts",
+    "Error",
+    "Connection",
+]
 
 
 class ManagerConnection:
@@ -92,11 +104,15 @@ class CoordinationThrottle:
     settings: Settings
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
-    async def row(self, now: datetime) -> ThrottleRow | None:
-        """Live members and the shared pause (None: no process has used the throttle yet)."""
-        store = TableCoordinationStore.from_settings(self.settings.storage)
-        self.closers.append(store.close)
-        read = await store.read(partition_key_for(budget_key(self.settings)))
+    store: TableCoordinationStore | None = None
+
+    async def row(self, now: datetime, key: str | None = None) -> ThrottleRow | None:
+        """Live members and the shared pause of budget `key` (None: the settings' connection's); None when no
+        process has used that budget yet. One store (one HTTP session) serves every row of the page."""
+        if self.store is None:
+            self.store = TableCoordinationStore.from_settings(self.settings.storage)
+            self.closers.append(self.store.close)
+        read = await self.store.read(partition_key_for(key or budget_key(self.settings)))
         if read is None:
             return None
         paused = read.state.paused_until
@@ -118,6 +134,27 @@ class CoordinationThrottle:
         )
 
 
+class RegistryDirectory:
+    """ConnectionDirectory: the registry's connections, their token managers' status and their budget rows."""
+
+    def __init__(self, settings: Settings, throttle: CoordinationThrottle) -> None:
+        self._settings = settings
+        self._throttle = throttle
+
+    async def connections(self) -> list[Connection]:
+        """Every connection, the settings' first (one query of the registry table)."""
+        return await (await registry_services(self._settings)).registry.all()
+
+    async def status(self, connection: Connection) -> ConnectionStatus:
+        """The connection's TokenManager.status() (built on first use, then its cache)."""
+        auth = await auth_services(self._settings)
+        return await auth.for_connection(connection).manager.status()
+
+    async def throttle_row(self, connection: Connection, now: datetime) -> ThrottleRow | None:
+        """The row of the connection's budget (shared with every connection of the same budget key)."""
+        return await self._throttle.row(now, connection.budget_key)
+
+
 class AzureSources:
     """The page's sources for one request; `aclose()` closes every client they opened."""
 
@@ -131,6 +168,7 @@ class AzureSources:
             throttle=throttle,
             queue_names=queue_names,
         )
+        self.directory = RegistryDirectory(settings, throttle)
 
     async def aclose(self) -> None:
         """Close the clients (in reverse order of opening)."""

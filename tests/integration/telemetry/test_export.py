@@ -77,6 +77,7 @@ def test_configured_telemetry_exports_traces_with_dimensions_and_metrics(
         "method": "POST",
         "status": "429",
         "bc_code": "Application_TooManyRequests",
+        "connection": "default",  # the job's connection (here the settings' one): alerts split by it
     }
     assert by_name["bc.requests.throttled"]["metrics"][0]["value"] == 1
     assert by_name["bc.request.duration"]["metrics"][0]["value"] == 31.5
