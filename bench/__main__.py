@@ -1,4 +1,5 @@
-"""`python -m bench all | throttle --processes N [...] | instances [--processes N] | tokens`: run benchmarks, print figures as one JSON object."""
+"""`python -m bench all | throttle --processes N [...] | instances [--processes N] | tokens | connections [--count N]`:
+run benchmarks, print figures as one JSON object."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 
 from bench import suite, token_rates
+from bench.connections import CONNECTIONS_RESULTS, connection_scale
 from bench.instances import many_instances
 from bench.throttle import ThrottleBench, run
 from bench.world import BenchWorld
@@ -39,6 +41,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     instances.add_argument("--processes", type=int, default=20)
     benches.add_parser("tokens", help="Key Vault and token-endpoint calls per hour per instance (simulated)")
+    connections = benches.add_parser(
+        "connections", help="N registered connections: timer refresh, status page, registry lookups"
+    )
+    connections.add_argument("--count", type=int, default=100)
     benches.add_parser(
         "all", help="every figure of the report (make bench); writes bench/results/latest.json"
     )
@@ -54,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.bench == "instances":
         with BenchWorld.started() as world:
             print(json.dumps(many_instances(world, args.processes)))
+        return 0
+    if args.bench == "connections":
+        with BenchWorld.started() as world:
+            figures = connection_scale(world, args.count)
+        CONNECTIONS_RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(figures))
         return 0
     if args.bench == "all":
         suite.main()

@@ -4,7 +4,8 @@ one JSON object and written to bench/results/latest.json. Keys are documented in
 Order: cold start (fresh interpreters, before anything else loads the machine), then on one world (Azurite, the
 sandbox process, the counting proxies): pipeline throughput at 1, 3 and 6 worker processes, storage cost per job
 (1 process through the proxies), the naive baseline (3 processes), `$batch` speed-up, token lifetimes (3 delegated
-processes), capacity (1 process, unlimited BC); finally the simulated token rates (`bench tokens`).
+processes), capacity (1 process, unlimited BC), 100 registered connections (`bench connections`); finally the
+simulated token rates (`bench tokens`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from azure.keyvault.secrets import SecretClient
 from bench import token_rates
 from bench.batch import batch_speedup
 from bench.coldstart import cold_start
+from bench.connections import connection_scale
 from bench.pipeline import Throughput, capacity, throughput
 from bench.token_lifetimes import token_lifetimes
 from bench.world import BenchWorld, unique_prefix
@@ -145,6 +147,8 @@ def run(measure_seconds: float = 40.0) -> dict[str, Any]:
         _step(report, "token_lifetimes", started)
         report["capacity"] = capacity(world)
         _step(report, "capacity", started)
+        report["connections"] = connection_scale(world)
+        _step(report, "connections", started)
     report["tokens_simulated"] = token_rates.run()
     report["summary"] = summary(report)
     report["duration_seconds"] = round(time.monotonic() - started, 1)
@@ -193,6 +197,21 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "import_sdks_alone_seconds": cold["sdks_alone"]["seconds"],
         "cold_start_target": "import function_app no slower than its SDKs alone",
         "worker_peak_rss_mib_6_processes": max(pipeline["6"]["worker_peak_rss_mib"]),
+        **connections_summary(report["connections"]),
+    }
+
+
+def connections_summary(figures: dict[str, Any]) -> dict[str, Any]:
+    """Issue 21 point 8 beside its targets."""
+    timer, page, lookups = figures["timer"], figures["status_page"], figures["registry_lookups"]
+    return {
+        "connections_timer_seconds_all_due": timer["seconds_all_due"],
+        "connections_timer_target": f"well inside the timer's period ({timer['period_seconds']} s)",
+        "connections_status_page_seconds_warm": page["warm_seconds_median"],
+        "connections_status_page_seconds_cold": page["cold_seconds"],
+        "connections_status_page_target": "< 1 s",
+        "connections_registry_reads_per_lookups": [lookups["storage_reads_steady_state"], lookups["lookups"]],
+        "connections_registry_staleness_seconds": lookups["staleness_seconds"],
     }
 
 

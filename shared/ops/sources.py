@@ -8,6 +8,7 @@ JOB_ROW_LIMIT rows of the last day). Throttle: one point read of the coordinatio
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -140,6 +141,7 @@ class RegistryDirectory:
     def __init__(self, settings: Settings, throttle: CoordinationThrottle) -> None:
         self._settings = settings
         self._throttle = throttle
+        self._rows: dict[str, asyncio.Task[ThrottleRow | None]] = {}  # budget key -> its one read of the page
 
     async def connections(self) -> list[Connection]:
         """Every connection, the settings' first (one query of the registry table)."""
@@ -151,8 +153,11 @@ class RegistryDirectory:
         return await auth.for_connection(connection).manager.status()
 
     async def throttle_row(self, connection: Connection, now: datetime) -> ThrottleRow | None:
-        """The row of the connection's budget (shared with every connection of the same budget key)."""
-        return await self._throttle.row(now, connection.budget_key)
+        """The row of the connection's budget, read once per page for every connection of the same budget key."""
+        key = connection.budget_key
+        if key not in self._rows:
+            self._rows[key] = asyncio.ensure_future(self._throttle.row(now, key))
+        return await asyncio.shield(self._rows[key])
 
 
 class AzureSources:
