@@ -22,7 +22,13 @@ from shared.ops.page import PAGE_HEADERS, Target, render
 from shared.ops.per_connection import ConnectionView, connection_views
 from shared.ops.sampling import Sample, sample
 from shared.ops.snapshot import Snapshot, read_sources
-from shared.ops.sources import QUEUES, AzureSources, ManagerConnection, StorageQueues
+from shared.ops.sources import (
+    QUEUES,
+    AzureSources,
+    ManagerConnection,
+    StorageQueues,
+    registered_connections,
+)
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -86,12 +92,25 @@ async def _guarded_views(
 
 
 async def sample_now(settings: Settings) -> Sample:
-    """The telemetry timer's run: queue gauges and the token expiry gauge."""
+    """The telemetry timer's run: queue gauges and every connection's token expiry gauge."""
     closers: list[Callable[[], Awaitable[None]]] = []
     try:
-        return await sample(
-            StorageQueues(settings, closers), QUEUES, ManagerConnection(settings), datetime.now(UTC)
-        )
+        others = await _registered(settings)
+        queues = StorageQueues(settings, closers)
+        return await sample(queues, QUEUES, ManagerConnection(settings), datetime.now(UTC), others)
     finally:
         for close in reversed(closers):
             await close()
+
+
+async def _registered(settings: Settings) -> list[ManagerConnection]:
+    """The registered connections' status sources; none when the registry cannot be read (logged)."""
+    try:
+        return await registered_connections(settings)
+    except Exception as exc:  # noqa: BLE001 - the queue and settings' gauges go on without the registry
+        logger.warning(
+            "telemetry sample: the connection registry could not be read (%s)",
+            type(exc).__name__,
+            extra={"event": "telemetry.sample_failed", "source": "connections"},
+        )
+        return []

@@ -1,14 +1,17 @@
 """The telemetry timer's work: read the job queues and the connection's token expiry into the gauges.
 
 Once a minute (shared/triggers/telemetry_sample.py): `bc.queue.depth` and `bc.queue.oldest_age` of bc-jobs and
-bc-jobs-poison, and `bc.token.expiry` from the token lifecycle's status (its cache; Key Vault only when the cached
-token is close to expiry). A source that fails is logged and skipped: the gauge then goes quiet, which the queue
+bc-jobs-poison, and `bc.token.expiry` of every connection from the token lifecycle's status (its cache; Key Vault
+only when the cached token is close to expiry), at most SAMPLE_CONCURRENCY connections at once: the per-connection
+bc-token-expiring alert needs every connection's gauge, not only the settings' one. A source that fails is logged and skipped: the gauge then goes quiet, which the queue
 and token alerts do not mistake for good news (docs/operations.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +19,10 @@ from shared import telemetry
 from shared.ops.snapshot import ConnectionSource, QueueReading, QueueSource
 
 logger = logging.getLogger(__name__)
+
+SAMPLE_CONCURRENCY = (
+    8  # status reads at once (a cache hit and one record read each): 100 connections, ~13 rounds
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +34,23 @@ class Sample:
 
 
 async def sample(
-    queues: QueueSource, queue_names: tuple[str, ...], connection: ConnectionSource, now: datetime
+    queues: QueueSource,
+    queue_names: tuple[str, ...],
+    connection: ConnectionSource,
+    now: datetime,
+    others: Sequence[ConnectionSource] = (),
 ) -> Sample:
-    """Read and record every gauge; failures are logged, never raised."""
+    """Read and record every gauge (`connection`: the settings' one; `others`: the registered ones); failures
+    are logged, never raised."""
     readings = [await _read_queue(queues, name, now) for name in queue_names]
-    return Sample(
-        tuple(reading for reading in readings if reading is not None), await _read_token_expiry(connection)
-    )
+    gate = asyncio.Semaphore(SAMPLE_CONCURRENCY)
+
+    async def expiry(source: ConnectionSource) -> datetime | None:
+        async with gate:
+            return await _read_token_expiry(source)
+
+    expiries = await asyncio.gather(*(expiry(source) for source in (connection, *others)))
+    return Sample(tuple(reading for reading in readings if reading is not None), expiries[0])
 
 
 async def _read_queue(queues: QueueSource, name: str, now: datetime) -> QueueReading | None:

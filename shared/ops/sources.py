@@ -42,14 +42,24 @@ _COLUMNS = [
 
 
 class ManagerConnection:
-    """The connection's status from the process's TokenManager."""
+    """A connection's status from the process's TokenManager (None: the settings' connection)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, connection: Connection | None = None) -> None:
         self._settings = settings
+        self._connection = connection
 
     async def status(self) -> ConnectionStatus:
         """TokenManager.status() (cache first, Key Vault when the cached token is close to expiry)."""
-        return await (await auth_services(self._settings)).manager.status()
+        services = await auth_services(self._settings)
+        if self._connection is None:
+            return await services.manager.status()
+        return await services.for_connection(self._connection).manager.status()
+
+
+async def registered_connections(settings: Settings) -> list[ManagerConnection]:
+    """A status source for each enabled registered connection (the settings' one is not among them)."""
+    connections = await (await registry_services(settings)).registry.all()
+    return [ManagerConnection(settings, c) for c in connections if c.enabled and not c.from_settings]
 
 
 class TableJobRows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -116,6 +117,37 @@ async def test_the_timer_records_queue_gauges_and_the_token_expiry(world: World)
     assert expiry.value > 0
     assert done.token_expires_on is not None
     assert failed["source"] == "bc-results"
+
+
+class RegisteredStatus:
+    """A registered connection's status source: the settings' manager's status under another name, or broken."""
+
+    def __init__(self, inner: Any, name: str, *, broken: bool = False) -> None:
+        self.inner = inner
+        self.name = name
+        self.broken = broken
+
+    async def status(self) -> Any:
+        if self.broken:
+            raise TimeoutError("Key Vault did not answer")
+        found = await self.inner.status()
+        return replace(found, connection=self.name)
+
+
+async def test_the_timer_records_every_connections_token_expiry_and_skips_an_unreadable_one(
+    world: World,
+) -> None:
+    """The per-connection bc-token-expiring alert needs a gauge for each registered connection too."""
+    manager = world.manager()
+    await manager.token()
+    others = [RegisteredStatus(manager, "contoso"), RegisteredStatus(manager, "broken", broken=True)]
+    with capture(world.clock) as captured:
+        done = await sample(FakeQueues({}), (), manager, world.clock.now(), others)
+        gauges = {p.attributes["connection"] for p in captured.points("bc.token.expiry")}
+        (failed,) = captured.events("telemetry.sample_failed")
+    assert gauges == {"default", "contoso"}
+    assert done.token_expires_on is not None
+    assert failed["source"] == "connection"
 
 
 async def test_the_status_page_shows_each_connection_state(world: World) -> None:
