@@ -14,6 +14,7 @@ from shared.triggers import (
     admin_page,
     auth_http,
     connections_http,
+    connections_onboarding,
     health_check,
     jobs_queue,
     jobs_status,
@@ -38,6 +39,7 @@ app.register_functions(jobs_submit.bp)
 app.register_functions(admin_page.bp)
 app.register_functions(telemetry_sample.bp)
 app.register_functions(connections_http.bp)  # connections registry API (issue 21)
+app.register_functions(connections_onboarding.bp)  # consent, check, sign-in of a connection (issue 21)
 
 
 async def close_services() -> None:

@@ -61,9 +61,9 @@ class _Entra:
         self._rng = random.Random(seed)
         self._n = itertools.count(1)
 
-    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
+    async def start_sign_in(self, redirect_uri: str, state: str | None = None) -> SignInStart:
         """A sign-in whose state is its own code (the simulation signs in without a browser)."""
-        state = f"state{next(self._n)}"
+        state = state or f"state{next(self._n)}"
         return SignInStart(auth_uri=f"{redirect_uri}?state={state}", state=state, flow="{}")
 
     async def finish_sign_in(self, flow: str, response: Mapping[str, str]) -> Grant:

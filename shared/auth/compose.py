@@ -87,6 +87,14 @@ class AuthServices:
         self.by_connection[connection.name] = built
         return built
 
+    def pending_consents(self, connection: str) -> PendingSignIns:
+        """The admin consents started for `connection`: one-time, 10-minute states kept like pending sign-ins
+        (without a flow), in partition `consent-{name}` of the auth table (shared.onboarding.consent)."""
+        if self.shared is None:
+            raise SettingsError("these auth services serve the settings' connection only")
+        store = TableRecordStore(self.shared.table, f"consent-{connection}", SignInCodec())
+        return PendingSignIns(store, self.shared.clock)
+
     async def aclose(self) -> None:
         """Close every SDK client and credential (aiohttp sessions)."""
         for close in reversed(self.closers):
@@ -171,7 +179,7 @@ def _connection_auth(
         closers.append(msal.close)
         identity = msal
     manager = TokenManager(_collaborators(shared, connection, identity, tokens))
-    sign_in = SignInFlow(_pending_sign_ins(shared, connection.name), manager)
+    sign_in = SignInFlow(_pending_sign_ins(shared, connection.name), manager, named_state=True)
     return ConnectionAuth(connection, manager, sign_in)
 
 

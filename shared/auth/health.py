@@ -79,7 +79,18 @@ class HealthRecorder:
     async def record_success(self) -> None:
         """A refresh or sign-in succeeded: back to OK, errors cleared."""
         now = self._clock.now()
-        await self._update(lambda s: ConnectionRecord(self._connection, Health.OK, last_refresh_at=now))
+
+        def change(s: ConnectionRecord) -> ConnectionRecord:  # the consent outcome stays: it is not health
+            return ConnectionRecord(
+                self._connection, Health.OK, last_refresh_at=now, consent=s.consent, consent_at=s.consent_at
+            )
+
+        await self._update(change)
+
+    async def record_consent(self, outcome: str) -> bool:
+        """The admin-consent callback's outcome ("granted" or Entra's error code); True when written."""
+        now = self._clock.now()
+        return await self._update(lambda s: replace(s, consent=outcome, consent_at=now))
 
     async def record_transient(self, error: AuthError) -> None:
         """A refresh failed transiently: DEGRADED (unless an admin-needed health is already recorded)."""

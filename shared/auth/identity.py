@@ -61,8 +61,9 @@ def classify(error: str, codes: Sequence[int] = (), *, app_only: bool = False) -
 class IdentityProvider(Protocol):
     """Does the OAuth2 protocol work; raises the errors `classify` produces (never returns an error dict)."""
 
-    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
-        """Begin an auth-code + PKCE sign-in: where to send the admin and the flow to keep server-side."""
+    async def start_sign_in(self, redirect_uri: str, state: str | None = None) -> SignInStart:
+        """Begin an auth-code + PKCE sign-in: where to send the admin and the flow to keep server-side; `state`
+        None lets the provider make one (a registered connection's sign-in passes one naming the connection)."""
         ...
 
     async def finish_sign_in(self, flow: str, response: Mapping[str, str]) -> Grant:

@@ -173,6 +173,9 @@ class ConnectionRecord:
     consecutive_failures: int = 0
     backoff_until: datetime | None = None
     failed_generation: int | None = None  # the token-set generation whose grant died
+    # The last admin-consent callback (shared.onboarding.consent): "granted", or Entra's error code; and when.
+    consent: str | None = None
+    consent_at: datetime | None = None
 
     def to_row(self) -> dict[str, str | int | None]:
         """Flat fields for the auth table's connection-record row (the store adds its keys)."""
@@ -185,6 +188,8 @@ class ConnectionRecord:
             "consecutive_failures": self.consecutive_failures,
             "backoff_until": iso_utc(self.backoff_until),
             "failed_generation": self.failed_generation,
+            "consent": self.consent,
+            "consent_at": iso_utc(self.consent_at),
         }
 
     @classmethod
@@ -206,6 +211,8 @@ class ConnectionRecord:
             consecutive_failures=int(str(row.get("consecutive_failures") or 0)),
             backoff_until=parse_iso_utc(text("backoff_until")),
             failed_generation=None if failed is None else int(str(failed)),
+            consent=text("consent"),
+            consent_at=parse_iso_utc(text("consent_at")),
         )
 
 

@@ -105,13 +105,14 @@ class MsalIdentity:
         if session is not None:
             await asyncio.to_thread(session.close)
 
-    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
-        """initiate_auth_code_flow: MSAL generates state, nonce and the PKCE verifier/challenge."""
+    async def start_sign_in(self, redirect_uri: str, state: str | None = None) -> SignInStart:
+        """initiate_auth_code_flow: MSAL generates nonce and the PKCE verifier/challenge, and the state unless
+        one is given."""
         # form_post keeps the code out of URLs, so it never reaches request logs or App Insights request
         # telemetry (which record query strings); RFC 9700 §4.3.1, and MSAL 1.39 warns without it.
         flow = await self._call(
             lambda app: app.initiate_auth_code_flow(
-                scopes=[self._config.scope], redirect_uri=redirect_uri, response_mode="form_post"
+                scopes=[self._config.scope], redirect_uri=redirect_uri, state=state, response_mode="form_post"
             )
         )
         return SignInStart(auth_uri=flow["auth_uri"], state=flow["state"], flow=json.dumps(flow))

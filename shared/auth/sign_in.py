@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -49,6 +50,31 @@ PURGE_AFTER = timedelta(hours=1)
 MAX_STATE_LENGTH = 256
 _STATE_SHAPE = re.compile(rf"[A-Za-z0-9._~-]{{1,{MAX_STATE_LENGTH}}}")
 _NOT_SAVED = "the sign-in could not be saved ({reason}); nothing is stored: sign in again at /api/auth/login"
+
+
+# A registered connection's state is `{connection}~{random}`: the callback finds the connection from the state
+# alone (a lookup, not a scan), and the pending row is kept in that connection's own partition under the whole
+# state, so a state issued for connection A names no row of B. `~` is in no connection name (`[a-z0-9-]`) and in
+# no state MSAL makes (16 letters), so states without it stay the settings' connection's, as before.
+STATE_SEPARATOR = "~"
+_CONNECTION_IN_STATE = re.compile(r"[a-z0-9-]{1,40}")
+
+
+def connection_state(connection: str) -> str:
+    """A fresh, unguessable state naming `connection` (256 random bits)."""
+    return f"{connection}{STATE_SEPARATOR}{secrets.token_urlsafe(32)}"
+
+
+def connection_in_state(state: str) -> str | None:
+    """The connection a state names, or None for a state without one (the settings' connection's sign-in).
+
+    Raises SignInResponseMalformedError when the part before `~` cannot be a connection name."""
+    head, separator, _ = state.partition(STATE_SEPARATOR)
+    if not separator:
+        return None
+    if _CONNECTION_IN_STATE.fullmatch(head) is None:
+        raise SignInResponseMalformedError("the callback's state names no connection this app knows")
+    return head
 
 
 def check_state(state: str | None) -> str:
@@ -119,8 +145,11 @@ class PendingSignIns:
 class SignInFlow:
     """The admin's sign-in for the connection of one TokenManager, in that manager's process."""
 
-    def __init__(self, pending: PendingSignIns, manager: TokenManager) -> None:
+    def __init__(self, pending: PendingSignIns, manager: TokenManager, *, named_state: bool = False) -> None:
+        """`named_state`: states name the connection (connection_state), so the shared callback finds it; the
+        settings' connection keeps MSAL's own states, as before connections existed."""
         parts = manager.parts
+        self._named_state = named_state
         self._pending = pending
         self._connection = parts.connection
         self._mode = parts.mode
@@ -135,7 +164,8 @@ class SignInFlow:
         """Start a sign-in (delegated mode): keeps the flow server-side, returns Entra's URL."""
         if self._mode is not AuthMode.DELEGATED:
             raise AuthError("sign-in is only used in delegated mode (BC_AUTH_MODE=delegated)")
-        start = await self._identity.start_sign_in(redirect_uri)
+        state = connection_state(self._connection) if self._named_state else None
+        start = await self._identity.start_sign_in(redirect_uri, state)
         await self._pending.remember(start)
         await self.purge_expired()
         logger.info("admin sign-in started", extra=self._log_fields("auth.sign_in_started"))

@@ -31,8 +31,8 @@ class VaultSecretIdentity:
         self._inner: MsalIdentity | None = None
         self._lock = asyncio.Lock()
 
-    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
-        return await (await self._identity()).start_sign_in(redirect_uri)
+    async def start_sign_in(self, redirect_uri: str, state: str | None = None) -> SignInStart:
+        return await (await self._identity()).start_sign_in(redirect_uri, state)
 
     async def finish_sign_in(self, flow: str, response: Mapping[str, str]) -> Grant:
         return await (await self._identity()).finish_sign_in(flow, response)

@@ -17,6 +17,9 @@ import azure.functions as func
 
 from shared.auth import AuthError, AuthServices, SignInFlowError, auth_services
 from shared.auth.causes import describe
+from shared.auth.errors import SignInStateUnknownError
+from shared.auth.manager import TokenManager
+from shared.auth.sign_in import SignInFlow, connection_in_state
 from shared.auth.timing import REFRESH_MIN_AGE
 from shared.auth.web import (
     callback_failed_page,
@@ -31,6 +34,7 @@ from shared.auth.web import (
     settings_json,
     status_json,
 )
+from shared.connections.compose import registry_services
 from shared.errors import SettingsError
 from shared.settings import Impact, get_settings, require
 from shared.triggers.replies import http_response
@@ -85,9 +89,9 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
     reference = new_reference()
     try:
         response = callback_params(req.method, req.params, req.get_body())  # shape checks: no storage call
-        services = await auth_services()
-        await services.sign_in.finish(response)
-        status = await services.manager.status()
+        sign_in, manager = await _sign_in_of(await auth_services(), response["state"])
+        await sign_in.finish(response)
+        status = await manager.status()
     except SignInFlowError as exc:
         logger.warning(
             "sign-in callback refused [reference %s]: %s",
@@ -105,6 +109,22 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
         )
         return http_response(callback_failed_page(exc, reference))
     return http_response(connected_page(status))
+
+
+async def _sign_in_of(services: AuthServices, state: str) -> tuple[SignInFlow, TokenManager]:
+    """The sign-in a state belongs to: the settings' connection's for a state naming none (as before), else the
+    named connection's (one registry lookup by name; its pending sign-in is in its own partition, so a state
+    issued for connection A can never finish B's sign-in or write B's token set)."""
+    name = connection_in_state(state)
+    if name is None or name == services.manager.connection:
+        return services.sign_in, services.manager
+    found = await (await registry_services(services.settings)).registry.find(name)
+    if found is None:
+        raise SignInStateUnknownError(
+            f"no sign-in was started with this state (connection '{name}' is unknown)"
+        )
+    auth = services.for_connection(found)
+    return auth.sign_in, auth.manager
 
 
 @bp.function_name("auth_status")

@@ -37,9 +37,9 @@ class FakeEntra:
         self._codes: dict[str, str] = {}
         self._n = itertools.count(1)
 
-    async def start_sign_in(self, redirect_uri: str) -> SignInStart:
-        """A sign-in with a fresh state; the flow records the redirect URI like MSAL's dict."""
-        state = f"state{next(self._n)}"
+    async def start_sign_in(self, redirect_uri: str, state: str | None = None) -> SignInStart:
+        """A sign-in with a fresh state (or the one given); the flow records the redirect URI like MSAL's dict."""
+        state = state or f"state{next(self._n)}"
         flow = json.dumps(
             {"state": state, "redirect_uri": redirect_uri, "code_verifier": f"verifier-{state}"}
         )

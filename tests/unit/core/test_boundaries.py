@@ -83,6 +83,7 @@ DEVHOST_INTERNALS = r"^devhost(\.(?!(environment|errors|help_format)(\.|$))|$)"
         ("shared/jobs", r"^shared\.(ops|triggers)\b"),
         ("shared/ops", r"^shared\.(jobs\.front_door|triggers)\b"),
         ("shared/telemetry", r"^shared\.(auth|bc|jobs|ops|triggers)\b"),
+        ("shared/onboarding", r"^shared\.(jobs|ops|triggers)\b"),
         ("shared", r"^(devhost|localworld|demo|sandbox|bench|soak|tests|testkit)\b"),
         ("sandbox", r"^(shared|devhost|localworld|demo|bench)\b"),
         ("bcjobs", r"^(shared|devhost|localworld|demo|sandbox|bench|soak|tests|testkit|azure\.functions)\b"),

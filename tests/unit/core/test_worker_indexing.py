@@ -64,6 +64,11 @@ EXPECTED = {
     "connections_show": _http("FUNCTION", ["GET"], "connections/{name}"),
     "connections_put": _http("FUNCTION", ["PUT"], "connections/{name}"),
     "connections_delete": _http("FUNCTION", ["DELETE"], "connections/{name}"),
+    # onboarding a connection (issue 21)
+    "connections_consent": _http("FUNCTION", ["GET"], "connections/{name}/consent"),
+    "connections_consent_callback": _http("ANONYMOUS", ["GET"], "connections/consent/callback"),
+    "connections_check": _http("FUNCTION", ["POST"], "connections/{name}/check"),
+    "connections_sign_in": _http("FUNCTION", ["GET"], "connections/{name}/sign-in"),
 }
 
 
