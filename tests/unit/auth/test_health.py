@@ -116,3 +116,16 @@ async def test_compare_and_swap_writes_nothing_when_the_change_changes_nothing()
     assert await compare_and_swap(store, "k", lambda value: value + 1, 0) is True
     assert await compare_and_swap(store, "k", lambda value: value, 0) is False
     assert store.writes == [1]
+
+
+async def test_the_consent_outcome_is_recorded_and_survives_a_later_success() -> None:
+    """The admin-consent callback's outcome stays on the record when a refresh then succeeds."""
+    health, store, _, _ = recorder()
+    assert await health.record_consent("granted")
+    await health.record_transient(TokenRefreshFailedError("entra down"))
+    await health.record_success()
+    entry = await store.get("c")
+    assert entry is not None
+    assert entry.value.health is Health.OK
+    assert (entry.value.consent, entry.value.consent_at) == ("granted", NOW)
+    assert ConnectionRecord.from_row("c", dict(entry.value.to_row())).consent == "granted"
