@@ -22,7 +22,11 @@ from shared.auth import AuthError, SignInFlowError
 from shared.auth.causes import describe
 from shared.auth.web import PAGE_HEADERS, callback_params, new_reference, page, redirect
 from shared.connections.connection import CONNECTION_NAME_PATTERN, Connection
-from shared.connections.errors import ConnectionUnusableError, RegistryUnavailableError
+from shared.connections.errors import (
+    ConnectionUnusableError,
+    RegistryUnavailableError,
+    UnknownConnectionError,
+)
 from shared.errors import IntegrationError, SettingsError
 from shared.http import Reply, json_reply
 from shared.onboarding.check import CheckReport
@@ -57,7 +61,7 @@ async def _connection(req: func.HttpRequest) -> tuple[Onboarding, Connection]:
 def _failure(route: str, exc: Exception) -> func.HttpResponse:
     """A JSON answer naming the next step for what an admin route can fail with."""
     if isinstance(exc, ConnectionUnusableError):
-        return _error(404 if "does not exist" in exc.reason else 400, "connection", exc.reason)
+        return _error(404 if isinstance(exc, UnknownConnectionError) else 400, "connection", exc.reason)
     if isinstance(exc, SettingsError | ConsentUnavailableError):
         return _error(500, "settings", str(exc))
     if isinstance(exc, RegistryUnavailableError):
