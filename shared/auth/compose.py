@@ -26,7 +26,7 @@ from shared.auth.leases import LeaseKeeper
 from shared.auth.manager import Collaborators, TokenManager
 from shared.auth.msal_identity import ClientCertificate, MsalConfig, MsalIdentity
 from shared.auth.notify import AdminNotifier, NoNotifier, WebhookNotifier
-from shared.auth.sign_in import PendingSignIns, SignInFlow
+from shared.auth.sign_in import LOGIN_PATH, PendingSignIns, SignInFlow
 from shared.auth.stores import TokenStore
 from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecordStore
 from shared.auth.vault_credential import VaultSecretIdentity
@@ -93,7 +93,7 @@ class AuthServices:
         if self.shared is None:
             raise SettingsError("these auth services serve the settings' connection only")
         store = TableRecordStore(self.shared.table, f"consent-{connection}", SignInCodec())
-        return PendingSignIns(store, self.shared.clock)
+        return PendingSignIns(store, self.shared.clock, f"/api/connections/{connection}/consent")
 
     async def aclose(self) -> None:
         """Close every SDK client and credential (aiohttp sessions)."""
@@ -179,7 +179,8 @@ def _connection_auth(
         closers.append(msal.close)
         identity = msal
     manager = TokenManager(_collaborators(shared, connection, identity, tokens))
-    sign_in = SignInFlow(_pending_sign_ins(shared, connection.name), manager, named_state=True)
+    restart = f"/api/connections/{connection.name}/sign-in"
+    sign_in = SignInFlow(_pending_sign_ins(shared, connection.name, restart), manager, named_state=True)
     return ConnectionAuth(connection, manager, sign_in)
 
 
@@ -225,10 +226,10 @@ def _collaborators(
     )
 
 
-def _pending_sign_ins(shared: _Shared, connection: str) -> PendingSignIns:
+def _pending_sign_ins(shared: _Shared, connection: str, restart: str = LOGIN_PATH) -> PendingSignIns:
     """The connection's pending sign-ins in the auth table ("login-" predates the word sign-in: stored data)."""
     store = TableRecordStore(shared.table, f"login-{connection}", SignInCodec())
-    return PendingSignIns(store, shared.clock)
+    return PendingSignIns(store, shared.clock, restart)
 
 
 async def _build_for_loop(settings: Settings) -> AuthServices:

@@ -43,6 +43,7 @@ from shared.tokens import AuthMode
 logger = logging.getLogger(__name__)
 
 SIGN_IN_WINDOW = timedelta(minutes=10)
+LOGIN_PATH = "/api/auth/login"  # the settings' connection's sign-in
 # Tombstones (no flow left in them) are deleted this long after they expired.
 PURGE_AFTER = timedelta(hours=1)
 # A state is a Table RowKey: MSAL makes it of 16 ASCII letters. Only URL-unreserved characters are accepted (no
@@ -92,9 +93,11 @@ def check_state(state: str | None) -> str:
 class PendingSignIns:
     """Records started sign-ins and hands each one out exactly once."""
 
-    def __init__(self, store: RecordStore[PendingSignIn], clock: Clock) -> None:
+    def __init__(self, store: RecordStore[PendingSignIn], clock: Clock, restart: str = LOGIN_PATH) -> None:
+        """`restart`: where the admin starts again (a registered connection's own sign-in or consent route)."""
         self._store = store
         self._clock = clock
+        self._again = f"start again at {restart}"
 
     async def remember(self, start: SignInStart) -> PendingSignIn:
         """Keep the flow of a sign-in just started, keyed by its state."""
@@ -111,23 +114,15 @@ class PendingSignIns:
         state = check_state(state)
         entry = await self._store.get(state)
         if entry is None:
-            raise SignInStateUnknownError(
-                "no sign-in was started with this state: start again at /api/auth/login"
-            )
+            raise SignInStateUnknownError(f"no sign-in was started with this state: {self._again}")
         pending, now = entry.value, self._clock.now()
         if pending.consumed_at is not None:
-            raise SignInStateReplayedError(
-                "this sign-in was already completed once: start again at /api/auth/login"
-            )
+            raise SignInStateReplayedError(f"this sign-in was already completed once: {self._again}")
         if pending.expires_at <= now:
-            raise SignInStateExpiredError(
-                "this sign-in is older than 10 minutes: start again at /api/auth/login"
-            )
+            raise SignInStateExpiredError(f"this sign-in is older than 10 minutes: {self._again}")
         tombstone = replace(pending, flow="", consumed_at=now)
         if await self._store.replace(state, tombstone, entry.etag) is None:
-            raise SignInStateReplayedError(
-                "this sign-in was completed concurrently: start again at /api/auth/login"
-            )
+            raise SignInStateReplayedError(f"this sign-in was completed concurrently: {self._again}")
         return pending
 
     async def purge(self) -> int:

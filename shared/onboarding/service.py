@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from shared.auth.compose import AuthServices, auth_services
 from shared.auth.errors import SignInStateUnknownError
-from shared.auth.sign_in import check_state, connection_in_state
+from shared.auth.sign_in import LOGIN_PATH, check_state, connection_in_state
 from shared.bc.factory import build_client, endpoint_for, http_client_from_settings
 from shared.connections.compose import registry_services
 from shared.connections.connection import Connection
@@ -26,8 +26,6 @@ from shared.onboarding.consent import (
 )
 from shared.onboarding.probe import ClientProbe, Unthrottled
 from shared.settings import Settings, get_settings
-
-LOGIN_PATH = "/api/auth/login"
 
 
 @dataclass(frozen=True, slots=True)
