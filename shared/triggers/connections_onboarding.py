@@ -39,6 +39,7 @@ from shared.triggers.replies import http_response
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
 _NAME = re.compile(CONNECTION_NAME_PATTERN)
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _error(status: int, error: str, message: str) -> func.HttpResponse:
@@ -186,6 +187,15 @@ def consent_page(outcome: ConsentOutcome) -> Reply:
         ]
         return page(400, "Admin consent not granted", lines)
     lines = [f"Connection: {connection.name}", f"Tenant: {answer.tenant or connection.tenant_id}"]
+    if (
+        answer.tenant
+        and _GUID.fullmatch(connection.tenant_id)
+        and answer.tenant.lower() != connection.tenant_id.lower()
+    ):
+        lines.append(
+            f"Entra recorded the consent in tenant {answer.tenant}, but the connection names tenant "
+            f"{connection.tenant_id}: fix tenantId (PUT /api/connections/{connection.name}) or consent in that tenant"
+        )
     return page(200, "Admin consent granted", [*lines, *_report_lines(outcome.report)])
 
 
