@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.data.tables.aio import TableClient
@@ -39,6 +39,13 @@ from shared.process import process_id
 from shared.settings import Impact, Settings, get_settings, require
 
 AUTH_TABLE_SUFFIX = "auth"
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    """An identity provider that can drop its MSAL application (MsalIdentity, VaultSecretIdentity)."""
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,16 @@ class AuthServices:
         built = _connection_auth(self.settings, self.shared, self.tokens, connection, self.closers)
         self.by_connection[connection.name] = built
         return built
+
+    async def forget_refusals(self, connection: Connection) -> None:
+        """Make the connection's next token request reach Entra, after an admin fixed what Entra refused (consent).
+
+        MSAL replays a 400 for the same request for 60 s (msal/throttled_http_client.py, MSAL Python), so a check
+        right after the consent would be answered with the refusal from before it. Closing the identity drops its
+        MSAL application (and that replay cache); the next request builds a new one."""
+        identity = self.for_connection(connection).manager.parts.identity
+        if isinstance(identity, _Closable):
+            await identity.close()
 
     def pending_consents(self, connection: str) -> PendingSignIns:
         """The admin consents started for `connection`: one-time, 10-minute states kept like pending sign-ins

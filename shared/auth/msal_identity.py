@@ -99,7 +99,8 @@ class MsalIdentity:
         self._build_lock = threading.Lock()
 
     async def close(self) -> None:
-        """Close MSAL's HTTP session (its keep-alive connections)."""
+        """Close MSAL's HTTP session (its keep-alive connections) and drop the application: a later call builds a
+        new one (AuthServices.forget_refusals relies on this)."""
         with self._build_lock:
             session, self._session, self._app = self._session, None, None
         if session is not None:

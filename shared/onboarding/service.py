@@ -93,6 +93,8 @@ class Onboarding:
         answer = consent_answer(params, state)
         health = self.auth.for_connection(connection).manager.parts.health
         await health.record_consent(GRANTED if answer.granted else answer.error or "unknown_error")
+        if answer.granted:
+            await self.auth.forget_refusals(connection)  # the refusal from before the consent is not replayed
         report = await self.check(connection) if answer.granted else None
         return ConsentOutcome(connection, answer, report)
 

@@ -8,9 +8,10 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import azure.functions as func
+import httpx
 import pytest
 from azure.data.tables.aio import TableClient
 
@@ -213,3 +214,89 @@ async def test_a_route_name_is_validated_before_any_lookup_and_an_unknown_one_is
     unknown = await functions["check"](route("POST", "nobody-here", "check"))
     assert (bad.status_code, unknown.status_code) == (400, 404)
     assert "bcjobs connections list" in json.loads(bad.get_body())["message"]
+
+
+async def customer_connection(settings: Settings, sandbox: Sandbox, **changes: object) -> Connection:
+    """A client-credentials connection to the customer tenant's production (not consented there yet)."""
+    customer = sandbox.tenant_ids[1]
+    values: dict[str, object] = {
+        "tenant_id": customer,
+        "mode": AuthMode.CLIENT_CREDENTIALS,
+        "company_name": sandbox.bc.environment(customer, "production").company_name,
+        **changes,
+    }
+    return await register(settings, sandbox, **values)
+
+
+async def check(functions: Functions, name: str) -> dict[str, Any]:
+    answer = await functions["check"](route("POST", name, "check"))
+    assert answer.status_code == 200
+    return dict(json.loads(answer.get_body()))
+
+
+async def consent_at_sandbox(url: str, sandbox_tls: ssl.SSLContext) -> dict[str, str]:
+    """The customer's admin opens the consent link and accepts: the query Entra redirects back with."""
+    async with httpx.AsyncClient(verify=sandbox_tls, follow_redirects=False) as client:
+        answer = await client.get(url)
+    assert answer.status_code == 302, answer.text
+    location = answer.headers["location"]
+    assert location.startswith("http://127.0.0.1:7071/api/connections/consent/callback?")
+    return dict(parse_qsl(urlsplit(location).query))
+
+
+def consent_callback_request(params: dict[str, str]) -> func.HttpRequest:
+    return func.HttpRequest("GET", f"{APP_BASE}/connections/consent/callback", params=params, body=b"")
+
+
+async def test_a_customer_tenant_without_consent_gets_the_consent_link_and_passes_after_consenting(
+    functions: Functions, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, settings: Settings
+) -> None:
+    """check -> token fails (AADSTS700016) with a consent link -> the admin consents -> the callback's page shows
+    every step passed, and the consent is on the connection's record."""
+    customer = await customer_connection(settings, sandbox)
+    before = await check(functions, customer.name)
+    step = before["steps"][-1]
+    assert (step["name"], "AADSTS700016" in step["detail"]) == ("token", True)
+    consent_url = step["fix"].split(": ", 1)[1].split(" ", 1)[0]
+    assert "/v2.0/adminconsent?" in consent_url
+
+    page = await functions["consent_callback"](
+        consent_callback_request(await consent_at_sandbox(consent_url, sandbox_tls))
+    )
+
+    body = page.get_body().decode()
+    assert page.status_code == 200, body
+    assert "Check: all steps passed" in body
+    assert sandbox.entra.consented(customer.tenant_id, customer.client_id)
+    after = await check(functions, customer.name)
+    assert after["ok"] is True, after
+
+
+async def test_an_environment_without_the_apps_card_is_told_to_add_it_on_the_entra_applications_page(
+    functions: Functions, sandbox: Sandbox, settings: Settings
+) -> None:
+    customer = await customer_connection(settings, sandbox)
+    sandbox.entra.grant_consent(customer.tenant_id, customer.client_id)
+    sandbox.bc.unregister_application(customer.tenant_id, "production", customer.client_id)
+
+    answer = await check(functions, customer.name)
+
+    step = answer["steps"][-1]
+    assert step["name"] == "bc-accepts-token"
+    assert (
+        f"add the app (client id {customer.client_id}) on the Microsoft Entra Applications page"
+        in step["fix"]
+    )
+    assert f"environment production of tenant {customer.tenant_id}" in step["fix"]
+
+
+async def test_an_environment_the_tenant_lacks_is_named_with_the_ones_it_has(
+    functions: Functions, sandbox: Sandbox, settings: Settings
+) -> None:
+    customer = await customer_connection(settings, sandbox, environment="staging")
+    sandbox.entra.grant_consent(customer.tenant_id, customer.client_id)
+
+    step = (await check(functions, customer.name))["steps"][-1]
+
+    assert step["name"] == "environment"
+    assert "no environment 'staging' (it has: production)" in step["detail"]
