@@ -68,6 +68,39 @@ class DeleteOutcome:
     message: str = ""
 
 
+class CheckStepInfo(BaseModel):
+    """One step of a connection's check: what was found, and the fix when it failed."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+class CheckResult(BaseModel):
+    """POST /api/connections/{name}/check: the steps run, in order, up to the first failure."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    connection: str
+    ok: bool
+    steps: tuple[CheckStepInfo, ...]
+
+
+class ConsentLinkInfo(BaseModel):
+    """GET /api/connections/{name}/consent: a one-time admin-consent link (10 minutes) for its tenant."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    connection: str
+    consent_url: str
+    redirect_uri: str
+    expires_at: str
+    next_step: str = ""
+
+
 class ConnectionsApiError(BcJobsError):
     """The API refused or failed a request; `status` (None: no answer), `code` and the API's message."""
 
@@ -136,6 +169,22 @@ def delete_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[DeleteOu
         return DeleteOutcome(deleted=True)
     body = _json(answer, f"deleting connection {name}")
     return DeleteOutcome(False, int(body.get("pendingJobs", 0)), str(body.get("message", "")))
+
+
+def check_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[CheckResult | None]:
+    """POST /api/connections/{name}/check; None for an unknown connection."""
+    answer = yield from flows.ask(partial(http, "POST", f"{_url(base_url, name)}/check", None))
+    if answer.status == 404:
+        return None
+    return CheckResult.model_validate(_json(answer, f"checking connection {name}"))
+
+
+def consent_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[ConsentLinkInfo | None]:
+    """GET /api/connections/{name}/consent; None for an unknown connection."""
+    answer = yield from flows.ask(partial(http, "GET", f"{_url(base_url, name)}/consent", None))
+    if answer.status == 404:
+        return None
+    return ConsentLinkInfo.model_validate(_json(answer, f"making a consent link for connection {name}"))
 
 
 def _json(answer: HttpAnswer, doing: str) -> dict[str, Any]:
@@ -209,6 +258,15 @@ class ConnectionsClient:
         """Delete it, or (jobs pending) have the app disable it."""
         return flows.carry_out(delete_flow(self._call, self.api_url, name))
 
+    def check_connection(self, name: str) -> CheckResult | None:
+        """Run the connection's check (token, environment, BC accepts the token, company, a read); None when
+        there is no connection of that name."""
+        return flows.carry_out(check_flow(self._call, self.api_url, name))
+
+    def consent_link(self, name: str) -> ConsentLinkInfo | None:
+        """A one-time admin-consent link for the connection's tenant; None when there is no such connection."""
+        return flows.carry_out(consent_flow(self._call, self.api_url, name))
+
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()
@@ -260,6 +318,15 @@ class AsyncConnectionsClient:
     async def delete_connection(self, name: str) -> DeleteOutcome:
         """Delete it, or (jobs pending) have the app disable it."""
         return await flows.carry_out_async(delete_flow(self._call, self.api_url, name))
+
+    async def check_connection(self, name: str) -> CheckResult | None:
+        """Run the connection's check (token, environment, BC accepts the token, company, a read); None when
+        there is no connection of that name."""
+        return await flows.carry_out_async(check_flow(self._call, self.api_url, name))
+
+    async def consent_link(self, name: str) -> ConsentLinkInfo | None:
+        """A one-time admin-consent link for the connection's tenant; None when there is no such connection."""
+        return await flows.carry_out_async(consent_flow(self._call, self.api_url, name))
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -1,4 +1,4 @@
-"""`bcjobs connections list|show|put|delete`: the connection registry through the Function app's HTTP API.
+"""`bcjobs connections list|show|put|delete|check|consent`: connections through the Function app's HTTP API.
 
 These talk to the app (`--api-url`, env BCJOBS_API_URL; `--function-key`, env BCJOBS_FUNCTION_KEY), not to
 storage: a client secret registered with `put` goes to the app's Key Vault. `put` reads that secret from stdin
@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from bcjobs.cli.exits import ExitCode, fail
 from bcjobs.cli.helptext import PlainCommand, PlainGroup
 from bcjobs.cli.render import (
     JsonOutput,
+    check_table,
     connection_panel,
     connection_wire,
     connections_table,
@@ -36,7 +38,7 @@ DEFAULT_API_URL = "http://localhost:7071"  # the local host (`make dev`)
 
 connections_app = typer.Typer(
     name="connections",
-    help="List, show, register and delete BC connections (through the Function app's /api/connections).",
+    help="List, show, register, delete and check BC connections (through the Function app's /api/connections).",
     no_args_is_help=True,
     cls=PlainGroup,
 )
@@ -219,3 +221,40 @@ def delete(
     if not outcome.deleted:
         err.print("not deleted: disabled while its jobs are pending")
         raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+@connections_app.command(cls=PlainCommand)
+def check(
+    name: Name,
+    json_output: JsonOutput = False,
+    *,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    function_key: FunctionKey = None,
+) -> None:
+    """Check NAME: token, environment, BC accepts the token, company, a read of customers. Stops at the first failed
+    step and names its fix (exit 1); exit 4 when there is no such connection."""
+    with _client(api_url, function_key) as client:
+        result = client.check_connection(name)
+    if result is None:
+        fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")
+    emit(json_output, result.model_dump(mode="json"), check_table(result))
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+@connections_app.command(cls=PlainCommand)
+def consent(
+    name: Name,
+    json_output: JsonOutput = False,
+    *,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    function_key: FunctionKey = None,
+) -> None:
+    """A one-time admin-consent link (10 minutes) for NAME's tenant: an administrator of that tenant opens it and
+    accepts; the page Entra returns to runs the check. Exit 4 when there is no such connection."""
+    with _client(api_url, function_key) as client:
+        link = client.consent_link(name)
+    if link is None:
+        fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")
+    url = Text(link.consent_url, no_wrap=True, overflow="ignore")  # one line: copied whole from the terminal
+    emit(json_output, link.model_dump(mode="json", by_alias=True), url, Text(f"expires at {link.expires_at}"))

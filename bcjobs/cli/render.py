@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bcjobs.common import EnqueueFailure, JobDetails, JobHandle
-from bcjobs.connections import ConnectionInfo
+from bcjobs.connections import CheckResult, ConnectionInfo
 from bcjobs.errors import Problem
 from bcjobs.jobfiles import Entry
 from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
@@ -454,3 +454,16 @@ def _enabled(connection: ConnectionInfo) -> Text:
     if connection.enabled:
         return Text("enabled", style="green")
     return Text(f"disabled: {connection.disabled_reason or '-'}", style="red")
+
+
+def check_table(result: CheckResult) -> RenderableType:
+    """The check's steps, in order: passed or failed, what was found, and the fix of a failed one."""
+    table = _table("step", "ok", "detail", title=f"check of connection {result.connection}", wide="detail")
+    for step in result.steps:
+        detail = Text(step.detail)
+        if step.fix:
+            detail.append(f"\nfix: {step.fix}", style="bold")
+        table.add_row(
+            Text(step.name), Text("yes" if step.ok else "NO", style="green" if step.ok else "red"), detail
+        )
+    return table

@@ -158,8 +158,10 @@ def connection_body(connection: Connection, base_url: str) -> dict[str, Any]:
 
 
 def connection_links(name: str, base_url: str) -> dict[str, str]:
-    """The connection's routes. Onboarding adds `check`, `consent` and `signIn` here as they exist."""
-    return {"self": connection_url(base_url, name)}
+    """The connection's routes: itself, its check (POST), its admin-consent link and its delegated sign-in
+    (shared/triggers/connections_onboarding.py)."""
+    url = connection_url(base_url, name)
+    return {"self": url, "check": f"{url}/check", "consent": f"{url}/consent", "signIn": f"{url}/sign-in"}
 
 
 def connection_url(base_url: str, name: str) -> str:

@@ -12,7 +12,10 @@ from bcjobs import _flows as flows
 from bcjobs.cli import app
 from bcjobs.connections import (
     ConnectionsApiError,
+    ConnectionsClient,
     HttpAnswer,
+    check_flow,
+    consent_flow,
     delete_flow,
     list_flow,
     put_flow,
@@ -128,3 +131,58 @@ def test_the_cli_put_refuses_an_empty_secret_variable_before_calling_the_app() -
     )
     assert done.exit_code == 2
     assert "no client secret on the variable NOT_SET_HERE" in done.output
+
+
+CHECK_FAILED = {
+    "connection": "fabrikam",
+    "ok": False,
+    "steps": [
+        {"name": "token", "ok": True, "detail": "Entra issued a token", "fix": None},
+        {
+            "name": "bc-accepts-token",
+            "ok": False,
+            "detail": "HTTP 401 Authentication_InvalidCredentials",
+            "fix": "add the app (client id x) on the Microsoft Entra Applications page of environment production",
+        },
+    ],
+}
+
+
+def test_check_posts_to_the_connections_check_route_and_reads_its_steps() -> None:
+    api = FakeApi(
+        {
+            ("POST", "/api/connections/fabrikam/check"): (200, CHECK_FAILED),
+            ("POST", "/api/connections/nobody/check"): (404, {"error": "connection", "message": "no such"}),
+        }
+    )
+    result = flows.carry_out(check_flow(api, BASE, "fabrikam"))
+    assert result is not None
+    assert not result.ok
+    assert [step.name for step in result.steps] == ["token", "bc-accepts-token"]
+    assert api.requests[0] == ("POST", "https://bc-app.example/api/connections/fabrikam/check", None)
+    assert flows.carry_out(check_flow(api, BASE, "nobody")) is None
+
+
+def test_consent_reads_the_one_time_link() -> None:
+    link = {
+        "connection": "fabrikam",
+        "consentUrl": "https://login.example/fabrikam.onmicrosoft.com/v2.0/adminconsent?state=fabrikam~x",
+        "redirectUri": "https://bc-app.example/api/connections/consent/callback",
+        "expiresAt": "2026-12-06T07:00:00+00:00",
+    }
+    api = FakeApi({("GET", "/api/connections/fabrikam/consent"): (200, link)})
+    found = flows.carry_out(consent_flow(api, BASE, "fabrikam"))
+    assert found is not None
+    assert found.consent_url.endswith("state=fabrikam~x")
+
+
+def test_the_cli_check_shows_the_failed_steps_fix_and_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = FakeApi({("POST", "/api/connections/fabrikam/check"): (200, CHECK_FAILED)})
+    monkeypatch.setattr(ConnectionsClient, "_call", lambda self, m, u, b: api(m, u, b))
+    done = CliRunner().invoke(
+        app, ["connections", "check", "fabrikam", "--api-url", BASE], env={"COLUMNS": "200"}
+    )
+    assert done.exit_code == 1
+    assert "Microsoft Entra Applications page of environment production" in done.output
+    as_json = CliRunner().invoke(app, ["connections", "check", "fabrikam", "--api-url", BASE, "--json"])
+    assert json.loads(as_json.stdout)["steps"][1]["name"] == "bc-accepts-token"
