@@ -15,18 +15,21 @@ connection's own partition, so a state issued for connection A can never be spen
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
+from shared.auth.errors import TokenStoreUnavailableError
 from shared.auth.models import SignInStart
 from shared.auth.sign_in import PendingSignIns, connection_state
 from shared.connections.connection import Connection
 from shared.errors import IntegrationError
 from shared.settings import Settings
 
+logger = logging.getLogger(__name__)
 CONSENT_CALLBACK_PATH = "/api/connections/consent/callback"
 GRANTED = "granted"
 _ERROR_CODE = re.compile(r"[^A-Za-z0-9_]")
@@ -100,6 +103,10 @@ async def start_consent(connection: Connection, settings: Settings, pending: Pen
     state = connection_state(connection.name)
     url = admin_consent_url(connection, settings, state, redirect_uri)
     remembered = await pending.remember(SignInStart(auth_uri=url, state=state, flow=""))
+    try:  # expired states of the connection go (small partition; best effort, as SignInFlow.start does)
+        await pending.purge()
+    except TokenStoreUnavailableError:
+        logger.warning("could not purge old consent states", extra={"connection": connection.name})
     return ConsentLink(connection.name, url, redirect_uri, remembered.expires_at)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -96,3 +97,15 @@ def test_entras_answer_is_read_and_its_error_code_sanitised() -> None:
     assert refused.error == "access_deniedscript"
     assert "declined" in refusal_fix(ACME, "access_denied")
     assert "GET /api/connections/acme/consent" in refusal_fix(ACME, "invalid_request")
+
+
+async def test_a_new_consent_link_purges_the_connections_expired_states() -> None:
+    store, clock = MemoryRecordStore[PendingSignIn](), ManualClock()
+    pending = PendingSignIns(store, clock)
+    configured = settings(BC_REDIRECT_URI="https://f.example/api/auth/callback")
+    await start_consent(ACME, configured, pending)
+    clock.advance(timedelta(minutes=11))
+
+    await start_consent(ACME, configured, pending)
+
+    assert len(await store.scan()) == 1
