@@ -235,6 +235,7 @@ def _collaborators(
             shared.clock,
             shared.notifier,
             connection.mode,
+            registered=not connection.from_settings,
         ),
         clock=shared.clock,
         # process_id() names the process; the suffix keeps apart the managers one process builds per event loop:

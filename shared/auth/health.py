@@ -41,7 +41,11 @@ class HealthRecorder:
         clock: Clock,
         notifier: AdminNotifier,
         mode: AuthMode = AuthMode.DELEGATED,
+        *,
+        registered: bool = False,
     ) -> None:
+        """`registered`: a connection of the registry (its next steps name its own routes), not the settings'."""
+        self.registered = connection if registered else None
         self._connection = connection
         self._mode = mode
         self._store = store
@@ -141,7 +145,7 @@ class HealthRecorder:
             await self._alert(health, error, newest)
 
     async def _alert(self, health: Health, error: AuthError, newest: TokenSet | None) -> None:
-        step = next_step(health, self._mode) or ""
+        step = next_step(health, self._mode, self.registered) or ""
         logger.error(
             "BC connection '%s' needs an admin (%s): %s. Until then, jobs run on the cached access token "
             "until it expires at %s; after that they wait (%s), not fail, until an admin fixes the connection.",
@@ -185,9 +189,9 @@ def _safe(error: Exception) -> str:
     return redact(str(error))[:_MESSAGE_LIMIT]
 
 
-def admin_error(record: ConnectionRecord, mode: AuthMode) -> AuthError:
-    """The error a caller gets while an admin-needed health blocks refreshes."""
-    step = next_step(record.health, mode)
+def admin_error(record: ConnectionRecord, mode: AuthMode, registered: str | None = None) -> AuthError:
+    """The error a caller gets while an admin-needed health blocks refreshes (`registered`: see next_step)."""
+    step = next_step(record.health, mode, registered)
     if record.health is Health.CREDENTIALS_REJECTED:
         return CredentialsRejectedError(
             f"Entra refused the application earlier: {step}", error_code=record.last_error_code

@@ -279,7 +279,10 @@ class TokenManager:
             record = ConnectionRecord(self.connection)
             problems.append(exc)
         problem = problems[0] if problems else None
-        return build_status(self.connection, self._mode, newest, record, self._clock.now(), problem)
+        now = self._clock.now()
+        return build_status(
+            self.connection, self._mode, newest, record, now, problem, self._health.registered
+        )
 
     # -- serving: the store first, then a refresh under the lease, the cached set as the fallback ------------
 
@@ -395,7 +398,7 @@ class TokenManager:
                 return first_token_set(self.connection, self._mode, grant, now, generation=1)
             return newest.successor(grant, now)
         if newest is None or not newest.refresh_token:
-            step = next_step(Health.NOT_AUTHORIZED, self._mode)
+            step = next_step(Health.NOT_AUTHORIZED, self._mode, self._health.registered)
             raise NotAuthorizedError(f"connection '{self.connection}' has no refresh token: {step}")
         grant = await self._identity.redeem_refresh_token(newest.refresh_token)
         return newest.successor(grant, now)
@@ -446,7 +449,7 @@ class TokenManager:
         self._entra_gate.check()
         record = await self._health.read()
         if self._health.blocks(record, newest):
-            raise admin_error(record, self._mode)
+            raise admin_error(record, self._mode, self._health.registered)
 
     async def _close_entra_gate(self, exc: TokenRefreshFailedError) -> None:
         """After a transient failure: nobody in this process calls Entra again before the backoff ends."""

@@ -37,8 +37,25 @@ _NEXT_STEPS: dict[AuthMode, dict[Health, str]] = {
 }
 
 
-def next_step(health: Health, mode: AuthMode) -> str | None:
-    """What the admin should do about `health` in this auth mode (None when nothing is needed)."""
+def next_step(health: Health, mode: AuthMode, registered: str | None = None) -> str | None:
+    """What the admin should do about `health` in this auth mode (None when nothing is needed).
+
+    `registered`: the name of a registered connection, whose steps name its own routes: /api/auth/login and
+    /api/auth/refresh serve the settings' connection only."""
     if health is Health.DEGRADED:
         return DEGRADED_NEXT_STEP
+    if registered is not None and health in _NEXT_STEPS[mode]:
+        return _registered_step(health, mode, registered)
     return _NEXT_STEPS[mode].get(health)
+
+
+def _registered_step(health: Health, mode: AuthMode, name: str) -> str:
+    """A registered connection's step: its own sign-in, or its check (which names the fix and, once it passes,
+    has fetched a new token: shared/onboarding)."""
+    if mode is AuthMode.DELEGATED and health in (Health.NOT_AUTHORIZED, Health.REAUTHORIZATION_REQUIRED):
+        return f"open /api/connections/{name}/sign-in (function key) and sign in as the connection's BC user"
+    return (
+        f"run its check, POST /api/connections/{name}/check (function key) or `bcjobs connections check {name}`: "
+        f"it names the fix (admin consent: GET /api/connections/{name}/consent; the client secret; the app's "
+        "Microsoft Entra Applications card) and gets a new token once it passes"
+    )

@@ -17,9 +17,9 @@ def build_status(
     record: ConnectionRecord,
     now: datetime,
     problem: Exception | None = None,
+    registered: str | None = None,
 ) -> ConnectionStatus:
-    """Combine the newest known token set and the connection record into one ConnectionStatus; a `problem`
-    reading either makes it degraded (unless an admin must act anyway)."""
+    """The token set and record as one ConnectionStatus; a `problem` reading either: see _degraded_by."""
     health = record.health
     if newest is None and health not in NEEDS_ADMIN:
         health = Health.NOT_AUTHORIZED
@@ -37,7 +37,7 @@ def build_status(
         last_error_message=record.last_error_message,
         last_error_at=record.last_error_at,
         backoff_until=record.backoff_until,
-        next_step=next_step(health, mode),
+        next_step=next_step(health, mode, registered),
     )
     return status if problem is None else _degraded_by(status, problem, now)
 

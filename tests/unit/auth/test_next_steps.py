@@ -43,3 +43,18 @@ def test_an_app_only_grant_refusal_asks_for_consent_not_a_sign_in() -> None:
     error = classify("invalid_grant", [65001], app_only=True)
     assert "/api/auth/login" not in str(error)
     assert "POST /api/auth/refresh" in str(error)
+
+
+@pytest.mark.parametrize("mode", list(AuthMode))
+@pytest.mark.parametrize("health", [*NEEDS_ADMIN, Health.NOT_AUTHORIZED])
+def test_a_registered_connections_steps_name_its_own_routes_never_the_settings_ones(
+    mode: AuthMode, health: Health
+) -> None:
+    """/api/auth/login and /api/auth/refresh serve the settings' connection: a registered one's steps name its
+    own sign-in or its check (which names the fix and fetches a new token once it passes)."""
+    step = next_step(health, mode, "acme")
+    assert step is not None
+    assert "/api/auth/" not in step
+    assert "/api/connections/acme/" in step
+    if mode is AuthMode.DELEGATED and health is not Health.CREDENTIALS_REJECTED:
+        assert "/api/connections/acme/sign-in" in step
