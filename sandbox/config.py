@@ -126,6 +126,34 @@ class SandboxConfig:
     bc_seed_sales_orders: int = 10
     bc_seed_sales_invoices: int = 10
 
+    # --- BC webhooks (sandbox/bc/subscriptions.py, sandbox/bc/webhooks.py) ---------------------------------------
+    # Learn, "Working with webhooks" (dev-itpro/api-reference/v2.0/dynamics-subscriptions) and BC's sender, codeunit
+    # 6154 "API Webhook Notification Send" (reference bc-webhooks-connections-identities.md, A3/A4).
+    # "the system waits 30 seconds after the first change to an entity before it sends the notification"
+    # (ApiSubscriptionDelayTime); divided by bc_time_scale.
+    bc_webhook_delay_seconds: float = 30.0
+    # "if more than a 1,000 records are changed, a single `collection` notification is sent"
+    # (ApiSubscriptionMaxNumberOfNotifications; codeunit 6154 GenerateSingleAggregateNotification).
+    bc_webhook_max_notifications: int = 1000
+    # Codeunit 6154 GetMaxNumberOfAttempts = 5: a subscription whose notifications' attempt number exceeds it is
+    # deleted, i.e. after the 6th failed POST (the first one and 5 retries).
+    bc_webhook_max_attempts: int = 5
+    # Codeunit 6154 GetDelayTimeForAttempt, in minutes, by attempt number 0, 1, 2, 3, 4, >=5; the number is raised
+    # before the delay is chosen, so the retries come +1, +1, +10, +100, +1,000 minutes after each failure.
+    # Divided by bc_time_scale.
+    bc_webhook_retry_minutes: tuple[float, ...] = (1.0, 1.0, 1.0, 10.0, 100.0, 1000.0)
+    # ApiSubscriptionSendingNotificationTimeout, default 30,000 ms (server-instance-settings); real seconds.
+    bc_webhook_send_timeout_seconds: float = 30.0
+    # ApiSubscriptionNotificationUrlTimeout, default 5,000 ms: the handshake's timeout; real seconds.
+    bc_webhook_handshake_timeout_seconds: float = 5.0
+    # Learn: subscriptions expire after three days unless renewed (ApiSubscriptionExpiration); sandbox seconds
+    # (advance the clock to age them).
+    bc_webhook_expiration_seconds: float = 3 * 24 * 3600.0
+    # 200 webhook subscriptions per environment (administration/operational-limits-online).
+    bc_webhook_max_subscriptions: int = 200
+    # UNCONFIRMED: clientState's length limit ($metadata of 2018 says 250, the docs' example 2048).
+    bc_webhook_max_client_state: int = 250
+
     # Extra app registrations (beyond the primary one) to spread BC load over identities, as OL suggests.
     extra_clients: int = 0
 

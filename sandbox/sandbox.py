@@ -6,6 +6,7 @@ import json
 import random
 import secrets
 import shutil
+import ssl
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +14,7 @@ from types import TracebackType
 from sandbox.admin import admin_app
 from sandbox.bc.app import BcEndpoints
 from sandbox.bc.control import BcControl
+from sandbox.bc.webhooks import WebhookSender
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.entra.app import EntraEndpoints
@@ -53,6 +55,11 @@ class Sandbox:
         callers = [app.client_id for app in self.directory.apps]
         callers += [identity.client_id for identity in self.directory.identities]
         self.bc = BcControl(self.config, self.clock, self.tenant_ids, callers)
+        # BC's sender trusts public CAs; the sandbox CA is added so an https receiver served with the sandbox's
+        # certificate works too. A local receiver on plain http://127.0.0.1 (as the devhost serves) needs neither.
+        webhook_tls = ssl.create_default_context()
+        webhook_tls.load_verify_locations(cafile=str(self.tls.ca_bundle))
+        self.bc.webhooks.tls_context = webhook_tls
         self.identity = IdentityControl(secrets.token_hex(16))
         host = self.config.host
         self._sockets = {
@@ -70,6 +77,7 @@ class Sandbox:
         self.identity_url = f"http://{host}:{identity_port}{IDENTITY_PATH}"
         self.env: dict[str, str] = self._environment()
         self._server: ServerThread | None = None
+        self._sender: WebhookSender | None = None
 
     def _url(self, name: str) -> str:
         return f"https://{self.config.host}:{self._sockets[name].getsockname()[1]}"
@@ -168,10 +176,15 @@ class Sandbox:
         ]
         self._server = ServerThread(listeners, self.tls)
         self._server.start()
+        self._sender = WebhookSender(self.bc.webhooks)
+        self._sender.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and remove the temporary work folder (if the sandbox made it)."""
+        if self._sender is not None:
+            self._sender.stop()
+            self._sender = None
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -28,6 +28,7 @@ from sandbox.bc.control import ANONYMOUS, DROPPED, BcControl
 from sandbox.bc.environment import BcEnvironment
 from sandbox.bc.errors import BcError, no_route, not_found_segment
 from sandbox.bc.faults import AFTER_RUNNING, Fault
+from sandbox.bc.subscription_api import SubscriptionApi, is_subscriptions_path
 from sandbox.config import BC_RESOURCE, SandboxConfig
 from sandbox.errors import TokenRejectedError
 from sandbox.tokens import TokenAuthority, TokenClaims
@@ -93,6 +94,7 @@ class BcEndpoints:
         self._tenant_ids = frozenset(tenant_ids or (tenant_id,))
         self._tenant_ids_lower = frozenset(t.lower() for t in self._tenant_ids)
         self._authority_host = authority_host
+        self._subscriptions = SubscriptionApi(config, control.webhooks, control.webhooks.clock)
 
     def app(self) -> TransportCapture:
         """The ASGI app (wrapped so that a fault can drop the TCP connection)."""
@@ -216,10 +218,10 @@ class BcEndpoints:
                 await asyncio.sleep(plan.delay_ms / 1000)
             if plan.error in AFTER_RUNNING:
                 with contextlib.suppress(BcError):  # the operation's own answer is lost in the timeout
-                    self._execute(request, root, env, body, is_batch)
+                    await self._execute(request, root, env, body, is_batch, identity)
             if plan.error is not None:
                 raise self._fault(plan.error)
-            response = self._execute(request, root, env, body, is_batch)
+            response = await self._execute(request, root, env, body, is_batch, identity)
             if plan.ambiguous_write and response.wrote:
                 self._control.count_fault(Fault.AMBIGUOUS_WRITE)
                 raise _DroppedError
@@ -227,10 +229,11 @@ class BcEndpoints:
         finally:
             limiter.release(identity)
 
-    def _execute(
-        self, request: Request, root: ApiRoot, env: BcEnvironment, body: bytes, is_batch: bool
+    async def _execute(
+        self, request: Request, root: ApiRoot, env: BcEnvironment, body: bytes, is_batch: bool, identity: str
     ) -> ApiResponse:
-        """Run the request against the store (a whole $batch, or one operation)."""
+        """Run the request against the store (a whole $batch, or one operation; webhook subscriptions, whose
+        handshake is awaited outside the lock)."""
         api_request = ApiRequest(
             method=request.method,
             path=root.rest,
@@ -239,6 +242,9 @@ class BcEndpoints:
             body=body,
             root_url=f"https://{request.headers.get('host', request.url.netloc)}{root.root_path}",
         )
+        if not is_batch and is_subscriptions_path(root.rest):
+            api_route = root.root_path.split("/api/", 1)[1]
+            return await self._subscriptions.execute(api_request, env, api_route, identity)
         with self._control.lock:
             if not is_batch:
                 return env.api.execute(api_request)

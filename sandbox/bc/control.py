@@ -17,6 +17,7 @@ from sandbox.bc.faults import Fault, FaultPlan, FaultRates, Latency, draw
 from sandbox.bc.limits import IdentityState, Limiter, LimitSettings
 from sandbox.bc.schema import JsonValue
 from sandbox.bc.store import BcStore
+from sandbox.bc.webhooks import WebhookControl
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 
@@ -97,10 +98,11 @@ class BcControl:
         # Tenant ids: the primary one first; placeholders when none are given (a BcControl without a directory).
         tenants = list(tenant_ids) or [f"tenant-{n}" for n in range(config.extra_tenants + 1)]
         self._client_ids = frozenset(client_ids)
+        self.webhooks = WebhookControl(config, clock, self.lock)
         self.environments: dict[tuple[str, str], BcEnvironment] = {}
         for spec in config.environments:
             primary = spec.tenant == 0 and spec.name == config.bc_environment
-            env = BcEnvironment(config, clock, tenants[spec.tenant], spec, primary)
+            env = BcEnvironment(config, clock, tenants[spec.tenant], spec, primary, self.webhooks)
             env.registered = set(self._client_ids)
             self.environments[(env.tenant_id.lower(), env.name)] = env
         self.primary = next(env for env in self.environments.values() if env.primary)
@@ -242,6 +244,7 @@ class BcControl:
                 env.limiter.clear_windows()
                 env.requests.clear()
                 env.registered = set(self._client_ids)
+            self.webhooks.reset()  # before reseeding, so the seed's inserts notify no one
         self.reseed()
 
     # --- counters ---------------------------------------------------------------------------------------------------
@@ -298,6 +301,7 @@ class BcControl:
                 "latency": dataclasses.asdict(self._latency),
                 "pending_forced_faults": [f.value for f in self._forced],
                 "company_id": self.company_id,
+                "webhooks": dataclasses.asdict(self.webhooks.current_settings()),
                 "environments": [
                     {
                         **dataclasses.asdict(env.info),

@@ -97,7 +97,7 @@ class Documents:
                 self._ensure_open(entity.parent, header)
             row.data.update(values)
             self._price_line(company, row, resolve_item="itemId" in values or "lineObjectNumber" in values)
-            self._store.touch(row)
+            self._store.touch(row, company, entity.set_name)
             if header is not None:
                 self._recalculate(company, ENTITY_TYPES[entity.parent], header)
             return
@@ -110,7 +110,7 @@ class Documents:
                 self._apply_customer(company, merged)
                 values.update(merged)
         row.data.update(values)
-        self._store.touch(row)
+        self._store.touch(row, company, entity.set_name)
 
     def delete(self, company: Company, entity: EntityType, row: Row) -> None:
         """DELETE: a row (a document takes its lines with it)."""
@@ -293,7 +293,7 @@ class Documents:
         )
         if "remainingAmount" in header.data and header.data["status"] in ("Open",):
             header.data["remainingAmount"] = total
-        self._store.touch(header)
+        self._store.touch(header, company, entity.set_name)
 
     def _ensure_open(self, set_name: str, header: Row) -> None:
         if set_name == "salesInvoices" and header.data["status"] not in ("Draft", " "):
@@ -326,11 +326,11 @@ class Documents:
         row.data.update(
             {"status": "Open", "number": number, "remainingAmount": total, "postingDate": self._store.today()}
         )
-        self._store.touch(row)
+        self._store.touch(row, company, entity.set_name)
         customer = self._store.get(company, "customers", str(row.data["customerId"]))
         if customer is not None:
             customer.data["balanceDue"] = round(float(customer.data["balanceDue"]) + total, 2)
-            self._store.touch(customer)
+            self._store.touch(customer, company, "customers")
 
     def _ship_and_invoice(self, company: Company, entity: EntityType, row: Row) -> None:
         lines = self.lines(company, entity, row)
@@ -369,7 +369,7 @@ class Documents:
             )
             if item is not None and item.data["type"] == "Inventory":
                 item.data["inventory"] = float(item.data["inventory"]) - float(line.data["quantity"])
-                self._store.touch(item)
+                self._store.touch(item, company, "items")
 
 
 def seed_documents(

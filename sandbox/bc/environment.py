@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sandbox.bc.api import BcApi
 from sandbox.bc.documents import Documents, seed_documents
@@ -19,8 +20,12 @@ from sandbox.bc.examples import seed_examples
 from sandbox.bc.limits import Limiter
 from sandbox.bc.schema import JsonValue
 from sandbox.bc.store import BcStore, seed_store
+from sandbox.bc.subscriptions import SubscriptionTable
 from sandbox.clock import SandboxClock
 from sandbox.config import BcEnvironmentConfig, SandboxConfig
+
+if TYPE_CHECKING:
+    from sandbox.bc.webhooks import WebhookControl
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,7 @@ class BcEnvironment:
         tenant_id: str,
         spec: BcEnvironmentConfig,
         primary: bool,
+        webhooks: WebhookControl | None = None,
     ) -> None:
         self._config = config
         self.tenant_id = tenant_id
@@ -62,6 +68,14 @@ class BcEnvironment:
         self.registered: set[str] = set()
         self.requests: Counter[tuple[str, int]] = Counter()
         self.reseed()
+        # Webhook subscriptions are per environment (reference A1); every later change to the data is told to them.
+        self.subscriptions = SubscriptionTable(tenant_id, self.name)
+        if webhooks is not None:
+            control, table = webhooks, webhooks.table_for(tenant_id, self.name)
+            self.subscriptions = table
+            self.store.listener = lambda company, set_name, row, change: control.record(
+                table, company, set_name, row, change
+            )
 
     def _rng(self) -> random.Random:
         # The primary environment draws exactly as the single environment always did (same seed, same ids); the

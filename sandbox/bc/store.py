@@ -6,6 +6,7 @@ import base64
 import copy
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -13,6 +14,13 @@ from sandbox.bc.schema import COMPANY_SETS, ENTITY_TYPES, EntityType, JsonValue
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.ids import guid
+
+
+def weak_etag(stamp: int) -> str:
+    """A weak ETag shaped like BC's (base64 of a quoted, semicolon-separated stamp); opaque to clients."""
+    digits = str(stamp)
+    raw = f"'{len(digits)};{digits};'".encode()
+    return f'W/"{base64.b64encode(raw).decode()}"'
 
 
 @dataclass(slots=True)
@@ -24,10 +32,8 @@ class Row:
 
     @property
     def etag(self) -> str:
-        """A weak ETag shaped like BC's (base64 of a quoted, semicolon-separated stamp); opaque to clients."""
-        digits = str(self.stamp)
-        raw = f"'{len(digits)};{digits};'".encode()
-        return f'W/"{base64.b64encode(raw).decode()}"'
+        """A weak ETag shaped like BC's (see weak_etag); opaque to clients."""
+        return weak_etag(self.stamp)
 
 
 @dataclass(slots=True)
@@ -49,13 +55,23 @@ class Company:
         return str(self.row.data["name"])
 
 
+# Told of every change to a row: (company, entity set, row, "created" | "updated" | "deleted"). BC records a
+# webhook notification in the same session that changes the data (reference A3, "Who triggers delivery").
+ChangeListener = Callable[[Company, str, Row, str], None]
+
+
 class BcStore:
-    """All companies and their rows; every change takes a new stamp."""
+    """All companies and their rows; every change takes a new stamp and is told to the listener (webhooks)."""
 
     def __init__(self, clock: SandboxClock) -> None:
         self._clock = clock
         self._stamp = 1000
         self.companies: dict[str, Company] = {}
+        self.listener: ChangeListener | None = None
+
+    def _changed(self, company: Company, set_name: str, row: Row, change: str) -> None:
+        if self.listener is not None:
+            self.listener(company, set_name, row, change)
 
     # --- time and stamps ------------------------------------------------------------------------------
     def now_iso(self) -> str:
@@ -100,6 +116,7 @@ class BcStore:
         full["lastModifiedDateTime"] = self.now_iso()
         row = Row(full, self._next_stamp())
         self.table(company, entity.set_name)[full["id"]] = row
+        self._changed(company, entity.set_name, row, "created")
         return row
 
     def next_number(self, company: Company, entity: EntityType) -> str:
@@ -116,15 +133,20 @@ class BcStore:
         company.series[key] = company.series.get(key, start) + 1
         return f"{prefix}{company.series[key]}"
 
-    def touch(self, row: Row) -> None:
-        """Mark a row changed: new stamp (new ETag) and lastModifiedDateTime."""
+    def touch(self, row: Row, company: Company | None = None, set_name: str | None = None) -> None:
+        """Mark a row changed: new stamp (new ETag) and lastModifiedDateTime; told to the listener when the
+        company and entity set are given."""
         row.stamp = self._next_stamp()
         if "lastModifiedDateTime" in row.data:
             row.data["lastModifiedDateTime"] = self.now_iso()
+        if company is not None and set_name is not None:
+            self._changed(company, set_name, row, "updated")
 
     def delete(self, company: Company, set_name: str, row_id: str) -> None:
         """Remove a row."""
-        self.table(company, set_name).pop(row_id.lower(), None)
+        row = self.table(company, set_name).pop(row_id.lower(), None)
+        if row is not None:
+            self._changed(company, set_name, row, "deleted")
 
     def counts(self) -> dict[str, int]:
         """Records per entity set over all companies."""
