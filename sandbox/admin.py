@@ -22,6 +22,15 @@ POST /_sandbox/bc/latency                   {"base_ms": ms, "jitter_ms": ms}
 POST /_sandbox/bc/register-application      {"tenant_id": T, "environment": E, "client_id": C}
 POST /_sandbox/bc/unregister-application    {"tenant_id": T, "environment": E, "client_id": C}
 POST /_sandbox/bc/environment               {"tenant_id": T, "environment": E}  -> company, stats, applications
+POST /_sandbox/bc/webhooks/settings         {"delay_seconds": S, "max_notifications": N, "max_attempts": N,
+                                             "retry_seconds": [S, ...], "send_timeout_seconds": S,
+                                             "handshake_timeout_seconds": S, "expiration_seconds": S,
+                                             "max_subscriptions": N}  -> the settings in force
+POST /_sandbox/bc/webhooks/lose-next        {"count": N}
+POST /_sandbox/bc/webhooks/copy-environment {"tenant_id": T, "environment": E}  -> {"removed": N}
+POST /_sandbox/bc/webhooks/expire           {"subscription_id": S}
+POST /_sandbox/bc/webhooks/subscriptions    {"tenant_id": T?, "environment": E?}  -> {"value": [...]}
+GET  /_sandbox/bc/webhooks/stats            POSTs per notification URL, subscriptions per environment, ...
 """
 
 from __future__ import annotations
@@ -65,6 +74,7 @@ def admin_app(sandbox: Sandbox) -> Starlette:
                 "entra": sandbox.entra.snapshot(),
                 "vault": sandbox.vault.snapshot(),
                 "bc": sandbox.bc.stats().to_json(),
+                "bc_webhooks": sandbox.bc.webhooks.stats(),
                 "identity": sandbox.identity.snapshot(),
             }
         )
@@ -137,6 +147,7 @@ def admin_app(sandbox: Sandbox) -> Starlette:
             methods=["POST"],
         ),
         Route("/_sandbox/bc/environment", post(environment), methods=["POST"]),
+        *webhook_routes(sandbox, post),
     ]
     routes = [
         *entra_routes,
@@ -188,3 +199,37 @@ def admin_app(sandbox: Sandbox) -> Starlette:
         ),
     ]
     return Starlette(routes=routes)
+
+
+def webhook_routes(
+    sandbox: Sandbox, post: Callable[[Callable[[dict[str, Any]], object]], Handler]
+) -> list[Route]:
+    """The BC webhook knobs (sandbox/bc/webhooks.py)."""
+    hooks = sandbox.bc.webhooks
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(hooks.stats())
+
+    def listed(p: dict[str, Any]) -> object:
+        return {"value": hooks.subscriptions(p.get("tenant_id"), p.get("environment"))}
+
+    return [
+        Route("/_sandbox/bc/webhooks/settings", post(lambda p: hooks.settings(**p)), methods=["POST"]),
+        Route(
+            "/_sandbox/bc/webhooks/lose-next",
+            post(lambda p: hooks.lose_next(int(p.get("count", 1)))),
+            methods=["POST"],
+        ),
+        Route(
+            "/_sandbox/bc/webhooks/copy-environment",
+            post(lambda p: {"removed": hooks.copy_environment(str(p["tenant_id"]), str(p["environment"]))}),
+            methods=["POST"],
+        ),
+        Route(
+            "/_sandbox/bc/webhooks/expire",
+            post(lambda p: hooks.expire(str(p["subscription_id"]))),
+            methods=["POST"],
+        ),
+        Route("/_sandbox/bc/webhooks/subscriptions", post(listed), methods=["POST"]),
+        Route("/_sandbox/bc/webhooks/stats", stats),
+    ]
