@@ -43,7 +43,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--bc-window-seconds", type=float, default=300.0, help="BC's sliding window (compress it for tests)"
     )
     parser.add_argument(
-        "--bc-time-scale", type=float, default=1.0, help="divides BC's window and queue timeout"
+        "--bc-time-scale",
+        type=float,
+        default=1.0,
+        help="divides BC's window, queue timeout, webhook debounce and webhook retry delays",
     )
     parser.add_argument("--bc-latency-ms", type=float, default=0.0, help="added to every BC answer")
     parser.add_argument(
@@ -58,6 +61,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         metavar="PUBLISHER/GROUP/VERSION",
         help="serve this custom API next to api/v2.0 (repeatable; replaces the default contoso/app/v1.0; '' for none)",
+    )
+    parser.add_argument(
+        "--bc-webhook-delay-seconds",
+        type=float,
+        default=30.0,
+        help="BC's webhook debounce after the first change (divided by --bc-time-scale)",
+    )
+    parser.add_argument(
+        "--bc-webhook-max-notifications",
+        type=int,
+        default=1000,
+        help="pending changes per subscription above which BC sends one 'collection' notification",
     )
     parser.add_argument(
         "--extra-clients", type=int, default=0, help="extra app registrations (separate BC identities)"
@@ -101,6 +116,8 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         bc_latency_jitter_ms=args.bc_latency_jitter_ms,
         bc_max_in_flight=args.bc_max_in_flight,
         bc_custom_apis=_custom_apis(args.bc_custom_api),
+        bc_webhook_delay_seconds=args.bc_webhook_delay_seconds,
+        bc_webhook_max_notifications=args.bc_webhook_max_notifications,
         extra_clients=args.extra_clients,
         extra_tenants=args.extra_tenants,
         consent_extra_tenants=args.consent_extra_tenants,

@@ -51,3 +51,9 @@ def test_cli_custom_apis_replace_the_default(argv: list[str], expected: tuple[st
     """--bc-custom-api is repeatable and replaces the default; an empty value serves none."""
     config = config_from(parse_args(["--write-env", "x.env", *argv]))
     assert config.bc_custom_apis == expected
+
+
+def test_cli_sets_the_webhook_debounce_and_collection_threshold() -> None:
+    args = ["--write-env", "x.env", "--bc-webhook-delay-seconds", "2", "--bc-webhook-max-notifications", "50"]
+    config = config_from(parse_args(args))
+    assert (config.bc_webhook_delay_seconds, config.bc_webhook_max_notifications) == (2.0, 50)
