@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from sandbox.bc.api import JSON_TYPE, ApiRequest, ApiResponse, BcApi
 from sandbox.bc.errors import BcError, invalid_body
 from sandbox.bc.schema import JsonValue
-from sandbox.bc.store import BcStore
+from sandbox.bc.store import BcStore, Company, Row
 from sandbox.config import SandboxConfig
 
 
@@ -71,18 +71,35 @@ def _run_snapshot(
     operations: list[JsonValue],
     skipped_status: int | None,
 ) -> ApiResponse:
-    """Run until the first failure; then restore the store and answer for the operations run (and skipped)."""
+    """Run until the first failure; then restore the store and answer for the operations run (and skipped).
+
+    Webhook notifications are held until the batch is known to commit: BC records them in the same transaction,
+    so a rolled-back batch notifies no one (reference A3, "Who triggers delivery")."""
     saved = store.snapshot()
+    listener = store.listener
+    held: list[tuple[Company, str, Row, str]] = []
+
+    def hold(company: Company, set_name: str, row: Row, change: str) -> None:
+        held.append((company, set_name, row, change))
+
+    store.listener = hold
     responses: list[dict[str, JsonValue]] = []
-    for index, operation in enumerate(operations):
-        response = _run_one(api, outer, root_path, operation)
-        responses.append(_inner(_inner_id(operation, index), response))
-        if response.status >= 400:
-            store.restore(saved)
-            if skipped_status is not None:
-                later = enumerate(operations[index + 1 :], start=index + 1)
-                responses.extend(_skipped(_inner_id(op, i), skipped_status) for i, op in later)
-            return ApiResponse(200, {"responses": responses}, {}, wrote=False)
+    try:
+        for index, operation in enumerate(operations):
+            response = _run_one(api, outer, root_path, operation)
+            responses.append(_inner(_inner_id(operation, index), response))
+            if response.status >= 400:
+                store.restore(saved)
+                held.clear()
+                if skipped_status is not None:
+                    later = enumerate(operations[index + 1 :], start=index + 1)
+                    responses.extend(_skipped(_inner_id(op, i), skipped_status) for i, op in later)
+                return ApiResponse(200, {"responses": responses}, {}, wrote=False)
+    finally:
+        store.listener = listener
+        if listener is not None:
+            for change in held:
+                listener(*change)
     wrote = any(r.get("status") in (200, 201, 204) for r in responses)
     return ApiResponse(200, {"responses": responses}, {}, wrote=wrote)
 

@@ -1,13 +1,15 @@
 """BC's webhook sender: collect changes per subscription, debounce, POST one body per notification URL, and apply
 BC's delivery outcome rules. Knobs and counters are `sandbox.bc.webhooks`.
 
-Behaviour, each from codeunit 6154 "API Webhook Notification Send" (Base Application; reference
+Behaviour, each from codeunit 6154 "API Webhook Notification Send" (Base Application, mirrored in
+github.com/StefanMaron/MSDyn365BC.Code.History; an older and a recent version agree on the retry rules; reference
 bc-webhooks-connections-identities.md A3/A4) or Learn's "Working with webhooks" page:
 - the job runs `delay_seconds` after the first change (Learn: "waits 30 seconds after the first change"); it first
   deletes expired subscriptions (DeleteExpiredSubscriptions), then groups every active subscription by notification
   URL and sends one POST per URL carrying all their pending items as `{"value": [...]}` (SendNotifications,
-  GetPayloadPerNotificationUrl, FormatPayloadPerNotificationUrl), `Content-Type: application/json`, with a new
-  GUID as `clientRequestId` and `x-ms-correlation-id` per POST (reference A3, "Headers BC sends");
+  GetPayloadPerNotificationUrl, FormatPayloadPerNotificationUrl), `Content-Type: application/json`, no BOM, with
+  one new lower-case GUID as both `clientRequestId` and `x-ms-correlation-id` per POST (SendRequest in a recent
+  Base App; reference A3, "Headers BC sends");
 - 2xx: delivered. No answer, 408, 429 or 5xx (ShouldReschedule): the items are kept, each subscription's attempt
   number is raised and its retry comes GetDelayTimeForAttempt(attempt) later (1, 1, 1, 10, 100, 1,000 minutes for
   attempt 0..5+); a subscription whose attempt number exceeds 5 (GetMaxNumberOfAttempts) is deleted

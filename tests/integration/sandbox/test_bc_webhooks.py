@@ -385,3 +385,22 @@ async def test_admin_endpoints_drive_the_webhook_knobs(
         assert copied.json() == {"removed": 1}
         stats = (await client.get(f"{admin}/bc/webhooks/stats")).json()
         assert stats["deleted"] == {"copied": 1}
+
+
+async def test_a_rolled_back_snapshot_batch_notifies_no_one(
+    sandbox: Sandbox, bc: httpx.AsyncClient, api_root: str, company_url: str, serve: Any
+) -> None:
+    receiver, url = serve()
+    await subscribe(bc, api_root, company_url, url, "customers")
+    company = sandbox.env["BC_COMPANY_ID"]
+
+    def create(name: str) -> dict[str, Any]:
+        return {"method": "POST", "url": f"companies({company})/customers", "body": {"displayName": name}}
+
+    isolation = {"Isolation": "snapshot"}
+    failed = {"requests": [create("Rolled back"), create("x" * 200)]}
+    assert (await bc.post(f"{api_root}/$batch", json=failed, headers=isolation)).status_code == 200
+    committed = {"requests": [create("Committed 1"), create("Committed 2")]}
+    assert (await bc.post(f"{api_root}/$batch", json=committed, headers=isolation)).status_code == 200
+    wait_for(lambda: len(receiver.notifications) == 1)
+    assert [item["changeType"] for item in receiver.notifications[0].items] == ["created", "created"]
