@@ -28,6 +28,7 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -99,6 +100,15 @@ class Delivery:
     item_count: int
 
 
+def _modified_at(row: Row) -> float | None:
+    """The row's lastModifiedDateTime as epoch seconds (what BC puts in the item: the record's SystemModifiedAt),
+    so a `collection` filter compares like with like."""
+    value = row.data.get("lastModifiedDateTime")
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def _retryable(status: int | None) -> bool:
     """Codeunit 6154 ShouldReschedule: no response, 5xx, 408 or 429."""
     return status is None or 500 <= status <= 599 or status in (408, 429)
@@ -157,8 +167,9 @@ class WebhookControl:
             self._lost += 1
             return
         now = self._clock.now()
+        moment = _modified_at(row) if change != "deleted" and entity.parent is None else None
         for subscription in subscriptions:
-            subscription.pending.add(Change(key, change, now), self._settings.max_notifications)
+            subscription.pending.add(Change(key, change, moment or now), self._settings.max_notifications)
         table.schedule(now + self._settings.delay_seconds)
 
     # --- knobs -----------------------------------------------------------------------------------------------

@@ -404,3 +404,34 @@ async def test_a_rolled_back_snapshot_batch_notifies_no_one(
     assert (await bc.post(f"{api_root}/$batch", json=committed, headers=isolation)).status_code == 200
     wait_for(lambda: len(receiver.notifications) == 1)
     assert [item["changeType"] for item in receiver.notifications[0].items] == ["created", "created"]
+
+
+async def test_over_a_thousand_creates_in_one_window_arrive_as_one_collection(
+    sandbox: Sandbox, bc: httpx.AsyncClient, api_root: str, company_url: str, serve: Any
+) -> None:
+    sandbox.bc.webhooks.settings(delay_seconds=3.0)
+    receiver, url = serve()
+    created = await subscribe(bc, api_root, company_url, url, "customers")
+    company = sandbox.env["BC_COMPANY_ID"]
+    for batch in range(11):
+        operations = [
+            {
+                "method": "POST",
+                "url": f"companies({company})/customers",
+                "body": {"displayName": f"Bulk {batch}-{n}"},
+            }
+            for n in range(100)
+        ]
+        assert (await bc.post(f"{api_root}/$batch", json={"requests": operations})).status_code == 200
+    assert receiver.notifications == [], "the debounce window closed before the writes ended"
+    wait_for(lambda: len(receiver.notifications) == 1)
+    [item] = receiver.notifications[0].items
+    assert item["subscriptionId"] == created["subscriptionId"]
+    assert item["changeType"] == "collection"
+    first_created = min(
+        c["lastModifiedDateTime"]
+        for c in sandbox.bc.records("customers")
+        if c["displayName"].startswith("Bulk")
+    )
+    since = item["resource"].rsplit("%20gt%20", 1)[1]
+    assert since < first_created
