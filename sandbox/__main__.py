@@ -72,7 +72,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--bc-webhook-max-notifications",
         type=int,
         default=1000,
-        help="pending changes per subscription above which BC sends one 'collection' notification",
+        help="pending notification items per subscription above which BC sends one 'collection' notification",
     )
     parser.add_argument(
         "--extra-clients", type=int, default=0, help="extra app registrations (separate BC identities)"

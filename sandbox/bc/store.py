@@ -57,7 +57,7 @@ class Company:
 
 # Told of every change to a row: (company, entity set, row, "created" | "updated" | "deleted"). BC records a
 # webhook notification in the same session that changes the data (reference A3, "Who triggers delivery").
-ChangeListener = Callable[[Company, str, Row, str], None]
+WriteListener = Callable[[Company, str, Row, str], None]
 
 
 class BcStore:
@@ -67,7 +67,7 @@ class BcStore:
         self._clock = clock
         self._stamp = 1000
         self.companies: dict[str, Company] = {}
-        self.listener: ChangeListener | None = None
+        self.listener: WriteListener | None = None
 
     def _changed(self, company: Company, set_name: str, row: Row, change: str) -> None:
         if self.listener is not None:

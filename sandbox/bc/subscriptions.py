@@ -56,8 +56,8 @@ def parse_resource(resource: str) -> Resource | None:
 
 
 @dataclass(slots=True)
-class Change:
-    """One pending notification item: the entity key, the change type and when it happened."""
+class Item:
+    """One pending notification item: the entity key, the change type (created, updated, deleted) and when."""
 
     key: str
     change_type: str
@@ -66,7 +66,7 @@ class Change:
 
 @dataclass(slots=True)
 class Collection:
-    """The collapsed form once more than the threshold of changes are pending."""
+    """The collapsed form once more than the threshold of items are pending."""
 
     first: float
     last: float
@@ -75,41 +75,41 @@ class Collection:
 
 @dataclass(slots=True)
 class Pending:
-    """A subscription's notifications not yet delivered (BC's API Webhook Notification Aggr rows)."""
+    """A subscription's notification items not yet delivered (BC's API Webhook Notification Aggr rows)."""
 
-    changes: list[Change] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
     collection: Collection | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.changes) or self.collection is not None
+        return bool(self.items) or self.collection is not None
 
-    def add(self, change: Change, threshold: int) -> None:
-        """Record a change the way codeunit 6154 aggregates it (module docstring)."""
+    def add(self, item: Item, threshold: int) -> None:
+        """Record an item the way codeunit 6154 aggregates it (module docstring)."""
         if self.collection is not None:
-            self.collection.last = change.moment
-            self.collection.had_delete |= change.change_type == "deleted"
+            self.collection.last = item.moment
+            self.collection.had_delete |= item.change_type == "deleted"
             return
-        if change.change_type == "updated":
-            same = [c for c in self.changes if c.key == change.key]
+        if item.change_type == "updated":
+            same = [i for i in self.items if i.key == item.key]
             if same and same[-1].change_type == "updated":
-                same[-1].moment = change.moment
+                same[-1].moment = item.moment
                 return
-        if len(self.changes) >= threshold:
-            first = self.changes[0].moment
-            had_delete = any(c.change_type == "deleted" for c in self.changes)
-            self.collection = Collection(first, change.moment, had_delete or change.change_type == "deleted")
-            self.changes = []
+        if len(self.items) >= threshold:
+            first = self.items[0].moment
+            had_delete = any(i.change_type == "deleted" for i in self.items)
+            self.collection = Collection(first, item.moment, had_delete or item.change_type == "deleted")
+            self.items = []
             return
-        self.changes.append(change)
+        self.items.append(item)
 
     def merge(self, newer: Pending, threshold: int) -> None:
-        """Put changes that arrived during a failed delivery behind the ones that failed."""
+        """Put items that arrived during a failed delivery behind the ones that failed."""
         if newer.collection is not None and self.collection is None:
             self.collection = newer.collection
-            self.changes = []
+            self.items = []
             return
-        for change in newer.changes:
-            self.add(change, threshold)
+        for item in newer.items:
+            self.add(item, threshold)
 
 
 @dataclass(slots=True)
@@ -166,11 +166,11 @@ class Subscription:
         return [
             {
                 **common,
-                "resource": f"{self.resource}({change.key})",
-                "changeType": change.change_type,
-                "lastModifiedDateTime": iso(change.moment),
+                "resource": f"{self.resource}({item.key})",
+                "changeType": item.change_type,
+                "lastModifiedDateTime": iso(item.moment),
             }
-            for change in self.pending.changes
+            for item in self.pending.items
         ]
 
     def _collection_item(self, collection: Collection) -> dict[str, JsonValue]:

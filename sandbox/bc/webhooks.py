@@ -35,7 +35,7 @@ import httpx
 
 from sandbox.bc.schema import ENTITY_TYPES
 from sandbox.bc.store import Company, Row
-from sandbox.bc.subscriptions import Change, Pending, Subscription, SubscriptionTable
+from sandbox.bc.subscriptions import Item, Pending, Subscription, SubscriptionTable
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 
@@ -150,7 +150,7 @@ class WebhookControl:
 
     # --- the change listener (BcStore.listener) ------------------------------------------------------------
     def record(
-        self, table: SubscriptionTable, company: Company, set_name: str, row: Row, change: str
+        self, table: SubscriptionTable, company: Company, set_name: str, row: Row, change_type: str
     ) -> None:
         """A row changed: add it to every matching subscription's pending items and schedule the job."""
         entity = ENTITY_TYPES.get(set_name)
@@ -158,7 +158,7 @@ class WebhookControl:
             return
         key = str(row.data["id"])
         if entity.parent is not None:  # a line change notifies its header (Learn, "Supported entities")
-            set_name, key, change = entity.parent, str(row.data.get("documentId")), "updated"
+            set_name, key, change_type = entity.parent, str(row.data.get("documentId")), "updated"
         subscriptions = table.matching(company.id, set_name)
         if not subscriptions:
             return
@@ -167,9 +167,9 @@ class WebhookControl:
             self._lost += 1
             return
         now = self._clock.now()
-        moment = _modified_at(row) if change != "deleted" and entity.parent is None else None
+        moment = _modified_at(row) if change_type != "deleted" and entity.parent is None else None
         for subscription in subscriptions:
-            subscription.pending.add(Change(key, change, moment or now), self._settings.max_notifications)
+            subscription.pending.add(Item(key, change_type, moment or now), self._settings.max_notifications)
         table.schedule(now + self._settings.delay_seconds)
 
     # --- knobs -----------------------------------------------------------------------------------------------

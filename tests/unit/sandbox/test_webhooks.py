@@ -7,7 +7,7 @@ import threading
 
 from sandbox.bc.store import Company, Row
 from sandbox.bc.subscriptions import (
-    Change,
+    Item,
     Pending,
     Resource,
     Subscription,
@@ -40,15 +40,15 @@ def _control() -> tuple[WebhookControl, SubscriptionTable]:
 def test_repeated_updates_of_one_entity_merge_but_created_and_deleted_stay() -> None:
     pending = Pending()
     for change in ("created", "updated", "updated", "deleted"):
-        pending.add(Change("a", change, 1.0), threshold=1000)
-    assert [c.change_type for c in pending.changes] == ["created", "updated", "deleted"]
+        pending.add(Item("a", change, 1.0), threshold=1000)
+    assert [c.change_type for c in pending.items] == ["created", "updated", "deleted"]
 
 
 def test_the_change_after_the_threshold_collapses_everything_into_a_collection() -> None:
     pending = Pending()
     for n in range(4):
-        pending.add(Change(str(n), "created", float(n)), threshold=3)
-    assert pending.changes == []
+        pending.add(Item(str(n), "created", float(n)), threshold=3)
+    assert pending.items == []
     assert pending.collection is not None
     assert (pending.collection.first, pending.collection.last) == (0.0, 3.0)
 
@@ -57,7 +57,7 @@ def test_a_collection_with_a_delete_names_the_bare_resource() -> None:
     _, table = _control()
     subscription = _subscription(table)
     for n, change in enumerate(("created", "deleted", "created")):
-        subscription.pending.add(Change(str(n), change, 10.0 + n), threshold=2)
+        subscription.pending.add(Item(str(n), change, 10.0 + n), threshold=2)
     [item] = subscription.items()
     assert item["changeType"] == "collection"
     assert item["resource"] == subscription.resource
@@ -67,7 +67,7 @@ def test_a_collection_filters_from_the_first_change_minus_50_ms() -> None:
     _, table = _control()
     subscription = _subscription(table)
     for n in range(3):
-        subscription.pending.add(Change(str(n), "created", 10.0 + n), threshold=2)
+        subscription.pending.add(Item(str(n), "created", 10.0 + n), threshold=2)
     [item] = subscription.items()
     assert item["resource"].endswith("?$filter=lastModifiedDateTime%20gt%201970-01-01T00:00:09.950Z")
 
@@ -100,15 +100,15 @@ def test_a_line_change_is_recorded_for_its_header() -> None:
     control.record(
         table, company, "salesOrderLines", Row({"id": "line", "documentId": "order"}, 2), "deleted"
     )
-    assert [(c.key, c.change_type) for c in header.pending.changes] == [("order", "updated")]
+    assert [(c.key, c.change_type) for c in header.pending.items] == [("order", "updated")]
     assert table.job_at is not None
 
 
 def test_a_rejecting_status_deletes_every_subscription_of_the_url_only() -> None:
     control, table = _control()
-    _subscription(table, "http://a", "s1").pending.add(Change("x", "created", 1.0), 1000)
+    _subscription(table, "http://a", "s1").pending.add(Item("x", "created", 1.0), 1000)
     _subscription(table, "http://a", "s2")
-    _subscription(table, "http://b", "s3").pending.add(Change("y", "created", 1.0), 1000)
+    _subscription(table, "http://b", "s3").pending.add(Item("y", "created", 1.0), 1000)
     table.job_at = 0.0
     deliveries = {d.url: d for d in control.due_deliveries()}
     control.apply(deliveries["http://a"], 410)
@@ -119,7 +119,7 @@ def test_a_rejecting_status_deletes_every_subscription_of_the_url_only() -> None
 def test_the_sixth_failed_post_deletes_the_subscription() -> None:
     control, table = _control()
     control.settings(retry_seconds=(0.0,))
-    _subscription(table).pending.add(Change("x", "created", 1.0), 1000)
+    _subscription(table).pending.add(Item("x", "created", 1.0), 1000)
     table.job_at = 0.0
     posts = 0
     while table.subscriptions and posts < 10:
