@@ -48,6 +48,8 @@ class Receiver:
         self.default = 202
         self.echo_token = True
         self.delay_seconds = 0.0
+        self.handshake_delay_seconds = 0.0
+        self.handshake_queries: list[str] = []
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{path:path}", self.endpoint, methods=["GET", "POST"])])
@@ -56,6 +58,9 @@ class Receiver:
         token = request.query_params.get("validationToken")
         if token is not None:
             self.handshakes.append(request.method)
+            self.handshake_queries.append(request.url.query)
+            if self.handshake_delay_seconds:
+                await asyncio.sleep(self.handshake_delay_seconds)
             return PlainTextResponse(token if self.echo_token else "not the token")
         body = await request.body()
         if self.delay_seconds:
@@ -435,3 +440,50 @@ async def test_over_a_thousand_creates_in_one_window_arrive_as_one_collection(
     )
     since = item["resource"].rsplit("%20gt%20", 1)[1]
     assert since < first_created
+
+
+async def test_a_handshake_slower_than_the_timeout_creates_nothing(
+    sandbox: Sandbox, bc: httpx.AsyncClient, api_root: str, company_url: str, serve: Any
+) -> None:
+    sandbox.bc.webhooks.settings(handshake_timeout_seconds=0.3)
+    receiver, url = serve()
+    receiver.handshake_delay_seconds = 1.0
+    resource = "/api/v2.0/" + company_url.split("/api/v2.0/", 1)[1] + "/customers"
+    response = await bc.post(f"{api_root}/subscriptions", json={"notificationUrl": url, "resource": resource})
+    assert response.status_code == 400
+    assert sandbox.bc.webhooks.stats()["handshakes"] == {"failed": 1}
+
+
+async def test_the_validation_token_joins_an_existing_query_string(
+    bc: httpx.AsyncClient, api_root: str, company_url: str, serve: Any
+) -> None:
+    receiver, url = serve()
+    await subscribe(bc, api_root, company_url, f"{url}?code=abc", "customers")
+    [query] = receiver.handshake_queries
+    assert query.startswith("code=abc&validationToken=")
+
+
+async def test_subscriptions_belong_to_their_environment(
+    sandbox: Sandbox, bc: httpx.AsyncClient, api_root: str, company_url: str, serve: Any
+) -> None:
+    receiver, url = serve()
+    other = sandbox.bc.environment(sandbox.tenant_id, "sandbox")
+    other_root = api_root.replace("/production/", "/sandbox/")
+    resource = f"/api/v2.0/companies({other.company_id})/customers"
+    created = await bc.post(
+        f"{other_root}/subscriptions", json={"notificationUrl": url, "resource": resource}
+    )
+    assert created.status_code == 201, created.text
+    assert (await bc.get(f"{api_root}/subscriptions")).json()["value"] == []
+    wrong_company = await bc.post(
+        f"{api_root}/subscriptions", json={"notificationUrl": url, "resource": resource}
+    )
+    assert wrong_company.status_code == 404
+    await bc.post(f"{company_url}/customers", json={"displayName": "Production only"})
+    await bc.post(
+        f"{other_root}/companies({other.company_id})/customers", json={"displayName": "Sandbox env"}
+    )
+    wait_for(lambda: len(receiver.notifications) == 1)
+    [item] = receiver.notifications[0].items
+    assert item["resource"].startswith(resource)
+    assert sandbox.bc.webhooks.stats()["subscriptions"][f"{sandbox.tenant_id}/sandbox"] == 1
