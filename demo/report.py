@@ -152,6 +152,10 @@ def summary_table(figures: dict[str, Any]) -> str:
             )
         )
     rows += [
+        (f"connection {name}", f"jobs {counts['jobs']}, succeeded {counts['succeeded']}")
+        for name, counts in figures.get("connections", {}).items()
+    ]
+    rows += [
         ("duplicates in BC", str(figures.get("duplicates_in_bc", "not checked"))),
         (
             "workers / mode / run time",

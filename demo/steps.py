@@ -6,8 +6,10 @@ app uses client credentials and exactly the app settings infra/ deploys: storage
 Key Vault through the sandbox's managed-identity endpoint, no connection string. The app discovers the company and
 sends a mixed workload of 300 jobs with the app client while the sandbox injects 429s, 503/504s, dropped
 connections and one ambiguous write, and the access token expires mid-run. Live progress while it runs; then the
-demo checks BC (every created record exists once), everything it kept (no secret) and the credentials the workers
-used, shows one job with the CLI, stops the workers, and prints a summary table and one JSON line.
+demo checks BC (every created record exists once), the admin registers a second connection (another tenant's
+environment) whose jobs land there and nowhere else, the demo checks everything it kept (no secret) and the
+credentials the workers used, shows one job with the CLI, stops the workers, and prints a summary table (a line
+per connection) and one JSON line.
 
 A sequence of named steps sharing one context; each prints a line of transcript. Cleanups run in reverse order
 whatever happens. Exit code 0 when every step passed (every job final, nothing duplicated, no secret found).
@@ -36,6 +38,7 @@ from demo.checks import (
     logs_and_records_hold_no_secret,
     the_workers_used_the_deployed_credentials,
 )
+from demo.connections import admin_registers_a_second_connection, app_runs_jobs_on_the_second_connection
 from demo.context import DemoContext, DemoError, DemoOptions
 from demo.main_run import TABLE_PREFIX, app_discovers_the_company, workload_runs_under_faults
 from demo.report import collect, json_line, summary_table
@@ -266,6 +269,8 @@ STEPS: list[Step] = [
     app_discovers_the_company,
     workload_runs_under_faults,
     every_created_record_exists_once,
+    admin_registers_a_second_connection,
+    app_runs_jobs_on_the_second_connection,
     logs_and_records_hold_no_secret,
     the_workers_used_the_deployed_credentials,
     inspect_one_job_with_the_cli,

@@ -3,8 +3,10 @@ product wrote, not through the product; the demo's checks and the benchmarks' se
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,11 +16,29 @@ from localworld.errors import WorldError
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 
 
-class BcReader:
-    """Reads whole entity sets of the sandbox's company over BC's API (client credentials, with retries)."""
+@dataclass(frozen=True, slots=True)
+class BcPlace:
+    """One company of one BC environment of one tenant."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    tenant: str
+    environment: str
+    company_id: str
+    company_name: str = ""
+
+
+def sandbox_places(env: dict[str, str]) -> list[BcPlace]:
+    """The sandbox's BC environments (its env file's SANDBOX_BC_ENVIRONMENTS), the primary one first."""
+    listed = json.loads(env.get("SANDBOX_BC_ENVIRONMENTS", "[]"))
+    return [BcPlace(e["tenant"], e["environment"], e["companyId"], e["companyName"]) for e in listed]
+
+
+class BcReader:
+    """Reads whole entity sets of one company over BC's API (client credentials, with retries): the sandbox's
+    primary company (the env file's BC_* keys) unless `place` names another tenant's environment and company."""
+
+    def __init__(self, env: dict[str, str], place: BcPlace | None = None) -> None:
         self._env = env
+        self._place = place or BcPlace(env["BC_TENANT_ID"], env["BC_ENVIRONMENT"], env["BC_COMPANY_ID"])
         self._http = httpx.Client(
             verify=ssl.create_default_context(cafile=env["LOCAL_CA_BUNDLE"]), timeout=30
         )
@@ -33,7 +53,7 @@ class BcReader:
     def _bearer(self) -> str:
         if not self._token:
             env = self._env
-            url = f"{env['BC_AUTHORITY_HOST'].rstrip('/')}/{env['BC_TENANT_ID']}/oauth2/v2.0/token"
+            url = f"{env['BC_AUTHORITY_HOST'].rstrip('/')}/{self._place.tenant}/oauth2/v2.0/token"
             form = {
                 "grant_type": "client_credentials",
                 "client_id": env["BC_CLIENT_ID"],
@@ -46,10 +66,9 @@ class BcReader:
 
     def records(self, entity_set: str) -> list[dict[str, Any]]:
         """Every record of the set (all pages)."""
-        env = self._env
+        base, place = self._env["BC_API_BASE_URL"].rstrip("/"), self._place
         url: str | None = (
-            f"{env['BC_API_BASE_URL'].rstrip('/')}/v2.0/{env['BC_TENANT_ID']}/{env['BC_ENVIRONMENT']}"
-            f"/api/v2.0/companies({env['BC_COMPANY_ID']})/{entity_set}"
+            f"{base}/v2.0/{place.tenant}/{place.environment}/api/v2.0/companies({place.company_id})/{entity_set}"
         )
         found: list[dict[str, Any]] = []
         while url:

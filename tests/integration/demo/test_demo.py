@@ -14,6 +14,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from demo.checks import logs_and_records_hold_no_secret, the_workers_used_the_deployed_credentials
+from demo.connections import admin_registers_a_second_connection, app_runs_jobs_on_the_second_connection
 from demo.context import DemoContext, DemoOptions
 from demo.main_run import app_discovers_the_company
 from demo.steps import (
@@ -38,7 +39,8 @@ pytestmark = pytest.mark.integration
 
 def test_demo_runs_the_workload_under_faults_and_checks_its_own_outcome() -> None:
     """60 jobs, one worker: exit 0, every step in order, the summary's JSON line says every job is final and
-    nothing is duplicated in BC; the ambiguous write was reconciled and the token refreshed mid-run."""
+    nothing is duplicated in BC; the ambiguous write was reconciled and the token refreshed mid-run; the second
+    connection's jobs landed in the customer tenant's environment and a line per connection is in the figures."""
     transcript: list[str] = []
 
     code = run(STEPS, out=transcript.append, options=DemoOptions(jobs=60, workers=1, progress=False))
@@ -62,12 +64,15 @@ def test_demo_runs_the_workload_under_faults_and_checks_its_own_outcome() -> Non
     assert figures["bc_requests"] > 0
     assert figures["passed"] is True
     assert transcript[-2].startswith("demo passed")
+    assert "none in the primary environment" in text  # the second connection's jobs, read from BC
+    assert figures["connections"]["customer"] == {"jobs": 6, "succeeded": 6}
+    assert figures["connections"]["default"]["jobs"] == 65
 
 
 def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys() -> None:
     """S2S, without the main run (seconds): the workers get exactly infra's app settings and no connection string,
-    discovery jobs run on the queue trigger through the counting TLS proxies, and only the managed identity
-    reached Key Vault and got storage tokens."""
+    discovery jobs run on the queue trigger through the counting TLS proxies, a second connection (the customer
+    tenant's environment) runs jobs too, and only the managed identity reached Key Vault and got storage tokens."""
     seen: dict[str, Any] = {}
 
     def look(context: DemoContext) -> str:
@@ -81,7 +86,8 @@ def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys() -> None:
 
     steps = [
         start_sandbox, start_azurite, start_storage_proxy, start_workers, call_health,
-        connect_to_business_central, app_discovers_the_company, look, logs_and_records_hold_no_secret,
+        connect_to_business_central, app_discovers_the_company, look, admin_registers_a_second_connection,
+        app_runs_jobs_on_the_second_connection, logs_and_records_hold_no_secret,
         the_workers_used_the_deployed_credentials, inspect_one_job_with_the_cli, stop_workers,
     ]  # fmt: skip
     transcript: list[str] = []
@@ -95,6 +101,7 @@ def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys() -> None:
     assert "(HTTPS, --oauth basic)" in text
     assert "no connection string or account key anywhere in the workers' environment" in text
     assert "all as the managed identity" in text
+    assert "6 creates on 'customer' succeeded" in text  # client credentials in the customer tenant, S2S too
     settings, environment = seen["settings"], seen["environment"]
     assert set(settings) == set(infra_app_settings()) | LOCAL_ADDITIONS
     assert connection_strings(environment) == []
