@@ -258,3 +258,22 @@ def test_devhost_env_file_reads_key_value_lines_and_names_a_missing_file(tmp_pat
     assert read_env_file(env_file) == {"BC_TENANT_ID": "tenant", "KEY_VAULT_URL": "https://127.0.0.1:7444"}
     with pytest.raises(ConfigError, match="make sandbox"):
         read_env_file(tmp_path / "absent.env")
+
+
+def test_banner_says_how_to_register_a_second_connection_in_the_customer_tenant() -> None:
+    """One line: the registry's PUT for the sandbox's customer tenant's environment, then its consent link."""
+    options = DevOptions()
+    environments = [
+        {"tenant": "primary-t", "environment": "production"},
+        {"tenant": "primary-t", "environment": "sandbox"},
+        {"tenant": "customer-t", "environment": "production"},
+    ]
+    sandbox = {**SANDBOX, "SANDBOX_BC_ENVIRONMENTS": json.dumps(environments)}
+    settings = {"BC_TENANT_ID": "primary-t", "BC_CLIENT_ID": "app-id", "DEVHOST_FUNCTION_KEY": "k"}
+    lines = [
+        line for line in banner(options, settings, sandbox).splitlines() if "connections/customer" in line
+    ]
+    assert len(lines) == 1
+    assert "curl -X PUT 'http://127.0.0.1:7071/api/connections/customer?code=k'" in lines[0]
+    assert '"tenantId": "customer-t", "environment": "production", "clientId": "app-id"' in lines[0]
+    assert "/api/connections/customer/consent" in lines[0]
