@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from localworld.polling import wait_until
 from sandbox import Sandbox
 from shared.auth.compose import build_auth_services
-from shared.connections.compose import build_registry_services
 from shared.connections.connection import Connection
 from shared.settings import load_settings
 from tests.integration.jobs.conftest import JobsWorld, leaked
@@ -43,15 +43,23 @@ class Place:
 
 
 @pytest.fixture
-def places(sandbox: Sandbox, jobs_env: dict[str, str]) -> list[Place]:
-    """The three connections: the settings' one, and two registered in the registry's table beforehand."""
+def places(pipeline: JobsWorld, sandbox: Sandbox, jobs_env: dict[str, str]) -> list[Place]:
+    """The three connections: the settings' one, and two the admin registers through the connections API."""
     environments = json.loads(sandbox.env["SANDBOX_BC_ENVIRONMENTS"])
     primary, customer = sandbox.tenant_ids[0], sandbox.tenant_ids[1]
     registered = [
         _connection("primary-sandbox", primary, "sandbox", environments, jobs_env),
         _connection("customer", customer, "production", environments, jobs_env),
     ]
-    asyncio.run(_register(jobs_env, registered))
+    for connection in registered:
+        body = connection.model_dump(mode="json", by_alias=True, exclude={"name", "from_settings"})
+        answer = httpx.put(
+            f"{pipeline.base_url}/api/connections/{connection.name}",
+            json={key: value for key, value in body.items() if value is not None},
+            headers={"x-functions-key": pipeline.function_key},
+            timeout=30,
+        )
+        assert answer.status_code == 201, answer.text
     # The customer tenant's admin consents to the app (the sandbox's consent knob; the admin-consent flow grants
     # the same consent: learn.microsoft.com/entra/identity-platform/v2-admin-consent).
     sandbox.entra.grant_consent(customer, jobs_env["BC_CLIENT_ID"])
@@ -74,15 +82,6 @@ def _connection(
         company_id=company["companyId"],
         company_name=company["companyName"],
     )
-
-
-async def _register(env: dict[str, str], connections: list[Connection]) -> None:
-    services = await build_registry_services(load_settings(env))
-    try:
-        for connection in connections:
-            await services.registry.put(connection)
-    finally:
-        await services.aclose()
 
 
 async def _refresh_now(env: dict[str, str], connection: Connection) -> None:
@@ -117,6 +116,18 @@ def names_in(sandbox: Sandbox, place: Place) -> set[str]:
 def state(world: JobsWorld, job_id: str) -> str | None:
     report = world.report(job_id)
     return None if report is None else report.state
+
+
+def waiting_jobs(world: JobsWorld, connection: str) -> set[str]:
+    """The connection's jobs waiting for an admin, as GET /api/jobs?connection= lists them."""
+    answer = httpx.get(
+        f"{world.base_url}/api/jobs",
+        params={"connection": connection, "state": "waiting_for_authorization", "pageSize": "100"},
+        headers={"x-functions-key": world.function_key},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return {str(job["jobId"]) for job in answer.json()["jobs"]}
 
 
 def send_round(world: JobsWorld, places: list[Place], tag: str, count: int) -> dict[str, Place]:
@@ -185,6 +196,8 @@ def test_three_connections_run_apart_and_one_revoked_consent_parks_only_its_jobs
     assert waiting.error is not None
     assert (waiting.attempts, waiting.error.code) == (0, "authorization_required")
     assert not names_in(sandbox, customer_place) & {f"Acceptance {job_id}" for job_id in parked}
+    assert waiting_jobs(pipeline, "customer") == set(parked)  # what the app sees: GET /api/jobs?connection=
+    assert waiting_jobs(pipeline, "primary-sandbox") == set()
 
     # The admin's fix: consent again, then the connection's token is refreshed once.
     sandbox.entra.grant_consent(customer_place.tenant, jobs_env["BC_CLIENT_ID"])
