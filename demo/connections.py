@@ -11,22 +11,19 @@ v2-admin-consent).
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections import Counter
 from typing import Any
 
 import httpx
-from azure.data.tables.aio import TableClient
 
 from bcjobs import JobState
 from bcjobs.rows import report_from_row
 from demo.context import DemoContext, DemoError
-from demo.main_run import TABLE_PREFIX, jobs_client
+from demo.main_run import jobs_client
 from localworld.bc import BcPlace, BcReader, sandbox_places
 from localworld.sign_in import admin_client
 from shared.connections.connection import Connection
-from shared.connections.registry import TableRegistryStore
 
 SECOND = "customer"  # the second connection's name
 SECOND_JOBS = 6  # creates the app sends on it
@@ -63,30 +60,17 @@ def admin_registers_a_second_connection(context: DemoContext) -> str:
 
 
 def _register(context: DemoContext, connection: Connection) -> str:
-    """PUT /api/connections/{name} when the app serves it; else the registry's table, as that API would."""
+    """PUT /api/connections/{name}: the connection's fields without its name (the URL's) and fromSettings."""
+    body = connection.model_dump(
+        mode="json", by_alias=True, exclude={"name", "from_settings"}, exclude_none=True
+    )
     with admin_client(context.base_url, context.function_key) as admin:
-        body = connection.model_dump(mode="json", by_alias=True, exclude={"from_settings"}, exclude_none=True)
         answer = admin.put(f"/api/connections/{connection.name}", json=body)
-    if answer.status_code in (200, 201):
-        return f"PUT /api/connections/{connection.name} -> {answer.status_code}"
-    if answer.status_code != 404:
+    if answer.status_code not in (200, 201):
         raise DemoError(
             f"PUT /api/connections/{connection.name} answered {answer.status_code} {answer.text!r}"
         )
-    asyncio.run(_put_row(context, connection))
-    return f"written to the registry's table {TABLE_PREFIX}connections"
-
-
-async def _put_row(context: DemoContext, connection: Connection) -> None:
-    if context.azurite is None:
-        raise DemoError("Azurite is not running")
-    options = context.storage_options()
-    async with TableClient.from_connection_string(
-        context.azurite.connection_string, f"{TABLE_PREFIX}connections", **options
-    ) as table:
-        store = TableRegistryStore(table)
-        await store.ensure()
-        await store.put(connection)
+    return f"PUT /api/connections/{connection.name} -> {answer.status_code}"
 
 
 def _consent(context: DemoContext, connection: Connection) -> str:
