@@ -232,7 +232,7 @@ def banner(options: DevOptions, settings: Mapping[str, str], sandbox: Mapping[st
             f"  CLI         JobsStorage={storage} bcjobs list",
             f"  app         {api}   function key: {key} (header x-functions-key or ?code=)",
             f"  health      {api}/health",
-            second_connection(api, key, settings, sandbox),
+            second_connection(options, key, settings, sandbox),
             f"  sandbox     Entra {settings.get('BC_AUTHORITY_HOST')}, Key Vault {settings.get('KEY_VAULT_URL')}, "
             f"BC {settings.get('BC_API_BASE_URL')}, admin {sandbox.get('SANDBOX_ADMIN_URL')}",
             f"  Azurite     blob :{options.azurite_ports[0]}, queue "
@@ -243,27 +243,24 @@ def banner(options: DevOptions, settings: Mapping[str, str], sandbox: Mapping[st
     )
 
 
-def second_connection(api: str, key: str, settings: Mapping[str, str], sandbox: Mapping[str, str]) -> str:
-    """One line: how to register a second connection (issue 21), the sandbox's customer tenant's environment
-    when its env file lists one, then where its admin-consent link is."""
+def second_connection(
+    options: DevOptions, key: str, settings: Mapping[str, str], sandbox: Mapping[str, str]
+) -> str:
+    """One line: how to register a second connection (issue 21) with the CLI, in the sandbox's customer tenant's
+    environment when its env file lists one, then where the connection's admin-consent link is."""
     others = [
         env
         for env in json.loads(sandbox.get("SANDBOX_BC_ENVIRONMENTS") or "[]")
         if env.get("tenant") != settings.get("BC_TENANT_ID")
     ]
     tenant, environment = (
-        (others[0]["tenant"], others[0]["environment"]) if others else ("<tenant>", "production")
+        (others[0]["tenant"], others[0]["environment"]) if others else ("TENANT", "production")
     )
-    body = json.dumps(
-        {
-            "tenantId": tenant,
-            "environment": environment,
-            "clientId": settings.get("BC_CLIENT_ID", "<client id>"),
-        }
-    )
+    client = settings.get("BC_CLIENT_ID") or "CLIENT_ID"
     return (
-        f"  connection  curl -X PUT '{api}/connections/customer?code={key}' -H 'Content-Type: application/json' "
-        f'-d \'{body}\'   (then GET {api}/connections/customer/consent; jobs name it with "connection": "customer")'
+        f"  connection  BCJOBS_API_URL={options.base_url} BCJOBS_FUNCTION_KEY={key} bcjobs connections put customer "
+        f"--tenant-id {tenant} --environment {environment} --client-id {client}   (its tenant's admin consents at "
+        f'{options.base_url}/api/connections/customer/consent; jobs name it: "connection": "customer")'
     )
 
 

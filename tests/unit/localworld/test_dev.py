@@ -261,7 +261,7 @@ def test_devhost_env_file_reads_key_value_lines_and_names_a_missing_file(tmp_pat
 
 
 def test_banner_says_how_to_register_a_second_connection_in_the_customer_tenant() -> None:
-    """One line: the registry's PUT for the sandbox's customer tenant's environment, then its consent link."""
+    """One line: the CLI's `connections put` for the sandbox's customer tenant's environment, then its consent."""
     options = DevOptions()
     environments = [
         {"tenant": "primary-t", "environment": "production"},
@@ -274,6 +274,9 @@ def test_banner_says_how_to_register_a_second_connection_in_the_customer_tenant(
         line for line in banner(options, settings, sandbox).splitlines() if "connections/customer" in line
     ]
     assert len(lines) == 1
-    assert "curl -X PUT 'http://127.0.0.1:7071/api/connections/customer?code=k'" in lines[0]
-    assert '"tenantId": "customer-t", "environment": "production", "clientId": "app-id"' in lines[0]
+    assert (
+        "BCJOBS_API_URL=http://127.0.0.1:7071 BCJOBS_FUNCTION_KEY=k bcjobs connections put customer"
+        in lines[0]
+    )
+    assert "--tenant-id customer-t --environment production --client-id app-id" in lines[0]
     assert "/api/connections/customer/consent" in lines[0]
