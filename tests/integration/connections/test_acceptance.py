@@ -3,28 +3,32 @@ local world run jobs concurrently, each job's effect lands in its own BC environ
 directly), and revoking one connection's consent parks only its jobs, which complete once the admin fixes it.
 
 The world is tests/integration/jobs's: function_app.py under devhost, Azurite, the sandbox. The settings' connection
-is the primary tenant's `production`; the registry adds `primary-sandbox` (same tenant and app, environment
-`sandbox`) and `customer` (the customer tenant's `production`, the same multi-tenant app after the tenant's admin
-consented: reference bc-webhooks-connections-identities.md (b), B2).
+is the primary tenant's `production`; the admin registers `primary-sandbox` (same tenant and app, environment
+`sandbox`) and `customer` (the customer tenant's `production`, the same multi-tenant app once that tenant's admin
+consented: reference bc-webhooks-connections-identities.md (b), B2) with the app client's ConnectionsClient, and
+onboards `customer` through its admin-consent link, as an admin does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+import function_app
+from bcjobs.connections import ConnectionsClient
+from devhost.host import DevHost
+from devhost.hostconfig import load_host_config
 from localworld.polling import wait_until
+from localworld.ports import free_port
 from sandbox import Sandbox
-from shared.auth.compose import build_auth_services
-from shared.connections.connection import Connection
-from shared.settings import load_settings
-from tests.integration.jobs.conftest import JobsWorld, leaked
+from shared.settings import get_settings
+from tests.integration.jobs.conftest import ROOT, JobsWorld, leaked
 
 pytestmark = pytest.mark.integration
 
@@ -43,56 +47,63 @@ class Place:
 
 
 @pytest.fixture
-def places(pipeline: JobsWorld, sandbox: Sandbox, jobs_env: dict[str, str]) -> list[Place]:
-    """The three connections: the settings' one, and two the admin registers through the connections API."""
-    environments = json.loads(sandbox.env["SANDBOX_BC_ENVIRONMENTS"])
-    primary, customer = sandbox.tenant_ids[0], sandbox.tenant_ids[1]
-    registered = [
-        _connection("primary-sandbox", primary, "sandbox", environments, jobs_env),
-        _connection("customer", customer, "production", environments, jobs_env),
-    ]
-    for connection in registered:
-        body = connection.model_dump(mode="json", by_alias=True, exclude={"name", "from_settings"})
-        answer = httpx.put(
-            f"{pipeline.base_url}/api/connections/{connection.name}",
-            json={key: value for key, value in body.items() if value is not None},
-            headers={"x-functions-key": pipeline.function_key},
-            timeout=30,
-        )
-        assert answer.status_code == 201, answer.text
-    # The customer tenant's admin consents to the app (the sandbox's consent knob; the admin-consent flow grants
-    # the same consent: learn.microsoft.com/entra/identity-platform/v2-admin-consent).
-    sandbox.entra.grant_consent(customer, jobs_env["BC_CLIENT_ID"])
-    return [
-        Place(None, primary, "production"),
-        Place("primary-sandbox", primary, "sandbox"),
-        Place("customer", customer, "production"),
-    ]
-
-
-def _connection(
-    name: str, tenant: str, environment: str, environments: list[dict[str, str]], env: dict[str, str]
-) -> Connection:
-    (company,) = [e for e in environments if (e["tenant"], e["environment"]) == (tenant, environment)]
-    return Connection(
-        name=name,
-        tenant_id=tenant,
-        environment=environment,
-        client_id=env["BC_CLIENT_ID"],
-        company_id=company["companyId"],
-        company_name=company["companyName"],
+def app(world: JobsWorld, jobs_env: dict[str, str], sandbox: Sandbox) -> Iterator[JobsWorld]:
+    """function_app.py under devhost on a fixed port, with BC_REDIRECT_URI: the admin-consent link sends the
+    tenant's admin back to /api/connections/consent/callback on that origin (shared/onboarding/consent.py)."""
+    port = free_port()
+    settings = {**jobs_env, "BC_REDIRECT_URI": f"http://127.0.0.1:{port}/api/auth/callback"}
+    get_settings.cache_clear()
+    host = DevHost(
+        function_app.app,
+        settings,
+        host_config=load_host_config(ROOT / "host.json"),
+        port=port,
+        shutdown_grace=10,
     )
-
-
-async def _refresh_now(env: dict[str, str], connection: Connection) -> None:
-    """What the admin's fix ends with: one forced refresh of the connection's token (it probes past the backoff
-    that refused credentials set, so the parked jobs' next re-check finds the new token set)."""
-    services = build_auth_services(load_settings(env))
+    host.start()
+    world.base_url = host.base_url
     try:
-        # min_age 0: the customer's set was refreshed seconds ago (its warm-up), which a plain refresh_now returns.
-        await services.for_connection(connection).manager.refresh_now(min_age=timedelta(0))
+        yield world
     finally:
-        await services.aclose()
+        host.stop()
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+def admin(app: JobsWorld) -> Iterator[ConnectionsClient]:
+    """The admin's registry client (bcjobs.connections), with the app's function key."""
+    with ConnectionsClient(app.base_url, app.function_key) as client:
+        yield client
+
+
+def register(admin: ConnectionsClient, sandbox: Sandbox, place: Place) -> None:
+    """PUT /api/connections/{name}: the deployment's own app registration in the place's tenant and environment."""
+    environments = json.loads(sandbox.env["SANDBOX_BC_ENVIRONMENTS"])
+    (company,) = [
+        e for e in environments if (e["tenant"], e["environment"]) == (place.tenant, place.environment)
+    ]
+    assert place.connection is not None
+    spec = {
+        "tenantId": place.tenant,
+        "environment": place.environment,
+        "clientId": sandbox.env["BC_CLIENT_ID"],
+        "companyId": company["companyId"],
+        "companyName": company["companyName"],
+    }
+    admin.put_connection(place.connection, spec)
+
+
+def consent(admin: ConnectionsClient, sandbox: Sandbox, name: str) -> str:
+    """The tenant's admin opens the connection's consent link and accepts (the sandbox's admin approves); Entra
+    redirects to the app's consent callback, which runs the check: its page's text."""
+    link = admin.consent_link(name)
+    assert link is not None
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(sandbox.ca_bundle))) as browser:
+        to_app = browser.get(link.consent_url)
+    assert to_app.status_code == 302, to_app.text
+    page = httpx.get(to_app.headers["location"], timeout=60)  # the anonymous callback: no function key
+    assert page.status_code == 200, page.text
+    return page.text
 
 
 def create(job_id: str, place: Place) -> dict[str, Any]:
@@ -120,12 +131,8 @@ def state(world: JobsWorld, job_id: str) -> str | None:
 
 def waiting_jobs(world: JobsWorld, connection: str) -> set[str]:
     """The connection's jobs waiting for an admin, as GET /api/jobs?connection= lists them."""
-    answer = httpx.get(
-        f"{world.base_url}/api/jobs",
-        params={"connection": connection, "state": "waiting_for_authorization", "pageSize": "100"},
-        headers={"x-functions-key": world.function_key},
-        timeout=30,
-    )
+    params = {"connection": connection, "state": "waiting_for_authorization", "code": world.function_key}
+    answer = httpx.get(f"{world.base_url}/api/jobs", params=params, timeout=30)
     assert answer.status_code == 200, answer.text
     return {str(job["jobId"]) for job in answer.json()["jobs"]}
 
@@ -152,63 +159,68 @@ def assert_landed_only_in_own_environment(
         assert not found & others, f"{place.label}: holds other connections' records {sorted(found & others)}"
 
 
+def check_passes(admin: ConnectionsClient, name: str) -> bool:
+    result = admin.check_connection(name)
+    return result is not None and result.ok
+
+
 def test_three_connections_run_apart_and_one_revoked_consent_parks_only_its_jobs(
-    pipeline: JobsWorld, places: list[Place], sandbox: Sandbox, jobs_env: dict[str, str]
+    app: JobsWorld, admin: ConnectionsClient, sandbox: Sandbox, jobs_env: dict[str, str]
 ) -> None:
     """Jobs of three connections land each in its own environment; a revoked consent parks only the customer's
-    jobs, and they complete after the admin consents again."""
-    customer_place = places[2]
-    environments = json.loads(sandbox.env["SANDBOX_BC_ENVIRONMENTS"])
-    customer = _connection("customer", customer_place.tenant, "production", environments, jobs_env)
-    # Tokens: the worker's Key Vault token and the two primary-tenant connections' BC tokens last an hour; the
-    # customer's BC token 400 s, so that moving the sandbox's clock 500 s makes only it dead at BC (its refresh
-    # then meets the revoked consent), the way tests/integration/jobs/test_reauthorization.py makes a token dead.
+    jobs, and they complete after the customer's admin consents again through the app's link."""
+    primary, customer_tenant = sandbox.tenant_ids[0], sandbox.tenant_ids[1]
+    settings_place = Place(None, primary, "production")
+    customer = Place("customer", customer_tenant, "production")
+    places = [settings_place, Place("primary-sandbox", primary, "sandbox"), customer]
+    # Tokens: Key Vault's (both app processes') and the primary tenant's BC tokens last an hour; the customer's
+    # BC token 400 s, so that moving the sandbox's clock 500 s makes only it dead at BC (its refresh then meets the
+    # revoked consent), the way tests/integration/jobs/test_reauthorization.py makes a token dead.
     sandbox.entra.token_lifetime_seconds = 3600
-    warm = send_round(pipeline, places[:2], "warm", 1)
-    for job_id in warm:
-        assert pipeline.wait_for(job_id).state == "succeeded", pipeline.report(job_id)
+    assert app.get("/api/auth/status").status_code == 200  # the HTTP process's Key Vault token
+    app.send(create("warm-settings-0", settings_place))  # the jobs process's Key Vault token
+    assert app.wait_for("warm-settings-0").state == "succeeded"
+    register(admin, sandbox, places[1])
+    register(admin, sandbox, customer)
     sandbox.entra.token_lifetime_seconds = 400
-    pipeline.send(create("warm-customer-0", customer_place))
-    assert pipeline.wait_for("warm-customer-0").state == "succeeded", pipeline.report("warm-customer-0")
+    assert "Check: all steps passed" in consent(admin, sandbox, "customer")  # its first BC token: 400 s
     sandbox.entra.token_lifetime_seconds = 3600
 
-    concurrent = send_round(pipeline, places, "run", 4)
-    for job_id in concurrent:
-        report = pipeline.wait_for(job_id)
-        assert (report.state, report.connection) == ("succeeded", places_name(concurrent[job_id], pipeline))
-    assert_landed_only_in_own_environment(sandbox, places, {**concurrent, "warm-customer-0": customer_place})
+    concurrent = send_round(app, places, "run", 4)
+    for job_id, place in concurrent.items():
+        report = app.wait_for(job_id)
+        assert (report.state, report.connection) == ("succeeded", place.connection or app.connection)
+    assert_landed_only_in_own_environment(sandbox, places, concurrent)
 
     # The customer tenant's admin revokes the consent; the customer's BC token dies, the others' do not.
-    sandbox.entra.revoke_consent(customer_place.tenant, jobs_env["BC_CLIENT_ID"])
+    sandbox.entra.revoke_consent(customer.tenant, jobs_env["BC_CLIENT_ID"])
     sandbox.clock.advance(500)
-    revoked = send_round(pipeline, places, "revoked", 2)
-    parked = [job_id for job_id, place in revoked.items() if place is customer_place]
+    revoked = send_round(app, places, "revoked", 2)
+    parked = [job_id for job_id, place in revoked.items() if place is customer]
     for job_id, place in revoked.items():
-        if place is not customer_place:
-            assert pipeline.wait_for(job_id).state == "succeeded", pipeline.report(job_id)
+        if place is not customer:
+            assert app.wait_for(job_id).state == "succeeded", app.report(job_id)
     wait_until(
-        lambda: all(state(pipeline, job_id) == "waiting_for_authorization" for job_id in parked),
+        lambda: all(state(app, job_id) == "waiting_for_authorization" for job_id in parked),
         timeout=30,
         what="the customer's jobs to wait for its admin",
     )
-    waiting = pipeline.report(parked[0])
+    waiting = app.report(parked[0])
     assert waiting is not None
     assert waiting.error is not None
     assert (waiting.attempts, waiting.error.code) == (0, "authorization_required")
-    assert not names_in(sandbox, customer_place) & {f"Acceptance {job_id}" for job_id in parked}
-    assert waiting_jobs(pipeline, "customer") == set(parked)  # what the app sees: GET /api/jobs?connection=
-    assert waiting_jobs(pipeline, "primary-sandbox") == set()
+    assert not names_in(sandbox, customer) & {f"Acceptance {job_id}" for job_id in parked}
+    assert waiting_jobs(app, "customer") == set(parked)  # what the app sees: GET /api/jobs?connection=
+    assert waiting_jobs(app, "primary-sandbox") == set()
 
-    # The admin's fix: consent again, then the connection's token is refreshed once.
-    sandbox.entra.grant_consent(customer_place.tenant, jobs_env["BC_CLIENT_ID"])
-    asyncio.run(_refresh_now(jobs_env, customer))
+    # The admin's fix: consent again through the link; the consent callback runs the check. Its forced refresh
+    # coalesces with one less than 30 s old (shared/auth/timing.py REFRESH_MIN_AGE), which this compressed
+    # timeline has (the customer's first token), so the admin reruns the check until it passes, as the consent
+    # page's fix suggests.
+    consent(admin, sandbox, "customer")
+    wait_until(lambda: check_passes(admin, "customer"), timeout=45, interval=2, what="the customer's check")
     for job_id in parked:
-        report = pipeline.wait_for(job_id, timeout=30)
+        report = app.wait_for(job_id, timeout=30)
         assert (report.state, report.attempts) == ("succeeded", 1), report.error
     assert_landed_only_in_own_environment(sandbox, places, {**concurrent, **revoked})
-    assert leaked(pipeline.everything_kept(), {jobs_env["BC_CLIENT_SECRET"]}) == []
-
-
-def places_name(place: Place, world: JobsWorld) -> str:
-    """The connection a job's report names: the settings' connection's own name when the job named none."""
-    return place.connection or world.connection
+    assert leaked(app.everything_kept(), {jobs_env["BC_CLIENT_SECRET"]}) == []
