@@ -1,6 +1,7 @@
 """The demo's second connection (issue 21): after the main run the admin registers the customer tenant's
-`production` environment as connection `customer` and consents to the app for that tenant; the app sends a few
-jobs naming it, and the demo reads BC to see that they landed in the customer's environment and not in the
+`production` environment as connection `customer` (PUT /api/connections/customer) and that tenant's admin consents
+to the app through the connection's admin-consent link, whose callback runs the connection's check; the app sends
+a few jobs naming it, and the demo reads BC to see that they landed in the customer's environment and not in the
 primary one.
 
 The customer connection uses the deployment's own multi-tenant app registration (credential `settings`) with the
@@ -22,12 +23,13 @@ from bcjobs.rows import report_from_row
 from demo.context import DemoContext, DemoError
 from demo.main_run import jobs_client
 from localworld.bc import BcPlace, BcReader, sandbox_places
-from localworld.sign_in import admin_client
+from localworld.sign_in import admin_client, page_text
 from shared.connections.connection import Connection
 
 SECOND = "customer"  # the second connection's name
 SECOND_JOBS = 6  # creates the app sends on it
-NAME_PREFIX = "DEMO-CONNECTION-"  # the created customers' display names (found in BC by it)
+NAME_PREFIX = "DEMO-CONNECTION-"
+CHECK_PASSED = "Check: all steps passed"  # the consent callback's page after the check (shared/onboarding)  # the created customers' display names (found in BC by it)
 
 
 def customer_place(env: dict[str, str]) -> BcPlace:
@@ -74,27 +76,53 @@ def _register(context: DemoContext, connection: Connection) -> str:
 
 
 def _consent(context: DemoContext, connection: Connection) -> str:
-    """Follow the app's admin-consent link like a browser (the sandbox's tenant admin approves), or, where the app
-    has no consent route, grant the consent through the sandbox's admin endpoint."""
+    """The tenant's admin opens the connection's admin-consent link (GET /api/connections/{name}/consent) and
+    accepts, like a browser: Entra redirects to the app's consent callback, whose page runs the connection's
+    check (token, environment, BC accepts the token, company, a read of customers)."""
+    if context.options.mode == "s2s":
+        return _consent_without_callback(context, connection)
     with admin_client(context.base_url, context.function_key) as admin:
         link = admin.get(f"/api/connections/{connection.name}/consent")
-    if link.status_code == 404:
-        if context.sandbox is None:
-            raise DemoError("the sandbox is not running")
-        payload = {"tenant_id": connection.tenant_id, "client_id": connection.client_id}
-        context.sandbox.admin("/entra/grant-consent", payload)
-        return f"admin consent granted in tenant {connection.tenant_id} (the sandbox's consent endpoint)"
     if link.status_code != 200:
-        raise DemoError(f"GET /api/connections/{connection.name}/consent answered {link.status_code}")
+        raise DemoError(
+            f"GET /api/connections/{connection.name}/consent answered {link.status_code} {link.text!r}"
+        )
     tls = ssl.create_default_context(cafile=context.sandbox_env["LOCAL_CA_BUNDLE"])
     with httpx.Client(verify=tls, timeout=30) as browser:
         entra = browser.get(str(link.json()["consentUrl"]))
         if entra.status_code != 302:
             raise DemoError(f"Entra's admin-consent page answered {entra.status_code}")
-        back = browser.get(entra.headers["location"])
-    if back.status_code != 200:
-        raise DemoError(f"the consent callback answered {back.status_code}")
-    return f"admin consent through the app's link: Entra redirected back, callback {back.status_code}"
+        back = browser.get(entra.headers["location"], timeout=60)  # the app's anonymous consent callback
+    text = page_text(back.text)
+    if back.status_code != 200 or CHECK_PASSED not in text:
+        raise DemoError(f"the consent callback answered {back.status_code}: {text[:400]}")
+    return (
+        f"consent link -> Entra (the tenant's admin accepts) -> 302 to the app's consent callback -> "
+        f"{back.status_code}: {CHECK_PASSED}"
+    )
+
+
+def _consent_without_callback(context: DemoContext, connection: Connection) -> str:
+    """S2S runs infra's app settings: the consent callback is on https://{WEBSITE_HOSTNAME}, an origin the local
+    world does not serve. The consent is granted at the sandbox's Entra directly, then the admin runs the check
+    (POST /api/connections/{name}/check)."""
+    if context.sandbox is None:
+        raise DemoError("the sandbox is not running")
+    context.sandbox.admin(
+        "/entra/grant-consent", {"tenant_id": connection.tenant_id, "client_id": connection.client_id}
+    )
+    with admin_client(context.base_url, context.function_key) as admin:
+        check = admin.post(f"/api/connections/{connection.name}/check")
+    report = check.json() if check.status_code == 200 else {}
+    if not report.get("ok"):
+        raise DemoError(
+            f"POST /api/connections/{connection.name}/check answered {check.status_code} {check.text!r}"
+        )
+    steps = ", ".join(str(step.get("name")) for step in report.get("steps", []))
+    return (
+        f"admin consent granted in tenant {connection.tenant_id} (the sandbox's Entra: the consent callback's "
+        f"https origin is not served locally); POST /api/connections/{connection.name}/check -> ok ({steps})"
+    )
 
 
 def app_runs_jobs_on_the_second_connection(context: DemoContext) -> str:
