@@ -247,7 +247,7 @@ def second_connection(
     options: DevOptions, key: str, settings: Mapping[str, str], sandbox: Mapping[str, str]
 ) -> str:
     """One line: how to register a second connection (issue 21) with the CLI, in the sandbox's customer tenant's
-    environment when its env file lists one, then where the connection's admin-consent link is."""
+    environment when its env file lists one, then its admin-consent link and its check."""
     others = [
         env
         for env in json.loads(sandbox.get("SANDBOX_BC_ENVIRONMENTS") or "[]")
@@ -259,8 +259,9 @@ def second_connection(
     client = settings.get("BC_CLIENT_ID") or "CLIENT_ID"
     return (
         f"  connection  BCJOBS_API_URL={options.base_url} BCJOBS_FUNCTION_KEY={key} bcjobs connections put customer "
-        f"--tenant-id {tenant} --environment {environment} --client-id {client}   (its tenant's admin consents at "
-        f'{options.base_url}/api/connections/customer/consent; jobs name it: "connection": "customer")'
+        f"--tenant-id {tenant} --environment {environment} --client-id {client}; then `bcjobs connections consent "
+        "customer` (its tenant admin's consent link) and `bcjobs connections check customer`; jobs name it with "
+        '"connection": "customer"'
     )
 
 

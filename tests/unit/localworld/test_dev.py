@@ -271,7 +271,7 @@ def test_banner_says_how_to_register_a_second_connection_in_the_customer_tenant(
     sandbox = {**SANDBOX, "SANDBOX_BC_ENVIRONMENTS": json.dumps(environments)}
     settings = {"BC_TENANT_ID": "primary-t", "BC_CLIENT_ID": "app-id", "DEVHOST_FUNCTION_KEY": "k"}
     lines = [
-        line for line in banner(options, settings, sandbox).splitlines() if "connections/customer" in line
+        line for line in banner(options, settings, sandbox).splitlines() if "connections put customer" in line
     ]
     assert len(lines) == 1
     assert (
@@ -279,4 +279,5 @@ def test_banner_says_how_to_register_a_second_connection_in_the_customer_tenant(
         in lines[0]
     )
     assert "--tenant-id customer-t --environment production --client-id app-id" in lines[0]
-    assert "/api/connections/customer/consent" in lines[0]
+    assert "`bcjobs connections consent customer`" in lines[0]
+    assert "`bcjobs connections check customer`" in lines[0]
