@@ -265,24 +265,29 @@ class TokenManager:
     async def status(self) -> ConnectionStatus:
         """Token health without the token: has one? until when? last refresh and error, next step.
 
+        The token set and the connection record are read at once (the status page reads every connection's).
         An unreadable store degrades the answer rather than failing it: what is known is still shown.
         """
-        problems: list[TokenStoreUnavailableError] = []
-        try:
-            newest = await self._cache.newest(max_age=DEFAULT_MIN_VALIDITY)
-        except TokenStoreUnavailableError as exc:
-            newest = self._cache.cached
-            problems.append(exc)
-        try:
-            record = await self._health.read_strict()
-        except TokenStoreUnavailableError as exc:
-            record = ConnectionRecord(self.connection)
-            problems.append(exc)
-        problem = problems[0] if problems else None
+        (newest, token_problem), (record, record_problem) = await asyncio.gather(
+            self._newest_for_status(), self._record_for_status()
+        )
+        problem = token_problem or record_problem
         now = self._clock.now()
         return build_status(
             self.connection, self._mode, newest, record, now, problem, self._health.registered
         )
+
+    async def _newest_for_status(self) -> tuple[TokenSet | None, TokenStoreUnavailableError | None]:
+        try:
+            return await self._cache.newest(max_age=DEFAULT_MIN_VALIDITY), None
+        except TokenStoreUnavailableError as exc:
+            return self._cache.cached, exc
+
+    async def _record_for_status(self) -> tuple[ConnectionRecord, TokenStoreUnavailableError | None]:
+        try:
+            return await self._health.read_strict(), None
+        except TokenStoreUnavailableError as exc:
+            return ConnectionRecord(self.connection), exc
 
     # -- serving: the store first, then a refresh under the lease, the cached set as the fallback ------------
 
