@@ -66,8 +66,8 @@ class ChangeEvent(BaseModel):
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any] | None = Field(
         default=None,
-        description="{'entity': {...}} when the watch includes data and it fits, else {'reference': url}; "
-        "absent for deletes",
+        description="{'reference': the entity's URL, 'entity': {...} when the watch includes data and the event "
+        "still fits a queue message (else 'entityOmitted' says why)}; absent for deletes",
     )
     bcconnection: str
     bcenvironment: str

@@ -32,7 +32,7 @@ class ChangeFeed(Protocol):
 
 @dataclass
 class MemoryChangeFeed:
-    """ChangeFeed in memory: unit tests."""
+    """ChangeFeed in memory: unit tests (shared.changes.log.MemoryLogReader reads it like the change log)."""
 
     log: dict[str, ChangeEvent] = field(default_factory=dict)
     sent: list[ChangeEvent] = field(default_factory=list)

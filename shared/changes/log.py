@@ -1,0 +1,256 @@
+"""The change log: `TableChangeFeed` publishes each entity version once and keeps it readable with a cursor.
+
+Table `{prefix}changes`, one partition per (connection, entity set) (`partition_key`), two kinds of rows:
+
+    c~{cursor}   the log: the event's JSON, ordered by publish (cursor = UTC time with microseconds + change id)
+    i~{id}       the id index: the event's cursor and whether its queue message was sent
+
+Publishing one event (`_publish_one`), in storage calls:
+  1. read `i~{id}`: there → seen (1 call in all), unless its message was never sent (below);
+  2. the echo journal is asked whether a job of ours wrote this version (`EchoLookup`: 1 read, only for events
+     of an entity set some job wrote to; see shared/changes/echoes.py);
+  3. one transaction inserts `i~{id}` (Sent = false) and `c~{cursor}` together (same partition: atomic): a
+     racing publisher of the same id loses with a conflict and counts it seen, so one version never gets two
+     log rows; 4. the event is sent, base64, on `bc-changes`; 5. `i~{id}` is marked Sent.
+  New event: 4 calls (5 with an echo lookup); seen: 1. A crash between 3 and 5 leaves `Sent = false`: the next
+  publish of that id (the expansion's redelivery, or the reconciliation's overlap) reads the logged event and
+  sends it again, same id (the queue is at-least-once; consumers dedupe by id).
+
+Reading: `read(connection, entity_set, after, limit)` returns rows after the cursor, oldest first, but only those
+older than `settle` (15 s): a row's cursor is its writer's clock taken just before the write, so a slow write (SDK
+tries of 5 + 10 s) or a little clock skew could land a row behind a cursor a reader already passed; nothing older
+than the settle time can still appear. The queue carries the same events at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableClient
+from azure.storage.queue.aio import QueueClient
+
+from bcjobs.changes import ChangeEvent
+from shared.changes.errors import ChangeLogUnavailableError
+from shared.changes.feed import MemoryChangeFeed, Published
+from shared.clock import Clock
+from shared.table_cas import ensure_table
+
+CHANGES_TABLE_SUFFIX = "changes"
+LOG = "c~"
+INDEX = "i~"
+SETTLE = timedelta(seconds=15)
+# A queue message is at most 64 KiB and is sent as base64 (4/3 larger): 48 KiB of JSON, less a margin for the
+# reference and the attributes (learn.microsoft.com/rest/api/storageservices/put-message). A Table binary property
+# holds 64 KiB (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
+MAX_EVENT_BYTES = 45_000
+CURSOR_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z(-[0-9a-f]{1,64})?$")
+MAX_PAGE = 1000
+T = TypeVar("T")
+
+
+def changes_table_name(prefix: str) -> str:
+    """The change log table of a deployment (`bcchanges` by default)."""
+    return f"{prefix}{CHANGES_TABLE_SUFFIX}"
+
+
+def partition_key(connection: str, entity_set: str) -> str:
+    """One log partition per (connection, entity set); both names hold no character a key refuses."""
+    return f"{connection}~{entity_set}"
+
+
+def cursor_at(moment: datetime, change_id: str = "") -> str:
+    """`20261206T071502.123456Z-{id}`: sorts as text in publish order (the id breaks ties)."""
+    text = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{text}-{change_id}" if change_id else text
+
+
+def fitted(event: ChangeEvent) -> ChangeEvent:
+    """The event as it may travel: `data.entity` dropped (its `data.reference` stays) when the JSON would not fit a
+    queue message with margin; the application then reads the entity at the reference."""
+    if event.data is None or "entity" not in event.data:
+        return event
+    if len(event.to_json().encode("utf-8")) <= MAX_EVENT_BYTES:
+        return event
+    data = {key: value for key, value in event.data.items() if key != "entity"}
+    return event.model_copy(update={"data": {**data, "entityOmitted": "too large for a queue message"}})
+
+
+def queue_text(event: ChangeEvent) -> str:
+    """The queue message: base64 of the event's JSON (host.json messageEncoding is `none`, as for bc-results)."""
+    return base64.b64encode(event.to_json().encode("utf-8")).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """One read of the log: events oldest first, and the cursor to read on from (None: nothing read yet)."""
+
+    changes: tuple[ChangeEvent, ...]
+    next: str | None
+
+
+class ChangeLog(Protocol):
+    """Reads the change log of one (connection, entity set) after a cursor."""
+
+    async def read(self, connection: str, entity_set: str, after: str | None, limit: int) -> ChangePage:
+        """At most `limit` events after `after` (from the start when None); raises on storage failure."""
+        ...
+
+
+class EchoLookup(Protocol):
+    """Which job of ours wrote an entity version, if any (shared/changes/echoes.py)."""
+
+    async def echo_of(self, event: ChangeEvent) -> str | None:
+        """The job id whose write produced this version, or None."""
+        ...
+
+
+class NoEchoes:
+    """EchoLookup that knows no job's writes."""
+
+    async def echo_of(self, event: ChangeEvent) -> str | None:
+        return None
+
+
+class TableChangeFeed:
+    """ChangeFeed and ChangeLog over the `{prefix}changes` table and the `bc-changes` queue."""
+
+    def __init__(
+        self,
+        table: TableClient,
+        queue: QueueClient,
+        clock: Clock,
+        echoes: EchoLookup | None = None,
+        settle: timedelta = SETTLE,
+    ) -> None:
+        self._table = table
+        self._queue = queue
+        self._clock = clock
+        self._echoes = echoes or NoEchoes()
+        self._settle = settle
+
+    async def ensure(self) -> None:
+        """Create the table and the queue unless they exist."""
+        try:
+            await ensure_table(self._table)
+            await self._queue.create_queue()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise ChangeLogUnavailableError("create the change log", type(exc).__name__) from None
+
+    async def publish(self, events: Sequence[ChangeEvent]) -> Published:
+        """Each event once per id, in order; raises ChangeLogUnavailableError on storage failure."""
+        new = 0
+        for event in events:
+            new += await self._publish_one(event)
+        return Published(new, len(events) - new)
+
+    async def _publish_one(self, event: ChangeEvent) -> bool:
+        pk = partition_key(event.bcconnection, event.bcentityset)
+        index = await self._call("read the id index", self._row(pk, INDEX + event.id))
+        if index is not None:
+            if not index.get("Sent"):
+                await self._resend(pk, str(index["Cursor"]), event.id)
+            return False
+        event = fitted(event)
+        echo = await self._echoes.echo_of(event)
+        if echo is not None:
+            event = event.model_copy(update={"bcecho": echo})
+        cursor = cursor_at(self._clock.now(), event.id)
+        if not await self._call("write the log", self._insert(pk, cursor, event)):
+            return False  # another publisher of this id won the insert: it sends
+        await self._send_and_mark(pk, event)
+        return True
+
+    async def _resend(self, pk: str, cursor: str, change_id: str) -> None:
+        """The log row was written but its send never confirmed (a crash between): send the logged event again."""
+        row = await self._call("read the log", self._row(pk, LOG + cursor))
+        if row is not None:
+            await self._send_and_mark(pk, _event_of(row))
+
+    async def _send_and_mark(self, pk: str, event: ChangeEvent) -> None:
+        await self._call("send to bc-changes", self._queue.send_message(queue_text(event), time_to_live=-1))
+        entity = {"PartitionKey": pk, "RowKey": INDEX + event.id, "Sent": True}
+        await self._call("mark sent", self._table.update_entity(entity, mode=UpdateMode.MERGE))
+
+    async def _row(self, pk: str, row_key: str) -> dict[str, Any] | None:
+        try:
+            return dict(await self._table.get_entity(pk, row_key))
+        except ResourceNotFoundError:
+            return None
+
+    async def _insert(self, pk: str, cursor: str, event: ChangeEvent) -> bool:
+        """Index and log rows in one transaction; False when the index row exists (a racing publisher)."""
+        index = {"PartitionKey": pk, "RowKey": INDEX + event.id, "Cursor": cursor, "Sent": False}
+        log = {
+            "PartitionKey": pk,
+            "RowKey": LOG + cursor,
+            "Id": event.id,
+            "Subject": event.subject,
+            "Change": event.bcchange.value,
+            "Event": event.to_json().encode("utf-8"),
+        }
+        try:
+            await self._table.submit_transaction([("create", index), ("create", log)])
+        except TableTransactionError as exc:
+            if exc.status_code == 409:
+                return False
+            raise
+        return True
+
+    async def read(self, connection: str, entity_set: str, after: str | None, limit: int) -> ChangePage:
+        """Up to `limit` (1..1000) events after `after`, oldest first, none younger than the settle time."""
+        until = cursor_at(self._clock.now() - self._settle)
+        low = LOG + (after or "")
+        query = "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high"
+        parameters = {"pk": partition_key(connection, entity_set), "low": low, "high": LOG + until}
+        rows = await self._call("read the log", self._query(query, parameters, limit))
+        events = tuple(_event_of(row) for row in rows)
+        if len(rows) < limit:  # everything before the settle time was read: the reader may go on from there
+            return ChangePage(events, max(after or "", until))
+        return ChangePage(events, str(rows[-1]["RowKey"])[len(LOG) :])
+
+    async def _query(self, query: str, parameters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        try:
+            pages = self._table.query_entities(query, parameters=parameters, results_per_page=limit)
+            async for row in pages:
+                rows.append(dict(row))
+                if len(rows) >= limit:
+                    break
+        except ResourceNotFoundError:
+            return []  # no change published yet: no table
+        return rows
+
+    async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except AzureError as exc:
+            raise ChangeLogUnavailableError(operation, type(exc).__name__) from None
+
+
+def _event_of(row: dict[str, Any]) -> ChangeEvent:
+    return ChangeEvent.model_validate_json(bytes(row["Event"]))
+
+
+@dataclass
+class MemoryLogReader:
+    """ChangeLog over a MemoryChangeFeed (unit tests): the n-th event's cursor is second n of the epoch."""
+
+    feed: MemoryChangeFeed
+
+    async def read(self, connection: str, entity_set: str, after: str | None, limit: int) -> ChangePage:
+        cursors = [
+            (cursor_at(datetime.fromtimestamp(n + 1, UTC), event.id), event)
+            for n, event in enumerate(self.feed.sent)
+            if (event.bcconnection, event.bcentityset) == (connection, entity_set)
+        ]
+        page = [(cursor, event) for cursor, event in cursors if cursor > (after or "")][:limit]
+        return ChangePage(tuple(event for _, event in page), page[-1][0] if page else after)
