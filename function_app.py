@@ -4,6 +4,7 @@ Blueprints; `close_services` lets a local host close the SDK clients on shutdown
 import azure.functions as func
 
 from shared.auth import close_auth_services
+from shared.changes.compose import close_change_services  # change feed (issue 22): feed
 from shared.connections.compose import close_registry_services
 from shared.jobs import close_front_door, close_job_services
 from shared.jobs.connections_admin import close_connections_admin
@@ -13,6 +14,7 @@ from shared.telemetry import configure_telemetry
 from shared.triggers import (
     admin_page,
     auth_http,
+    changes_http,  # change feed (issue 22): feed
     connections_http,
     connections_onboarding,
     health_check,
@@ -40,12 +42,14 @@ app.register_functions(admin_page.bp)
 app.register_functions(telemetry_sample.bp)
 app.register_functions(connections_http.bp)  # connections registry API (issue 21)
 app.register_functions(connections_onboarding.bp)  # consent, check, sign-in of a connection (issue 21)
+app.register_functions(changes_http.bp)  # change feed (issue 22): GET /api/changes
 
 
 async def close_services() -> None:
     """Close the running loop's SDK clients (devhost awaits this before its loop ends; jobs first, they use auth)."""
     await close_front_door()
     await close_connections_admin()  # connections registry API (issue 21)
+    await close_change_services()  # change feed (issue 22)
     await close_job_services()
     await close_registry_services()  # after the jobs and the connections API, which use it
     await close_auth_services()

@@ -69,6 +69,8 @@ EXPECTED = {
     "connections_consent_callback": _http("ANONYMOUS", ["GET"], "connections/consent/callback"),
     "connections_check": _http("FUNCTION", ["POST"], "connections/{name}/check"),
     "connections_sign_in": _http("FUNCTION", ["GET"], "connections/{name}/sign-in"),
+    # the change feed (issue 22): feed
+    "changes_read": _http("FUNCTION", ["GET"], "changes"),
 }
 
 

@@ -1,0 +1,62 @@
+"""`GET /api/changes?connection=&entitySet=&after=&limit=`: the change log read with a cursor (function key).
+
+The answer is `{"changes": [event, ...], "next": cursor}`: events oldest first, in the CloudEvents JSON of the
+queue; pass `next` as `after` to read on (it moves past what was read, and past the settle time when a page
+came back short, so a poll never reads an event twice). 400 names the parameter and its fix; 503 on storage
+trouble (try again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+
+from bcjobs.models import IDENTIFIER_PATTERN
+from shared.changes.errors import ChangeLogUnavailableError
+from shared.changes.log import CURSOR_PATTERN, MAX_PAGE, ChangeLog
+from shared.http import Reply, json_reply
+
+logger = logging.getLogger(__name__)
+DEFAULT_PAGE = 100
+_CONNECTION = re.compile(r"^[a-z0-9-]{1,40}$")
+_ENTITY_SET = re.compile(IDENTIFIER_PATTERN)
+_FIXES = {
+    "connection": "the connection's name (1-40 characters of a-z 0-9 -): bcjobs connections list shows them",
+    "entitySet": "a watched entity set's name, e.g. customers",
+    "after": "a cursor as returned in `next`; leave it out to read from the start",
+    "limit": f"a whole number from 1 to {MAX_PAGE}",
+}
+
+
+async def read_changes(log: ChangeLog, query: Mapping[str, str]) -> Reply:
+    """200 with a page of the log; 400 naming each bad parameter; 503 when storage failed."""
+    problems = _problems(query)
+    if problems:
+        fields = [{"field": name, "fix": _FIXES[name]} for name in problems]
+        message = "; ".join(f"{name}: {_FIXES[name]}" for name in problems)
+        return json_reply(400, {"error": "invalid_request", "message": message, "fields": fields})
+    limit = int(query.get("limit") or DEFAULT_PAGE)
+    try:
+        page = await log.read(query["connection"], query["entitySet"], query.get("after") or None, limit)
+    except ChangeLogUnavailableError as exc:
+        logger.warning("change log read failed: %s", exc, extra={"event": "changes.read_failed"})
+        return json_reply(503, {"error": "storage_unavailable", "message": f"{exc}: try again shortly"})
+    changes = [json.loads(event.to_json()) for event in page.changes]
+    return json_reply(200, {"changes": changes, "next": page.next})
+
+
+def _problems(query: Mapping[str, str]) -> list[str]:
+    """The parameters that are missing or malformed, in the order of _FIXES."""
+    checks = {
+        "connection": bool(_CONNECTION.match(query.get("connection", ""))),
+        "entitySet": bool(_ENTITY_SET.match(query.get("entitySet", ""))),
+        "after": not query.get("after") or bool(CURSOR_PATTERN.match(query["after"])),
+        "limit": not query.get("limit") or _page_size(query["limit"]),
+    }
+    return [name for name, ok in checks.items() if not ok]
+
+
+def _page_size(text: str) -> bool:
+    return text.isdigit() and 1 <= int(text) <= MAX_PAGE

@@ -1,0 +1,48 @@
+"""GET /api/changes as a service: a page of the log and its cursor; each bad parameter named with its fix."""
+
+from __future__ import annotations
+
+import json
+
+from shared.changes.api import read_changes
+from shared.changes.errors import ChangeLogUnavailableError
+from shared.changes.feed import MemoryChangeFeed
+from shared.changes.log import ChangePage, MemoryLogReader
+from testkit.changes import change_event
+
+
+async def test_the_reply_holds_the_events_and_the_cursor_to_read_on_from() -> None:
+    """Two reads with the returned cursor give every event of the entity set once, in publish order."""
+    feed = MemoryChangeFeed()
+    events = [change_event(f"c0a8e2b1-0000-0000-0000-00000000000{n}") for n in range(3)]
+    await feed.publish([*events, change_event("c0a8e2b1-0000-0000-0000-00000000000f", entity_set="items")])
+    log = MemoryLogReader(feed)
+    first = json.loads(
+        (await read_changes(log, {"connection": "contoso", "entitySet": "customers", "limit": "2"})).body
+    )
+    query = {"connection": "contoso", "entitySet": "customers", "after": first["next"]}
+    rest = json.loads((await read_changes(log, query)).body)
+    assert [c["id"] for c in first["changes"] + rest["changes"]] == [e.id for e in events]
+    assert first["changes"][0]["specversion"] == "1.0"
+
+
+async def test_each_bad_parameter_is_named_with_its_fix() -> None:
+    """A 400 lists the connection, the entity set, the cursor and the page size when all are wrong."""
+    query = {"connection": "Not OK", "entitySet": "1x", "after": "yesterday", "limit": "5000"}
+    reply = await read_changes(MemoryLogReader(MemoryChangeFeed()), query)
+    body = json.loads(reply.body)
+    assert reply.status == 400
+    assert [f["field"] for f in body["fields"]] == ["connection", "entitySet", "after", "limit"]
+    assert all(f["fix"] for f in body["fields"])
+
+
+class BrokenLog:
+    async def read(self, connection: str, entity_set: str, after: str | None, limit: int) -> ChangePage:
+        raise ChangeLogUnavailableError("read the log", "ServiceRequestError")
+
+
+async def test_storage_trouble_is_a_503_saying_to_try_again() -> None:
+    """The reader retries later; nothing of the storage error but its type reaches the answer."""
+    reply = await read_changes(BrokenLog(), {"connection": "contoso", "entitySet": "customers"})
+    assert reply.status == 503
+    assert "try again" in json.loads(reply.body)["message"]
