@@ -1,7 +1,8 @@
 """The published JSON Schemas, generated from the models: `python -m bcjobs.schema [--check]`.
 
 `schemas/bc-job.v1.schema.json` is what an app in any language validates against before it enqueues;
-`schemas/bc-job-report.v1.schema.json` describes the results queue messages and the status route's body.
+`schemas/bc-job-report.v1.schema.json` describes the results queue messages and the status route's body;
+`schemas/bc-change.v1.schema.json` the change feed's CloudEvents (the `bc-changes` queue, `GET /api/changes`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from bcjobs.changes import ChangeEvent
 from bcjobs.models import Job
 from bcjobs.results import JobReport
 
@@ -26,6 +30,11 @@ def schemas() -> dict[str, dict[str, Any]]:
         "bc-job-report.v1.schema.json": _schema(
             JobReport, "bc-job-report.v1.schema.json", "A Business Central job's state and result (v1)"
         ),
+        "bc-change.v1.schema.json": _schema(
+            ChangeEvent,
+            "bc-change.v1.schema.json",
+            "A change of a Business Central entity (CloudEvents 1.0, v1)",
+        ),
     }
 
 
@@ -34,7 +43,7 @@ def rendered(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def _schema(model: type[Job] | type[JobReport], name: str, title: str) -> dict[str, Any]:
+def _schema(model: type[BaseModel], name: str, title: str) -> dict[str, Any]:
     body = model.model_json_schema(by_alias=True, mode="validation")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

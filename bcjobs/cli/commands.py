@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from bcjobs import RESULTS_QUEUE
+from bcjobs.cli.change_commands import changes
 from bcjobs.cli.connection_commands import connections_app
 from bcjobs.cli.durations import since_option
 from bcjobs.cli.exits import ExitCode, fail
@@ -50,6 +51,7 @@ app = typer.Typer(
 )
 
 app.add_typer(connections_app, name="connections")
+app.command("changes", cls=PlainCommand)(changes)  # the change feed (issue 22)
 
 ConnectionOption = Annotated[
     str | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from bcjobs.changes import ChangeEvent
 from shared.changes.log import INDEX, LOG, TableChangeFeed, partition_key
 from shared.clock import SystemClock
 from testkit.changes import change_event
+from tests.fakes.change_contract import conforming
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +43,8 @@ async def feed(clients: tuple[TableClient, QueueClient]) -> TableChangeFeed:
 
 async def queued(queue: QueueClient) -> list[ChangeEvent]:
     found = [message async for message in queue.receive_messages(max_messages=32)]
-    return [ChangeEvent.model_validate_json(base64.b64decode(message.content)) for message in found]
+    texts = [base64.b64decode(message.content) for message in found]
+    return [ChangeEvent.model_validate(conforming(text) and json.loads(text)) for text in texts]
 
 
 async def rows(table: TableClient, prefix: str) -> list[dict[str, object]]:

@@ -12,6 +12,7 @@ import re
 import pytest
 
 from bcjobs.aio import AsyncJobsClient, AsyncResultMessage, AsyncResultStream
+from bcjobs.change_client import AsyncChangesClient, ChangesClient
 from bcjobs.client import JobsClient, ResultMessage, ResultStream
 from bcjobs.connections import AsyncConnectionsClient, ConnectionsClient
 
@@ -51,6 +52,7 @@ def shape(signature: inspect.Signature) -> list[tuple[str, object, object, str]]
         (ResultStream, AsyncResultStream),
         (ResultMessage, AsyncResultMessage),
         (ConnectionsClient, AsyncConnectionsClient),
+        (ChangesClient, AsyncChangesClient),
     ],
 )
 def test_the_sync_and_async_twins_have_the_same_public_methods_and_parameters(sync: type, aio: type) -> None:

@@ -1,0 +1,104 @@
+"""The change log as an application reads it: function_app.py on devhost, `GET /api/changes` through the client
+and `bcjobs changes --follow` as a process, until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from bcjobs.change_client import ChangesClient
+from localworld.polling import wait_until
+from testkit.changes import change_event
+from tests.integration.changes.conftest import AppHost, Publisher
+
+pytestmark = pytest.mark.integration
+
+
+def ids(n: int) -> list[str]:
+    return [f"c0a8e2b1-0000-0000-0000-{i:012d}" for i in range(n)]
+
+
+def test_the_client_reads_the_log_page_by_page_with_its_cursor(
+    app_host: AppHost, publisher: Publisher
+) -> None:
+    """Three events, read two at a time: each once, in publish order; a read after the last is empty."""
+    events = [change_event(entity_id) for entity_id in ids(3)]
+    assert publisher.publish(events).new == 3
+    with ChangesClient(app_host.base_url, app_host.function_key) as client:
+        first = client.changes("contoso", "customers", limit=2)
+        rest = client.changes("contoso", "customers", after=first.next, limit=2)
+        after_all = client.changes("contoso", "customers", after=rest.next)
+    assert [e.id for e in first.changes + rest.changes] == [e.id for e in events]
+    assert after_all.changes == ()
+
+
+class Lines:
+    """A process's output lines, read on a thread so the test can poll them."""
+
+    def __init__(self, stream: object) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.append(line)
+
+
+@pytest.fixture
+def follower(app_host: AppHost) -> Iterator[subprocess.Popen[str]]:
+    env = {
+        **os.environ,
+        "BCJOBS_API_URL": app_host.base_url,
+        "BCJOBS_FUNCTION_KEY": app_host.function_key,
+        "COLUMNS": "250",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "bcjobs",
+        "changes",
+        "--connection",
+        "contoso",
+        "--entity-set",
+        "customers",
+    ]
+    process = subprocess.Popen(
+        [*command, "--follow", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def test_changes_follow_prints_each_change_as_it_arrives_and_ends_cleanly_on_ctrl_c(
+    follower: subprocess.Popen[str], publisher: Publisher
+) -> None:
+    """Two events, then a third while it follows: three lines; Ctrl-C ends it with the resume cursor, no trace."""
+    first, second, third = (change_event(entity_id) for entity_id in ids(3))
+    publisher.publish([first, second])
+    out = Lines(follower.stdout)
+    wait_until(lambda: len(out.lines) >= 2, timeout=30, what="the first two changes")
+    # Now, as the expansion would: readable once the settle time (15 s) has passed; `first` again is not logged
+    publisher.publish([third, first], ago=timedelta(0))
+    wait_until(lambda: len(out.lines) >= 3, timeout=45, what="the third change")
+    follower.send_signal(signal.SIGINT)
+    assert follower.wait(timeout=15) == 130
+    stderr = follower.stderr.read() if follower.stderr else ""
+    assert "Traceback" not in stderr
+    assert "resume with --after" in stderr
+    assert [line.split()[3] for line in out.lines] == [first.subject, second.subject, third.subject]
