@@ -49,7 +49,7 @@ async def close_services() -> None:
     """Close the running loop's SDK clients (devhost awaits this before its loop ends; jobs first, they use auth)."""
     await close_front_door()
     await close_connections_admin()  # connections registry API (issue 21)
-    await close_change_services()  # change feed (issue 22)
     await close_job_services()
+    await close_change_services()  # change feed (issue 22)
     await close_registry_services()  # after the jobs and the connections API, which use it
     await close_auth_services()

@@ -1,16 +1,20 @@
-"""The change feed's services for the running event loop: the change log table and the `bc-changes` queue.
+"""The change feed's services for the running event loop: the change log table, the `bc-changes` queue and the
+echoes journal; and `echo_journal`, the job pipeline's side of the echoes (wired by shared/jobs/compose.py).
 
 One set per process and loop (shared/per_loop.py), like the job pipeline's: the aio SDK clients are bound to the
 loop that made them. The expansion and the reconciliation publish through `feed`; `GET /api/changes` reads it.
+`watch_lookup` is the process's WatchDirectory: an empty one until the watches table is wired here.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bcjobs.changes import CHANGES_QUEUE
 from shared.azure_clients import queue_client, table_client
+from shared.changes.echoes import MemoryWatches, TableEchoJournal, WatchLookup, echoes_table_name
 from shared.changes.log import TableChangeFeed, changes_table_name
 from shared.clock import SystemClock
 from shared.per_loop import PerLoop
@@ -31,17 +35,39 @@ class ChangeServices:
         self.closers.clear()
 
 
+_WATCHES = MemoryWatches()
+
+
+def watch_lookup(settings: Settings) -> WatchLookup:
+    """The process's watches (cached per process): none until the watches table's directory is wired here."""
+    del settings
+    return _WATCHES
+
+
+async def echo_journal(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> TableEchoJournal:
+    """The `{prefix}echoes` journal, its table ensured; its client's close is added to `closers`."""
+    table = table_client(settings.storage, echoes_table_name(settings.storage.table_prefix))
+    closers.append(table.close)
+    journal = TableEchoJournal(table.client, watch_lookup(settings), SystemClock())
+    await journal.ensure()
+    return journal
+
+
 async def _build(settings: Settings) -> ChangeServices:
-    table = table_client(settings.storage, changes_table_name(settings.storage.table_prefix))
-    queue = queue_client(settings.storage, CHANGES_QUEUE)
-    services = ChangeServices(TableChangeFeed(table.client, queue.client, SystemClock()))
-    services.closers += [table.close, queue.close]
+    closers: list[Callable[[], Awaitable[None]]] = []
     try:
-        await services.feed.ensure()
+        echoes = await echo_journal(settings, closers)
+        table = table_client(settings.storage, changes_table_name(settings.storage.table_prefix))
+        queue = queue_client(settings.storage, CHANGES_QUEUE)
+        closers += [table.close, queue.close]
+        feed = TableChangeFeed(table.client, queue.client, SystemClock(), echoes)
+        await feed.ensure()
     except BaseException:
-        await services.aclose()
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):  # the build's own failure is the one to report
+                await close()
         raise
-    return services
+    return ChangeServices(feed, closers)
 
 
 _per_loop: PerLoop[Settings, ChangeServices] = PerLoop(_build)

@@ -20,6 +20,7 @@ from shared.azure_clients import queue_client, table_client
 from shared.bc import SharedThrottle, build_client
 from shared.bc.factory import endpoint_for, throttle_config_from_settings
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
+from shared.changes.compose import echo_journal
 from shared.clock import SystemClock
 from shared.connections import Connection, ConnectionRegistry
 from shared.connections.compose import registry_services
@@ -123,6 +124,7 @@ async def _wire(settings: Settings, closers: list[Callable[[], Awaitable[None]]]
         policy=JobPolicy.from_settings(settings.jobs),
         clock=SystemClock(),
         request_timeout=timedelta(seconds=settings.bc.request_timeout_seconds),
+        journal=await echo_journal(settings, closers),  # the change feed's echoes (issue 22)
     )
     reports = telemetry.FinishedReports(storage.queues)  # counts each job the poison handler dead-letters
     dead_letters = DeadLetters(storage.store, reports, processor.clock)

@@ -37,6 +37,7 @@ from shared.clock import Clock
 from shared.connections import ConnectionUnusableError
 from shared.jobs.audit import AuditBuffer, AuditLog, auditing
 from shared.jobs.errors import AmbiguousWriteError, JobError, items_known
+from shared.jobs.journal import NoJournal, WriteJournal, writes_of
 from shared.jobs.lanes import Lane, Lanes
 from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide, item_error
 from shared.jobs.policy import JobPolicy
@@ -109,6 +110,7 @@ class JobProcessor:
     clock: Clock
     request_timeout: timedelta
     process_id: str = field(default_factory=process_id)  # at construction: a forked worker has its own pid
+    journal: WriteJournal = field(default_factory=NoJournal)  # what write jobs produced: the feed's echoes
 
     async def handle(self, delivery: Delivery) -> Handled:
         """Process one delivery; raises only when storage failed (the host then redelivers)."""
@@ -218,6 +220,10 @@ class JobProcessor:
                 decision = replace(decision, ambiguous=True)
             return await self._after_failure(job, record, delivery, decision, failure)
         await self._keep_audit(record.job_id, buffer)
+        if job.is_write:  # before the row: BC's notification comes after its 30 s debounce, never before this
+            await self.journal.record(
+                writes_of(job.with_job_id(record.job_id), lane.connection.name, summary)
+            )
         error = item_error(summary)
         state = JobState.FAILED if error else JobState.SUCCEEDED
         return await self._finish(record, state, delivery, result=summary, error=error, attempted=True)

@@ -44,8 +44,8 @@ class Lines:
 
     def __init__(self, stream: object) -> None:
         self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
 
     def _read(self, stream: object) -> None:
         for line in stream:  # type: ignore[attr-defined]
@@ -77,12 +77,13 @@ def follower(app_host: AppHost) -> Iterator[subprocess.Popen[str]]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    with process:  # closes its pipes
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
 
 
 def test_changes_follow_prints_each_change_as_it_arrives_and_ends_cleanly_on_ctrl_c(
@@ -98,6 +99,7 @@ def test_changes_follow_prints_each_change_as_it_arrives_and_ends_cleanly_on_ctr
     wait_until(lambda: len(out.lines) >= 3, timeout=45, what="the third change")
     follower.send_signal(signal.SIGINT)
     assert follower.wait(timeout=15) == 130
+    out.thread.join(timeout=5)  # the pipe's end: read to EOF before the fixture closes it
     stderr = follower.stderr.read() if follower.stderr else ""
     assert "Traceback" not in stderr
     assert "resume with --after" in stderr

@@ -1,0 +1,145 @@
+"""Echoes: a change event whose version one of this product's own jobs wrote is marked with that job's id
+(`bcecho`), so a two-way sync drops its own writes (issue 22, "Echoes marked"; reference (a) A7.6).
+
+`TableEchoJournal` is both sides:
+- `record` (shared.jobs.journal.WriteJournal, called by the processor after a write job): one upsert per version
+  written, into Table `{prefix}echoes`, ONLY when the connection has a watch on that entity set (a cached
+  `WatchLookup`: a job on an unwatched set costs no storage call at all);
+- `echo_of` (shared.changes.log.EchoLookup, asked by the change log before it logs a new event): one read.
+Partition = `{connection}~{entitySet}`, row = `{entity id}~{sha256(version)[:32]}` (an ETag holds `/` and `"`,
+which keys refuse). `Expires` bounds a row's use: an echo arrives within BC's debounce plus its retries (the
+coded retries add up to about 18.5 h, reference A4), so rows older than `ttl` (2 days) are ignored; a storage
+lifecycle or a sweep may delete them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from bcjobs.changes import ChangeEvent, ChangeKind, tombstone_version
+from shared.changes.errors import ChangeLogUnavailableError
+from shared.changes.watch import Watch
+from shared.clock import Clock
+from shared.table_cas import ensure_table
+
+logger = logging.getLogger(__name__)
+ECHOES_TABLE_SUFFIX = "echoes"
+TTL = timedelta(days=2)
+
+
+def echoes_table_name(prefix: str) -> str:
+    """The write journal's table (`bcechoes` by default)."""
+    return f"{prefix}{ECHOES_TABLE_SUFFIX}"
+
+
+class WrittenVersion(Protocol):
+    """One version a job wrote: the shape of shared.jobs.journal.Written (this package never imports the jobs)."""
+
+    @property
+    def connection(self) -> str: ...
+    @property
+    def entity_set(self) -> str: ...
+    @property
+    def entity_id(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def job_id(self) -> str: ...
+
+
+class WatchLookup(Protocol):
+    """The watches of a connection, cached per process (the shape of shared.changes' WatchDirectory)."""
+
+    async def watches(self, connection: str) -> list[Watch]:
+        """The connection's watches; [] when it has none."""
+        ...
+
+
+@dataclass
+class MemoryWatches:
+    """WatchLookup in memory: tests, and the wiring until the watches table is there."""
+
+    by_connection: dict[str, list[Watch]] = field(default_factory=dict)
+
+    async def watches(self, connection: str) -> list[Watch]:
+        return list(self.by_connection.get(connection, []))
+
+
+def echo_keys(connection: str, entity_set: str, entity_id: str, version: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of one written version."""
+    digest = hashlib.sha256(version.encode("utf-8")).hexdigest()[:32]
+    return f"{connection}~{entity_set}", f"{entity_id.lower()}~{digest}"
+
+
+def event_version(event: ChangeEvent) -> str | None:
+    """The version a job would have journaled for this event: the ETag, or the tombstone's for a delete."""
+    return tombstone_version() if event.bcchange is ChangeKind.DELETED else event.bcetag
+
+
+class TableEchoJournal:
+    """WriteJournal and EchoLookup over the `{prefix}echoes` table."""
+
+    def __init__(self, table: TableClient, watches: WatchLookup, clock: Clock, ttl: timedelta = TTL) -> None:
+        self._table = table
+        self._watches = watches
+        self._clock = clock
+        self._ttl = ttl
+
+    async def ensure(self) -> None:
+        """Create the table unless it exists."""
+        try:
+            await ensure_table(self._table)
+        except AzureError as exc:
+            raise ChangeLogUnavailableError("create the echoes table", type(exc).__name__) from None
+
+    async def record(self, writes: Sequence[WrittenVersion]) -> None:
+        """Keep each watched write; a failure is logged (its echo then goes unmarked), never raised."""
+        for write in writes:
+            if not await self._watched(write.connection, write.entity_set):
+                continue
+            pk, rk = echo_keys(write.connection, write.entity_set, write.entity_id, write.version)
+            row = {
+                "PartitionKey": pk,
+                "RowKey": rk,
+                "JobId": write.job_id,
+                "Expires": self._clock.now() + self._ttl,
+            }
+            try:
+                await self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
+            except AzureError as exc:
+                logger.warning(
+                    "echo of job %s not journaled (%s): its change event will not be marked",
+                    write.job_id,
+                    type(exc).__name__,
+                    extra={"event": "changes.echo_not_journaled", "job_id": write.job_id},
+                )
+
+    async def _watched(self, connection: str, entity_set: str) -> bool:
+        watches = await self._watches.watches(connection)
+        return any(watch.entity_set == entity_set and watch.enabled for watch in watches)
+
+    async def echo_of(self, event: ChangeEvent) -> str | None:
+        """The job id that wrote this version, if a live journal row says so; raises on storage failure."""
+        version = event_version(event)
+        if version is None:
+            return None
+        pk, rk = echo_keys(event.bcconnection, event.bcentityset, event.subject, version)
+        try:
+            row = await self._table.get_entity(pk, rk)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise ChangeLogUnavailableError("read the echoes", type(exc).__name__) from None
+        expires = row.get("Expires")
+        if expires is not None and expires < self._clock.now():
+            return None
+        return str(row["JobId"])

@@ -1,0 +1,69 @@
+"""Echoes on Azurite: a version a job of ours wrote is published marked with that job; other versions are not;
+a job on an entity set nobody watches costs no storage call."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from azure.data.tables.aio import TableClient
+from azure.storage.queue.aio import QueueClient
+
+from shared.changes.echoes import MemoryWatches, TableEchoJournal
+from shared.changes.log import TableChangeFeed
+from shared.changes.watch import Watch
+from shared.clock import SystemClock
+from shared.jobs.journal import Written
+from testkit.changes import change_event
+from tests.fakes.change_contract import conforming
+
+pytestmark = pytest.mark.integration
+ID = "c0a8e2b1-0000-0000-0000-000000000001"
+
+
+@pytest.fixture
+async def parts(
+    azurite_connection_string: str, unique_name: str
+) -> AsyncIterator[tuple[TableEchoJournal, TableChangeFeed, QueueClient, TableClient]]:
+    echoes = TableClient.from_connection_string(azurite_connection_string, unique_name + "echoes")
+    log = TableClient.from_connection_string(azurite_connection_string, unique_name + "changes")
+    queue = QueueClient.from_connection_string(azurite_connection_string, unique_name)
+    watches = MemoryWatches({"contoso": [Watch(connection="contoso", name="crm", entity_set="customers")]})
+    journal = TableEchoJournal(echoes, watches, SystemClock())
+    feed = TableChangeFeed(log, queue, SystemClock(), journal, settle=timedelta(0))
+    await journal.ensure()
+    await feed.ensure()
+    yield journal, feed, queue, echoes
+    for table in (echoes, log):
+        await table.delete_table()
+        await table.close()
+    await queue.delete_queue()
+    await queue.close()
+
+
+async def test_the_version_a_job_wrote_is_published_as_that_jobs_echo(
+    parts: tuple[TableEchoJournal, TableChangeFeed, QueueClient, TableClient],
+) -> None:
+    """The job's ETag → bcecho names the job, in the log and on the queue; a later version by a user → no mark."""
+    journal, feed, queue, _ = parts
+    await journal.record([Written("contoso", "customers", ID, 'W/"JzE7Jw=="', "job-7")])
+    ours = change_event(ID, 'W/"JzE7Jw=="')
+    theirs = change_event(ID, 'W/"JzI7Jw=="')
+    await feed.publish([ours, theirs])
+    sent = [conforming(base64.b64decode(m.content)) async for m in queue.receive_messages(max_messages=32)]
+    assert [(m["id"], m.get("bcecho")) for m in sent] == [(ours.id, "job-7"), (theirs.id, None)]
+    logged = await feed.read("contoso", "customers", None, 10)
+    assert [e.bcecho for e in logged.changes] == ["job-7", None]
+    assert json.loads(logged.changes[0].to_json())["bcecho"] == "job-7"
+
+
+async def test_a_write_to_an_entity_set_nobody_watches_is_not_journaled(
+    parts: tuple[TableEchoJournal, TableChangeFeed, QueueClient, TableClient],
+) -> None:
+    """items has no watch on contoso: no row is written (the watches are cached: no storage call either)."""
+    journal, _, _, echoes = parts
+    await journal.record([Written("contoso", "items", ID, 'W/"1"', "job-8")])
+    assert [row async for row in echoes.list_entities()] == []
