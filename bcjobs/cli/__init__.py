@@ -13,6 +13,7 @@
     bcjobs connections put fabrikam --tenant-id fabrikam.onmicrosoft.com --environment production \
         --client-id GUID --client-secret-stdin < secret.txt
     bcjobs connections show fabrikam | bcjobs connections delete fabrikam
+    bcjobs changes --connection contoso --entity-set customers --follow    BC's changes, from the change log
 
 Storage: `--connection-string` / env `JobsStorage`, or `--queue-service-uri` + `--table-service-uri` (env
 `JobsStorage__queueServiceUri`, `JobsStorage__tableServiceUri`) with DefaultAzureCredential; `--table-prefix` /
@@ -24,7 +25,8 @@ file, no storage configured) · 3 storage unreachable or refused (network, crede
 · 4 no such job (show) · 5 wait timed out · 130 interrupted.
 
 The package: `commands` (the Typer app and its five job commands), `connection_commands` (`bcjobs connections`,
-which talks to the Function app's /api/connections rather than to storage), `storage` (the storage options, declared once, and
+which talks to the Function app's /api/connections rather than to storage), `change_commands` (`bcjobs changes`,
+the change log through /api/changes), `storage` (the storage options, declared once, and
 the client they build), `render` (all rich and JSON output), `durations` (`--since`), `exits` (exit codes).
 """
 
