@@ -5,7 +5,8 @@
 - `record` (shared.jobs.journal.WriteJournal, called by the processor after a write job): one upsert per version
   written, into Table `{prefix}echoes`, ONLY when the connection has a watch on that entity set (a cached
   `WatchLookup`: a job on an unwatched set costs no storage call at all);
-- `echo_of` (shared.changes.log.EchoLookup, asked by the change log before it logs a new event): one read.
+- `echoes_of` (shared.changes.log.EchoLookup, asked by the change log before it logs new events): one query
+  per entity set for up to 14 events.
 Partition = `{connection}~{entitySet}`, row = `{entity id}~{sha256(version)[:32]}` (an ETag holds `/` and `"`,
 which keys refuse). `Expires` bounds a row's use: an echo arrives within BC's debounce plus its retries (the
 coded retries add up to about 18.5 h, reference A4), so rows older than `ttl` (2 days) are ignored; a storage
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
@@ -127,19 +128,35 @@ class TableEchoJournal:
         watches = await self._watches.watches(connection)
         return any(watch.entity_set == entity_set and watch.enabled for watch in watches)
 
-    async def echo_of(self, event: ChangeEvent) -> str | None:
-        """The job id that wrote this version, if a live journal row says so; raises on storage failure."""
-        version = event_version(event)
-        if version is None:
-            return None
-        pk, rk = echo_keys(event.bcconnection, event.bcentityset, event.subject, version)
+    async def echoes_of(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
+        """Event id -> job id, for the events whose version a live journal row names: one query per entity set
+        (the change log asks at most 14 at a time); raises ChangeLogUnavailableError on storage failure."""
+        wanted: dict[tuple[str, str], str] = {}
+        for event in events:
+            version = event_version(event)
+            if version is not None:
+                wanted[echo_keys(event.bcconnection, event.bcentityset, event.subject, version)] = event.id
+        found: dict[str, str] = {}
+        for pk in {pk for pk, _ in wanted}:
+            rows = await self._live_rows(pk, [rk for p, rk in wanted if p == pk])
+            found.update({wanted[(pk, rk)]: job for rk, job in rows.items()})
+        return found
+
+    async def _live_rows(self, pk: str, row_keys: list[str]) -> dict[str, str]:
+        """RowKey -> job id of the rows that exist and have not expired."""
+        clauses = " or ".join(f"RowKey eq @k{n}" for n in range(len(row_keys)))
+        parameters: dict[str, Any] = {"pk": pk, **{f"k{n}": key for n, key in enumerate(row_keys)}}
+        query = f"PartitionKey eq @pk and ( {clauses} )"  # the SDK reads a name up to a space
+        now = self._clock.now()
         try:
-            row = await self._table.get_entity(pk, rk)
+            rows = self._table.query_entities(query, parameters=parameters, results_per_page=len(row_keys))
+            found = [row async for row in rows]
         except ResourceNotFoundError:
-            return None
+            return {}
         except AzureError as exc:
             raise ChangeLogUnavailableError("read the echoes", type(exc).__name__) from None
-        expires = row.get("Expires")
-        if expires is not None and expires < self._clock.now():
-            return None
-        return str(row["JobId"])
+        return {
+            str(r["RowKey"]): str(r["JobId"])
+            for r in found
+            if r.get("Expires") is None or r["Expires"] >= now
+        }

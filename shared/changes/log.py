@@ -5,16 +5,20 @@ Table `{prefix}changes`, one partition per (connection, entity set) (`partition_
     c~{cursor}   the log: the event's JSON, ordered by publish (cursor = UTC time with microseconds + change id)
     i~{id}       the id index: the event's cursor and whether its queue message was sent
 
-Publishing one event (`_publish_one`), in storage calls:
-  1. read `i~{id}`: there → seen (1 call in all), unless its message was never sent (below);
-  2. the echo journal is asked whether a job of ours wrote this version (`EchoLookup`: 1 read, only for events
-     of an entity set some job wrote to; see shared/changes/echoes.py);
-  3. one transaction inserts `i~{id}` (Sent = false) and `c~{cursor}` together (same partition: atomic): a
-     racing publisher of the same id loses with a conflict and counts it seen, so one version never gets two
-     log rows; 4. the event is sent, base64, on `bc-changes`; 5. `i~{id}` is marked Sent.
-  New event: 4 calls (5 with an echo lookup); seen: 1. A crash between 3 and 5 leaves `Sent = false`: the next
-  publish of that id (the expansion's redelivery, or the reconciliation's overlap) reads the logged event and
-  sends it again, same id (the queue is at-least-once; consumers dedupe by id).
+Publishing, per partition, up to CHUNK (14) events at a time (`_publish_chunk`), in storage calls:
+  1. one query reads their `i~{id}` rows: an id there was seen (nothing more), unless its message was never
+     sent (below);
+  2. the echo journal is asked which of the new versions a job of ours wrote (`EchoLookup`: one query;
+     shared/changes/echoes.py);
+  3. one transaction inserts `i~{id}` (Sent = false) and `c~{cursor}` of each new event (same partition: atomic):
+     a racing publisher of one of the ids makes it fail with a conflict, and the events are then published one by
+     one (the racer's is seen), so a version never gets two log rows;
+  4. each event is sent, base64, on `bc-changes`; 5. one transaction marks their `i~{id}` Sent.
+  Measured on Azurite (tests/integration/changes/test_change_log.py), without the echo query: one new event 4
+  calls, a collection's expansion 1.21 per event, a version seen before 0.07 per event; the echo query adds 1 per
+  chunk. A crash between 3 and 5 leaves `Sent = false`: the next publish of that id (the expansion's redelivery,
+  the reconciliation's overlap) reads the logged event and sends it again, same id (the queue is at-least-once;
+  consumers dedupe by id).
 
 Reading: `read(connection, entity_set, after, limit)` returns rows after the cursor, oldest first, but only those
 older than `settle` (15 s): a row's cursor is its writer's clock taken just before the write, so a slow write (SDK
@@ -52,6 +56,10 @@ SETTLE = timedelta(seconds=15)
 MAX_EVENT_BYTES = 45_000
 CURSOR_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z(-[0-9a-f]{1,64})?$")
 MAX_PAGE = 1000
+# Events per index query and transaction: a filter holds at most 15 comparisons (PartitionKey + 14 RowKeys), a
+# transaction 100 operations and 4 MiB (14 x (index + log row of <= 45,000 bytes, 60 KB as base64) ~ 0.9 MB).
+# learn.microsoft.com/rest/api/storageservices/querying-tables-and-entities, .../performing-entity-group-transactions
+CHUNK = 14
 T = TypeVar("T")
 
 
@@ -104,18 +112,18 @@ class ChangeLog(Protocol):
 
 
 class EchoLookup(Protocol):
-    """Which job of ours wrote an entity version, if any (shared/changes/echoes.py)."""
+    """Which jobs of ours wrote these entity versions (shared/changes/echoes.py)."""
 
-    async def echo_of(self, event: ChangeEvent) -> str | None:
-        """The job id whose write produced this version, or None."""
+    async def echoes_of(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
+        """Event id -> the job id whose write produced that version, for the events a job wrote."""
         ...
 
 
 class NoEchoes:
     """EchoLookup that knows no job's writes."""
 
-    async def echo_of(self, event: ChangeEvent) -> str | None:
-        return None
+    async def echoes_of(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
+        return {}
 
 
 class TableChangeFeed:
@@ -146,64 +154,91 @@ class TableChangeFeed:
             raise ChangeLogUnavailableError("create the change log", type(exc).__name__) from None
 
     async def publish(self, events: Sequence[ChangeEvent]) -> Published:
-        """Each event once per id, in order; raises ChangeLogUnavailableError on storage failure."""
+        """Each event once per id, in order within its entity set; raises ChangeLogUnavailableError on storage
+        failure (what was published before stays published: the redelivery counts it seen)."""
         new = 0
-        for event in events:
-            new += await self._publish_one(event)
+        for pk, group in _by_partition(events).items():
+            for start in range(0, len(group), CHUNK):
+                new += await self._publish_chunk(pk, group[start : start + CHUNK])
         return Published(new, len(events) - new)
 
-    async def _publish_one(self, event: ChangeEvent) -> bool:
-        pk = partition_key(event.bcconnection, event.bcentityset)
-        index = await self._call("read the id index", self._row(pk, INDEX + event.id))
-        if index is not None:
-            if not index.get("Sent"):
-                await self._resend(pk, str(index["Cursor"]), event.id)
-            return False
-        event = fitted(event)
-        echo = await self._echoes.echo_of(event)
-        if echo is not None:
-            event = event.model_copy(update={"bcecho": echo})
-        cursor = cursor_at(self._clock.now(), event.id)
-        if not await self._call("write the log", self._insert(pk, cursor, event)):
-            return False  # another publisher of this id won the insert: it sends
-        await self._send_and_mark(pk, event)
-        return True
+    async def _publish_chunk(self, pk: str, events: Sequence[ChangeEvent]) -> int:
+        """Up to CHUNK events of one partition: one index query, one transaction, a send each, one mark."""
+        index = await self._call("read the id index", self._rows(pk, [INDEX + e.id for e in events]))
+        for row in index.values():
+            if not row.get("Sent"):  # logged, but the send never confirmed (a crash between): send it again
+                await self._resend(pk, str(row["Cursor"]))
+        fresh = await self._marked([event for event in events if INDEX + event.id not in index])
+        if not fresh:
+            return 0
+        if not await self._call("write the log", self._insert(pk, fresh)):
+            if len(fresh) == 1:
+                return 0  # another publisher of this id won the insert: it sends
+            return sum([await self._publish_chunk(pk, [event]) for event in fresh])  # the others still go
+        await self._send_and_mark(pk, fresh)
+        return len(fresh)
 
-    async def _resend(self, pk: str, cursor: str, change_id: str) -> None:
+    async def _marked(self, events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
+        """Fitted to a queue message, and `bcecho` set where a job of ours wrote the version."""
+        fitted_events = [fitted(event) for event in events]
+        echoes = await self._echoes.echoes_of(fitted_events) if fitted_events else {}
+        return [
+            event.model_copy(update={"bcecho": echoes[event.id]}) if event.id in echoes else event
+            for event in fitted_events
+        ]
+
+    async def _resend(self, pk: str, cursor: str) -> None:
         """The log row was written but its send never confirmed (a crash between): send the logged event again."""
-        row = await self._call("read the log", self._row(pk, LOG + cursor))
-        if row is not None:
-            await self._send_and_mark(pk, _event_of(row))
+        found = await self._call("read the log", self._rows(pk, [LOG + cursor]))
+        await self._send_and_mark(pk, [_event_of(row) for row in found.values()])
 
-    async def _send_and_mark(self, pk: str, event: ChangeEvent) -> None:
-        await self._call("send to bc-changes", self._queue.send_message(queue_text(event), time_to_live=-1))
-        entity = {"PartitionKey": pk, "RowKey": INDEX + event.id, "Sent": True}
-        await self._call("mark sent", self._table.update_entity(entity, mode=UpdateMode.MERGE))
+    async def _send_and_mark(self, pk: str, events: Sequence[ChangeEvent]) -> None:
+        if not events:
+            return
+        for event in events:
+            await self._call(
+                "send to bc-changes", self._queue.send_message(queue_text(event), time_to_live=-1)
+            )
+        marks: list[Any] = [
+            (
+                "update",
+                {"PartitionKey": pk, "RowKey": INDEX + event.id, "Sent": True},
+                {"mode": UpdateMode.MERGE},
+            )
+            for event in events
+        ]
+        await self._call("mark sent", self._submit(marks))
 
-    async def _row(self, pk: str, row_key: str) -> dict[str, Any] | None:
+    async def _rows(self, pk: str, row_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The rows of these keys that exist, by RowKey: one query (at most CHUNK keys)."""
+        keys = sorted(set(row_keys))
+        clauses = " or ".join(f"RowKey eq @k{n}" for n in range(len(keys)))
+        parameters: dict[str, Any] = {"pk": pk, **{f"k{n}": key for n, key in enumerate(keys)}}
+        query = f"PartitionKey eq @pk and ( {clauses} )"  # the SDK reads a name up to a space
         try:
-            return dict(await self._table.get_entity(pk, row_key))
+            found = self._table.query_entities(query, parameters=parameters, results_per_page=len(keys))
+            return {str(row["RowKey"]): dict(row) async for row in found}
         except ResourceNotFoundError:
-            return None
+            return {}  # no table yet: ensure() was not called; the insert will say so
 
-    async def _insert(self, pk: str, cursor: str, event: ChangeEvent) -> bool:
-        """Index and log rows in one transaction; False when the index row exists (a racing publisher)."""
-        index = {"PartitionKey": pk, "RowKey": INDEX + event.id, "Cursor": cursor, "Sent": False}
-        log = {
-            "PartitionKey": pk,
-            "RowKey": LOG + cursor,
-            "Id": event.id,
-            "Subject": event.subject,
-            "Change": event.bcchange.value,
-            "Event": event.to_json().encode("utf-8"),
-        }
+    async def _insert(self, pk: str, events: Sequence[ChangeEvent]) -> bool:
+        """Index and log rows of every event in one transaction; False when an index row exists (a racer)."""
+        now = self._clock.now()
+        operations: list[Any] = []
+        for n, event in enumerate(events):  # n µs apart: the chunk keeps its order in the log
+            cursor = cursor_at(now + timedelta(microseconds=n), event.id)
+            operations += [("create", _index_row(pk, cursor, event)), ("create", _log_row(pk, cursor, event))]
         try:
-            await self._table.submit_transaction([("create", index), ("create", log)])
+            await self._submit(operations)
         except TableTransactionError as exc:
             if exc.status_code == 409:
                 return False
             raise
         return True
+
+    async def _submit(self, operations: list[Any]) -> None:
+        """One transaction (at most 100 operations: CHUNK keeps it there)."""
+        await self._table.submit_transaction(operations)
 
     async def read(self, connection: str, entity_set: str, after: str | None, limit: int) -> ChangePage:
         """Up to `limit` (1..1000) events after `after`, oldest first, none younger than the settle time."""
@@ -234,6 +269,31 @@ class TableChangeFeed:
             return await awaitable
         except AzureError as exc:
             raise ChangeLogUnavailableError(operation, type(exc).__name__) from None
+
+
+def _by_partition(events: Sequence[ChangeEvent]) -> dict[str, list[ChangeEvent]]:
+    """The events by log partition, in their order, each id once (a repeat within one publish is seen)."""
+    groups: dict[str, dict[str, ChangeEvent]] = {}
+    for event in events:
+        groups.setdefault(partition_key(event.bcconnection, event.bcentityset), {}).setdefault(
+            event.id, event
+        )
+    return {pk: list(group.values()) for pk, group in groups.items()}
+
+
+def _index_row(pk: str, cursor: str, event: ChangeEvent) -> dict[str, Any]:
+    return {"PartitionKey": pk, "RowKey": INDEX + event.id, "Cursor": cursor, "Sent": False}
+
+
+def _log_row(pk: str, cursor: str, event: ChangeEvent) -> dict[str, Any]:
+    return {
+        "PartitionKey": pk,
+        "RowKey": LOG + cursor,
+        "Id": event.id,
+        "Subject": event.subject,
+        "Change": event.bcchange.value,
+        "Event": event.to_json().encode("utf-8"),
+    }
 
 
 def _event_of(row: dict[str, Any]) -> ChangeEvent:

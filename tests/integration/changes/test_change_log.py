@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from azure.data.tables.aio import TableClient
@@ -91,3 +93,82 @@ async def test_a_logged_event_whose_send_was_lost_is_sent_by_the_next_publish(
     assert (again.new, again.seen) == (0, 1)
     assert [e.id for e in await queued(queue)] == [event.id]
     assert len(await rows(table, LOG)) == 1
+
+
+class Counting:
+    """A storage client whose calls are counted (one per SDK method call: every query here is one page)."""
+
+    CALLS = frozenset(
+        {
+            "get_entity",
+            "query_entities",
+            "submit_transaction",
+            "update_entity",
+            "upsert_entity",
+            "send_message",
+        }
+    )
+
+    def __init__(self, inner: object, counts: Counter[str]) -> None:
+        self._inner = inner
+        self._counts = counts
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.CALLS:
+            self._counts[name] += 1
+        return getattr(self._inner, name)
+
+
+async def test_storage_calls_per_change_stay_low_for_one_and_for_a_collection(
+    clients: tuple[TableClient, QueueClient],
+) -> None:
+    """One new event: 4 calls; 280 (a collection's expansion): about 1.2 each; 280 seen again: under 0.1 each."""
+    counts: Counter[str] = Counter()
+    table, queue = clients
+    feed = TableChangeFeed(Counting(table, counts), Counting(queue, counts), SystemClock())  # type: ignore[arg-type]
+    await feed.ensure()
+    await feed.publish([change_event("c0a8e2b1-0000-0000-0000-00000000ffff")])
+    single = sum(counts.values())
+    counts.clear()
+    many = [change_event(f"c0a8e2b1-0000-0000-0000-{n:012d}") for n in range(280)]
+    assert (await feed.publish(many)).new == 280
+    collection = sum(counts.values()) / 280
+    counts.clear()
+    assert (await feed.publish(many)).seen == 280
+    seen = sum(counts.values()) / 280
+    print(f"storage calls per change: single {single}, collection {collection:.2f}, seen {seen:.2f}")
+    assert single == 4
+    assert collection < 1.25
+    assert seen < 0.1
+
+
+class RacedOnce:
+    """A table client that lets another publisher log `racer` just before this one's first transaction."""
+
+    def __init__(self, inner: TableClient, other: TableChangeFeed, racer: ChangeEvent) -> None:
+        self._inner = inner
+        self._other = other
+        self._racer: ChangeEvent | None = racer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def submit_transaction(self, operations: Any) -> Any:
+        if self._racer is not None:
+            racer, self._racer = self._racer, None
+            await self._other.publish([racer])
+        return await self._inner.submit_transaction(operations)
+
+
+async def test_a_racing_publisher_of_one_version_leaves_one_row_and_the_others_still_go_out(
+    feed: TableChangeFeed, clients: tuple[TableClient, QueueClient]
+) -> None:
+    """Between this publish's index query and its transaction another logs b: a and c are new, b is seen, and
+    each of the three is logged and queued once."""
+    table, queue = clients
+    a, b, c = (change_event(f"c0a8e2b1-0000-0000-0000-00000000000{n}") for n in range(3))
+    raced = TableChangeFeed(RacedOnce(table, feed, b), queue, SystemClock())  # type: ignore[arg-type]
+    published = await raced.publish([a, b, c])
+    assert (published.new, published.seen) == (2, 1)
+    assert sorted(e.id for e in await queued(queue)) == sorted(e.id for e in (a, b, c))
+    assert len(await rows(table, LOG)) == 3
