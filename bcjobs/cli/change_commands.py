@@ -66,9 +66,15 @@ def changes(  # the options of one read, and of following
         _resume_hint(cursor)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except ChangesApiError as exc:
-        code = ExitCode.USAGE if exc.status is not None and 400 <= exc.status < 500 else ExitCode.STORAGE
-        fail(code, str(exc))
+        fail(_exit_code(exc.status), str(exc))
     _resume_hint(cursor)
+
+
+def _exit_code(status: int | None) -> ExitCode:
+    """4 for an unknown connection, 2 for another refused request, 3 for an unreachable or failing app."""
+    if status == 404:
+        return ExitCode.NOT_FOUND
+    return ExitCode.USAGE if status is not None and 400 <= status < 500 else ExitCode.STORAGE
 
 
 def _wire(event: ChangeEvent) -> dict[str, object]:

@@ -2,8 +2,8 @@
 
 The answer is `{"changes": [event, ...], "next": cursor}`: events oldest first, in the CloudEvents JSON of the
 queue; pass `next` as `after` to read on (it moves past what was read, and past the settle time when a page
-came back short, so a poll never reads an event twice). 400 names the parameter and its fix; 503 on storage
-trouble (try again).
+came back short, so a poll never reads an event twice). 400 names the parameter and its fix; 404 an unknown
+connection; 503 on storage trouble (try again).
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from typing import Protocol
 
 from bcjobs.models import IDENTIFIER_PATTERN
 from shared.changes.errors import ChangeLogUnavailableError
 from shared.changes.log import CURSOR_PATTERN, MAX_PAGE, ChangeLog
+from shared.connections import Connection
+from shared.connections.errors import RegistryUnavailableError
 from shared.http import Reply, json_reply
 
 logger = logging.getLogger(__name__)
@@ -30,8 +33,17 @@ _FIXES = {
 }
 
 
-async def read_changes(log: ChangeLog, query: Mapping[str, str]) -> Reply:
-    """200 with a page of the log; 400 naming each bad parameter; 503 when storage failed."""
+class Connections(Protocol):
+    """Finds a connection by name (shared.connections.ConnectionRegistry: cached, no storage call per read)."""
+
+    async def find(self, name: str | None) -> Connection | None:
+        """The connection, enabled or not; None when there is none of that name."""
+        ...
+
+
+async def read_changes(log: ChangeLog, query: Mapping[str, str], connections: Connections) -> Reply:
+    """200 with a page of the log; 400 naming each bad parameter; 404 for an unknown connection (a typo would
+    otherwise read an empty log forever); 503 when storage failed."""
     problems = _problems(query)
     if problems:
         fields = [{"field": name, "fix": _FIXES[name]} for name in problems]
@@ -39,8 +51,11 @@ async def read_changes(log: ChangeLog, query: Mapping[str, str]) -> Reply:
         return json_reply(400, {"error": "invalid_request", "message": message, "fields": fields})
     limit = int(query.get("limit") or DEFAULT_PAGE)
     try:
+        if await connections.find(query["connection"]) is None:
+            message = f"no connection '{query['connection']}': bcjobs connections list shows them"
+            return json_reply(404, {"error": "unknown_connection", "message": message})
         page = await log.read(query["connection"], query["entitySet"], query.get("after") or None, limit)
-    except ChangeLogUnavailableError as exc:
+    except (ChangeLogUnavailableError, RegistryUnavailableError) as exc:
         logger.warning("change log read failed: %s", exc, extra={"event": "changes.read_failed"})
         return json_reply(503, {"error": "storage_unavailable", "message": f"{exc}: try again shortly"})
     changes = [json.loads(event.to_json()) for event in page.changes]

@@ -13,7 +13,10 @@ import azure.functions as func
 from shared.changes.api import read_changes
 from shared.changes.compose import change_services
 from shared.changes.errors import ChangeLogUnavailableError
+from shared.connections.compose import registry_services
+from shared.connections.errors import RegistryUnavailableError
 from shared.http import json_reply
+from shared.settings import get_settings
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
@@ -23,13 +26,14 @@ logger = logging.getLogger(__name__)
 @bp.function_name("changes_read")
 @bp.route(route="changes", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def changes_read(req: func.HttpRequest) -> func.HttpResponse:
-    """200 with `{"changes": [...], "next": cursor}`; 400 naming a bad parameter; 503."""
+    """200 with `{"changes": [...], "next": cursor}`; 400 naming a bad parameter; 404 unknown connection; 503."""
     try:
         services = await change_services()
-    except (ChangeLogUnavailableError, OSError) as exc:
+        registry = (await registry_services(get_settings())).registry
+    except (ChangeLogUnavailableError, RegistryUnavailableError, OSError) as exc:
         logger.warning(
             "change feed unavailable: %s", type(exc).__name__, extra={"event": "changes.unavailable"}
         )
         reply = json_reply(503, {"error": "storage_unavailable", "message": "storage unavailable: try again"})
         return http_response(reply)
-    return http_response(await read_changes(services.feed, dict(req.params)))
+    return http_response(await read_changes(services.feed, dict(req.params), registry))

@@ -28,6 +28,7 @@ class Publisher:
 
     connection_string: str
     prefix: str
+    connection: str  # the app's own (BC_CONNECTION_NAME): the API refuses a connection it does not know
 
     def publish(self, events: Sequence[ChangeEvent], ago: timedelta = timedelta(minutes=1)) -> Published:
         return asyncio.run(self._publish(events, ago))
@@ -46,4 +47,4 @@ class Publisher:
 @pytest.fixture
 def publisher(auth_env: dict[str, str]) -> Publisher:  # noqa: F811 - the imported fixture
     """A publisher into the app host's change log."""
-    return Publisher(auth_env["JobsStorage"], auth_env["BC_TABLE_PREFIX"])
+    return Publisher(auth_env["JobsStorage"], auth_env["BC_TABLE_PREFIX"], auth_env["BC_CONNECTION_NAME"])

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from bcjobs.change_client import ChangesClient
+from bcjobs.change_client import ChangesApiError, ChangesClient
 from localworld.polling import wait_until
 from testkit.changes import change_event
 from tests.integration.changes.conftest import AppHost, Publisher
@@ -29,14 +29,18 @@ def test_the_client_reads_the_log_page_by_page_with_its_cursor(
     app_host: AppHost, publisher: Publisher
 ) -> None:
     """Three events, read two at a time: each once, in publish order; a read after the last is empty."""
-    events = [change_event(entity_id) for entity_id in ids(3)]
+    name = publisher.connection
+    events = [change_event(entity_id, connection=name) for entity_id in ids(3)]
     assert publisher.publish(events).new == 3
     with ChangesClient(app_host.base_url, app_host.function_key) as client:
-        first = client.changes("contoso", "customers", limit=2)
-        rest = client.changes("contoso", "customers", after=first.next, limit=2)
-        after_all = client.changes("contoso", "customers", after=rest.next)
+        first = client.changes(name, "customers", limit=2)
+        rest = client.changes(name, "customers", after=first.next, limit=2)
+        after_all = client.changes(name, "customers", after=rest.next)
+        with pytest.raises(ChangesApiError, match="bcjobs connections list") as unknown:
+            client.changes("no-such-connection", "customers")
     assert [e.id for e in first.changes + rest.changes] == [e.id for e in events]
     assert after_all.changes == ()
+    assert unknown.value.status == 404
 
 
 class Lines:
@@ -53,23 +57,15 @@ class Lines:
 
 
 @pytest.fixture
-def follower(app_host: AppHost) -> Iterator[subprocess.Popen[str]]:
+def follower(app_host: AppHost, publisher: Publisher) -> Iterator[subprocess.Popen[str]]:
     env = {
         **os.environ,
         "BCJOBS_API_URL": app_host.base_url,
         "BCJOBS_FUNCTION_KEY": app_host.function_key,
         "COLUMNS": "250",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "bcjobs",
-        "changes",
-        "--connection",
-        "contoso",
-        "--entity-set",
-        "customers",
-    ]
+    command = [sys.executable, "-m", "bcjobs", "changes", "--connection", publisher.connection]
+    command += ["--entity-set", "customers"]
     process = subprocess.Popen(
         [*command, "--follow", "--interval", "0.2"],
         env=env,
@@ -90,7 +86,7 @@ def test_changes_follow_prints_each_change_as_it_arrives_and_ends_cleanly_on_ctr
     follower: subprocess.Popen[str], publisher: Publisher
 ) -> None:
     """Two events, then a third while it follows: three lines; Ctrl-C ends it with the resume cursor, no trace."""
-    first, second, third = (change_event(entity_id) for entity_id in ids(3))
+    first, second, third = (change_event(entity_id, connection=publisher.connection) for entity_id in ids(3))
     publisher.publish([first, second])
     out = Lines(follower.stdout)
     wait_until(lambda: len(out.lines) >= 2, timeout=30, what="the first two changes")

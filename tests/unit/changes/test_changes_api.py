@@ -8,7 +8,24 @@ from shared.changes.api import read_changes
 from shared.changes.errors import ChangeLogUnavailableError
 from shared.changes.feed import MemoryChangeFeed
 from shared.changes.log import ChangePage, MemoryLogReader
+from shared.connections import Connection
 from testkit.changes import change_event
+
+
+class Registry:
+    """Knows the connections named."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    async def find(self, name: str | None) -> Connection | None:
+        if name not in self.names:
+            return None
+        spec = {"name": name, "tenantId": "contoso.example", "environment": "production"}
+        return Connection.model_validate({**spec, "clientId": "11111111-1111-1111-1111-111111111111"})
+
+
+KNOWN = Registry("contoso")
 
 
 async def test_the_reply_holds_the_events_and_the_cursor_to_read_on_from() -> None:
@@ -18,10 +35,12 @@ async def test_the_reply_holds_the_events_and_the_cursor_to_read_on_from() -> No
     await feed.publish([*events, change_event("c0a8e2b1-0000-0000-0000-00000000000f", entity_set="items")])
     log = MemoryLogReader(feed)
     first = json.loads(
-        (await read_changes(log, {"connection": "contoso", "entitySet": "customers", "limit": "2"})).body
+        (
+            await read_changes(log, {"connection": "contoso", "entitySet": "customers", "limit": "2"}, KNOWN)
+        ).body
     )
     query = {"connection": "contoso", "entitySet": "customers", "after": first["next"]}
-    rest = json.loads((await read_changes(log, query)).body)
+    rest = json.loads((await read_changes(log, query, KNOWN)).body)
     assert [c["id"] for c in first["changes"] + rest["changes"]] == [e.id for e in events]
     assert first["changes"][0]["specversion"] == "1.0"
 
@@ -29,7 +48,7 @@ async def test_the_reply_holds_the_events_and_the_cursor_to_read_on_from() -> No
 async def test_each_bad_parameter_is_named_with_its_fix() -> None:
     """A 400 lists the connection, the entity set, the cursor and the page size when all are wrong."""
     query = {"connection": "Not OK", "entitySet": "1x", "after": "yesterday", "limit": "5000"}
-    reply = await read_changes(MemoryLogReader(MemoryChangeFeed()), query)
+    reply = await read_changes(MemoryLogReader(MemoryChangeFeed()), query, KNOWN)
     body = json.loads(reply.body)
     assert reply.status == 400
     assert [f["field"] for f in body["fields"]] == ["connection", "entitySet", "after", "limit"]
@@ -43,6 +62,14 @@ class BrokenLog:
 
 async def test_storage_trouble_is_a_503_saying_to_try_again() -> None:
     """The reader retries later; nothing of the storage error but its type reaches the answer."""
-    reply = await read_changes(BrokenLog(), {"connection": "contoso", "entitySet": "customers"})
+    reply = await read_changes(BrokenLog(), {"connection": "contoso", "entitySet": "customers"}, KNOWN)
     assert reply.status == 503
     assert "try again" in json.loads(reply.body)["message"]
+
+
+async def test_an_unknown_connection_is_a_404_saying_how_to_list_them() -> None:
+    """A misspelt connection would otherwise read an empty log forever (and --follow wait on it)."""
+    query = {"connection": "contsoo", "entitySet": "customers"}
+    reply = await read_changes(MemoryLogReader(MemoryChangeFeed()), query, KNOWN)
+    assert reply.status == 404
+    assert "bcjobs connections list" in json.loads(reply.body)["message"]
