@@ -33,7 +33,7 @@ _FIXES = {
 }
 
 
-class Connections(Protocol):
+class KnownConnections(Protocol):
     """Finds a connection by name (shared.connections.ConnectionRegistry: cached, no storage call per read)."""
 
     async def find(self, name: str | None) -> Connection | None:
@@ -41,7 +41,7 @@ class Connections(Protocol):
         ...
 
 
-async def read_changes(log: ChangeLog, query: Mapping[str, str], connections: Connections) -> Reply:
+async def read_changes(log: ChangeLog, query: Mapping[str, str], connections: KnownConnections) -> Reply:
     """200 with a page of the log; 400 naming each bad parameter; 404 for an unknown connection (a typo would
     otherwise read an empty log forever); 503 when storage failed."""
     problems = _problems(query)
