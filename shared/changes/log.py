@@ -56,6 +56,7 @@ SETTLE = timedelta(seconds=15)
 MAX_EVENT_BYTES = 45_000
 CURSOR_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z(-[0-9a-f]{1,64})?$")
 MAX_PAGE = 1000
+MAX_PAGE_BYTES = 4_000_000  # an answer of GET /api/changes stays a few MB whatever `limit` asks
 # Events per index query and transaction: a filter holds at most 15 comparisons (PartitionKey + 14 RowKeys), a
 # transaction 100 operations and 4 MiB (14 x (index + log row of <= 45,000 bytes, 60 KB as base64) ~ 0.9 MB).
 # learn.microsoft.com/rest/api/storageservices/querying-tables-and-entities, .../performing-entity-group-transactions
@@ -81,7 +82,8 @@ def cursor_at(moment: datetime, change_id: str = "") -> str:
 
 def fitted(event: ChangeEvent) -> ChangeEvent:
     """The event as it may travel: `data.entity` dropped (its `data.reference` stays) when the JSON would not fit a
-    queue message with margin; the application then reads the entity at the reference."""
+    queue message with margin; the application then reads the entity at the reference. So whoever builds an event
+    with data (the expansion, the reconciliation) always sets `data.reference`, the entity's URL."""
     if event.data is None or "entity" not in event.data:
         return event
     if len(event.to_json().encode("utf-8")) <= MAX_EVENT_BYTES:
@@ -241,28 +243,33 @@ class TableChangeFeed:
         await self._table.submit_transaction(operations)
 
     async def read(self, connection: str, entity_set: str, after: str | None, limit: int) -> ChangePage:
-        """Up to `limit` (1..1000) events after `after`, oldest first, none younger than the settle time."""
+        """Up to `limit` (1..1000) events after `after`, oldest first, none younger than the settle time, and no
+        more than MAX_PAGE_BYTES of them (an answer of 1,000 events of 45 KB would be 45 MB)."""
         until = cursor_at(self._clock.now() - self._settle)
         low = LOG + (after or "")
         query = "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high"
         parameters = {"pk": partition_key(connection, entity_set), "low": low, "high": LOG + until}
-        rows = await self._call("read the log", self._query(query, parameters, limit))
+        rows, whole = await self._call("read the log", self._query(query, parameters, limit))
         events = tuple(_event_of(row) for row in rows)
-        if len(rows) < limit:  # everything before the settle time was read: the reader may go on from there
+        if whole:  # everything before the settle time was read: the reader may go on from there
             return ChangePage(events, max(after or "", until))
         return ChangePage(events, str(rows[-1]["RowKey"])[len(LOG) :])
 
-    async def _query(self, query: str, parameters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    async def _query(
+        self, query: str, parameters: dict[str, Any], limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The rows, and whether they are all there were (False: cut at `limit` or at MAX_PAGE_BYTES)."""
         rows: list[dict[str, Any]] = []
+        size = 0
         try:
-            pages = self._table.query_entities(query, parameters=parameters, results_per_page=limit)
-            async for row in pages:
+            async for row in self._table.query_entities(query, parameters=parameters, results_per_page=limit):
                 rows.append(dict(row))
-                if len(rows) >= limit:
-                    break
+                size += len(row["Event"])
+                if len(rows) >= limit or size >= MAX_PAGE_BYTES:
+                    return rows, False
         except ResourceNotFoundError:
-            return []  # no change published yet: no table
-        return rows
+            return [], True  # no change published yet: no table
+        return rows, True
 
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         try:

@@ -14,6 +14,7 @@ from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
 from bcjobs.changes import ChangeEvent
+from shared.changes import log as log_module
 from shared.changes.log import INDEX, LOG, TableChangeFeed, partition_key
 from shared.clock import SystemClock
 from testkit.changes import change_event
@@ -172,3 +173,19 @@ async def test_a_racing_publisher_of_one_version_leaves_one_row_and_the_others_s
     assert (published.new, published.seen) == (2, 1)
     assert sorted(e.id for e in await queued(queue)) == sorted(e.id for e in (a, b, c))
     assert len(await rows(table, LOG)) == 3
+
+
+async def test_a_page_of_large_events_is_cut_by_size_and_the_cursor_reads_on(
+    feed: TableChangeFeed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three events of ~30 KB under a 50 KB page: two pages, every event once."""
+    monkeypatch.setattr(log_module, "MAX_PAGE_BYTES", 50_000)
+    events = [
+        change_event(f"c0a8e2b1-0000-0000-0000-00000000000{n}", entity={"notes": "x" * 30_000})
+        for n in range(3)
+    ]
+    await feed.publish(events)
+    first = await feed.read("contoso", "customers", None, 100)
+    rest = await feed.read("contoso", "customers", first.next, 100)
+    assert (len(first.changes), len(rest.changes)) == (2, 1)
+    assert [e.id for e in first.changes + rest.changes] == [e.id for e in events]
