@@ -2,9 +2,9 @@
 (`bcecho`), so a two-way sync drops its own writes (issue 22, "Echoes marked"; reference (a) A7.6).
 
 `TableEchoJournal` is both sides:
-- `record` (shared.jobs.journal.WriteJournal, called by the processor after a write job): one upsert per version
-  written, into Table `{prefix}echoes`, ONLY when the connection has a watch on that entity set (a cached
-  `WatchLookup`: a job on an unwatched set costs no storage call at all);
+- `record` (shared.jobs.journal.WriteJournal, called by the processor after a write job): one transaction of up
+  to 100 upserts per entity set into Table `{prefix}echoes`, ONLY for the entity sets the connection watches (a
+  cached `WatchLookup`: a job on an unwatched set costs no storage call at all);
 - `echoes_of` (shared.changes.log.EchoLookup, asked by the change log before it logs new events): one query
   per entity set for up to 14 events.
 Partition = `{connection}~{entitySet}`, row = `{entity id}~{sha256(version)[:32]}` (an ETag holds `/` and `"`,
@@ -103,26 +103,32 @@ class TableEchoJournal:
             raise ChangeLogUnavailableError("create the echoes table", type(exc).__name__) from None
 
     async def record(self, writes: Sequence[WrittenVersion]) -> None:
-        """Keep each watched write; a failure is logged (its echo then goes unmarked), never raised."""
+        """Keep each watched write: one transaction per entity set and 100 rows (a batch job's thousand writes
+        are 10 calls); a failure is logged (those echoes then go unmarked), never raised."""
+        rows: dict[str, dict[str, dict[str, Any]]] = {}
+        expires = self._clock.now() + self._ttl
         for write in writes:
-            if not await self._watched(write.connection, write.entity_set):
-                continue
-            pk, rk = echo_keys(write.connection, write.entity_set, write.entity_id, write.version)
-            row = {
-                "PartitionKey": pk,
-                "RowKey": rk,
-                "JobId": write.job_id,
-                "Expires": self._clock.now() + self._ttl,
-            }
-            try:
-                await self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
-            except AzureError as exc:
-                logger.warning(
-                    "echo of job %s not journaled (%s): its change event will not be marked",
-                    write.job_id,
-                    type(exc).__name__,
-                    extra={"event": "changes.echo_not_journaled", "job_id": write.job_id},
-                )
+            if await self._watched(write.connection, write.entity_set):
+                pk, rk = echo_keys(write.connection, write.entity_set, write.entity_id, write.version)
+                row = {"PartitionKey": pk, "RowKey": rk, "JobId": write.job_id, "Expires": expires}
+                rows.setdefault(pk, {})[rk] = row  # one row per key: a transaction refuses a key twice
+        for partition in rows.values():
+            batch = list(partition.values())
+            for start in range(0, len(batch), 100):
+                await self._upsert(batch[start : start + 100])
+
+    async def _upsert(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            await self._table.submit_transaction(
+                [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in rows]
+            )
+        except AzureError as exc:
+            logger.warning(
+                "echoes of job %s not journaled (%s): their change events will not be marked",
+                rows[0]["JobId"],
+                type(exc).__name__,
+                extra={"event": "changes.echo_not_journaled", "job_id": rows[0]["JobId"]},
+            )
 
     async def _watched(self, connection: str, entity_set: str) -> bool:
         watches = await self._watches.watches(connection)

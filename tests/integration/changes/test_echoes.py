@@ -67,3 +67,18 @@ async def test_a_write_to_an_entity_set_nobody_watches_is_not_journaled(
     journal, _, _, echoes = parts
     await journal.record([Written("contoso", "items", ID, 'W/"1"', "job-8")])
     assert [row async for row in echoes.list_entities()] == []
+
+
+async def test_a_batch_jobs_writes_are_journaled_a_hundred_per_call(
+    parts: tuple[TableEchoJournal, TableChangeFeed, QueueClient, TableClient],
+) -> None:
+    """150 writes of one batch job (and one repeated): 150 rows, each naming the job."""
+    journal, _, _, echoes = parts
+    writes = [
+        Written("contoso", "customers", f"c0a8e2b1-0000-0000-0000-{n:012d}", 'W/"1"', "job-9")
+        for n in range(150)
+    ]
+    await journal.record([*writes, writes[0]])
+    rows = [row async for row in echoes.list_entities()]
+    assert len(rows) == 150
+    assert {row["JobId"] for row in rows} == {"job-9"}
