@@ -30,6 +30,7 @@ from bcjobs.changes import ChangeEvent, ChangeKind, tombstone_version
 from shared.changes.errors import ChangeLogUnavailableError
 from shared.changes.watch import Watch
 from shared.clock import Clock
+from shared.errors import IntegrationError
 from shared.table_cas import ensure_table
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,18 @@ class TableEchoJournal:
             )
 
     async def _watched(self, connection: str, entity_set: str) -> bool:
-        watches = await self._watches.watches(connection)
+        """Whether a watch follows the set; when the watches cannot be read, False (logged): the job's outcome
+        must not wait on the feed, and its echo merely goes unmarked."""
+        try:
+            watches = await self._watches.watches(connection)
+        except (AzureError, IntegrationError) as exc:
+            logger.warning(
+                "watches of %s unreadable (%s): this job's echoes are not journaled",
+                connection,
+                type(exc).__name__,
+                extra={"event": "changes.watches_unavailable", "connection": connection},
+            )
+            return False
         return any(watch.entity_set == entity_set and watch.enabled for watch in watches)
 
     async def echoes_of(self, events: Sequence[ChangeEvent]) -> dict[str, str]:

@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from typer.testing import CliRunner
 
 from bcjobs.change_client import ChangesApiError, ChangesClient
+from bcjobs.cli import app as cli
 from localworld.polling import wait_until
 from testkit.changes import change_event
+from tests.fakes.change_contract import conforming
 from tests.integration.changes.conftest import AppHost, Publisher
 
 pytestmark = pytest.mark.integration
@@ -100,3 +103,15 @@ def test_changes_follow_prints_each_change_as_it_arrives_and_ends_cleanly_on_ctr
     assert "Traceback" not in stderr
     assert "resume with --after" in stderr
     assert [line.split()[3] for line in out.lines] == [first.subject, second.subject, third.subject]
+
+
+def test_changes_json_prints_each_event_as_a_cloudevent_line(app_host: AppHost, publisher: Publisher) -> None:
+    """JSON Lines: each line parses with the cloudevents SDK and validates against the schema; exit 0."""
+    events = [change_event(entity_id, connection=publisher.connection) for entity_id in ids(2)]
+    publisher.publish(events)
+    env = {"BCJOBS_API_URL": app_host.base_url, "BCJOBS_FUNCTION_KEY": app_host.function_key}
+    args = ["changes", "--connection", publisher.connection, "--entity-set", "customers", "--json"]
+    done = CliRunner().invoke(cli, args, env=env)
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.splitlines()
+    assert [conforming(line)["id"] for line in lines] == [e.id for e in events]
