@@ -19,6 +19,7 @@ from shared.changes.log import INDEX, LOG, TableChangeFeed, partition_key
 from shared.clock import SystemClock
 from testkit.changes import change_event
 from tests.fakes.change_contract import conforming
+from tests.fakes.counting import Counting
 
 pytestmark = pytest.mark.integration
 
@@ -94,30 +95,6 @@ async def test_a_logged_event_whose_send_was_lost_is_sent_by_the_next_publish(
     assert (again.new, again.seen) == (0, 1)
     assert [e.id for e in await queued(queue)] == [event.id]
     assert len(await rows(table, LOG)) == 1
-
-
-class Counting:
-    """A storage client whose calls are counted (one per SDK method call: every query here is one page)."""
-
-    CALLS = frozenset(
-        {
-            "get_entity",
-            "query_entities",
-            "submit_transaction",
-            "update_entity",
-            "upsert_entity",
-            "send_message",
-        }
-    )
-
-    def __init__(self, inner: object, counts: Counter[str]) -> None:
-        self._inner = inner
-        self._counts = counts
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self.CALLS:
-            self._counts[name] += 1
-        return getattr(self._inner, name)
 
 
 async def test_storage_calls_per_change_stay_low_for_one_and_for_a_collection(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from shared.clock import SystemClock
 from shared.jobs.journal import Written
 from testkit.changes import change_event
 from tests.fakes.change_contract import conforming
+from tests.fakes.counting import Counting
 
 pytestmark = pytest.mark.integration
 ID = "c0a8e2b1-0000-0000-0000-000000000001"
@@ -82,3 +84,34 @@ async def test_a_batch_jobs_writes_are_journaled_a_hundred_per_call(
     rows = [row async for row in echoes.list_entities()]
     assert len(rows) == 150
     assert {row["JobId"] for row in rows} == {"job-9"}
+
+
+async def test_with_the_echo_journal_a_change_costs_one_more_call_per_fourteen(
+    azurite_connection_string: str, unique_name: str
+) -> None:
+    """One new event: 5 storage calls; 280 of a collection: about 1.3 each (the echo query is shared by 14)."""
+    counts: Counter[str] = Counter()
+    echoes = TableClient.from_connection_string(azurite_connection_string, unique_name + "echoes")
+    log = TableClient.from_connection_string(azurite_connection_string, unique_name + "changes")
+    queue = QueueClient.from_connection_string(azurite_connection_string, unique_name)
+    watches = MemoryWatches({"contoso": [Watch(connection="contoso", name="crm", entity_set="customers")]})
+    journal = TableEchoJournal(Counting(echoes, counts), watches, SystemClock())  # type: ignore[arg-type]
+    feed = TableChangeFeed(Counting(log, counts), Counting(queue, counts), SystemClock(), journal)  # type: ignore[arg-type]
+    try:
+        await journal.ensure()
+        await feed.ensure()
+        await feed.publish([change_event("c0a8e2b1-0000-0000-0000-00000000ffff")])
+        single = sum(counts.values())
+        counts.clear()
+        many = [change_event(f"c0a8e2b1-0000-0000-0000-{n:012d}") for n in range(280)]
+        await feed.publish(many)
+        collection = sum(counts.values()) / 280
+    finally:
+        for client in (echoes, log):
+            await client.delete_table()
+            await client.close()
+        await queue.delete_queue()
+        await queue.close()
+    print(f"storage calls per change with echoes: single {single}, collection {collection:.2f}")
+    assert single == 5
+    assert collection < 1.35
