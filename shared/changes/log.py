@@ -21,13 +21,14 @@ Publishing, per partition, up to CHUNK (14) events at a time (`_publish_chunk`),
   consumers dedupe by id).
 
 Reading: `read(connection, entity_set, after, limit)` returns rows after the cursor, oldest first, but only those
-older than `settle` (15 s): a row's cursor is its writer's clock taken just before the write, so a slow write (SDK
-tries of 5 + 10 s) or a little clock skew could land a row behind a cursor a reader already passed; nothing older
-than the settle time can still appear. The queue carries the same events at once.
+older than `settle` (15 s): a row's cursor is its writer's clock taken just before the write, so a slow write or a
+little clock skew could land a row behind a cursor a reader already passed; the write is given up after
+WRITE_SECONDS (10 s), so nothing older than the settle time can still appear. The queue carries the events at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from collections.abc import Awaitable, Sequence
@@ -50,6 +51,11 @@ CHANGES_TABLE_SUFFIX = "changes"
 LOG = "c~"
 INDEX = "i~"
 SETTLE = timedelta(seconds=15)
+# The log write is given up after this, well within SETTLE: the cursor is taken before the write, so a write that
+# committed later than SETTLE after it could land behind a reader's cursor. (A transaction the service was still
+# processing when the client gave up is the residual case: seconds, not the SDK's ~45 s of tries.) A write given
+# up is retried by the redelivery; if it did commit, the index says so and its send is repeated.
+WRITE_SECONDS = 10.0
 # A queue message is at most 64 KiB and is sent as base64 (4/3 larger): 48 KiB of JSON, less a margin for the
 # reference and the attributes (learn.microsoft.com/rest/api/storageservices/put-message). A Table binary property
 # holds 64 KiB (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
@@ -230,12 +236,15 @@ class TableChangeFeed:
         for n, event in enumerate(events):  # n µs apart: the chunk keeps its order in the log
             cursor = cursor_at(now + timedelta(microseconds=n), event.id)
             operations += [("create", _index_row(pk, cursor, event)), ("create", _log_row(pk, cursor, event))]
-        try:
-            await self._submit(operations)
+        try:  # bounded: the SDK's tries could outlast the readers' settle time
+            async with asyncio.timeout(WRITE_SECONDS):
+                await self._submit(operations)
         except TableTransactionError as exc:
             if exc.status_code == 409:
                 return False
             raise
+        except TimeoutError:
+            raise ChangeLogUnavailableError("write the log", "TimeoutError") from None
         return True
 
     async def _submit(self, operations: list[Any]) -> None:
