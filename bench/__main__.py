@@ -1,5 +1,5 @@
-"""`python -m bench all | throttle --processes N [...] | instances [--processes N] | tokens | connections [--count N]`:
-run benchmarks, print figures as one JSON object."""
+"""`python -m bench all | throttle --processes N [...] | instances [--processes N] | fairness [...] | tokens |
+connections [--count N]`: run benchmarks, print figures as one JSON object."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 
 from bench import suite, token_rates
 from bench.connections import CONNECTIONS_RESULTS, connection_scale
+from bench.fairness import SANDBOX_FLAGS, Fairness, fairness
 from bench.instances import many_instances
 from bench.throttle import ThrottleBench, run
 from bench.world import BenchWorld
@@ -40,6 +41,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "instances", help="more worker processes than BC slots (deep queue, burst)"
     )
     instances.add_argument("--processes", type=int, default=20)
+    fair = benches.add_parser("fairness", help="a flooding connection beside another one's trickle of jobs")
+    plain = Fairness()
+    fair.add_argument("--processes", type=int, default=plain.processes)
+    fair.add_argument("--flood-jobs", type=int, default=plain.flood_jobs, help="connection A's queued jobs")
+    fair.add_argument("--trickle-jobs", type=int, default=plain.trickle_jobs, help="connection B's jobs")
+    fair.add_argument("--rate-limit", type=int, default=plain.rate_limit, help="BC requests per window")
+    fair.add_argument("--window", type=float, default=plain.window_seconds, help="compressed window (s)")
     benches.add_parser("tokens", help="Key Vault and token-endpoint calls per hour per instance (simulated)")
     connections = benches.add_parser(
         "connections", help="N registered connections: timer refresh, status page, registry lookups"
@@ -66,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
             figures = connection_scale(world, args.count)
         CONNECTIONS_RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
         print(json.dumps(figures))
+        return 0
+    if args.bench == "fairness":
+        spec = Fairness(
+            processes=args.processes,
+            flood_jobs=args.flood_jobs,
+            trickle_jobs=args.trickle_jobs,
+            rate_limit=args.rate_limit,
+            window_seconds=args.window,
+        )
+        with BenchWorld.started(sandbox_flags=SANDBOX_FLAGS) as world:
+            print(json.dumps(fairness(world, spec)))
         return 0
     if args.bench == "all":
         suite.main()
