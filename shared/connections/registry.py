@@ -154,6 +154,12 @@ class ConnectionRegistry:
         await self._refresh(max_age=0.0)
         return [self.default, *sorted(self._cache.connections.values(), key=lambda c: c.name)]
 
+    async def budget_keys(self) -> frozenset[str]:
+        """The budget keys of the enabled connections (cached like `find`: at most STALENESS_SECONDS old)."""
+        await self._refresh(max_age=STALENESS_SECONDS)
+        every = (self.default, *self._cache.connections.values())
+        return frozenset(connection.budget_key for connection in every if connection.enabled)
+
     async def put(self, connection: Connection) -> None:
         """Register or replace a connection (not the settings' one)."""
         self._refuse_default(connection.name)

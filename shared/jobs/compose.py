@@ -22,10 +22,11 @@ from shared.bc.factory import endpoint_for, throttle_config_from_settings
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
 from shared.changes.compose import echo_journal
 from shared.clock import SystemClock
-from shared.connections import Connection, ConnectionRegistry
+from shared.connections import Connection, ConnectionRegistry, RegistryUnavailableError
 from shared.connections.compose import registry_services
 from shared.jobs.audit import JobRecorder, TableAuditLog
 from shared.jobs.deadletter import DeadLetters
+from shared.jobs.fairness import BudgetBacklog
 from shared.jobs.lanes import Lane
 from shared.jobs.policy import JobPolicy
 from shared.jobs.processor import JobProcessor
@@ -156,6 +157,7 @@ class ConnectionLanes:
         self._lanes: dict[str, Lane] = {}
         self.throttles: dict[str, SharedThrottle] = {}  # by connection name
         self._by_budget: dict[str, SharedThrottle] = {}  # one per budget key in a process
+        self._backlogs: dict[str, BudgetBacklog] = {}  # likewise (shared/jobs/fairness.py)
 
     @property
     def default(self) -> str:
@@ -180,7 +182,18 @@ class ConnectionLanes:
         )
         self._closers.append(client.aclose)
         self.throttles[connection.name] = throttle
-        return Lane(connection, JobRunner(client), manager, throttle.await_slot)
+        backlog = self._backlogs.setdefault(
+            connection.budget_key, BudgetBacklog(throttle.share, self._contended, SystemClock())
+        )
+        return Lane(connection, JobRunner(client), manager, throttle.await_slot, backlog)
+
+    async def _contended(self) -> bool:
+        """Whether the enabled connections have more than one budget (fairness matters only then); an unreadable
+        registry answers no: the delivery runs here, as it would have before connections."""
+        try:
+            return len(await self._registry.budget_keys()) > 1
+        except RegistryUnavailableError:
+            return False
 
     def _throttle(self, connection: Connection) -> SharedThrottle:
         key = connection.budget_key

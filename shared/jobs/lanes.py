@@ -13,6 +13,7 @@ from typing import Protocol
 
 from bcjobs import Job
 from shared.connections import Connection, UnknownConnectionError
+from shared.jobs.fairness import NO_BACKLOG, Backlog
 from shared.jobs.runner import JobRunner
 from shared.tokens import TokenProvider
 
@@ -37,6 +38,7 @@ class Lane:
     runner: JobRunner
     tokens: TokenProvider
     await_slot: SlotWait = always_a_slot
+    backlog: Backlog = NO_BACKLOG  # compose.py passes its budget's (one per budget per process)
 
     def refusal(self, job: Job) -> str | None:
         """Why this connection may not run the job (a custom API it is not allowed), or None."""

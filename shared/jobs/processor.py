@@ -83,6 +83,7 @@ class Handled(StrEnum):
     EARLY_DUPLICATE = "early_duplicate"  # the job's scheduled copy will run it
     NO_SLOT = "no_slot"  # this process got no BC slot within the hold: the job went back to the queue
     CONTINUED = "continued"  # the run's time budget ran out: the rest of the batch goes on in a new delivery
+    DEFERRED = "deferred"  # its budget's backlog in this process was full: the job went back to the queue
 
 
 # The job states a delivery can finish a job in, and what the delivery reports for each. Spelled out rather than
@@ -134,17 +135,35 @@ class JobProcessor:
         refusal = lane.refusal(job)
         if refusal is not None:
             return await self._refuse(job, delivery, refusal)
-        # More instances than BC slots: hold the delivery (its host pulls no more meanwhile) rather than send it
-        # back at once; only after the hold does it go back to the queue (docs/architecture.md).
+        sent_back = await self._hold_or_send_back(job, lane)
+        if sent_back is not None:
+            return sent_back
+        with lane.backlog.running():
+            claimed = await self._claim(job, delivery, lane.connection.name)
+            if isinstance(claimed, Handled):
+                return claimed
+            return await self._run(job, claimed, delivery, lane)
+
+    async def _hold_or_send_back(self, job: Job, lane: Lane) -> Handled | None:
+        """None: run the delivery here. Else the job went back to the queue (no attempt used, row untouched).
+
+        More instances than BC slots: hold the delivery (its host pulls no more meanwhile) rather than send it
+        back at once; only after the hold does it go back (docs/architecture.md). A budget whose backlog in this
+        process is full sends it back behind the ones it sent back before (shared/jobs/fairness.py), so its flood
+        does not hold the invocations another connection's jobs need. A job whose row says it finished needs no
+        BC: it is never sent back, its claim answers.
+        """
         if not await lane.await_slot(self.policy.no_slot_hold_seconds):
-            current = await self.store.get(str(job.job_id))
-            if current is None or not current.state.terminal:  # a finished job needs no BC: admitted below
-                await self.queues.requeue(job, self.policy.no_slot_delay())
-                return Handled.NO_SLOT
-        claimed = await self._claim(job, delivery, lane.connection.name)
-        if isinstance(claimed, Handled):
-            return claimed
-        return await self._run(job, claimed, delivery, lane)
+            delay, handled = self.policy.no_slot_delay(), Handled.NO_SLOT
+        elif (deferral := await lane.backlog.deferral()) is not None:
+            delay, handled = deferral, Handled.DEFERRED
+        else:
+            return None
+        current = await self.store.get(str(job.job_id))
+        if current is not None and current.state.terminal:
+            return None
+        await self.queues.requeue(job, delay)
+        return handled
 
     # ----- claim --------------------------------------------------------------------------------------
 

@@ -1,0 +1,113 @@
+"""Fairness on one queue: a budget with more deliveries than it can serve soon sends the surplus back to the queue.
+
+Every connection's jobs share `bc-jobs` and each worker's invocations (host.json: the host fetches up to batchSize
+messages, and fetches again only once its invocations in flight drop to newBatchThreshold;
+learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json). A delivery waiting for its
+budget's permits holds one of those invocations, so with thousands of one connection's jobs queued every
+invocation would wait for that budget while another connection's jobs wait behind them in the queue, for as long as
+the flood lasts (bench `fairness`).
+
+So each process counts, per budget, the deliveries it runs (its *backlog*). Once that count reaches what the
+process's share of the budget serves in HORIZON_SECONDS (at least its slots), a further delivery of that budget
+goes back to the queue, using no attempt, for a delay that places it behind the ones already sent back: a virtual
+schedule at the share's rate, so the budget's jobs come back about when it can take them (a little early: one
+that finds the backlog still full is sent back again, one that came late would leave the budget idle). The
+invocations then turn over in moments, the host keeps fetching, and the queue's visible messages get through to
+the other connections' jobs.
+
+Only while the registry holds more than one budget (`contended`): with one, every message in the queue is the
+same budget's, so sending some back gains nothing and costs storage calls; a single-connection deployment runs
+exactly as before.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+from shared.bc.throttle import Share
+from shared.clock import Clock
+
+# What the backlog may hold: this much of the share's work. Short, because the host fetches again only once its
+# invocations in flight drop to newBatchThreshold (8 in host.json): a budget that kept more than that many
+# deliveries per process would gate the fetches at its own pace. Long enough that, by Little's law, the deliveries
+# admitted (claim, permit, BC, record: ~0.1-0.3 s each on a loaded 2-core box) keep the share busy.
+HORIZON_SECONDS = 0.5
+# A job sent back reappears this long before the schedule says its budget can take it (see the docstring).
+LEAD_SECONDS = 1.0
+# A delay never shorter than this (a job sent back for less would only be fetched and sent back again) ...
+MIN_DELAY_SECONDS = 1.0
+# ... nor longer than this: the schedule assumes the share's current rate, which can change.
+MAX_DELAY_SECONDS = 900.0
+_JITTER = 0.1  # up to +10 %: messages sent back together do not all reappear in one instant
+
+
+class Backlog(Protocol):
+    """One budget's deliveries in this process: whether the next one should go back to the queue, and for how long."""
+
+    async def deferral(self) -> float | None:
+        """Seconds to send the next delivery back for, or None: run it here (then inside `running()`)."""
+        ...
+
+    def running(self) -> AbstractContextManager[None]:
+        """Counts a delivery run here while it lasts."""
+        ...
+
+
+class NoBacklog:
+    """Never sends a delivery back (tests, tools, OneLane)."""
+
+    async def deferral(self) -> float | None:
+        return None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        yield
+
+
+NO_BACKLOG = NoBacklog()
+
+
+class BudgetBacklog:
+    """Backlog of one budget in one process, sized by the process's share of that budget (SharedThrottle.share)."""
+
+    def __init__(
+        self,
+        share: Callable[[], Share],
+        contended: Callable[[], Awaitable[bool]],
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._share = share
+        self._contended = contended
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - spread only
+        self.size = 0  # deliveries of this budget running in this process
+        self._tail = 0.0  # clock.time() at which the last delivery sent back can be served, by the schedule
+
+    def room(self, share: Share) -> int:
+        """How many deliveries the backlog may hold at this share."""
+        return max(share.slots, math.ceil(share.rate * HORIZON_SECONDS))
+
+    async def deferral(self) -> float | None:
+        share = self._share()
+        # No rate: a junior or a newcomer in its join delay, which the slot hold (JobPolicy) already bounds.
+        if share.rate <= 0 or self.size < self.room(share) or not await self._contended():
+            return None
+        now = self._clock.time()
+        interval = 1.0 / share.rate
+        drained = now + (self.size - self.room(share) / 2) * interval  # the backlog half served
+        self._tail = max(self._tail, drained) + interval
+        delay = (self._tail - now - LEAD_SECONDS) * (1.0 + _JITTER * self._rng.random())
+        return min(MAX_DELAY_SECONDS, max(MIN_DELAY_SECONDS, delay))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self.size += 1
+        try:
+            yield
+        finally:
+            self.size -= 1

@@ -1,0 +1,141 @@
+"""The deferral decision of one budget's backlog in one process (shared/jobs/fairness.py)."""
+
+from __future__ import annotations
+
+import random
+from contextlib import ExitStack
+from datetime import timedelta
+
+import pytest
+
+from shared.bc.throttle import Share
+from shared.jobs.fairness import (
+    LEAD_SECONDS,
+    MAX_DELAY_SECONDS,
+    MIN_DELAY_SECONDS,
+    BudgetBacklog,
+    NoBacklog,
+)
+from testkit.clock import ManualClock
+
+
+class Budget:
+    """The share a process holds and whether the registry has more than one budget (both settable)."""
+
+    def __init__(self, rate: float = 10.0, slots: int = 2, *, contended: bool = True) -> None:
+        self.current = Share(rate=rate, slots=slots, members=1)
+        self.contended = contended
+        self.asked = 0
+
+    def share(self) -> Share:
+        return self.current
+
+    async def is_contended(self) -> bool:
+        self.asked += 1
+        return self.contended
+
+
+def backlog_of(budget: Budget, clock: ManualClock | None = None) -> BudgetBacklog:
+    return BudgetBacklog(budget.share, budget.is_contended, clock or ManualClock(), random.Random(7))
+
+
+def fill(backlog: BudgetBacklog, stack: ExitStack, count: int) -> None:
+    for _ in range(count):
+        stack.enter_context(backlog.running())
+
+
+async def test_a_backlog_with_room_runs_the_delivery_without_asking_the_registry() -> None:
+    budget = Budget(rate=10.0, slots=2)  # room: max(2, 10/s x 0.5 s) = 5
+    backlog = backlog_of(budget)
+    with ExitStack() as stack:
+        fill(backlog, stack, 4)
+        assert await backlog.deferral() is None
+    assert budget.asked == 0
+
+
+async def test_a_full_backlog_sends_the_delivery_back_while_several_budgets_share_the_queue() -> None:
+    backlog = backlog_of(Budget(rate=10.0, slots=2))
+    with ExitStack() as stack:
+        fill(backlog, stack, 5)
+        delay = await backlog.deferral()
+    assert delay is not None
+    assert delay >= MIN_DELAY_SECONDS
+
+
+async def test_with_a_single_budget_a_full_backlog_still_runs_everything_here() -> None:
+    budget = Budget(rate=10.0, slots=2, contended=False)
+    backlog = backlog_of(budget)
+    with ExitStack() as stack:
+        fill(backlog, stack, 50)
+        assert await backlog.deferral() is None
+    assert budget.asked == 1
+
+
+async def test_a_process_without_a_rate_leaves_the_delivery_to_the_slot_hold() -> None:
+    backlog = backlog_of(Budget(rate=0.0, slots=0))
+    with ExitStack() as stack:
+        fill(backlog, stack, 50)
+        assert await backlog.deferral() is None
+
+
+async def test_the_room_is_at_least_the_shares_slots() -> None:
+    backlog = backlog_of(Budget(rate=1.0, slots=3))  # 1/s x 0.5 s rounds up to 1: the slots win
+    with ExitStack() as stack:
+        fill(backlog, stack, 2)
+        assert await backlog.deferral() is None
+        fill(backlog, stack, 1)
+        assert await backlog.deferral() is not None
+
+
+async def test_jobs_sent_back_one_after_another_come_back_one_share_interval_apart() -> None:
+    """A virtual schedule at the share's rate: the n-th job sent back is due about n / rate seconds later."""
+    backlog = backlog_of(Budget(rate=10.0, slots=2))
+    with ExitStack() as stack:
+        fill(backlog, stack, 5)
+        delays = [await backlog.deferral() for _ in range(200)]
+    assert all(delay is not None for delay in delays)
+    last = delays[-1]
+    assert last is not None
+    # Due at 5 / 2 / 10 + 200 / 10 = 20.25 s, minus the lead, plus up to 10 % jitter.
+    assert 20.25 - LEAD_SECONDS <= last <= (20.25 - LEAD_SECONDS) * 1.1
+
+
+async def test_the_schedule_starts_again_from_now_once_the_jobs_sent_back_are_due() -> None:
+    clock = ManualClock()
+    backlog = backlog_of(Budget(rate=10.0, slots=2), clock)
+    with ExitStack() as stack:
+        fill(backlog, stack, 5)
+        for _ in range(100):
+            await backlog.deferral()
+        clock.advance(timedelta(minutes=5))
+        again = await backlog.deferral()
+    assert again == MIN_DELAY_SECONDS  # due in 0.35 s, less the lead: as soon as a delay may be
+
+
+async def test_a_delay_never_exceeds_its_cap() -> None:
+    backlog = backlog_of(Budget(rate=0.01, slots=1))
+    with ExitStack() as stack:
+        fill(backlog, stack, 1)
+        delays = [await backlog.deferral() for _ in range(20)]
+    assert max(delay or 0.0 for delay in delays) == MAX_DELAY_SECONDS
+
+
+async def test_the_backlog_counts_a_delivery_until_it_ends_even_when_it_fails() -> None:
+    backlog = backlog_of(Budget())
+    sizes: list[int] = []
+
+    def failing_run() -> None:
+        with backlog.running():
+            sizes.append(backlog.size)
+            raise RuntimeError("the run failed")
+
+    with pytest.raises(RuntimeError):
+        failing_run()
+    assert sizes == [1]
+    assert backlog.size == 0
+
+
+async def test_without_a_budget_backlog_nothing_is_ever_sent_back() -> None:
+    backlog = NoBacklog()
+    with backlog.running():
+        assert await backlog.deferral() is None
