@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.connections import Connection
+from shared.jobs.fairness import NO_BACKLOG, Backlog
 from shared.jobs.lanes import Lane, OneLane, SlotWait, always_a_slot
 from shared.jobs.runner import JobRunner
 from shared.tokens import TokenProvider
@@ -21,6 +22,7 @@ def one_lane(
     tokens: TokenProvider,
     await_slot: SlotWait = always_a_slot,
     connection: Connection = TEST_CONNECTION,
+    backlog: Backlog = NO_BACKLOG,
 ) -> OneLane:
     """Lanes serving one connection (`default`, as a deployment's settings name it when unset)."""
-    return OneLane(Lane(connection, runner, tokens, await_slot))
+    return OneLane(Lane(connection, runner, tokens, await_slot, backlog))

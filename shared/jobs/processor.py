@@ -160,7 +160,7 @@ class JobProcessor:
         else:
             return None
         current = await self.store.get(str(job.job_id))
-        if current is not None and current.state.terminal:
+        if current is not None and _runs_here(current, handled):
             return None
         await self.queues.requeue(job, delay)
         return handled
@@ -440,6 +440,14 @@ class JobProcessor:
                 await self.queues.publish(existing.report())  # a redelivery of the rejected message
                 return Handled.REJECTED
         return Handled.REJECTED  # only reachable when both ids are taken: the derived one is this message's
+
+
+def _runs_here(current: JobRecord, sending_back: Handled) -> bool:
+    """Whether a delivery must be admitted even though it was to go back to the queue: a finished job needs no BC
+    (its claim answers), and a claimed one is never deferred: if its claim is this message's crashed run, this
+    message is the job's only one and must take over (a copy would find the lease live and be dropped)."""
+    claimed = sending_back is Handled.DEFERRED and current.state is JobState.RUNNING
+    return current.state.terminal or claimed
 
 
 def _reconcilable(job: Job) -> bool:

@@ -9,6 +9,7 @@ import pytest
 
 from bcjobs import JobState
 from shared.jobs import DeadLetters, Delivery, Handled, JobProcessor
+from shared.jobs.fairness import NO_BACKLOG, Backlog
 from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
 from shared.settings import JobSettings
@@ -32,6 +33,7 @@ class Pipeline:
     policy: JobPolicy = field(default_factory=lambda: JobPolicy.from_settings(JobSettings()))
     has_slot: bool = True
     slot_waits: list[float] = field(default_factory=list)  # how long each delivery would hold for a slot
+    backlog: Backlog = NO_BACKLOG  # the one connection's budget backlog (shared/jobs/fairness.py)
     tokens: FakeTokens = field(init=False)
 
     def __post_init__(self) -> None:
@@ -43,7 +45,7 @@ class Pipeline:
             store=self.store,
             audit=self.audit,
             queues=self.queues,
-            lanes=one_lane(self.runner, self.tokens, self._await_slot),
+            lanes=one_lane(self.runner, self.tokens, self._await_slot, backlog=self.backlog),
             policy=self.policy,
             clock=self.clock,
             request_timeout=REQUEST_TIMEOUT,

@@ -8,13 +8,16 @@ budget is saturated), B's does at once. Each connection's backlog is the real Bu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+import pytest
 
 from bcjobs import JobState
 from shared.bc.throttle import Share
 from shared.connections import Connection
-from shared.jobs import Delivery, Handled, JobProcessor
+from shared.jobs import Delivery, Handled, JobProcessor, JobStoreError
 from shared.jobs.fairness import BudgetBacklog
 from shared.jobs.lanes import Lane
 from shared.jobs.policy import JobPolicy
@@ -22,7 +25,7 @@ from shared.settings import JobSettings
 from testkit.clock import ManualClock
 from testkit.lanes import TEST_CONNECTION
 from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
-from tests.functional.jobs.conftest import REQUEST_TIMEOUT
+from tests.functional.jobs.conftest import REQUEST_TIMEOUT, Pipeline
 from tests.functional.jobs.fakes import FakeTokens, ScriptedRunner, wire
 
 INVOCATIONS = 4  # the host's invocations at once
@@ -150,3 +153,68 @@ async def test_with_one_budget_in_the_registry_the_flood_keeps_every_invocation(
     lanes.budget_freed.set()
     await delivering
     assert await until(lambda: state(store, "b-0") is JobState.SUCCEEDED)
+
+
+@dataclass
+class FullBacklog:
+    """A budget backlog that is full until `full` is cleared: every delivery is sent back for 30 s."""
+
+    full: bool = True
+    ran: int = 0
+
+    async def deferral(self) -> float | None:
+        return 30.0 if self.full else None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self.ran += 1
+        yield
+
+
+GET = {
+    "jobId": "get-1",
+    "operation": "get",
+    "entitySet": "items",
+    "id": "6f0b0c7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f",
+}
+KEYED_CREATE = {
+    "jobId": "create-1",
+    "operation": "create",
+    "entitySet": "customers",
+    "data": {"displayName": "Adatum"},
+    "naturalKey": {"number": "C-100"},
+}
+
+
+async def test_a_job_sent_back_by_a_full_backlog_uses_no_attempt_and_runs_from_its_copy() -> None:
+    backlog = FullBacklog()
+    pipeline = Pipeline(backlog=backlog)
+    assert await pipeline.deliver(wire(GET), "m1") is Handled.DEFERRED
+    [copy] = pipeline.queues.requeued
+    assert (copy.job.job_id, copy.delay_seconds) == ("get-1", 30.0)
+    assert pipeline.store.job_ids == []  # no row: nothing was claimed, no attempt counted
+    backlog.full = False
+    assert await pipeline.deliver_copy("m2") is Handled.SUCCEEDED
+    assert (pipeline.row("get-1").attempts, backlog.ran) == (1, 1)
+
+
+async def test_a_finished_jobs_redelivery_is_never_sent_back() -> None:
+    backlog = FullBacklog(full=False)
+    pipeline = Pipeline(backlog=backlog)
+    assert await pipeline.deliver(wire(GET), "m1") is Handled.SUCCEEDED
+    backlog.full = True
+    assert await pipeline.deliver(wire(GET), "m1", dequeue_count=2) is Handled.ALREADY_FINISHED
+    assert pipeline.queues.requeued == []
+
+
+async def test_a_crashed_runs_redelivery_takes_over_instead_of_going_back_to_the_queue() -> None:
+    """The redelivered message is the job's only one: a copy would find the dead run's lease live and be dropped."""
+    backlog = FullBacklog(full=False)
+    pipeline = Pipeline(backlog=backlog)
+    pipeline.store.fail("replace")  # the run's outcome is never written: its invocation fails
+    with pytest.raises(JobStoreError):
+        await pipeline.deliver(wire(KEYED_CREATE), "m1", process_id="worker-a")
+    backlog.full = True
+    handled = await pipeline.deliver(wire(KEYED_CREATE), "m1", process_id="worker-b", dequeue_count=2)
+    assert handled is Handled.SUCCEEDED
+    assert pipeline.queues.requeued == []
