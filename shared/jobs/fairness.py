@@ -8,8 +8,8 @@ invocation would wait for that budget while another connection's jobs wait behin
 the flood lasts (bench `fairness`).
 
 So each process counts, per budget, the deliveries it runs (its *backlog*). Once that count reaches what the
-process's share of the budget serves in HORIZON_SECONDS (at least its slots), a further delivery of that budget
-goes back to the queue, using no attempt, for a delay that places it behind the ones already sent back: a virtual
+process's share of the budget serves in HORIZON_SECONDS (at least its slots, at most ROOM_CAP), a further
+delivery of that budget goes back to the queue, using no attempt, for a delay that places it behind the ones already sent back: a virtual
 schedule at the share's rate, so the budget's jobs come back about when it can take them (a little early: one
 that finds the backlog still full is sent back again, one that came late would leave the budget idle). The
 invocations then turn over in moments, the host keeps fetching, and the queue's visible messages get through to
@@ -31,11 +31,12 @@ from typing import Protocol
 from shared.bc.throttle import Share
 from shared.clock import Clock
 
-# What the backlog may hold: this much of the share's work. Short, because the host fetches again only once its
-# invocations in flight drop to newBatchThreshold (8 in host.json): a budget that kept more than that many
-# deliveries per process would gate the fetches at its own pace. Long enough that, by Little's law, the deliveries
-# admitted (claim, permit, BC, record: ~0.1-0.3 s each on a loaded 2-core box) keep the share busy.
-HORIZON_SECONDS = 0.5
+# What the backlog may hold: the share's work for HORIZON_SECONDS (at least its slots), so that by Little's law
+# the deliveries admitted (claim, permit, BC, record: ~0.1-0.5 s each on a loaded 2-core box) keep the share busy;
+# but never more than ROOM_CAP, host.json's newBatchThreshold: the host fetches again only once its invocations in
+# flight drop to that, so a budget holding more deliveries per process would gate every fetch at its own pace.
+HORIZON_SECONDS = 1.0
+ROOM_CAP = 8
 # A job sent back reappears this long before the schedule says its budget can take it (see the docstring).
 LEAD_SECONDS = 1.0
 # A delay never shorter than this (a job sent back for less would only be fetched and sent back again) ...
@@ -90,7 +91,7 @@ class BudgetBacklog:
 
     def room(self, share: Share) -> int:
         """How many deliveries the backlog may hold at this share."""
-        return max(share.slots, math.ceil(share.rate * HORIZON_SECONDS))
+        return min(ROOM_CAP, max(share.slots, math.ceil(share.rate * HORIZON_SECONDS)))
 
     async def deferral(self) -> float | None:
         share = self._share()

@@ -53,8 +53,8 @@ class TwoConnections:
         self.flood.hold = self.budget_freed
         tokens = FakeTokens(self.clock)
         for connection, runner in ((TEST_CONNECTION, self.flood), (B, self.trickle)):
-            # 2 slots at 4/s: the backlog holds max(2, 4/s x 0.5 s) = 2 deliveries.
-            backlog = BudgetBacklog(lambda: Share(rate=4.0, slots=2, members=1), self._contended, self.clock)
+            # 2 slots at 2/s: the backlog holds max(2, 2/s x 1 s) = 2 deliveries.
+            backlog = BudgetBacklog(lambda: Share(rate=2.0, slots=2, members=1), self._contended, self.clock)
             self.lanes[connection.name] = Lane(connection, runner, tokens, backlog=backlog)
 
     @property

@@ -13,6 +13,7 @@ from shared.jobs.fairness import (
     LEAD_SECONDS,
     MAX_DELAY_SECONDS,
     MIN_DELAY_SECONDS,
+    ROOM_CAP,
     BudgetBacklog,
     NoBacklog,
 )
@@ -22,7 +23,7 @@ from testkit.clock import ManualClock
 class Budget:
     """The share a process holds and whether the registry has more than one budget (both settable)."""
 
-    def __init__(self, rate: float = 10.0, slots: int = 2, *, contended: bool = True) -> None:
+    def __init__(self, rate: float = 5.0, slots: int = 2, *, contended: bool = True) -> None:
         self.current = Share(rate=rate, slots=slots, members=1)
         self.contended = contended
         self.asked = 0
@@ -45,7 +46,7 @@ def fill(backlog: BudgetBacklog, stack: ExitStack, count: int) -> None:
 
 
 async def test_a_backlog_with_room_runs_the_delivery_without_asking_the_registry() -> None:
-    budget = Budget(rate=10.0, slots=2)  # room: max(2, 10/s x 0.5 s) = 5
+    budget = Budget(rate=5.0, slots=2)  # room: max(2, 5/s x 1 s) = 5
     backlog = backlog_of(budget)
     with ExitStack() as stack:
         fill(backlog, stack, 4)
@@ -54,7 +55,7 @@ async def test_a_backlog_with_room_runs_the_delivery_without_asking_the_registry
 
 
 async def test_a_full_backlog_sends_the_delivery_back_while_several_budgets_share_the_queue() -> None:
-    backlog = backlog_of(Budget(rate=10.0, slots=2))
+    backlog = backlog_of(Budget(rate=5.0, slots=2))
     with ExitStack() as stack:
         fill(backlog, stack, 5)
         delay = await backlog.deferral()
@@ -79,7 +80,7 @@ async def test_a_process_without_a_rate_leaves_the_delivery_to_the_slot_hold() -
 
 
 async def test_the_room_is_at_least_the_shares_slots() -> None:
-    backlog = backlog_of(Budget(rate=1.0, slots=3))  # 1/s x 0.5 s rounds up to 1: the slots win
+    backlog = backlog_of(Budget(rate=1.0, slots=3))  # 1/s x 1 s = 1: the slots win
     with ExitStack() as stack:
         fill(backlog, stack, 2)
         assert await backlog.deferral() is None
@@ -89,27 +90,36 @@ async def test_the_room_is_at_least_the_shares_slots() -> None:
 
 async def test_jobs_sent_back_one_after_another_come_back_one_share_interval_apart() -> None:
     """A virtual schedule at the share's rate: the n-th job sent back is due about n / rate seconds later."""
-    backlog = backlog_of(Budget(rate=10.0, slots=2))
+    backlog = backlog_of(Budget(rate=5.0, slots=2))
     with ExitStack() as stack:
         fill(backlog, stack, 5)
         delays = [await backlog.deferral() for _ in range(200)]
     assert all(delay is not None for delay in delays)
     last = delays[-1]
     assert last is not None
-    # Due at 5 / 2 / 10 + 200 / 10 = 20.25 s, minus the lead, plus up to 10 % jitter.
-    assert 20.25 - LEAD_SECONDS <= last <= (20.25 - LEAD_SECONDS) * 1.1
+    # Due at (5 - 5 / 2) / 5 + 200 / 5 = 40.5 s, minus the lead, plus up to 10 % jitter.
+    assert 40.5 - LEAD_SECONDS <= last <= (40.5 - LEAD_SECONDS) * 1.1
 
 
 async def test_the_schedule_starts_again_from_now_once_the_jobs_sent_back_are_due() -> None:
     clock = ManualClock()
-    backlog = backlog_of(Budget(rate=10.0, slots=2), clock)
+    backlog = backlog_of(Budget(rate=5.0, slots=2), clock)
     with ExitStack() as stack:
         fill(backlog, stack, 5)
         for _ in range(100):
             await backlog.deferral()
         clock.advance(timedelta(minutes=5))
         again = await backlog.deferral()
-    assert again == MIN_DELAY_SECONDS  # due in 0.35 s, less the lead: as soon as a delay may be
+    assert again == MIN_DELAY_SECONDS  # due in 0.7 s, less the lead: as soon as a delay may be
+
+
+async def test_the_room_never_exceeds_the_hosts_new_batch_threshold() -> None:
+    backlog = backlog_of(Budget(rate=100.0, slots=5))
+    with ExitStack() as stack:
+        fill(backlog, stack, ROOM_CAP - 1)
+        assert await backlog.deferral() is None
+        fill(backlog, stack, 1)
+        assert await backlog.deferral() is not None
 
 
 async def test_a_delay_never_exceeds_its_cap() -> None:
