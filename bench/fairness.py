@@ -6,12 +6,15 @@ and `credential: key_vault_secret` (its secret written to the sandbox's Key Vaul
 its budget and its throttle, differs from A's (docs/architecture.md, budget key). Two runs on N devhost
 instances serving the `jobs_process` group:
 
-- `trickle_alone`: B's jobs alone, one every `trickle_interval` seconds (after an unmeasured warm-up as long as
-  the throttle's join delay, so both runs measure a steady state);
-- `beside_flood`: the same, with A's `flood_jobs` single-GET jobs queued first (far more than the run serves).
+- `trickle_alone`: B's jobs alone, one every `trickle_interval` seconds (after an unmeasured warm-up);
+- `beside_flood`: the same with A's `flood_jobs` single-GET jobs queued first (far more than the run serves):
+  `from_start`, B's jobs while the workers still go through A's flood queued ahead of them (each of A's surplus
+  jobs is received and sent back once); then, once every one of A's queued jobs was received at least once
+  (`flood_seen_once_after_seconds`), `after_flood_seen_once`: another trickle of B while A still runs at its limit
+  from the jobs it sent back.
 
 B's latency is from the moment the bench sent a job to the job row's `FinishedAt` (one machine, one clock). A's
-throughput is its identity's successful BC answers per second over B's measured interval, ÷ BC's allowed rate.
+throughput is its identity's successful BC answers per second over B's trickle, ÷ BC's allowed rate.
 """
 
 from __future__ import annotations
@@ -78,20 +81,29 @@ def fairness(world: BenchWorld, spec: Fairness | None = None) -> dict[str, Any]:
     extra = _extra_app(world)
     alone = _run(world, spec, extra, flood=False)
     beside = _run(world, spec, extra, flood=True)
-    p95_alone, p95_beside = alone["latency_p95_seconds"], beside["latency_p95_seconds"]
+    p95_alone = alone["from_start"]["latency_p95_seconds"]
+    from_start, steady = beside["from_start"], beside.get("after_flood_seen_once", {})
     return {
         "spec": asdict(spec),
         "trickle_alone": alone,
         "beside_flood": beside,
         "summary": {
             "b_p95_alone_seconds": p95_alone,
-            "b_p95_beside_flood_seconds": p95_beside,
-            "b_p95_ratio": round(p95_beside / p95_alone, 2) if p95_alone and p95_beside else None,
-            "a_throughput_ratio": beside["a_throughput_ratio"],
+            "b_p95_beside_flood_seconds": from_start["latency_p95_seconds"],
+            "b_p95_ratio": _ratio(from_start["latency_p95_seconds"], p95_alone),
+            "a_throughput_ratio": from_start["a_throughput_ratio"],
+            "flood_seen_once_after_seconds": beside.get("flood_seen_once_after_seconds"),
+            "b_p95_after_flood_seen_once_seconds": steady.get("latency_p95_seconds"),
+            "b_p95_ratio_after_flood_seen_once": _ratio(steady.get("latency_p95_seconds"), p95_alone),
+            "a_throughput_ratio_after_flood_seen_once": steady.get("a_throughput_ratio"),
             "throttled": alone["throttled"] + beside["throttled"],
             "target": "B's p95 beside A <= 2 x alone, A >= 0.95 of its limit, no 429",
         },
     }
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return round(value / base, 2) if value and base else None
 
 
 def _run(world: BenchWorld, spec: Fairness, extra: AppRegistration, *, flood: bool) -> dict[str, Any]:
@@ -113,32 +125,54 @@ def _run(world: BenchWorld, spec: Fairness, extra: AppRegistration, *, flood: bo
     if flood:
         world.enqueue(world.get_jobs(spec.flood_jobs, f"{prefix}a"))
     with world.instances(settings, spec.processes, functions=JOBS_GROUP):
-        warmup = _trickle(world, spec, "w", int(spec.warmup_seconds / spec.trickle_interval))
-        first, sends_before = world.sandbox.stats(), _sent_back(world)
-        sent = _trickle(world, spec, "b", spec.trickle_jobs)
-        last, sends_after = world.sandbox.stats(), _sent_back(world)
-        measured = sent["seconds"]
-        finished = _finished(world, f"{prefix}jobs", sent["at"])
-    latencies = sorted(finished.values())
-    later = sorted(v for job_id, v in finished.items() if int(job_id.split("-")[1]) >= spec.trickle_jobs // 2)
+        started = time.monotonic()
+        _trickle(world, spec, "w", int(spec.warmup_seconds / spec.trickle_interval))
+        figures = {"flood": flood, "from_start": _phase(world, spec, prefix, "b", extra)}
+        if flood:
+            figures["flood_seen_once_after_seconds"] = _flood_seen_once(world, spec, extra, started)
+            figures["after_flood_seen_once"] = _phase(world, spec, prefix, "c", extra)
+    figures["throttled"] = requests_by_status(world.sandbox.stats())["429"]
+    figures["statuses"] = dict(sorted(requests_by_status(world.sandbox.stats()).items()))
+    return figures
+
+
+def _phase(
+    world: BenchWorld, spec: Fairness, prefix: str, tag: str, extra: AppRegistration
+) -> dict[str, Any]:
+    """B's trickle (job ids `{tag}-n`), then until each of its jobs finished: B's latencies, A's throughput."""
+    first, sends_before = world.sandbox.stats(), _sent_back(world)
+    sent = _trickle(world, spec, tag, spec.trickle_jobs)
+    last, sends_after = world.sandbox.stats(), _sent_back(world)
+    measured = sent["seconds"]
+    latencies = sorted(_finished(world, f"{prefix}jobs", tag, sent["at"]).values())
     a_done = _ok_except(last, extra.service_principal_oid) - _ok_except(first, extra.service_principal_oid)
     return {
-        "flood": flood,
         "b_jobs": spec.trickle_jobs,
         "b_finished": len(latencies),
-        "b_warmup_jobs": len(warmup["at"]),
         "latency_p50_seconds": _percentile(latencies, 0.50),
         "latency_p95_seconds": _percentile(latencies, 0.95),
         "latency_max_seconds": round(latencies[-1], 2) if latencies else None,
-        "latency_p95_second_half_seconds": _percentile(later, 0.95),
         "sent_back": sends_after - sends_before,
-        "sent_back_in_warmup": sends_before,
         "measured_seconds": round(measured, 1),
         "a_ok_requests": a_done,
-        "a_throughput_ratio": round(a_done / measured / spec.allowed_rps, 4) if flood else None,
-        "throttled": requests_by_status(world.sandbox.stats())["429"],
-        "statuses": dict(sorted(requests_by_status(world.sandbox.stats()).items())),
+        "a_throughput_ratio": round(a_done / measured / spec.allowed_rps, 4),
     }
+
+
+def _flood_seen_once(
+    world: BenchWorld, spec: Fairness, extra: AppRegistration, started: float
+) -> float | None:
+    """Wait until every one of A's queued jobs was received at least once (run, or sent back); seconds since the
+    workers started (None: not within the deadline). Jobs sent back by then are A's only ones in the queue."""
+    deadline = time.monotonic() + _FINISH_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if (
+            _sent_back(world) + _ok_except(world.sandbox.stats(), extra.service_principal_oid)
+            >= spec.flood_jobs
+        ):
+            return round(time.monotonic() - started, 1)
+        time.sleep(1.0)
+    return None
 
 
 def _sent_back(world: BenchWorld) -> int:
@@ -208,14 +242,17 @@ def _trickle(world: BenchWorld, spec: Fairness, tag: str, count: int) -> dict[st
     return {"at": sent, "seconds": time.monotonic() - started}
 
 
-def _finished(world: BenchWorld, table_name: str, sent: dict[str, datetime]) -> dict[str, float]:
+def _finished(world: BenchWorld, table_name: str, tag: str, sent: dict[str, datetime]) -> dict[str, float]:
     """Seconds from each job's send to its `FinishedAt`, once every one finished (or the deadline passed)."""
     deadline = time.monotonic() + _FINISH_DEADLINE_SECONDS
     while True:
         with TableClient.from_connection_string(world.azurite.connection_string, table_name) as table:
             rows = {
                 str(row["PartitionKey"]): row
-                for row in table.query_entities("PartitionKey ge 'b-' and PartitionKey lt 'b.'")
+                for row in table.query_entities(
+                    "PartitionKey ge @low and PartitionKey lt @high",
+                    parameters={"low": f"{tag}-", "high": f"{tag}."},
+                )
                 if row.get("FinishedAt")
             }
         if len(rows) >= len(sent) or time.monotonic() > deadline:

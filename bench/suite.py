@@ -4,8 +4,8 @@ one JSON object and written to bench/results/latest.json. Keys are documented in
 Order: cold start (fresh interpreters, before anything else loads the machine), then on one world (Azurite, the
 sandbox process, the counting proxies): pipeline throughput at 1, 3 and 6 worker processes, storage cost per job
 (1 process through the proxies), the naive baseline (3 processes), `$batch` speed-up, token lifetimes (3 delegated
-processes), capacity (1 process, unlimited BC), 100 registered connections (`bench connections`); finally the
-simulated token rates (`bench tokens`).
+processes), capacity (1 process, unlimited BC), 100 registered connections (`bench connections`), fairness
+(a connection's flood beside another's trickle, about 8 minutes); finally the simulated token rates (`bench tokens`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bench import token_rates
 from bench.batch import batch_speedup
 from bench.coldstart import cold_start
 from bench.connections import connection_scale
+from bench.fairness import SANDBOX_FLAGS, fairness
 from bench.pipeline import Throughput, capacity, throughput
 from bench.token_lifetimes import token_lifetimes
 from bench.world import BenchWorld, unique_prefix
@@ -111,7 +112,7 @@ def run(measure_seconds: float = 40.0) -> dict[str, Any]:
         "machine": machine(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
-    with BenchWorld.started() as world:
+    with BenchWorld.started(sandbox_flags=SANDBOX_FLAGS) as world:  # an extra app registration: fairness's B
         report["cold_start"] = cold_start(
             {**os.environ, **world.app_settings(unique_prefix("i"), proxied=False)}
         )
@@ -149,6 +150,8 @@ def run(measure_seconds: float = 40.0) -> dict[str, Any]:
         _step(report, "capacity", started)
         report["connections"] = connection_scale(world)
         _step(report, "connections", started)
+        report["fairness"] = fairness(world)
+        _step(report, "fairness", started)
     report["tokens_simulated"] = token_rates.run()
     report["summary"] = summary(report)
     report["duration_seconds"] = round(time.monotonic() - started, 1)
@@ -198,6 +201,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "cold_start_target": "import function_app no slower than its SDKs alone",
         "worker_peak_rss_mib_6_processes": max(pipeline["6"]["worker_peak_rss_mib"]),
         **connections_summary(report["connections"]),
+        "fairness": report["fairness"]["summary"],
     }
 
 
