@@ -9,11 +9,12 @@ the flood lasts (bench `fairness`).
 
 So each process counts, per budget, the deliveries it runs (its *backlog*). Once that count reaches what the
 process's share of the budget serves in HORIZON_SECONDS (at least its slots, at most ROOM_CAP), a further
-delivery of that budget goes back to the queue, using no attempt, for a delay that places it behind the ones already sent back: a virtual
-schedule at the share's rate, so the budget's jobs come back about when it can take them (a little early: one
-that finds the backlog still full is sent back again, one that came late would leave the budget idle). The
-invocations then turn over in moments, the host keeps fetching, and the queue's visible messages get through to
-the other connections' jobs.
+delivery of that budget goes back to the queue, using no attempt, for a delay that places it behind the ones
+already sent back: a virtual schedule at the share's rate (or the rate the process actually served, when a busy
+CPU made that less), so the budget's jobs come back about when it can take them (a little early: one that finds
+the backlog still full is sent back again, one that came late would leave the budget idle). The invocations then
+turn over in moments, the host keeps fetching, and the queue's visible messages get through to the other
+connections' jobs.
 
 Only while the registry holds more than one budget (`contended`): with one, every message in the queue is the
 same budget's, so sending some back gains nothing and costs storage calls; a single-connection deployment runs
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
@@ -43,6 +45,12 @@ LEAD_SECONDS = 1.0
 MIN_DELAY_SECONDS = 1.0
 # ... nor longer than this: the schedule assumes the share's current rate, which can change.
 MAX_DELAY_SECONDS = 900.0
+# The schedule's pace: the share's rate, or what this process served of the budget over the last
+# RATE_WINDOW_SECONDS when that was less (a CPU too busy to keep up: jobs sent back at the share's rate would
+# come back faster than they are served and be sent back again, churn that slows it further), never under
+# PACE_FLOOR of the share's rate (a slow spell must not talk the schedule down to nothing).
+RATE_WINDOW_SECONDS = 10.0
+PACE_FLOOR = 0.5
 _JITTER = 0.1  # up to +10 %: messages sent back together do not all reappear in one instant
 
 
@@ -88,6 +96,7 @@ class BudgetBacklog:
         self._rng = rng or random.Random()  # noqa: S311 - spread only
         self.size = 0  # deliveries of this budget running in this process
         self._tail = 0.0  # clock.time() at which the last delivery sent back can be served, by the schedule
+        self._ended: deque[float] = deque()  # clock.time() of each delivery that ended, the last RATE_WINDOW
 
     def room(self, share: Share) -> int:
         """How many deliveries the backlog may hold at this share."""
@@ -99,11 +108,18 @@ class BudgetBacklog:
         if share.rate <= 0 or self.size < self.room(share) or not await self._contended():
             return None
         now = self._clock.time()
-        interval = 1.0 / share.rate
+        interval = 1.0 / self._pace(share, now)
         drained = now + (self.size - self.room(share) / 2) * interval  # the backlog half served
         self._tail = max(self._tail, drained) + interval
         delay = (self._tail - now - LEAD_SECONDS) * (1.0 + _JITTER * self._rng.random())
         return min(MAX_DELAY_SECONDS, max(MIN_DELAY_SECONDS, delay))
+
+    def _pace(self, share: Share, now: float) -> float:
+        """Deliveries per second the schedule assumes (RATE_WINDOW_SECONDS, PACE_FLOOR)."""
+        while self._ended and self._ended[0] < now - RATE_WINDOW_SECONDS:
+            self._ended.popleft()
+        served = len(self._ended) / RATE_WINDOW_SECONDS
+        return max(share.rate * PACE_FLOOR, min(share.rate, served))
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -112,3 +128,6 @@ class BudgetBacklog:
             yield
         finally:
             self.size -= 1
+            self._ended.append(self._clock.time())
+            if len(self._ended) > 10_000:  # bounded even if nobody asks for a deferral for a long time
+                self._ended.popleft()

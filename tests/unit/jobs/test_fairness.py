@@ -89,8 +89,13 @@ async def test_the_room_is_at_least_the_shares_slots() -> None:
 
 
 async def test_jobs_sent_back_one_after_another_come_back_one_share_interval_apart() -> None:
-    """A virtual schedule at the share's rate: the n-th job sent back is due about n / rate seconds later."""
-    backlog = backlog_of(Budget(rate=5.0, slots=2))
+    """A virtual schedule at the share's rate once the process served at that rate: the n-th job sent back is
+    due about n / rate seconds later."""
+    clock = ManualClock()
+    backlog = backlog_of(Budget(rate=5.0, slots=2), clock)
+    for _ in range(50):  # 5 deliveries a second over the last 10 s
+        with backlog.running():
+            clock.advance(timedelta(seconds=0.2))
     with ExitStack() as stack:
         fill(backlog, stack, 5)
         delays = [await backlog.deferral() for _ in range(200)]
@@ -99,6 +104,33 @@ async def test_jobs_sent_back_one_after_another_come_back_one_share_interval_apa
     assert last is not None
     # Due at (5 - 5 / 2) / 5 + 200 / 5 = 40.5 s, minus the lead, plus up to 10 % jitter.
     assert 40.5 - LEAD_SECONDS <= last <= (40.5 - LEAD_SECONDS) * 1.1
+
+
+async def test_a_process_serving_slower_than_its_share_spaces_the_jobs_it_sends_back_wider() -> None:
+    """A busy CPU served 3 a second of a 5/s share: jobs sent back at 5/s would come back faster than served."""
+    clock = ManualClock()
+    backlog = backlog_of(Budget(rate=5.0, slots=2), clock)
+    for _ in range(30):
+        with backlog.running():
+            clock.advance(timedelta(seconds=1 / 3))
+    with ExitStack() as stack:
+        fill(backlog, stack, 5)
+        delays = [await backlog.deferral() for _ in range(200)]
+    last = delays[-1]
+    assert last is not None
+    # At 3/s: due at (5 - 5 / 2) / 3 + 200 / 3 = 67.5 s, minus the lead, plus up to 10 % jitter.
+    assert 67.5 - LEAD_SECONDS <= last <= (67.5 - LEAD_SECONDS) * 1.1
+
+
+async def test_without_a_record_of_what_it_served_the_schedule_assumes_half_the_share() -> None:
+    backlog = backlog_of(Budget(rate=5.0, slots=2))
+    with ExitStack() as stack:
+        fill(backlog, stack, 5)
+        delays = [await backlog.deferral() for _ in range(200)]
+    last = delays[-1]
+    assert last is not None
+    # At 2.5/s: due at (5 - 5 / 2) / 2.5 + 200 / 2.5 = 81 s.
+    assert 81 - LEAD_SECONDS <= last <= (81 - LEAD_SECONDS) * 1.1
 
 
 async def test_the_schedule_starts_again_from_now_once_the_jobs_sent_back_are_due() -> None:
@@ -110,7 +142,7 @@ async def test_the_schedule_starts_again_from_now_once_the_jobs_sent_back_are_du
             await backlog.deferral()
         clock.advance(timedelta(minutes=5))
         again = await backlog.deferral()
-    assert again == MIN_DELAY_SECONDS  # due in 0.7 s, less the lead: as soon as a delay may be
+    assert again == MIN_DELAY_SECONDS  # due in 1.4 s, less the lead, plus jitter: as soon as a delay may be
 
 
 async def test_the_room_never_exceeds_the_hosts_new_batch_threshold() -> None:
