@@ -49,8 +49,11 @@ MAX_DELAY_SECONDS = 900.0
 # RATE_WINDOW_SECONDS when that was less (a CPU too busy to keep up: jobs sent back at the share's rate would
 # come back faster than they are served and be sent back again, churn that slows it further), never under
 # PACE_FLOOR of the share's rate (a slow spell must not talk the schedule down to nothing).
+# The served rate is taken PACE_PROBE higher: jobs come back only as fast as they were served, so the served rate
+# could never grow again once the CPU has room.
 RATE_WINDOW_SECONDS = 10.0
 PACE_FLOOR = 0.5
+PACE_PROBE = 1.25
 _JITTER = 0.1  # up to +10 %: messages sent back together do not all reappear in one instant
 
 
@@ -119,7 +122,7 @@ class BudgetBacklog:
         while self._ended and self._ended[0] < now - RATE_WINDOW_SECONDS:
             self._ended.popleft()
         served = len(self._ended) / RATE_WINDOW_SECONDS
-        return max(share.rate * PACE_FLOOR, min(share.rate, served))
+        return max(share.rate * PACE_FLOOR, min(share.rate, served * PACE_PROBE))
 
     @contextmanager
     def running(self) -> Iterator[None]:
