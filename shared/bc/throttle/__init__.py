@@ -10,6 +10,7 @@ from shared.bc.throttle.coordination import (
     Member,
     VersionedState,
 )
+from shared.bc.throttle.low_priority import LowPriority
 from shared.bc.throttle.plan import HEARTBEAT_SECONDS, Share, ThrottleConfig, fallback_share, share_of
 from shared.bc.throttle.shared_throttle import SharedThrottle
 
@@ -17,6 +18,7 @@ __all__ = [
     "HEARTBEAT_SECONDS",
     "CoordinationState",
     "CoordinationStore",
+    "LowPriority",
     "Member",
     "Share",
     "SharedThrottle",

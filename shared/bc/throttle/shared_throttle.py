@@ -18,6 +18,12 @@ Membership follows demand: a process joins on its first request or `await_slot`,
 has used its throttle for `idle_leave_seconds`, so the slots of an instance with no work go to instances that
 have some (with more instances than BC's 5 slots, the juniors hold their deliveries in `await_slot` until then;
 docs/architecture.md, "More instances than BC slots").
+
+Priority (issue 22, point 6: the change feed never starves the jobs): `permit(low=True)` is the feed's. A low
+permit is granted only while no normal permit of this process is waiting (for a slot or its pace), and at most one
+low permit holds a slot at a time, so the feed's reads use at most one of the share's slots and only spare ones.
+A normal permit asked while a low one waits for its pace overtakes it (the low one waits again). Waiting is
+by event, like the rest: a normal permit that stops waiting wakes the low ones.
 """
 
 from __future__ import annotations
@@ -78,24 +84,34 @@ class SharedThrottle:
         self._closed = False
         # Callers in permit() or await_slot() (while any, the member never leaves on idle); last time one ended.
         self._users, self._last_busy, self._leaving = 0, self._clock.time(), False
+        # Normal permits asked and not yet through their pace; low permits holding a slot (module docstring).
+        self._normal_waiting, self._low_in_flight = 0, 0
 
     # ----- public surface ------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def permit(self) -> AsyncIterator[None]:
-        """Hold a permit for the duration of a request: one of this process's slots, taken at its pace."""
-        asked = self._clock.time()
+    async def permit(self, *, low: bool = False) -> AsyncIterator[None]:
+        """Hold a permit for the duration of a request: one of this process's slots, taken at its pace.
+
+        `low`: the change feed's priority, granted only when no normal permit waits (module docstring).
+        """
+        asked, waiting = self._clock.time(), not low
         self._users += 1
+        self._normal_waiting += 1 if waiting else 0
         try:
             await self._start()
-            await self._take_slot()
+            await (self._take_low() if low else self._take_slot())
             try:
-                await self._take_pace()
+                if not low:
+                    await self._take_pace()
+                    waiting = self._stop_waiting()
                 telemetry.throttle_waited(self._clock.time() - asked)
                 yield
             finally:
-                await self._give_slot()
+                await self._give_slot(low)
         finally:
+            if waiting:
+                self._stop_waiting()
             self._user_done()
 
     async def await_slot(self, within: float) -> bool:
@@ -176,18 +192,38 @@ class SharedThrottle:
 
     # ----- slots and pacing -----------------------------------------------------------------------------
 
-    async def _take_slot(self) -> None:
+    def _stop_waiting(self) -> bool:
+        """A normal permit no longer waits: wake the low ones that yielded to it. False: not waiting now."""
+        self._normal_waiting -= 1
+        self._signal_change()
+        return False
+
+    def _low_may_go(self) -> bool:
+        return self._normal_waiting == 0 and self._low_in_flight == 0
+
+    async def _take_low(self) -> None:
+        """A slot and the pace for a low permit; a normal permit asked meanwhile goes first (the slot is given
+        back rather than held idle while the low one would wait behind it)."""
+        while True:
+            await self._take_slot(low=True)
+            if await self._take_pace(low=True):
+                return
+            await self._give_slot(low=True)
+
+    async def _take_slot(self, low: bool = False) -> None:
         while True:
             await self._wait_until_admitted()
             # No await between the check and the increment: atomic on the event loop.
-            if self._in_flight < self.share().slots:
+            if self._in_flight < self.share().slots and (not low or self._low_may_go()):
                 self._in_flight += 1
+                self._low_in_flight += 1 if low else 0
                 return
             if self._blocked_until() <= self._clock.time():
                 await self._wait_for_change()
 
-    async def _give_slot(self) -> None:
+    async def _give_slot(self, low: bool = False) -> None:
         self._in_flight -= 1
+        self._low_in_flight -= 1 if low else 0
         self._signal_change()
 
     def _signal_change(self) -> None:
@@ -221,10 +257,13 @@ class SharedThrottle:
         later = [moment for moment in moments if moment > now]
         return min(later) if later else None
 
-    async def _take_pace(self) -> None:
+    async def _take_pace(self, low: bool = False) -> bool:
+        """Wait for the share's pace; a low permit gives up (False) as soon as a normal one waits."""
         async with self._pace_lock:
             while True:
                 await self._wait_until_admitted()
+                if low and self._normal_waiting:
+                    return False
                 now = self._clock.time()
                 share = self.share()
                 if share.rate <= 0:
@@ -236,7 +275,7 @@ class SharedThrottle:
                 earliest = tat - (self._config.burst - 1) * interval
                 if earliest <= now:
                     self._tat = tat + interval
-                    return
+                    return True
                 await self._clock.sleep(earliest - now)
 
     async def _wait_until_admitted(self) -> None:
