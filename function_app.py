@@ -5,6 +5,7 @@ import azure.functions as func
 
 from shared.auth import close_auth_services
 from shared.changes.compose import close_change_services  # change feed (issue 22): feed
+from shared.changes.inbound import close_receiver_services
 from shared.connections.compose import close_registry_services
 from shared.jobs import close_front_door, close_job_services
 from shared.jobs.connections_admin import close_connections_admin
@@ -15,6 +16,7 @@ from shared.triggers import (
     admin_page,
     auth_http,
     changes_http,  # change feed (issue 22): feed
+    changes_receiver,
     connections_http,
     connections_onboarding,
     health_check,
@@ -43,11 +45,14 @@ app.register_functions(telemetry_sample.bp)
 app.register_functions(connections_http.bp)  # connections registry API (issue 21)
 app.register_functions(connections_onboarding.bp)  # consent, check, sign-in of a connection (issue 21)
 app.register_functions(changes_http.bp)  # change feed (issue 22): GET /api/changes
+# The change feed's receiver and expansion (issue 22, `receiver`)
+app.register_functions(changes_receiver.bp)
 
 
 async def close_services() -> None:
     """Close the running loop's SDK clients (devhost awaits this before its loop ends; jobs first, they use auth)."""
     await close_front_door()
+    await close_receiver_services()  # the change feed's receiver queue (issue 22)
     await close_connections_admin()  # connections registry API (issue 21)
     await close_job_services()
     await close_change_services()  # change feed (issue 22)

@@ -127,6 +127,24 @@ QUEUE_AGE = MetricSpec(
     "Age of the oldest visible message of a queue (0 when none is visible), sampled by the telemetry timer",
     ("queue",),
 )
+# The change feed's receiver and expansion (issue 22). No connection attribute on the receiver's: its route's
+# connection is whatever the caller typed until the expansion checked it.
+NOTIFICATIONS_RECEIVED = MetricSpec(
+    "bc.notifications.received",
+    Kind.COUNTER,
+    "{request}",
+    "Requests to the notification receiver, by outcome (handshake, queued, malformed, refused, too_large, "
+    "storage_failed)",
+    ("outcome",),
+)
+NOTIFICATION_ITEMS = MetricSpec(
+    "bc.notifications.items",
+    Kind.COUNTER,
+    "{item}",
+    "Notification items the expansion handled, by BC's change type and outcome (expanded, wrong_secret, "
+    "no_watch, malformed, too_large)",
+    ("change_type", "outcome"),
+)
 
 METRICS: tuple[MetricSpec, ...] = (
     BC_REQUESTS,
@@ -140,6 +158,8 @@ METRICS: tuple[MetricSpec, ...] = (
     TOKEN_EXPIRY,
     QUEUE_DEPTH,
     QUEUE_AGE,
+    NOTIFICATIONS_RECEIVED,
+    NOTIFICATION_ITEMS,
 )
 
 
@@ -227,6 +247,8 @@ class Instruments:
         self.job_duration = _histogram(meter, JOB_DURATION)
         self.job_retries = _counter(meter, JOB_RETRIES)
         self.token_refreshes = _counter(meter, TOKEN_REFRESHES)
+        self.notifications_received = _counter(meter, NOTIFICATIONS_RECEIVED)
+        self.notification_items = _counter(meter, NOTIFICATION_ITEMS)
         _gauge(meter, TOKEN_EXPIRY, self._observe_token_expiry)
         for spec in (QUEUE_DEPTH, QUEUE_AGE):
             _gauge(meter, spec, self._queue_observer(spec.name))

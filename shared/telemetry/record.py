@@ -95,6 +95,20 @@ def queue_sample(queue: str, depth: int, oldest_age_seconds: float) -> None:
     instruments.readings.note_queue(queue, depth, oldest_age_seconds, instruments.clock.time())
 
 
+def notification_received(outcome: str) -> None:
+    """The notification receiver answered one request (`outcome`: a bounded word, see NOTIFICATIONS_RECEIVED)."""
+    current().notifications_received.add(1, {"outcome": outcome})
+
+
+def notification_items(change_type: str, outcome: str, count: int = 1) -> None:
+    """The expansion handled `count` items of BC's `change_type` (bounded: anything else counts as `other`)."""
+    kind = change_type if change_type in _CHANGE_TYPES else "other"
+    current().notification_items.add(count, {"change_type": kind, "outcome": outcome})
+
+
+_CHANGE_TYPES = frozenset({"created", "updated", "deleted", "collection"})
+
+
 class RecentRequests:
     """BC requests this process sent in the last window (10-second buckets): the admin page's throttle usage."""
 

@@ -71,6 +71,8 @@ EXPECTED = {
     "connections_sign_in": _http("FUNCTION", ["GET"], "connections/{name}/sign-in"),
     # the change feed (issue 22): feed
     "changes_read": _http("FUNCTION", ["GET"], "changes"),
+    # the change feed's receiver and expansion (issue 22, `receiver`)
+    "changes_receiver": _http("ANONYMOUS", ["GET", "POST"], "notifications/{connection}/{key}"),
 }
 
 

@@ -31,6 +31,8 @@ EXPECTED = {
     "bc.token.expiry",
     "bc.queue.depth",
     "bc.queue.oldest_age",
+    "bc.notifications.received",
+    "bc.notifications.items",
 }
 
 
@@ -56,6 +58,8 @@ def test_the_instruments_are_created_as_the_table_declares() -> None:
         telemetry.bc_request("POST", 429, 5.0, "Throttled")
         telemetry.token_refresh("default", "refreshed", START + timedelta(hours=1))
         telemetry.queue_sample("bc-jobs", 2, 30.0)
+        telemetry.notification_received("queued")
+        telemetry.notification_items("created", "expanded")
         exported = captured.metrics()
     assert set(exported) == EXPECTED
     for metric in METRICS:
@@ -74,6 +78,8 @@ def test_metric_attributes_are_the_declared_names_only() -> None:
         telemetry.bc_request("GET", None, 5.0, None)
         telemetry.job_finished("failed", "update customers", START, START)
         telemetry.token_refresh("default", "failed")
+        telemetry.notification_received("malformed")
+        telemetry.notification_items("anything-an-attacker-sent", "malformed")
         for metric in METRICS:
             for point in captured.points(metric.name):
                 assert set(point.attributes) <= set(metric.attributes), metric.name
