@@ -11,7 +11,7 @@ since the bearer token goes with it
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from urllib.parse import urljoin, urlsplit
 from uuid import UUID
 
@@ -53,6 +53,10 @@ DEFAULT_PAGE_SIZE = 1000
 # retrieved ETag or with '*'"
 # (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-to-modify-data).
 ANY_VERSION = "*"
+# Reads that may be served by a read-only replica of the environment's database: BC's read scale-out
+# (learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/database-read-scale-out-overview,
+# "Data-Access-Intent: ReadOnly" on API GET requests). The change feed's reads carry it (issue 22, point 6).
+READ_ONLY_INTENT = {"Data-Access-Intent": "ReadOnly"}
 
 
 class BusinessCentralClient:
@@ -65,9 +69,11 @@ class BusinessCentralClient:
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         max_batch_operations: int = batching.MAX_BATCH_OPERATIONS,
+        read_only: bool = False,
     ) -> None:
         self._sender = sender
         self._endpoint = endpoint
+        self._read_headers: Mapping[str, str] = READ_ONLY_INTENT if read_only else {}
         self._page_size = page_size
         self._max_batch = max_batch_operations
         self._companies_by_name: dict[str, Company] = {}
@@ -122,8 +128,9 @@ class BusinessCentralClient:
 
     async def get(self, key: EntityKey, query: ODataQuery | None = None) -> Entity:
         """One entity (with its ETag)."""
+        params = (query or ODataQuery()).params()
         response = await self._sender.send(
-            BcRequest(Method.GET, await self._url(key), params=(query or ODataQuery()).params())
+            BcRequest(Method.GET, await self._url(key), params=params, headers=self._read_headers)
         )
         return _entity(json_body(response), _request_id(response))
 
@@ -139,6 +146,17 @@ class BusinessCentralClient:
         return await self._collect(
             await self._url(entity_set), (query or ODataQuery()).params(), limit, page_size
         )
+
+    async def pages(
+        self, entity_set: EntitySet, query: ODataQuery | None = None, *, page_size: int | None = None
+    ) -> AsyncIterator[tuple[Entity, ...]]:
+        """The collection one page at a time (a caller that handles each page never holds the whole set)."""
+        next_url: str | None = await self._url(entity_set)
+        params = (query or ODataQuery()).params()
+        while next_url is not None:
+            page = await self._page(next_url, params, page_size or self._page_size)
+            yield page.entities
+            next_url, params = page.next_link, {}
 
     async def create(self, entity_set: EntitySet, values: JsonObject) -> Entity:
         """POST a new entity (deep insert allowed); BC answers 201 with the entity."""
@@ -237,7 +255,12 @@ class BusinessCentralClient:
 
     async def _page(self, url: str, params: Mapping[str, str], page_size: int) -> Page:
         response = await self._sender.send(
-            BcRequest(Method.GET, url, params=params, headers={"Prefer": f"odata.maxpagesize={page_size}"})
+            BcRequest(
+                Method.GET,
+                url,
+                params=params,
+                headers={**self._read_headers, "Prefer": f"odata.maxpagesize={page_size}"},
+            )
         )
         body = json_body(response)
         correlation = Correlation(_request_id(response))

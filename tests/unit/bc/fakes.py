@@ -107,6 +107,7 @@ def make_client(
     company_name: str | None = None,
     page_size: int = 100,
     tokens: CountingTokens | None = None,
+    read_only: bool = False,
 ) -> Harness:
     """A BusinessCentralClient whose HTTP goes to `handler`; every request is also kept."""
     seen: list[httpx.Request] = []
@@ -131,5 +132,5 @@ def make_client(
         clock=clock,
     )
     endpoint = BcEndpoint(BASE, "production", TENANT, company_id=company_id, company_name=company_name)
-    client = BusinessCentralClient(sender, endpoint, page_size=page_size)
+    client = BusinessCentralClient(sender, endpoint, page_size=page_size, read_only=read_only)
     return Harness(client, tokens, throttle, recorder, clock, seen)
