@@ -11,6 +11,7 @@ since the bearer token goes with it
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from urllib.parse import urljoin, urlsplit
 from uuid import UUID
@@ -24,6 +25,7 @@ from shared.bc.errors import (
     BusinessCentralError,
     CompanyNotFoundError,
     Correlation,
+    QueryError,
     UnexpectedResponseError,
     UnsafeNextLinkError,
     json_body,
@@ -49,14 +51,16 @@ from shared.bc.sender import BcRequest, RequestSender
 
 # BC's own cap is 20,000 per page (server-driven-paging-in-odata-web-services, above).
 DEFAULT_PAGE_SIZE = 1000
+# BC's subscription ids: 32 hex digits (sandbox/README.md "BC webhooks"; Learn's examples). Checked before they go
+# into a URL, between the single quotes BC requires: subscriptions('{id}').
+_SUBSCRIPTION_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+# Reads that may be served by a read-only replica (learn.microsoft.com/dynamics365/business-central/dev-itpro/
+# administration/database-read-scale-out-overview): the feed's reads never write.
+READ_ONLY_INTENT = {"Data-Access-Intent": "ReadOnly"}
 # If-Match for "any version" (RFC 9110 §13.1.1). BC requires If-Match on PATCH and DELETE, "either with a
 # retrieved ETag or with '*'"
 # (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-to-modify-data).
 ANY_VERSION = "*"
-# Reads that may be served by a read-only replica of the environment's database: BC's read scale-out
-# (learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/database-read-scale-out-overview,
-# "Data-Access-Intent: ReadOnly" on API GET requests). The change feed's reads carry it (issue 22, point 6).
-READ_ONLY_INTENT = {"Data-Access-Intent": "ReadOnly"}
 
 
 class BusinessCentralClient:
@@ -69,15 +73,18 @@ class BusinessCentralClient:
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         max_batch_operations: int = batching.MAX_BATCH_OPERATIONS,
-        read_only: bool = False,
     ) -> None:
         self._sender = sender
         self._endpoint = endpoint
-        self._read_headers: Mapping[str, str] = READ_ONLY_INTENT if read_only else {}
         self._page_size = page_size
         self._max_batch = max_batch_operations
         self._companies_by_name: dict[str, Company] = {}
         self._companies_by_id: dict[UUID, Company] = {}
+
+    @property
+    def endpoint(self) -> BcEndpoint:
+        """Where this client sends requests (the change feed names an entity's URL as its event's reference)."""
+        return self._endpoint
 
     async def aclose(self) -> None:
         """Close the HTTP connections (the throttle is the process's and stays open)."""
@@ -126,11 +133,14 @@ class BusinessCentralClient:
 
     # ----- entities -----------------------------------------------------------------------------------
 
-    async def get(self, key: EntityKey, query: ODataQuery | None = None) -> Entity:
-        """One entity (with its ETag)."""
+    async def get(
+        self, key: EntityKey, query: ODataQuery | None = None, *, read_only: bool = False
+    ) -> Entity:
+        """One entity (with its ETag); `read_only`: BC may serve it from a read-only replica (the feed's reads)."""
+        headers = READ_ONLY_INTENT if read_only else {}
         params = (query or ODataQuery()).params()
         response = await self._sender.send(
-            BcRequest(Method.GET, await self._url(key), params=params, headers=self._read_headers)
+            BcRequest(Method.GET, await self._url(key), params=params, headers=headers)
         )
         return _entity(json_body(response), _request_id(response))
 
@@ -150,13 +160,51 @@ class BusinessCentralClient:
     async def pages(
         self, entity_set: EntitySet, query: ODataQuery | None = None, *, page_size: int | None = None
     ) -> AsyncIterator[tuple[Entity, ...]]:
-        """The collection one page at a time (a caller that handles each page never holds the whole set)."""
-        next_url: str | None = await self._url(entity_set)
+        """Page by page (`Data-Access-Intent: ReadOnly`): a caller can act on each before reading the next."""
+        url: str | None = await self._url(entity_set)
         params = (query or ODataQuery()).params()
-        while next_url is not None:
-            page = await self._page(next_url, params, page_size or self._page_size)
+        while url is not None:
+            page = await self._page(url, params, page_size or self._page_size, READ_ONLY_INTENT)
             yield page.entities
-            next_url, params = page.next_link, {}
+            url, params = page.next_link, {}
+
+    # ----- webhook subscriptions (environment-wide, per API route) -----------------------------------
+    # learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/dynamics-subscriptions
+
+    async def subscriptions(self, api: ApiRoute = STANDARD_API) -> tuple[Entity, ...]:
+        """Every subscription of the environment under this API route (anyone's), with ETags."""
+        return await self._collect(f"{self._endpoint.api_root(api)}/subscriptions", {}, None, None)
+
+    async def create_subscription(self, api: ApiRoute, body: JsonObject) -> Entity:
+        """POST `{notificationUrl, resource, clientState}`; BC answers 201 only after the handshake succeeded."""
+        url = f"{self._endpoint.api_root(api)}/subscriptions"
+        response = await self._sender.send(BcRequest(Method.POST, url, body=dict(body)))
+        return _entity(json_body(response), _request_id(response))
+
+    async def renew_subscription(
+        self, api: ApiRoute, subscription_id: str, body: JsonObject, *, etag: str
+    ) -> Entity:
+        """PATCH with If-Match and the full body (BC refuses an empty one: MicrosoftDocs
+        dynamics365smb-devitpro-pb issue #2863); a new handshake, then 3 more days."""
+        response = await self._sender.send(
+            BcRequest(
+                Method.PATCH,
+                self._subscription_url(api, subscription_id),
+                body=dict(body),
+                headers={"If-Match": etag},
+            )
+        )
+        return _entity(json_body(response), _request_id(response))
+
+    async def delete_subscription(self, api: ApiRoute, subscription_id: str, *, etag: str | None) -> None:
+        """DELETE with If-Match (`*` when the ETag is unknown); BC answers 204."""
+        url = self._subscription_url(api, subscription_id)
+        await self._sender.send(BcRequest(Method.DELETE, url, headers={"If-Match": etag or ANY_VERSION}))
+
+    def _subscription_url(self, api: ApiRoute, subscription_id: str) -> str:
+        if not _SUBSCRIPTION_ID.fullmatch(subscription_id):
+            raise QueryError(f"not a subscription id ({len(subscription_id)} characters)")
+        return f"{self._endpoint.api_root(api)}/subscriptions('{subscription_id}')"
 
     async def create(self, entity_set: EntitySet, values: JsonObject) -> Entity:
         """POST a new entity (deep insert allowed); BC answers 201 with the entity."""
@@ -253,15 +301,11 @@ class BusinessCentralClient:
             next_url, params = page.next_link, {}
         return tuple(collected[:limit] if limit is not None else collected)
 
-    async def _page(self, url: str, params: Mapping[str, str], page_size: int) -> Page:
-        response = await self._sender.send(
-            BcRequest(
-                Method.GET,
-                url,
-                params=params,
-                headers={**self._read_headers, "Prefer": f"odata.maxpagesize={page_size}"},
-            )
-        )
+    async def _page(
+        self, url: str, params: Mapping[str, str], page_size: int, headers: Mapping[str, str] | None = None
+    ) -> Page:
+        prefer = {"Prefer": f"odata.maxpagesize={page_size}", **(headers or {})}
+        response = await self._sender.send(BcRequest(Method.GET, url, params=params, headers=prefer))
         body = json_body(response)
         correlation = Correlation(_request_id(response))
         values = body.get("value") if isinstance(body, Mapping) else None

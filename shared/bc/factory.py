@@ -104,10 +104,9 @@ def build_client(
     policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     clock: Clock | None = None,
     endpoint: BcEndpoint | None = None,
-    read_only: bool = False,
 ) -> BusinessCentralClient:
     """A BC client for `endpoint` (the settings' environment when None); the token must outlive a whole request
-    (timeout + 1 min). `read_only`: its GETs ask for BC's read-only replica (client.READ_ONLY_INTENT)."""
+    (timeout + 1 min)."""
     min_validity = max(DEFAULT_MIN_VALIDITY, timedelta(seconds=settings.bc.request_timeout_seconds + 60))
     sender = RequestSender(
         http or http_client_from_settings(settings),
@@ -118,4 +117,4 @@ def build_client(
         recorder=recorder,
         clock=clock,
     )
-    return BusinessCentralClient(sender, endpoint or endpoint_from_settings(settings), read_only=read_only)
+    return BusinessCentralClient(sender, endpoint or endpoint_from_settings(settings))

@@ -75,7 +75,9 @@ class WatchSource(Protocol):
 class EntityReads(Protocol):
     """The BC reads the expansion makes (BusinessCentralClient's)."""
 
-    async def get(self, key: EntityKey, query: ODataQuery | None = None) -> Entity: ...
+    async def get(
+        self, key: EntityKey, query: ODataQuery | None = None, *, read_only: bool = False
+    ) -> Entity: ...
 
     def pages(
         self, entity_set: EntitySet, query: ODataQuery | None = None, *, page_size: int | None = None
@@ -275,7 +277,8 @@ async def _entity_event(
     if not deleted:
         query = ODataQuery(select=_select(watch))
         try:
-            entity = await lane.reads.get(_entity_set(watch, target).key(target.entity_id), query)
+            key = _entity_set(watch, target).key(target.entity_id)
+            entity = await lane.reads.get(key, query, read_only=True)
         except NotFoundError:
             deleted = True
         else:

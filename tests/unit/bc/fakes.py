@@ -107,7 +107,6 @@ def make_client(
     company_name: str | None = None,
     page_size: int = 100,
     tokens: CountingTokens | None = None,
-    read_only: bool = False,
 ) -> Harness:
     """A BusinessCentralClient whose HTTP goes to `handler`; every request is also kept."""
     seen: list[httpx.Request] = []
@@ -132,5 +131,5 @@ def make_client(
         clock=clock,
     )
     endpoint = BcEndpoint(BASE, "production", TENANT, company_id=company_id, company_name=company_name)
-    client = BusinessCentralClient(sender, endpoint, page_size=page_size, read_only=read_only)
+    client = BusinessCentralClient(sender, endpoint, page_size=page_size)
     return Harness(client, tokens, throttle, recorder, clock, seen)

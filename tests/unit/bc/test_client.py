@@ -95,23 +95,6 @@ async def test_list_follows_next_links_to_the_end() -> None:
     assert "$filter" not in h.requests[1].url.params  # the next link is followed verbatim
 
 
-async def test_pages_yields_each_page_as_it_comes_with_read_only_intent() -> None:
-    """The change feed's client reads page by page and asks for BC's read-only replica on every GET."""
-
-    def pages(request: httpx.Request) -> httpx.Response:
-        page = int(request.url.params.get("$skiptoken", "0"))
-        body: dict[str, object] = {"value": [customer(page + 1)]}
-        if page < 2:
-            body["@odata.nextLink"] = f"{API_ROOT}/companies({COMPANY})/customers?$skiptoken={page + 1}"
-        return json_response(200, body)
-
-    h = make_client(pages, page_size=1, read_only=True)
-    seen = [len(h.requests) async for _ in h.client.pages(CUSTOMERS)]
-    assert seen == [1, 2, 3]  # each page handed over before the next is asked for
-    await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
-    assert all(request.headers["Data-Access-Intent"] == "ReadOnly" for request in h.requests)
-
-
 async def test_list_stops_at_the_limit() -> None:
     """With a limit, no page beyond it is fetched and the result is cut to size."""
 
@@ -480,3 +463,11 @@ async def test_throttle_permit_is_taken_per_request() -> None:
     h = make_client(pages)
     await h.client.list(CUSTOMERS)
     assert h.throttle.permits == 2
+
+
+async def test_a_read_only_get_asks_for_bcs_read_replica() -> None:
+    """The change feed's reads carry Data-Access-Intent: ReadOnly; a job's get does not."""
+    h = make_client(lambda request: json_response(200, customer(1)))
+    await h.client.get(CUSTOMERS.key(CUSTOMER_ID), read_only=True)
+    await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
+    assert [request.headers.get("Data-Access-Intent") for request in h.requests] == ["ReadOnly", None]
