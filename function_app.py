@@ -16,6 +16,7 @@ from shared.triggers import (
     admin_page,
     auth_http,
     changes_http,  # change feed (issue 22): feed
+    changes_expansion,
     changes_receiver,
     connections_http,
     connections_onboarding,
@@ -47,6 +48,7 @@ app.register_functions(connections_onboarding.bp)  # consent, check, sign-in of 
 app.register_functions(changes_http.bp)  # change feed (issue 22): GET /api/changes
 # The change feed's receiver and expansion (issue 22, `receiver`)
 app.register_functions(changes_receiver.bp)
+app.register_functions(changes_expansion.bp)
 
 
 async def close_services() -> None:

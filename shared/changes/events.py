@@ -51,8 +51,7 @@ def build_event(
     """The event of the entity version BC returned (its ETag is the version; lastModifiedDateTime its time)."""
     entity_id = str(entity.id or target.entity_id)
     company = str(target.company_id)
-    time = parse_instant(entity.values.get("lastModifiedDateTime")) or fallback_time
-    version = entity.etag or time.isoformat()
+    time, version = _time_and_version(entity, fallback_time)
     return ChangeEvent(
         id=change_id(connection.name, company, watch.entity_set, entity_id, version),
         source=source_of(connection, company),
@@ -92,6 +91,14 @@ def tombstone(
         bcchange=ChangeKind.DELETED,
         bcorigin=origin,
     )
+
+
+def _time_and_version(entity: Entity, fallback_time: datetime) -> tuple[datetime, str]:
+    """BC's lastModifiedDateTime (else `fallback_time`), and the version every path hashes (subs'
+    bcjobs.changes.entity_version): the ETag, else lastModifiedDateTime as BC wrote it, else the fallback time."""
+    modified = entity.values.get("lastModifiedDateTime")
+    time = parse_instant(modified) or fallback_time
+    return time, entity.etag or (modified if isinstance(modified, str) else time.isoformat())
 
 
 def _data(watch: Watch, target: ItemTarget, entity_id: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,9 @@ from shared import telemetry
 from shared.auth import AuthServices, auth_services
 from shared.azure_clients import queue_client, table_client
 from shared.bc import SharedThrottle, build_client
+from shared.bc.client import BusinessCentralClient
 from shared.bc.factory import endpoint_for, throttle_config_from_settings
+from shared.bc.throttle.low_priority import LowPriority
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
 from shared.changes.compose import echo_journal
 from shared.clock import SystemClock
@@ -158,6 +160,7 @@ class ConnectionLanes:
         self.throttles: dict[str, SharedThrottle] = {}  # by connection name
         self._by_budget: dict[str, SharedThrottle] = {}  # one per budget key in a process
         self._backlogs: dict[str, BudgetBacklog] = {}  # likewise (shared/jobs/fairness.py)
+        self._feed: dict[str, tuple[Connection, BusinessCentralClient]] = {}  # the change feed's (issue 22)
 
     @property
     def default(self) -> str:
@@ -203,6 +206,20 @@ class ConnectionLanes:
             self._by_budget[key] = throttle
             self._closers.append(throttle.close)
         return self._by_budget[key]
+
+    async def feed_client(self, connection: str) -> tuple[Connection, BusinessCentralClient]:
+        """The change feed's BC client of a connection (issue 22): the lane's token manager and shared throttle,
+        but only the throttle's low permits (LowPriority: never before a waiting job of this process)."""
+        found = (await self.lane(connection)).connection
+        known = self._feed.get(found.name)
+        if known is None or known[0] != found:
+            low = LowPriority(self.throttles[found.name])
+            tokens = self._auth.for_connection(found).manager
+            endpoint = endpoint_for(found, self._settings)
+            client = build_client(self._settings, tokens, low, endpoint=endpoint)
+            self._closers.append(client.aclose)
+            known = self._feed[found.name] = (found, client)
+        return known
 
 
 _per_loop: PerLoop[Settings, JobServices] = PerLoop(build_job_services)

@@ -142,7 +142,7 @@ NOTIFICATION_ITEMS = MetricSpec(
     Kind.COUNTER,
     "{item}",
     "Notification items the expansion handled, by BC's change type and outcome (expanded, wrong_secret, "
-    "no_watch, malformed, too_large)",
+    "no_connection, no_watch, malformed, dead_lettered)",
     ("change_type", "outcome"),
 )
 

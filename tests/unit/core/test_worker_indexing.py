@@ -73,6 +73,8 @@ EXPECTED = {
     "changes_read": _http("FUNCTION", ["GET"], "changes"),
     # the change feed's receiver and expansion (issue 22, `receiver`)
     "changes_receiver": _http("ANONYMOUS", ["GET", "POST"], "notifications/{connection}/{key}"),
+    "changes_expand": _queue("bc-notifications"),
+    "changes_expand_poison": _queue("bc-notifications-poison"),
 }
 
 

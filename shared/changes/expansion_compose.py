@@ -1,0 +1,108 @@
+"""Wiring of the expansion per process and event loop (issue 22): the job pipeline's lanes, the feed's parts.
+
+Apart from the receiver's wiring (inbound.py) so that the receiver's module imports nothing of the job pipeline.
+The entry points the queue triggers call are here too: `expand_text` (bc-notifications) and `record_dead`
+(bc-notifications-poison).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from shared import telemetry
+from shared.changes.expansion import Expanded, Expansion, FeedLane, SecretSource, WatchSource
+from shared.changes.feed import ChangeFeed
+from shared.changes.notifications import NotificationMessage
+from shared.errors import IntegrationError
+from shared.jobs.compose import ConnectionLanes, job_services
+from shared.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedParts:
+    """What the expansion needs besides BC: the connections' notification secrets, watches and the change feed."""
+
+    secrets: SecretSource
+    watches: WatchSource
+    feed: ChangeFeed
+
+
+class FeedNotWiredError(IntegrationError):
+    """This build has no secrets, watches or change log to expand notifications with."""
+
+
+async def _unwired(settings: Settings) -> FeedParts:
+    del settings
+    raise FeedNotWiredError(
+        "the change feed's notification secrets, watches and change log are not wired in this build "
+        "(shared/changes/inbound.py FEED_PARTS); the message goes to bc-notifications-poison and is recorded there"
+    )
+
+
+# Set where the Key Vault secrets (KeyVaultNotifySecrets), the watch directory and the TableChangeFeed are built
+# (issue 22: `subs`, `feed`); tests set their own.
+FEED_PARTS: list[Callable[[Settings], Awaitable[FeedParts]]] = [_unwired]
+
+
+@dataclass(frozen=True, slots=True)
+class LaneFeeds:
+    """FeedLanes over the job pipeline's lanes: the same token managers and throttles, at low priority."""
+
+    lanes: ConnectionLanes
+
+    async def feed_lane(self, connection: str) -> FeedLane:
+        found, client = await self.lanes.feed_client(connection)
+        return FeedLane(found, client)
+
+
+async def expansion() -> Expansion:
+    """This process's expansion (the job pipeline's lanes; the feed's parts per FEED_PARTS)."""
+    settings = get_settings()
+    lanes = (await job_services(settings)).lanes
+    if lanes is None:  # JobServices built by hand (tests) have none
+        raise FeedNotWiredError("the job pipeline was built without connection lanes")
+    parts = await FEED_PARTS[-1](settings)
+    return Expansion(parts.secrets, parts.watches, LaneFeeds(lanes), parts.feed)
+
+
+async def expand_text(text: str) -> Expanded:
+    """Expand one queue message; a text that is not one of ours is logged and dropped (it never will be)."""
+    try:
+        message = NotificationMessage.decode(text)
+    except ValueError:
+        telemetry.notification_items("other", "malformed")
+        logger.error(
+            "a bc-notifications message that is not a notification (%d characters) was dropped",
+            len(text),
+            extra={"event": "changes.message_unreadable"},
+        )
+        return Expanded(dropped=1)
+    return await (await expansion()).expand(message)
+
+
+def record_dead(text: str, dequeue_count: int) -> None:
+    """Record a notification the host gave up on (ERROR `changes.notification_dead_lettered`, for the alert): its
+    connection, BC's correlation id and what it named. Nothing here touches storage, so recording cannot fail; the
+    reconciliation reads what it would have brought."""
+    try:
+        message = NotificationMessage.decode(text)
+    except ValueError:
+        message = None
+    items = [] if message is None else [(i.get("changeType"), i.get("resource")) for i in message.value]
+    for change_type, _ in items:
+        telemetry.notification_items(str(change_type), "dead_lettered")
+    logger.error(
+        "notification of connection %s given up after %d deliveries; reconciliation heals it: %s",
+        message.connection if message else "(unreadable)",
+        dequeue_count,
+        items,
+        extra={
+            "event": "changes.notification_dead_lettered",
+            "correlation_id": message.correlation_id if message else None,
+            "items": len(items),
+        },
+    )
