@@ -18,6 +18,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from bcjobs import JOBS_QUEUE, POISON_QUEUE
+from bcjobs.changes import NOTIFICATIONS_QUEUE
 from shared.auth import ConnectionStatus, auth_services
 from shared.azure_clients import queue_client, table_client
 from shared.bc.factory import budget_key, throttle_config_from_settings
@@ -27,7 +28,8 @@ from shared.connections.compose import registry_services
 from shared.ops.snapshot import QueueReading, Sources, ThrottleRow, ThrottleUsage
 from shared.settings import Settings
 
-QUEUES = (JOBS_QUEUE, POISON_QUEUE)
+# bc-notifications: its oldest message is the oldest unexpanded BC notification (issue 22, point 7).
+QUEUES = (JOBS_QUEUE, POISON_QUEUE, NOTIFICATIONS_QUEUE, f"{NOTIFICATIONS_QUEUE}-poison")
 _COLUMNS = [
     "PartitionKey",
     "State",
