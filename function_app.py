@@ -15,8 +15,8 @@ from shared.telemetry import configure_telemetry
 from shared.triggers import (
     admin_page,
     auth_http,
-    changes_http,  # change feed (issue 22): feed
     changes_expansion,
+    changes_http,  # change feed (issue 22): feed
     changes_receiver,
     connections_http,
     connections_onboarding,
