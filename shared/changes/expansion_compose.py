@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from shared import telemetry
-from shared.changes.expansion import Expanded, Expansion, FeedLane, SecretSource, WatchSource
+from shared.changes.compose import change_services, watch_lookup
+from shared.changes.expansion import Expanded, Expansion, FeedLane, RouteSecret, SecretSource, WatchSource
 from shared.changes.feed import ChangeFeed
 from shared.changes.notifications import NotificationMessage
 from shared.errors import IntegrationError
@@ -32,20 +33,28 @@ class FeedParts:
 
 
 class FeedNotWiredError(IntegrationError):
-    """This build has no secrets, watches or change log to expand notifications with."""
+    """The job pipeline was built without connection lanes (a hand-built JobServices)."""
 
 
-async def _unwired(settings: Settings) -> FeedParts:
-    del settings
-    raise FeedNotWiredError(
-        "the change feed's notification secrets, watches and change log are not wired in this build "
-        "(shared/changes/inbound.py FEED_PARTS); the message goes to bc-notifications-poison and is recorded there"
-    )
+class NoSecrets:
+    """SecretSource with no secret for any connection: every notification is dropped as `wrong_secret`.
+
+    What this build has until subs' KeyVaultNotifySecrets (Key Vault `bc-notify-{connection}`) is wired in
+    `feed_parts`: without those secrets no subscription was created, so nothing that arrives can be BC's.
+    """
+
+    async def get(self, connection: str) -> RouteSecret | None:
+        del connection
+        return None
 
 
-# Set where the Key Vault secrets (KeyVaultNotifySecrets), the watch directory and the TableChangeFeed are built
-# (issue 22: `subs`, `feed`); tests set their own.
-FEED_PARTS: list[Callable[[Settings], Awaitable[FeedParts]]] = [_unwired]
+async def feed_parts(settings: Settings) -> FeedParts:
+    """The process's secrets, watches (shared.changes.compose.watch_lookup) and change log (TableChangeFeed)."""
+    return FeedParts(NoSecrets(), watch_lookup(settings), (await change_services(settings)).feed)
+
+
+# Tests put their own parts last.
+FEED_PARTS: list[Callable[[Settings], Awaitable[FeedParts]]] = [feed_parts]
 
 
 @dataclass(frozen=True, slots=True)
