@@ -1,5 +1,5 @@
 """`python -m bench all | throttle --processes N [...] | instances [--processes N] | fairness [...] | tokens |
-connections [--count N]`: run benchmarks, print figures as one JSON object."""
+connections [--count N] | feed-priority`: run benchmarks, print figures as one JSON object."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from bench import suite, token_rates
+from bench import feed_priority, suite, token_rates
 from bench.connections import CONNECTIONS_RESULTS, connection_scale
 from bench.fairness import SANDBOX_FLAGS, Fairness, fairness
 from bench.instances import many_instances
@@ -48,6 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     fair.add_argument("--trickle-jobs", type=int, default=plain.trickle_jobs, help="connection B's jobs")
     fair.add_argument("--rate-limit", type=int, default=plain.rate_limit, help="BC requests per window")
     fair.add_argument("--window", type=float, default=plain.window_seconds, help="compressed window (s)")
+    benches.add_parser(
+        "feed-priority", help="jobs' BC throughput while the change feed expands 1,500 changes (simulated)"
+    )
     benches.add_parser("tokens", help="Key Vault and token-endpoint calls per hour per instance (simulated)")
     connections = benches.add_parser(
         "connections", help="N registered connections: timer refresh, status page, registry lookups"
@@ -62,6 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmark; print one JSON object on stdout."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.bench == "feed-priority":
+        print(json.dumps(feed_priority.run()))
+        return 0
     if args.bench == "tokens":
         print(json.dumps(token_rates.run()))
         return 0
