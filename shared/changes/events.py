@@ -7,7 +7,6 @@ ETag, or `tombstone_version()` for a delete).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -19,14 +18,10 @@ from bcjobs.changes import (
     change_id,
     tombstone_version,
 )
-from shared.bc.models import Entity
+from shared.bc.models import BcEndpoint, Entity
 from shared.changes.resources import ItemTarget, parse_instant
 from shared.changes.watch import Watch
 from shared.connections import Connection
-
-# An entity's data goes into its event when its JSON is at most this big (the event must fit a 64 KiB queue
-# message as base64, with its envelope); a bigger one is a reference to read instead.
-MAX_DATA_BYTES = 32_000
 
 
 def source_of(connection: Connection, company_id: str) -> str:
@@ -34,12 +29,13 @@ def source_of(connection: Connection, company_id: str) -> str:
     return f"/connections/{connection.name}/environments/{connection.environment}/companies/{company_id}"
 
 
-def reference_of(target: ItemTarget, entity_set: str, entity_id: str) -> str:
-    """Where to read the entity (relative to the environment's API root, as BC's own `resource` is)."""
-    return f"{target.api_path}/companies({target.company_id})/{entity_set}({entity_id})"
+def reference_of(endpoint: BcEndpoint, target: ItemTarget, entity_set: str, entity_id: str) -> str:
+    """The entity's URL: `{API root}/companies({company})/{entitySet}({id})`."""
+    return f"{endpoint.api_root(target.route)}/companies({target.company_id})/{entity_set}({entity_id})"
 
 
 def build_event(
+    endpoint: BcEndpoint,
     connection: Connection,
     watch: Watch,
     target: ItemTarget,
@@ -58,7 +54,7 @@ def build_event(
         type=f"{EVENT_TYPE_PREFIX}.{watch.entity_set}.{kind.value}",
         subject=entity_id,
         time=time,
-        data=_data(watch, target, entity_id, dict(entity.values)),
+        data=_data(watch, reference_of(endpoint, target, watch.entity_set, entity_id), dict(entity.values)),
         bcconnection=connection.name,
         bcenvironment=connection.environment,
         bccompany=company,
@@ -101,8 +97,7 @@ def _time_and_version(entity: Entity, fallback_time: datetime) -> tuple[datetime
     return time, entity.etag or (modified if isinstance(modified, str) else time.isoformat())
 
 
-def _data(watch: Watch, target: ItemTarget, entity_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    """The entity when the watch includes data and it fits, else a reference to read it."""
-    if watch.include_data and len(json.dumps(values, default=str).encode("utf-8")) <= MAX_DATA_BYTES:
-        return {"entity": values}
-    return {"reference": reference_of(target, watch.entity_set, entity_id)}
+def _data(watch: Watch, reference: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Always the entity's URL; the entity too when the watch asks (main's contract: the change log drops it,
+    saying so, when the event would not fit a queue message: shared/changes/log.py `fitted`)."""
+    return {"reference": reference, "entity": values} if watch.include_data else {"reference": reference}

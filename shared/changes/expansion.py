@@ -36,7 +36,7 @@ from uuid import UUID
 from bcjobs.changes import ChangeEvent, ChangeKind
 from shared import telemetry
 from shared.bc.errors import NotFoundError
-from shared.bc.models import ApiRoute, Entity, EntityKey, EntitySet
+from shared.bc.models import BcEndpoint, Entity, EntityKey, EntitySet
 from shared.bc.odata import ODataQuery, odata_field
 from shared.changes.events import build_event, tombstone
 from shared.changes.feed import ChangeFeed
@@ -74,6 +74,9 @@ class WatchSource(Protocol):
 
 class EntityReads(Protocol):
     """The BC reads the expansion makes (BusinessCentralClient's)."""
+
+    @property
+    def endpoint(self) -> BcEndpoint: ...
 
     async def get(
         self, key: EntityKey, query: ODataQuery | None = None, *, read_only: bool = False
@@ -256,9 +259,7 @@ def _wider(item: NotificationItem, known: NotificationItem) -> bool:
 
 
 def _entity_set(watch: Watch, target: ItemTarget) -> EntitySet:
-    parts = target.api.split("/")
-    api = ApiRoute(parts[0], parts[1], parts[2]) if len(parts) == 3 else ApiRoute(version=target.api)
-    return EntitySet(watch.entity_set, api=api, company_id=target.company_id)
+    return EntitySet(watch.entity_set, api=target.route, company_id=target.company_id)
 
 
 def _select(watch: Watch) -> tuple[str, ...]:
@@ -283,7 +284,15 @@ async def _entity_event(
             deleted = True
         else:
             kind = ChangeKind.CREATED if item.change_type == "created" else ChangeKind.UPDATED
-            return build_event(lane.connection, watch, target, entity, kind, item.last_modified or received)
+            return build_event(
+                lane.reads.endpoint,
+                lane.connection,
+                watch,
+                target,
+                entity,
+                kind,
+                item.last_modified or received,
+            )
     return tombstone(lane.connection, watch, target, item.last_modified or received)
 
 
@@ -300,7 +309,9 @@ async def _collection_events(
         )
     async for page in lane.reads.pages(_entity_set(watch, target), query, page_size=PAGE_SIZE):
         yield [
-            build_event(lane.connection, watch, target, entity, ChangeKind.UPDATED, received)
+            build_event(
+                lane.reads.endpoint, lane.connection, watch, target, entity, ChangeKind.UPDATED, received
+            )
             for entity in page
             if entity.id is not None
         ]

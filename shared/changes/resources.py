@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import unquote
 from uuid import UUID
 
+from shared.bc.models import ApiRoute
+
 CHANGE_TYPES = ("created", "updated", "deleted", "collection")
 _GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 _RESOURCE = re.compile(
@@ -40,6 +42,12 @@ class ItemTarget:
     def api_path(self) -> str:
         """`api/v2.0` or `api/{publisher}/{group}/{version}` (Watch.api_path's form)."""
         return f"api/{self.api}"
+
+    @property
+    def route(self) -> ApiRoute:
+        """The API as the BC client names it."""
+        parts = self.api.split("/")
+        return ApiRoute(parts[0], parts[1], parts[2]) if len(parts) == 3 else ApiRoute(version=self.api)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from shared.bc.errors import NotFoundError, ServiceUnavailableError
-from shared.bc.models import Entity, EntityKey, EntitySet
+from shared.bc.models import BcEndpoint, Entity, EntityKey, EntitySet
 from shared.bc.odata import ODataQuery
 from shared.changes.expansion import EntityReads, FeedLane
 from shared.changes.resources import parse_instant
@@ -55,6 +55,9 @@ class MemoryBc:
     requests: list[tuple[str, str, ODataQuery | None]] = field(default_factory=list)
     dimensions: list[dict[str, str]] = field(default_factory=list)
     unavailable: bool = False
+    endpoint: BcEndpoint = field(
+        default_factory=lambda: BcEndpoint("https://bc.test", "production", "contoso")
+    )
 
     def _note(self, kind: str, path: str, query: ODataQuery | None) -> None:
         if self.unavailable:

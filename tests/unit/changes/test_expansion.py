@@ -73,7 +73,8 @@ async def test_an_update_becomes_the_event_of_the_version_read_from_bc() -> None
     assert event.source == f"/connections/contoso/environments/production/companies/{COMPANY}"
     assert (event.subject, event.bcetag, event.bcorigin) == (_id(1), 'W/"7"', ChangeOrigin.WEBHOOK)
     assert event.time == datetime(2026, 1, 5, 8, 0, 10, tzinfo=UTC)
-    assert event.data == {"reference": f"api/v2.0/companies({COMPANY})/customers({_id(1)})"}
+    reference = f"https://bc.test/v2.0/contoso/production/api/v2.0/companies({COMPANY})/customers({_id(1)})"
+    assert event.data == {"reference": reference}
 
 
 async def test_a_watch_with_data_and_fields_selects_them_and_carries_the_entity() -> None:
@@ -83,9 +84,13 @@ async def test_a_watch_with_data_and_fields_selects_them_and_carries_the_entity(
     assert query is not None
     assert query.params()["$select"] == "id,number"
     assert feed.sent[0].bcchange is ChangeKind.CREATED
-    assert feed.sent[0].data == {
-        "entity": {"id": _id(1), "number": "C1", "lastModifiedDateTime": "2026-01-05T08:00:00Z"}
+    assert feed.sent[0].data is not None
+    assert feed.sent[0].data["entity"] == {
+        "id": _id(1),
+        "number": "C1",
+        "lastModifiedDateTime": "2026-01-05T08:00:00Z",
     }
+    assert feed.sent[0].data["reference"].endswith(f"/companies({COMPANY})/customers({_id(1)})")
 
 
 async def test_several_items_for_one_entity_are_one_read() -> None:
