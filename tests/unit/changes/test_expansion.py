@@ -7,6 +7,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bcjobs.changes import ChangeKind, ChangeOrigin, change_id, tombstone_version
 from shared.bc.errors import ServiceUnavailableError
@@ -170,3 +172,25 @@ async def test_every_read_runs_under_bcs_correlation_id() -> None:
     await expansion.expand(_message(_item(1)))
     assert bc.dimensions[0]["correlation_id"] == "c0ffee"
     assert bc.dimensions[0]["connection"] == "contoso"
+
+
+_values = st.one_of(st.none(), st.integers(), st.text(max_size=80), st.lists(st.text(max_size=5), max_size=2))
+_garbage_items = st.dictionaries(
+    st.sampled_from(["changeType", "resource", "clientState", "lastModifiedDateTime", "subscriptionId", "x"]),
+    _values,
+    max_size=6,
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(items=st.lists(_garbage_items, min_size=1, max_size=5), right_state=st.booleans())
+async def test_garbage_items_never_raise_and_publish_nothing(
+    items: list[dict[str, Any]], right_state: bool
+) -> None:
+    """Whatever a message holds besides BC's shapes is dropped: no exception, no read, no event."""
+    expansion, bc, feed = _world([_customer(1)])
+    if right_state:
+        items = [item | {"clientState": STATE} for item in items]
+    expanded = await expansion.expand(_message(*items))
+    assert (bc.requests, feed.sent) == ([], [])
+    assert expanded.new == 0
