@@ -207,7 +207,7 @@ class ConnectionLanes:
             self._closers.append(throttle.close)
         return self._by_budget[key]
 
-    async def feed_client(self, connection: str) -> tuple[Connection, BusinessCentralClient]:
+    async def feed_client(self, connection: str | None) -> tuple[Connection, BusinessCentralClient]:
         """The change feed's BC client of a connection (issue 22): the lane's token manager and shared throttle,
         but only the throttle's low permits (LowPriority: never before a waiting job of this process)."""
         found = (await self.lane(connection)).connection
