@@ -35,13 +35,13 @@ from uuid import UUID
 
 from bcjobs.changes import ChangeEvent, ChangeKind
 from shared import telemetry
-from shared.bc.errors import NotFoundError
 from shared.bc.models import BcEndpoint, Entity, EntityKey, EntitySet
 from shared.bc.odata import ODataQuery, odata_field
 from shared.changes.events import build_event, tombstone
 from shared.changes.feed import ChangeFeed
 from shared.changes.notifications import NotificationMessage
 from shared.changes.resources import ItemTarget, NotificationItem, parse_item
+from shared.changes.shared_reads import SharedReads
 from shared.changes.watch import Watch
 from shared.connections import Connection, ConnectionUnusableError
 from shared.telemetry.dimensions import job_scope
@@ -125,9 +125,15 @@ class Expansion:
     """Turns notification messages into change events."""
 
     def __init__(
-        self, secrets: SecretSource, watches: WatchSource, lanes: FeedLanes, feed: ChangeFeed
+        self,
+        secrets: SecretSource,
+        watches: WatchSource,
+        lanes: FeedLanes,
+        feed: ChangeFeed,
+        reads: SharedReads | None = None,
     ) -> None:
         self._secrets, self._watches, self._lanes, self._feed = secrets, watches, lanes, feed
+        self._reads = reads or SharedReads()
 
     async def expand(self, message: NotificationMessage) -> Expanded:
         """Verify, group, read and publish one message; raises on storage or BC trouble that may pass."""
@@ -186,7 +192,7 @@ class Expansion:
     async def _published(self, message: NotificationMessage, lane: FeedLane, work: _Work) -> Expanded:
         events: list[ChangeEvent] = []
         for watch, item, deleted in work.entities.values():
-            events.append(await _entity_event(lane, watch, item, deleted, message.received_at))
+            events.append(await _entity_event(self._reads, lane, watch, item, deleted, message.received_at))
         published = await self._feed.publish(events)
         new, seen = published.new, published.seen
         for watch, item in work.collections.values():
@@ -270,30 +276,39 @@ def _select(watch: Watch) -> tuple[str, ...]:
 
 
 async def _entity_event(
-    lane: FeedLane, watch: Watch, item: NotificationItem, deleted: bool, received: datetime
+    reads: SharedReads,
+    lane: FeedLane,
+    watch: Watch,
+    item: NotificationItem,
+    deleted: bool,
+    received: datetime,
 ) -> ChangeEvent:
     """The entity's event: a tombstone for a delete (or a 404: deleted since), else its current version."""
     target = item.target
+    entity = None if deleted else await _read(reads, lane, watch, target, received)
+    if entity is None:
+        return tombstone(lane.connection, watch, target, item.last_modified or received)
+    kind = ChangeKind.CREATED if item.change_type == "created" else ChangeKind.UPDATED
+    endpoint, fallback = lane.reads.endpoint, item.last_modified or received
+    return build_event(endpoint, lane.connection, watch, target, entity, kind, fallback)
+
+
+async def _read(
+    reads: SharedReads, lane: FeedLane, watch: Watch, target: ItemTarget, received: datetime
+) -> Entity | None:
+    """The entity with the watch's `$select` (None: BC answered 404, deleted since), shared with a read in flight."""
     assert target.entity_id is not None  # noqa: S101 -- entity items only (parse_item)
-    if not deleted:
-        query = ODataQuery(select=_select(watch))
-        try:
-            key = _entity_set(watch, target).key(target.entity_id)
-            entity = await lane.reads.get(key, query, read_only=True)
-        except NotFoundError:
-            deleted = True
-        else:
-            kind = ChangeKind.CREATED if item.change_type == "created" else ChangeKind.UPDATED
-            return build_event(
-                lane.reads.endpoint,
-                lane.connection,
-                watch,
-                target,
-                entity,
-                kind,
-                item.last_modified or received,
-            )
-    return tombstone(lane.connection, watch, target, item.last_modified or received)
+    query = ODataQuery(select=_select(watch))
+    key = _entity_set(watch, target).key(target.entity_id)
+    flight = (
+        lane.connection.name,
+        str(target.company_id),
+        target.api,
+        watch.entity_set,
+        str(key.id),
+        *query.select,
+    )
+    return await reads.read(flight, received, lambda: lane.reads.get(key, query, read_only=True))
 
 
 async def _collection_events(

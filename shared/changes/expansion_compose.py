@@ -7,7 +7,9 @@ The entry points the queue triggers call are here too: `expand_text` (bc-notific
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,6 +18,7 @@ from shared.changes.compose import change_services, watch_lookup
 from shared.changes.expansion import Expanded, Expansion, FeedLane, RouteSecret, SecretSource, WatchSource
 from shared.changes.feed import ChangeFeed
 from shared.changes.notifications import NotificationMessage
+from shared.changes.shared_reads import SharedReads
 from shared.errors import IntegrationError
 from shared.jobs.compose import ConnectionLanes, job_services
 from shared.settings import Settings, get_settings
@@ -75,7 +78,12 @@ async def expansion() -> Expansion:
     if lanes is None:  # JobServices built by hand (tests) have none
         raise FeedNotWiredError("the job pipeline was built without connection lanes")
     parts = await FEED_PARTS[-1](settings)
-    return Expansion(parts.secrets, parts.watches, LaneFeeds(lanes), parts.feed)
+    reads = _reads.setdefault(asyncio.get_running_loop(), SharedReads())
+    return Expansion(parts.secrets, parts.watches, LaneFeeds(lanes), parts.feed, reads)
+
+
+# The reads in flight of this process, per event loop (their futures belong to it).
+_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedReads] = weakref.WeakKeyDictionary()
 
 
 async def expand_text(text: str) -> Expanded:
