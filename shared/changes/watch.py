@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -35,3 +35,11 @@ class Watch(BaseModel):
     def resource(self, company_id: UUID) -> str:
         """The subscription's `resource`: `/api/v2.0/companies({id})/{entitySet}` (reference (a), A1)."""
         return f"/{self.api_path()}/companies({company_id})/{self.entity_set}"
+
+
+class WatchDirectory(Protocol):
+    """The watches of a connection (cached per process: an admin's change is seen within 30 s)."""
+
+    async def watches(self, connection: str) -> list[Watch]:
+        """Every watch of `connection`, enabled or not, by name."""
+        ...

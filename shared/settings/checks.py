@@ -42,6 +42,7 @@ def check_settings(settings: Settings) -> list[SettingProblem]:
         *_storage_problems(settings),
         *_bc_problems(settings),
         *_time_budget_problems(settings),
+        *_notification_problems(settings),
     ]
 
 
@@ -326,6 +327,23 @@ def _bc_problems(settings: Settings) -> list[SettingProblem]:
             "BC_API_BASE_URL",
             "is not an https URL",
             f"remove it for BC online ({_default(BcSettings, 'api_base_url')}) or set the sandbox's URL",
+            Impact.BC,
+        )
+    ]
+
+
+def _notification_problems(settings: Settings) -> list[SettingProblem]:
+    """BC delivers notifications only to a reachable https URL (reference (a)); http to this machine is the local
+    world's devhost, which the sandbox calls."""
+    url = settings.changes.notification_base_url
+    if not url or _https_url(url) or _is_local_http(url):
+        return []
+    return [
+        SettingProblem(
+            "BC_NOTIFICATION_BASE_URL",
+            "is not an https URL without query",
+            "set the https base BC can reach (e.g. https://<app>.azurewebsites.net), or remove it to use "
+            "https://{WEBSITE_HOSTNAME}",
             Impact.BC,
         )
     ]

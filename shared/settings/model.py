@@ -24,6 +24,12 @@ from shared.tokens import AuthMode
 BC_RESOURCE = "https://api.businesscentral.dynamics.com"
 REFRESH_SCHEDULE_SETTING = "BC_TOKEN_REFRESH_SCHEDULE"
 DEFAULT_REFRESH_SCHEDULE = "0 0 * * * *"  # hourly, on the hour (UTC)
+# The change feed's timers (issue 22): the subscription manager and the reconciliation pull, every 15 minutes by
+# default: a renewal is due 36 h before a subscription's 3 days end, so a run missed now and then loses nothing.
+SUBSCRIPTIONS_SCHEDULE_SETTING = "BC_SUBSCRIPTIONS_SCHEDULE"
+DEFAULT_SUBSCRIPTIONS_SCHEDULE = "0 */15 * * * *"
+RECONCILE_SCHEDULE_SETTING = "BC_RECONCILE_SCHEDULE"
+DEFAULT_RECONCILE_SCHEDULE = "30 7-59/15 * * * *"  # every 15 minutes, between the manager's runs
 CALLBACK_PATH = "/api/auth/callback"
 # host.json's functionTimeout: the host restarts the whole worker process when an invocation runs longer
 # (tests/unit/jobs/test_time_budget.py checks that the two agree).
@@ -150,13 +156,32 @@ class _TimerSettings(_Group):
     (the timer binding's `%BC_TOKEN_REFRESH_SCHEDULE%`, see refresh_schedule_binding)."""
 
     refresh_schedule: str = Field(default=DEFAULT_REFRESH_SCHEDULE, alias=REFRESH_SCHEDULE_SETTING)
+    subscriptions_schedule: str = Field(
+        default=DEFAULT_SUBSCRIPTIONS_SCHEDULE, alias=SUBSCRIPTIONS_SCHEDULE_SETTING
+    )
+    reconcile_schedule: str = Field(default=DEFAULT_RECONCILE_SCHEDULE, alias=RECONCILE_SCHEDULE_SETTING)
 
-    @field_validator("refresh_schedule")
+    @field_validator("refresh_schedule", "subscriptions_schedule", "reconcile_schedule")
     @classmethod
     def _six_field_ncrontab(cls, value: str) -> str:
         if len(value.split()) != 6:
             raise ValueError("must be a 6-field NCRONTAB expression, seconds first, e.g. '0 0 * * * *'")
         return value
+
+
+class ChangeSettings(_Group):
+    """The change feed (issue 22): where BC sends notifications, and how reconciliation heals gaps."""
+
+    # The base of the URL BC is given (`{base}/api/notifications/{connection}/{key}`); unset: the platform's own
+    # https://{WEBSITE_HOSTNAME}. Set it behind a proxy or front door, or to http://127.0.0.1:<port> locally.
+    notification_base_url: str | None = Field(default=None, alias="BC_NOTIFICATION_BASE_URL")
+    # Reconciliation reads `lastModifiedDateTime gt (watermark - overlap)`: the overlap covers clock skew and
+    # transactions that commit after a later one (their lastModifiedDateTime is earlier than what was read).
+    reconcile_overlap_seconds: float = Field(
+        default=300.0, alias="BC_RECONCILE_OVERLAP_SECONDS", ge=0, le=86400
+    )
+    # How often reconciliation compares BC's ids with the feed's to find deletes no notification reported.
+    reconcile_deletes_hours: float = Field(default=24.0, alias="BC_RECONCILE_DELETES_HOURS", gt=0, le=24 * 30)
 
 
 class LocalSettings(_Group):
@@ -182,6 +207,7 @@ class Settings(_Group):
     bc: BcSettings
     jobs: JobSettings
     local: LocalSettings
+    changes: ChangeSettings = ChangeSettings()
 
 
 _GROUPS: dict[str, type[_Group]] = {
@@ -190,6 +216,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "bc": BcSettings,
     "jobs": JobSettings,
     "local": LocalSettings,
+    "changes": ChangeSettings,
 }
 # Checked by load_settings so that a bad value is named at startup, then dropped.
 _VALIDATED_ONLY: dict[str, type[_Group]] = {"timer": _TimerSettings}
@@ -202,6 +229,8 @@ _FIXES = {
     "BC_CONNECTION_NAME": "use 1-40 lowercase letters, digits or dashes",
     "BC_TABLE_PREFIX": "use a letter, then up to 20 letters or digits",
     REFRESH_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_REFRESH_SCHEDULE}'",
+    SUBSCRIPTIONS_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_SUBSCRIPTIONS_SCHEDULE}'",
+    RECONCILE_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_RECONCILE_SCHEDULE}'",
     "KEY_VAULT_CREDENTIAL": "set it to managed_identity or client_secret, or remove it",
     "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "set it to true (Azure) or false (the local sandbox only)",
 }
@@ -250,7 +279,21 @@ def refresh_schedule_binding(environ: Mapping[str, str] | None = None) -> str:
     _TimerSettings: it reads the environment (at indexing, before any Settings exist) and must agree with the
     setting's name and default.
     """
+    return schedule_binding(REFRESH_SCHEDULE_SETTING, DEFAULT_REFRESH_SCHEDULE, environ)
+
+
+def schedule_binding(setting: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    """A timer's `schedule`: `%SETTING%` when that app setting exists, else the default expression (see
+    refresh_schedule_binding for why)."""
     source = os.environ if environ is None else environ
-    if source.get(REFRESH_SCHEDULE_SETTING):
-        return f"%{REFRESH_SCHEDULE_SETTING}%"
-    return DEFAULT_REFRESH_SCHEDULE
+    return f"%{setting}%" if source.get(setting) else default
+
+
+def notification_base(settings: Settings) -> str | None:
+    """The base of the notification URL BC is given: BC_NOTIFICATION_BASE_URL, else https://{WEBSITE_HOSTNAME}
+    (the platform's own name, never a request's Host header); None when neither is set."""
+    if settings.changes.notification_base_url:
+        return settings.changes.notification_base_url.rstrip("/")
+    if settings.auth.website_hostname:
+        return f"https://{settings.auth.website_hostname}"
+    return None

@@ -51,6 +51,9 @@ DEFAULTED_IN_AZURE = {
     "BC_COMPANY_ID": "the company is named (BC_COMPANY_NAME) or is the environment's only one",
     "LOCAL_CA_BUNDLE": "local world only: the sandbox's CA",
     "WEBSITE_HOSTNAME": "set by the platform",
+    "BC_NOTIFICATION_BASE_URL": "https://{WEBSITE_HOSTNAME}, the platform's own name, is the default",
+    "BC_RECONCILE_OVERLAP_SECONDS": "the default overlap (5 minutes) covers skew and late commits",
+    "BC_RECONCILE_DELETES_HOURS": "the default (daily) comparison of ids is the documented one",
 }
 
 
