@@ -108,6 +108,11 @@ class JobRunner:
     def __init__(self, client: BusinessCentralClient) -> None:
         self._client = client
 
+    @property
+    def client(self) -> BusinessCentralClient:
+        """The lane's BC client: the change feed reads and subscribes through it (same token, same throttle)."""
+        return self._client
+
     async def run(self, job: Job, earlier: EarlierRuns, budget: Budget, trail: AnswerTrail) -> ResultSummary:
         """Do the job once within `budget`; BC's errors (and AmbiguousWriteError) propagate."""
         company = await self._company(job.company)
