@@ -10,8 +10,8 @@ from uuid import UUID
 
 from shared.bc.errors import RequestValidationError
 from shared.bc.models import STANDARD_API, ApiRoute, Entity, JsonObject
-from shared.changes.manager import RENEW_WHEN_LEFT, SubscriptionManager
 from shared.changes.secrets import MemoryNotifySecrets
+from shared.changes.subscription_manager import RENEW_WHEN_LEFT, SubscriptionManager
 from shared.changes.subscriptions import MemorySubscriptionStore
 from shared.changes.watch import Watch
 from testkit.clock import ManualClock
