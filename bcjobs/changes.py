@@ -43,6 +43,17 @@ def change_id(connection: str, company_id: str, entity_set: str, entity_id: str,
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
+def entity_version(etag: str | None, last_modified: str | None) -> str:
+    """The `version` of `change_id` for an entity read from BC, the same on every path: its `@odata.etag` (BC's
+    row version: it changes with every write, whatever `$select` asked for), else its `lastModifiedDateTime` as BC
+    wrote it (an entity without an ETag, e.g. some custom API pages)."""
+    if etag:
+        return etag
+    if last_modified:
+        return last_modified
+    raise ValueError("an entity without @odata.etag or lastModifiedDateTime has no version")
+
+
 def tombstone_version() -> str:
     """The version of a delete: BC ids (SystemId) are never reused, so an entity is deleted once."""
     return "deleted"
