@@ -5,6 +5,7 @@ import azure.functions as func
 
 from shared.auth import close_auth_services
 from shared.changes.compose import close_change_services  # change feed (issue 22): feed
+from shared.changes.directories import close_change_directories
 from shared.changes.inbound import close_receiver_services
 from shared.connections.compose import close_registry_services
 from shared.jobs import close_front_door, close_job_services
@@ -15,6 +16,7 @@ from shared.telemetry import configure_telemetry
 from shared.triggers import (
     admin_page,
     auth_http,
+    change_timers,
     changes_expansion,
     changes_http,  # change feed (issue 22): feed
     changes_receiver,
@@ -49,6 +51,9 @@ app.register_functions(changes_http.bp)  # change feed (issue 22): GET /api/chan
 # The change feed's receiver and expansion (issue 22, `receiver`)
 app.register_functions(changes_receiver.bp)
 app.register_functions(changes_expansion.bp)
+# -- change feed: watches, subscription manager, reconciliation (issue 22, subs) --
+app.register_functions(change_timers.bp)
+# -- end change feed (subs) --
 
 
 async def close_services() -> None:
@@ -56,6 +61,7 @@ async def close_services() -> None:
     await close_front_door()
     await close_receiver_services()  # the change feed's receiver queue (issue 22)
     await close_connections_admin()  # connections registry API (issue 21)
+    await close_change_directories()  # change feed stores (issue 22, subs): they use auth's Key Vault
     await close_job_services()
     await close_change_services()  # change feed (issue 22)
     await close_registry_services()  # after the jobs and the connections API, which use it

@@ -17,7 +17,14 @@ from azure.functions.decorators.function_app import FunctionRegister
 import function_app
 from devhost.catalog import functions_of
 from devhost.hostrules import host_refusals, metadata_of
-from shared.settings import refresh_schedule_binding
+from shared.settings import (
+    DEFAULT_RECONCILE_SCHEDULE,
+    DEFAULT_SUBSCRIPTIONS_SCHEDULE,
+    RECONCILE_SCHEDULE_SETTING,
+    SUBSCRIPTIONS_SCHEDULE_SETTING,
+    refresh_schedule_binding,
+    schedule_binding,
+)
 
 RETURN = {"direction": "OUT", "type": "http", "name": "$return"}
 
@@ -75,6 +82,13 @@ EXPECTED = {
     "changes_receiver": _http("ANONYMOUS", ["GET", "POST"], "notifications/{connection}/{key}"),
     "changes_expand": _queue("bc-notifications"),
     "changes_expand_poison": _queue("bc-notifications-poison"),
+    # the change feed's timers (issue 22, subs)
+    "change_subscriptions": _timer(
+        schedule_binding(SUBSCRIPTIONS_SCHEDULE_SETTING, DEFAULT_SUBSCRIPTIONS_SCHEDULE), use_monitor=True
+    ),
+    "change_reconcile": _timer(
+        schedule_binding(RECONCILE_SCHEDULE_SETTING, DEFAULT_RECONCILE_SCHEDULE), use_monitor=True
+    ),
 }
 
 

@@ -1,0 +1,139 @@
+"""The feed's timers' work over every connection: the subscription manager and reconciliation, each connection (and
+each watch) on its own — a failure is recorded and the others go on — with at most CONCURRENCY at once, through each
+connection's lane (its token manager and throttle: the same budget as its jobs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from shared.changes.directories import change_directories
+from shared.changes.feed import ChangeFeed
+from shared.changes.reconcile import ReconcilePolicy, Reconciler, WatchRun
+from shared.changes.subscription_manager import ConnectionRun, SubscriptionManager
+from shared.changes.subscriptions import SubscriptionStore
+from shared.changes.watch import Watch
+from shared.changes.watches import CachedWatches
+from shared.clock import SystemClock
+from shared.connections import Connection
+from shared.errors import IntegrationError, SettingsError
+from shared.jobs.compose import job_services
+from shared.jobs.lanes import Lanes
+from shared.settings import Settings, notification_base
+
+logger = logging.getLogger(__name__)
+
+CONCURRENCY = 4
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One connection's (or watch's) result, or the error that stopped it (a safe message)."""
+
+    connection: str
+    subject: str
+    result: ConnectionRun | WatchRun | None = None
+    error: str | None = None
+
+
+async def bounded(items: Sequence[T], work: Callable[[T], Awaitable[Outcome]]) -> list[Outcome]:
+    """`work` on every item, CONCURRENCY at a time, in the items' order."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(item: T) -> Outcome:
+        async with gate:
+            return await work(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+@dataclass(frozen=True, slots=True)
+class Upkeep:
+    """What both timers work with."""
+
+    watches: CachedWatches
+    subscriptions: SubscriptionStore
+    lanes: Lanes
+    manager: SubscriptionManager | None  # None: no notification base URL (see notification_base)
+    reconciler: Reconciler | None  # None: no change feed wired
+
+    async def manage(self, connection: Connection) -> Outcome:
+        """Create, renew, re-create and delete the connection's subscriptions; reconcile re-created watches."""
+        if self.manager is None:
+            return Outcome(connection.name, "subscriptions", error=_NO_BASE)
+        try:
+            watches = await self.watches.fresh(connection.name)
+            if not watches and not await self.subscriptions.all(connection.name):
+                return Outcome(connection.name, "subscriptions")  # nothing to keep, nothing to clean up
+            client = (await self.lanes.lane(connection.name)).runner.client
+            run = await self.manager.run(connection.name, watches, client)
+        except IntegrationError as exc:
+            return Outcome(connection.name, "subscriptions", error=str(exc))
+        again = [w for w in watches if w.name in run.recreated]
+        if again:  # BC had deleted them: whatever changed meanwhile was not notified
+            await self.reconcile_all(connection, again)
+        return Outcome(connection.name, "subscriptions", result=run)
+
+    async def reconcile_all(
+        self, connection: Connection, watches: list[Watch] | None = None
+    ) -> list[Outcome]:
+        """Reconcile the connection's enabled watches (all of them when `watches` is None)."""
+        try:
+            chosen = watches if watches is not None else await self.watches.watches(connection.name)
+        except IntegrationError as exc:
+            return [Outcome(connection.name, "watches", error=str(exc))]
+        enabled = [watch for watch in chosen if watch.enabled]
+        return await bounded(enabled, lambda watch: self.reconcile(connection, watch))
+
+    async def reconcile(self, connection: Connection, watch: Watch) -> Outcome:
+        """One watch's reconciliation, its failure its own."""
+        if self.reconciler is None:
+            return Outcome(connection.name, watch.name, error=_NO_FEED)
+        try:
+            client = (await self.lanes.lane(connection.name)).runner.client
+            run = await self.reconciler.reconcile(watch, connection.environment, client)
+        except IntegrationError as exc:
+            return Outcome(connection.name, watch.name, error=str(exc))
+        return Outcome(connection.name, watch.name, result=run)
+
+
+_NO_BASE = (
+    "no notification URL: set BC_NOTIFICATION_BASE_URL (or run where WEBSITE_HOSTNAME is set) so BC can reach "
+    "/api/notifications/"
+)
+_NO_FEED = "the change feed is not wired in this deployment yet; reconciliation has nowhere to publish"
+
+
+async def build_upkeep(settings: Settings, feed: ChangeFeed | None = None) -> Upkeep:
+    """The timers' collaborators for the running loop: the change-feed stores, the job pipeline's lanes, the
+    manager (when a notification base is known) and the reconciler (when a feed is given)."""
+    directories = await change_directories(settings)
+    lanes = (await job_services(settings)).lanes
+    if lanes is None:
+        raise SettingsError("the job pipeline was built without connection lanes")
+    clock = SystemClock()
+    base = notification_base(settings)
+    manager = (
+        None
+        if base is None
+        else SubscriptionManager(directories.subscriptions, directories.secrets, base, clock)
+    )
+    reconciler = (
+        None if feed is None else Reconciler(feed, directories.watermarks, reconcile_policy(settings), clock)
+    )
+    return Upkeep(directories.watches, directories.subscriptions, lanes, manager, reconciler)
+
+
+def reconcile_policy(settings: Settings) -> ReconcilePolicy:
+    """BC_RECONCILE_OVERLAP_SECONDS and BC_RECONCILE_DELETES_HOURS."""
+    changes = settings.changes
+    return ReconcilePolicy(
+        overlap=timedelta(seconds=changes.reconcile_overlap_seconds),
+        deletes_every=timedelta(hours=changes.reconcile_deletes_hours),
+    )

@@ -1,0 +1,118 @@
+"""Timers of the change feed (issue 22): the subscription manager and reconciliation, each over every enabled
+connection (the settings' one and the registry's), one connection's failure its own (shared/changes/upkeep.py).
+
+Schedules: `%BC_SUBSCRIPTIONS_SCHEDULE%` and `%BC_RECONCILE_SCHEDULE%` when those app settings exist, else the
+defaults (every 15 minutes; shared.settings.schedule_binding, as the token refresh timer). Timer triggers run on one
+instance at a time (the host's singleton lock), so one manager creates each connection's notification secret.
+One log line per connection (event changes.subscriptions: created/renewed/kept/deleted, ours/total/limit of BC's
+200 per environment) and per watch (event changes.reconciled: read/published/seen/deleted, lag in seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.changes.subscription_manager import ConnectionRun
+from shared.changes.upkeep import Outcome, Upkeep, bounded, build_upkeep
+from shared.connections import Connection, RegistryUnavailableError
+from shared.connections.compose import registry_services
+from shared.errors import IntegrationError, SettingsError
+from shared.settings import (
+    DEFAULT_RECONCILE_SCHEDULE,
+    DEFAULT_SUBSCRIPTIONS_SCHEDULE,
+    RECONCILE_SCHEDULE_SETTING,
+    SUBSCRIPTIONS_SCHEDULE_SETTING,
+    get_settings,
+    schedule_binding,
+)
+
+bp = func.Blueprint()
+logger = logging.getLogger(__name__)
+
+
+@bp.function_name("change_subscriptions")
+@bp.timer_trigger(
+    arg_name="timer",
+    schedule=schedule_binding(SUBSCRIPTIONS_SCHEDULE_SETTING, DEFAULT_SUBSCRIPTIONS_SCHEDULE),
+    run_on_startup=False,
+    use_monitor=True,
+)
+async def change_subscriptions(timer: func.TimerRequest) -> None:
+    """Create, renew, re-create and clean up every connection's BC webhook subscriptions."""
+    upkeep, connections = await _prepare("subscriptions")
+    if upkeep is None:
+        return
+    for outcome in await bounded(connections, upkeep.manage):
+        _log_subscriptions(outcome)
+
+
+@bp.function_name("change_reconcile")
+@bp.timer_trigger(
+    arg_name="timer",
+    schedule=schedule_binding(RECONCILE_SCHEDULE_SETTING, DEFAULT_RECONCILE_SCHEDULE),
+    run_on_startup=False,
+    use_monitor=True,
+)
+async def change_reconcile(timer: func.TimerRequest) -> None:
+    """Reconcile every enabled watch of every connection: publish what the webhooks missed."""
+    upkeep, connections = await _prepare("reconciliation")
+    if upkeep is None:
+        return
+    for connection in connections:
+        for outcome in await upkeep.reconcile_all(connection):
+            _log_reconciled(outcome)
+
+
+async def _prepare(what: str) -> tuple[Upkeep | None, list[Connection]]:
+    try:
+        settings = get_settings()
+        upkeep = await build_upkeep(settings)
+        connections = await (await registry_services(settings)).registry.all()
+    except (SettingsError, RegistryUnavailableError, IntegrationError) as exc:
+        logger.error("change feed %s cannot run: %s", what, exc, extra={"event": "changes.timer_failed"})
+        return None, []
+    return upkeep, [connection for connection in connections if connection.enabled]
+
+
+def _log_subscriptions(outcome: Outcome) -> None:
+    run = outcome.result
+    if outcome.error is not None:
+        logger.error(
+            "subscriptions of connection %s: %s", outcome.connection, outcome.error,
+            extra={"event": "changes.subscriptions_failed", "connection": outcome.connection},
+        )  # fmt: skip
+    if not isinstance(run, ConnectionRun):
+        return  # failed, or a connection without watches or subscriptions
+    logger.info(
+        "subscriptions of connection %s: %d created, %d renewed, %d kept, %d deleted, %d failed; %d ours of %d/%d",
+        run.connection, run.created, run.renewed, run.kept, run.deleted, len(run.failures), run.ours, run.total,
+        run.limit,
+        extra={
+            "event": "changes.subscriptions", "connection": run.connection, "subs_created": run.created,
+            "subs_renewed": run.renewed, "subs_kept": run.kept, "subs_deleted": run.deleted, "failed": len(run.failures),
+            "ours": run.ours, "total": run.total, "limit": run.limit, "recreated": ",".join(run.recreated),
+        },
+    )  # fmt: skip
+    for failure in run.failures:
+        logger.warning("subscription of connection %s: %s", run.connection, failure,
+                       extra={"event": "changes.subscription_failed", "connection": run.connection})  # fmt: skip
+
+
+def _log_reconciled(outcome: Outcome) -> None:
+    if outcome.error is not None:
+        logger.error(
+            "reconciliation of watch %s/%s: %s", outcome.connection, outcome.subject, outcome.error,
+            extra={"event": "changes.reconcile_failed", "connection": outcome.connection, "watch": outcome.subject},
+        )  # fmt: skip
+        return
+    run = outcome.result
+    lag = getattr(run, "lag", None)
+    logger.info(
+        "reconciliation of watch %s/%s: %s", outcome.connection, outcome.subject, run,
+        extra={
+            "event": "changes.reconciled", "connection": outcome.connection, "watch": outcome.subject,
+            "lag_seconds": None if lag is None else lag.total_seconds(),
+        },
+    )  # fmt: skip
