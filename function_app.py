@@ -28,6 +28,7 @@ from shared.triggers import (
     jobs_submit,
     telemetry_sample,
     token_refresh,
+    watches_http,
 )
 
 configure_logging()  # before any function runs: every log record is redacted at creation
@@ -53,6 +54,7 @@ app.register_functions(changes_receiver.bp)
 app.register_functions(changes_expansion.bp)
 # -- change feed: watches, subscription manager, reconciliation (issue 22, subs) --
 app.register_functions(change_timers.bp)
+app.register_functions(watches_http.bp)
 # -- end change feed (subs) --
 
 

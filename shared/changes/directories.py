@@ -16,9 +16,11 @@ from shared.auth import auth_services
 from shared.azure_clients import table_client
 from shared.changes.secrets import KeyVaultNotifySecrets
 from shared.changes.subscriptions import SUBSCRIPTIONS_TABLE_SUFFIX, TableSubscriptionStore
+from shared.changes.watch_admin import WatchesAdmin
 from shared.changes.watches import WATCHES_TABLE_SUFFIX, CachedWatches, TableWatchStore
 from shared.changes.watermarks import WATERMARKS_TABLE_SUFFIX, TableWatermarkStore
 from shared.clock import SystemClock
+from shared.connections.compose import registry_services
 from shared.errors import SettingsError
 from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
@@ -90,3 +92,10 @@ async def change_directories(settings: Settings | None = None) -> ChangeDirector
 async def close_change_directories() -> None:
     """Close and forget the running loop's stores (tests, local host shutdown)."""
     await _per_loop.close()
+
+
+async def watches_admin(settings: Settings | None = None) -> WatchesAdmin:
+    """The watches API's collaborators: the connection registry and the watch directory."""
+    settings = settings or get_settings()
+    registry = (await registry_services(settings)).registry
+    return WatchesAdmin(registry, (await change_directories(settings)).watches)

@@ -89,6 +89,10 @@ EXPECTED = {
     "change_reconcile": _timer(
         schedule_binding(RECONCILE_SCHEDULE_SETTING, DEFAULT_RECONCILE_SCHEDULE), use_monitor=True
     ),
+    "watches_list": _http("FUNCTION", ["GET"], "connections/{name}/watches"),
+    "watches_show": _http("FUNCTION", ["GET"], "connections/{name}/watches/{watch}"),
+    "watches_put": _http("FUNCTION", ["PUT"], "connections/{name}/watches/{watch}"),
+    "watches_delete": _http("FUNCTION", ["DELETE"], "connections/{name}/watches/{watch}"),
 }
 
 
