@@ -59,6 +59,22 @@ class ConnectionInfo(BaseModel):
     links: dict[str, str] = {}
 
 
+class WatchInfo(BaseModel):
+    """A watch as the API shows it: which entity set of which company the change feed follows."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    connection: str
+    name: str
+    entity_set: str
+    company_id: str | None = None
+    api: str | None = None
+    include_data: bool = False
+    select: tuple[str, ...] | None = None
+    enabled: bool = True
+    links: dict[str, str] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class DeleteOutcome:
     """What DELETE did: deleted (204), or disabled because jobs were pending (202, `message` says so)."""
@@ -187,6 +203,46 @@ def consent_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[Consent
     return ConsentLinkInfo.model_validate(_json(answer, f"making a consent link for connection {name}"))
 
 
+def _watches_url(base_url: str, connection: str, name: str | None = None) -> str:
+    base = f"{_url(base_url, connection)}/watches"
+    return base if name is None else f"{base}/{quote(name, safe='')}"
+
+
+def watches_flow(http: HttpCall, base_url: str, connection: str) -> flows.Flow[list[WatchInfo]]:
+    """GET /api/connections/{connection}/watches."""
+    answer = yield from flows.ask(partial(http, "GET", _watches_url(base_url, connection), None))
+    body = _json(answer, f"listing the watches of connection {connection}")
+    return [WatchInfo.model_validate(item) for item in body["watches"]]
+
+
+def watch_flow(http: HttpCall, base_url: str, connection: str, name: str) -> flows.Flow[WatchInfo | None]:
+    """GET /api/connections/{connection}/watches/{name}; None for an unknown watch."""
+    answer = yield from flows.ask(partial(http, "GET", _watches_url(base_url, connection, name), None))
+    if answer.status == 404 and b'"not_found"' in answer.body:
+        return None
+    return WatchInfo.model_validate(_json(answer, f"reading watch {connection}/{name}"))
+
+
+def put_watch_flow(
+    http: HttpCall, base_url: str, connection: str, name: str, spec: Mapping[str, object]
+) -> flows.Flow[WatchInfo]:
+    """PUT /api/connections/{connection}/watches/{name}."""
+    data = json.dumps(dict(spec)).encode("utf-8")
+    answer = yield from flows.ask(partial(http, "PUT", _watches_url(base_url, connection, name), data))
+    return WatchInfo.model_validate(_json(answer, f"saving watch {connection}/{name}"))
+
+
+def delete_watch_flow(http: HttpCall, base_url: str, connection: str, name: str) -> flows.Flow[bool]:
+    """DELETE /api/connections/{connection}/watches/{name}; False when there was no such watch."""
+    answer = yield from flows.ask(partial(http, "DELETE", _watches_url(base_url, connection, name), None))
+    if answer.status == 204:
+        return True
+    if answer.status == 404 and b'"not_found"' in answer.body:
+        return False
+    _json(answer, f"deleting watch {connection}/{name}")
+    return True
+
+
 def _json(answer: HttpAnswer, doing: str) -> dict[str, Any]:
     """The 2xx body as a JSON object; ConnectionsApiError naming the API's error and message otherwise."""
     try:
@@ -267,6 +323,22 @@ class ConnectionsClient:
         """A one-time admin-consent link for the connection's tenant; None when there is no such connection."""
         return flows.carry_out(consent_flow(self._call, self.api_url, name))
 
+    def watches(self, connection: str) -> builtins.list[WatchInfo]:
+        """The connection's watches (what the change feed follows)."""
+        return flows.carry_out(watches_flow(self._call, self.api_url, connection))
+
+    def watch(self, connection: str, name: str) -> WatchInfo | None:
+        """One watch; None when the connection has none of that name."""
+        return flows.carry_out(watch_flow(self._call, self.api_url, connection, name))
+
+    def put_watch(self, connection: str, name: str, spec: Mapping[str, object]) -> WatchInfo:
+        """Create or replace a watch (camelCase fields: entitySet, companyId, api, includeData, select, enabled)."""
+        return flows.carry_out(put_watch_flow(self._call, self.api_url, connection, name, spec))
+
+    def delete_watch(self, connection: str, name: str) -> bool:
+        """Delete a watch (its BC subscriptions go at the manager's next run); False when there was none."""
+        return flows.carry_out(delete_watch_flow(self._call, self.api_url, connection, name))
+
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()
@@ -327,6 +399,22 @@ class AsyncConnectionsClient:
     async def consent_link(self, name: str) -> ConsentLinkInfo | None:
         """A one-time admin-consent link for the connection's tenant; None when there is no such connection."""
         return await flows.carry_out_async(consent_flow(self._call, self.api_url, name))
+
+    async def watches(self, connection: str) -> builtins.list[WatchInfo]:
+        """The connection's watches (what the change feed follows)."""
+        return await flows.carry_out_async(watches_flow(self._call, self.api_url, connection))
+
+    async def watch(self, connection: str, name: str) -> WatchInfo | None:
+        """One watch; None when the connection has none of that name."""
+        return await flows.carry_out_async(watch_flow(self._call, self.api_url, connection, name))
+
+    async def put_watch(self, connection: str, name: str, spec: Mapping[str, object]) -> WatchInfo:
+        """Create or replace a watch (camelCase fields: entitySet, companyId, api, includeData, select, enabled)."""
+        return await flows.carry_out_async(put_watch_flow(self._call, self.api_url, connection, name, spec))
+
+    async def delete_watch(self, connection: str, name: str) -> bool:
+        """Delete a watch (its BC subscriptions go at the manager's next run); False when there was none."""
+        return await flows.carry_out_async(delete_watch_flow(self._call, self.api_url, connection, name))
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -14,6 +14,8 @@
         --client-id GUID --client-secret-stdin < secret.txt
     bcjobs connections show fabrikam | bcjobs connections delete fabrikam
     bcjobs changes --connection contoso --entity-set customers --follow    BC's changes, from the change log
+    bcjobs watches put customers --connection fabrikam --entity-set customers --include-data
+    bcjobs watches list --connection fabrikam | bcjobs watches delete customers --connection fabrikam
 
 Storage: `--connection-string` / env `JobsStorage`, or `--queue-service-uri` + `--table-service-uri` (env
 `JobsStorage__queueServiceUri`, `JobsStorage__tableServiceUri`) with DefaultAzureCredential; `--table-prefix` /

@@ -32,6 +32,7 @@ from bcjobs.cli.render import (
     wire,
 )
 from bcjobs.cli.storage import ResultsQueue, StorageOptions, storage_options
+from bcjobs.cli.watch_commands import watches_app
 from bcjobs.client import JobsClient, ResultStream
 from bcjobs.common import EnqueueFailure, JobHandle
 from bcjobs.errors import InvalidJobError, Problem, WaitTimeoutError
@@ -52,6 +53,7 @@ app = typer.Typer(
 
 app.add_typer(connections_app, name="connections")
 app.command("changes", cls=PlainCommand)(changes)  # the change feed (issue 22)
+app.add_typer(watches_app, name="watches")  # the change feed's watches (issue 22)
 
 ConnectionOption = Annotated[
     str | None,

@@ -63,7 +63,7 @@ Name = Annotated[str, typer.Argument(metavar="NAME", show_default=False, help="T
 
 
 @contextmanager
-def _client(api_url: str, function_key: str | None) -> Iterator[ConnectionsClient]:
+def api_client(api_url: str, function_key: str | None) -> Iterator[ConnectionsClient]:
     """The client; an API error ends the command with its message (exit 2 for a refused request, 3 otherwise)."""
     try:
         with ConnectionsClient(api_url, function_key) as client:
@@ -78,7 +78,7 @@ def list_connections(
     json_output: JsonOutput = False, *, api_url: ApiUrl = DEFAULT_API_URL, function_key: FunctionKey = None
 ) -> None:
     """Every connection: the settings' one (BC_CONNECTION_NAME) first, then the registered ones."""
-    with _client(api_url, function_key) as client:
+    with api_client(api_url, function_key) as client:
         found = client.connections()
     emit(json_output, [connection_wire(c) for c in found], connections_table(found))
 
@@ -92,7 +92,7 @@ def show(
     function_key: FunctionKey = None,
 ) -> None:
     """One connection's fields and links (exit 4 when there is none of that name)."""
-    with _client(api_url, function_key) as client:
+    with api_client(api_url, function_key) as client:
         found = client.connection(name)
     if found is None:
         if json_output:
@@ -170,7 +170,7 @@ def put(  # one option per registry field, as the API takes them
     if secret is not None:
         spec.pop("credential", None)
         spec.pop("secretName", None)
-    with _client(api_url, function_key) as client:
+    with api_client(api_url, function_key) as client:
         saved = client.put_connection(name, spec, client_secret=secret)
     emit(json_output, connection_wire(saved), connection_panel(saved))
 
@@ -212,7 +212,7 @@ def delete(
     function_key: FunctionKey = None,
 ) -> None:
     """Delete NAME with its client secret and token set; with jobs pending, the app disables it instead (exit 1)."""
-    with _client(api_url, function_key) as client:
+    with api_client(api_url, function_key) as client:
         if client.connection(name) is None:
             fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")
         outcome = client.delete_connection(name)
@@ -233,7 +233,7 @@ def check(
 ) -> None:
     """Check NAME: token, environment, BC accepts the token, company, a read of customers. Stops at the first failed
     step and names its fix (exit 1); exit 4 when there is no such connection."""
-    with _client(api_url, function_key) as client:
+    with api_client(api_url, function_key) as client:
         result = client.check_connection(name)
     if result is None:
         fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")
@@ -252,7 +252,7 @@ def consent(
 ) -> None:
     """A one-time admin-consent link (10 minutes) for NAME's tenant: an administrator of that tenant opens it and
     accepts; the page Entra returns to runs the check. Exit 4 when there is no such connection."""
-    with _client(api_url, function_key) as client:
+    with api_client(api_url, function_key) as client:
         link = client.consent_link(name)
     if link is None:
         fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")

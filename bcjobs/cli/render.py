@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bcjobs.common import EnqueueFailure, JobDetails, JobHandle
-from bcjobs.connections import CheckResult, ConnectionInfo
+from bcjobs.connections import CheckResult, ConnectionInfo, WatchInfo
 from bcjobs.errors import Problem
 from bcjobs.jobfiles import Entry
 from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
@@ -465,5 +465,30 @@ def check_table(result: CheckResult) -> RenderableType:
             detail.append(f"\nfix: {step.fix}", style="bold")
         table.add_row(
             Text(step.name), Text("yes" if step.ok else "NO", style="green" if step.ok else "red"), detail
+        )
+    return table
+
+
+def watch_wire(watch: WatchInfo) -> dict[str, object]:
+    """The watch as the API sent it (for --json)."""
+    return watch.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def watches_table(watches: list[WatchInfo]) -> RenderableType:
+    """One line per watch: name, entity set, company, API, data, state."""
+    if not watches:
+        return "no watches (bcjobs watches put NAME --connection C --entity-set customers)"
+    table = _compact(_table("name", "entity set", "company", "api", "data", "state"))
+    for watch in watches:
+        table.add_row(
+            Text(watch.name),
+            Text(watch.entity_set),
+            Text(watch.company_id or "(connection's)"),
+            Text(watch.api or "v2.0"),
+            Text(
+                ("entity" if watch.include_data else "reference")
+                + (f" {','.join(watch.select)}" if watch.select else "")
+            ),
+            Text("enabled", style="green") if watch.enabled else Text("disabled", style="red"),
         )
     return table
