@@ -79,6 +79,7 @@ class WatchRun:
     deleted: int = 0
     baseline: bool = False
     lag: timedelta | None = None
+    since_last: timedelta | None = None  # since the previous completed run (None: the first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,10 @@ class Reconciler:
         mark = await self._marks.mark(watch.connection, watch.name) or Watermark(watch.connection, watch.name)
         if mark.modified_after is None:
             return await self._baseline(target, mark, bc)
+        previous = mark.reconciled_at
         run, mark = await self._changes(target, mark, bc)
+        if previous is not None:
+            run = replace(run, since_last=self._clock.now() - previous)
         if self._deletes_due(mark):
             deleted, mark = await self._deletes(target, mark, bc)
             run = replace(run, deleted=deleted)

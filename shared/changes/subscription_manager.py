@@ -88,6 +88,9 @@ class ConnectionRun:
     total: int = 0
     limit: int = ENVIRONMENT_LIMIT
     recreated: tuple[str, ...] = ()  # watches whose subscription BC had deleted: reconcile them at once
+    unsubscribed: tuple[
+        str, ...
+    ] = ()  # enabled watches left without a live subscription (alert: no doorbell)
     expiries: tuple[tuple[str, datetime], ...] = ()  # (watch, earliest expiration) for the status page
 
 
@@ -151,7 +154,9 @@ class SubscriptionManager:
         unused = await self._serve(connection, secret, needs, ours, known, bc, tally)
         await self._delete_unused(unused, bc, tally)
         await self._write_rows(connection, known, tally)
-        return _report(connection, tally, len(ours) - tally.deleted + tally.created, len(listed))
+        report = _report(connection, tally, len(ours) - tally.deleted + tally.created, len(listed))
+        served = {record.watch for record in tally.live.values()}
+        return replace(report, unsubscribed=tuple(sorted({n.watch.name for n in needs} - served)))
 
     async def _listing(self, needs: list[Need], bc: SubscriptionApi) -> list[BcSubscription]:
         routes = sorted({STANDARD_API, *(need.api for need in needs)}, key=lambda route: route.path)

@@ -5,12 +5,15 @@ Schedules: `%BC_SUBSCRIPTIONS_SCHEDULE%` and `%BC_RECONCILE_SCHEDULE%` when thos
 defaults (every 15 minutes; shared.settings.schedule_binding, as the token refresh timer). Timer triggers run on one
 instance at a time (the host's singleton lock), so one manager creates each connection's notification secret.
 One log line per connection (event changes.subscriptions: created/renewed/kept/deleted, ours/total/limit of BC's
-200 per environment) and per watch (event changes.reconciled: read/published/seen/deleted, lag in seconds).
+200 per environment) and per watch (event changes.reconciled: read/published/seen/deleted, lag in seconds). Alerts
+(ERROR): changes.watch_unsubscribed (a watch without a live subscription after a run) and changes.reconcile_behind
+(a watch's previous completed reconciliation older than RECONCILE_BEHIND).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import azure.functions as func
 
@@ -30,6 +33,9 @@ from shared.settings import (
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
+
+# A watch whose previous completed reconciliation is older than this (four default intervals) is behind: alert.
+RECONCILE_BEHIND = timedelta(hours=1)
 
 
 @bp.function_name("change_subscriptions")
@@ -95,6 +101,12 @@ def _log_subscriptions(outcome: Outcome) -> None:
             "ours": run.ours, "total": run.total, "limit": run.limit, "recreated": ",".join(run.recreated),
         },
     )  # fmt: skip
+    for watch in run.unsubscribed:  # no doorbell: only reconciliation sees this watch's changes now
+        logger.error(
+            "watch %s/%s has no live BC subscription; see the failures above (event changes.subscription_failed)",
+            run.connection, watch,
+            extra={"event": "changes.watch_unsubscribed", "connection": run.connection, "watch": watch},
+        )  # fmt: skip
     for failure in run.failures:
         logger.warning("subscription of connection %s: %s", run.connection, failure,
                        extra={"event": "changes.subscription_failed", "connection": run.connection})  # fmt: skip
@@ -109,6 +121,13 @@ def _log_reconciled(outcome: Outcome) -> None:
         return
     run = outcome.result
     lag = getattr(run, "lag", None)
+    since_last = getattr(run, "since_last", None)
+    if since_last is not None and since_last > RECONCILE_BEHIND:
+        logger.error(
+            "reconciliation of watch %s/%s had not completed for %s (more than %s): gaps healed late; see "
+            "changes.reconcile_failed", outcome.connection, outcome.subject, since_last, RECONCILE_BEHIND,
+            extra={"event": "changes.reconcile_behind", "connection": outcome.connection, "watch": outcome.subject},
+        )  # fmt: skip
     logger.info(
         "reconciliation of watch %s/%s: %s", outcome.connection, outcome.subject, run,
         extra={

@@ -126,6 +126,7 @@ async def test_reads_go_back_by_the_overlap_in_ascending_order() -> None:
     run = await reconciler.reconcile(WATCH, "production", bc)
 
     assert run.lag == clock.now() - mark.modified_after
+    assert run.since_last == timedelta(0)  # the manual clock did not move between the two runs
     query = bc.queries[-1]  # ids are not compared yet: the last read is the changes'
 
     assert query.orderby == ("lastModifiedDateTime",)

@@ -165,6 +165,7 @@ async def test_one_failed_create_is_reported_and_the_others_still_made() -> None
     run = await manager.run("contoso", [watch("customers"), watch("items", "items")], bc)
 
     assert run.created == 1
+    assert run.unsubscribed == ("customers",)  # the alert: this watch has no doorbell
     assert len(run.failures) == 1
     assert "customers" in run.failures[0]
     assert [r.watch for r in await store.all("contoso")] == ["items"]
