@@ -93,6 +93,8 @@ def own_settings(options: DevOptions, azurite: AzuriteEndpoints, function_key: s
         "JobsStorage": azurite.connection_string,
         "BC_AUTH_MODE": "delegated",
         "BC_REDIRECT_URI": f"{options.base_url}/api/auth/callback",
+        # where the sandbox's BC sends change notifications: devhost's own http://127.0.0.1 (the sandbox allows it)
+        "BC_NOTIFICATION_BASE_URL": options.base_url,
         "KEY_VAULT_CREDENTIAL": "client_secret",
         "DEVHOST_FUNCTION_KEY": function_key,
         "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
@@ -126,6 +128,7 @@ def _fixed_ports(options: DevOptions) -> dict[str, tuple[int, str]]:
         "KEY_VAULT_URL": (base + 1, "the sandbox's Key Vault"),
         "BC_API_BASE_URL": (base + 2, "the sandbox's BC"),
         "BC_REDIRECT_URI": (options.port, "devhost"),
+        "BC_NOTIFICATION_BASE_URL": (options.port, "devhost"),
     }
 
 

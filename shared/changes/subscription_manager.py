@@ -113,6 +113,15 @@ def api_route(watch: Watch) -> ApiRoute:
     return ApiRoute(publisher, group, version)
 
 
+def route_of(resource: str) -> ApiRoute:
+    """The API route a subscription's resource lives under: `/api/{publisher}/{group}/{version}/companies(...)`."""
+    at = resource.lower().find("api/")
+    segments = resource[max(at, 0) :].split("/companies(", 1)[0].split("/")
+    if len(segments) == 4 and segments[0] == "api":
+        return ApiRoute(segments[1], segments[2], segments[3])
+    return STANDARD_API
+
+
 def resource_key(resource: str) -> str:
     """A resource compared the way BC accepts it: leading slash optional, absolute URLs too, case-insensitive."""
     lowered = resource.lower()
@@ -147,9 +156,10 @@ class SubscriptionManager:
         """One pass over the connection's watches; raises only when BC's list cannot be read."""
         secret = await self._secrets.ensure(connection)
         needs = await _needs(watches, bc)
-        listed = await self._listing(needs, bc)
-        ours = [s for s in listed if s.notification_url.startswith(self.ours_prefix(connection))]
         known = {r.subscription_id: r for r in await self._store.all(connection)}
+        routes = {need.api for need in needs} | {route_of(r.resource) for r in known.values()}
+        listed = await self._listing(routes, bc)
+        ours = [s for s in listed if s.notification_url.startswith(self.ours_prefix(connection))]
         tally = _Tally()
         unused = await self._serve(connection, secret, needs, ours, known, bc, tally)
         await self._delete_unused(unused, bc, tally)
@@ -158,10 +168,10 @@ class SubscriptionManager:
         served = {record.watch for record in tally.live.values()}
         return replace(report, unsubscribed=tuple(sorted({n.watch.name for n in needs} - served)))
 
-    async def _listing(self, needs: list[Need], bc: SubscriptionApi) -> list[BcSubscription]:
-        routes = sorted({STANDARD_API, *(need.api for need in needs)}, key=lambda route: route.path)
+    async def _listing(self, routes: set[ApiRoute], bc: SubscriptionApi) -> list[BcSubscription]:
+        """BC's subscriptions under every route a watch uses or a row names (a removed custom-API watch's too)."""
         found: dict[str, BcSubscription] = {}
-        for route in routes:
+        for route in sorted({STANDARD_API, *routes}, key=lambda route: route.path):
             for entity in await bc.subscriptions(route):
                 parsed = parse_subscription(entity, route)
                 if parsed is not None:

@@ -11,7 +11,7 @@ from uuid import UUID
 from shared.bc.errors import RequestValidationError
 from shared.bc.models import STANDARD_API, ApiRoute, Entity, JsonObject
 from shared.changes.secrets import MemoryNotifySecrets
-from shared.changes.subscription_manager import RENEW_WHEN_LEFT, SubscriptionManager
+from shared.changes.subscription_manager import RENEW_WHEN_LEFT, SubscriptionManager, route_of
 from shared.changes.subscriptions import MemorySubscriptionStore
 from shared.changes.watch import Watch
 from testkit.clock import ManualClock
@@ -175,3 +175,23 @@ async def test_a_disabled_watch_needs_no_subscription() -> None:
     manager, bc, _, _, _ = world()
     run = await manager.run("contoso", [watch("customers").model_copy(update={"enabled": False})], bc)
     assert (run.created, bc.subs) == (0, {})
+
+
+async def test_a_removed_custom_api_watch_loses_its_subscription_under_its_own_route() -> None:
+    manager, bc, store, _, _ = world()
+    custom = Watch(connection="contoso", name="things", entity_set="things", api="Contoso/app/v1.0")
+    await manager.run("contoso", [custom], bc)
+
+    run = await manager.run("contoso", [], bc)
+
+    assert run.deleted == 1
+    assert ("list", "api/Contoso/app/v1.0") in bc.calls[-3:]
+    assert await store.all("contoso") == []
+
+
+def test_the_route_of_a_resource_keeps_the_custom_apis_spelling() -> None:
+    assert route_of(f"/api/Contoso/app/v1.0/companies({COMPANY})/things").path == "api/Contoso/app/v1.0"
+    assert route_of(f"api/v2.0/companies({COMPANY})/customers") == STANDARD_API
+    assert (
+        route_of(f"https://bc.example/v2.0/t/production/api/v2.0/companies({COMPANY})/items") == STANDARD_API
+    )
