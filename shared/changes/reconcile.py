@@ -31,7 +31,7 @@ from bcjobs.changes import (
     entity_version,
     tombstone_version,
 )
-from shared.bc.models import BcEndpoint, Entity, EntitySet
+from shared.bc.models import Entity, EntitySet
 from shared.bc.odata import ODataQuery, odata_field
 from shared.changes.feed import ChangeFeed
 from shared.changes.subscription_manager import api_route
@@ -48,9 +48,6 @@ MAX_INLINE_BYTES = 32 * 1024
 
 class ReconcileReader(Protocol):
     """What reconciliation uses of a lane's BusinessCentralClient."""
-
-    @property
-    def endpoint(self) -> BcEndpoint: ...
 
     async def company_id(self) -> UUID: ...
 
@@ -88,7 +85,9 @@ class _WatchTarget:
     environment: str
     company_id: UUID
     entity_set: EntitySet
-    base_url: str  # the entity set's absolute URL (events' references)
+    base_url: (
+        str  # the entity set's path below the environment's API root (events' references, as BC's resource)
+    )
 
 
 class Reconciler:
@@ -179,7 +178,7 @@ class Reconciler:
 async def _target(watch: Watch, environment: str, bc: ReconcileReader) -> _WatchTarget:
     company = watch.company_id or await bc.company_id()
     entity_set = EntitySet(watch.entity_set, api=api_route(watch), company_id=company)
-    url = f"{bc.endpoint.api_root(entity_set.api)}/{entity_set.relative_path(company)}"
+    url = f"{watch.api_path()}/{entity_set.relative_path(company)}"  # as the expansion's reference_of
     return _WatchTarget(watch, environment, company, entity_set, url)
 
 

@@ -180,6 +180,6 @@ async def test_without_include_data_the_event_carries_a_reference() -> None:
     await reconciler.reconcile(watch, "production", bc)
 
     (event,) = feed.sent
-    url = f"https://bc.example/v2.0/tenant/production/api/v2.0/companies({COMPANY})/customers({entity_id})"
+    url = f"api/v2.0/companies({COMPANY})/customers({entity_id})"  # below the API root, as BC's own resource
     assert event.data == {"reference": url}
     assert bc.queries[-1].select == ("id", "lastModifiedDateTime")
