@@ -25,7 +25,7 @@ from shared.bc.client import READ_ONLY_INTENT
 from shared.bc.errors import BusinessCentralError, NotFoundError
 from shared.bc.models import STANDARD_API, ApiRoute, Entity, JsonObject
 from shared.changes.secrets import NotifySecret, NotifySecrets, notification_prefix, notification_url
-from shared.changes.subscriptions import SubscriptionRecord, SubscriptionStore
+from shared.changes.subscriptions import SubscriptionRecord, SubscriptionStore, SubscriptionUsage
 from shared.changes.watch import Watch
 from shared.clock import Clock, parse_iso_utc
 
@@ -166,6 +166,8 @@ class SubscriptionManager:
         await self._write_rows(connection, known, tally)
         report = _report(connection, tally, len(ours) - tally.deleted + tally.created, len(listed))
         served = {record.watch for record in tally.live.values()}
+        usage = SubscriptionUsage(connection, report.ours, report.total, report.limit, self._clock.now())
+        await self._store.note_usage(usage)
         return replace(report, unsubscribed=tuple(sorted({n.watch.name for n in needs} - served)))
 
     async def _listing(self, routes: set[ApiRoute], bc: SubscriptionApi) -> list[BcSubscription]:

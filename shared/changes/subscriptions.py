@@ -14,13 +14,16 @@ from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from shared import table_cas
-from shared.changes.storage_errors import table_errors
+from shared.changes.storage_errors import ChangeStorageError, table_errors
 from shared.clock import iso_utc, parse_iso_utc
 
 SUBSCRIPTIONS_TABLE_SUFFIX = "subscriptions"
+# The partition of the usage rows (RowKey = connection): "~" is never in a connection name ([a-z0-9-]).
+USAGE_PARTITION = "~usage"
 _WHAT = "subscriptions"
 
 
@@ -39,6 +42,18 @@ class SubscriptionRecord:
     created_at: datetime
     renewed_at: datetime | None = None
     state: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionUsage:
+    """How many of BC's 200 subscriptions per environment a connection's environment uses, at the manager's last
+    run: ours (this connection's) and every subscriber's (Power Automate flows included)."""
+
+    connection: str
+    ours: int
+    total: int
+    limit: int
+    at: datetime
 
 
 class SubscriptionDirectory(Protocol):
@@ -64,12 +79,21 @@ class SubscriptionStore(SubscriptionDirectory, Protocol):
         """Remove one (nothing when it is gone)."""
         ...
 
+    async def note_usage(self, usage: SubscriptionUsage) -> None:
+        """Keep the connection's usage of its environment's 200 (the status page shows it)."""
+        ...
+
+    async def everything(self) -> tuple[list[SubscriptionRecord], list[SubscriptionUsage]]:
+        """Every row of every connection, and every connection's last usage (the status page)."""
+        ...
+
 
 @dataclass
 class MemorySubscriptionStore:
     """SubscriptionStore in a dict: unit tests."""
 
     rows: dict[tuple[str, str], SubscriptionRecord] = field(default_factory=dict)
+    usages: dict[str, SubscriptionUsage] = field(default_factory=dict)
 
     async def find(self, connection: str, subscription_id: str) -> SubscriptionRecord | None:
         return self.rows.get((connection, subscription_id))
@@ -82,6 +106,12 @@ class MemorySubscriptionStore:
 
     async def delete(self, connection: str, subscription_id: str) -> None:
         self.rows.pop((connection, subscription_id), None)
+
+    async def note_usage(self, usage: SubscriptionUsage) -> None:
+        self.usages[usage.connection] = usage
+
+    async def everything(self) -> tuple[list[SubscriptionRecord], list[SubscriptionUsage]]:
+        return [self.rows[key] for key in sorted(self.rows)], [self.usages[k] for k in sorted(self.usages)]
 
 
 class TableSubscriptionStore:
@@ -114,6 +144,35 @@ class TableSubscriptionStore:
             current = await table_cas.read(self._table, connection, subscription_id)
             if current is not None:
                 await table_cas.delete_if_match(self._table, connection, subscription_id, current.etag)
+
+    async def note_usage(self, usage: SubscriptionUsage) -> None:
+        entity = {
+            "PartitionKey": USAGE_PARTITION,
+            "RowKey": usage.connection,
+            "Ours": usage.ours,
+            "Total": usage.total,
+            "Limit": usage.limit,
+            "At": iso_utc(usage.at),
+        }
+        with table_errors(_WHAT, "be written"):
+            await self._table.upsert_entity(entity)
+
+    async def everything(self) -> tuple[list[SubscriptionRecord], list[SubscriptionUsage]]:
+        try:
+            with table_errors(_WHAT, "be read"):
+                rows = [dict(entity) async for entity in self._table.list_entities()]
+        except ChangeStorageError as exc:
+            if isinstance(exc.__cause__, ResourceNotFoundError):
+                return [], []  # the table does not exist yet: no timer has run, no subscription
+            raise
+        usages = [_usage(row) for row in rows if row["PartitionKey"] == USAGE_PARTITION]
+        records = [_record(row) for row in rows if row["PartitionKey"] != USAGE_PARTITION]
+        return records, usages
+
+
+def _usage(row: table_cas.TableEntity) -> SubscriptionUsage:
+    at = _utc(row["At"])
+    return SubscriptionUsage(str(row["RowKey"]), int(row["Ours"]), int(row["Total"]), int(row["Limit"]), at)
 
 
 def _row(record: SubscriptionRecord) -> table_cas.TableEntity:

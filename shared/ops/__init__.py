@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import telemetry
+from shared.changes.feed_status import FeedStatus, read_feed_status
 from shared.http import HTML, Reply
 from shared.ops.page import PAGE_HEADERS, Target, render
 from shared.ops.per_connection import ConnectionView, connection_views
@@ -69,11 +70,28 @@ async def _read(settings: Settings) -> Snapshot:
     try:
         snapshot, rows = await read_sources(sources.sources, now, telemetry.recent_bc_requests())
         views, problem = await _guarded_views(sources, rows, now)
+        feed, feed_problem = await _guarded_feed(settings)
     finally:
         await sources.aclose()
+    snapshot = replace(snapshot, change_feed=feed)
+    if feed_problem is not None:
+        snapshot = replace(snapshot, problems={**snapshot.problems, "change feed": feed_problem})
     if problem is not None:
         return replace(snapshot, problems={**snapshot.problems, "connections": problem})
     return replace(snapshot, connections=views) if len(views) > 1 else snapshot
+
+
+async def _guarded_feed(settings: Settings) -> tuple[FeedStatus | None, str | None]:
+    """The change feed's subscriptions, or why they are not shown (the rest of the page still is)."""
+    try:
+        return await read_feed_status(settings), None
+    except Exception as exc:  # noqa: BLE001 - the page answers without the change feed
+        logger.warning(
+            "status page: the change feed's subscriptions could not be read: %s",
+            type(exc).__name__,
+            extra={"event": "ops.status_section_failed", "section": "change feed"},
+        )
+        return None, f"could not be read ({type(exc).__name__})"
 
 
 async def _guarded_views(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from bcjobs import JobState
 from shared.auth import ConnectionStatus, Health
+from shared.changes.feed_status import FeedStatus, feed_section_body
 from shared.ops.per_connection import ConnectionView
 from shared.ops.snapshot import Failure, JobCounts, QueueReading, Snapshot, ThrottleUsage
 from shared.tokens import AuthMode
@@ -114,6 +115,7 @@ def render(snapshot: Snapshot, target: Target | None = None) -> str:
         _queues(snapshot.queues, snapshot.generated_at, snapshot.problems),
         _throttle(snapshot.throttle, snapshot.problems),
         _failures(snapshot.failures, snapshot.jobs is not None, many),
+        _change_feed(snapshot.change_feed, snapshot.generated_at, snapshot.problems),
     ]
     return (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>\n"
@@ -390,6 +392,17 @@ def _failure_row(failure: Failure, many: bool = False) -> str:
         _e(message),
     ]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>\n"
+
+
+def _change_feed(status: FeedStatus | None, now: datetime, problems: Mapping[str, str]) -> str:
+    """BC webhook subscriptions per watch with their expiry, and each connection's use of BC's 200 (issue 22)."""
+    if status is None:  # not read (collect), or unreadable (the problem says why)
+        return (
+            _section("Change feed", _problem("change feed", problems), wide=True)
+            if problems.get("change feed")
+            else ""
+        )
+    return _section("Change feed: BC subscriptions", feed_section_body(status, now), wide=True)
 
 
 def _section(title: str, body: str, *, wide: bool = False) -> str:

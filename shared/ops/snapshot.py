@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bcjobs import JobState
 from bcjobs.rows import report_from_row
 from shared.auth import ConnectionStatus
+from shared.changes.feed_status import FeedStatus
 
 if TYPE_CHECKING:  # per_connection builds on this module's values
     from shared.ops.per_connection import ConnectionView
@@ -104,6 +105,8 @@ class Snapshot:
     problems: Mapping[str, str] = field(default_factory=dict)
     # One line per connection when the registry holds more than the settings' one (shared.ops.per_connection).
     connections: Sequence[ConnectionView] = ()
+    # The change feed's subscriptions and usage (shared.changes.feed_status); None: unreadable or not read.
+    change_feed: FeedStatus | None = None
 
 
 class ConnectionSource(Protocol):

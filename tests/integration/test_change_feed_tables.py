@@ -10,7 +10,7 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from shared.changes.storage_errors import ChangeStorageError
-from shared.changes.subscriptions import SubscriptionRecord, TableSubscriptionStore
+from shared.changes.subscriptions import SubscriptionRecord, SubscriptionUsage, TableSubscriptionStore
 from shared.changes.watch import Watch
 from shared.changes.watches import TableWatchStore
 from shared.changes.watermarks import TableWatermarkStore, Watermark
@@ -53,9 +53,13 @@ async def test_subscription_rows_round_trip_and_are_found_by_id(table: TableClie
     )  # fmt: skip
     await store.put(record)
 
+    usage = SubscriptionUsage("contoso", 1, 5, 200, NOW)
+    await store.note_usage(usage)
+
     assert await store.find("contoso", record.subscription_id) == record
     assert await store.find("fabrikam", record.subscription_id) is None
     assert await store.all("contoso") == [record]
+    assert await store.everything() == ([record], [usage])
     await store.delete("contoso", record.subscription_id)
     await store.delete("contoso", record.subscription_id)  # gone already: nothing
     assert await store.all("contoso") == []
@@ -87,3 +91,9 @@ async def test_storage_failure_names_the_table_and_the_fix(azurite_connection_st
             await TableWatchStore(broken).watches("contoso")
     finally:
         await broken.close()
+
+
+async def test_the_status_page_reads_no_subscriptions_before_the_table_exists(table: TableClient) -> None:
+    await table.create_table()
+    await table.delete_table()
+    assert await TableSubscriptionStore(table).everything() == ([], [])
