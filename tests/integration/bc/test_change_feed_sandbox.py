@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from bcjobs.changes import change_id
 from sandbox import Sandbox
 from sandbox.server import Listener, ServerThread, bind
 from shared.bc import BusinessCentralClient
@@ -183,3 +184,23 @@ async def test_a_lost_notification_is_published_by_reconciliation(
     assert event.data is not None
     assert event.data["entity"]["displayName"] == "Never Notified"
     assert receiver.notifications == []  # BC never told anyone
+
+
+async def test_reconciliation_without_data_still_hashes_the_etag_as_the_webhook_path_does(
+    sandbox: Sandbox, bc: BusinessCentralClient, bc_settings: Settings
+) -> None:
+    connection = bc_settings.auth.connection_name
+    watch = Watch(connection=connection, name="customers", entity_set="customers")  # no data: $select=id,...
+    feed = MemoryChangeFeed()
+    policy = ReconcilePolicy(overlap=timedelta(seconds=1), deletes_every=timedelta(days=1))
+    reconciler = Reconciler(feed, MemoryWatermarkStore(), policy, SandboxTime(sandbox))
+    await reconciler.reconcile(watch, bc_settings.bc.environment, bc)
+
+    sandbox.clock.advance(5)
+    created = await bc.create(CUSTOMERS, {"displayName": "Selected Few"})
+    await reconciler.reconcile(watch, bc_settings.bc.environment, bc)
+
+    event = next(e for e in feed.sent if e.subject == str(created.id))
+    company = str(await bc.company_id())
+    assert created.etag is not None
+    assert event.id == change_id(connection, company, "customers", str(created.id), created.etag)
