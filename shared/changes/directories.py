@@ -98,4 +98,5 @@ async def watches_admin(settings: Settings | None = None) -> WatchesAdmin:
     """The watches API's collaborators: the connection registry and the watch directory."""
     settings = settings or get_settings()
     registry = (await registry_services(settings)).registry
-    return WatchesAdmin(registry, (await change_directories(settings)).watches)
+    directories = await change_directories(settings)
+    return WatchesAdmin(registry, directories.watches, directories.watermarks)

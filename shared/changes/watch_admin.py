@@ -53,12 +53,18 @@ class _Watches(Protocol):
     async def delete(self, connection: str, name: str) -> bool: ...
 
 
+class _Progress(Protocol):
+    async def forget(self, connection: str, watch: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WatchesAdmin:
-    """What the routes work with: the connection registry and the watch directory."""
+    """What the routes work with: the connection registry, the watch directory and reconciliation's progress (a
+    deleted watch, or one now following something else, starts afresh: its known ids are another set's)."""
 
     connections: _Connections
     watches: _Watches
+    progress: _Progress
 
 
 WatchesAdminSource = Callable[[], Awaitable[WatchesAdmin]]
@@ -105,10 +111,13 @@ async def put_watch(
         found = await _connection(services, connection)
         watch = _validated(found, name, _json_object(body))
         existing = await services.watches.fresh(connection)
-        created = all(w.name != name for w in existing)
+        before = next((w for w in existing if w.name == name), None)
+        created = before is None
         if created and len(existing) >= MAX_WATCHES:
             raise _RefusedError(_error(409, "too_many_watches", _full(connection)))
         await services.watches.put(watch)
+        if before is None or _followed(before) != _followed(watch):
+            await services.progress.forget(connection, name)
     except _RefusedError as refused:
         return refused.reply
     except (IntegrationError, SettingsError) as exc:
@@ -125,12 +134,18 @@ async def delete_watch(admin: WatchesAdminSource, connection: str, name: str) ->
         await _connection(services, connection)
         if not _valid(name) or not await services.watches.delete(connection, name):
             raise _RefusedError(_not_found(connection, name))
+        await services.progress.forget(connection, name)
     except _RefusedError as refused:
         return refused.reply
     except (IntegrationError, SettingsError) as exc:
         return _unavailable(exc)
     _log(connection, name, "deleted")
     return Reply(204)
+
+
+def _followed(watch: Watch) -> tuple[object, ...]:
+    """What a watch's reconciliation progress is about: the same entity set of the same company and API."""
+    return watch.entity_set, watch.company_id, watch.api
 
 
 def watch_body(watch: Watch, base_url: str) -> dict[str, Any]:

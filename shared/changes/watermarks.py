@@ -49,6 +49,10 @@ class WatermarkStore(Protocol):
 
     async def remove_ids(self, connection: str, watch: str, ids: Iterable[str]) -> None: ...
 
+    async def forget(self, connection: str, watch: str) -> None:
+        """Drop the watch's mark and known ids (it was deleted, or now follows another entity set)."""
+        ...
+
 
 @dataclass
 class MemoryWatermarkStore:
@@ -71,6 +75,10 @@ class MemoryWatermarkStore:
 
     async def remove_ids(self, connection: str, watch: str, ids: Iterable[str]) -> None:
         self.ids.setdefault((connection, watch), set()).difference_update(ids)
+
+    async def forget(self, connection: str, watch: str) -> None:
+        self.marks.pop((connection, watch), None)
+        self.ids.pop((connection, watch), None)
 
 
 class TableWatermarkStore:
@@ -121,6 +129,13 @@ class TableWatermarkStore:
     async def remove_ids(self, connection: str, watch: str, ids: Iterable[str]) -> None:
         partition = _ids_partition(connection, watch)
         await self._transact([("delete", {"PartitionKey": partition, "RowKey": i}) for i in ids])
+
+    async def forget(self, connection: str, watch: str) -> None:
+        await self.remove_ids(connection, watch, await self.known_ids(connection, watch))
+        with table_errors(_WHAT, "be written"):
+            current = await table_cas.read(self._table, connection, watch)
+            if current is not None:
+                await table_cas.delete_if_match(self._table, connection, watch, current.etag)
 
     async def _transact(self, operations: list[tuple[str, dict[str, str]]]) -> None:
         with table_errors(_WHAT, "be written"):

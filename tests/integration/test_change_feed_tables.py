@@ -79,6 +79,9 @@ async def test_watermarks_and_known_ids_round_trip_across_transactions(table: Ta
     assert await store.mark("contoso", "customers") == mark
     assert await store.known_ids("contoso", "customers") == set(ids[5:])
     assert await store.known_ids("contoso", "items") == set()
+    await store.forget("contoso", "customers")
+    assert await store.mark("contoso", "customers") is None
+    assert await store.known_ids("contoso", "customers") == set()
 
 
 async def test_storage_failure_names_the_table_and_the_fix(azurite_connection_string: str) -> None:

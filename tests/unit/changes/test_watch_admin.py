@@ -14,6 +14,7 @@ from shared.changes.watch_admin import (
     show_watch,
 )
 from shared.changes.watches import CachedWatches, MemoryWatchStore
+from shared.changes.watermarks import MemoryWatermarkStore, Watermark
 from shared.connections import Connection, ConnectionRegistry, MemoryRegistryStore
 from testkit.clock import ManualClock
 
@@ -38,7 +39,7 @@ def admin() -> tuple[WatchesAdmin, MemoryWatchStore]:
     clock = ManualClock()
     store = MemoryWatchStore()
     registry = ConnectionRegistry(DEFAULT, MemoryRegistryStore(LIMITED), clock)
-    services = WatchesAdmin(registry, CachedWatches(store, clock))
+    services = WatchesAdmin(registry, CachedWatches(store, clock), MemoryWatermarkStore())
     return services, store
 
 
@@ -131,3 +132,25 @@ async def test_a_body_that_is_not_a_json_object_is_refused() -> None:
     for body in (b"", b"[]", b"{", b"x" * 10_000):
         reply = await put_watch(source(services), "default", "w", body, base_url=BASE)
         assert reply.status in (400, 413)
+
+
+async def test_a_watch_that_follows_something_else_or_is_deleted_starts_reconciliation_afresh() -> None:
+    services, _ = admin()
+    marks = services.progress
+    assert isinstance(marks, MemoryWatermarkStore)
+    await put_watch(source(services), "default", "w", b'{"entitySet": "customers"}', base_url=BASE)
+    await marks.put(Watermark("default", "w"))
+    await marks.add_ids("default", "w", ["a"])
+
+    await put_watch(
+        source(services), "default", "w", b'{"entitySet": "customers", "includeData": true}', base_url=BASE
+    )
+    kept = await marks.mark("default", "w")
+    await put_watch(source(services), "default", "w", b'{"entitySet": "vendors"}', base_url=BASE)
+    moved = await marks.mark("default", "w")
+    await marks.add_ids("default", "w", ["b"])
+    await delete_watch(source(services), "default", "w")
+
+    assert kept is not None
+    assert moved is None
+    assert await marks.known_ids("default", "w") == set()
