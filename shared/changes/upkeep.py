@@ -10,8 +10,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from shared.bc import BusinessCentralClient
 from shared.changes.directories import change_directories
 from shared.changes.feed import ChangeFeed
 from shared.changes.reconcile import ReconcilePolicy, Reconciler, WatchRun
@@ -53,13 +54,30 @@ async def bounded(items: Sequence[T], work: Callable[[T], Awaitable[Outcome]]) -
     return list(await asyncio.gather(*(one(item) for item in items)))
 
 
+class FeedClients(Protocol):
+    """A connection's BC client for the feed: its lane's token manager and throttle (ConnectionUnusableError for
+    a connection that cannot be used)."""
+
+    async def __call__(self, connection: str) -> BusinessCentralClient: ...
+
+
+def lane_clients(lanes: Lanes) -> FeedClients:
+    """The lanes' own clients. The receiver's `ConnectionLanes.feed_client` (the throttle's low permits, never
+    before a waiting job) replaces this once merged: the timers then take the same low priority as the expansion."""
+
+    async def client(connection: str) -> BusinessCentralClient:
+        return (await lanes.lane(connection)).runner.client
+
+    return client
+
+
 @dataclass(frozen=True, slots=True)
 class Upkeep:
     """What both timers work with."""
 
     watches: CachedWatches
     subscriptions: SubscriptionStore
-    lanes: Lanes
+    clients: FeedClients
     manager: SubscriptionManager | None  # None: no notification base URL (see notification_base)
     reconciler: Reconciler | None  # None: no change feed wired
 
@@ -71,7 +89,7 @@ class Upkeep:
             watches = await self.watches.fresh(connection.name)
             if not watches and not await self.subscriptions.all(connection.name):
                 return Outcome(connection.name, "subscriptions")  # nothing to keep, nothing to clean up
-            client = (await self.lanes.lane(connection.name)).runner.client
+            client = await self.clients(connection.name)
             run = await self.manager.run(connection.name, watches, client)
         except IntegrationError as exc:
             return Outcome(connection.name, "subscriptions", error=str(exc))
@@ -96,7 +114,7 @@ class Upkeep:
         if self.reconciler is None:
             return Outcome(connection.name, watch.name, error=_NO_FEED)
         try:
-            client = (await self.lanes.lane(connection.name)).runner.client
+            client = await self.clients(connection.name)
             run = await self.reconciler.reconcile(watch, connection.environment, client)
         except IntegrationError as exc:
             return Outcome(connection.name, watch.name, error=str(exc))
@@ -127,7 +145,7 @@ async def build_upkeep(settings: Settings, feed: ChangeFeed | None = None) -> Up
     reconciler = (
         None if feed is None else Reconciler(feed, directories.watermarks, reconcile_policy(settings), clock)
     )
-    return Upkeep(directories.watches, directories.subscriptions, lanes, manager, reconciler)
+    return Upkeep(directories.watches, directories.subscriptions, lane_clients(lanes), manager, reconciler)
 
 
 def reconcile_policy(settings: Settings) -> ReconcilePolicy:

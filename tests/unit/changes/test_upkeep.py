@@ -15,7 +15,7 @@ from shared.changes.reconcile import Reconciler
 from shared.changes.secrets import MemoryNotifySecrets
 from shared.changes.subscription_manager import ConnectionRun, SubscriptionManager
 from shared.changes.subscriptions import MemorySubscriptionStore
-from shared.changes.upkeep import Upkeep, reconcile_policy
+from shared.changes.upkeep import Upkeep, lane_clients, reconcile_policy
 from shared.changes.watch import Watch
 from shared.changes.watches import CachedWatches, MemoryWatchStore
 from shared.changes.watermarks import MemoryWatermarkStore
@@ -78,7 +78,8 @@ def world(*names: str) -> tuple[Upkeep, FakeLanes, MemoryWatchStore, MemoryWater
     manager = SubscriptionManager(subs, MemoryNotifySecrets(), BASE, clock)
     policy = reconcile_policy(load_settings({}))
     reconciler = Reconciler(MemoryChangeFeed(), marks, policy, clock)
-    return Upkeep(CachedWatches(store, clock), subs, lanes, manager, reconciler), lanes, store, marks
+    upkeep = Upkeep(CachedWatches(store, clock), subs, lane_clients(lanes), manager, reconciler)
+    return upkeep, lanes, store, marks
 
 
 async def test_one_connections_failure_leaves_the_others_managed() -> None:
@@ -118,7 +119,7 @@ async def test_a_recreated_subscription_reconciles_its_watch_at_once() -> None:
 
 async def test_without_a_notification_base_the_error_names_the_setting() -> None:
     upkeep, _, _, _ = world("contoso")
-    bare = Upkeep(upkeep.watches, upkeep.subscriptions, upkeep.lanes, None, upkeep.reconciler)
+    bare = Upkeep(upkeep.watches, upkeep.subscriptions, upkeep.clients, None, upkeep.reconciler)
     outcome = await bare.manage(connection("contoso"))
     assert outcome.error is not None
     assert "BC_NOTIFICATION_BASE_URL" in outcome.error
