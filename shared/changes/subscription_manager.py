@@ -154,8 +154,8 @@ class SubscriptionManager:
 
     async def run(self, connection: str, watches: list[Watch], bc: SubscriptionApi) -> ConnectionRun:
         """One pass over the connection's watches; raises only when BC's list cannot be read."""
-        secret = await self._secrets.ensure(connection)
         needs = await _needs(watches, bc)
+        secret = await self._secrets.ensure(connection) if needs else None  # no watch: only clean up
         known = {r.subscription_id: r for r in await self._store.all(connection)}
         routes = {need.api for need in needs} | {route_of(r.resource) for r in known.values()}
         listed = await self._listing(routes, bc)
@@ -183,7 +183,7 @@ class SubscriptionManager:
     async def _serve(
         self,
         connection: str,
-        secret: NotifySecret,
+        secret: NotifySecret | None,
         needs: list[Need],
         ours: list[BcSubscription],
         known: dict[str, SubscriptionRecord],
@@ -191,6 +191,8 @@ class SubscriptionManager:
         tally: _Tally,
     ) -> list[BcSubscription]:
         """Keep, renew or create each need's subscription; what is left of `ours` is no longer needed."""
+        if secret is None:
+            return list(ours)
         url = notification_url(self._base, connection, secret)
         unused = list(ours)
         for need in needs:

@@ -123,7 +123,7 @@ async def test_a_subscription_is_kept_then_renewed_once_less_than_36_hours_are_l
 
 
 async def test_subscriptions_of_other_subscribers_are_never_touched_but_counted() -> None:
-    manager, bc, _, _, _ = world()
+    manager, bc, _, secrets, _ = world()
     bc.foreign("f1", "https://prod-01.westeurope.logic.azure.com/workflows/1")
     bc.foreign("f2", "https://other-app.example.net/api/notifications/contoso/abc")
     bc.foreign("f3", f"{BASE}/api/notifications/fabrikam/abc")  # another connection of this deployment
@@ -132,6 +132,7 @@ async def test_subscriptions_of_other_subscribers_are_never_touched_but_counted(
 
     assert bc.of("delete") == []
     assert (run.ours, run.total, run.limit) == (0, 3, 200)
+    assert await secrets.get("contoso") is None  # no watch: no notification secret made
 
 
 async def test_what_bc_deleted_is_recreated_and_its_watch_named_for_reconciliation() -> None:
