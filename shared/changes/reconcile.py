@@ -9,8 +9,9 @@ returned (the events are durable), so a crash re-reads, never skips. The overlap
 after a later one and clock skew.
 
 A watch's first run publishes nothing: it records the ids and the newest lastModifiedDateTime (the feed starts at
-the watch's creation; entities changed within the overlap before it are published by the second run). Every `BC_RECONCILE_DELETES_HOURS` the ids BC has are compared with the ids seen: a known id
-BC no longer has is a delete no notification reported, published as a tombstone.
+the watch's creation; entities changed within the overlap before it are published by the second run). Every
+`BC_RECONCILE_DELETES_HOURS` the ids BC has are compared with the ids seen: a known id BC no longer has is a delete
+no notification reported, published as a tombstone. The known ids are read only in a run that finds changes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from bcjobs.changes import (
 )
 from shared.bc.models import Entity, EntitySet
 from shared.bc.odata import ODataQuery, odata_field
-from shared.changes.feed import ChangeFeed
+from shared.changes.feed import ChangeFeed, Published
 from shared.changes.subscription_manager import api_route
 from shared.changes.watch import Watch
 from shared.changes.watermarks import Watermark, WatermarkStore
@@ -137,20 +138,36 @@ class Reconciler:
         assert mark.modified_after is not None  # noqa: S101 - _baseline ran first
         since = mark.modified_after - self._policy.overlap
         query = _query(target.watch, since)
-        known = await self._marks.known_ids(mark.connection, mark.watch)
+        known: set[str] | None = None  # read on the first page with changes: a quiet run costs no read of it
         run = WatchRun(mark.connection, mark.watch)
         async for page in bc.pages(target.entity_set, query, page_size=PAGE_SIZE):
-            now = self._clock.now()
-            events = [_event(target, entity, known, now) for entity in page if entity.id is not None]
-            published = await self._feed.publish(events)
-            await self._marks.add_ids(mark.connection, mark.watch, _ids(page))
-            known.update(_ids(page))
-            newest = _newest(page, mark.modified_after)
-            mark = replace(mark, modified_after=max(newest or mark.modified_after, mark.modified_after))
-            await self._marks.put(mark)  # only now: the page's events are durable
+            if not page:
+                continue
+            known = known if known is not None else await self._marks.known_ids(mark.connection, mark.watch)
+            published = await self._publish_page(target, page, known)
+            mark = await self._advance(mark, page)  # only now: the page's events are durable
             run = replace(run, read=run.read + len(page), published=run.published + published.new)
             run = replace(run, seen=run.seen + published.seen)
         return run, mark
+
+    async def _publish_page(self, target: _WatchTarget, page: Sequence[Entity], known: set[str]) -> Published:
+        """The page's events published; the ids new to the watch remembered (for kinds and the id comparison)."""
+        now = self._clock.now()
+        published = await self._feed.publish(
+            [_event(target, e, known, now) for e in page if e.id is not None]
+        )
+        new_ids = [entity_id for entity_id in _ids(page) if entity_id not in known]
+        if new_ids:
+            await self._marks.add_ids(target.watch.connection, target.watch.name, new_ids)
+            known.update(new_ids)
+        return published
+
+    async def _advance(self, mark: Watermark, page: Sequence[Entity]) -> Watermark:
+        assert mark.modified_after is not None  # noqa: S101 - a baseline set it
+        newest = _newest(page, mark.modified_after)
+        moved = replace(mark, modified_after=max(newest or mark.modified_after, mark.modified_after))
+        await self._marks.put(moved)
+        return moved
 
     async def _deletes(
         self, target: _WatchTarget, mark: Watermark, bc: ReconcileReader
