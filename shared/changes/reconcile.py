@@ -11,7 +11,8 @@ after a later one and clock skew.
 A watch's first run publishes nothing: it records the ids and the newest lastModifiedDateTime (the feed starts at
 the watch's creation; entities changed within the overlap before it are published by the second run). Every
 `BC_RECONCILE_DELETES_HOURS` the ids BC has are compared with the ids seen: a known id BC no longer has is a delete
-no notification reported, published as a tombstone. The known ids are read only in a run that finds changes.
+no notification reported, published as a tombstone. The known ids are read once per run that reads any entity
+(the overlap usually re-reads the newest one, so most runs do), and only ids new to the watch are written.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Reconciler:
         assert mark.modified_after is not None  # noqa: S101 - _baseline ran first
         since = mark.modified_after - self._policy.overlap
         query = _query(target.watch, since)
-        known: set[str] | None = None  # read on the first page with changes: a quiet run costs no read of it
+        known: set[str] | None = None  # read with the first non-empty page
         run = WatchRun(mark.connection, mark.watch)
         async for page in bc.pages(target.entity_set, query, page_size=PAGE_SIZE):
             if not page:
