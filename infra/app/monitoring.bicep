@@ -117,6 +117,36 @@ var alerts = [
     ]
   }
   {
+    name: 'bc-watch-unsubscribed'
+    severity: 2
+    description: 'A watch of the change feed has no live BC webhook subscription after the subscription manager ran (BC refused to create or renew it): only reconciliation sees its changes, up to an interval late.'
+    // shared/triggers/change_timers.py logs this at error level with connection and watch (issue 22).
+    query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) == "changes.watch_unsubscribed" | project timestamp, connection = tostring(customDimensions.connection), watch = tostring(customDimensions.watch)'
+    frequency: 'PT15M'
+    window: 'PT30M'
+    measure: ''
+    threshold: 0
+    periods: 1
+    dimensions: [
+      { name: 'connection', operator: 'Include', values: ['*'] }
+    ]
+  }
+  {
+    name: 'bc-reconcile-behind'
+    severity: 2
+    description: 'A watch of the change feed was reconciled after more than an hour without a completed reconciliation: gaps the webhooks left were healed late (see changes.reconcile_failed for why the runs failed).'
+    // shared/triggers/change_timers.py logs this at error level with connection and watch (issue 22).
+    query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) in ("changes.reconcile_behind", "changes.reconcile_failed") | project timestamp, connection = tostring(customDimensions.connection), watch = tostring(customDimensions.watch)'
+    frequency: 'PT15M'
+    window: 'PT30M'
+    measure: ''
+    threshold: 0
+    periods: 1
+    dimensions: [
+      { name: 'connection', operator: 'Include', values: ['*'] }
+    ]
+  }
+  {
     name: 'bc-job-failure-rate'
     severity: 2
     description: 'More than ${jobFailureRatePercent}% of the jobs of one connection (named by the alert) that ended in the last 15 minutes failed, were dead-lettered or expired.'
