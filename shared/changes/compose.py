@@ -3,7 +3,7 @@ echoes journal; and `echo_journal`, the job pipeline's side of the echoes (wired
 
 One set per process and loop (shared/per_loop.py), like the job pipeline's: the aio SDK clients are bound to the
 loop that made them. The expansion and the reconciliation publish through `feed`; `GET /api/changes` reads it.
-`watch_lookup` is the process's WatchDirectory: an empty one until the watches table is wired here.
+`watch_lookup` is the process's WatchDirectory over the watches table (issue 22: subs).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from bcjobs.changes import CHANGES_QUEUE
 from shared.azure_clients import queue_client, table_client
-from shared.changes.echoes import MemoryWatches, TableEchoJournal, WatchLookup, echoes_table_name
+from shared.changes.echoes import TableEchoJournal, WatchLookup, echoes_table_name
 from shared.changes.log import TableChangeFeed, changes_table_name
+from shared.changes.watches import WATCHES_TABLE_SUFFIX, CachedWatches, TableWatchStore
 from shared.clock import SystemClock
 from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
@@ -35,20 +36,19 @@ class ChangeServices:
         self.closers.clear()
 
 
-_WATCHES = MemoryWatches()
-
-
-def watch_lookup(settings: Settings) -> WatchLookup:
-    """The process's watches (cached per process): none until the watches table's directory is wired here."""
-    del settings
-    return _WATCHES
+def watch_lookup(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> WatchLookup:
+    """The process's watches: `{prefix}watches` through the 30 s per-process cache (shared/changes/watches.py; a
+    table not created yet reads as no watches). Its client's close is added to `closers`."""
+    table = table_client(settings.storage, f"{settings.storage.table_prefix}{WATCHES_TABLE_SUFFIX}")
+    closers.append(table.close)
+    return CachedWatches(TableWatchStore(table.client), SystemClock())
 
 
 async def echo_journal(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> TableEchoJournal:
     """The `{prefix}echoes` journal, its table ensured; its client's close is added to `closers`."""
     table = table_client(settings.storage, echoes_table_name(settings.storage.table_prefix))
     closers.append(table.close)
-    journal = TableEchoJournal(table.client, watch_lookup(settings), SystemClock())
+    journal = TableEchoJournal(table.client, watch_lookup(settings, closers), SystemClock())
     await journal.ensure()
     return journal
 

@@ -79,7 +79,7 @@ class Upkeep:
     subscriptions: SubscriptionStore
     clients: FeedClients
     manager: SubscriptionManager | None  # None: no notification base URL (see notification_base)
-    reconciler: Reconciler | None  # None: no change feed wired
+    reconciler: Reconciler | None  # None: built without a change feed (tools, tests)
 
     async def manage(self, connection: Connection) -> Outcome:
         """Create, renew, re-create and delete the connection's subscriptions; reconcile re-created watches."""
@@ -125,7 +125,7 @@ _NO_BASE = (
     "no notification URL: set BC_NOTIFICATION_BASE_URL (or run where WEBSITE_HOSTNAME is set) so BC can reach "
     "/api/notifications/"
 )
-_NO_FEED = "the change feed is not wired in this deployment yet; reconciliation has nowhere to publish"
+_NO_FEED = "these timers were built without a change feed; reconciliation has nowhere to publish"
 
 
 async def build_upkeep(settings: Settings, feed: ChangeFeed | None = None) -> Upkeep:

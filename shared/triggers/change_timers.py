@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import azure.functions as func
 
+from shared.changes.compose import change_services
 from shared.changes.subscription_manager import ConnectionRun
 from shared.changes.upkeep import Outcome, Upkeep, bounded, build_upkeep
 from shared.connections import Connection, RegistryUnavailableError
@@ -74,7 +75,7 @@ async def change_reconcile(timer: func.TimerRequest) -> None:
 async def _prepare(what: str) -> tuple[Upkeep | None, list[Connection]]:
     try:
         settings = get_settings()
-        upkeep = await build_upkeep(settings)
+        upkeep = await build_upkeep(settings, (await change_services(settings)).feed)
         connections = await (await registry_services(settings)).registry.all()
     except (SettingsError, RegistryUnavailableError, IntegrationError) as exc:
         logger.error("change feed %s cannot run: %s", what, exc, extra={"event": "changes.timer_failed"})

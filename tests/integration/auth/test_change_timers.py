@@ -6,19 +6,26 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import pytest
 from azure.data.tables.aio import TableClient
+from azure.storage.queue.aio import QueueClient
 
+from bcjobs.changes import ChangeEvent
 from sandbox import Sandbox
 from sandbox.server import Listener, ServerThread, bind
 from shared.auth import close_auth_services
+from shared.bc.models import EntitySet
+from shared.changes.compose import close_change_services
 from shared.changes.directories import change_directories, close_change_directories
+from shared.changes.log import TableChangeFeed, changes_table_name
 from shared.changes.secrets import notify_secret_name
 from shared.changes.watch import Watch
 from shared.connections.compose import close_registry_services
-from shared.jobs import close_job_services
+from shared.jobs import close_job_services, job_services
 from shared.triggers import change_timers
+from testkit.clock import ShiftedClock
 from tests.integration.auth.conftest import Audit
 from tests.integration.auth.test_timer_and_secrets import timer
 from tests.integration.bc.test_change_feed_sandbox import NotificationRoute
@@ -61,6 +68,7 @@ async def feed_app(
         await audit.add_rows(table)
         await table.close()
         await close_change_directories()
+        await close_change_services()
         await close_job_services()
         await close_registry_services()
         await close_auth_services()
@@ -94,3 +102,42 @@ async def test_the_timer_subscribes_a_watch_with_a_key_only_key_vault_holds(
         (1, 0, 1),
         (0, 1, 1),
     ]
+
+
+async def settled_log(env: dict[str, str], connection_string: str, connection: str) -> list[ChangeEvent]:
+    """The change log as a reader a minute from now sees it (past the log's settle time)."""
+    async with (
+        TableClient.from_connection_string(
+            connection_string, changes_table_name(env["BC_TABLE_PREFIX"])
+        ) as table,
+        QueueClient.from_connection_string(connection_string, "unused") as queue,
+    ):
+        reader = TableChangeFeed(table, queue, ShiftedClock(timedelta(minutes=1)))
+        return list((await reader.read(connection, "customers", None, 1000)).changes)
+
+
+async def test_the_reconcile_timer_publishes_a_change_bc_never_notified_into_the_change_log(
+    feed_app: dict[str, str],
+    sandbox: Sandbox,
+    caplog: pytest.LogCaptureFixture,
+    azurite_connection_string: str,
+) -> None:
+    connection = feed_app["BC_CONNECTION_NAME"]
+    watch = Watch(connection=connection, name="customers", entity_set="customers", include_data=True)
+    await (await change_directories()).watches.put(watch)
+    await change_timers.change_subscriptions(timer())
+    await change_timers.change_reconcile(timer())  # the baseline
+
+    sandbox.bc.webhooks.lose_next(1)
+    sandbox.clock.advance(5)
+    client = (await (await job_services()).lanes.lane(connection)).runner.client  # type: ignore[union-attr]
+    lost = await client.create(EntitySet("customers"), {"displayName": "Healed By The Timer"})
+    with caplog.at_level(logging.INFO):
+        await change_timers.change_reconcile(timer())
+
+    logged = await settled_log(feed_app, azurite_connection_string, connection)
+    event = next(e for e in logged if e.subject == str(lost.id))
+    assert event.bcorigin.value == "reconciliation"
+    assert event.data is not None
+    assert event.data["entity"]["displayName"] == "Healed By The Timer"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
