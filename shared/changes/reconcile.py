@@ -17,7 +17,6 @@ no notification reported, published as a tombstone. The known ids are read once 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -33,7 +32,7 @@ from bcjobs.changes import (
     entity_version,
     tombstone_version,
 )
-from shared.bc.models import Entity, EntitySet
+from shared.bc.models import BcEndpoint, Entity, EntitySet
 from shared.bc.odata import ODataQuery, odata_field
 from shared.changes.feed import ChangeFeed, Published
 from shared.changes.subscription_manager import api_route
@@ -43,13 +42,13 @@ from shared.clock import Clock, parse_iso_utc
 
 MODIFIED = "lastModifiedDateTime"
 PAGE_SIZE = 500
-# The entity inline in its event only while the queue message stays far below Azure Queue's 64 KiB (base64 adds a
-# third): larger entities go by reference (the consumer reads them).
-MAX_INLINE_BYTES = 32 * 1024
 
 
 class ReconcileReader(Protocol):
     """What reconciliation uses of a lane's BusinessCentralClient."""
+
+    @property
+    def endpoint(self) -> BcEndpoint: ...
 
     async def company_id(self) -> UUID: ...
 
@@ -88,7 +87,7 @@ class _WatchTarget:
     company_id: UUID
     entity_set: EntitySet
     base_url: (
-        str  # the entity set's path below the environment's API root (events' references, as BC's resource)
+        str  # the entity set's absolute URL: events' `data.reference` (bcjobs/changes.py, docs/changes.md)
     )
 
 
@@ -196,7 +195,7 @@ class Reconciler:
 async def _target(watch: Watch, environment: str, bc: ReconcileReader) -> _WatchTarget:
     company = watch.company_id or await bc.company_id()
     entity_set = EntitySet(watch.entity_set, api=api_route(watch), company_id=company)
-    url = f"{watch.api_path()}/{entity_set.relative_path(company)}"  # as the expansion's reference_of
+    url = f"{bc.endpoint.api_root(entity_set.api)}/{entity_set.relative_path(company)}"
     return _WatchTarget(watch, environment, company, entity_set, url)
 
 
@@ -248,11 +247,14 @@ def _event(target: _WatchTarget, entity: Entity, known: set[str], now: datetime)
 
 
 def _data(target: _WatchTarget, entity: Entity) -> dict[str, Any]:
-    reference: dict[str, Any] = {"reference": f"{target.base_url}({entity.id})"}
-    if not target.watch.include_data:
-        return reference
-    body = dict(entity.values)
-    return {"entity": body} if len(json.dumps(body, default=str)) <= MAX_INLINE_BYTES else reference
+    """Always the entity's URL; the entity too when the watch asks (the feed drops it, saying so, when the event
+    would not fit a queue message: shared/changes/log.py `fitted`)."""
+    reference = f"{target.base_url}({entity.id})"
+    return (
+        {"reference": reference, "entity": dict(entity.values)}
+        if target.watch.include_data
+        else {"reference": reference}
+    )
 
 
 def _tombstone(target: _WatchTarget, entity_id: str, now: datetime) -> ChangeEvent:

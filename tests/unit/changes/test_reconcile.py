@@ -21,6 +21,7 @@ from shared.changes.watch import Watch
 from shared.changes.watermarks import MemoryWatermarkStore
 from shared.clock import parse_iso_utc
 from testkit.clock import ManualClock
+from tests.fakes.change_contract import conforming
 
 COMPANY = UUID("aaaaaaaa-0000-0000-0000-000000000001")
 ENDPOINT = BcEndpoint("https://bc.example", "production", "tenant")
@@ -110,7 +111,9 @@ async def test_changes_after_the_watermark_are_published_once_with_the_webhook_p
     version = entity_version(row["@odata.etag"], row["lastModifiedDateTime"])
     assert created.id == change_id("contoso", str(COMPANY), "customers", new, version)
     assert created.bcorigin is ChangeOrigin.RECONCILIATION
-    assert created.data == {"entity": {k: v for k, v in row.items() if not k.startswith("@")}}
+    assert created.data is not None
+    assert created.data["entity"] == {k: v for k, v in row.items() if not k.startswith("@")}
+    assert created.data["reference"].endswith(f"/api/v2.0/companies({COMPANY})/customers({new})")
     assert created.type == "bcintegration.customers.created"
     assert created.source == f"/connections/contoso/environments/production/companies/{COMPANY}"
 
@@ -180,6 +183,21 @@ async def test_without_include_data_the_event_carries_a_reference() -> None:
     await reconciler.reconcile(watch, "production", bc)
 
     (event,) = feed.sent
-    url = f"api/v2.0/companies({COMPANY})/customers({entity_id})"  # below the API root, as BC's own resource
+    url = f"https://bc.example/v2.0/tenant/production/api/v2.0/companies({COMPANY})/customers({entity_id})"
     assert event.data == {"reference": url}
     assert bc.queries[-1].select == ("id", "lastModifiedDateTime")
+
+
+async def test_every_event_conforms_to_the_published_schema_and_the_sdk() -> None:
+    reconciler, bc, feed, _, clock = world()
+    gone = bc.write()
+    await reconciler.reconcile(WATCH, "production", bc)
+    bc.write(name="new")
+    del bc.rows[gone]
+    clock.advance(POLICY.deletes_every)
+
+    await reconciler.reconcile(WATCH, "production", bc)
+
+    assert {event.bcchange for event in feed.sent} == {ChangeKind.CREATED, ChangeKind.DELETED}
+    for event in feed.sent:
+        assert conforming(event.to_json())["id"] == event.id
