@@ -16,12 +16,12 @@ duplicate). Every failure is the subscription's own (counted, the next one is tr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
-from shared.bc.client import READ_ONLY_INTENT
 from shared.bc.errors import BusinessCentralError, NotFoundError
 from shared.bc.models import STANDARD_API, ApiRoute, Entity, JsonObject
 from shared.changes.secrets import NotifySecret, NotifySecrets, notification_prefix, notification_url
@@ -32,8 +32,8 @@ from shared.clock import Clock, parse_iso_utc
 # Renew when less than this is left of the 3 days: 1.5 days of margin for failed runs and BC outages.
 RENEW_WHEN_LEFT = timedelta(hours=36)
 ENVIRONMENT_LIMIT = 200  # subscriptions per environment, all subscribers (reference (a))
-
-__all__ = ["READ_ONLY_INTENT"]  # re-exported for the feed's readers
+# The key segment of a notification URL, wherever a message quotes one.
+_KEYED_URL = re.compile(r"(/api/notifications/[^/\s'\"]+/)[^\s'\"/?&]+")
 
 
 class SubscriptionApi(Protocol):
@@ -111,6 +111,13 @@ def api_route(watch: Watch) -> ApiRoute:
         return STANDARD_API
     publisher, group, version = watch.api.split("/")
     return ApiRoute(publisher, group, version)
+
+
+def scrubbed(text: str, client_state: str | None = None) -> str:
+    """A BC error may quote the notification URL (its key) or the request's clientState: neither is ever logged
+    or kept (BC's handshake failure names the URL: sandbox/bc/subscription_api.py, as BC does)."""
+    text = _KEYED_URL.sub(r"\1…", text)
+    return text.replace(client_state, "…") if client_state else text
 
 
 def route_of(resource: str) -> ApiRoute:
@@ -222,7 +229,8 @@ class SubscriptionManager:
                 return
             entity = await self._renew_or_create(need, current, body, bc, known, tally)
         except BusinessCentralError as exc:
-            tally.failures.append(f"watch '{need.watch.name}' ({need.company_id}): {exc}")
+            safe = scrubbed(str(exc), str(body["clientState"]))
+            tally.failures.append(f"watch '{need.watch.name}' ({need.company_id}): {safe}")
             return
         written = parse_subscription(entity, need.api)
         if written is not None:
@@ -262,7 +270,8 @@ class SubscriptionManager:
             except NotFoundError:
                 pass  # gone already
             except BusinessCentralError as exc:
-                tally.failures.append(f"delete of subscription {subscription.subscription_id}: {exc}")
+                safe = scrubbed(str(exc))
+                tally.failures.append(f"delete of subscription {subscription.subscription_id}: {safe}")
                 continue
             tally.deleted += 1
 

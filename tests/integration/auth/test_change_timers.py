@@ -141,3 +141,31 @@ async def test_the_reconcile_timer_publishes_a_change_bc_never_notified_into_the
     assert event.data is not None
     assert event.data["entity"]["displayName"] == "Healed By The Timer"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_refused_handshake_is_an_alert_whose_text_holds_no_key(
+    feed_app: dict[str, str],
+    route: tuple[NotificationRoute, str],
+    sandbox: Sandbox,
+    audit: Audit,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver, _ = route
+    receiver.echo = False
+    connection = feed_app["BC_CONNECTION_NAME"]
+    await (await change_directories()).watches.put(
+        Watch(connection=connection, name="customers", entity_set="customers")
+    )
+
+    with caplog.at_level(logging.INFO):
+        await change_timers.change_subscriptions(timer())
+
+    stored = json.loads(sandbox.vault.peek(notify_secret_name(connection)) or "{}")
+    audit.extra_secrets.update({stored["key"], stored["clientState"]})  # checked in every record at teardown
+    assert sandbox.bc.webhooks.subscriptions() == []
+    events = [vars(r).get("event") for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "changes.subscription_failed" in events
+    assert "changes.watch_unsubscribed" in events
+    failure = next(r for r in caplog.records if vars(r).get("event") == "changes.subscription_failed")
+    assert "status=400" in failure.getMessage()  # BC refused it after the failed handshake
+    assert stored["key"] not in failure.getMessage()

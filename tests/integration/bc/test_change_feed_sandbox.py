@@ -62,6 +62,7 @@ class NotificationRoute:
     def __init__(self) -> None:
         self.handshakes: list[str] = []
         self.notifications: list[dict[str, Any]] = []
+        self.echo = True  # False: answer the handshake wrongly (BC then refuses the subscription)
 
     def app(self) -> Starlette:
         path = "/api/notifications/{connection}/{key}"
@@ -71,7 +72,7 @@ class NotificationRoute:
         token = request.query_params.get("validationToken")
         if token is not None:
             self.handshakes.append(request.path_params["connection"])
-            return PlainTextResponse(token)
+            return PlainTextResponse(token if self.echo else "not the token")
         self.notifications.append(json.loads(await request.body()))
         return Response(status_code=202)
 

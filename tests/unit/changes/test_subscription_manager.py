@@ -30,6 +30,7 @@ class FakeBc:
     subs: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)  # resources whose create fails
+    quote_url: bool = False  # the refusal quotes the URL and state, as BC's handshake failure does
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     async def company_id(self) -> UUID:
@@ -42,7 +43,8 @@ class FakeBc:
     async def create_subscription(self, api: ApiRoute, body: JsonObject) -> Entity:
         self.calls.append(("create", str(body["resource"])))
         if body["resource"] in self.refuse:
-            raise RequestValidationError("BadRequest_SubscriptionLimitReached")
+            quoted = f" '{body['notificationUrl']}' state {body['clientState']}" if self.quote_url else ""
+            raise RequestValidationError(f"BadRequest_SubscriptionLimitReached{quoted}")
         sid = f"{next(self._ids):032x}"
         self.subs[sid] = {"subscriptionId": sid, **body}
         return self._touch(sid)
@@ -196,3 +198,18 @@ def test_the_route_of_a_resource_keeps_the_custom_apis_spelling() -> None:
     assert (
         route_of(f"https://bc.example/v2.0/t/production/api/v2.0/companies({COMPANY})/items") == STANDARD_API
     )
+
+
+async def test_a_bc_error_quoting_the_notification_url_never_carries_the_key_or_state() -> None:
+    manager, bc, _, secrets, _ = world()
+    bc.refuse.add(f"/api/v2.0/companies({COMPANY})/customers")
+    bc.quote_url = True
+
+    run = await manager.run("contoso", [watch("customers")], bc)
+
+    secret = await secrets.get("contoso")
+    assert secret is not None
+    (failure,) = run.failures
+    assert "/api/notifications/contoso/…" in failure
+    assert secret.key not in failure
+    assert secret.client_state not in failure
