@@ -103,6 +103,7 @@ class _Tally:
     failures: list[str] = field(default_factory=list)
     live: dict[str, SubscriptionRecord] = field(default_factory=dict)
     recreated: set[str] = field(default_factory=set)
+    written: set[str] = field(default_factory=set)  # rows already put during the run
 
 
 def api_route(watch: Watch) -> ApiRoute:
@@ -234,7 +235,9 @@ class SubscriptionManager:
             return
         written = parse_subscription(entity, need.api)
         if written is not None:
-            tally.live[written.subscription_id] = self._record(connection, need, written, known)
+            record = tally.live[written.subscription_id] = self._record(connection, need, written, known)
+            await self._store.put(record)  # at once: the receiver may look it up within BC's 30 s debounce
+            tally.written.add(written.subscription_id)
 
     async def _renew_or_create(
         self,
@@ -277,7 +280,7 @@ class SubscriptionManager:
 
     async def _write_rows(self, connection: str, known: dict[str, SubscriptionRecord], tally: _Tally) -> None:
         for record in tally.live.values():
-            if known.get(record.subscription_id) != record:
+            if record.subscription_id not in tally.written and known.get(record.subscription_id) != record:
                 await self._store.put(record)
         for gone in set(known) - set(tally.live):
             await self._store.delete(connection, gone)

@@ -213,3 +213,20 @@ async def test_a_bc_error_quoting_the_notification_url_never_carries_the_key_or_
     assert "/api/notifications/contoso/…" in failure
     assert secret.key not in failure
     assert secret.client_state not in failure
+
+
+async def test_each_new_subscription_is_findable_before_the_next_is_created() -> None:
+    manager, bc, store, _, _ = world()
+    rows_seen: list[int] = []
+    create = bc.create_subscription
+
+    async def observed(api: ApiRoute, body: JsonObject) -> Entity:
+        rows_seen.append(len(await store.all("contoso")))  # what the receiver could find at this moment
+        return await create(api, body)
+
+    bc.create_subscription = observed  # type: ignore[method-assign]
+    await manager.run(
+        "contoso", [watch("customers"), watch("items", "items"), watch("vendors", "vendors")], bc
+    )
+
+    assert rows_seen == [0, 1, 2]
