@@ -41,6 +41,7 @@ class Outcome:
     subject: str
     result: ConnectionRun | WatchRun | None = None
     error: str | None = None
+    reconciled: tuple[Outcome, ...] = ()  # the immediate reconciliations of re-created watches
 
 
 async def bounded(items: Sequence[T], work: Callable[[T], Awaitable[Outcome]]) -> list[Outcome]:
@@ -94,9 +95,9 @@ class Upkeep:
         except IntegrationError as exc:
             return Outcome(connection.name, "subscriptions", error=str(exc))
         again = [w for w in watches if w.name in run.recreated]
-        if again:  # BC had deleted them: whatever changed meanwhile was not notified
-            await self.reconcile_all(connection, again)
-        return Outcome(connection.name, "subscriptions", result=run)
+        # BC had deleted them: whatever changed meanwhile was not notified
+        healed = await self.reconcile_all(connection, again) if again else []
+        return Outcome(connection.name, "subscriptions", result=run, reconciled=tuple(healed))
 
     async def reconcile_all(
         self, connection: Connection, watches: list[Watch] | None = None

@@ -53,6 +53,8 @@ async def change_subscriptions(timer: func.TimerRequest) -> None:
         return
     for outcome in await bounded(connections, upkeep.manage):
         _log_subscriptions(outcome)
+        for reconciled in outcome.reconciled:
+            _log_reconciled(reconciled)
 
 
 @bp.function_name("change_reconcile")

@@ -113,6 +113,7 @@ async def test_a_recreated_subscription_reconciles_its_watch_at_once() -> None:
 
     assert isinstance(outcome.result, ConnectionRun)
     assert outcome.result.recreated == ("customers",)
+    assert [o.subject for o in outcome.reconciled] == ["customers"]
     assert lanes.clients["contoso"].reads == ["customers"]
     assert await marks.mark("contoso", "customers") is not None
 
