@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from bcjobs.changes import CHANGES_QUEUE
 from shared.azure_clients import queue_client, table_client
+from shared.changes.directories import change_directories
 from shared.changes.echoes import TableEchoJournal, WatchLookup, echoes_table_name
 from shared.changes.log import TableChangeFeed, changes_table_name
-from shared.changes.watches import WATCHES_TABLE_SUFFIX, CachedWatches, TableWatchStore
+from shared.changes.watch import Watch
 from shared.clock import SystemClock
 from shared.per_loop import PerLoop
 from shared.settings import Settings, get_settings
@@ -36,19 +37,26 @@ class ChangeServices:
         self.closers.clear()
 
 
-def watch_lookup(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> WatchLookup:
-    """The process's watches: `{prefix}watches` through the 30 s per-process cache (shared/changes/watches.py; a
-    table not created yet reads as no watches). Its client's close is added to `closers`."""
-    table = table_client(settings.storage, f"{settings.storage.table_prefix}{WATCHES_TABLE_SUFFIX}")
-    closers.append(table.close)
-    return CachedWatches(TableWatchStore(table.client), SystemClock())
+def watch_lookup(settings: Settings) -> WatchLookup:
+    """The process's watches: the watches table through its 30 s cache, the running loop's (change_directories)."""
+    return _DirectoryWatches(settings)
+
+
+@dataclass(frozen=True, slots=True)
+class _DirectoryWatches:
+    """WatchLookup over the running loop's change directories (built once per loop; closed with them)."""
+
+    settings: Settings
+
+    async def watches(self, connection: str) -> list[Watch]:
+        return await (await change_directories(self.settings)).watches.watches(connection)
 
 
 async def echo_journal(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> TableEchoJournal:
     """The `{prefix}echoes` journal, its table ensured; its client's close is added to `closers`."""
     table = table_client(settings.storage, echoes_table_name(settings.storage.table_prefix))
     closers.append(table.close)
-    journal = TableEchoJournal(table.client, watch_lookup(settings, closers), SystemClock())
+    journal = TableEchoJournal(table.client, watch_lookup(settings), SystemClock())
     await journal.ensure()
     return journal
 
