@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from shared import telemetry
 from shared.changes.compose import change_services, watch_lookup
-from shared.changes.expansion import Expanded, Expansion, FeedLane, RouteSecret, SecretSource, WatchSource
+from shared.changes.directories import change_directories
+from shared.changes.expansion import Expanded, Expansion, FeedLane, SecretSource, WatchSource
 from shared.changes.feed import ChangeFeed
 from shared.changes.notifications import NotificationMessage
 from shared.changes.shared_reads import SharedReads
@@ -39,21 +40,11 @@ class FeedNotWiredError(IntegrationError):
     """The job pipeline was built without connection lanes (a hand-built JobServices)."""
 
 
-class NoSecrets:
-    """SecretSource with no secret for any connection: every notification is dropped as `wrong_secret`.
-
-    What this build has until subs' KeyVaultNotifySecrets (Key Vault `bc-notify-{connection}`) is wired in
-    `feed_parts`: without those secrets no subscription was created, so nothing that arrives can be BC's.
-    """
-
-    async def get(self, connection: str) -> RouteSecret | None:
-        del connection
-        return None
-
-
 async def feed_parts(settings: Settings) -> FeedParts:
-    """The process's secrets, watches (shared.changes.compose.watch_lookup) and change log (TableChangeFeed)."""
-    return FeedParts(NoSecrets(), watch_lookup(settings), (await change_services(settings)).feed)
+    """The process's notification secrets (Key Vault `bc-notify-{connection}`, cached per process: subs'
+    KeyVaultNotifySecrets), watches (shared.changes.compose.watch_lookup) and change log (TableChangeFeed)."""
+    secrets = (await change_directories(settings)).secrets
+    return FeedParts(secrets, watch_lookup(settings), (await change_services(settings)).feed)
 
 
 # Tests put their own parts last.

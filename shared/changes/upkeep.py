@@ -23,7 +23,7 @@ from shared.changes.watches import CachedWatches
 from shared.clock import SystemClock
 from shared.connections import Connection
 from shared.errors import IntegrationError, SettingsError
-from shared.jobs.compose import job_services
+from shared.jobs.compose import ConnectionLanes, job_services
 from shared.jobs.lanes import Lanes
 from shared.settings import Settings, notification_base
 
@@ -63,11 +63,20 @@ class FeedClients(Protocol):
 
 
 def lane_clients(lanes: Lanes) -> FeedClients:
-    """The lanes' own clients. The receiver's `ConnectionLanes.feed_client` (the throttle's low permits, never
-    before a waiting job) replaces this once merged: the timers then take the same low priority as the expansion."""
+    """The lanes' own clients, at the jobs' priority (tests and tools that build lanes by hand)."""
 
     async def client(connection: str) -> BusinessCentralClient:
         return (await lanes.lane(connection)).runner.client
+
+    return client
+
+
+def low_priority_clients(lanes: ConnectionLanes) -> FeedClients:
+    """The feed's clients of the job pipeline's lanes (`ConnectionLanes.feed_client`): the same token manager and
+    shared throttle, but only its low permits, never before a waiting job of this process (issue 22, point 6)."""
+
+    async def client(connection: str) -> BusinessCentralClient:
+        return (await lanes.feed_client(connection))[1]
 
     return client
 
@@ -146,7 +155,8 @@ async def build_upkeep(settings: Settings, feed: ChangeFeed | None = None) -> Up
     reconciler = (
         None if feed is None else Reconciler(feed, directories.watermarks, reconcile_policy(settings), clock)
     )
-    return Upkeep(directories.watches, directories.subscriptions, lane_clients(lanes), manager, reconciler)
+    clients = low_priority_clients(lanes)
+    return Upkeep(directories.watches, directories.subscriptions, clients, manager, reconciler)
 
 
 def reconcile_policy(settings: Settings) -> ReconcilePolicy:
