@@ -7,6 +7,9 @@ ETag, or `tombstone_version()` for a delete).
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +19,7 @@ from bcjobs.changes import (
     ChangeKind,
     ChangeOrigin,
     change_id,
+    entity_version,
     tombstone_version,
 )
 from shared.bc.models import BcEndpoint, Entity
@@ -24,14 +28,86 @@ from shared.changes.watch import Watch
 from shared.connections import Connection
 
 
-def source_of(connection: Connection, company_id: str) -> str:
-    """The event's `source`: `/connections/{c}/environments/{e}/companies/{id}`."""
-    return f"/connections/{connection.name}/environments/{connection.environment}/companies/{company_id}"
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a change happened: the connection, its environment, the company and the entity set."""
+
+    connection: str
+    environment: str
+    company_id: str
+    entity_set: str
+
+    @property
+    def source(self) -> str:
+        """The event's `source`: `/connections/{c}/environments/{e}/companies/{id}`."""
+        return f"/connections/{self.connection}/environments/{self.environment}/companies/{self.company_id}"
+
+
+def version_event(
+    where: Where,
+    entity_id: str,
+    entity: Entity,
+    kind: ChangeKind,
+    origin: ChangeOrigin,
+    fallback_time: datetime,
+    data: dict[str, Any] | None,
+) -> ChangeEvent:
+    """The event of one entity version BC returned, the same id on every path (`entity_version`: its ETag, else
+    its lastModifiedDateTime as BC wrote it); `time` is lastModifiedDateTime, else `fallback_time`."""
+    modified = entity.values.get("lastModifiedDateTime")
+    modified_text = modified if isinstance(modified, str) else None
+    # An entity with neither (some custom API pages) is versioned by its content: the same on every path that read
+    # the same fields, and unchanged while the entity is, so a re-read publishes nothing.
+    version = entity_version(entity.etag, modified_text or _content_version(entity))
+    return _event(
+        where, entity_id, version, kind, origin, parse_instant(modified) or fallback_time, data, entity.etag
+    )
+
+
+def _content_version(entity: Entity) -> str:
+    body = json.dumps(entity.values, sort_keys=True, default=str, separators=(",", ":"))
+    return "content-" + hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+
+
+def tombstone_event(where: Where, entity_id: str, time: datetime, origin: ChangeOrigin) -> ChangeEvent:
+    """The delete of an entity (no data: it is gone); its version is `tombstone_version()`."""
+    return _event(where, entity_id, tombstone_version(), ChangeKind.DELETED, origin, time, None, None)
+
+
+def _event(
+    where: Where,
+    entity_id: str,
+    version: str,
+    kind: ChangeKind,
+    origin: ChangeOrigin,
+    time: datetime,
+    data: dict[str, Any] | None,
+    etag: str | None,
+) -> ChangeEvent:
+    return ChangeEvent(
+        id=change_id(where.connection, where.company_id, where.entity_set, entity_id, version),
+        source=where.source,
+        type=f"{EVENT_TYPE_PREFIX}.{where.entity_set}.{kind.value}",
+        subject=entity_id,
+        time=time,
+        data=data,
+        bcconnection=where.connection,
+        bcenvironment=where.environment,
+        bccompany=where.company_id,
+        bcentityset=where.entity_set,
+        bcchange=kind,
+        bcetag=etag,
+        bcorigin=origin,
+    )
 
 
 def reference_of(endpoint: BcEndpoint, target: ItemTarget, entity_set: str, entity_id: str) -> str:
     """The entity's URL: `{API root}/companies({company})/{entitySet}({id})`."""
     return f"{endpoint.api_root(target.route)}/companies({target.company_id})/{entity_set}({entity_id})"
+
+
+def _where(connection: Connection, watch: Watch, target: ItemTarget) -> Where:
+    return Where(connection.name, connection.environment, str(target.company_id), watch.entity_set)
 
 
 def build_event(
@@ -44,25 +120,12 @@ def build_event(
     fallback_time: datetime,
     origin: ChangeOrigin = ChangeOrigin.WEBHOOK,
 ) -> ChangeEvent:
-    """The event of the entity version BC returned (its ETag is the version; lastModifiedDateTime its time)."""
+    """The event of the entity version an expansion read."""
     entity_id = str(entity.id or target.entity_id)
-    company = str(target.company_id)
-    time, version = _time_and_version(entity, fallback_time)
-    return ChangeEvent(
-        id=change_id(connection.name, company, watch.entity_set, entity_id, version),
-        source=source_of(connection, company),
-        type=f"{EVENT_TYPE_PREFIX}.{watch.entity_set}.{kind.value}",
-        subject=entity_id,
-        time=time,
-        data=_data(watch, reference_of(endpoint, target, watch.entity_set, entity_id), dict(entity.values)),
-        bcconnection=connection.name,
-        bcenvironment=connection.environment,
-        bccompany=company,
-        bcentityset=watch.entity_set,
-        bcchange=kind,
-        bcetag=entity.etag,
-        bcorigin=origin,
-    )
+    reference = reference_of(endpoint, target, watch.entity_set, entity_id)
+    data = _data(watch, reference, dict(entity.values))
+    where = _where(connection, watch, target)
+    return version_event(where, entity_id, entity, kind, origin, fallback_time, data)
 
 
 def tombstone(
@@ -72,29 +135,8 @@ def tombstone(
     time: datetime,
     origin: ChangeOrigin = ChangeOrigin.WEBHOOK,
 ) -> ChangeEvent:
-    """The delete of the entity `target` names (no data: it is gone)."""
-    entity_id, company = str(target.entity_id), str(target.company_id)
-    return ChangeEvent(
-        id=change_id(connection.name, company, watch.entity_set, entity_id, tombstone_version()),
-        source=source_of(connection, company),
-        type=f"{EVENT_TYPE_PREFIX}.{watch.entity_set}.{ChangeKind.DELETED.value}",
-        subject=entity_id,
-        time=time,
-        bcconnection=connection.name,
-        bcenvironment=connection.environment,
-        bccompany=company,
-        bcentityset=watch.entity_set,
-        bcchange=ChangeKind.DELETED,
-        bcorigin=origin,
-    )
-
-
-def _time_and_version(entity: Entity, fallback_time: datetime) -> tuple[datetime, str]:
-    """BC's lastModifiedDateTime (else `fallback_time`), and the version every path hashes (subs'
-    bcjobs.changes.entity_version): the ETag, else lastModifiedDateTime as BC wrote it, else the fallback time."""
-    modified = entity.values.get("lastModifiedDateTime")
-    time = parse_instant(modified) or fallback_time
-    return time, entity.etag or (modified if isinstance(modified, str) else time.isoformat())
+    """The delete of the entity `target` names."""
+    return tombstone_event(_where(connection, watch, target), str(target.entity_id), time, origin)
 
 
 def _data(watch: Watch, reference: str, values: dict[str, Any]) -> dict[str, Any]:

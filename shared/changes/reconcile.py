@@ -24,16 +24,13 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from bcjobs.changes import (
-    EVENT_TYPE_PREFIX,
     ChangeEvent,
     ChangeKind,
     ChangeOrigin,
-    change_id,
-    entity_version,
-    tombstone_version,
 )
 from shared.bc.models import BcEndpoint, Entity, EntitySet
 from shared.bc.odata import ODataQuery, odata_field
+from shared.changes.events import Where, tombstone_event, version_event
 from shared.changes.feed import ChangeFeed, Published
 from shared.changes.subscription_manager import api_route
 from shared.changes.watch import Watch
@@ -218,32 +215,17 @@ def _newest(page: Sequence[Entity], current: datetime | None) -> datetime | None
     return current
 
 
-def _source(target: _WatchTarget) -> str:
-    return f"/connections/{target.watch.connection}/environments/{target.environment}/companies/{target.company_id}"
+def _where(target: _WatchTarget) -> Where:
+    watch = target.watch
+    return Where(watch.connection, target.environment, str(target.company_id), watch.entity_set)
 
 
 def _event(target: _WatchTarget, entity: Entity, known: set[str], now: datetime) -> ChangeEvent:
+    """The version read (created when the watch had not seen the id): the id the webhook path gives it too."""
     entity_id = str(entity.id)
-    modified = entity.values.get(MODIFIED)
-    version = entity_version(entity.etag, modified if isinstance(modified, str) else None)
     kind = ChangeKind.UPDATED if entity_id in known else ChangeKind.CREATED
-    return ChangeEvent(
-        id=change_id(
-            target.watch.connection, str(target.company_id), target.watch.entity_set, entity_id, version
-        ),
-        source=_source(target),
-        type=f"{EVENT_TYPE_PREFIX}.{target.watch.entity_set}.{kind.value}",
-        subject=entity_id,
-        time=parse_iso_utc(modified) or now,  # an entity without lastModifiedDateTime: when it was read
-        data=_data(target, entity),
-        bcconnection=target.watch.connection,
-        bcenvironment=target.environment,
-        bccompany=str(target.company_id),
-        bcentityset=target.watch.entity_set,
-        bcchange=kind,
-        bcetag=entity.etag,
-        bcorigin=ChangeOrigin.RECONCILIATION,
-    )
+    data = _data(target, entity)
+    return version_event(_where(target), entity_id, entity, kind, ChangeOrigin.RECONCILIATION, now, data)
 
 
 def _data(target: _WatchTarget, entity: Entity) -> dict[str, Any]:
@@ -258,19 +240,4 @@ def _data(target: _WatchTarget, entity: Entity) -> dict[str, Any]:
 
 
 def _tombstone(target: _WatchTarget, entity_id: str, now: datetime) -> ChangeEvent:
-    entity_set = target.watch.entity_set
-    return ChangeEvent(
-        id=change_id(
-            target.watch.connection, str(target.company_id), entity_set, entity_id, tombstone_version()
-        ),
-        source=_source(target),
-        type=f"{EVENT_TYPE_PREFIX}.{entity_set}.{ChangeKind.DELETED.value}",
-        subject=entity_id,
-        time=now,
-        bcconnection=target.watch.connection,
-        bcenvironment=target.environment,
-        bccompany=str(target.company_id),
-        bcentityset=entity_set,
-        bcchange=ChangeKind.DELETED,
-        bcorigin=ChangeOrigin.RECONCILIATION,
-    )
+    return tombstone_event(_where(target), entity_id, now, ChangeOrigin.RECONCILIATION)
