@@ -3,9 +3,12 @@
 Rows live in `{BC_TABLE_PREFIX}connections`, one partition, the name as RowKey, the connection's JSON in `spec`
 (no secret: a client secret goes to Key Vault and the row names the secret). Looking up a job's connection costs
 no storage call in steady state: the whole table is read at most once per STALENESS (100 connections: one query
-of one partition), so an admin's change reaches every process within STALENESS. A name not in the cache forces a
-read at most once per UNKNOWN_RECHECK, so a connection registered a moment ago is found without letting a flood
-of jobs naming an unknown connection cost a read each.
+of one partition), so an admin's change reaches every process within STALENESS.
+
+A name not in the cache is looked up again in a read that *started after the lookup began* (Table reads are
+strongly consistent): a connection registered before its first job was sent is always found, however recently
+this process last read the table. Such reads are at least UNKNOWN_RECHECK apart (a lookup waits for the next one),
+so a flood of jobs naming an unknown connection costs one read per UNKNOWN_RECHECK, not one per job.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ def _spec(connection: Connection) -> str:
 @dataclass
 class _Cache:
     connections: dict[str, Connection]
-    read_at: float | None = None  # clock.time() of the last read; None: never read
+    read_at: float | None = None  # clock.time() when the last read started; None: never read
 
 
 class ConnectionRegistry:
@@ -144,9 +147,10 @@ class ConnectionRegistry:
         """The connection of that name, enabled or not (None: no such connection)."""
         if name is None or name == self.default.name:
             return self.default
+        asked_at = self._clock.time()
         await self._refresh(max_age=STALENESS_SECONDS)
         if name not in self._cache.connections:
-            await self._refresh(max_age=UNKNOWN_RECHECK_SECONDS)
+            await self._read_started_after(asked_at)
         return self._cache.connections.get(name)
 
     async def all(self) -> list[Connection]:
@@ -182,10 +186,29 @@ class ConnectionRegistry:
             )
 
     async def _refresh(self, *, max_age: float) -> None:
+        """Read the table unless the cache is younger than `max_age` (0: always)."""
+        if self._younger_than(max_age):
+            return
         async with self._lock:  # concurrent lookups share one read
+            if not self._younger_than(max_age):
+                await self._read()
+
+    async def _read_started_after(self, asked_at: float) -> None:
+        """Make sure the cache comes from a read that started at or after `asked_at` (see the module docstring)."""
+        async with self._lock:
             read_at = self._cache.read_at
-            if read_at is not None and self._clock.time() - read_at < max_age and max_age > 0:
-                return
-            rows = await self._store.all()
-            named = {c.name: c for c in rows if c.name != self.default.name}
-            self._cache = _Cache(named, self._clock.time())
+            if read_at is not None and read_at >= asked_at:
+                return  # another lookup's read started after this one began
+            if read_at is not None:
+                await self._clock.sleep(max(0.0, read_at + UNKNOWN_RECHECK_SECONDS - self._clock.time()))
+            await self._read()
+
+    def _younger_than(self, max_age: float) -> bool:
+        read_at = self._cache.read_at
+        return max_age > 0 and read_at is not None and self._clock.time() - read_at < max_age
+
+    async def _read(self) -> None:
+        started = self._clock.time()
+        rows = await self._store.all()
+        named = {c.name: c for c in rows if c.name != self.default.name}
+        self._cache = _Cache(named, started)

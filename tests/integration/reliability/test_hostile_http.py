@@ -229,10 +229,17 @@ def test_no_generated_request_to_any_other_route_gets_a_server_error(
 
 def test_every_function_key_route_refuses_a_request_without_the_right_key(app: App) -> None:
     """Every route above anonymous answers 401 without a key, with a wrong or near-miss one, in the query or the
-    header; anonymous routes are only health and the sign-in callback."""
+    header. Anonymous routes are only health and the places Entra or BC call back, which cannot carry our key:
+    the sign-in and admin-consent callbacks (each protected by its one-time state) and BC's notification receiver
+    (its unguessable path key and clientState, checked in the expansion; it never answers 4xx)."""
     functions = http_functions()
     anonymous = {route for route, _, level in functions if level is AuthLevel.ANONYMOUS}
-    assert anonymous == {"health", "auth/callback"}
+    assert anonymous == {
+        "health",
+        "auth/callback",
+        "connections/consent/callback",
+        "notifications/{connection}/{key}",
+    }
     key = app.function_key
     wrong: list[tuple[str, dict[str, str], dict[str, str]]] = [
         ("no key", {}, {}),

@@ -76,6 +76,29 @@ async def test_an_unknown_name_is_rechecked_at_most_every_few_seconds() -> None:
     assert store.reads == 2
 
 
+async def test_a_connection_registered_just_after_a_read_is_found_by_its_first_job() -> None:
+    """The race the demo found: this process read the table (fairness, another job), the admin registers a
+    connection half a second later, its first job arrives: it is looked up in a read that started after the job
+    did, never rejected on the older read."""
+    found, store, clock = registry(CONTOSO)
+    await found.resolve("contoso")  # the table read now
+    clock.advance(timedelta(seconds=0.5))
+    store.rows["fabrikam"] = CONTOSO.model_copy(update={"name": "fabrikam"})
+    clock.advance(timedelta(seconds=0.5))
+    assert (await found.resolve("fabrikam")).name == "fabrikam"
+    assert store.reads == 2
+
+
+async def test_a_flood_of_jobs_naming_no_connection_costs_one_read_per_recheck_interval() -> None:
+    found, store, clock = registry()
+    for _ in range(100):
+        with pytest.raises(UnknownConnectionError):
+            await found.resolve("fabrikam")
+        clock.advance(timedelta(seconds=0.1))  # ManualClock.sleep jumps: each wait is counted in `slept`
+    elapsed = 100 * 0.1 + sum(clock.slept)
+    assert store.reads <= elapsed / UNKNOWN_RECHECK_SECONDS + 1
+
+
 async def test_all_lists_the_settings_connection_first_then_the_registered_by_name() -> None:
     other = CONTOSO.model_copy(update={"name": "adatum"})
     found, _, _ = registry(CONTOSO, other)
