@@ -1,0 +1,172 @@
+"""Issue 22's acceptance through the real triggers: function_app.py on devhost (receiver route and the
+`changes_expand` queue trigger) on Azurite, BC = the sandbox's faithful webhooks with a short debounce, and another
+writer — its own client, its own throttle, no job — changing BC as a user would. The subscription timer runs here
+as the host would run it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+
+import pytest
+from azure.data.tables.aio import TableClient
+from azure.storage.queue.aio import QueueClient
+
+from bcjobs.changes import ChangeEvent
+from bcjobs.connections import ConnectionsClient
+from sandbox import Sandbox
+from shared.bc import BusinessCentralClient, SharedThrottle, build_client
+from shared.bc.models import BatchOperation, EntitySet, Method
+from shared.changes.log import TableChangeFeed, changes_table_name
+from shared.settings import Settings
+from shared.triggers import change_timers
+from testkit.clock import ShiftedClock
+from testkit.sandbox_tokens import SandboxTokenProvider
+from tests.integration.auth.test_change_feed_over_devhost import FeedHost, feed_host  # noqa: F401 - fixture
+from tests.integration.auth.test_timer_and_secrets import timer
+from tests.integration.bc.conftest import bc_settings, coordination, throttle, tokens  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+CUSTOMERS = EntitySet("customers")
+ORDERS = EntitySet("salesOrders")
+
+
+@pytest.fixture
+async def writer(
+    bc_settings: Settings,  # noqa: F811
+    tokens: SandboxTokenProvider,  # noqa: F811
+    throttle: SharedThrottle,  # noqa: F811
+) -> AsyncIterator[BusinessCentralClient]:
+    """Another writer of BC (a user, a Power Automate flow): not the product's lane, no job, no echo journal."""
+    client = build_client(bc_settings, tokens, throttle)
+    yield client
+    await client.aclose()
+
+
+async def logged(host: FeedHost, connection_string: str, entity_set: str) -> list[ChangeEvent]:
+    """Every event of the change log for `entity_set`, page by page, as a reader a minute from now sees it."""
+    async with (
+        TableClient.from_connection_string(
+            connection_string, changes_table_name(host.env["BC_TABLE_PREFIX"])
+        ) as t,
+        QueueClient.from_connection_string(connection_string, "unused") as queue,
+    ):
+        reader = TableChangeFeed(t, queue, ShiftedClock(timedelta(minutes=1)))
+        events: list[ChangeEvent] = []
+        after: str | None = None
+        while True:
+            page = await reader.read(host.env["BC_CONNECTION_NAME"], entity_set, after, 1000)
+            events.extend(page.changes)
+            if not page.changes or page.next is None or page.next == after:
+                return events
+            after = page.next
+
+
+Arrived = tuple[ChangeEvent, float]
+
+
+async def arrival(
+    host: FeedHost,
+    connection_string: str,
+    entity_set: str,
+    wanted: Callable[[ChangeEvent], bool],
+    within: float,
+) -> Arrived:
+    """The first logged event `wanted` accepts and the seconds it took to appear; fails after `within` seconds."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        found = [e for e in await logged(host, connection_string, entity_set) if wanted(e)]
+        if found:
+            return found[0], time.monotonic() - started
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no matching {entity_set} event within {within} s")
+
+
+async def watch_and_subscribe(host: FeedHost, watches: dict[str, str]) -> None:
+    """Watches through the product's HTTP API, then the subscription timer once (BC's handshake hits devhost)."""
+    with ConnectionsClient(host.base_url, host.function_key) as admin:
+        for name, entity_set in watches.items():
+            admin.put_watch(
+                host.env["BC_CONNECTION_NAME"], name, {"entitySet": entity_set, "includeData": True}
+            )
+    await change_timers.change_subscriptions(timer())
+
+
+# Beyond BC's debounce an event waits for the `changes_expand` queue poll (host.json maxPollingInterval 10 s: idle
+# polling backs off up to it) and a read; a cold worker's first read also waits to join the connection's throttle
+# (shared/bc/throttle/plan.py: 1.5 heartbeats + 1 s = 16 s) so that it never exceeds the lane's share of BC.
+WARM = 12.0
+COLD = WARM + 16.0 + 5.0
+
+
+async def test_changes_by_another_writer_arrive_as_events_within_the_debounce_and_a_poll(
+    feed_host: FeedHost,  # noqa: F811
+    sandbox: Sandbox,
+    writer: BusinessCentralClient,
+    azurite_connection_string: str,
+) -> None:
+    """Created, updated, deleted: three events, each waited for, since BC merges an `updated` into a pending item of
+    the same entity within one debounce window (codeunit 6154; reference (a)). Then an order's line changed: the
+    order's event (BC notifies a line change as its header's `updated`)."""
+    debounce = sandbox.bc.webhooks.current_settings().delay_seconds
+    await watch_and_subscribe(feed_host, {"customers": "customers", "orders": "salesOrders"})
+
+    def arrive(kind: str, subject: str, within: float, entity_set: str = "customers") -> Awaitable[Arrived]:
+        return arrival(feed_host, azurite_connection_string, entity_set,
+                       lambda e: (e.subject, e.bcchange.value) == (subject, kind), debounce + within)  # fmt: skip
+
+    created = await writer.create(CUSTOMERS, {"displayName": "Made In BC"})
+    subject = str(created.values["id"])
+    event, _ = await arrive("created", subject, COLD)
+    assert (event.bcorigin.value, event.bcecho) == ("webhook", None)
+    assert event.data is not None
+    assert event.data["entity"]["displayName"] == "Made In BC"
+
+    updated = await writer.update(CUSTOMERS.key(subject), {"displayName": "Renamed In BC"}, etag=created.etag)
+    event, _ = await arrive("updated", subject, WARM)
+    assert event.bcetag == updated.etag
+    await writer.delete(CUSTOMERS.key(subject), etag=updated.etag)
+    await arrive("deleted", subject, WARM)
+    kinds = [e.bcchange.value for e in await logged(feed_host, azurite_connection_string, "customers")
+             if e.subject == subject]  # fmt: skip
+    assert kinds == ["created", "updated", "deleted"]
+
+    order = (await writer.list(ORDERS, limit=1))[0]
+    lines = ORDERS.key(str(order.values["id"])).child("salesOrderLines")
+    line = (await writer.list(lines, limit=1))[0]
+    await writer.update(lines.key(str(line.values["id"])), {"quantity": 7}, etag=line.etag)
+    event, _ = await arrive("updated", str(order.values["id"]), WARM, "salesOrders")
+    assert event.bcentityset == "salesOrders"
+
+
+async def test_1500_customers_changed_in_one_window_are_one_collection_and_each_logged_once(
+    feed_host: FeedHost,  # noqa: F811
+    sandbox: Sandbox,
+    writer: BusinessCentralClient,
+    azurite_connection_string: str,
+) -> None:
+    """Above BC's 1,000-item threshold the pending items collapse into one `collection` (reference (a)); the
+    expansion's paged `lastModifiedDateTime gt` read must still give every customer exactly one event."""
+    await watch_and_subscribe(feed_host, {"customers": "customers"})
+    sandbox.bc.webhooks.settings(delay_seconds=6.0)  # long enough for 15 $batch requests of 100
+    (subscription,) = sandbox.bc.webhooks.subscriptions()
+    operations = [BatchOperation(Method.POST, CUSTOMERS, {"displayName": f"Bulk {n}"}) for n in range(1500)]
+    results = await writer.batch(operations)
+    ids = {str(r.entity.values["id"]) for r in results if r.entity is not None}
+    assert len(ids) == 1500
+
+    started = time.monotonic()
+    while True:
+        events = [
+            e for e in await logged(feed_host, azurite_connection_string, "customers") if e.subject in ids
+        ]
+        if {e.subject for e in events} == ids or time.monotonic() - started > 45:
+            break
+        await asyncio.sleep(0.5)
+    assert Counter(Counter(e.subject for e in events).values()) == {1: 1500}
+    assert len({e.id for e in events}) == 1500
+    counters = sandbox.bc.webhooks.url_counters(subscription["notificationUrl"])
+    assert (counters.delivered, counters.items) == (1, 1)  # one POST carrying one `collection` item
