@@ -100,6 +100,7 @@ async def watch_and_subscribe(host: FeedHost, watches: dict[str, str]) -> None:
 # (shared/bc/throttle/plan.py: 1.5 heartbeats + 1 s = 16 s) so that it never exceeds the lane's share of BC.
 WARM = 12.0
 COLD = WARM + 16.0 + 5.0
+UPDATES = 8  # spaced updates of one customer: the latency samples
 
 
 async def test_changes_by_another_writer_arrive_as_events_within_the_debounce_and_a_poll(
@@ -108,15 +109,19 @@ async def test_changes_by_another_writer_arrive_as_events_within_the_debounce_an
     writer: BusinessCentralClient,
     azurite_connection_string: str,
 ) -> None:
-    """Created, updated, deleted: three events, each waited for, since BC merges an `updated` into a pending item of
+    """Created, updated (several times: the latency samples), deleted: one event each, each waited for, since BC merges an `updated` into a pending item of
     the same entity within one debounce window (codeunit 6154; reference (a)). Then an order's line changed: the
     order's event (BC notifies a line change as its header's `updated`)."""
     debounce = sandbox.bc.webhooks.current_settings().delay_seconds
     await watch_and_subscribe(feed_host, {"customers": "customers", "orders": "salesOrders"})
 
-    def arrive(kind: str, subject: str, within: float, entity_set: str = "customers") -> Awaitable[Arrived]:
-        return arrival(feed_host, azurite_connection_string, entity_set,
-                       lambda e: (e.subject, e.bcchange.value) == (subject, kind), debounce + within)  # fmt: skip
+    def arrive(
+        kind: str, subject: str, within: float, entity_set: str = "customers", etag: str | None = None
+    ) -> Awaitable[Arrived]:
+        def wanted(e: ChangeEvent) -> bool:
+            return (e.subject, e.bcchange.value) == (subject, kind) and etag in (None, e.bcetag)
+
+        return arrival(feed_host, azurite_connection_string, entity_set, wanted, debounce + within)
 
     created = await writer.create(CUSTOMERS, {"displayName": "Made In BC"})
     subject = str(created.values["id"])
@@ -125,14 +130,28 @@ async def test_changes_by_another_writer_arrive_as_events_within_the_debounce_an
     assert event.data is not None
     assert event.data["entity"]["displayName"] == "Made In BC"
 
-    updated = await writer.update(CUSTOMERS.key(subject), {"displayName": "Renamed In BC"}, etag=created.etag)
-    event, _ = await arrive("updated", subject, WARM)
-    assert event.bcetag == updated.etag
+    figures: list[
+        tuple[float, int]
+    ] = []  # per warm change: seconds beyond the debounce, BC requests the feed sent
+    updated = created
+    for n in range(UPDATES):
+        updated = await writer.update(
+            CUSTOMERS.key(subject), {"displayName": f"Renamed {n}"}, etag=updated.etag
+        )
+        sent = sandbox.bc.stats().count()
+        event, seconds = await arrive("updated", subject, WARM, etag=updated.etag)
+        figures.append((seconds - debounce, sandbox.bc.stats().count() - sent))
     await writer.delete(CUSTOMERS.key(subject), etag=updated.etag)
-    await arrive("deleted", subject, WARM)
+    sent = sandbox.bc.stats().count()
+    _, seconds = await arrive("deleted", subject, WARM)
+    figures.append((seconds - debounce, sandbox.bc.stats().count() - sent))
     kinds = [e.bcchange.value for e in await logged(feed_host, azurite_connection_string, "customers")
              if e.subject == subject]  # fmt: skip
-    assert kinds == ["created", "updated", "deleted"]
+    assert kinds == ["created", *["updated"] * UPDATES, "deleted"]
+    print(f"beyond the debounce (s), BC requests per change: {figures}")
+    assert [requests for _, requests in figures] == [1] * UPDATES + [
+        0
+    ]  # one GET per update, none for a delete
 
     order = (await writer.list(ORDERS, limit=1))[0]
     lines = ORDERS.key(str(order.values["id"])).child("salesOrderLines")
@@ -158,7 +177,7 @@ async def test_1500_customers_changed_in_one_window_are_one_collection_and_each_
     ids = {str(r.entity.values["id"]) for r in results if r.entity is not None}
     assert len(ids) == 1500
 
-    started = time.monotonic()
+    sent, started = sandbox.bc.stats().count(), time.monotonic()
     while True:
         events = [
             e for e in await logged(feed_host, azurite_connection_string, "customers") if e.subject in ids
@@ -166,6 +185,10 @@ async def test_1500_customers_changed_in_one_window_are_one_collection_and_each_
         if {e.subject for e in events} == ids or time.monotonic() - started > 45:
             break
         await asyncio.sleep(0.5)
+    took, requests = time.monotonic() - started, sandbox.bc.stats().count() - sent
+    print(
+        f"collection of 1,500: all logged {took:.1f} s after the last write, {requests} BC requests by the feed"
+    )
     assert Counter(Counter(e.subject for e in events).values()) == {1: 1500}
     assert len({e.id for e in events}) == 1500
     counters = sandbox.bc.webhooks.url_counters(subscription["notificationUrl"])
