@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -15,7 +16,9 @@ import pytest
 from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
+from bcjobs import JobState
 from bcjobs.changes import ChangeEvent
+from bcjobs.client import JobsClient
 from bcjobs.connections import ConnectionsClient
 from sandbox import Sandbox
 from shared.bc import BusinessCentralClient, SharedThrottle, build_client
@@ -193,3 +196,34 @@ async def test_1500_customers_changed_in_one_window_are_one_collection_and_each_
     assert len({e.id for e in events}) == 1500
     counters = sandbox.bc.webhooks.url_counters(subscription["notificationUrl"])
     assert (counters.delivered, counters.items) == (1, 1)  # one POST carrying one `collection` item
+
+
+async def test_a_jobs_own_update_of_a_watched_customer_arrives_marked_as_that_jobs_echo(
+    feed_host: FeedHost,  # noqa: F811
+    sandbox: Sandbox,
+    azurite_connection_string: str,
+) -> None:
+    """The job runs on devhost's job trigger, which journals the version it wrote; BC's notification of it is
+    expanded into an event whose `bcecho` names the job (the only way to know: BC does not say who changed it)."""
+    await watch_and_subscribe(feed_host, {"customers": "customers"})
+    customer = str(sandbox.bc.records("customers")[0]["id"])
+    job_id = f"echo-{uuid.uuid4().hex[:8]}"
+    job = {
+        "jobId": job_id,
+        "operation": "update",
+        "entitySet": "customers",
+        "id": customer,
+        "data": {"phoneNumber": "555-0122"},
+    }
+    prefix = feed_host.env["BC_TABLE_PREFIX"]
+    with JobsClient.from_connection_string(azurite_connection_string, table_prefix=prefix) as jobs:
+        jobs.create_queues()
+        jobs.enqueue(job)
+        report = await asyncio.to_thread(jobs.wait, job_id, 60, 0.2)
+    assert report.state == JobState.SUCCEEDED
+
+    debounce = sandbox.bc.webhooks.current_settings().delay_seconds
+    event, _ = await arrival(
+        feed_host, azurite_connection_string, "customers", lambda e: e.subject == customer, debounce + COLD
+    )
+    assert (event.bcchange.value, event.bcecho) == ("updated", job_id)
