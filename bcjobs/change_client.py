@@ -19,16 +19,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import partial
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
-import requests
-
 from bcjobs import _flows as flows
+from bcjobs.api_session import ApiSession, AsyncApiSession, HttpAnswer
 from bcjobs.changes import ChangeEvent
-from bcjobs.connections import DEFAULT_TIMEOUT, KEY_HEADER, HttpAnswer, HttpCall
+from bcjobs.connections import HttpCall
 from bcjobs.errors import BcJobsError
 
 
@@ -83,31 +80,10 @@ def _json(answer: HttpAnswer, doing: str) -> dict[str, Any]:
     raise ChangesApiError(f"{doing}: {message}", status=answer.status, code=body.get("error"))
 
 
-def _unreachable(method: str, url: str, exc: BaseException) -> ChangesApiError:
-    address = url.split("?", 1)[0]
-    return ChangesApiError(
-        f"{method} {address} failed ({type(exc).__name__}): is the app running and --api-url right?"
-    )
-
-
-class ChangesClient:
+class ChangesClient(ApiSession):
     """The change log over `requests` (blocking); a context manager closing its session."""
 
-    def __init__(
-        self, api_url: str, function_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self.api_url = api_url
-        self._timeout = timeout
-        self._session = requests.Session()
-        if function_key:
-            self._session.headers[KEY_HEADER] = function_key
-
-    def _call(self, method: str, url: str, body: bytes | None) -> HttpAnswer:
-        try:
-            response = self._session.request(method, url, data=body, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise _unreachable(method, url, exc) from None
-        return HttpAnswer(response.status_code, response.content)
+    error = ChangesApiError
 
     def changes(
         self, connection: str, entity_set: str, *, after: str | None = None, limit: int | None = None
@@ -115,38 +91,11 @@ class ChangesClient:
         """Events of `entity_set` on `connection` after the cursor `after` (from the start when None)."""
         return flows.carry_out(changes_flow(self._call, self.api_url, connection, entity_set, after, limit))
 
-    def close(self) -> None:
-        """Close the HTTP session."""
-        self._session.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncChangesClient:
+class AsyncChangesClient(AsyncApiSession):
     """The change log over `aiohttp`; an async context manager closing its session."""
 
-    def __init__(
-        self, api_url: str, function_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self.api_url = api_url
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._headers = {KEY_HEADER: function_key} if function_key else {}
-        self._session: aiohttp.ClientSession | None = None
-
-    async def _call(self, method: str, url: str, body: bytes | None) -> HttpAnswer:
-        if self._session is None:  # built on the caller's loop, on first use
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
-        try:
-            async with self._session.request(method, url, data=body) as response:
-                return HttpAnswer(response.status, await response.read())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _unreachable(method, url, exc) from None
+    error = ChangesApiError
 
     async def changes(
         self, connection: str, entity_set: str, *, after: str | None = None, limit: int | None = None
@@ -154,17 +103,3 @@ class AsyncChangesClient:
         """Events of `entity_set` on `connection` after the cursor `after` (from the start when None)."""
         flow = changes_flow(self._call, self.api_url, connection, entity_set, after, limit)
         return await flows.carry_out_async(flow)
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()

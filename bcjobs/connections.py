@@ -21,20 +21,15 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from types import TracebackType
-from typing import Any, Self
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import quote
 
-import aiohttp
-import requests
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from bcjobs import _flows as flows
+from bcjobs.api_session import ApiSession, AsyncApiSession, HttpAnswer
 from bcjobs.errors import BcJobsError
-
-KEY_HEADER = "x-functions-key"  # the Functions host reads the key from this header or ?code=
-DEFAULT_TIMEOUT = 30.0
 
 
 class ConnectionInfo(BaseModel):
@@ -132,14 +127,6 @@ class ConnectionsApiError(BcJobsError):
         self.code = code
         self.fields = fields
         super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True)
-class HttpAnswer:
-    """An HTTP response as the flows read it."""
-
-    status: int
-    body: bytes
 
 
 HttpCall = Callable[[str, str, bytes | None], "HttpAnswer | Awaitable[HttpAnswer]"]
@@ -265,36 +252,13 @@ def _json(answer: HttpAnswer, doing: str) -> dict[str, Any]:
     raise ConnectionsApiError(text, status=answer.status, code=body.get("error"), fields=fields)
 
 
-def _unreachable(method: str, url: str, exc: BaseException) -> ConnectionsApiError:
-    parts = urlsplit(url)
-    return ConnectionsApiError(
-        f"{method} {parts.scheme}://{parts.netloc}{parts.path} failed ({type(exc).__name__}): is the app running "
-        "and --api-url right?"
-    )
-
-
 # -- the twins -----------------------------------------------------------------------------------------------
 
 
-class ConnectionsClient:
+class ConnectionsClient(ApiSession):
     """The registry API over `requests` (blocking); a context manager closing its session."""
 
-    def __init__(
-        self, api_url: str, function_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self.api_url = api_url
-        self._timeout = timeout
-        self._session = requests.Session()
-        if function_key:
-            self._session.headers[KEY_HEADER] = function_key
-
-    def _call(self, method: str, url: str, body: bytes | None) -> HttpAnswer:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        try:
-            response = self._session.request(method, url, data=body, headers=headers, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise _unreachable(method, url, exc) from None
-        return HttpAnswer(response.status_code, response.content)
+    error = ConnectionsApiError
 
     def connections(self) -> builtins.list[ConnectionInfo]:
         """Every connection, the settings' one first (`from_settings`)."""
@@ -339,39 +303,11 @@ class ConnectionsClient:
         """Delete a watch (its BC subscriptions go at the manager's next run); False when there was none."""
         return flows.carry_out(delete_watch_flow(self._call, self.api_url, connection, name))
 
-    def close(self) -> None:
-        """Close the HTTP session."""
-        self._session.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncConnectionsClient:
+class AsyncConnectionsClient(AsyncApiSession):
     """The registry API over `aiohttp`; an async context manager closing its session."""
 
-    def __init__(
-        self, api_url: str, function_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
-        self.api_url = api_url
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._headers = {KEY_HEADER: function_key} if function_key else {}
-        self._session: aiohttp.ClientSession | None = None
-
-    async def _call(self, method: str, url: str, body: bytes | None) -> HttpAnswer:
-        if self._session is None:  # built on the caller's loop, on first use
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        try:
-            async with self._session.request(method, url, data=body, headers=headers) as response:
-                return HttpAnswer(response.status, await response.read())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _unreachable(method, url, exc) from None
+    error = ConnectionsApiError
 
     async def connections(self) -> builtins.list[ConnectionInfo]:
         """Every connection, the settings' one first (`from_settings`)."""
@@ -415,17 +351,3 @@ class AsyncConnectionsClient:
     async def delete_watch(self, connection: str, name: str) -> bool:
         """Delete a watch (its BC subscriptions go at the manager's next run); False when there was none."""
         return await flows.carry_out_async(delete_watch_flow(self._call, self.api_url, connection, name))
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bcjobs import _flows as flows
+from bcjobs.api_session import HttpAnswer
 from bcjobs.change_client import ChangesApiError, changes_flow
-from bcjobs.connections import HttpAnswer
 from testkit.changes import change_event
 
 

@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from bcjobs import _flows as flows
+from bcjobs.api_session import HttpAnswer
 from bcjobs.cli import app
 from bcjobs.connections import (
     ConnectionsApiError,
     ConnectionsClient,
-    HttpAnswer,
     check_flow,
     consent_flow,
     delete_flow,

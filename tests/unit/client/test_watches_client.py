@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from bcjobs import _flows as flows
+from bcjobs.api_session import HttpAnswer
 from bcjobs.cli import app
 from bcjobs.connections import (
     ConnectionsApiError,
-    HttpAnswer,
     delete_watch_flow,
     put_watch_flow,
     watch_flow,
