@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from localworld.polling import wait_until
 from sandbox import Sandbox
 from sandbox.server import Listener, ServerThread, bind
 
@@ -89,11 +90,8 @@ def serve(sandbox: Sandbox) -> Iterator[Callable[[], tuple[Receiver, str]]]:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until the condition holds (no sleeps in assertions)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+    """Poll the sandbox's sender thread with a deadline (the local world's one polling helper)."""
+    wait_until(condition, timeout=timeout, what="the sandbox's webhook sender", interval=0.02)
 
 
 async def subscribe(bc: httpx.AsyncClient, api_root: str, company_url: str, url: str, entity_set: str) -> Any:
