@@ -5,9 +5,10 @@ client's own error with the next step. The flows (`bcjobs/_flows.py`) call `_cal
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -25,6 +26,46 @@ class HttpAnswer:
 
     status: int
     body: bytes
+
+
+class ApiError(BcJobsError):
+    """The app's API refused or failed a request; `status` (None: no answer), `code`, `fields` and its message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        fields: tuple[str, ...] = (),
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.fields = fields
+        super().__init__(message)
+
+
+def read_json(answer: HttpAnswer, doing: str, error: type[ApiError]) -> dict[str, Any]:
+    """The 2xx body as a JSON object; `error` naming the API's error, message and fixes otherwise."""
+    try:
+        body = json.loads(answer.body or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise error(f"{doing}: HTTP {answer.status}, not the API's JSON", status=answer.status)
+    if 200 <= answer.status < 300:
+        return body
+    if answer.status in {401, 403}:
+        message = (
+            "the function key was refused: pass the app's key (--function-key / env BCJOBS_FUNCTION_KEY)"
+        )
+    else:
+        message = str(body.get("message") or f"HTTP {answer.status}")
+    listed = [f for f in body.get("fields", []) if isinstance(f, dict)]
+    details = "; ".join(f"{f.get('field')}: {f.get('fix')}" for f in listed if f.get("fix"))
+    text = f"{doing}: {message}" + (f" (fix: {details})" if details else "")
+    fields = tuple(str(f.get("field")) for f in listed)
+    raise error(text, status=answer.status, code=body.get("error"), fields=fields)
 
 
 def _headers(body: bytes | None) -> dict[str, str]:

@@ -16,26 +16,18 @@ out the same flow (`bcjobs._flows`), over `requests` and `aiohttp`, like `bcjobs
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 from urllib.parse import urlencode
 
 from bcjobs import _flows as flows
-from bcjobs.api_session import ApiSession, AsyncApiSession, HttpAnswer
+from bcjobs.api_session import ApiError, ApiSession, AsyncApiSession, read_json
 from bcjobs.changes import ChangeEvent
 from bcjobs.connections import HttpCall
-from bcjobs.errors import BcJobsError
 
 
-class ChangesApiError(BcJobsError):
+class ChangesApiError(ApiError):
     """The change log refused or failed a read; `status` (None: no answer), `code` and the API's message."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        self.status = status
-        self.code = code
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,28 +48,9 @@ def changes_flow(
     )
     url = f"{base_url.rstrip('/')}/api/changes?{urlencode(query)}"
     answer = yield from flows.ask(partial(http, "GET", url, None))
-    body = _json(answer, f"reading the changes of {connection}/{entity_set}")
+    body = read_json(answer, f"reading the changes of {connection}/{entity_set}", ChangesApiError)
     events = tuple(ChangeEvent.model_validate(item) for item in body.get("changes", []))
     return ChangesPage(events, body.get("next"))
-
-
-def _json(answer: HttpAnswer, doing: str) -> dict[str, Any]:
-    """The 2xx body as a JSON object; ChangesApiError naming the API's error and message otherwise."""
-    try:
-        body = json.loads(answer.body or b"{}")
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ChangesApiError(f"{doing}: HTTP {answer.status}, not the API's JSON", status=answer.status)
-    if 200 <= answer.status < 300:
-        return body
-    if answer.status in {401, 403}:
-        message = (
-            "the function key was refused: pass the app's key (--function-key / env BCJOBS_FUNCTION_KEY)"
-        )
-    else:
-        message = str(body.get("message") or f"HTTP {answer.status}")
-    raise ChangesApiError(f"{doing}: {message}", status=answer.status, code=body.get("error"))
 
 
 class ChangesClient(ApiSession):

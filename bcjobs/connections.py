@@ -28,8 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from bcjobs import _flows as flows
-from bcjobs.api_session import ApiSession, AsyncApiSession, HttpAnswer
-from bcjobs.errors import BcJobsError
+from bcjobs.api_session import ApiError, ApiSession, AsyncApiSession, HttpAnswer, read_json
 
 
 class ConnectionInfo(BaseModel):
@@ -112,21 +111,8 @@ class ConsentLinkInfo(BaseModel):
     next_step: str = ""
 
 
-class ConnectionsApiError(BcJobsError):
-    """The API refused or failed a request; `status` (None: no answer), `code` and the API's message."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        fields: tuple[str, ...] = (),
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.fields = fields
-        super().__init__(message)
+class ConnectionsApiError(ApiError):
+    """The API refused or failed a request; `status` (None: no answer), `code`, `fields` and the API's message."""
 
 
 HttpCall = Callable[[str, str, bytes | None], "HttpAnswer | Awaitable[HttpAnswer]"]
@@ -231,25 +217,7 @@ def delete_watch_flow(http: HttpCall, base_url: str, connection: str, name: str)
 
 
 def _json(answer: HttpAnswer, doing: str) -> dict[str, Any]:
-    """The 2xx body as a JSON object; ConnectionsApiError naming the API's error and message otherwise."""
-    try:
-        body = json.loads(answer.body or b"{}")
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ConnectionsApiError(f"{doing}: HTTP {answer.status}, not the API's JSON", status=answer.status)
-    if 200 <= answer.status < 300:
-        return body
-    if answer.status in {401, 403}:
-        message = (
-            "the function key was refused: pass the app's key (--function-key / env BCJOBS_FUNCTION_KEY)"
-        )
-    else:
-        message = str(body.get("message") or f"HTTP {answer.status}")
-    fields = tuple(str(f.get("field")) for f in body.get("fields", []) if isinstance(f, dict))
-    details = "; ".join(f"{f.get('field')}: {f.get('fix')}" for f in body.get("fields", []) if f.get("fix"))
-    text = f"{doing}: {message}" + (f" (fix: {details})" if details else "")
-    raise ConnectionsApiError(text, status=answer.status, code=body.get("error"), fields=fields)
+    return read_json(answer, doing, ConnectionsApiError)
 
 
 # -- the twins -----------------------------------------------------------------------------------------------
