@@ -11,6 +11,7 @@ from shared.connections.connection import (
     CONNECTION_NAME_PATTERN,
     Connection,
     Credential,
+    Identity,
     connection_from_settings,
 )
 from shared.connections.errors import (
@@ -28,6 +29,7 @@ __all__ = [
     "ConnectionRegistry",
     "ConnectionUnusableError",
     "Credential",
+    "Identity",
     "MemoryRegistryStore",
     "RegistryStore",
     "RegistryUnavailableError",

@@ -41,6 +41,45 @@ class Credential(StrEnum):
         "settings"  # the deployment's own app registration: BC_CLIENT_SECRET or BC_CLIENT_CERTIFICATE_PATH
     )
     KEY_VAULT_SECRET = "key_vault_secret"  # a Key Vault secret named by `secretName`
+    # No secret at all: a user-assigned managed identity's token for api://AzureADTokenExchange is the client
+    # assertion (reference (d); learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity).
+    FEDERATED = "federated"
+
+
+IDENTITY_NAME_PATTERN = r"^[a-z0-9]{1,20}$"
+PRIMARY_IDENTITY = "primary"
+# BC's limits are per identity; more identities only help while each has work, and an app registration holds at
+# most 20 federated credentials (reference (d)): a pool of 10 is far beyond what one environment's jobs need.
+MAX_IDENTITIES = 10
+
+
+class Identity(BaseModel):
+    """One app registration (or signed-in user) a connection acts as, with where its credential lives.
+
+    BC's budget is per identity and environment (reference (c)): a connection's *pool* is its identities, the
+    primary one (the connection's own clientId and credential) first. The name becomes part of storage keys
+    (token set, lease, health record): lower-case letters and digits, 20 at most."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    name: Annotated[str, StringConstraints(pattern=IDENTITY_NAME_PATTERN)]
+    client_id: Annotated[str, StringConstraints(pattern=_GUID)]
+    credential: Credential = Credential.SETTINGS
+    secret_name: Annotated[str, StringConstraints(pattern=_VAULT_NAME)] | None = None
+    secret_version: Annotated[str, StringConstraints(pattern=_VAULT_VERSION)] | None = None
+    # `federated`: the user-assigned managed identity (its client id) whose token is the client assertion.
+    managed_identity_client_id: Annotated[str, StringConstraints(pattern=_GUID)] | None = None
+
+    @model_validator(mode="after")
+    def _credential_is_named(self) -> Self:
+        _check_credential(
+            self.credential, self.secret_name, self.secret_version, self.managed_identity_client_id
+        )
+        return self
+
+    @property
+    def primary(self) -> bool:
+        return self.name == PRIMARY_IDENTITY
 
 
 class Connection(BaseModel):
@@ -62,6 +101,10 @@ class Connection(BaseModel):
     secret_version: Annotated[str, StringConstraints(pattern=_VAULT_VERSION)] | None = None
     # None: any custom API (the settings' connection, as before); a tuple: only these publisher/group/version.
     custom_apis: tuple[Annotated[str, StringConstraints(pattern=_CUSTOM_API)], ...] | None = None
+    # `credential` federated: the user-assigned managed identity whose token is the primary identity's assertion.
+    managed_identity_client_id: Annotated[str, StringConstraints(pattern=_GUID)] | None = None
+    # The pool beyond the primary identity (issue 23): each its own token set, health and BC budget.
+    identities: tuple[Identity, ...] = ()
     enabled: bool = True
     disabled_reason: Annotated[str, StringConstraints(max_length=500)] | None = None
     from_settings: bool = False  # defined by the app settings: read-only through the registry
@@ -77,31 +120,88 @@ class Connection(BaseModel):
 
     @model_validator(mode="after")
     def _credential_is_named(self) -> Self:
-        if self.credential is Credential.KEY_VAULT_SECRET and not self.secret_name:
-            raise ValueError("`credential` key_vault_secret needs `secretName` (the Key Vault secret's name)")
-        if self.credential is Credential.SETTINGS and (self.secret_name or self.secret_version):
-            raise ValueError("`secretName` and `secretVersion` belong to `credential` key_vault_secret")
+        _check_credential(
+            self.credential, self.secret_name, self.secret_version, self.managed_identity_client_id
+        )
+        return self
+
+    @model_validator(mode="after")
+    def _pool_is_distinct(self) -> Self:
+        names = [identity.name for identity in self.pool]
+        if len(set(names)) != len(names):
+            raise ValueError(f"identity names must differ (`{PRIMARY_IDENTITY}` is the connection's own)")
+        if self.mode is AuthMode.CLIENT_CREDENTIALS:
+            apps = [identity.client_id.lower() for identity in self.pool]
+            if len(set(apps)) != len(apps):
+                raise ValueError(
+                    "two identities with one clientId share one BC budget: give each its own app"
+                )
+        if len(self.pool) > MAX_IDENTITIES:
+            raise ValueError(f"at most {MAX_IDENTITIES} identities per connection")
         return self
 
     @property
-    def identity(self) -> str:
-        """Whose BC budget this is: the app for client credentials, the connection's signed-in user for delegated
-        (BC counts limits per user or app: learn.microsoft.com/dynamics365/business-central/dev-itpro/
-        administration/operational-limits-online)."""
-        if self.mode is AuthMode.CLIENT_CREDENTIALS:
-            return f"app-{self.client_id.lower()}"
-        return f"connection-{self.name}"
+    def primary(self) -> Identity:
+        """The connection's own identity: its clientId and credential."""
+        return Identity.model_construct(
+            name=PRIMARY_IDENTITY,
+            client_id=self.client_id,
+            credential=self.credential,
+            secret_name=self.secret_name,
+            secret_version=self.secret_version,
+            managed_identity_client_id=self.managed_identity_client_id,
+        )
 
     @property
-    def budget_key(self) -> str:
+    def pool(self) -> tuple[Identity, ...]:
+        """Every identity the connection may act as, the primary one first."""
+        return (self.primary, *self.identities)
+
+    def identity_key(self, identity: Identity) -> str:
+        """Whose BC budget this is: the app for client credentials, a signed-in user for delegated (BC counts
+        limits per user or app: learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/
+        operational-limits-online). The primary delegated user keeps the key it had before pools existed."""
+        if self.mode is AuthMode.CLIENT_CREDENTIALS:
+            return f"app-{identity.client_id.lower()}"
+        suffix = "" if identity.primary else f"-{identity.name}"
+        return f"connection-{self.name}{suffix}"
+
+    @property
+    def identity(self) -> str:
+        """The primary identity's key (`identity_key`)."""
+        return self.identity_key(self.primary)
+
+    def budget_key_of(self, identity: Identity) -> str:
         """The shared throttle's key, (environment, identity): BC's limits are per identity per environment, all
         companies of an environment sharing one budget (reference (b), B1 "Throttle scope"). The tenant is part of
         the environment's name: two tenants' `production` are two environments."""
-        return f"{self.tenant_id.lower()}-{self.environment}-{self.identity}"
+        return f"{self.tenant_id.lower()}-{self.environment}-{self.identity_key(identity)}"
+
+    @property
+    def budget_key(self) -> str:
+        """The primary identity's budget key (`budget_key_of`)."""
+        return self.budget_key_of(self.primary)
 
     def allows_api(self, api: str | None) -> bool:
         """Whether a job may call this API (None: the standard api/v2.0, always allowed)."""
         return api is None or self.custom_apis is None or api in self.custom_apis
+
+
+def _check_credential(
+    credential: Credential, secret_name: str | None, secret_version: str | None, managed: str | None
+) -> None:
+    """Each credential names what it needs and nothing else (the same rule for a connection and an identity)."""
+    if credential is Credential.KEY_VAULT_SECRET and not secret_name:
+        raise ValueError("`credential` key_vault_secret needs `secretName` (the Key Vault secret's name)")
+    if credential is not Credential.KEY_VAULT_SECRET and (secret_name or secret_version):
+        raise ValueError("`secretName` and `secretVersion` belong to `credential` key_vault_secret")
+    if credential is Credential.FEDERATED and not managed:
+        raise ValueError(
+            "`credential` federated needs `managedIdentityClientId`: the user-assigned managed identity that the "
+            "app registration trusts as a federated credential"
+        )
+    if credential is not Credential.FEDERATED and managed:
+        raise ValueError("`managedIdentityClientId` belongs to `credential` federated")
 
 
 def connection_from_settings(settings: Settings) -> Connection:

@@ -111,3 +111,71 @@ def test_the_settings_define_the_default_connection_as_before() -> None:
         APP,
     )
     assert (default.from_settings, default.credential, default.enabled) == (True, Credential.SETTINGS, True)
+
+
+THIRD_APP = "55555555-5555-5555-5555-555555555555"
+MANAGED = "66666666-6666-6666-6666-666666666666"
+
+
+def test_a_connection_without_identities_has_a_pool_of_its_own_one() -> None:
+    """The primary identity is the connection's clientId and credential, with the budget key it always had."""
+    one = connection()
+    assert [identity.name for identity in one.pool] == ["primary"]
+    assert one.budget_key_of(one.primary) == one.budget_key == f"{TENANT_A}-production-app-{APP}"
+
+
+def test_each_identity_of_a_pool_spends_its_own_budget() -> None:
+    """Two more apps: three budget keys on one environment (BC's limits are per identity, reference (c))."""
+    pool = connection(
+        identities=[
+            {"name": "second", "clientId": OTHER_APP, "credential": "key_vault_secret", "secretName": "s2"},
+            {
+                "name": "third",
+                "clientId": THIRD_APP,
+                "credential": "federated",
+                "managedIdentityClientId": MANAGED,
+            },
+        ]
+    )
+    keys = {pool.budget_key_of(identity) for identity in pool.pool}
+    assert len(keys) == 3
+    assert pool.pool[2].credential is Credential.FEDERATED
+
+
+@pytest.mark.parametrize(
+    ("identities", "named"),
+    [
+        ([{"name": "primary", "clientId": OTHER_APP}], "identity names"),
+        ([{"name": "two", "clientId": APP}], "clientId"),
+        ([{"name": "Two-B", "clientId": OTHER_APP}], "name"),
+        ([{"name": "two", "clientId": OTHER_APP, "credential": "federated"}], "managedIdentityClientId"),
+        (
+            [{"name": "two", "clientId": OTHER_APP, "managedIdentityClientId": MANAGED}],
+            "managedIdentityClientId",
+        ),
+        (
+            [{"name": f"i{n}", "clientId": f"{n:08d}-0000-0000-0000-000000000000"} for n in range(10)],
+            "at most",
+        ),
+    ],
+    ids=[
+        "primary-taken",
+        "same-app",
+        "bad-name",
+        "federated-unnamed",
+        "managed-without-federated",
+        "too-many",
+    ],
+)
+def test_a_malformed_pool_is_refused_saying_why(identities: list[dict[str, Any]], named: str) -> None:
+    """Duplicate names or apps, a federated identity without its managed identity, more than ten: refused."""
+    with pytest.raises(ValidationError, match=named):
+        connection(identities=identities)
+
+
+def test_a_federated_connection_names_its_managed_identity() -> None:
+    """The primary identity may be federated: no secret anywhere, the managed identity named instead."""
+    federated = connection(credential="federated", managedIdentityClientId=MANAGED)
+    assert federated.primary.managed_identity_client_id == MANAGED
+    with pytest.raises(ValidationError, match="managedIdentityClientId"):
+        connection(credential="federated")
