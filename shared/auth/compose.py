@@ -32,7 +32,13 @@ from shared.auth.tables import LeaseCodec, RecordCodec, SignInCodec, TableRecord
 from shared.auth.vault_credential import VaultSecretIdentity
 from shared.azure_clients import httpx_verify, sdk_options, table_client
 from shared.clock import Clock, SystemClock
-from shared.connections.connection import Connection, Credential, connection_from_settings
+from shared.connections.connection import (
+    IDENTITY_SEPARATOR,
+    Connection,
+    Credential,
+    Identity,
+    connection_from_settings,
+)
 from shared.errors import SettingsError
 from shared.per_loop import PerLoop
 from shared.process import process_id
@@ -79,6 +85,7 @@ class AuthServices:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shared: _Shared | None = None
     by_connection: dict[str, ConnectionAuth] = field(default_factory=dict)
+    by_identity: dict[tuple[str, str], ConnectionAuth] = field(default_factory=dict)
 
     def for_connection(self, connection: Connection) -> ConnectionAuth:
         """That connection's manager and sign-in; built once per process, again when its definition changed (the
@@ -92,6 +99,21 @@ class AuthServices:
             raise SettingsError("these auth services serve the settings' connection only")
         built = _connection_auth(self.settings, self.shared, self.tokens, connection, self.closers)
         self.by_connection[connection.name] = built
+        return built
+
+    def for_identity(self, connection: Connection, identity: Identity) -> ConnectionAuth:
+        """One identity of the connection's pool: the primary one is `for_connection`; each other has its own token
+        set, lease and health record under `auth_name` (built once per process, again when its definition changed)."""
+        if identity.primary:
+            return self.for_connection(connection)
+        key = (connection.name, identity.name)
+        known = self.by_identity.get(key)
+        if known is not None and known.connection == connection:
+            return known
+        if self.shared is None:
+            raise SettingsError("these auth services serve the settings' connection only")
+        built = _connection_auth(self.settings, self.shared, self.tokens, connection, self.closers, identity)
+        self.by_identity[key] = built
         return built
 
     async def forget_refusals(self, connection: Connection) -> None:
@@ -175,30 +197,53 @@ def build_auth_services(
     return AuthServices(manager, sign_in, settings, tokens, closers, shared)
 
 
+def auth_name(connection: Connection, identity: Identity) -> str:
+    """The name an identity's token set, lease, health record and sign-ins are stored under: the connection's
+    own for the primary identity (as before pools existed), `{connection}--{identity}` for the others.
+
+    Unambiguous because identity names have no dash and the connections API refuses `--` in a new name."""
+    return connection.name if identity.primary else f"{connection.name}{IDENTITY_SEPARATOR}{identity.name}"
+
+
 def _connection_auth(
     settings: Settings,
     shared: _Shared,
     tokens: TokenStore,
     connection: Connection,
     closers: list[Callable[[], Awaitable[None]]],
+    identity: Identity | None = None,
 ) -> ConnectionAuth:
-    """A registered connection's manager and sign-in, on the process's shared clients."""
+    """A registered connection's (or one of its identities') manager and sign-in, on the process's shared clients."""
+    acting = identity or connection.primary
+    name = auth_name(connection, acting)
     config = dataclasses.replace(
-        msal_config(settings), client_id=connection.client_id, tenant_id=connection.tenant_id
+        msal_config(settings), client_id=acting.client_id, tenant_id=connection.tenant_id
     )
-    identity: IdentityProvider
-    if connection.credential is Credential.KEY_VAULT_SECRET and connection.secret_name:
-        config = dataclasses.replace(config, client_secret=None, certificate=None)
-        identity = VaultSecretIdentity(config, shared.secrets, connection.secret_name, connection.name)
-        closers.append(identity.close)
-    else:
-        msal = MsalIdentity(config)
-        closers.append(msal.close)
-        identity = msal
-    manager = TokenManager(_collaborators(shared, connection, identity, tokens))
+    provider = _identity_provider(config, shared, acting, name, closers)
+    manager = TokenManager(_collaborators(shared, connection, provider, tokens, name))
     restart = f"/api/connections/{connection.name}/sign-in"
-    sign_in = SignInFlow(_pending_sign_ins(shared, connection.name, restart), manager, named_state=True)
+    sign_in = SignInFlow(_pending_sign_ins(shared, name, restart), manager, named_state=True)
     return ConnectionAuth(connection, manager, sign_in)
+
+
+def _identity_provider(
+    config: MsalConfig,
+    shared: _Shared,
+    identity: Identity,
+    name: str,
+    closers: list[Callable[[], Awaitable[None]]],
+) -> IdentityProvider:
+    """MSAL with the credential the identity names: a Key Vault secret, or the settings' secret/certificate."""
+    provider: VaultSecretIdentity | MsalIdentity
+    if identity.credential is Credential.KEY_VAULT_SECRET and identity.secret_name:
+        config = dataclasses.replace(config, client_secret=None, certificate=None)
+        provider = VaultSecretIdentity(config, shared.secrets, identity.secret_name, name)
+    elif identity.credential is Credential.FEDERATED:
+        raise SettingsError(f"identity '{name}': federated credentials are not supported yet")
+    else:
+        provider = MsalIdentity(config)
+    closers.append(provider.close)
+    return provider
 
 
 def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> SecretClient:
@@ -215,14 +260,18 @@ def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None
 
 
 def _collaborators(
-    shared: _Shared, connection: Connection, identity: IdentityProvider, tokens: TokenStore
+    shared: _Shared,
+    connection: Connection,
+    identity: IdentityProvider,
+    tokens: TokenStore,
+    name: str | None = None,
 ) -> Collaborators:
     """One connection's collaborators; its lease and record share the auth table with the pending sign-ins.
 
     The partition names are stored data ("state-" predates the word record): renaming them would orphan the
     rows of a running deployment.
     """
-    name = connection.name
+    name = name or connection.name
     return Collaborators(
         connection=name,
         mode=connection.mode,

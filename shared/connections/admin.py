@@ -28,7 +28,12 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from shared.connections.connection import CONNECTION_NAME_PATTERN, Connection, Credential
+from shared.connections.connection import (
+    CONNECTION_NAME_PATTERN,
+    IDENTITY_SEPARATOR,
+    Connection,
+    Credential,
+)
 from shared.connections.errors import ConnectionUnusableError
 from shared.errors import IntegrationError, SettingsError
 from shared.http import Reply, json_reply
@@ -183,6 +188,7 @@ async def put_connection(admin: Admin, name: str, body: bytes, *, base_url: str)
         services = await admin()
         fields, secret = _put_fields(name, body, services.registry.default)
         existing = await services.registry.find(name)
+        _new_name_allowed(name, existing)
         connection = _validated(name, fields, secret, existing)
         _check_credential(connection, services.settings_client_id)
         if secret is not None:
@@ -215,6 +221,13 @@ def _put_fields(name: str, body: bytes, default: Connection) -> tuple[dict[str, 
     if read_only:
         raise _BadRequestError(_invalid(read_only))
     return fields, secret
+
+
+def _new_name_allowed(name: str, existing: Connection | None) -> None:
+    """A new connection's name never holds `--`: it joins a connection and an identity in storage names."""
+    if existing is None and IDENTITY_SEPARATOR in name:
+        fix = f"a new connection's name may not contain '{IDENTITY_SEPARATOR}' (it separates identity names)"
+        raise _BadRequestError(_invalid([_field("name", fix)]))
 
 
 def _json_object(body: bytes) -> dict[str, object]:

@@ -48,6 +48,9 @@ class Credential(StrEnum):
 
 IDENTITY_NAME_PATTERN = r"^[a-z0-9]{1,20}$"
 PRIMARY_IDENTITY = "primary"
+# Joins a connection's name and an identity's in storage names (shared.auth.compose.auth_name); a new connection
+# name may not hold it (the connections API refuses one), so `{connection}--{identity}` names one thing only.
+IDENTITY_SEPARATOR = "--"
 # BC's limits are per identity; more identities only help while each has work, and an app registration holds at
 # most 20 federated credentials (reference (d)): a pool of 10 is far beyond what one environment's jobs need.
 MAX_IDENTITIES = 10

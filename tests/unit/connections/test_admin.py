@@ -293,3 +293,12 @@ async def test_storage_or_key_vault_failures_answer_503_with_retry_after() -> No
     assert status == 503
     assert "reference" in body
     assert world.store.rows == {}
+
+
+async def test_a_new_name_holding_the_identity_separator_is_refused() -> None:
+    """`--` joins a connection and an identity in storage names: a new connection may not take it."""
+    world = World()
+    status, body = await world.put("fab--rikam", GOOD)
+    assert status == 400
+    assert body["fields"][0]["field"] == "name"
+    assert "fab--rikam" not in world.store.rows
