@@ -224,6 +224,10 @@ def _register_trickle(world: BenchWorld, prefix: str, extra: AppRegistration) ->
             env["KEY_VAULT_URL"], credential, verify_challenge_resource=False, connection_verify=ca
         ) as secrets,
     ):
+        if extra.client_secret is None:  # SandboxConfig.secretless_apps: not what this bench starts
+            raise RuntimeError(
+                "the extra app holds no client secret: start the sandbox without secretless_apps"
+            )
         secrets.set_secret(_SECRET_NAME, extra.client_secret)
 
 

@@ -12,6 +12,12 @@ POST /_sandbox/entra/grant-consent          {"tenant_id": T, "client_id": C}
 POST /_sandbox/entra/revoke-consent         {"tenant_id": T, "client_id": C}
 POST /_sandbox/entra/consented              {"tenant_id": T, "client_id": C}  -> {"consented": bool}
 POST /_sandbox/entra/deny-next-admin-consent {"count": 1, "error": "access_denied"}
+POST /_sandbox/entra/federated-credentials  {"client_id": C, "name": N, "subject": S, "issuer": I?, "audiences": [A]?,
+                                             "description": D?}  -> the record (issuer: the primary tenant's
+                                             https://login.microsoftonline.com/{tid}/v2.0; audiences:
+                                             ["api://AzureADTokenExchange"]); 400 as Graph refuses (21st, ...)
+POST /_sandbox/entra/federated-credentials/list   {"client_id": C}  -> {"value": [records]}
+POST /_sandbox/entra/federated-credentials/delete {"client_id": C, "name": N}
 POST /_sandbox/vault                        {"outage": bool, "throttle_rate": r, "throttle_next": N}
 POST /_sandbox/bc/faults                    {"rate_429": r, "rate_408": r, "rate_502": r, "rate_503": r, "rate_504": r,
                                              "rate_drop": r, "rate_spike": r, "rate_ambiguous_write": r,
@@ -44,6 +50,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from sandbox.entra.federation import TOKEN_EXCHANGE_AUDIENCE, FederatedCredential, entra_issuer
 
 if TYPE_CHECKING:
     from sandbox.sandbox import Sandbox
@@ -115,7 +123,31 @@ def admin_app(sandbox: Sandbox) -> Starlette:
             "stats": sandbox.bc.environment_stats(env).to_json(),
         }
 
+    def add_federated(payload: dict[str, Any]) -> object:
+        record = FederatedCredential(
+            name=str(payload["name"]),
+            issuer=str(payload.get("issuer") or entra_issuer(sandbox.tenant_id)),
+            subject=str(payload["subject"]),
+            audiences=tuple(str(a) for a in payload.get("audiences", [TOKEN_EXCHANGE_AUDIENCE])),
+            description=str(payload.get("description", "")),
+        )
+        return sandbox.entra.add_federated_credential(str(payload["client_id"]), record)
+
+    def list_federated(payload: dict[str, Any]) -> object:
+        records = sandbox.entra.federated_credentials(str(payload["client_id"]))
+        return {"value": [dataclasses.asdict(record) for record in records]}
+
+    federation_routes = [
+        Route("/_sandbox/entra/federated-credentials", post(add_federated), methods=["POST"]),
+        Route("/_sandbox/entra/federated-credentials/list", post(list_federated), methods=["POST"]),
+        Route(
+            "/_sandbox/entra/federated-credentials/delete",
+            post(lambda p: sandbox.entra.remove_federated_credential(str(p["client_id"]), str(p["name"]))),
+            methods=["POST"],
+        ),
+    ]
     entra_routes = [
+        *federation_routes,
         Route("/_sandbox/entra/grant-consent", post(consent(sandbox.entra.grant_consent)), methods=["POST"]),
         Route(
             "/_sandbox/entra/revoke-consent", post(consent(sandbox.entra.revoke_consent)), methods=["POST"]

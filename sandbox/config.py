@@ -30,6 +30,20 @@ class BcEnvironmentConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FederatedCredentialConfig:
+    """ "App registration `app` trusts managed identity `identity`": a federated identity credential created at start
+    (issuer https://login.microsoftonline.com/{primary tenant}/v2.0, subject = the identity's principal id, audience
+    api://AzureADTokenExchange), as learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-
+    trust-managed-identity configures it. `app`: 0 = the primary app, n = extra client n; `identity`: 0 = the
+    user-assigned identity, 1 = the system-assigned one (configurable, refused at the token exchange as Entra does).
+    """
+
+    app: int = 0
+    identity: int = 0
+    name: str = "sandbox-managed-identity"
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxConfig:
     """How the sandbox behaves; `Sandbox(config)` turns it into running services."""
 
@@ -156,6 +170,13 @@ class SandboxConfig:
 
     # Extra app registrations (beyond the primary one) to spread BC load over identities, as OL suggests.
     extra_clients: int = 0
+    # App registrations (0 = primary, n = extra client n) that hold no client secret at all: they authenticate only
+    # with a client assertion (a federated credential, section (d) of the reference). A secret presented for one is
+    # AADSTS7000215, as for a wrong secret.
+    secretless_apps: tuple[int, ...] = ()
+    # Federated identity credentials created at start; more through sandbox.entra.add_federated_credential or
+    # POST /_sandbox/entra/federated-credentials (sandbox/entra/federation.py).
+    federated_credentials: tuple[FederatedCredentialConfig, ...] = ()
 
     # --- Several tenants and environments (reference bc-webhooks-connections-identities.md, section (b)) --------
     # Customer tenants beside the primary one, each with its own admin user (admin@customer<n>.onmicrosoft.com).
@@ -178,8 +199,24 @@ class SandboxConfig:
         for env in self.environments:
             if not 0 <= env.tenant <= self.extra_tenants:
                 raise ValueError(f"environment {env.name!r}: tenant {env.tenant} is not 0..extra_tenants")
+        self._check_federation()
         if (0, self.bc_environment) not in {(env.tenant, env.name) for env in self.environments}:
             raise ValueError(f"bc_environments must include the primary tenant's {self.bc_environment!r}")
+
+    def _check_federation(self) -> None:
+        apps = range(self.extra_clients + 1)
+        identities = range(2 if self.system_assigned_identity else 1)
+        for index in self.secretless_apps:
+            if index not in apps:
+                raise ValueError(f"secretless_apps: app {index} is not 0..extra_clients")
+        for fic in self.federated_credentials:
+            if fic.app not in apps:
+                raise ValueError(f"federated credential {fic.name!r}: app {fic.app} is not 0..extra_clients")
+            if fic.identity not in identities:
+                raise ValueError(
+                    f"federated credential {fic.name!r}: identity {fic.identity} does not exist "
+                    "(1 needs system_assigned_identity=True)"
+                )
 
     @property
     def environments(self) -> tuple[BcEnvironmentConfig, ...]:

@@ -10,7 +10,9 @@ sync credential). An identity the site does not have is refused with 400 "Unable
 Identity." (the service's own body, quoted in github.com/Azure/azure-sdk-for-net/issues/43691). The endpoint is
 plain HTTP on the loopback interface, as App Service's local token service is.
 
-The tokens are the sandbox's v1 access tokens (iss https://sts.windows.net/{tenant}/, aud = the resource, appid =
+For `api://AzureADTokenExchange` the token is the v2.0 one a federated identity credential trusts (iss
+https://login.microsoftonline.com/{tenant}/v2.0, sub = oid = the principal id; sandbox/entra/federation.py). Other
+tokens are the sandbox's v1 access tokens (iss https://sts.windows.net/{tenant}/, aud = the resource, appid =
 the identity's client id, oid = its principal id), so Key Vault and BC validate them as they validate Entra's, and
 Azurite's `--oauth basic` (issuer prefix, audience, nbf/exp; no signature check) accepts the storage ones.
 """
@@ -31,6 +33,7 @@ from starlette.routing import Route
 from sandbox.clock import SandboxClock
 from sandbox.config import BC_RESOURCE, STORAGE_RESOURCE, VAULT_RESOURCE, SandboxConfig
 from sandbox.entra.directory import Directory, ManagedIdentity
+from sandbox.entra.federation import TOKEN_EXCHANGE_AUDIENCE
 from sandbox.tokens import AccessTokenRequest, TokenAuthority
 
 PATH = "/msi/token"
@@ -44,6 +47,10 @@ KNOWN_RESOURCES = frozenset(
         BC_RESOURCE,
         "https://management.azure.com",
         "https://monitor.azure.com",
+        # The token a user-assigned identity presents as a federated credential (reference section (d)). Asked as
+        # `resource`, without "/.default" (azure-identity and MSAL strip it from a scope); UNCONFIRMED: whether the
+        # real endpoint also accepts "api://AzureADTokenExchange/.default" as a resource (here: AADSTS500011).
+        TOKEN_EXCHANGE_AUDIENCE,
     }
 )
 
@@ -111,15 +118,7 @@ class IdentityEndpoint:
             self._control.count(None)
             return refusal
         identity, resource = refusal
-        token, expires_on = self._authority.access_token(
-            AccessTokenRequest(
-                audience=resource,
-                tenant_id=self._directory.tenant_id,
-                client_id=identity.client_id,
-                oid=identity.principal_id,
-                lifetime_seconds=self._config.managed_identity_token_lifetime_seconds,
-            )
-        )
+        token, expires_on = self._issue(identity, resource)
         self._control.count(resource)
         return JSONResponse(
             {
@@ -129,6 +128,24 @@ class IdentityEndpoint:
                 "token_type": "Bearer",
                 "client_id": identity.client_id,
             }
+        )
+
+    def _issue(self, identity: ManagedIdentity, resource: str) -> tuple[str, float]:
+        """The token and its expiry: for api://AzureADTokenExchange the v2.0 token a federated credential trusts
+        (sandbox/entra/federation.py), else a v1 access token for the resource. A system-assigned identity gets
+        its exchange token too, as the real endpoint issues it: Entra refuses it at the token exchange ("system-
+        assigned identities aren't supported", workload-identity-federation-config-app-trust-managed-identity)."""
+        tenant, lifetime = self._directory.tenant_id, self._config.managed_identity_token_lifetime_seconds
+        if resource == TOKEN_EXCHANGE_AUDIENCE:
+            return self._authority.exchange_token(tenant, identity.client_id, identity.principal_id, lifetime)
+        return self._authority.access_token(
+            AccessTokenRequest(
+                audience=resource,
+                tenant_id=tenant,
+                client_id=identity.client_id,
+                oid=identity.principal_id,
+                lifetime_seconds=lifetime,
+            )
         )
 
     def _refusal(self, request: Request) -> Response | tuple[ManagedIdentity, str]:

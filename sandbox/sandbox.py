@@ -112,12 +112,14 @@ class Sandbox:
 
     def _environment(self) -> dict[str, str]:
         app = self.directory.primary
+        # A secretless primary app (config.secretless_apps) has no BC_CLIENT_SECRET to write.
+        secret = {} if app.client_secret is None else {"BC_CLIENT_SECRET": app.client_secret}
         return {
             "LOCAL_CA_BUNDLE": str(self.tls.ca_bundle),
             "BC_AUTHORITY_HOST": self.entra_url,
             "BC_TENANT_ID": self.directory.tenant_id,
             "BC_CLIENT_ID": app.client_id,
-            "BC_CLIENT_SECRET": app.client_secret,
+            **secret,
             "KEY_VAULT_URL": self.vault_url,
             "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "false",
             "BC_API_BASE_URL": self.bc_url,
@@ -151,8 +153,13 @@ class Sandbox:
         return {"IDENTITY_ENDPOINT": self.identity_url, "IDENTITY_HEADER": self.identity.header}
 
     def extra_clients(self) -> list[tuple[str, str]]:
-        """(client_id, secret) of the extra app registrations (config.extra_clients), each a separate BC identity."""
-        return [(app.client_id, app.client_secret) for app in self.directory.apps[1:]]
+        """(client_id, secret) of the extra app registrations (config.extra_clients), each a separate BC identity;
+        a secretless one (config.secretless_apps) is left out."""
+        return [
+            (app.client_id, app.client_secret)
+            for app in self.directory.apps[1:]
+            if app.client_secret is not None
+        ]
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Sandbox:

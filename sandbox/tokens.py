@@ -15,6 +15,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.clock import SandboxClock
+from sandbox.entra.federation import TOKEN_EXCHANGE_APP_ID, entra_issuer
 from sandbox.errors import TokenRejectedError
 
 
@@ -113,6 +114,53 @@ class TokenAuthority:
         if request.name:
             claims["name"] = request.name
         return self._sign(claims), float(int(exp))
+
+    def exchange_token(
+        self, tenant_id: str, client_id: str, principal_id: str, lifetime_seconds: float
+    ) -> tuple[str, float]:
+        """A managed identity's v2.0 token for api://AzureADTokenExchange, what a federated credential trusts: iss
+        https://login.microsoftonline.com/{tenant}/v2.0, sub = oid = the principal id, aud = the token exchange's
+        app id (sandbox/entra/federation.py), and its expiry (epoch seconds)."""
+        now = self._clock.now()
+        exp = now + lifetime_seconds
+        claims: dict[str, Any] = {
+            "aud": TOKEN_EXCHANGE_APP_ID,
+            "iss": entra_issuer(tenant_id),
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(exp),
+            "azp": client_id,
+            "azpacr": "2",
+            "idtyp": "app",
+            "oid": principal_id,
+            "sub": principal_id,
+            "tid": tenant_id,
+            "uti": uuid.uuid4().hex[:22],
+            "ver": "2.0",
+        }
+        return self._sign(claims), float(int(exp))
+
+    def read_signed(self, token: str) -> dict[str, Any]:
+        """The claims of a JWT this authority signed (iss, sub, aud and exp present); raise TokenRejectedError.
+        Audience, issuer and times are the caller's to judge (a federated assertion is matched against records)."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._public,
+                algorithms=["RS256"],
+                options={
+                    "verify_aud": False,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "require": ["exp", "iss", "sub", "aud"],
+                },
+            )
+        except jwt.InvalidSignatureError as exc:
+            raise TokenRejectedError("the assertion's signature does not validate") from exc
+        except jwt.PyJWTError as exc:
+            raise TokenRejectedError(f"the assertion is malformed ({type(exc).__name__})") from exc
+        return claims
 
     def id_token(self, request: IdTokenRequest) -> str:
         """A v2 id_token whose iss is the discovery issuer and whose aud is the client id."""

@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -20,6 +21,7 @@ from sandbox.config import BC_RESOURCE, SandboxConfig
 from sandbox.entra.control import AuthCode, EntraControl
 from sandbox.entra.directory import AppRegistration, Tenant
 from sandbox.entra.errors import EntraProtocolError, error_response
+from sandbox.entra.federation import Trust, match
 from sandbox.entra.scopes import ScopeRequest, parse_scopes
 from sandbox.errors import TokenRejectedError
 from sandbox.tokens import AccessTokenRequest, IdTokenRequest, TokenAuthority
@@ -281,7 +283,9 @@ class EntraEndpoints:
             self._check_assertion(request, app, form, assertion)
         elif secret is None:
             raise EntraProtocolError(7000218, status=self._config.invalid_client_status)
-        elif not secrets.compare_digest(secret, app.client_secret):
+        elif app.client_secret is None or not secrets.compare_digest(secret, app.client_secret):
+            # An app with only federated credentials holds no secret: any secret is an invalid one
+            # (learn.microsoft.com/azure/developer/java/sdk/troubleshooting-authentication-service-principal).
             raise EntraProtocolError(7000215, status=self._config.invalid_client_status)
         return app
 
@@ -289,7 +293,13 @@ class EntraEndpoints:
         self, request: Request, app: AppRegistration, form: dict[str, str], assertion: str
     ) -> None:
         status = self._config.invalid_client_status
-        if form.get("client_assertion_type") != JWT_BEARER or app.certificate_public_key_pem is None:
+        if form.get("client_assertion_type") != JWT_BEARER:
+            raise EntraProtocolError(700027, status=status)
+        if _unverified_issuer(assertion) != app.client_id:
+            # Not the app's own private_key_jwt (iss = sub = client id): a federated credential's assertion.
+            self._check_federated(app, assertion)
+            return
+        if app.certificate_public_key_pem is None:
             raise EntraProtocolError(700027, status=status)
         tid = self._tenant(request).tenant_id
         audiences = [
@@ -303,6 +313,21 @@ class EntraEndpoints:
             )
         except TokenRejectedError as exc:
             raise EntraProtocolError(700027, status=status, detail=str(exc)) from exc
+
+    def _check_federated(self, app: AppRegistration, assertion: str) -> None:
+        """A federated assertion: signed by a key Entra trusts (here only the sandbox's own, the issuer of its
+        managed-identity tokens), within its time range, and matching one of the app's records."""
+        status = self._config.invalid_client_status
+        try:
+            claims = self._authority.read_signed(assertion)
+        except TokenRejectedError as exc:
+            raise EntraProtocolError(700027, status=status, detail=str(exc)) from exc
+        now = self._clock.now()
+        if float(claims["exp"]) <= now or float(claims.get("nbf", now)) > now:
+            raise EntraProtocolError(700024, status=status)
+        system = frozenset(i.principal_id for i in self._directory.identities[1:])
+        trust = Trust(self._directory.tenant_id, system, status)
+        match(self._control.federated_credentials(app.client_id), claims, trust)
 
     def _client_credentials(
         self, tenant: Tenant, app: AppRegistration, form: dict[str, str]
@@ -407,6 +432,14 @@ class UserGrant:
     app: AppRegistration
     nonce: str | None
     offline: bool
+
+
+def _unverified_issuer(assertion: str) -> str | None:
+    """The assertion's `iss`, read before any check only to choose how to check it."""
+    try:
+        return str(jwt.decode(assertion, options={"verify_signature": False}).get("iss"))
+    except jwt.PyJWTError:
+        return None  # not a JWT: the federated check refuses it (AADSTS700027)
 
 
 def _not_in_directory(client_id: str, tenant_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import random
 import secrets
@@ -14,6 +15,7 @@ from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.entra.directory import Directory
 from sandbox.entra.errors import EntraProtocolError
+from sandbox.entra.federation import FederatedCredential, check_new, entra_issuer
 
 
 @dataclass(slots=True)
@@ -73,11 +75,47 @@ class EntraControl:
         self._admin_denials: deque[str] = deque()
         self.admin_consent_calls = 0
         self._consents: set[tuple[str, str]] = self._default_consents()
+        self._federated: dict[str, list[FederatedCredential]] = self._default_federated()
 
     def _default_consents(self) -> set[tuple[str, str]]:
         """Every app consented in the primary tenant, and in the customer tenants when the config says so."""
         tenants = self.directory.tenants if self._config.consent_extra_tenants else self.directory.tenants[:1]
         return {(t.tenant_id.lower(), app.client_id) for t in tenants for app in self.directory.apps}
+
+    def _default_federated(self) -> dict[str, list[FederatedCredential]]:
+        """The records config.federated_credentials asks for: app N trusts managed identity M."""
+        records: dict[str, list[FederatedCredential]] = {app.client_id: [] for app in self.directory.apps}
+        for fic in self._config.federated_credentials:
+            app = self.directory.apps[fic.app]
+            subject = self.directory.identities[fic.identity].principal_id
+            record = FederatedCredential(fic.name, entra_issuer(self.directory.tenant_id), subject)
+            check_new(records[app.client_id], record)
+            records[app.client_id].append(record)
+        return records
+
+    # --- federated identity credentials (per app registration; sandbox/entra/federation.py) ---------------------
+    def add_federated_credential(self, client_id: str, record: FederatedCredential) -> FederatedCredential:
+        """Create a record on the app as Graph's POST .../federatedIdentityCredentials does (GraphRequestError)."""
+        if self.directory.app(client_id) is None:
+            raise ValueError(f"no app registration {client_id!r} in the sandbox")
+        with self._lock:
+            check_new(self._federated[client_id], record)
+            self._federated[client_id].append(record)
+        return record
+
+    def remove_federated_credential(self, client_id: str, name: str) -> None:
+        """Delete the app's record of that name (Graph's DELETE); an unknown name is a ValueError."""
+        with self._lock:
+            records = self._federated.get(client_id, [])
+            kept = [record for record in records if record.name != name]
+            if len(kept) == len(records):
+                raise ValueError(f"app {client_id!r} has no federated identity credential named {name!r}")
+            self._federated[client_id] = kept
+
+    def federated_credentials(self, client_id: str) -> tuple[FederatedCredential, ...]:
+        """The app's records, in creation order."""
+        with self._lock:
+            return tuple(self._federated.get(client_id, ()))
 
     # --- consent (per tenant and client id: the app's service principal in that tenant) -----------------------
     def grant_consent(self, tenant_id: str, client_id: str) -> None:
@@ -147,6 +185,7 @@ class EntraControl:
             self._admin_denials.clear()
             self.admin_consent_calls = 0
             self._consents = self._default_consents()
+            self._federated = self._default_federated()
 
     def snapshot(self) -> dict[str, object]:
         """Counters and knobs as JSON for the admin endpoint."""
@@ -160,6 +199,11 @@ class EntraControl:
                 "refresh_tokens_issued": len(self._refresh),
                 "admin_consent_calls": self.admin_consent_calls,
                 "consents": sorted(f"{tenant}/{client}" for tenant, client in self._consents),
+                "federated_credentials": {
+                    client: [dataclasses.asdict(record) for record in records]
+                    for client, records in self._federated.items()
+                    if records
+                },
             }
 
     # --- used by the endpoints --------------------------------------------------------------------------

@@ -13,15 +13,17 @@ from sandbox.ids import guid, secret
 
 @dataclass(frozen=True, slots=True)
 class AppRegistration:
-    """A confidential client: its id, secret, the service principal's object id and an optional certificate key."""
+    """A confidential client: its id, secret (None: the app holds none and authenticates only with a client
+    assertion, e.g. a federated credential), the service principal's object id and an optional certificate key."""
 
     client_id: str
-    client_secret: str
+    client_secret: str | None
     service_principal_oid: str
     certificate_public_key_pem: bytes | None = None
 
     def __repr__(self) -> str:
-        return f"AppRegistration(client_id={self.client_id!r}, client_secret='***')"
+        shown = "None" if self.client_secret is None else "'***'"
+        return f"AppRegistration(client_id={self.client_id!r}, client_secret={shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +98,14 @@ def build_directory(
 ) -> Directory:
     """A tenant whose ids derive from the seed, so env files are stable across runs with the same seed."""
     tenant_id = guid(rng)
-    apps = [
-        AppRegistration(guid(rng), secret(rng), guid(rng), certificate_public_key_pem if index == 0 else None)
-        for index in range(1 + config.extra_clients)
-    ]
+    apps = []
+    for index in range(1 + config.extra_clients):
+        # The secret is drawn even for a secretless app, so no seeded id moves when an app drops its secret.
+        client_id, drawn, sp_oid = guid(rng), secret(rng), guid(rng)
+        kept = None if index in config.secretless_apps else drawn
+        apps.append(
+            AppRegistration(client_id, kept, sp_oid, certificate_public_key_pem if index == 0 else None)
+        )
     user = User(guid(rng), config.user_principal_name, config.user_display_name)
     # Drawn after everything else, so the ids above stay what they were before identities existed.
     user_assigned = ManagedIdentity(guid(rng), guid(rng))

@@ -79,6 +79,18 @@ AADSTS: dict[int, tuple[str, str]] = {
         "Provided value for the input parameter scope is not valid because it contains more than one resource.",
     ),
     700027: ("invalid_client", "Client assertion failed signature validation or is not valid."),
+    # Federated credentials (sandbox/entra/federation.py cites the sources of each).
+    70021: ("invalid_request", "No matching federated identity record found for presented assertion."),
+    700024: ("invalid_client", "Client assertion is not within its valid time range."),
+    700211: ("invalid_client", "No matching federated identity record found for presented assertion issuer."),
+    700212: (
+        "invalid_client",
+        "No matching federated identity record found for presented assertion audience.",
+    ),
+    700213: (
+        "invalid_client",
+        "No matching federated identity record found for presented assertion subject.",
+    ),
     7000215: (
         "invalid_client",
         "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
