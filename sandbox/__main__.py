@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from sandbox.config import SandboxConfig
+from sandbox.config import FederatedCredentialConfig, SandboxConfig
 from sandbox.sandbox import Sandbox
 
 
@@ -78,6 +78,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--extra-clients", type=int, default=0, help="extra app registrations (separate BC identities)"
     )
     parser.add_argument(
+        "--federated-app",
+        type=int,
+        action="append",
+        default=None,
+        metavar="N",
+        help="app N (0 = primary, n = extra client n) trusts the user-assigned managed identity as its federated "
+        "credential and holds no client secret (repeatable)",
+    )
+    parser.add_argument(
         "--extra-tenants",
         type=int,
         default=1,
@@ -119,6 +128,11 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         bc_webhook_delay_seconds=args.bc_webhook_delay_seconds,
         bc_webhook_max_notifications=args.bc_webhook_max_notifications,
         extra_clients=args.extra_clients,
+        secretless_apps=tuple(args.federated_app or ()),
+        federated_credentials=tuple(
+            FederatedCredentialConfig(app=n, name=f"sandbox-managed-identity-{n}")
+            for n in args.federated_app or ()
+        ),
         extra_tenants=args.extra_tenants,
         consent_extra_tenants=args.consent_extra_tenants,
         work_dir=args.work_dir,
