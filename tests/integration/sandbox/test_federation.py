@@ -120,6 +120,25 @@ def test_exchange_token_carries_the_issuer_subject_and_audience_a_federated_cred
     assert fed.identity.token_calls == {"api://AzureADTokenExchange": 1}
 
 
+def test_endpoint_takes_the_exchange_audience_as_a_resource_without_default(fed: Sandbox) -> None:
+    """Plain HTTP, as App Service's protocol: `resource=api://AzureADTokenExchange`; the scope form with
+    "/.default" is no resource the sandbox knows (UNCONFIRMED for the real endpoint; the SDKs strip it)."""
+    headers = {"X-IDENTITY-HEADER": fed.identity.header}
+    query = {"api-version": "2019-08-01", "client_id": _user_assigned(fed)}
+    with httpx.Client() as client:
+        issued = client.get(
+            fed.identity_url, params={**query, "resource": "api://AzureADTokenExchange"}, headers=headers
+        )
+        refused = client.get(fed.identity_url, params={**query, "resource": EXCHANGE_SCOPE}, headers=headers)
+    assert issued.status_code == 200
+    assert (issued.json()["resource"], issued.json()["client_id"]) == (
+        "api://AzureADTokenExchange",
+        _user_assigned(fed),
+    )
+    assert refused.status_code == 400
+    assert "AADSTS500011" in refused.json()["message"]
+
+
 def test_secretless_app_gets_a_bc_token_with_the_managed_identity_assertion(
     fed: Sandbox, confidential: Callable[..., msal.ConfidentialClientApplication]
 ) -> None:
