@@ -278,18 +278,23 @@ def _collaborators(
         identity=identity,
         tokens=tokens,
         leases=LeaseKeeper(TableRecordStore(shared.table, f"lease-{name}", LeaseCodec()), shared.clock),
-        health=HealthRecorder(
-            name,
-            TableRecordStore(shared.table, f"state-{name}", RecordCodec()),
-            shared.clock,
-            shared.notifier,
-            connection.mode,
-            registered=not connection.from_settings,
-        ),
+        health=_health(shared, connection, name),
         clock=shared.clock,
         # process_id() names the process; the suffix keeps apart the managers one process builds per event loop:
         # each has its own lock, so they must not pass for one holder (LeaseKeeper lets a holder retake its lease).
         holder=f"{process_id()}:{uuid.uuid4().hex[:8]}",
+    )
+
+
+def _health(shared: _Shared, connection: Connection, name: str) -> HealthRecorder:
+    """The connection record of `name` (a connection, or one identity of its pool: shared.auth.compose.auth_name)."""
+    return HealthRecorder(
+        name,
+        TableRecordStore(shared.table, f"state-{name}", RecordCodec()),
+        shared.clock,
+        shared.notifier,
+        connection.mode,
+        registered=not connection.from_settings,
     )
 
 
