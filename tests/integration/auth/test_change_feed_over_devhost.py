@@ -43,6 +43,7 @@ class FeedHost:
     base_url: str
     function_key: str
     env: dict[str, str]
+    host: DevHost  # stopped and replaced by a test taking the app down (test_acceptance_devhost)
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ async def feed_host(
     )
     host.start()
     try:
-        yield FeedHost(host.base_url, key, env)
+        yield FeedHost(host.base_url, key, env, host)
     finally:
         for close in (close_change_directories, close_change_services, close_job_services, close_registry_services,
                       close_auth_services):  # fmt: skip
