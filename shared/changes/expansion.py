@@ -11,7 +11,9 @@ BC's notifications carry no data (reference (a) A3): they are a doorbell. Per me
    an updated, or parts split by the receiver, can meet) are one read: `deleted` anywhere wins (a tombstone,
    BC's ids are never reused); else one GET with the watch's `$select`. A 404 means the entity was deleted
    since: a tombstone too. `collection`: the set read page by page with BC's `lastModifiedDateTime gt` bound in
-   ascending order (the whole set when BC sent none), one event per entity.
+   ascending order (the whole set when BC sent none), one event per entity. A bare collection of a watch whose
+   entity set has no `lastModifiedDateTime` (reconciliation marked it `whole`, watermarks.py) skips the versions
+   reconciliation recorded, so only what changed is published, not the whole set once.
 4. **Publish** through `ChangeFeed.publish`, which drops versions it has seen (by any path): at-least-once here,
    exactly one event per entity version there.
 
@@ -43,6 +45,7 @@ from shared.changes.notifications import NotificationMessage
 from shared.changes.resources import ItemTarget, NotificationItem, parse_item
 from shared.changes.shared_reads import SharedReads
 from shared.changes.watch import Watch
+from shared.changes.watermarks import Watermark
 from shared.connections import Connection, ConnectionUnusableError
 from shared.telemetry.dimensions import job_scope
 
@@ -89,6 +92,14 @@ class EntityReads(Protocol):
     async def company_id(self) -> UUID: ...
 
 
+class RecordedVersions(Protocol):
+    """What a whole read recorded per watch (WatermarkStore's): whether it is `whole`, each id's version."""
+
+    async def mark(self, connection: str, watch: str) -> Watermark | None: ...
+
+    async def known_versions(self, connection: str, watch: str) -> dict[str, str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FeedLane:
     """A connection and the BC client its feed reads with (low priority, read-only intent)."""
@@ -131,9 +142,11 @@ class Expansion:
         lanes: FeedLanes,
         feed: ChangeFeed,
         reads: SharedReads | None = None,
+        versions: RecordedVersions | None = None,
     ) -> None:
         self._secrets, self._watches, self._lanes, self._feed = secrets, watches, lanes, feed
         self._reads = reads or SharedReads()
+        self._versions = versions
 
     async def expand(self, message: NotificationMessage) -> Expanded:
         """Verify, group, read and publish one message; raises on storage or BC trouble that may pass."""
@@ -196,10 +209,20 @@ class Expansion:
         published = await self._feed.publish(events)
         new, seen = published.new, published.seen
         for watch, item in work.collections.values():
+            recorded = await self._recorded(watch, item)
             async for page in _collection_events(lane, watch, item, message.received_at):
-                published = await self._feed.publish(page)
+                published = await self._feed.publish([e for e in page if recorded.get(e.subject) != e.id])
                 new, seen = new + published.new, seen + published.seen
         return Expanded(new, seen, work.dropped)
+
+    async def _recorded(self, watch: Watch, item: NotificationItem) -> dict[str, str]:
+        """The versions a whole read recorded for a `whole` watch's bare collection; else none."""
+        if self._versions is None or item.target.since is not None:
+            return {}
+        mark = await self._versions.mark(watch.connection, watch.name)
+        if mark is None or not mark.whole:
+            return {}
+        return await self._versions.known_versions(watch.connection, watch.name)
 
 
 def _same(given: object, expected: str) -> bool:

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from shared import telemetry
 from shared.changes.compose import change_services, watch_lookup
 from shared.changes.directories import change_directories
-from shared.changes.expansion import Expanded, Expansion, FeedLane, SecretSource, WatchSource
+from shared.changes.expansion import (
+    Expanded,
+    Expansion,
+    FeedLane,
+    RecordedVersions,
+    SecretSource,
+    WatchSource,
+)
 from shared.changes.feed import ChangeFeed
 from shared.changes.notifications import NotificationMessage
 from shared.changes.shared_reads import SharedReads
@@ -34,6 +41,7 @@ class FeedParts:
     secrets: SecretSource
     watches: WatchSource
     feed: ChangeFeed
+    versions: RecordedVersions | None = None  # reconciliation's records (bare collections of `whole` watches)
 
 
 class FeedNotWiredError(IntegrationError):
@@ -42,9 +50,11 @@ class FeedNotWiredError(IntegrationError):
 
 async def feed_parts(settings: Settings) -> FeedParts:
     """The process's notification secrets (Key Vault `bc-notify-{connection}`, cached per process: subs'
-    KeyVaultNotifySecrets), watches (shared.changes.compose.watch_lookup) and change log (TableChangeFeed)."""
-    secrets = (await change_directories(settings)).secrets
-    return FeedParts(secrets, watch_lookup(settings), (await change_services(settings)).feed)
+    KeyVaultNotifySecrets), watches (shared.changes.compose.watch_lookup), change log (TableChangeFeed) and
+    reconciliation's watermarks (TableWatermarkStore)."""
+    directories = await change_directories(settings)
+    feed = (await change_services(settings)).feed
+    return FeedParts(directories.secrets, watch_lookup(settings), feed, directories.watermarks)
 
 
 # Tests put their own parts last.
@@ -70,7 +80,7 @@ async def expansion() -> Expansion:
         raise FeedNotWiredError("the job pipeline was built without connection lanes")
     parts = await FEED_PARTS[-1](settings)
     reads = _reads.setdefault(asyncio.get_running_loop(), SharedReads())
-    return Expansion(parts.secrets, parts.watches, LaneFeeds(lanes), parts.feed, reads)
+    return Expansion(parts.secrets, parts.watches, LaneFeeds(lanes), parts.feed, reads, parts.versions)
 
 
 # The reads in flight of this process, per event loop (their futures belong to it).

@@ -13,11 +13,20 @@ the watch's creation; entities changed within the overlap before it are publishe
 `BC_RECONCILE_DELETES_HOURS` the ids BC has are compared with the ids seen: a known id BC no longer has is a delete
 no notification reported, published as a tombstone. The known ids are read once per run that reads any entity
 (the overlap usually re-reads the newest one, so most runs do), and only ids new to the watch are written.
+
+**Entity sets without `lastModifiedDateTime`** (custom API pages often lack it; report-style APIs too: reference
+(e) E1 "Gotchas"; BC then sends a `collection` as the bare URL, A3): no `gt` filter can find what changed. The
+first run learns it from BC's 400 to `$select`/`$orderby` of the field, marks the watch `whole` and records every
+id with its version (the change id of the version read: ETag-based, as every path computes it). Each later whole
+read (the whole collection, paged) publishes the versions that differ from the recorded ones, which the change
+log's id index still drops when the webhook path logged them first, and a tombstone for each recorded id BC no
+longer has. A whole read costs the whole set, so it runs on the id comparison's slower schedule,
+`BC_RECONCILE_DELETES_HOURS`; the runs in between only record that they ran.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Container, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -28,6 +37,7 @@ from bcjobs.changes import (
     ChangeKind,
     ChangeOrigin,
 )
+from shared.bc.errors import RequestValidationError
 from shared.bc.models import BcEndpoint, Entity, EntitySet
 from shared.bc.odata import ODataQuery, odata_field
 from shared.changes.events import Where, tombstone_event, version_event
@@ -103,8 +113,15 @@ class Reconciler:
         """One run for one watch: publish what BC changed since the watermark, then compare ids when due."""
         target = await _target(watch, environment, bc)
         mark = await self._marks.mark(watch.connection, watch.name) or Watermark(watch.connection, watch.name)
+        if mark.whole:
+            return await self._whole(target, mark, bc)
         if mark.modified_after is None:
-            return await self._baseline(target, mark, bc)
+            try:
+                return await self._baseline(target, mark, bc)
+            except RequestValidationError as exc:
+                if not _lacks_modified(exc):
+                    raise
+                return await self._whole_baseline(target, mark, bc)
         previous = mark.reconciled_at
         run, mark = await self._changes(target, mark, bc)
         if previous is not None:
@@ -128,6 +145,50 @@ class Reconciler:
         start = replace(mark, modified_after=newest or now, deletes_checked_at=now, reconciled_at=now)
         await self._marks.put(start)
         return WatchRun(mark.connection, mark.watch, read=read, baseline=True, lag=self._lag(start))
+
+    async def _whole_baseline(self, target: _WatchTarget, mark: Watermark, bc: ReconcileReader) -> WatchRun:
+        """First run of a set without lastModifiedDateTime: every id and its version recorded; nothing published."""
+        read, now = 0, self._clock.now()
+        async for page in bc.pages(target.entity_set, _whole_query(target.watch), page_size=PAGE_SIZE):
+            read += len(page)
+            versions = {
+                e.subject: e.id for e in (_event(target, x, (), now) for x in page if x.id is not None)
+            }
+            await self._marks.put_versions(mark.connection, mark.watch, versions)
+        start = replace(mark, whole=True, deletes_checked_at=now, reconciled_at=now)
+        await self._marks.put(start)
+        return WatchRun(mark.connection, mark.watch, read=read, baseline=True)
+
+    async def _whole(self, target: _WatchTarget, mark: Watermark, bc: ReconcileReader) -> WatchRun:
+        """A run of a `whole` watch: the whole read when due (its schedule is the id comparison's), else none."""
+        now = self._clock.now()
+        since_last = None if mark.reconciled_at is None else now - mark.reconciled_at
+        run = WatchRun(mark.connection, mark.watch, since_last=since_last)
+        if self._deletes_due(mark):
+            run = await self._whole_read(target, run, bc)
+            mark = replace(mark, deletes_checked_at=now)
+        await self._marks.put(replace(mark, reconciled_at=now))
+        return run
+
+    async def _whole_read(self, target: _WatchTarget, run: WatchRun, bc: ReconcileReader) -> WatchRun:
+        """Publish the versions that differ from the recorded ones; a tombstone for each recorded id gone."""
+        known = await self._marks.known_versions(run.connection, run.watch)
+        present: set[str] = set()
+        async for page in bc.pages(target.entity_set, _whole_query(target.watch), page_size=PAGE_SIZE):
+            now = self._clock.now()
+            events = [_event(target, entity, known, now) for entity in page if entity.id is not None]
+            present.update(event.subject for event in events)
+            fresh = [event for event in events if known.get(event.subject) != event.id]
+            published = await self._feed.publish(fresh)
+            await self._marks.put_versions(run.connection, run.watch, {e.subject: e.id for e in fresh})
+            known.update({event.subject: event.id for event in fresh})
+            run = replace(run, read=run.read + len(page), published=run.published + published.new)
+            run = replace(run, seen=run.seen + published.seen)
+        gone = sorted(set(known) - present)
+        if gone:
+            await self._feed.publish([_tombstone(target, entity_id, self._clock.now()) for entity_id in gone])
+            await self._marks.remove_ids(run.connection, run.watch, gone)
+        return replace(run, deleted=len(gone))
 
     async def _changes(
         self, target: _WatchTarget, mark: Watermark, bc: ReconcileReader
@@ -203,6 +264,19 @@ def _query(watch: Watch, since: datetime) -> ODataQuery:
     return ODataQuery(filter=odata_field(MODIFIED).gt(since), select=select, orderby=(MODIFIED,))
 
 
+def _whole_query(watch: Watch) -> ODataQuery:
+    """A whole read: the watch's fields (with `id`), or only `id` when it wants no data (the ETag comes anyway)."""
+    if not watch.include_data:
+        return ODataQuery(select=("id",))
+    return ODataQuery(select=tuple(dict.fromkeys(("id", *watch.select))) if watch.select else ())
+
+
+def _lacks_modified(error: RequestValidationError) -> bool:
+    """BC's 400 for a property the API page does not have: "Could not find a property named
+    'lastModifiedDateTime' on type ..." (OData's answer to an unknown `$select`/`$orderby` property)."""
+    return error.status == 400 and MODIFIED in error.message
+
+
 def _ids(page: Sequence[Entity]) -> list[str]:
     return [str(entity.id) for entity in page if entity.id is not None]
 
@@ -220,7 +294,7 @@ def _where(target: _WatchTarget) -> Where:
     return Where(watch.connection, target.environment, str(target.company_id), watch.entity_set)
 
 
-def _event(target: _WatchTarget, entity: Entity, known: set[str], now: datetime) -> ChangeEvent:
+def _event(target: _WatchTarget, entity: Entity, known: Container[str], now: datetime) -> ChangeEvent:
     """The version read (created when the watch had not seen the id): the id the webhook path gives it too."""
     entity_id = str(entity.id)
     kind = ChangeKind.UPDATED if entity_id in known else ChangeKind.CREATED

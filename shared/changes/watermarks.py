@@ -1,14 +1,17 @@
 """Reconciliation's memory per watch: how far it has read (the watermark) and which entity ids the feed knows.
 
 Table `{BC_TABLE_PREFIX}watermarks`: the mark of a watch is partition = connection, RowKey = watch name
-(`ModifiedAfter`, `DeletesCheckedAt`); the ids it has seen are partition = `{connection}~{watch}`, one row per
-entity id (a first version of "the ids the feed has seen": reconciliation reads every version whatever path
-published it first, so it sees every id). Deletes no notification reported are the known ids BC no longer has.
+(`ModifiedAfter`, `DeletesCheckedAt`, `ReconciledAt`, `Whole`); the ids it has seen are partition =
+`{connection}~{watch}`, one row per entity id (a first version of "the ids the feed has seen": reconciliation reads
+every version whatever path published it first, so it sees every id). Deletes no notification reported are the
+known ids BC no longer has. For a watch whose entity set has no `lastModifiedDateTime` (`Watermark.whole`) each id
+row also keeps `Version`: the change id (bcjobs.changes.change_id) of the version reconciliation last saw, so a
+whole read publishes only the versions that differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -34,6 +37,7 @@ class Watermark:
     modified_after: datetime | None = None
     deletes_checked_at: datetime | None = None
     reconciled_at: datetime | None = None
+    whole: bool = False  # the entity set has no lastModifiedDateTime: each reconciliation reads all of it
 
 
 class WatermarkStore(Protocol):
@@ -49,6 +53,14 @@ class WatermarkStore(Protocol):
 
     async def remove_ids(self, connection: str, watch: str, ids: Iterable[str]) -> None: ...
 
+    async def known_versions(self, connection: str, watch: str) -> dict[str, str]:
+        """Each known id's last version seen by a whole read ("" when none was recorded)."""
+        ...
+
+    async def put_versions(self, connection: str, watch: str, versions: Mapping[str, str]) -> None:
+        """Remember these ids (added when new) with their versions."""
+        ...
+
     async def forget(self, connection: str, watch: str) -> None:
         """Drop the watch's mark and known ids (it was deleted, or now follows another entity set)."""
         ...
@@ -60,6 +72,7 @@ class MemoryWatermarkStore:
 
     marks: dict[tuple[str, str], Watermark] = field(default_factory=dict)
     ids: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    versions: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     async def mark(self, connection: str, watch: str) -> Watermark | None:
         return self.marks.get((connection, watch))
@@ -74,11 +87,24 @@ class MemoryWatermarkStore:
         self.ids.setdefault((connection, watch), set()).update(ids)
 
     async def remove_ids(self, connection: str, watch: str, ids: Iterable[str]) -> None:
-        self.ids.setdefault((connection, watch), set()).difference_update(ids)
+        gone = set(ids)
+        self.ids.setdefault((connection, watch), set()).difference_update(gone)
+        versions = self.versions.get((connection, watch), {})
+        for entity_id in gone:
+            versions.pop(entity_id, None)
+
+    async def known_versions(self, connection: str, watch: str) -> dict[str, str]:
+        versions = self.versions.get((connection, watch), {})
+        return {i: versions.get(i, "") for i in self.ids.get((connection, watch), set())}
+
+    async def put_versions(self, connection: str, watch: str, versions: Mapping[str, str]) -> None:
+        self.ids.setdefault((connection, watch), set()).update(versions)
+        self.versions.setdefault((connection, watch), {}).update(versions)
 
     async def forget(self, connection: str, watch: str) -> None:
         self.marks.pop((connection, watch), None)
         self.ids.pop((connection, watch), None)
+        self.versions.pop((connection, watch), None)
 
 
 class TableWatermarkStore:
@@ -104,6 +130,7 @@ class TableWatermarkStore:
             parse_iso_utc(entity.get("ModifiedAfter")),
             parse_iso_utc(entity.get("DeletesCheckedAt")),
             parse_iso_utc(entity.get("ReconciledAt")),
+            entity.get("Whole") is True,
         )
 
     async def put(self, mark: Watermark) -> None:
@@ -113,6 +140,7 @@ class TableWatermarkStore:
             "ModifiedAfter": iso_utc(mark.modified_after) or "",
             "DeletesCheckedAt": iso_utc(mark.deletes_checked_at) or "",
             "ReconciledAt": iso_utc(mark.reconciled_at) or "",
+            "Whole": mark.whole,
         }
         with table_errors(_WHAT, "be written"):
             await self._table.upsert_entity(entity)
@@ -129,6 +157,16 @@ class TableWatermarkStore:
     async def remove_ids(self, connection: str, watch: str, ids: Iterable[str]) -> None:
         partition = _ids_partition(connection, watch)
         await self._transact([("delete", {"PartitionKey": partition, "RowKey": i}) for i in ids])
+
+    async def known_versions(self, connection: str, watch: str) -> dict[str, str]:
+        with table_errors(_WHAT, "be read"):
+            rows = await table_cas.read_partition(self._table, _ids_partition(connection, watch))
+        return {str(row.entity["RowKey"]): str(row.entity.get("Version") or "") for row in rows}
+
+    async def put_versions(self, connection: str, watch: str, versions: Mapping[str, str]) -> None:
+        partition = _ids_partition(connection, watch)
+        rows = [{"PartitionKey": partition, "RowKey": i, "Version": v} for i, v in versions.items()]
+        await self._transact([("upsert", row) for row in rows])
 
     async def forget(self, connection: str, watch: str) -> None:
         await self.remove_ids(connection, watch, await self.known_ids(connection, watch))

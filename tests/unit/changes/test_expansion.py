@@ -16,6 +16,7 @@ from shared.changes.expansion import Expansion
 from shared.changes.feed import MemoryChangeFeed
 from shared.changes.notifications import NotificationMessage
 from shared.changes.watch import Watch
+from shared.changes.watermarks import MemoryWatermarkStore, Watermark
 from shared.connections import Connection
 from tests.fakes.notifications import MemoryBc, MemorySecrets, MemoryWatches, OneFeedLane, Secret
 
@@ -131,6 +132,26 @@ async def test_a_bare_collection_reads_the_whole_set() -> None:
     expansion, _, feed = _world([_customer(n) for n in range(1, 4)])
     await expansion.expand(_message(_item(None, "collection")))
     assert len(feed.sent) == 3
+
+
+async def test_a_bare_collection_of_a_whole_watch_publishes_only_versions_reconciliation_had_not_recorded() -> (
+    None
+):
+    rows = [_customer(n) for n in range(1, 4)]
+    bc, feed, marks = MemoryBc(sets={"customers": rows}), MemoryChangeFeed(), MemoryWatermarkStore()
+    watch = Watch(connection="contoso", name="customers", entity_set="customers")
+    secrets = MemorySecrets({"contoso": Secret(KEY, STATE)})
+    expansion = Expansion(
+        secrets, MemoryWatches({"contoso": [watch]}), OneFeedLane(CONNECTION, bc), feed, None, marks
+    )
+    unchanged = change_id("contoso", str(COMPANY), "customers", _id(1), 'W/"1"')
+    await marks.put(Watermark("contoso", "customers", whole=True))
+    await marks.put_versions("contoso", "customers", {_id(1): unchanged, _id(2): "an older version"})
+
+    expanded = await expansion.expand(_message(_item(None, "collection")))
+
+    assert sorted(event.subject for event in feed.sent) == [_id(2), _id(3)]  # changed, new
+    assert expanded.new == 2
 
 
 async def test_a_repeated_message_publishes_nothing_new() -> None:
