@@ -147,7 +147,7 @@ class BcApi:
         self, request: ApiRequest, company: Company, segments: list[Segment], prefix: str | None
     ) -> ApiResponse:
         first = segments[0]
-        if first.name not in COMPANY_SETS:
+        if first.name not in COMPANY_SETS or not _served(ENTITY_TYPES[first.name], request):
             raise not_found_segment(first.name)
         entity = ENTITY_TYPES[first.name]
         context = f"{prefix}/{entity.set_name}" if prefix else entity.set_name
@@ -348,7 +348,7 @@ class BcApi:
         return ApiResponse(200, str(len(matching)), {"Content-Type": "text/plain"})
 
     def _service_document(self, request: ApiRequest) -> ApiResponse:
-        sets = ["companies", *COMPANY_SETS]
+        sets = ["companies", *(name for name in COMPANY_SETS if _served(ENTITY_TYPES[name], request))]
         body = {
             "@odata.context": f"{request.root_url}/$metadata",
             "value": [{"name": s, "kind": "EntitySet", "url": s} for s in sets],
@@ -389,3 +389,8 @@ class BcApi:
             '<edmx:DataServices><Schema Namespace="Microsoft.NAV" xmlns="http://docs.oasis-open.org/odata/ns/edm">'
             f'{"".join(types)}<EntityContainer Name="NAV">{sets}</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>'
         )
+
+
+def _served(entity: EntityType, request: ApiRequest) -> bool:
+    """Whether the request's API publishes the entity set: a custom API page is not part of v2.0."""
+    return not entity.custom_api or not request.root_url.endswith("/api/v2.0")

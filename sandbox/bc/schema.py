@@ -58,6 +58,7 @@ class EntityType:
     nav: str | None = None  # for headers: the lines navigation property
     actions: tuple[str, ...] = ()
     writable: bool = True
+    custom_api: bool = False  # a custom API page: served under the configured custom APIs only, never v2.0
 
     def field_named(self, name: str) -> Field:
         """A property of this type, or BC's 400 for an unknown one."""
@@ -291,6 +292,24 @@ SALES_INVOICES = EntityType(
     actions=("post",),
 )
 
+# A custom API page over an extension's own table, as custom pages often are: `id` is the table's SystemId
+# (ODataKeyFields = SystemId) but SystemModifiedAt is not exposed, so the entity has no `lastModifiedDateTime`.
+# BC then sends a `collection` notification as the bare collection URL, a full re-read (reference
+# bc-webhooks-connections-identities.md A3, codeunit 6154 GetEntityCollectionUrl), and no `gt` filter can find
+# what changed (E1 "Gotchas": some APIs have no `lastModifiedDateTime`). Versions are the ETag alone.
+SHIPMENT_TRACKINGS = EntityType(
+    "shipmentTrackings",
+    "shipmentTracking",
+    {
+        "id": Field("guid", read_only=True),
+        "orderNumber": _s(20, default=""),
+        "carrier": _s(50, default=""),
+        "trackingNumber": _s(50, default=""),
+        "status": Field("string", options=("Pending", "Shipped", "Delivered"), default="Pending"),
+    },
+    custom_api=True,
+)
+
 ENTITY_TYPES: dict[str, EntityType] = {
     t.set_name: t
     for t in (
@@ -302,6 +321,7 @@ ENTITY_TYPES: dict[str, EntityType] = {
         SALES_ORDER_LINES,
         SALES_INVOICES,
         SALES_INVOICE_LINES,
+        SHIPMENT_TRACKINGS,
     )
 }
 COMPANY_SETS = tuple(name for name in ENTITY_TYPES if name != "companies")

@@ -113,7 +113,8 @@ class BcStore:
         full["id"] = (row_id or str(uuid.uuid4())).lower()
         if entity.number_prefix is not None and not full.get("number"):
             full["number"] = self.next_number(company, entity)
-        full["lastModifiedDateTime"] = self.now_iso()
+        if "lastModifiedDateTime" in entity.fields:  # not on every page (SHIPMENT_TRACKINGS)
+            full["lastModifiedDateTime"] = self.now_iso()
         row = Row(full, self._next_stamp())
         self.table(company, entity.set_name)[full["id"]] = row
         self._changed(company, entity.set_name, row, "created")

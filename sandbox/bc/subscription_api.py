@@ -27,7 +27,7 @@ from sandbox.bc.api import ApiRequest, ApiResponse
 from sandbox.bc.environment import BcEnvironment
 from sandbox.bc.errors import BcError, invalid_body, syntax_error
 from sandbox.bc.schema import JsonValue
-from sandbox.bc.subscriptions import SUBSCRIBABLE, Subscription, SubscriptionTable, parse_resource
+from sandbox.bc.subscriptions import Subscription, SubscriptionTable, parse_resource, subscribable
 from sandbox.bc.webhooks import WebhookControl
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
@@ -122,7 +122,7 @@ class SubscriptionApi:
         state = "" if state is None else str(state)
         self._check_url(url)
         target = parse_resource(resource)
-        if target is None or target.api != api_route or target.set_name not in SUBSCRIBABLE:
+        if target is None or target.api != api_route or not subscribable(target.set_name, api_route):
             raise BcError(
                 400, "BadRequest_ResourceNotFound", f"The resource '{resource}' does not support webhooks."
             )

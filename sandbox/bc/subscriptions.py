@@ -25,6 +25,13 @@ from sandbox.bc.store import weak_etag
 
 # Line entity sets notify their header, so only headers and master data can be subscribed to.
 SUBSCRIBABLE = frozenset(name for name in COMPANY_SETS if ENTITY_TYPES[name].parent is None)
+
+
+def subscribable(set_name: str, api_route: str) -> bool:
+    """Whether a subscription of `api_route` may name the entity set (a custom API page: not through v2.0)."""
+    return set_name in SUBSCRIBABLE and (api_route != "v2.0" or not ENTITY_TYPES[set_name].custom_api)
+
+
 _RESOURCE = re.compile(
     r"^(?:https?://[^/]+(?:/v2\.0/[^/]+(?:/[^/]+)?)?)?/?api/(?P<api>[^()]+?)/companies\((?P<company>[0-9a-fA-F-]{36})\)"
     r"/(?P<set>[A-Za-z]+)/?$"
