@@ -7,6 +7,13 @@
   cached `WatchLookup`: a job on an unwatched set costs no storage call at all);
 - `echoes_of` (shared.changes.log.EchoLookup, asked by the change log before it logs new events): one query
   per entity set for up to 14 events.
+- `mark_ambiguous` / `clear_ambiguous` (the processor, when a write job retries after its answer was lost, and
+  when it ends): one upsert / one delete of an *ambiguous mark*, row `~ambiguous~{job id}` in the same partition,
+  ONLY for watched entity sets;
+- `held_by` (EchoLookup, asked by the change log for the events that are not echoes): one range query per entity
+  set reads its live marks; an event an unexpired mark covers (its entity, or any for a create's mark) is HELD by
+  that job: the change log does not publish it now, and its caller comes back later. A mark past `until` holds
+  nothing: the event goes out unmarked, a warning names the job, and the mark is deleted.
 Partition = `{connection}~{entitySet}`, row = `{entity id}~{sha256(version)[:32]}` (an ETag holds `/` and `"`,
 which keys refuse). `Expires` bounds a row's use: an echo arrives within BC's debounce plus its retries (the
 coded retries add up to about 18.5 h, reference A4), so rows older than `ttl` (2 days) are ignored; a storage
@@ -19,7 +26,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -36,6 +43,9 @@ from shared.table_cas import ensure_table
 logger = logging.getLogger(__name__)
 ECHOES_TABLE_SUFFIX = "echoes"
 TTL = timedelta(days=2)
+# Ambiguous marks sort after every echo row (`{entity id}~...`: ids are GUIDs) and are read by one range query.
+AMBIGUOUS = "~ambiguous~"
+ANY_ENTITY = "*"
 
 
 def echoes_table_name(prefix: str) -> str:
@@ -56,6 +66,21 @@ class WrittenVersion(Protocol):
     def version(self) -> str: ...
     @property
     def job_id(self) -> str: ...
+
+
+class AmbiguousMark(Protocol):
+    """A write whose answer was lost: the shape of shared.jobs.journal.AmbiguousWrite."""
+
+    @property
+    def connection(self) -> str: ...
+    @property
+    def entity_set(self) -> str: ...
+    @property
+    def entity_id(self) -> str | None: ...
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def until(self) -> datetime: ...
 
 
 class WatchLookup(Protocol):
@@ -178,3 +203,91 @@ class TableEchoJournal:
             for r in found
             if r.get("Expires") is None or r["Expires"] >= now
         }
+
+    async def mark_ambiguous(self, write: AmbiguousMark) -> None:
+        """One upsert of the job's mark, when its entity set is watched; a failure is logged, never raised."""
+        if not await self._watched(write.connection, write.entity_set):
+            return
+        row = {
+            "PartitionKey": f"{write.connection}~{write.entity_set}",
+            "RowKey": AMBIGUOUS + write.job_id,
+            "Entity": write.entity_id or ANY_ENTITY,
+            "JobId": write.job_id,
+            "Until": write.until,
+        }
+        try:
+            await self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            _mark_failed("not written", write.job_id, exc)
+
+    async def clear_ambiguous(self, write: AmbiguousMark) -> None:
+        """One delete of the job's mark (none there: nothing to do); a failure is logged, never raised."""
+        if not await self._watched(write.connection, write.entity_set):
+            return
+        await self._delete_mark(f"{write.connection}~{write.entity_set}", write.job_id)
+
+    async def _delete_mark(self, pk: str, job_id: str) -> None:
+        try:
+            await self._table.delete_entity(pk, AMBIGUOUS + job_id)
+        except ResourceNotFoundError:
+            return
+        except AzureError as exc:
+            _mark_failed("not deleted", job_id, exc)
+
+    async def held_by(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
+        """Event id -> the job whose ambiguous mark holds it: one query per entity set; a mark past its `until`
+        holds nothing (logged, deleted). Raises ChangeLogUnavailableError on storage failure."""
+        held: dict[str, str] = {}
+        for pk in dict.fromkeys(f"{e.bcconnection}~{e.bcentityset}" for e in events):
+            marks = await self._marks(pk)
+            for event in events:
+                if f"{event.bcconnection}~{event.bcentityset}" == pk:
+                    job = await self._holder(pk, event, marks)
+                    if job is not None:
+                        held[event.id] = job
+        return held
+
+    async def _marks(self, pk: str) -> list[dict[str, Any]]:
+        query = "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high"
+        parameters = {"pk": pk, "low": AMBIGUOUS, "high": AMBIGUOUS + "~"}
+        try:
+            return [dict(row) async for row in self._table.query_entities(query, parameters=parameters)]
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise ChangeLogUnavailableError("read the ambiguous marks", type(exc).__name__) from None
+
+    async def _holder(self, pk: str, event: ChangeEvent, marks: list[dict[str, Any]]) -> str | None:
+        """The job of a live mark covering the event; a covering mark past `until` is dropped, with a warning."""
+        now = self._clock.now()
+        for mark in [m for m in marks if m.get("Entity") in (ANY_ENTITY, event.subject.lower())]:
+            if mark["Until"] > now:
+                return str(mark["JobId"])
+            if not mark.get("Dropped"):
+                mark["Dropped"] = True  # warned once per read
+                _hold_ended(str(mark["JobId"]), event)
+                await self._delete_mark(pk, str(mark["JobId"]))
+        return None
+
+
+def _mark_failed(what: str, job_id: str, exc: AzureError) -> None:
+    logger.warning(
+        "ambiguous mark of job %s %s (%s): its write's change event may go out unmarked or stay held until the "
+        "mark's end",
+        job_id,
+        what,
+        type(exc).__name__,
+        extra={"event": "changes.ambiguous_mark_failed", "job_id": job_id},
+    )
+
+
+def _hold_ended(job_id: str, event: ChangeEvent) -> None:
+    logger.warning(
+        "job %s's write stayed ambiguous past its hold: change %s of %s %s is published unmarked (if it was the "
+        "job's write, a two-way sync sees it as a user's change)",
+        job_id,
+        event.id,
+        event.bcentityset,
+        event.subject,
+        extra={"event": "changes.ambiguous_hold_ended", "job_id": job_id, "change_id": event.id},
+    )

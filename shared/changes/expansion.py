@@ -15,7 +15,9 @@ BC's notifications carry no data (reference (a) A3): they are a doorbell. Per me
    entity set has no `lastModifiedDateTime` (reconciliation marked it `whole`, watermarks.py) skips the versions
    reconciliation recorded, so only what changed is published, not the whole set once.
 4. **Publish** through `ChangeFeed.publish`, which drops versions it has seen (by any path): at-least-once here,
-   exactly one event per entity version there.
+   exactly one event per entity version there. Events it HELD (a job's write whose answer was lost may have made
+   them; shared/changes/echoes.py) are counted in `Expanded.held`: the trigger's wiring queues the message again,
+   delayed (expansion_compose.py), so they go out once the job's retry recorded its version, marked as its echo.
 
 A document line's change arrives as its header's `updated` (BC does it: reference (a) A1), so a line edit is an
 event of the header's entity set. Every BC read goes through the connection's lane at the feed's low priority
@@ -116,11 +118,13 @@ class FeedLanes(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Expanded:
-    """What one message became: events new to the feed, versions it had seen, items dropped."""
+    """What one message became: events new to the feed, versions it had seen, items dropped, and events held (an
+    ambiguous write of a job may have made them: the message must be expanded again later)."""
 
     new: int = 0
     seen: int = 0
     dropped: int = 0
+    held: int = 0
 
 
 @dataclass
@@ -207,13 +211,13 @@ class Expansion:
         for watch, item, deleted in work.entities.values():
             events.append(await _entity_event(self._reads, lane, watch, item, deleted, message.received_at))
         published = await self._feed.publish(events)
-        new, seen = published.new, published.seen
+        new, seen, held = published.new, published.seen, len(published.held)
         for watch, item in work.collections.values():
             recorded = await self._recorded(watch, item)
             async for page in _collection_events(lane, watch, item, message.received_at):
                 published = await self._feed.publish([e for e in page if recorded.get(e.subject) != e.id])
-                new, seen = new + published.new, seen + published.seen
-        return Expanded(new, seen, work.dropped)
+                new, seen, held = new + published.new, seen + published.seen, held + len(published.held)
+        return Expanded(new, seen, work.dropped, held)
 
     async def _recorded(self, watch: Watch, item: NotificationItem) -> dict[str, str]:
         """The versions a whole read recorded for a `whole` watch's bare collection; else none."""

@@ -12,6 +12,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from shared import telemetry
 from shared.changes.compose import change_services, watch_lookup
@@ -25,6 +26,7 @@ from shared.changes.expansion import (
     WatchSource,
 )
 from shared.changes.feed import ChangeFeed
+from shared.changes.inbound import held_notifications
 from shared.changes.notifications import NotificationMessage
 from shared.changes.shared_reads import SharedReads
 from shared.errors import IntegrationError
@@ -57,6 +59,18 @@ async def feed_parts(settings: Settings) -> FeedParts:
     return FeedParts(directories.secrets, watch_lookup(settings), feed, directories.watermarks)
 
 
+class LaterQueue(Protocol):
+    """Where a message whose events were held goes again (shared.changes.notifications.StorageNotificationQueue)."""
+
+    async def send_later(self, message: NotificationMessage, delay_seconds: float) -> None: ...
+
+
+# A held event waits for its job's retry (backoff from 5 s, BC_JOB_BACKOFF_BASE_SECONDS) to record the version:
+# the message comes back this much later, as a new message (no delivery counted toward maxDequeueCount), until
+# the mark is cleared or ends (at most AMBIGUOUS_HOLD, shared/jobs/journal.py).
+HELD_RECHECK_SECONDS = 30
+# Tests put their own queue last.
+HELD_QUEUE: list[Callable[[], Awaitable[LaterQueue]]] = [held_notifications]
 # Tests put their own parts last.
 FEED_PARTS: list[Callable[[Settings], Awaitable[FeedParts]]] = [feed_parts]
 
@@ -99,7 +113,24 @@ async def expand_text(text: str) -> Expanded:
             extra={"event": "changes.message_unreadable"},
         )
         return Expanded(dropped=1)
-    return await (await expansion()).expand(message)
+    return await expand_message(await expansion(), message, HELD_QUEUE[-1])
+
+
+async def expand_message(
+    expansion: Expansion, message: NotificationMessage, later: Callable[[], Awaitable[LaterQueue]]
+) -> Expanded:
+    """Expand; when events were held, queue the message again, delayed (a failure raises: redelivered)."""
+    expanded = await expansion.expand(message)
+    if expanded.held:
+        await (await later()).send_later(message, HELD_RECHECK_SECONDS)
+        logger.info(
+            "notification of %s queued again in %d s: %d change(s) held for a job's ambiguous write",
+            message.connection,
+            HELD_RECHECK_SECONDS,
+            expanded.held,
+            extra={"event": "changes.notification_held", "held": expanded.held},
+        )
+    return expanded
 
 
 def record_dead(text: str, dequeue_count: int) -> None:

@@ -16,10 +16,13 @@ from bcjobs.changes import ChangeEvent
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """What one publish did: events new to the feed, and versions it had already."""
+    """What one publish did: events new to the feed, versions it had already, and the ids of events it HELD (not
+    published: a job's write whose answer was lost may have produced them, shared/changes/echoes.py). The caller
+    publishes held events again later (they are not in the log yet) and never moves a watermark past them."""
 
     new: int
     seen: int
+    held: tuple[str, ...] = ()
 
 
 class ChangeFeed(Protocol):
@@ -36,10 +39,15 @@ class MemoryChangeFeed:
 
     log: dict[str, ChangeEvent] = field(default_factory=dict)
     sent: list[ChangeEvent] = field(default_factory=list)
+    holding: set[str] = field(
+        default_factory=set
+    )  # entity ids whose new events are held (an ambiguous write)
 
     async def publish(self, events: Sequence[ChangeEvent]) -> Published:
-        new = [event for event in events if event.id not in self.log]
+        fresh = [event for event in events if event.id not in self.log]
+        held = tuple(event.id for event in fresh if event.subject in self.holding)
+        new = [event for event in fresh if event.id not in held]
         for event in new:
             self.log[event.id] = event
             self.sent.append(event)
-        return Published(len(new), len(events) - len(new))
+        return Published(len(new), len(events) - len(fresh), held)

@@ -40,6 +40,11 @@ async def notification_queue() -> NotificationQueue:
     return (await _receiver.get(get_settings())).queue
 
 
+async def held_notifications() -> StorageNotificationQueue:
+    """The same queue, for the expansion to queue a message again later (events held: expansion_compose.py)."""
+    return (await _receiver.get(get_settings())).queue
+
+
 async def close_receiver_services() -> None:
     """Close the running loop's receiver clients (local host shutdown, tests)."""
     await _receiver.close()

@@ -9,7 +9,9 @@ Publishing, per partition, up to CHUNK (14) events at a time (`_publish_chunk`),
   1. one query reads their `i~{id}` rows: an id there was seen (nothing more), unless its message was never
      sent (below);
   2. the echo journal is asked which of the new versions a job of ours wrote (`EchoLookup`: one query;
-     shared/changes/echoes.py);
+     shared/changes/echoes.py), then which of the others an *ambiguous write* holds (a job's write whose answer
+     was lost, to be recorded by its retry: one range query); held events are not published now (`Published.held`:
+     their caller comes back later) so that they go out once, marked as the job's echo;
   3. one transaction inserts `i~{id}` (Sent = false) and `c~{cursor}` of each new event (same partition: atomic):
      a racing publisher of one of the ids makes it fail with a conflict, and the events are then published one by
      one (the racer's is seen), so a version never gets two log rows;
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ from shared.changes.feed import MemoryChangeFeed, Published
 from shared.clock import Clock
 from shared.table_cas import ensure_table
 
+logger = logging.getLogger(__name__)
 CHANGES_TABLE_SUFFIX = "changes"
 LOG = "c~"
 INDEX = "i~"
@@ -126,11 +130,18 @@ class EchoLookup(Protocol):
         """Event id -> the job id whose write produced that version, for the events a job wrote."""
         ...
 
+    async def held_by(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
+        """Event id -> the job whose ambiguous write (answer lost, retry pending) may have produced it."""
+        ...
+
 
 class NoEchoes:
     """EchoLookup that knows no job's writes."""
 
     async def echoes_of(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
+        return {}
+
+    async def held_by(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
         return {}
 
 
@@ -165,35 +176,51 @@ class TableChangeFeed:
         """Each event once per id, in order within its entity set; raises ChangeLogUnavailableError on storage
         failure (what was published before stays published: the redelivery counts it seen)."""
         new = 0
+        held: list[str] = []
         for pk, group in _by_partition(events).items():
             for start in range(0, len(group), CHUNK):
-                new += await self._publish_chunk(pk, group[start : start + CHUNK])
-        return Published(new, len(events) - new)
+                chunk_new, chunk_held = await self._publish_chunk(pk, group[start : start + CHUNK])
+                new, held = new + chunk_new, held + chunk_held
+        return Published(new, len(events) - new - len(held), tuple(held))
 
-    async def _publish_chunk(self, pk: str, events: Sequence[ChangeEvent]) -> int:
-        """Up to CHUNK events of one partition: one index query, one transaction, a send each, one mark."""
+    async def _publish_chunk(self, pk: str, events: Sequence[ChangeEvent]) -> tuple[int, list[str]]:
+        """Up to CHUNK events of one partition: one index query, one transaction, a send each, one mark; the
+        number published and the ids held."""
         index = await self._call("read the id index", self._rows(pk, [INDEX + e.id for e in events]))
         for row in index.values():
             if not row.get("Sent"):  # logged, but the send never confirmed (a crash between): send it again
                 await self._resend(pk, str(row["Cursor"]))
-        fresh = await self._marked([event for event in events if INDEX + event.id not in index])
+        fresh, held = await self._marked([event for event in events if INDEX + event.id not in index])
         if not fresh:
-            return 0
+            return 0, held
         if not await self._call("write the log", self._insert(pk, fresh)):
             if len(fresh) == 1:
-                return 0  # another publisher of this id won the insert: it sends
-            return sum([await self._publish_chunk(pk, [event]) for event in fresh])  # the others still go
+                return 0, held  # another publisher of this id won the insert: it sends
+            alone = [await self._publish_chunk(pk, [event]) for event in fresh]  # the others still go
+            return sum(n for n, _ in alone), held + [i for _, ids in alone for i in ids]
         await self._send_and_mark(pk, fresh)
-        return len(fresh)
+        return len(fresh), held
 
-    async def _marked(self, events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
-        """Fitted to a queue message, and `bcecho` set where a job of ours wrote the version."""
+    async def _marked(self, events: Sequence[ChangeEvent]) -> tuple[list[ChangeEvent], list[str]]:
+        """Fitted to a queue message, and `bcecho` set where a job of ours wrote the version; apart, the ids of
+        the other events that an ambiguous write holds."""
         fitted_events = [fitted(event) for event in events]
         echoes = await self._echoes.echoes_of(fitted_events) if fitted_events else {}
-        return [
+        others = [event for event in fitted_events if event.id not in echoes]
+        held = await self._echoes.held_by(others) if others else {}
+        for event_id, job_id in held.items():
+            logger.info(
+                "change %s held: job %s's write may have made it (its answer was lost; the job retries)",
+                event_id,
+                job_id,
+                extra={"event": "changes.held", "change_id": event_id, "job_id": job_id},
+            )
+        marked = [
             event.model_copy(update={"bcecho": echoes[event.id]}) if event.id in echoes else event
             for event in fitted_events
+            if event.id not in held
         ]
+        return marked, list(held)
 
     async def _resend(self, pk: str, cursor: str) -> None:
         """The log row was written but its send never confirmed (a crash between): send the logged event again."""

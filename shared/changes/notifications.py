@@ -110,3 +110,15 @@ class StorageNotificationQueue:
             raise NotificationQueueError(
                 f"sending to {self._client.queue_name} failed ({type(exc).__name__})"
             ) from exc
+
+    async def send_later(self, message: NotificationMessage, delay_seconds: float) -> None:
+        """Queue the message again, visible after the delay: a new message, so the wait counts no delivery toward
+        maxDequeueCount (learn.microsoft.com/rest/api/storageservices/put-message, `visibilitytimeout`)."""
+        try:
+            await self._client.send_message(
+                message.encode(), visibility_timeout=max(1, round(delay_seconds)), time_to_live=-1
+            )
+        except AzureError as exc:
+            raise NotificationQueueError(
+                f"sending to {self._client.queue_name} failed ({type(exc).__name__})"
+            ) from exc

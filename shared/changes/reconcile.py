@@ -5,7 +5,9 @@ Each run reads `lastModifiedDateTime gt (watermark - overlap)` ascending (`$orde
 page through the lane's client (its token and throttle, `Data-Access-Intent: ReadOnly`), builds one ChangeEvent per
 entity version (origin `reconciliation`, the same `change_id` the webhook path computes, so a version either path
 saw already is `seen`, not published again) and publishes each page; the watermark moves only after publish
-returned (the events are durable), so a crash re-reads, never skips. The overlap covers transactions that commit
+returned (the events are durable), so a crash re-reads, never skips. A page with events the feed HELD (a job's
+write whose answer was lost may have made them: shared/changes/echoes.py) ends the run before the watermark
+passes it: the next run reads them again (a held tombstone's id stays known, so the next comparison finds it). The overlap covers transactions that commit
 after a later one and clock skew.
 
 A watch's first run publishes nothing: it records the ids and the newest lastModifiedDateTime (the feed starts at
@@ -82,6 +84,7 @@ class WatchRun:
     published: int = 0
     seen: int = 0
     deleted: int = 0
+    held: int = 0  # events an ambiguous write of a job holds (shared/changes/echoes.py): read again next run
     baseline: bool = False
     lag: timedelta | None = None
     since_last: timedelta | None = None  # since the previous completed run (None: the first)
@@ -203,9 +206,11 @@ class Reconciler:
                 continue
             known = known if known is not None else await self._marks.known_ids(mark.connection, mark.watch)
             published = await self._publish_page(target, page, known)
-            mark = await self._advance(mark, page)  # only now: the page's events are durable
             run = replace(run, read=run.read + len(page), published=run.published + published.new)
-            run = replace(run, seen=run.seen + published.seen)
+            run = replace(run, seen=run.seen + published.seen, held=run.held + len(published.held))
+            if published.held:  # the watermark stays before them: the next run reads them again
+                break
+            mark = await self._advance(mark, page)  # only now: the page's events are durable
         return run, mark
 
     async def _publish_page(self, target: _WatchTarget, page: Sequence[Entity], known: set[str]) -> Published:
@@ -236,7 +241,9 @@ class Reconciler:
             present.update(_ids(page))
         gone = sorted(await self._marks.known_ids(mark.connection, mark.watch) - present)
         if gone:
-            await self._feed.publish([_tombstone(target, entity_id, self._clock.now()) for entity_id in gone])
+            tombstones = [_tombstone(target, entity_id, self._clock.now()) for entity_id in gone]
+            held = set((await self._feed.publish(tombstones)).held)
+            gone = [event.subject for event in tombstones if event.id not in held]  # held: compared again
             await self._marks.remove_ids(mark.connection, mark.watch, gone)
         checked = replace(mark, deletes_checked_at=self._clock.now())
         await self._marks.put(checked)

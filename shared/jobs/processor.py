@@ -37,7 +37,7 @@ from shared.clock import Clock
 from shared.connections import ConnectionUnusableError
 from shared.jobs.audit import AuditBuffer, AuditLog, auditing
 from shared.jobs.errors import AmbiguousWriteError, JobError, items_known
-from shared.jobs.journal import NoJournal, WriteJournal, writes_of
+from shared.jobs.journal import NoJournal, WriteJournal, ambiguous_write, writes_of
 from shared.jobs.lanes import Lane, Lanes
 from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide, item_error
 from shared.jobs.policy import JobPolicy
@@ -217,6 +217,14 @@ class JobProcessor:
     # ----- run ----------------------------------------------------------------------------------------
 
     async def _run(self, job: Job, record: JobRecord, delivery: Delivery, lane: Lane) -> Handled:
+        handled = await self._run_once(job, record, delivery, lane)
+        if record.ambiguous and handled in FINISHED.values():  # after recording what it wrote, if it did
+            mark = ambiguous_write(job, lane.connection.name, self.clock.now(), record.deadline)
+            if mark is not None:
+                await self.journal.clear_ambiguous(mark)
+        return handled
+
+    async def _run_once(self, job: Job, record: JobRecord, delivery: Delivery, lane: Lane) -> Handled:
         telemetry.note_job(attempt=record.attempts + 1)
         now = self.clock.now()
         if now >= record.deadline:
@@ -310,6 +318,10 @@ class JobProcessor:
         next_at = self.clock.now() + timedelta(seconds=delay)
         if next_at >= record.deadline:
             return await self._expire(record, delivery, decision.error)
+        connection = record.connection or self.lanes.default
+        mark = ambiguous_write(job, connection, self.clock.now(), record.deadline)
+        if record.ambiguous and mark is not None:  # the feed holds BC's notification of it until the retry
+            await self.journal.mark_ambiguous(mark)
         await self.queues.requeue(job, delay)
         telemetry.job_retry(record.operation, decision.error.code)
         _log_retry(record, attempt, delay, decision.error)
