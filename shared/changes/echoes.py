@@ -283,11 +283,11 @@ def _mark_failed(what: str, job_id: str, exc: AzureError) -> None:
 
 def _hold_ended(job_id: str, event: ChangeEvent) -> None:
     logger.warning(
-        "job %s's write stayed ambiguous past its hold: change %s of %s %s is published unmarked (if it was the "
-        "job's write, a two-way sync sees it as a user's change)",
+        "job %s's write stayed ambiguous past its hold: changes of %s %s (first %s) go out unmarked; if one is "
+        "the job's write, a two-way sync sees it as a user's: check the job (bcjobs show JOB_ID)",
         job_id,
-        event.id,
         event.bcentityset,
         event.subject,
+        event.id,
         extra={"event": "changes.ambiguous_hold_ended", "job_id": job_id, "change_id": event.id},
     )

@@ -9,18 +9,18 @@ Publishing, per partition, up to CHUNK (14) events at a time (`_publish_chunk`),
   1. one query reads their `i~{id}` rows: an id there was seen (nothing more), unless its message was never
      sent (below);
   2. the echo journal is asked which of the new versions a job of ours wrote (`EchoLookup`: one query;
-     shared/changes/echoes.py), then which of the others an *ambiguous write* holds (a job's write whose answer
-     was lost, to be recorded by its retry: one range query); held events are not published now (`Published.held`:
-     their caller comes back later) so that they go out once, marked as the job's echo;
+     shared/changes/echoes.py); the others that an *ambiguous write* holds (a job's write whose answer was lost,
+     its retry pending: one range query per partition and publish, before the chunks) are not published now
+     (`Published.held`: their caller comes back later), so that they go out once, marked as the job's echo;
   3. one transaction inserts `i~{id}` (Sent = false) and `c~{cursor}` of each new event (same partition: atomic):
      a racing publisher of one of the ids makes it fail with a conflict, and the events are then published one by
      one (the racer's is seen), so a version never gets two log rows;
   4. each event is sent, base64, on `bc-changes`; 5. one transaction marks their `i~{id}` Sent.
   Measured on Azurite (tests/integration/changes/test_change_log.py), without the echo query: one new event 4
   calls, a collection's expansion 1.21 per event, a version seen before 0.07 per event; the echo query adds 1 per
-  chunk. A crash between 3 and 5 leaves `Sent = false`: the next publish of that id (the expansion's redelivery,
-  the reconciliation's overlap) reads the logged event and sends it again, same id (the queue is at-least-once;
-  consumers dedupe by id).
+  chunk, the ambiguous marks' query 1 per partition and publish. A crash between 3 and 5 leaves `Sent = false`:
+  the next publish of that id (the expansion's redelivery, the reconciliation's overlap) reads the logged event
+  and sends it again, same id (the queue is at-least-once; consumers dedupe by id).
 
 Reading: `read(connection, entity_set, after, limit)` returns rows after the cursor, oldest first, but only those
 older than `settle` (15 s): a row's cursor is its writer's clock taken just before the write, so a slow write or a
@@ -178,36 +178,41 @@ class TableChangeFeed:
         new = 0
         held: list[str] = []
         for pk, group in _by_partition(events).items():
+            holders = await self._echoes.held_by(group)  # one query per partition and publish
             for start in range(0, len(group), CHUNK):
-                chunk_new, chunk_held = await self._publish_chunk(pk, group[start : start + CHUNK])
+                chunk = group[start : start + CHUNK]
+                chunk_new, chunk_held = await self._publish_chunk(pk, chunk, holders)
                 new, held = new + chunk_new, held + chunk_held
         return Published(new, len(events) - new - len(held), tuple(held))
 
-    async def _publish_chunk(self, pk: str, events: Sequence[ChangeEvent]) -> tuple[int, list[str]]:
+    async def _publish_chunk(
+        self, pk: str, events: Sequence[ChangeEvent], holders: dict[str, str]
+    ) -> tuple[int, list[str]]:
         """Up to CHUNK events of one partition: one index query, one transaction, a send each, one mark; the
         number published and the ids held."""
         index = await self._call("read the id index", self._rows(pk, [INDEX + e.id for e in events]))
         for row in index.values():
             if not row.get("Sent"):  # logged, but the send never confirmed (a crash between): send it again
                 await self._resend(pk, str(row["Cursor"]))
-        fresh, held = await self._marked([event for event in events if INDEX + event.id not in index])
+        fresh, held = await self._marked([e for e in events if INDEX + e.id not in index], holders)
         if not fresh:
             return 0, held
         if not await self._call("write the log", self._insert(pk, fresh)):
             if len(fresh) == 1:
                 return 0, held  # another publisher of this id won the insert: it sends
-            alone = [await self._publish_chunk(pk, [event]) for event in fresh]  # the others still go
+            alone = [await self._publish_chunk(pk, [e], holders) for e in fresh]  # the others still go
             return sum(n for n, _ in alone), held + [i for _, ids in alone for i in ids]
         await self._send_and_mark(pk, fresh)
         return len(fresh), held
 
-    async def _marked(self, events: Sequence[ChangeEvent]) -> tuple[list[ChangeEvent], list[str]]:
+    async def _marked(
+        self, events: Sequence[ChangeEvent], holders: dict[str, str]
+    ) -> tuple[list[ChangeEvent], list[str]]:
         """Fitted to a queue message, and `bcecho` set where a job of ours wrote the version; apart, the ids of
-        the other events that an ambiguous write holds."""
+        the other events that an ambiguous write holds (`holders`: event id -> job)."""
         fitted_events = [fitted(event) for event in events]
         echoes = await self._echoes.echoes_of(fitted_events) if fitted_events else {}
-        others = [event for event in fitted_events if event.id not in echoes]
-        held = await self._echoes.held_by(others) if others else {}
+        held = {e.id: holders[e.id] for e in fitted_events if e.id in holders and e.id not in echoes}
         for event_id, job_id in held.items():
             logger.info(
                 "change %s held: job %s's write may have made it (its answer was lost; the job retries)",
