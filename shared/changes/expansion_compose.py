@@ -65,10 +65,6 @@ class LaterQueue(Protocol):
     async def send_later(self, message: NotificationMessage, delay_seconds: float) -> None: ...
 
 
-# A held event waits for its job's retry (backoff from 5 s, BC_JOB_BACKOFF_BASE_SECONDS) to record the version:
-# the message comes back this much later, as a new message (no delivery counted toward maxDequeueCount), until
-# the mark is cleared or ends (at most AMBIGUOUS_HOLD, shared/jobs/journal.py).
-HELD_RECHECK_SECONDS = 30
 # Tests put their own queue last.
 HELD_QUEUE: list[Callable[[], Awaitable[LaterQueue]]] = [held_notifications]
 # Tests put their own parts last.
@@ -113,20 +109,26 @@ async def expand_text(text: str) -> Expanded:
             extra={"event": "changes.message_unreadable"},
         )
         return Expanded(dropped=1)
-    return await expand_message(await expansion(), message, HELD_QUEUE[-1])
+    recheck = get_settings().changes.held_recheck_seconds
+    return await expand_message(await expansion(), message, HELD_QUEUE[-1], recheck)
 
 
 async def expand_message(
-    expansion: Expansion, message: NotificationMessage, later: Callable[[], Awaitable[LaterQueue]]
+    expansion: Expansion,
+    message: NotificationMessage,
+    later: Callable[[], Awaitable[LaterQueue]],
+    recheck_seconds: float,
 ) -> Expanded:
-    """Expand; when events were held, queue the message again, delayed (a failure raises: redelivered)."""
+    """Expand; when events were held, queue the message again `recheck_seconds` later, as a new message (no
+    delivery counted toward maxDequeueCount), until the job's retry clears the mark or the mark ends (at most
+    AMBIGUOUS_HOLD, shared/jobs/journal.py). A failure to queue raises: the host delivers the message again."""
     expanded = await expansion.expand(message)
     if expanded.held:
-        await (await later()).send_later(message, HELD_RECHECK_SECONDS)
+        await (await later()).send_later(message, recheck_seconds)
         logger.info(
-            "notification of %s queued again in %d s: %d change(s) held for a job's ambiguous write",
+            "notification of %s queued again in %.0f s: %d change(s) held for a job's ambiguous write",
             message.connection,
-            HELD_RECHECK_SECONDS,
+            recheck_seconds,
             expanded.held,
             extra={"event": "changes.notification_held", "held": expanded.held},
         )

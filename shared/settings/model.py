@@ -182,6 +182,9 @@ class ChangeSettings(_Group):
     )
     # How often reconciliation compares BC's ids with the feed's to find deletes no notification reported.
     reconcile_deletes_hours: float = Field(default=24.0, alias="BC_RECONCILE_DELETES_HOURS", gt=0, le=24 * 30)
+    # A notification whose changes a job's ambiguous write holds (its answer lost, its retry pending) is queued
+    # again this much later (shared/changes/expansion_compose.py): about a job's first retry delay.
+    held_recheck_seconds: float = Field(default=30.0, alias="BC_CHANGES_HELD_RECHECK_SECONDS", ge=1, le=3600)
 
 
 class LocalSettings(_Group):

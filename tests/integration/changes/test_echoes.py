@@ -4,24 +4,37 @@ have made is held until the job's retry recorded its version, then published onc
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
+from localworld.polling import wait_until
+from sandbox import Sandbox
 from shared.changes.echoes import MemoryWatches, TableEchoJournal
 from shared.changes.log import TableChangeFeed
 from shared.changes.watch import Watch
 from shared.clock import SystemClock
+from shared.jobs import Delivery, Handled, job_services
 from shared.jobs.journal import AmbiguousWrite, Written
+from shared.settings import get_settings
 from testkit.changes import change_event
+from testkit.clock import ShiftedClock
 from tests.fakes.change_contract import conforming
 from tests.fakes.counting import Counting
+from tests.fakes.jobs import MemoryJobQueues
+from tests.functional.jobs.fakes import wire
+from tests.integration.auth.conftest import Audit
+from tests.integration.auth.test_change_feed_over_devhost import FeedHost, feed_host  # noqa: F401 - fixture
+from tests.integration.changes.test_acceptance import COLD, WARM, arrival, logged, watch_and_subscribe
 
 pytestmark = pytest.mark.integration
 ID = "c0a8e2b1-0000-0000-0000-000000000001"
@@ -138,3 +151,56 @@ async def test_with_the_echo_journal_a_change_costs_one_more_call_per_fourteen(
     print(f"storage calls per change with echoes: single {single}, collection {collection:.2f}")
     assert single == 6  # the log's 4, the echo query, the ambiguous marks' query
     assert collection < 1.35
+
+
+@pytest.fixture
+def auth_env(auth_env: dict[str, str]) -> dict[str, str]:
+    """The app's settings, with a held notification expanded again after 1 s (default 30 s)."""
+    return {**auth_env, "BC_CHANGES_HELD_RECHECK_SECONDS": "1"}
+
+
+async def test_a_notification_of_a_write_whose_answer_was_lost_waits_for_the_jobs_retry_and_is_its_echo(
+    feed_host: FeedHost,  # noqa: F811
+    sandbox: Sandbox,
+    azurite_connection_string: str,
+    audit: Audit,
+) -> None:
+    """BC applies the job's update and the answer is lost (the sandbox's `ambiguous_write`): the job retries; BC's
+    notification comes first and devhost's expansion holds it (queued again); the job's retry records its version
+    and clears the mark; the change then arrives once, marked with the job's id. The job runs in this process
+    (the product's own processor and journal on the same storage), so that its retry comes only after the hold
+    was seen; its retry copy is kept here, not queued for devhost."""
+    await watch_and_subscribe(feed_host, {"customers": "customers"})
+    customer = str(sandbox.bc.records("customers")[0]["id"])
+    job_id = f"lost-{uuid.uuid4().hex[:8]}"
+    job: dict[str, object] = {
+        "jobId": job_id,
+        "operation": "update",
+        "entitySet": "customers",
+        "id": customer,
+    }
+    job["data"] = {"phoneNumber": "555-0199"}
+    queues = MemoryJobQueues()
+    processor = replace((await job_services(get_settings())).processor, queues=queues)
+
+    sandbox.bc.fail_next(1, "ambiguous_write")
+    assert await processor.handle(Delivery("lost-1", wire(job))) is Handled.RETRY_SCHEDULED
+    debounce = sandbox.bc.webhooks.current_settings().delay_seconds
+    await asyncio.to_thread(  # the event loop stays free for this process's lanes meanwhile
+        wait_until,
+        lambda: any(r.__dict__.get("event") == "changes.notification_held" for r in audit.records),
+        timeout=debounce + COLD,
+        what="the expansion to hold the change",
+    )
+    assert not [
+        e for e in await logged(feed_host, azurite_connection_string, "customers") if e.subject == customer
+    ]
+
+    later = replace(processor, clock=ShiftedClock(timedelta(seconds=queues.requeued[-1].delay_seconds + 1)))
+    assert await later.handle(Delivery("lost-2", queues.requeued[-1].text)) is Handled.SUCCEEDED
+    event, _ = await arrival(
+        feed_host, azurite_connection_string, "customers", lambda e: e.subject == customer, WARM
+    )
+    assert (event.bcchange.value, event.bcecho) == ("updated", job_id)
+    logged_now = await logged(feed_host, azurite_connection_string, "customers")
+    assert [e.bcecho for e in logged_now if e.subject == customer] == [job_id]

@@ -15,7 +15,7 @@ import pytest
 
 from bcjobs.changes import ChangeKind
 from shared.changes.echoes import MemoryWatches, TableEchoJournal
-from shared.changes.expansion_compose import HELD_RECHECK_SECONDS, expand_message
+from shared.changes.expansion_compose import expand_message
 from shared.changes.notifications import NotificationMessage
 from shared.changes.watch import Watch
 from shared.jobs.journal import AmbiguousWrite, Written
@@ -136,11 +136,11 @@ async def test_a_notification_with_held_events_is_queued_again_and_publishes_the
         return later
 
     message = _message(_item(1), _item(2))
-    first = await expand_message(expansion, message, queue)
+    first = await expand_message(expansion, message, queue, 30)
     assert (first.new, first.held, [e.subject for e in feed.sent]) == (1, 1, [_id(2)])
-    assert later.sent == [(message, HELD_RECHECK_SECONDS)]
+    assert later.sent == [(message, 30)]
     feed.holding.clear()  # the job's retry recorded its version and cleared the mark
-    again = await expand_message(expansion, message, queue)
+    again = await expand_message(expansion, message, queue, 30)
     assert (again.new, again.seen, again.held, len(later.sent)) == (1, 1, 0, 1)
     assert [e.subject for e in feed.sent] == [_id(2), _id(1)]
 

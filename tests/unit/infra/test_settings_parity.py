@@ -54,6 +54,7 @@ DEFAULTED_IN_AZURE = {
     "BC_NOTIFICATION_BASE_URL": "https://{WEBSITE_HOSTNAME}, the platform's own name, is the default",
     "BC_RECONCILE_OVERLAP_SECONDS": "the default overlap (5 minutes) covers skew and late commits",
     "BC_RECONCILE_DELETES_HOURS": "the default (daily) comparison of ids is the documented one",
+    "BC_CHANGES_HELD_RECHECK_SECONDS": "the default (30 s) is about a job's first retry delay",
 }
 
 
