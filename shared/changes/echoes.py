@@ -10,10 +10,13 @@
 - `mark_ambiguous` / `clear_ambiguous` (the processor, when a write job retries after its answer was lost, and
   when it ends): one upsert / one delete of an *ambiguous mark*, row `~ambiguous~{job id}` in the same partition,
   ONLY for watched entity sets;
-- `held_by` (EchoLookup, asked by the change log for the events that are not echoes): one range query per entity
-  set reads its live marks; an event an unexpired mark covers (its entity, or any for a create's mark) is HELD by
-  that job: the change log does not publish it now, and its caller comes back later. A mark past `until` holds
-  nothing: the event goes out unmarked, a warning names the job, and the mark is deleted.
+- `held_by` (EchoLookup, asked by the change log once per entity set and publish): one range query reads the
+  set's marks; an event an unexpired mark covers (its entity, or any for a create's mark) is HELD by that job
+  unless it is the job's echo already: the change log does not publish it now, and its caller comes back later.
+  A mark past `until` holds nothing: its events go out unmarked, a warning names the job, the mark is deleted.
+  Marks are few (one per job retrying after a lost answer, removed when it ends), so the range stays small.
+  Known gap: a mark is written when the run gives up on the answer; BC notifies 30 s after its commit, so an
+  answer lost by the client's timeout (BC_REQUEST_TIMEOUT_SECONDS, 60 s) can be notified and published first.
 Partition = `{connection}~{entitySet}`, row = `{entity id}~{sha256(version)[:32]}` (an ETag holds `/` and `"`,
 which keys refuse). `Expires` bounds a row's use: an echo arrives within BC's debounce plus its retries (the
 coded retries add up to about 18.5 h, reference A4), so rows older than `ttl` (2 days) are ignored; a storage
