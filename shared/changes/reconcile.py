@@ -7,7 +7,8 @@ entity version (origin `reconciliation`, the same `change_id` the webhook path c
 saw already is `seen`, not published again) and publishes each page; the watermark moves only after publish
 returned (the events are durable), so a crash re-reads, never skips. A page with events the feed HELD (a job's
 write whose answer was lost may have made them: shared/changes/echoes.py) ends the run before the watermark
-passes it: the next run reads them again (a held tombstone's id stays known, so the next comparison finds it). The overlap covers transactions that commit
+passes it: the next run reads them again (a held tombstone's id stays known, so the next comparison finds it; a
+whole read records no held version, so the next one publishes it). The overlap covers transactions that commit
 after a later one and clock skew.
 
 A watch's first run publishes nothing: it records the ids and the newest lastModifiedDateTime (the feed starts at
@@ -183,14 +184,14 @@ class Reconciler:
             present.update(event.subject for event in events)
             fresh = [event for event in events if known.get(event.subject) != event.id]
             published = await self._feed.publish(fresh)
-            await self._marks.put_versions(run.connection, run.watch, {e.subject: e.id for e in fresh})
-            known.update({event.subject: event.id for event in fresh})
+            done = {
+                e.subject: e.id for e in fresh if e.id not in published.held
+            }  # held: read again next time
+            await self._marks.put_versions(run.connection, run.watch, done)
+            known.update(done)
             run = replace(run, read=run.read + len(page), published=run.published + published.new)
-            run = replace(run, seen=run.seen + published.seen)
-        gone = sorted(set(known) - present)
-        if gone:
-            await self._feed.publish([_tombstone(target, entity_id, self._clock.now()) for entity_id in gone])
-            await self._marks.remove_ids(run.connection, run.watch, gone)
+            run = replace(run, seen=run.seen + published.seen, held=run.held + len(published.held))
+        gone = await self._bury(target, sorted(set(known) - present))
         return replace(run, deleted=len(gone))
 
     async def _changes(
@@ -239,15 +240,22 @@ class Reconciler:
         present: set[str] = set()
         async for page in bc.pages(target.entity_set, ODataQuery(select=("id",)), page_size=PAGE_SIZE):
             present.update(_ids(page))
-        gone = sorted(await self._marks.known_ids(mark.connection, mark.watch) - present)
-        if gone:
-            tombstones = [_tombstone(target, entity_id, self._clock.now()) for entity_id in gone]
-            held = set((await self._feed.publish(tombstones)).held)
-            gone = [event.subject for event in tombstones if event.id not in held]  # held: compared again
-            await self._marks.remove_ids(mark.connection, mark.watch, gone)
+        gone = await self._bury(
+            target, sorted(await self._marks.known_ids(mark.connection, mark.watch) - present)
+        )
         checked = replace(mark, deletes_checked_at=self._clock.now())
         await self._marks.put(checked)
         return len(gone), checked
+
+    async def _bury(self, target: _WatchTarget, gone: list[str]) -> list[str]:
+        """Publish a tombstone per id gone and forget the ids; a held one stays known (compared again next time)."""
+        if not gone:
+            return []
+        tombstones = [_tombstone(target, entity_id, self._clock.now()) for entity_id in gone]
+        held = set((await self._feed.publish(tombstones)).held)
+        buried = [event.subject for event in tombstones if event.id not in held]
+        await self._marks.remove_ids(target.watch.connection, target.watch.name, buried)
+        return buried
 
     def _deletes_due(self, mark: Watermark) -> bool:
         last = mark.deletes_checked_at

@@ -23,6 +23,8 @@ from testkit.changes import change_event
 from testkit.clock import ManualClock
 from tests.unit.changes.test_expansion import _customer, _id, _item, _message, _world
 from tests.unit.changes.test_reconcile import POLICY, WATCH, world
+from tests.unit.changes.test_reconcile_whole import WATCH as WHOLE_WATCH
+from tests.unit.changes.test_reconcile_whole import world as whole_world
 
 ID = "c0a8e2b1-0000-0000-0000-000000000001"
 OTHER = "c0a8e2b1-0000-0000-0000-000000000002"
@@ -182,3 +184,27 @@ async def test_a_held_tombstone_keeps_its_id_known_until_it_is_published() -> No
     clock.advance(POLICY.deletes_every)
     await reconciler.reconcile(WATCH, "production", bc)
     assert [(e.subject, e.bcchange) for e in feed.sent] == [(gone, ChangeKind.DELETED)]
+
+
+async def test_a_whole_read_records_no_held_version_so_the_next_one_publishes_it() -> None:
+    """A set without lastModifiedDateTime: the held version is not recorded as known, nor its tombstone's id
+    forgotten, so the next whole read (or a bare collection's expansion) publishes them."""
+    reconciler, bc, feed, marks, clock = whole_world()
+    changed, gone = bc.write(), bc.write()
+    await reconciler.reconcile(WHOLE_WATCH, "production", bc)
+    bc.write(changed, status="Shipped")
+    del bc.rows[gone]
+    feed.holding.update({changed, gone})
+    clock.advance(POLICY.deletes_every)
+    held = await reconciler.reconcile(WHOLE_WATCH, "production", bc)
+    assert (held.held, held.published, held.deleted, feed.sent) == (1, 0, 0, [])
+    assert set(await marks.known_versions("contoso", "tracking")) == {changed, gone}
+
+    feed.holding.clear()
+    clock.advance(POLICY.deletes_every)
+    released = await reconciler.reconcile(WHOLE_WATCH, "production", bc)
+    assert (released.published, released.deleted) == (1, 1)
+    assert {(e.subject, e.bcchange) for e in feed.sent} == {
+        (changed, ChangeKind.UPDATED),
+        (gone, ChangeKind.DELETED),
+    }
