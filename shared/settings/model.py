@@ -30,6 +30,9 @@ SUBSCRIPTIONS_SCHEDULE_SETTING = "BC_SUBSCRIPTIONS_SCHEDULE"
 DEFAULT_SUBSCRIPTIONS_SCHEDULE = "0 */15 * * * *"
 RECONCILE_SCHEDULE_SETTING = "BC_RECONCILE_SCHEDULE"
 DEFAULT_RECONCILE_SCHEDULE = "30 7-59/15 * * * *"  # every 15 minutes, between the manager's runs
+# The retention sweep of the change log and the echo journal (shared/changes/retention.py): daily, at a quiet hour.
+RETENTION_SCHEDULE_SETTING = "BC_RETENTION_SCHEDULE"
+DEFAULT_RETENTION_SCHEDULE = "0 40 3 * * *"
 CALLBACK_PATH = "/api/auth/callback"
 # host.json's functionTimeout: the host restarts the whole worker process when an invocation runs longer
 # (tests/unit/jobs/test_time_budget.py checks that the two agree).
@@ -160,8 +163,9 @@ class _TimerSettings(_Group):
         default=DEFAULT_SUBSCRIPTIONS_SCHEDULE, alias=SUBSCRIPTIONS_SCHEDULE_SETTING
     )
     reconcile_schedule: str = Field(default=DEFAULT_RECONCILE_SCHEDULE, alias=RECONCILE_SCHEDULE_SETTING)
+    retention_schedule: str = Field(default=DEFAULT_RETENTION_SCHEDULE, alias=RETENTION_SCHEDULE_SETTING)
 
-    @field_validator("refresh_schedule", "subscriptions_schedule", "reconcile_schedule")
+    @field_validator("refresh_schedule", "subscriptions_schedule", "reconcile_schedule", "retention_schedule")
     @classmethod
     def _six_field_ncrontab(cls, value: str) -> str:
         if len(value.split()) != 6:
@@ -185,6 +189,9 @@ class ChangeSettings(_Group):
     # A notification whose changes a job's ambiguous write holds (its answer lost, its retry pending) is queued
     # again this much later (shared/changes/expansion_compose.py): about a job's first retry delay.
     held_recheck_seconds: float = Field(default=30.0, alias="BC_CHANGES_HELD_RECHECK_SECONDS", ge=1, le=3600)
+    # How long `GET /api/changes?after=` can read an event back (and the id index dedupes its version). At least
+    # 2 days: above BC's notification retries (~18.5 h) and the echo journal's TTL (shared/changes/retention.py).
+    changes_retention_days: float = Field(default=7.0, alias="BC_CHANGES_RETENTION_DAYS", ge=2, le=366)
 
 
 class LocalSettings(_Group):
@@ -234,6 +241,7 @@ _FIXES = {
     REFRESH_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_REFRESH_SCHEDULE}'",
     SUBSCRIPTIONS_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_SUBSCRIPTIONS_SCHEDULE}'",
     RECONCILE_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_RECONCILE_SCHEDULE}'",
+    RETENTION_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_RETENTION_SCHEDULE}'",
     "KEY_VAULT_CREDENTIAL": "set it to managed_identity or client_secret, or remove it",
     "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "set it to true (Azure) or false (the local sandbox only)",
 }

@@ -1,8 +1,8 @@
 """Timers of the change feed (issue 22): the subscription manager and reconciliation, each over every enabled
 connection (the settings' one and the registry's), one connection's failure its own (shared/changes/upkeep.py).
 
-Schedules: `%BC_SUBSCRIPTIONS_SCHEDULE%` and `%BC_RECONCILE_SCHEDULE%` when those app settings exist, else the
-defaults (every 15 minutes; shared.settings.schedule_binding, as the token refresh timer). Timer triggers run on one
+Schedules: `%BC_SUBSCRIPTIONS_SCHEDULE%`, `%BC_RECONCILE_SCHEDULE%` and `%BC_RETENTION_SCHEDULE%` when those app
+settings exist, else the defaults (every 15 minutes; the retention daily at 03:40 UTC; shared.settings.schedule_binding, as the token refresh timer). Timer triggers run on one
 instance at a time (the host's singleton lock), so one manager creates each connection's notification secret.
 One log line per connection (event changes.subscriptions: created/renewed/kept/deleted, ours/total/limit of BC's
 200 per environment) and per watch (event changes.reconciled: read/published/seen/deleted, lag in seconds). Alerts
@@ -18,6 +18,7 @@ from datetime import timedelta
 import azure.functions as func
 
 from shared.changes.compose import change_services
+from shared.changes.retention import SweepRun, retention_sweep
 from shared.changes.subscription_manager import ConnectionRun
 from shared.changes.upkeep import Outcome, Upkeep, bounded, build_upkeep
 from shared.connections import Connection, RegistryUnavailableError
@@ -25,8 +26,10 @@ from shared.connections.compose import registry_services
 from shared.errors import IntegrationError, SettingsError
 from shared.settings import (
     DEFAULT_RECONCILE_SCHEDULE,
+    DEFAULT_RETENTION_SCHEDULE,
     DEFAULT_SUBSCRIPTIONS_SCHEDULE,
     RECONCILE_SCHEDULE_SETTING,
+    RETENTION_SCHEDULE_SETTING,
     SUBSCRIPTIONS_SCHEDULE_SETTING,
     get_settings,
     schedule_binding,
@@ -72,6 +75,35 @@ async def change_reconcile(timer: func.TimerRequest) -> None:
     for connection in connections:
         for outcome in await upkeep.reconcile_all(connection):
             _log_reconciled(outcome)
+
+
+@bp.function_name("change_retention")
+@bp.timer_trigger(
+    arg_name="timer",
+    schedule=schedule_binding(RETENTION_SCHEDULE_SETTING, DEFAULT_RETENTION_SCHEDULE),
+    run_on_startup=False,
+    use_monitor=True,
+)
+async def change_retention(timer: func.TimerRequest) -> None:
+    """Delete the change log's rows older than BC_CHANGES_RETENTION_DAYS and the expired echoes."""
+    try:
+        runs = await retention_sweep(get_settings())
+    except (SettingsError, IntegrationError) as exc:
+        logger.error("change feed retention cannot run: %s", exc, extra={"event": "changes.timer_failed"})
+        return
+    for run in runs:
+        _log_retention(run)
+
+
+def _log_retention(run: SweepRun) -> None:
+    level = logging.ERROR if run.failures else logging.INFO
+    logger.log(
+        level, "retention of %s: %d rows deleted%s%s", run.table, run.deleted,
+        "; more left for the next run" if run.limited else "",
+        "; failed: " + "; ".join(run.failures) + " (retried next run)" if run.failures else "",
+        extra={"event": "changes.retention", "table": run.table, "deleted": run.deleted, "limited": run.limited,
+               "failed": len(run.failures)},
+    )  # fmt: skip
 
 
 async def _prepare(what: str) -> tuple[Upkeep | None, list[Connection]]:

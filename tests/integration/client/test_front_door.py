@@ -56,6 +56,7 @@ def app_settings(storage: Storage, connection_string: str | None = None) -> dict
         "AzureWebJobs.changes_expand_poison.Disabled": "true",
         "AzureWebJobs.change_subscriptions.Disabled": "true",
         "AzureWebJobs.change_reconcile.Disabled": "true",
+        "AzureWebJobs.change_retention.Disabled": "true",
         "DEVHOST_FUNCTION_KEY": secrets.token_urlsafe(16),
         "DEVHOST_MASTER_KEY": secrets.token_urlsafe(16),
     }

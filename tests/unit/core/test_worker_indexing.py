@@ -19,8 +19,10 @@ from devhost.catalog import functions_of
 from devhost.hostrules import host_refusals, metadata_of
 from shared.settings import (
     DEFAULT_RECONCILE_SCHEDULE,
+    DEFAULT_RETENTION_SCHEDULE,
     DEFAULT_SUBSCRIPTIONS_SCHEDULE,
     RECONCILE_SCHEDULE_SETTING,
+    RETENTION_SCHEDULE_SETTING,
     SUBSCRIPTIONS_SCHEDULE_SETTING,
     refresh_schedule_binding,
     schedule_binding,
@@ -88,6 +90,9 @@ EXPECTED = {
     ),
     "change_reconcile": _timer(
         schedule_binding(RECONCILE_SCHEDULE_SETTING, DEFAULT_RECONCILE_SCHEDULE), use_monitor=True
+    ),
+    "change_retention": _timer(
+        schedule_binding(RETENTION_SCHEDULE_SETTING, DEFAULT_RETENTION_SCHEDULE), use_monitor=True
     ),
     "watches_list": _http("FUNCTION", ["GET"], "connections/{name}/watches"),
     "watches_show": _http("FUNCTION", ["GET"], "connections/{name}/watches/{watch}"),

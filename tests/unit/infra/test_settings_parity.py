@@ -55,6 +55,7 @@ DEFAULTED_IN_AZURE = {
     "BC_RECONCILE_OVERLAP_SECONDS": "the default overlap (5 minutes) covers skew and late commits",
     "BC_RECONCILE_DELETES_HOURS": "the default (daily) comparison of ids is the documented one",
     "BC_CHANGES_HELD_RECHECK_SECONDS": "the default (30 s) is about a job's first retry delay",
+    "BC_CHANGES_RETENTION_DAYS": "the default (7 days) is the documented promise of GET /api/changes?after=",
 }
 
 
