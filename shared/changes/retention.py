@@ -20,7 +20,7 @@ Every delete is an entity group transaction of at most 100 rows of one partition
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -48,7 +48,7 @@ class SweptTable(Protocol):
         self, query_filter: str, *, select: list[str], parameters: dict[str, Any]
     ) -> AsyncIterator[Any]: ...
 
-    async def submit_transaction(self, operations: list[Any]) -> Any: ...
+    def submit_transaction(self, operations: list[Any]) -> Awaitable[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,8 @@ class SweepRun:
 async def sweep(table: SweptTable, name: str, query: str, parameters: dict[str, Any], limit: int) -> SweepRun:
     """Delete up to `limit` rows matching `query`, per partition in transactions of BATCH."""
     pending: dict[str, list[dict[str, Any]]] = {}
-    deleted, failures, seen = 0, [], 0
+    failures: list[str] = []
+    deleted, seen = 0, 0
     try:
         async for row in table.query_entities(query, select=_COLUMNS, parameters=parameters):
             seen += 1

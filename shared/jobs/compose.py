@@ -211,15 +211,20 @@ class ConnectionLanes:
         """The change feed's BC client of a connection (issue 22): the lane's token manager and shared throttle,
         but only the throttle's low permits (LowPriority: never before a waiting job of this process)."""
         found = (await self.lane(connection)).connection
+        return found, self.feed_client_of(found)
+
+    def feed_client_of(self, found: Connection) -> BusinessCentralClient:
+        """`feed_client` of a Connection as it is, enabled or not: a disabled connection's subscriptions are
+        deleted with its own token while it still has one (shared/changes/upkeep.py, `retire`)."""
         known = self._feed.get(found.name)
         if known is None or known[0] != found:
-            low = LowPriority(self.throttles[found.name])
+            low = LowPriority(self._throttle(found))
             tokens = self._auth.for_connection(found).manager
             endpoint = endpoint_for(found, self._settings)
             client = build_client(self._settings, tokens, low, endpoint=endpoint)
             self._closers.append(client.aclose)
             known = self._feed[found.name] = (found, client)
-        return known
+        return known[1]
 
 
 _per_loop: PerLoop[Settings, JobServices] = PerLoop(build_job_services)
