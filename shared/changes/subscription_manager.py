@@ -94,6 +94,18 @@ class ConnectionRun:
     expiries: tuple[tuple[str, datetime], ...] = ()  # (watch, earliest expiration) for the status page
 
 
+@dataclass(frozen=True, slots=True)
+class Lapsing:
+    """A gone or disabled connection whose subscriptions no token could delete: rows dropped (BC's expiry passed),
+    rows left, and when the last of them lapses."""
+
+    connection: str
+    reason: str
+    dropped: int
+    left: int
+    until: datetime | None
+
+
 @dataclass
 class _Tally:
     created: int = 0
@@ -177,6 +189,23 @@ class SubscriptionManager:
         usage = SubscriptionUsage(connection, report.ours, report.total, report.limit, self._clock.now())
         await self._store.note_usage(usage)
         return replace(report, unsubscribed=tuple(sorted({n.watch.name for n in needs} - served)))
+
+    async def retire(self, connection: str, bc: SubscriptionApi) -> ConnectionRun:
+        """A deleted or disabled connection, while its token still works: delete every subscription of ours in BC
+        (DELETE with If-Match, the ETag just listed) and drop its rows; a failed delete keeps its row for the next
+        run. The same run as a connection without watches: it never touches another subscriber's."""
+        return await self.run(connection, [], bc)
+
+    async def drop_lapsed(self, connection: str, reason: str) -> Lapsing:
+        """When no token can delete them: BC lets each subscription lapse at its expiration (3 days at most after
+        its last renewal), so a row is dropped once that passed; the others wait, with the reason."""
+        now = self._clock.now()
+        rows = await self._store.all(connection)
+        lapsed = [row for row in rows if row.expiration <= now]
+        for row in lapsed:
+            await self._store.delete(connection, row.subscription_id)
+        left = [row.expiration for row in rows if row.expiration > now]
+        return Lapsing(connection, reason, len(lapsed), len(left), max(left, default=None))
 
     async def _listing(self, routes: set[ApiRoute], bc: SubscriptionApi) -> list[BcSubscription]:
         """BC's subscriptions under every route a watch uses or a row names (a removed custom-API watch's too)."""

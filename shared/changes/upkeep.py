@@ -16,7 +16,7 @@ from shared.bc import BusinessCentralClient
 from shared.changes.directories import change_directories
 from shared.changes.feed import ChangeFeed
 from shared.changes.reconcile import ReconcilePolicy, Reconciler, WatchRun
-from shared.changes.subscription_manager import ConnectionRun, SubscriptionManager
+from shared.changes.subscription_manager import ConnectionRun, Lapsing, SubscriptionManager
 from shared.changes.subscriptions import SubscriptionStore
 from shared.changes.watch import Watch
 from shared.changes.watches import CachedWatches
@@ -39,7 +39,7 @@ class Outcome:
 
     connection: str
     subject: str
-    result: ConnectionRun | WatchRun | None = None
+    result: ConnectionRun | WatchRun | Lapsing | None = None
     error: str | None = None
     reconciled: tuple[Outcome, ...] = ()  # the immediate reconciliations of re-created watches
 
@@ -81,6 +81,13 @@ def low_priority_clients(lanes: ConnectionLanes) -> FeedClients:
     return client
 
 
+class RetiringClients(Protocol):
+    """A connection's BC client as the connection is, enabled or not (ConnectionLanes.feed_client_of): a disabled
+    connection's subscriptions are deleted with its own token."""
+
+    def __call__(self, connection: Connection) -> BusinessCentralClient: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Upkeep:
     """What both timers work with."""
@@ -90,6 +97,30 @@ class Upkeep:
     clients: FeedClients
     manager: SubscriptionManager | None  # None: no notification base URL (see notification_base)
     reconciler: Reconciler | None  # None: built without a change feed (tools, tests)
+    retiring: RetiringClients | None = None  # None: a gone connection's subscriptions are left to lapse
+
+    async def retirees(self, connections: Sequence[Connection]) -> list[tuple[str, Connection | None]]:
+        """(name, connection) of every connection with subscription rows that is disabled, or deleted (None)."""
+        enabled = {connection.name for connection in connections if connection.enabled}
+        known = {connection.name: connection for connection in connections}
+        rows, _ = await self.subscriptions.everything()
+        return [(name, known.get(name)) for name in sorted({row.connection for row in rows} - enabled)]
+
+    async def retire(self, name: str, connection: Connection | None) -> Outcome:
+        """Delete a disabled or deleted connection's subscriptions in BC while a token can; when none can (a
+        deleted connection's token set went with it), record why and drop each row once BC's expiry passed."""
+        if self.manager is None:
+            return Outcome(name, "subscriptions", error=_NO_BASE)
+        try:
+            if connection is None or self.retiring is None:
+                return Outcome(name, "subscriptions", result=await self.manager.drop_lapsed(name, _DELETED))
+            try:
+                run = await self.manager.retire(name, self.retiring(connection))
+            except IntegrationError as exc:  # no token, BC unreachable: BC's expiry does the rest
+                return Outcome(name, "subscriptions", result=await self.manager.drop_lapsed(name, str(exc)))
+        except IntegrationError as exc:  # the rows could not be read or dropped: the next run tries again
+            return Outcome(name, "subscriptions", error=str(exc))
+        return Outcome(name, "subscriptions", result=run)
 
     async def manage(self, connection: Connection) -> Outcome:
         """Create, renew, re-create and delete the connection's subscriptions; reconcile re-created watches."""
@@ -135,6 +166,9 @@ _NO_BASE = (
     "no notification URL: set BC_NOTIFICATION_BASE_URL (or run where WEBSITE_HOSTNAME is set) so BC can reach "
     "/api/notifications/"
 )
+_DELETED = (
+    "the connection was deleted and its token with it: BC lets its subscriptions lapse (3 days at most)"
+)
 _NO_FEED = "these timers were built without a change feed; reconciliation has nowhere to publish"
 
 
@@ -156,7 +190,8 @@ async def build_upkeep(settings: Settings, feed: ChangeFeed | None = None) -> Up
         None if feed is None else Reconciler(feed, directories.watermarks, reconcile_policy(settings), clock)
     )
     clients = low_priority_clients(lanes)
-    return Upkeep(directories.watches, directories.subscriptions, clients, manager, reconciler)
+    subscriptions = directories.subscriptions
+    return Upkeep(directories.watches, subscriptions, clients, manager, reconciler, lanes.feed_client_of)
 
 
 def reconcile_policy(settings: Settings) -> ReconcilePolicy:

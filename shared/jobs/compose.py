@@ -213,17 +213,17 @@ class ConnectionLanes:
         found = (await self.lane(connection)).connection
         return found, self.feed_client_of(found)
 
-    def feed_client_of(self, found: Connection) -> BusinessCentralClient:
+    def feed_client_of(self, connection: Connection) -> BusinessCentralClient:
         """`feed_client` of a Connection as it is, enabled or not: a disabled connection's subscriptions are
         deleted with its own token while it still has one (shared/changes/upkeep.py, `retire`)."""
-        known = self._feed.get(found.name)
-        if known is None or known[0] != found:
-            low = LowPriority(self._throttle(found))
-            tokens = self._auth.for_connection(found).manager
-            endpoint = endpoint_for(found, self._settings)
+        known = self._feed.get(connection.name)
+        if known is None or known[0] != connection:
+            low = LowPriority(self._throttle(connection))
+            tokens = self._auth.for_connection(connection).manager
+            endpoint = endpoint_for(connection, self._settings)
             client = build_client(self._settings, tokens, low, endpoint=endpoint)
             self._closers.append(client.aclose)
-            known = self._feed[found.name] = (found, client)
+            known = self._feed[connection.name] = (connection, client)
         return known[1]
 
 

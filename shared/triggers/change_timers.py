@@ -19,7 +19,7 @@ import azure.functions as func
 
 from shared.changes.compose import change_services
 from shared.changes.retention import SweepRun, retention_sweep
-from shared.changes.subscription_manager import ConnectionRun
+from shared.changes.subscription_manager import ConnectionRun, Lapsing
 from shared.changes.upkeep import Outcome, Upkeep, bounded, build_upkeep
 from shared.connections import Connection, RegistryUnavailableError
 from shared.connections.compose import registry_services
@@ -54,10 +54,24 @@ async def change_subscriptions(timer: func.TimerRequest) -> None:
     upkeep, connections = await _prepare("subscriptions")
     if upkeep is None:
         return
-    for outcome in await bounded(connections, upkeep.manage):
+    for outcome in await bounded([c for c in connections if c.enabled], upkeep.manage):
         _log_subscriptions(outcome)
         for reconciled in outcome.reconciled:
             _log_reconciled(reconciled)
+    await _retire(upkeep, connections)
+
+
+async def _retire(upkeep: Upkeep, connections: list[Connection]) -> None:
+    """Deleted and disabled connections' subscriptions: deleted in BC, or left to lapse (logged)."""
+    try:
+        retirees = await upkeep.retirees(connections)
+    except IntegrationError as exc:
+        logger.error(
+            "subscriptions of gone connections: %s", exc, extra={"event": "changes.subscriptions_failed"}
+        )
+        return
+    for outcome in await bounded(retirees, lambda pair: upkeep.retire(*pair)):
+        _log_subscriptions(outcome)
 
 
 @bp.function_name("change_reconcile")
@@ -72,7 +86,7 @@ async def change_reconcile(timer: func.TimerRequest) -> None:
     upkeep, connections = await _prepare("reconciliation")
     if upkeep is None:
         return
-    for connection in connections:
+    for connection in [c for c in connections if c.enabled]:
         for outcome in await upkeep.reconcile_all(connection):
             _log_reconciled(outcome)
 
@@ -114,7 +128,7 @@ async def _prepare(what: str) -> tuple[Upkeep | None, list[Connection]]:
     except (SettingsError, RegistryUnavailableError, IntegrationError) as exc:
         logger.error("change feed %s cannot run: %s", what, exc, extra={"event": "changes.timer_failed"})
         return None, []
-    return upkeep, [connection for connection in connections if connection.enabled]
+    return upkeep, connections  # every one: a disabled connection's subscriptions are deleted
 
 
 def _log_subscriptions(outcome: Outcome) -> None:
@@ -124,8 +138,10 @@ def _log_subscriptions(outcome: Outcome) -> None:
             "subscriptions of connection %s: %s", outcome.connection, outcome.error,
             extra={"event": "changes.subscriptions_failed", "connection": outcome.connection},
         )  # fmt: skip
+    if isinstance(run, Lapsing):
+        _log_lapsing(run)
     if not isinstance(run, ConnectionRun):
-        return  # failed, or a connection without watches or subscriptions
+        return  # failed, lapsing, or a connection without watches or subscriptions
     logger.info(
         "subscriptions of connection %s: %d created, %d renewed, %d kept, %d deleted, %d failed; %d ours of %d/%d",
         run.connection, run.created, run.renewed, run.kept, run.deleted, len(run.failures), run.ours, run.total,
@@ -145,6 +161,15 @@ def _log_subscriptions(outcome: Outcome) -> None:
     for failure in run.failures:
         logger.warning("subscription of connection %s: %s", run.connection, failure,
                        extra={"event": "changes.subscription_failed", "connection": run.connection})  # fmt: skip
+
+
+def _log_lapsing(run: Lapsing) -> None:
+    logger.warning(
+        "subscriptions of connection %s cannot be deleted (%s): %d rows dropped after BC's expiry, %d lapse by %s",
+        run.connection, run.reason, run.dropped, run.left, run.until,
+        extra={"event": "changes.subscriptions_lapsing", "connection": run.connection, "dropped": run.dropped,
+               "left": run.left},
+    )  # fmt: skip
 
 
 def _log_reconciled(outcome: Outcome) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+from shared.auth.errors import ReauthorizationRequiredError
 from shared.bc import BusinessCentralClient
 from shared.bc.errors import ServiceUnavailableError
 from shared.bc.models import STANDARD_API, ApiRoute, BcEndpoint, Entity, EntitySet
@@ -13,7 +14,7 @@ from shared.bc.odata import ODataQuery
 from shared.changes.feed import MemoryChangeFeed
 from shared.changes.reconcile import Reconciler
 from shared.changes.secrets import MemoryNotifySecrets
-from shared.changes.subscription_manager import ConnectionRun, SubscriptionManager
+from shared.changes.subscription_manager import ConnectionRun, Lapsing, SubscriptionManager
 from shared.changes.subscriptions import MemorySubscriptionStore
 from shared.changes.upkeep import Upkeep, lane_clients, reconcile_policy
 from shared.changes.watch import Watch
@@ -54,6 +55,14 @@ class FakeBcWithData(FakeBc):
     ) -> AsyncIterator[tuple[Entity, ...]]:
         self.reads.append(entity_set.name)
         yield ()
+
+
+@dataclass
+class NoTokenBc(FakeBcWithData):
+    """A client whose token set is gone: every request fails before it is sent, as the token manager's do."""
+
+    async def subscriptions(self, api: ApiRoute = STANDARD_API) -> tuple[Entity, ...]:
+        raise ReauthorizationRequiredError("the grant is dead: sign in again at /api/auth/login")
 
 
 @dataclass
@@ -135,3 +144,37 @@ async def test_reconcile_all_covers_enabled_watches_only() -> None:
 
     assert [o.subject for o in outcomes] == ["customers"]
     assert lanes.clients["contoso"].reads == ["customers"]
+
+
+async def test_a_disabled_connection_with_a_token_has_its_subscriptions_deleted() -> None:
+    upkeep, lanes, store, _ = world("contoso")
+    await store.put(Watch(connection="contoso", name="customers", entity_set="customers"))
+    await upkeep.manage(connection("contoso"))
+    disabled = connection("contoso").model_copy(update={"enabled": False})
+    bc = lanes.clients["contoso"]
+    retiring = replace(upkeep, retiring=lambda found: cast(BusinessCentralClient, bc))
+
+    assert await retiring.retirees([disabled]) == [("contoso", disabled)]
+    outcome = await retiring.retire("contoso", disabled)
+
+    assert isinstance(outcome.result, ConnectionRun)
+    assert (outcome.result.deleted, bc.subs) == (1, {})
+    assert await upkeep.subscriptions.all("contoso") == []
+
+
+async def test_a_disabled_connection_without_a_token_leaves_its_subscriptions_to_lapse_with_the_reason() -> (
+    None
+):
+    upkeep, _, store, _ = world("contoso")
+    await store.put(Watch(connection="contoso", name="customers", entity_set="customers"))
+    await upkeep.manage(connection("contoso"))
+
+    no_token = NoTokenBc(ManualClock())
+
+    outcome = await replace(upkeep, retiring=lambda found: cast(BusinessCentralClient, no_token)).retire(
+        "contoso", connection("contoso")
+    )
+
+    assert isinstance(outcome.result, Lapsing)
+    assert (outcome.result.dropped, outcome.result.left) == (0, 1)
+    assert "sign in again" in outcome.result.reason
