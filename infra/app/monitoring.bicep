@@ -147,6 +147,33 @@ var alerts = [
     ]
   }
   {
+    name: 'bc-subscriptions-near-limit'
+    severity: 2
+    description: 'A BC environment holds 180 or more of its 200 webhook subscriptions (ours and every other subscriber): new watches will soon get none.'
+    // bc.subscriptions.environment: noted by the subscription manager each run (shared/changes/upkeep.py).
+    query: 'customMetrics | where name == "bc.subscriptions.environment" | summarize used = max(value) by connection = tostring(customDimensions.connection) | where used >= 180'
+    frequency: 'PT15M'
+    window: 'PT30M'
+    measure: ''
+    threshold: 0
+    periods: 1
+    dimensions: [
+      { name: 'connection', operator: 'Include', values: ['*'] }
+    ]
+  }
+  {
+    name: 'bc-notifications-waiting'
+    severity: 2
+    description: 'The oldest BC notification not yet expanded waited more than 15 minutes on bc-notifications: change events are late (reconciliation will also publish them).'
+    query: 'customMetrics | where name == "bc.queue.oldest_age" and tostring(customDimensions.queue) == "bc-notifications" | summarize oldest = max(value) | where oldest > 900'
+    frequency: 'PT5M'
+    window: 'PT10M'
+    measure: ''
+    threshold: 0
+    periods: 1
+    dimensions: []
+  }
+  {
     name: 'bc-job-failure-rate'
     severity: 2
     description: 'More than ${jobFailureRatePercent}% of the jobs of one connection (named by the alert) that ended in the last 15 minutes failed, were dead-lettered or expired.'

@@ -34,6 +34,7 @@ import asyncio
 import base64
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
 from bcjobs.changes import ChangeEvent
+from shared import telemetry
 from shared.changes.errors import ChangeLogUnavailableError
 from shared.changes.feed import MemoryChangeFeed, Published
 from shared.clock import Clock
@@ -203,6 +205,7 @@ class TableChangeFeed:
             alone = [await self._publish_chunk(pk, [e], holders) for e in fresh]  # the others still go
             return sum(n for n, _ in alone), held + [i for _, ids in alone for i in ids]
         await self._send_and_mark(pk, fresh)
+        _count_published(fresh)
         return len(fresh), held
 
     async def _marked(
@@ -317,6 +320,12 @@ class TableChangeFeed:
             return await awaitable
         except AzureError as exc:
             raise ChangeLogUnavailableError(operation, type(exc).__name__) from None
+
+
+def _count_published(events: Sequence[ChangeEvent]) -> None:
+    """bc.changes.published, by origin (one partition: one connection)."""
+    for origin, count in Counter(event.bcorigin.value for event in events).items():
+        telemetry.changes_published(origin, events[0].bcconnection, count)
 
 
 def _by_partition(events: Sequence[ChangeEvent]) -> dict[str, list[ChangeEvent]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
+from shared import telemetry
 from shared.bc import BusinessCentralClient
 from shared.changes.directories import change_directories
 from shared.changes.feed import ChangeFeed
@@ -115,7 +116,7 @@ class Upkeep:
             if connection is None or self.retiring is None:
                 return Outcome(name, "subscriptions", result=await self.manager.drop_lapsed(name, _DELETED))
             try:
-                run = await self.manager.retire(name, self.retiring(connection))
+                run = _count(await self.manager.retire(name, self.retiring(connection)))
             except IntegrationError as exc:  # no token, BC unreachable: BC's expiry does the rest
                 return Outcome(name, "subscriptions", result=await self.manager.drop_lapsed(name, str(exc)))
         except IntegrationError as exc:  # the rows could not be read or dropped: the next run tries again
@@ -134,6 +135,7 @@ class Upkeep:
             run = await self.manager.run(connection.name, watches, client)
         except IntegrationError as exc:
             return Outcome(connection.name, "subscriptions", error=str(exc))
+        _count(run)
         again = [w for w in watches if w.name in run.recreated]
         # BC had deleted them: whatever changed meanwhile was not notified
         healed = await self.reconcile_all(connection, again) if again else []
@@ -159,6 +161,8 @@ class Upkeep:
             run = await self.reconciler.reconcile(watch, connection.environment, client)
         except IntegrationError as exc:
             return Outcome(connection.name, watch.name, error=str(exc))
+        if run.lag is not None:
+            telemetry.reconcile_lag(connection.name, watch.name, run.lag.total_seconds())
         return Outcome(connection.name, watch.name, result=run)
 
 
@@ -166,6 +170,22 @@ _NO_BASE = (
     "no notification URL: set BC_NOTIFICATION_BASE_URL (or run where WEBSITE_HOSTNAME is set) so BC can reach "
     "/api/notifications/"
 )
+
+
+def _count(run: ConnectionRun) -> ConnectionRun:
+    """The run's metrics (shared/telemetry: bc.subscriptions.*); `created` includes the re-created ones."""
+    actions = {
+        "created": max(0, run.created - len(run.recreated)),
+        "recreated": len(run.recreated),
+        "renewed": run.renewed,
+        "deleted": run.deleted,
+        "failed": len(run.failures),
+    }
+    earliest = min((expiry for _, expiry in run.expiries), default=None)
+    telemetry.subscriptions_managed(run.connection, actions, run.ours, run.total, earliest)
+    return run
+
+
 _DELETED = (
     "the connection was deleted and its token with it: BC lets its subscriptions lapse (3 days at most)"
 )

@@ -145,6 +145,54 @@ NOTIFICATION_ITEMS = MetricSpec(
     "no_connection, no_watch, malformed, dead_lettered)",
     ("change_type", "outcome"),
 )
+# The subscription manager's and reconciliation's facts (issue 22, point 7), noted by the timers (every 15 minutes
+# by default), so their gauges are reported for FEED_READING_TTL_SECONDS: longer than a run's interval, shorter
+# than the alerts' hour (shared/triggers/change_timers.py RECONCILE_BEHIND).
+SUBSCRIPTIONS_LIVE = MetricSpec(
+    "bc.subscriptions.live",
+    Kind.GAUGE,
+    "{subscription}",
+    "BC webhook subscriptions of ours alive for the connection at the subscription manager's last run",
+    ("connection",),
+)
+SUBSCRIPTIONS_EXPIRY = MetricSpec(
+    "bc.subscriptions.expiry",
+    Kind.GAUGE,
+    "s",
+    "Seconds until the connection's earliest-expiring subscription lapses unless renewed (negative: lapsed)",
+    ("connection",),
+)
+SUBSCRIPTIONS_ENVIRONMENT = MetricSpec(
+    "bc.subscriptions.environment",
+    Kind.GAUGE,
+    "{subscription}",
+    "Subscriptions of every subscriber (ours and others', e.g. Power Automate) in the connection's BC environment, "
+    "of BC's 200",
+    ("connection",),
+)
+SUBSCRIPTION_CHANGES = MetricSpec(
+    "bc.subscriptions.changes",
+    Kind.COUNTER,
+    "{subscription}",
+    "What the subscription manager did, by connection and action (created, renewed, recreated, deleted, failed)",
+    ("connection", "action"),
+)
+CHANGES_PUBLISHED = MetricSpec(
+    "bc.changes.published",
+    Kind.COUNTER,
+    "{event}",
+    "Change events published for the first time, by origin (webhook, reconciliation) and connection",
+    ("origin", "connection"),
+)
+RECONCILE_LAG = MetricSpec(
+    "bc.reconcile.lag",
+    Kind.GAUGE,
+    "s",
+    "How far a watch's reconciliation watermark trails now, at its last run, by connection and watch",
+    ("connection", "watch"),
+)
+FEED_READING_TTL_SECONDS = 3600.0
+_FEED_GAUGES = (SUBSCRIPTIONS_LIVE, SUBSCRIPTIONS_EXPIRY, SUBSCRIPTIONS_ENVIRONMENT, RECONCILE_LAG)
 
 METRICS: tuple[MetricSpec, ...] = (
     BC_REQUESTS,
@@ -160,6 +208,12 @@ METRICS: tuple[MetricSpec, ...] = (
     QUEUE_AGE,
     NOTIFICATIONS_RECEIVED,
     NOTIFICATION_ITEMS,
+    SUBSCRIPTIONS_LIVE,
+    SUBSCRIPTIONS_EXPIRY,
+    SUBSCRIPTIONS_ENVIRONMENT,
+    SUBSCRIPTION_CHANGES,
+    CHANGES_PUBLISHED,
+    RECONCILE_LAG,
 )
 
 
@@ -186,6 +240,9 @@ class Readings:
         self._lock = threading.Lock()
         self._token_expiry: dict[str, tuple[datetime, float]] = {}
         self._queues: dict[tuple[str, str], tuple[float, float]] = {}
+        # (metric, attributes) -> (value, noted_at, relative): a relative value is an epoch the gauge reports as
+        # seconds from the collection's now (an expiry)
+        self._feed: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float, bool]] = {}
 
     def note_token_expiry(self, connection: str, expires_on: datetime, noted_at: float) -> None:
         """The newest access token of `connection` expires at `expires_on`."""
@@ -197,6 +254,29 @@ class Readings:
         with self._lock:
             self._queues[(queue, QUEUE_DEPTH.name)] = (float(depth), noted_at)
             self._queues[(queue, QUEUE_AGE.name)] = (max(0.0, oldest_age_seconds), noted_at)
+
+    def note_feed(
+        self,
+        metric: str,
+        attributes: dict[str, str],
+        value: float,
+        noted_at: float,
+        *,
+        relative: bool = False,
+    ) -> None:
+        """A reading of one of the feed's gauges (relative: `value` is an epoch, reported as seconds from now)."""
+        with self._lock:
+            self._feed[(metric, tuple(sorted(attributes.items())))] = (value, noted_at, relative)
+
+    def feed_values(self, metric: str, now_epoch: float) -> list[tuple[dict[str, str], float]]:
+        """(attributes, value) of `metric` for every reading younger than FEED_READING_TTL_SECONDS."""
+        with self._lock:
+            items = list(self._feed.items())
+        return [
+            (dict(attributes), value - now_epoch if relative else value)
+            for (name, attributes), (value, noted_at, relative) in items
+            if name == metric and now_epoch - noted_at <= FEED_READING_TTL_SECONDS
+        ]
 
     def token_expiries(self, now: datetime, now_epoch: float) -> list[tuple[str, float]]:
         """(connection, seconds until expiry) for every fresh reading."""
@@ -250,8 +330,12 @@ class Instruments:
         self.notifications_received = _counter(meter, NOTIFICATIONS_RECEIVED)
         self.notification_items = _counter(meter, NOTIFICATION_ITEMS)
         _gauge(meter, TOKEN_EXPIRY, self._observe_token_expiry)
+        self.subscription_changes = _counter(meter, SUBSCRIPTION_CHANGES)
+        self.changes_published = _counter(meter, CHANGES_PUBLISHED)
         for spec in (QUEUE_DEPTH, QUEUE_AGE):
             _gauge(meter, spec, self._queue_observer(spec.name))
+        for spec in _FEED_GAUGES:
+            _gauge(meter, spec, self._feed_observer(spec.name))
 
     def _observe_token_expiry(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
@@ -268,6 +352,16 @@ class Instruments:
             return [
                 Observation(value, {"queue": queue})
                 for queue, value in self.readings.queue_values(metric, now)
+            ]
+
+        return observe
+
+    def _feed_observer(self, metric: str) -> _Callback:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            del options
+            now = self.clock.now().timestamp()
+            return [
+                Observation(value, attributes) for attributes, value in self.readings.feed_values(metric, now)
             ]
 
         return observe

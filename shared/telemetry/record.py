@@ -16,7 +16,15 @@ from typing import Protocol
 
 from bcjobs import Job, JobReport
 from shared.telemetry.dimensions import job_connection
-from shared.telemetry.instruments import bounded_code, current, operation_kind
+from shared.telemetry.instruments import (
+    RECONCILE_LAG,
+    SUBSCRIPTIONS_ENVIRONMENT,
+    SUBSCRIPTIONS_EXPIRY,
+    SUBSCRIPTIONS_LIVE,
+    bounded_code,
+    current,
+    operation_kind,
+)
 
 THROTTLED = 429
 RECENT_WINDOW_SECONDS = 300.0
@@ -107,6 +115,42 @@ def notification_items(change_type: str, outcome: str, count: int = 1) -> None:
 
 
 _CHANGE_TYPES = frozenset({"created", "updated", "deleted", "collection"})
+
+
+def subscriptions_managed(
+    connection: str, actions: dict[str, int], live: int, environment: int, earliest: datetime | None
+) -> None:
+    """One subscription manager run for a connection: what it did (action -> count, e.g. created, renewed,
+    recreated, deleted, failed), ours alive, every subscriber's in the environment, our earliest expiry."""
+    instruments = current()
+    for action, count in actions.items():
+        if count:
+            instruments.subscription_changes.add(count, {"connection": connection, "action": action})
+    noted_at = instruments.clock.time()
+    readings = instruments.readings
+    readings.note_feed(SUBSCRIPTIONS_LIVE.name, {"connection": connection}, float(live), noted_at)
+    readings.note_feed(
+        SUBSCRIPTIONS_ENVIRONMENT.name, {"connection": connection}, float(environment), noted_at
+    )
+    if earliest is not None:
+        expiry = earliest.timestamp()
+        readings.note_feed(
+            SUBSCRIPTIONS_EXPIRY.name, {"connection": connection}, expiry, noted_at, relative=True
+        )
+
+
+def changes_published(origin: str, connection: str, count: int = 1) -> None:
+    """`count` change events published for the first time (origin: webhook or reconciliation)."""
+    current().changes_published.add(count, {"origin": origin, "connection": connection})
+
+
+def reconcile_lag(connection: str, watch: str, seconds: float) -> None:
+    """A watch's reconciliation ended with its watermark `seconds` behind now."""
+    instruments = current()
+    attributes = {"connection": connection, "watch": watch}
+    instruments.readings.note_feed(
+        RECONCILE_LAG.name, attributes, max(0.0, seconds), instruments.clock.time()
+    )
 
 
 class RecentRequests:

@@ -25,6 +25,7 @@ from shared.jobs.lanes import Lane
 from shared.jobs.runner import JobRunner
 from shared.settings import load_settings
 from testkit.clock import ManualClock
+from tests.fakes.telemetry import capture
 from tests.unit.changes.test_subscription_manager import BASE, FakeBc
 
 
@@ -178,3 +179,19 @@ async def test_a_disabled_connection_without_a_token_leaves_its_subscriptions_to
     assert isinstance(outcome.result, Lapsing)
     assert (outcome.result.dropped, outcome.result.left) == (0, 1)
     assert "sign in again" in outcome.result.reason
+
+
+async def test_a_subscription_run_and_a_reconciliation_are_measured() -> None:
+    """bc.subscriptions.* from the manager's run (created, live, environment use), bc.reconcile.lag per watch."""
+    upkeep, _, store, _ = world("contoso")
+    await store.put(Watch(connection="contoso", name="customers", entity_set="customers"))
+    with capture(ManualClock()) as captured:
+        await upkeep.manage(connection("contoso"))
+        await upkeep.reconcile_all(connection("contoso"))
+        await upkeep.reconcile_all(connection("contoso"))  # the first run is the baseline: no lag yet
+        assert captured.total("bc.subscriptions.changes", connection="contoso", action="created") == 1
+        assert [p.value for p in captured.points("bc.subscriptions.live")] == [1.0]
+        assert [p.value for p in captured.points("bc.subscriptions.environment")] == [1.0]
+        assert [p.attributes for p in captured.points("bc.reconcile.lag")] == [
+            {"connection": "contoso", "watch": "customers"}
+        ]

@@ -223,6 +223,8 @@ ALERTS = {
     "bc-dead-letter-failed",
     "bc-watch-unsubscribed",  # the change feed (issue 22)
     "bc-reconcile-behind",
+    "bc-subscriptions-near-limit",
+    "bc-notifications-waiting",
 }
 
 

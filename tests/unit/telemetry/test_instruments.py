@@ -33,6 +33,13 @@ EXPECTED = {
     "bc.queue.oldest_age",
     "bc.notifications.received",
     "bc.notifications.items",
+    # the change feed's subscriptions, publishing and reconciliation (issue 22, point 7)
+    "bc.subscriptions.live",
+    "bc.subscriptions.expiry",
+    "bc.subscriptions.environment",
+    "bc.subscriptions.changes",
+    "bc.changes.published",
+    "bc.reconcile.lag",
 }
 
 
@@ -60,6 +67,9 @@ def test_the_instruments_are_created_as_the_table_declares() -> None:
         telemetry.queue_sample("bc-jobs", 2, 30.0)
         telemetry.notification_received("queued")
         telemetry.notification_items("created", "expanded")
+        telemetry.subscriptions_managed("default", {"created": 1}, 1, 3, START + timedelta(days=3))
+        telemetry.changes_published("webhook", "default", 2)
+        telemetry.reconcile_lag("default", "customers", 12.5)
         exported = captured.metrics()
     assert set(exported) == EXPECTED
     for metric in METRICS:
@@ -80,6 +90,9 @@ def test_metric_attributes_are_the_declared_names_only() -> None:
         telemetry.token_refresh("default", "failed")
         telemetry.notification_received("malformed")
         telemetry.notification_items("anything-an-attacker-sent", "malformed")
+        telemetry.subscriptions_managed("default", {"renewed": 2, "failed": 1}, 2, 5, START)
+        telemetry.changes_published("reconciliation", "default")
+        telemetry.reconcile_lag("default", "customers", 60.0)
         for metric in METRICS:
             for point in captured.points(metric.name):
                 assert set(point.attributes) <= set(metric.attributes), metric.name
@@ -158,3 +171,25 @@ def test_the_status_pages_request_count_covers_the_last_window_only() -> None:
     assert recent.counts(1060.0) == (30, 6)
     assert recent.counts(1000.0 + 300 + 35) == (15, 3)  # the buckets from 1030 on still overlap the window
     assert recent.counts(1000.0 + 400) == (0, 0)
+
+
+def test_the_feeds_gauges_report_the_subscription_managers_last_run_for_an_hour() -> None:
+    """Ours alive, the environment's use of BC's 200, seconds to the earliest expiry counting down; the timers run
+    every 15 minutes, so their readings outlive the samplers' five minutes but not the alerts' hour."""
+    clock = ManualClock()
+    with capture(clock) as captured:
+        actions = {"created": 1, "recreated": 1, "renewed": 2, "deleted": 0}
+        telemetry.subscriptions_managed("contoso", actions, 4, 37, START + timedelta(days=2))
+        telemetry.reconcile_lag("contoso", "customers", 310.0)
+        clock.advance(timedelta(minutes=30))
+        assert [p.value for p in captured.points("bc.subscriptions.live")] == [4.0]
+        assert [p.value for p in captured.points("bc.subscriptions.environment")] == [37.0]
+        assert [p.value for p in captured.points("bc.subscriptions.expiry")] == [
+            timedelta(days=2).total_seconds() - 1800
+        ]
+        assert [p.value for p in captured.points("bc.reconcile.lag")] == [310.0]
+        assert captured.total("bc.subscriptions.changes", action="renewed") == 2
+        assert captured.total("bc.subscriptions.changes", action="deleted") == 0  # nothing done: no point
+        clock.advance(timedelta(minutes=31))
+        assert captured.points("bc.subscriptions.live") == []
+        assert captured.points("bc.reconcile.lag") == []
