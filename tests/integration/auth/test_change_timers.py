@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 from azure.data.tables.aio import TableClient
@@ -21,16 +22,20 @@ from shared.changes.compose import close_change_services
 from shared.changes.directories import change_directories, close_change_directories
 from shared.changes.log import TableChangeFeed, changes_table_name
 from shared.changes.secrets import notify_secret_name
+from shared.changes.subscriptions import SubscriptionRecord
 from shared.changes.watch import Watch
 from shared.connections.compose import close_registry_services
 from shared.jobs import close_job_services, job_services
 from shared.triggers import change_timers
+from testkit.changes import change_event
 from testkit.clock import ShiftedClock
 from tests.integration.auth.conftest import Audit
 from tests.integration.auth.test_timer_and_secrets import timer
 from tests.integration.bc.test_change_feed_sandbox import NotificationRoute
 
 pytestmark = pytest.mark.integration
+OLD_ID = "c0a8e2b1-0000-0000-0000-000000000001"
+YOUNG_ID = "c0a8e2b1-0000-0000-0000-000000000002"
 
 
 @pytest.fixture
@@ -169,3 +174,51 @@ async def test_a_refused_handshake_is_an_alert_whose_text_holds_no_key(
     failure = next(r for r in caplog.records if vars(r).get("event") == "changes.subscription_failed")
     assert "status=400" in failure.getMessage()  # BC refused it after the failed handshake
     assert stored["key"] not in failure.getMessage()
+
+
+async def test_the_retention_timer_deletes_what_is_older_than_the_retention(
+    feed_app: dict[str, str], caplog: pytest.LogCaptureFixture, azurite_connection_string: str
+) -> None:
+    connection = feed_app["BC_CONNECTION_NAME"]
+    async with (
+        TableClient.from_connection_string(
+            azurite_connection_string, changes_table_name(feed_app["BC_TABLE_PREFIX"])
+        ) as table,
+        QueueClient.from_connection_string(
+            azurite_connection_string, feed_app["BC_TABLE_PREFIX"].lower() + "-retention"
+        ) as queue,  # its own: the events are not what this test reads
+    ):
+        old = TableChangeFeed(table, queue, ShiftedClock(-timedelta(days=8)))
+        await old.ensure()
+        await old.publish([change_event(OLD_ID, connection=connection)])
+        young = TableChangeFeed(table, queue, ShiftedClock(-timedelta(days=1)))
+        await young.publish([change_event(YOUNG_ID, connection=connection)])
+        await queue.delete_queue()
+
+    with caplog.at_level(logging.INFO):
+        await change_timers.change_retention(timer())
+
+    runs = {
+        vars(r)["table"]: vars(r) for r in caplog.records if getattr(r, "event", None) == "changes.retention"
+    }
+    assert (runs["changes"]["deleted"], runs["changes"]["failed"], runs["echoes"]["failed"]) == (2, 0, 0)
+    assert [e.subject for e in await settled_log(feed_app, azurite_connection_string, connection)] == [
+        YOUNG_ID
+    ]
+
+
+async def test_the_subscriptions_of_a_deleted_connection_are_dropped_once_bc_let_them_lapse(
+    feed_app: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = (await change_directories()).subscriptions
+    lapsed = datetime.now(UTC) - timedelta(minutes=1)
+    await store.put(
+        SubscriptionRecord("gone", "0" * 32, "customers", uuid4(), "customers", "/x", lapsed, None, lapsed)
+    )
+
+    with caplog.at_level(logging.INFO):
+        await change_timers.change_subscriptions(timer())
+
+    (run,) = [r for r in caplog.records if getattr(r, "event", None) == "changes.subscriptions_lapsing"]
+    assert (vars(run)["connection"], vars(run)["dropped"], vars(run)["left"]) == ("gone", 1, 0)
+    assert await store.all("gone") == []
