@@ -194,7 +194,10 @@ class SubscriptionManager:
         """A deleted or disabled connection, while its token still works: delete every subscription of ours in BC
         (DELETE with If-Match, the ETag just listed) and drop its rows; a failed delete keeps its row for the next
         run. The same run as a connection without watches: it never touches another subscriber's."""
-        return await self.run(connection, [], bc)
+        run = await self.run(connection, [], bc)
+        if not await self._store.all(connection):
+            await self._store.forget_usage(connection)  # nothing left: the status page drops the connection
+        return run
 
     async def drop_lapsed(self, connection: str, reason: str) -> Lapsing:
         """When no token can delete them: BC lets each subscription lapse at its expiration (3 days at most after
@@ -205,6 +208,8 @@ class SubscriptionManager:
         for row in lapsed:
             await self._store.delete(connection, row.subscription_id)
         left = [row.expiration for row in rows if row.expiration > now]
+        if not left:
+            await self._store.forget_usage(connection)
         return Lapsing(connection, reason, len(lapsed), len(left), max(left, default=None))
 
     async def _listing(self, routes: set[ApiRoute], bc: SubscriptionApi) -> list[BcSubscription]:

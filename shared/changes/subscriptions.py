@@ -83,6 +83,10 @@ class SubscriptionStore(SubscriptionDirectory, Protocol):
         """Keep the connection's usage of its environment's 200 (the status page shows it)."""
         ...
 
+    async def forget_usage(self, connection: str) -> None:
+        """Drop a connection's usage (it was deleted or disabled and has no subscription left)."""
+        ...
+
     async def everything(self) -> tuple[list[SubscriptionRecord], list[SubscriptionUsage]]:
         """Every row of every connection, and every connection's last usage (the status page)."""
         ...
@@ -109,6 +113,9 @@ class MemorySubscriptionStore:
 
     async def note_usage(self, usage: SubscriptionUsage) -> None:
         self.usages[usage.connection] = usage
+
+    async def forget_usage(self, connection: str) -> None:
+        self.usages.pop(connection, None)
 
     async def everything(self) -> tuple[list[SubscriptionRecord], list[SubscriptionUsage]]:
         return [self.rows[key] for key in sorted(self.rows)], [self.usages[k] for k in sorted(self.usages)]
@@ -156,6 +163,9 @@ class TableSubscriptionStore:
         }
         with table_errors(_WHAT, "be written"):
             await self._table.upsert_entity(entity)
+
+    async def forget_usage(self, connection: str) -> None:
+        await self.delete(USAGE_PARTITION, connection)  # the usage row's keys: (USAGE_PARTITION, connection)
 
     async def everything(self) -> tuple[list[SubscriptionRecord], list[SubscriptionUsage]]:
         try:

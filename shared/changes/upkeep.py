@@ -101,11 +101,13 @@ class Upkeep:
     retiring: RetiringClients | None = None  # None: a gone connection's subscriptions are left to lapse
 
     async def retirees(self, connections: Sequence[Connection]) -> list[tuple[str, Connection | None]]:
-        """(name, connection) of every connection with subscription rows that is disabled, or deleted (None)."""
+        """(name, connection) of every connection with subscription (or usage) rows that is disabled, or deleted
+        (None)."""
         enabled = {connection.name for connection in connections if connection.enabled}
         known = {connection.name: connection for connection in connections}
-        rows, _ = await self.subscriptions.everything()
-        return [(name, known.get(name)) for name in sorted({row.connection for row in rows} - enabled)]
+        rows, usages = await self.subscriptions.everything()
+        names = {row.connection for row in rows} | {usage.connection for usage in usages}
+        return [(name, known.get(name)) for name in sorted(names - enabled)]
 
     async def retire(self, name: str, connection: Connection | None) -> Outcome:
         """Delete a disabled or deleted connection's subscriptions in BC while a token can; when none can (a

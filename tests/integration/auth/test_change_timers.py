@@ -22,7 +22,7 @@ from shared.changes.compose import close_change_services
 from shared.changes.directories import change_directories, close_change_directories
 from shared.changes.log import TableChangeFeed, changes_table_name
 from shared.changes.secrets import notify_secret_name
-from shared.changes.subscriptions import SubscriptionRecord
+from shared.changes.subscriptions import SubscriptionRecord, SubscriptionUsage
 from shared.changes.watch import Watch
 from shared.connections.compose import close_registry_services
 from shared.jobs import close_job_services, job_services
@@ -215,10 +215,13 @@ async def test_the_subscriptions_of_a_deleted_connection_are_dropped_once_bc_let
     await store.put(
         SubscriptionRecord("gone", "0" * 32, "customers", uuid4(), "customers", "/x", lapsed, None, lapsed)
     )
+    await store.note_usage(SubscriptionUsage("gone", 1, 9, 200, lapsed))
 
     with caplog.at_level(logging.INFO):
         await change_timers.change_subscriptions(timer())
 
     (run,) = [r for r in caplog.records if getattr(r, "event", None) == "changes.subscriptions_lapsing"]
     assert (vars(run)["connection"], vars(run)["dropped"], vars(run)["left"]) == ("gone", 1, 0)
-    assert await store.all("gone") == []
+    rows, usages = await store.everything()
+    assert [r.connection for r in rows] == []
+    assert "gone" not in [u.connection for u in usages]  # the status page forgets the connection
