@@ -3,7 +3,8 @@
 The answer is `{"changes": [event, ...], "next": cursor}`: events oldest first, in the CloudEvents JSON of the
 queue; pass `next` as `after` to read on (it moves past what was read, and past the settle time when a page
 came back short, so a poll never reads an event twice). 400 names the parameter and its fix; 404 an unknown
-connection; 503 on storage trouble (try again).
+connection; 410 a cursor older than the retention (the sweep may have deleted events after it: shared/changes/
+retention.py, so reading on would skip them silently); 503 on storage trouble (try again).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bcjobs.models import IDENTIFIER_PATTERN
@@ -41,14 +43,22 @@ class KnownConnections(Protocol):
         ...
 
 
-async def read_changes(log: ChangeLog, query: Mapping[str, str], connections: KnownConnections) -> Reply:
+async def read_changes(
+    log: ChangeLog,
+    query: Mapping[str, str],
+    connections: KnownConnections,
+    retention: timedelta | None = None,
+    now: datetime | None = None,
+) -> Reply:
     """200 with a page of the log; 400 naming each bad parameter; 404 for an unknown connection (a typo would
-    otherwise read an empty log forever); 503 when storage failed."""
+    otherwise read an empty log forever); 410 for a cursor older than `retention`; 503 when storage failed."""
     problems = _problems(query)
     if problems:
         fields = [{"field": name, "fix": _FIXES[name]} for name in problems]
         message = "; ".join(f"{name}: {_FIXES[name]}" for name in problems)
         return json_reply(400, {"error": "invalid_request", "message": message, "fields": fields})
+    if retention is not None and _expired(query.get("after"), retention, now or datetime.now(UTC)):
+        return json_reply(410, {"error": "cursor_expired", "message": _expired_message(retention)})
     limit = int(query.get("limit") or DEFAULT_PAGE)
     try:
         if await connections.find(query["connection"]) is None:
@@ -71,6 +81,22 @@ def _problems(query: Mapping[str, str]) -> list[str]:
         "limit": not query.get("limit") or _page_size(query["limit"]),
     }
     return [name for name, ok in checks.items() if not ok]
+
+
+def _expired(after: str | None, retention: timedelta, now: datetime) -> bool:
+    """Whether the cursor's moment (its first 23 characters: shared.changes.log.cursor_at) is past the retention."""
+    if not after:
+        return False
+    moment = datetime.strptime(after[:23], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    return moment < now - retention
+
+
+def _expired_message(retention: timedelta) -> str:
+    days = retention.total_seconds() / 86400
+    return (
+        f"this cursor is older than the change log keeps events ({days:g} days, BC_CHANGES_RETENTION_DAYS): "
+        "events after it may be gone. Resync the entity set from BC (a list job), then read again without `after`"
+    )
 
 
 def _page_size(text: str) -> bool:

@@ -7,6 +7,7 @@ like any other (the app tries again on its next poll).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import azure.functions as func
 
@@ -26,7 +27,8 @@ logger = logging.getLogger(__name__)
 @bp.function_name("changes_read")
 @bp.route(route="changes", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def changes_read(req: func.HttpRequest) -> func.HttpResponse:
-    """200 with `{"changes": [...], "next": cursor}`; 400 naming a bad parameter; 404 unknown connection; 503."""
+    """200 with `{"changes": [...], "next": cursor}`; 400 naming a bad parameter; 404 unknown connection; 410 a
+    cursor past the retention; 503."""
     try:
         services = await change_services()
         registry = (await registry_services(get_settings())).registry
@@ -36,4 +38,5 @@ async def changes_read(req: func.HttpRequest) -> func.HttpResponse:
         )
         reply = json_reply(503, {"error": "storage_unavailable", "message": "storage unavailable: try again"})
         return http_response(reply)
-    return http_response(await read_changes(services.feed, dict(req.params), registry))
+    retention = timedelta(days=get_settings().changes.changes_retention_days)
+    return http_response(await read_changes(services.feed, dict(req.params), registry, retention))

@@ -73,3 +73,22 @@ async def test_an_unknown_connection_is_a_404_saying_how_to_list_them() -> None:
     reply = await read_changes(MemoryLogReader(MemoryChangeFeed()), query, KNOWN)
     assert reply.status == 404
     assert "bcjobs connections list" in json.loads(reply.body)["message"]
+
+
+async def test_a_cursor_older_than_the_retention_is_gone_and_says_to_resync() -> None:
+    """Past BC_CHANGES_RETENTION_DAYS the sweep may have deleted events after the cursor: 410, never a silent gap;
+    a cursor inside the retention still reads."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.changes.log import cursor_at
+
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    log = MemoryLogReader(MemoryChangeFeed())
+    old = {"connection": "contoso", "entitySet": "customers", "after": cursor_at(now - timedelta(days=8))}
+    reply = await read_changes(log, old, KNOWN, timedelta(days=7), now)
+    assert reply.status == 410
+    body = json.loads(reply.body)
+    assert body["error"] == "cursor_expired"
+    assert "Resync" in body["message"]
+    recent = {**old, "after": cursor_at(now - timedelta(days=6))}
+    assert (await read_changes(log, recent, KNOWN, timedelta(days=7), now)).status == 200
