@@ -3,7 +3,8 @@
 The only module that constructs Azure SDK clients and credentials for shared.auth, all with the options of
 shared.azure_clients (bounded timeouts and retries; the local CA only when LOCAL_CA_BUNDLE is set). Key Vault
 credential: managed identity in Azure (the user-assigned identity JobsStorage__clientId names, else the
-system one); the BC app registration's client secret against the local sandbox (KEY_VAULT_CREDENTIAL).
+system one); the BC app registration's client secret against the local sandbox (KEY_VAULT_CREDENTIAL), unless the
+settings' credential is federated (no secret: the managed identity, through the sandbox's endpoint locally).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.data.tables.aio import TableClient
+from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCredential
 from azure.identity.aio import ClientSecretCredential, ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
 
+from shared.auth.federated import ManagedIdentityAssertion
 from shared.auth.health import HealthRecorder
 from shared.auth.identity import IdentityProvider
 from shared.auth.keyvault import KeyVaultTokenStore
@@ -71,6 +74,10 @@ class _Shared:
     table: TableClient
     clock: Clock
     notifier: AdminNotifier
+    settings: Settings
+    # One assertion per user-assigned identity in the process: identities federated through the same managed
+    # identity share its exchange token (one managed-identity request per token lifetime, not one per identity).
+    assertions: dict[str, ManagedIdentityAssertion] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,10 +195,9 @@ def build_auth_services(
     extra = {"transport": table_transport} if table_transport is not None else {}
     table = table_client(settings.storage, auth_table_name(settings), **extra)
     closers.append(table.close)
-    identity = MsalIdentity(msal_config(settings))
-    closers.append(identity.close)
-    shared = _Shared(secrets, table.client, clock, _notifier(settings))
+    shared = _Shared(secrets, table.client, clock, _notifier(settings), settings)
     default = connection_from_settings(settings)
+    identity = _identity_provider(msal_config(settings), shared, default.primary, default.name, closers)
     manager = TokenManager(_collaborators(shared, default, identity, tokens))
     sign_in = SignInFlow(_pending_sign_ins(shared, default.name), manager)
     return AuthServices(manager, sign_in, settings, tokens, closers, shared)
@@ -233,17 +239,46 @@ def _identity_provider(
     name: str,
     closers: list[Callable[[], Awaitable[None]]],
 ) -> IdentityProvider:
-    """MSAL with the credential the identity names: a Key Vault secret, or the settings' secret/certificate."""
+    """MSAL with the credential the identity names: a Key Vault secret, a federated credential (a managed
+    identity's token as the assertion), or the settings' own (their secret/certificate, or their federation)."""
     provider: VaultSecretIdentity | MsalIdentity
+    federated = _assertion_identity(shared.settings, identity)
     if identity.credential is Credential.KEY_VAULT_SECRET and identity.secret_name:
         config = dataclasses.replace(config, client_secret=None, certificate=None)
         provider = VaultSecretIdentity(config, shared.secrets, identity.secret_name, name)
-    elif identity.credential is Credential.FEDERATED:
-        raise SettingsError(f"identity '{name}': federated credentials are not supported yet")
+    elif federated is not None:
+        assertion = _assertion(shared, federated, closers)
+        provider = MsalIdentity(
+            dataclasses.replace(config, client_secret=None, certificate=None, assertion=assertion)
+        )
     else:
         provider = MsalIdentity(config)
     closers.append(provider.close)
     return provider
+
+
+def _assertion_identity(settings: Settings, identity: Identity) -> str | None:
+    """The managed identity whose token is this identity's assertion; None for a secret or certificate."""
+    if identity.credential is Credential.FEDERATED:
+        if not identity.managed_identity_client_id:
+            raise SettingsError(f"identity '{identity.name}': federated without managedIdentityClientId")
+        return identity.managed_identity_client_id
+    if identity.credential is Credential.SETTINGS and settings.federated:
+        return settings.federated_identity_client_id
+    return None
+
+
+def _assertion(
+    shared: _Shared, client_id: str, closers: list[Callable[[], Awaitable[None]]]
+) -> ManagedIdentityAssertion:
+    """The process's assertion for that user-assigned identity (built once; closed with the services)."""
+    known = shared.assertions.get(client_id)
+    if known is None:
+        # The sync credential: MSAL calls the assertion on its worker thread (shared.auth.federated).
+        source = SyncManagedIdentityCredential(client_id=client_id, **sdk_options(shared.settings.local))
+        known = shared.assertions[client_id] = ManagedIdentityAssertion(source, client_id)
+        closers.append(known.close)
+    return known
 
 
 def _secret_client(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> SecretClient:
@@ -266,11 +301,8 @@ def _collaborators(
     tokens: TokenStore,
     name: str | None = None,
 ) -> Collaborators:
-    """One connection's collaborators; its lease and record share the auth table with the pending sign-ins.
-
-    The partition names are stored data ("state-" predates the word record): renaming them would orphan the
-    rows of a running deployment.
-    """
+    """One connection's collaborators; its lease and record share the auth table with the pending sign-ins. The
+    partition names are stored data ("state-" predates the word record): renaming them would orphan rows."""
     name = name or connection.name
     return Collaborators(
         connection=name,
@@ -323,10 +355,7 @@ async def close_auth_services() -> None:
 
 def _key_vault_credential(settings: Settings) -> ClientSecretCredential | ManagedIdentityCredential:
     auth = settings.auth
-    choice = auth.key_vault_credential or (
-        "client_secret" if settings.local.ca_bundle else "managed_identity"
-    )
-    if choice == "managed_identity":
+    if settings.vault_credential == "managed_identity":
         return ManagedIdentityCredential(
             client_id=settings.storage.managed_identity_client_id, **sdk_options(settings.local)
         )

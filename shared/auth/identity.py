@@ -25,6 +25,24 @@ _APP_REJECTED = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_resource", "unsupported_grant_type"}
 )
 
+# A federated credential's assertion was refused (reference (d); codes as Entra and the sandbox answer them,
+# sandbox/entra/federation.py): no record matches it (70021), its issuer / audience / subject matches none (700211 /
+# 700212 / 700213), it has expired (700024), its signature does not validate (700027). Keyed on `error_codes`, a
+# field of the protocol's answer: the `error` value alone (invalid_request for 70021) would pass for transient.
+_FEDERATION_CODES = {
+    70021: "no federated credential on the app registration matches the managed identity's token",
+    700211: "the app registration's federated credential names another issuer",
+    700212: "the app registration's federated credential names another audience",
+    700213: "the app registration's federated credential names another subject",
+    700024: "the managed identity's token had expired when Entra read it (check the host's clock)",
+    700027: "the managed identity's token did not validate",
+}
+FEDERATION_FIX = (
+    "the app registration's federated credential must have issuer https://login.microsoftonline.com/{tenant}/v2.0 "
+    "(the identity's tenant, the app's home tenant), subject = the user-assigned identity's principal (object) id, "
+    "audience api://AzureADTokenExchange: `az ad app federated-credential create` (docs/operations.md, federation)"
+)
+
 
 def error_code(error: str, codes: Sequence[int] = ()) -> str:
     """A short, secret-free label such as `invalid_grant/AADSTS700082` for logs and the status page."""
@@ -37,6 +55,9 @@ def classify(error: str, codes: Sequence[int] = (), *, app_only: bool = False) -
     `app_only`: the request was a client-credentials one, where no sign-in can help (the next step differs).
     """
     label = error_code(error, codes)
+    federation = _federation_refusal(codes, label)
+    if federation is not None:
+        return federation
     if error in _NEEDS_SIGN_IN and app_only:
         return ReauthorizationRequiredError(
             f"Entra refused the app's token request ({label}): grant admin consent to the app registration's "
@@ -56,6 +77,17 @@ def classify(error: str, codes: Sequence[int] = (), *, app_only: bool = False) -
             error_code=label,
         )
     return TokenRefreshFailedError(f"Entra could not issue a token right now ({label})")
+
+
+def _federation_refusal(codes: Sequence[int], label: str) -> CredentialsRejectedError | None:
+    """A refused federated assertion, named with the record to fix; None for any other error."""
+    reason = next((_FEDERATION_CODES[code] for code in codes if code in _FEDERATION_CODES), None)
+    if reason is None:
+        return None
+    return CredentialsRejectedError(
+        f"Entra refused the federated credential ({label}): {reason}; {FEDERATION_FIX}, then POST /api/auth/refresh",
+        error_code=label,
+    )
 
 
 class IdentityProvider(Protocol):

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -63,6 +63,8 @@ class MsalConfig:
     client_secret: str | None = field(default=None, repr=False)
     certificate: ClientCertificate | None = None
     ca_bundle: Path | None = None
+    # A federated credential: MSAL calls it for each token request's client assertion (shared.auth.federated).
+    assertion: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def authority(self) -> str:
@@ -75,8 +77,11 @@ class MsalConfig:
         host = urlsplit(self.authority_host).hostname or ""
         return None if host in MICROSOFT_AUTHORITY_HOSTS else False
 
-    def credential(self) -> str | dict[str, str]:
-        """MSAL's client_credential: the certificate when configured, else the secret."""
+    def credential(self) -> str | dict[str, Any]:
+        """MSAL's client_credential: the federated assertion, else the certificate when configured, else the
+        secret. The assertion as a callable, so that MSAL asks for a fresh one (msal 1.39 application.py)."""
+        if self.assertion is not None:
+            return {"client_assertion": self.assertion}
         if self.certificate is not None:
             cert: dict[str, str] = {"private_key_pfx_path": str(self.certificate.pfx_path)}
             if self.certificate.passphrase:

@@ -1,11 +1,16 @@
-"""The timer's refresh of every connection: each through its own manager and lease, a few at a time, each
-failure kept to its own connection.
+"""The timer's refresh of every identity of every connection (`Connection.pool`): each through its own manager and
+lease, a few at a time, each failure kept to its own identity.
 
     refresh_every_connection(connections, refresh_one)   at most REFRESH_CONCURRENCY at once
-    └── _guarded(connection)                              outcome, or the failure recorded and logged
-        └── refresh_one(connection)                       the product's: refresh_connection(services, c)
+    └── _guarded(connection, identity)                    outcome, or the failure recorded and logged
+        └── refresh_one(connection, identity)             the product's: refresh_connection(services, c, i)
             ├── SignInFlow.purge_expired()                 best effort, never raises
-            └── TokenManager.refresh_if_due()              under the connection's own lease (lease-{name})
+            └── TokenManager.refresh_if_due()              under the identity's own lease (lease-{auth name})
+
+A client-credentials identity's refresh is a new token from Entra (there is no refresh token): with a secret, a
+certificate or a federated credential alike (a federated one presents its managed identity's token as the assertion).
+Outcomes are keyed by auth name (shared.auth.compose.auth_name): the connection's name for its primary identity,
+`{connection}--{identity}` for the others.
 
 One connection's dead refresh token, refused credentials or unreadable Key Vault secret ends as that connection's
 outcome (on its own connection record, logged with its `connection`); the others go on. The summary counts the
@@ -22,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.auth.compose import AuthServices
+from shared.auth.compose import AuthServices, auth_name
 from shared.auth.errors import (
     CredentialsRejectedError,
     NotAuthorizedError,
@@ -32,6 +37,7 @@ from shared.auth.errors import (
 )
 from shared.auth.manager import ScheduledOutcome
 from shared.connections import Connection
+from shared.connections.connection import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -70,58 +76,66 @@ class RefreshSummary:
         return [name for name, outcome in self.outcomes.items() if outcome is RunOutcome.FAILED]
 
 
-RefreshOne = Callable[[Connection], Awaitable[ScheduledOutcome]]
+RefreshOne = Callable[[Connection, Identity], Awaitable[ScheduledOutcome]]
 
 
 async def refresh_every_connection(
     connections: Iterable[Connection], refresh_one: RefreshOne, concurrency: int = REFRESH_CONCURRENCY
 ) -> RefreshSummary:
-    """Run `refresh_one` for every enabled connection, at most `concurrency` at once; never raises for one."""
+    """Run `refresh_one` for every identity of every enabled connection, at most `concurrency` at once; never
+    raises for one."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def guarded(connection: Connection) -> RunOutcome:
+    async def guarded(connection: Connection, identity: Identity) -> RunOutcome:
         async with gate:
-            return await _guarded(connection, refresh_one)
+            return await _guarded(connection, identity, refresh_one)
 
-    enabled = [connection for connection in connections if connection.enabled]
-    outcomes = await asyncio.gather(*(guarded(connection) for connection in enabled))
-    return RefreshSummary({c.name: outcome for c, outcome in zip(enabled, outcomes, strict=True)})
+    units = [(c, identity) for c in connections if c.enabled for identity in c.pool]
+    outcomes = await asyncio.gather(*(guarded(c, identity) for c, identity in units))
+    return RefreshSummary(
+        {auth_name(c, identity): outcome for (c, identity), outcome in zip(units, outcomes, strict=True)}
+    )
 
 
-async def _guarded(connection: Connection, refresh_one: RefreshOne) -> RunOutcome:
-    """One connection's outcome; its failure is logged with its name and goes no further."""
-    fields = {"connection": connection.name}
+async def _guarded(connection: Connection, identity: Identity, refresh_one: RefreshOne) -> RunOutcome:
+    """One identity's outcome; its failure is logged with its names and goes no further."""
+    fields = {"connection": connection.name, "identity": identity.name}
     try:
-        outcome = RunOutcome(await refresh_one(connection))
+        outcome = RunOutcome(await refresh_one(connection, identity))
     except (ReauthorizationRequiredError, CredentialsRejectedError, NotAuthorizedError) as exc:
         logger.warning(
-            "token refresh of connection '%s' needs an admin: %s (its status shows the next step)",
+            "token refresh of connection '%s' (identity %s) needs an admin: %s (its status shows the next step)",
             connection.name,
+            identity.name,
             type(exc).__name__,
             extra={**fields, "event": "auth.timer_blocked"},
         )
         return RunOutcome.ADMIN_NEEDED
     except Exception as exc:  # noqa: BLE001 - one connection's failure must not stop the others
         logger.warning(
-            "token refresh of connection '%s' failed: %s; the timer's retry or next run tries again",
+            "token refresh of connection '%s' (identity %s) failed: %s; the timer's retry or next run tries again",
             connection.name,
+            identity.name,
             type(exc).__name__,
             extra={**fields, "event": "auth.timer_failed"},
         )
         return RunOutcome.FAILED
+    message = "token refresh of '%s' (identity %s): %s"
     logger.info(
-        "token refresh of '%s': %s", connection.name, outcome.value, extra={**fields, "event": "auth.timer"}
+        message, connection.name, identity.name, outcome.value, extra={**fields, "event": "auth.timer"}
     )
     return outcome
 
 
-async def refresh_connection(services: AuthServices, connection: Connection) -> ScheduledOutcome:
-    """The product's `refresh_one`: purge the connection's expired sign-ins, refresh its token when due.
+async def refresh_connection(
+    services: AuthServices, connection: Connection, identity: Identity
+) -> ScheduledOutcome:
+    """The product's `refresh_one`: purge the identity's expired sign-ins, refresh its token when due.
 
-    A failure the manager does not record itself (Key Vault unreadable for the connection's secret, the auth
-    table down) is recorded on the connection's own record as degraded, so its status says so.
+    A failure the manager does not record itself (Key Vault unreadable for the identity's secret, the auth
+    table down) is recorded on the identity's own record as degraded, so its status says so.
     """
-    auth = services.for_connection(connection)
+    auth = services.for_identity(connection, identity)
     await auth.sign_in.purge_expired()  # best effort: never raises
     try:
         return await auth.manager.refresh_if_due()

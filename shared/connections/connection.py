@@ -218,5 +218,8 @@ def connection_from_settings(settings: Settings) -> Connection:
         client_id=auth.client_id or "00000000-0000-0000-0000-000000000000",
         company_id=UUID(bc.company_id) if bc.company_id else None,
         company_name=bc.company_name,
+        # BC_CREDENTIAL=federated: the primary identity's assertion is that managed identity's token (no secret).
+        credential=Credential.FEDERATED if settings.federated else Credential.SETTINGS,
+        managed_identity_client_id=settings.federated_identity_client_id if settings.federated else None,
         from_settings=True,
     )

@@ -6,6 +6,7 @@ files that must exist, a time budget that fits functionTimeout), each problem na
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from shared.tokens import AuthMode
 logger = logging.getLogger("shared.settings")
 
 _NOT_SET = "is not set"
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def check_settings(settings: Settings) -> list[SettingProblem]:
@@ -173,21 +175,22 @@ def _registration_problems(settings: Settings) -> list[SettingProblem]:
 
 
 def _secret_problems(settings: Settings) -> list[SettingProblem]:
-    """The app registration needs a secret or a certificate; the secret also opens Key Vault locally."""
+    """The app registration needs a secret, a certificate or a federated credential; the secret also opens Key
+    Vault locally."""
     auth = settings.auth
-    key_vault_credential = auth.key_vault_credential or (
-        "client_secret" if settings.local.ca_bundle else "managed_identity"
-    )
+    if settings.federated:
+        return _federated_problems(settings)
     if not auth.client_secret and not auth.client_certificate_path:
         return [
             SettingProblem(
                 "BC_CLIENT_SECRET",
                 "is not set (nor BC_CLIENT_CERTIFICATE_PATH)",
-                "set the app registration's client secret (in Azure a Key Vault reference) or a certificate path",
+                "set the app registration's client secret (in Azure a Key Vault reference) or a certificate path, "
+                "or BC_CREDENTIAL=federated with a user-assigned managed identity (docs/operations.md, federation)",
                 Impact.TOKENS,
             )
         ]
-    if not auth.client_secret and key_vault_credential == "client_secret":
+    if not auth.client_secret and settings.vault_credential == "client_secret":
         return [
             SettingProblem(
                 "BC_CLIENT_SECRET",
@@ -197,6 +200,33 @@ def _secret_problems(settings: Settings) -> list[SettingProblem]:
             )
         ]
     return []
+
+
+def _federated_problems(settings: Settings) -> list[SettingProblem]:
+    """BC_CREDENTIAL=federated: a user-assigned identity's client id (a GUID), and no secret to open the vault."""
+    problems, identity = [], settings.federated_identity_client_id
+    if not identity or not _GUID.match(identity):
+        problems.append(
+            SettingProblem(
+                "BC_MANAGED_IDENTITY_CLIENT_ID",
+                "(or JobsStorage__clientId, its fallback) is not a client id (GUID)"
+                if identity
+                else "is not set (nor JobsStorage__clientId)",
+                "set the client id of the user-assigned managed identity the app registration trusts as a federated "
+                "credential (system-assigned identities cannot be one; docs/operations.md, federation)",
+                Impact.TOKENS,
+            )
+        )
+    if settings.auth.key_vault_credential == "client_secret":
+        problems.append(
+            SettingProblem(
+                "KEY_VAULT_CREDENTIAL",
+                "is client_secret, but BC_CREDENTIAL is federated: there is no secret",
+                "set KEY_VAULT_CREDENTIAL=managed_identity, or remove it",
+                Impact.TOKENS,
+            )
+        )
+    return problems
 
 
 def _certificate_problems(settings: Settings) -> list[SettingProblem]:

@@ -84,9 +84,17 @@ class AuthSettings(_Group):
     client_certificate_password: str | None = Field(
         default=None, alias="BC_CLIENT_CERTIFICATE_PASSWORD", repr=False
     )
+    # How the app registration proves itself to Entra: `secret` (BC_CLIENT_SECRET or BC_CLIENT_CERTIFICATE_PATH) or
+    # `federated`: a user-assigned managed identity's token for api://AzureADTokenExchange is the client assertion,
+    # no secret exists (reference (d); learn.microsoft.com/entra/workload-id/
+    # workload-identity-federation-config-app-trust-managed-identity).
+    credential: Literal["secret", "federated"] = Field(default="secret", alias="BC_CREDENTIAL")
+    # `federated`: that identity's client id; unset, the app's own user-assigned identity (JobsStorage__clientId).
+    managed_identity_client_id: str | None = Field(default=None, alias="BC_MANAGED_IDENTITY_CLIENT_ID")
     # How the app authenticates to Key Vault: managed_identity (Azure; the user-assigned identity named by
     # JobsStorage__clientId, else the system identity) or client_secret (the BC app registration, used
-    # against the local sandbox). Unset: client_secret when LOCAL_CA_BUNDLE is set, else managed_identity.
+    # against the local sandbox). Unset: client_secret when LOCAL_CA_BUNDLE is set and BC_CREDENTIAL is secret,
+    # else managed_identity (`vault_credential`).
     key_vault_credential: Literal["managed_identity", "client_secret"] | None = Field(
         default=None, alias="KEY_VAULT_CREDENTIAL"
     )
@@ -219,6 +227,25 @@ class Settings(_Group):
     local: LocalSettings
     changes: ChangeSettings = ChangeSettings()
 
+    @property
+    def federated(self) -> bool:
+        """Whether the settings' app registration authenticates with a federated credential (BC_CREDENTIAL)."""
+        return self.auth.credential == "federated"
+
+    @property
+    def federated_identity_client_id(self) -> str | None:
+        """The user-assigned identity whose token is the federated assertion: BC_MANAGED_IDENTITY_CLIENT_ID, else
+        the app's own (JobsStorage__clientId, the identity infra/app/identity.bicep creates and attaches)."""
+        return self.auth.managed_identity_client_id or self.storage.managed_identity_client_id
+
+    @property
+    def vault_credential(self) -> Literal["managed_identity", "client_secret"]:
+        """KEY_VAULT_CREDENTIAL, else client_secret locally with a secret (the sandbox), else managed_identity: a
+        federated deployment has no secret to open the vault with."""
+        if self.auth.key_vault_credential:
+            return self.auth.key_vault_credential
+        return "client_secret" if self.local.ca_bundle and not self.federated else "managed_identity"
+
 
 _GROUPS: dict[str, type[_Group]] = {
     "storage": StorageSettings,
@@ -243,6 +270,7 @@ _FIXES = {
     RECONCILE_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_RECONCILE_SCHEDULE}'",
     RETENTION_SCHEDULE_SETTING: f"set a 6-field NCRONTAB expression (UTC, seconds first), or remove it for the default '{DEFAULT_RETENTION_SCHEDULE}'",
     "KEY_VAULT_CREDENTIAL": "set it to managed_identity or client_secret, or remove it",
+    "BC_CREDENTIAL": "set it to secret (BC_CLIENT_SECRET or a certificate) or federated (a managed identity)",
     "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "set it to true (Azure) or false (the local sandbox only)",
 }
 

@@ -15,6 +15,7 @@ from shared.auth import (
 )
 from shared.auth.scheduled import RunOutcome, refresh_every_connection
 from shared.connections import Connection
+from shared.connections.connection import Credential, Identity
 
 CLIENT = "11111111-2222-3333-4444-555555555555"
 
@@ -37,7 +38,7 @@ async def test_one_connections_refused_credentials_or_store_trouble_do_not_stop_
     }
     refreshed: list[str] = []
 
-    async def refresh_one(c: Connection) -> ScheduledOutcome:
+    async def refresh_one(c: Connection, identity: Identity) -> ScheduledOutcome:
         if c.name in failures:
             raise failures[c.name]
         refreshed.append(c.name)
@@ -63,7 +64,7 @@ async def test_one_connections_refused_credentials_or_store_trouble_do_not_stop_
 async def test_disabled_connections_are_not_refreshed() -> None:
     seen: list[str] = []
 
-    async def refresh_one(c: Connection) -> ScheduledOutcome:
+    async def refresh_one(c: Connection, identity: Identity) -> ScheduledOutcome:
         seen.append(c.name)
         return ScheduledOutcome.NOT_DUE
 
@@ -82,7 +83,7 @@ async def test_at_most_the_concurrency_bound_refresh_at_once() -> None:
     full = asyncio.Event()
     release = asyncio.Event()
 
-    async def refresh_one(c: Connection) -> ScheduledOutcome:
+    async def refresh_one(c: Connection, identity: Identity) -> ScheduledOutcome:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
@@ -104,3 +105,43 @@ async def test_at_most_the_concurrency_bound_refresh_at_once() -> None:
 
     assert most == 3
     assert summary.counts == {"refreshed": 20}
+
+
+async def test_every_identity_of_a_pool_is_refreshed_and_one_refusal_stays_its_own() -> None:
+    """The primary identity under the connection's name, the others as `{connection}--{identity}`; a federated
+    identity's refusal is its own outcome and the primary one is refreshed anyway."""
+    pooled = connection("pooled").model_copy(
+        update={
+            "identities": (
+                Identity(name="two", client_id="22222222-2222-3333-4444-555555555555"),
+                Identity(
+                    name="fed",
+                    client_id="33333333-2222-3333-4444-555555555555",
+                    credential=Credential.FEDERATED,
+                    managed_identity_client_id="44444444-2222-3333-4444-555555555555",
+                ),
+            )
+        }
+    )
+    seen: list[tuple[str, str]] = []
+
+    async def refresh_one(c: Connection, identity: Identity) -> ScheduledOutcome:
+        seen.append((c.name, identity.name))
+        if identity.name == "fed":
+            raise CredentialsRejectedError("Entra refused the federated credential (AADSTS70021)")
+        return ScheduledOutcome.REFRESHED
+
+    summary = await refresh_every_connection([pooled, connection("single")], refresh_one)
+
+    assert sorted(seen) == [
+        ("pooled", "fed"),
+        ("pooled", "primary"),
+        ("pooled", "two"),
+        ("single", "primary"),
+    ]
+    assert summary.outcomes == {
+        "pooled": RunOutcome.REFRESHED,
+        "pooled--two": RunOutcome.REFRESHED,
+        "pooled--fed": RunOutcome.ADMIN_NEEDED,
+        "single": RunOutcome.REFRESHED,
+    }

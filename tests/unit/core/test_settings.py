@@ -166,7 +166,8 @@ def without(values: dict[str, str], *names: str) -> dict[str, str]:
         (
             {"BC_CLIENT_SECRET": ""},
             "BC_CLIENT_SECRET is not set (nor BC_CLIENT_CERTIFICATE_PATH): set the app registration's client "
-            "secret (in Azure a Key Vault reference) or a certificate path",
+            "secret (in Azure a Key Vault reference) or a certificate path, or BC_CREDENTIAL=federated with a "
+            "user-assigned managed identity (docs/operations.md, federation)",
         ),
         (
             {"JobsStorage": ""},
