@@ -40,6 +40,10 @@ param bcEnvironment string = 'production'
 @description('client_credentials (S2S, recommended for unattended integrations) or delegated (admin signs in once).')
 param bcAuthMode string = 'client_credentials'
 
+@allowed(['secret', 'federated'])
+@description('BC_CREDENTIAL: secret (a client secret in Key Vault, bc-client-secret) or federated (the app\'s user-assigned identity as a federated credential of the app registration: no secret; create the credential with the command in docs/operations.md).')
+param bcCredential string = 'secret'
+
 @description('BC_COMPANY_NAME: the company jobs work in when they name none. Empty: the environment\'s only company.')
 param bcCompanyName string = ''
 
@@ -148,6 +152,7 @@ module function 'app/function.bicep' = {
     bcClientId: bcClientId
     bcEnvironment: bcEnvironment
     bcAuthMode: bcAuthMode
+    bcCredential: bcCredential
     bcCompanyName: bcCompanyName
     bcMaxInFlight: bcMaxInFlight
     maximumInstanceCount: maximumInstanceCount
@@ -184,4 +189,8 @@ output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connect
 output BC_STATUS_PAGE string = 'https://${function.outputs.defaultHostName}/api/status'
 // Delegated mode: the redirect URI to register on the app registration (Authentication → Web); it exists only now.
 output BC_REDIRECT_URI string = 'https://${function.outputs.defaultHostName}/api/auth/callback'
+// BC_CREDENTIAL=federated: the federated credential to create on the BC app registration (docs/operations.md, federation):
+// issuer = the identity's tenant's v2.0 issuer, subject = the identity's principal (object) id.
+output BC_FEDERATED_CREDENTIAL_ISSUER string = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+output BC_FEDERATED_CREDENTIAL_SUBJECT string = identity.outputs.principalId
 output BC_WORKBOOK_ID string = monitoring.outputs.workbookId

@@ -60,6 +60,9 @@ class LocalResources:
     table_prefix: str
     results_queue: str = "bc-results"
     max_in_flight: str = "5"
+    # infra's bcCredential: `federated` deploys no secret (the sandbox's app registration then has none either:
+    # `--federated-app 0`, SandboxConfig(secretless_apps=(0,), federated_credentials=...)).
+    credential: str = "secret"
 
 
 def _accessor_path(value: Mapping[str, Any]) -> str:
@@ -71,6 +74,13 @@ def _accessor_path(value: Mapping[str, Any]) -> str:
 
 def _resolve(value: Any, names: Mapping[str, str]) -> str:
     """A Bicep value with the module's parameters and resource properties replaced by the local world's."""
+    if (
+        isinstance(value, dict) and value.get("operator", {}).get("type") == "conditional"
+    ):  # (p == 'x') ? a : b
+        operands = value["operator"]["operands"]
+        compared = operands["condition"]["operator"]["operands"]
+        chosen = names[compared["operand_1"]] == compared["operand_2"]
+        return _resolve(operands["true_value" if chosen else "false_value"], names)
     if isinstance(value, dict) and "function" in value:  # string(param)
         return names[value["function"]["parameters"]["value_to_convert"]]
     if isinstance(value, dict):
@@ -94,6 +104,7 @@ def _names(world: LocalResources) -> dict[str, str]:
         "keyVaultUri": env["KEY_VAULT_URL"],
         "keyVaultName": "sandbox",
         "bcAuthMode": "client_credentials",
+        "bcCredential": world.credential,
         "bcTenantId": env["BC_TENANT_ID"],
         "bcClientId": env["BC_CLIENT_ID"],
         "site.properties.defaultHostName": world.host_name,
@@ -110,10 +121,11 @@ def production_settings(world: LocalResources) -> dict[str, str]:
     """infra's app settings resolved against the local world, plus LOCAL_ADDITIONS, with LOCAL_CHANGES."""
     settings = {name: _resolve(value, _names(world)) for name, value in infra_app_settings().items()}
     # The platform resolves the Key Vault reference before the app starts; devhost does not, so the value here is
-    # what the reference names in the sandbox: the app registration's secret.
-    if not settings["BC_CLIENT_SECRET"].startswith("@Microsoft.KeyVault("):
-        raise ValueError("BC_CLIENT_SECRET in function.bicep is no longer a Key Vault reference")
-    settings["BC_CLIENT_SECRET"] = world.sandbox_env["BC_CLIENT_SECRET"]
+    # what the reference names in the sandbox: the app registration's secret. Federated: empty, as infra deploys it.
+    if world.credential != "federated":
+        if not settings["BC_CLIENT_SECRET"].startswith("@Microsoft.KeyVault("):
+            raise ValueError("BC_CLIENT_SECRET in function.bicep is no longer a Key Vault reference")
+        settings["BC_CLIENT_SECRET"] = world.sandbox_env["BC_CLIENT_SECRET"]
     local = {key: world.sandbox_env[key] for key in sorted(LOCAL_ADDITIONS)}
     return {**settings, **LOCAL_CHANGES, **local}
 

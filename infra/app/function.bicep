@@ -15,6 +15,10 @@ param bcTenantId string
 param bcClientId string
 param bcEnvironment string
 param bcAuthMode string
+
+@allowed(['secret', 'federated'])
+@description('BC_CREDENTIAL: secret (Key Vault secret bc-client-secret) or federated (no secret: the identity above is a federated credential of the BC app registration; docs/operations.md).')
+param bcCredential string
 param bcCompanyName string
 param tablePrefix string
 param resultsQueueName string
@@ -129,8 +133,11 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     BC_CONNECTION_NAME: 'default'
     BC_TENANT_ID: bcTenantId
     BC_CLIENT_ID: bcClientId
-    // Static secret: an app-setting reference is fine (re-read every 24 h). The token set is read at runtime.
-    BC_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=bc-client-secret)'
+    // secret: a Key Vault reference (re-read every 24 h). federated: the app's user-assigned identity (JobsStorage__clientId;
+    // BC_MANAGED_IDENTITY_CLIENT_ID falls back to it) presents its token for api://AzureADTokenExchange as the client
+    // assertion, and there is no secret anywhere: the empty value counts as unset (shared/settings/model.py).
+    BC_CREDENTIAL: bcCredential
+    BC_CLIENT_SECRET: (bcCredential == 'federated') ? '' : '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=bc-client-secret)'
     BC_REDIRECT_URI: 'https://${site.properties.defaultHostName}/api/auth/callback'
     BC_TOKEN_REFRESH_SCHEDULE: '0 0 * * * *'
     BC_REAUTH_WEBHOOK_URL: bcReauthWebhookUrl

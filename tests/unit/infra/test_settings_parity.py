@@ -45,6 +45,8 @@ DEFAULTED_IN_AZURE = {
     "JobsStorage": "a connection string carries the account key; Azure uses JobsStorage__*ServiceUri + identity",
     "BC_CLIENT_CERTIFICATE_PATH": "the secret (a Key Vault reference) is used; a certificate is the documented option",
     "BC_CLIENT_CERTIFICATE_PASSWORD": "only with a certificate",
+    "BC_MANAGED_IDENTITY_CLIENT_ID": "BC_CREDENTIAL=federated uses the app's own identity, JobsStorage__clientId, its "
+    "fallback: the identity infra attaches and whose principal id the federated credential names",
     "BC_AUTHORITY_HOST": "the public cloud's Entra endpoint is the default",
     "BC_SCOPE": "BC online's scope is the default",
     "BC_API_BASE_URL": "BC online's API host is the default",

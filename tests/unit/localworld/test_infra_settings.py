@@ -3,6 +3,8 @@ through the managed identity, the local world's differences declared, no connect
 
 from __future__ import annotations
 
+import dataclasses
+
 from localworld.infra_settings import (
     LOCAL_ADDITIONS,
     LOCAL_CHANGES,
@@ -51,6 +53,16 @@ def test_the_local_run_gets_every_setting_infra_deploys_and_only_the_declared_ad
     assert settings["BC_REDIRECT_URI"] == "https://127.0.0.1:3/api/auth/callback"
     assert all(settings[name] == value for name, value in LOCAL_CHANGES.items())
     assert connection_strings(settings) == []
+
+
+def test_a_federated_local_run_has_no_client_secret_and_names_the_credential() -> None:
+    """bcCredential federated: BC_CLIENT_SECRET is deployed empty (no Key Vault reference to resolve), and the app
+    settings name the credential."""
+    values = {key: value for key, value in ENV.items() if key != "BC_CLIENT_SECRET"}
+    settings = production_settings(dataclasses.replace(WORLD, sandbox_env=values, credential="federated"))
+    assert settings["BC_CREDENTIAL"] == "federated"
+    assert settings["BC_CLIENT_SECRET"] == ""
+    assert production_settings(WORLD)["BC_CREDENTIAL"] == "secret"
 
 
 def test_a_connection_string_or_key_is_found_by_name_or_value() -> None:
