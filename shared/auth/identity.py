@@ -30,17 +30,17 @@ _APP_REJECTED = frozenset(
 # 700212 / 700213), it has expired (700024), its signature does not validate (700027). Keyed on `error_codes`, a
 # field of the protocol's answer: the `error` value alone (invalid_request for 70021) would pass for transient.
 _FEDERATION_CODES = {
-    70021: "no federated credential on the app registration matches the managed identity's token",
-    700211: "the app registration's federated credential names another issuer",
-    700212: "the app registration's federated credential names another audience",
-    700213: "the app registration's federated credential names another subject",
-    700024: "the managed identity's token had expired when Entra read it (check the host's clock)",
-    700027: "the managed identity's token did not validate",
+    70021: "no record matches the identity's token",
+    700211: "the record's issuer differs",
+    700212: "the record's audience differs",
+    700213: "the record's subject differs",
+    700024: "the identity's token expired (clock?)",
+    700027: "the identity's token did not validate",
 }
+# Short enough that the whole message fits the status page's 300 characters (shared/auth/health.py).
 FEDERATION_FIX = (
-    "the app registration's federated credential must have issuer https://login.microsoftonline.com/{tenant}/v2.0 "
-    "(the identity's tenant, the app's home tenant), subject = the user-assigned identity's principal (object) id, "
-    "audience api://AzureADTokenExchange: `az ad app federated-credential create` (docs/operations.md, federation)"
+    "its record needs issuer https://login.microsoftonline.com/{tenant}/v2.0, subject = the identity's principal "
+    "id, audience api://AzureADTokenExchange (az ad app federated-credential create)"
 )
 
 
@@ -85,7 +85,7 @@ def _federation_refusal(codes: Sequence[int], label: str) -> CredentialsRejected
     if reason is None:
         return None
     return CredentialsRejectedError(
-        f"Entra refused the federated credential ({label}): {reason}; {FEDERATION_FIX}, then POST /api/auth/refresh",
+        f"Entra refused the federated credential ({label}): {reason}; {FEDERATION_FIX}",
         error_code=label,
     )
 

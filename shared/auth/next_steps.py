@@ -14,6 +14,11 @@ DEGRADED_NEXT_STEP = (
 )
 
 _REFRESH = "POST /api/auth/refresh (function key)"
+# A federated identity's record on the app registration (reference (d); docs/operations.md, federation).
+_FEDERATED = (
+    "issuer, subject = the managed identity's principal id, audience api://AzureADTokenExchange: "
+    "`az ad app federated-credential create`, docs/operations.md"
+)
 _NEXT_STEPS: dict[AuthMode, dict[Health, str]] = {
     AuthMode.DELEGATED: {
         Health.NOT_AUTHORIZED: "open /api/auth/login (function key) and sign in as the BC integration user",
@@ -30,8 +35,9 @@ _NEXT_STEPS: dict[AuthMode, dict[Health, str]] = {
             f"grant admin consent to the app registration's Business Central API permission, then {_REFRESH}"
         ),
         Health.CREDENTIALS_REJECTED: (
-            "fix the app registration's secret/certificate (BC_CLIENT_SECRET, BC_CLIENT_CERTIFICATE_PATH), its "
-            f"Business Central API permission or its consent, then {_REFRESH}"
+            "fix the app registration's secret/certificate (BC_CLIENT_SECRET, BC_CLIENT_CERTIFICATE_PATH) or, with "
+            f"BC_CREDENTIAL=federated, its federated credential ({_FEDERATED}), its Business Central API permission "
+            f"or its consent, then {_REFRESH}"
         ),
     },
 }
@@ -56,6 +62,6 @@ def _registered_step(health: Health, mode: AuthMode, name: str) -> str:
         return f"open /api/connections/{name}/sign-in (function key) and sign in as the connection's BC user"
     return (
         f"run its check, POST /api/connections/{name}/check (function key) or `bcjobs connections check {name}`: "
-        f"it names the fix (admin consent: GET /api/connections/{name}/consent; the client secret; the app's "
-        "Microsoft Entra Applications card) and gets a new token once it passes"
+        f"it names the fix (admin consent: GET /api/connections/{name}/consent; the client secret, or the federated "
+        f"credential's {_FEDERATED}; the app's Microsoft Entra Applications card) and gets a new token once it passes"
     )

@@ -87,6 +87,7 @@ def federated_app(
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=60)
+        federated_sandbox.reset()  # records, vault and counters as the config made them, for the next test
         assert process.returncode == 0, stderr[-3000:]
 
 
@@ -132,3 +133,23 @@ def test_a_federated_connection_runs_s2s_jobs_with_no_client_secret_anywhere(
     # Key Vault: only the token set, written and read as the managed identity (no client secret stored there).
     assert all(name.startswith(SECRET_PREFIX) for name in sandbox.vault.names())
     assert set(sandbox.vault.callers) == {sandbox.managed_identity_client_id}
+
+
+def test_a_removed_federated_record_is_refused_naming_the_record_to_fix(
+    federated_app: tuple[str, str, dict[str, str]], federated_sandbox: Sandbox
+) -> None:
+    """The app registration no longer trusts the identity: Entra's AADSTS70021 becomes credentials_rejected on the
+    status, whose message and next step name the federated credential's fields and the az command."""
+    sandbox = federated_sandbox
+    base_url, key, _ = federated_app
+    headers = {"x-functions-key": key}
+    record = sandbox.entra.federated_credentials(sandbox.directory.primary.client_id)[0]
+    sandbox.entra.remove_federated_credential(sandbox.directory.primary.client_id, record.name)
+    answer = httpx.post(f"{base_url}/api/auth/refresh", headers=headers, timeout=30)
+    status = httpx.get(f"{base_url}/api/auth/status", headers=headers, timeout=30).json()
+    assert answer.status_code >= 400, answer.text
+    assert status["health"] == "credentials_rejected"
+    assert status["last_error_code"] == "invalid_request/AADSTS70021"
+    for fix in ("subject", "api://AzureADTokenExchange", "az ad app federated-credential create"):
+        assert fix in status["last_error_message"]
+    assert "federated credential" in status["next_step"]

@@ -89,10 +89,10 @@ def test_msal_gets_the_assertion_as_a_callable_before_any_secret_or_certificate(
 @pytest.mark.parametrize(
     ("error", "code", "says"),
     [
-        ("invalid_request", 70021, "no federated credential"),
-        ("invalid_client", 700211, "another issuer"),
-        ("invalid_client", 700212, "another audience"),
-        ("invalid_client", 700213, "another subject"),
+        ("invalid_request", 70021, "no record matches"),
+        ("invalid_client", 700211, "issuer differs"),
+        ("invalid_client", 700212, "audience differs"),
+        ("invalid_client", 700213, "subject differs"),
         ("invalid_client", 700024, "expired"),
     ],
 )
