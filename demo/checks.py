@@ -171,6 +171,8 @@ def logs_and_records_hold_no_secret(context: DemoContext) -> str:
 
 
 MANAGED_IDENTITY_RESOURCES = {"https://storage.azure.com", "https://vault.azure.net"}
+# Federated: the identity's token for the token exchange, the app registration's client assertion (reference (d)).
+EXCHANGE_RESOURCE = "api://AzureADTokenExchange"
 
 
 def the_workers_used_the_deployed_credentials(context: DemoContext) -> str:
@@ -184,16 +186,33 @@ def the_workers_used_the_deployed_credentials(context: DemoContext) -> str:
     env = context.sandbox_env
     seen = f"Key Vault callers {callers}, managed-identity tokens {tokens}"
     if context.options.mode == "s2s":
-        identity = env["SANDBOX_MANAGED_IDENTITY_CLIENT_ID"]
-        if set(callers) != {identity} or set(tokens) != MANAGED_IDENTITY_RESOURCES:
-            raise DemoError(
-                f"expected only the managed identity {identity} for storage and Key Vault: {seen}"
-            )
-        return (
-            f"Key Vault: {callers[identity]} requests, all as the managed identity {identity}; its endpoint "
-            f"issued {tokens['https://storage.azure.com']} storage and {tokens['https://vault.azure.net']} "
-            "Key Vault tokens"
-        )
+        return _managed_identity_only(context, callers, tokens, seen)
     if set(callers) - {env["BC_CLIENT_ID"]} or tokens:
         raise DemoError(f"expected the app registration only, no managed identity: {seen}")
     return f"Key Vault: {sum(callers.values())} requests as the app registration (client secret); no managed identity"
+
+
+def _managed_identity_only(
+    context: DemoContext, callers: dict[str, int], tokens: dict[str, int], seen: str
+) -> str:
+    """S2S: only the site's managed identity reached Key Vault and got tokens (federated: also the exchange token,
+    and no client secret in the workers' settings or on the sandbox's app registration)."""
+    identity = context.sandbox_env["SANDBOX_MANAGED_IDENTITY_CLIENT_ID"]
+    federated = context.options.credential == "federated"
+    expected = MANAGED_IDENTITY_RESOURCES | ({EXCHANGE_RESOURCE} if federated else set())
+    if set(callers) != {identity} or set(tokens) != expected:
+        raise DemoError(f"expected only the managed identity {identity} for {sorted(expected)}: {seen}")
+    line = (
+        f"Key Vault: {callers[identity]} requests, all as the managed identity {identity}; its endpoint "
+        f"issued {tokens['https://storage.azure.com']} storage and {tokens['https://vault.azure.net']} Key Vault tokens"
+    )
+    if not federated:
+        return line
+    if context.app_environment.get("BC_CLIENT_SECRET") or "BC_CLIENT_SECRET" in context.sandbox_env:
+        raise DemoError(
+            "federated, yet a client secret is in the workers' settings or on the app registration"
+        )
+    return (
+        f"{line} and {tokens[EXCHANGE_RESOURCE]} exchange token(s) for the federated credential; no client secret "
+        "in the settings, Key Vault or the sandbox's app registration"
+    )

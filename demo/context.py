@@ -32,6 +32,9 @@ class DemoOptions:
     jobs: int = 300  # distinct jobs sent through the app client (duplicates and invalid messages come on top)
     workers: int = 2  # devhost processes running function_app.py
     mode: Literal["delegated", "s2s"] = "delegated"
+    # S2S only: `federated` deploys no client secret; the sandbox's app registration has none either and trusts the
+    # site's user-assigned identity as its federated credential (docs/operations.md, "No secret").
+    credential: Literal["secret", "federated"] = "secret"
     seed: int = 1
     timeout_seconds: float = 150.0  # for every job to reach a terminal state once sent
     progress: bool = True  # live progress bar (only on a terminal)
@@ -57,6 +60,7 @@ class DemoOptions:
             str(self.bc_latency_ms),
             "--bc-latency-jitter-ms",
             str(self.bc_latency_jitter_ms),
+            *(["--federated-app", "0"] if self.credential == "federated" else []),
         ]
 
     def fault_rates(self) -> dict[str, Any]:

@@ -166,6 +166,7 @@ def _infra_settings(context: DemoContext, pool: InstancePool, proxies: tuple[Cou
         host_name=f"127.0.0.1:{pool.reserve_ports()[0]}",
         table_prefix=TABLE_PREFIX,
         results_queue=RESULTS_QUEUE,
+        credential=context.options.credential,
     )
     pool.settings = {**production_settings(world), **FAST_RETRIES}
     pool.platform = platform_environment(context.sandbox_env)
@@ -177,7 +178,7 @@ def _infra_settings(context: DemoContext, pool: InstancePool, proxies: tuple[Cou
     return (
         f"\n      S2S with the {len(infra_app_settings())} app settings infra/app/function.bicep deploys: "
         "JobsStorage__* and AzureWebJobsStorage__* identity-based (managedidentity, clientId), Key Vault as the "
-        f"managed identity\n      added: {', '.join(sorted(LOCAL_ADDITIONS))}; changed: {', '.join(changed)}"
+        f"managed identity, BC_CREDENTIAL={context.options.credential}\n      added: {', '.join(sorted(LOCAL_ADDITIONS))}; changed: {', '.join(changed)}"
         f"\n      platform: {', '.join(sorted(pool.platform))}; "
         "no connection string or account key anywhere in the workers' environment"
     )
@@ -350,6 +351,13 @@ def parse_args(argv: Sequence[str]) -> DemoOptions:
         help="delegated: the admin signs in; s2s: client credentials (or DEMO_MODE=s2s)",
     )
     parser.add_argument(
+        "--credential",
+        choices=["secret", "federated"],
+        default=os.environ.get("DEMO_CREDENTIAL", defaults.credential),
+        help="s2s: the app registration's client secret, or federated: no secret anywhere, the managed identity's "
+        "token is the assertion (or DEMO_CREDENTIAL=federated)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=defaults.timeout_seconds,
@@ -366,10 +374,13 @@ def parse_args(argv: Sequence[str]) -> DemoOptions:
     args = parser.parse_args(argv)
     if args.jobs < 30:
         parser.error("--jobs must be at least 30")
+    if args.credential == "federated" and args.mode != "s2s":
+        parser.error("--credential federated needs --mode s2s (client credentials)")
     return DemoOptions(
         jobs=args.jobs,
         workers=args.workers,
         mode=args.mode,
+        credential=args.credential,
         timeout_seconds=args.timeout,
         seed=args.seed,
         progress=not args.no_progress,

@@ -54,15 +54,34 @@ class BcReader:
         if not self._token:
             env = self._env
             url = f"{env['BC_AUTHORITY_HOST'].rstrip('/')}/{self._place.tenant}/oauth2/v2.0/token"
-            form = {
-                "grant_type": "client_credentials",
-                "client_id": env["BC_CLIENT_ID"],
-                "client_secret": env["BC_CLIENT_SECRET"],
-                "scope": BC_SCOPE,
-            }
-            answer = self._request("POST", url, data=form)
+            form = {"grant_type": "client_credentials", "client_id": env["BC_CLIENT_ID"], "scope": BC_SCOPE}
+            answer = self._request("POST", url, data={**form, **self._credential()})
             self._token = str(answer["access_token"])
         return self._token
+
+    def _credential(self) -> dict[str, str]:
+        """The app's secret; a secretless (federated) app's: the managed identity's exchange token as the client
+        assertion, from the sandbox's managed-identity endpoint (learn.microsoft.com/entra/identity-platform/
+        v2-oauth2-client-creds-grant-flow, "third case"; sandbox/README.md, federated credentials)."""
+        env = self._env
+        if env.get("BC_CLIENT_SECRET"):
+            return {"client_secret": env["BC_CLIENT_SECRET"]}
+        query = {
+            "resource": "api://AzureADTokenExchange",
+            "api-version": "2019-08-01",
+            "client_id": env["SANDBOX_MANAGED_IDENTITY_CLIENT_ID"],
+        }
+        answer = self._http.get(
+            env["SANDBOX_IDENTITY_ENDPOINT"],
+            params=query,
+            headers={"X-IDENTITY-HEADER": env["SANDBOX_IDENTITY_HEADER"]},
+        )
+        if answer.status_code != 200:
+            raise WorldError(f"the managed-identity endpoint answered {answer.status_code}")
+        return {
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": str(answer.json()["access_token"]),
+        }
 
     def records(self, entity_set: str) -> list[dict[str, Any]]:
         """Every record of the set (all pages)."""

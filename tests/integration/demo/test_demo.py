@@ -8,7 +8,7 @@ import json
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from azure.storage.queue import QueueClient
@@ -69,10 +69,14 @@ def test_demo_runs_the_workload_under_faults_and_checks_its_own_outcome() -> Non
     assert figures["connections"]["default"]["jobs"] == 65
 
 
-def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys() -> None:
+@pytest.mark.parametrize("credential", ["secret", "federated"])
+def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys(
+    credential: Literal["secret", "federated"],
+) -> None:
     """S2S, without the main run (seconds): the workers get exactly infra's app settings and no connection string,
     discovery jobs run on the queue trigger through the counting TLS proxies, a second connection (the customer
-    tenant's environment) runs jobs too, and only the managed identity reached Key Vault and got storage tokens."""
+    tenant's environment) runs jobs too, and only the managed identity reached Key Vault and got storage tokens.
+    Federated (DEMO_CREDENTIAL=federated): no client secret anywhere, the identity's exchange token instead."""
     seen: dict[str, Any] = {}
 
     def look(context: DemoContext) -> str:
@@ -92,7 +96,11 @@ def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys() -> None:
     ]  # fmt: skip
     transcript: list[str] = []
 
-    code = run(steps, out=transcript.append, options=DemoOptions(mode="s2s", workers=1, progress=False))
+    code = run(
+        steps,
+        out=transcript.append,
+        options=DemoOptions(mode="s2s", credential=credential, workers=1, progress=False),
+    )
 
     text = "\n".join(transcript)
     jwt_in_transcript = "eyJ" in text
@@ -102,6 +110,8 @@ def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys() -> None:
     assert "no connection string or account key anywhere in the workers' environment" in text
     assert "all as the managed identity" in text
     assert "6 creates on 'customer' succeeded" in text  # client credentials in the customer tenant, S2S too
+    federated_line = "exchange token(s) for the federated credential; no client secret" in text
+    assert federated_line is (credential == "federated")
     settings, environment = seen["settings"], seen["environment"]
     assert set(settings) == set(infra_app_settings()) | LOCAL_ADDITIONS
     assert connection_strings(environment) == []
