@@ -3,6 +3,11 @@ presents the identity's exchange token as the assertion; each way Entra or the h
 
 from __future__ import annotations
 
+import asyncio
+import re
+import ssl
+
+import httpx
 import pytest
 from azure.identity import ManagedIdentityCredential
 
@@ -91,3 +96,29 @@ async def test_an_identity_the_site_does_not_have_is_named_before_entra_is_asked
         await assertion.close()
     assert refused.value.error_code == "managed_identity_unavailable"
     assert site.entra.token_calls.get("client_credentials", 0) == 0
+
+
+async def test_a_delegated_sign_in_and_its_refresh_need_no_secret_either(site: Sandbox) -> None:
+    """The same assertion redeems the authorization code and then the refresh token (reference (d), D1: a federated
+    credential also serves the confidential client's user flows), so delegated connections need no secret."""
+    trust(site, site.directory.identities[0].principal_id)
+    provider, assertion = identity(site, site.managed_identity_client_id)
+    try:
+        start = await provider.start_sign_in("http://127.0.0.1:7071/api/auth/callback")
+        page = await asyncio.to_thread(_authorize, start.auth_uri, site.env["LOCAL_CA_BUNDLE"])
+        grant = await provider.finish_sign_in(start.flow, page)
+        assert grant.refresh_token
+        renewed = await provider.redeem_refresh_token(grant.refresh_token)
+    finally:
+        await provider.close()
+        await assertion.close()
+    assert renewed.refresh_token
+    assert renewed.refresh_token != grant.refresh_token  # Entra rotates it
+    assert site.entra.token_calls["authorization_code"] == site.entra.token_calls["refresh_token"] == 1
+
+
+def _authorize(url: str, ca_bundle: str) -> dict[str, str]:
+    """The sandbox signs its test user in and answers the form_post page: its hidden fields (code, state)."""
+    page = httpx.get(url, verify=ssl.create_default_context(cafile=ca_bundle), timeout=30)
+    assert page.status_code == 200, page.text[:300]
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
