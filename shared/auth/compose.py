@@ -275,8 +275,11 @@ def _assertion(
     known = shared.assertions.get(client_id)
     if known is None:
         # The sync credential: MSAL calls the assertion on its worker thread (shared.auth.federated).
-        source = SyncManagedIdentityCredential(client_id=client_id, **sdk_options(shared.settings.local))
-        known = shared.assertions[client_id] = ManagedIdentityAssertion(source, client_id)
+        options = sdk_options(shared.settings.local)
+        known = ManagedIdentityAssertion(
+            lambda: SyncManagedIdentityCredential(client_id=client_id, **options), client_id
+        )
+        shared.assertions[client_id] = known
         closers.append(known.close)
     return known
 

@@ -44,12 +44,19 @@ class ManagedIdentitySource(Protocol):
 class ManagedIdentityAssertion:
     """MSAL's `client_assertion` callable: the identity's exchange token, cached until shortly before it expires.
 
-    Thread-safe: MSAL calls may run on several worker threads at once; one fetch serves them all."""
+    Thread-safe: MSAL calls may run on several worker threads at once; one fetch serves them all. `make_source`
+    builds the credential; `renew` builds a new one, since azure-identity's own cache would hand back the token
+    Entra just refused."""
 
     def __init__(
-        self, source: ManagedIdentitySource, client_id: str, now: Callable[[], float] = time.time
+        self,
+        make_source: Callable[[], ManagedIdentitySource],
+        client_id: str,
+        now: Callable[[], float] = time.time,
     ) -> None:
-        self._source = source
+        self._make_source = make_source
+        self._source = make_source()
+        self._stale: list[ManagedIdentitySource] = []
         self.client_id = client_id
         self._now = now
         self._token: AccessToken | None = None
@@ -63,9 +70,18 @@ class ManagedIdentityAssertion:
                 token = self._token = self._fetch()
             return token.token
 
+    def renew(self) -> None:
+        """Forget the kept token (Entra found it expired: clocks disagree): the next call fetches a new one."""
+        with self._lock:
+            self._token = None
+            self._stale.append(self._source)
+            self._source = self._make_source()
+
     async def close(self) -> None:
-        """Close the credential's HTTP session (it is synchronous: in a thread, off the event loop)."""
-        await asyncio.to_thread(self._source.close)
+        """Close the credentials' HTTP sessions (synchronous: in a thread, off the event loop)."""
+        for source in (*self._stale, self._source):
+            await asyncio.to_thread(source.close)
+        self._stale.clear()
 
     def _fetch(self) -> AccessToken:
         """The identity's token; refused (no such identity on this host) or transient (endpoint unreachable)."""

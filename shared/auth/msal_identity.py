@@ -12,11 +12,11 @@ import asyncio
 import functools
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import msal
@@ -40,6 +40,19 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
 # requests' (connect, read) timeouts, the same as every Azure SDK call of the package: without them a hung
 # IdP would hold the refresh lease until it expires.
 HTTP_TIMEOUT = (SDK_OPTIONS["connection_timeout"], SDK_OPTIONS["read_timeout"])
+# "Client assertion is not within its valid time range" (reference (d); sandbox/entra/federation.py).
+ASSERTION_EXPIRED = 700024
+
+
+class ClientAssertion(Protocol):
+    """MSAL's `client_assertion` callable that keeps its value (shared.auth.federated.ManagedIdentityAssertion):
+    `renew` drops the kept one."""
+
+    def __call__(self) -> str: ...
+
+    def renew(self) -> None: ...
+
+
 # Entra omits expires_in only in broken responses; MSAL's own default is 600 s (msal/token_cache.py, MSAL Python).
 _DEFAULT_EXPIRES_IN = 600
 
@@ -64,7 +77,7 @@ class MsalConfig:
     certificate: ClientCertificate | None = None
     ca_bundle: Path | None = None
     # A federated credential: MSAL calls it for each token request's client assertion (shared.auth.federated).
-    assertion: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    assertion: ClientAssertion | None = field(default=None, repr=False, compare=False)
 
     @property
     def authority(self) -> str:
@@ -163,7 +176,10 @@ class MsalIdentity:
 
     def _checked(self, result: dict[str, Any], app_only: bool = False) -> Grant:
         if "error" in result:
-            raise classify(str(result["error"]), result.get("error_codes") or (), app_only=app_only)
+            codes = result.get("error_codes") or ()
+            if ASSERTION_EXPIRED in codes and self._config.assertion is not None:
+                self._config.assertion.renew()  # the next request fetches a new one instead of the stale one
+            raise classify(str(result["error"]), codes, app_only=app_only)
         return self._grant(result)
 
     def _grant(self, result: dict[str, Any]) -> Grant:

@@ -34,7 +34,7 @@ def site(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
 def identity(sandbox: Sandbox, managed: str) -> tuple[MsalIdentity, ManagedIdentityAssertion]:
     """The primary app's provider with the managed identity's token as its only credential (no secret)."""
     settings = load_settings(dict(sandbox.env))
-    assertion = ManagedIdentityAssertion(ManagedIdentityCredential(client_id=managed), managed)
+    assertion = ManagedIdentityAssertion(lambda: ManagedIdentityCredential(client_id=managed), managed)
     config = MsalConfig(
         client_id=sandbox.directory.primary.client_id,
         tenant_id=sandbox.directory.tenant_id,
@@ -122,3 +122,21 @@ def _authorize(url: str, ca_bundle: str) -> dict[str, str]:
     page = httpx.get(url, verify=ssl.create_default_context(cafile=ca_bundle), timeout=30)
     assert page.status_code == 200, page.text[:300]
     return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+
+
+async def test_an_exchange_token_entra_finds_expired_is_renewed_for_the_next_request(site: Sandbox) -> None:
+    """Clocks disagree (the sandbox's moved 9 hours, past the identity's 8-hour token): Entra's AADSTS700024 is
+    named, the kept token is dropped, and the next request presents a new one and gets its app token."""
+    trust(site, site.directory.identities[0].principal_id)
+    provider, assertion = identity(site, site.managed_identity_client_id)
+    try:
+        await provider.acquire_for_client()
+        site.clock.advance(9 * 3600)
+        with pytest.raises(CredentialsRejectedError, match="AADSTS700024"):
+            await provider.acquire_for_client()
+        renewed = await provider.acquire_for_client()
+    finally:
+        await provider.close()
+        await assertion.close()
+    assert renewed.access_token
+    assert assertion.fetches == 2

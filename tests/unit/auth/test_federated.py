@@ -50,7 +50,7 @@ def test_the_assertion_is_the_exchange_token_kept_until_shortly_before_it_expire
     """One managed-identity request serves every token request until RENEW_BEFORE_SECONDS before expiry."""
     now = [1_000_000.0]
     source = FakeManagedIdentity(now)
-    assertion = ManagedIdentityAssertion(source, MANAGED, now=lambda: now[0])
+    assertion = ManagedIdentityAssertion(lambda: source, MANAGED, now=lambda: now[0])
 
     assert [assertion(), assertion()] == ["mi-token-1", "mi-token-1"]
     now[0] += 3600 - RENEW_BEFORE_SECONDS - 1
@@ -63,11 +63,30 @@ def test_the_assertion_is_the_exchange_token_kept_until_shortly_before_it_expire
     assert source.closed
 
 
+def test_renewing_drops_the_kept_token_and_the_credential_whose_cache_holds_it() -> None:
+    """After Entra found the token expired (AADSTS700024), a new credential fetches a new token; both are closed."""
+    now = [0.0]
+    made: list[FakeManagedIdentity] = []
+
+    def make() -> FakeManagedIdentity:
+        made.append(FakeManagedIdentity(now))
+        return made[-1]
+
+    assertion = ManagedIdentityAssertion(make, MANAGED, now=lambda: now[0])
+    assert assertion() == "mi-token-1"
+    assertion.renew()
+    assert assertion() == "mi-token-1"  # the new credential's first token
+    assert len(made) == 2
+    assert assertion.fetches == 2
+    asyncio.run(assertion.close())
+    assert all(source.closed for source in made)
+
+
 def test_a_missing_identity_is_refused_with_the_fix_and_an_unreachable_endpoint_is_transient() -> None:
     """The endpoint's 400 (no such identity on this host) needs an admin; a connection failure is retried."""
     now = [0.0]
     source = FakeManagedIdentity(now)
-    assertion = ManagedIdentityAssertion(source, MANAGED, now=lambda: now[0])
+    assertion = ManagedIdentityAssertion(lambda: source, MANAGED, now=lambda: now[0])
     source.error = CredentialUnavailableError("400, Unable to load the proper Managed Identity.")
     with pytest.raises(CredentialsRejectedError, match="attach that user-assigned identity") as refused:
         assertion()
@@ -80,7 +99,7 @@ def test_a_missing_identity_is_refused_with_the_fix_and_an_unreachable_endpoint_
 
 def test_msal_gets_the_assertion_as_a_callable_before_any_secret_or_certificate() -> None:
     """client_credential={"client_assertion": callable}: MSAL asks it for a fresh assertion (msal 1.39)."""
-    assertion = ManagedIdentityAssertion(FakeManagedIdentity([0.0]), MANAGED)
+    assertion = ManagedIdentityAssertion(lambda: FakeManagedIdentity([0.0]), MANAGED)
     config = MsalConfig(APP, "tenant", "https://login.microsoftonline.com", "s/.default", assertion=assertion)
     assert config.credential() == {"client_assertion": assertion}
     assert "assertion" not in repr(config)
