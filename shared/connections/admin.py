@@ -31,8 +31,10 @@ from pydantic import ValidationError
 from shared.connections.connection import (
     CONNECTION_NAME_PATTERN,
     IDENTITY_SEPARATOR,
+    PRIMARY_IDENTITY,
     Connection,
     Credential,
+    Identity,
 )
 from shared.connections.errors import ConnectionUnusableError
 from shared.errors import IntegrationError, SettingsError
@@ -54,16 +56,39 @@ _FIXES = {
     "mode": "client_credentials or delegated",
     "clientId": "the app registration's Application (client) ID, a GUID",
     "companyId": "the company's id (GET .../api/v2.0/companies), a GUID",
-    "credential": "settings (the deployment's own app registration) or key_vault_secret",
+    "credential": "settings (the deployment's own app registration), key_vault_secret or federated",
     "secretName": "a Key Vault secret name: 1-127 letters, digits and dashes",
     "secretVersion": "leave it out: PUT with clientSecret sets it",
     "customApis": 'a list like ["contoso/app/v1.0"], or leave it out for any',
+    "managedIdentityClientId": "the user-assigned managed identity's client id (a GUID), with credential federated",
+    "identities": "leave it out to keep the pool; add or replace one with PUT /api/connections/{name}/identities/{identity}",
 }
 
 
-def client_secret_name(name: str) -> str:
-    """The Key Vault secret that holds a connection's client secret when it was sent with PUT."""
-    return f"bc-conn-{name}-secret"
+def client_secret_name(name: str, identity: str | None = None) -> str:
+    """The Key Vault secret that holds a connection's (or one of its identities') client secret sent with PUT.
+
+    An identity's is `bc-conn-{name}--{identity}-secret`: with a single dash, connection `a` identity `b` and
+    connection `a-b` would share `bc-conn-a-b-secret`; `--` is the separator no new connection name holds
+    (shared.auth.compose.auth_name names the identity's token set the same way)."""
+    if identity is None or identity == PRIMARY_IDENTITY:
+        return f"bc-conn-{name}-secret"
+    return f"bc-conn-{name}{IDENTITY_SEPARATOR}{identity}-secret"
+
+
+def token_secret_name(name: str, identity: str | None = None) -> str:
+    """The Key Vault secret of a connection's (or identity's) token set (shared.auth.compose.auth_name)."""
+    if identity is None or identity == PRIMARY_IDENTITY:
+        return f"{TOKEN_SECRET_PREFIX}{name}"
+    return f"{TOKEN_SECRET_PREFIX}{name}{IDENTITY_SEPARATOR}{identity}"
+
+
+def owned_secrets(connection: Connection, identity: Identity) -> tuple[str, ...]:
+    """What the API wrote for one identity and removes with it: its token set, and its client secret when the API
+    stored it (a secret the admin named themselves is theirs)."""
+    ours = client_secret_name(connection.name, identity.name)
+    secret = (ours,) if identity.secret_name == ours else ()
+    return (*secret, token_secret_name(connection.name, identity.name))
 
 
 class VaultUnavailableError(IntegrationError):
@@ -83,6 +108,14 @@ class SecretVault(Protocol):
 
     async def delete(self, name: str) -> None:
         """Soft-delete secret `name`; nothing when it does not exist."""
+        ...
+
+
+class IdentityHealth(Protocol):
+    """An identity's token health (shared.auth: its manager's status, never a token)."""
+
+    async def status(self, connection: Connection, identity: Identity) -> dict[str, object]:
+        """The status's JSON (`health`, `last_error_code`, `next_step`, ...)."""
         ...
 
 
@@ -117,12 +150,13 @@ class ConnectionsAdmin:
     vault: SecretVault
     pending: PendingJobs
     settings_client_id: str | None
+    health: IdentityHealth | None = None  # GET .../identities shows each identity's health when set
 
 
 Admin = Callable[[], Awaitable[ConnectionsAdmin]]
 
 
-class _BadRequestError(IntegrationError):
+class BadRequestError(IntegrationError):
     """A request the routes refuse; `reply` is the answer."""
 
     def __init__(self, reply: Reply) -> None:
@@ -138,7 +172,7 @@ async def list_connections(admin: Admin, *, base_url: str) -> Reply:
     try:
         found = await (await admin()).registry.all()
     except (IntegrationError, SettingsError) as exc:
-        return _unavailable(exc)
+        return unavailable(exc)
     return json_reply(200, {"connections": [connection_body(c, base_url) for c in found]})
 
 
@@ -149,9 +183,9 @@ async def show_connection(admin: Admin, name: str, *, base_url: str) -> Reply:
     try:
         found = await (await admin()).registry.find(name)
     except (IntegrationError, SettingsError) as exc:
-        return _unavailable(exc)
+        return unavailable(exc)
     if found is None:
-        return _not_found(name)
+        return not_found(name)
     return json_reply(200, connection_body(found, base_url))
 
 
@@ -189,18 +223,19 @@ async def put_connection(admin: Admin, name: str, body: bytes, *, base_url: str)
         fields, secret = _put_fields(name, body, services.registry.default)
         existing = await services.registry.find(name)
         _new_name_allowed(name, existing)
-        connection = _validated(name, fields, secret, existing)
-        _check_credential(connection, services.settings_client_id)
+        connection = _validated(name, _pool_fields(name, fields, existing), secret, existing)
+        check_credential(connection, services.settings_client_id)
         if secret is not None:
             version = await services.vault.write(client_secret_name(name), secret, connection=name)
             connection = connection.model_copy(update={"secret_version": version})
         await services.registry.put(connection)
-    except _BadRequestError as bad:
+        await _forget_dropped(services.vault, existing, connection)
+    except BadRequestError as bad:
         return bad.reply
     except (IntegrationError, SettingsError) as exc:
-        return _unavailable(exc)
+        return unavailable(exc)
     created = existing is None
-    _log_change(name, "registered" if created else "replaced", secret is not None)
+    log_change(name, "registered" if created else "replaced", secret is not None)
     headers = {"Location": connection_url(base_url, name)} if created else {}
     return json_reply(201 if created else 200, connection_body(connection, base_url), headers)
 
@@ -208,39 +243,72 @@ async def put_connection(admin: Admin, name: str, body: bytes, *, base_url: str)
 def _put_fields(name: str, body: bytes, default: Connection) -> tuple[dict[str, object], str | None]:
     """The body's fields and its client secret, taken out first; refuses what no PUT may do."""
     if not valid_name(name):
-        raise _BadRequestError(_bad_name())
+        raise BadRequestError(_bad_name())
     if name == default.name:
-        raise _BadRequestError(_error(409, "settings_connection", _settings_owned(name)))
-    fields = _json_object(body)
+        raise BadRequestError(error_reply(409, "settings_connection", settings_owned(name)))
+    fields = json_object(body)
     secret = fields.pop("clientSecret", None)
     if secret is not None and (not isinstance(secret, str) or not 0 < len(secret) <= MAX_SECRET_CHARS):
-        raise _BadRequestError(
-            _invalid([_field("clientSecret", f"a string of 1-{MAX_SECRET_CHARS} characters")])
+        raise BadRequestError(
+            invalid_reply([field_problem("clientSecret", f"a string of 1-{MAX_SECRET_CHARS} characters")])
         )
-    read_only = [_field(key, why) for key, why in _READ_ONLY.items() if key in fields]
+    read_only = [field_problem(key, why) for key, why in _READ_ONLY.items() if key in fields]
     if read_only:
-        raise _BadRequestError(_invalid(read_only))
+        raise BadRequestError(invalid_reply(read_only))
     return fields, secret
+
+
+def _pool_fields(name: str, fields: dict[str, object], existing: Connection | None) -> dict[str, object]:
+    """`identities` left out keeps the pool (a PUT that rotates the connection's secret must not drop it); an
+    identity's clientSecret is refused here: it goes through the identity's own route, to Key Vault."""
+    if "identities" not in fields:
+        pool = existing.identities if existing is not None else ()
+        kept = [identity.model_dump(mode="json", by_alias=True, exclude_none=True) for identity in pool]
+        return {**fields, "identities": kept} if kept else fields
+    listed = fields["identities"]
+    entries = listed if isinstance(listed, list) else []
+    problems = [
+        field_problem(
+            f"identities.{index}.clientSecret",
+            "a client secret is not taken inside the connection",
+            f"send it with PUT /api/connections/{name}/identities/{entry.get('name', '{identity}')} (it goes to Key "
+            "Vault); or `bcjobs connections identities put`",
+        )
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict) and "clientSecret" in entry
+    ]
+    if problems:
+        raise BadRequestError(invalid_reply(problems))
+    return fields
+
+
+async def _forget_dropped(vault: SecretVault, existing: Connection | None, connection: Connection) -> None:
+    """The Key Vault secrets of identities a PUT removed from the pool."""
+    kept = {identity.name for identity in connection.identities}
+    for identity in existing.identities if existing is not None else ():
+        if identity.name not in kept:
+            for secret in owned_secrets(connection, identity):
+                await vault.delete(secret)
 
 
 def _new_name_allowed(name: str, existing: Connection | None) -> None:
     """A new connection's name never holds `--`: it joins a connection and an identity in storage names."""
     if existing is None and IDENTITY_SEPARATOR in name:
         fix = f"a new connection's name may not contain '{IDENTITY_SEPARATOR}' (it separates identity names)"
-        raise _BadRequestError(_invalid([_field("name", fix)]))
+        raise BadRequestError(invalid_reply([field_problem("name", fix)]))
 
 
-def _json_object(body: bytes) -> dict[str, object]:
+def json_object(body: bytes) -> dict[str, object]:
     if len(body) > MAX_BODY_BYTES:
-        raise _BadRequestError(
-            _error(413, "body_too_large", f"a connection is at most {MAX_BODY_BYTES} bytes")
+        raise BadRequestError(
+            error_reply(413, "body_too_large", f"a connection is at most {MAX_BODY_BYTES} bytes")
         )
     try:
         value = json.loads(body or b"null")
     except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict):
-        raise _BadRequestError(_error(400, "invalid_body", "send the connection as a JSON object"))
+        raise BadRequestError(error_reply(400, "invalid_body", "send the connection as a JSON object"))
     return value
 
 
@@ -254,7 +322,7 @@ def _validated(
             Credential.KEY_VAULT_SECRET.value
         ):
             fix = f"with clientSecret, leave out credential and secretName (the secret goes to '{wanted}')"
-            raise _BadRequestError(_invalid([_field("clientSecret", fix)]))
+            raise BadRequestError(invalid_reply([field_problem("clientSecret", fix)]))
         fields = {**fields, "credential": Credential.KEY_VAULT_SECRET.value, "secretName": wanted}
         fields.pop("secretVersion", None)
     elif existing is not None and existing.secret_name and fields.get("secretName") == existing.secret_name:
@@ -262,21 +330,22 @@ def _validated(
     try:
         return Connection.model_validate({**fields, "name": name})
     except ValidationError as exc:
-        raise _BadRequestError(_invalid(_problems(exc))) from None
+        raise BadRequestError(invalid_reply(problems_of(exc))) from None
 
 
-def _problems(exc: ValidationError) -> list[dict[str, str]]:
+def problems_of(exc: ValidationError) -> list[dict[str, str]]:
     """Each pydantic error as field + problem + fix; `input` (the submitted value) is never copied."""
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
         field = ".".join(str(part) for part in error["loc"]) or "body"
         top = str(error["loc"][0]) if error["loc"] else ""
-        problems.append(_field(field, error["msg"], _FIXES.get(top)))
+        problems.append(field_problem(field, error["msg"], _FIXES.get(top)))
     return problems
 
 
-def _check_credential(connection: Connection, settings_client_id: str | None) -> None:
-    """`credential: settings` is the deployment's own app registration: only with its client id."""
+def check_credential(connection: Connection | Identity, settings_client_id: str | None) -> None:
+    """`credential: settings` is the deployment's own app registration: only with its client id (a connection's
+    or an identity's)."""
     if connection.credential is not Credential.SETTINGS:
         return
     if settings_client_id and connection.client_id.lower() == settings_client_id.lower():
@@ -286,7 +355,7 @@ def _check_credential(connection: Connection, settings_client_id: str | None) ->
         "registration send its clientSecret (stored in Key Vault) or name a Key Vault secret "
         '("credential": "key_vault_secret", "secretName": ...)'
     )
-    raise _BadRequestError(_invalid([_field("credential", fix)]))
+    raise BadRequestError(invalid_reply([field_problem("credential", fix)]))
 
 
 # -- DELETE /api/connections/{name} --------------------------------------------------------------------------
@@ -299,22 +368,28 @@ async def delete_connection(admin: Admin, name: str) -> Reply:
     try:
         services = await admin()
         if name == services.registry.default.name:
-            return _error(409, "settings_connection", _settings_owned(name))
+            return error_reply(409, "settings_connection", settings_owned(name))
         found = await services.registry.find(name)
         if found is None:
-            return _not_found(name)
+            return not_found(name)
         pending = await services.pending.count(name, PENDING_LIMIT)
         if pending:
             return await _disable(services, found, pending)
-        await services.vault.delete(client_secret_name(name))
-        await services.vault.delete(f"{TOKEN_SECRET_PREFIX}{name}")
+        for secret in _every_secret(found):
+            await services.vault.delete(secret)
         await services.registry.delete(name)
     except ConnectionUnusableError as exc:
-        return _error(409, "settings_connection", exc.reason)
+        return error_reply(409, "settings_connection", exc.reason)
     except (IntegrationError, SettingsError) as exc:
-        return _unavailable(exc)
-    _log_change(name, "deleted", secret=False)
+        return unavailable(exc)
+    log_change(name, "deleted", secret=False)
     return Reply(204)
+
+
+def _every_secret(connection: Connection) -> tuple[str, ...]:
+    """The connection's client secret and token set, and those of every identity of its pool."""
+    own = (client_secret_name(connection.name), token_secret_name(connection.name))
+    return own + tuple(s for identity in connection.identities for s in owned_secrets(connection, identity))
 
 
 async def _disable(services: ConnectionsAdmin, found: Connection, pending: int) -> Reply:
@@ -323,7 +398,7 @@ async def _disable(services: ConnectionsAdmin, found: Connection, pending: int) 
     reason = f"deleted by an admin while {count} jobs were pending"
     disabled = found.model_copy(update={"enabled": False, "disabled_reason": reason})
     await services.registry.put(disabled)
-    _log_change(found.name, "disabled", secret=False)
+    log_change(found.name, "disabled", secret=False)
     message = (
         f"connection '{found.name}' had {count} pending jobs, so it is disabled, not deleted; those jobs end "
         f"rejected with the reason. DELETE it again once they have ended (GET /api/jobs?connection={found.name})"
@@ -334,36 +409,36 @@ async def _disable(services: ConnectionsAdmin, found: Connection, pending: int) 
 # -- replies -------------------------------------------------------------------------------------------------
 
 
-def _field(field: str, problem: str, fix: str | None = None) -> dict[str, str]:
+def field_problem(field: str, problem: str, fix: str | None = None) -> dict[str, str]:
     return {"field": field, "problem": problem, **({"fix": fix} if fix else {})}
 
 
-def _invalid(problems: list[dict[str, str]]) -> Reply:
+def invalid_reply(problems: list[dict[str, str]]) -> Reply:
     message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
     return json_reply(400, {"error": "invalid_connection", "message": message, "fields": problems})
 
 
-def _error(status: int, code: str, message: str) -> Reply:
+def error_reply(status: int, code: str, message: str) -> Reply:
     return json_reply(status, {"error": code, "message": message})
 
 
 def _bad_name() -> Reply:
-    return _error(400, "invalid_name", "a connection name is 1-40 characters of a-z 0-9 -")
+    return error_reply(400, "invalid_name", "a connection name is 1-40 characters of a-z 0-9 -")
 
 
-def _not_found(name: str) -> Reply:
+def not_found(name: str) -> Reply:
     message = f"no connection '{name}': list them with GET /api/connections (or `bcjobs connections list`)"
-    return _error(404, "not_found", message)
+    return error_reply(404, "not_found", message)
 
 
-def _settings_owned(name: str) -> str:
+def settings_owned(name: str) -> str:
     return (
         f"connection '{name}' is defined by the app settings (BC_CONNECTION_NAME, BC_TENANT_ID, ...): change it "
         "there, or register another name"
     )
 
 
-def _log_change(name: str, change: str, secret: bool) -> None:
+def log_change(name: str, change: str, secret: bool) -> None:
     written = " (client secret written to Key Vault)" if secret else ""
     logger.info(
         "connection %s %s%s",
@@ -374,7 +449,7 @@ def _log_change(name: str, change: str, secret: bool) -> None:
     )
 
 
-def _unavailable(exc: Exception) -> Reply:
+def unavailable(exc: Exception) -> Reply:
     """503 with a reference that the log line carries with the cause (our errors name SDK types, not values)."""
     reference = uuid.uuid4().hex[:12]
     logger.error(

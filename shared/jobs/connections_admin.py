@@ -17,10 +17,11 @@ from azure.keyvault.secrets.aio import SecretClient
 from bcjobs.common import jobs_table_name
 from bcjobs.results import TERMINAL_STATES
 from bcjobs.rows import JOB_ROW
-from shared.auth.compose import auth_services
+from shared.auth.compose import AuthServices, auth_services
 from shared.azure_clients import table_client
 from shared.connections.admin import ConnectionsAdmin, VaultUnavailableError
 from shared.connections.compose import registry_services
+from shared.connections.connection import Connection, Identity
 from shared.connections.errors import RegistryUnavailableError
 from shared.errors import SettingsError
 from shared.per_loop import PerLoop
@@ -66,6 +67,17 @@ class KeyVaultSecrets:
             return
         except _SDK_FAILURES as exc:
             raise VaultUnavailableError(f"delete secret {name}", type(exc).__name__) from None
+
+
+class AuthIdentityHealth:
+    """IdentityHealth over the auth services: the identity's token manager's status (never a token)."""
+
+    def __init__(self, auth: AuthServices) -> None:
+        self._auth = auth
+
+    async def status(self, connection: Connection, identity: Identity) -> dict[str, object]:
+        status = await self._auth.for_identity(connection, identity).manager.status()
+        return dict(status.to_json_dict())
 
 
 class TablePendingJobs:
@@ -119,7 +131,11 @@ async def _build(settings: Settings) -> _AdminServices:
     registry = (await registry_services(settings)).registry
     jobs = table_client(settings.storage, jobs_table_name(settings.storage.table_prefix))
     admin = ConnectionsAdmin(
-        registry, KeyVaultSecrets(auth.shared.secrets), TablePendingJobs(jobs.client), settings.auth.client_id
+        registry,
+        KeyVaultSecrets(auth.shared.secrets),
+        TablePendingJobs(jobs.client),
+        settings.auth.client_id,
+        AuthIdentityHealth(auth),
     )
     return _AdminServices(admin, [jobs.close])
 
