@@ -1,5 +1,7 @@
 """The onboarding check: can this connection run jobs? Five steps in order, stopping at the first failure, each
-failure naming its fix (POST /api/connections/{name}/check, `bcjobs connections check NAME`).
+failure naming its fix (POST /api/connections/{name}/check, `bcjobs connections check NAME`). It runs for one
+identity of the connection's pool (`?identity=X`, its own token manager and app) or for each of them: BC refuses
+every identity's app until it is on the environment's Microsoft Entra Applications page (reference (c)).
 
 1. token: Entra issues the connection's token (client credentials: a fresh one, probing past any backoff;
    delegated: the stored sign-in's). AADSTS codes name the fix (bc-facts.md 5b; reference (b) B1 "S2S per
@@ -37,7 +39,7 @@ from shared.bc.errors import (
     NotFoundError,
 )
 from shared.bc.models import Company
-from shared.connections.connection import Connection, Credential
+from shared.connections.connection import Connection, Credential, Identity
 from shared.redaction import redact
 from shared.tokens import AccessToken, AuthMode
 
@@ -101,6 +103,7 @@ class CheckReport:
 
     connection: str
     steps: tuple[CheckStep, ...]
+    identity: str = "primary"
 
     @property
     def ok(self) -> bool:
@@ -109,7 +112,29 @@ class CheckReport:
 
     def to_json(self) -> dict[str, object]:
         """The HTTP answer and the CLI's --json output."""
-        return {"connection": self.connection, "ok": self.ok, "steps": [s.to_json() for s in self.steps]}
+        steps = [s.to_json() for s in self.steps]
+        return {"connection": self.connection, "identity": self.identity, "ok": self.ok, "steps": steps}
+
+
+@dataclass(frozen=True, slots=True)
+class PoolReport:
+    """The check of every identity of a connection's pool, the primary one first."""
+
+    reports: tuple[CheckReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every identity passed every step."""
+        return all(report.ok for report in self.reports)
+
+    def to_json(self) -> dict[str, object]:
+        """The primary's report as before pools existed (`steps`), `ok` for the whole pool, one per identity."""
+        primary = self.reports[0]
+        return {
+            **primary.to_json(),
+            "ok": self.ok,
+            "identities": [report.to_json() for report in self.reports],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +159,16 @@ def _safe(error: Exception) -> str:
 class ConnectionCheck:
     """Runs the steps for one connection with its own token manager and a BC client for its environment."""
 
-    def __init__(self, connection: Connection, tokens: TokenSource, bc: BcProbe, links: Links) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        tokens: TokenSource,
+        bc: BcProbe,
+        links: Links,
+        identity: Identity | None = None,
+    ) -> None:
         self._c = connection
+        self._identity = identity or connection.primary
         self._tokens = tokens
         self._bc = bc
         self._links = links
@@ -150,7 +183,7 @@ class ConnectionCheck:
             steps.append(outcome)
             if not outcome.ok:
                 break
-        return CheckReport(self._c.name, tuple(steps))
+        return CheckReport(self._c.name, tuple(steps), self._identity.name)
 
     # -- 1. token -------------------------------------------------------------------------------------------
 
@@ -163,7 +196,11 @@ class ConnectionCheck:
                 await self._tokens.token()
         except AuthError as exc:
             return CheckStep(TOKEN, False, _safe(exc), await self._token_fix(exc))
-        who = f"app {c.client_id}" if c.mode is AuthMode.CLIENT_CREDENTIALS else "the signed-in user"
+        who = (
+            f"app {self._identity.client_id}"
+            if c.mode is AuthMode.CLIENT_CREDENTIALS
+            else "the signed-in user"
+        )
         return CheckStep(TOKEN, True, f"Entra issued a token for {who} in tenant {c.tenant_id}")
 
     async def _token_fix(self, error: AuthError) -> str:
@@ -192,15 +229,16 @@ class ConnectionCheck:
         return f"{_safe(error)}; then run the check again"
 
     def _secret_fix(self) -> str:
-        c = self._c
-        if c.credential is Credential.KEY_VAULT_SECRET:
+        c, acting = self._c, self._identity
+        route = f"/api/connections/{c.name}" + ("" if acting.primary else f"/identities/{acting.name}")
+        if acting.credential is Credential.KEY_VAULT_SECRET:
             return (
-                f"the client secret in Key Vault secret {c.secret_name} is wrong or expired: PUT "
-                f"/api/connections/{c.name} with a new clientSecret (a secret of app {c.client_id})"
+                f"the client secret in Key Vault secret {acting.secret_name} is wrong or expired: PUT "
+                f"{route} with a new clientSecret (a secret of app {acting.client_id})"
             )
         return (
             "the deployment's client secret (BC_CLIENT_SECRET) is wrong or expired: set a new secret of app "
-            f"{c.client_id} in the app settings (or PUT /api/connections/{c.name} with a clientSecret of its own)"
+            f"{acting.client_id} in the app settings (or PUT {route} with a clientSecret of its own)"
         )
 
     # -- 2. environment -------------------------------------------------------------------------------------
@@ -264,14 +302,18 @@ class ConnectionCheck:
                 f"{self._links.sign_in}"
             )
         return (
-            f"add the app (client id {c.client_id}) on the Microsoft Entra Applications page of environment "
+            f"add the app (client id {self._identity.client_id}) on the Microsoft Entra Applications page of environment "
             f"{c.environment} of tenant {c.tenant_id}, State Enabled, with permission sets (SUPER is not allowed); "
             "then run the check again"
         )
 
     def _permission_fix(self, what: str) -> str:
         c = self._c
-        who = f"the app {c.client_id}" if c.mode is AuthMode.CLIENT_CREDENTIALS else "the signed-in user"
+        who = (
+            f"the app {self._identity.client_id}"
+            if c.mode is AuthMode.CLIENT_CREDENTIALS
+            else "the signed-in user"
+        )
         return (
             f"{who} may not read {what} in environment {c.environment}: add a permission set that reads it (for "
             "example D365 READ, or the sets your jobs need) on its Microsoft Entra Applications card (users: its "

@@ -11,6 +11,10 @@ The state is one-time and lives 10 minutes, kept like a pending sign-in (shared.
 partition `consent-{name}` of the auth table), and names its connection (`{name}~{random}`,
 shared.auth.sign_in.connection_state): the callback finds the connection from the state and consumes it in that
 connection's own partition, so a state issued for connection A can never be spent on B.
+
+One consent covers the connection's multi-tenant app in that tenant; an identity that is another app needs its own
+(`?identity=X`): its link names that app, and its state names `{name}--{identity}` (the separator no new connection
+name holds) so the callback records the consent and runs the check for that identity.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from shared.auth.errors import TokenStoreUnavailableError
 from shared.auth.models import SignInStart
 from shared.auth.sign_in import PendingSignIns, connection_state
-from shared.connections.connection import Connection
+from shared.connections.connection import IDENTITY_SEPARATOR, Connection, Identity
 from shared.errors import IntegrationError
 from shared.settings import Settings
 
@@ -83,12 +87,19 @@ def consent_redirect_uri(settings: Settings) -> str:
     return urlunsplit((parts.scheme, parts.netloc, CONSENT_CALLBACK_PATH, "", ""))
 
 
-def admin_consent_url(connection: Connection, settings: Settings, state: str, redirect_uri: str) -> str:
-    """Entra's v2 admin-consent URL for the connection's tenant and app, asking for BC_SCOPE (`.default`)."""
+def admin_consent_url(
+    connection: Connection,
+    settings: Settings,
+    state: str,
+    redirect_uri: str,
+    identity: Identity | None = None,
+) -> str:
+    """Entra's v2 admin-consent URL for the connection's tenant and the identity's app (the primary's by default),
+    asking for BC_SCOPE (`.default`)."""
     authority = settings.auth.authority_host.rstrip("/")
     query = urlencode(
         {
-            "client_id": connection.client_id,
+            "client_id": (identity or connection.primary).client_id,
             "scope": settings.auth.scope,
             "redirect_uri": redirect_uri,
             "state": state,
@@ -97,17 +108,31 @@ def admin_consent_url(connection: Connection, settings: Settings, state: str, re
     return f"{authority}/{quote(connection.tenant_id, safe='')}/v2.0/adminconsent?{query}"
 
 
-async def start_consent(connection: Connection, settings: Settings, pending: PendingSignIns) -> ConsentLink:
-    """A fresh one-time consent link for the connection, its state remembered for 10 minutes."""
+async def start_consent(
+    connection: Connection, settings: Settings, pending: PendingSignIns, identity: Identity | None = None
+) -> ConsentLink:
+    """A fresh one-time consent link for the connection (or one identity's app), its state remembered 10 minutes."""
     redirect_uri = consent_redirect_uri(settings)
-    state = connection_state(connection.name)
-    url = admin_consent_url(connection, settings, state, redirect_uri)
+    named = connection.name if identity is None or identity.primary else consent_name(connection, identity)
+    state = connection_state(named)
+    url = admin_consent_url(connection, settings, state, redirect_uri, identity)
     remembered = await pending.remember(SignInStart(auth_uri=url, state=state, flow=""))
     try:  # expired states of the connection go (small partition; best effort, as SignInFlow.start does)
         await pending.purge()
     except TokenStoreUnavailableError:
         logger.warning("could not purge old consent states", extra={"connection": connection.name})
     return ConsentLink(connection.name, url, redirect_uri, remembered.expires_at)
+
+
+def consent_name(connection: Connection, identity: Identity) -> str:
+    """What an identity's consent state names: `{connection}--{identity}`."""
+    return f"{connection.name}{IDENTITY_SEPARATOR}{identity.name}"
+
+
+def split_consent_name(named: str) -> tuple[str, str | None]:
+    """The connection and identity a consent state names (no identity: the primary)."""
+    head, separator, tail = named.rpartition(IDENTITY_SEPARATOR)
+    return (head, tail) if separator and head and tail.isalnum() else (named, None)
 
 
 def consent_answer(params: Mapping[str, str], state: str) -> ConsentAnswer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from shared.auth.compose import AuthServices, auth_services
@@ -12,16 +13,17 @@ from shared.auth.errors import SignInStateUnknownError
 from shared.auth.sign_in import LOGIN_PATH, check_state, connection_in_state
 from shared.bc.factory import build_client, endpoint_for, http_client_from_settings
 from shared.connections.compose import registry_services
-from shared.connections.connection import Connection
+from shared.connections.connection import Connection, Identity
 from shared.connections.errors import UnknownConnectionError
 from shared.connections.registry import ConnectionRegistry
-from shared.onboarding.check import CheckReport, ConnectionCheck, Links
+from shared.onboarding.check import CheckReport, ConnectionCheck, Links, PoolReport
 from shared.onboarding.consent import (
     GRANTED,
     ConsentAnswer,
     ConsentLink,
     ConsentUnavailableError,
     consent_answer,
+    split_consent_name,
     start_consent,
 )
 from shared.onboarding.probe import ClientProbe, Unthrottled
@@ -35,6 +37,14 @@ class ConsentOutcome:
     connection: Connection
     answer: ConsentAnswer
     report: CheckReport | None
+    identity: str = "primary"
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    """An identity provider that can drop its MSAL application and its 60 s replay of a refusal."""
+
+    async def close(self) -> None: ...
 
 
 def sign_in_path(connection: Connection) -> str:
@@ -57,9 +67,10 @@ class Onboarding:
             raise UnknownConnectionError(name)
         return found
 
-    async def consent_link(self, connection: Connection) -> ConsentLink:
-        """A fresh one-time admin-consent link for the connection's tenant."""
-        return await start_consent(connection, self.settings, self.auth.pending_consents(connection.name))
+    async def consent_link(self, connection: Connection, identity: Identity | None = None) -> ConsentLink:
+        """A fresh one-time admin-consent link for the connection's tenant (for one identity's app: `identity`)."""
+        pending = self.auth.pending_consents(connection.name)
+        return await start_consent(connection, self.settings, pending, identity)
 
     def sign_in_link(self, connection: Connection) -> str:
         """The connection's sign-in URL on this app's host (its path alone when no host is configured)."""
@@ -67,17 +78,25 @@ class Onboarding:
         origin = f"{urlsplit(callback).scheme}://{urlsplit(callback).netloc}" if callback else ""
         return f"{origin}{sign_in_path(connection)}"
 
-    async def check(self, connection: Connection) -> CheckReport:
-        """The connection's check with its own token manager and a BC client for its environment."""
-        manager = self.auth.for_connection(connection).manager
+    async def check_pool(self, connection: Connection) -> PoolReport:
+        """The check of every identity of the connection's pool, one after another (a check is a few requests)."""
+        return PoolReport(tuple([await self.check(connection, identity) for identity in connection.pool]))
+
+    async def check(self, connection: Connection, identity: Identity | None = None) -> CheckReport:
+        """One identity's check (the primary's by default) with its own token manager and a BC client for its
+        connection's environment."""
+        acting = identity or connection.primary
+        manager = self.auth.for_identity(connection, acting).manager
         endpoint = endpoint_for(connection, self.settings)
         client = build_client(self.settings, manager, Unthrottled(), endpoint=endpoint)
         probe = ClientProbe(
             client, http_client_from_settings(self.settings), self.settings.bc.api_base_url, manager
         )
-        links = Links(consent=lambda: self._consent_url(connection), sign_in=self.sign_in_link(connection))
+        links = Links(
+            consent=lambda: self._consent_url(connection, acting), sign_in=self.sign_in_link(connection)
+        )
         try:
-            return await ConnectionCheck(connection, manager, probe, links).run()
+            return await ConnectionCheck(connection, manager, probe, links, acting).run()
         finally:
             await probe.aclose()
 
@@ -85,24 +104,37 @@ class Onboarding:
         """Entra's redirect: the state's connection, its one-time state consumed, the outcome recorded on its
         connection record; when granted, the check's report. SignInFlowError for a state this app cannot accept."""
         state = check_state(params.get("state"))
-        name = connection_in_state(state)
-        connection = await self.registry.find(name) if name else None
-        if connection is None:
-            raise SignInStateUnknownError("no admin consent was started with this state")
+        connection, identity = await self._consented(connection_in_state(state))
         await self.auth.pending_consents(connection.name).consume(state)
         answer = consent_answer(params, state)
-        health = self.auth.for_connection(connection).manager.parts.health
-        await health.record_consent(GRANTED if answer.granted else answer.error or "unknown_error")
-        if answer.granted:
-            await self.auth.forget_refusals(connection)  # the refusal from before the consent is not replayed
-        report = await self.check(connection) if answer.granted else None
-        return ConsentOutcome(connection, answer, report)
+        manager = self.auth.for_identity(connection, identity).manager
+        await manager.parts.health.record_consent(
+            GRANTED if answer.granted else answer.error or "unknown_error"
+        )
+        if answer.granted:  # the refusal from before the consent is not replayed (see forget_refusals)
+            if identity.primary:
+                await self.auth.forget_refusals(connection)
+            elif isinstance(manager.parts.identity, _Closable):
+                await manager.parts.identity.close()
+        report = await self.check(connection, identity) if answer.granted else None
+        return ConsentOutcome(connection, answer, report, identity.name)
 
-    async def _consent_url(self, connection: Connection) -> str:
+    async def _consented(self, named: str | None) -> tuple[Connection, Identity]:
+        """The connection and identity a consent state names; SignInStateUnknownError when they are gone."""
+        name, identity = split_consent_name(named) if named else ("", None)
+        connection = await self.registry.find(name) if name else None
+        pool = connection.pool if connection is not None else ()
+        acting = next((i for i in pool if i.name == (identity or "primary")), None)
+        if connection is None or acting is None:
+            raise SignInStateUnknownError("no admin consent was started with this state")
+        return connection, acting
+
+    async def _consent_url(self, connection: Connection, identity: Identity) -> str:
         try:
-            return (await self.consent_link(connection)).url
+            return (await self.consent_link(connection, identity)).url
         except ConsentUnavailableError as exc:
-            return f"GET /api/connections/{connection.name}/consent ({exc})"
+            query = "" if identity.primary else f"?identity={identity.name}"
+            return f"GET /api/connections/{connection.name}/consent{query} ({exc})"
 
 
 async def onboarding_services(settings: Settings | None = None) -> Onboarding:

@@ -1,8 +1,10 @@
 """Onboarding routes of a connection: admin-consent link and callback, the check, the per-connection sign-in.
 
     GET  /api/connections/{name}/consent      function key  a one-time admin-consent link for the connection's tenant
+                                                            (`?identity=X`: for that identity's app)
     GET  /api/connections/consent/callback    anonymous     Entra's redirect after the consent; runs the check
-    POST /api/connections/{name}/check        function key  the check, as JSON (never a token or secret)
+    POST /api/connections/{name}/check        function key  the check, as JSON (never a token or secret): every
+                                                            identity of the pool, or `?identity=X` only
     GET  /api/connections/{name}/sign-in      function key  302 to Entra: the connection's delegated sign-in
 
 The consent callback is anonymous like /api/auth/callback (Entra's redirect carries no function key): the
@@ -21,7 +23,7 @@ import azure.functions as func
 from shared.auth import AuthError, SignInFlowError
 from shared.auth.causes import describe
 from shared.auth.web import PAGE_HEADERS, callback_params, new_reference, page, redirect
-from shared.connections.connection import CONNECTION_NAME_PATTERN, Connection
+from shared.connections.connection import CONNECTION_NAME_PATTERN, Connection, Identity
 from shared.connections.errors import (
     ConnectionUnusableError,
     RegistryUnavailableError,
@@ -29,7 +31,7 @@ from shared.connections.errors import (
 )
 from shared.errors import IntegrationError, SettingsError
 from shared.http import Reply, json_reply
-from shared.onboarding.check import CheckReport
+from shared.onboarding.check import CheckReport, PoolReport
 from shared.onboarding.consent import ConsentUnavailableError, refusal_fix
 from shared.onboarding.service import ConsentOutcome, Onboarding, onboarding_services
 from shared.settings import Impact, get_settings, require
@@ -59,6 +61,22 @@ async def _connection(req: func.HttpRequest) -> tuple[Onboarding, Connection]:
     return onboarding, await onboarding.connection(name)
 
 
+def _identity(req: func.HttpRequest, connection: Connection) -> Identity | None:
+    """The `?identity=` of the request (None: not asked); ConnectionUnusableError naming the pool when unknown."""
+    asked = req.params.get("identity")
+    if asked is None:
+        return None
+    found = next((i for i in connection.pool if i.name == asked), None)
+    if found is None:
+        names = ", ".join(i.name for i in connection.pool)
+        raise ConnectionUnusableError(
+            connection.name,
+            f"connection '{connection.name}' has no identity '{asked[:20]}' (it has: {names}): see `bcjobs "
+            f"connections identities list {connection.name}`",
+        )
+    return found
+
+
 def _failure(route: str, exc: Exception) -> func.HttpResponse:
     """A JSON answer naming the next step for what an admin route can fail with."""
     if isinstance(exc, ConnectionUnusableError):
@@ -79,7 +97,7 @@ async def connections_consent(req: func.HttpRequest) -> func.HttpResponse:
     """A one-time admin-consent link (10 minutes) for the connection's tenant and app."""
     try:
         onboarding, connection = await _connection(req)
-        link = await onboarding.consent_link(connection)
+        link = await onboarding.consent_link(connection, _identity(req, connection))
     except IntegrationError as exc:
         return _failure("connections/consent", exc)
     return http_response(json_reply(200, link.to_json(), PAGE_HEADERS))
@@ -88,18 +106,25 @@ async def connections_consent(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("connections_check")
 @bp.route(route="connections/{name}/check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def connections_check(req: func.HttpRequest) -> func.HttpResponse:
-    """The connection's check: `{"connection", "ok", "steps": [{"name", "ok", "detail", "fix"}]}`."""
+    """The check: `{"connection", "identity", "ok", "steps": [{"name", "ok", "detail", "fix"}]}` for `?identity=X`;
+    without, the primary's report, `ok` for the whole pool and `identities`: one report per identity."""
     try:
         onboarding, connection = await _connection(req)
-        report = await onboarding.check(connection)
+        identity = _identity(req, connection)
+        report = await (
+            onboarding.check(connection, identity) if identity else onboarding.check_pool(connection)
+        )
     except IntegrationError as exc:
         return _failure("connections/check", exc)
-    logger.info(
-        "connection check of '%s': %s",
-        connection.name,
-        "ok" if report.ok else f"failed at {report.steps[-1].name}",
-        extra={"event": "onboarding.checked", "connection": connection.name},
-    )
+    reports = report.reports if isinstance(report, PoolReport) else (report,)
+    for each in reports:
+        logger.info(
+            "connection check of '%s' identity %s: %s",
+            connection.name,
+            each.identity,
+            "ok" if each.ok else f"failed at {each.steps[-1].name}",
+            extra={"event": "onboarding.checked", "connection": connection.name, "identity": each.identity},
+        )
     return http_response(json_reply(200, report.to_json(), PAGE_HEADERS))
 
 
@@ -187,6 +212,8 @@ def consent_page(outcome: ConsentOutcome) -> Reply:
         ]
         return page(400, "Admin consent not granted", lines)
     lines = [f"Connection: {connection.name}", f"Tenant: {answer.tenant or connection.tenant_id}"]
+    if outcome.identity != "primary":
+        lines.insert(1, f"Identity: {outcome.identity}")
     if (
         answer.tenant
         and _GUID.fullmatch(connection.tenant_id)

@@ -73,6 +73,10 @@ EXPECTED = {
     "connections_show": _http("FUNCTION", ["GET"], "connections/{name}"),
     "connections_put": _http("FUNCTION", ["PUT"], "connections/{name}"),
     "connections_delete": _http("FUNCTION", ["DELETE"], "connections/{name}"),
+    # a connection's identities (issue 23)
+    "identities_list": _http("FUNCTION", ["GET"], "connections/{name}/identities"),
+    "identities_put": _http("FUNCTION", ["PUT"], "connections/{name}/identities/{identity}"),
+    "identities_delete": _http("FUNCTION", ["DELETE"], "connections/{name}/identities/{identity}"),
     # onboarding a connection (issue 21)
     "connections_consent": _http("FUNCTION", ["GET"], "connections/{name}/consent"),
     "connections_consent_callback": _http("ANONYMOUS", ["GET"], "connections/consent/callback"),

@@ -17,7 +17,16 @@ from shared.auth.errors import (
 from shared.bc.errors import AuthenticationError, AuthorizationError, NotFoundError
 from shared.bc.models import Company
 from shared.connections import Connection, Credential
-from shared.onboarding.check import STEPS, CheckReport, CheckStep, ConnectionCheck, Links, aadsts_code
+from shared.connections.connection import Identity
+from shared.onboarding.check import (
+    STEPS,
+    CheckReport,
+    CheckStep,
+    ConnectionCheck,
+    Links,
+    PoolReport,
+    aadsts_code,
+)
 from shared.tokens import AccessToken, AuthMode
 
 CONTOSO = UUID("11111111-1111-1111-1111-111111111111")
@@ -211,3 +220,44 @@ async def test_a_403_on_customers_names_a_permission_set() -> None:
 def test_the_aadsts_code_comes_from_the_errors_label() -> None:
     assert aadsts_code(CredentialsRejectedError("x", error_code="invalid_client/AADSTS7000215")) == 7000215
     assert aadsts_code(AuthError("no code here")) is None
+
+
+SECOND_APP = "44444444-4444-4444-4444-444444444444"
+SECOND = Identity(
+    name="second",
+    client_id=SECOND_APP,
+    credential=Credential.KEY_VAULT_SECRET,
+    secret_name="bc-conn-acme--second-secret",
+)
+
+
+async def run_identity(tokens: Tokens | None = None, bc: Bc | None = None) -> CheckReport:
+    pooled = connection(identities=(SECOND,))
+    return await ConnectionCheck(pooled, tokens or Tokens(), bc or Bc(), LINKS, SECOND).run()
+
+
+async def test_an_identity_bc_refuses_is_told_to_add_its_own_app_on_the_entra_applications_page() -> None:
+    refused = AuthenticationError("The server has rejected the client credentials.", status=401)
+    report = await run_identity(bc=Bc(companies_error=refused))
+    step = failed_step(report)
+    assert step.name == "bc-accepts-token"
+    assert f"add the app (client id {SECOND_APP}) on the Microsoft Entra Applications page" in str(step.fix)
+    assert report.to_json()["identity"] == "second"
+
+
+async def test_an_identity_s_bad_secret_names_its_own_secret_and_route() -> None:
+    error = CredentialsRejectedError("refused", error_code="invalid_client/AADSTS7000215")
+    step = failed_step(await run_identity(Tokens(error)))
+    assert "Key Vault secret bc-conn-acme--second-secret" in str(step.fix)
+    assert "PUT /api/connections/acme/identities/second with a new clientSecret" in str(step.fix)
+
+
+async def test_the_pool_report_keeps_the_primary_s_steps_and_is_ok_only_when_every_identity_is() -> None:
+    good = await run(connection())
+    refused = AuthenticationError("refused", status=401)
+    bad = await run_identity(bc=Bc(companies_error=refused))
+    body = PoolReport((good, bad)).to_json()
+    assert body["ok"] is False
+    assert body["steps"] == good.to_json()["steps"]
+    assert body["identities"] == [good.to_json(), bad.to_json()]
+    assert PoolReport((good,)).ok

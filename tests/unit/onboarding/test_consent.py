@@ -10,13 +10,15 @@ import pytest
 from shared.auth.errors import SignInResponseMalformedError, SignInStateUnknownError
 from shared.auth.models import PendingSignIn
 from shared.auth.sign_in import PendingSignIns, check_state, connection_in_state, connection_state
-from shared.connections import Connection
+from shared.connections import Connection, Credential
+from shared.connections.connection import Identity
 from shared.onboarding.consent import (
     CONSENT_CALLBACK_PATH,
     ConsentUnavailableError,
     consent_answer,
     consent_redirect_uri,
     refusal_fix,
+    split_consent_name,
     start_consent,
 )
 from shared.settings import Settings, load_settings
@@ -109,3 +111,22 @@ async def test_a_new_consent_link_purges_the_connections_expired_states() -> Non
     await start_consent(ACME, configured, pending)
 
     assert len(await store.scan()) == 1
+
+
+async def test_an_identity_s_consent_link_names_its_own_app_and_a_state_naming_the_identity() -> None:
+    other_app = "44444444-4444-4444-4444-444444444444"
+    second = Identity(
+        name="second", client_id=other_app, credential=Credential.KEY_VAULT_SECRET, secret_name="s"
+    )
+    pooled = ACME.model_copy(update={"identities": (second,)})
+    pending = PendingSignIns(MemoryRecordStore[PendingSignIn](), ManualClock())
+    configured = settings(BC_REDIRECT_URI="https://func.example.net/api/auth/callback")
+    link = await start_consent(pooled, configured, pending, second)
+
+    query = {key: values[0] for key, values in parse_qs(urlsplit(link.url).query).items()}
+    assert query["client_id"] == other_app
+    named = connection_in_state(query["state"])
+    assert named is not None
+    assert split_consent_name(named) == ("acme", "second")
+    assert split_consent_name("acme") == ("acme", None)
+    assert split_consent_name("old-name") == ("old-name", None)
