@@ -1,4 +1,4 @@
-"""Clients of the connection registry's HTTP API: list, show, register and delete connections.
+"""Clients of the connection registry's HTTP API: list, show, register and delete connections and their identities.
 
     from bcjobs.connections import ConnectionsClient
 
@@ -7,6 +7,13 @@
                                           "clientId": "..."}, client_secret=secret)   # the secret goes to Key Vault
         for connection in admin.connections():
             print(connection.name, connection.environment, connection.enabled)
+
+A connection's pool of identities (BC's limits are per app: more apps, more throughput) is managed beside it:
+
+        admin.put_identity("fabrikam", "second", {"clientId": "..."}, client_secret=other_secret)
+        for identity in admin.identities("fabrikam"):
+            print(identity.name, identity.client_id, (identity.health or {}).get("health"))
+        admin.check_connection("fabrikam", identity="second")
 
 Unlike the jobs clients (Azure Storage), these talk to the Function app (`/api/connections`, function key in the
 `x-functions-key` header): registering a client secret writes it to the app's Key Vault, which only the app can
@@ -78,6 +85,24 @@ class DeleteOutcome:
     message: str = ""
 
 
+class IdentityInfo(BaseModel):
+    """One identity of a connection's pool as the API shows it (never a secret): its app, where its credential
+    lives, its token `health` (GET .../identities) and, after a PUT, the admin's `next_steps`."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: str
+    client_id: str
+    credential: str = "settings"
+    secret_name: str | None = None
+    secret_version: str | None = None
+    managed_identity_client_id: str | None = None
+    primary: bool = False
+    health: dict[str, Any] | None = None
+    next_steps: tuple[str, ...] = ()
+    links: dict[str, str] = {}
+
+
 class CheckStepInfo(BaseModel):
     """One step of a connection's check: what was found, and the fix when it failed."""
 
@@ -90,13 +115,16 @@ class CheckStepInfo(BaseModel):
 
 
 class CheckResult(BaseModel):
-    """POST /api/connections/{name}/check: the steps run, in order, up to the first failure."""
+    """POST /api/connections/{name}/check: the steps run, in order, up to the first failure, for one identity
+    (`identity`); a check of the whole pool has the primary's steps, `ok` for all, and `identities`: one each."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
     connection: str
     ok: bool
     steps: tuple[CheckStepInfo, ...]
+    identity: str = "primary"
+    identities: tuple[CheckResult, ...] = ()
 
 
 class ConsentLinkInfo(BaseModel):
@@ -160,20 +188,68 @@ def delete_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[DeleteOu
     return DeleteOutcome(False, int(body.get("pendingJobs", 0)), str(body.get("message", "")))
 
 
-def check_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[CheckResult | None]:
-    """POST /api/connections/{name}/check; None for an unknown connection."""
-    answer = yield from flows.ask(partial(http, "POST", f"{_url(base_url, name)}/check", None))
+def _for(identity: str | None) -> str:
+    return "" if identity is None else f"?identity={quote(identity, safe='')}"
+
+
+def check_flow(
+    http: HttpCall, base_url: str, name: str, identity: str | None = None
+) -> flows.Flow[CheckResult | None]:
+    """POST /api/connections/{name}/check (every identity, or `?identity=`); None for an unknown connection."""
+    url = f"{_url(base_url, name)}/check{_for(identity)}"
+    answer = yield from flows.ask(partial(http, "POST", url, None))
     if answer.status == 404:
         return None
     return CheckResult.model_validate(_json(answer, f"checking connection {name}"))
 
 
-def consent_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[ConsentLinkInfo | None]:
-    """GET /api/connections/{name}/consent; None for an unknown connection."""
-    answer = yield from flows.ask(partial(http, "GET", f"{_url(base_url, name)}/consent", None))
+def consent_flow(
+    http: HttpCall, base_url: str, name: str, identity: str | None = None
+) -> flows.Flow[ConsentLinkInfo | None]:
+    """GET /api/connections/{name}/consent (`?identity=`: that identity's app); None for an unknown connection."""
+    url = f"{_url(base_url, name)}/consent{_for(identity)}"
+    answer = yield from flows.ask(partial(http, "GET", url, None))
     if answer.status == 404:
         return None
     return ConsentLinkInfo.model_validate(_json(answer, f"making a consent link for connection {name}"))
+
+
+def _identities_url(base_url: str, connection: str, identity: str | None = None) -> str:
+    base = f"{_url(base_url, connection)}/identities"
+    return base if identity is None else f"{base}/{quote(identity, safe='')}"
+
+
+def identities_flow(http: HttpCall, base_url: str, name: str) -> flows.Flow[list[IdentityInfo]]:
+    """GET /api/connections/{name}/identities: the pool, primary first, each with its health."""
+    answer = yield from flows.ask(partial(http, "GET", _identities_url(base_url, name), None))
+    body = _json(answer, f"listing the identities of connection {name}")
+    return [IdentityInfo.model_validate(item) for item in body["identities"]]
+
+
+def put_identity_flow(
+    http: HttpCall,
+    base_url: str,
+    name: str,
+    identity: str,
+    spec: Mapping[str, object],
+    client_secret: str | None,
+) -> flows.Flow[IdentityInfo]:
+    """PUT /api/connections/{name}/identities/{identity} (the secret only in the body, never in an error)."""
+    body = {**spec, **({"clientSecret": client_secret} if client_secret is not None else {})}
+    data = json.dumps(body).encode("utf-8")
+    answer = yield from flows.ask(partial(http, "PUT", _identities_url(base_url, name, identity), data))
+    return IdentityInfo.model_validate(_json(answer, f"saving identity {identity} of connection {name}"))
+
+
+def delete_identity_flow(http: HttpCall, base_url: str, name: str, identity: str) -> flows.Flow[bool]:
+    """DELETE /api/connections/{name}/identities/{identity}; False when the connection has no such identity."""
+    answer = yield from flows.ask(partial(http, "DELETE", _identities_url(base_url, name, identity), None))
+    if answer.status == 204:
+        return True
+    if answer.status == 404 and b'"not_found"' in answer.body:
+        return False
+    _json(answer, f"removing identity {identity} of connection {name}")
+    return True
 
 
 def _watches_url(base_url: str, connection: str, name: str | None = None) -> str:
@@ -246,14 +322,33 @@ class ConnectionsClient(ApiSession):
         """Delete it, or (jobs pending) have the app disable it."""
         return flows.carry_out(delete_flow(self._call, self.api_url, name))
 
-    def check_connection(self, name: str) -> CheckResult | None:
-        """Run the connection's check (token, environment, BC accepts the token, company, a read); None when
-        there is no connection of that name."""
-        return flows.carry_out(check_flow(self._call, self.api_url, name))
+    def check_connection(self, name: str, *, identity: str | None = None) -> CheckResult | None:
+        """Run the connection's check (token, environment, BC accepts the token, company, a read) for every
+        identity of its pool, or only `identity`; None when there is no connection of that name."""
+        return flows.carry_out(check_flow(self._call, self.api_url, name, identity))
 
-    def consent_link(self, name: str) -> ConsentLinkInfo | None:
-        """A one-time admin-consent link for the connection's tenant; None when there is no such connection."""
-        return flows.carry_out(consent_flow(self._call, self.api_url, name))
+    def consent_link(self, name: str, *, identity: str | None = None) -> ConsentLinkInfo | None:
+        """A one-time admin-consent link for the connection's tenant (`identity`: for that identity's app); None
+        when there is no such connection."""
+        return flows.carry_out(consent_flow(self._call, self.api_url, name, identity))
+
+    def identities(self, name: str) -> builtins.list[IdentityInfo]:
+        """The connection's pool, primary first, each with its token health."""
+        return flows.carry_out(identities_flow(self._call, self.api_url, name))
+
+    def put_identity(
+        self, name: str, identity: str, spec: Mapping[str, object], *, client_secret: str | None = None
+    ) -> IdentityInfo:
+        """Add or replace one identity (camelCase fields: clientId, credential, secretName,
+        managedIdentityClientId); `client_secret` goes to the app's Key Vault. The answer's `next_steps` say what
+        the admin does next (BC's Microsoft Entra Applications page, consent, the check)."""
+        return flows.carry_out(
+            put_identity_flow(self._call, self.api_url, name, identity, spec, client_secret)
+        )
+
+    def delete_identity(self, name: str, identity: str) -> bool:
+        """Remove one identity (never `primary`) and its secrets; False when the connection has none of that name."""
+        return flows.carry_out(delete_identity_flow(self._call, self.api_url, name, identity))
 
     def watches(self, connection: str) -> builtins.list[WatchInfo]:
         """The connection's watches (what the change feed follows)."""
@@ -295,14 +390,30 @@ class AsyncConnectionsClient(AsyncApiSession):
         """Delete it, or (jobs pending) have the app disable it."""
         return await flows.carry_out_async(delete_flow(self._call, self.api_url, name))
 
-    async def check_connection(self, name: str) -> CheckResult | None:
-        """Run the connection's check (token, environment, BC accepts the token, company, a read); None when
-        there is no connection of that name."""
-        return await flows.carry_out_async(check_flow(self._call, self.api_url, name))
+    async def check_connection(self, name: str, *, identity: str | None = None) -> CheckResult | None:
+        """Run the connection's check (token, environment, BC accepts the token, company, a read) for every
+        identity of its pool, or only `identity`; None when there is no connection of that name."""
+        return await flows.carry_out_async(check_flow(self._call, self.api_url, name, identity))
 
-    async def consent_link(self, name: str) -> ConsentLinkInfo | None:
-        """A one-time admin-consent link for the connection's tenant; None when there is no such connection."""
-        return await flows.carry_out_async(consent_flow(self._call, self.api_url, name))
+    async def consent_link(self, name: str, *, identity: str | None = None) -> ConsentLinkInfo | None:
+        """A one-time admin-consent link for the connection's tenant (`identity`: for that identity's app); None
+        when there is no such connection."""
+        return await flows.carry_out_async(consent_flow(self._call, self.api_url, name, identity))
+
+    async def identities(self, name: str) -> builtins.list[IdentityInfo]:
+        """The connection's pool, primary first, each with its token health."""
+        return await flows.carry_out_async(identities_flow(self._call, self.api_url, name))
+
+    async def put_identity(
+        self, name: str, identity: str, spec: Mapping[str, object], *, client_secret: str | None = None
+    ) -> IdentityInfo:
+        """Add or replace one identity; `client_secret` goes to the app's Key Vault (see ConnectionsClient)."""
+        flow = put_identity_flow(self._call, self.api_url, name, identity, spec, client_secret)
+        return await flows.carry_out_async(flow)
+
+    async def delete_identity(self, name: str, identity: str) -> bool:
+        """Remove one identity (never `primary`) and its secrets; False when the connection has none of that name."""
+        return await flows.carry_out_async(delete_identity_flow(self._call, self.api_url, name, identity))
 
     async def watches(self, connection: str) -> builtins.list[WatchInfo]:
         """The connection's watches (what the change feed follows)."""

@@ -16,6 +16,7 @@ from bcjobs.cli.connection_commands import connections_app
 from bcjobs.cli.durations import since_option
 from bcjobs.cli.exits import ExitCode, fail
 from bcjobs.cli.helptext import PlainCommand, PlainGroup
+from bcjobs.cli.identity_commands import identities_app
 from bcjobs.cli.render import (
     JsonOutput,
     Rejected,
@@ -51,6 +52,7 @@ app = typer.Typer(
     cls=PlainGroup,
 )
 
+connections_app.add_typer(identities_app, name="identities")  # a connection's pool (issue 23)
 app.add_typer(connections_app, name="connections")
 app.command("changes", cls=PlainCommand)(changes)  # the change feed (issue 22)
 app.add_typer(watches_app, name="watches")  # the change feed's watches (issue 22)

@@ -1,4 +1,4 @@
-"""`bcjobs connections list|show|put|delete|check|consent`: connections through the Function app's HTTP API.
+"""`bcjobs connections list|show|put|delete|check|consent|identities`: connections through the Function app's API.
 
 These talk to the app (`--api-url`, env BCJOBS_API_URL; `--function-key`, env BCJOBS_FUNCTION_KEY), not to
 storage: a client secret registered with `put` goes to the app's Key Vault. `put` reads that secret from stdin
@@ -166,7 +166,7 @@ def put(  # one option per registry field, as the API takes them
     spec.update({key: value for key, value in options.items() if value is not None})
     if disabled_reason is not None:
         spec.update({"enabled": False, "disabledReason": disabled_reason})
-    secret = _client_secret(stdin=client_secret_stdin, env=client_secret_env)
+    secret = client_secret_from(stdin=client_secret_stdin, env=client_secret_env)
     if secret is not None:
         spec.pop("credential", None)
         spec.pop("secretName", None)
@@ -187,7 +187,7 @@ def _file_spec(path: Path | None) -> dict[str, object]:
     return value
 
 
-def _client_secret(*, stdin: bool, env: str | None) -> str | None:
+def client_secret_from(*, stdin: bool, env: str | None) -> str | None:
     """The secret from stdin (its first line) or the named variable; never echoed."""
     if stdin and env:
         fail(ExitCode.USAGE, "use --client-secret-stdin or --client-secret-env, not both")
@@ -223,18 +223,28 @@ def delete(
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 
 
+IdentityOption = Annotated[
+    str | None,
+    typer.Option(
+        "--identity", metavar="IDENTITY", help="Only this identity of the pool (default: every one)."
+    ),
+]
+
+
 @connections_app.command(cls=PlainCommand)
 def check(
     name: Name,
+    identity: IdentityOption = None,
     json_output: JsonOutput = False,
     *,
     api_url: ApiUrl = DEFAULT_API_URL,
     function_key: FunctionKey = None,
 ) -> None:
-    """Check NAME: token, environment, BC accepts the token, company, a read of customers. Stops at the first failed
-    step and names its fix (exit 1); exit 4 when there is no such connection."""
+    """Check NAME: token, environment, BC accepts the token, company, a read of customers, for each identity of its
+    pool (or --identity). Stops at the first failed step and names its fix (exit 1); exit 4 when there is no such
+    connection."""
     with api_client(api_url, function_key) as client:
-        result = client.check_connection(name)
+        result = client.check_connection(name, identity=identity)
     if result is None:
         fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")
     emit(json_output, result.model_dump(mode="json"), check_table(result))
@@ -245,15 +255,17 @@ def check(
 @connections_app.command(cls=PlainCommand)
 def consent(
     name: Name,
+    identity: IdentityOption = None,
     json_output: JsonOutput = False,
     *,
     api_url: ApiUrl = DEFAULT_API_URL,
     function_key: FunctionKey = None,
 ) -> None:
     """A one-time admin-consent link (10 minutes) for NAME's tenant: an administrator of that tenant opens it and
-    accepts; the page Entra returns to runs the check. Exit 4 when there is no such connection."""
+    accepts; the page Entra returns to runs the check. One consent covers the connection's app; an identity that is
+    another app needs its own (--identity). Exit 4 when there is no such connection."""
     with api_client(api_url, function_key) as client:
-        link = client.consent_link(name)
+        link = client.consent_link(name, identity=identity)
     if link is None:
         fail(ExitCode.NOT_FOUND, f"no connection '{name}' (bcjobs connections list shows them)")
     url = Text(link.consent_url, no_wrap=True, overflow="ignore")  # one line: copied whole from the terminal

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bcjobs.common import EnqueueFailure, JobDetails, JobHandle
-from bcjobs.connections import CheckResult, ConnectionInfo, WatchInfo
+from bcjobs.connections import CheckResult, ConnectionInfo, IdentityInfo, WatchInfo
 from bcjobs.errors import Problem
 from bcjobs.jobfiles import Entry
 from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
@@ -432,7 +432,43 @@ def connections_table(connections: list[ConnectionInfo]) -> RenderableType:
 
 
 _MODES = {"client_credentials": "app", "delegated": "delegated"}
-_CREDENTIALS = {"settings": "settings", "key_vault_secret": "key vault"}
+_CREDENTIALS = {"settings": "settings", "key_vault_secret": "key vault", "federated": "federated"}
+
+
+def identity_wire(identity: IdentityInfo) -> dict[str, object]:
+    """The identity as the API sent it (for --json)."""
+    return identity.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def identities_table(connection: str, identities: list[IdentityInfo]) -> RenderableType:
+    """One line per identity of the pool: name, app, credential, token health and its next step."""
+    table = _table(
+        "identity", "client id", "credential", "health", "next step", title=f"pool of {connection}"
+    )
+    for identity in identities:
+        health = identity.health or {}
+        state = str(health.get("health", "-"))
+        table.add_row(
+            Text(identity.name),
+            Text(identity.client_id, no_wrap=True),
+            Text(_CREDENTIALS.get(identity.credential, identity.credential)),
+            Text(state, style="green" if state == "ok" else "red" if state != "-" else ""),
+            Text(str(health.get("next_step") or "")),
+        )
+    return table
+
+
+def identity_lines(connection: str, identity: IdentityInfo) -> list[RenderableType]:
+    """A saved identity and the admin's next steps, numbered."""
+    where = f" ({identity.secret_name})" if identity.secret_name else ""
+    lines: list[RenderableType] = [
+        Text(
+            f"identity {identity.name} of connection {connection}: app {identity.client_id}, "
+            f"credential {identity.credential}{where}"
+        )
+    ]
+    lines.extend(Text(f"{n}. {step}") for n, step in enumerate(identity.next_steps, start=1))
+    return lines
 
 
 def connection_panel(connection: ConnectionInfo) -> Panel:
@@ -457,8 +493,17 @@ def _enabled(connection: ConnectionInfo) -> Text:
 
 
 def check_table(result: CheckResult) -> RenderableType:
-    """The check's steps, in order: passed or failed, what was found, and the fix of a failed one."""
-    table = _table("step", "ok", "detail", title=f"check of connection {result.connection}", wide="detail")
+    """The check's steps, in order: passed or failed, what was found, and the fix of a failed one; a check of a
+    pool of several identities, one table per identity."""
+    if len(result.identities) > 1:
+        return Group(*(_steps_table(each, f", identity {each.identity}") for each in result.identities))
+    named = "" if result.identity == "primary" else f", identity {result.identity}"
+    return _steps_table(result, named)
+
+
+def _steps_table(result: CheckResult, named: str) -> Table:
+    title = f"check of connection {result.connection}{named}"
+    table = _table("step", "ok", "detail", title=title, wide="detail")
     for step in result.steps:
         detail = Text(step.detail)
         if step.fix:

@@ -17,8 +17,11 @@ from bcjobs.connections import (
     check_flow,
     consent_flow,
     delete_flow,
+    delete_identity_flow,
+    identities_flow,
     list_flow,
     put_flow,
+    put_identity_flow,
     show_flow,
 )
 
@@ -186,3 +189,127 @@ def test_the_cli_check_shows_the_failed_steps_fix_and_exits_1(monkeypatch: pytes
     assert "Microsoft Entra Applications page of environment production" in done.output
     as_json = CliRunner().invoke(app, ["connections", "check", "fabrikam", "--api-url", BASE, "--json"])
     assert json.loads(as_json.stdout)["steps"][1]["name"] == "bc-accepts-token"
+
+
+SECOND = {
+    "name": "second",
+    "clientId": "33333333-3333-3333-3333-333333333333",
+    "credential": "key_vault_secret",
+    "secretName": "bc-conn-fabrikam--second-secret",
+    "secretVersion": "v1",
+    "primary": False,
+    "nextSteps": [
+        "add the app (client id 3333...) on the Microsoft Entra Applications page",
+        "run the check",
+    ],
+    "links": {"check": "https://bc-app.example/api/connections/fabrikam/check?identity=second"},
+}
+
+
+def test_identities_are_listed_put_with_the_secret_in_the_body_only_and_deleted() -> None:
+    listed = {"connection": "fabrikam", "identities": [{**SECOND, "health": {"health": "ok"}}]}
+    api = FakeApi(
+        {
+            ("GET", "/api/connections/fabrikam/identities"): (200, listed),
+            ("PUT", "/api/connections/fabrikam/identities/second"): (201, SECOND),
+            ("DELETE", "/api/connections/fabrikam/identities/second"): (204, None),
+            ("DELETE", "/api/connections/fabrikam/identities/gone"): (
+                404,
+                {"error": "not_found", "message": "no"},
+            ),
+        }
+    )
+    [found] = flows.carry_out(identities_flow(api, BASE, "fabrikam"))
+    assert (found.name, found.health) == ("second", {"health": "ok"})
+    saved = flows.carry_out(
+        put_identity_flow(api, BASE, "fabrikam", "second", {"clientId": SECOND["clientId"]}, SECRET)
+    )
+    assert saved.next_steps[0].startswith("add the app")
+    _method, url, body = api.requests[1]
+    assert SECRET not in url
+    assert json.loads(body or b"")["clientSecret"] == SECRET
+    assert flows.carry_out(delete_identity_flow(api, BASE, "fabrikam", "second")) is True
+    assert flows.carry_out(delete_identity_flow(api, BASE, "fabrikam", "gone")) is False
+
+
+async def test_the_async_twin_puts_an_identity_and_checks_only_it() -> None:
+    one = {**CHECK_FAILED, "identity": "second"}
+    api = FakeApi(
+        {
+            ("PUT", "/api/connections/fabrikam/identities/second"): (200, SECOND),
+            ("POST", "/api/connections/fabrikam/check?identity=second"): (200, one),
+        }
+    )
+    saved = await flows.carry_out_async(
+        put_identity_flow(api, BASE, "fabrikam", "second", {"clientId": SECOND["clientId"]}, None)
+    )
+    assert "clientSecret" not in json.loads(api.requests[0][2] or b"")
+    assert saved.secret_version == "v1"
+    result = await flows.carry_out_async(check_flow(api, BASE, "fabrikam", "second"))
+    assert result is not None
+    assert result.identity == "second"
+
+
+def test_the_cli_identity_put_takes_its_secret_from_stdin_never_an_argument(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused = CliRunner().invoke(
+        app,
+        [
+            "connections",
+            "identities",
+            "put",
+            "fabrikam",
+            "second",
+            "--client-id",
+            "x",
+            "--client-secret",
+            SECRET,
+        ],
+    )
+    assert refused.exit_code == 2
+    api = FakeApi({("PUT", "/api/connections/fabrikam/identities/second"): (201, SECOND)})
+    monkeypatch.setattr(ConnectionsClient, "_call", lambda self, m, u, b: api(m, u, b))
+    args = ["connections", "identities", "put", "fabrikam", "second", "--client-id", str(SECOND["clientId"])]
+    done = CliRunner().invoke(app, [*args, "--client-secret-stdin", "--api-url", BASE], input=f"{SECRET}\n")
+    assert done.exit_code == 0, done.output
+    assert json.loads(api.requests[0][2] or b"")["clientSecret"] == SECRET
+    assert SECRET not in done.output
+    assert "1. add the app" in done.output
+
+
+def test_the_cli_lists_the_pool_and_checks_every_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool_check = {
+        **CHECK_FAILED,
+        "identities": [
+            {**CHECK_FAILED, "ok": True, "steps": CHECK_FAILED["steps"][:1]},  # type: ignore[index]
+            {**CHECK_FAILED, "identity": "second"},
+        ],
+    }
+    listed = {
+        "connection": "fabrikam",
+        "identities": [{**SECOND, "health": {"health": "credentials_rejected"}}],
+    }
+    api = FakeApi(
+        {
+            ("GET", "/api/connections/fabrikam/identities"): (200, listed),
+            ("POST", "/api/connections/fabrikam/check"): (200, pool_check),
+            ("DELETE", "/api/connections/fabrikam/identities/gone"): (
+                404,
+                {"error": "not_found", "message": "no"},
+            ),
+        }
+    )
+    monkeypatch.setattr(ConnectionsClient, "_call", lambda self, m, u, b: api(m, u, b))
+    env = {"COLUMNS": "200"}
+    shown = CliRunner().invoke(
+        app, ["connections", "identities", "list", "fabrikam", "--api-url", BASE], env=env
+    )
+    assert "credentials_rejected" in shown.output
+    checked = CliRunner().invoke(app, ["connections", "check", "fabrikam", "--api-url", BASE], env=env)
+    assert checked.exit_code == 1
+    assert "identity second" in checked.output
+    gone = CliRunner().invoke(
+        app, ["connections", "identities", "delete", "fabrikam", "gone", "--api-url", BASE]
+    )
+    assert gone.exit_code == 4
