@@ -122,6 +122,7 @@ async def put_identity(admin: Admin, name: str, identity: str, body: bytes, *, b
             acting = acting.model_copy(update={"secret_version": version})
             pooled = _pooled(connection, acting)
         await services.registry.put(pooled)
+        await _forget_replaced(services, pooled, before, acting)
     except BadRequestError as bad:
         return bad.reply
     except (IntegrationError, SettingsError) as exc:
@@ -150,6 +151,15 @@ def next_steps(connection: Connection, identity: Identity) -> list[str]:
         f"{connection.tenant_id}: GET /api/connections/{connection.name}/consent?identity={identity.name}",
         check,
     ]
+
+
+async def _forget_replaced(
+    services: ConnectionsAdmin, connection: Connection, before: Identity | None, after: Identity
+) -> None:
+    """The secret the API wrote for an identity that no longer uses it (now federated, or the admin's own)."""
+    ours = client_secret_name(connection.name, after.name)
+    if before is not None and before.secret_name == ours and after.secret_name != ours:
+        await services.vault.delete(ours)
 
 
 def _identity_fields(name: str, identity: str, body: bytes) -> tuple[dict[str, object], str | None]:

@@ -16,7 +16,8 @@ from shared.connections.compose import registry_services
 from shared.connections.connection import Connection, Identity
 from shared.connections.errors import UnknownConnectionError
 from shared.connections.registry import ConnectionRegistry
-from shared.onboarding.check import CheckReport, ConnectionCheck, Links, PoolReport
+from shared.errors import SettingsError
+from shared.onboarding.check import TOKEN, CheckReport, CheckStep, ConnectionCheck, Links, PoolReport
 from shared.onboarding.consent import (
     GRANTED,
     ConsentAnswer,
@@ -86,7 +87,12 @@ class Onboarding:
         """One identity's check (the primary's by default) with its own token manager and a BC client for its
         connection's environment."""
         acting = identity or connection.primary
-        manager = self.auth.for_identity(connection, acting).manager
+        try:
+            manager = self.auth.for_identity(connection, acting).manager
+        except (
+            SettingsError
+        ) as exc:  # its credential cannot be used here: its report says so, the pool's go on
+            return unbuildable(connection, acting, exc)
         endpoint = endpoint_for(connection, self.settings)
         client = build_client(self.settings, manager, Unthrottled(), endpoint=endpoint)
         probe = ClientProbe(
@@ -135,6 +141,15 @@ class Onboarding:
         except ConsentUnavailableError as exc:
             query = "" if identity.primary else f"?identity={identity.name}"
             return f"GET /api/connections/{connection.name}/consent{query} ({exc})"
+
+
+def unbuildable(connection: Connection, identity: Identity, error: SettingsError) -> CheckReport:
+    """The check of an identity whose token manager cannot be built (a credential this deployment cannot use)."""
+    route = f"/api/connections/{connection.name}" + (
+        "" if identity.primary else f"/identities/{identity.name}"
+    )
+    fix = f"give it a credential this app can use (PUT {route}), or fix the setting named; then run the check again"
+    return CheckReport(connection.name, (CheckStep(TOKEN, False, str(error), fix),), identity.name)
 
 
 async def onboarding_services(settings: Settings | None = None) -> Onboarding:

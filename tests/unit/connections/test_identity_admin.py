@@ -207,3 +207,12 @@ async def test_a_vault_failure_answers_503_and_changes_nothing() -> None:
     assert status == 503
     assert "reference" in body
     assert await pool_of(world) == ()
+
+
+async def test_an_identity_that_stops_using_its_stored_secret_takes_it_out_of_key_vault() -> None:
+    world = await registered()
+    await put(world, "second", {"clientId": SECOND_CLIENT, "clientSecret": SECRET})
+    federated = {"clientId": SECOND_CLIENT, "credential": "federated", "managedIdentityClientId": MANAGED}
+    assert (await put(world, "second", federated))[0] == 200
+    assert world.vault.secrets == {}
+    assert world.vault.deleted == ["bc-conn-fabrikam--second-secret"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from uuid import UUID
 
 import pytest
 
+from shared.auth.compose import AuthServices
 from shared.auth.errors import (
     AuthError,
     CredentialsRejectedError,
@@ -18,6 +20,8 @@ from shared.bc.errors import AuthenticationError, AuthorizationError, NotFoundEr
 from shared.bc.models import Company
 from shared.connections import Connection, Credential
 from shared.connections.connection import Identity
+from shared.connections.registry import ConnectionRegistry
+from shared.errors import SettingsError
 from shared.onboarding.check import (
     STEPS,
     CheckReport,
@@ -27,6 +31,8 @@ from shared.onboarding.check import (
     PoolReport,
     aadsts_code,
 )
+from shared.onboarding.service import Onboarding
+from shared.settings import load_settings
 from shared.tokens import AccessToken, AuthMode
 
 CONTOSO = UUID("11111111-1111-1111-1111-111111111111")
@@ -261,3 +267,23 @@ async def test_the_pool_report_keeps_the_primary_s_steps_and_is_ok_only_when_eve
     assert body["steps"] == good.to_json()["steps"]
     assert body["identities"] == [good.to_json(), bad.to_json()]
     assert PoolReport((good,)).ok
+
+
+class UnbuildableAuth:
+    """AuthServices whose identities cannot be built (a credential this deployment cannot use yet)."""
+
+    def for_identity(self, connection: Connection, identity: Identity) -> object:
+        raise SettingsError(f"identity '{identity.name}': federated credentials are not supported yet")
+
+
+async def test_an_identity_whose_credential_cannot_be_built_fails_its_token_step_and_names_its_route() -> (
+    None
+):
+    onboarding = Onboarding(
+        load_settings({}), cast(ConnectionRegistry, None), cast(AuthServices, UnbuildableAuth())
+    )
+    report = await onboarding.check(connection(identities=(SECOND,)), SECOND)
+    step = failed_step(report)
+    assert (report.identity, step.name) == ("second", "token")
+    assert "not supported yet" in step.detail
+    assert "PUT /api/connections/acme/identities/second" in str(step.fix)
