@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.auth.errors import SignInResponseMalformedError, SignInStateUnknownError
+from shared.auth.compose import AuthServices
+from shared.auth.errors import SignInFlowError, SignInResponseMalformedError, SignInStateUnknownError
 from shared.auth.models import PendingSignIn
 from shared.auth.sign_in import PendingSignIns, check_state, connection_in_state, connection_state
 from shared.connections import Connection, Credential
 from shared.connections.connection import Identity
+from shared.connections.registry import ConnectionRegistry
 from shared.onboarding.consent import (
     CONSENT_CALLBACK_PATH,
     ConsentUnavailableError,
@@ -21,6 +25,7 @@ from shared.onboarding.consent import (
     split_consent_name,
     start_consent,
 )
+from shared.onboarding.service import Onboarding
 from shared.settings import Settings, load_settings
 from testkit.auth_stores import MemoryRecordStore
 from testkit.clock import ManualClock
@@ -130,3 +135,57 @@ async def test_an_identity_s_consent_link_names_its_own_app_and_a_state_naming_t
     assert split_consent_name(named) == ("acme", "second")
     assert split_consent_name("acme") == ("acme", None)
     assert split_consent_name("old-name") == ("old-name", None)
+
+
+class _Recorder:
+    """The identity's connection record (HealthRecorder.record_consent) as the callback writes it."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    async def record_consent(self, outcome: str) -> bool:
+        self.outcomes.append(outcome)
+        return True
+
+
+class _PoolAuth:
+    """AuthServices for the callback: one pending-consent store per connection, one record per identity."""
+
+    def __init__(self, pending: PendingSignIns) -> None:
+        self.pending = pending
+        self.records: dict[str, _Recorder] = {}
+
+    def pending_consents(self, connection: str) -> PendingSignIns:
+        assert connection == "acme"
+        return self.pending
+
+    def for_identity(self, connection: Connection, identity: Identity) -> SimpleNamespace:
+        health = self.records.setdefault(identity.name, _Recorder())
+        return SimpleNamespace(manager=SimpleNamespace(parts=SimpleNamespace(health=health, identity=None)))
+
+
+class _Registry:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def find(self, name: str) -> Connection | None:
+        return self.connection if name == self.connection.name else None
+
+
+async def test_an_identity_s_consent_answer_is_recorded_on_that_identity_s_record() -> None:
+    second = Identity(name="second", client_id="44444444-4444-4444-4444-444444444444")
+    pooled = ACME.model_copy(update={"identities": (second,)})
+    pending = PendingSignIns(MemoryRecordStore[PendingSignIn](), ManualClock())
+    configured = settings(BC_REDIRECT_URI="https://func.example.net/api/auth/callback")
+    link = await start_consent(pooled, configured, pending, second)
+    state = parse_qs(urlsplit(link.url).query)["state"][0]
+    auth = _PoolAuth(pending)
+    onboarding = Onboarding(configured, cast(ConnectionRegistry, _Registry(pooled)), cast(AuthServices, auth))
+
+    outcome = await onboarding.finish_consent({"state": state, "error": "access_denied"})
+
+    assert (outcome.identity, outcome.report) == ("second", None)
+    assert auth.records["second"].outcomes == ["access_denied"]
+    assert "primary" not in auth.records
+    with pytest.raises(SignInFlowError):  # one-time: the state is spent
+        await onboarding.finish_consent({"state": state, "error": "access_denied"})
