@@ -35,6 +35,7 @@ from shared.auth.web import (
     status_json,
 )
 from shared.connections.compose import registry_services
+from shared.connections.connection import IDENTITY_SEPARATOR
 from shared.errors import SettingsError
 from shared.settings import Impact, get_settings, require
 from shared.triggers.replies import http_response
@@ -118,12 +119,18 @@ async def _sign_in_of(services: AuthServices, state: str) -> tuple[SignInFlow, T
     name = connection_in_state(state)
     if name is None or name == services.manager.connection:
         return services.sign_in, services.manager
-    found = await (await registry_services(services.settings)).registry.find(name)
+    registry = (await registry_services(services.settings)).registry
+    found, identity = await registry.find(name), None
+    if found is None and IDENTITY_SEPARATOR in name:  # an identity's sign-in names `{connection}--{identity}`
+        owner, _, wanted = name.rpartition(IDENTITY_SEPARATOR)
+        found = await registry.find(owner)
+        identity = next((i for i in found.identities if i.name == wanted), None) if found else None
+        found = found if identity is not None else None
     if found is None:
         raise SignInStateUnknownError(
             f"no sign-in was started with this state (connection '{name}' is unknown)"
         )
-    auth = services.for_connection(found)
+    auth = services.for_identity(found, identity or found.primary)
     return auth.sign_in, auth.manager
 
 
