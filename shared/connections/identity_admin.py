@@ -141,7 +141,8 @@ def next_steps(connection: Connection, identity: Identity) -> list[str]:
     )
     if connection.mode is AuthMode.DELEGATED:
         return [
-            f"the user of this identity needs a license and permission sets in {connection.environment}",
+            f"sign in as this identity's user (a license and permission sets in {connection.environment}): GET "
+            f"/api/connections/{connection.name}/sign-in?identity={identity.name}",
             check,
         ]
     return [

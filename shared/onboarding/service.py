@@ -48,9 +48,13 @@ class _Closable(Protocol):
     async def close(self) -> None: ...
 
 
-def sign_in_path(connection: Connection) -> str:
-    """The connection's sign-in route: /api/auth/login for the settings' one (as before), else its own."""
-    return LOGIN_PATH if connection.from_settings else f"/api/connections/{connection.name}/sign-in"
+def sign_in_path(connection: Connection, identity: Identity | None = None) -> str:
+    """The connection's sign-in route: /api/auth/login for the settings' one (as before), else its own; an
+    identity's user signs in with `?identity=`."""
+    if connection.from_settings:
+        return LOGIN_PATH
+    query = "" if identity is None or identity.primary else f"?identity={identity.name}"
+    return f"/api/connections/{connection.name}/sign-in{query}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +77,11 @@ class Onboarding:
         pending = self.auth.pending_consents(connection.name)
         return await start_consent(connection, self.settings, pending, identity)
 
-    def sign_in_link(self, connection: Connection) -> str:
-        """The connection's sign-in URL on this app's host (its path alone when no host is configured)."""
+    def sign_in_link(self, connection: Connection, identity: Identity | None = None) -> str:
+        """The connection's (or identity's) sign-in URL on this app's host (its path alone when no host is set)."""
         callback = self.settings.auth.callback_uri
         origin = f"{urlsplit(callback).scheme}://{urlsplit(callback).netloc}" if callback else ""
-        return f"{origin}{sign_in_path(connection)}"
+        return f"{origin}{sign_in_path(connection, identity)}"
 
     async def check_pool(self, connection: Connection) -> PoolReport:
         """The check of every identity of the connection's pool, one after another (a check is a few requests)."""
@@ -99,7 +103,8 @@ class Onboarding:
             client, http_client_from_settings(self.settings), self.settings.bc.api_base_url, manager
         )
         links = Links(
-            consent=lambda: self._consent_url(connection, acting), sign_in=self.sign_in_link(connection)
+            consent=lambda: self._consent_url(connection, acting),
+            sign_in=self.sign_in_link(connection, acting),
         )
         try:
             return await ConnectionCheck(connection, manager, probe, links, acting).run()

@@ -6,6 +6,7 @@
     POST /api/connections/{name}/check        function key  the check, as JSON (never a token or secret): every
                                                             identity of the pool, or `?identity=X` only
     GET  /api/connections/{name}/sign-in      function key  302 to Entra: the connection's delegated sign-in
+                                                            (`?identity=X`: that identity's user signs in)
 
 The consent callback is anonymous like /api/auth/callback (Entra's redirect carries no function key): the
 one-time, 10-minute state naming the connection is what protects it. Its pages show plain sentences (every text
@@ -134,10 +135,11 @@ async def connections_sign_in(req: func.HttpRequest) -> func.HttpResponse:
     """Start the connection's delegated sign-in: 302 to Entra; the callback is /api/auth/callback."""
     try:
         onboarding, connection = await _connection(req)
+        identity = _identity(req, connection) or connection.primary
         redirect_uri = onboarding.settings.auth.callback_uri
         if connection.mode is not AuthMode.DELEGATED or redirect_uri is None:
             raise AuthError(_no_sign_in(connection, redirect_uri))
-        auth_uri = await onboarding.auth.for_connection(connection).sign_in.start(redirect_uri)
+        auth_uri = await onboarding.auth.for_identity(connection, identity).sign_in.start(redirect_uri)
     except AuthError as exc:
         return http_response(page(409, "Sign-in not available", [str(exc)]))
     except IntegrationError as exc:

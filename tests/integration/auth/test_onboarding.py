@@ -20,6 +20,7 @@ from shared.auth import close_auth_services
 from shared.auth.keyvault import secret_name
 from shared.connections import Connection
 from shared.connections.compose import close_registry_services, registry_services
+from shared.connections.connection import Identity
 from shared.settings import Settings
 from shared.tokens import AuthMode
 from shared.triggers import auth_http, connections_onboarding
@@ -66,9 +67,14 @@ async def register(settings: Settings, sandbox: Sandbox, **changes: object) -> C
     return connection
 
 
-def route(method: str, name: str, action: str) -> func.HttpRequest:
+def route(method: str, name: str, action: str, identity: str | None = None) -> func.HttpRequest:
+    params = {} if identity is None else {"identity": identity}
     return func.HttpRequest(
-        method, f"{APP_BASE}/connections/{name}/{action}", body=b"", route_params={"name": name}
+        method,
+        f"{APP_BASE}/connections/{name}/{action}",
+        body=b"",
+        route_params={"name": name},
+        params=params,
     )
 
 
@@ -300,3 +306,35 @@ async def test_an_environment_the_tenant_lacks_is_named_with_the_ones_it_has(
 
     assert step["name"] == "environment"
     assert "no environment 'staging' (it has: production)" in step["detail"]
+
+
+async def test_a_delegated_identity_signs_in_on_its_own_link_and_is_checked_apart_from_the_primary(
+    functions: Functions,
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    settings: Settings,
+    audit: Audit,
+) -> None:
+    """Issue 23: a delegated connection holds several signed-in users the same way; each identity's user signs in
+    on `sign-in?identity=`, its token set is its own (`bc-token-{name}--{identity}`), and the pool's check reports
+    each identity apart."""
+    second = Identity(name="second", client_id=sandbox.env["BC_CLIENT_ID"])
+    partner = await register(settings, sandbox, identities=(second,))
+    started = await functions["sign_in"](route("GET", partner.name, "sign-in", identity="second"))
+    assert started.status_code == 302
+    fields = await sign_in_at_sandbox(started.headers["Location"], sandbox_tls, audit)
+    assert fields["state"].startswith(f"{partner.name}--second~")
+
+    page = await functions["auth_callback"](callback_post(fields))
+
+    assert page.status_code == 200
+    assert sandbox.vault.peek(secret_name(f"{partner.name}--second")) is not None
+    assert sandbox.vault.peek(secret_name(partner.name)) is None  # the primary's user has not signed in
+    one = json.loads((await functions["check"](route("POST", partner.name, "check", "second"))).get_body())
+    assert (one["identity"], one["ok"]) == ("second", True), one
+    pool = json.loads((await functions["check"](route("POST", partner.name, "check"))).get_body())
+    assert pool["ok"] is False
+    assert [(r["identity"], r["ok"]) for r in pool["identities"]] == [("primary", False), ("second", True)]
+    primary_fix = pool["identities"][0]["steps"][-1]["fix"]
+    assert f"/api/connections/{partner.name}/sign-in" in primary_fix
+    assert "identity=" not in primary_fix
