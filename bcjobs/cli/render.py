@@ -479,7 +479,12 @@ def connection_panel(connection: ConnectionInfo) -> Panel:
     grid.add_row("state", _enabled(connection))
     fields = connection_wire(connection)
     for name, value in fields.items():
-        if name not in {"name", "enabled", "links"}:
+        if name == "identities" and isinstance(
+            value, list
+        ):  # the pool: names and apps (`identities list` has more)
+            pool = ", ".join(f"{i.get('name')} ({i.get('clientId')})" for i in value if isinstance(i, dict))
+            grid.add_row(name, Text(pool))
+        elif name not in {"name", "enabled", "links"}:
             grid.add_row(name, Text(", ".join(map(str, value)) if isinstance(value, list) else str(value)))
     for name, url in connection.links.items():
         grid.add_row(f"link {name}", Text(url))
