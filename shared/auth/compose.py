@@ -123,15 +123,16 @@ class AuthServices:
         self.by_identity[key] = built
         return built
 
-    async def forget_refusals(self, connection: Connection) -> None:
-        """Make the connection's next token request reach Entra, after an admin fixed what Entra refused (consent).
+    async def forget_refusals(self, connection: Connection, identity: Identity | None = None) -> None:
+        """Make the identity's (default: the primary one's) next token request reach Entra, after an admin fixed
+        what Entra refused (consent).
 
         MSAL replays a 400 for the same request for 60 s (msal/throttled_http_client.py, MSAL Python), so a check
         right after the consent would be answered with the refusal from before it. Closing the identity drops its
         MSAL application (and that replay cache); the next request builds a new one."""
-        identity = self.for_connection(connection).manager.parts.identity
-        if isinstance(identity, _Closable):
-            await identity.close()
+        provider = self.for_identity(connection, identity or connection.primary).manager.parts.identity
+        if isinstance(provider, _Closable):
+            await provider.close()
 
     def pending_consents(self, connection: str) -> PendingSignIns:
         """The admin consents started for `connection`: one-time, 10-minute states kept like pending sign-ins

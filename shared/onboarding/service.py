@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from shared.auth.compose import AuthServices, auth_services
@@ -39,13 +38,6 @@ class ConsentOutcome:
     answer: ConsentAnswer
     report: CheckReport | None
     identity: str = "primary"
-
-
-@runtime_checkable
-class _Closable(Protocol):
-    """An identity provider that can drop its MSAL application and its 60 s replay of a refusal."""
-
-    async def close(self) -> None: ...
 
 
 def sign_in_path(connection: Connection, identity: Identity | None = None) -> str:
@@ -123,10 +115,7 @@ class Onboarding:
             GRANTED if answer.granted else answer.error or "unknown_error"
         )
         if answer.granted:  # the refusal from before the consent is not replayed (see forget_refusals)
-            if identity.primary:
-                await self.auth.forget_refusals(connection)
-            elif isinstance(manager.parts.identity, _Closable):
-                await manager.parts.identity.close()
+            await self.auth.forget_refusals(connection, identity)
         report = await self.check(connection, identity) if answer.granted else None
         return ConsentOutcome(connection, answer, report, identity.name)
 
