@@ -11,7 +11,15 @@ from shared.bc.throttle.coordination import (
     VersionedState,
 )
 from shared.bc.throttle.low_priority import LowPriority
-from shared.bc.throttle.plan import HEARTBEAT_SECONDS, Share, ThrottleConfig, fallback_share, share_of
+from shared.bc.throttle.plan import (
+    HEARTBEAT_SECONDS,
+    Share,
+    ThrottleConfig,
+    fallback_share,
+    has_juniors,
+    joined,
+    share_of,
+)
 from shared.bc.throttle.shared_throttle import SharedThrottle
 
 __all__ = [
@@ -25,5 +33,7 @@ __all__ = [
     "ThrottleConfig",
     "VersionedState",
     "fallback_share",
+    "has_juniors",
+    "joined",
     "share_of",
 ]

@@ -13,11 +13,16 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A process sharing the identity's budget: it may send from `active_from` until `lease_until` (epoch s)."""
+    """A process sharing the identity's budget: it may send from `active_from` until `lease_until` (epoch s).
+
+    `low`: a *feed-only member*, one that has asked only low permits so far; the low members share the budget's
+    reserve, never an equal share (plan.py). A row written before the field existed holds normal members only.
+    """
 
     id: str
     active_from: float
     lease_until: float
+    low: bool = False
 
 
 @dataclass(frozen=True, slots=True)

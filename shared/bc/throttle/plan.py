@@ -10,13 +10,35 @@ Safety of changes: a joining member may start only after `join_delay` (longer th
 by which time every existing member has seen it and shrunk its share; a leaving member's share is taken over
 only after it left (or its lease ran out). A member that cannot refresh its view in time stops trusting it and
 falls back to a conservative local share: rate / max(expected instances, last known members) and 1 slot.
+
+Feed-only members (issue 22, point 6: a flood of changes never starves the jobs). On Flex Consumption the change
+feed's functions run on instances of their own (per-function scaling), in processes that ask only low permits. As
+equal members they would take 1/N of the budget from the jobs and, joining first, make every jobs process wait the
+join delay. So a member records its kind (`Member.low`): while any low member is live, the low members share a
+fixed *reserve* (`ThrottleConfig.low_reserve` of the rate, `reserve_slots` slots), split among them like the
+budget (slots by seniority, the rate among those sending), and the normal members split the rest; with no low
+member live the normal members get everything, as before. A low member that asks a normal permit converts: it
+re-joins as a normal newcomer (a join of the normal pool), since growing a pool is only safe once others saw it.
+
+Why the windows stay within rate*W + N*burst with two pools. The budget is the sum of the two pools' budgets
+whatever the members believe, so it suffices that each pool's members never together exceed their pool's budget,
+and that a pool's budget shrinks only once every member of that pool has seen why:
+- a normal newcomer waits join_delay only when another normal member is live: the low members' reserve does not
+  change when a normal one joins, and an empty normal pool has nobody to shrink;
+- a low newcomer waits join_delay whenever any member is live: the first low member shrinks the normal pool (its
+  slots at once, as seniors drain for any pending member; its rate from the newcomer's admission), a later one
+  the other low members' shares; by admission every member has seen it (join_delay > heartbeat + jitter);
+- a pool only grows after the row changed (a leave, a lease run out, the last low member leaving or converting),
+  and a member's own share changes with its own write, so the one that shrank did so before anyone grew;
+- a member never changes from normal to low (that would shrink the normal pool without a delay): a process that
+  once asked a normal permit stays normal until it leaves the row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.bc.throttle.coordination import CoordinationState
+from shared.bc.throttle.coordination import CoordinationState, Member
 
 # How often a member renews its place in the coordination row and re-reads its share. Each heartbeat costs a
 # process one read and one write of the row, and shares follow a join or a leave about a heartbeat later (a
@@ -43,6 +65,12 @@ class ThrottleConfig:
     # A member unused this long leaves the row, so its slots go where the work is (three heartbeats: long enough
     # that a steadily used instance never churns, short enough that juniors holding jobs are not kept waiting).
     idle_leave_seconds: float = 30.0
+    # The feed-only members' reserve while any is live: this fraction of the rate and `low_reserve_slots` slots.
+    # 10 % and 1 of BC's 5 slots: the jobs keep 90 % and 4 slots through any flood of changes (point 6), and the
+    # feed still reads ~1.9 entities a second at BC's 6,000 per 5 minutes (~7,000 an hour, 3 % margin), one at a
+    # time, as the low permit already allows (at most one in flight) -- more slots would idle most of the time.
+    low_reserve: float = 0.1
+    low_reserve_slots: int = 1
 
     def __post_init__(self) -> None:
         if self.requests <= 0 or self.window_seconds <= 0 or self.heartbeat_seconds <= 0:
@@ -53,11 +81,23 @@ class ThrottleConfig:
             raise ValueError("in-flight slots, fallback instances and burst must be at least 1")
         if self.idle_leave_seconds < self.heartbeat_seconds:
             raise ValueError("a member may leave on idle only after at least one heartbeat")
+        if not 0 < self.low_reserve < 1 or self.low_reserve_slots < 1:
+            raise ValueError("the feed's reserve is a fraction in (0, 1) of the rate and at least 1 slot")
 
     @property
     def rate(self) -> float:
         """Requests per second the identity may send in total (the margin taken off)."""
         return self.requests * (1.0 - self.safety_margin) / self.window_seconds
+
+    @property
+    def reserve_rate(self) -> float:
+        """Requests per second the feed-only members share while any is live."""
+        return self.rate * self.low_reserve
+
+    @property
+    def reserve_slots(self) -> int:
+        """Slots the feed-only members share: none when BC allows a single one (then they join as normal members)."""
+        return min(self.low_reserve_slots, self.max_in_flight - 1)
 
     @property
     def lease_seconds(self) -> float:
@@ -90,29 +130,69 @@ class Share:
 
 
 def share_of(state: CoordinationState, member_id: str, now: float, config: ThrottleConfig) -> Share:
-    """My share at `now`: slots split by seniority over all live members (pending ones included, so seniors
-    drain before a newcomer starts); the rate split over the members that are sending now."""
+    """My share at `now`: my pool's budget (the reserve for a low member, the rest for a normal one) split within
+    the pool: slots by seniority over its live members (pending ones included, so seniors drain before a newcomer
+    starts), the rate over the members that are sending now."""
     live = state.live(now)
-    ranks = {member.id: rank for rank, member in enumerate(live)}
-    rank = ranks.get(member_id)
-    if rank is None:
+    me = next((member for member in live if member.id == member_id), None)
+    if me is None:
         return Share(rate=0.0, slots=0, members=len(live))
-    slots = _slots_for(rank, len(live), config.max_in_flight)
-    senders = [
-        member
-        for member in live
-        if member.active_from <= now and _slots_for(ranks[member.id], len(live), config.max_in_flight)
-    ]
-    me = live[rank]
-    if me.active_from > now or slots == 0:
+    pool = [member for member in live if member.low == me.low]
+    rate, slots = _pool_budget(me.low, live, now, config)
+    rank = pool.index(me)
+    senders = [m for n, m in enumerate(pool) if m.active_from <= now and _slots_for(n, len(pool), slots)]
+    mine = _slots_for(rank, len(pool), slots)
+    if me.active_from > now or mine == 0:
         return Share(rate=0.0, slots=0, members=len(live))
-    return Share(rate=config.rate / len(senders), slots=slots, members=len(live))
+    return Share(rate=rate / len(senders), slots=mine, members=len(live))
 
 
-def fallback_share(last_known_members: int, config: ThrottleConfig) -> Share:
-    """The conservative share used while the coordination row cannot be refreshed."""
+def _pool_budget(
+    low: bool, live: tuple[Member, ...], now: float, config: ThrottleConfig
+) -> tuple[float, int]:
+    """The (rate, slots) of the low or the normal pool: the reserve's slots leave the normal pool as soon as a low
+    member is live (pending included), its rate once the senior low member sends (no earlier: plan docstring)."""
+    lows = [member for member in live if member.low]
+    if not lows:
+        return config.rate, config.max_in_flight
+    if low:
+        return config.reserve_rate, config.reserve_slots
+    reserved = config.reserve_rate if lows[0].active_from <= now else 0.0
+    return config.rate - reserved, config.max_in_flight - config.reserve_slots
+
+
+def joined(state: CoordinationState, member_id: str, low: bool, now: float, config: ThrottleConfig) -> Member:
+    """This member's record renewed at `now`, joining (or converting from low to normal) by the join rules.
+
+    A member already in the row keeps its admission time unless it converts; a normal one never turns low (plan
+    docstring). A newcomer waits join_delay when a member it must wait for is live: any other member for a low
+    newcomer, another normal member for a normal one (or a low one converting).
+    """
+    live = [member for member in state.live(now) if member.id != member_id]
+    mine = next((m for m in state.members if m.id == member_id and m.lease_until > now), None)
+    low = low and (mine is None or mine.low)
+    lease_until = now + config.lease_seconds
+    if mine is not None and mine.low == low:
+        return Member(member_id, mine.active_from, lease_until, low)
+    waits_for = live if low else [member for member in live if not member.low]
+    active_from = now + config.join_delay_seconds if waits_for else now
+    return Member(member_id, active_from, lease_until, low)
+
+
+def has_juniors(state: CoordinationState, now: float, config: ThrottleConfig) -> bool:
+    """Whether a live member holds no slot because its pool has more members than slots (it waits for a leave)."""
+    live = state.live(now)
+    lows = sum(1 for member in live if member.low)
+    normal_slots = config.max_in_flight - (config.reserve_slots if lows else 0)
+    return lows > config.reserve_slots or len(live) - lows > normal_slots
+
+
+def fallback_share(last_known_members: int, config: ThrottleConfig, *, low: bool = False) -> Share:
+    """The conservative share used while the coordination row cannot be refreshed (a low member's: within the
+    reserve, since the normal members may be using all the rest)."""
     divisor = max(config.fallback_instances, last_known_members)
-    return Share(rate=config.rate / divisor, slots=1, members=last_known_members, fallback=True)
+    rate = min(config.rate / divisor, config.reserve_rate) if low else config.rate / divisor
+    return Share(rate=rate, slots=1, members=last_known_members, fallback=True)
 
 
 def _slots_for(rank: int, members: int, slots: int) -> int:

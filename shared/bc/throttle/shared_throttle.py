@@ -24,6 +24,11 @@ permit is granted only while no normal permit of this process is waiting (for a 
 low permit holds a slot at a time, so the feed's reads use at most one of the share's slots and only spare ones.
 A normal permit asked while a low one waits for its pace overtakes it (the low one waits again). Waiting is
 by event, like the rest: a normal permit that stops waiting wakes the low ones.
+
+A process that has asked only low permits (the feed's own functions, on instances of their own under per-function
+scaling) joins as a *feed-only member* and shares the budget's reserve with the other such members, never an
+equal share (plan.py); its first normal permit or `await_slot` converts it to a normal member at once (a join of
+the normal pool), and it stays one until it leaves the row.
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ from collections.abc import AsyncIterator, Callable
 
 from shared import telemetry
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
-from shared.bc.throttle.coordination import CoordinationState, CoordinationStore, Member, VersionedState
-from shared.bc.throttle.plan import Share, ThrottleConfig, fallback_share, share_of
+from shared.bc.throttle.coordination import CoordinationState, CoordinationStore, VersionedState
+from shared.bc.throttle.plan import Share, ThrottleConfig, fallback_share, has_juniors, joined, share_of
 from shared.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -72,20 +77,20 @@ class SharedThrottle:
         self._rng = rng or random.Random()  # noqa: S311 -- heartbeat jitter, not security
         self._view: VersionedState | None = None
         self._last_success: float | None = None
-        self._last_known_members = 1
-        self._in_flight = 0
+        self._last_known_members, self._in_flight = 1, 0
         self._changed = asyncio.Event()  # replaced (after being set) on every change a waiter may care about
-        self._pace_lock = asyncio.Lock()
+        # One compare-and-swap at a time (so the view kept is the newest); one permit taking the pace at a time.
+        self._cas_lock, self._pace_lock = asyncio.Lock(), asyncio.Lock()
         self._tat = 0.0  # GCRA theoretical arrival time of the next paced start
         self._local_pause, self._published_pause = 0.0, 0.0
         self._in_fallback, self._last_failed = False, False
         self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._closed = False
+        self._ready, self._closed = asyncio.Event(), False
         # Callers in permit() or await_slot() (while any, the member never leaves on idle); last time one ended.
         self._users, self._last_busy, self._leaving = 0, self._clock.time(), False
-        # Normal permits asked and not yet through their pace; low permits holding a slot (module docstring).
-        self._normal_waiting, self._low_in_flight = 0, 0
+        # Normal permits asked, not yet through their pace; low permits holding a slot; a conversion under way.
+        self._normal_waiting, self._low_in_flight, self._converting = 0, 0, False
+        self._low_only: bool | None = None  # only low permits asked since joining (None: none asked)
 
     # ----- public surface ------------------------------------------------------------------------------
 
@@ -98,9 +103,10 @@ class SharedThrottle:
         asked, waiting = self._clock.time(), not low
         self._users += 1
         self._normal_waiting += 1 if waiting else 0
+        self._low_only = low and self._low_only is not False
         try:
             await self._start()
-            await (self._take_low() if low else self._take_slot())
+            await (self._take_low() if low else self._normal_slot())
             try:
                 if not low:
                     await self._take_pace()
@@ -121,8 +127,10 @@ class SharedThrottle:
         """
         deadline = self._clock.time() + within
         self._users += 1
+        self._low_only = False
         try:
             await self._start()
+            await self._convert_if_low()
             while not self.has_slot():
                 remaining = deadline - self._clock.time()
                 if remaining <= 0:
@@ -158,9 +166,9 @@ class SharedThrottle:
         """This process's share right now (the fallback share when its view is too old)."""
         now = self._clock.time()
         if self._view is None or self._last_success is None:
-            return fallback_share(self._last_known_members, self._config)
+            return fallback_share(self._last_known_members, self._config, low=self._joins_low())
         if now - self._last_success > self._config.stale_after_seconds:
-            return fallback_share(self._last_known_members, self._config)
+            return fallback_share(self._last_known_members, self._config, low=self._joins_low())
         return share_of(self._view.state, self.member_id, now, self._config)
 
     @property
@@ -189,6 +197,33 @@ class SharedThrottle:
         if self._view is not None:
             with contextlib.suppress(ThrottleStorageError):
                 await self._cas(self._without_me)
+
+    # ----- feed-only members ----------------------------------------------------------------------------
+
+    def _joins_low(self) -> bool:
+        """Whether this process (re)joins as a feed-only member: only low permits so far, and BC has a slot to
+        reserve for them (with a single slot they join as normal members, as before; plan.ThrottleConfig)."""
+        return self._low_only is True and self._config.reserve_slots > 0
+
+    def _listed_low(self) -> bool:
+        """Whether the row as last seen lists this process as a feed-only member."""
+        members = self._view.state.members if self._view is not None else ()
+        return any(member.id == self.member_id and member.low for member in members)
+
+    async def _convert_if_low(self) -> None:
+        """A normal permit or hold in a feed-only member: re-join as a normal member now (one heartbeat), not at
+        the next heartbeat; concurrent callers use the current share meanwhile. A failure retries next beat."""
+        if self._listed_low() and not self._converting:
+            self._converting = True
+            try:
+                await self.heartbeat()
+            finally:
+                self._converting = False
+            logger.info("BC throttle: a job's request in a feed-only member, re-joined as a normal member")
+
+    async def _normal_slot(self) -> None:
+        await self._convert_if_low()
+        await self._take_slot()
 
     # ----- slots and pacing -----------------------------------------------------------------------------
 
@@ -323,7 +358,7 @@ class SharedThrottle:
         """Unused long enough to leave: one heartbeat when the row holds juniors (members join only when they have
         work, so those are waiting for a slot), else idle_leave_seconds."""
         now = self._clock.time()
-        juniors = self._view is not None and len(self._view.state.live(now)) > self._config.max_in_flight
+        juniors = self._view is not None and has_juniors(self._view.state, now, self._config)
         patience = self._config.heartbeat_seconds if juniors else self._config.idle_leave_seconds
         return self._users == 0 and now - self._last_busy >= patience
 
@@ -339,6 +374,7 @@ class SharedThrottle:
                 await self._cas(self._without_me)
         finally:
             self._view, self._last_success, self._task = None, None, None
+            self._low_only = None  # it rejoins as whichever kind of permit it is asked first
             self._ready = asyncio.Event()
             self._leaving = False
             self._signal_change()
@@ -354,12 +390,7 @@ class SharedThrottle:
 
     def _renewed(self, state: CoordinationState, now: float) -> CoordinationState:
         live = [member for member in state.live(now) if member.id != self.member_id]
-        mine = next((m for m in state.members if m.id == self.member_id and m.lease_until > now), None)
-        if mine is not None:
-            active_from = mine.active_from
-        else:
-            active_from = now + self._config.join_delay_seconds if live else now
-        me = Member(self.member_id, active_from, now + self._config.lease_seconds)
+        me = joined(state, self.member_id, self._joins_low(), now, self._config)
         paused = max(state.paused_until, self._local_pause)
         return CoordinationState((*live, me), paused if paused > now else 0.0)
 
@@ -375,6 +406,10 @@ class SharedThrottle:
 
     async def _cas(self, change: _Change) -> None:
         """Read (unless this member was alone last time: then try its cached ETag), change, compare-and-swap."""
+        async with self._cas_lock:
+            await self._cas_unlocked(change)
+
+    async def _cas_unlocked(self, change: _Change) -> None:
         current = self._view if self._alone() else None
         for try_number in range(_CAS_TRIES):
             if current is None:

@@ -106,18 +106,24 @@ def _storage_errors(doing: str) -> Iterator[None]:
 
 
 def _encode(key: str, state: CoordinationState) -> dict[str, Any]:
+    # Feed-only members are listed apart ("Low"), not as a fourth field of "Members": a process of the previous
+    # release decodes the row still (it ignores the property) and, rewriting it, drops the list, so those members
+    # become normal ones -- an equal share each, the previous behaviour, never more than the budget.
     members = [[member.id, member.active_from, member.lease_until] for member in state.members]
+    low = [member.id for member in state.members if member.low]
     return {
         "PartitionKey": key,
         "RowKey": ROW_KEY,
         "Members": json.dumps(members, separators=(",", ":")),
+        "Low": json.dumps(low, separators=(",", ":")),
         "PausedUntil": float(state.paused_until),
     }
 
 
 def _decode(entity: Any) -> CoordinationState:
+    low = {str(member_id) for member_id in json.loads(entity.get("Low") or "[]")}
     members = tuple(
-        Member(str(member_id), float(active_from), float(lease_until))
+        Member(str(member_id), float(active_from), float(lease_until), str(member_id) in low)
         for member_id, active_from, lease_until in json.loads(entity.get("Members") or "[]")
     )
     return CoordinationState(members, float(entity.get("PausedUntil") or 0.0))

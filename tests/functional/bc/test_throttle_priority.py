@@ -75,10 +75,22 @@ async def test_jobs_keep_their_throughput_while_the_feed_floods() -> None:
 
 
 async def test_the_feed_takes_the_budget_jobs_leave_unused_with_one_slot() -> None:
-    """Without jobs the feed still reads, one request at a time (at most one of the share's slots)."""
+    """In a process that runs jobs, the feed still reads while they are idle, one request at a time."""
     clock, throttle, counts = _setup()
+    await asyncio.gather(
+        counts.job(throttle), clock.advance(1)
+    )  # a jobs process: the feed uses its spare share
     await _run(clock, _busy(20, lambda: counts.feed(throttle)), 10)
     assert counts.started["feed"] >= 0.9 * 10 / LATENCY
+    assert counts.peak_low == 1
+    await throttle.close()
+
+
+async def test_a_feed_only_process_reads_at_the_reserve_one_request_at_a_time() -> None:
+    """A process that asks only low permits is a feed-only member: 10 % of the rate, one slot, even alone."""
+    clock, throttle, counts = _setup()
+    await _run(clock, _busy(20, lambda: counts.feed(throttle)), 10)
+    assert 0.9 * CONFIG.reserve_rate * 10 <= counts.started["feed"] <= CONFIG.reserve_rate * 10 + CONFIG.burst
     assert counts.peak_low == 1
     await throttle.close()
 

@@ -145,3 +145,28 @@ async def test_undecodable_row_is_a_throttle_storage_error(
             await store.read(key)
     finally:
         await store.close()
+
+
+async def test_feed_only_members_read_back_as_such(store: TableCoordinationStore) -> None:
+    """Member.low survives the row: the feed-only members are listed apart from the member list."""
+    key = partition_key_for("app-1")
+    state = CoordinationState((Member("jobs", 1.0, 31.0), Member("feed", 2.0, 32.0, low=True)))
+    await store.write(key, state, None)
+    read = await store.read(key)
+    assert read is not None
+    assert read.state == state
+
+
+async def test_a_row_of_the_previous_release_holds_normal_members(
+    azurite: AzuriteEndpoints, store: TableCoordinationStore, unique_name: str
+) -> None:
+    """A row without the "Low" list (written before feed-only members existed) reads as normal members only."""
+    key = partition_key_for("app-1")
+    assert await store.read(key) is None  # creates the table
+    async with TableClient.from_connection_string(azurite.connection_string, table_name=unique_name) as raw:
+        await raw.create_entity(
+            {"PartitionKey": key, "RowKey": "coordination", "Members": '[["a",1.0,31.0]]', "PausedUntil": 0.0}
+        )
+    read = await store.read(key)
+    assert read is not None
+    assert read.state.members == (Member("a", 1.0, 31.0),)

@@ -1,4 +1,5 @@
-"""How an identity's budget is split between processes: slots by seniority, rate among senders, fallback."""
+"""How an identity's budget is split between processes: slots by seniority, rate among senders, the feed-only
+members' reserve, the join rules, fallback."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from dataclasses import replace
 
 import pytest
 
-from shared.bc.throttle import CoordinationState, Member, ThrottleConfig, fallback_share, share_of
+from shared.bc.throttle import (
+    CoordinationState,
+    Member,
+    ThrottleConfig,
+    fallback_share,
+    has_juniors,
+    joined,
+    share_of,
+)
 
 CONFIG = ThrottleConfig(
     requests=600, window_seconds=20.0, safety_margin=0.05, max_in_flight=5, heartbeat_seconds=5
@@ -15,9 +24,12 @@ NOW = 1000.0
 
 
 def members(*specs: tuple[str, float]) -> CoordinationState:
-    """Members (id, active_from) with leases well into the future."""
+    """Members (id, active_from) with leases well into the future; an id starting with "f" is feed-only."""
     return CoordinationState(
-        tuple(Member(member_id, active_from, NOW + 60) for member_id, active_from in specs)
+        tuple(
+            Member(member_id, active_from, NOW + 60, low=member_id.startswith("f"))
+            for member_id, active_from in specs
+        )
     )
 
 
@@ -89,9 +101,114 @@ def test_join_delay_outlasts_a_heartbeat() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"requests": 0}, {"safety_margin": 1.0}, {"max_in_flight": 0}, {"heartbeat_seconds": 0}]
+    "kwargs",
+    [
+        {"requests": 0},
+        {"safety_margin": 1.0},
+        {"max_in_flight": 0},
+        {"heartbeat_seconds": 0},
+        {"low_reserve": 0.0},
+        {"low_reserve": 1.0},
+        {"low_reserve_slots": 0},
+    ],
 )
 def test_bad_config_is_refused(kwargs: dict[str, float]) -> None:
     """Nonsense limits fail at construction."""
     with pytest.raises(ValueError):  # noqa: PT011 -- several messages, one rule
         replace(CONFIG, **kwargs)  # type: ignore[arg-type]
+
+
+RESERVE = 28.5 * 0.1
+
+
+@pytest.mark.parametrize("normal", [1, 2, 3])
+@pytest.mark.parametrize("low", [0, 1, 2])
+def test_feed_only_members_share_the_reserve_and_normal_ones_the_rest(normal: int, low: int) -> None:
+    """With a feed-only member live, the feed gets 10 % and one slot whatever the count; the jobs the rest."""
+    state = members(*[(f"n{n}", float(n)) for n in range(normal)], *[(f"f{n}", float(n)) for n in range(low)])
+    normals = [share_of(state, f"n{n}", NOW, CONFIG) for n in range(normal)]
+    lows = [share_of(state, f"f{n}", NOW, CONFIG) for n in range(low)]
+    reserve_rate, reserve_slots = (RESERVE, 1) if low else (0.0, 0)
+    assert sum(share.rate for share in normals) == pytest.approx(28.5 - reserve_rate)
+    assert sum(share.slots for share in normals) == 5 - reserve_slots
+    assert [share.rate for share in lows] == [pytest.approx(RESERVE), 0.0][:low]
+    assert [share.slots for share in lows] == [1, 0][:low]
+
+
+def test_a_lone_feed_only_member_gets_only_the_reserve() -> None:
+    """The reserve is fixed: the rest is kept for jobs processes, which may then start at once."""
+    share = share_of(members(("f", 0)), "f", NOW, CONFIG)
+    assert share.rate == pytest.approx(RESERVE)
+    assert share.slots == 1
+
+
+def test_a_pending_feed_only_member_takes_a_slot_at_once_and_the_rate_once_admitted() -> None:
+    """Normal members drain the reserve's slot as soon as they see the newcomer, and give up its rate on admission."""
+    state = members(("n", 0), ("f", NOW + 10))
+    assert (share_of(state, "n", NOW, CONFIG).slots, share_of(state, "n", NOW, CONFIG).rate) == (4, 28.5)
+    assert share_of(state, "f", NOW, CONFIG).slots == 0
+    assert share_of(state, "n", NOW + 11, CONFIG).rate == pytest.approx(28.5 - RESERVE)
+    assert share_of(state, "f", NOW + 11, CONFIG).rate == pytest.approx(RESERVE)
+
+
+def test_a_normal_newcomer_after_feed_only_members_starts_at_once() -> None:
+    """The feed's reserve does not change when a jobs process joins: no join delay."""
+    me = joined(members(("f1", 0), ("f2", 0)), "n", False, NOW, CONFIG)
+    assert (me.active_from, me.low) == (NOW, False)
+
+
+@pytest.mark.parametrize("others", [("n",), ("f1",), ("n", "f1")])
+def test_a_feed_only_newcomer_waits_while_any_member_is_live(others: tuple[str, ...]) -> None:
+    """The normal members (or the other feed-only ones) must shrink first."""
+    me = joined(members(*[(name, 0.0) for name in others]), "f", True, NOW, CONFIG)
+    assert (me.active_from, me.low) == (NOW + CONFIG.join_delay_seconds, True)
+
+
+def test_a_normal_newcomer_waits_for_another_normal_member() -> None:
+    """As before the reserve existed: the seniors shrink first."""
+    assert joined(members(("n1", 0), ("f", 0)), "n2", False, NOW, CONFIG).active_from > NOW
+
+
+def test_a_lone_newcomer_of_either_kind_starts_at_once() -> None:
+    """Nobody to wait for."""
+    assert joined(CoordinationState(), "f", True, NOW, CONFIG).active_from == NOW
+    assert joined(CoordinationState(), "n", False, NOW, CONFIG).active_from == NOW
+
+
+def test_a_renewal_keeps_the_admission_time() -> None:
+    """A heartbeat of a member already in the row only extends its lease."""
+    state = members(("n", 0), ("f", NOW - 5))
+    me = joined(state, "f", True, NOW, CONFIG)
+    assert (me.active_from, me.low, me.lease_until) == (NOW - 5, True, NOW + CONFIG.lease_seconds)
+
+
+def test_a_feed_only_member_converts_by_joining_the_normal_pool() -> None:
+    """Asked a normal permit, it re-joins as a normal newcomer: at once when alone, else after the delay."""
+    assert joined(members(("f", 0)), "f", False, NOW, CONFIG) == Member("f", NOW, NOW + CONFIG.lease_seconds)
+    converted = joined(members(("n", 0), ("f", 0)), "f", False, NOW, CONFIG)
+    assert (converted.active_from, converted.low) == (NOW + CONFIG.join_delay_seconds, False)
+
+
+def test_a_normal_member_never_turns_feed_only() -> None:
+    """Shrinking the normal pool needs a join delay: a normal member stays one until it leaves."""
+    me = joined(members(("n", 0)), "n", True, NOW, CONFIG)
+    assert (me.active_from, me.low) == (0, False)
+
+
+def test_juniors_are_counted_per_pool() -> None:
+    """A second feed-only member waits for the reserve's slot; five members of both kinds fit 4 + 1 slots."""
+    assert has_juniors(members(("n", 0), ("f1", 0), ("f2", 1)), NOW, CONFIG)
+    assert not has_juniors(members(*[(f"n{n}", float(n)) for n in range(4)], ("f", 9)), NOW, CONFIG)
+    assert has_juniors(members(*[(f"n{n}", float(n)) for n in range(5)], ("f", 9)), NOW, CONFIG)
+
+
+def test_a_feed_only_fallback_stays_within_the_reserve() -> None:
+    """Without coordination a feed-only member never takes more than its reserve."""
+    assert fallback_share(1, CONFIG, low=True).rate == pytest.approx(RESERVE)
+    assert fallback_share(1, replace(CONFIG, low_reserve=0.5), low=True).rate == pytest.approx(28.5 / 4)
+
+
+def test_with_a_single_slot_nothing_is_reserved() -> None:
+    """BC_MAX_IN_FLIGHT=1 leaves no slot to reserve: feed-only processes then join as normal members."""
+    assert replace(CONFIG, max_in_flight=1).reserve_slots == 0
+    assert CONFIG.reserve_slots == 1
