@@ -13,6 +13,14 @@ Burst: jobs alone, and with the feed at low priority (`permit(low=True)`, what s
 second and the time their burst took, and when the feed's reads were done. Steady: jobs arriving at three
 quarters of the budget, alone, with the feed at low priority, and with the feed on normal permits (what the low
 priority prevents): how long a job's request waits for its permit (p50, p95), and when the feed was done.
+
+Two processes: on Flex Consumption the feed's functions run on instances of their own (per-function scaling), so
+the feed's reads come from a feed-only process beside the jobs process, on one coordination row. The feed-only
+process starts first (the demo's order) and floods FEED_CHANGES reads; the jobs' burst starts FEED_HEAD_START
+seconds later: jobs alone, beside the feed as a feed-only member (what ships: the reserve, plan.py), and beside the
+feed as an equal member (before: modelled by one normal permit in the feed process, which makes it a normal member
+whose low permits then use its whole equal share). The jobs' first request, their requests per second, and when
+the feed was done.
 """
 
 from __future__ import annotations
@@ -37,10 +45,11 @@ FEED_READERS = 4  # the low priority lets one read in flight at a time: more rea
 NORMAL_FEED_CHANGES = 150
 STEADY_SECONDS = 120.0  # the steady runs last at least this long (virtual)
 STEADY_JOB_RATE = 15.0  # requests per second: three quarters of BC's 20
+FEED_HEAD_START = 5.0  # seconds the feed-only process runs before the jobs' burst (it joined first)
 
 
-class _OneProcessStore:
-    """The coordination row in memory: one process alone (the bench measures one process's policy)."""
+class _MemoryStore:
+    """The coordination row in memory, shared by the processes of one run."""
 
     def __init__(self) -> None:
         self._row: VersionedState | None = None
@@ -70,6 +79,7 @@ class _OneProcessStore:
 @dataclass
 class _Run:
     clock: VirtualClock
+    store: _MemoryStore
     throttle: SharedThrottle
     job_waits: list[float] = field(default_factory=list)
     jobs_done: float | None = None
@@ -83,9 +93,11 @@ class _Run:
             await self.clock.sleep(LATENCY_SECONDS)
 
 
-def _new_run() -> _Run:
-    clock = VirtualClock()
-    return _Run(clock, SharedThrottle(_OneProcessStore(), "bench", CONFIG, clock=clock, member_id="bench"))
+def _new_run(beside: _Run | None = None, member_id: str = "bench") -> _Run:
+    """A process's throttle on a new row, or on the row and clock of the process `beside`."""
+    clock = beside.clock if beside is not None else VirtualClock()
+    store = beside.store if beside is not None else _MemoryStore()
+    return _Run(clock, store, SharedThrottle(store, "bench", CONFIG, clock=clock, member_id=member_id))
 
 
 async def _drain(run: _Run, count: int, workers: int, low: bool) -> float:
@@ -153,6 +165,41 @@ async def _steady(feed: str | None) -> dict[str, Any]:
     return figures
 
 
+async def _two_processes(feed: str | None) -> dict[str, Any]:
+    """The jobs' burst in one process while a feed-only process (joined first) floods: `feed` "reserve" (ships),
+    "equal" (before), or None (jobs alone)."""
+    run = _new_run()
+    feed_run = _new_run(beside=run, member_id="feed")
+    feed_task: asyncio.Task[float] | None = None
+    if feed is not None:
+        if feed == "equal":
+            await _with_clock(run.clock, feed_run.request(low=False))  # a normal member from now on
+        feed_task = asyncio.create_task(_drain(feed_run, FEED_CHANGES, FEED_READERS, low=True))
+        await run.clock.advance(FEED_HEAD_START)
+    jobs_task = asyncio.create_task(_drain(run, JOB_REQUESTS, JOB_DELIVERIES, low=False))
+    while not jobs_task.done() or (feed_task is not None and not feed_task.done()):
+        await run.clock.advance(1.0)
+    await run.throttle.close()
+    await feed_run.throttle.close()
+    jobs_seconds = jobs_task.result()
+    figures: dict[str, Any] = {
+        "jobs_first_request_wait_s": round(run.job_waits[0], 1),
+        "jobs_seconds": round(jobs_seconds, 1),
+        "jobs_requests_per_second": round(JOB_REQUESTS / jobs_seconds, 2),
+    }
+    if feed_task is not None:
+        figures["feed_done_seconds"] = round(feed_task.result() + (1.0 if feed == "equal" else 0.0), 1)
+    return figures
+
+
+async def _with_clock(clock: VirtualClock, work: Any) -> None:
+    """Run `work` while moving the virtual clock."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await clock.advance(0.5)
+    await task
+
+
 async def _all() -> dict[str, Any]:
     return {
         "bc_limits": {"requests_per_5_min": CONFIG.requests, "in_flight": CONFIG.max_in_flight},
@@ -168,6 +215,14 @@ async def _all() -> dict[str, Any]:
             "jobs_alone": await _steady(None),
             "with_feed_low_priority": await _steady("low"),
             "with_feed_normal_priority": await _steady("normal"),
+        },
+        "two_processes": {
+            "job_requests": JOB_REQUESTS,
+            "feed_changes": FEED_CHANGES,
+            "feed_head_start_seconds": FEED_HEAD_START,
+            "jobs_alone": await _two_processes(None),
+            "beside_feed_only_process_reserve": await _two_processes("reserve"),
+            "beside_feed_only_process_equal_member_before": await _two_processes("equal"),
         },
     }
 
