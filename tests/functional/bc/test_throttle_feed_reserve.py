@@ -106,6 +106,9 @@ async def test_a_feed_only_process_asked_a_job_permit_becomes_a_normal_member() 
 
     await asyncio.gather(ask(low=True), clock.advance(1))
     assert throttle.share().slots == CONFIG.reserve_slots
+    before = await store.read(KEY)
+    assert before is not None
+    assert [member.low for member in before.state.members] == [True]
     await asyncio.gather(ask(low=False), clock.advance(1))
     row = await store.read(KEY)
     assert row is not None
@@ -144,6 +147,24 @@ async def test_an_idle_feed_only_process_gives_the_reserve_back() -> None:
     await stop(readers)
     await clock.advance(CONFIG.idle_leave_seconds + 2 * CONFIG.heartbeat_seconds)
     assert jobs.share().slots == CONFIG.max_in_flight
+    await stop(tasks)
+    await feed.close()
+    await jobs.close()
+
+
+async def test_a_feed_only_process_holding_a_delivery_becomes_a_normal_member() -> None:
+    """await_slot is the jobs' hold: it converts the process too, so the job is not held on the reserve."""
+    clock = VirtualClock()
+    traffic = Traffic(clock)
+    _, feed, jobs = _pair(clock)
+    tasks = _feed(traffic, feed, 1)
+    await clock.advance(5)
+    assert feed.share().slots == CONFIG.reserve_slots
+    held = asyncio.create_task(feed.await_slot(60))
+    await clock.advance(1)
+    assert held.done()
+    assert held.result()
+    assert feed.share().slots == CONFIG.max_in_flight
     await stop(tasks)
     await feed.close()
     await jobs.close()
