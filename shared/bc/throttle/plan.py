@@ -15,8 +15,9 @@ Feed-only members (issue 22, point 6: a flood of changes never starves the jobs)
 feed's functions run on instances of their own (per-function scaling), in processes that ask only low permits. As
 equal members they would take 1/N of the budget from the jobs and, joining first, make every jobs process wait the
 join delay. So a member records its kind (`Member.low`): while any low member is live, the low members share a
-fixed *reserve* (`ThrottleConfig.low_reserve` of the rate, `reserve_slots` slots), split among them like the
-budget (slots by seniority, the rate among those sending), and the normal members split the rest; with no low
+fixed *reserve* (`ThrottleConfig.low_reserve` of the rate; one slot per low member, at most `reserve_slots`),
+split among them like the budget (slots by seniority, the rate among those sending), and the normal members split
+the rest; with no low
 member live the normal members get everything, as before. A low member that asks a normal permit converts: it
 re-joins as a normal newcomer (a join of the normal pool), since growing a pool is only safe once others saw it.
 
@@ -27,7 +28,7 @@ and that a pool's budget shrinks only once every member of that pool has seen wh
   change when a normal one joins, and an empty normal pool has nobody to shrink;
 - a low newcomer waits join_delay whenever any member is live: the first low member shrinks the normal pool (its
   slots at once, as seniors drain for any pending member; its rate from the newcomer's admission), a later one
-  the other low members' shares; by admission every member has seen it (join_delay > heartbeat + jitter);
+  the other low members' rate and, up to reserve_slots, the normal pool's slots again; by admission every member has seen it (join_delay > heartbeat + jitter);
 - a pool only grows after the row changed (a leave, a lease run out, the last low member leaving or converting),
   and a member's own share changes with its own write, so the one that shrank did so before anyone grew;
 - a member never changes from normal to low (that would shrink the normal pool without a delay): a process that
@@ -65,12 +66,14 @@ class ThrottleConfig:
     # A member unused this long leaves the row, so its slots go where the work is (three heartbeats: long enough
     # that a steadily used instance never churns, short enough that juniors holding jobs are not kept waiting).
     idle_leave_seconds: float = 30.0
-    # The feed-only members' reserve while any is live: this fraction of the rate and `low_reserve_slots` slots.
-    # 10 % and 1 of BC's 5 slots: the jobs keep 90 % and 4 slots through any flood of changes (point 6), and the
-    # feed still reads ~1.9 entities a second at BC's 6,000 per 5 minutes (~7,000 an hour, 3 % margin), one at a
-    # time, as the low permit already allows (at most one in flight) -- more slots would idle most of the time.
+    # The feed-only members' reserve while any is live: this fraction of the rate and one slot per feed-only
+    # member, at most `low_reserve_slots`. 10 %: the jobs keep 90 % through any flood of changes (point 6), and
+    # the feed still reads ~1.9 entities a second at BC's 6,000 per 5 minutes (3 % margin). One slot each, as the
+    # low permit allows a process (at most one in flight); up to 2, so the expansion and a timer's process (the
+    # feed's functions scale apart) both send: with a single slot the second would wait as a junior for the
+    # first's idle leave (a heartbeat to see it, one to leave, one to notice: up to 30 s). The jobs keep 3 or more.
     low_reserve: float = 0.1
-    low_reserve_slots: int = 1
+    low_reserve_slots: int = 2
 
     def __post_init__(self) -> None:
         if self.requests <= 0 or self.window_seconds <= 0 or self.heartbeat_seconds <= 0:
@@ -96,7 +99,7 @@ class ThrottleConfig:
 
     @property
     def reserve_slots(self) -> int:
-        """Slots the feed-only members share: none when BC allows a single one (then they join as normal members)."""
+        """Most slots the feed-only members share: none when BC allows a single one (they join as normal members)."""
         return min(self.low_reserve_slots, self.max_in_flight - 1)
 
     @property
@@ -155,10 +158,11 @@ def _pool_budget(
     lows = [member for member in live if member.low]
     if not lows:
         return config.rate, config.max_in_flight
+    slots = min(len(lows), config.reserve_slots)
     if low:
-        return config.reserve_rate, config.reserve_slots
+        return config.reserve_rate, slots
     reserved = config.reserve_rate if lows[0].active_from <= now else 0.0
-    return config.rate - reserved, config.max_in_flight - config.reserve_slots
+    return config.rate - reserved, config.max_in_flight - slots
 
 
 def joined(state: CoordinationState, member_id: str, low: bool, now: float, config: ThrottleConfig) -> Member:
@@ -183,7 +187,7 @@ def has_juniors(state: CoordinationState, now: float, config: ThrottleConfig) ->
     """Whether a live member holds no slot because its pool has more members than slots (it waits for a leave)."""
     live = state.live(now)
     lows = sum(1 for member in live if member.low)
-    normal_slots = config.max_in_flight - (config.reserve_slots if lows else 0)
+    normal_slots = config.max_in_flight - min(lows, config.reserve_slots)
     return lows > config.reserve_slots or len(live) - lows > normal_slots
 
 

@@ -105,7 +105,7 @@ async def test_a_feed_only_process_asked_a_job_permit_becomes_a_normal_member() 
             pass
 
     await asyncio.gather(ask(low=True), clock.advance(1))
-    assert throttle.share().slots == CONFIG.reserve_slots
+    assert throttle.share().slots == 1
     before = await store.read(KEY)
     assert before is not None
     assert [member.low for member in before.state.members] == [True]
@@ -143,7 +143,7 @@ async def test_an_idle_feed_only_process_gives_the_reserve_back() -> None:
     readers = _feed(traffic, feed, 1)
     tasks = spawn(traffic, jobs, "jobs")
     await clock.advance(30)
-    assert jobs.share().slots == CONFIG.max_in_flight - CONFIG.reserve_slots
+    assert jobs.share().slots == CONFIG.max_in_flight - 1
     await stop(readers)
     await clock.advance(CONFIG.idle_leave_seconds + 2 * CONFIG.heartbeat_seconds)
     assert jobs.share().slots == CONFIG.max_in_flight
@@ -159,7 +159,7 @@ async def test_a_feed_only_process_holding_a_delivery_becomes_a_normal_member() 
     _, feed, jobs = _pair(clock)
     tasks = _feed(traffic, feed, 1)
     await clock.advance(5)
-    assert feed.share().slots == CONFIG.reserve_slots
+    assert feed.share().slots == 1
     held = asyncio.create_task(feed.await_slot(60))
     await clock.advance(1)
     assert held.done()

@@ -124,15 +124,15 @@ RESERVE = 28.5 * 0.1
 @pytest.mark.parametrize("normal", [1, 2, 3])
 @pytest.mark.parametrize("low", [0, 1, 2])
 def test_feed_only_members_share_the_reserve_and_normal_ones_the_rest(normal: int, low: int) -> None:
-    """With a feed-only member live, the feed gets 10 % and one slot whatever the count; the jobs the rest."""
+    """With feed-only members live, the feed gets 10 % and a slot each (at most 2); the jobs the rest."""
     state = members(*[(f"n{n}", float(n)) for n in range(normal)], *[(f"f{n}", float(n)) for n in range(low)])
     normals = [share_of(state, f"n{n}", NOW, CONFIG) for n in range(normal)]
     lows = [share_of(state, f"f{n}", NOW, CONFIG) for n in range(low)]
-    reserve_rate, reserve_slots = (RESERVE, 1) if low else (0.0, 0)
+    reserve_rate, reserve_slots = (RESERVE, low) if low else (0.0, 0)
     assert sum(share.rate for share in normals) == pytest.approx(28.5 - reserve_rate)
     assert sum(share.slots for share in normals) == 5 - reserve_slots
-    assert [share.rate for share in lows] == [pytest.approx(RESERVE), 0.0][:low]
-    assert [share.slots for share in lows] == [1, 0][:low]
+    assert [share.rate for share in lows] == [pytest.approx(RESERVE / max(low, 1))] * low
+    assert [share.slots for share in lows] == [1] * low
 
 
 def test_a_lone_feed_only_member_gets_only_the_reserve() -> None:
@@ -196,8 +196,9 @@ def test_a_normal_member_never_turns_feed_only() -> None:
 
 
 def test_juniors_are_counted_per_pool() -> None:
-    """A second feed-only member waits for the reserve's slot; five members of both kinds fit 4 + 1 slots."""
-    assert has_juniors(members(("n", 0), ("f1", 0), ("f2", 1)), NOW, CONFIG)
+    """A third feed-only member waits for a reserve's slot; five members of both kinds fit 4 + 1 slots."""
+    assert not has_juniors(members(("n", 0), ("f1", 0), ("f2", 1)), NOW, CONFIG)
+    assert has_juniors(members(("n", 0), ("f1", 0), ("f2", 1), ("f3", 2)), NOW, CONFIG)
     assert not has_juniors(members(*[(f"n{n}", float(n)) for n in range(4)], ("f", 9)), NOW, CONFIG)
     assert has_juniors(members(*[(f"n{n}", float(n)) for n in range(5)], ("f", 9)), NOW, CONFIG)
 
@@ -211,4 +212,13 @@ def test_a_feed_only_fallback_stays_within_the_reserve() -> None:
 def test_with_a_single_slot_nothing_is_reserved() -> None:
     """BC_MAX_IN_FLIGHT=1 leaves no slot to reserve: feed-only processes then join as normal members."""
     assert replace(CONFIG, max_in_flight=1).reserve_slots == 0
-    assert CONFIG.reserve_slots == 1
+    assert replace(CONFIG, max_in_flight=2).reserve_slots == 1
+    assert CONFIG.reserve_slots == 2
+
+
+def test_a_third_feed_only_member_waits_for_a_reserve_slot() -> None:
+    """The reserve holds at most two slots: the junior gets none (it waits for a senior's leave), the jobs keep 3."""
+    state = members(("n", 0), ("f1", 1), ("f2", 2), ("f3", 3))
+    assert [share_of(state, f"f{n}", NOW, CONFIG).slots for n in (1, 2, 3)] == [1, 1, 0]
+    assert share_of(state, "f3", NOW, CONFIG).rate == 0
+    assert share_of(state, "n", NOW, CONFIG).slots == 3
