@@ -48,6 +48,7 @@ class DemoOptions:
     rate_504: float = 0.005
     rate_drop: float = 0.005
     retry_after_seconds: int = 1
+    bc_webhook_delay_seconds: float = 2.0  # BC's debounce before it notifies (30 s in BC), short for the demo
 
     def sandbox_flags(self) -> list[str]:
         """`python -m sandbox` flags for this run."""
@@ -61,6 +62,8 @@ class DemoOptions:
             "--bc-latency-jitter-ms",
             str(self.bc_latency_jitter_ms),
             *(["--federated-app", "0"] if self.credential == "federated" else []),
+            "--bc-webhook-delay-seconds",
+            str(self.bc_webhook_delay_seconds),
         ]
 
     def fault_rates(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class DemoContext:
     run_seconds: float = 0.0
     events: list[str] = field(default_factory=list)  # what happened during the run (faults, token expiry)
     figures: dict[str, Any] = field(default_factory=dict)  # the summary; printed as a table and one JSON line
+    feed: Any = None  # demo.feed.FeedConsumer once the admin watches customers
     checks: list[str] = field(default_factory=list)  # checks that passed
     problems: list[str] = field(default_factory=list)  # checks that failed
 

@@ -155,6 +155,8 @@ def summary_table(figures: dict[str, Any]) -> str:
         (f"connection {name}", f"jobs {counts['jobs']}, succeeded {counts['succeeded']}")
         for name, counts in figures.get("connections", {}).items()
     ]
+    if "feed_events" in figures:
+        rows.append(("change feed (bc-changes)", _feed(figures)))
     rows += [
         ("duplicates in BC", str(figures.get("duplicates_in_bc", "not checked"))),
         (
@@ -167,6 +169,16 @@ def summary_table(figures: dict[str, Any]) -> str:
     buffer = io.StringIO()
     Console(file=buffer, width=120, color_system=None, force_terminal=False).print(table)
     return buffer.getvalue().rstrip()
+
+
+def _feed(figures: dict[str, Any]) -> str:
+    origins = ", ".join(f"{k} {v}" for k, v in figures.get("feed_events_by_origin", {}).items())
+    return (
+        f"{figures['feed_events']} events ({origins}), {figures.get('feed_echoes')} echoes, "
+        f"{figures.get('feed_bc_user_edits')} BC-user edits each once; BC write -> event p50 "
+        f"{figures.get('feed_latency_p50_seconds')} s / p95 {figures.get('feed_latency_p95_seconds')} s "
+        f"(debounce {figures.get('feed_debounce_seconds')} s included)"
+    )
 
 
 def _pairs(values: dict[str, Any]) -> str:

@@ -40,6 +40,12 @@ from demo.checks import (
 )
 from demo.connections import admin_registers_a_second_connection, app_runs_jobs_on_the_second_connection
 from demo.context import DemoContext, DemoError, DemoOptions
+from demo.feed import (
+    admin_watches_customers,
+    bc_user_edits_customers,
+    feed_settings,
+    the_apps_own_creates_come_back_as_echoes,
+)
 from demo.main_run import TABLE_PREFIX, app_discovers_the_company, workload_runs_under_faults
 from demo.report import collect, json_line, summary_table
 from devhost.environment import process_environment
@@ -129,6 +135,7 @@ def start_workers(context: DemoContext) -> str:
         settings = _infra_settings(context, pool, context.proxies)
     else:
         settings = _delegated_settings(context, pool, context.proxies)
+    pool.settings |= feed_settings(pool.base_url)
     context.app_environment = pool.settings
     context.workers = pool
     context.cleanup.callback(pool.stop)
@@ -267,9 +274,12 @@ STEPS: list[Step] = [
     start_workers,
     call_health,
     connect_to_business_central,
+    admin_watches_customers,
     app_discovers_the_company,
     workload_runs_under_faults,
     every_created_record_exists_once,
+    the_apps_own_creates_come_back_as_echoes,
+    bc_user_edits_customers,
     admin_registers_a_second_connection,
     app_runs_jobs_on_the_second_connection,
     logs_and_records_hold_no_secret,

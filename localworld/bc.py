@@ -82,13 +82,22 @@ class BcReader:
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             "client_assertion": str(answer.json()["access_token"]),
         }
+    def _set_url(self, entity_set: str) -> str:
+        base, place = self._env["BC_API_BASE_URL"].rstrip("/"), self._place
+        return f"{base}/v2.0/{place.tenant}/{place.environment}/api/v2.0/companies({place.company_id})/{entity_set}"
+
+    def write(
+        self, method: str, entity_set: str, body: dict[str, Any] | None = None, entity_id: str | None = None
+    ) -> dict[str, Any]:
+        """One write as another BC user would make it (POST a record; PATCH or DELETE one, If-Match *): the record
+        BC answers with ({} for a DELETE)."""
+        url = self._set_url(entity_set) + (f"({entity_id})" if entity_id else "")
+        headers = {"Authorization": f"Bearer {self._bearer()}"} | ({"If-Match": "*"} if entity_id else {})
+        return self._request(method, url, json=body, headers=headers, ok=(200, 201, 204))
 
     def records(self, entity_set: str) -> list[dict[str, Any]]:
         """Every record of the set (all pages)."""
-        base, place = self._env["BC_API_BASE_URL"].rstrip("/"), self._place
-        url: str | None = (
-            f"{base}/v2.0/{place.tenant}/{place.environment}/api/v2.0/companies({place.company_id})/{entity_set}"
-        )
+        url: str | None = self._set_url(entity_set)
         found: list[dict[str, Any]] = []
         while url:
             page = self._request(
@@ -100,7 +109,7 @@ class BcReader:
             url = page.get("@odata.nextLink")
         return found
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    def _request(self, method: str, url: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> dict[str, Any]:
         for attempt in range(6):
             try:
                 response = self._http.request(method, url, **kwargs)
@@ -110,8 +119,8 @@ class BcReader:
             if response.status_code in (429, 502, 503, 504):
                 time.sleep(float(response.headers.get("Retry-After", 0.5 * (attempt + 1))))
                 continue
-            if response.status_code != 200:
+            if response.status_code not in ok:
                 raise WorldError(f"BC answered {response.status_code} to {method} {url.split('?')[0]}")
-            answer: dict[str, Any] = response.json()
+            answer: dict[str, Any] = response.json() if response.content else {}
             return answer
         raise WorldError(f"BC kept failing {method} {url.split('?')[0]}")
