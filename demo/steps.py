@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -135,7 +136,7 @@ def start_workers(context: DemoContext) -> str:
         settings = _infra_settings(context, pool, context.proxies)
     else:
         settings = _delegated_settings(context, pool, context.proxies)
-    pool.settings |= feed_settings(pool.base_url)
+    pool.settings |= feed_settings(pool.base_url, datetime.now(UTC))
     context.app_environment = pool.settings
     context.workers = pool
     context.cleanup.callback(pool.stop)
@@ -278,8 +279,8 @@ STEPS: list[Step] = [
     app_discovers_the_company,
     workload_runs_under_faults,
     every_created_record_exists_once,
-    the_apps_own_creates_come_back_as_echoes,
     bc_user_edits_customers,
+    the_apps_own_creates_come_back_as_echoes,
     admin_registers_a_second_connection,
     app_runs_jobs_on_the_second_connection,
     logs_and_records_hold_no_secret,
