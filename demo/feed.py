@@ -32,7 +32,7 @@ POLL_SECONDS = 0.25
 
 def feed_settings(base_url: str, now: datetime) -> dict[str, str]:
     """The app settings the feed needs here: BC notifies devhost itself (as `make dev` does), and the
-    subscription timer fires every 2 s for a short while after the workers start (then not again today), so BC
+    subscription timer fires every 2 s for a short while after the workers start (then not again within the hour), so BC
     subscribes before discovery and the timers' processes then leave the BC throttle's coordination row when idle
     instead of taking a share of the budget from the jobs for the whole run (shared/bc/throttle/shared_throttle.py,
     "Membership follows demand")."""
@@ -41,7 +41,7 @@ def feed_settings(base_url: str, now: datetime) -> dict[str, str]:
 
 def burst_schedule(now: datetime) -> str:
     """A 6-field NCRONTAB (UTC) firing every 2 s from 4 s to SUBSCRIBE_WINDOW_SECONDS after `now`; the fields'
-    cross product may add a few fires inside the same minutes, never another day's."""
+    cross product may add fires in those minutes of the listed hours (an hour later at most: the demo is over by then)."""
     times = [now + timedelta(seconds=s) for s in range(4, SUBSCRIBE_WINDOW_SECONDS, 2)]
     fields = ({t.second for t in times}, {t.minute for t in times}, {t.hour for t in times})
     return " ".join(",".join(str(v) for v in sorted(f)) for f in fields) + " * * *"
