@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from azure.storage.queue import QueueClient
 from demo.checks import logs_and_records_hold_no_secret, the_workers_used_the_deployed_credentials
 from demo.connections import admin_registers_a_second_connection, app_runs_jobs_on_the_second_connection
 from demo.context import DemoContext, DemoOptions
+from demo.feed import feed_settings
 from demo.main_run import app_discovers_the_company
 from demo.steps import (
     STEPS,
@@ -113,7 +115,10 @@ def test_demo_s2s_runs_jobs_with_the_settings_infra_deploys(
     federated_line = "exchange token(s) for the federated credential; no client secret" in text
     assert federated_line is (credential == "federated")
     settings, environment = seen["settings"], seen["environment"]
-    assert set(settings) == set(infra_app_settings()) | LOCAL_ADDITIONS
+    feed = set(
+        feed_settings("", datetime.now(UTC))
+    )  # the demo's change feed: BC notifies devhost, timer burst
+    assert set(settings) == set(infra_app_settings()) | LOCAL_ADDITIONS | feed
     assert connection_strings(environment) == []
     assert {"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "SSL_CERT_FILE"} <= set(environment)
     proxied = {f"https://127.0.0.1:{port}/{ACCOUNT}" for port in seen["proxy_ports"]}
