@@ -82,6 +82,7 @@ class BcReader:
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             "client_assertion": str(answer.json()["access_token"]),
         }
+
     def _set_url(self, entity_set: str) -> str:
         base, place = self._env["BC_API_BASE_URL"].rstrip("/"), self._place
         return f"{base}/v2.0/{place.tenant}/{place.environment}/api/v2.0/companies({place.company_id})/{entity_set}"
