@@ -10,7 +10,7 @@ from shared.auth.next_steps import next_step
 from shared.tokens import AuthMode
 
 
-@pytest.mark.parametrize("health", [*NEEDS_ADMIN, Health.NOT_AUTHORIZED, Health.DEGRADED])
+@pytest.mark.parametrize("health", [*sorted(NEEDS_ADMIN), Health.NOT_AUTHORIZED, Health.DEGRADED])
 def test_client_credentials_steps_never_point_at_the_sign_in(health: Health) -> None:
     """In client-credentials mode /api/auth/login answers 409, so no step names it."""
     step = next_step(health, AuthMode.CLIENT_CREDENTIALS)
@@ -46,7 +46,7 @@ def test_an_app_only_grant_refusal_asks_for_consent_not_a_sign_in() -> None:
 
 
 @pytest.mark.parametrize("mode", list(AuthMode))
-@pytest.mark.parametrize("health", [*NEEDS_ADMIN, Health.NOT_AUTHORIZED])
+@pytest.mark.parametrize("health", [*sorted(NEEDS_ADMIN), Health.NOT_AUTHORIZED])
 def test_a_registered_connections_steps_name_its_own_routes_never_the_settings_ones(
     mode: AuthMode, health: Health
 ) -> None:
