@@ -64,8 +64,13 @@ lint: $(VENV)/.installed
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+# pytest-xdist: most integration time is waiting on subprocesses (Azurite, the sandbox, devhost's workers), so 4
+# workers pay even on 2 cores. Each worker is a pytest session of its own, with its own Azurite and sandbox on
+# OS-picked ports; --dist loadfile keeps a module's tests (and its module-scoped world) on one worker.
+# PYTEST_WORKERS=0 runs in one process (e.g. to debug with -s or --pdb).
+PYTEST_WORKERS ?= 4
 pytest: deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
