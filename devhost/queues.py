@@ -45,6 +45,7 @@ from devhost.storage import StorageClients
 from devhost.waiting import wait_any
 
 _log = logging.getLogger("devhost.queue")
+LISTENER_RETRY_MIN, LISTENER_RETRY_MAX = 2.0, 120.0  # seconds: FunctionListener's default retry intervals
 MIN_POLLING_INTERVAL = 0.1
 # While a message runs it stays invisible to other receivers: the host leases for 10 minutes and renews the lease
 # when it is half gone, and so does devhost. The devhost-only setting DEVHOST_MESSAGE_LEASE_SECONDS shortens it,
@@ -159,15 +160,46 @@ class QueueListener:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._client: QueueClient | None = None
 
-    async def prepare(self) -> None:
-        """Create the queue if it is missing (the host does so when the listener starts)."""
-        self._client = await self._storage.queue(self._function.connection, self._function.queue_name)
+    async def prepare(self) -> bool:
+        """Create the queue if it is missing, in one attempt (no SDK retries); False, logged, if that failed.
+
+        A listener that cannot start does not hold or fail the host: the WebJobs SDK's FunctionListener
+        (azure-webjobs-sdk, src/Microsoft.Azure.WebJobs.Host/Listeners/FunctionListener.cs) logs "The listener
+        for function '...' was unable to start" and, since azure-functions-host sets AllowPartialHostStartup
+        (src/WebJobs.Script/ScriptHostBuilderExtensions.cs), retries it in the background while the host serves.
+        """
+        try:
+            self._client = await self._storage.queue(
+                self._function.connection, self._function.queue_name, retry_total=0
+            )
+        except (AzureError, OSError) as exc:
+            _log.warning(
+                "The listener for function '%s' was unable to start: %s", self._function.spec.name, exc
+            )
+            return False
+        return True
+
+    async def _start_with_backoff(self, stopping: asyncio.Event) -> QueueClient | None:
+        """Retry prepare() until it works or stopping is set: randomized exponential backoff from 2 s to 2 min,
+        FunctionListener's RetryStartWithBackoffAsync defaults."""
+        attempt = 0
+        while self._client is None:
+            jitter = 0.8 + 0.4 * random.random()  # noqa: S311 - spreads retries, not security
+            delay = min(LISTENER_RETRY_MAX, LISTENER_RETRY_MIN * 2**attempt) * jitter
+            if await wait_any(stopping, within=delay):
+                return None
+            attempt += 1
+            if await self.prepare():
+                _log.info(
+                    "Listener started for function '%s' after %d retries", self._function.spec.name, attempt
+                )
+        return self._client
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll, dispatch and back off; returns when stopped and every started message is settled."""
-        client = self._client or await self._storage.queue(
-            self._function.connection, self._function.queue_name
-        )
+        client = self._client or await self._start_with_backoff(stopping)
+        if client is None:
+            return
         idle_polls = 0
         while not stopping.is_set():
             if len(self._in_flight) > self._options.new_batch_threshold:

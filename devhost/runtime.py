@@ -121,7 +121,8 @@ class HostRuntime:
             )
             for queue in self._catalog.queues
         ]
-        # Queues exist before start() returns, so a caller may enqueue right away.
+        # One attempt each before start() returns, so a reachable account's queues exist and a caller may enqueue
+        # right away; a listener whose attempt failed retries in its run() while HTTP serves (QueueListener.prepare).
         await asyncio.gather(*(listener.prepare() for listener in listeners))
         runs: list[Coroutine[Any, Any, None]] = [listener.run(stopping) for listener in listeners]
         runs += [

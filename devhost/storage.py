@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ResourceExistsError
@@ -130,12 +130,13 @@ class StorageClients:
         self._credentials.append(credential)
         return credential
 
-    async def queue(self, connection: StorageConnection, name: str) -> QueueClient:
-        """A client for the queue, which exists once this returns (the host creates trigger/output queues)."""
+    async def queue(self, connection: StorageConnection, name: str, **options: Any) -> QueueClient:
+        """A client for the queue, which exists once this returns (the host creates trigger/output queues);
+        options go to create_queue (e.g. retry_total=0 for one attempt)."""
         client = self._queue_service(connection).get_queue_client(name)
         if ("queue", connection, name) not in self._created:
             with contextlib.suppress(ResourceExistsError):
-                await client.create_queue()
+                await client.create_queue(**options)
             self._created.add(("queue", connection, name))
         return client
 

@@ -50,13 +50,6 @@ def app_settings(storage: Storage, connection_string: str | None = None) -> dict
         "AzureWebJobs.jobs_process.Disabled": "true",
         "AzureWebJobs.jobs_poison.Disabled": "true",
         "AzureWebJobs.token_refresh.Disabled": "true",
-        # The change feed's queue triggers and timers, like the jobs' above: this file tests the HTTP front door
-        # alone, and a queue listener on an unreachable account holds devhost's start.
-        "AzureWebJobs.changes_expand.Disabled": "true",
-        "AzureWebJobs.changes_expand_poison.Disabled": "true",
-        "AzureWebJobs.change_subscriptions.Disabled": "true",
-        "AzureWebJobs.change_reconcile.Disabled": "true",
-        "AzureWebJobs.change_retention.Disabled": "true",
         "DEVHOST_FUNCTION_KEY": secrets.token_urlsafe(16),
         "DEVHOST_MASTER_KEY": secrets.token_urlsafe(16),
     }

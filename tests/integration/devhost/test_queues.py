@@ -8,11 +8,14 @@ import json
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from devhost.host import DevHost
+from localworld.azurite import AzuriteEndpoints
+from localworld.ports import free_port
 from tests.integration.devhost.sample_app import Recorder
 
 pytestmark = pytest.mark.integration
@@ -131,3 +134,17 @@ def test_a_run_longer_than_its_lease_keeps_the_message_by_renewing_it(
         assert output == {"done": "linger-3", "dequeue_count": 1}
         assert [run.data["dequeue_count"] for run in recorder.events("work")] == [1]
         assert _becomes_empty(inbox)
+
+
+def test_a_listener_that_cannot_reach_its_queue_does_not_hold_the_start_and_http_serves(
+    start_devhost: StartHost, sample_settings: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Queue account refusing connections: start() returns once its one attempt failed, HTTP answers, and the
+    listener says it was unable to start (the host's partial start-up; it retries in the background)."""
+    dead = AzuriteEndpoints("127.0.0.1", free_port(), free_port())  # nothing listens there
+    settings = {**sample_settings, "JobsStorage": dead.connection_string}
+    started = time.monotonic()
+    host = start_devhost(settings)
+    assert time.monotonic() - started < 20  # the SDK's retries alone (15 s, 18 s, ...) would take a minute
+    assert httpx.get(f"{host.base_url}/api/open", timeout=10).status_code == 200
+    assert "was unable to start" in caplog.text
