@@ -185,7 +185,10 @@ async def test_1500_customers_changed_in_one_window_are_one_collection_and_each_
         events = [
             e for e in await logged(feed_host, azurite_connection_string, "customers") if e.subject in ids
         ]
-        if {e.subject for e in events} == ids or time.monotonic() - started > 45:
+        # A bound on waiting, not a latency claim (nothing asserts `took`): 45 s was within 2 s of a serial run on a
+        # loaded 2-core machine and too short beside other pytest-xdist workers; 90 s stays under pytest-timeout's
+        # 120 s. Correctness is asserted below.
+        if {e.subject for e in events} == ids or time.monotonic() - started > 90:
             break
         await asyncio.sleep(0.5)
     took, requests = time.monotonic() - started, sandbox.bc.stats().count() - sent
