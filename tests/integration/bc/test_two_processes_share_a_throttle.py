@@ -53,7 +53,9 @@ def test_two_processes_stay_within_window_and_concurrency(
     sandbox.bc.latency(30.0, 20.0)
     env_file = tmp_path / "sandbox.env"
     sandbox.write_env_file(env_file)
-    stop_at = time.time() + 8.0
+    # Both must send before stop_at: a process's start (imports, first heartbeat, the 1.75 s join delay) took over
+    # 8 s on a loaded 2-core machine under 4 test workers, so the run lasts long enough for a late starter.
+    stop_at = time.time() + 14.0
     outputs = [tmp_path / "a.json", tmp_path / "b.json"]
     with ExitStack() as logs:
         workers = [
