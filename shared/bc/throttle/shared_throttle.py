@@ -454,3 +454,15 @@ class SharedThrottle:
             max(self._config.fallback_instances, self._last_known_members),
             exc,
         )
+
+    def spare(self) -> tuple[int, float]:
+        """What this process's share has left right now (no storage call, no wait): its slots not held or asked
+        for by a normal permit (negative: that many more are asked than it has), and the seconds until its pace
+        or a pause lets the next request start. An identity pool sends a job to the identity with the most."""
+        now = self._clock.time()
+        share = self.share()
+        free = share.slots - self._in_flight - self._normal_waiting
+        if share.rate <= 0:
+            return free, max(self._config.heartbeat_seconds, self._blocked_until() - now)
+        earliest = max(self._tat, now) - (self._config.burst - 1) / share.rate
+        return free, max(0.0, earliest - now, self._blocked_until() - now)

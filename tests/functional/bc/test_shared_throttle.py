@@ -484,3 +484,20 @@ async def test_with_juniors_waiting_an_idle_senior_leaves_after_one_heartbeat() 
     await stop(tasks[2:])
     for throttle in [*seniors, junior]:
         await throttle.close()
+
+
+async def test_spare_counts_the_slots_held_or_asked_and_the_wait_for_the_pace() -> None:
+    """spare(): an idle share has all its slots and no wait; permits held or waiting take slots; a spent burst
+    makes the next start wait for the pace (what an identity pool compares)."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    throttle = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="a")
+    await throttle.heartbeat()
+    assert throttle.spare() == (CONFIG.max_in_flight, 0.0)
+    traffic = Traffic(clock)
+    tasks = spawn(traffic, throttle, "a", workers=CONFIG.max_in_flight + 2)
+    await clock.advance(0.01)
+    free, wait = throttle.spare()
+    assert free < 0  # all five slots held or asked, and two more asked
+    assert 0.0 < wait <= CONFIG.burst / CONFIG.rate
+    await stop(tasks)
+    await throttle.close()
