@@ -90,6 +90,23 @@ var alerts = [
     ]
   }
   {
+    name: 'bc-identity-out'
+    severity: 2
+    description: 'An identity of a BC connection pool (both named by the alert) left the pool: its credentials were refused or its consent revoked. Its jobs go to the other identities of the pool; it rejoins once it gets a token again.'
+    // shared/jobs/pool.py (IdentityPool) logs this at error level, with connection and identity, in each process
+    // where the identity leaves (issue 23; reference bc-webhooks-connections-identities.md, (c) C2 point 6).
+    query: 'traces | where severityLevel >= 3 and tostring(customDimensions.event) == "jobs.identity_left" | project timestamp, connection = tostring(customDimensions.connection), identity = tostring(customDimensions.identity)'
+    frequency: 'PT5M'
+    window: 'PT15M'
+    measure: ''
+    threshold: 0
+    periods: 1
+    dimensions: [
+      { name: 'connection', operator: 'Include', values: ['*'] }
+      { name: 'identity', operator: 'Include', values: ['*'] }
+    ]
+  }
+  {
     name: 'bc-jobs-poisoned'
     severity: 2
     description: 'A job message reached bc-jobs-poison: the host gave up after 5 failed deliveries; the job is dead-lettered.'

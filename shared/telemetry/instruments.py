@@ -193,6 +193,15 @@ RECONCILE_LAG = MetricSpec(
 )
 FEED_READING_TTL_SECONDS = 3600.0
 _FEED_GAUGES = (SUBSCRIPTIONS_LIVE, SUBSCRIPTIONS_EXPIRY, SUBSCRIPTIONS_ENVIRONMENT, RECONCILE_LAG)
+# Identity pools (issue 23): an identity refused for authorization leaves its connection's pool, and rejoins.
+POOL_IDENTITY_CHANGES = MetricSpec(
+    "bc.pool.identity_changes",
+    Kind.COUNTER,
+    "{change}",
+    "Identities leaving (refused credentials or consent) or rejoining a connection's pool in this process, by "
+    "connection, identity and change (left, rejoined)",
+    ("connection", "identity", "change"),
+)
 
 METRICS: tuple[MetricSpec, ...] = (
     BC_REQUESTS,
@@ -214,6 +223,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SUBSCRIPTION_CHANGES,
     CHANGES_PUBLISHED,
     RECONCILE_LAG,
+    POOL_IDENTITY_CHANGES,
 )
 
 
@@ -329,6 +339,7 @@ class Instruments:
         self.token_refreshes = _counter(meter, TOKEN_REFRESHES)
         self.notifications_received = _counter(meter, NOTIFICATIONS_RECEIVED)
         self.notification_items = _counter(meter, NOTIFICATION_ITEMS)
+        self.pool_identity_changes = _counter(meter, POOL_IDENTITY_CHANGES)
         _gauge(meter, TOKEN_EXPIRY, self._observe_token_expiry)
         self.subscription_changes = _counter(meter, SUBSCRIPTION_CHANGES)
         self.changes_published = _counter(meter, CHANGES_PUBLISHED)

@@ -47,6 +47,13 @@ def bc_request(method: str, status: int | None, duration_ms: float, bc_code: str
     _recent.add(time.monotonic(), throttled=status == THROTTLED)
 
 
+def pool_identity(connection: str, identity: str, change: str) -> None:
+    """An identity left (`left`) or rejoined (`rejoined`) its connection's pool in this process."""
+    current().pool_identity_changes.add(
+        1, {"connection": connection, "identity": bounded_code(identity), "change": change}
+    )
+
+
 def throttle_waited(seconds: float) -> None:
     """A BC request got its throttle permit after waiting `seconds`."""
     current().throttle_wait.record(max(0.0, seconds) * 1000.0, {"connection": job_connection()})

@@ -225,6 +225,7 @@ ALERTS = {
     "bc-reconcile-behind",
     "bc-subscriptions-near-limit",
     "bc-notifications-waiting",
+    "bc-identity-out",  # identity pools (issue 23)
 }
 
 
@@ -354,3 +355,16 @@ def test_alerts_about_a_connection_split_by_the_connection_dimension() -> None:
 
     for spec in (BC_THROTTLED, JOBS_FINISHED, TOKEN_EXPIRY, TOKEN_REFRESHES):
         assert "connection" in spec.attributes, spec.name
+
+
+def test_the_identity_out_alert_names_the_connection_and_identity_the_pool_logs() -> None:
+    """bc-identity-out fires on the event IdentityPool logs at error level, one alert per connection and identity."""
+    [alert] = [alert for alert in alert_definitions() if alert["name"] == "bc-identity-out"]
+    assert 'customDimensions.event) == "jobs.identity_left"' in alert["query"]
+    assert "severityLevel >= 3" in alert["query"]
+    assert "connection = tostring(customDimensions.connection)" in alert["query"]
+    assert "identity = tostring(customDimensions.identity)" in alert["query"]
+    assert [d["name"] for d in alert["dimensions"]] == ["connection", "identity"]
+    source = (INFRA.parent / "shared" / "jobs" / "pool.py").read_text(encoding="utf-8")
+    assert '"jobs.identity_left"' in source
+    assert '"event": event, "connection": connection, "identity": identity' in source

@@ -40,6 +40,7 @@ EXPECTED = {
     "bc.subscriptions.changes",
     "bc.changes.published",
     "bc.reconcile.lag",
+    "bc.pool.identity_changes",  # identity pools (issue 23)
 }
 
 
@@ -70,6 +71,7 @@ def test_the_instruments_are_created_as_the_table_declares() -> None:
         telemetry.subscriptions_managed("default", {"created": 1}, 1, 3, START + timedelta(days=3))
         telemetry.changes_published("webhook", "default", 2)
         telemetry.reconcile_lag("default", "customers", 12.5)
+        telemetry.pool_identity("default", "second", "left")
         exported = captured.metrics()
     assert set(exported) == EXPECTED
     for metric in METRICS:
