@@ -1,6 +1,7 @@
 """Build the job pipeline once per process (per event loop) and reuse it across invocations.
 
-One TokenManager (shared.auth), one shared throttle and one BC client (one httpx connection pool) per process:
+One TokenManager (shared.auth), one shared throttle and one BC client (one httpx connection pool) per identity of a
+connection's pool, per process:
 every job of the process runs on the same event loop and shares them, so BC's budget is the only bottleneck.
 The Table and queue clients are aio clients bound to their loop, hence one set per running loop.
 """
@@ -24,13 +25,14 @@ from shared.bc.throttle.low_priority import LowPriority
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
 from shared.changes.compose import echo_journal
 from shared.clock import SystemClock
-from shared.connections import Connection, ConnectionRegistry, RegistryUnavailableError
+from shared.connections import Connection, ConnectionRegistry, Identity, RegistryUnavailableError
 from shared.connections.compose import registry_services
 from shared.jobs.audit import JobRecorder, TableAuditLog
 from shared.jobs.deadletter import DeadLetters
-from shared.jobs.fairness import BudgetBacklog
+from shared.jobs.fairness import BudgetBacklog, pool_key, pooled_share
 from shared.jobs.lanes import Lane
 from shared.jobs.policy import JobPolicy
+from shared.jobs.pool import IdentityPool, PoolMember
 from shared.jobs.processor import JobProcessor
 from shared.jobs.queues import StorageJobQueues
 from shared.jobs.records import TableJobStore
@@ -138,10 +140,11 @@ async def _wire(settings: Settings, closers: list[Callable[[], Awaitable[None]]]
 
 
 class ConnectionLanes:
-    """Lanes built on first use from the registry: each connection's token manager (shared.auth), a shared
-    throttle keyed by its budget (environment, identity: connections that share both share one budget) and a BC
-    client for its environment. A connection whose definition changed gets a new lane; the old one stays open
-    for the runs still using it and is closed with the rest."""
+    """Lanes built on first use from the registry: for each identity of a connection's pool (issue 23) its token
+    manager (shared.auth), a shared throttle keyed by its budget (environment, identity: connections that share both
+    share one budget) and a BC client for the connection's environment; the connection's IdentityPool chooses the
+    identity of each job (shared/jobs/pool.py). A connection whose definition changed gets a new pool; the old
+    lanes stay open for the runs still using them and are closed with the rest."""
 
     def __init__(
         self,
@@ -156,26 +159,47 @@ class ConnectionLanes:
         self._auth = auth
         self._coordination = coordination
         self._closers = closers
-        self._lanes: dict[str, Lane] = {}
-        self.throttles: dict[str, SharedThrottle] = {}  # by connection name
+        self._pools: dict[str, tuple[Connection, IdentityPool]] = {}
+        self.throttles: dict[str, SharedThrottle] = {}  # by connection name: its primary identity's
         self._by_budget: dict[str, SharedThrottle] = {}  # one per budget key in a process
-        self._backlogs: dict[str, BudgetBacklog] = {}  # likewise (shared/jobs/fairness.py)
-        self._feed: dict[str, tuple[Connection, BusinessCentralClient]] = {}  # the change feed's (issue 22)
+        self._backlogs: dict[str, BudgetBacklog] = {}  # one per pool (shared/jobs/fairness.py, pool_key)
+        # The change feed's clients (issue 22), one per identity of a connection: (connection, identity) -> ...
+        self._feed: dict[tuple[str, str], tuple[Connection, BusinessCentralClient]] = {}
 
     @property
     def default(self) -> str:
         return self._registry.default.name
 
     async def lane(self, connection: str | None) -> Lane:
-        found = await self._registry.resolve(connection)
-        known = self._lanes.get(found.name)
-        if known is None or known.connection != found:
-            known = self._lanes[found.name] = self._build(found)
-        return known
+        """The lane of the identity the connection's pool chooses for a new job (held for the whole run)."""
+        return await (await self.pool(connection)).choose()
 
-    def _build(self, connection: Connection) -> Lane:
-        manager = self._auth.for_connection(connection).manager
-        throttle = self._throttle(connection)
+    async def pool(self, connection: str | None) -> IdentityPool:
+        """The connection's identity pool in this process (built on first use, again when its definition changed)."""
+        found = await self._registry.resolve(connection)
+        known = self._pools.get(found.name)
+        if known is None or known[0] != found:
+            known = self._pools[found.name] = (found, self._build(found))
+        return known[1]
+
+    def _build(self, connection: Connection) -> IdentityPool:
+        throttles = [self._throttle(connection.budget_key_of(identity)) for identity in connection.pool]
+        self.throttles[connection.name] = throttles[0]
+        keys = [connection.budget_key_of(identity) for identity in connection.pool]
+        backlog = self._backlogs.setdefault(
+            pool_key(keys),
+            BudgetBacklog(pooled_share([t.share for t in throttles]), self._contended, SystemClock()),
+        )
+        members = [
+            self._member(connection, identity, throttle, backlog)
+            for identity, throttle in zip(connection.pool, throttles, strict=True)
+        ]
+        return IdentityPool(members, SystemClock())
+
+    def _member(
+        self, connection: Connection, identity: Identity, throttle: SharedThrottle, backlog: BudgetBacklog
+    ) -> PoolMember:
+        manager = self._auth.for_identity(connection, identity).manager
         client = build_client(
             self._settings,
             manager,
@@ -184,11 +208,10 @@ class ConnectionLanes:
             endpoint=endpoint_for(connection, self._settings),
         )
         self._closers.append(client.aclose)
-        self.throttles[connection.name] = throttle
-        backlog = self._backlogs.setdefault(
-            connection.budget_key, BudgetBacklog(throttle.share, self._contended, SystemClock())
+        lane = Lane(
+            connection, JobRunner(client), manager, throttle.await_slot, backlog, identity=identity.name
         )
-        return Lane(connection, JobRunner(client), manager, throttle.await_slot, backlog)
+        return PoolMember(lane, throttle, manager.status)
 
     async def _contended(self) -> bool:
         """Whether the enabled connections have more than one budget (fairness matters only then); an unreadable
@@ -198,8 +221,7 @@ class ConnectionLanes:
         except RegistryUnavailableError:
             return False
 
-    def _throttle(self, connection: Connection) -> SharedThrottle:
-        key = connection.budget_key
+    def _throttle(self, key: str) -> SharedThrottle:
         if key not in self._by_budget:
             config = throttle_config_from_settings(self._settings)
             throttle = SharedThrottle(self._coordination, partition_key_for(key), config)
@@ -208,23 +230,34 @@ class ConnectionLanes:
         return self._by_budget[key]
 
     async def feed_client(self, connection: str | None) -> tuple[Connection, BusinessCentralClient]:
-        """The change feed's BC client of a connection (issue 22): the lane's token manager and shared throttle,
-        but only the throttle's low permits (LowPriority: never before a waiting job of this process)."""
-        found = (await self.lane(connection)).connection
-        return found, self.feed_client_of(found)
+        """The change feed's BC client of a connection (issue 22), on the identity its pool chooses now (per watch
+        run, per expansion message: the feed's reads spread like the jobs): that identity's token manager and
+        shared throttle, but only the throttle's low permits (LowPriority: never before a waiting job of this
+        process)."""
+        lane = await self.lane(connection)
+        found = lane.connection
+        return found, self._feed_client(found, _identity(found, lane.identity))
 
     def feed_client_of(self, connection: Connection) -> BusinessCentralClient:
-        """`feed_client` of a Connection as it is, enabled or not: a disabled connection's subscriptions are
-        deleted with its own token while it still has one (shared/changes/upkeep.py, `retire`)."""
-        known = self._feed.get(connection.name)
+        """`feed_client` of a Connection as it is, enabled or not, on its primary identity: a disabled connection's
+        subscriptions are deleted with its own token while it still has one (shared/changes/upkeep.py, `retire`)."""
+        return self._feed_client(connection, connection.primary)
+
+    def _feed_client(self, connection: Connection, identity: Identity) -> BusinessCentralClient:
+        key = (connection.name, identity.name)
+        known = self._feed.get(key)
         if known is None or known[0] != connection:
-            low = LowPriority(self._throttle(connection))
-            tokens = self._auth.for_connection(connection).manager
+            low = LowPriority(self._throttle(connection.budget_key_of(identity)))
+            tokens = self._auth.for_identity(connection, identity).manager
             endpoint = endpoint_for(connection, self._settings)
             client = build_client(self._settings, tokens, low, endpoint=endpoint)
             self._closers.append(client.aclose)
-            known = self._feed[connection.name] = (connection, client)
+            known = self._feed[key] = (connection, client)
         return known[1]
+
+
+def _identity(connection: Connection, name: str) -> Identity:
+    return next(identity for identity in connection.pool if identity.name == name)
 
 
 _per_loop: PerLoop[Settings, JobServices] = PerLoop(build_job_services)

@@ -16,6 +16,12 @@ the backlog still full is sent back again, one that came late would leave the bu
 turn over in moments, the host keeps fetching, and the queue's visible messages get through to the other
 connections' jobs.
 
+A connection with several identities (an identity pool, shared/jobs/pool.py) is one backlog: its jobs go to
+whichever identity has budget left, so what the process serves of that connection is the sum of its identities'
+shares (`pooled_share`), and a surplus beyond that goes back to the queue as for one identity. The backlog is keyed
+by the pool's budget keys together (`pool_key`): connections with the same pool share it, as connections sharing an
+identity shared one before pools.
+
 Only while the registry holds more than one budget (`contended`): with one, every message in the queue is the
 same budget's, so sending some back gains nothing and costs storage calls; a single-connection deployment runs
 exactly as before.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
@@ -134,3 +140,26 @@ class BudgetBacklog:
             self._ended.append(self._clock.time())
             if len(self._ended) > 10_000:  # bounded even if nobody asks for a deferral for a long time
                 self._ended.popleft()
+
+
+def pooled_share(shares: Sequence[Callable[[], Share]]) -> Callable[[], Share]:
+    """The share of a pool of identities in this process: the sum of its identities' rates and slots (one identity:
+    its own share, unchanged)."""
+    if len(shares) == 1:
+        return shares[0]
+
+    def share() -> Share:
+        parts = [part() for part in shares]
+        return Share(
+            rate=sum(part.rate for part in parts),
+            slots=sum(part.slots for part in parts),
+            members=max(part.members for part in parts),
+            fallback=any(part.fallback for part in parts),
+        )
+
+    return share
+
+
+def pool_key(budget_keys: Sequence[str]) -> str:
+    """The backlog's key of a pool: its budget keys together (one identity: its budget key, as before pools)."""
+    return "+".join(sorted(set(budget_keys)))

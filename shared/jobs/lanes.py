@@ -13,6 +13,7 @@ from typing import Protocol
 
 from bcjobs import Job
 from shared.connections import Connection, UnknownConnectionError
+from shared.connections.connection import PRIMARY_IDENTITY
 from shared.jobs.fairness import NO_BACKLOG, Backlog
 from shared.jobs.runner import JobRunner
 from shared.tokens import TokenProvider
@@ -24,6 +25,18 @@ class SlotWait(Protocol):
     async def __call__(self, within: float) -> bool: ...
 
 
+class PoolExit(Protocol):
+    """Takes the lane's identity out of its connection's pool (shared/jobs/pool.py) after a job on it was refused
+    for authorization; True when another identity of the pool can run the job instead of parking it."""
+
+    async def __call__(self) -> bool: ...
+
+
+async def no_other_identity() -> bool:
+    """A lane outside a pool of several identities: a refused job parks (waiting_for_authorization)."""
+    return False
+
+
 async def always_a_slot(within: float) -> bool:
     """Without a shared throttle (tests, tools) nothing limits BC slots; compose.py always passes the throttle's."""
     del within
@@ -32,13 +45,15 @@ async def always_a_slot(within: float) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Lane:
-    """One connection's means to run a job in this process."""
+    """One identity's means to run a connection's job in this process."""
 
     connection: Connection
     runner: JobRunner
     tokens: TokenProvider
     await_slot: SlotWait = always_a_slot
-    backlog: Backlog = NO_BACKLOG  # compose.py passes its budget's (one per budget per process)
+    backlog: Backlog = NO_BACKLOG  # compose.py passes its pool's (one per pool per process)
+    identity: str = PRIMARY_IDENTITY  # which identity of the connection's pool this lane acts as
+    leave_pool: PoolExit = no_other_identity
 
     def refusal(self, job: Job) -> str | None:
         """Why this connection may not run the job (a custom API it is not allowed), or None."""

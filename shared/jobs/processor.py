@@ -129,9 +129,10 @@ class JobProcessor:
         )
         telemetry.note_job(connection=job.connection or self.lanes.default)  # logs and metrics split by it
         try:
-            lane = await self.lanes.lane(job.connection)
+            lane = await self.lanes.lane(job.connection)  # once per run: every request of it on one identity
         except ConnectionUnusableError as unusable:
             return await self._refuse(job, delivery, unusable.reason)
+        telemetry.note_job(identity=lane.identity)  # which identity of the pool ran it (shared/jobs/pool.py)
         refusal = lane.refusal(job)
         if refusal is not None:
             return await self._refuse(job, delivery, refusal)
@@ -245,7 +246,7 @@ class JobProcessor:
                 # The last error says nothing ran, but an earlier in-request try (an idempotent DELETE is repeated
                 # after a lost answer) may have: the next run reconciles.
                 decision = replace(decision, ambiguous=True)
-            return await self._after_failure(job, record, delivery, decision, failure)
+            return await self._after_failure(job, record, delivery, decision, failure, lane)
         await self._keep_audit(record.job_id, buffer)
         if job.is_write:  # before the row: BC's notification comes after its 30 s debounce, never before this
             await self.journal.record(
@@ -293,13 +294,21 @@ class JobProcessor:
             )
 
     async def _after_failure(
-        self, job: Job, record: JobRecord, delivery: Delivery, decision: Decision, failure: Exception
+        self,
+        job: Job,
+        record: JobRecord,
+        delivery: Delivery,
+        decision: Decision,
+        failure: Exception,
+        lane: Lane,
     ) -> Handled:
         partial = items_known(failure)
         record = replace(record, ambiguous=record.ambiguous or decision.ambiguous)
         if partial is not None:
             record = replace(record, result=ResultSummary(count=len(job.steps), items=_ordered(partial)))
         if decision.verdict is Verdict.WAIT_FOR_AUTHORIZATION:
+            if await lane.leave_pool():  # its identity is out; another of the pool takes the job
+                return await self._move_identity(job, record, delivery, decision, lane.identity)
             return await self._park(job, record, decision)
         if decision.verdict is Verdict.FAIL:
             return await self._finish(record, JobState.FAILED, delivery, error=decision.error, attempted=True)
@@ -352,6 +361,32 @@ class JobProcessor:
         await self._write_row(moved)
         _log_continued(record, error)
         return Handled.CONTINUED
+
+    async def _move_identity(
+        self, job: Job, record: JobRecord, delivery: Delivery, decision: Decision, identity: str
+    ) -> Handled:
+        """The job's identity was refused and left the pool: the job runs again soon on another identity, using no
+        attempt (nothing is wrong with the job). A write whose answer was lost is already marked ambiguous on the
+        record, so the next run reconciles it or fails it, as any rerun would (outcomes.py)."""
+        delay = self.policy.continuation_delay_seconds  # long enough never to overtake this run's row write
+        next_at = self.clock.now() + timedelta(seconds=delay)
+        if next_at >= record.deadline:
+            return await self._expire(record, delivery, decision.error)
+        message = (
+            f"identity '{identity}' was refused ({decision.error.message}); the job runs on another identity"
+        )
+        error = decision.error.model_copy(update={"message": message})
+        await self.queues.requeue(job, delay)  # before the row says so, as for a retry
+        moved = record.moved(JobState.RETRY_SCHEDULED, self.clock.now(), next_attempt_at=next_at, error=error)
+        await self._write_row(moved)
+        logger.warning(
+            "job %s moves off identity '%s', refused: %s",
+            record.job_id,
+            identity,
+            decision.error.code,
+            extra={"event": "jobs.identity_moved", "job_id": record.job_id, "identity": identity},
+        )
+        return Handled.RETRY_SCHEDULED
 
     async def _expire(self, record: JobRecord, delivery: Delivery, error: ErrorInfo) -> Handled:
         """The job's next try would start after its deadline: `expired`, with the last error."""
