@@ -1,5 +1,5 @@
 """`python -m bench all | throttle --processes N [...] | instances [--processes N] | fairness [...] | tokens |
-connections [--count N] | feed-priority`: run benchmarks, print figures as one JSON object."""
+connections [--count N] | feed-priority | identities`: run benchmarks, print figures as one JSON object."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from bench import feed_priority, suite, token_rates
+from bench import feed_priority, identities, suite, token_rates
 from bench.connections import CONNECTIONS_RESULTS, connection_scale
 from bench.fairness import SANDBOX_FLAGS, Fairness, fairness
 from bench.instances import many_instances
@@ -51,6 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     benches.add_parser(
         "feed-priority", help="jobs' BC throughput while the change feed expands 1,500 changes (simulated)"
     )
+    benches.add_parser(
+        "identities", help="1, 2 and 3 identities of one connection at 1 and 3 processes (identity pools)"
+    )
     benches.add_parser("tokens", help="Key Vault and token-endpoint calls per hour per instance (simulated)")
     connections = benches.add_parser(
         "connections", help="N registered connections: timer refresh, status page, registry lookups"
@@ -67,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.bench == "feed-priority":
         print(json.dumps(feed_priority.run()))
+        return 0
+    if args.bench == "identities":
+        figures = identities.identities()
+        identities.write(figures)
+        print(json.dumps(figures["summary"]))
         return 0
     if args.bench == "tokens":
         print(json.dumps(token_rates.run()))

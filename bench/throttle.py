@@ -4,7 +4,7 @@ Starts Azurite (coordination rows) and the sandbox as a subprocess with a compre
 processes (testkit/worker.py) against it until a common deadline, then prints one JSON object:
 
 - throughput_ratio: successful answers per second, over the interval in which every worker was admitted,
-  divided by BC's allowed rate (rate_limit / window_seconds; the safety margin is *not* taken off).
+  divided by BC's allowed rate (identities x rate_limit / window_seconds; the safety margin is *not* taken off).
 - throttled_share: 429s / all requests the sandbox received (whole run).
 - peak_in_flight / peak_queued: the sandbox's peaks (BC processes 5 at once and queues the rest, so
   "never more than 5 in flight" means peak_queued == 0); peak_window_usage vs rate_limit.
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,11 @@ class ThrottleBench:
     measure_windows: float = 3.0
     latency_ms: float = 5.0
     tasks_per_process: int = 8
+    # Identity pools (issue 23, bench `identities`): the connection's identities, all on one environment (the
+    # sandbox's primary app and its extra ones), and the GETs of one "job" (it keeps its identity throughout).
+    identities: int = 1
+    job_requests: int = 1
+    seed: int = 1
 
     @property
     def join_allowance_seconds(self) -> float:
@@ -55,10 +61,18 @@ class ThrottleBench:
         return 5.0 + 1.5 * self.heartbeat_seconds + 1.0
 
 
-def run(bench: ThrottleBench) -> dict[str, Any]:
-    """Run the benchmark and return its figures."""
+def run(bench: ThrottleBench, storage: str | None = None) -> dict[str, Any]:
+    """Run the benchmark and return its figures (on the Azurite of `storage` when given, else on its own)."""
+    if storage is not None:
+        return _run_on(bench, storage)
+    with Azurite() as azurite:
+        return _run_on(bench, azurite.connection_string)
+
+
+def _run_on(bench: ThrottleBench, storage: str) -> dict[str, Any]:
+    """A fresh sandbox (its counters are the figures) and the workers, with a coordination table of their own."""
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="bench-throttle-") as work, Azurite() as azurite:
+    with tempfile.TemporaryDirectory(prefix="bench-throttle-") as work:
         work_dir = Path(work)
         sandbox = _start_sandbox(bench, work_dir)
         try:
@@ -67,7 +81,7 @@ def run(bench: ThrottleBench) -> dict[str, Any]:
             stop_at = (
                 time.time() + bench.join_allowance_seconds + bench.measure_windows * bench.window_seconds
             )
-            reports = _run_workers(bench, env_file, azurite.connection_string, stop_at, work_dir)
+            reports = _run_workers(bench, env_file, storage, stop_at, work_dir)
             stats = _sandbox_stats(env)
         finally:
             _stop(sandbox)
@@ -92,6 +106,10 @@ def _start_sandbox(bench: ThrottleBench, work_dir: Path) -> subprocess.Popen[byt
         str(bench.latency_ms),
         "--work-dir",
         str(work_dir / "sandbox"),
+        "--seed",
+        str(bench.seed),
+        "--extra-clients",
+        str(bench.identities - 1),
     ]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
     with contextlib.suppress(TimeoutError):  # reported below with the sandbox's stderr
@@ -121,6 +139,10 @@ def _run_workers(
                     margin=bench.safety_margin,
                     heartbeat=bench.heartbeat_seconds,
                     tasks=bench.tasks_per_process,
+                    table=f"benchthrottle{uuid.uuid4().hex[:8]}",  # no member of an earlier run in the row
+                    identities=bench.identities,
+                    seed=bench.seed,
+                    job_requests=bench.job_requests,
                 )
             ),
             cwd=REPO_ROOT,
@@ -164,7 +186,7 @@ def _figures(
     admitted_at = max(min(report["completions"]) for report in reports)
     measured = [t for report in reports for t in report["completions"] if admitted_at <= t < stop_at]
     measured_seconds = stop_at - admitted_at
-    allowed_rate = bench.rate_limit / bench.window_seconds
+    allowed_rate = bench.identities * bench.rate_limit / bench.window_seconds  # BC's limit is per identity
     achieved_rate = len(measured) / measured_seconds
     storage_tx = sum(report["storage_transactions"] for report in reports)
 
@@ -173,6 +195,11 @@ def _figures(
 
     return {
         "processes": bench.processes,
+        "identities": bench.identities,
+        "per_identity_ok": sorted(
+            sum(n for status, n in stats["requests"][who].items() if 200 <= int(status) < 300)
+            for who in identities
+        ),
         "requests": requests,
         "throughput_ratio": round(achieved_rate / allowed_rate, 4),
         "throttled_share": round(by_status.get("429", 0) / requests, 5) if requests else 0.0,

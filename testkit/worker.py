@@ -4,6 +4,11 @@
 coordinates through Table Storage (Azurite), sends single-page GETs from several tasks, and writes what it saw
 (completion times and statuses, storage transactions) to OUT.json. `command(...)` builds that command line for
 the benchmark (bench/throttle.py) and the two-process integration test alike.
+
+`--identities N` (issue 23): the connection's pool holds the sandbox's primary app and N-1 of its extra app
+registrations (the sandbox started with `--seed S --extra-clients N-1`; the same seed derives the same apps here),
+each with its own token, BC client and shared throttle (its budget key); every task runs "jobs" of
+`--job-requests` GETs, each job on the identity the product's IdentityPool (shared/jobs/pool.py) chooses.
 """
 
 from __future__ import annotations
@@ -12,20 +17,30 @@ import argparse
 import asyncio
 import json
 import logging
+import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devhost.environment import read_env_file
-from shared.bc import BusinessCentralClient, BusinessCentralError, EntitySet, Interaction, build_client
-from shared.bc.factory import budget_key
+from sandbox.config import SandboxConfig
+from sandbox.entra.directory import AppRegistration, build_directory
+from shared.auth import ConnectionStatus, Health
+from shared.bc import BusinessCentralError, EntitySet, Interaction, build_client
 from shared.bc.retry import RetryPolicy
 from shared.bc.throttle import SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
+from shared.clock import SystemClock
+from shared.connections import Connection, Credential, Identity, connection_from_settings
+from shared.jobs.lanes import Lane
+from shared.jobs.pool import IdentityPool, PoolMember
+from shared.jobs.runner import JobRunner
 from shared.redaction import install_redaction
-from shared.settings import StorageSettings, load_settings
+from shared.settings import Settings, StorageSettings, load_settings
+from shared.tokens import AuthMode
 from testkit.sandbox_tokens import SandboxTokenProvider
 
 ITEMS = EntitySet("items")
@@ -42,6 +57,7 @@ class WorkerReport:
     errors: Counter[str] = field(default_factory=Counter)
     storage_transactions: int = 0
     fallback_seen: bool = False
+    by_identity: Counter[str] = field(default_factory=Counter)  # answers per identity of the pool
 
     def to_json(self) -> dict[str, object]:
         """Plain JSON types (Counters as dicts)."""
@@ -52,18 +68,21 @@ class WorkerReport:
             "errors": dict(self.errors),
             "storage_transactions": self.storage_transactions,
             "fallback_seen": self.fallback_seen,
+            "by_identity": dict(self.by_identity),
         }
 
 
 class TimingRecorder:
     """A Recorder keeping the time and status of every answer."""
 
-    def __init__(self, report: WorkerReport) -> None:
+    def __init__(self, report: WorkerReport, identity: str = "primary") -> None:
         self._report = report
+        self._identity = identity
 
     def record(self, interaction: Interaction) -> None:
         """Note when the answer came and its status ('none' for a dropped connection)."""
         self._report.completions.append(time.time())
+        self._report.by_identity[self._identity] += 1
         self._report.statuses[str(interaction.status) if interaction.status is not None else "none"] += 1
 
 
@@ -81,6 +100,9 @@ class WorkerOptions:
     heartbeat: float = 5.0
     tasks: int = 8
     table: str = DEFAULT_TABLE
+    identities: int = 1
+    seed: int = 1
+    job_requests: int = 1
 
 
 def command(options: WorkerOptions) -> list[str]:
@@ -109,6 +131,12 @@ def command(options: WorkerOptions) -> list[str]:
         str(options.heartbeat),
         "--tasks",
         str(options.tasks),
+        "--identities",
+        str(options.identities),
+        "--seed",
+        str(options.seed),
+        "--job-requests",
+        str(options.job_requests),
     ]
 
 
@@ -125,6 +153,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--margin", type=float, default=0.03)
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--identities", type=int, default=1, help="identities in the connection's pool")
+    parser.add_argument("--seed", type=int, default=1, help="the sandbox's seed (derives its extra apps)")
+    parser.add_argument("--job-requests", type=int, default=1, help="GETs per job (one identity per job)")
     return parser.parse_args(argv)
 
 
@@ -140,33 +171,115 @@ async def run(args: argparse.Namespace) -> WorkerReport:
         max_in_flight=settings.bc.max_in_flight,
         heartbeat_seconds=args.heartbeat,
     )
-    throttle = SharedThrottle(store, partition_key_for(budget_key(settings)), config)
-    report = WorkerReport(member_id=throttle.member_id)
-    tokens = SandboxTokenProvider(settings)
-    # One attempt: every 429 the sandbox sends is counted once (pauses still apply).
-    client = build_client(
-        settings, tokens, throttle, recorder=TimingRecorder(report), policy=RetryPolicy(max_tries=1)
+    connection = _pooled(settings, args.identities, args.seed)
+    throttles = [
+        SharedThrottle(store, partition_key_for(connection.budget_key_of(identity)), config)
+        for identity in connection.pool
+    ]
+    report = WorkerReport(member_id=throttles[0].member_id)
+    lanes = [
+        _lane(connection, identity, _settings_of(settings, identity, args.seed), throttle, report)
+        for identity, throttle in zip(connection.pool, throttles, strict=True)
+    ]
+    pool = IdentityPool(
+        [PoolMember(lane, t, _healthy) for lane, t in zip(lanes, throttles, strict=True)], SystemClock()
     )
     try:
-        await asyncio.gather(*(_drive(client, args.stop_at, report, throttle) for _ in range(args.tasks)))
+        await asyncio.gather(
+            *(_drive(pool, args.stop_at, report, throttles, args.job_requests) for _ in range(args.tasks))
+        )
     finally:
-        await client.aclose()
-        await throttle.close()
+        for lane in lanes:
+            await lane.runner.client.aclose()
+        for throttle in throttles:
+            await throttle.close()
         report.storage_transactions = store.transactions
         await store.close()
     return report
 
 
+def _pooled(settings: Settings, identities: int, seed: int) -> Connection:
+    """The settings' connection with the sandbox's first `identities - 1` extra apps as its pool's other
+    identities (their budget keys as the product derives them)."""
+    connection = connection_from_settings(settings)
+    extra = [
+        Identity.model_construct(
+            name=f"extra{n}", client_id=app.client_id, credential=Credential.KEY_VAULT_SECRET
+        )
+        for n, app in enumerate(_extra_apps(settings, identities - 1, seed), start=1)
+    ]
+    return connection.model_copy(update={"identities": tuple(extra)})
+
+
+def _extra_apps(settings: Settings, count: int, seed: int) -> list[AppRegistration]:
+    """The sandbox's extra app registrations, derived from its seed (checked against the primary app's id)."""
+    if count <= 0:
+        return []
+    directory = build_directory(SandboxConfig(seed=seed, extra_clients=count), random.Random(seed), b"")  # noqa: S311
+    if directory.primary.client_id != settings.auth.client_id:
+        raise RuntimeError(
+            "the sandbox's directory is not the seeded one: start it with --seed and --extra-clients"
+        )
+    return list(directory.apps[1 : count + 1])
+
+
+def _settings_of(settings: Settings, identity: Identity, seed: int) -> Settings:
+    """The settings with the identity's client id and secret (the primary's: the settings as they are)."""
+    if identity.primary:
+        return settings
+    apps = {app.client_id: app for app in _extra_apps(settings, 9, seed)}
+    auth = settings.auth.model_copy(
+        update={"client_id": identity.client_id, "client_secret": apps[identity.client_id].client_secret}
+    )
+    return settings.model_copy(update={"auth": auth})
+
+
+def _lane(
+    connection: Connection,
+    identity: Identity,
+    settings: Settings,
+    throttle: SharedThrottle,
+    report: WorkerReport,
+) -> Lane:
+    """One identity's lane: its own token provider and BC client on its own throttle."""
+    tokens = SandboxTokenProvider(settings)
+    # One attempt: every 429 the sandbox sends is counted once (pauses still apply).
+    client = build_client(
+        settings,
+        tokens,
+        throttle,
+        recorder=TimingRecorder(report, identity.name),
+        policy=RetryPolicy(max_tries=1),
+    )
+    return Lane(connection, JobRunner(client), tokens, throttle.await_slot, identity=identity.name)
+
+
+async def _healthy() -> ConnectionStatus:
+    """Every identity of the bench stays healthy (the pool reads this every HEALTH_TTL_SECONDS)."""
+    return ConnectionStatus(
+        "bench", AuthMode.CLIENT_CREDENTIALS, Health.OK, True, None, None, None, None, None, None, None, None,
+        None, None,
+    )  # fmt: skip
+
+
 async def _drive(
-    client: BusinessCentralClient, stop_at: float, report: WorkerReport, throttle: SharedThrottle
+    pool: IdentityPool,
+    stop_at: float,
+    report: WorkerReport,
+    throttles: Sequence[SharedThrottle],
+    job_requests: int,
 ) -> None:
-    """Repeat a single-page GET until the deadline, counting errors by type."""
+    """Run jobs of `job_requests` single-page GETs until the deadline, each on the identity the pool chooses,
+    counting errors by type."""
     while time.time() < stop_at:
-        try:
-            await client.list(ITEMS, limit=1)
-        except BusinessCentralError as exc:
-            report.errors[type(exc).__name__] += 1
-        report.fallback_seen = report.fallback_seen or throttle.share().fallback
+        lane = await pool.choose()
+        with lane.backlog.running():
+            for _ in range(job_requests):
+                try:
+                    await lane.runner.client.list(ITEMS, limit=1)
+                except BusinessCentralError as exc:
+                    report.errors[type(exc).__name__] += 1
+        report.fallback_seen = report.fallback_seen or any(t.share().fallback for t in throttles)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,11 +115,11 @@ class IdentityPool:
         if len(self._seats) == 1:
             return self._seats[0].lane  # one identity: nothing to choose, no health to read
         await self._check_health()
-        candidates = [seat for seat in self._seats if not seat.out]
-        if not candidates:
+        scores = {index: _score(seat) for index, seat in enumerate(self._seats) if not seat.out}
+        if not scores:
             return self._seats[0].lane  # every identity out: the job parks as before pools
-        best = max(_score(seat) for seat in candidates)
-        tied = [index for index, seat in enumerate(self._seats) if not seat.out and _score(seat) == best]
+        best = max(scores.values())  # each read once: a wait read twice would differ (time passes)
+        tied = [index for index, score in scores.items() if score == best]
         chosen = next((index for index in tied if index >= self._turn), tied[0])
         self._turn = chosen + 1
         return self._seats[chosen].lane
