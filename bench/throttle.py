@@ -126,6 +126,7 @@ def _run_workers(
     bench: ThrottleBench, env_file: Path, storage: str, stop_at: float, work_dir: Path
 ) -> list[dict[str, Any]]:
     outputs = [work_dir / f"worker-{n}.json" for n in range(bench.processes)]
+    table = f"benchthrottle{uuid.uuid4().hex[:8]}"  # the run's workers share it; no member of an earlier run
     workers = [
         subprocess.Popen(  # noqa: S603 -- argv built by testkit.worker.command
             command(
@@ -139,7 +140,7 @@ def _run_workers(
                     margin=bench.safety_margin,
                     heartbeat=bench.heartbeat_seconds,
                     tasks=bench.tasks_per_process,
-                    table=f"benchthrottle{uuid.uuid4().hex[:8]}",  # no member of an earlier run in the row
+                    table=table,
                     identities=bench.identities,
                     seed=bench.seed,
                     job_requests=bench.job_requests,
