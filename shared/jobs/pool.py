@@ -6,7 +6,10 @@ administration/operational-limits-online, FAQ; reference bc-webhooks-connections
 is assigned ONE identity when it starts and keeps it for all its requests (a batch, an ETag read-then-write, a
 reconciliation): the one whose throttle share in this process has the most left (SharedThrottle.spare: free slots,
 then the wait for its pace), round-robin among equals. The deliveries this process already assigned to an identity
-count against it too, so jobs that start together (before any of them asked the throttle) spread as well.
+count against it too, so jobs that start together (before any of them asked the throttle) spread as well. An
+identity this process has not joined yet (or left on idle) shows its throttle's fallback share, one slot: light
+load stays on the identities already in use here (joining beside other processes costs the join delay, 1.5
+heartbeats + 1 s) and spills over to the others as those fill.
 
 Health (C2, point 6): an identity whose credentials were refused or whose consent was revoked is *out*: no new job
 is assigned to it, the others carry on. The pool learns it two ways: its own jobs (a run refused for authorization
