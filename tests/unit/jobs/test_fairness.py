@@ -16,6 +16,8 @@ from shared.jobs.fairness import (
     ROOM_CAP,
     BudgetBacklog,
     NoBacklog,
+    pool_key,
+    pooled_share,
 )
 from testkit.clock import ManualClock
 
@@ -181,3 +183,19 @@ async def test_without_a_budget_backlog_nothing_is_ever_sent_back() -> None:
     backlog = NoBacklog()
     with backlog.running():
         assert await backlog.deferral() is None
+
+
+def test_a_pools_backlog_is_sized_by_the_sum_of_its_identities_shares() -> None:
+    """Identity pools (issue 23): the pool's jobs go to whichever identity has room, so its backlog holds what all
+    its identities' shares serve; one identity keeps its own share and budget key, as before pools."""
+    first, second = Share(rate=6.0, slots=3, members=2), Share(rate=9.0, slots=2, members=3, fallback=True)
+    pooled = pooled_share([lambda: first, lambda: second])()
+    assert pooled == Share(rate=15.0, slots=5, members=3, fallback=True)
+    only = pooled_share([lambda: first])
+    assert only() == first
+    assert pool_key(["env-app-b", "env-app-a", "env-app-b"]) == "env-app-a+env-app-b"
+    assert pool_key(["env-app-a"]) == "env-app-a"
+    backlog = BudgetBacklog(
+        pooled_share([lambda: first, lambda: second]), Budget().is_contended, ManualClock()
+    )
+    assert backlog.room(pooled) == min(ROOM_CAP, 15)
