@@ -17,30 +17,20 @@ import argparse
 import asyncio
 import json
 import logging
-import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devhost.environment import read_env_file
-from sandbox.config import SandboxConfig
-from sandbox.entra.directory import AppRegistration, build_directory
-from shared.auth import ConnectionStatus, Health
-from shared.bc import BusinessCentralError, EntitySet, Interaction, build_client
+from shared.bc import BusinessCentralClient, BusinessCentralError, EntitySet, Interaction, build_client
+from shared.bc.factory import budget_key
 from shared.bc.retry import RetryPolicy
 from shared.bc.throttle import SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
-from shared.clock import SystemClock
-from shared.connections import Connection, Credential, Identity, connection_from_settings
-from shared.jobs.lanes import Lane
-from shared.jobs.pool import IdentityPool, PoolMember
-from shared.jobs.runner import JobRunner
 from shared.redaction import install_redaction
-from shared.settings import Settings, StorageSettings, load_settings
-from shared.tokens import AuthMode
+from shared.settings import StorageSettings, load_settings
 from testkit.sandbox_tokens import SandboxTokenProvider
 
 ITEMS = EntitySet("items")
@@ -171,115 +161,39 @@ async def run(args: argparse.Namespace) -> WorkerReport:
         max_in_flight=settings.bc.max_in_flight,
         heartbeat_seconds=args.heartbeat,
     )
-    connection = _pooled(settings, args.identities, args.seed)
-    throttles = [
-        SharedThrottle(store, partition_key_for(connection.budget_key_of(identity)), config)
-        for identity in connection.pool
-    ]
-    report = WorkerReport(member_id=throttles[0].member_id)
-    lanes = [
-        _lane(connection, identity, _settings_of(settings, identity, args.seed), throttle, report)
-        for identity, throttle in zip(connection.pool, throttles, strict=True)
-    ]
-    pool = IdentityPool(
-        [PoolMember(lane, t, _healthy) for lane, t in zip(lanes, throttles, strict=True)], SystemClock()
+    if args.identities > 1:
+        # Imported here: the job pipeline's modules take a second to import, which the one-identity runs (and the
+        # two-process test's 8 s) should not pay.
+        from testkit.pooled_worker import run_pooled
+
+        return await run_pooled(args, settings, store, config)
+    throttle = SharedThrottle(store, partition_key_for(budget_key(settings)), config)
+    report = WorkerReport(member_id=throttle.member_id)
+    tokens = SandboxTokenProvider(settings)
+    # One attempt: every 429 the sandbox sends is counted once (pauses still apply).
+    client = build_client(
+        settings, tokens, throttle, recorder=TimingRecorder(report), policy=RetryPolicy(max_tries=1)
     )
     try:
-        await asyncio.gather(
-            *(_drive(pool, args.stop_at, report, throttles, args.job_requests) for _ in range(args.tasks))
-        )
+        await asyncio.gather(*(_drive(client, args.stop_at, report, throttle) for _ in range(args.tasks)))
     finally:
-        for lane in lanes:
-            await lane.runner.client.aclose()
-        for throttle in throttles:
-            await throttle.close()
+        await client.aclose()
+        await throttle.close()
         report.storage_transactions = store.transactions
         await store.close()
     return report
 
 
-def _pooled(settings: Settings, identities: int, seed: int) -> Connection:
-    """The settings' connection with the sandbox's first `identities - 1` extra apps as its pool's other
-    identities (their budget keys as the product derives them)."""
-    connection = connection_from_settings(settings)
-    extra = [
-        Identity.model_construct(
-            name=f"extra{n}", client_id=app.client_id, credential=Credential.KEY_VAULT_SECRET
-        )
-        for n, app in enumerate(_extra_apps(settings, identities - 1, seed), start=1)
-    ]
-    return connection.model_copy(update={"identities": tuple(extra)})
-
-
-def _extra_apps(settings: Settings, count: int, seed: int) -> list[AppRegistration]:
-    """The sandbox's extra app registrations, derived from its seed (checked against the primary app's id)."""
-    if count <= 0:
-        return []
-    directory = build_directory(SandboxConfig(seed=seed, extra_clients=count), random.Random(seed), b"")  # noqa: S311
-    if directory.primary.client_id != settings.auth.client_id:
-        raise RuntimeError(
-            "the sandbox's directory is not the seeded one: start it with --seed and --extra-clients"
-        )
-    return list(directory.apps[1 : count + 1])
-
-
-def _settings_of(settings: Settings, identity: Identity, seed: int) -> Settings:
-    """The settings with the identity's client id and secret (the primary's: the settings as they are)."""
-    if identity.primary:
-        return settings
-    apps = {app.client_id: app for app in _extra_apps(settings, 9, seed)}
-    auth = settings.auth.model_copy(
-        update={"client_id": identity.client_id, "client_secret": apps[identity.client_id].client_secret}
-    )
-    return settings.model_copy(update={"auth": auth})
-
-
-def _lane(
-    connection: Connection,
-    identity: Identity,
-    settings: Settings,
-    throttle: SharedThrottle,
-    report: WorkerReport,
-) -> Lane:
-    """One identity's lane: its own token provider and BC client on its own throttle."""
-    tokens = SandboxTokenProvider(settings)
-    # One attempt: every 429 the sandbox sends is counted once (pauses still apply).
-    client = build_client(
-        settings,
-        tokens,
-        throttle,
-        recorder=TimingRecorder(report, identity.name),
-        policy=RetryPolicy(max_tries=1),
-    )
-    return Lane(connection, JobRunner(client), tokens, throttle.await_slot, identity=identity.name)
-
-
-async def _healthy() -> ConnectionStatus:
-    """Every identity of the bench stays healthy (the pool reads this every HEALTH_TTL_SECONDS)."""
-    return ConnectionStatus(
-        "bench", AuthMode.CLIENT_CREDENTIALS, Health.OK, True, None, None, None, None, None, None, None, None,
-        None, None,
-    )  # fmt: skip
-
-
 async def _drive(
-    pool: IdentityPool,
-    stop_at: float,
-    report: WorkerReport,
-    throttles: Sequence[SharedThrottle],
-    job_requests: int,
+    client: BusinessCentralClient, stop_at: float, report: WorkerReport, throttle: SharedThrottle
 ) -> None:
-    """Run jobs of `job_requests` single-page GETs until the deadline, each on the identity the pool chooses,
-    counting errors by type."""
+    """Repeat a single-page GET until the deadline, counting errors by type."""
     while time.time() < stop_at:
-        lane = await pool.choose()
-        with lane.backlog.running():
-            for _ in range(job_requests):
-                try:
-                    await lane.runner.client.list(ITEMS, limit=1)
-                except BusinessCentralError as exc:
-                    report.errors[type(exc).__name__] += 1
-        report.fallback_seen = report.fallback_seen or any(t.share().fallback for t in throttles)
+        try:
+            await client.list(ITEMS, limit=1)
+        except BusinessCentralError as exc:
+            report.errors[type(exc).__name__] += 1
+        report.fallback_seen = report.fallback_seen or throttle.share().fallback
 
 
 def main(argv: list[str] | None = None) -> int:
