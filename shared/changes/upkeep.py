@@ -83,8 +83,9 @@ def low_priority_clients(lanes: ConnectionLanes) -> FeedClients:
 
 
 class RetiringClients(Protocol):
-    """A connection's BC client as the connection is, enabled or not (ConnectionLanes.feed_client_of): a disabled
-    connection's subscriptions are deleted with its own token."""
+    """A connection's BC client on its primary identity, as the connection is, enabled or not
+    (ConnectionLanes.feed_client_of): its subscriptions are managed with it, and a disabled connection's deleted with
+    its own token."""
 
     def __call__(self, connection: Connection) -> BusinessCentralClient: ...
 
@@ -133,7 +134,10 @@ class Upkeep:
             watches = await self.watches.fresh(connection.name)
             if not watches and not await self.subscriptions.all(connection.name):
                 return Outcome(connection.name, "subscriptions")  # nothing to keep, nothing to clean up
-            client = await self.clients(connection.name)
+            # BC records who created a subscription (`userId`, learn.microsoft.com/dynamics365/business-central/
+            # dev-itpro/api-reference/v2.0/resources/dynamics_subscriptions): create, renew and delete them on the
+            # connection's primary identity, whichever identity of its pool the feed's reads use (issue 23).
+            client = self.retiring(connection) if self.retiring else await self.clients(connection.name)
             run = await self.manager.run(connection.name, watches, client)
         except IntegrationError as exc:
             return Outcome(connection.name, "subscriptions", error=str(exc))

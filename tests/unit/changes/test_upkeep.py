@@ -195,3 +195,19 @@ async def test_a_subscription_run_and_a_reconciliation_are_measured() -> None:
         assert [p.attributes for p in captured.points("bc.reconcile.lag")] == [
             {"connection": "contoso", "watch": "customers"}
         ]
+
+
+async def test_subscriptions_are_managed_on_the_primary_identitys_client() -> None:
+    """BC records a subscription's creator: with a pool, the manager's calls use the primary identity's client
+    (`retiring`, ConnectionLanes.feed_client_of), not whichever identity the feed's reads get."""
+    upkeep, lanes, store, _ = world("contoso")
+    primary = FakeBcWithData(ManualClock())
+    pooled = replace(upkeep, retiring=lambda found: cast(BusinessCentralClient, primary))
+    await store.put(Watch(connection="contoso", name="customers", entity_set="customers"))
+
+    outcome = await pooled.manage(connection("contoso"))
+
+    assert isinstance(outcome.result, ConnectionRun)
+    assert outcome.result.created == 1
+    assert len(primary.subs) == 1
+    assert lanes.clients["contoso"].subs == {}
