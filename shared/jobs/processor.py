@@ -140,7 +140,7 @@ class JobProcessor:
         if sent_back is not None:
             return sent_back
         with lane.backlog.running():
-            claimed = await self._claim(job, delivery, lane.connection.name)
+            claimed = await self._claim(job, delivery, lane.connection.name, lane.identity)
             if isinstance(claimed, Handled):
                 return claimed
             return await self._run(job, claimed, delivery, lane)
@@ -168,7 +168,10 @@ class JobProcessor:
 
     # ----- claim --------------------------------------------------------------------------------------
 
-    async def _claim(self, job: Job, delivery: Delivery, connection: str) -> JobRecord | Handled:
+    async def _claim(
+        self, job: Job, delivery: Delivery, connection: str, identity: str | None = None
+    ) -> JobRecord | Handled:
+        """Take the job's row (`identity`: the pool's identity this run uses, kept on the row)."""
         holder = f"{self.process_id}:{delivery.message_id}"
         for claim_try in range(CLAIM_TRIES):
             now = self.clock.now()
@@ -176,12 +179,14 @@ class JobProcessor:
             current = None if claim_try == 0 else await self.store.get(str(job.job_id))
             if current is None:
                 fresh = JobRecord.new(job, str(job.job_id), now, self._deadline(job, now), connection)
-                claimed = await self.store.insert(fresh.claimed(holder, now, self.policy.claim_lease))
+                claim = fresh.claimed(holder, now, self.policy.claim_lease)
+                claimed = await self.store.insert(replace(claim, identity=identity))
             else:
                 verdict = await self._admission(current, job, delivery, now)
                 if verdict is not None:
                     return verdict
-                claimed = await self.store.replace(current.claimed(holder, now, self.policy.claim_lease))
+                claim = current.claimed(holder, now, self.policy.claim_lease)
+                claimed = await self.store.replace(replace(claim, identity=identity or claim.identity))
             if claimed is not None:
                 return claimed
         return Handled.CLAIMED_ELSEWHERE

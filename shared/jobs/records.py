@@ -48,6 +48,7 @@ class JobRecord:
     deadline: datetime
     operation: str = ""
     connection: str | None = None  # the connection the job runs on (None: rows written before connections)
+    identity: str | None = None  # the identity of the connection's pool its latest run used (issue 23)
     correlation_id: str | None = None
     request_hash: str = ""
     attempts: int = 0
@@ -158,6 +159,7 @@ def to_row(record: JobRecord) -> TableEntity:
         "State": record.state.value,
         "Operation": record.operation,
         "Connection": record.connection,
+        "Identity": record.identity,
         "CorrelationId": record.correlation_id,
         "RequestHash": record.request_hash,
         "Attempts": record.attempts,
@@ -188,6 +190,7 @@ def from_row(row: TableEntity, etag: str) -> JobRecord:
         deadline=row["Deadline"],
         operation=str(row.get("Operation") or ""),
         connection=report.connection,
+        identity=row.get("Identity"),
         correlation_id=report.correlation_id,
         request_hash=str(row.get("RequestHash") or ""),
         attempts=report.attempts,

@@ -90,6 +90,7 @@ async def test_jobs_take_turns_over_the_identities() -> None:
         assert await lanes.deliver(job(f"j-{n}"), f"m{n}") is Handled.SUCCEEDED
     assert [c.job.job_id for c in lanes.runners["primary"].calls] == ["j-0", "j-2"]
     assert [c.job.job_id for c in lanes.runners["second"].calls] == ["j-1", "j-3"]
+    assert [lanes.pipeline.row(f"j-{n}").identity for n in range(4)] == ["primary", "second"] * 2
 
 
 async def test_a_job_refused_on_its_identity_moves_to_another_without_an_attempt() -> None:
@@ -105,7 +106,8 @@ async def test_a_job_refused_on_its_identity_moves_to_another_without_an_attempt
     assert await lanes.deliver_copy("m2") is Handled.SUCCEEDED
     assert [c.job.job_id for c in lanes.runners["second"].calls] == ["j-1"]
     assert lanes.runners["primary"].calls == []
-    assert (pipeline.row("j-1").state, pipeline.row("j-1").attempts) == (JobState.SUCCEEDED, 1)
+    finished = pipeline.row("j-1")
+    assert (finished.state, finished.attempts, finished.identity) == (JobState.SUCCEEDED, 1, "second")
 
 
 async def test_bc_refusing_an_identitys_fresh_token_moves_the_job_too() -> None:

@@ -132,6 +132,7 @@ async def test_a_refused_identitys_jobs_go_to_the_other_and_nothing_fails(
     assert {job_id: row.state if row else None for job_id, row in rows.items()} == dict.fromkeys(
         rows, JobState.SUCCEEDED
     )
+    assert {row.identity for row in rows.values() if row} == {"second"}  # the row says which identity ran it
 
 
 def _visible_copies(storage: str, count: int) -> list[tuple[str, str, int]]:
