@@ -211,7 +211,7 @@ class ConnectionLanes:
         lane = Lane(
             connection, JobRunner(client), manager, throttle.await_slot, backlog, identity=identity.name
         )
-        return PoolMember(lane, throttle, manager.status)
+        return PoolMember(lane, throttle, manager.status, manager.refresh_if_due)
 
     async def _contended(self) -> bool:
         """Whether the enabled connections have more than one budget (fairness matters only then); an unreadable

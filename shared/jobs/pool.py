@@ -15,8 +15,9 @@ Health (C2, point 6): an identity whose credentials were refused or whose consen
 is assigned to it, the others carry on. The pool learns it two ways: its own jobs (a run refused for authorization
 calls `leave`) and the identity's health record (shared/auth/health.py, read through its TokenManager's status at
 most every HEALTH_TTL_SECONDS, so another instance's or the timer's finding reaches this one). It rejoins when its
-record is healthy again and, if a job here saw it refused, its token manager has got a token since (the hourly
-refresh timer or an admin's check). With every identity out, the primary one is returned: the job fails for
+record is healthy again and, if a job here saw it refused, its token manager has got a token since (an admin's
+check, or the pool's own probe: while out, each health reading first asks its manager for the refresh the hourly
+timer would make, `refresh_if_due`, under the identity's lease and admin-needed backoff). With every identity out, the primary one is returned: the job fails for
 authorization and parks as it did before pools (`waiting_for_authorization`).
 """
 
@@ -57,6 +58,12 @@ class Headroom(Protocol):
 
 
 StatusRead = Callable[[], Awaitable[ConnectionStatus]]
+# TokenManager.refresh_if_due: a refresh when the token is due, under the identity's lease and admin-needed backoff.
+Probe = Callable[[], Awaitable[object]]
+
+
+async def _no_probe() -> None:
+    return None
 
 
 @dataclass
@@ -66,6 +73,7 @@ class _Seat:
     lane: Lane
     headroom: Headroom
     status: StatusRead
+    probe: Probe = _no_probe
     running: int = 0  # deliveries assigned to it here and not finished
     out: bool = False
     refused_at: datetime | None = None  # a job here was refused on it (rejoin needs a newer token)
@@ -74,11 +82,14 @@ class _Seat:
 
 @dataclass(frozen=True, slots=True)
 class PoolMember:
-    """What the pool needs of one identity: its lane, its throttle's headroom, and its health."""
+    """What the pool needs of one identity: its lane, its throttle's headroom, its health, and (`probe`) how to get
+    it a token again while it is out: no job asks it for one then, and the hourly timer refreshes connections'
+    primary identities only."""
 
     lane: Lane
     headroom: Headroom
     status: StatusRead
+    probe: Probe = _no_probe
 
 
 @dataclass
@@ -94,11 +105,11 @@ class IdentityPool:
     def __post_init__(self) -> None:
         if len(self.members) == 1:  # one identity: its lane as it is (a refused job parks, as before pools)
             only = self.members[0]
-            self._seats = [_Seat(only.lane, only.headroom, only.status)]
+            self._seats = [_Seat(only.lane, only.headroom, only.status, only.probe)]
             return
         self._seats = []
         for member in self.members:
-            seat = _Seat(member.lane, member.headroom, member.status)
+            seat = _Seat(member.lane, member.headroom, member.status, member.probe)
             seat.lane = replace(
                 member.lane, backlog=_Counted(member.lane.backlog, seat), leave_pool=self._leaver(seat)
             )
@@ -194,8 +205,11 @@ def _score(seat: _Seat) -> tuple[int, float]:
 
 
 async def _read(seat: _Seat) -> ConnectionStatus | None:
-    """The identity's status; None when it cannot be read (what is known stays)."""
+    """The identity's status (an identity that is out is probed first: a due refresh may bring it back); None when
+    it cannot be read (what is known stays)."""
     try:
+        if seat.out:
+            await seat.probe()
         return await seat.status()
     except IntegrationError as exc:
         logger.debug("identity health unreadable: %s", exc)

@@ -42,6 +42,15 @@ class FakeHealth:
     reads: int = 0
     broken: bool = False
 
+    probes: int = 0
+    clock: ManualClock | None = None
+
+    async def probe(self) -> None:
+        """refresh_if_due: a due refresh succeeds (the token manager got a token) when a clock is given."""
+        self.probes += 1
+        if self.clock is not None:
+            self.last_refresh_at = self.clock.now()
+
     async def status(self) -> ConnectionStatus:
         self.reads += 1
         if self.broken:
@@ -60,7 +69,9 @@ def pool_of(*names: str) -> tuple[IdentityPool, dict[str, FakeHeadroom], dict[st
     clock = ManualClock(START)
     rooms = {name: FakeHeadroom() for name in names}
     healths = {name: FakeHealth() for name in names}
-    members = [PoolMember(lane(name), rooms[name], healths[name].status) for name in names]
+    members = [
+        PoolMember(lane(name), rooms[name], healths[name].status, healths[name].probe) for name in names
+    ]
     return IdentityPool(members, clock), rooms, healths, clock
 
 
@@ -159,3 +170,22 @@ def test_a_lane_is_the_primary_identity_unless_told() -> None:
     plain = Lane(TEST_CONNECTION, cast(JobRunner, None), cast(TokenProvider, None))
     assert plain.identity == "primary"
     assert replace(plain, identity="second").identity == "second"
+
+
+async def test_an_identity_that_is_out_is_probed_and_rejoins_once_a_due_refresh_succeeds() -> None:
+    """No job asks an out identity for a token and the timer refreshes primaries only: each health reading first
+    asks its manager for the refresh the timer would make."""
+    pool, _, healths, clock = pool_of("primary", "second")
+    await pool.choose()
+    second = await pool.choose()
+    await second.leave_pool()
+    assert healths["primary"].probes == 0  # in the pool: never probed
+    clock.advance(timedelta(seconds=HEALTH_TTL_SECONDS))
+    await pool.choose()
+    assert healths["second"].probes == 1
+    assert pool.is_out("second")  # the refresh was not due: no newer token
+    healths["second"].clock = clock
+    clock.advance(timedelta(seconds=HEALTH_TTL_SECONDS))
+    await pool.choose()
+    assert not pool.is_out("second")
+    assert healths["primary"].probes == 0
