@@ -5,9 +5,11 @@ mid-run), its jobs move to the other and nothing fails."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from azure.storage.queue import QueueClient
@@ -15,9 +17,10 @@ from azure.storage.queue import QueueClient
 from bcjobs import JOBS_QUEUE, JobState
 from localworld.polling import wait_until
 from sandbox import Sandbox, SandboxConfig
-from shared.auth import close_auth_services
+from shared.auth import Health, auth_services, close_auth_services
 from shared.connections import Connection, Credential, Identity
 from shared.connections.compose import close_registry_services, registry_services
+from shared.errors import IntegrationError
 from shared.jobs import Delivery, Handled, close_job_services, job_services
 from shared.settings import load_settings
 from tests.integration.jobs.conftest import FAST_POLICY
@@ -150,3 +153,36 @@ def _visible_copies(storage: str, count: int) -> list[tuple[str, str, int]]:
 
     wait_until(receive, timeout=30, what="the moved job's copy to become visible")
     return found
+
+
+async def test_an_identity_whose_consent_is_revoked_leaves_the_pool_within_its_health_reading(
+    pooled_env: tuple[Sandbox, dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Entra refuses the primary app (consent revoked; the admin's refresh records credentials_rejected): within
+    the pool's health reading its new jobs go to the second identity, and none fails meanwhile (the primary's
+    cached token still serves)."""
+    monkeypatch.setattr("shared.jobs.pool.HEALTH_TTL_SECONDS", 0.0)  # read at every choice: no 30 s wait here
+    own, env = pooled_env
+    settings = load_settings(env)
+    connection = pooled_connection(own, env)
+    await (await registry_services(settings)).registry.put(connection)
+    processor = (await job_services(settings)).processor
+    assert await processor.handle(Delivery("m0", job_text("first"))) is Handled.SUCCEEDED
+    first = await processor.store.get("first")
+    assert first is not None
+    assert first.identity == "primary"
+
+    own.entra.revoke_consent(env["BC_TENANT_ID"], env["BC_CLIENT_ID"])
+    manager = (await auth_services(settings)).for_identity(connection, connection.primary).manager
+    with contextlib.suppress(IntegrationError):
+        await manager.refresh_now(min_age=timedelta(0))  # what POST /api/auth/refresh does
+    assert (await manager.status()).health is Health.CREDENTIALS_REJECTED
+
+    later = [await processor.handle(Delivery(f"n{n}", job_text(f"later-{n}"))) for n in range(3)]
+    assert later == [Handled.SUCCEEDED] * 3
+    rows = [await processor.store.get(f"later-{n}") for n in range(3)]
+    assert [row.identity if row else None for row in rows] == ["second"] * 3
+    [left] = [r for r in caplog.records if getattr(r, "event", None) == "jobs.identity_left"]
+    assert "credentials_rejected" in left.getMessage()
