@@ -17,8 +17,9 @@ calls `leave`) and the identity's health record (shared/auth/health.py, read thr
 most every HEALTH_TTL_SECONDS, so another instance's or the timer's finding reaches this one). It rejoins when its
 record is healthy again and, if a job here saw it refused, its token manager has got a token since (an admin's
 check, or the pool's own probe: while out, each health reading first asks its manager for the refresh the hourly
-timer would make, `refresh_if_due`, under the identity's lease and admin-needed backoff). With every identity out, the primary one is returned: the job fails for
-authorization and parks as it did before pools (`waiting_for_authorization`).
+timer would make, `refresh_if_due`, under the identity's lease and admin-needed backoff). With every identity out,
+the primary one is returned: the job fails for authorization and parks as it did before pools
+(`waiting_for_authorization`).
 """
 
 from __future__ import annotations
