@@ -16,8 +16,9 @@ is assigned to it, the others carry on. The pool learns it two ways: its own job
 calls `leave`) and the identity's health record (shared/auth/health.py, read through its TokenManager's status at
 most every HEALTH_TTL_SECONDS, so another instance's or the timer's finding reaches this one). It rejoins when its
 record is healthy again and, if a job here saw it refused, its token manager has got a token since (an admin's
-check, or the pool's own probe: while out, each health reading first asks its manager for the refresh the hourly
-timer would make, `refresh_if_due`, under the identity's lease and admin-needed backoff). With every identity out,
+check, the hourly timer that refreshes every identity of a pool, shared/auth/scheduled.py, or the pool's own
+probe: while out, each health reading first asks its manager for that same due refresh, `refresh_if_due`, under
+the identity's lease and admin-needed backoff, so it comes back where no timer runs, e.g. a tool's process). With every identity out,
 the primary one is returned: the job fails for authorization and parks as it did before pools
 (`waiting_for_authorization`).
 """
@@ -84,8 +85,7 @@ class _Seat:
 @dataclass(frozen=True, slots=True)
 class PoolMember:
     """What the pool needs of one identity: its lane, its throttle's headroom, its health, and (`probe`) how to get
-    it a token again while it is out: no job asks it for one then, and the hourly timer refreshes connections'
-    primary identities only."""
+    it a token again while it is out (no job asks it for one then; the timer's due refresh, from this process)."""
 
     lane: Lane
     headroom: Headroom

@@ -173,8 +173,8 @@ def test_a_lane_is_the_primary_identity_unless_told() -> None:
 
 
 async def test_an_identity_that_is_out_is_probed_and_rejoins_once_a_due_refresh_succeeds() -> None:
-    """No job asks an out identity for a token and the timer refreshes primaries only: each health reading first
-    asks its manager for the refresh the timer would make."""
+    """No job asks an out identity for a token: each health reading first asks its manager for the due refresh the
+    timer would make (where no timer runs, it still comes back)."""
     pool, _, healths, clock = pool_of("primary", "second")
     await pool.choose()
     second = await pool.choose()
