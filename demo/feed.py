@@ -26,7 +26,10 @@ from localworld.bc import BcReader
 
 WATCH = "customers"
 SUBSCRIBE_WINDOW_SECONDS = 24  # the subscription timer's burst after the workers start (feed_settings)
-ARRIVE_SECONDS = 60.0  # BC's debounce, the expansion at low priority behind the jobs, and a margin
+# BC's debounce, then the expansion: the feed's functions run in processes of their own, which read BC at the
+# throttle's reserve (10 % of the rate, about 1.9 reads a second: docs/performance.md, "The change feed"), so
+# the run's ~130 changes take about 70 s to read after the jobs' flood; the wait ends as soon as all arrived.
+ARRIVE_SECONDS = 180.0
 POLL_SECONDS = 0.25
 
 
