@@ -316,8 +316,21 @@ def _validated(
     name: str, fields: dict[str, object], secret: str | None, existing: Connection | None
 ) -> Connection:
     """The Connection the fields describe; with a client secret, its Key Vault credential is filled in."""
+    before = (existing.secret_name, existing.secret_version) if existing is not None else None
+    fields = credential_fields(fields, secret, client_secret_name(name), before)
+    try:
+        return Connection.model_validate({**fields, "name": name})
+    except ValidationError as exc:
+        raise BadRequestError(invalid_reply(problems_of(exc))) from None
+
+
+def credential_fields(
+    fields: dict[str, object], secret: str | None, wanted: str, before: tuple[str | None, str | None] | None
+) -> dict[str, object]:
+    """The fields with a sent client secret's Key Vault credential (`wanted`) filled in; without one, the version of
+    the secret kept (`before`: its name and version) when the fields still name it. A connection's and an identity's
+    PUT share this rule."""
     if secret is not None:
-        wanted = client_secret_name(name)
         if fields.get("secretName", wanted) != wanted or fields.get("credential", "key_vault_secret") != (
             Credential.KEY_VAULT_SECRET.value
         ):
@@ -325,12 +338,9 @@ def _validated(
             raise BadRequestError(invalid_reply([field_problem("clientSecret", fix)]))
         fields = {**fields, "credential": Credential.KEY_VAULT_SECRET.value, "secretName": wanted}
         fields.pop("secretVersion", None)
-    elif existing is not None and existing.secret_name and fields.get("secretName") == existing.secret_name:
-        fields = {"secretVersion": existing.secret_version, **fields}  # the same secret: keep its version
-    try:
-        return Connection.model_validate({**fields, "name": name})
-    except ValidationError as exc:
-        raise BadRequestError(invalid_reply(problems_of(exc))) from None
+    elif before is not None and before[0] and fields.get("secretName") == before[0]:
+        fields = {"secretVersion": before[1], **fields}  # the same secret: keep its version
+    return fields
 
 
 def problems_of(exc: ValidationError) -> list[dict[str, str]]:

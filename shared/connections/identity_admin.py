@@ -30,6 +30,7 @@ from shared.connections.admin import (
     check_credential,
     client_secret_name,
     connection_url,
+    credential_fields,
     error_reply,
     field_problem,
     invalid_reply,
@@ -46,7 +47,6 @@ from shared.connections.connection import (
     IDENTITY_NAME_PATTERN,
     PRIMARY_IDENTITY,
     Connection,
-    Credential,
     Identity,
 )
 from shared.errors import IntegrationError, SettingsError
@@ -181,17 +181,8 @@ def _validated(
     name: str, identity: str, fields: dict[str, object], secret: str | None, before: Identity | None
 ) -> Identity:
     """The Identity the fields describe; with a client secret, its Key Vault credential is filled in."""
-    if secret is not None:
-        wanted = client_secret_name(name, identity)
-        if fields.get("secretName", wanted) != wanted or fields.get("credential", "key_vault_secret") != (
-            Credential.KEY_VAULT_SECRET.value
-        ):
-            fix = f"with clientSecret, leave out credential and secretName (the secret goes to '{wanted}')"
-            raise BadRequestError(invalid_reply([field_problem("clientSecret", fix)]))
-        fields = {**fields, "credential": Credential.KEY_VAULT_SECRET.value, "secretName": wanted}
-        fields.pop("secretVersion", None)
-    elif before is not None and before.secret_name and fields.get("secretName") == before.secret_name:
-        fields = {"secretVersion": before.secret_version, **fields}  # the same secret: keep its version
+    kept = (before.secret_name, before.secret_version) if before is not None else None
+    fields = credential_fields(fields, secret, client_secret_name(name, identity), kept)
     try:
         return Identity.model_validate({**fields, "name": identity})
     except ValidationError as exc:
