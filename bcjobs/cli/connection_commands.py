@@ -49,6 +49,19 @@ ApiUrl = Annotated[
         "--api-url", envvar="BCJOBS_API_URL", help="The Function app's base URL.", rich_help_panel=_PANEL
     ),
 ]
+# A client secret is read from stdin or an environment variable, never an argument (it would land in shell history).
+SecretFromStdin = Annotated[
+    bool,
+    typer.Option(
+        "--client-secret-stdin",
+        help="Read the client secret from stdin (it goes to the app's Key Vault). Never pass a secret as an "
+        "argument: it would land in your shell history.",
+    ),
+]
+SecretFromEnv = Annotated[
+    str | None,
+    typer.Option("--client-secret-env", metavar="VAR", help="Read the client secret from this env variable."),
+]
 FunctionKey = Annotated[
     str | None,
     typer.Option(
@@ -132,20 +145,8 @@ def put(  # one option per registry field, as the API takes them
     spec_file: Annotated[
         Path | None, typer.Option("--file", help="The connection's fields as JSON (options override them).")
     ] = None,
-    client_secret_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--client-secret-stdin",
-            help="Read the app's client secret from stdin (it goes to the app's Key Vault). Never pass a secret "
-            "as an argument: it would land in your shell history.",
-        ),
-    ] = False,
-    client_secret_env: Annotated[
-        str | None,
-        typer.Option(
-            "--client-secret-env", metavar="VAR", help="Read the client secret from this env variable."
-        ),
-    ] = None,
+    client_secret_stdin: SecretFromStdin = False,
+    client_secret_env: SecretFromEnv = None,
     json_output: JsonOutput = False,
     *,
     api_url: ApiUrl = DEFAULT_API_URL,

@@ -16,6 +16,8 @@ from bcjobs.cli.connection_commands import (
     ApiUrl,
     FunctionKey,
     Name,
+    SecretFromEnv,
+    SecretFromStdin,
     api_client,
     client_secret_from,
 )
@@ -65,20 +67,8 @@ def put(
             help="Federated, no secret: the user-assigned managed identity the app trusts.",
         ),
     ] = None,
-    client_secret_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--client-secret-stdin",
-            help="Read its client secret from stdin (it goes to the app's Key Vault). Never pass a secret as an "
-            "argument: it would land in your shell history.",
-        ),
-    ] = False,
-    client_secret_env: Annotated[
-        str | None,
-        typer.Option(
-            "--client-secret-env", metavar="VAR", help="Read its client secret from this env variable."
-        ),
-    ] = None,
+    client_secret_stdin: SecretFromStdin = False,
+    client_secret_env: SecretFromEnv = None,
     json_output: JsonOutput = False,
     *,
     api_url: ApiUrl = DEFAULT_API_URL,
