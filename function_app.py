@@ -3,13 +3,6 @@ Blueprints; `close_services` lets a local host close the SDK clients on shutdown
 
 import azure.functions as func
 
-from shared.auth import close_auth_services
-from shared.changes.compose import close_change_services  # change feed (issue 22): feed
-from shared.changes.directories import close_change_directories
-from shared.changes.inbound import close_receiver_services
-from shared.connections.compose import close_registry_services
-from shared.jobs import close_front_door, close_job_services
-from shared.jobs.connections_admin import close_connections_admin
 from shared.logging_setup import configure_logging
 from shared.settings import log_settings_problems, telemetry_settings
 from shared.telemetry import configure_telemetry
@@ -60,6 +53,15 @@ app.register_functions(watches_http.bp)
 
 async def close_services() -> None:
     """Close the running loop's SDK clients (devhost awaits this before its loop ends; jobs first, they use auth)."""
+    # imported here, not at the top: `import function_app` (the host's indexing at every cold start) stays light
+    from shared.auth import close_auth_services
+    from shared.changes.compose import close_change_services  # change feed (issue 22): feed
+    from shared.changes.directories import close_change_directories
+    from shared.changes.inbound import close_receiver_services
+    from shared.connections.compose import close_registry_services
+    from shared.jobs import close_front_door, close_job_services
+    from shared.jobs.connections_admin import close_connections_admin
+
     await close_front_door()
     await close_receiver_services()  # the change feed's receiver queue (issue 22)
     await close_connections_admin()  # connections registry API (issue 21)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.ops import status_page
-from shared.settings import get_settings
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
@@ -21,4 +19,8 @@ bp = func.Blueprint()
 async def status_page_route(req: func.HttpRequest) -> func.HttpResponse:
     """Connection, jobs by state, latest failures, queues and throttle usage; each section says when it failed."""
     del req  # the caller's key stays out of the page (shared.ops.page SIGN_IN_ACTION says why)
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.ops import status_page
+    from shared.settings import get_settings
+
     return http_response(await status_page(get_settings()))

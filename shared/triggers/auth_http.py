@@ -12,33 +12,20 @@ key. The one-time, 10-minute state kept server-side is what protects it. Entra f
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.auth import AuthError, AuthServices, SignInFlowError, auth_services
 from shared.auth.causes import describe
-from shared.auth.errors import SignInStateUnknownError
-from shared.auth.manager import TokenManager
-from shared.auth.sign_in import SignInFlow, connection_in_state
-from shared.auth.timing import REFRESH_MIN_AGE
-from shared.auth.web import (
-    callback_failed_page,
-    callback_params,
-    connected_page,
-    error_json,
-    new_reference,
-    page,
-    redirect,
-    refresh_json,
-    refused_page,
-    settings_json,
-    status_json,
-)
-from shared.connections.compose import registry_services
-from shared.connections.connection import IDENTITY_SEPARATOR
+from shared.auth.errors import AuthError, SignInFlowError
 from shared.errors import SettingsError
 from shared.settings import Impact, get_settings, require
 from shared.triggers.replies import http_response
+
+if TYPE_CHECKING:
+    from shared.auth import AuthServices
+    from shared.auth.manager import TokenManager
+    from shared.auth.sign_in import SignInFlow
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -47,12 +34,18 @@ logger = logging.getLogger(__name__)
 async def _services(*impacts: Impact) -> AuthServices:
     """The running loop's services, after checking every setting whose problems impact them or `impacts` (one
     InvalidSettingsError naming them all)."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth import auth_services
+
     settings = get_settings()
     require(settings, Impact.TOKENS, Impact.STORAGE, *impacts)
     return await auth_services(settings)
 
 
 def _settings_failure(route: str, exc: SettingsError) -> func.HttpResponse:
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.web import settings_json
+
     logger.error(
         "%s cannot work with the app settings: %s",
         route,
@@ -66,6 +59,9 @@ def _settings_failure(route: str, exc: SettingsError) -> func.HttpResponse:
 @bp.route(route="auth/login", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def auth_login(req: func.HttpRequest) -> func.HttpResponse:
     """Start the delegated sign-in: 302 to Entra with PKCE and state; the flow stays in Table Storage."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.web import page, redirect
+
     del req  # nothing of the request is used: not even its Host header (see the module's docstring)
     try:
         services = await _services(Impact.SIGN_IN)
@@ -87,35 +83,37 @@ async def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
 
     Anonymous callers see plain sentences and a reference id, never a cause; the cause is logged with the id.
     """
-    reference = new_reference()
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth import auth_services, web
+
+    reference = web.new_reference()
     try:
-        response = callback_params(req.method, req.params, req.get_body())  # shape checks: no storage call
+        # shape checks: no storage call
+        response = web.callback_params(req.method, req.params, req.get_body())
         sign_in, manager = await _sign_in_of(await auth_services(), response["state"])
         await sign_in.finish(response)
         status = await manager.status()
     except SignInFlowError as exc:
-        logger.warning(
-            "sign-in callback refused [reference %s]: %s",
-            reference,
-            describe(exc),
-            extra={"event": "auth.callback_refused", "reference": reference},
-        )
-        return http_response(refused_page(exc, reference))
+        logger.warning("sign-in callback refused [reference %s]: %s", reference, describe(exc),
+                       extra={"event": "auth.callback_refused", "reference": reference})  # fmt: skip
+        return http_response(web.refused_page(exc, reference))
     except Exception as exc:  # SignInNotSavedError included: never the connected page without a write
-        logger.error(
-            "sign-in callback failed [reference %s]: %s",
-            reference,
-            describe(exc),
-            extra={"event": "auth.callback_failed", "reference": reference},
-        )
-        return http_response(callback_failed_page(exc, reference))
-    return http_response(connected_page(status))
+        logger.error("sign-in callback failed [reference %s]: %s", reference, describe(exc),
+                     extra={"event": "auth.callback_failed", "reference": reference})  # fmt: skip
+        return http_response(web.callback_failed_page(exc, reference))
+    return http_response(web.connected_page(status))
 
 
 async def _sign_in_of(services: AuthServices, state: str) -> tuple[SignInFlow, TokenManager]:
     """The sign-in a state belongs to: the settings' connection's for a state naming none (as before), else the
     named connection's (one registry lookup by name; its pending sign-in is in its own partition, so a state
     issued for connection A can never finish B's sign-in or write B's token set)."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.errors import SignInStateUnknownError
+    from shared.auth.sign_in import connection_in_state
+    from shared.connections.compose import registry_services
+    from shared.connections.connection import IDENTITY_SEPARATOR
+
     name = connection_in_state(state)
     if name is None or name == services.manager.connection:
         return services.sign_in, services.manager
@@ -138,6 +136,9 @@ async def _sign_in_of(services: AuthServices, state: str) -> tuple[SignInFlow, T
 @bp.route(route="auth/status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def auth_status(req: func.HttpRequest) -> func.HttpResponse:
     """Token health as JSON (never the token)."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.web import status_json
+
     del req
     try:
         services = await _services()
@@ -150,6 +151,10 @@ async def auth_status(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="auth/refresh", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def auth_refresh(req: func.HttpRequest) -> func.HttpResponse:
     """Refresh now (also probes past a backoff; concurrent and rapid calls coalesce), then answer with the status."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.timing import REFRESH_MIN_AGE
+    from shared.auth.web import error_json, refresh_json
+
     del req
     try:
         services = await _services()

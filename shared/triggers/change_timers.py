@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.changes.compose import change_services
-from shared.changes.retention import SweepRun, retention_sweep
-from shared.changes.subscription_manager import ConnectionRun, Lapsing
-from shared.changes.upkeep import Outcome, Upkeep, bounded, build_upkeep
-from shared.connections import Connection, RegistryUnavailableError
-from shared.connections.compose import registry_services
 from shared.errors import IntegrationError, SettingsError
 from shared.settings import (
     DEFAULT_RECONCILE_SCHEDULE,
@@ -34,6 +29,12 @@ from shared.settings import (
     get_settings,
     schedule_binding,
 )
+
+if TYPE_CHECKING:
+    from shared.changes.retention import SweepRun
+    from shared.changes.subscription_manager import ConnectionRun, Lapsing
+    from shared.changes.upkeep import Outcome, Upkeep
+    from shared.connections import Connection
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ RECONCILE_BEHIND = timedelta(hours=1)
 )
 async def change_subscriptions(timer: func.TimerRequest) -> None:
     """Create, renew, re-create and clean up every connection's BC webhook subscriptions."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.upkeep import bounded
+
     upkeep, connections = await _prepare("subscriptions")
     if upkeep is None:
         return
@@ -63,6 +67,9 @@ async def change_subscriptions(timer: func.TimerRequest) -> None:
 
 async def _retire(upkeep: Upkeep, connections: list[Connection]) -> None:
     """Deleted and disabled connections' subscriptions: deleted in BC, or left to lapse (logged)."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.upkeep import bounded
+
     try:
         retirees = await upkeep.retirees(connections)
     except IntegrationError as exc:
@@ -100,6 +107,9 @@ async def change_reconcile(timer: func.TimerRequest) -> None:
 )
 async def change_retention(timer: func.TimerRequest) -> None:
     """Delete the change log's rows older than BC_CHANGES_RETENTION_DAYS and the expired echoes."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.retention import retention_sweep
+
     try:
         runs = await retention_sweep(get_settings())
     except (SettingsError, IntegrationError) as exc:
@@ -121,6 +131,12 @@ def _log_retention(run: SweepRun) -> None:
 
 
 async def _prepare(what: str) -> tuple[Upkeep | None, list[Connection]]:
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.compose import change_services
+    from shared.changes.upkeep import build_upkeep
+    from shared.connections import RegistryUnavailableError
+    from shared.connections.compose import registry_services
+
     try:
         settings = get_settings()
         upkeep = await build_upkeep(settings, (await change_services(settings)).feed)
@@ -132,6 +148,9 @@ async def _prepare(what: str) -> tuple[Upkeep | None, list[Connection]]:
 
 
 def _log_subscriptions(outcome: Outcome) -> None:
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.subscription_manager import ConnectionRun, Lapsing
+
     run = outcome.result
     if outcome.error is not None:
         logger.error(
@@ -152,6 +171,10 @@ def _log_subscriptions(outcome: Outcome) -> None:
             "ours": run.ours, "total": run.total, "limit": run.limit, "recreated": ",".join(run.recreated),
         },
     )  # fmt: skip
+    _log_run_problems(run)
+
+
+def _log_run_problems(run: ConnectionRun) -> None:
     for watch in run.unsubscribed:  # no doorbell: only reconciliation sees this watch's changes now
         logger.error(
             "watch %s/%s has no live BC subscription; see the failures above (event changes.subscription_failed)",

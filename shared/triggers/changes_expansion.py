@@ -13,7 +13,6 @@ import logging
 import azure.functions as func
 
 from bcjobs.changes import NOTIFICATIONS_QUEUE
-from shared.changes.expansion_compose import expand_text, record_dead
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -28,6 +27,9 @@ def _text(message: func.QueueMessage) -> str:
 @bp.queue_trigger(arg_name="message", queue_name=NOTIFICATIONS_QUEUE, connection=CONNECTION)
 async def changes_expand(message: func.QueueMessage) -> None:
     """Expand one notification message into change events."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.expansion_compose import expand_text
+
     await expand_text(_text(message))
 
 
@@ -35,4 +37,7 @@ async def changes_expand(message: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="message", queue_name=f"{NOTIFICATIONS_QUEUE}-poison", connection=CONNECTION)
 def changes_expand_poison(message: func.QueueMessage) -> None:
     """Record a notification message the host gave up on."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.expansion_compose import record_dead
+
     record_dead(_text(message), message.dequeue_count or 0)

@@ -11,11 +11,6 @@ from datetime import timedelta
 
 import azure.functions as func
 
-from shared.changes.api import read_changes
-from shared.changes.compose import change_services
-from shared.changes.errors import ChangeLogUnavailableError
-from shared.connections.compose import registry_services
-from shared.connections.errors import RegistryUnavailableError
 from shared.http import json_reply
 from shared.settings import get_settings
 from shared.triggers.replies import http_response
@@ -29,6 +24,13 @@ logger = logging.getLogger(__name__)
 async def changes_read(req: func.HttpRequest) -> func.HttpResponse:
     """200 with `{"changes": [...], "next": cursor}`; 400 naming a bad parameter; 404 unknown connection; 410 a
     cursor past the retention; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.api import read_changes
+    from shared.changes.compose import change_services
+    from shared.changes.errors import ChangeLogUnavailableError
+    from shared.connections.compose import registry_services
+    from shared.connections.errors import RegistryUnavailableError
+
     try:
         services = await change_services()
         registry = (await registry_services(get_settings())).registry

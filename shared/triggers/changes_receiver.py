@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.changes.inbound import notification_queue
-from shared.changes.receiver import Incoming, handshake, receive
-from shared.clock import SystemClock
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
@@ -23,6 +20,11 @@ bp = func.Blueprint()
 )
 async def changes_receiver(req: func.HttpRequest) -> func.HttpResponse:
     """200 with the token for BC's handshake; 202 for anything else but storage trouble (503)."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.inbound import notification_queue
+    from shared.changes.receiver import Incoming, handshake, receive
+    from shared.clock import SystemClock
+
     incoming = Incoming(
         connection=req.route_params.get("connection", ""),
         key=req.route_params.get("key", ""),

@@ -12,9 +12,6 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared.connections.admin import delete_connection, list_connections, put_connection, show_connection
-from shared.connections.identity_admin import delete_identity, list_identities, put_identity
-from shared.jobs.connections_admin import connections_admin
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
@@ -29,6 +26,10 @@ def _base_url(url: str) -> str:
 @bp.route(route="connections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def connections_list(req: func.HttpRequest) -> func.HttpResponse:
     """200 with every connection (the settings' one marked fromSettings); 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.admin import list_connections
+    from shared.jobs.connections_admin import connections_admin
+
     return http_response(await list_connections(connections_admin, base_url=_base_url(req.url)))
 
 
@@ -36,6 +37,10 @@ async def connections_list(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connections/{name}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def connections_show(req: func.HttpRequest) -> func.HttpResponse:
     """200 with the connection; 404; 400; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.admin import show_connection
+    from shared.jobs.connections_admin import connections_admin
+
     name = req.route_params.get("name", "")
     return http_response(await show_connection(connections_admin, name, base_url=_base_url(req.url)))
 
@@ -44,6 +49,10 @@ async def connections_show(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connections/{name}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
 async def connections_put(req: func.HttpRequest) -> func.HttpResponse:
     """201 registered, 200 replaced; 400 naming each field; 409 for the settings' connection; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.admin import put_connection
+    from shared.jobs.connections_admin import connections_admin
+
     name = req.route_params.get("name", "")
     reply = await put_connection(connections_admin, name, req.get_body(), base_url=_base_url(req.url))
     return http_response(reply)
@@ -53,6 +62,10 @@ async def connections_put(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connections/{name}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
 async def connections_delete(req: func.HttpRequest) -> func.HttpResponse:
     """204 deleted; 202 disabled because jobs are pending; 404; 409; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.admin import delete_connection
+    from shared.jobs.connections_admin import connections_admin
+
     return http_response(await delete_connection(connections_admin, req.route_params.get("name", "")))
 
 
@@ -60,6 +73,10 @@ async def connections_delete(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connections/{name}/identities", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def identities_list(req: func.HttpRequest) -> func.HttpResponse:
     """200 with the connection's pool, primary first, each with its token health; 404; 400; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.identity_admin import list_identities
+    from shared.jobs.connections_admin import connections_admin
+
     name = req.route_params.get("name", "")
     return http_response(await list_identities(connections_admin, name, base_url=_base_url(req.url)))
 
@@ -70,6 +87,10 @@ async def identities_list(req: func.HttpRequest) -> func.HttpResponse:
 )
 async def identities_put(req: func.HttpRequest) -> func.HttpResponse:
     """201 added, 200 replaced (with the next steps); 400 naming each field; 404; 409 primary or settings; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.identity_admin import put_identity
+    from shared.jobs.connections_admin import connections_admin
+
     name, identity = req.route_params.get("name", ""), req.route_params.get("identity", "")
     reply = await put_identity(connections_admin, name, identity, req.get_body(), base_url=_base_url(req.url))
     return http_response(reply)
@@ -81,5 +102,9 @@ async def identities_put(req: func.HttpRequest) -> func.HttpResponse:
 )
 async def identities_delete(req: func.HttpRequest) -> func.HttpResponse:
     """204 removed with its secrets (a running job on it finishes); 404; 409 for primary or settings; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.identity_admin import delete_identity
+    from shared.jobs.connections_admin import connections_admin
+
     name, identity = req.route_params.get("name", ""), req.route_params.get("identity", "")
     return http_response(await delete_identity(connections_admin, name, identity))

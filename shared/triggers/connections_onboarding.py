@@ -18,26 +18,20 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.auth import AuthError, SignInFlowError
-from shared.auth.causes import describe
-from shared.auth.web import PAGE_HEADERS, callback_params, new_reference, page, redirect
-from shared.connections.connection import CONNECTION_NAME_PATTERN, Connection, Identity
-from shared.connections.errors import (
-    ConnectionUnusableError,
-    RegistryUnavailableError,
-    UnknownConnectionError,
-)
+from shared.connections.connection import CONNECTION_NAME_PATTERN
 from shared.errors import IntegrationError, SettingsError
 from shared.http import Reply, json_reply
-from shared.onboarding.check import CheckReport, PoolReport
-from shared.onboarding.consent import ConsentUnavailableError, refusal_fix
-from shared.onboarding.service import ConsentOutcome, Onboarding, onboarding_services
 from shared.settings import Impact, get_settings, require
-from shared.tokens import AuthMode
 from shared.triggers.replies import http_response
+
+if TYPE_CHECKING:
+    from shared.connections.connection import Connection, Identity
+    from shared.onboarding.check import CheckReport
+    from shared.onboarding.service import ConsentOutcome, Onboarding
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -46,11 +40,18 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 
 def _error(status: int, error: str, message: str) -> func.HttpResponse:
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.web import PAGE_HEADERS
+
     return http_response(json_reply(status, {"error": error, "message": message}, PAGE_HEADERS))
 
 
 async def _connection(req: func.HttpRequest) -> tuple[Onboarding, Connection]:
     """The route's connection (its name validated before any lookup) and the onboarding services."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.errors import ConnectionUnusableError
+    from shared.onboarding.service import onboarding_services
+
     name = req.route_params.get("name", "")
     if _NAME.fullmatch(name) is None:
         raise ConnectionUnusableError(
@@ -64,6 +65,9 @@ async def _connection(req: func.HttpRequest) -> tuple[Onboarding, Connection]:
 
 def _identity(req: func.HttpRequest, connection: Connection) -> Identity | None:
     """The `?identity=` of the request (None: not asked); ConnectionUnusableError naming the pool when unknown."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.errors import ConnectionUnusableError
+
     asked = req.params.get("identity")
     if asked is None:
         return None
@@ -80,6 +84,16 @@ def _identity(req: func.HttpRequest, connection: Connection) -> Identity | None:
 
 def _failure(route: str, exc: Exception) -> func.HttpResponse:
     """A JSON answer naming the next step for what an admin route can fail with."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth import AuthError
+    from shared.auth.causes import describe
+    from shared.connections.errors import (
+        ConnectionUnusableError,
+        RegistryUnavailableError,
+        UnknownConnectionError,
+    )
+    from shared.onboarding.consent import ConsentUnavailableError
+
     if isinstance(exc, ConnectionUnusableError):
         return _error(404 if isinstance(exc, UnknownConnectionError) else 400, "connection", exc.reason)
     if isinstance(exc, SettingsError | ConsentUnavailableError):
@@ -96,6 +110,9 @@ def _failure(route: str, exc: Exception) -> func.HttpResponse:
 @bp.route(route="connections/{name}/consent", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def connections_consent(req: func.HttpRequest) -> func.HttpResponse:
     """A one-time admin-consent link (10 minutes) for the connection's tenant and app."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.web import PAGE_HEADERS
+
     try:
         onboarding, connection = await _connection(req)
         link = await onboarding.consent_link(connection, _identity(req, connection))
@@ -109,6 +126,10 @@ async def connections_consent(req: func.HttpRequest) -> func.HttpResponse:
 async def connections_check(req: func.HttpRequest) -> func.HttpResponse:
     """The check: `{"connection", "identity", "ok", "steps": [{"name", "ok", "detail", "fix"}]}` for `?identity=X`;
     without, the primary's report, `ok` for the whole pool and `identities`: one report per identity."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.web import PAGE_HEADERS
+    from shared.onboarding.check import PoolReport
+
     try:
         onboarding, connection = await _connection(req)
         identity = _identity(req, connection)
@@ -133,6 +154,11 @@ async def connections_check(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connections/{name}/sign-in", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def connections_sign_in(req: func.HttpRequest) -> func.HttpResponse:
     """Start the connection's delegated sign-in: 302 to Entra; the callback is /api/auth/callback."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth import AuthError
+    from shared.auth.web import page, redirect
+    from shared.tokens import AuthMode
+
     try:
         onboarding, connection = await _connection(req)
         identity = _identity(req, connection) or connection.primary
@@ -148,6 +174,9 @@ async def connections_sign_in(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _no_sign_in(connection: Connection, redirect_uri: str | None) -> str:
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.tokens import AuthMode
+
     if connection.mode is not AuthMode.DELEGATED:
         return (
             f"connection '{connection.name}' uses client credentials: nobody signs in; grant admin consent "
@@ -160,6 +189,12 @@ def _no_sign_in(connection: Connection, redirect_uri: str | None) -> str:
 @bp.route(route="connections/consent/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def connections_consent_callback(req: func.HttpRequest) -> func.HttpResponse:
     """Entra's redirect after an admin consent: a known, unexpired, unused state only; then the check's page."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth import SignInFlowError
+    from shared.auth.causes import describe
+    from shared.auth.web import callback_params, new_reference, page
+    from shared.onboarding.service import onboarding_services
+
     reference = new_reference()
     try:
         params = callback_params("GET", req.params, b"")  # caps and the state's shape: no storage call
@@ -180,6 +215,9 @@ async def connections_consent_callback(req: func.HttpRequest) -> func.HttpRespon
 
 
 def _log_refused(reference: str, exc: Exception) -> None:
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.causes import describe
+
     logger.warning(
         "consent callback refused [reference %s]: %s",
         reference,
@@ -194,6 +232,9 @@ def _reference(reference: str) -> str:
 
 def refused_consent_page(reference: str) -> Reply:
     """An unknown, expired, replayed or malformed state: nothing was changed."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.web import page
+
     lines = [
         "This consent answer does not match a consent link this app handed out in the last 10 minutes, or it "
         "was already used.",
@@ -205,6 +246,10 @@ def refused_consent_page(reference: str) -> Reply:
 
 def consent_page(outcome: ConsentOutcome) -> Reply:
     """Entra's answer and, when granted, every step of the check."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth.web import page
+    from shared.onboarding.consent import refusal_fix
+
     connection, answer = outcome.connection, outcome.answer
     if not answer.granted or outcome.report is None:
         lines = [

@@ -15,14 +15,16 @@ re-drives the message (shared/jobs/deadletter.py, PoisonHandler).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from bcjobs import JOBS_QUEUE, POISON_QUEUE, JobState
-from shared.clock import SystemClock
-from shared.jobs import Delivery, job_services
-from shared.jobs.deadletter import poison_handler
+from bcjobs import JOBS_QUEUE, POISON_QUEUE
 from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from bcjobs import JobState
+    from shared.jobs import Delivery
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -30,6 +32,9 @@ CONNECTION = "JobsStorage"
 
 
 def _delivery(message: func.QueueMessage) -> Delivery:
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.jobs import Delivery
+
     text = message.get_body().decode("utf-8", errors="replace")
     return Delivery(message_id=str(message.id), text=text, dequeue_count=message.dequeue_count or 1)
 
@@ -38,6 +43,9 @@ def _delivery(message: func.QueueMessage) -> Delivery:
 @bp.queue_trigger(arg_name="message", queue_name=JOBS_QUEUE, connection=CONNECTION)
 async def jobs_process(message: func.QueueMessage) -> None:
     """Run one job delivery."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.jobs import job_services
+
     services = await job_services()
     handled = await services.processor.handle(_delivery(message))
     logger.info(
@@ -52,11 +60,18 @@ async def jobs_process(message: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="message", queue_name=POISON_QUEUE, connection=CONNECTION)
 async def jobs_poison(message: func.QueueMessage) -> None:
     """Record a message the host gave up on as a dead-lettered job (or report and re-drive it on the last try)."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.clock import SystemClock
+    from shared.jobs.deadletter import poison_handler
+
     settings = get_settings()
     handler = poison_handler(_dead_letter, settings.jobs, settings.storage, SystemClock())
     await handler.handle(_delivery(message), message.expiration_time)
 
 
 async def _dead_letter(delivery: Delivery) -> JobState:
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.jobs import job_services
+
     services = await job_services()  # inside the retried call: building the pipeline touches storage too
     return await services.dead_letters.record(delivery)

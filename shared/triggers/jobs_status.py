@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.jobs import job_status
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
@@ -17,4 +16,7 @@ bp = func.Blueprint()
 @bp.route(route="jobs/{jobId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def jobs_status(req: func.HttpRequest) -> func.HttpResponse:
     """200 with the job, 404 for an unknown id, 400 for an id no job can have, 503 when storage fails."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.jobs import job_status
+
     return http_response(await job_status(req.route_params.get("jobId", "")))

@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared.jobs import list_jobs, submit_jobs
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
@@ -26,6 +25,9 @@ def _base_url(url: str) -> str:
 @bp.route(route="jobs", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def jobs_submit(req: func.HttpRequest) -> func.HttpResponse:
     """202 with each job's id and status URL; 400 naming each bad job's field; 503 when storage fails."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.jobs import submit_jobs
+
     partial = (req.params.get("partial") or "").lower() in _TRUE
     return http_response(await submit_jobs(req.get_body(), partial=partial, base_url=_base_url(req.url)))
 
@@ -34,4 +36,7 @@ async def jobs_submit(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def jobs_list(req: func.HttpRequest) -> func.HttpResponse:
     """200 with a page of jobs (`state`, `since`, `pageSize`, `continuationToken`); 400; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.jobs import list_jobs
+
     return http_response(await list_jobs(dict(req.params), base_url=_base_url(req.url)))

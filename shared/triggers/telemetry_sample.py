@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.ops import sample_now
-from shared.settings import get_settings
-
 bp = func.Blueprint()
 SCHEDULE = "0 * * * * *"  # NCRONTAB, seconds first: once a minute (the queue alerts evaluate every 5 minutes)
 
@@ -17,4 +14,8 @@ SCHEDULE = "0 * * * * *"  # NCRONTAB, seconds first: once a minute (the queue al
 async def telemetry_sample(timer: func.TimerRequest) -> None:
     """Read and record; never raises (a failed reading is logged and skipped)."""
     del timer
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.ops import sample_now
+    from shared.settings import get_settings
+
     await sample_now(get_settings())

@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.auth import AuthServices, auth_services
-from shared.auth.scheduled import RefreshSummary, refresh_connection, refresh_every_connection
 from shared.auth.timing import (
     TIMER_RETRY_COUNT,
     TIMER_RETRY_MAX_INTERVAL,
     TIMER_RETRY_MIN_INTERVAL,
     TIMER_RETRY_STRATEGY,
 )
-from shared.connections import Connection, RegistryUnavailableError, connection_from_settings
-from shared.connections.compose import registry_services
 from shared.errors import IntegrationError, SettingsError
 from shared.settings import refresh_schedule_binding
+
+if TYPE_CHECKING:
+    from shared.auth import AuthServices
+    from shared.auth.scheduled import RefreshSummary
+    from shared.connections import Connection
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ class RefreshRetryNeededError(IntegrationError):
 )
 async def token_refresh(timer: func.TimerRequest) -> None:
     """Refresh every enabled connection when due; log one line per connection and a summary."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.auth import auth_services
+    from shared.auth.scheduled import refresh_connection, refresh_every_connection
+
     try:
         services = await auth_services()
     except SettingsError as exc:  # logged at cold start too; a retry cannot help
@@ -73,6 +79,10 @@ async def token_refresh(timer: func.TimerRequest) -> None:
 
 async def _connections(services: AuthServices) -> tuple[list[Connection], bool]:
     """Every connection, and whether the registry was read (if not: the settings' connection only)."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections import RegistryUnavailableError, connection_from_settings
+    from shared.connections.compose import registry_services
+
     try:
         return await (await registry_services(services.settings)).registry.all(), True
     except RegistryUnavailableError as exc:

@@ -11,8 +11,6 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared.changes.directories import watches_admin
-from shared.changes.watch_admin import delete_watch, list_watches, put_watch, show_watch
 from shared.triggers.replies import http_response
 
 bp = func.Blueprint()
@@ -27,6 +25,10 @@ def _base_url(url: str) -> str:
 @bp.route(route="connections/{name}/watches", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def watches_list(req: func.HttpRequest) -> func.HttpResponse:
     """200 with the connection's watches; 404; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.directories import watches_admin
+    from shared.changes.watch_admin import list_watches
+
     name = req.route_params.get("name", "")
     return http_response(await list_watches(watches_admin, name, base_url=_base_url(req.url)))
 
@@ -35,6 +37,10 @@ async def watches_list(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connections/{name}/watches/{watch}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def watches_show(req: func.HttpRequest) -> func.HttpResponse:
     """200 with the watch; 404; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.directories import watches_admin
+    from shared.changes.watch_admin import show_watch
+
     name, watch = req.route_params.get("name", ""), req.route_params.get("watch", "")
     return http_response(await show_watch(watches_admin, name, watch, base_url=_base_url(req.url)))
 
@@ -43,6 +49,10 @@ async def watches_show(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connections/{name}/watches/{watch}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
 async def watches_put(req: func.HttpRequest) -> func.HttpResponse:
     """201 created, 200 replaced; 400 naming each field; 404; 409 when the connection has the most; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.directories import watches_admin
+    from shared.changes.watch_admin import put_watch
+
     name, watch = req.route_params.get("name", ""), req.route_params.get("watch", "")
     reply = await put_watch(watches_admin, name, watch, req.get_body(), base_url=_base_url(req.url))
     return http_response(reply)
@@ -52,5 +62,9 @@ async def watches_put(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="connections/{name}/watches/{watch}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
 async def watches_delete(req: func.HttpRequest) -> func.HttpResponse:
     """204 deleted; 404; 503."""
+    # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.changes.directories import watches_admin
+    from shared.changes.watch_admin import delete_watch
+
     name, watch = req.route_params.get("name", ""), req.route_params.get("watch", "")
     return http_response(await delete_watch(watches_admin, name, watch))

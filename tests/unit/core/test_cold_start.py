@@ -1,0 +1,59 @@
+"""`import function_app` stays light: the Functions host imports it at every cold start to index every function
+(the worker's index_function_app), so only the decorators' inputs load then; each function imports its services
+when it first runs (issue 24, point 4).
+
+Checked in a fresh interpreter (sys.modules of this one holds whatever earlier tests imported). `click` is blocked
+there as in the deployment: httpx imports its optional command line (click, rich, pygments) only when click is
+installed, and only requirements-dev.txt installs it, never requirements.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+_PROBE = """
+import json, sys
+sys.modules["click"] = None  # as deployed: requirements.txt has no click (httpx's CLI is then skipped)
+import function_app
+print(json.dumps(sorted(name for name, module in sys.modules.items() if module is not None)))
+"""
+
+# Developer and CLI tools (requirements-dev.txt), never needed by a function.
+TOOLS = ("rich", "typer", "pygments", "jsonschema", "croniter", "click")
+# What only a running function needs: composition roots with their SDK clients, the BC client, the status page,
+# onboarding, the change feed's stores and the jobs' pipeline.
+SERVICES = (
+    "shared.auth.compose",
+    "shared.bc.client",
+    "shared.changes.compose",
+    "shared.connections.compose",
+    "shared.jobs.compose",
+    "shared.onboarding.service",
+    "shared.ops",
+    "azure.identity",
+    "azure.data.tables",
+    "azure.storage.queue",
+    "azure.keyvault.secrets",
+    "msal",
+    "httpx",
+)
+
+
+def modules_after_import_function_app() -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    modules: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return modules
+
+
+def test_import_function_app_loads_no_tool_and_no_service() -> None:
+    """No developer tool and no service (composition root, SDK client) is imported to index the functions."""
+    modules = modules_after_import_function_app()
+    loaded = [m for m in modules if any(m == name or m.startswith(f"{name}.") for name in TOOLS + SERVICES)]
+    assert loaded == []
