@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.connections.connection import CONNECTION_NAME_PATTERN
 from shared.errors import IntegrationError, SettingsError
 from shared.http import Reply, json_reply
 from shared.settings import Impact, get_settings, require
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
-_NAME = re.compile(CONNECTION_NAME_PATTERN)
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -49,11 +47,12 @@ def _error(status: int, error: str, message: str) -> func.HttpResponse:
 async def _connection(req: func.HttpRequest) -> tuple[Onboarding, Connection]:
     """The route's connection (its name validated before any lookup) and the onboarding services."""
     # imported when it runs, not at the cold start (the host imports every trigger module to index it)
+    from shared.connections.connection import CONNECTION_NAME_PATTERN
     from shared.connections.errors import ConnectionUnusableError
     from shared.onboarding.service import onboarding_services
 
     name = req.route_params.get("name", "")
-    if _NAME.fullmatch(name) is None:
+    if re.fullmatch(CONNECTION_NAME_PATTERN, name) is None:  # re caches the compiled pattern
         raise ConnectionUnusableError(
             name[:40], "a connection name is 1-40 characters of a-z, 0-9 and -: see `bcjobs connections list`"
         )

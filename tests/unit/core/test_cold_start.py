@@ -32,6 +32,7 @@ SERVICES = (
     "shared.bc.client",
     "shared.changes.compose",
     "shared.connections.compose",
+    "shared.connections.registry",
     "shared.jobs.compose",
     "shared.onboarding.service",
     "shared.ops",
