@@ -9,10 +9,13 @@ installed, and only requirements-dev.txt installs it, never requirements.txt.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -58,3 +61,33 @@ def test_import_function_app_loads_no_tool_and_no_service() -> None:
     modules = modules_after_import_function_app()
     loaded = [m for m in modules if any(m == name or m.startswith(f"{name}.") for name in TOOLS + SERVICES)]
     assert loaded == []
+
+
+def _resolves(module: ModuleType, name: str) -> bool:
+    """`from module import name` works: an attribute, or a submodule the import system would load."""
+    if hasattr(module, name):
+        return True
+    try:
+        importlib.import_module(f"{module.__name__}.{name}")
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def test_every_import_a_trigger_defers_resolves() -> None:
+    """The imports a trigger's functions run on first use name modules and names that exist (a typo would only
+    surface when the function first runs in Azure)."""
+    missing = []
+    for path in sorted((ROOT / "shared" / "triggers").glob("*.py")):
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    module = importlib.import_module(node.module)
+                    missing += [
+                        f"{path.name}: {node.module}.{a.name}"
+                        for a in node.names
+                        if not _resolves(module, a.name)
+                    ]
+    assert missing == []
