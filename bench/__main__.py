@@ -1,5 +1,5 @@
 """`python -m bench all | throttle --processes N [...] | instances [--processes N] | fairness [...] | tokens |
-connections [--count N] | feed-priority | identities`: run benchmarks, print figures as one JSON object."""
+connections [--count N] | feed-priority | identities | capacity`: run benchmarks, print figures as one JSON object."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from bench import feed_priority, identities, suite, token_rates
 from bench.connections import CONNECTIONS_RESULTS, connection_scale
 from bench.fairness import SANDBOX_FLAGS, Fairness, fairness
 from bench.instances import many_instances
+from bench.pipeline import capacity
 from bench.throttle import ThrottleBench, run
 from bench.world import BenchWorld
 
@@ -59,6 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "connections", help="N registered connections: timer refresh, status page, registry lookups"
     )
     connections.add_argument("--count", type=int, default=100)
+    benches.add_parser("capacity", help="one worker, BC unlimited: jobs/s and worker CPU ms per job alone")
     benches.add_parser(
         "all", help="every figure of the report (make bench); writes bench/results/latest.json"
     )
@@ -78,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.bench == "tokens":
         print(json.dumps(token_rates.run()))
+        return 0
+    if args.bench == "capacity":
+        with BenchWorld.started() as world:
+            print(json.dumps(capacity(world)))
         return 0
     if args.bench == "instances":
         with BenchWorld.started() as world:
