@@ -8,8 +8,8 @@ and fall back (cached token, local throttle share) instead.
 
 from __future__ import annotations
 
-import os
 import ssl
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -37,23 +37,24 @@ SDK_OPTIONS: dict[str, Any] = {
 QUEUE_RETRY: dict[str, Any] = {"initial_backoff": 0.5, "increment_base": 1, "random_jitter_range": 0.25}
 
 
-# The proxy variables aiohttp reads when trusting the environment (aiohttp.helpers.proxies_from_env, via
-# urllib.request.getproxies_environment: either case).
-PROXY_VARIABLES = frozenset({"https_proxy", "http_proxy", "all_proxy", "ws_proxy", "wss_proxy"})
-
-
-def env_options(environ: Mapping[str, str]) -> dict[str, Any]:
-    """`use_env_settings=False` for an azure.* client unless a proxy variable is set.
+def env_options(proxies: Mapping[str, str]) -> dict[str, Any]:
+    """`use_env_settings=False` for an azure.* client unless `proxies` (urllib's getproxies()) names a proxy.
 
     Why: azure-core's aiohttp transport opens its session with `trust_env=use_env_settings` (default True), and
     aiohttp then reads `~/.netrc` and the proxy variables on every request, each in a thread hop
     (aiohttp/client.py `_request`: `run_in_executor(_get_netrc_auth)`, `asyncio.to_thread(get_env_proxy_for_url)`):
-    the largest worker CPU cost per storage call (issue 24). With HTTPS_PROXY (or any proxy variable) set, the SDK
-    default stays, so a proxied deployment keeps working exactly as before (NO_PROXY and netrc included).
+    two thread hops per storage call (issue 24). With HTTPS_PROXY (or any *_proxy variable) set, the SDK default
+    stays, so a proxied deployment keeps working exactly as before (NO_PROXY and netrc included). The variables
+    are read through urllib, the same function aiohttp uses (helpers.proxies_from_env), not as app settings: they
+    are the platform's, not the app's ("no" is NO_PROXY, not a proxy).
     """
-    if any(value and name.lower() in PROXY_VARIABLES for name, value in environ.items()):
+    if any(scheme != "no" and url for scheme, url in proxies.items()):
         return {}
     return {"use_env_settings": False}
+
+
+def _env_options() -> dict[str, Any]:
+    return env_options(urllib.request.getproxies())
 
 
 def httpx_verify(local: LocalSettings) -> ssl.SSLContext | bool:
@@ -65,7 +66,7 @@ def httpx_verify(local: LocalSettings) -> ssl.SSLContext | bool:
 
 def sdk_options(local: LocalSettings, **overrides: Any) -> dict[str, Any]:
     """Keyword arguments for an azure.* client: bounded timeouts/retries, plus the local CA when set."""
-    options = {**SDK_OPTIONS, **env_options(os.environ), **overrides}
+    options = {**SDK_OPTIONS, **_env_options(), **overrides}
     if local.ca_bundle is not None:
         options["connection_verify"] = str(local.ca_bundle)
     return options
@@ -91,7 +92,7 @@ OwnedQueueClient = OwnedClient[QueueClient]
 
 def table_client(storage: StorageSettings, table_name: str, **options: Any) -> OwnedTableClient:
     """A TableClient from the JobsStorage connection string (local) or its service URI + managed identity (Azure)."""
-    kwargs = {**SDK_OPTIONS, **env_options(os.environ), **options}
+    kwargs = {**SDK_OPTIONS, **_env_options(), **options}
     if storage.connection_string:
         client = TableClient.from_connection_string(storage.connection_string, table_name, **kwargs)
         return OwnedClient(client, [client.close])
@@ -107,7 +108,7 @@ def table_client(storage: StorageSettings, table_name: str, **options: Any) -> O
 def queue_client(storage: StorageSettings, queue_name: str, **options: Any) -> OwnedQueueClient:
     """A QueueClient (plain text: callers send text that is already base64) from the connection string or the
     queue service URI + managed identity."""
-    kwargs = {**SDK_OPTIONS, **env_options(os.environ), **QUEUE_RETRY, **options}
+    kwargs = {**SDK_OPTIONS, **_env_options(), **QUEUE_RETRY, **options}
     if storage.connection_string:
         client = QueueClient.from_connection_string(storage.connection_string, queue_name, **kwargs)
         return OwnedClient(client, [client.close])
