@@ -6,13 +6,13 @@
   to 100 upserts per entity set into Table `{prefix}echoes`, ONLY for the entity sets the connection watches (a
   cached `WatchLookup`: a job on an unwatched set costs no storage call at all);
 - `echoes_of` (shared.changes.log.EchoLookup, asked by the change log before it logs new events): one query
-  per entity set for up to 14 events.
+  per entity set for up to 14 events; `look_up`, its first question per entity set and publish, reads the
+  ambiguous marks in the same query (an OR of their range and up to 12 echo rows).
 - `mark_ambiguous` / `clear_ambiguous` (the processor, when a write job retries after its answer was lost, and
   when it ends): one upsert / one delete of an *ambiguous mark*, row `~ambiguous~{job id}` in the same partition,
   ONLY for watched entity sets;
-- `held_by` (EchoLookup, asked by the change log once per entity set and publish): one range query reads the
-  set's marks; an event an unexpired mark covers (its entity, or any for a create's mark) is HELD by that job
-  unless it is the job's echo already: the change log does not publish it now, and its caller comes back later.
+- `look_up` (EchoLookup) answers the holders too, from the set's marks it read: an event an unexpired mark
+  covers (its entity, or any for a create's mark) is HELD by that job unless it is the job's echo already: the change log does not publish it now, and its caller comes back later.
   A mark past `until` holds nothing: its events go out unmarked, a warning names the job, the mark is deleted.
   Marks are few (one per job retrying after a lost answer, removed when it ends), so the range stays small.
   Known gap: a mark is written when the run gives up on the answer; BC notifies 30 s after its commit, so an
@@ -38,6 +38,7 @@ from azure.data.tables.aio import TableClient
 
 from bcjobs.changes import ChangeEvent, ChangeKind, tombstone_version
 from shared.changes.errors import ChangeLogUnavailableError
+from shared.changes.log import JournalAnswer
 from shared.changes.watch import Watch
 from shared.clock import Clock
 from shared.errors import IntegrationError
@@ -49,6 +50,12 @@ TTL = timedelta(days=2)
 # Ambiguous marks sort after every echo row (`{entity id}~...`: ids are GUIDs) and are read by one range query.
 AMBIGUOUS = "~ambiguous~"
 ANY_ENTITY = "*"
+# "No more than 15 discrete comparisons are permitted within a $filter string"
+# (learn.microsoft.com/rest/api/storageservices/querying-tables-and-entities#filtering-on-properties): the
+# PartitionKey takes one, so a query asks 14 row keys, or 12 beside the marks' range (RowKey gt and lt). Its
+# length stays far below the URL's limit: 14 keys of <= 70 characters (a GUID, `~`, 32 hex digits).
+MAX_KEYS = 14
+MAX_KEYS_WITH_MARKS = 12
 
 
 def echoes_table_name(prefix: str) -> str:
@@ -108,6 +115,16 @@ def echo_keys(connection: str, entity_set: str, entity_id: str, version: str) ->
     """(PartitionKey, RowKey) of one written version."""
     digest = hashlib.sha256(version.encode("utf-8")).hexdigest()[:32]
     return f"{connection}~{entity_set}", f"{entity_id.lower()}~{digest}"
+
+
+def _wanted(events: Sequence[ChangeEvent]) -> dict[tuple[str, str], str]:
+    """(PartitionKey, RowKey) of each event's echo row -> the event id (an event without a version has none)."""
+    wanted: dict[tuple[str, str], str] = {}
+    for event in events:
+        version = event_version(event)
+        if version is not None:
+            wanted[echo_keys(event.bcconnection, event.bcentityset, event.subject, version)] = event.id
+    return wanted
 
 
 def event_version(event: ChangeEvent) -> str | None:
@@ -176,36 +193,69 @@ class TableEchoJournal:
 
     async def echoes_of(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
         """Event id -> job id, for the events whose version a live journal row names: one query per entity set
-        (the change log asks at most 14 at a time); raises ChangeLogUnavailableError on storage failure."""
-        wanted: dict[tuple[str, str], str] = {}
-        for event in events:
-            version = event_version(event)
-            if version is not None:
-                wanted[echo_keys(event.bcconnection, event.bcentityset, event.subject, version)] = event.id
+        and 14 events (the change log asks at most 14 at a time); raises ChangeLogUnavailableError on storage
+        failure."""
+        wanted = _wanted(events)
         found: dict[str, str] = {}
         for pk in {pk for pk, _ in wanted}:
-            rows = await self._live_rows(pk, [rk for p, rk in wanted if p == pk])
-            found.update({wanted[(pk, rk)]: job for rk, job in rows.items()})
+            keys = [rk for p, rk in wanted if p == pk]
+            for start in range(0, len(keys), MAX_KEYS):
+                rows = await self._query(pk, keys[start : start + MAX_KEYS], marks=False)
+                found.update(self._echoes(pk, wanted, rows))
         return found
 
-    async def _live_rows(self, pk: str, row_keys: list[str]) -> dict[str, str]:
-        """RowKey -> job id of the rows that exist and have not expired."""
-        clauses = " or ".join(f"RowKey eq @k{n}" for n in range(len(row_keys)))
-        parameters: dict[str, Any] = {"pk": pk, **{f"k{n}": key for n, key in enumerate(row_keys)}}
-        query = f"PartitionKey eq @pk and ( {clauses} )"  # the SDK reads a name up to a space
+    async def look_up(self, fresh: Sequence[ChangeEvent], group: Sequence[ChangeEvent]) -> JournalAnswer:
+        """The echoes among `fresh` and the holders among `group` (events of one entity set, `fresh` among them):
+        ONE query reads the set's ambiguous marks and the echo rows of up to 12 fresh events (a 13th and 14th
+        cost one more); a mark past its `until` holds nothing (logged, deleted). Raises
+        ChangeLogUnavailableError on storage failure."""
+        if not group:
+            return JournalAnswer({}, {})
+        pk = f"{group[0].bcconnection}~{group[0].bcentityset}"
+        wanted = {key: event_id for key, event_id in _wanted(fresh).items() if key[0] == pk}
+        keys = [rk for _, rk in wanted]
+        rows = await self._query(pk, keys[:MAX_KEYS_WITH_MARKS], marks=True)
+        for start in range(MAX_KEYS_WITH_MARKS, len(keys), MAX_KEYS):
+            rows.update(await self._query(pk, keys[start : start + MAX_KEYS], marks=False))
+        marks = [row for rk, row in rows.items() if rk.startswith(AMBIGUOUS)]
+        holders: dict[str, str] = {}
+        for event in group:
+            job = await self._holder(pk, event, marks)
+            if job is not None:
+                holders[event.id] = job
+        return JournalAnswer(self._echoes(pk, wanted, rows), holders)
+
+    def _echoes(
+        self, pk: str, wanted: dict[tuple[str, str], str], rows: dict[str, dict[str, Any]]
+    ) -> dict[str, str]:
+        """Event id -> job id of the wanted echo rows found that have not expired."""
         now = self._clock.now()
+        return {
+            wanted[(pk, rk)]: str(row["JobId"])
+            for rk, row in rows.items()
+            if (pk, rk) in wanted and (row.get("Expires") is None or row["Expires"] >= now)
+        }
+
+    async def _query(self, pk: str, row_keys: Sequence[str], marks: bool) -> dict[str, dict[str, Any]]:
+        """RowKey -> row of the partition's rows with these keys and, with `marks`, its ambiguous marks: one
+        query (an OR of the marks' range and the keys; at most 15 comparisons, MAX_KEYS)."""
+        clauses = [f"RowKey eq @k{n}" for n in range(len(row_keys))]
+        parameters: dict[str, Any] = {"pk": pk, **{f"k{n}": key for n, key in enumerate(row_keys)}}
+        if marks:
+            clauses.insert(0, "( RowKey gt @low and RowKey lt @high )")
+            parameters.update(low=AMBIGUOUS, high=AMBIGUOUS + "~")
+        if not clauses:
+            return {}
+        query = f"PartitionKey eq @pk and ( {' or '.join(clauses)} )"  # the SDK reads a name up to a space
         try:
-            rows = self._table.query_entities(query, parameters=parameters, results_per_page=len(row_keys))
-            found = [row async for row in rows]
+            return {
+                str(row["RowKey"]): dict(row)
+                async for row in self._table.query_entities(query, parameters=parameters)
+            }
         except ResourceNotFoundError:
             return {}
         except AzureError as exc:
-            raise ChangeLogUnavailableError("read the echoes", type(exc).__name__) from None
-        return {
-            str(r["RowKey"]): str(r["JobId"])
-            for r in found
-            if r.get("Expires") is None or r["Expires"] >= now
-        }
+            raise ChangeLogUnavailableError("read the echo journal", type(exc).__name__) from None
 
     async def mark_ambiguous(self, write: AmbiguousMark) -> None:
         """One upsert of the job's mark, when its entity set is watched; a failure is logged, never raised."""
@@ -236,29 +286,6 @@ class TableEchoJournal:
             return
         except AzureError as exc:
             _mark_failed("not deleted", job_id, exc)
-
-    async def held_by(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
-        """Event id -> the job whose ambiguous mark holds it: one query per entity set; a mark past its `until`
-        holds nothing (logged, deleted). Raises ChangeLogUnavailableError on storage failure."""
-        held: dict[str, str] = {}
-        for pk in dict.fromkeys(f"{e.bcconnection}~{e.bcentityset}" for e in events):
-            marks = await self._marks(pk)
-            for event in events:
-                if f"{event.bcconnection}~{event.bcentityset}" == pk:
-                    job = await self._holder(pk, event, marks)
-                    if job is not None:
-                        held[event.id] = job
-        return held
-
-    async def _marks(self, pk: str) -> list[dict[str, Any]]:
-        query = "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high"
-        parameters = {"pk": pk, "low": AMBIGUOUS, "high": AMBIGUOUS + "~"}
-        try:
-            return [dict(row) async for row in self._table.query_entities(query, parameters=parameters)]
-        except ResourceNotFoundError:
-            return []
-        except AzureError as exc:
-            raise ChangeLogUnavailableError("read the ambiguous marks", type(exc).__name__) from None
 
     async def _holder(self, pk: str, event: ChangeEvent, marks: list[dict[str, Any]]) -> str | None:
         """The job of a live mark covering the event; a covering mark past `until` is dropped, with a warning."""

@@ -10,15 +10,17 @@ Publishing, per partition, up to CHUNK (14) events at a time (`_publish_chunk`),
      sent (below);
   2. the echo journal is asked which of the new versions a job of ours wrote (`EchoLookup`: one query;
      shared/changes/echoes.py); the others that an *ambiguous write* holds (a job's write whose answer was lost,
-     its retry pending: one range query per partition and publish, before the chunks) are not published now
-     (`Published.held`: their caller comes back later), so that they go out once, marked as the job's echo;
+     its retry pending) are not published now (`Published.held`: their caller comes back later), so that they go
+     out once, marked as the job's echo. The ambiguous marks come in the same query, the first of the partition
+     and publish with new events (`look_up`; later chunks ask `echoes_of`), so a publish of seen ids asks nothing;
   3. one transaction inserts `i~{id}` (Sent = false) and `c~{cursor}` of each new event (same partition: atomic):
      a racing publisher of one of the ids makes it fail with a conflict, and the events are then published one by
      one (the racer's is seen), so a version never gets two log rows;
   4. each event is sent, base64, on `bc-changes`; 5. one transaction marks their `i~{id}` Sent.
   Measured on Azurite (tests/integration/changes/test_change_log.py), without the echo query: one new event 4
   calls, a collection's expansion 1.21 per event, a version seen before 0.07 per event; the echo query adds 1 per
-  chunk, the ambiguous marks' query 1 per partition and publish. A crash between 3 and 5 leaves `Sent = false`:
+  chunk (with the marks beside it, its first asks 12 ids, so a full first chunk's 13th and 14th cost one more):
+  5 / 1.29 / 0.07 (test_echoes.py). A crash between 3 and 5 leaves `Sent = false`:
   the next publish of that id (the expansion's redelivery, the reconciliation's overlap) reads the logged event
   and sends it again, same id (the queue is at-least-once; consumers dedupe by id).
 
@@ -35,7 +37,7 @@ import base64
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -125,6 +127,16 @@ class ChangeLog(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class JournalAnswer:
+    """What the echo journal says of one entity set's events: `echoes` (event id -> the job whose write produced
+    that version) and `holders` (event id -> the job whose ambiguous write, answer lost and retry pending, may
+    have produced it)."""
+
+    echoes: Mapping[str, str]
+    holders: Mapping[str, str]
+
+
 class EchoLookup(Protocol):
     """Which jobs of ours wrote these entity versions (shared/changes/echoes.py)."""
 
@@ -132,8 +144,8 @@ class EchoLookup(Protocol):
         """Event id -> the job id whose write produced that version, for the events a job wrote."""
         ...
 
-    async def held_by(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
-        """Event id -> the job whose ambiguous write (answer lost, retry pending) may have produced it."""
+    async def look_up(self, fresh: Sequence[ChangeEvent], group: Sequence[ChangeEvent]) -> JournalAnswer:
+        """The echoes among `fresh` and the holders among `group` (one entity set's events): one query."""
         ...
 
 
@@ -143,8 +155,26 @@ class NoEchoes:
     async def echoes_of(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
         return {}
 
-    async def held_by(self, events: Sequence[ChangeEvent]) -> dict[str, str]:
-        return {}
+    async def look_up(self, fresh: Sequence[ChangeEvent], group: Sequence[ChangeEvent]) -> JournalAnswer:
+        return JournalAnswer({}, {})
+
+
+class _PartitionJournal:
+    """The journal's answers for one partition and publish: the first chunk with new events asks for the echoes
+    and the ambiguous marks at once (one query); the later chunks ask only for their echoes."""
+
+    def __init__(self, echoes: EchoLookup, group: Sequence[ChangeEvent]) -> None:
+        self._echoes = echoes
+        self._group = group
+        self._holders: Mapping[str, str] | None = None
+
+    async def ask(self, fresh: Sequence[ChangeEvent]) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """(echoes, holders) for these new events."""
+        if self._holders is None:
+            answer = await self._echoes.look_up(fresh, self._group)
+            self._holders = answer.holders
+            return answer.echoes, answer.holders
+        return await self._echoes.echoes_of(fresh), self._holders
 
 
 class TableChangeFeed:
@@ -180,15 +210,15 @@ class TableChangeFeed:
         new = 0
         held: list[str] = []
         for pk, group in _by_partition(events).items():
-            holders = await self._echoes.held_by(group)  # one query per partition and publish
+            journal = _PartitionJournal(self._echoes, group)  # the marks: one query per partition and publish
             for start in range(0, len(group), CHUNK):
                 chunk = group[start : start + CHUNK]
-                chunk_new, chunk_held = await self._publish_chunk(pk, chunk, holders)
+                chunk_new, chunk_held = await self._publish_chunk(pk, chunk, journal)
                 new, held = new + chunk_new, held + chunk_held
         return Published(new, len(events) - new - len(held), tuple(held))
 
     async def _publish_chunk(
-        self, pk: str, events: Sequence[ChangeEvent], holders: dict[str, str]
+        self, pk: str, events: Sequence[ChangeEvent], journal: _PartitionJournal
     ) -> tuple[int, list[str]]:
         """Up to CHUNK events of one partition: one index query, one transaction, a send each, one mark; the
         number published and the ids held."""
@@ -196,25 +226,27 @@ class TableChangeFeed:
         for row in index.values():
             if not row.get("Sent"):  # logged, but the send never confirmed (a crash between): send it again
                 await self._resend(pk, str(row["Cursor"]))
-        fresh, held = await self._marked([e for e in events if INDEX + e.id not in index], holders)
+        fresh, held = await self._marked([e for e in events if INDEX + e.id not in index], journal)
         if not fresh:
             return 0, held
         if not await self._call("write the log", self._insert(pk, fresh)):
             if len(fresh) == 1:
                 return 0, held  # another publisher of this id won the insert: it sends
-            alone = [await self._publish_chunk(pk, [e], holders) for e in fresh]  # the others still go
+            alone = [await self._publish_chunk(pk, [e], journal) for e in fresh]  # the others still go
             return sum(n for n, _ in alone), held + [i for _, ids in alone for i in ids]
         await self._send_and_mark(pk, fresh)
         _count_published(fresh)
         return len(fresh), held
 
     async def _marked(
-        self, events: Sequence[ChangeEvent], holders: dict[str, str]
+        self, events: Sequence[ChangeEvent], journal: _PartitionJournal
     ) -> tuple[list[ChangeEvent], list[str]]:
         """Fitted to a queue message, and `bcecho` set where a job of ours wrote the version; apart, the ids of
-        the other events that an ambiguous write holds (`holders`: event id -> job)."""
+        the other events that an ambiguous write holds (the journal's holders: event id -> job)."""
         fitted_events = [fitted(event) for event in events]
-        echoes = await self._echoes.echoes_of(fitted_events) if fitted_events else {}
+        if not fitted_events:
+            return [], []
+        echoes, holders = await journal.ask(fitted_events)
         held = {e.id: holders[e.id] for e in fitted_events if e.id in holders and e.id not in echoes}
         for event_id, job_id in held.items():
             logger.info(

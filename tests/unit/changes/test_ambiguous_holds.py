@@ -12,9 +12,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ServiceRequestError
 
 from bcjobs.changes import ChangeKind
 from shared.changes.echoes import MemoryWatches, TableEchoJournal
+from shared.changes.errors import ChangeLogUnavailableError
 from shared.changes.expansion_compose import expand_message
 from shared.changes.notifications import NotificationMessage
 from shared.changes.watch import Watch
@@ -36,6 +38,7 @@ class MarksTable:
 
     rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    unavailable: bool = False
 
     async def upsert_entity(self, entity: dict[str, Any], mode: object = None) -> None:
         self.calls.append("upsert")
@@ -54,6 +57,11 @@ class MarksTable:
         self, query: str, parameters: dict[str, Any], **_: Any
     ) -> AsyncIterator[dict[str, Any]]:
         self.calls.append("query")
+        # Azure Tables permits at most 15 comparisons in a $filter
+        # (learn.microsoft.com/rest/api/storageservices/querying-tables-and-entities#filtering-on-properties).
+        assert sum(query.count(f" {op} ") for op in ("eq", "gt", "lt", "ge", "le", "ne")) <= 15, query
+        if self.unavailable:
+            raise ServiceRequestError("storage unreachable")
         return self._rows(query, parameters)
 
     async def _rows(self, query: str, parameters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -78,14 +86,14 @@ async def test_an_ambiguous_update_holds_its_entitys_events_and_no_others() -> N
     echoes, _, clock = journal()
     await echoes.mark_ambiguous(mark(clock))
     ours, theirs = change_event(ID.upper()), change_event(OTHER)
-    assert await echoes.held_by([ours, theirs]) == {ours.id: "job-7"}
+    assert (await echoes.look_up([], [ours, theirs])).holders == {ours.id: "job-7"}
 
 
 async def test_an_ambiguous_create_holds_every_event_of_its_entity_set() -> None:
     echoes, _, clock = journal()
     await echoes.mark_ambiguous(mark(clock, None))
     events = [change_event(ID), change_event(OTHER)]
-    assert await echoes.held_by(events) == {event.id: "job-7" for event in events}
+    assert (await echoes.look_up([], events)).holders == {event.id: "job-7" for event in events}
 
 
 async def test_a_cleared_mark_holds_nothing_and_the_recorded_version_is_the_jobs_echo() -> None:
@@ -94,7 +102,7 @@ async def test_a_cleared_mark_holds_nothing_and_the_recorded_version_is_the_jobs
     await echoes.record([Written("contoso", "customers", ID, 'W/"1"', "job-7")])
     await echoes.clear_ambiguous(mark(clock))
     event = change_event(ID, 'W/"1"')
-    assert await echoes.held_by([event]) == {}
+    assert (await echoes.look_up([], [event])).holders == {}
     assert await echoes.echoes_of([event]) == {event.id: "job-7"}
 
 
@@ -105,13 +113,43 @@ async def test_a_mark_past_its_end_holds_nothing_names_the_job_and_is_deleted(
     await echoes.mark_ambiguous(mark(clock))
     clock.advance(timedelta(hours=1, seconds=1))
     with caplog.at_level(logging.WARNING):
-        assert await echoes.held_by([change_event(ID)]) == {}
+        assert (await echoes.look_up([], [change_event(ID)])).holders == {}
     assert [
         r.__dict__["job_id"]
         for r in caplog.records
         if r.__dict__.get("event") == "changes.ambiguous_hold_ended"
     ] == ["job-7"]
     assert table.rows == {}
+
+
+async def test_one_query_answers_both_the_echoes_and_the_ambiguous_marks() -> None:
+    echoes, table, clock = journal()
+    await echoes.mark_ambiguous(mark(clock, OTHER))
+    await echoes.record([Written("contoso", "customers", ID, 'W/"1"', "job-3")])
+    ours, theirs = change_event(ID, 'W/"1"'), change_event(OTHER)
+    table.calls.clear()
+    answer = await echoes.look_up([ours, theirs], [ours, theirs])
+    assert (answer.echoes, answer.holders) == ({ours.id: "job-3"}, {theirs.id: "job-7"})
+    assert table.calls == ["query"]
+
+
+async def test_fourteen_new_events_cost_two_queries_within_fifteen_comparisons_each() -> None:
+    echoes, table, clock = journal()
+    await echoes.mark_ambiguous(mark(clock, None))
+    events = [change_event(f"c0a8e2b1-0000-0000-0000-{n:012d}", 'W/"1"') for n in range(14)]
+    await echoes.record([Written("contoso", "customers", e.subject, 'W/"1"', "job-3") for e in events])
+    table.calls.clear()
+    answer = await echoes.look_up(events, events)
+    assert answer.echoes == {e.id: "job-3" for e in events}
+    assert answer.holders == {e.id: "job-7" for e in events}
+    assert table.calls == ["query", "query"]
+
+
+async def test_an_unreadable_journal_makes_the_publish_unavailable() -> None:
+    echoes, table, _ = journal()
+    table.unavailable = True
+    with pytest.raises(ChangeLogUnavailableError):
+        await echoes.look_up([change_event(ID)], [change_event(ID)])
 
 
 async def test_an_entity_set_nobody_watches_costs_no_storage_call() -> None:
