@@ -143,11 +143,25 @@ def share_of(state: CoordinationState, member_id: str, now: float, config: Throt
     pool = [member for member in live if member.low == me.low]
     rate, slots = _pool_budget(me.low, live, now, config)
     rank = pool.index(me)
-    senders = [m for n, m in enumerate(pool) if m.active_from <= now and _slots_for(n, len(pool), slots)]
     mine = _slots_for(rank, len(pool), slots)
     if me.active_from > now or mine == 0:
         return Share(rate=0.0, slots=0, members=len(live))
-    return Share(rate=rate / len(senders), slots=mine, members=len(live))
+    return Share(rate=rate / _rate_divisor(pool, me.low, now, slots, config), slots=mine, members=len(live))
+
+
+def _rate_divisor(pool: list[Member], low: bool, now: float, slots: int, config: ThrottleConfig) -> int:
+    """How many members the pool's rate is split over: its admitted members that hold a slot.
+
+    For the normal pool, counted as if no slot were reserved (at most `max_in_flight`): a feed-only member arriving
+    or leaving moves a slot between a normal junior and the reserve, and a member that has not seen the row change
+    yet must not be outpaced by one that has (a junior's lost slot would raise the others' rate before the junior
+    stopped; a junior's regained slot would let it send before the others shrank). The price: while a normal
+    junior waits for a reserved slot, the pool sends at its slots' part of its rate."""
+    admitted = [member for member in pool if member.active_from <= now]
+    if not low:
+        return max(1, min(len(admitted), config.max_in_flight))
+    ranks = {member.id: n for n, member in enumerate(pool)}
+    return max(1, sum(1 for member in admitted if _slots_for(ranks[member.id], len(pool), slots)))
 
 
 def _pool_budget(
