@@ -54,9 +54,6 @@ DEFAULT_PAGE_SIZE = 1000
 # BC's subscription ids: 32 hex digits (sandbox/README.md "BC webhooks"; Learn's examples). Checked before they go
 # into a URL, between the single quotes BC requires: subscriptions('{id}').
 _SUBSCRIPTION_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
-# Reads that may be served by a read-only replica (learn.microsoft.com/dynamics365/business-central/dev-itpro/
-# administration/database-read-scale-out-overview): the feed's reads never write.
-READ_ONLY_INTENT = {"Data-Access-Intent": "ReadOnly"}
 # If-Match for "any version" (RFC 9110 §13.1.1). BC requires If-Match on PATCH and DELETE, "either with a
 # retrieved ETag or with '*'"
 # (learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/use-odata-to-modify-data).
@@ -133,15 +130,12 @@ class BusinessCentralClient:
 
     # ----- entities -----------------------------------------------------------------------------------
 
-    async def get(
-        self, key: EntityKey, query: ODataQuery | None = None, *, read_only: bool = False
-    ) -> Entity:
-        """One entity (with its ETag); `read_only`: BC may serve it from a read-only replica (the feed's reads)."""
-        headers = READ_ONLY_INTENT if read_only else {}
+    async def get(self, key: EntityKey, query: ODataQuery | None = None, *, primary: bool = False) -> Entity:
+        """One entity (with its ETag). Like every GET it may be served by a read replica (the sender's rule,
+        `Data-Access-Intent: ReadOnly`); `primary`: the answer decides a write, read BC's primary database."""
         params = (query or ODataQuery()).params()
-        response = await self._sender.send(
-            BcRequest(Method.GET, await self._url(key), params=params, headers=headers)
-        )
+        url = await self._url(key)
+        response = await self._sender.send(BcRequest(Method.GET, url, params=params, primary=primary))
         return _entity(json_body(response), _request_id(response))
 
     async def list(
@@ -151,20 +145,20 @@ class BusinessCentralClient:
         *,
         limit: int | None = None,
         page_size: int | None = None,
+        primary: bool = False,
     ) -> tuple[Entity, ...]:
-        """All entities (or the first `limit`), across as many pages as it takes."""
-        return await self._collect(
-            await self._url(entity_set), (query or ODataQuery()).params(), limit, page_size
-        )
+        """All entities (or the first `limit`), across as many pages as it takes (`primary`: as in `get`)."""
+        url, params = await self._url(entity_set), (query or ODataQuery()).params()
+        return await self._collect(url, params, limit, page_size, primary=primary)
 
     async def pages(
         self, entity_set: EntitySet, query: ODataQuery | None = None, *, page_size: int | None = None
     ) -> AsyncIterator[tuple[Entity, ...]]:
-        """Page by page (`Data-Access-Intent: ReadOnly`): a caller can act on each before reading the next."""
+        """Page by page: a caller can act on each before reading the next."""
         url: str | None = await self._url(entity_set)
         params = (query or ODataQuery()).params()
         while url is not None:
-            page = await self._page(url, params, page_size or self._page_size, READ_ONLY_INTENT)
+            page = await self._page(url, params, page_size or self._page_size)
             yield page.entities
             url, params = page.next_link, {}
 
@@ -290,22 +284,29 @@ class BusinessCentralClient:
         return f"{self._endpoint.api_root(target.api)}/{target.relative_path(company_id)}"
 
     async def _collect(
-        self, url: str, params: Mapping[str, str], limit: int | None, page_size: int | None
+        self,
+        url: str,
+        params: Mapping[str, str],
+        limit: int | None,
+        page_size: int | None,
+        *,
+        primary: bool = False,
     ) -> tuple[Entity, ...]:
         collected: list[Entity] = []
         size = min(page_size or self._page_size, limit) if limit else (page_size or self._page_size)
         next_url: str | None = url
         while next_url is not None and (limit is None or len(collected) < limit):
-            page = await self._page(next_url, params, size)
+            page = await self._page(next_url, params, size, primary=primary)
             collected.extend(page.entities)
             next_url, params = page.next_link, {}
         return tuple(collected[:limit] if limit is not None else collected)
 
     async def _page(
-        self, url: str, params: Mapping[str, str], page_size: int, headers: Mapping[str, str] | None = None
+        self, url: str, params: Mapping[str, str], page_size: int, *, primary: bool = False
     ) -> Page:
-        prefer = {"Prefer": f"odata.maxpagesize={page_size}", **(headers or {})}
-        response = await self._sender.send(BcRequest(Method.GET, url, params=params, headers=prefer))
+        prefer = {"Prefer": f"odata.maxpagesize={page_size}"}
+        request = BcRequest(Method.GET, url, params=params, headers=prefer, primary=primary)
+        response = await self._sender.send(request)
         body = json_body(response)
         correlation = Correlation(_request_id(response))
         values = body.get("value") if isinstance(body, Mapping) else None

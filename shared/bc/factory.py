@@ -11,11 +11,16 @@ from shared.azure_clients import httpx_verify
 from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from shared.bc.sender import Recorder, RequestSender, Throttle
+from shared.bc.sender import Recorder, RequestSender, Throttle, user_agent
 from shared.bc.throttle import HEARTBEAT_SECONDS, CoordinationStore, SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import partition_key_for
 from shared.clock import Clock
-from shared.connections.connection import Connection, connection_from_settings
+from shared.connections.connection import (
+    PRIMARY_IDENTITY,
+    Connection,
+    Identity,
+    connection_from_settings,
+)
 from shared.settings import Settings
 from shared.tokens import DEFAULT_MIN_VALIDITY, TokenProvider
 
@@ -44,6 +49,12 @@ def endpoint_for(connection: Connection, settings: Settings) -> BcEndpoint:
         company_id=connection.company_id,
         company_name=connection.company_name,
     )
+
+
+def agent_for(connection: Connection, identity: Identity | None = None) -> str:
+    """The User-Agent of a connection's requests as one of its identities (the primary by default): BC's telemetry
+    names the connection and identity of each request by it (shared/bc/sender.py, `user_agent`)."""
+    return user_agent(connection.name, (identity or connection.primary).name)
 
 
 def budget_key(settings: Settings) -> str:
@@ -104,9 +115,11 @@ def build_client(
     policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     clock: Clock | None = None,
     endpoint: BcEndpoint | None = None,
+    agent: str | None = None,
 ) -> BusinessCentralClient:
     """A BC client for `endpoint` (the settings' environment when None); the token must outlive a whole request
-    (timeout + 1 min)."""
+    (timeout + 1 min). `agent` (`agent_for`): the User-Agent naming the connection and identity; by default the
+    settings' connection (BC_CONNECTION_NAME) as its primary identity."""
     min_validity = max(DEFAULT_MIN_VALIDITY, timedelta(seconds=settings.bc.request_timeout_seconds + 60))
     sender = RequestSender(
         http or http_client_from_settings(settings),
@@ -116,5 +129,6 @@ def build_client(
         policy=policy,
         recorder=recorder,
         clock=clock,
+        agent=agent or user_agent(settings.auth.connection_name, PRIMARY_IDENTITY),
     )
     return BusinessCentralClient(sender, endpoint or endpoint_from_settings(settings))

@@ -17,6 +17,21 @@ TokenProviderError.transient, whether waiting helps (TokenRefusedError, not retr
 
 The Recorder hook: an Interaction holds no body, no query string and no header value other than correlation
 ids, so nothing secret (a token, customer data from a filter) can reach the job's audit log through it.
+
+Headers BC's telemetry attributes (reference bc-facts.md §3e; Learn "Analyzing incoming web service request
+telemetry", learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/telemetry-webservices-trace:
+signal RT0008 logs `userAgent`/`httpHeaders` and `clientRequestId`): every try carries `User-Agent:
+bcjobs/{version} (connection={name}; identity={name})` beside its client-request-id, so the customer's admin can
+tell this product's requests, and which connection and identity sent them, from the other apps'. Both names match
+[a-z0-9-] (shared/connections/connection.py): no secret, no tenant data. Every GET also carries
+`Data-Access-Intent: ReadOnly` (bc-facts.md §3b; Learn "Tips for connecting apps", devenv-connect-apps-tips, and
+"Read scale-out", database-read-scale-out-overview): BC may serve it from a read-only replica, off the primary's
+load; BC refuses the header on a write, so no other method ever sends it. One rule here, for every read — but
+a replica "can lag behind a recently committed write" and Learn says to avoid read-only intent for a read that
+"requires primary-database consistency for a decision" (learn.microsoft.com/training/modules/
+implement-application-programming-interfaces/route-read-only-workloads; the 2021 wave 2 release plan,
+"odata-read-only-intent": "some small latency between different replicas"): a job's read that decides a write
+(the natural-key lookup of an upsert, the check after an ambiguous write) sets BcRequest.primary and goes without it.
 """
 
 from __future__ import annotations
@@ -50,6 +65,13 @@ from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from shared.clock import Clock, SystemClock
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProvider, TokenProviderError
 
+# The product's version (pyproject.toml's and bcjobs/pyproject.toml's `version`, which a unit test keeps equal to
+# this): a constant, since the deployment packs neither pyproject.toml (.funcignore) nor any distribution's metadata.
+PRODUCT_VERSION = "0.1.0"
+USER_AGENT = "User-Agent"
+DATA_ACCESS_INTENT = "Data-Access-Intent"
+READ_ONLY_INTENT = "ReadOnly"
+
 # Connection failures where the request surely never left this process (safe to repeat any method).
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -68,6 +90,30 @@ class Interaction:
     ms_correlation_x: str | None = None
     bc_error_code: str | None = None
     error: str | None = None
+
+
+def user_agent(connection: str | None = None, identity: str | None = None) -> str:
+    """`bcjobs/{version} (connection={connection}; identity={identity})`; just the product when no connection."""
+    product = f"bcjobs/{PRODUCT_VERSION}"
+    if connection is None:
+        return product
+    return f"{product} (connection={connection}; identity={identity or 'primary'})"
+
+
+def request_headers(bc_request: BcRequest, request_id: str, agent: str) -> dict[str, str]:
+    """The headers of one try: ours, then the caller's, then the read-intent rule (ReadOnly on a GET that may be
+    served by a replica, never else)."""
+    headers = {
+        "Accept": "application/json",
+        CLIENT_REQUEST_ID: request_id,
+        USER_AGENT: agent,
+        **bc_request.headers,
+    }
+    for name in [name for name in headers if name.lower() == DATA_ACCESS_INTENT.lower()]:
+        del headers[name]
+    if bc_request.method is Method.GET and not bc_request.primary:
+        headers[DATA_ACCESS_INTENT] = READ_ONLY_INTENT
+    return headers
 
 
 class Recorder(Protocol):
@@ -117,6 +163,8 @@ class BcRequest:
     params: Mapping[str, str] = field(default_factory=dict)
     body: JsonValue = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # A GET whose answer decides a write: read from BC's primary database, not a replica (the module's docstring).
+    primary: bool = False
 
     @property
     def idempotent(self) -> bool:
@@ -138,6 +186,7 @@ class RequestSender:
         recorder: Recorder | None = None,
         clock: Clock | None = None,
         new_request_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        agent: str | None = None,
     ) -> None:
         self._http = http
         self._tokens = tokens
@@ -147,6 +196,7 @@ class RequestSender:
         self._recorder = recorder or NullRecorder()
         self._clock = clock or SystemClock()
         self._new_request_id = new_request_id
+        self._agent = agent or user_agent()
 
     async def aclose(self) -> None:
         """Close the HTTP client's connections."""
@@ -173,7 +223,7 @@ class RequestSender:
 
     async def _try(self, bc_request: BcRequest, try_number: int) -> httpx.Response:
         request_id = self._new_request_id()
-        headers = {"Accept": "application/json", CLIENT_REQUEST_ID: request_id, **bc_request.headers}
+        headers = request_headers(bc_request, request_id, self._agent)
         request = self._http.build_request(
             bc_request.method.value,
             bc_request.url,

@@ -83,9 +83,7 @@ class EntityReads(Protocol):
     @property
     def endpoint(self) -> BcEndpoint: ...
 
-    async def get(
-        self, key: EntityKey, query: ODataQuery | None = None, *, read_only: bool = False
-    ) -> Entity: ...
+    async def get(self, key: EntityKey, query: ODataQuery | None = None) -> Entity: ...
 
     def pages(
         self, entity_set: EntitySet, query: ODataQuery | None = None, *, page_size: int | None = None
@@ -335,7 +333,7 @@ async def _read(
         str(key.id),
         *query.select,
     )
-    return await reads.read(flight, received, lambda: lane.reads.get(key, query, read_only=True))
+    return await reads.read(flight, received, lambda: lane.reads.get(key, query))
 
 
 async def _collection_events(

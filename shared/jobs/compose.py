@@ -20,7 +20,7 @@ from shared.auth import AuthServices, auth_services
 from shared.azure_clients import queue_client, table_client
 from shared.bc import SharedThrottle, build_client
 from shared.bc.client import BusinessCentralClient
-from shared.bc.factory import endpoint_for, throttle_config_from_settings
+from shared.bc.factory import agent_for, endpoint_for, throttle_config_from_settings
 from shared.bc.throttle.low_priority import LowPriority
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
 from shared.changes.compose import echo_journal
@@ -206,6 +206,7 @@ class ConnectionLanes:
             throttle,
             recorder=JobRecorder(),
             endpoint=endpoint_for(connection, self._settings),
+            agent=agent_for(connection, identity),
         )
         self._closers.append(client.aclose)
         lane = Lane(
@@ -250,7 +251,9 @@ class ConnectionLanes:
             low = LowPriority(self._throttle(connection.budget_key_of(identity)))
             tokens = self._auth.for_identity(connection, identity).manager
             endpoint = endpoint_for(connection, self._settings)
-            client = build_client(self._settings, tokens, low, endpoint=endpoint)
+            client = build_client(
+                self._settings, tokens, low, endpoint=endpoint, agent=agent_for(connection, identity)
+            )
             self._closers.append(client.aclose)
             known = self._feed[key] = (connection, client)
         return known[1]

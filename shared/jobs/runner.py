@@ -183,7 +183,7 @@ class JobRunner:
         except EntityChangedError:
             if not earlier.ambiguous:
                 raise
-            current = await self._client.get(key)
+            current = await self._client.get(key, primary=True)  # decides: replicas lag (shared/bc/sender.py)
             if not _holds(current, step.data or {}):
                 raise
             return _written(current, reconciled=True)
@@ -203,7 +203,9 @@ class JobRunner:
 
     async def _find(self, target: EntitySet, natural_key: Mapping[str, Any]) -> Entity | None:
         conditions = [odata_field(name).eq(value) for name, value in natural_key.items()]
-        found = await self._client.list(target, ODataQuery(filter=all_of(*conditions)), limit=2)
+        # Decides create or update: from BC's primary database, a lagging replica could miss a new record.
+        query = ODataQuery(filter=all_of(*conditions))
+        found = await self._client.list(target, query, limit=2, primary=True)
         if len(found) > 1:
             raise NaturalKeyNotUniqueError(
                 f"more than one {target.name} record matches the natural key ({', '.join(natural_key)})",

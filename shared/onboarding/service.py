@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from shared.auth.compose import AuthServices, auth_services
 from shared.auth.errors import SignInStateUnknownError
 from shared.auth.sign_in import LOGIN_PATH, check_state, connection_in_state
-from shared.bc.factory import build_client, endpoint_for, http_client_from_settings
+from shared.bc.factory import agent_for, build_client, endpoint_for, http_client_from_settings
 from shared.connections.compose import registry_services
 from shared.connections.connection import Connection, Identity
 from shared.connections.errors import UnknownConnectionError
@@ -90,7 +90,8 @@ class Onboarding:
         ) as exc:  # its credential cannot be used here: its report says so, the pool's go on
             return unbuildable(connection, acting, exc)
         endpoint = endpoint_for(connection, self.settings)
-        client = build_client(self.settings, manager, Unthrottled(), endpoint=endpoint)
+        agent = agent_for(connection, acting)
+        client = build_client(self.settings, manager, Unthrottled(), endpoint=endpoint, agent=agent)
         probe = ClientProbe(
             client, http_client_from_settings(self.settings), self.settings.bc.api_base_url, manager
         )

@@ -65,10 +65,7 @@ class MemoryBc:
         self.requests.append((kind, path, query))
         self.dimensions.append(current_dimensions())
 
-    async def get(
-        self, key: EntityKey, query: ODataQuery | None = None, *, read_only: bool = False
-    ) -> Entity:
-        assert read_only  # the feed's reads always ask for BC's read replica
+    async def get(self, key: EntityKey, query: ODataQuery | None = None) -> Entity:
         self._note("get", key.relative_path(self.company), query)
         for row in self.sets.get(key.entity_set.name, []):
             if row["id"] == str(key.id):

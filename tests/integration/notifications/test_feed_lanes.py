@@ -30,9 +30,7 @@ async def test_the_feed_reads_through_its_connections_lane(
         pages = [
             page async for page in client.pages(EntitySet("customers", company_id=company), page_size=25)
         ]
-        first = await client.get(
-            EntitySet("customers", company_id=company).key(str(pages[0][0].id)), read_only=True
-        )
+        first = await client.get(EntitySet("customers", company_id=company).key(str(pages[0][0].id)))
     finally:
         await close_job_services()
         await close_registry_services()

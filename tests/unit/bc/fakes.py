@@ -107,6 +107,7 @@ def make_client(
     company_name: str | None = None,
     page_size: int = 100,
     tokens: CountingTokens | None = None,
+    agent: str | None = None,
 ) -> Harness:
     """A BusinessCentralClient whose HTTP goes to `handler`; every request is also kept."""
     seen: list[httpx.Request] = []
@@ -129,6 +130,7 @@ def make_client(
         policy=policy or RetryPolicy(jitter=0.0),
         recorder=recorder,
         clock=clock,
+        agent=agent,
     )
     endpoint = BcEndpoint(BASE, "production", TENANT, company_id=company_id, company_name=company_name)
     client = BusinessCentralClient(sender, endpoint, page_size=page_size)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tomllib
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from uuid import UUID
 
 import httpx
@@ -21,8 +23,9 @@ from shared.bc.errors import (
     TokenRefusedError,
     UnsafeNextLinkError,
 )
-from shared.bc.models import ApiRoute, EntitySet
+from shared.bc.models import ApiRoute, EntitySet, Method
 from shared.bc.odata import ODataQuery, odata_field
+from shared.bc.sender import PRODUCT_VERSION, BcRequest, request_headers, user_agent
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProviderError
 from tests.unit.bc.fakes import (
     API_ROOT,
@@ -465,9 +468,61 @@ async def test_throttle_permit_is_taken_per_request() -> None:
     assert h.throttle.permits == 2
 
 
-async def test_a_read_only_get_asks_for_bcs_read_replica() -> None:
-    """The change feed's reads carry Data-Access-Intent: ReadOnly; a job's get does not."""
-    h = make_client(lambda request: json_response(200, customer(1)))
-    await h.client.get(CUSTOMERS.key(CUSTOMER_ID), read_only=True)
+async def test_every_get_asks_for_bcs_read_replica_and_no_write_does() -> None:
+    """One rule in the sender: GETs (a job's and the feed's, pages included) carry Data-Access-Intent: ReadOnly;
+    POST, PATCH and DELETE never do, even when a caller's headers ask for it (BC refuses it on a write)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        listing = request.method == "GET" and request.url.path.endswith("/customers")
+        return json_response(200, {"value": [customer(1)]} if listing else customer(1))
+
+    h = make_client(answer)
     await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
-    assert [request.headers.get("Data-Access-Intent") for request in h.requests] == ["ReadOnly", None]
+    await h.client.list(CUSTOMERS)
+    await h.client.create(CUSTOMERS, {"displayName": "x"})
+    await h.client.update(CUSTOMERS.key(CUSTOMER_ID), {"displayName": "y"})
+    await h.client.delete(CUSTOMERS.key(CUSTOMER_ID))
+    intents = [(r.method, r.headers.get("Data-Access-Intent")) for r in h.requests]
+    assert intents == [
+        ("GET", "ReadOnly"),
+        ("GET", "ReadOnly"),
+        ("POST", None),
+        ("PATCH", None),
+        ("DELETE", None),
+    ]
+
+
+async def test_every_request_names_the_product_its_version_and_connection() -> None:
+    """User-Agent (BC's telemetry logs it, RT0008): product and version, connection and identity; nothing else."""
+    h = make_client(lambda request: json_response(200, customer(1)), agent=user_agent("acme", "second"))
+    await h.client.get(CUSTOMERS.key(CUSTOMER_ID))
+    await h.client.create(CUSTOMERS, {"displayName": "x"})
+    agents = {request.headers["User-Agent"] for request in h.requests}
+    assert agents == {f"bcjobs/{PRODUCT_VERSION} (connection=acme; identity=second)"}
+
+
+async def test_a_read_that_decides_a_write_goes_to_the_primary_database() -> None:
+    """`primary`: no read intent (a replica may lag behind a write the read must see), pages included."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        listing = request.url.path.endswith("/customers")
+        return json_response(200, {"value": [customer(1)]} if listing else customer(1))
+
+    h = make_client(answer)
+    await h.client.get(CUSTOMERS.key(CUSTOMER_ID), primary=True)
+    await h.client.list(CUSTOMERS, limit=2, primary=True)
+    assert [request.headers.get("Data-Access-Intent") for request in h.requests] == [None, None]
+
+
+def test_a_callers_read_intent_never_reaches_a_write() -> None:
+    """The rule wins over a caller's headers: a write never carries Data-Access-Intent, whatever its case."""
+    request = BcRequest(Method.POST, f"{BASE}/x", headers={"data-access-intent": "ReadOnly"})
+    headers = request_headers(request, "id-1", user_agent())
+    assert {name.lower() for name in headers} == {"accept", "client-request-id", "user-agent"}
+
+
+def test_the_user_agent_version_is_the_products() -> None:
+    """PRODUCT_VERSION is a constant (no pyproject.toml nor package metadata is deployed): it must follow both."""
+    root = Path(__file__).resolve().parents[3]
+    for pyproject in (root / "pyproject.toml", root / "bcjobs" / "pyproject.toml"):
+        assert tomllib.loads(pyproject.read_text())["project"]["version"] == PRODUCT_VERSION
