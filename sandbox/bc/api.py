@@ -82,6 +82,18 @@ def parse_path(path: str) -> list[Segment]:
     return segments
 
 
+def refuse_read_only_write(method: str, headers: Mapping[str, str]) -> None:
+    """BC refuses `Data-Access-Intent: ReadOnly` on anything but GET (reference bc-facts.md §3b, from Learn's
+    devenv-connect-apps-tips: "ReadOnly on POST, PATCH or DELETE is an error"). UNCONFIRMED: the status, code and
+    message BC answers with; none of the stored docs gives them, so these are the sandbox's own."""
+    if headers.get("data-access-intent", "").lower() == "readonly" and method != "GET":
+        raise BcError(
+            400,
+            "BadRequest_InvalidOperation",
+            "The request is not allowed with Data-Access-Intent: ReadOnly.",
+        )
+
+
 class BcApi:
     """Executes API operations against the store."""
 
@@ -93,12 +105,7 @@ class BcApi:
     # --- entry ------------------------------------------------------------------------------------------------
     def execute(self, request: ApiRequest) -> ApiResponse:
         """Run one operation; BcError for every failure BC would answer with."""
-        if request.headers.get("data-access-intent", "").lower() == "readonly" and request.method != "GET":
-            raise BcError(
-                400,
-                "BadRequest_InvalidOperation",
-                "The request is not allowed with Data-Access-Intent: ReadOnly.",
-            )
+        refuse_read_only_write(request.method, request.headers)
         segments = parse_path(request.path)
         if not segments:
             return self._service_document(request)

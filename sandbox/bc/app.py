@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from sandbox.bc.api import JSON_TYPE, ApiRequest, ApiResponse
+from sandbox.bc.api import JSON_TYPE, ApiRequest, ApiResponse, refuse_read_only_write
 from sandbox.bc.batch import batch_size, run_batch
 from sandbox.bc.control import ANONYMOUS, DROPPED, BcControl
 from sandbox.bc.environment import BcEnvironment
@@ -108,6 +108,10 @@ class BcEndpoints:
         """Every BC request."""
         correlation = str(uuid.uuid4())
         identity, env = ANONYMOUS, None
+        headers = request.headers
+        self._control.note_headers(
+            request.method, headers.get("user-agent"), headers.get("data-access-intent")
+        )
         try:
             root = split_path(request.url.path, self._config.bc_custom_apis)
             claims = self._authenticate(request, root.tenant)
@@ -242,6 +246,8 @@ class BcEndpoints:
             body=body,
             root_url=f"https://{request.headers.get('host', request.url.netloc)}{root.root_path}",
         )
+        # Every write, a $batch and a webhook subscription's too (their paths skip BcApi.execute's own check).
+        refuse_read_only_write(api_request.method, api_request.headers)
         if not is_batch and is_subscriptions_path(root.rest):
             api_route = root.root_path.split("/api/", 1)[1]
             return await self._subscriptions.execute(api_request, env, api_route, identity)

@@ -36,6 +36,14 @@ class BcStats:
     in_flight: dict[str, int]
     records: dict[str, int]
     faults_injected: dict[str, int]
+    # (method, User-Agent, Data-Access-Intent) -> count: the two headers BC's telemetry logs per request (RT0008,
+    # learn.microsoft.com/dynamics365/business-central/dev-itpro/administration/telemetry-webservices-trace), so a
+    # test can see what the customer's admin would. None: the request did not send that header.
+    client_headers: dict[tuple[str, str | None, str | None], int] = dataclasses.field(default_factory=dict)
+
+    def headers_of(self, method: str | None = None) -> list[tuple[str | None, str | None]]:
+        """The (User-Agent, Data-Access-Intent) pairs requests with that method (any when None) sent."""
+        return [(agent, intent) for (m, agent, intent) in self.client_headers if method in (None, m)]
 
     def count(self, status: int | None = None, identity: str | None = None) -> int:
         """Requests with that status (any when None) from that identity (all when None)."""
@@ -53,6 +61,10 @@ class BcStats:
         data["requests"] = {
             who: {str(k): v for k, v in statuses.items()} for who, statuses in self.requests.items()
         }
+        data["client_headers"] = [
+            {"method": method, "user_agent": agent, "data_access_intent": intent, "count": n}
+            for (method, agent, intent), n in sorted(self.client_headers.items(), key=str)
+        ]
         return data
 
 
@@ -61,6 +73,7 @@ def build_stats(
     limiters: Iterable[Limiter],
     records: dict[str, int],
     faults: dict[str, int],
+    client_headers: Counter[tuple[str, str | None, str | None]] | None = None,
 ) -> BcStats:
     """BcStats from request counters and limiters (in flight summed, peaks the highest, over the limiters)."""
     requests: dict[str, dict[int, int]] = {}
@@ -69,7 +82,7 @@ def build_stats(
     states: list[tuple[str, IdentityState]] = [
         (who, state) for limiter in limiters for who, state in limiter.identities.items()
     ]
-    stats = BcStats(requests, {}, {}, {}, {}, records, faults)
+    stats = BcStats(requests, {}, {}, {}, {}, records, faults, dict(client_headers or {}))
     for who, state in states:
         stats.peak_in_flight[who] = max(stats.peak_in_flight.get(who, 0), state.peak_in_flight)
         stats.peak_queued[who] = max(stats.peak_queued.get(who, 0), state.peak_queued)
@@ -108,6 +121,7 @@ class BcControl:
         self.primary = next(env for env in self.environments.values() if env.primary)
         self._rng = random.Random(config.seed + 3)
         self._requests: Counter[tuple[str, int]] = Counter()
+        self._client_headers: Counter[tuple[str, str | None, str | None]] = Counter()
         self._faults_injected: Counter[str] = Counter()
         self._forced: deque[Fault] = deque()
         self._limits = self._default_limits()
@@ -234,6 +248,7 @@ class BcControl:
         """Restore knobs, clear counters and windows, reseed the data."""
         with self.lock:
             self._requests.clear()
+            self._client_headers.clear()
             self._faults_injected.clear()
             self._forced.clear()
             self._limits = self._default_limits()
@@ -253,7 +268,8 @@ class BcControl:
         with self.lock:
             limiters = [env.limiter for env in self.environments.values()]
             records = self.primary.store.counts()
-            return build_stats(self._requests, limiters, records, dict(self._faults_injected))
+            faults = dict(self._faults_injected)
+            return build_stats(self._requests, limiters, records, faults, self._client_headers)
 
     def records(self, set_name: str) -> list[dict[str, JsonValue]]:
         """Copies of the demo company's rows of an entity set (for assertions without going through HTTP)."""
@@ -267,6 +283,11 @@ class BcControl:
             self._requests[(identity, status)] += 1
             if env is not None:
                 env.requests[(identity, status)] += 1
+
+    def note_headers(self, method: str, user_agent: str | None, data_access_intent: str | None) -> None:
+        """Count the headers BC's telemetry logs of one request (every request, refused ones too)."""
+        with self.lock:
+            self._client_headers[(method, user_agent, data_access_intent)] += 1
 
     def plan(self, is_write: bool) -> FaultPlan:
         """Draw the fate of one admitted request."""
