@@ -18,6 +18,7 @@ from sandbox.config import SandboxConfig
 from sandbox.entra.directory import AppRegistration, build_directory
 from shared.auth import ConnectionStatus, Health
 from shared.bc import BusinessCentralError, build_client
+from shared.bc.factory import agent_for
 from shared.bc.retry import RetryPolicy
 from shared.bc.throttle import SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import TableCoordinationStore, partition_key_for
@@ -115,6 +116,7 @@ def _lane(
         throttle,
         recorder=TimingRecorder(report, identity.name),
         policy=RetryPolicy(max_tries=1),
+        agent=agent_for(connection, identity),
     )
     return Lane(connection, JobRunner(client), tokens, throttle.await_slot, identity=identity.name)
 

@@ -52,14 +52,24 @@ async def test_a_write_jobs_post_names_the_connection_and_its_reads_ask_for_a_re
     assert {user_agent for _, user_agent, _ in sent} == {agent}
 
 
-@pytest.mark.parametrize("method", ["POST", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "companies({company})/customers"),
+        ("PATCH", "companies({company})/customers"),
+        ("DELETE", "companies({company})/customers"),
+        ("POST", "$batch"),
+        ("POST", "subscriptions"),
+    ],
+)
 async def test_the_sandbox_refuses_a_write_with_read_only_intent(
-    bc: BusinessCentralClient, bc_settings: Settings, tokens: SandboxTokenProvider, method: str
+    bc: BusinessCentralClient, bc_settings: Settings, tokens: SandboxTokenProvider, method: str, path: str
 ) -> None:
-    """BC refuses Data-Access-Intent: ReadOnly on a write (bc-facts.md §3b); so does the sandbox, and the
-    product's sender never sends it (tests/unit/bc/test_client.py)."""
+    """BC refuses Data-Access-Intent: ReadOnly on a write (bc-facts.md §3b); so does the sandbox, a $batch and a
+    webhook subscription included, and the product's sender never sends it (tests/unit/bc/test_client.py)."""
     company = await bc.company_id()
-    url = f"{endpoint_from_settings(bc_settings).api_root(STANDARD_API)}/companies({company})/customers"
+    root = endpoint_from_settings(bc_settings).api_root(STANDARD_API)
+    url = f"{root}/{path.format(company=company)}"
     token = (await tokens.token()).value
     headers = {"Authorization": f"Bearer {token}", "Data-Access-Intent": "ReadOnly", "If-Match": "*"}
     async with http_client_from_settings(bc_settings) as http:
