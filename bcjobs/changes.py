@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Defined with the other queue names, where a trigger binds it without building this module's models.
+from bcjobs import NOTIFICATIONS_QUEUE as NOTIFICATIONS_QUEUE
+
 CHANGES_QUEUE = "bc-changes"
-NOTIFICATIONS_QUEUE = "bc-notifications"
 EVENT_TYPE_PREFIX = "bcintegration"
 
 

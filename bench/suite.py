@@ -198,6 +198,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "capacity_target": ">= 100 jobs/s per worker process",
         "import_function_app_seconds": cold["function_app"]["seconds"],
         "import_sdks_alone_seconds": cold["sdks_alone"]["seconds"],
+        "import_azure_functions_alone_seconds": cold["azure_functions_alone"]["seconds"],
         "cold_start_target": "import function_app no slower than its SDKs alone",
         "worker_peak_rss_mib_6_processes": max(pipeline["6"]["worker_peak_rss_mib"]),
         "cheaper_jobs": cheaper_jobs(report),
@@ -224,7 +225,7 @@ def cheaper_jobs(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "value": report["token_lifetimes"]["key_vault_reads_per_lifetime_per_process"],
             "target": "<= 1.0",
         },
-        "import_beyond_sdks_ms": {
+        "import_beyond_azure_functions_ms": {
             "value": round(1000 * cold.get("product_import_seconds", 0.0), 1),
             "target": "<= 40",
         },

@@ -6,7 +6,7 @@ connection notes it (`note_job`). Every log record exported while the scope is o
 record's own `extra` wins. The settings' connection name is a default dimension of every record; a job's scope
 names the job's own connection, and the metrics recorded in it carry that too (`job_connection`).
 
-RedactingLogProcessor runs shared.redaction over every string attribute and the body before export, and blanks
+RedactingLogProcessor (shared/telemetry/processors.py) runs shared.redaction over every string attribute and the body before export, and blanks
 attributes whose *name* says they hold a secret: the record factory redacts messages at creation, but extras and
 the exception stack trace the OpenTelemetry handler renders from `exc_info` are attributes it never saw.
 """
@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
-
-from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from typing import TYPE_CHECKING, Any
 
 from shared.redaction import REDACTED, redact
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import LogRecordProcessor
 
 JOB_DIMENSIONS = ("job_id", "correlation_id", "operation", "attempt", "connection")
 # Attribute names whose value is a secret whatever it looks like (matched lower-cased).
@@ -85,50 +86,6 @@ def job_connection() -> str:
     return current_dimensions().get("connection", "none")
 
 
-class JobDimensionsProcessor(LogRecordProcessor):
-    """Adds the current job scope's and the process's dimensions to a record that does not carry them."""
-
-    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        """Fill in missing dimensions (runs in the logging call's context, so the scope is the caller's)."""
-        attributes = log_record.log_record.attributes
-        if attributes is None:
-            return
-        for name, value in current_dimensions().items():
-            if name not in attributes:
-                attributes[name] = value  # type: ignore[index]
-
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing buffered."""
-        del timeout_millis
-        return True
-
-
-class RedactingLogProcessor(LogRecordProcessor):
-    """Scrubs the body and every string attribute; blanks attributes named like secrets."""
-
-    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        """Redact in place before the exporting processor sees the record."""
-        record = log_record.log_record
-        if isinstance(record.body, str):
-            record.body = redact(record.body)
-        attributes = record.attributes
-        if attributes is None:
-            return
-        for name in list(attributes):
-            attributes[name] = scrub_attribute(name, attributes[name])  # type: ignore[index]
-
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing buffered."""
-        del timeout_millis
-        return True
-
-
 def scrub_attribute(name: str, value: Any) -> Any:
     """`value` safe to export under `name`."""
     if name.lower() in SECRET_ATTRIBUTE_NAMES and value not in (None, ""):
@@ -144,4 +101,8 @@ def scrub_attribute(name: str, value: Any) -> Any:
 
 def log_record_processors() -> list[LogRecordProcessor]:
     """The processors every exported record goes through, in order (dimensions first, redaction last)."""
+    # Imported here: the OpenTelemetry SDK (with psutil) loads only when telemetry is configured, never for
+    # `import function_app` (issue 24, point 4).
+    from shared.telemetry.processors import JobDimensionsProcessor, RedactingLogProcessor
+
     return [JobDimensionsProcessor(), RedactingLogProcessor()]

@@ -12,9 +12,8 @@ import threading
 import time
 from collections import deque
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bcjobs import Job, JobReport
 from shared.telemetry.dimensions import job_connection
 from shared.telemetry.instruments import (
     RECONCILE_LAG,
@@ -25,6 +24,9 @@ from shared.telemetry.instruments import (
     current,
     operation_kind,
 )
+
+if TYPE_CHECKING:  # annotations only: `import function_app` builds no job model (issue 24, point 4)
+    from bcjobs import Job, JobReport
 
 THROTTLED = 429
 RECENT_WINDOW_SECONDS = 300.0

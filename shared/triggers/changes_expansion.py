@@ -12,7 +12,7 @@ import logging
 
 import azure.functions as func
 
-from bcjobs.changes import NOTIFICATIONS_QUEUE
+from bcjobs import NOTIFICATIONS_QUEUE
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)

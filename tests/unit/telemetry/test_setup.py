@@ -11,7 +11,7 @@ from opentelemetry import _logs, metrics, trace
 
 from shared.settings import telemetry_settings
 from shared.telemetry import configure_telemetry
-from shared.telemetry.dimensions import JobDimensionsProcessor, RedactingLogProcessor
+from shared.telemetry.processors import JobDimensionsProcessor, RedactingLogProcessor
 from shared.telemetry.setup import DISABLED_INSTRUMENTATIONS, PRODUCT_LOGGER, distro_options
 
 ROOT = Path(__file__).resolve().parents[3]
