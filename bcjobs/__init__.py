@@ -60,18 +60,22 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines `name` on first use, then keep the name here (later reads are plain)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bcjobs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# Hidden from type checkers: they see the names through the imports above, so `from bcjobs import Jobb` stays a
+# mypy error instead of an Any a module `__getattr__` would give.
+if not TYPE_CHECKING:
 
+    def __getattr__(name: str) -> Any:
+        """Import the submodule that defines `name` on first use, then keep the name here (later reads are
+        plain)."""
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'bcjobs' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

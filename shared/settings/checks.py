@@ -9,9 +9,8 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, SecretStr
 
 from shared.settings.model import (
     CALLBACK_PATH,
@@ -26,6 +25,9 @@ from shared.settings.model import (
 )
 from shared.settings.problems import Impact, InvalidSettingsError, SettingProblem
 from shared.tokens import AuthMode
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 # The package's name, not this module's: operators (and tests/integration/devhost) find the cold-start ERROR
 # by logger "shared.settings", as before the model and the checks were split.
@@ -106,8 +108,7 @@ def _string_values(settings: Settings) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for group in (settings.storage, settings.auth, settings.bc, settings.jobs, settings.local):
         for field, info in type(group).model_fields.items():
-            value = getattr(group, field)
-            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            text = getattr(group, field)  # secrets are plain str fields with repr=False (model.py)
             if isinstance(text, str):
                 found.append((info.alias or field, text))
     return found

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 _PROBE = """
@@ -48,9 +50,23 @@ SERVICES = (
 )
 
 
-def modules_after_import_function_app() -> list[str]:
+# What only a function's first run needs (issue 24, point 4): the job contract's and the change feed's pydantic
+# models (bcjobs' names load on first use, PEP 562) and the OpenTelemetry SDK with psutil (loaded only when a
+# connection string configures Azure Monitor).
+FIRST_USE = (
+    "bcjobs.models",
+    "bcjobs.results",
+    "bcjobs.wire",
+    "bcjobs.changes",
+    "bcjobs.client",
+    "opentelemetry.sdk",
+    "psutil",
+)
+
+
+def modules_after(probe: str = _PROBE) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     modules: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
     return modules
@@ -58,9 +74,43 @@ def modules_after_import_function_app() -> list[str]:
 
 def test_import_function_app_loads_no_tool_and_no_service() -> None:
     """No developer tool and no service (composition root, SDK client) is imported to index the functions."""
-    modules = modules_after_import_function_app()
+    modules = modules_after()
     loaded = [m for m in modules if any(m == name or m.startswith(f"{name}.") for name in TOOLS + SERVICES)]
     assert loaded == []
+
+
+def test_import_function_app_builds_no_job_model_and_no_telemetry_sdk() -> None:
+    """The job contract's models and the OpenTelemetry SDK wait for the function that needs them."""
+    modules = modules_after()
+    loaded = [m for m in modules if any(m == name or m.startswith(f"{name}.") for name in FIRST_USE)]
+    assert loaded == []
+
+
+def test_import_bcjobs_alone_loads_no_pydantic() -> None:
+    """An app that reads the queue names (`import bcjobs`) pays for no model."""
+    probe = (
+        "import json, sys, bcjobs; print(json.dumps([m for m in sys.modules if m.startswith('pydantic')]))"
+    )
+    assert modules_after(probe) == []
+
+
+def test_every_public_name_of_bcjobs_resolves_on_first_use() -> None:
+    """`from bcjobs import X` works for every name of `__all__`, and is the submodule's own object."""
+    import bcjobs
+    from bcjobs.models import Job
+    from bcjobs.results import JobReport
+
+    assert all(hasattr(bcjobs, name) for name in bcjobs.__all__)
+    assert (bcjobs.Job, bcjobs.JobReport) == (Job, JobReport)
+    assert set(bcjobs.__all__) <= set(dir(bcjobs))
+
+
+def test_a_name_bcjobs_lacks_raises_attribute_error() -> None:
+    """A typo fails as for any module (an AttributeError naming it), not with a KeyError."""
+    import bcjobs
+
+    with pytest.raises(AttributeError, match="'Jobb'"):
+        _ = bcjobs.Jobb  # type: ignore[attr-defined]
 
 
 def _resolves(module: ModuleType, name: str) -> bool:
