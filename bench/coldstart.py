@@ -12,8 +12,9 @@
   they import; it hides the cost of a library the product imports needlessly (the library is then in both), so it
   is not the issue's figure.
 
-Each figure is the median (and the fastest) of `runs` fresh processes, taken in turns; peak RSS is the child's
-VmHWM (ru_maxrss would carry the parent's high-water mark across fork and exec).
+Each figure is the median (and the fastest) of `runs` fresh processes, taken in turns; `cpu_seconds` is the
+child's own CPU time for the same import (process_time), steadier than wall time when other work loads the
+machine (an import is single-threaded and CPU-bound once the files are cached); peak RSS is the child's VmHWM (ru_maxrss would carry the parent's high-water mark across fork and exec).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ PROJECT = (*PACKAGES, "__main__")  # a `python -c` probe is __main__
 
 _MEASURE = """
 import json, sys, time
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 {body}
-seconds = time.perf_counter() - started
+seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({{"seconds": seconds, "peak_rss_mib": hwm / 1024, "modules": list(sys.modules)}}))
+print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": hwm / 1024, "modules": list(sys.modules)}}))
 """
 
 _SDKS = """
@@ -91,6 +92,7 @@ def cold_start(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
         name: {
             "seconds": median(name, "seconds"),
             "min_seconds": round(min(float(s["seconds"]) for s in samples[name]), 3),
+            "cpu_seconds": median(name, "cpu_seconds"),
             "peak_rss_mib": median(name, "peak_rss_mib"),
         }
         for name in bodies
@@ -102,6 +104,7 @@ def cold_start(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
         "project_modules": len([m for m in probe["modules"] if m.split(".")[0] in PACKAGES]),
         "product_import_seconds": round(app["seconds"] - worker["seconds"], 3),
         "product_import_ratio": round(app["seconds"] / worker["seconds"], 3),
+        "product_import_cpu_seconds": round(app["cpu_seconds"] - worker["cpu_seconds"], 3),
         "product_rss_mib": round(app["peak_rss_mib"] - worker["peak_rss_mib"], 1),
         "project_modules_seconds": round(app["seconds"] - alone["seconds"], 3),
         "runs": runs,
