@@ -51,15 +51,16 @@ SERVICES = (
 
 
 # What only a function's first run needs (issue 24, point 4): the job contract's and the change feed's pydantic
-# models (bcjobs' names load on first use, PEP 562) and the OpenTelemetry SDK with psutil (loaded only when a
-# connection string configures Azure Monitor).
+# models (bcjobs' names load on first use, PEP 562) and OpenTelemetry: its metrics API loads with the first metric
+# recorded (shared.telemetry's names load on first use too), its SDK with psutil only when a connection string
+# configures Azure Monitor.
 FIRST_USE = (
     "bcjobs.models",
     "bcjobs.results",
     "bcjobs.wire",
     "bcjobs.changes",
     "bcjobs.client",
-    "opentelemetry.sdk",
+    "opentelemetry",
     "psutil",
 )
 
@@ -79,8 +80,8 @@ def test_import_function_app_loads_no_tool_and_no_service() -> None:
     assert loaded == []
 
 
-def test_import_function_app_builds_no_job_model_and_no_telemetry_sdk() -> None:
-    """The job contract's models and the OpenTelemetry SDK wait for the function that needs them."""
+def test_import_function_app_builds_no_job_model_and_loads_no_opentelemetry() -> None:
+    """The job contract's models and OpenTelemetry (API and SDK) wait for the function that needs them."""
     modules = modules_after()
     loaded = [m for m in modules if any(m == name or m.startswith(f"{name}.") for name in FIRST_USE)]
     assert loaded == []
