@@ -367,18 +367,29 @@ def get(storage: StorageClients, job_id: str, *, with_interactions: bool) -> Flo
 
 
 def interactions(storage: StorageClients, job_id: str) -> Flow[list[AuditedInteraction]]:
-    """The job's audit rows, oldest first (empty when none)."""
+    """The job's audit rows, oldest first (empty when none): its partition of the jobs table minus the job row,
+    and the rows earlier versions wrote to the audit table (shared/jobs/audit.py; a row in both is the same)."""
     if not re.fullmatch(JOB_ID_PATTERN, job_id):
         return []
-    query = partial(storage.audit_table.query_entities, "PartitionKey eq @job", parameters={"job": job_id})
+    found: dict[str, TableEntity] = {}
+    for table in (storage.audit_table, storage.jobs_table):  # the jobs table's rows win: they are the newer
+        rows = yield from _partition(table, job_id, "reading the interactions of job")
+        found.update((str(row["RowKey"]), row) for row in rows)
+    found.pop(JOB_ROW, None)
+    return [interaction_from_row(dict(found[key])) for key in sorted(found)]
+
+
+def _partition(table: TableLike, job_id: str, doing: str) -> Flow[list[TableEntity]]:
+    """Every row of the job's partition in `table`; empty when the table does not exist."""
+    query = partial(table.query_entities, "PartitionKey eq @job", parameters={"job": job_id})
     rows: list[TableEntity] = []
     try:
         yield SdkRows(query, rows)
     except ResourceNotFoundError:
         return []
     except AzureError as exc:
-        raise storage_error(f"reading the interactions of job {job_id}", exc) from exc
-    return [interaction_from_row(dict(row)) for row in sorted(rows, key=lambda row: str(row["RowKey"]))]
+        raise storage_error(f"{doing} {job_id}", exc) from exc
+    return rows
 
 
 def items(storage: StorageClients, job: str | JobReport) -> Flow[list[ItemOutcome]]:

@@ -7,6 +7,10 @@ and tests/integration/auth/test_table_stores.py):
 - A duplicate create_entity raises ResourceExistsError (409); create_entity into a table that does not exist
   raises ResourceNotFoundError whose x-ms-error-code header is TableNotFound (the aio client leaves error_code unset).
 - Every other failure (HttpResponseError, ServiceRequestError, timeouts) is an AzureError.
+- In an entity-group transaction (`submit_transaction`), an "update" with etag + IfNotModified is honoured: a stale
+  ETag fails the whole transaction (atomic: nothing written) with TableTransactionError, status 412 (404 when the
+  row is gone); learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions. Checked on
+  Azurite by tests/integration/test_azurite_storage.py.
 
 Lost races come back as values (None / False). Any other failure raises TableStorageError (TableMissingError when
 the table does not exist yet), naming the SDK error's type only; each package maps it to its own error at its seam.
@@ -24,7 +28,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.errors import IntegrationError
@@ -108,6 +112,31 @@ async def replace_if_match(table: TableClient, entity: TableEntity, etag: str) -
     except AzureError as exc:
         raise TableStorageError("replace", exc) from exc
     return str(metadata["etag"])
+
+
+async def replace_if_match_with(
+    table: TableClient, entity: TableEntity, etag: str, rows: list[TableEntity]
+) -> str | None:
+    """One entity-group transaction: replace the row if its ETag is still `etag`, and upsert (merge) `rows` of the
+    same partition (at most 99). The row's new ETag, or None when it changed or is gone: then nothing was written.
+    """
+    condition = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+    operations: list[Any] = [("update", entity, condition), *(("upsert", row) for row in rows)]
+    try:
+        answers = await table.submit_transaction(operations)
+    except TableTransactionError as exc:
+        if exc.status_code in (404, 412) and _row_missing_or_changed(exc):
+            return None
+        raise TableStorageError("transaction", exc) from exc
+    except AzureError as exc:
+        raise TableStorageError("transaction", exc) from exc
+    return str(answers[0]["etag"])
+
+
+def _row_missing_or_changed(exc: TableTransactionError) -> bool:
+    """A lost race on the replaced row (the first operation), not a missing table."""
+    code = str(getattr(exc, "error_code", None) or "")
+    return code != "TableNotFound" and exc.index == 0
 
 
 async def delete_if_match(table: TableClient, partition: str, row: str, etag: str) -> bool:

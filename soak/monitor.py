@@ -112,7 +112,10 @@ class Monitor:
         """Check the rows changed since the last scan (every row when `full`)."""
         started = datetime.now(UTC)
         since = None if full else self._since
-        query = None if since is None else f"Timestamp ge datetime'{since.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
+        # job rows only: a job's audit rows share its partition (shared/jobs/audit.py)
+        query = "RowKey eq 'job'"
+        if since is not None:
+            query += f" and Timestamp ge datetime'{since.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
         try:
             rows = self.world.rows("jobs", query)
         except AzureError:

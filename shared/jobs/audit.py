@@ -6,11 +6,17 @@ into tasks the run starts). The buffer holds frozen AuditedInteraction values: n
 processor hands the same buffer to the runner, which reads it (`answer_lost_before`) to tell whether a DELETE's 404
 is the effect of its own earlier, unanswered DELETE.
 
-The processor then keeps the buffer in the `AuditLog`. Facts (azure-data-tables 12.7, Azurite 3.35): an
+Where the audit rows live: in the jobs table, in the job row's own partition (PartitionKey = job id; the job row's
+RowKey is `job`, an audit row's `{run:03d}-{sequence:04d}`). Facts (azure-data-tables 12.7, Azurite 3.35): an
 entity-group transaction holds at most 100 operations on one partition and is atomic
-(learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions), so one run's audit rows
-(PartitionKey = job id) go in one `submit_transaction` call. A batch job's full item outcomes, too large for its row
-(shared.jobs.records.bounded), go to the items table, one entity per operation.
+(learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions), so the processor writes a
+run's audit rows and the row's write after the run as ONE call (shared.jobs.records.TableJobStore.replace; issue 24:
+a simple job's storage calls). This `AuditLog` keeps audit rows alone only when they cannot go with a row write
+(the claim was lost, more than 99 of them, or the run raised before its row write). Every query over the jobs table
+therefore names `RowKey eq 'job'` (bcjobs.common.list_query, shared.jobs.connections_admin, shared.ops.sources).
+Rows written before this by earlier versions are in `{prefix}jobaudit`: still read (a missing table reads as none).
+A batch job's full item outcomes, too large for its row (shared.jobs.records.bounded), go to the items table, one
+entity per operation.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient
 
 from bcjobs import ItemOutcome
-from bcjobs.rows import AuditedInteraction, interaction_from_row, interaction_row, item_from_row, item_row
+from bcjobs.rows import (
+    JOB_ROW,
+    AuditedInteraction,
+    interaction_from_row,
+    interaction_row,
+    item_from_row,
+    item_row,
+)
 from shared import table_cas
 from shared.bc import Interaction as BcInteraction
 from shared.clock import Clock
@@ -138,14 +151,18 @@ class AuditLog(Protocol):
 
 
 class TableAuditLog:
-    """AuditLog on the `{prefix}jobaudit` table, and item outcomes on the `{prefix}jobitems` table."""
+    """AuditLog in the job's partition of the `{prefix}jobs` table (read also from the `{prefix}jobaudit` table of
+    earlier versions), and item outcomes on the `{prefix}jobitems` table."""
 
-    def __init__(self, table: TableClient, items: TableClient) -> None:
-        self._table = table
+    def __init__(self, jobs: TableClient, earlier: TableClient, items: TableClient) -> None:
+        self._table = jobs
+        # Audit rows written before they moved into the jobs table (issue 24). The fallback can go once every
+        # deployment has run this version longer than its jobs are kept: no job then has rows only there.
+        self._earlier = earlier
         self._items = items
 
     async def ensure(self) -> None:
-        """Create the tables if needed."""
+        """Create the tables this version writes if needed (the earlier audit table is only read)."""
         await table_call(table_cas.ensure_table(self._table))
         await table_call(table_cas.ensure_table(self._items))
 
@@ -154,9 +171,13 @@ class TableAuditLog:
         await _upsert_all(self._table, [interaction_row(job_id, interaction) for interaction in interactions])
 
     async def read(self, job_id: str) -> list[AuditedInteraction]:
-        """Every interaction, ordered by run and sequence."""
+        """Every interaction, ordered by run and sequence: the job's partition minus its row, and the earlier
+        table's rows of the job (a row in both is the same interaction)."""
         stored = await table_call(table_cas.read_partition(self._table, job_id))
-        return [interaction_from_row(row.entity) for row in sorted(stored, key=lambda r: r.entity["RowKey"])]
+        earlier = await table_call(table_cas.read_partition(self._earlier, job_id))
+        rows = {row.entity["RowKey"]: row.entity for row in [*earlier, *stored]}
+        rows.pop(JOB_ROW, None)
+        return [interaction_from_row(rows[key]) for key in sorted(rows)]
 
     async def keep_items(self, job_id: str, items: Sequence[ItemOutcome]) -> None:
         """One entity per operation, 100 per entity-group transaction."""

@@ -72,7 +72,8 @@ class _JobStorage:
 
 
 async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None]]]) -> _JobStorage:
-    """Clients for the jobs and audit tables, the jobs and results queues, and the throttle row; all ensured."""
+    """Clients for the jobs tables (audit rows in the jobs table; the earlier audit table only read), the jobs and
+    results queues, and the throttle row; all ensured."""
     prefix = settings.storage.table_prefix
     jobs_table = table_client(settings.storage, jobs_table_name(prefix))
     audit_table = table_client(settings.storage, audit_table_name(prefix))
@@ -90,7 +91,7 @@ async def _storage(settings: Settings, closers: list[Callable[[], Awaitable[None
     ]
     parts = _JobStorage(
         TableJobStore(jobs_table.client),
-        TableAuditLog(audit_table.client, items_table.client),
+        TableAuditLog(jobs_table.client, audit_table.client, items_table.client),
         StorageJobQueues(jobs_queue.client, reports_queue.client),
         coordination,
     )

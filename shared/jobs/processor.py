@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
 from bcjobs import ErrorInfo, InvalidJobError, ItemOutcome, Job, JobState, Operation, ResultSummary
+from bcjobs.rows import AuditedInteraction
 from bcjobs.wire import decode
 from shared import telemetry
 from shared.bc import RequestTimeoutError
@@ -42,7 +44,7 @@ from shared.jobs.lanes import Lane, Lanes
 from shared.jobs.outcomes import TIME_BUDGET_SPENT, Decision, Verdict, decide, item_error
 from shared.jobs.policy import JobPolicy
 from shared.jobs.queues import JobQueues
-from shared.jobs.records import JobRecord, JobStore, bounded, needs_bounding, request_hash
+from shared.jobs.records import AUDIT_ROOM, JobRecord, JobStore, bounded, needs_bounding, request_hash
 from shared.jobs.runner import Budget, EarlierRuns
 from shared.process import process_id
 
@@ -53,6 +55,9 @@ CLAIM_TRIES = 4  # the first try inserts; the others read, then compare-and-swap
 # an early duplicate would drop the job's only message; 2 s covers the skew, and a duplicate that arrives within it
 # merely runs the job a little early (the copy then finds it claimed or finished).
 EARLY_TOLERANCE = timedelta(seconds=2)
+# The audit of the run in this task that no storage call has kept yet: the run's row write takes it into its own
+# entity-group transaction (one call for both: issue 24), whichever path (finish, retry, park...) writes the row.
+_unkept_audit: ContextVar[AuditBuffer | None] = ContextVar("bc_job_unkept_audit", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,18 +246,32 @@ class JobProcessor:
                 record, JobState.FAILED, delivery, error=_unfinished_write(), attempted=True
             )
         buffer = AuditBuffer(record.runs, self.clock)  # this run's number: `runs` counted its claim
+        unkept = _unkept_audit.set(buffer)
+        try:
+            return await self._run_audited(job, record, delivery, lane, buffer)
+        finally:
+            if (
+                _unkept_audit.get() is not None
+            ):  # no row write took it: the run raised before one, or it failed
+                await self._keep_audit(
+                    record.job_id, buffer.interactions
+                )  # kept even when the failure is a bug
+            _unkept_audit.reset(unkept)
+
+    async def _run_audited(
+        self, job: Job, record: JobRecord, delivery: Delivery, lane: Lane, buffer: AuditBuffer
+    ) -> Handled:
+        """The BC work and what follows it; the row write after it keeps the run's audit in the same call."""
         try:
             with auditing(buffer):
                 summary = await self._bc_work(job, record, lane, buffer)
         except Exception as failure:  # noqa: BLE001 - decide() re-raises what is not a job outcome
-            await self._keep_audit(record.job_id, buffer)  # kept even when the failure is a bug
             decision = decide(failure, reconcilable=_reconcilable_on_rerun(job), now=self.clock.now())
             if not decision.ambiguous and buffer.may_have_written():
                 # The last error says nothing ran, but an earlier in-request try (an idempotent DELETE is repeated
                 # after a lost answer) may have: the next run reconciles.
                 decision = replace(decision, ambiguous=True)
             return await self._after_failure(job, record, delivery, decision, failure, lane)
-        await self._keep_audit(record.job_id, buffer)
         if job.is_write:  # before the row: BC's notification comes after its 30 s debounce, never before this
             await self.journal.record(
                 writes_of(job.with_job_id(record.job_id), lane.connection.name, summary)
@@ -284,12 +303,13 @@ class JobProcessor:
                 raise  # not ours: a bug or a library's own timeout, left to the host
             raise _cut_off(job, budget, self.policy.time_budget) from None
 
-    async def _keep_audit(self, job_id: str, buffer: AuditBuffer) -> None:
-        """One transaction; a failed audit write is logged, never allowed to lose the job's outcome."""
-        if not buffer.interactions:
+    async def _keep_audit(self, job_id: str, interactions: Sequence[AuditedInteraction]) -> None:
+        """Audit rows alone (when no row write can carry them); a failed audit write is logged, never allowed to
+        lose the job's outcome."""
+        if not interactions:
             return
         try:
-            await self.audit.append(job_id, buffer.interactions)
+            await self.audit.append(job_id, interactions)
         except JobError as exc:
             logger.error(
                 "audit rows of job %s were not written: %s",
@@ -447,14 +467,23 @@ class JobProcessor:
         return FINISHED[state]
 
     async def _write_row(self, record: JobRecord) -> JobRecord | None:
-        """Write the job's row over the claimed one (its result bounded first); None when the claim was lost."""
+        """Write the job's row over the claimed one (its result bounded first), with the run's audit rows in the
+        same entity-group transaction (one storage call); None when the claim was lost (the audit is kept)."""
         if needs_bounding(record.result) and record.result is not None:
             # Too large for the row and the report: the full item list first (a row that says `itemsTruncated`
             # always has it behind it; a failure here raises like a failed row write), then the bounded row.
             await self.audit.keep_items(record.job_id, record.result.items or [])
             record = replace(record, result=bounded(record.result))
-        written = await self.store.replace(record)
+        run = _unkept_audit.get()
+        interactions = run.interactions if run is not None else []
+        earlier, last = interactions[:-AUDIT_ROOM], interactions[-AUDIT_ROOM:]
+        await self._keep_audit(record.job_id, earlier)  # more than a transaction holds: the earliest first
+        written = await self.store.replace(record, last)
+        _unkept_audit.set(
+            None
+        )  # kept by the write, or below (a raise above leaves it to _run_once's finally)
         if written is None:
+            await self._keep_audit(record.job_id, last)  # nothing was written: the audit goes alone
             logger.warning(
                 "job %s was taken over by another delivery; this run's outcome is dropped",
                 record.job_id,

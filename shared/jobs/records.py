@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 from azure.data.tables.aio import TableClient
 
 from bcjobs import ErrorInfo, ItemOutcome, Job, JobReport, JobState, ResultSummary
-from bcjobs.rows import JOB_ROW, json_column, report_from_row
+from bcjobs.rows import JOB_ROW, AuditedInteraction, interaction_row, json_column, report_from_row
 from bcjobs.wire import job_json
 from shared import table_cas
 from shared.jobs.errors import JobStoreError, table_call
@@ -207,6 +208,11 @@ def from_row(row: TableEntity, etag: str) -> JobRecord:
     )
 
 
+# An entity-group transaction holds at most 100 operations
+# (learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions): the row's replace and 99 more.
+AUDIT_ROOM = 99
+
+
 class JobStore(Protocol):
     """Job rows, written by ETag compare-and-swap."""
 
@@ -218,8 +224,9 @@ class JobStore(Protocol):
         """Create the row; None when it exists already (another delivery was first)."""
         ...
 
-    async def replace(self, record: JobRecord) -> JobRecord | None:
-        """Write over the row read as `record.etag`; None when someone else wrote it since."""
+    async def replace(self, record: JobRecord, audit: Sequence[AuditedInteraction] = ()) -> JobRecord | None:
+        """Write over the row read as `record.etag`, and keep `audit` (at most AUDIT_ROOM interactions of the job)
+        in the same atomic write; None when someone else wrote the row since: then neither was written."""
         ...
 
 
@@ -243,11 +250,19 @@ class TableJobStore:
         etag = await table_call(table_cas.insert(self._table, to_row(record)))
         return None if etag is None else _with_etag(record, etag)
 
-    async def replace(self, record: JobRecord) -> JobRecord | None:
-        """Compare-and-swap on the record's ETag."""
+    async def replace(self, record: JobRecord, audit: Sequence[AuditedInteraction] = ()) -> JobRecord | None:
+        """Compare-and-swap on the record's ETag; with audit rows, one entity-group transaction (the audit rows
+        live in the job's partition of this table: shared.jobs.audit), so a run's outcome costs one call."""
         if record.etag is None:
             raise JobStoreError("a job row can only be replaced as read (it has no ETag)")
-        etag = await table_call(table_cas.replace_if_match(self._table, to_row(record), record.etag))
+        if len(audit) > AUDIT_ROOM:
+            raise JobStoreError(f"at most {AUDIT_ROOM} audit rows go with a row write (got {len(audit)})")
+        row = to_row(record)
+        if audit:
+            rows = [interaction_row(record.job_id, interaction) for interaction in audit]
+            etag = await table_call(table_cas.replace_if_match_with(self._table, row, record.etag, rows))
+        else:
+            etag = await table_call(table_cas.replace_if_match(self._table, row, record.etag))
         return None if etag is None else _with_etag(record, etag)
 
 

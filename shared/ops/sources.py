@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from bcjobs import JOBS_QUEUE, POISON_QUEUE
 from bcjobs.changes import NOTIFICATIONS_QUEUE
+from bcjobs.rows import JOB_ROW
 from shared.auth import ConnectionStatus, auth_services
 from shared.azure_clients import queue_client, table_client
 from shared.bc.factory import budget_key, throttle_config_from_settings
@@ -78,7 +79,11 @@ class TableJobRows:
         rows: list[dict[str, Any]] = []
         try:
             async for entity in owned.client.query_entities(
-                "UpdatedAt ge @since", parameters={"since": since}, select=_COLUMNS, results_per_page=1000
+                # job rows only: the job's audit rows share its partition (shared/jobs/audit.py)
+                "RowKey eq @row and UpdatedAt ge @since",
+                parameters={"row": JOB_ROW, "since": since},
+                select=_COLUMNS,
+                results_per_page=1000,
             ):
                 if len(rows) == limit:
                     return rows, True

@@ -16,17 +16,22 @@ from bcjobs.common import JobDetails
 from bcjobs.rows import AuditedInteraction, audit_row_key
 from bcjobs.wire import encode
 from shared.jobs.errors import JobQueueError, JobStoreError
-from shared.jobs.records import JobRecord, from_row, to_row
+from shared.jobs.records import AUDIT_ROOM, JobRecord, from_row, to_row
 
 
 class MemoryJobStore:
     """Job rows kept as Table entities (to_row) with an ETag each; a lost race comes back as None.
 
     `fail_next[method]` holds what the next calls of that method ("get", "insert", "replace") do, one entry
-    per call: raise that error, or pass when None; `outage` makes every call fail.
+    per call: raise that error, or pass when None; `outage` makes every call fail. Audit rows given with a replace
+    go to `audit` in the same write, as the table's entity-group transaction does (shared.jobs.records).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, audit: MemoryAuditLog | None = None) -> None:
+        self.audit = audit if audit is not None else MemoryAuditLog()
+        self.transactions: list[
+            tuple[JobRecord, list[AuditedInteraction]]
+        ] = []  # replaces that carried audit
         self._rows: dict[str, tuple[dict[str, Any], str]] = {}
         self._etags = itertools.count(1)
         self.fail_next: dict[str, list[JobStoreError | None]] = {}
@@ -72,14 +77,20 @@ class MemoryJobStore:
             return None
         return self._stored(record.job_id, to_row(record))
 
-    async def replace(self, record: JobRecord) -> JobRecord | None:
-        """Write over the row if its ETag is still `record.etag`; None when someone wrote it since."""
+    async def replace(self, record: JobRecord, audit: Sequence[AuditedInteraction] = ()) -> JobRecord | None:
+        """Write over the row if its ETag is still `record.etag`, with `audit` (atomic: neither when someone wrote
+        the row since, then None)."""
         self._check("replace")
         if record.etag is None:
             raise JobStoreError("a job row can only be replaced as read (it has no ETag)")
+        if len(audit) > AUDIT_ROOM:
+            raise JobStoreError(f"at most {AUDIT_ROOM} audit rows go with a row write")
         stored = self._rows.get(record.job_id)
         if stored is None or stored[1] != record.etag:
             return None
+        if audit:
+            self.audit.keep(record.job_id, audit)
+            self.transactions.append((record, list(audit)))
         return self._stored(record.job_id, to_row(record))
 
     def seed(self, record: JobRecord) -> JobRecord:
@@ -111,6 +122,10 @@ class MemoryAuditLog:
         if self.outage:
             raise JobStoreError("audit table unavailable (simulated outage)")
         self.appends += 1
+        self.keep(job_id, interactions)
+
+    def keep(self, job_id: str, interactions: Sequence[AuditedInteraction]) -> None:
+        """The rows' upsert, without the failure hooks (the job store's transaction writes them too)."""
         rows = self._rows.setdefault(job_id, {})
         for interaction in interactions:
             rows[audit_row_key(interaction.attempt, interaction.sequence)] = interaction

@@ -26,8 +26,8 @@ class Pipeline:
     """Everything one test's processors share: the store, the queues, the runner, the tokens and the clock."""
 
     clock: ManualClock = field(default_factory=ManualClock)
-    store: MemoryJobStore = field(default_factory=MemoryJobStore)
     audit: MemoryAuditLog = field(default_factory=MemoryAuditLog)
+    store: MemoryJobStore = field(init=False)  # writes a run's audit rows with its row, into `audit`
     queues: MemoryJobQueues = field(default_factory=MemoryJobQueues)
     runner: ScriptedRunner = field(default_factory=ScriptedRunner)
     policy: JobPolicy = field(default_factory=lambda: JobPolicy.from_settings(JobSettings()))
@@ -38,6 +38,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.tokens = FakeTokens(self.clock)
+        self.store = MemoryJobStore(self.audit)
 
     def processor(self, process_id: str = "worker-a") -> JobProcessor:
         """A processor (one per process) over the shared fakes."""

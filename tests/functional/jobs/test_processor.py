@@ -21,7 +21,7 @@ from shared.bc import (
 )
 from shared.jobs import Handled, JobQueueError, JobStoreError
 from shared.jobs.errors import AmbiguousWriteError, RetriableBatchItemsError
-from shared.jobs.records import JobRecord
+from shared.jobs.records import AUDIT_ROOM, JobRecord
 from shared.jobs.runner import EarlierRuns
 from testkit.clock import START
 from tests.functional.jobs.conftest import REQUEST_TIMEOUT, Pipeline
@@ -517,7 +517,9 @@ async def test_a_storage_failure_propagates_so_the_host_redelivers(pipeline: Pip
 async def test_a_failed_audit_write_does_not_lose_the_jobs_outcome(
     pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The audit table is down: the outcome is still recorded and reported; the loss is logged."""
+    """More audit rows than the row's transaction holds: the earliest go alone first, and that write fails; the
+    outcome is still recorded and reported (with the last 99 rows); the loss is logged."""
+    pipeline.runner.requests_per_run = AUDIT_ROOM + 1
     pipeline.audit.outage = True
     with caplog.at_level(logging.ERROR, logger="shared.jobs.processor"):
         assert await pipeline.deliver(wire(CREATE), "m1") is Handled.SUCCEEDED

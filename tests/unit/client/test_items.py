@@ -152,7 +152,7 @@ class _Pager:
 async def test_the_product_writes_and_reads_the_items_table_in_bcjobs_rows_shape() -> None:
     """shared.jobs.audit's keep_items writes exactly bcjobs.rows.item_row's entities; read_items reads them back."""
     table = ItemsTable()
-    log = TableAuditLog(table, table)  # type: ignore[arg-type]
+    log = TableAuditLog(table, table, table)  # type: ignore[arg-type]
     await log.keep_items("job-1", ITEMS)
     assert sorted(table.rows.values(), key=lambda row: row["RowKey"]) == [
         item_row("job-1", item) for item in ITEMS
