@@ -90,10 +90,14 @@ class Storage:
         )
         self._upsert(jobs_table_name(self.prefix), to_row(record))
 
-    def put_interactions(self, job_id: str, interactions: list[AuditedInteraction]) -> None:
-        """Audit rows in bcjobs.rows' format."""
+    def put_interactions(
+        self, job_id: str, interactions: list[AuditedInteraction], *, earlier_version: bool = False
+    ) -> None:
+        """Audit rows in bcjobs.rows' format, in the job's partition of the jobs table (where the product writes
+        them), or in the `jobaudit` table where earlier versions wrote them."""
+        table = audit_table_name(self.prefix) if earlier_version else jobs_table_name(self.prefix)
         for interaction in interactions:
-            self._upsert(audit_table_name(self.prefix), interaction_row(job_id, interaction))
+            self._upsert(table, interaction_row(job_id, interaction))
 
     def put_batch(
         self, job_id: str, items: list[ItemOutcome], state: JobState = JobState.SUCCEEDED

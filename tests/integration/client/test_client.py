@@ -128,6 +128,26 @@ def test_get_reads_the_product_row_and_its_interactions(client: JobsClient, stor
     assert client.get("no/such id") is None
 
 
+def test_get_reads_interactions_from_the_jobs_partition_and_from_the_earlier_audit_table(
+    client: JobsClient, storage: Storage
+) -> None:
+    """A job run partly by an earlier version: its first run's rows are in `jobaudit`, the next in the jobs
+    table beside its row; the client reads both in order, and a list still returns job rows only."""
+    storage.put_job("g-2", JobState.SUCCEEDED, attempts=2)
+    first = AuditedInteraction(
+        attempt=1, sequence=1, method="GET", path="/companies(x)/customers", status=503
+    )
+    second = AuditedInteraction(
+        attempt=2, sequence=1, method="GET", path="/companies(x)/customers", status=200
+    )
+    storage.put_interactions("g-2", [first], earlier_version=True)
+    storage.put_interactions("g-2", [second])
+    details = client.get("g-2", interactions=True)
+    assert details is not None
+    assert [(i.attempt, i.status) for i in details.interactions or []] == [(1, 503), (2, 200)]
+    assert [report.job_id for report in client.list()] == ["g-2"]
+
+
 def test_list_filters_by_state_and_since_and_pages_with_continuation_tokens(
     client: JobsClient, storage: Storage
 ) -> None:
