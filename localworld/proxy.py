@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bcjobs import JOBS_QUEUE, RESULTS_QUEUE
 from localworld.azurite import ACCOUNT, ACCOUNT_KEY
 from localworld.ports import free_port, wait_for_port
 
@@ -254,3 +255,20 @@ def split_calls(queue_counts: Counter[str], table_counts: Counter[str]) -> Stora
     product = sum(queue_counts.values()) - host + sum(table_counts.values()) - throttle
     merged = queue_counts + table_counts
     return StorageCalls(host, product, throttle, dict(sorted(merged.items())))
+
+
+def background_calls(by_kind: dict[str, int]) -> int:
+    """Calls no job causes (counted by the proxies as `METHOD name[/messages]`): properties of the jobs queues (the
+    telemetry sample's queue lengths), table creation, connection-registry and token-record reads (their staleness
+    timer), and the host's polls of queues other than `bc-jobs` and `bc-results` (poison, notifications)."""
+    return sum(count for kind, count in by_kind.items() if _background(kind))
+
+
+def _background(kind: str) -> bool:
+    method, _, target = kind.partition(" ")
+    name, _, messages = target.partition("/")
+    if messages:  # a queue's messages: the host's polls of queues that hold no job
+        return method == "GET" and name not in (JOBS_QUEUE, RESULTS_QUEUE)
+    if name in (JOBS_QUEUE, RESULTS_QUEUE) or (method == "POST" and name == "Tables"):
+        return True  # queue properties, table creation
+    return method == "GET" and not name.endswith(("jobs", "throttle"))  # registry and token-record reads

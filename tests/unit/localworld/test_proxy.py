@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from localworld.proxy import _RequestCounter, kind, split_calls
+from localworld.proxy import _RequestCounter, background_calls, kind, split_calls
 
 STREAM = (
     b"POST /devstoreaccount1/bc-results/messages?timeout=30 HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n"
@@ -38,3 +38,28 @@ def test_calls_are_split_into_host_product_and_throttle() -> None:
     table = Counter({"POST bcjobs": 10, "PUT bcjobs": 10, "POST $batch": 10, "PUT bcthrottle": 1})
     calls = split_calls(queue, table)
     assert (calls.host, calls.product, calls.throttle, calls.total) == (12, 40, 1, 53)
+
+
+def test_the_storage_cost_bench_tells_background_calls_from_a_jobs_calls() -> None:
+    """background_calls (the storage_cost bench's split): timers' and idle polls' calls, not the job's claim, transaction, report,
+    receive and delete (the kinds one storage_cost run counted)."""
+    per_job = {
+        "POST t1jobs": 10,
+        "POST $batch": 10,
+        "POST bc-results/messages": 10,
+        "GET bc-jobs/messages": 1,
+        "DELETE bc-jobs/messages": 10,
+        "GET t1jobs": 2,
+        "PUT t1jobs": 1,
+    }
+    background = {
+        "GET bc-jobs": 1,
+        "GET bc-jobs-poison": 1,
+        "GET bc-jobs-poison/messages": 4,
+        "GET bc-notifications/messages": 4,
+        "GET t1auth": 1,
+        "GET t1connections": 1,
+        "POST Tables": 1,
+    }
+    assert background_calls(per_job) == 0
+    assert background_calls({**per_job, **background}) == sum(background.values())
