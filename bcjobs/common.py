@@ -106,7 +106,7 @@ def jobs_table_name(prefix: str) -> str:
 
 
 def audit_table_name(prefix: str) -> str:
-    """The audit table of a deployment (`bcjobaudit` by default)."""
+    """The audit table earlier versions wrote (`bcjobaudit` by default); audit rows are now in the jobs table."""
     return f"{prefix}{AUDIT_TABLE_SUFFIX}"
 
 

@@ -1,7 +1,8 @@
 """The jobs Table as apps may read it (role: Storage Table Data Reader), one definition for product and client.
 
-Jobs table `{prefix}jobs`: one row per job, PartitionKey = job id, RowKey = "job". Audit table `{prefix}jobaudit`:
-PartitionKey = job id, RowKey = `{attempt:03d}-{sequence:04d}`, one row per BC interaction. Items table
+Jobs table `{prefix}jobs`: one row per job, PartitionKey = job id, RowKey = "job"; in the same partition one audit
+row per BC interaction, RowKey = `{attempt:03d}-{sequence:04d}` (a query for jobs names `RowKey eq 'job'`). Earlier
+versions wrote the audit rows to `{prefix}jobaudit` (same keys), still read. Items table
 `{prefix}jobitems`: a batch job's full per-operation outcomes when they do not fit in its row (`itemsTruncated`),
 PartitionKey = job id, RowKey = `{index:04d}`, `Outcome` = the ItemOutcome's JSON. Column names are
 PascalCase, the Table Storage convention; JSON columns hold the report's camelCase shapes.

@@ -8,6 +8,8 @@ The queue is at-least-once; this is what makes one BC effect per job out of it:
   ambiguous, so the next run reconciles instead of writing again;
 - retries go back to the queue as a delayed copy *before* the row says `retry_scheduled`, so a row never points
   at a copy that does not exist; an early duplicate of a scheduled job is dropped, the copy will run it;
+- a run's audit is kept whatever becomes of its row write: in that write's entity-group transaction (one storage
+  call for both), or alone when the claim was lost (the transaction wrote nothing) or the run raised first;
 - terminal rows name the message that finished them: if the report could not be sent, that message's
   redelivery sends it (and nothing else does);
 - a run never gets near host.json's functionTimeout (which restarts the whole worker, failing every job in flight

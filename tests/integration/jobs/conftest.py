@@ -73,9 +73,11 @@ class JobsWorld:
                 return None
 
     def rows(self) -> list[dict[str, Any]]:
+        """Every job row (a job's audit rows share its partition: RowKey other than `job`)."""
         with self.table("jobs") as table:
             try:
-                return [dict(entity) for entity in table.list_entities()]
+                found = table.query_entities("RowKey eq @row", parameters={"row": JOB_ROW})
+                return [dict(entity) for entity in found]
             except ResourceNotFoundError:
                 return []
 
@@ -117,18 +119,21 @@ class JobsWorld:
         return any(row["State"] == JobState.RUNNING.value for row in self.rows())
 
     def interactions(self, job_id: str) -> list[dict[str, Any]]:
-        with self.table("jobaudit") as table:
+        """The job's audit rows: its partition of the jobs table minus the job row."""
+        with self.table("jobs") as table:
             try:
                 rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": job_id})
-                return sorted((dict(row) for row in rows), key=lambda row: str(row["RowKey"]))
+                audit = [dict(row) for row in rows if row["RowKey"] != JOB_ROW]
+                return sorted(audit, key=lambda row: str(row["RowKey"]))
             except ResourceNotFoundError:
                 return []
 
     def everything_kept(self) -> list[str]:
         """Every job row, audit row and results-queue message (peeked), and every job's status response."""
-        texts = [json.dumps(row, default=str) for row in self.rows()]
-        with self.table("jobaudit") as table, contextlib.suppress(ResourceNotFoundError):
-            texts += [json.dumps(dict(row), default=str) for row in table.list_entities()]
+        texts = []
+        for suffix in ("jobs", "jobaudit"):  # job and audit rows; the audit table of earlier versions
+            with self.table(suffix) as table, contextlib.suppress(ResourceNotFoundError):
+                texts += [json.dumps(dict(row), default=str) for row in table.list_entities()]
         with self.queue(RESULTS_QUEUE) as queue:
             texts += [base64.b64decode(m.content).decode() for m in queue.peek_messages(max_messages=32)]
         texts += [self.get(f"/api/jobs/{row['PartitionKey']}").text for row in self.rows()]
