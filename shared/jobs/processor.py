@@ -252,12 +252,9 @@ class JobProcessor:
         try:
             return await self._run_audited(job, record, delivery, lane, buffer)
         finally:
-            if (
-                _unkept_audit.get() is not None
-            ):  # no row write took it: the run raised before one, or it failed
-                await self._keep_audit(
-                    record.job_id, buffer.interactions
-                )  # kept even when the failure is a bug
+            # No row write took it: the run raised before one (kept even when the failure is a bug).
+            if _unkept_audit.get() is not None:
+                await self._keep_audit(record.job_id, buffer.interactions)
             _unkept_audit.reset(unkept)
 
     async def _run_audited(
@@ -481,9 +478,8 @@ class JobProcessor:
         earlier, last = interactions[:-AUDIT_ROOM], interactions[-AUDIT_ROOM:]
         await self._keep_audit(record.job_id, earlier)  # more than a transaction holds: the earliest first
         written = await self.store.replace(record, last)
-        _unkept_audit.set(
-            None
-        )  # kept by the write, or below (a raise above leaves it to _run_once's finally)
+        # Kept by the write, or just below; a raise above leaves it to _run_once's finally.
+        _unkept_audit.set(None)
         if written is None:
             await self._keep_audit(record.job_id, last)  # nothing was written: the audit goes alone
             logger.warning(
