@@ -178,6 +178,10 @@ def capacity(world: BenchWorld, jobs: int = 5000, measure_seconds: float = 20.0)
     world.reset(rate_limit=1_000_000_000, window_seconds=300, latency_ms=0.0, max_in_flight=5)
     prefix = unique_prefix("c")
     settings = world.app_settings(prefix, proxied=False, BC_RATE_LIMIT_REQUESTS="1000000000")
+    if profile_dir := os.environ.get(
+        "BENCH_PROFILE_DIR", ""
+    ):  # the worker dumps a cProfile (devhost/worker.py)
+        settings["BENCH_PROFILE_DIR"] = os.path.abspath(profile_dir)
     world.enqueue(world.get_jobs(jobs, prefix))
     with world.instances(settings, 1) as pool:
         pid = pool.pids[0]

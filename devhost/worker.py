@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import contextvars
+import cProfile
 import functools
 import inspect
 import logging
@@ -25,7 +27,7 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -180,7 +182,8 @@ async def _serve(sock: socket.socket, args: argparse.Namespace) -> bool:
         return False
     channel.send(Ready(os.getpid()))
     pool = ThreadPoolExecutor(thread_pool_size(os.environ), thread_name_prefix="devhost-worker")
-    closing = await _dispatch(reader, channel, FunctionRunner(functions, pool))
+    with _profiled(os.environ.get("BENCH_PROFILE_DIR", "")):
+        closing = await _dispatch(reader, channel, FunctionRunner(functions, pool))
     if not closing:
         # devhost is gone (killed): die with it at once, as a worker does when its host's channel breaks.
         # Returning would let asyncio.run cancel the invocations in flight and run their `finally` blocks and
@@ -191,6 +194,23 @@ async def _serve(sock: socket.socket, args: argparse.Namespace) -> bool:
     pool.shutdown(wait=False, cancel_futures=True)
     await writer.drain()
     return closing
+
+
+@contextlib.contextmanager
+def _profiled(folder: str) -> Iterator[None]:
+    """Opt-in for the benches (BENCH_PROFILE_DIR set): a cProfile of the serving, not the import, written to
+    `<folder>/worker-<pid>.prof` when devhost closes the worker. The invocations are coroutines on this thread, which
+    is the one cProfile sees (Python 3.11 profiles the enabling thread only); a setting no real host knows."""
+    if not folder:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(folder, f"worker-{os.getpid()}.prof"))
 
 
 async def _dispatch(reader: asyncio.StreamReader, channel: Channel, runner: FunctionRunner) -> bool:
