@@ -8,9 +8,11 @@ and fall back (cached token, local throttle share) instead.
 
 from __future__ import annotations
 
+import importlib.util
 import ssl
+import sys
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -57,8 +59,31 @@ def _env_options() -> dict[str, Any]:
     return env_options(urllib.request.getproxies())
 
 
+# Optional modules that httpx's transport tries to import on every request when they are absent (see below).
+HTTPX_OPTIONAL_MODULES = ("sniffio",)
+
+
+def remember_missing(names: tuple[str, ...], modules: MutableMapping[str, Any]) -> None:
+    """Mark each of `names` that is not installed as missing in `modules` (sys.modules): `None` there makes a later
+    `import` fail at once with ModuleNotFoundError instead of searching every sys.path entry again
+    (docs.python.org/3/reference/import.html#the-module-cache). An installed module is left alone.
+
+    Why: httpcore 1.0.9 runs `import sniffio` inside `current_async_library()`, each time one of its async locks,
+    semaphores or events is set up (httpcore/_synchronization.py): about 6 times per BC request. anyio 4 no longer
+    requires sniffio, so it is absent here and each failed import walks sys.path: ~80 µs, about 0.5 ms of worker
+    CPU per job, the largest single cost in the capacity bench's profile (issue 24, bench/results/profile_*.txt).
+    """
+    for name in names:
+        if name not in modules and importlib.util.find_spec(name) is None:
+            modules[name] = None
+
+
 def httpx_verify(local: LocalSettings) -> ssl.SSLContext | bool:
-    """`verify=` for httpx: the local CA when LOCAL_CA_BUNDLE is set, else the system trust store."""
+    """`verify=` for httpx: the local CA when LOCAL_CA_BUNDLE is set, else the system trust store.
+
+    Every httpx client of the package is built with it, so it also spares httpx's transport its per-request
+    import of absent optional modules (remember_missing)."""
+    remember_missing(HTTPX_OPTIONAL_MODULES, sys.modules)
     if local.ca_bundle is None:
         return True
     return ssl.create_default_context(cafile=str(local.ca_bundle))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import importlib.util
+import ssl
+import sys
 
-from shared.azure_clients import env_options, sdk_options
+import pytest
+from httpcore._synchronization import current_async_library
+
+from shared.azure_clients import env_options, httpx_verify, remember_missing, sdk_options
 from shared.settings import LocalSettings
 
 
@@ -27,3 +32,25 @@ def test_sdk_options_carry_the_environment_choice(monkeypatch: pytest.MonkeyPatc
     assert sdk_options(LocalSettings())["use_env_settings"] is False
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert "use_env_settings" not in sdk_options(LocalSettings())
+
+
+def test_an_absent_optional_module_is_remembered_as_missing() -> None:
+    """A module that is not installed is marked missing, so a later import fails without searching sys.path."""
+    modules: dict[str, object] = {}
+    remember_missing(("bcjobs_no_such_module",), modules)
+    assert modules == {"bcjobs_no_such_module": None}
+
+
+def test_an_installed_or_imported_module_is_left_alone() -> None:
+    """An installed module stays importable; one already imported keeps its entry."""
+    modules: dict[str, object] = {"ssl": ssl}
+    remember_missing(("json", "ssl"), modules)
+    assert modules == {"ssl": ssl}
+
+
+def test_httpx_clients_find_the_async_library_without_a_failed_import_each_time() -> None:
+    """After the BC client's verify= is built, httpcore's per-lock check answers from the module cache."""
+    httpx_verify(LocalSettings())
+    if importlib.util.find_spec("sniffio") is None:
+        assert sys.modules["sniffio"] is None
+    assert current_async_library() == "asyncio"
