@@ -42,6 +42,9 @@ class PerLoop(Generic[K, T]):
     async def get(self, key: K) -> T:
         """The set for the running loop and `key`, built on first use (concurrent first calls build once)."""
         loop = asyncio.get_running_loop()
+        held = self._held.get(loop)
+        if held is not None and held[0] == key:  # every job's path: no lock made, taken or awaited
+            return held[1]
         async with self._building.setdefault(loop, asyncio.Lock()):
             held = self._held.get(loop)
             if held is not None and held[0] == key:

@@ -68,3 +68,14 @@ def test_each_event_loop_gets_its_own_set() -> None:
     second = asyncio.run(per_loop.get("a"))
     assert first is not second
     assert not first.closed  # another loop's set is not this loop's to close
+
+
+async def test_a_built_set_is_returned_while_another_caller_holds_the_build_lock() -> None:
+    """Once built, a call with the same key answers at once: it does not queue behind a rebuild's lock."""
+    build = Builder()
+    per_loop = PerLoop(build)
+    first = await per_loop.get("a")
+    lock = per_loop._building[asyncio.get_running_loop()]
+    async with lock:
+        assert await asyncio.wait_for(per_loop.get("a"), timeout=5) is first
+    assert len(build.built) == 1
