@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -200,11 +201,13 @@ async def _serve(sock: socket.socket, args: argparse.Namespace) -> bool:
 def _profiled(folder: str) -> Iterator[None]:
     """Opt-in for the benches (BENCH_PROFILE_DIR set): a cProfile of the serving, not the import, written to
     `<folder>/worker-<pid>.prof` when devhost closes the worker. The invocations are coroutines on this thread, which
-    is the one cProfile sees (Python 3.11 profiles the enabling thread only); a setting no real host knows."""
+    is the one cProfile sees (Python 3.11 profiles the enabling thread only); a setting no real host knows.
+    Timed by this thread's CPU clock, not cProfile's default wall clock: on a shared machine a socket send that wakes
+    another process is often where this one is preempted, and wall time would charge the wait to the send."""
     if not folder:
         yield
         return
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)
     profiler.enable()
     try:
         yield
