@@ -18,6 +18,7 @@ from shared.bc.throttle.plan import (
     fallback_share,
     has_juniors,
     joined,
+    next_in_line,
     share_of,
 )
 from shared.bc.throttle.shared_throttle import SharedThrottle
@@ -35,5 +36,6 @@ __all__ = [
     "fallback_share",
     "has_juniors",
     "joined",
+    "next_in_line",
     "share_of",
 ]

@@ -117,6 +117,12 @@ class ThrottleConfig:
         return 2.0 * self.heartbeat_seconds
 
     @property
+    def watch_seconds(self) -> float:
+        """How often the first junior re-reads the row while it holds deliveries for a slot: a quarter heartbeat,
+        so a slot a senior gives back idles at most this long (one read each time, by one process per pool)."""
+        return self.heartbeat_seconds / 4
+
+    @property
     def join_delay_seconds(self) -> float:
         """How long a newcomer waits before sending: one heartbeat (+10% jitter) for everyone to see it, plus grace."""
         return 1.5 * self.heartbeat_seconds + 1.0
@@ -203,6 +209,18 @@ def has_juniors(state: CoordinationState, now: float, config: ThrottleConfig) ->
     lows = sum(1 for member in live if member.low)
     normal_slots = config.max_in_flight - min(lows, config.reserve_slots)
     return lows > config.reserve_slots or len(live) - lows > normal_slots
+
+
+def next_in_line(state: CoordinationState, member_id: str, now: float, config: ThrottleConfig) -> bool:
+    """Whether this member is its pool's first junior: admitted, no slot, and the next to get one when a senior
+    leaves (it watches the row between heartbeats, so a slot handed over is used within a watch interval)."""
+    live = state.live(now)
+    me = next((member for member in live if member.id == member_id), None)
+    if me is None or me.active_from > now:
+        return False
+    pool = [member for member in live if member.low == me.low]
+    _, slots = _pool_budget(me.low, live, now, config)
+    return pool.index(me) == slots
 
 
 def fallback_share(last_known_members: int, config: ThrottleConfig, *, low: bool = False) -> Share:

@@ -43,7 +43,15 @@ from collections.abc import AsyncIterator, Callable
 from shared import telemetry
 from shared.bc.errors import StaleCoordinationStateError, ThrottleStorageError
 from shared.bc.throttle.coordination import CoordinationState, CoordinationStore, VersionedState
-from shared.bc.throttle.plan import Share, ThrottleConfig, fallback_share, has_juniors, joined, share_of
+from shared.bc.throttle.plan import (
+    Share,
+    ThrottleConfig,
+    fallback_share,
+    has_juniors,
+    joined,
+    next_in_line,
+    share_of,
+)
 from shared.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -91,6 +99,7 @@ class SharedThrottle:
         # Normal permits asked, not yet through their pace; low permits holding a slot; a conversion under way.
         self._normal_waiting, self._low_in_flight, self._converting = 0, 0, False
         self._low_only: bool | None = None  # only low permits asked since joining (None: none asked)
+        self._watched_at = float("-inf")  # the first junior's last read of the row (_watch)
 
     # ----- public surface ------------------------------------------------------------------------------
 
@@ -123,7 +132,9 @@ class SharedThrottle:
     async def await_slot(self, within: float) -> bool:
         """Whether this process holds a slot now or is given one within `within` seconds (it joins first).
 
-        No storage call while it waits: it wakes on the heartbeat that shows a senior left, or on admission.
+        It wakes on the heartbeat that shows a senior left, or on admission. Only the pool's first junior (the
+        next to get a slot) also re-reads the row every `watch_seconds` while it waits, so a slot a senior gives
+        back is used within that, not up to a heartbeat later; the other juniors make no storage call.
         """
         deadline = self._clock.time() + within
         self._users += 1
@@ -135,7 +146,11 @@ class SharedThrottle:
                 remaining = deadline - self._clock.time()
                 if remaining <= 0:
                     return False
-                await self._wait_for_change(limit=remaining)
+                watching = self._next_in_line()
+                limit = min(remaining, self._config.watch_seconds) if watching else remaining
+                await self._wait_for_change(limit=limit)
+                if watching and not self.has_slot():
+                    await self._watch()
             return True
         finally:
             self._user_done()
@@ -197,6 +212,31 @@ class SharedThrottle:
         if self._view is not None:
             with contextlib.suppress(ThrottleStorageError):
                 await self._cas(self._without_me)
+
+    def _next_in_line(self) -> bool:
+        if self._view is None or self.share().fallback:
+            return False
+        return next_in_line(self._view.state, self.member_id, self._clock.time(), self._config)
+
+    async def _watch(self) -> None:
+        """Refresh the view with one read (no write: the heartbeat renews the lease). A newer row can only move
+        a slot here after a senior left or its lease ran out, a growth every other view already allows (plan
+        docstring); the view's age for the fallback still counts from the last heartbeat."""
+        now = self._clock.time()
+        if now - self._watched_at < self._config.watch_seconds:
+            return  # every holding delivery wakes here: one read per watch interval for them all
+        self._watched_at = now
+        async with self._cas_lock:
+            with contextlib.suppress(ThrottleStorageError):  # the next heartbeat tries again
+                current = await self._store.read(self._key)
+                if self._newer_with_me(current):
+                    self._view = current
+                    self._signal_change()
+
+    def _newer_with_me(self, current: VersionedState | None) -> bool:
+        if current is None or (self._view is not None and current.etag == self._view.etag):
+            return False
+        return any(member.id == self.member_id for member in current.state.members)
 
     # ----- feed-only members ----------------------------------------------------------------------------
 

@@ -383,7 +383,7 @@ async def busy_members(
 
 async def test_a_junior_beyond_five_members_holds_without_storage_calls_until_its_bound() -> None:
     """With five busy seniors, a sixth member's await_slot says no after its bound and costs no storage call
-    beyond its own heartbeats while it waits."""
+    beyond its own heartbeats and, as the first junior, one read per watch interval while it waits."""
     clock, store = VirtualClock(), MemoryCoordinationStore()
     traffic = Traffic(clock)
     seniors, tasks = await busy_members(store, clock, traffic, 5)
@@ -395,9 +395,8 @@ async def test_a_junior_beyond_five_members_holds_without_storage_calls_until_it
     assert waiting.done()
     assert waiting.result() is False
     heartbeats = 6 * (45 / CONFIG.heartbeat_seconds + 1)  # six members, each beating every heartbeat_seconds
-    assert (
-        store.transactions - calls_before <= 2 * heartbeats
-    )  # a read and a write per heartbeat, nothing more
+    watches = 45 / CONFIG.watch_seconds + 1  # the first junior's reads of the row
+    assert store.transactions - calls_before <= 2 * heartbeats + watches  # nothing more
     assert "z" not in traffic.starts
     await stop(tasks)
     for throttle in [*seniors, junior]:
@@ -483,6 +482,27 @@ async def test_with_juniors_waiting_an_idle_senior_leaves_after_one_heartbeat() 
     assert waiting.result() is True
     await stop(tasks[2:])
     for throttle in [*seniors, junior]:
+        await throttle.close()
+
+
+async def test_the_first_junior_takes_a_slot_given_back_within_a_watch_interval() -> None:
+    """A senior leaving the row hands its slot over at once: the holding junior (next in line) re-reads the row
+    every watch_seconds, so it is not left idle until the junior's own next heartbeat (issue 24, point 7)."""
+    clock, store = VirtualClock(), MemoryCoordinationStore()
+    traffic = Traffic(clock)
+    seniors, tasks = await busy_members(store, clock, traffic, 5)
+    junior = SharedThrottle(store, KEY, CONFIG, clock=clock, member_id="z")
+    waiting = asyncio.create_task(junior.await_slot(within=120))
+    await clock.advance(CONFIG.join_delay_seconds + CONFIG.heartbeat_seconds)
+    assert not waiting.done()
+    await stop(tasks[:2])
+    await seniors[0].close()  # leaves the row now
+    await clock.advance(CONFIG.watch_seconds + 0.1)
+    assert waiting.done()
+    assert waiting.result() is True
+    assert CONFIG.watch_seconds + 0.1 < CONFIG.heartbeat_seconds * 0.9  # sooner than any heartbeat of its own
+    await stop(tasks[2:])
+    for throttle in [*seniors[1:], junior]:
         await throttle.close()
 
 

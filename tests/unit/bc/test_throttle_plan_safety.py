@@ -54,6 +54,12 @@ class _World:
         self.processes[name].low = False
         self.beat(name)
 
+    def watch(self, name: str) -> None:
+        """The first junior's read between heartbeats (SharedThrottle._watch): its view becomes the newest row."""
+        if any(member.id == name for member in self.row.members):
+            self.processes[name].view = self.row
+        self.check()
+
     def leave(self, name: str) -> None:
         del self.processes[name]
         self.row = CoordinationState(tuple(member for member in self.row.live(self.now) if member.id != name))
@@ -87,6 +93,7 @@ _EVENTS = st.lists(
         st.tuples(st.just("join"), st.booleans()),
         st.tuples(st.just("leave"), st.integers(0, 9)),
         st.tuples(st.just("convert"), st.integers(0, 9)),
+        st.tuples(st.just("watch"), st.integers(0, 9)),
         st.tuples(st.just("advance"), st.floats(0.1, 25.0)),
     ),
     max_size=40,
@@ -116,6 +123,8 @@ def test_members_never_exceed_the_budget_together(events: list[tuple[str, object
             world.leave(names[int(arg) % len(names)])  # type: ignore[call-overload]
         elif names and kind == "convert":
             world.convert(names[int(arg) % len(names)])  # type: ignore[call-overload]
+        elif names and kind == "watch":
+            world.watch(names[int(arg) % len(names)])  # type: ignore[call-overload]
     world.advance(3 * CONFIG.heartbeat_seconds)
 
 
