@@ -69,6 +69,8 @@ _Change = Callable[[CoordinationState, float], CoordinationState]
 class SharedThrottle:
     """Keeps one identity's requests under BC's rate and concurrency limits across processes."""
 
+    _task: asyncio.Task[None] | None  # the heartbeat loop, while it runs
+
     def __init__(
         self,
         store: CoordinationStore,
@@ -90,16 +92,15 @@ class SharedThrottle:
         # One compare-and-swap at a time (so the view kept is the newest); one permit taking the pace at a time.
         self._cas_lock, self._pace_lock = asyncio.Lock(), asyncio.Lock()
         self._tat = 0.0  # GCRA theoretical arrival time of the next paced start
-        self._local_pause, self._published_pause = 0.0, 0.0
-        self._in_fallback, self._last_failed = False, False
-        self._task: asyncio.Task[None] | None = None
+        self._local_pause, self._published_pause, self._watched_at = 0.0, 0.0, float("-inf")
+        self._in_fallback, self._last_failed, self._task = False, False, None
         self._ready, self._closed = asyncio.Event(), False
         # Callers in permit() or await_slot() (while any, the member never leaves on idle); last time one ended.
         self._users, self._last_busy, self._leaving = 0, self._clock.time(), False
         # Normal permits asked, not yet through their pace; low permits holding a slot; a conversion under way.
         self._normal_waiting, self._low_in_flight, self._converting = 0, 0, False
-        self._low_only: bool | None = None  # only low permits asked since joining (None: none asked)
-        self._watched_at = float("-inf")  # the first junior's last read of the row (_watch)
+        # Only low permits asked since joining (None: none asked).
+        self._low_only: bool | None = None
 
     # ----- public surface ------------------------------------------------------------------------------
 
