@@ -408,7 +408,9 @@ class SharedThrottle:
         self._last_busy = self._clock.time()
 
     async def _leave(self) -> None:
-        """Give this member's share back (its slots go to the juniors at their next heartbeat) and forget it."""
+        """Give this member's share back (its slots go to the next junior in line at its next watch, the others at
+        their next heartbeat) and forget it."""
+        idle_for = self._clock.time() - self._last_busy
         self._leaving = True
         try:
             with contextlib.suppress(ThrottleStorageError):  # its lease runs out in the row anyway
@@ -419,7 +421,7 @@ class SharedThrottle:
             self._ready = asyncio.Event()
             self._leaving = False
             self._signal_change()
-        logger.info("BC throttle: idle for %.0fs, left the coordination row", self._config.idle_leave_seconds)
+        logger.info("BC throttle: idle for %.0fs, left the coordination row", idle_for)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """A heartbeat loop that died of an unexpected error leaves the view to go stale (fallback share)."""
