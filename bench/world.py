@@ -170,7 +170,9 @@ class BenchWorld(World):
         """Rows of a jobs table by state."""
         with TableClient.from_connection_string(self.azurite.connection_string, table_name) as table:
             try:
-                return dict(Counter(str(row["State"]) for row in table.list_entities(select=["State"])))
+                # job rows only: a job's audit rows share its partition (shared/jobs/audit.py)
+                rows = table.query_entities("RowKey eq 'job'", select=["State"])
+                return dict(Counter(str(row["State"]) for row in rows))
             except ResourceNotFoundError:
                 return {}
 
@@ -186,7 +188,9 @@ class BenchWorld(World):
         """Rows of a jobs table in `state`."""
         with TableClient.from_connection_string(self.azurite.connection_string, table_name) as table:
             try:
-                rows = table.query_entities("State eq @s", parameters={"s": state}, select=["PartitionKey"])
+                rows = table.query_entities(
+                    "RowKey eq 'job' and State eq @s", parameters={"s": state}, select=["PartitionKey"]
+                )
                 return sum(1 for _ in rows)
             except ResourceNotFoundError:
                 return 0
