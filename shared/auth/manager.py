@@ -31,19 +31,15 @@ holds after the write; *recent* = refreshed less than `min_age` ago (forced refr
     └── _refresh_forced(demand)      (as above)
 
     _refresh(demand)                 take the lease, or wait and take its holder's result; holding it:
-    ├── newest                       someone else's set may meet the demand now (Key Vault only if the
-    │                                lease row names a newer generation than the cached one)
+    ├── re-read the store            someone else's set may meet the demand now
     ├── _check_entra_allowed()       again, unless the demand is forced
     ├── _redeem(newest)              one Entra call; a failure is recorded (health, gate, telemetry)
     │   └── _successor(newest)       client credentials, or the newest refresh token
-    ├── _save(issued, lease)         renew the lease claiming the generation (CAS: newest wins), write
-    │                                without re-reading; store down: keep it in memory
+    ├── _save(issued, lease)         renew the lease, write newest-wins; store down: keep it in memory
     └── _record_refreshed(saved)     telemetry, health OK, log
 
-Across all processes and instances one refresher at a time talks to Entra, under the lease and after checking
-the store; the others pick up its result. The lease row names the *stored generation*, so a process reads Key
-Vault only when the store holds a set newer than its cached one: about one read per token lifetime per process,
-none for the refresher (shared.auth.cache gives the argument why no older set ever overwrites a newer one). A failed refresh keeps the still-valid cached token in service;
+Across all processes and instances one refresher at a time talks to Entra, under the lease and after re-reading
+the store; the others pick up its result. A failed refresh keeps the still-valid cached token in service;
 admin-needed failures stop calls to Entra until an admin acts or the probe backoff runs out.
 """
 
@@ -51,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeGuard
@@ -95,7 +91,7 @@ from shared.auth.timing import (
 )
 from shared.auth.transient_gate import TransientGate
 from shared.clock import Clock
-from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, AuthMode, RefusedTokens, token_digest
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, AuthMode
 
 __all__ = ["Collaborators", "Demand", "InProcess", "ScheduledOutcome", "TokenManager"]
 
@@ -147,7 +143,7 @@ class InProcess:
     @classmethod
     def of(cls, parts: Collaborators) -> InProcess:
         """An empty cache, an open gate and a free lock."""
-        cache = TokenCache(parts.tokens, parts.connection, parts.clock, board=parts.leases)
+        cache = TokenCache(parts.tokens, parts.connection, parts.clock)
         return cls(cache, TransientGate(parts.connection, parts.clock), asyncio.Lock())
 
 
@@ -156,14 +152,13 @@ class Demand:
     """What a caller needs from a token set; each constructor names one caller's demand."""
 
     min_validity: timedelta
-    # Digests of the access tokens BC answered 401 to (shared.tokens.RefusedTokens): no set holding one meets it.
-    refused: frozenset[str] = field(default=frozenset(), repr=False)
+    rejected: str | None = field(default=None, repr=False)  # an access token BC answered 401 to
     after_generation: int | None = None  # a forced refresh wants a set newer than this
 
     @classmethod
-    def replacing(cls, refused: frozenset[str]) -> Demand:
-        """Any set but those BC refused, valid long enough for the retried request."""
-        return cls(REJECTED_RETRY_VALIDITY, refused=refused)
+    def replacing(cls, rejected: AccessToken) -> Demand:
+        """Any set but the one BC rejected, valid long enough for the retried request."""
+        return cls(REJECTED_RETRY_VALIDITY, rejected=rejected.value)
 
     @classmethod
     def newer_than(cls, known: TokenSet | None) -> Demand:
@@ -181,13 +176,9 @@ class Demand:
             return False
         if self.after_generation is not None and token_set.generation <= self.after_generation:
             return False
-        if self.refuses(token_set):
+        if self.rejected is not None and token_set.access_token == self.rejected:
             return False
         return token_set.access.valid_for(self.min_validity, now)
-
-    def refuses(self, token_set: TokenSet) -> bool:
-        """True when BC refused this set's access token (it can serve no caller, not even as a fallback)."""
-        return bool(self.refused) and token_digest(token_set.access_token) in self.refused
 
 
 class TokenManager:
@@ -208,7 +199,6 @@ class TokenManager:
         self._store_gate = TransientGate(parts.connection, parts.clock)  # closed after a failed store read
         self._lock = self._in_process.lock
         self._refreshing: asyncio.Future[AccessToken] | None = None
-        self._refused = RefusedTokens()  # access tokens BC answered 401 to, by digest: never served again
 
     # -- what callers ask for ------------------------------------------------------------------------------
 
@@ -235,21 +225,15 @@ class TokenManager:
     async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
         """A token that stays valid at least `min_validity`, refreshing (once, across processes) if needed."""
         cached = self._cache.valid_for(min_validity)
-        if cached is not None and cached.access not in self._refused:
+        if cached is not None:
             return cached.access
         async with self._lock:  # whoever held it may have refreshed or read what we need
-            return (await self._serve(Demand(min_validity, refused=self._refused.digests()))).access
+            return (await self._serve(Demand(min_validity))).access
 
     async def replacement_for(self, rejected: AccessToken) -> AccessToken:
-        """A token other than `rejected` (BC answered 401 to it): one already at hand, else a refreshed one.
-
-        The refused token is remembered (by digest) before waiting for the lock, so no caller is served it again,
-        and the callers that wait meanwhile share the first one's replacement: one store read and at most one
-        refresh per refusal in this process, however many requests BC refused.
-        """
-        self._refused.note(rejected)
+        """A token other than `rejected` (BC answered 401 to it): one already at hand, else a refreshed one."""
         async with self._lock:
-            return (await self._serve(Demand.replacing(self._refused.digests()))).access
+            return (await self._serve(Demand.replacing(rejected))).access
 
     async def refresh_now(self, *, min_age: timedelta = REFRESH_MIN_AGE) -> AccessToken:
         """A new token (POST /api/auth/refresh); probes past the backoffs.
@@ -312,13 +296,8 @@ class TokenManager:
         recoverable failure, or while the store gate is closed, the still-valid cached set."""
         if demand.met_by(self._cache.cached, self._clock.now()):
             return self._cache.cached
-        if self._store_gate.is_closed() and (cached := self._unrefused_cached(demand)):
+        if self._store_gate.is_closed() and (cached := self._cache.unexpired(besides=demand.rejected)):
             return cached
-        if self._store_gate.is_closed() and demand.refused:
-            # After a refusal, a failing store is read once per backoff, not once per caller.
-            return self._fall_back(
-                demand, TokenStoreUnavailableError(f"store of '{self.connection}' failing")
-            )
         try:
             newest = await self._read_store()
             if demand.met_by(newest, self._clock.now()):
@@ -361,14 +340,9 @@ class TokenManager:
         except _RECOVERABLE as exc:
             return self._fall_back(demand, exc)
 
-    def _unrefused_cached(self, demand: Demand) -> TokenSet | None:
-        """The cached set while its access token is unexpired and BC has not refused it."""
-        cached = self._cache.unexpired()
-        return None if cached is None or demand.refuses(cached) else cached
-
     def _fall_back(self, demand: Demand, exc: AuthError) -> TokenSet:
         """The still-valid cached set after a recoverable failure (never for a forced refresh), or a clear error."""
-        cached = None if demand.forced else self._unrefused_cached(demand)
+        cached = None if demand.forced else self._cache.unexpired(besides=demand.rejected)
         if cached is None and isinstance(exc, TokenStoreUnavailableError):
             raise TokenStoreUnavailableError(
                 f"token store unavailable and no unexpired cached token for '{self.connection}'; retry later "
@@ -401,7 +375,7 @@ class TokenManager:
                 return newest
             if not demand.forced:
                 await self._check_entra_allowed(newest)
-            issued = _above_claimed(await self._redeem(newest), lease)
+            issued = await self._redeem(newest)
             self._entra_gate.open()
             saved = await self._save(issued, lease)
             await self._record_refreshed(saved)
@@ -435,23 +409,25 @@ class TokenManager:
         return newest.successor(grant, now)
 
     async def _save(self, issued: TokenSet, lease: Versioned[Lease]) -> TokenSet:
-        """Claim its generation while renewing the lease (one CAS: newest wins), then write it without
-        re-reading the store (shared.auth.cache says why that suffices); if the store is down, keep it in memory.
+        """Persist under a still-held lease, newest wins; if the store is down, keep it in memory.
 
         Lenient on purpose: the refresh already happened at Entra, so a set that could not be saved is
         still served from this process's memory and saved by its next refresh (sign-in is strict instead).
         """
-        try:
-            renewed = await self._leases.renew(lease, LEASE_TTL, generation=issued.generation)
-        except StaleTokenSetError:
-            return await self._newer_stored(issued)
-        if renewed is None:
+        if await self._leases.renew(lease, LEASE_TTL) is None:
             logger.warning(
                 "refresh lease lost before saving; not writing", extra=self._log_fields("auth.lease_lost")
             )
             return issued
         try:
-            return await self._cache.write_claimed(issued)
+            return await self._cache.save(issued)
+        except StaleTokenSetError:
+            logger.warning(
+                "a newer token set was stored meanwhile; keeping it",
+                extra=self._log_fields("auth.stale_write"),
+            )
+            newest = await self._cache.newest()
+            return newest if newest is not None else issued
         except TokenStoreUnavailableError:
             logger.error(
                 "token refreshed but not saved (token store unavailable); kept in memory",
@@ -459,14 +435,6 @@ class TokenManager:
             )
             self._cache.adopt(issued)
             return issued
-
-    async def _newer_stored(self, issued: TokenSet) -> TokenSet:
-        """The set stored meanwhile, whose generation the lease row names above `issued`'s."""
-        logger.warning(
-            "a newer token set was stored meanwhile; keeping it", extra=self._log_fields("auth.stale_write")
-        )
-        newest = await self._cache.newest()
-        return newest if newest is not None else issued
 
     async def _record_refreshed(self, saved: TokenSet) -> None:
         """Telemetry, health and the log line of a successful refresh."""
@@ -525,15 +493,6 @@ class TokenManager:
     def _log_fields(self, event: str, **fields: str) -> dict[str, str]:
         """Structured log fields naming the connection and the event."""
         return {"connection": self.connection, "event": event, **fields}
-
-
-def _above_claimed(issued: TokenSet, lease: Versioned[Lease]) -> TokenSet:
-    """`issued`, numbered above the generation the lease row names: a claim whose write failed leaves the row
-    above the store, and the next set must not reuse that generation (shared.auth.cache)."""
-    claimed = lease.value.generation
-    if claimed is None or issued.generation > claimed:
-        return issued
-    return replace(issued, generation=claimed + 1)
 
 
 def _retrieve(future: asyncio.Future[AccessToken]) -> None:
