@@ -103,7 +103,21 @@ class World:
                 with contextlib.suppress(ResourceExistsError):
                     service.create_queue(name)
         for worker in self.workers:
-            self.start_worker(worker)
+            self._first_start(worker)
+
+    def _first_start(self, worker: Worker) -> None:
+        """Start a worker on a port chosen now, not at construction (Azurite and the sandbox took ports since), and
+        on another one if some process took it before devhost bound it: free_port only knows it was free a moment
+        ago. Restarts keep the port: worker 0's is in every worker's redirect URI."""
+        for _ in range(3):
+            worker.port = free_port()
+            try:
+                self.start_worker(worker)
+                return
+            except RuntimeError:
+                if worker.alive or "cannot listen on" not in _log_tail(worker):
+                    raise
+        raise RuntimeError(f"worker {worker.index} found no free port in 3 tries: {_log_tail(worker)}")
 
     def stop(self) -> None:
         """Workers first (SIGTERM: in-flight invocations finish), then the sandbox and Azurite."""
@@ -240,9 +254,17 @@ class World:
 def _healthy(worker: Worker) -> bool:
     if not worker.alive:
         raise RuntimeError(
-            f"worker {worker.index} exited with {worker.process and worker.process.returncode}"
+            f"worker {worker.index} exited with {worker.process and worker.process.returncode}; "
+            f"the end of its log:\n{_log_tail(worker)}"
         )
     try:
         return httpx.get(f"{worker.base_url}/api/health", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _log_tail(worker: Worker, lines: int = 40) -> str:
+    """The last lines of the worker's latest log (devhost's own errors land there); "" before it has one."""
+    if not worker.logs or not worker.logs[-1].exists():
+        return ""
+    return "\n".join(worker.logs[-1].read_text(errors="replace").splitlines()[-lines:])
