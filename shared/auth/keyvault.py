@@ -8,7 +8,10 @@ cannot be deleted, only disabled, after which its value can no longer be read. S
 version before the previous one: at most two versions are readable — the current one and the one it replaced
 (kept so a write that went wrong can be looked into). Each version's `previous_version` tag names the one it
 replaced, so this costs one PATCH per write; a chain without that tag (versions written before this rule) is
-swept once by listing the versions.
+swept once by listing the versions. A writer no longer re-reads the secret before writing (the refresh lease row
+orders the writes: shared.auth.cache), so it names as previous only the version it last read or wrote, and only
+when that version holds the generation right below the one it writes (then it is the current one: generations
+are claimed in increasing order); otherwise it writes no tag and the next write sweeps.
 
 Failures: every SDK failure — AzureError, and the ValueError the SDK raises for a challenge whose resource
 does not match the vault (KEY_VAULT_VERIFY_CHALLENGE_RESOURCE) — becomes TokenStoreUnavailableError; its cause
@@ -52,6 +55,7 @@ class _Seen:
 
     version: str | None
     previous: str | None  # None: the chain has no `previous_version` tag (written before it existed)
+    generation: int  # of the token set in that version (0: no secret, or one holding no token set)
 
 
 class KeyVaultTokenStore:
@@ -69,27 +73,29 @@ class KeyVaultTokenStore:
             secret = await self._client.get_secret(name)
         except ResourceNotFoundError:
             self._failures.succeeded()
-            self._seen[connection] = _Seen(None, NO_PREVIOUS)
+            self._seen[connection] = _Seen(None, NO_PREVIOUS, 0)
             return None
         except _SDK_FAILURES as exc:
             raise self._unavailable(f"read secret {name}", exc) from exc
         self._failures.succeeded()
         tags = secret.properties.tags or {}
-        self._seen[connection] = _Seen(secret.properties.version, tags.get(PREVIOUS_TAG))
-        if not secret.value:
-            return None
         try:
-            return TokenSet.from_json(secret.value)
+            token_set = TokenSet.from_json(secret.value) if secret.value else None
         except ValueError as exc:
             raise TokenStoreUnavailableError(
                 f"secret '{name}' does not hold a token set: sign in again"
             ) from exc
+        generation = token_set.generation if token_set else 0
+        self._seen[connection] = _Seen(secret.properties.version, tags.get(PREVIOUS_TAG), generation)
+        return token_set
 
     async def write(self, token_set: TokenSet) -> None:
         """A new secret version (tags show generation and expiry in the portal without the value); then the
         version before the previous one is disabled."""
         name = secret_name(token_set.connection)
-        current = self._seen.get(token_set.connection)  # save_newest read it just before
+        current = self._seen.get(token_set.connection)
+        if current is not None and current.generation != token_set.generation - 1:
+            current = None  # not known to be the current version (see the module docstring)
         tags = {"generation": str(token_set.generation), "expires_on": token_set.expires_on.isoformat()}
         if current is not None:  # unknown otherwise: no tag, so the next write sweeps instead
             tags[PREVIOUS_TAG] = current.version or NO_PREVIOUS
@@ -101,7 +107,7 @@ class KeyVaultTokenStore:
             raise self._unavailable(f"write secret {name}", exc) from exc
         self._failures.succeeded()
         version = written.properties.version
-        self._seen[token_set.connection] = _Seen(version, tags.get(PREVIOUS_TAG))
+        self._seen[token_set.connection] = _Seen(version, tags.get(PREVIOUS_TAG), token_set.generation)
         if current is not None and current.version is not None:
             await self._retire(name, keep={version, current.version}, older=current.previous)
 

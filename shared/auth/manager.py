@@ -31,15 +31,19 @@ holds after the write; *recent* = refreshed less than `min_age` ago (forced refr
     └── _refresh_forced(demand)      (as above)
 
     _refresh(demand)                 take the lease, or wait and take its holder's result; holding it:
-    ├── re-read the store            someone else's set may meet the demand now
+    ├── newest                       someone else's set may meet the demand now (Key Vault only if the
+    │                                lease row names a newer generation than the cached one)
     ├── _check_entra_allowed()       again, unless the demand is forced
     ├── _redeem(newest)              one Entra call; a failure is recorded (health, gate, telemetry)
     │   └── _successor(newest)       client credentials, or the newest refresh token
-    ├── _save(issued, lease)         renew the lease, write newest-wins; store down: keep it in memory
+    ├── _save(issued, lease)         renew the lease claiming the generation (CAS: newest wins), write
+    │                                without re-reading; store down: keep it in memory
     └── _record_refreshed(saved)     telemetry, health OK, log
 
-Across all processes and instances one refresher at a time talks to Entra, under the lease and after re-reading
-the store; the others pick up its result. A failed refresh keeps the still-valid cached token in service;
+Across all processes and instances one refresher at a time talks to Entra, under the lease and after checking
+the store; the others pick up its result. The lease row names the *stored generation*, so a process reads Key
+Vault only when the store holds a set newer than its cached one: about one read per token lifetime per process,
+none for the refresher (shared.auth.cache gives the argument why no older set ever overwrites a newer one). A failed refresh keeps the still-valid cached token in service;
 admin-needed failures stop calls to Entra until an admin acts or the probe backoff runs out.
 """
 
@@ -47,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeGuard
@@ -143,7 +147,7 @@ class InProcess:
     @classmethod
     def of(cls, parts: Collaborators) -> InProcess:
         """An empty cache, an open gate and a free lock."""
-        cache = TokenCache(parts.tokens, parts.connection, parts.clock)
+        cache = TokenCache(parts.tokens, parts.connection, parts.clock, board=parts.leases)
         return cls(cache, TransientGate(parts.connection, parts.clock), asyncio.Lock())
 
 
@@ -375,7 +379,7 @@ class TokenManager:
                 return newest
             if not demand.forced:
                 await self._check_entra_allowed(newest)
-            issued = await self._redeem(newest)
+            issued = _above_claimed(await self._redeem(newest), lease)
             self._entra_gate.open()
             saved = await self._save(issued, lease)
             await self._record_refreshed(saved)
@@ -409,25 +413,23 @@ class TokenManager:
         return newest.successor(grant, now)
 
     async def _save(self, issued: TokenSet, lease: Versioned[Lease]) -> TokenSet:
-        """Persist under a still-held lease, newest wins; if the store is down, keep it in memory.
+        """Claim its generation while renewing the lease (one CAS: newest wins), then write it without
+        re-reading the store (shared.auth.cache says why that suffices); if the store is down, keep it in memory.
 
         Lenient on purpose: the refresh already happened at Entra, so a set that could not be saved is
         still served from this process's memory and saved by its next refresh (sign-in is strict instead).
         """
-        if await self._leases.renew(lease, LEASE_TTL) is None:
+        try:
+            renewed = await self._leases.renew(lease, LEASE_TTL, generation=issued.generation)
+        except StaleTokenSetError:
+            return await self._newer_stored(issued)
+        if renewed is None:
             logger.warning(
                 "refresh lease lost before saving; not writing", extra=self._log_fields("auth.lease_lost")
             )
             return issued
         try:
-            return await self._cache.save(issued)
-        except StaleTokenSetError:
-            logger.warning(
-                "a newer token set was stored meanwhile; keeping it",
-                extra=self._log_fields("auth.stale_write"),
-            )
-            newest = await self._cache.newest()
-            return newest if newest is not None else issued
+            return await self._cache.write_claimed(issued)
         except TokenStoreUnavailableError:
             logger.error(
                 "token refreshed but not saved (token store unavailable); kept in memory",
@@ -435,6 +437,14 @@ class TokenManager:
             )
             self._cache.adopt(issued)
             return issued
+
+    async def _newer_stored(self, issued: TokenSet) -> TokenSet:
+        """The set stored meanwhile, whose generation the lease row names above `issued`'s."""
+        logger.warning(
+            "a newer token set was stored meanwhile; keeping it", extra=self._log_fields("auth.stale_write")
+        )
+        newest = await self._cache.newest()
+        return newest if newest is not None else issued
 
     async def _record_refreshed(self, saved: TokenSet) -> None:
         """Telemetry, health and the log line of a successful refresh."""
@@ -493,6 +503,15 @@ class TokenManager:
     def _log_fields(self, event: str, **fields: str) -> dict[str, str]:
         """Structured log fields naming the connection and the event."""
         return {"connection": self.connection, "event": event, **fields}
+
+
+def _above_claimed(issued: TokenSet, lease: Versioned[Lease]) -> TokenSet:
+    """`issued`, numbered above the generation the lease row names: a claim whose write failed leaves the row
+    above the store, and the next set must not reuse that generation (shared.auth.cache)."""
+    claimed = lease.value.generation
+    if claimed is None or issued.generation > claimed:
+        return issued
+    return replace(issued, generation=claimed + 1)
 
 
 def _retrieve(future: asyncio.Future[AccessToken]) -> None:

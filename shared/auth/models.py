@@ -231,6 +231,9 @@ class Lease:
     name: str
     holder: str  # "" once released
     expires_at: datetime
+    # The newest token-set generation a holder claimed for the token store (shared.auth.cache: the stored
+    # generation); None on a row written before the lease carried it, which sends readers to the store.
+    generation: int | None = None
 
     def is_free(self, now: datetime) -> bool:
         """True when nobody holds the lease (released or expired)."""

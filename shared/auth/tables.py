@@ -58,13 +58,22 @@ class LeaseCodec:
     """Lease <-> row."""
 
     def to_row(self, value: Lease) -> Row:
-        """Holder and expiry."""
-        return {"holder": value.holder, "expires_at": iso_utc(value.expires_at)}
+        """Holder, expiry and the stored generation (absent while unknown)."""
+        row: Row = {"holder": value.holder, "expires_at": iso_utc(value.expires_at)}
+        if value.generation is not None:
+            row["generation"] = value.generation
+        return row
 
     def from_row(self, key: str, row: Row) -> Lease:
         """The lease named `key`."""
         expires = parse_iso_utc(row.get("expires_at")) or datetime.min.replace(tzinfo=UTC)
-        return Lease(name=key, holder=str(row.get("holder") or ""), expires_at=expires)
+        generation = row.get("generation")
+        return Lease(
+            name=key,
+            holder=str(row.get("holder") or ""),
+            expires_at=expires,
+            generation=int(generation) if generation is not None else None,
+        )
 
 
 class SignInCodec:

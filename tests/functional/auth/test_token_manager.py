@@ -224,23 +224,46 @@ async def test_transient_failure_after_expiry_raises_with_retry_after(world: Wor
 
 
 async def test_store_outage_during_token_life_keeps_callers_working(world: World) -> None:
-    """Key Vault down: cached token still served, even when a refresh would otherwise be attempted."""
+    """Key Vault down and another process stored a newer set: the cached token is still served, even when a
+    refresh would otherwise be attempted."""
     await signed_in(world)
     manager = world.manager()
     cached = await manager.token()
+    await world.manager().refresh_now(min_age=timedelta(0))  # the lease row names a newer generation
     world.tokens.outage = True
 
     assert (await manager.token()).value == cached.value
     world.clock.advance(timedelta(minutes=57))
     assert (await manager.token()).value == cached.value
-    assert world.entra.calls["refresh_token"] == 0
+    assert world.entra.calls["refresh_token"] == 1  # the other process's
+
+
+async def test_store_outage_when_due_refreshes_and_serves_the_set_from_memory(world: World) -> None:
+    """Key Vault down, nobody stored a newer set (the lease row says so without a vault read): the due
+    process refreshes, serves the new set from memory and saves it with its next refresh."""
+    await signed_in(world)
+    manager = world.manager()
+    cached = await manager.token()
+    world.tokens.outage = True
+    world.clock.advance(timedelta(minutes=57))
+
+    refreshed = await manager.token()
+    world.tokens.outage = False
+    saved = await manager.refresh_now(min_age=timedelta(0))
+
+    assert refreshed.value != cached.value
+    stored = world.tokens.peek("default")
+    assert stored is not None
+    assert stored.access_token == saved.value
 
 
 async def test_store_outage_past_expiry_raises_a_clear_error(world: World) -> None:
-    """Key Vault down and the cached token expired: TokenStoreUnavailableError naming the situation."""
+    """Key Vault down, another process stored a newer set and the cached token expired:
+    TokenStoreUnavailableError naming the situation."""
     await signed_in(world)
     manager = world.manager()
     await manager.token()
+    await world.manager().refresh_now(min_age=timedelta(0))
     world.tokens.outage = True
     world.clock.advance(timedelta(minutes=61))
 

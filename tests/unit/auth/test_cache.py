@@ -8,9 +8,10 @@ import pytest
 
 from shared.auth.cache import TokenCache
 from shared.auth.errors import StaleTokenSetError, TokenStoreUnavailableError
-from shared.auth.models import Grant, TokenSet, first_token_set
+from shared.auth.leases import LeaseKeeper
+from shared.auth.models import Grant, Lease, TokenSet, first_token_set
 from shared.tokens import AuthMode
-from testkit.auth_stores import MemoryTokenStore
+from testkit.auth_stores import MemoryRecordStore, MemoryTokenStore
 from testkit.clock import ManualClock
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -115,3 +116,52 @@ def test_unexpired_skips_the_rejected_token_and_expired_sets() -> None:
     assert cache.unexpired(besides="at-1") is None
     clock.advance(timedelta(hours=1))
     assert cache.unexpired() is None
+
+
+def cache_with_board(store: MemoryTokenStore, board: LeaseKeeper) -> TokenCache:
+    return TokenCache(store, "default", ManualClock(NOW), board=board)
+
+
+async def test_with_a_board_the_store_is_read_only_when_the_board_names_a_newer_generation() -> None:
+    """The lease row's generation tells a reader whether Key Vault holds anything newer than its cache."""
+    store, board = MemoryTokenStore(), LeaseKeeper(MemoryRecordStore[Lease](), ManualClock(NOW))
+    assert await board.try_acquire("default", "a", timedelta(minutes=1)) is not None
+    writer, reader = cache_with_board(store, board), cache_with_board(store, board)
+    await writer.save(token_set(1, "rt-1"))
+    assert await reader.newest() == token_set(1, "rt-1")
+    reads = store.reads
+
+    assert await reader.newest() == token_set(1, "rt-1")  # board: 1, cached: 1
+    await writer.save(token_set(2, "rt-2"))
+    assert await reader.newest() == token_set(2, "rt-2")  # board: 2, cached: 1
+    assert store.reads - reads == 1
+
+
+async def test_with_a_board_an_older_or_equal_generation_is_refused_without_a_store_read() -> None:
+    """Newest wins by the board's CAS: an equal or older generation writes nothing and reads nothing."""
+    store, board = MemoryTokenStore(), LeaseKeeper(MemoryRecordStore[Lease](), ManualClock(NOW))
+    assert await board.try_acquire("default", "a", timedelta(minutes=1)) is not None
+    await cache_with_board(store, board).save(token_set(3, "rt-3"))
+    reads = store.reads
+
+    for stale in (token_set(3, "rt-other"), token_set(2, "rt-2")):
+        with pytest.raises(StaleTokenSetError):
+            await cache_with_board(store, board).save(stale)
+
+    assert store.peek("default") == token_set(3, "rt-3")
+    assert store.reads == reads
+
+
+async def test_with_a_board_an_unreadable_board_sends_the_reader_to_the_store() -> None:
+    """Table Storage down: the cache cannot tell, so it reads Key Vault (which may still answer)."""
+    store, table = MemoryTokenStore(), MemoryRecordStore[Lease]()
+    board = LeaseKeeper(table, ManualClock(NOW))
+    assert await board.try_acquire("default", "a", timedelta(minutes=1)) is not None
+    writer, reader = cache_with_board(store, board), cache_with_board(store, board)
+    await writer.save(token_set(1, "rt-1"))
+    await reader.newest()
+    table.fail_every_call = True
+    reads = store.reads
+
+    assert await reader.newest() == token_set(1, "rt-1")
+    assert store.reads - reads == 1

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.auth.errors import RefreshTimeoutError
+from shared.auth.errors import RefreshTimeoutError, StaleTokenSetError
 from shared.auth.leases import LeaseKeeper
 from shared.auth.models import Lease
 from testkit.auth_stores import MemoryRecordStore
@@ -89,3 +89,41 @@ async def test_acquire_waiting_times_out_with_a_retry_time_while_another_holder_
         await leases.acquire_waiting("c", "b", clock.now() + timedelta(seconds=30))
     assert raised.value.retry_after is not None
     assert raised.value.retry_after > clock.now()
+
+
+async def test_renew_claims_a_newer_generation_and_refuses_an_equal_one() -> None:
+    """The renew that precedes a write claims the generation (newest wins); the same generation again is stale
+    and writes nothing."""
+    leases, _ = keeper()
+    held = await leases.try_acquire("c", "a", TTL)
+    assert held is not None
+    assert await leases.renew(held, TTL, generation=4) is not None
+
+    with pytest.raises(StaleTokenSetError):
+        await leases.renew(held, TTL, generation=4)
+    assert await leases.stored_generation("c") == 4
+
+
+async def test_acquire_and_release_carry_the_stored_generation_over() -> None:
+    """Taking and giving back the lease keeps the generation the last writer claimed."""
+    leases, _ = keeper()
+    held = await leases.try_acquire("c", "a", TTL)
+    assert held is not None
+    await leases.claim("c", 2)
+    await leases.release(held)
+    taken = await leases.try_acquire("c", "b", TTL)
+
+    assert taken is not None
+    assert taken.value.generation == 2
+    assert await leases.stored_generation("c") == 2
+
+
+async def test_a_row_without_a_generation_claims_any() -> None:
+    """A row written before the lease carried the generation names none: the claim is accepted."""
+    leases, _ = keeper()
+    assert await leases.try_acquire("c", "a", TTL) is not None
+    assert await leases.stored_generation("c") is None
+
+    await leases.claim("c", 7)
+
+    assert await leases.stored_generation("c") == 7
