@@ -170,12 +170,23 @@ async def test_revoked_refresh_token_requires_reauthorization_with_bounded_entra
 
 
 async def test_key_vault_outage_during_token_life_keeps_callers_working_then_fails_clearly(
-    services: AuthServices, sandbox: Sandbox, sandbox_tls: ssl.SSLContext, clock: ShiftedClock, audit: Audit
+    services: AuthServices,
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    settings: Settings,
+    clock: ShiftedClock,
+    audit: Audit,
 ) -> None:
-    """Vault down: the cached token is served (even when a longer validity is asked); past expiry a clear error."""
+    """Vault down after another process stored a newer set (the lease row says so): the cached token is served
+    (even when a longer validity is asked); past expiry a clear error."""
     await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
     manager = services.manager
     cached = await manager.token()
+    other = build_auth_services(settings, clock=clock, table_transport=RecordingTransport(audit.table_bodies))
+    try:
+        await other.manager.refresh_now(min_age=timedelta(0))
+    finally:
+        await other.aclose()
     sandbox.vault.outage = True
     refreshes = sandbox.entra.token_calls["refresh_token"]
 
@@ -188,6 +199,33 @@ async def test_key_vault_outage_during_token_life_keeps_callers_working_then_fai
     clock.offset = cached.remaining() + timedelta(minutes=1)
     with pytest.raises(TokenStoreUnavailableError, match="no unexpired cached token"):
         await manager.token()
+
+
+async def test_processes_read_key_vault_only_for_a_set_newer_than_their_cache(
+    services: AuthServices,
+    sandbox: Sandbox,
+    sandbox_tls: ssl.SSLContext,
+    settings: Settings,
+    clock: ShiftedClock,
+    audit: Audit,
+) -> None:
+    """Azurite + sandbox: the refresher reads no secret, the other process reads it once to pick the new set
+    up, and the lease row on Azurite names the stored generation."""
+    await sign_in_via_sandbox(services.sign_in, sandbox_tls, audit)
+    other = build_auth_services(settings, clock=clock, table_transport=RecordingTransport(audit.table_bodies))
+    try:
+        await services.manager.token()
+        rejected = await other.manager.token()
+        reads = sandbox.vault.reads
+        refreshed = await services.manager.refresh_now(min_age=timedelta(0))
+        assert sandbox.vault.reads == reads
+
+        picked_up = await other.manager.replacement_for(rejected)  # BC refused its cached token
+        assert sandbox.vault.reads == reads + 1
+        assert fingerprint(picked_up.value) == fingerprint(refreshed.value)
+        assert await other.manager.parts.leases.stored_generation(settings.auth.connection_name) == 2
+    finally:
+        await other.aclose()
 
 
 async def test_token_set_in_key_vault_round_trips(
