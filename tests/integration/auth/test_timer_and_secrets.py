@@ -70,6 +70,9 @@ async def test_timer_refreshes_a_due_token_once_and_skips_one_not_yet_due(
     stored_set = await app_services.tokens.read(settings.auth.connection_name)
     assert stored_set is not None
     now = datetime.now(UTC)  # as if obtained 58 minutes ago: due for the hourly timer
+    # Every writer of the store claims its generation on the lease row first (shared.auth.cache), or no
+    # process reads the vault for it.
+    await app_services.manager.parts.leases.claim(settings.auth.connection_name, 2)
     await app_services.tokens.write(
         dataclasses.replace(
             stored_set,
