@@ -50,3 +50,17 @@ def peak_rss_mib(pid: int) -> float:
 def rss_mib(pid: int) -> float:
     """The process's resident set size now (VmRSS) in MiB."""
     return round(_status_kib(pid, "VmRSS") / 1024, 1)
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, every core: /proc/stat's `cpu` line (proc(5));
+    idle and iowait are the idle part."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return (total - fields[3] - fields[4]) / _TICKS, total / _TICKS
+
+
+def busy_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The share of the machine's CPU (all cores) that was busy between two `machine_cpu()` readings."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total, 3) if total > 0 else 0.0
