@@ -9,6 +9,7 @@ status page all need it, and this is the one module all of them may import.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -70,3 +71,37 @@ class AuthMode(StrEnum):
 
     CLIENT_CREDENTIALS = "client_credentials"  # S2S: Microsoft's recommended mode for unattended integrations
     DELEGATED = "delegated"  # auth code + PKCE once by an admin, then refresh-token rotation
+
+
+class RefusedTokens:
+    """Access tokens BC answered 401 to, remembered by a digest (never the token) so none is served or sent
+    again; the newest `capacity` are kept (a refused token is replaced within seconds, so a few suffice)."""
+
+    def __init__(self, capacity: int = 16) -> None:
+        self._capacity = capacity
+        self._digests: dict[str, None] = {}  # insertion-ordered: the oldest is dropped first
+
+    def note(self, token: AccessToken | str) -> None:
+        """Remember that BC refused `token`."""
+        digest = token_digest(token)
+        self._digests.pop(digest, None)
+        self._digests[digest] = None
+        while len(self._digests) > self._capacity:
+            del self._digests[next(iter(self._digests))]
+
+    def __contains__(self, token: AccessToken | str) -> bool:
+        """True when BC refused `token` (it is among the remembered ones)."""
+        return bool(self._digests) and token_digest(token) in self._digests
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def digests(self) -> frozenset[str]:
+        """The remembered digests, as a frozen value (a demand made now keeps what was known now)."""
+        return frozenset(self._digests)
+
+
+def token_digest(token: AccessToken | str) -> str:
+    """A one-way digest of an access token: enough to recognise it again, useless to anyone who reads it."""
+    value = token.value if isinstance(token, AccessToken) else token
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()

@@ -38,6 +38,7 @@ class Chaos:
     entra_calls: Counter[str] = field(default_factory=Counter)  # token calls counted before entra.reset()
     entra_errors: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    at_refusal: dict[str, int] = field(default_factory=dict)  # BC's and Key Vault's counters when tokens die
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -145,5 +146,11 @@ class Chaos:
         self._note("bc_outage_end")
 
     def _tokens_die(self) -> None:
+        stats = self.world.sandbox.bc.stats()
+        self.at_refusal = {
+            "bc_requests": stats.count(),
+            "bc_401": stats.count(401),
+            "vault_reads": self.world.sandbox.vault.reads,
+        }
         self.world.sandbox.clock.advance(self.config.token_lifetime_seconds + 1)
         self._note("tokens_expired_at_bc")

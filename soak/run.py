@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -244,6 +245,7 @@ def _figures(
         "front_door_statuses": {str(k): v for k, v in sorted(sender.front_door_statuses.items())},
         "monitor_storage_errors": monitor.storage_errors,
         "jobs_finished_per_s": _throughput(rows, chaos),
+        "token_refusal": _refusal_cost(world, chaos),
         "lever_failures": chaos.failures,
         "harness_failures": monitor.failures + sender.failures,
         "events": chaos.events,
@@ -280,6 +282,39 @@ def _throughput(rows: dict[str, dict[str, Any]], chaos: Chaos) -> dict[str, floa
         seconds = max((end - start).total_seconds(), 0.001)
         rates[name] = round(sum(1 for moment in finished if start <= moment <= end) / seconds, 2)
     return rates
+
+
+# The sender's line when BC accepts a token again after refusing one (shared/bc/sender.py, bc.token_recovered).
+_RECOVERED = re.compile(
+    r"BC accepted a token again (?P<seconds>[0-9.]+) s after it refused one: "
+    r"(?P<requests>\d+) requests since, (?P<refused>\d+) of them refused"
+)
+
+
+def _refusal_cost(world: World, chaos: Chaos) -> dict[str, Any]:
+    """What the last lever (BC refuses every token the workers hold) cost: BC requests, 401s and Key Vault reads
+    from the lever to the end of the run, and per worker process what its sender logged from its first 401 to
+    its first 2xx (issue 24, point 6: at most one request per in-flight slot, one vault read)."""
+    if not chaos.at_refusal:
+        return {}
+    stats = world.sandbox.bc.stats()
+    at = chaos.at_refusal
+    recoveries = {
+        path.name: [
+            {
+                key: float(value) if key == "seconds" else int(value)
+                for key, value in found.groupdict().items()
+            }
+            for found in _RECOVERED.finditer(path.read_text(encoding="utf-8", errors="replace"))
+        ]
+        for path in _logs(world)
+    }
+    return {
+        "bc_requests_since": stats.count() - at["bc_requests"],
+        "bc_401_since": stats.count(401) - at["bc_401"],
+        "vault_reads_since": world.sandbox.vault.reads - at["vault_reads"],
+        "recoveries_by_log": {name: found for name, found in recoveries.items() if found},
+    }
 
 
 def _by_status(requests: dict[str, dict[int, int]]) -> Counter[int]:

@@ -95,7 +95,7 @@ from shared.auth.timing import (
 )
 from shared.auth.transient_gate import TransientGate
 from shared.clock import Clock
-from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, AuthMode
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, AuthMode, RefusedTokens, token_digest
 
 __all__ = ["Collaborators", "Demand", "InProcess", "ScheduledOutcome", "TokenManager"]
 
@@ -156,13 +156,14 @@ class Demand:
     """What a caller needs from a token set; each constructor names one caller's demand."""
 
     min_validity: timedelta
-    rejected: str | None = field(default=None, repr=False)  # an access token BC answered 401 to
+    # Digests of the access tokens BC answered 401 to (shared.tokens.RefusedTokens): no set holding one meets it.
+    refused: frozenset[str] = field(default=frozenset(), repr=False)
     after_generation: int | None = None  # a forced refresh wants a set newer than this
 
     @classmethod
-    def replacing(cls, rejected: AccessToken) -> Demand:
-        """Any set but the one BC rejected, valid long enough for the retried request."""
-        return cls(REJECTED_RETRY_VALIDITY, rejected=rejected.value)
+    def replacing(cls, refused: frozenset[str]) -> Demand:
+        """Any set but those BC refused, valid long enough for the retried request."""
+        return cls(REJECTED_RETRY_VALIDITY, refused=refused)
 
     @classmethod
     def newer_than(cls, known: TokenSet | None) -> Demand:
@@ -180,9 +181,13 @@ class Demand:
             return False
         if self.after_generation is not None and token_set.generation <= self.after_generation:
             return False
-        if self.rejected is not None and token_set.access_token == self.rejected:
+        if self.refuses(token_set):
             return False
         return token_set.access.valid_for(self.min_validity, now)
+
+    def refuses(self, token_set: TokenSet) -> bool:
+        """True when BC refused this set's access token (it can serve no caller, not even as a fallback)."""
+        return bool(self.refused) and token_digest(token_set.access_token) in self.refused
 
 
 class TokenManager:
@@ -203,6 +208,7 @@ class TokenManager:
         self._store_gate = TransientGate(parts.connection, parts.clock)  # closed after a failed store read
         self._lock = self._in_process.lock
         self._refreshing: asyncio.Future[AccessToken] | None = None
+        self._refused = RefusedTokens()  # access tokens BC answered 401 to, by digest: never served again
 
     # -- what callers ask for ------------------------------------------------------------------------------
 
@@ -229,15 +235,21 @@ class TokenManager:
     async def token(self, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> AccessToken:
         """A token that stays valid at least `min_validity`, refreshing (once, across processes) if needed."""
         cached = self._cache.valid_for(min_validity)
-        if cached is not None:
+        if cached is not None and cached.access not in self._refused:
             return cached.access
         async with self._lock:  # whoever held it may have refreshed or read what we need
-            return (await self._serve(Demand(min_validity))).access
+            return (await self._serve(Demand(min_validity, refused=self._refused.digests()))).access
 
     async def replacement_for(self, rejected: AccessToken) -> AccessToken:
-        """A token other than `rejected` (BC answered 401 to it): one already at hand, else a refreshed one."""
+        """A token other than `rejected` (BC answered 401 to it): one already at hand, else a refreshed one.
+
+        The refused token is remembered (by digest) before waiting for the lock, so no caller is served it again,
+        and the callers that wait meanwhile share the first one's replacement: one store read and at most one
+        refresh per refusal in this process, however many requests BC refused.
+        """
+        self._refused.note(rejected)
         async with self._lock:
-            return (await self._serve(Demand.replacing(rejected))).access
+            return (await self._serve(Demand.replacing(self._refused.digests()))).access
 
     async def refresh_now(self, *, min_age: timedelta = REFRESH_MIN_AGE) -> AccessToken:
         """A new token (POST /api/auth/refresh); probes past the backoffs.
@@ -300,7 +312,7 @@ class TokenManager:
         recoverable failure, or while the store gate is closed, the still-valid cached set."""
         if demand.met_by(self._cache.cached, self._clock.now()):
             return self._cache.cached
-        if self._store_gate.is_closed() and (cached := self._cache.unexpired(besides=demand.rejected)):
+        if self._store_gate.is_closed() and (cached := self._unrefused_cached(demand)):
             return cached
         try:
             newest = await self._read_store()
@@ -344,9 +356,14 @@ class TokenManager:
         except _RECOVERABLE as exc:
             return self._fall_back(demand, exc)
 
+    def _unrefused_cached(self, demand: Demand) -> TokenSet | None:
+        """The cached set while its access token is unexpired and BC has not refused it."""
+        cached = self._cache.unexpired()
+        return None if cached is None or demand.refuses(cached) else cached
+
     def _fall_back(self, demand: Demand, exc: AuthError) -> TokenSet:
         """The still-valid cached set after a recoverable failure (never for a forced refresh), or a clear error."""
-        cached = None if demand.forced else self._cache.unexpired(besides=demand.rejected)
+        cached = None if demand.forced else self._unrefused_cached(demand)
         if cached is None and isinstance(exc, TokenStoreUnavailableError):
             raise TokenStoreUnavailableError(
                 f"token store unavailable and no unexpired cached token for '{self.connection}'; retry later "

@@ -11,6 +11,12 @@ before the send until the body is read, so "in flight" means exactly what BC cou
 token than the rejected one (again outside the throttle) and one resend under a permit of its own; a second
 401 is an AuthenticationError. This module is the only code that touches the Authorization header.
 
+A refused token is refused for every request that carries it (expired at BC's clock, revoked), so the sender
+remembers it (shared.tokens.RefusedTokens, by digest): a request whose token BC refused while it waited for its
+permit gives the permit back unsent and swaps the token first (issue 24, point 6). Once BC refuses a token, a
+process spends at most one request per in-flight slot on it, not one per job queued behind them. When BC accepts
+a token again, one log line (event bc.token_recovered) says what the refusal cost: requests and 401s since it.
+
 Whatever the provider raises becomes TokenAcquisitionError, chaining the original: shared/bc cannot know
 shared/auth's error types (the token seam, shared/tokens.py), only that no token came and, through
 TokenProviderError.transient, whether waiting helps (TokenRefusedError, not retriable, when it does not).
@@ -36,6 +42,7 @@ implement-application-programming-interfaces/route-read-only-workloads; the 2021
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -63,7 +70,9 @@ from shared.bc.errors import (
 from shared.bc.models import IDEMPOTENT_METHODS, JsonValue, Method
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from shared.clock import Clock, SystemClock
-from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, TokenProvider, TokenProviderError
+from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken, RefusedTokens, TokenProvider, TokenProviderError
+
+logger = logging.getLogger(__name__)
 
 # The product's version (pyproject.toml's and bcjobs/pyproject.toml's `version`, which a unit test keeps equal to
 # this): a constant, since the deployment packs neither pyproject.toml (.funcignore) nor any distribution's metadata.
@@ -74,6 +83,9 @@ READ_ONLY_INTENT = "ReadOnly"
 
 # Connection failures where the request surely never left this process (safe to repeat any method).
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Swaps of a token refused while its request waited for a permit, per send; then it goes as it is (a provider
+# that keeps handing out refused tokens gets its 401, which names the problem).
+_MAX_SWAPS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +154,40 @@ class MemoryRecorder:
         self.interactions.append(interaction)
 
 
+@dataclass(frozen=True, slots=True)
+class RefusalCost:
+    """What one refusal cost a sender: BC requests from the first 401 to the first 2xx (both counted), the
+    401s among them, and the seconds in between."""
+
+    requests: int
+    refused: int
+    seconds: float
+
+
+class RefusalCount:
+    """Counts a sender's answers from BC's first 401 until it accepts a token again (then starts over)."""
+
+    def __init__(self) -> None:
+        self._requests = 0
+        self._refused = 0
+        self._since = 0.0
+
+    def count(self, status: int) -> RefusalCost | None:
+        """Count one answer; the cost of the refusal when this answer ends it (a 2xx after a 401)."""
+        if self._refused == 0 and status != httpx.codes.UNAUTHORIZED:
+            return None
+        if self._refused == 0:
+            self._since = time.monotonic()
+        self._requests += 1
+        if status == httpx.codes.UNAUTHORIZED:
+            self._refused += 1
+        if not 200 <= status < 300:
+            return None
+        cost = RefusalCost(self._requests, self._refused, time.monotonic() - self._since)
+        self._requests = self._refused = 0
+        return cost
+
+
 class Throttle(Protocol):
     """What the sender needs from a throttle (SharedThrottle implements it)."""
 
@@ -197,6 +243,8 @@ class RequestSender:
         self._clock = clock or SystemClock()
         self._new_request_id = new_request_id
         self._agent = agent or user_agent()
+        self._refused = RefusedTokens()  # tokens BC answered 401 to, by digest: swapped before they are sent
+        self._refusal = RefusalCount()
 
     async def aclose(self) -> None:
         """Close the HTTP client's connections."""
@@ -232,10 +280,10 @@ class RequestSender:
             headers=headers,
         )
         token = await self._token(request, try_number, request_id, None)
-        response = await self._exchange(request, token, try_number, request_id)
+        token, response = await self._exchange(request, token, try_number, request_id)
         if response.status_code == httpx.codes.UNAUTHORIZED:
             token = await self._token(request, try_number, request_id, token)
-            response = await self._exchange(request, token, try_number, request_id)
+            token, response = await self._exchange(request, token, try_number, request_id)
         if response.is_success:
             return response
         raise error_from_response(response, correlation_of(request_id, response.headers))
@@ -277,11 +325,29 @@ class RequestSender:
 
     async def _exchange(
         self, request: httpx.Request, token: AccessToken, try_number: int, request_id: str
-    ) -> httpx.Response:
-        """Send once under a throttle permit (held until the body is read) and record the answer."""
+    ) -> tuple[AccessToken, httpx.Response]:
+        """Send once and record the answer; a token BC refused meanwhile is swapped first (outside the permit).
+        Returns the token sent and BC's answer."""
+        swaps = 0
+        while True:
+            if token in self._refused and swaps < _MAX_SWAPS:
+                swaps += 1
+                token = await self._token(request, try_number, request_id, token)
+            response = await self._send(request, token, try_number, request_id, may_swap=swaps < _MAX_SWAPS)
+            if response is not None:
+                self._count_answer(token, response.status_code)
+                return token, response
+
+    async def _send(
+        self, request: httpx.Request, token: AccessToken, try_number: int, request_id: str, *, may_swap: bool
+    ) -> httpx.Response | None:
+        """Send under a throttle permit (held until the body is read); None, unsent, when BC refused the token
+        while this request waited for the permit (and it may still be swapped)."""
         # Replaces the header of an earlier send of the same request (the resend after a 401).
         request.headers["Authorization"] = f"Bearer {token.value}"
         async with self._throttle.permit():
+            if may_swap and token in self._refused:
+                return None
             started = time.perf_counter()
             try:
                 response = await self._http.send(request)
@@ -289,6 +355,20 @@ class RequestSender:
                 raise self._transport_error(request, exc, try_number, request_id, started) from exc
         self._record(request, response, try_number, request_id, (time.perf_counter() - started) * 1000)
         return response
+
+    def _count_answer(self, token: AccessToken, status: int) -> None:
+        """Remember a refused token; log what a refusal cost once BC accepts a token again."""
+        if status == httpx.codes.UNAUTHORIZED:
+            self._refused.note(token)
+        ended = self._refusal.count(status)
+        if ended is not None:
+            logger.info(
+                "BC accepted a token again %.1f s after it refused one: %d requests since, %d of them refused",
+                ended.seconds,
+                ended.requests,
+                ended.refused,
+                extra={"event": "bc.token_recovered"},
+            )
 
     def _transport_error(
         self,

@@ -14,7 +14,7 @@ import httpx
 from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
 from shared.bc.retry import RetryPolicy
-from shared.bc.sender import MemoryRecorder, RequestSender
+from shared.bc.sender import MemoryRecorder, RequestSender, Throttle
 from shared.tokens import DEFAULT_MIN_VALIDITY, AccessToken
 from testkit.clock import ManualClock
 
@@ -108,6 +108,7 @@ def make_client(
     page_size: int = 100,
     tokens: CountingTokens | None = None,
     agent: str | None = None,
+    throttle: Throttle | None = None,
 ) -> Harness:
     """A BusinessCentralClient whose HTTP goes to `handler`; every request is also kept."""
     seen: list[httpx.Request] = []
@@ -116,7 +117,8 @@ def make_client(
         seen.append(request)
         return handler(request)
 
-    tokens, throttle, recorder, clock = (
+    slots = throttle
+    tokens, recording_throttle, recorder, clock = (
         tokens or CountingTokens(),
         RecordingThrottle(),
         MemoryRecorder(),
@@ -126,7 +128,7 @@ def make_client(
     sender = RequestSender(
         http,
         tokens,
-        throttle,
+        slots or recording_throttle,
         policy=policy or RetryPolicy(jitter=0.0),
         recorder=recorder,
         clock=clock,
@@ -134,4 +136,4 @@ def make_client(
     )
     endpoint = BcEndpoint(BASE, "production", TENANT, company_id=company_id, company_name=company_name)
     client = BusinessCentralClient(sender, endpoint, page_size=page_size)
-    return Harness(client, tokens, throttle, recorder, clock, seen)
+    return Harness(client, tokens, recording_throttle, recorder, clock, seen)
