@@ -90,12 +90,14 @@ async def test_a_stored_replacement_bc_refuses_too_is_never_served_again() -> No
 
 async def test_a_refused_token_is_not_served_while_its_replacement_cannot_be_had() -> None:
     """The store is down when BC refuses the token: the replacement fails, and token() then raises (retry later)
-    rather than hand out the refused token again, which BC would only refuse once more."""
+    rather than hand out the refused token again, which BC would only refuse once more, and without another
+    store read before the backoff ends."""
     world = World()
     await world.sign_in(world.manager())
     manager = world.manager()
     refused = await manager.token()
     world.tokens.outage = True
+    attempts = world.tokens.read_attempts
 
     with pytest.raises(TokenStoreUnavailableError):
         await manager.replacement_for(refused)
@@ -103,3 +105,6 @@ async def test_a_refused_token_is_not_served_while_its_replacement_cannot_be_had
         await manager.token()
 
     assert raised.value.retry_after is not None
+    assert (
+        world.tokens.read_attempts - attempts == 1
+    )  # the next caller waits out the backoff, reading nothing
