@@ -314,11 +314,10 @@ class TokenManager:
             return self._cache.cached
         if self._store_gate.is_closed() and (cached := self._unrefused_cached(demand)):
             return cached
-        if (
-            self._store_gate.is_closed() and demand.refused
-        ):  # after a refusal: one read per backoff, not per caller
+        if self._store_gate.is_closed() and demand.refused:
+            # After a refusal, a failing store is read once per backoff, not once per caller.
             return self._fall_back(
-                demand, TokenStoreUnavailableError(f"token store of '{self.connection}' failing")
+                demand, TokenStoreUnavailableError(f"store of '{self.connection}' failing")
             )
         try:
             newest = await self._read_store()
