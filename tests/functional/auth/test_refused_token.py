@@ -8,7 +8,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.auth import TokenManager, TokenStoreUnavailableError
+from shared.auth import (
+    TokenManager,
+    TokenRefreshFailedError,
+    TokenStoreUnavailableError,
+    TokenUnavailableError,
+)
 from shared.tokens import AccessToken
 from tests.functional.auth.fakes import World
 
@@ -89,22 +94,42 @@ async def test_a_stored_replacement_bc_refuses_too_is_never_served_again() -> No
 
 
 async def test_a_refused_token_is_not_served_while_its_replacement_cannot_be_had() -> None:
-    """The store is down when BC refuses the token: the replacement fails, and token() then raises (retry later)
-    rather than hand out the refused token again, which BC would only refuse once more, and without another
-    store read before the backoff ends."""
+    """Entra fails (transiently) and the store is down when BC refuses the token: the replacement fails, and
+    token() then raises (retry later) rather than hand out the refused token again, which BC would only refuse
+    once more, and calls Entra no more before its backoff ends."""
     world = World()
     await world.sign_in(world.manager())
     manager = world.manager()
     refused = await manager.token()
     world.tokens.outage = True
-    attempts = world.tokens.read_attempts
+    world.entra.fail_next.append(TokenRefreshFailedError("Entra unreachable"))
 
-    with pytest.raises(TokenStoreUnavailableError):
+    with pytest.raises(TokenUnavailableError):
         await manager.replacement_for(refused)
-    with pytest.raises(TokenStoreUnavailableError) as raised:
+    calls = world.entra.calls["refresh_token"]
+    with pytest.raises(TokenUnavailableError) as raised:
         await manager.token()
 
     assert raised.value.retry_after is not None
-    assert (
-        world.tokens.read_attempts - attempts == 1
-    )  # the next caller waits out the backoff, reading nothing
+    assert world.entra.calls["refresh_token"] == calls
+
+
+async def test_after_a_refusal_a_failing_store_is_read_once_per_backoff_not_per_caller() -> None:
+    """Process B's token is refused after A stored a newer set, and the store is down: B's replacement reads it
+    once (and fails); B's next callers get the error with its retry-after, reading nothing until the backoff ends."""
+    world = World()
+    await world.sign_in(world.manager())
+    a, b = world.manager(), world.manager()
+    refused = await b.token()
+    await a.refresh_now()
+    world.tokens.outage = True
+    attempts = world.tokens.read_attempts
+
+    with pytest.raises(TokenStoreUnavailableError):
+        await b.replacement_for(refused)
+    for _ in range(5):
+        with pytest.raises(TokenStoreUnavailableError) as raised:
+            await b.token()
+
+    assert world.tokens.read_attempts - attempts == 1
+    assert raised.value.retry_after is not None
