@@ -282,8 +282,10 @@ class RequestSender:
         token = await self._token(request, try_number, request_id, None)
         token, response = await self._exchange(request, token, try_number, request_id)
         if response.status_code == httpx.codes.UNAUTHORIZED:
-            token = await self._token(request, try_number, request_id, token)
-            token, response = await self._exchange(request, token, try_number, request_id)
+            replacement = await self._token(request, try_number, request_id, token)
+            # The provider has nothing but the refused token: resend it once all the same (BC's 401 says why).
+            swaps = 0 if replacement.value != token.value else _MAX_SWAPS
+            token, response = await self._exchange(request, replacement, try_number, request_id, swaps)
         if response.is_success:
             return response
         raise error_from_response(response, correlation_of(request_id, response.headers))
@@ -324,15 +326,16 @@ class RequestSender:
             raise _no_token(exc) from exc
 
     async def _exchange(
-        self, request: httpx.Request, token: AccessToken, try_number: int, request_id: str
+        self, request: httpx.Request, token: AccessToken, try_number: int, request_id: str, swaps: int = 0
     ) -> tuple[AccessToken, httpx.Response]:
-        """Send once and record the answer; a token BC refused meanwhile is swapped first (outside the permit).
-        Returns the token sent and BC's answer."""
-        swaps = 0
+        """Send once and record the answer; a token BC refused meanwhile is swapped first (outside the permit),
+        until the provider hands back the same one or `_MAX_SWAPS` were made. Returns the token sent and BC's
+        answer."""
         while True:
             if token in self._refused and swaps < _MAX_SWAPS:
-                swaps += 1
-                token = await self._token(request, try_number, request_id, token)
+                swapped = await self._token(request, try_number, request_id, token)
+                swaps = swaps + 1 if swapped.value != token.value else _MAX_SWAPS
+                token = swapped
             response = await self._send(request, token, try_number, request_id, may_swap=swaps < _MAX_SWAPS)
             if response is not None:
                 self._count_answer(token, response.status_code)
