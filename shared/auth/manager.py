@@ -510,9 +510,12 @@ class TokenManager:
             )
 
     def _recent(self, token_set: TokenSet | None, min_age: timedelta) -> TokenSet | None:
-        """`token_set` if it was refreshed (not signed in) less than `min_age` ago, is unexpired and is in the
-        store (a set whose write failed is refreshed again, so that its successor gets saved)."""
+        """`token_set` if it was refreshed (not signed in) less than `min_age` ago, is unexpired, is in the
+        store (a set whose write failed is refreshed again, so that its successor gets saved) and BC has not
+        refused it (an admin's check right after a new consent must redeem, not get the dead token back)."""
         if token_set is None or token_set.from_sign_in or not self._cache.is_stored(token_set):
+            return None
+        if token_set.access in self._refused:
             return None
         now = self._clock.now()
         return token_set if now - token_set.obtained_at < min_age and token_set.expires_on > now else None

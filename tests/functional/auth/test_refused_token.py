@@ -133,3 +133,22 @@ async def test_after_a_refusal_a_failing_store_is_read_once_per_backoff_not_per_
 
     assert world.tokens.read_attempts - attempts == 1
     assert raised.value.retry_after is not None
+
+
+async def test_a_forced_refresh_soon_after_a_refresh_bc_refused_redeems_a_new_token() -> None:
+    """The admin's check after a new consent (refresh_now) comes within a minute of the last refresh, whose token
+    BC refused: it asks Entra for a new token rather than call the refused one recent and hand it back."""
+    world = World()
+    await world.sign_in(world.manager())
+    manager = world.manager()
+    refreshed = await manager.refresh_now()
+    world.entra.fail_next.append(TokenRefreshFailedError("Entra unreachable"))
+    with pytest.raises(TokenUnavailableError):
+        await manager.replacement_for(refreshed)
+    calls = world.entra.calls["refresh_token"]
+
+    checked = await manager.refresh_now()
+
+    assert checked.value != refreshed.value
+    assert world.entra.calls["refresh_token"] == calls + 1
+    assert (await manager.token()).value == checked.value
