@@ -1,7 +1,8 @@
 """Start Azurite's queue and table services (from node_modules) on free loopback ports, and stop them.
 
-Flags per the reference: in-memory persistence (nothing left on disk), --skipApiVersionCheck because
-azure-storage-queue 12.18 sends an x-ms-version newer than Azurite 3.35 knows, telemetry off.
+Flags per the reference: nothing left on disk (the table service in memory, the queue service in a temporary
+folder removed on stop, see `_persistence`), --skipApiVersionCheck because azure-storage-queue 12.18 sends an
+x-ms-version newer than Azurite 3.35 knows, telemetry off.
 
 `Azurite(oauth=AzuriteTls(cert, key))` serves HTTPS with that certificate and `--oauth basic`, so the SDKs can
 authenticate with bearer tokens (Azurite README, "OAuth Configuration": OAuth needs HTTPS). Basic OAuth checks a
@@ -135,11 +136,7 @@ class Azurite:
             self._host,
             f"--{service}Port",
             str(port),
-            *(
-                ["--location", str(self._location)]
-                if self._location is not None
-                else ["--inMemoryPersistence"]
-            ),
+            *self._persistence(service),
             *self._oauth_options(),
             "--skipApiVersionCheck",
             "--disableTelemetry",
@@ -150,6 +147,24 @@ class Azurite:
                 command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
         )
+
+    def _persistence(self, service: str) -> list[str]:
+        """Where the service keeps its data: `location`, else the table service in memory and the queue service in
+        the work folder (removed on stop, so a restart still comes back empty).
+
+        Why not the queue in memory: there every message is an extent of its own, and the queue's garbage collector
+        (every 60 s, node_modules/azurite/dist/src/queue/gc/QueueGCManager.js) removes each deleted message's extent
+        with a scan of the extent collection (common/persistence/LokiExtentMetadataStore.js `deleteExtent`:
+        `findAndRemove`), blocking the service meanwhile. After 5,000 messages deleted, one sweep held every queue
+        request for 22.7 s; on disk, where messages share extent files, no request took over 0.01 s
+        (`python -m bench.azurite_queue_gc`). Azure Storage has no such pause, and it made the bench's 6-process figure
+        swing from 0.97 to 0.36 of BC's limit: the workers could neither receive nor settle messages.
+        """
+        if self._location is not None:
+            return ["--location", str(self._location)]
+        if service == "queue" and self._workdir is not None:
+            return ["--location", str(Path(self._workdir.name) / "queue")]
+        return ["--inMemoryPersistence"]
 
     def _oauth_options(self) -> list[str]:
         if self._oauth is None:
