@@ -112,6 +112,10 @@ def app(
         yield app
     finally:
         stop_process(app.process, grace_seconds=20)
+        # This module's tests use the session's sandbox without the `sandbox` fixture (which resets it after each
+        # test): reset it here, or the next test on this worker counts this module's Key Vault reads and Entra calls
+        # as its own (test_managed_identity.py's `callers` saw 30 reads by the BC app, CI stop 30).
+        sandbox_session.reset()
 
 
 @pytest.fixture(scope="module")
