@@ -101,13 +101,19 @@ class JobsWorld:
         )
         return [report_from_row(row) for row in self.rows()]
 
-    def results(self) -> list[JobReport]:
-        """Everything on bc-results (peeked in pages and deleted)."""
+    def results(self, count: int, *, timeout: float = 30.0) -> list[JobReport]:
+        """Everything on bc-results (received and deleted) once at least `count` reports have come: a job's report
+        is sent after its row is written, so a terminal row does not mean its report is on the queue yet."""
         found: list[JobReport] = []
-        with self.queue(RESULTS_QUEUE) as queue:
-            for message in queue.receive_messages(messages_per_page=32, visibility_timeout=60):
-                found.append(JobReport.model_validate_json(base64.b64decode(message.content)))
-                queue.delete_message(message)
+
+        def arrived() -> bool:
+            with self.queue(RESULTS_QUEUE) as queue:
+                for message in queue.receive_messages(messages_per_page=32, visibility_timeout=60):
+                    found.append(JobReport.model_validate_json(base64.b64decode(message.content)))
+                    queue.delete_message(message)
+            return len(found) >= count
+
+        wait_until(arrived, timeout=timeout, what=f"{count} reports on {RESULTS_QUEUE}")
         return found
 
     def queue_length(self, name: str) -> int:

@@ -36,7 +36,7 @@ def test_a_redelivered_finished_job_makes_no_bc_call(pipeline: JobsWorld, sandbo
     wait_until(lambda: not pipeline.in_flight(), timeout=20, what="the copies to finish")
     assert sandbox.bc.stats().count() == requests
     assert len(named(sandbox, "Once Only")) == 1
-    assert [r.job_id for r in pipeline.results()] == ["dup-1"]
+    assert [r.job_id for r in pipeline.results(1)] == ["dup-1"]
 
 
 def test_two_deliveries_of_one_job_at_the_same_time_make_one_bc_effect(
@@ -84,7 +84,7 @@ def test_malformed_messages_are_rejected_at_once_with_their_reason(pipeline: Job
         assert report.error is not None
         assert reason in report.error.message
     assert pipeline.wait_for("named-bad").state == "rejected"
-    assert len(pipeline.results()) == 5
+    assert len(pipeline.results(5)) == 5
     assert pipeline.queue_length(POISON_QUEUE) == 0
 
 

@@ -40,7 +40,7 @@ def test_the_largest_batch_succeeds_with_a_bounded_row_and_report_and_a_full_sta
     assert (report.result.count, report.result.items_truncated) == (count, True)
     assert (report.result.items_succeeded, report.result.items_failed, report.result.items) == (count, 0, [])
     assert len(sandbox.bc.records("items")) == before + count
-    [message] = pipeline.results()
+    [message] = pipeline.results(1)
     assert message.state is JobState.SUCCEEDED
     assert message.result == report.result
     answer = pipeline.get("/api/jobs/big-1")

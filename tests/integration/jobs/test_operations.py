@@ -36,7 +36,7 @@ def test_a_created_customer_is_recorded_reported_and_audited(pipeline: JobsWorld
     assert report.result is not None
     assert one(sandbox, "customers", displayName="Adatum")["id"] == report.result.id
     assert report.result.number
-    results = pipeline.results()
+    results = pipeline.results(1)
     assert [(r.job_id, r.state, r.correlation_id) for r in results] == [("create-1", "succeeded", "crm-1")]
     status = pipeline.get("/api/jobs/create-1")
     assert status.status_code == 200

@@ -193,7 +193,7 @@ def test_no_job_is_lost_across_an_azurite_restart(file_backed_azurite: Azurite, 
             lambda: all_terminal(world, job_ids), timeout=180, what="every job to finish after the restart"
         )
         final = states(world, job_ids)
-        reported = {report.job_id for report in world.results()}
+        reported = {report.job_id for report in world.results(len(job_ids))}
     assert set(final.values()) == {JobState.SUCCEEDED.value}, final
     assert reported == set(job_ids)
     names = [str(row.get("displayName")) for row in sandbox.bc.records("customers")]
