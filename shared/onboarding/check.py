@@ -178,12 +178,18 @@ class ConnectionCheck:
     async def run(self) -> CheckReport:
         """Every step in order until one fails."""
         steps: list[CheckStep] = []
-        for step in (self._token, self._environment, self._bc_accepts_token, self._company_step, self._read):
-            outcome = await step()
+        for name, step in zip(STEPS, self._steps(), strict=True):
+            try:
+                outcome = await step()
+            except AuthError as exc:  # a later step's BC call asks for the token again, and that can fail too
+                outcome = CheckStep(name, False, _safe(exc), await self._token_fix(exc))
             steps.append(outcome)
             if not outcome.ok:
                 break
         return CheckReport(self._c.name, tuple(steps), self._identity.name)
+
+    def _steps(self) -> tuple[Callable[[], Awaitable[CheckStep]], ...]:
+        return (self._token, self._environment, self._bc_accepts_token, self._company_step, self._read)
 
     # -- 1. token -------------------------------------------------------------------------------------------
 

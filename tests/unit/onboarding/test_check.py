@@ -146,6 +146,23 @@ async def test_an_app_not_consented_in_the_tenant_is_told_the_consent_link(code:
     assert "adminconsent?state=acme~x" in str(step.fix)
 
 
+class TokenLostBeforeEnvironments(Bc):
+    """The probe asks the token source again for its first BC call, and that fails (BC refused the token the
+    token step got, and Entra now refuses the application)."""
+
+    async def environments(self) -> tuple[str, ...] | None:
+        raise CredentialsRejectedError("refused", error_code="unauthorized_client/AADSTS700016")
+
+
+async def test_a_token_lost_after_the_token_step_fails_the_step_it_stopped_with_the_tokens_fix() -> None:
+    """The check reports the step whose BC call found no token, with the fix for that error, instead of raising
+    (which the API answered with a 503 and no step at all)."""
+    report = await run(connection(), Tokens(), TokenLostBeforeEnvironments())
+    step = failed_step(report)
+    assert [s.name for s in report.steps] == ["token", "environment"]
+    assert "grant admin consent in tenant acme.onmicrosoft.com" in str(step.fix)
+
+
 async def test_a_bad_secret_names_the_key_vault_secret_to_replace_and_never_its_value() -> None:
     error = CredentialsRejectedError("refused", error_code="invalid_client/AADSTS7000215")
     report = await run(connection(), Tokens(error))
