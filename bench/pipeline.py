@@ -121,8 +121,6 @@ def throughput(
         if done
         else None,
         "worker_peak_rss_mib": rss,
-        # every process on the machine (workers, Azurite, the sandbox, anything else): near 1.0, the host's
-        # scheduling, not the throttle, is what a figure below target measures
         "machine_cpu_busy_share": busy_share(machine_before, machine_after),
         "jobs_enqueued": jobs,
         "enqueue_seconds": round(enqueue_seconds, 1),
@@ -223,7 +221,5 @@ def capacity(world: BenchWorld, jobs: int = 5000, measure_seconds: float = 20.0)
         "measured_jobs": done,
         "measured_seconds": round(seconds, 1),
         "worker_peak_rss_mib": rss,
-        # every process on the machine (workers, Azurite, the sandbox, anything else): near 1.0, the host's
-        # scheduling, not the throttle, is what a figure below target measures
         "machine_cpu_busy_share": busy_share(machine_before, machine_after),
     }

@@ -61,6 +61,7 @@ def machine_cpu() -> tuple[float, float]:
 
 
 def busy_share(before: tuple[float, float], after: tuple[float, float]) -> float:
-    """The share of the machine's CPU (all cores) that was busy between two `machine_cpu()` readings."""
+    """The share of the machine's CPU (all cores) that was busy between two `machine_cpu()` readings: every process,
+    the workers, Azurite, the sandbox and anything else. Near 1.0, a figure below its target measures the machine."""
     total = after[1] - before[1]
     return round((after[0] - before[0]) / total, 3) if total > 0 else 0.0

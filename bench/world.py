@@ -171,7 +171,7 @@ class BenchWorld(World):
         with TableClient.from_connection_string(self.azurite.connection_string, table_name) as table:
             try:
                 # job rows only: a job's audit rows share its partition (shared/jobs/audit.py)
-                rows = table.query_entities("RowKey eq 'job'", select=["State"])
+                rows = table.query_entities(f"RowKey eq '{JOB_ROW}'", select=["State"])
                 return dict(Counter(str(row["State"]) for row in rows))
             except ResourceNotFoundError:
                 return {}
@@ -189,7 +189,7 @@ class BenchWorld(World):
         with TableClient.from_connection_string(self.azurite.connection_string, table_name) as table:
             try:
                 rows = table.query_entities(
-                    "RowKey eq 'job' and State eq @s", parameters={"s": state}, select=["PartitionKey"]
+                    f"RowKey eq '{JOB_ROW}' and State eq @s", parameters={"s": state}, select=["PartitionKey"]
                 )
                 return sum(1 for _ in rows)
             except ResourceNotFoundError:
