@@ -73,7 +73,7 @@ from bcjobs.common import (
 from bcjobs.errors import BcJobsError, InvalidJobError, ResultNotCompletedError, WaitTimeoutError
 from bcjobs.models import JOB_ID_PATTERN
 from bcjobs.results import TERMINAL_STATES, ItemOutcome, JobReport, JobState
-from bcjobs.rows import JOB_ROW, AuditedInteraction, interaction_from_row, item_from_row, report_from_row
+from bcjobs.rows import JOB_ROW, AuditedInteraction, item_from_row, partition_interactions, report_from_row
 from bcjobs.submit import PreparedJob
 
 logger = logging.getLogger("bcjobs")
@@ -367,16 +367,14 @@ def get(storage: StorageClients, job_id: str, *, with_interactions: bool) -> Flo
 
 
 def interactions(storage: StorageClients, job_id: str) -> Flow[list[AuditedInteraction]]:
-    """The job's audit rows, oldest first (empty when none): its partition of the jobs table minus the job row,
-    and the rows earlier versions wrote to the audit table (shared/jobs/audit.py; a row in both is the same)."""
+    """The job's interactions, oldest first (empty when none): its row's Audit column and the audit rows of its
+    partition (bcjobs.rows), and the rows earlier versions wrote to the audit table (a row in both is the same)."""
     if not re.fullmatch(JOB_ID_PATTERN, job_id):
         return []
-    found: dict[str, TableEntity] = {}
+    found: list[TableEntity] = []
     for table in (storage.audit_table, storage.jobs_table):  # the jobs table's rows win: they are the newer
-        rows = yield from _partition(table, job_id, "reading the interactions of job")
-        found.update((str(row["RowKey"]), row) for row in rows)
-    found.pop(JOB_ROW, None)
-    return [interaction_from_row(dict(found[key])) for key in sorted(found)]
+        found += yield from _partition(table, job_id, "reading the interactions of job")
+    return partition_interactions(found)
 
 
 def _partition(table: TableLike, job_id: str, doing: str) -> Flow[list[TableEntity]]:

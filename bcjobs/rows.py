@@ -1,8 +1,11 @@
 """The jobs Table as apps may read it (role: Storage Table Data Reader), one definition for product and client.
 
-Jobs table `{prefix}jobs`: one row per job, PartitionKey = job id, RowKey = "job"; in the same partition one audit
-row per BC interaction, RowKey = `{attempt:03d}-{sequence:04d}` (a query for jobs names `RowKey eq 'job'`). Earlier
-versions wrote the audit rows to `{prefix}jobaudit` (same keys), still read. Items table
+Jobs table `{prefix}jobs`: one row per job, PartitionKey = job id, RowKey = "job". A job's audit (its BC
+interactions) is kept in its row's `Audit` column, a JSON list of AuditedInteraction (camelCase), while it fits in
+AUDIT_COLUMN_BUDGET; a run whose interactions no longer fit keeps them as audit rows in the same partition, one per
+interaction, RowKey = `{attempt:03d}-{sequence:04d}` (a query for jobs names `RowKey eq 'job'`). Read both:
+`partition_interactions`. Earlier versions wrote every interaction as a row, and before that to `{prefix}jobaudit`
+(same keys), still read. Items table
 `{prefix}jobitems`: a batch job's full per-operation outcomes when they do not fit in its row (`itemsTruncated`),
 PartitionKey = job id, RowKey = `{index:04d}`, `Outcome` = the ItemOutcome's JSON. Column names are
 PascalCase, the Table Storage convention; JSON columns hold the report's camelCase shapes.
@@ -11,10 +14,12 @@ PascalCase, the Table Storage convention; JSON columns hold the report's camelCa
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from bcjobs.results import ErrorInfo, ItemOutcome, JobReport, JobState, ResultSummary
@@ -24,6 +29,12 @@ JOBS_TABLE_SUFFIX = "jobs"
 AUDIT_TABLE_SUFFIX = "jobaudit"
 ITEMS_TABLE_SUFFIX = "jobitems"
 ITEM_OUTCOME_COLUMN = "Outcome"
+AUDIT_COLUMN = "Audit"
+# The Audit column's UTF-8 bytes at most. A string property holds 64 KiB of UTF-16 (32 K units; UTF-8 never has
+# fewer bytes than UTF-16 has units) and an entity 1 MiB with the Result column's 24 KB beside it
+# (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model). About 120 interactions
+# of ~250 bytes: every run of nearly every job.
+AUDIT_COLUMN_BUDGET = 30_000
 
 
 class AuditedInteraction(BaseModel):
@@ -48,6 +59,34 @@ class AuditedInteraction(BaseModel):
 def audit_row_key(attempt: int, sequence: int) -> str:
     """Sorts in the order the requests were made."""
     return f"{attempt:03d}-{sequence:04d}"
+
+
+@cache
+def _interaction_list() -> TypeAdapter[list[AuditedInteraction]]:
+    return TypeAdapter(list[AuditedInteraction])  # built at first use: `import bcjobs.rows` stays light
+
+
+def audit_column(kept: str | None, interactions: Sequence[AuditedInteraction]) -> str:
+    """The Audit column with `interactions` after those it keeps already (`kept`: the column as read)."""
+    if not interactions:
+        return kept or "[]"
+    added = _interaction_list().dump_json(list(interactions), by_alias=True, exclude_none=True).decode()
+    return (
+        added if not kept or kept == "[]" else f"{kept[:-1]},{added[1:]}"
+    )  # two JSON lists spliced, not parsed
+
+
+def partition_interactions(rows: Iterable[Mapping[str, Any]]) -> list[AuditedInteraction]:
+    """Every interaction of a job's partition (its row's Audit column and its audit rows), in the order they were
+    made; a key found twice (a row of an earlier table beside this one, later rows listed last) is one interaction."""
+    found: dict[str, AuditedInteraction] = {}
+    for row in rows:
+        if row["RowKey"] != JOB_ROW:
+            found[str(row["RowKey"])] = interaction_from_row(dict(row))
+        elif row.get(AUDIT_COLUMN):
+            kept = _interaction_list().validate_json(row[AUDIT_COLUMN])
+            found.update((audit_row_key(i.attempt, i.sequence), i) for i in kept)
+    return [found[key] for key in sorted(found)]
 
 
 def report_from_row(row: dict[str, Any]) -> JobReport:

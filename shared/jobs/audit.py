@@ -6,13 +6,13 @@ into tasks the run starts). The buffer holds frozen AuditedInteraction values: n
 processor hands the same buffer to the runner, which reads it (`answer_lost_before`) to tell whether a DELETE's 404
 is the effect of its own earlier, unanswered DELETE.
 
-Where the audit rows live: in the jobs table, in the job row's own partition (PartitionKey = job id; the job row's
-RowKey is `job`, an audit row's `{run:03d}-{sequence:04d}`). Facts (azure-data-tables 12.7, Azurite 3.35): an
-entity-group transaction holds at most 100 operations on one partition and is atomic
-(learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions), so the processor writes a
-run's audit rows and the row's write after the run as ONE call (shared.jobs.records.TableJobStore.replace; issue 24:
-a simple job's storage calls). This `AuditLog` keeps audit rows alone only when they cannot go with a row write
-(the claim was lost, more than 99 of them, or the run raised before its row write). Every query over the jobs table
+Where the audit lives: in the jobs table, with the job's row (bcjobs.rows). The processor hands a run's
+interactions to the row's write after the run, ONE call (shared.jobs.records.TableJobStore.replace; issue 24): they
+join the row's Audit column while it fits, else they become audit rows of the row's partition (PartitionKey = job
+id, RowKey `{run:03d}-{sequence:04d}`) in one entity-group transaction with the row's write (at most 100 operations
+on one partition, atomic: learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions). This
+`AuditLog` keeps audit rows alone only when they cannot go with a row write (the claim was lost, more than 99 of
+them, or the run raised before its row write). Every query over the jobs table
 therefore names `RowKey eq 'job'` (bcjobs.common.list_query, shared.jobs.connections_admin, shared.ops.sources).
 Rows written before this by earlier versions are in `{prefix}jobaudit`: still read (a missing table reads as none).
 A batch job's full item outcomes, too large for its row (shared.jobs.records.bounded), go to the items table, one
@@ -32,14 +32,7 @@ from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient
 
 from bcjobs import ItemOutcome
-from bcjobs.rows import (
-    JOB_ROW,
-    AuditedInteraction,
-    interaction_from_row,
-    interaction_row,
-    item_from_row,
-    item_row,
-)
+from bcjobs.rows import AuditedInteraction, interaction_row, item_from_row, item_row, partition_interactions
 from shared import table_cas
 from shared.bc import Interaction as BcInteraction
 from shared.clock import Clock
@@ -171,13 +164,11 @@ class TableAuditLog:
         await _upsert_all(self._table, [interaction_row(job_id, interaction) for interaction in interactions])
 
     async def read(self, job_id: str) -> list[AuditedInteraction]:
-        """Every interaction, ordered by run and sequence: the job's partition minus its row, and the earlier
-        table's rows of the job (a row in both is the same interaction)."""
+        """Every interaction, ordered by run and sequence: the job row's Audit column and the audit rows of its
+        partition, and the earlier table's rows of the job (a row in both is the same interaction)."""
         stored = await table_call(table_cas.read_partition(self._table, job_id))
         earlier = await table_call(table_cas.read_partition(self._earlier, job_id))
-        rows = {row.entity["RowKey"]: row.entity for row in [*earlier, *stored]}
-        rows.pop(JOB_ROW, None)
-        return [interaction_from_row(rows[key]) for key in sorted(rows)]
+        return partition_interactions(row.entity for row in [*earlier, *stored])
 
     async def keep_items(self, job_id: str, items: Sequence[ItemOutcome]) -> None:
         """One entity per operation, 100 per entity-group transaction."""

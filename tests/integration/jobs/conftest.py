@@ -22,7 +22,7 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from bcjobs import JOBS_QUEUE, POISON_QUEUE, RESULTS_QUEUE, JobReport, JobState
-from bcjobs.rows import JOB_ROW, report_from_row
+from bcjobs.rows import JOB_ROW, AuditedInteraction, partition_interactions, report_from_row
 from devhost.host import DevHost
 from devhost.hostconfig import load_host_config
 from localworld.polling import wait_until
@@ -124,13 +124,12 @@ class JobsWorld:
         """True while a job row is running (a delivery holds its claim)."""
         return any(row["State"] == JobState.RUNNING.value for row in self.rows())
 
-    def interactions(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's audit rows: its partition of the jobs table minus the job row."""
+    def interactions(self, job_id: str) -> list[AuditedInteraction]:
+        """The job's audit as the contract reads it: its row's Audit column and the audit rows of its partition."""
         with self.table("jobs") as table:
             try:
                 rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": job_id})
-                audit = [dict(row) for row in rows if row["RowKey"] != JOB_ROW]
-                return sorted(audit, key=lambda row: str(row["RowKey"]))
+                return partition_interactions(dict(row) for row in rows)
             except ResourceNotFoundError:
                 return []
 

@@ -37,7 +37,7 @@ def test_503s_beyond_the_in_call_retries_go_back_to_the_queue_and_succeed(
     sandbox.bc.fail_next(3, "503")
     report = run(pipeline, get_job(sandbox, "f503"))
     assert (report.state, report.attempts) == ("succeeded", 2)
-    statuses = [row.get("Status") for row in pipeline.interactions("f503")]
+    statuses = [i.status for i in pipeline.interactions("f503")]
     assert statuses == [503, 503, 503, 200]
 
 
@@ -50,7 +50,7 @@ def test_429s_without_retry_after_and_504s_and_502s_are_retried_until_success(
         sandbox.bc.fail_next(3, kind)
         report = run(pipeline, get_job(sandbox, job_id))
         assert (report.state, report.attempts) == ("succeeded", 2), (kind, report.error)
-        assert [row.get("Status") for row in pipeline.interactions(job_id)][:3] == [int(kind)] * 3
+        assert [i.status for i in pipeline.interactions(job_id)][:3] == [int(kind)] * 3
 
 
 def test_a_long_retry_after_is_honoured_by_the_queue_delay(pipeline: JobsWorld, sandbox: Sandbox) -> None:
@@ -81,7 +81,7 @@ def test_a_dropped_read_is_retried_in_call(pipeline: JobsWorld, sandbox: Sandbox
     sandbox.bc.fail_next(1, "drop")
     report = run(pipeline, get_job(sandbox, "drop-get"))
     assert (report.state, report.attempts) == ("succeeded", 1)
-    assert pipeline.interactions("drop-get")[0].get("Error")
+    assert pipeline.interactions("drop-get")[0].error
 
 
 def test_an_ambiguous_create_with_a_natural_key_is_reconciled_without_a_duplicate(

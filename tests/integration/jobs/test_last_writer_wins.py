@@ -15,7 +15,7 @@ def run(world: JobsWorld, job: dict[str, Any]) -> JobReport:
 
 
 def methods(world: JobsWorld, job_id: str) -> list[str]:
-    return [str(row["Method"]) for row in world.interactions(job_id)]
+    return [i.method for i in world.interactions(job_id)]
 
 
 def test_update_and_delete_without_etag_overwrite_a_change_made_after_the_app_read_the_record(

@@ -265,7 +265,7 @@ def test_a_batch_runs_every_operation_and_reports_each_item(pipeline: JobsWorld,
     assert report.result.items is not None
     assert [item.status for item in report.result.items] == [201] * 150
     assert len([r for r in sandbox.bc.records("items") if str(r["number"]).startswith("B-")]) == 150
-    assert [i["Method"] for i in pipeline.interactions("batch-1")].count("POST") == 2
+    assert [i.method for i in pipeline.interactions("batch-1")].count("POST") == 2
 
 
 def test_a_failed_atomic_batch_reports_every_operation_rolled_back(

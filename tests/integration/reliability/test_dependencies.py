@@ -95,8 +95,8 @@ def get_item(sandbox: Sandbox, job_id: str) -> dict[str, Any]:
 def run_gaps(world: JobsWorld, job_id: str) -> list[float]:
     """Seconds between the first BC request of each run of a job and the last request of the run before."""
     runs: dict[int, list[Any]] = {}
-    for row in world.interactions(job_id):
-        runs.setdefault(int(row["Attempt"]), []).append(row["At"])
+    for interaction in world.interactions(job_id):
+        runs.setdefault(interaction.attempt, []).append(interaction.at)
     ordered = [sorted(times) for _, times in sorted(runs.items())]
     return [(later[0] - earlier[-1]).total_seconds() for earlier, later in itertools.pairwise(ordered)]
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bcjobs import ErrorInfo, ItemOutcome, Job, JobState, ResultSummary
-from bcjobs.rows import JOB_ROW
+from bcjobs.rows import JOB_ROW, AuditedInteraction, audit_column
 from shared.jobs.records import JobRecord, from_row, request_hash, summary_of, to_row
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -124,6 +124,7 @@ def test_a_full_record_survives_the_table_row_round_trip() -> None:
         finished_by="m1",
         result=ResultSummary(count=2, items=[ItemOutcome(index=0, status=201, id=GUID)]),
         error=ErrorInfo(code="bc_validation", message="bad", bc_code="BadRequest", status=400),
+        audit=audit_column(None, [AuditedInteraction(attempt=1, sequence=1, method="GET", path="/c")]),
     )
     row = to_row(record)
     assert (row["PartitionKey"], row["RowKey"]) == ("create-1", JOB_ROW)
