@@ -73,7 +73,14 @@ from bcjobs.common import (
 from bcjobs.errors import BcJobsError, InvalidJobError, ResultNotCompletedError, WaitTimeoutError
 from bcjobs.models import JOB_ID_PATTERN
 from bcjobs.results import TERMINAL_STATES, ItemOutcome, JobReport, JobState
-from bcjobs.rows import JOB_ROW, AuditedInteraction, item_from_row, partition_interactions, report_from_row
+from bcjobs.rows import (
+    JOB_ROW,
+    REPORT_COLUMNS,
+    AuditedInteraction,
+    item_from_row,
+    partition_interactions,
+    report_from_row,
+)
 from bcjobs.submit import PreparedJob
 
 logger = logging.getLogger("bcjobs")
@@ -269,7 +276,13 @@ class TableLike(Protocol):
     def get_entity(self, partition_key: str, row_key: str, /) -> TableEntity | Awaitable[TableEntity]: ...
 
     def query_entities(
-        self, query_filter: str, /, *, parameters: dict[str, object], results_per_page: int | None = None
+        self,
+        query_filter: str,
+        /,
+        *,
+        parameters: dict[str, object],
+        results_per_page: int | None = None,
+        select: list[str] | None = None,
     ) -> ItemPaged[TableEntity] | AsyncItemPaged[TableEntity]: ...
 
 
@@ -433,7 +446,9 @@ def list_page(
     query, parameters = list_query(state, since, connection)
     size = max(1, min(page_size, MAX_PAGE_SIZE))
     token = decode_continuation(continuation_token)
-    pages = storage.jobs_table.query_entities(query, parameters=parameters, results_per_page=size).by_page(
+    pages = storage.jobs_table.query_entities(
+        query, parameters=parameters, results_per_page=size, select=list(REPORT_COLUMNS)
+    ).by_page(
         continuation_token=token  # type: ignore[arg-type]  # the Table SDK's token is a dict, though typed str
     )
     rows: list[TableEntity] = []

@@ -32,8 +32,8 @@ ITEM_OUTCOME_COLUMN = "Outcome"
 AUDIT_COLUMN = "Audit"
 # The Audit column's UTF-8 bytes at most. A string property holds 64 KiB of UTF-16 (32 K units; UTF-8 never has
 # fewer bytes than UTF-16 has units) and an entity 1 MiB with the Result column's 24 KB beside it
-# (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model). About 120 interactions
-# of ~250 bytes: every run of nearly every job.
+# (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model). An interaction takes
+# about 200 bytes, so the column holds some 150: all of nearly every job's.
 AUDIT_COLUMN_BUDGET = 30_000
 
 
@@ -71,9 +71,9 @@ def audit_column(kept: str | None, interactions: Sequence[AuditedInteraction]) -
     if not interactions:
         return kept or "[]"
     added = _interaction_list().dump_json(list(interactions), by_alias=True, exclude_none=True).decode()
-    return (
-        added if not kept or kept == "[]" else f"{kept[:-1]},{added[1:]}"
-    )  # two JSON lists spliced, not parsed
+    if not kept or kept == "[]":
+        return added
+    return f"{kept[:-1]},{added[1:]}"  # the two JSON lists spliced: the kept one is never parsed
 
 
 def partition_interactions(rows: Iterable[Mapping[str, Any]]) -> list[AuditedInteraction]:
@@ -87,6 +87,23 @@ def partition_interactions(rows: Iterable[Mapping[str, Any]]) -> list[AuditedInt
             kept = _interaction_list().validate_json(row[AUDIT_COLUMN])
             found.update((audit_row_key(i.attempt, i.sequence), i) for i in kept)
     return [found[key] for key in sorted(found)]
+
+
+# The columns report_from_row reads: what a listing selects (not the audit the row keeps).
+REPORT_COLUMNS = (
+    "PartitionKey",
+    "State",
+    "Operation",
+    "Connection",
+    "CorrelationId",
+    "Attempts",
+    "CreatedAt",
+    "UpdatedAt",
+    "FinishedAt",
+    "NextAttemptAt",
+    "Result",
+    "Error",
+)
 
 
 def report_from_row(row: dict[str, Any]) -> JobReport:

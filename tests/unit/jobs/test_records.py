@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bcjobs import ErrorInfo, ItemOutcome, Job, JobState, ResultSummary
-from bcjobs.rows import JOB_ROW, AuditedInteraction, audit_column
+from bcjobs.rows import JOB_ROW, REPORT_COLUMNS, AuditedInteraction, audit_column, report_from_row
 from shared.jobs.records import JobRecord, from_row, request_hash, summary_of, to_row
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -140,6 +140,21 @@ def test_a_row_leaves_out_unset_columns() -> None:
     assert "Result" not in row
     assert "LeaseHolder" not in row
     assert from_row(row, "e") == record_of(job(operation="list", entitySet="customers", jobId="x"))
+
+
+def test_a_listing_selects_every_column_the_report_reads_and_not_the_audit() -> None:
+    """bcjobs' list reads REPORT_COLUMNS only: the report from them is the report from the whole row."""
+    finished = replace(
+        record_of(CREATE).claimed("a", NOW, LEASE).moved(JobState.FAILED, NOW, attempts=1),
+        next_attempt_at=NOW,
+        result=ResultSummary(count=1),
+        error=ErrorInfo(code="bc_validation", message="bad"),
+        audit=audit_column(None, [AuditedInteraction(attempt=1, sequence=1, method="GET", path="/c")]),
+    )
+    row = to_row(finished)
+    selected = {key: value for key, value in row.items() if key in REPORT_COLUMNS}
+    assert report_from_row(selected) == report_from_row(row)
+    assert set(row) - set(REPORT_COLUMNS) >= {"Audit", "RequestHash", "Runs"}
 
 
 def test_the_report_is_what_the_row_says() -> None:
