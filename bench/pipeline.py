@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bcjobs import JOBS_QUEUE
-from bench.procstats import busy_share, cpu_seconds, machine_cpu, peak_rss_mib
+from bench.procstats import busy_share, cpu_seconds, machine_cpu, own_cpu_seconds, peak_rss_mib
 from bench.world import JOIN_DELAY_SECONDS, BenchWorld, Sample, ok_requests, requests_by_status, unique_prefix
 from localworld.proxy import background_calls, split_calls
 
 PRODUCT_APP = "function_app:app"
+CAPACITY_FUNCTIONS = ("jobs_process", "jobs_poison")
 PROXY_ONLY = ("storage_calls", "invocations_per_job", "sent_back_per_job", "receives_per_job")
 
 
@@ -176,8 +177,21 @@ def queue_figures(calls: dict[str, int], done: int) -> dict[str, Any]:
     }
 
 
+def _cpu(world: BenchWorld, pid: int) -> dict[str, float]:
+    """CPU seconds so far of devhost's own process (`host`), of its function workers (`workers`, the processes that
+    run the product's code: its descendants), of the sandbox and of each Azurite service."""
+    host, tree = own_cpu_seconds(pid), cpu_seconds(pid)
+    found = {"host": host, "workers": tree - host, "sandbox": cpu_seconds(world.sandbox.pid)}
+    return found | {name: cpu_seconds(p) for name, p in world.azurite_pids.items()}
+
+
 def capacity(world: BenchWorld, jobs: int = 5000, measure_seconds: float = 20.0) -> dict[str, Any]:
-    """One worker process, BC unlimited and instant, storage direct: jobs/s and CPU ms per job."""
+    """One worker process, BC unlimited and instant, storage direct: jobs/s and CPU ms per job.
+
+    devhost serves the jobs' functions only (CAPACITY_FUNCTIONS): a timer's first run starts a worker process of its
+    own (its import is about 0.4 CPU s), which landing in the window or not swung the figure by a millisecond per
+    job. The function workers' CPU is split from devhost's own, the part the .NET Functions host does in Azure;
+    `worker_cpu_ms_per_job` keeps the earlier reports' meaning (both)."""
     world.reset(rate_limit=1_000_000_000, window_seconds=300, latency_ms=0.0, max_in_flight=5)
     prefix = unique_prefix("c")
     settings = world.app_settings(prefix, proxied=False, BC_RATE_LIMIT_REQUESTS="1000000000")
@@ -186,37 +200,31 @@ def capacity(world: BenchWorld, jobs: int = 5000, measure_seconds: float = 20.0)
     ):  # the worker dumps a cProfile (devhost/worker.py)
         settings["BENCH_PROFILE_DIR"] = os.path.abspath(profile_dir)
     world.enqueue(world.get_jobs(jobs, prefix))
-    with world.instances(settings, 1) as pool:
+    with world.instances(settings, 1, functions=CAPACITY_FUNCTIONS) as pool:
         pid = pool.pids[0]
         deadline = time.monotonic() + 60
         while ok_requests(world.sandbox.stats()) < 100 and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(2.0)  # past the first batches
-        cpu_before, sandbox_before = cpu_seconds(pid), cpu_seconds(world.sandbox.pid)
-        azurite_before = {name: cpu_seconds(p) for name, p in world.azurite_pids.items()}
-        machine_before = machine_cpu()
-        first = world.sample()
+        before, machine_before, first = _cpu(world, pid), machine_cpu(), world.sample()
         time.sleep(measure_seconds)
-        last = world.sample()
-        machine_after = machine_cpu()
-        cpu_after, sandbox_after = cpu_seconds(pid), cpu_seconds(world.sandbox.pid)
-        azurite_after = {name: cpu_seconds(p) for name, p in world.azurite_pids.items()}
+        last, machine_after, after = world.sample(), machine_cpu(), _cpu(world, pid)
         rss = peak_rss_mib(pid)
     done = ok_requests(last.stats) - ok_requests(first.stats)
     seconds = last.at - first.at
+    used = {name: after[name] - before[name] for name in after}
+    per_job = {name: round(1000 * value / done, 2) if done else None for name, value in used.items()}
+    both = used["host"] + used["workers"]
     return {
         "jobs_per_second": round(done / seconds, 1),
-        "worker_cpu_ms_per_job": round(1000 * (cpu_after - cpu_before) / done, 2) if done else None,
-        "worker_cpu_share": round((cpu_after - cpu_before) / seconds, 2),
-        "sandbox_cpu_ms_per_job": round(1000 * (sandbox_after - sandbox_before) / done, 2) if done else None,
-        "azurite_cpu_ms_per_job": {
-            name: round(1000 * (azurite_after[name] - azurite_before[name]) / done, 2)
-            for name in azurite_after
-        }
-        if done
-        else None,
+        "worker_cpu_ms_per_job": round(1000 * both / done, 2) if done else None,
+        "workers_cpu_ms_per_job": per_job["workers"],
+        "host_cpu_ms_per_job": per_job["host"],
+        "worker_cpu_share": round(both / seconds, 2),
+        "sandbox_cpu_ms_per_job": per_job["sandbox"],
+        "azurite_cpu_ms_per_job": {name: per_job[name] for name in world.azurite_pids} if done else None,
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "jobs_per_cpu_second": round(done / (cpu_after - cpu_before), 1) if cpu_after > cpu_before else None,
+        "jobs_per_cpu_second": round(done / both, 1) if both > 0 else None,
         "queue_drained": ok_requests(last.stats) >= jobs - 50,
         "measured_jobs": done,
         "measured_seconds": round(seconds, 1),

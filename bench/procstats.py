@@ -34,6 +34,16 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(child) for child in children(pid))
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the process alone (no descendant): devhost's own process, the part Azure's
+    Functions host (.NET) does in production (polling the queue, deleting messages, dispatching invocations)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile
+        return 0.0
+    return sum(int(value) for value in fields[11:13]) / _TICKS
+
+
 def _status_kib(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{key}:"):

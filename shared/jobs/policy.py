@@ -51,7 +51,7 @@ class JobPolicy:
     no_slot_delay_seconds: float = 5.0
     # Token validity: enough for the slowest request, plus this much per request the job may make.
     per_request_validity: timedelta = timedelta(seconds=2)
-    # What an invocation may still need after its budget: the items table, the row, the audit transaction and
+    # What an invocation may still need after its budget: the items table, the row with the run's audit and
     # the report, each with the storage SDK's own retries.
     record_allowance: timedelta = timedelta(minutes=1)
     # A continuation's delay: short (nothing is wrong), but long enough that the copy never overtakes this run's

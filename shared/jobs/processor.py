@@ -8,8 +8,9 @@ The queue is at-least-once; this is what makes one BC effect per job out of it:
   ambiguous, so the next run reconciles instead of writing again;
 - retries go back to the queue as a delayed copy *before* the row says `retry_scheduled`, so a row never points
   at a copy that does not exist; an early duplicate of a scheduled job is dropped, the copy will run it;
-- a run's audit is kept whatever becomes of its row write: in that write's entity-group transaction (one storage
-  call for both), or alone when the claim was lost (the transaction wrote nothing) or the run raised first;
+- a run's audit is kept whatever becomes of its row write: in that write (one storage call for both: the row's
+  Audit column, or audit rows in a transaction with it), or alone when the claim was lost (the write wrote
+  nothing) or the run raised first;
 - terminal rows name the message that finished them: if the report could not be sent, that message's
   redelivery sends it (and nothing else does);
 - a run never gets near host.json's functionTimeout (which restarts the whole worker, failing every job in flight
@@ -57,8 +58,8 @@ CLAIM_TRIES = 4  # the first try inserts; the others read, then compare-and-swap
 # an early duplicate would drop the job's only message; 2 s covers the skew, and a duplicate that arrives within it
 # merely runs the job a little early (the copy then finds it claimed or finished).
 EARLY_TOLERANCE = timedelta(seconds=2)
-# The audit of the run in this task that no storage call has kept yet: the run's row write takes it into its own
-# entity-group transaction (one call for both: issue 24), whichever path (finish, retry, park...) writes the row.
+# The audit of the run in this task that no storage call has kept yet: the run's row write keeps it (one call for
+# both: issue 24, JobStore.replace), whichever path (finish, retry, park...) writes the row.
 _unkept_audit: ContextVar[AuditBuffer | None] = ContextVar("bc_job_unkept_audit", default=None)
 
 
@@ -466,8 +467,8 @@ class JobProcessor:
         return FINISHED[state]
 
     async def _write_row(self, record: JobRecord) -> JobRecord | None:
-        """Write the job's row over the claimed one (its result bounded first), with the run's audit rows in the
-        same entity-group transaction (one storage call); None when the claim was lost (the audit is kept)."""
+        """Write the job's row over the claimed one (its result bounded first) with the run's audit, one storage
+        call (JobStore.replace); None when the claim was lost (the audit is kept)."""
         if needs_bounding(record.result) and record.result is not None:
             # Too large for the row and the report: the full item list first (a row that says `itemsTruncated`
             # always has it behind it; a failure here raises like a failed row write), then the bounded row.

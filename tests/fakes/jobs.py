@@ -23,8 +23,9 @@ class MemoryJobStore:
     """Job rows kept as Table entities (to_row) with an ETag each; a lost race comes back as None.
 
     `fail_next[method]` holds what the next calls of that method ("get", "insert", "replace") do, one entry
-    per call: raise that error, or pass when None; `outage` makes every call fail. Audit rows given with a replace
-    go to `audit` in the same write, as the table's entity-group transaction does (shared.jobs.records).
+    per call: raise that error, or pass when None; `outage` makes every call fail. The audit given with a replace
+    goes to `audit` in the same write, atomic as the table's write (its Audit column or a transaction) is
+    (shared.jobs.records).
     """
 
     def __init__(self, audit: MemoryAuditLog | None = None) -> None:
@@ -125,7 +126,7 @@ class MemoryAuditLog:
         self.keep(job_id, interactions)
 
     def keep(self, job_id: str, interactions: Sequence[AuditedInteraction]) -> None:
-        """The rows' upsert, without the failure hooks (the job store's transaction writes them too)."""
+        """The rows' upsert, without the failure hooks (the job store's write keeps them too)."""
         rows = self._rows.setdefault(job_id, {})
         for interaction in interactions:
             rows[audit_row_key(interaction.attempt, interaction.sequence)] = interaction
