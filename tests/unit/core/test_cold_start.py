@@ -87,6 +87,17 @@ def test_import_function_app_builds_no_job_model_and_loads_no_opentelemetry() ->
     assert loaded == []
 
 
+def test_import_function_app_never_looks_for_a_pydantic_plugin() -> None:
+    """The settings models are built at import; pydantic's plugin discovery (a scan of every installed
+    distribution's entry points, about 15 ms) never runs: shared.settings.model sets PYDANTIC_DISABLE_PLUGINS."""
+    probe = (
+        "import json, function_app\n"
+        "from pydantic.plugin import _loader\n"
+        "print(json.dumps(['discovered' if _loader._plugins is not None else 'never looked']))"
+    )
+    assert modules_after(probe) == ["never looked"]
+
+
 def test_import_bcjobs_alone_loads_no_pydantic() -> None:
     """An app that reads the queue names (`import bcjobs`) pays for no model."""
     probe = (
