@@ -89,6 +89,7 @@ class SharedThrottle:
         self._last_success: float | None = None
         self._last_known_members, self._in_flight = 1, 0
         self._changed = asyncio.Event()  # replaced (after being set) on every change a waiter may care about
+        self._timer: tuple[float, asyncio.Task[None]] | None = None  # `_wake_at`'s: when, and its task
         # One compare-and-swap at a time (so the view kept is the newest); one permit taking the pace at a time.
         self._cas_lock, self._pace_lock = asyncio.Lock(), asyncio.Lock()
         self._tat = 0.0  # GCRA theoretical arrival time of the next paced start
@@ -207,6 +208,8 @@ class SharedThrottle:
         """Stop the heartbeat and leave the row, so the others take over this share at once."""
         self._closed = True
         self._signal_change()
+        if self._timer is not None:
+            self._timer[1].cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)  # its failure was logged already
@@ -308,19 +311,38 @@ class SharedThrottle:
         self._changed = asyncio.Event()
 
     async def _wait_for_change(self, limit: float | None = None) -> None:
-        """Until something signals a change, the share may change by time alone, or `limit` s passed."""
-        changed = asyncio.create_task(self._changed.wait())
-        waits: set[asyncio.Task[object]] = {changed}
-        if (at := self._next_timed_change()) is not None:
-            limit = min(limit, at - self._clock.time()) if limit is not None else at - self._clock.time()
-        if limit is not None:
-            waits.add(asyncio.create_task(self._clock.sleep(limit)))
+        """Until something signals a change, the share may change by time alone, or `limit` s passed.
+
+        Without `limit` (a permit waiting for a slot: up to a batch's deliveries at once, each woken by every
+        slot given back) the waiter awaits the event alone and one timer shared by all signals the share's timed
+        change (`_wake_at`): two tasks per waiter and wake-up cost a third of a job's throttle CPU (issue 24)."""
+        at = self._next_timed_change()
+        if limit is None:
+            changed = self._changed
+            if at is not None:
+                self._wake_at(at)
+            await changed.wait()
+            return
+        limit = min(limit, at - self._clock.time()) if at is not None else limit
+        waits = {asyncio.create_task(self._changed.wait()), asyncio.create_task(self._clock.sleep(limit))}
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in waits:
                 task.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+
+    def _wake_at(self, at: float) -> None:
+        """Signal a change at `at` (one timer for every waiter: an earlier one replaces a later one)."""
+        if self._timer is not None and not self._timer[1].done() and self._timer[0] <= at:
+            return
+        if self._timer is not None:
+            self._timer[1].cancel()
+        self._timer = (at, asyncio.create_task(self._signal_at(at)))
+
+    async def _signal_at(self, at: float) -> None:
+        await self._clock.sleep(at - self._clock.time())
+        self._signal_change()
 
     def _next_timed_change(self) -> float | None:
         """The next time this member's share changes without any heartbeat (None: only events change it)."""
