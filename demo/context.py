@@ -90,6 +90,7 @@ class DemoContext:
     workers: InstancePool | None = None
     proxies: tuple[CountingProxy, CountingProxy] | None = None  # queue, table
     log_dir: Path | None = None
+    failed: bool = False  # a step failed: the workers' logs are kept (demo.steps._keep_logs)
     base_url: str = ""
     function_key: str = field(default="", repr=False)
     sandbox_env: dict[str, str] = field(default_factory=dict, repr=False)

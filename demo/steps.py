@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,7 @@ from localworld.sandbox import SandboxProcess
 from localworld.world import start_proxies
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+KEPT_LOGS = REPO_ROOT / ".local" / "demo-logs"  # a failed demo's workers' logs (.local is not committed)
 # Retries and authorization re-checks in seconds rather than minutes, so a run under faults ends in time.
 FAST_RETRIES = {
     "BC_JOB_BACKOFF_BASE_SECONDS": "1",
@@ -130,7 +132,7 @@ def start_workers(context: DemoContext) -> str:
     if context.proxies is None:
         raise DemoError("the storage proxy is not running")
     log_dir = Path(context.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="devhost-demo-")))
-    context.log_dir = log_dir
+    keep_logs_on_failure(context, log_dir)
     pool = InstancePool({}, log_dir, count=context.options.workers)
     if context.options.mode == "s2s":
         settings = _infra_settings(context, pool, context.proxies)
@@ -312,6 +314,7 @@ def run(
             except Exception as exc:
                 out(f"[{number}/{len(steps)}] {step.__name__}: FAILED - {exc}")
                 failure = f"demo failed at step '{step.__name__}' ({title})"
+                context.failed = True
                 break
             out(
                 f"[{number}/{len(steps)}] {step.__name__} ({time.monotonic() - step_started:.1f}s): {outcome}"
@@ -332,6 +335,25 @@ def run(
         if options.keep and context.azurite is not None:
             _keep(context, out)
     return 1 if failure else 0
+
+
+def keep_logs_on_failure(context: DemoContext, log_dir: Path) -> None:
+    """The workers log to `log_dir`; if a step fails, the logs are copied to KEPT_LOGS when the demo cleans up
+    (registered before the workers' stop, so it runs after it, and before the folder goes)."""
+    context.log_dir = log_dir
+    context.cleanup.callback(_keep_logs, context)
+
+
+def _keep_logs(context: DemoContext) -> None:
+    """A failed demo keeps its workers' logs (redacted as every log is: step `logs_and_records_hold_no_secret`),
+    which its temporary folder would take with it, and says where."""
+    if not context.failed or context.log_dir is None:
+        return
+    kept = KEPT_LOGS / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    shutil.copytree(context.log_dir, kept)
+    context.out(
+        f"the workers' logs are kept in {kept} (worker-N.log: what each worker process did, and when)"
+    )
 
 
 def _keep(context: DemoContext, out: Callable[[str], None]) -> None:

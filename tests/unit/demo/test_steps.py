@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from demo import steps
 from demo.context import DemoContext, DemoError
-from demo.steps import run
+from demo.steps import keep_logs_on_failure, run
 
 
 def test_failing_step_stops_the_demo_with_a_clear_message_and_cleans_up() -> None:
@@ -40,3 +45,36 @@ def test_passing_steps_print_one_line_each() -> None:
     assert transcript[1].startswith("[1/1] <lambda> (")
     assert transcript[1].endswith("): answer 42")
     assert transcript[-1].startswith("demo passed")
+
+
+@pytest.mark.parametrize("fails", [True, False], ids=["failed", "passed"])
+def test_a_failed_demo_keeps_its_workers_logs_and_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    """The workers' log folder is temporary; when a step fails its logs are copied out first, a pass keeps none."""
+    monkeypatch.setattr(steps, "KEPT_LOGS", tmp_path / "kept")
+    logs = tmp_path / "workers"
+
+    def start(context: DemoContext) -> str:
+        """Start the workers."""
+        logs.mkdir()
+        (logs / "worker-1.log").write_text("jobs_process: took bc-jobs message 1\n", encoding="utf-8")
+        keep_logs_on_failure(context, logs)
+        return "started"
+
+    def check(context: DemoContext) -> str:
+        """Check the feed."""
+        if fails:
+            raise DemoError("the events did not arrive")
+        return "ok"
+
+    transcript: list[str] = []
+    run([start, check], out=transcript.append)
+    kept = list((tmp_path / "kept").glob("*/worker-1.log"))
+    if fails:
+        assert [path.read_text(encoding="utf-8") for path in kept] == [
+            "jobs_process: took bc-jobs message 1\n"
+        ]
+        assert f"the workers' logs are kept in {kept[0].parent}" in transcript[-1]
+    else:
+        assert kept == []
