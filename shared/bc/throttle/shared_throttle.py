@@ -70,6 +70,7 @@ class SharedThrottle:
     """Keeps one identity's requests under BC's rate and concurrency limits across processes."""
 
     _task: asyncio.Task[None] | None  # the heartbeat loop, while it runs
+    _timer: tuple[float, asyncio.Task[None]] | None = None  # `_wake_at`'s timer: when it signals, and its task
 
     def __init__(
         self,
@@ -89,7 +90,6 @@ class SharedThrottle:
         self._last_success: float | None = None
         self._last_known_members, self._in_flight = 1, 0
         self._changed = asyncio.Event()  # replaced (after being set) on every change a waiter may care about
-        self._timer: tuple[float, asyncio.Task[None]] | None = None  # `_wake_at`'s: when, and its task
         # One compare-and-swap at a time (so the view kept is the newest); one permit taking the pace at a time.
         self._cas_lock, self._pace_lock = asyncio.Lock(), asyncio.Lock()
         self._tat = 0.0  # GCRA theoretical arrival time of the next paced start
