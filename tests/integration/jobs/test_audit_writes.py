@@ -68,6 +68,15 @@ def kept(log: list[AuditedInteraction]) -> list[tuple[int, int]]:
     return [(i.attempt, i.sequence) for i in log]
 
 
+@pytest.fixture
+async def stores(tables: tuple[TableClient, TableClient, TableClient]) -> tuple[TableJobStore, TableAuditLog]:
+    """The job store and the audit log on the test's tables (the ones this version writes created)."""
+    jobs, earlier, items = tables
+    log = TableAuditLog(jobs, earlier, items)
+    await log.ensure()
+    return TableJobStore(jobs), log
+
+
 async def claimed(store: TableJobStore, job_id: str) -> JobRecord:
     record = JobRecord(job_id=job_id, state=JobState.RUNNING, created_at=NOW, updated_at=NOW, deadline=NOW)
     inserted = await store.insert(dataclasses.replace(record, deadline=NOW + timedelta(hours=1), runs=1))
@@ -76,11 +85,11 @@ async def claimed(store: TableJobStore, job_id: str) -> JobRecord:
 
 
 async def test_a_runs_audit_that_fits_is_kept_in_the_rows_one_plain_write_and_carried_by_later_writes(
-    tables: tuple[TableClient, TableClient, TableClient], calls: Calls
+    tables: tuple[TableClient, TableClient, TableClient],
+    stores: tuple[TableJobStore, TableAuditLog],
+    calls: Calls,
 ) -> None:
-    jobs, earlier, items = tables
-    store, log = TableJobStore(jobs), TableAuditLog(jobs, earlier, items)
-    await log.ensure()
+    jobs, (store, log) = tables[0], stores
     record = await claimed(store, "j-1")
     calls.sent.clear()
     written = await store.replace(record.moved(JobState.RETRY_SCHEDULED, NOW), interactions(1, AUDIT_ROOM))
@@ -97,11 +106,11 @@ async def test_a_runs_audit_that_fits_is_kept_in_the_rows_one_plain_write_and_ca
 
 
 async def test_a_runs_audit_past_the_columns_budget_goes_as_audit_rows_in_one_transaction(
-    tables: tuple[TableClient, TableClient, TableClient], calls: Calls
+    tables: tuple[TableClient, TableClient, TableClient],
+    stores: tuple[TableJobStore, TableAuditLog],
+    calls: Calls,
 ) -> None:
-    jobs, earlier, items = tables
-    store, log = TableJobStore(jobs), TableAuditLog(jobs, earlier, items)
-    await log.ensure()
+    jobs, (store, log) = tables[0], stores
     long_path = "/companies(x)/customers" + "/x" * 1000  # about 2 KB an interaction
     record = await claimed(store, "j-4")
     first = await store.replace(record.moved(JobState.RETRY_SCHEDULED, NOW), interactions(1, 13, long_path))
@@ -120,12 +129,10 @@ async def test_a_runs_audit_past_the_columns_budget_goes_as_audit_rows_in_one_tr
 
 @pytest.mark.parametrize("path", ["/c", "/c" + "/x" * 8_000], ids=["in the column", "as audit rows"])
 async def test_a_stale_claim_writes_neither_the_row_nor_the_audit(
-    tables: tuple[TableClient, TableClient, TableClient], path: str
+    stores: tuple[TableJobStore, TableAuditLog], path: str
 ) -> None:
     """Azurite honours If-Match on a replace and inside an entity-group transaction, and the transaction is atomic."""
-    jobs, earlier, items = tables
-    store, log = TableJobStore(jobs), TableAuditLog(jobs, earlier, items)
-    await log.ensure()
+    store, log = stores
     record = await claimed(store, "j-2")
     taken = await store.replace(record.moved(JobState.RETRY_SCHEDULED, NOW))
     assert taken is not None
@@ -138,12 +145,10 @@ async def test_a_stale_claim_writes_neither_the_row_nor_the_audit(
 
 
 async def test_the_audit_is_read_from_the_jobs_partition_and_the_earlier_table(
-    tables: tuple[TableClient, TableClient, TableClient],
+    tables: tuple[TableClient, TableClient, TableClient], stores: tuple[TableJobStore, TableAuditLog]
 ) -> None:
     """Rows an earlier version wrote to `jobaudit` stay readable beside the new ones; no earlier table: none."""
-    jobs, earlier, items = tables
-    store, log = TableJobStore(jobs), TableAuditLog(jobs, earlier, items)
-    await log.ensure()
+    earlier, (store, log) = tables[1], stores
     record = await claimed(store, "j-3")
     assert await log.read("j-3") == []  # the earlier table does not exist
     await earlier.create_table()
