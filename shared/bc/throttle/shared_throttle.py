@@ -70,7 +70,7 @@ class SharedThrottle:
     """Keeps one identity's requests under BC's rate and concurrency limits across processes."""
 
     _task: asyncio.Task[None] | None  # the heartbeat loop, while it runs
-    _timer: tuple[float, asyncio.Task[None]] | None = None  # `_wake_at`'s timer: when it signals, and its task
+    _timer: tuple[float, asyncio.Task[None]] | None = None  # `_wake_at`'s: when it signals, its task
 
     def __init__(
         self,
