@@ -19,29 +19,30 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _stat_seconds(pid: int, fields: int) -> float:
+    """The sum of /proc/<pid>/stat's first `fields` CPU fields, in seconds: utime and stime (2), then cutime and
+    cstime (4: its children that ended and were waited for); 0 when the process ended meanwhile."""
+    try:
+        values = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile
+        return 0.0
+    # After the command name: state is field 3, utime 14 ... cstime 17 (proc(5)), so indexes 11 to 14 here.
+    return sum(int(value) for value in values[11 : 11 + fields]) / _TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds the process and its descendants have used so far.
 
     Descendants count because devhost runs each function group in a worker process of its own; a child that ended
     and was waited for is in the parent's cutime/cstime (fields 16, 17), a live one is read itself.
     """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # ended meanwhile
-        return 0.0
-    # After the command name: state is field 3, utime 14 ... cstime 17 (proc(5)), so indexes 11 to 14 here.
-    own = sum(int(value) for value in fields[11:15]) / _TICKS
-    return own + sum(cpu_seconds(child) for child in children(pid))
+    return _stat_seconds(pid, 4) + sum(cpu_seconds(child) for child in children(pid))
 
 
 def own_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of the process alone (no descendant): devhost's own process, the part Azure's
     Functions host (.NET) does in production (polling the queue, deleting messages, dispatching invocations)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # ended meanwhile
-        return 0.0
-    return sum(int(value) for value in fields[11:13]) / _TICKS
+    return _stat_seconds(pid, 2)
 
 
 def _status_kib(pid: int, key: str) -> int:
