@@ -16,9 +16,10 @@ from shared.jobs.front_door import (
     submit_jobs,
     valid_job_id,
 )
-from shared.jobs.processor import Delivery, Handled, JobProcessor
+from shared.jobs.processor import SELF_LOGGED, Delivery, Handled, JobProcessor
 
 __all__ = [
+    "SELF_LOGGED",
     "AmbiguousWriteError",
     "DeadLetters",
     "Delivery",

@@ -94,6 +94,23 @@ class Handled(StrEnum):
     DEFERRED = "deferred"  # its budget's backlog in this process was full: the job went back to the queue
 
 
+# The deliveries the processor logs itself, at INFO or above: `jobs.finished` or `jobs.claim_lost`,
+# `jobs.retry_scheduled` or `jobs.identity_moved`, `jobs.continued`, `jobs.waiting_for_authorization`. The
+# trigger's own `jobs.delivery` line is DEBUG for these, so a job's usual path writes one trace, not two: each is an
+# Application Insights record the customer pays for, and a frame the worker sends to the host. The functional
+# tests' Pipeline.deliver checks that every such delivery did log.
+SELF_LOGGED: frozenset[Handled] = frozenset(
+    {
+        Handled.SUCCEEDED,
+        Handled.FAILED,
+        Handled.EXPIRED,
+        Handled.RETRY_SCHEDULED,
+        Handled.CONTINUED,
+        Handled.WAITING_FOR_AUTHORIZATION,
+    }
+)
+
+
 # The job states a delivery can finish a job in, and what the delivery reports for each. Spelled out rather than
 # `Handled(state.value)`: the two enums share strings today, and a new state must choose its answer here.
 # `dead_lettered` is missing on purpose: only the poison handler (deadletter.py) writes it.

@@ -44,11 +44,12 @@ def _delivery(message: func.QueueMessage) -> Delivery:
 async def jobs_process(message: func.QueueMessage) -> None:
     """Run one job delivery."""
     # imported when it runs, not at the cold start (the host imports every trigger module to index it)
-    from shared.jobs import job_services
+    from shared.jobs import SELF_LOGGED, job_services
 
     services = await job_services()
     handled = await services.processor.handle(_delivery(message))
-    logger.info(
+    logger.log(
+        logging.DEBUG if handled in SELF_LOGGED else logging.INFO,  # processor.py SELF_LOGGED says why
         "delivery %s: %s",
         message.id,
         handled.value,

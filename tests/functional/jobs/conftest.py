@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
 
 from bcjobs import JobState
-from shared.jobs import DeadLetters, Delivery, Handled, JobProcessor
+from shared.jobs import SELF_LOGGED, DeadLetters, Delivery, Handled, JobProcessor
 from shared.jobs.fairness import NO_BACKLOG, Backlog
 from shared.jobs.policy import JobPolicy
 from shared.jobs.records import JobRecord
@@ -19,6 +20,17 @@ from tests.fakes.jobs import MemoryAuditLog, MemoryJobQueues, MemoryJobStore
 from tests.functional.jobs.fakes import FakeTokens, ScriptedRunner
 
 REQUEST_TIMEOUT = timedelta(seconds=100)
+
+
+class _Events(logging.Handler):
+    """The events shared.jobs logged at INFO or above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.events: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.append(str(getattr(record, "event", record.getMessage())))
 
 
 @dataclass
@@ -60,8 +72,19 @@ class Pipeline:
     async def deliver(
         self, text: str, message_id: str = "m1", *, process_id: str = "worker-a", dequeue_count: int = 1
     ) -> Handled:
-        """What the trigger does with one message."""
-        return await self.processor(process_id).handle(Delivery(message_id, text, dequeue_count))
+        """What the trigger does with one message; a delivery the trigger logs at DEBUG must have logged itself."""
+        logged = _Events()
+        source = logging.getLogger("shared.jobs")
+        level = source.level
+        source.addHandler(logged)
+        source.setLevel(min(logging.INFO, source.getEffectiveLevel()))
+        try:
+            handled = await self.processor(process_id).handle(Delivery(message_id, text, dequeue_count))
+        finally:
+            source.setLevel(level)
+            source.removeHandler(logged)
+        assert handled not in SELF_LOGGED or logged.events, f"{handled} left no INFO record of its own"
+        return handled
 
     async def deliver_copy(self, message_id: str, *, index: int = -1) -> Handled:
         """Deliver a requeued copy once its delay has passed."""
