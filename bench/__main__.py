@@ -1,5 +1,5 @@
 """`python -m bench all | throttle --processes N [...] | instances [--processes N] | fairness [...] | tokens |
-connections [--count N] | feed-priority | identities | capacity`: run benchmarks, print figures as one JSON object."""
+connections [--count N] | feed-priority | identities | capacity | transport`: run benchmarks, print figures as one JSON object."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bench.fairness import SANDBOX_FLAGS, Fairness, fairness
 from bench.instances import many_instances
 from bench.pipeline import capacity
 from bench.throttle import ThrottleBench, run
+from bench.transport import transport_cost
 from bench.world import BenchWorld
 
 
@@ -62,6 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     connections.add_argument("--count", type=int, default=100)
     benches.add_parser("capacity", help="one worker, BC unlimited: jobs/s and worker CPU ms per job alone")
     benches.add_parser(
+        "transport", help="CPU per BC request: httpx's own transport beside the product's aiohttp one"
+    )
+    benches.add_parser(
         "all", help="every figure of the report (make bench); writes bench/results/latest.json"
     )
     return parser.parse_args(argv)
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.bench == "capacity":
         with BenchWorld.started() as world:
             print(json.dumps(capacity(world)))
+        return 0
+    if args.bench == "transport":
+        with BenchWorld.started() as world:
+            print(json.dumps(transport_cost(world)))
         return 0
     if args.bench == "instances":
         with BenchWorld.started() as world:

@@ -31,6 +31,7 @@ from bench.connections import connection_scale
 from bench.fairness import SANDBOX_FLAGS, fairness
 from bench.pipeline import Throughput, capacity, throughput
 from bench.token_lifetimes import token_lifetimes
+from bench.transport import transport_cost
 from bench.world import BenchWorld, unique_prefix
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -148,6 +149,8 @@ def run(measure_seconds: float = 40.0) -> dict[str, Any]:
         _step(report, "token_lifetimes", started)
         report["capacity"] = capacity(world)
         _step(report, "capacity", started)
+        report["transport"] = transport_cost(world)
+        _step(report, "transport", started)
         report["connections"] = connection_scale(world)
         _step(report, "connections", started)
         report["fairness"] = fairness(world)
@@ -224,6 +227,8 @@ def cheaper_jobs(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "value": capacity_figures["worker_cpu_ms_per_job"],
             "function_workers": capacity_figures["workers_cpu_ms_per_job"],
             "devhost_host": capacity_figures["host_cpu_ms_per_job"],
+            "bc_request_httpx_transport": report["transport"]["httpx_cpu_ms_per_request"],
+            "bc_request_product_transport": report["transport"]["aiohttp_cpu_ms_per_request"],
             "target": "<= 5",
         },
         "key_vault_reads_per_lifetime_per_process": {

@@ -14,6 +14,7 @@ from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from shared.bc.sender import Recorder, RequestSender, Throttle, user_agent
 from shared.bc.throttle import HEARTBEAT_SECONDS, CoordinationStore, SharedThrottle, ThrottleConfig
 from shared.bc.throttle.table_store import partition_key_for
+from shared.bc.transport import AiohttpTransport
 from shared.clock import Clock
 from shared.connections.connection import (
     PRIMARY_IDENTITY,
@@ -92,7 +93,8 @@ def build_throttle(
 def http_client_from_settings(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """An httpx client trusting LOCAL_CA_BUNDLE when set (local sandbox), the system store otherwise."""
+    """An httpx client trusting LOCAL_CA_BUNDLE when set (local sandbox), the system store otherwise; on aiohttp
+    unless given a transport (shared/bc/transport.py says why)."""
     timeout = httpx.Timeout(
         settings.bc.request_timeout_seconds,
         connect=min(_CONNECT_TIMEOUT_SECONDS, settings.bc.request_timeout_seconds),
@@ -100,8 +102,9 @@ def http_client_from_settings(
     limits = httpx.Limits(
         max_connections=2 * settings.bc.max_in_flight, max_keepalive_connections=settings.bc.max_in_flight
     )
+    verify = httpx_verify(settings.local)
     return httpx.AsyncClient(
-        verify=httpx_verify(settings.local), timeout=timeout, limits=limits, transport=transport
+        verify=verify, timeout=timeout, limits=limits, transport=transport or AiohttpTransport(verify, limits)
     )
 
 
