@@ -50,9 +50,14 @@ def env_options(proxies: Mapping[str, str]) -> dict[str, Any]:
     are read through urllib, the same function aiohttp uses (helpers.proxies_from_env), not as app settings: they
     are the platform's, not the app's ("no" is NO_PROXY, not a proxy).
     """
-    if any(scheme != "no" and url for scheme, url in proxies.items()):
+    if names_proxy(proxies):
         return {}
     return {"use_env_settings": False}
+
+
+def names_proxy(proxies: Mapping[str, str]) -> bool:
+    """Whether `proxies` (urllib's getproxies()) names a proxy; "no" is NO_PROXY, not a proxy."""
+    return any(scheme != "no" and url for scheme, url in proxies.items())
 
 
 def _env_options() -> dict[str, Any]:

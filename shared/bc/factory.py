@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import urllib.request
 from datetime import timedelta
 from uuid import UUID
 
 import httpx
 
-from shared.azure_clients import httpx_verify
+from shared.azure_clients import httpx_verify, names_proxy
 from shared.bc.client import BusinessCentralClient
 from shared.bc.models import BcEndpoint
 from shared.bc.retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -94,7 +95,7 @@ def http_client_from_settings(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
     """An httpx client trusting LOCAL_CA_BUNDLE when set (local sandbox), the system store otherwise; on aiohttp
-    unless given a transport (shared/bc/transport.py says why)."""
+    (shared/bc/transport.py says why) unless given a transport or the environment names a proxy."""
     timeout = httpx.Timeout(
         settings.bc.request_timeout_seconds,
         connect=min(_CONNECT_TIMEOUT_SECONDS, settings.bc.request_timeout_seconds),
@@ -103,9 +104,11 @@ def http_client_from_settings(
         max_connections=2 * settings.bc.max_in_flight, max_keepalive_connections=settings.bc.max_in_flight
     )
     verify = httpx_verify(settings.local)
-    return httpx.AsyncClient(
-        verify=verify, timeout=timeout, limits=limits, transport=transport or AiohttpTransport(verify, limits)
-    )
+    # httpx mounts the environment's proxies only on its own transport (AsyncClient: `allow_env_proxies = trust_env
+    # and transport is None`), so a deployment behind a proxy keeps it.
+    if transport is None and not names_proxy(urllib.request.getproxies()):
+        transport = AiohttpTransport(verify, limits)
+    return httpx.AsyncClient(verify=verify, timeout=timeout, limits=limits, transport=transport)
 
 
 def build_client(

@@ -1,9 +1,10 @@
-"""httpx's transport interface on aiohttp: the BC client keeps httpx's API, and its requests cost half the CPU.
+"""httpx's transport interface on aiohttp: the BC client keeps httpx's API, and its requests cost a third of the CPU.
 
 Why: in the capacity bench's profile the BC request was the largest share of a job's CPU, most of it httpcore, h11
 and anyio's TLS stream. A GET to the sandbox, five at a time, costs 1.6 ms of CPU through httpx's own transport
-and 0.7 ms through aiohttp (bench/README.md, "BC transport"), whose HTTP parser is C and whose TLS is asyncio's.
-aiohttp is already the transport of the product's Azure SDK clients.
+and about 0.6 ms through aiohttp (`python -m bench transport`), whose HTTP parser is C and whose TLS is asyncio's.
+aiohttp is already the transport of the product's Azure SDK clients. When the environment names a proxy
+(HTTP(S)_PROXY), the client keeps httpx's own transport, the one httpx mounts proxies on (shared/bc/factory.py).
 
 Why not the `httpx-aiohttp` package: its 0.2.0 maps every aiohttp ClientConnectionError to httpx.ConnectTimeout,
 a disconnect after the request went out included, so an ambiguous write would look unsent and be repeated.

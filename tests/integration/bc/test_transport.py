@@ -13,7 +13,9 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+from shared.bc.factory import http_client_from_settings
 from shared.bc.transport import AiohttpTransport
+from shared.settings import Settings
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=2)
@@ -157,3 +159,17 @@ async def test_a_request_that_gets_no_connection_in_time_is_a_connect_timeout_so
                 await http.get(url)
             holding.cancel()
     assert len(server.heads) == 1
+
+
+async def test_a_proxy_named_in_the_environment_still_carries_the_bc_clients_requests(
+    bc_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpx mounts its own proxy transport for what HTTP(S)_PROXY covers, as before the client moved to aiohttp."""
+    async with serving(answers_gzip) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with http_client_from_settings(bc_settings) as http:
+            answer = await http.get("http://bc.example/v2.0/companies")
+    assert answer.status_code == 200
+    assert proxy.heads[0].startswith(b"GET http://bc.example/v2.0/companies HTTP/1.1\r\n")
