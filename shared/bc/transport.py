@@ -17,8 +17,9 @@ What the sender needs from a transport is whether a failed request may have reac
 | ClientConnectorError (refused, DNS, TLS)  | ConnectError        | no                  |
 | SocketTimeoutError                        | ReadTimeout         | yes                 |
 | ServerDisconnectedError, ClientOSError    | RemoteProtocolError | yes                 |
+|   (before the answer's head)              |                     |                     |
 | any other TimeoutError                    | ReadTimeout         | yes                 |
-| any other ClientError                     | ReadError           | yes                 |
+| any other ClientError (a body cut short)  | ReadError           | yes                 |
 
 aiohttp sends GET, PUT and DELETE a second time, unasked, when the connection drops (IDEMPOTENT_METHODS and
 `retry_persistent_connection` in aiohttp/client.py). A hidden second DELETE would answer 404 for a record the first
