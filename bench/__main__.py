@@ -1,5 +1,6 @@
 """`python -m bench all | throttle --processes N [...] | instances [--processes N] | fairness [...] | tokens |
-connections [--count N] | feed-priority | identities | capacity | transport`: run benchmarks, print figures as one JSON object."""
+connections [--count N] | feed-priority | identities | capacity | transport`: run benchmarks, print figures as
+one JSON object."""
 
 from __future__ import annotations
 
