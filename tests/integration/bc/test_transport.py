@@ -23,13 +23,14 @@ QUERY = "$filter=displayName%20eq%20%27O%27%27Brien%20%2B%20Co%27&$top=2"
 
 
 class Server:
-    """A loopback HTTP/1.1 server whose every connection runs `reply`; it keeps each request's head."""
+    """A loopback HTTP/1.1 server whose every connection runs the reply `behaviour` makes for it; it keeps each
+    request's head."""
 
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
+    def __init__(self, behaviour: Callable[[Server], Reply]) -> None:
         self.heads: list[bytes] = []
         self.arrived = asyncio.Event()
         self.port = 0
+        self.reply = behaviour(self)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -45,9 +46,8 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(reply: Callable[[Server], Reply]) -> AsyncIterator[Server]:
-    server = Server(lambda r, w: asyncio.sleep(0))
-    server.reply = reply(server)
+async def serving(behaviour: Callable[[Server], Reply]) -> AsyncIterator[Server]:
+    server = Server(behaviour)
     listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
     server.port = listener.sockets[0].getsockname()[1]
     try:
